@@ -1,0 +1,173 @@
+//! Engine configuration: one serde struct, kebab-case keys, every field defaulted.
+//!
+//! `validate()` returns an error naming the key; there are no panicking setters.
+
+use std::path::PathBuf;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// When an append is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// Acknowledge after the group's data is on stable storage (`fdatasync`). The default.
+    #[default]
+    SyncData,
+    /// Acknowledge after the write reaches the OS page cache; a power loss can lose the most
+    /// recent commits (never tear one: recovery drops incomplete commits whole).
+    Buffered,
+}
+
+/// What opening a log does with damage it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecoveryMode {
+    /// Truncate a torn tail of the active segment (an incomplete last write, with nothing valid
+    /// after it); every other inconsistency is an error. The default.
+    #[default]
+    TolerateTornTail,
+    /// Any damage at all, including a torn tail, is an error; nothing is truncated.
+    Strict,
+}
+
+/// Which I/O backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum IoBackendChoice {
+    /// io_uring when the kernel allows it, else std. The default.
+    #[default]
+    Auto,
+    /// Positional reads and writes with std.
+    Std,
+    /// io_uring; opening fails if the kernel does not allow it.
+    IoUring,
+}
+
+/// Engine configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// The data directory. Default `./data`.
+    pub data_dir: PathBuf,
+    /// When appends are acknowledged. Default `sync-data`.
+    pub durability: Durability,
+    /// What opening does with damage. Default `tolerate-torn-tail`.
+    pub recovery_mode: RecoveryMode,
+    /// I/O backend. Default `auto`.
+    pub io_backend: IoBackendChoice,
+    /// A segment is rolled and sealed once it holds this much. A single commit never spans
+    /// segments, so one larger commit makes one larger segment. Default 64 MiB, minimum 4 KiB.
+    pub segment_bytes_max: ByteSize,
+    /// Largest encoded event record. Default 8 MiB, minimum 1 KiB, at most 1 GiB.
+    pub record_bytes_max: ByteSize,
+    /// Largest encoded commit. Default 64 MiB, at least `record-bytes-max`.
+    pub commit_bytes_max: ByteSize,
+    /// Most bytes one group commit writes in one go; commits waiting beyond it form the next
+    /// group. Default 4 MiB, minimum 4 KiB.
+    pub group_bytes_max: ByteSize,
+    /// Uncompressed size of one zstd block in a sealed segment. Default 64 KiB, minimum 1 KiB.
+    pub seal_block_bytes: ByteSize,
+    /// zstd level for sealing. Default 3, range 1..=19.
+    pub seal_zstd_level: i32,
+    /// Whether full segments are sealed (compressed) in the background. Default true.
+    pub seal_enabled: bool,
+    /// The active segment keeps one sparse-index entry per this many bytes. Default 4 KiB,
+    /// minimum 256 B.
+    pub sparse_index_interval_bytes: ByteSize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            durability: Durability::SyncData,
+            recovery_mode: RecoveryMode::TolerateTornTail,
+            io_backend: IoBackendChoice::Auto,
+            segment_bytes_max: ByteSize::mib(64),
+            record_bytes_max: ByteSize::mib(8),
+            commit_bytes_max: ByteSize::mib(64),
+            group_bytes_max: ByteSize::mib(4),
+            seal_block_bytes: ByteSize::kib(64),
+            seal_zstd_level: 3,
+            seal_enabled: true,
+            sparse_index_interval_bytes: ByteSize::kib(4),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// A default configuration rooted at `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self { data_dir: data_dir.into(), ..Self::default() }
+    }
+
+    /// Checks every bound; the error names the key.
+    pub fn validate(&self) -> Result<()> {
+        fn bad(key: &'static str, reason: String) -> Result<()> {
+            Err(Error::InvalidConfig { key, reason })
+        }
+        if self.segment_bytes_max.as_u64() < 4096 {
+            return bad("segment-bytes-max", format!("{} is below 4 KiB", self.segment_bytes_max));
+        }
+        let record = self.record_bytes_max.as_u64();
+        if !(1024..=(1 << 30)).contains(&record) {
+            return bad("record-bytes-max", format!("{} is outside 1 KiB..=1 GiB", self.record_bytes_max));
+        }
+        if self.commit_bytes_max.as_u64() < record || self.commit_bytes_max.as_u64() > u64::from(u32::MAX) {
+            return bad(
+                "commit-bytes-max",
+                format!("{} must be at least record-bytes-max and below 4 GiB", self.commit_bytes_max),
+            );
+        }
+        if self.group_bytes_max.as_u64() < 4096 {
+            return bad("group-bytes-max", format!("{} is below 4 KiB", self.group_bytes_max));
+        }
+        if !(1024..=(64 << 20)).contains(&self.seal_block_bytes.as_u64()) {
+            return bad("seal-block-bytes", format!("{} is outside 1 KiB..=64 MiB", self.seal_block_bytes));
+        }
+        if !(1..=19).contains(&self.seal_zstd_level) {
+            return bad("seal-zstd-level", format!("{} is outside 1..=19", self.seal_zstd_level));
+        }
+        if self.sparse_index_interval_bytes.as_u64() < 256 {
+            return bad(
+                "sparse-index-interval-bytes",
+                format!("{} is below 256 B", self.sparse_index_interval_bytes),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        EngineConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let config = EngineConfig { seal_zstd_level: 40, ..EngineConfig::default() };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("seal-zstd-level"), "{err}");
+        let config = EngineConfig { segment_bytes_max: ByteSize::b(10), ..EngineConfig::default() };
+        assert!(config.validate().unwrap_err().to_string().contains("segment-bytes-max"));
+    }
+
+    #[test]
+    fn parses_kebab_case_with_readable_sizes() {
+        let config: EngineConfig = serde_json::from_str(
+            r#"{"segment-bytes-max":"16 MiB","durability":"buffered","io-backend":"std"}"#,
+        )
+        .unwrap();
+        assert_eq!(config.segment_bytes_max, ByteSize::mib(16));
+        assert_eq!(config.durability, Durability::Buffered);
+        assert_eq!(config.io_backend, IoBackendChoice::Std);
+        config.validate().unwrap();
+    }
+}

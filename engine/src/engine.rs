@@ -1,0 +1,221 @@
+//! The engine: a data directory of tenants, the I/O backend, and the sealer thread.
+//!
+//! Layout: `<data-dir>/LOCK` (held while open), `<data-dir>/tenants/<tenant>/logs/<scope>/`
+//! with the segment files of one log (engine/FORMAT.md §1).
+//!
+//! The sealer is one background thread per engine; it seals full segments one at a time, so
+//! sealing never takes more than one core, and its queue holds one small job per rolled
+//! segment. It stops when the engine drops; unsealed segments are queued again on reopen.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::Arc,
+    thread::JoinHandle,
+};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::{
+    config::EngineConfig,
+    error::{Error, Result},
+    ids::TenantId,
+    io::{select_backend, IoEngine},
+    log::SealJob,
+    tenant::Tenant,
+};
+
+/// What every tenant and log of an engine shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) io: Arc<dyn IoEngine>,
+    pub(crate) config: Arc<EngineConfig>,
+    pub(crate) sealer: Option<Sender<SealJob>>,
+}
+
+/// Sealing progress, for `wait_for_sealing` and error reporting.
+#[derive(Debug, Default)]
+struct SealProgress {
+    state: Mutex<SealState>,
+    idle: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct SealState {
+    busy: bool,
+    failures: Vec<String>,
+}
+
+/// An open engine.
+#[derive(Debug)]
+pub struct Engine {
+    shared: Arc<Shared>,
+    tenants: RwLock<HashMap<TenantId, Arc<Tenant>>>,
+    /// Dropping it tells the sealer to stop.
+    stop_tx: Option<Sender<()>>,
+    seal_progress: Arc<SealProgress>,
+    sealer_thread: Option<JoinHandle<()>>,
+    /// A receiver kept to see how many seal jobs are queued.
+    seal_queue: Receiver<SealJob>,
+    _lock: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl Engine {
+    /// Opens (or creates) the engine in `config.data_dir` with the configured I/O backend.
+    pub fn open(config: EngineConfig) -> Result<Engine> {
+        let io = select_backend(config.io_backend)?;
+        Self::open_with_io(config, io)
+    }
+
+    /// Opens the engine on a given I/O backend (tests use the fault-injecting one).
+    pub fn open_with_io(config: EngineConfig, io: Arc<dyn IoEngine>) -> Result<Engine> {
+        config.validate()?;
+        let data = config.data_dir.clone();
+        io.create_dir_all(&data.join("tenants")).map_err(|e| Error::io("create dir", &data, e))?;
+        let lock_path = data.join("LOCK");
+        let lock = io.lock_exclusive(&lock_path).map_err(|e| Error::io("lock", &lock_path, e))?;
+        // Unbounded, but holds one small job per rolled segment.
+        let (tx, rx) = crossbeam_channel::unbounded::<SealJob>();
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        let seal_progress = Arc::new(SealProgress::default());
+        let sealer_thread = if config.seal_enabled {
+            let rx = rx.clone();
+            let progress = Arc::clone(&seal_progress);
+            Some(
+                std::thread::Builder::new()
+                    .name("annals-sealer".into())
+                    .spawn(move || sealer_loop(&rx, &stop_rx, &progress))
+                    .map_err(|e| Error::io("spawn sealer thread", &data, e))?,
+            )
+        } else {
+            None
+        };
+        let sealer = config.seal_enabled.then(|| tx.clone());
+        let shared = Arc::new(Shared { io, config: Arc::new(config), sealer });
+        let engine = Engine {
+            shared,
+            tenants: RwLock::new(HashMap::new()),
+            stop_tx: Some(stop_tx),
+            seal_progress,
+            sealer_thread,
+            seal_queue: rx,
+            _lock: lock,
+        };
+        engine.load_tenants()?;
+        Ok(engine)
+    }
+
+    fn tenants_dir(&self) -> PathBuf {
+        self.shared.config.data_dir.join("tenants")
+    }
+
+    fn load_tenants(&self) -> Result<()> {
+        let dir = self.tenants_dir();
+        let names = self.shared.io.read_dir(&dir).map_err(|e| Error::io("read dir", &dir, e))?;
+        let mut tenants = self.tenants.write();
+        for name in names {
+            let id: TenantId = name.parse().map_err(|_| Error::Corruption {
+                path: dir.join(&name),
+                offset: 0,
+                what: "a tenant directory must be named by a UUID".into(),
+            })?;
+            tenants.insert(id, Arc::new(Tenant::new(id, dir.join(&name), Arc::clone(&self.shared))));
+        }
+        Ok(())
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    /// The I/O backend's name (`io_uring`, `std` or `fault`).
+    pub fn io_backend(&self) -> &'static str {
+        self.shared.io.name()
+    }
+
+    /// Creates a tenant; fails if it exists.
+    pub fn create_tenant(&self, id: TenantId) -> Result<Arc<Tenant>> {
+        let mut tenants = self.tenants.write();
+        if tenants.contains_key(&id) {
+            return Err(Error::TenantExists(id));
+        }
+        let dir = self.tenants_dir().join(id.to_string());
+        let io = &self.shared.io;
+        io.create_dir_all(&dir.join("logs")).map_err(|e| Error::io("create dir", &dir, e))?;
+        io.sync_dir(&dir).map_err(|e| Error::io("fsync dir", &dir, e))?;
+        let parent = self.tenants_dir();
+        io.sync_dir(&parent).map_err(|e| Error::io("fsync dir", &parent, e))?;
+        let tenant = Arc::new(Tenant::new(id, dir, Arc::clone(&self.shared)));
+        tenants.insert(id, Arc::clone(&tenant));
+        Ok(tenant)
+    }
+
+    /// The tenant `id`, or [`Error::TenantUnknown`].
+    pub fn tenant(&self, id: TenantId) -> Result<Arc<Tenant>> {
+        self.tenants.read().get(&id).cloned().ok_or(Error::TenantUnknown(id))
+    }
+
+    /// The tenant `id`, created if missing.
+    pub fn tenant_or_create(&self, id: TenantId) -> Result<Arc<Tenant>> {
+        match self.tenant(id) {
+            Err(Error::TenantUnknown(_)) => match self.create_tenant(id) {
+                Err(Error::TenantExists(_)) => self.tenant(id),
+                other => other,
+            },
+            other => other,
+        }
+    }
+
+    /// Every tenant, sorted.
+    pub fn tenants(&self) -> Vec<TenantId> {
+        let mut ids: Vec<TenantId> = self.tenants.read().keys().copied().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Blocks until every queued seal has run; returns the failures seen so far.
+    pub fn wait_for_sealing(&self) -> Vec<String> {
+        let mut state = self.seal_progress.state.lock();
+        while state.busy || !self.seal_queue.is_empty() {
+            self.seal_progress.idle.wait_for(&mut state, std::time::Duration::from_millis(50));
+        }
+        state.failures.clone()
+    }
+}
+
+fn sealer_loop(rx: &Receiver<SealJob>, stop: &Receiver<()>, progress: &SealProgress) {
+    loop {
+        let job = crossbeam_channel::select! {
+            recv(stop) -> _ => return,
+            recv(rx) -> job => match job {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        progress.state.lock().busy = true;
+        let result = job.log.seal(&job.raw);
+        let mut state = progress.state.lock();
+        state.busy = false;
+        if let Err(e) = result {
+            // The raw segment stays in place and readable; the next open queues it again.
+            tracing::warn!(error = %e, "sealing a segment failed");
+            state.failures.push(e.to_string());
+        }
+        drop(state);
+        progress.idle.notify_all();
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Disconnecting the stop channel ends the sealer after the seal it is running, if any;
+        // queued jobs are dropped and their segments are queued again on the next open.
+        self.stop_tx = None;
+        if let Some(handle) = self.sealer_thread.take() {
+            let _ = handle.join();
+        }
+        while self.seal_queue.try_recv().is_ok() {}
+    }
+}

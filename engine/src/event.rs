@@ -1,0 +1,494 @@
+//! The event record: what one committed event holds, and its payload codec.
+//!
+//! The payload is the body of a record frame (see `segment::format` and FORMAT.md §4). All
+//! integers are little-endian; strings are a `u32` byte length then UTF-8; UUIDs are 16 bytes
+//! in RFC 4122 order. The sequence number lives in the frame, not the payload.
+//!
+//! Invariants: `decode(encode(x)) == x` for every valid record; decoding never panics and
+//! rejects trailing bytes, truncation, bad UTF-8, unknown flag bits and unknown versions.
+
+use uuid::Uuid;
+
+use crate::ids::EventLogSequenceNumber;
+
+/// The payload encoding version written by this build.
+pub const RECORD_VERSION: u8 = 1;
+
+const FLAG_PUBLIC: u8 = 1 << 0;
+const FLAG_AGGREGATE: u8 = 1 << 1;
+const FLAG_EVENT_HORIZON: u8 = 1 << 2;
+const FLAG_SPAN_ID: u8 = 1 << 3;
+const FLAGS_KNOWN: u8 = FLAG_PUBLIC | FLAG_AGGREGATE | FLAG_EVENT_HORIZON | FLAG_SPAN_ID;
+
+/// An artifact version (the head's version in the execution context).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Version {
+    /// Major.
+    pub major: i32,
+    /// Minor.
+    pub minor: i32,
+    /// Patch.
+    pub patch: i32,
+    /// Build.
+    pub build: i32,
+    /// Pre-release label, empty when none.
+    pub pre_release: String,
+}
+
+/// A security claim carried by an execution context.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Claim {
+    /// Claim name.
+    pub key: String,
+    /// Claim value.
+    pub value: String,
+    /// Claim value type.
+    pub value_type: String,
+}
+
+/// The execution context a commit was made in.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecutionContext {
+    /// The committing microservice.
+    pub microservice_id: Uuid,
+    /// The tenant the commit was made for.
+    pub tenant_id: Uuid,
+    /// The head's version.
+    pub version: Version,
+    /// Correlation id.
+    pub correlation_id: Uuid,
+    /// Claims.
+    pub claims: Vec<Claim>,
+    /// Environment name ("Development", ...).
+    pub environment: String,
+    /// Tracing span id, when the head sent one.
+    pub span_id: Option<[u8; 8]>,
+}
+
+/// An event type: id and generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct EventType {
+    /// Event type id.
+    pub id: Uuid,
+    /// Generation (normally 1).
+    pub generation: u32,
+}
+
+/// The aggregate that applied an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AppliedByAggregate {
+    /// Aggregate root type id.
+    pub root_id: Uuid,
+    /// The aggregate root version the event was applied at (0-based).
+    pub version: u64,
+}
+
+/// Where an event received over the event horizon came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EventHorizonOrigin {
+    /// The producer's event log sequence number.
+    pub external_sequence_number: u64,
+    /// When this runtime received it (Unix nanoseconds).
+    pub received_ns: i64,
+    /// The consent it was received under (nil when consent is not required).
+    pub consent_id: Uuid,
+}
+
+/// One event of a commit, before it has a sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UncommittedEvent {
+    /// Event source id (the partition key).
+    pub event_source_id: String,
+    /// Event type.
+    pub event_type: EventType,
+    /// Whether the event may leave the microservice through public streams.
+    pub public: bool,
+    /// Content: JSON text as committed.
+    pub content: String,
+    /// Set when applied by an aggregate.
+    pub aggregate: Option<AppliedByAggregate>,
+    /// Set when received over the event horizon.
+    pub event_horizon: Option<EventHorizonOrigin>,
+}
+
+/// A commit: events that get consecutive sequence numbers and become durable together.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Commit {
+    /// When the commit happened (Unix nanoseconds); shared by all its events.
+    pub occurred_ns: i64,
+    /// The execution context of the commit; stored with every event.
+    pub execution_context: ExecutionContext,
+    /// The events, in order. Must not be empty.
+    pub events: Vec<UncommittedEvent>,
+}
+
+/// A committed event, as read back.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Event {
+    /// Position in the log.
+    pub sequence_number: EventLogSequenceNumber,
+    /// When it was committed (Unix nanoseconds).
+    pub occurred_ns: i64,
+    /// The execution context of its commit.
+    pub execution_context: ExecutionContext,
+    /// Event source id.
+    pub event_source_id: String,
+    /// Event type.
+    pub event_type: EventType,
+    /// Public flag.
+    pub public: bool,
+    /// Set when applied by an aggregate.
+    pub aggregate: Option<AppliedByAggregate>,
+    /// Set when received over the event horizon.
+    pub event_horizon: Option<EventHorizonOrigin>,
+    /// Content: JSON text as committed.
+    pub content: String,
+}
+
+/// A committed event borrowed from a read buffer: no allocation but the claims list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventView<'a> {
+    /// Position in the log.
+    pub sequence_number: EventLogSequenceNumber,
+    /// When it was committed (Unix nanoseconds).
+    pub occurred_ns: i64,
+    /// Committing microservice.
+    pub microservice_id: Uuid,
+    /// Tenant of the execution context.
+    pub tenant_id: Uuid,
+    /// Head version (major, minor, patch, build).
+    pub version: [i32; 4],
+    /// Head pre-release label.
+    pub pre_release: &'a str,
+    /// Correlation id.
+    pub correlation_id: Uuid,
+    /// Claims as (key, value, value type).
+    pub claims: Vec<(&'a str, &'a str, &'a str)>,
+    /// Environment.
+    pub environment: &'a str,
+    /// Span id.
+    pub span_id: Option<[u8; 8]>,
+    /// Event source id.
+    pub event_source_id: &'a str,
+    /// Event type.
+    pub event_type: EventType,
+    /// Public flag.
+    pub public: bool,
+    /// Set when applied by an aggregate.
+    pub aggregate: Option<AppliedByAggregate>,
+    /// Set when received over the event horizon.
+    pub event_horizon: Option<EventHorizonOrigin>,
+    /// Content (JSON text).
+    pub content: &'a str,
+}
+
+impl EventView<'_> {
+    /// An owned copy.
+    pub fn to_event(&self) -> Event {
+        Event {
+            sequence_number: self.sequence_number,
+            occurred_ns: self.occurred_ns,
+            execution_context: ExecutionContext {
+                microservice_id: self.microservice_id,
+                tenant_id: self.tenant_id,
+                version: Version {
+                    major: self.version[0],
+                    minor: self.version[1],
+                    patch: self.version[2],
+                    build: self.version[3],
+                    pre_release: self.pre_release.to_owned(),
+                },
+                correlation_id: self.correlation_id,
+                claims: self
+                    .claims
+                    .iter()
+                    .map(|(k, v, t)| Claim {
+                        key: (*k).to_owned(),
+                        value: (*v).to_owned(),
+                        value_type: (*t).to_owned(),
+                    })
+                    .collect(),
+                environment: self.environment.to_owned(),
+                span_id: self.span_id,
+            },
+            event_source_id: self.event_source_id.to_owned(),
+            event_type: self.event_type,
+            public: self.public,
+            aggregate: self.aggregate,
+            event_horizon: self.event_horizon,
+            content: self.content.to_owned(),
+        }
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Encodes the execution-context part once per commit; [`encode_payload`] copies it.
+pub(crate) fn encode_execution_context(ec: &ExecutionContext) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(ec.microservice_id.as_bytes());
+    out.extend_from_slice(ec.tenant_id.as_bytes());
+    for part in [ec.version.major, ec.version.minor, ec.version.patch, ec.version.build] {
+        out.extend_from_slice(&part.to_le_bytes());
+    }
+    put_str(&mut out, &ec.version.pre_release);
+    out.extend_from_slice(ec.correlation_id.as_bytes());
+    out.extend_from_slice(&(ec.claims.len() as u32).to_le_bytes());
+    for claim in &ec.claims {
+        put_str(&mut out, &claim.key);
+        put_str(&mut out, &claim.value);
+        put_str(&mut out, &claim.value_type);
+    }
+    put_str(&mut out, &ec.environment);
+    if let Some(span) = ec.span_id {
+        out.extend_from_slice(&span);
+    }
+    out
+}
+
+/// Appends one record payload to `out`.
+pub(crate) fn encode_payload(
+    out: &mut Vec<u8>,
+    occurred_ns: i64,
+    ec: &ExecutionContext,
+    ec_bytes: &[u8],
+    event: &UncommittedEvent,
+) {
+    let mut flags = 0u8;
+    if event.public {
+        flags |= FLAG_PUBLIC;
+    }
+    if event.aggregate.is_some() {
+        flags |= FLAG_AGGREGATE;
+    }
+    if event.event_horizon.is_some() {
+        flags |= FLAG_EVENT_HORIZON;
+    }
+    if ec.span_id.is_some() {
+        flags |= FLAG_SPAN_ID;
+    }
+    out.push(RECORD_VERSION);
+    out.push(flags);
+    out.extend_from_slice(&occurred_ns.to_le_bytes());
+    out.extend_from_slice(event.event_type.id.as_bytes());
+    out.extend_from_slice(&event.event_type.generation.to_le_bytes());
+    put_str(out, &event.event_source_id);
+    out.extend_from_slice(ec_bytes);
+    if let Some(aggregate) = &event.aggregate {
+        out.extend_from_slice(aggregate.root_id.as_bytes());
+        out.extend_from_slice(&aggregate.version.to_le_bytes());
+    }
+    if let Some(origin) = &event.event_horizon {
+        out.extend_from_slice(&origin.external_sequence_number.to_le_bytes());
+        out.extend_from_slice(&origin.received_ns.to_le_bytes());
+        out.extend_from_slice(origin.consent_id.as_bytes());
+    }
+    put_str(out, &event.content);
+}
+
+/// Why a payload failed to decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub String);
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
+        let end = self.at.checked_add(n).filter(|end| *end <= self.bytes.len()).ok_or_else(|| {
+            DecodeError(format!(
+                "{what}: needs {n} bytes at payload offset {}, payload has {}",
+                self.at,
+                self.bytes.len()
+            ))
+        })?;
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], DecodeError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N, what)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self, what: &str) -> Result<u8, DecodeError> {
+        Ok(self.take(1, what)?[0])
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    fn i32(&mut self, what: &str) -> Result<i32, DecodeError> {
+        Ok(i32::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    fn i64(&mut self, what: &str) -> Result<i64, DecodeError> {
+        Ok(i64::from_le_bytes(self.array(what)?))
+    }
+
+    fn uuid(&mut self, what: &str) -> Result<Uuid, DecodeError> {
+        Ok(Uuid::from_bytes(self.array(what)?))
+    }
+
+    fn str(&mut self, what: &str) -> Result<&'a str, DecodeError> {
+        let len = self.u32(what)? as usize;
+        let bytes = self.take(len, what)?;
+        std::str::from_utf8(bytes).map_err(|e| DecodeError(format!("{what}: invalid UTF-8: {e}")))
+    }
+}
+
+/// Decodes a payload borrowed from `payload`.
+pub fn decode_payload(
+    sequence_number: EventLogSequenceNumber,
+    payload: &[u8],
+) -> Result<EventView<'_>, DecodeError> {
+    let mut c = Cursor { bytes: payload, at: 0 };
+    let version = c.u8("record version")?;
+    if version != RECORD_VERSION {
+        return Err(DecodeError(format!(
+            "record version: expected {RECORD_VERSION}, found {version}"
+        )));
+    }
+    let flags = c.u8("flags")?;
+    if flags & !FLAGS_KNOWN != 0 {
+        return Err(DecodeError(format!("flags: unknown bits in {flags:#04x}")));
+    }
+    let occurred_ns = c.i64("occurred")?;
+    let event_type = EventType { id: c.uuid("event type id")?, generation: c.u32("generation")? };
+    let event_source_id = c.str("event source id")?;
+    let microservice_id = c.uuid("microservice id")?;
+    let tenant_id = c.uuid("tenant id")?;
+    let version = [c.i32("version")?, c.i32("version")?, c.i32("version")?, c.i32("version")?];
+    let pre_release = c.str("pre-release")?;
+    let correlation_id = c.uuid("correlation id")?;
+    let claims_count = c.u32("claims count")? as usize;
+    // Each claim needs at least 12 bytes: bound the allocation by what the payload can hold.
+    if claims_count > payload.len() / 12 {
+        return Err(DecodeError(format!("claims count {claims_count} exceeds payload size")));
+    }
+    let mut claims = Vec::with_capacity(claims_count);
+    for _ in 0..claims_count {
+        claims.push((c.str("claim key")?, c.str("claim value")?, c.str("claim value type")?));
+    }
+    let environment = c.str("environment")?;
+    let span_id = if flags & FLAG_SPAN_ID != 0 { Some(c.array::<8>("span id")?) } else { None };
+    let aggregate = if flags & FLAG_AGGREGATE != 0 {
+        Some(AppliedByAggregate {
+            root_id: c.uuid("aggregate root id")?,
+            version: c.u64("aggregate version")?,
+        })
+    } else {
+        None
+    };
+    let event_horizon = if flags & FLAG_EVENT_HORIZON != 0 {
+        Some(EventHorizonOrigin {
+            external_sequence_number: c.u64("external sequence number")?,
+            received_ns: c.i64("received")?,
+            consent_id: c.uuid("consent id")?,
+        })
+    } else {
+        None
+    };
+    let content = c.str("content")?;
+    if c.at != payload.len() {
+        return Err(DecodeError(format!(
+            "{} trailing bytes after content",
+            payload.len() - c.at
+        )));
+    }
+    Ok(EventView {
+        sequence_number,
+        occurred_ns,
+        microservice_id,
+        tenant_id,
+        version,
+        pre_release,
+        correlation_id,
+        claims,
+        environment,
+        span_id,
+        event_source_id,
+        event_type,
+        public: flags & FLAG_PUBLIC != 0,
+        aggregate,
+        event_horizon,
+        content,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample_commit() -> Commit {
+        Commit {
+            occurred_ns: 1_700_000_000_123_456_789,
+            execution_context: ExecutionContext {
+                microservice_id: Uuid::from_u128(1),
+                tenant_id: Uuid::from_u128(2),
+                version: Version { major: 1, minor: 2, patch: 3, build: 4, pre_release: "rc.1".into() },
+                correlation_id: Uuid::from_u128(3),
+                claims: vec![Claim { key: "k".into(), value: "v".into(), value_type: "t".into() }],
+                environment: "Development".into(),
+                span_id: Some([1, 2, 3, 4, 5, 6, 7, 8]),
+            },
+            events: vec![UncommittedEvent {
+                event_source_id: "source-1".into(),
+                event_type: EventType { id: Uuid::from_u128(9), generation: 1 },
+                public: true,
+                content: r#"{"a":1}"#.into(),
+                aggregate: Some(AppliedByAggregate { root_id: Uuid::from_u128(7), version: 5 }),
+                event_horizon: Some(EventHorizonOrigin {
+                    external_sequence_number: 42,
+                    received_ns: 99,
+                    consent_id: Uuid::from_u128(8),
+                }),
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trips_every_field() {
+        let commit = sample_commit();
+        let ec_bytes = encode_execution_context(&commit.execution_context);
+        let mut payload = Vec::new();
+        encode_payload(&mut payload, commit.occurred_ns, &commit.execution_context, &ec_bytes, &commit.events[0]);
+        let view = decode_payload(EventLogSequenceNumber(3), &payload).unwrap();
+        let event = view.to_event();
+        let e = &commit.events[0];
+        assert_eq!(event.sequence_number, EventLogSequenceNumber(3));
+        assert_eq!(event.execution_context, commit.execution_context);
+        assert_eq!(event.occurred_ns, commit.occurred_ns);
+        assert_eq!(event.event_source_id, e.event_source_id);
+        assert_eq!(event.event_type, e.event_type);
+        assert_eq!(event.public, e.public);
+        assert_eq!(event.aggregate, e.aggregate);
+        assert_eq!(event.event_horizon, e.event_horizon);
+        assert_eq!(event.content, e.content);
+    }
+
+    #[test]
+    fn every_truncation_and_trailing_byte_is_rejected() {
+        let commit = sample_commit();
+        let ec_bytes = encode_execution_context(&commit.execution_context);
+        let mut payload = Vec::new();
+        encode_payload(&mut payload, 0, &commit.execution_context, &ec_bytes, &commit.events[0]);
+        for len in 0..payload.len() {
+            assert!(decode_payload(EventLogSequenceNumber(0), &payload[..len]).is_err(), "len {len}");
+        }
+        payload.push(0);
+        assert!(decode_payload(EventLogSequenceNumber(0), &payload).is_err());
+    }
+}

@@ -1,0 +1,144 @@
+//! Identifier and position newtypes.
+//!
+//! Every id and position the engine handles has its own type, so a tenant id cannot be passed
+//! where a scope id is wanted and a byte offset cannot be mistaken for a sequence number.
+//! Ids are UUIDs in RFC 4122 byte order (`Uuid::as_bytes`); the .NET byte order of the wire
+//! contract is the server's business, never the engine's.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// The id as 16 bytes in RFC 4122 order.
+            pub fn as_bytes(&self) -> &[u8; 16] {
+                self.0.as_bytes()
+            }
+
+            /// Builds the id from 16 bytes in RFC 4122 order.
+            pub fn from_bytes(bytes: [u8; 16]) -> Self {
+                Self(Uuid::from_bytes(bytes))
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(id: Uuid) -> Self {
+                Self(id)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0.hyphenated(), f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0.hyphenated())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// A tenant: each has its own logs, indexes and state, stored apart.
+    TenantId
+);
+uuid_id!(
+    /// An event-horizon scope. The nil UUID is the default scope: the tenant's own event log.
+    ScopeId
+);
+
+impl ScopeId {
+    /// The default scope (the nil UUID): the tenant's own event log.
+    pub const DEFAULT: ScopeId = ScopeId(Uuid::nil());
+
+    /// Whether this is the default scope.
+    pub fn is_default(&self) -> bool {
+        self.0.is_nil()
+    }
+}
+
+/// The position of an event in one log: gapless, from 0.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct EventLogSequenceNumber(pub u64);
+
+impl EventLogSequenceNumber {
+    /// The first sequence number of every log.
+    pub const ZERO: Self = Self(0);
+
+    /// The sequence number `count` positions later, or `None` on overflow.
+    pub fn checked_add(self, count: u64) -> Option<Self> {
+        self.0.checked_add(count).map(Self)
+    }
+
+    /// The raw value.
+    pub fn value(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for EventLogSequenceNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for EventLogSequenceNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "seq#{}", self.0)
+    }
+}
+
+/// A segment, named by the sequence number of its first record.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SegmentId(pub EventLogSequenceNumber);
+
+impl SegmentId {
+    /// The sequence number of the segment's first record.
+    pub fn base(self) -> EventLogSequenceNumber {
+        self.0
+    }
+}
+
+impl fmt::Display for SegmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:020}", self.0 .0)
+    }
+}
+
+impl fmt::Debug for SegmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "segment#{}", self.0 .0)
+    }
+}
+
+/// A byte offset within a file (or, in a sealed segment, within its uncompressed record area).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct FileOffset(pub u64);
+
+impl fmt::Display for FileOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for FileOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "@{}", self.0)
+    }
+}

@@ -1,0 +1,402 @@
+//! A fault-injecting, crash-simulating in-memory file system for tests.
+//!
+//! Every file has a *live* image (what reads see) and a *durable* image (what survives a
+//! crash); `sync_data` copies live to durable. Directory entries likewise: creating, renaming
+//! or removing changes the live namespace, and `sync_dir` makes the directory's live entries
+//! durable. [`FaultIo::crash`] returns a new file system holding only what was durable, with
+//! unsynced appends optionally torn at a random point, which is exactly the state a power cut
+//! may leave on a real disk with a journaling file system.
+//!
+//! Faults are injected by countdown: after N more mutating operations (writes, syncs, directory
+//! changes), every operation fails with EIO ("the disk is gone"), or writes fail with ENOSPC
+//! after a byte budget. Counting operations lets a test enumerate every crash point of a
+//! workload.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    io,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use parking_lot::Mutex;
+
+use super::{IoEngine, IoFile, OpenMode};
+
+type Inode = u64;
+
+#[derive(Debug, Default, Clone)]
+struct FileData {
+    live: Vec<u8>,
+    durable: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct FsState {
+    files: HashMap<Inode, FileData>,
+    next_inode: Inode,
+    /// Live namespace: path -> inode (files) and the set of directories.
+    live_names: BTreeMap<PathBuf, Inode>,
+    /// Durable namespace.
+    durable_names: BTreeMap<PathBuf, Inode>,
+    dirs: std::collections::BTreeSet<PathBuf>,
+    /// Mutating operations performed so far.
+    ops_count: u64,
+    /// Fail every mutating operation once `ops_count` reaches this.
+    fail_at_op: Option<u64>,
+    /// Remaining bytes before writes fail with ENOSPC.
+    space_left_bytes: Option<u64>,
+    /// Fail only syncs (writes still succeed) once `ops_count` reaches this.
+    fail_sync_at_op: Option<u64>,
+}
+
+/// The in-memory file system; clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct FaultIo {
+    state: Arc<Mutex<FsState>>,
+}
+
+#[derive(Debug)]
+struct FaultFile {
+    state: Arc<Mutex<FsState>>,
+    inode: Inode,
+    writable: bool,
+}
+
+fn eio() -> io::Error {
+    io::Error::from_raw_os_error(libc::EIO)
+}
+
+impl FsState {
+    /// Counts a mutating operation and fails it if the countdown says so.
+    fn mutate(&mut self) -> io::Result<()> {
+        let op = self.ops_count;
+        self.ops_count += 1;
+        match self.fail_at_op {
+            Some(at) if op >= at => Err(eio()),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl FaultIo {
+    /// An empty file system.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Mutating operations performed so far.
+    pub fn ops_count(&self) -> u64 {
+        self.state.lock().ops_count
+    }
+
+    /// Fails every mutating operation from the `n`-th one counted from now (0 = the next).
+    pub fn fail_after_ops(&self, n: u64) {
+        let mut state = self.state.lock();
+        state.fail_at_op = Some(state.ops_count + n);
+    }
+
+    /// Fails `sync_data` (only) from the `n`-th mutating operation counted from now.
+    pub fn fail_syncs_after_ops(&self, n: u64) {
+        let mut state = self.state.lock();
+        state.fail_sync_at_op = Some(state.ops_count + n);
+    }
+
+    /// Writes fail with ENOSPC once `bytes` more bytes have been written.
+    pub fn set_space_left(&self, bytes: u64) {
+        self.state.lock().space_left_bytes = Some(bytes);
+    }
+
+    /// Clears all injected faults.
+    pub fn heal(&self) {
+        let mut state = self.state.lock();
+        state.fail_at_op = None;
+        state.fail_sync_at_op = None;
+        state.space_left_bytes = None;
+    }
+
+    /// The file system as a crash leaves it: durable names and contents only. With
+    /// `torn_seed`, each file whose live image extends its durable one keeps a pseudo-random
+    /// prefix of the unsynced bytes (a torn write) instead of none.
+    #[must_use]
+    pub fn crash(&self, torn_seed: Option<u64>) -> FaultIo {
+        let state = self.state.lock();
+        let mut rng = torn_seed.unwrap_or(0) | 1;
+        let mut next = move || {
+            // xorshift64*: deterministic per seed, good enough to pick cut points.
+            rng ^= rng >> 12;
+            rng ^= rng << 25;
+            rng ^= rng >> 27;
+            rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        let mut files = HashMap::new();
+        for inode in state.durable_names.values() {
+            let Some(data) = state.files.get(inode) else { continue };
+            let mut image = data.durable.clone();
+            if torn_seed.is_some() && data.live.len() > image.len() && data.live.starts_with(&image) {
+                let extra = data.live.len() - image.len();
+                let keep = (next() % (extra as u64 + 1)) as usize;
+                image.extend_from_slice(&data.live[data.durable.len()..data.durable.len() + keep]);
+            }
+            files.insert(*inode, FileData { live: image.clone(), durable: image });
+        }
+        let fs = FsState {
+            files,
+            next_inode: state.next_inode,
+            live_names: state.durable_names.clone(),
+            durable_names: state.durable_names.clone(),
+            dirs: state.dirs.clone(),
+            ..FsState::default()
+        };
+        FaultIo { state: Arc::new(Mutex::new(fs)) }
+    }
+
+    /// A copy of a file's live content, for tests that damage files on purpose.
+    pub fn read_file(&self, path: &Path) -> Option<Vec<u8>> {
+        let state = self.state.lock();
+        let inode = state.live_names.get(path)?;
+        state.files.get(inode).map(|f| f.live.clone())
+    }
+
+    /// Replaces a file's content, live and durable (a test's way to flip bits on "disk").
+    pub fn overwrite_file(&self, path: &Path, content: Vec<u8>) -> bool {
+        let mut state = self.state.lock();
+        let Some(inode) = state.live_names.get(path).copied() else { return false };
+        state.files.insert(inode, FileData { live: content.clone(), durable: content });
+        true
+    }
+
+    /// Every live file path, sorted.
+    pub fn list_files(&self) -> Vec<PathBuf> {
+        self.state.lock().live_names.keys().cloned().collect()
+    }
+}
+
+impl IoFile for FaultFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let state = self.state.lock();
+        let data = state.files.get(&self.inode).ok_or_else(eio)?;
+        let start = (offset as usize).min(data.live.len());
+        let n = buf.len().min(data.live.len() - start);
+        buf[..n].copy_from_slice(&data.live[start..start + n]);
+        Ok(n)
+    }
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        if !self.writable {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        let mut state = self.state.lock();
+        state.mutate()?;
+        if let Some(left) = state.space_left_bytes {
+            if (buf.len() as u64) > left {
+                // Like a real full disk: part of the write may land before ENOSPC.
+                state.space_left_bytes = Some(0);
+                let partial = left as usize;
+                let data = state.files.get_mut(&self.inode).ok_or_else(eio)?;
+                write_into(&mut data.live, &buf[..partial], offset);
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            state.space_left_bytes = Some(left - buf.len() as u64);
+        }
+        let data = state.files.get_mut(&self.inode).ok_or_else(eio)?;
+        write_into(&mut data.live, buf, offset);
+        Ok(())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        let mut state = self.state.lock();
+        let op = state.ops_count;
+        state.mutate()?;
+        if matches!(state.fail_sync_at_op, Some(at) if op >= at) {
+            return Err(eio());
+        }
+        let data = state.files.get_mut(&self.inode).ok_or_else(eio)?;
+        data.durable.clone_from(&data.live);
+        Ok(())
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        let state = self.state.lock();
+        Ok(state.files.get(&self.inode).ok_or_else(eio)?.live.len() as u64)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let mut state = self.state.lock();
+        state.mutate()?;
+        let data = state.files.get_mut(&self.inode).ok_or_else(eio)?;
+        data.live.resize(len as usize, 0);
+        Ok(())
+    }
+}
+
+fn write_into(image: &mut Vec<u8>, buf: &[u8], offset: u64) {
+    let offset = offset as usize;
+    if image.len() < offset + buf.len() {
+        image.resize(offset + buf.len(), 0);
+    }
+    image[offset..offset + buf.len()].copy_from_slice(buf);
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display()))
+}
+
+impl IoEngine for FaultIo {
+    fn name(&self) -> &'static str {
+        "fault"
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn IoFile>> {
+        let mut state = self.state.lock();
+        let inode = match (mode, state.live_names.get(path).copied()) {
+            (OpenMode::CreateNew, Some(_)) => {
+                return Err(io::Error::new(io::ErrorKind::AlreadyExists, path.display().to_string()))
+            }
+            (OpenMode::CreateNew, None) => {
+                let parent = path.parent().unwrap_or(Path::new(""));
+                if !state.dirs.contains(parent) {
+                    return Err(not_found(parent));
+                }
+                state.mutate()?;
+                let inode = state.next_inode;
+                state.next_inode += 1;
+                state.files.insert(inode, FileData::default());
+                state.live_names.insert(path.to_path_buf(), inode);
+                inode
+            }
+            (_, Some(inode)) => inode,
+            (_, None) => return Err(not_found(path)),
+        };
+        Ok(Arc::new(FaultFile {
+            state: Arc::clone(&self.state),
+            inode,
+            writable: mode != OpenMode::Read,
+        }))
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        // Directories are modelled as always durable once made: the engine fsyncs the parent
+        // after creating one, and losing an empty directory loses no data.
+        let mut state = self.state.lock();
+        let mut current = PathBuf::new();
+        for part in path.components() {
+            current.push(part);
+            state.dirs.insert(current.clone());
+        }
+        Ok(())
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let state = self.state.lock();
+        if !state.dirs.contains(path) {
+            return Err(not_found(path));
+        }
+        let mut names: Vec<String> = state
+            .live_names
+            .keys()
+            .chain(state.dirs.iter())
+            .filter(|p| p.parent() == Some(path))
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        let state = self.state.lock();
+        state.live_names.contains_key(path) || state.dirs.contains(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut state = self.state.lock();
+        state.mutate()?;
+        let inode = state.live_names.remove(from).ok_or_else(|| not_found(from))?;
+        state.live_names.insert(to.to_path_buf(), inode);
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.state.lock();
+        state.mutate()?;
+        state.live_names.remove(path).ok_or_else(|| not_found(path))?;
+        Ok(())
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.state.lock();
+        state.mutate()?;
+        state.live_names.retain(|p, _| !p.starts_with(path));
+        state.durable_names.retain(|p, _| !p.starts_with(path));
+        state.dirs.retain(|p| !p.starts_with(path));
+        Ok(())
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.state.lock();
+        state.mutate()?;
+        let live: Vec<(PathBuf, Inode)> = state
+            .live_names
+            .iter()
+            .filter(|(p, _)| p.parent() == Some(path))
+            .map(|(p, i)| (p.clone(), *i))
+            .collect();
+        state.durable_names.retain(|p, _| p.parent() != Some(path));
+        state.durable_names.extend(live);
+        Ok(())
+    }
+
+    fn lock_exclusive(&self, _path: &Path) -> io::Result<Box<dyn std::any::Any + Send + Sync>> {
+        // One process owns the in-memory file system by construction.
+        Ok(Box::new(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsynced_data_and_names_vanish_in_a_crash() {
+        let fs = FaultIo::new();
+        let dir = Path::new("/d");
+        fs.create_dir_all(dir).unwrap();
+        let a = fs.open(&dir.join("a"), OpenMode::CreateNew).unwrap();
+        a.write_all_at(b"durable", 0).unwrap();
+        a.sync_data().unwrap();
+        fs.sync_dir(dir).unwrap();
+        a.write_all_at(b"+lost", 7).unwrap();
+        let b = fs.open(&dir.join("b"), OpenMode::CreateNew).unwrap();
+        b.write_all_at(b"x", 0).unwrap();
+        b.sync_data().unwrap(); // data synced, but the name never was
+
+        let after = fs.crash(None);
+        assert_eq!(after.read_file(&dir.join("a")).unwrap(), b"durable");
+        assert!(after.read_file(&dir.join("b")).is_none());
+    }
+
+    #[test]
+    fn countdown_fails_every_later_mutation() {
+        let fs = FaultIo::new();
+        fs.create_dir_all(Path::new("/d")).unwrap();
+        let f = fs.open(Path::new("/d/f"), OpenMode::CreateNew).unwrap();
+        fs.fail_after_ops(1);
+        f.write_all_at(b"ok", 0).unwrap();
+        assert!(f.sync_data().is_err());
+        assert!(f.write_all_at(b"no", 2).is_err());
+        fs.heal();
+        f.sync_data().unwrap();
+    }
+
+    #[test]
+    fn disk_full_writes_a_prefix_then_enospc() {
+        let fs = FaultIo::new();
+        fs.create_dir_all(Path::new("/d")).unwrap();
+        let f = fs.open(Path::new("/d/f"), OpenMode::CreateNew).unwrap();
+        fs.set_space_left(3);
+        let err = f.write_all_at(b"hello", 0).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(f.len().unwrap(), 3);
+    }
+}

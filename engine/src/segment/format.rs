@@ -1,0 +1,470 @@
+//! Byte layouts of segment files: header, record frame, sealed block index and trailer.
+//!
+//! engine/FORMAT.md is the normative description; this module is its only implementation.
+//! All integers are little-endian. Checksums are CRC-32/IEEE (crc32fast).
+//!
+//! Invariants:
+//! - every encoder has a decoder that rejects anything the encoder cannot produce;
+//! - a frame's checksum covers the segment's base sequence number and the frame's offset, so a
+//!   frame copied to another place or another segment fails its check;
+//! - decoders never panic and never allocate based on unchecked lengths.
+
+use crate::ids::{EventLogSequenceNumber, ScopeId, TenantId};
+
+/// Written by this build.
+pub const FORMAT_VERSION: u16 = 1;
+/// The oldest version this build reads.
+pub const MIN_READABLE_VERSION: u16 = 1;
+
+/// Segment header magic: a non-ASCII first byte, CR LF and ^Z catch text-mode mangling.
+pub const SEGMENT_MAGIC: [u8; 8] = [0x89, b'A', b'N', b'L', b'\r', b'\n', 0x1A, b'\n'];
+/// Sealed trailer magic: the completion marker of a sealed segment.
+pub const SEAL_MAGIC: [u8; 8] = [0x89, b'S', b'E', b'A', b'L', b'\r', b'\n', 0x1A];
+
+/// Segment header length.
+pub const HEADER_LEN: usize = 64;
+/// Record frame header length.
+pub const FRAME_HEADER_LEN: usize = 24;
+/// One block index entry.
+pub const BLOCK_ENTRY_LEN: usize = 40;
+/// Sealed trailer length.
+pub const TRAILER_LEN: usize = 64;
+
+const _: () = assert!(HEADER_LEN == 8 + 2 + 2 + 1 + 1 + 2 + 16 + 16 + 8 + 4 + 4);
+const _: () = assert!(FRAME_HEADER_LEN == 4 + 4 + 8 + 4 + 4);
+const _: () = assert!(BLOCK_ENTRY_LEN == 8 + 8 + 8 + 4 + 4 + 4 + 4);
+const _: () = assert!(TRAILER_LEN == 8 + 4 + 4 + 8 + 8 + 8 + 4 + 4 + 8 + 4 + 4);
+
+/// What a segment file holds after its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentKind {
+    /// Record frames back to back (the active segment, or a full one awaiting sealing).
+    Raw = 1,
+    /// zstd blocks, block index and trailer.
+    Sealed = 2,
+}
+
+/// A decoded segment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// Format version that wrote the file.
+    pub format_version: u16,
+    /// Oldest reader version that can read it.
+    pub min_compatible_version: u16,
+    /// Raw or sealed.
+    pub kind: SegmentKind,
+    /// Owning tenant.
+    pub tenant: TenantId,
+    /// Owning scope.
+    pub scope: ScopeId,
+    /// Sequence number of the first record.
+    pub base: EventLogSequenceNumber,
+}
+
+/// Why a header, frame or trailer failed to decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormatError {
+    /// Bytes are not what the format allows.
+    Invalid(String),
+    /// A checksum did not match.
+    Checksum {
+        /// Stored value.
+        expected: u32,
+        /// Computed value.
+        actual: u32,
+    },
+    /// The file needs a newer reader.
+    TooNew {
+        /// The file's minimum compatible version.
+        found: u16,
+    },
+}
+
+fn read_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn read_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn read_u64(b: &[u8], at: usize) -> u64 {
+    let mut raw = [0u8; 8];
+    raw.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(raw)
+}
+
+fn read_16(b: &[u8], at: usize) -> [u8; 16] {
+    let mut raw = [0u8; 16];
+    raw.copy_from_slice(&b[at..at + 16]);
+    raw
+}
+
+impl SegmentHeader {
+    /// Encodes the header with its checksum.
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        b[8..10].copy_from_slice(&self.format_version.to_le_bytes());
+        b[10..12].copy_from_slice(&self.min_compatible_version.to_le_bytes());
+        b[12] = self.kind as u8;
+        // 13: flags, 14..16: reserved, zero.
+        b[16..32].copy_from_slice(self.tenant.as_bytes());
+        b[32..48].copy_from_slice(self.scope.as_bytes());
+        b[48..56].copy_from_slice(&self.base.0.to_le_bytes());
+        // 56..60 reserved, zero.
+        let crc = crc32fast::hash(&b[..60]);
+        b[60..64].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// A current-version header.
+    pub fn new(kind: SegmentKind, tenant: TenantId, scope: ScopeId, base: EventLogSequenceNumber) -> Self {
+        Self {
+            format_version: FORMAT_VERSION,
+            min_compatible_version: MIN_READABLE_VERSION,
+            kind,
+            tenant,
+            scope,
+            base,
+        }
+    }
+
+    /// Decodes and checks a header.
+    pub fn decode(b: &[u8]) -> Result<Self, FormatError> {
+        if b.len() < HEADER_LEN {
+            return Err(FormatError::Invalid(format!(
+                "header needs {HEADER_LEN} bytes, file has {}",
+                b.len()
+            )));
+        }
+        if b[0..8] != SEGMENT_MAGIC {
+            return Err(FormatError::Invalid(format!(
+                "magic: expected {SEGMENT_MAGIC:02x?}, found {:02x?}",
+                &b[0..8]
+            )));
+        }
+        let expected = read_u32(b, 60);
+        let actual = crc32fast::hash(&b[..60]);
+        if expected != actual {
+            return Err(FormatError::Checksum { expected, actual });
+        }
+        let format_version = read_u16(b, 8);
+        let min_compatible_version = read_u16(b, 10);
+        if min_compatible_version > FORMAT_VERSION {
+            return Err(FormatError::TooNew { found: min_compatible_version });
+        }
+        let kind = match b[12] {
+            1 => SegmentKind::Raw,
+            2 => SegmentKind::Sealed,
+            other => return Err(FormatError::Invalid(format!("segment kind: unknown value {other}"))),
+        };
+        if b[13] != 0 || b[14..16] != [0, 0] || b[56..60] != [0; 4] {
+            return Err(FormatError::Invalid("flags and reserved header bytes must be zero".into()));
+        }
+        Ok(Self {
+            format_version,
+            min_compatible_version,
+            kind,
+            tenant: TenantId::from_bytes(read_16(b, 16)),
+            scope: ScopeId::from_bytes(read_16(b, 32)),
+            base: EventLogSequenceNumber(read_u64(b, 48)),
+        })
+    }
+}
+
+/// The checksum of a frame: binds header fields, payload and location together.
+pub fn frame_crc(
+    segment_base: EventLogSequenceNumber,
+    offset: u64,
+    header_fields: &[u8],
+    payload: &[u8],
+) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&segment_base.0.to_le_bytes());
+    hasher.update(&offset.to_le_bytes());
+    hasher.update(header_fields);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// Appends a frame for `payload` at file offset `offset` to `out`.
+///
+/// `commit_rest` is how many records of the same commit follow this one (0 = last).
+pub fn encode_frame(
+    out: &mut Vec<u8>,
+    segment_base: EventLogSequenceNumber,
+    offset: u64,
+    seq: EventLogSequenceNumber,
+    commit_rest: u32,
+    payload: &[u8],
+) {
+    let start = out.len();
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]); // crc, filled below
+    out.extend_from_slice(&seq.0.to_le_bytes());
+    out.extend_from_slice(&commit_rest.to_le_bytes());
+    out.extend_from_slice(&[0; 4]); // reserved
+    out.extend_from_slice(payload);
+    let mut fields = [0u8; FRAME_HEADER_LEN - 4];
+    fields[0..4].copy_from_slice(&out[start..start + 4]);
+    fields[4..20].copy_from_slice(&out[start + 8..start + FRAME_HEADER_LEN]);
+    let crc = frame_crc(segment_base, offset, &fields, payload);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// A frame that passed its checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// The record's sequence number.
+    pub seq: EventLogSequenceNumber,
+    /// Records of the same commit that follow (0 = commit ends here).
+    pub commit_rest: u32,
+    /// The record payload.
+    pub payload: &'a [u8],
+    /// Frame header plus payload.
+    pub total_len: usize,
+}
+
+/// The outcome of parsing the bytes at one offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameParse<'a> {
+    /// A valid frame.
+    Frame(Frame<'a>),
+    /// The buffer ends before the frame does (needs this many bytes in all).
+    Incomplete(usize),
+    /// The bytes are not a valid frame here.
+    Bad(FormatError),
+}
+
+/// Parses the frame at the start of `buf`, which sits at file offset `offset` of the segment
+/// with base `segment_base`. `payload_max` bounds the length field.
+pub fn parse_frame(
+    buf: &[u8],
+    segment_base: EventLogSequenceNumber,
+    offset: u64,
+    payload_max: usize,
+) -> FrameParse<'_> {
+    if buf.len() < FRAME_HEADER_LEN {
+        return FrameParse::Incomplete(FRAME_HEADER_LEN);
+    }
+    let len = read_u32(buf, 0) as usize;
+    if len > payload_max {
+        return FrameParse::Bad(FormatError::Invalid(format!(
+            "frame length {len} exceeds the record limit {payload_max}"
+        )));
+    }
+    let total_len = FRAME_HEADER_LEN + len;
+    if buf.len() < total_len {
+        return FrameParse::Incomplete(total_len);
+    }
+    let expected = read_u32(buf, 4);
+    let mut fields = [0u8; FRAME_HEADER_LEN - 4];
+    fields[0..4].copy_from_slice(&buf[0..4]);
+    fields[4..20].copy_from_slice(&buf[8..FRAME_HEADER_LEN]);
+    let payload = &buf[FRAME_HEADER_LEN..total_len];
+    let actual = frame_crc(segment_base, offset, &fields, payload);
+    if expected != actual {
+        return FrameParse::Bad(FormatError::Checksum { expected, actual });
+    }
+    if buf[20..24] != [0; 4] {
+        return FrameParse::Bad(FormatError::Invalid("reserved frame bytes must be zero".into()));
+    }
+    FrameParse::Frame(Frame {
+        seq: EventLogSequenceNumber(read_u64(buf, 8)),
+        commit_rest: read_u32(buf, 16),
+        payload,
+        total_len,
+    })
+}
+
+/// One entry of a sealed segment's block index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockEntry {
+    /// Sequence number of the block's first record.
+    pub first_seq: EventLogSequenceNumber,
+    /// Offset of the block's first frame in the raw segment (frames keep their raw offsets,
+    /// so their checksums still verify after decompression).
+    pub logical_offset: u64,
+    /// Where the compressed block starts in the sealed file.
+    pub file_offset: u64,
+    /// Compressed length.
+    pub compressed_len: u32,
+    /// Uncompressed length.
+    pub uncompressed_len: u32,
+    /// Records in the block.
+    pub records_count: u32,
+    /// CRC-32 of the compressed bytes.
+    pub crc: u32,
+}
+
+impl BlockEntry {
+    /// Appends the entry's bytes.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.first_seq.0.to_le_bytes());
+        out.extend_from_slice(&self.logical_offset.to_le_bytes());
+        out.extend_from_slice(&self.file_offset.to_le_bytes());
+        out.extend_from_slice(&self.compressed_len.to_le_bytes());
+        out.extend_from_slice(&self.uncompressed_len.to_le_bytes());
+        out.extend_from_slice(&self.records_count.to_le_bytes());
+        out.extend_from_slice(&self.crc.to_le_bytes());
+    }
+
+    /// Decodes one entry from exactly [`BLOCK_ENTRY_LEN`] bytes.
+    pub fn decode(b: &[u8]) -> Self {
+        debug_assert_eq!(b.len(), BLOCK_ENTRY_LEN);
+        Self {
+            first_seq: EventLogSequenceNumber(read_u64(b, 0)),
+            logical_offset: read_u64(b, 8),
+            file_offset: read_u64(b, 16),
+            compressed_len: read_u32(b, 24),
+            uncompressed_len: read_u32(b, 28),
+            records_count: read_u32(b, 32),
+            crc: read_u32(b, 36),
+        }
+    }
+}
+
+/// The fixed trailer at the end of a sealed segment: its completion marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealTrailer {
+    /// Where the block index starts.
+    pub index_offset: u64,
+    /// Blocks in the index.
+    pub blocks_count: u32,
+    /// Records in the segment.
+    pub records_count: u64,
+    /// Sequence number after the last record.
+    pub next_seq: EventLogSequenceNumber,
+    /// Length of the raw segment's record area (what the blocks decompress to, in all).
+    pub raw_len: u64,
+    /// CRC-32 of the block index bytes.
+    pub index_crc: u32,
+}
+
+impl SealTrailer {
+    /// Encodes the trailer with its checksum.
+    pub fn encode(&self) -> [u8; TRAILER_LEN] {
+        let mut b = [0u8; TRAILER_LEN];
+        b[0..8].copy_from_slice(&self.index_offset.to_le_bytes());
+        b[8..12].copy_from_slice(&self.blocks_count.to_le_bytes());
+        b[16..24].copy_from_slice(&self.records_count.to_le_bytes());
+        b[24..32].copy_from_slice(&self.next_seq.0.to_le_bytes());
+        b[32..40].copy_from_slice(&self.raw_len.to_le_bytes());
+        b[40..44].copy_from_slice(&self.index_crc.to_le_bytes());
+        b[48..56].copy_from_slice(&SEAL_MAGIC);
+        let crc = crc32fast::hash(&b[..60]);
+        b[60..64].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a trailer.
+    pub fn decode(b: &[u8]) -> Result<Self, FormatError> {
+        if b.len() != TRAILER_LEN {
+            return Err(FormatError::Invalid(format!("trailer needs {TRAILER_LEN} bytes")));
+        }
+        if b[48..56] != SEAL_MAGIC {
+            return Err(FormatError::Invalid(format!(
+                "seal marker: expected {SEAL_MAGIC:02x?}, found {:02x?}",
+                &b[48..56]
+            )));
+        }
+        let expected = read_u32(b, 60);
+        let actual = crc32fast::hash(&b[..60]);
+        if expected != actual {
+            return Err(FormatError::Checksum { expected, actual });
+        }
+        if b[12..16] != [0; 4] || b[44..48] != [0; 4] || b[56..60] != [0; 4] {
+            return Err(FormatError::Invalid("reserved trailer bytes must be zero".into()));
+        }
+        Ok(Self {
+            index_offset: read_u64(b, 0),
+            blocks_count: read_u32(b, 8),
+            records_count: read_u64(b, 16),
+            next_seq: EventLogSequenceNumber(read_u64(b, 24)),
+            raw_len: read_u64(b, 32),
+            index_crc: read_u32(b, 40),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> SegmentHeader {
+        SegmentHeader::new(
+            SegmentKind::Raw,
+            TenantId::from_bytes([7; 16]),
+            ScopeId::DEFAULT,
+            EventLogSequenceNumber(1000),
+        )
+    }
+
+    #[test]
+    fn header_round_trips_and_every_bit_flip_is_caught() {
+        let bytes = header().encode();
+        assert_eq!(SegmentHeader::decode(&bytes).unwrap(), header());
+        for bit in 0..HEADER_LEN * 8 {
+            let mut damaged = bytes;
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(SegmentHeader::decode(&damaged).is_err(), "bit {bit} flip undetected");
+        }
+    }
+
+    #[test]
+    fn newer_format_is_refused_by_version() {
+        let mut h = header();
+        h.min_compatible_version = FORMAT_VERSION + 1;
+        assert_eq!(
+            SegmentHeader::decode(&h.encode()),
+            Err(FormatError::TooNew { found: FORMAT_VERSION + 1 })
+        );
+    }
+
+    #[test]
+    fn frame_round_trips_and_is_bound_to_its_location() {
+        let base = EventLogSequenceNumber(10);
+        let mut out = Vec::new();
+        encode_frame(&mut out, base, 64, EventLogSequenceNumber(12), 1, b"payload");
+        match parse_frame(&out, base, 64, 1024) {
+            FrameParse::Frame(f) => {
+                assert_eq!(f.seq, EventLogSequenceNumber(12));
+                assert_eq!(f.commit_rest, 1);
+                assert_eq!(f.payload, b"payload");
+                assert_eq!(f.total_len, out.len());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse_frame(&out, base, 65, 1024), FrameParse::Bad(_)));
+        assert!(matches!(parse_frame(&out, EventLogSequenceNumber(11), 64, 1024), FrameParse::Bad(_)));
+        assert!(matches!(parse_frame(&out[..10], base, 64, 1024), FrameParse::Incomplete(_)));
+        for bit in 0..out.len() * 8 {
+            let mut damaged = out.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                !matches!(parse_frame(&damaged, base, 64, 1024), FrameParse::Frame(_)),
+                "bit {bit} flip undetected"
+            );
+        }
+    }
+
+    #[test]
+    fn trailer_round_trips_and_rejects_damage() {
+        let t = SealTrailer {
+            index_offset: 4096,
+            blocks_count: 3,
+            records_count: 100,
+            next_seq: EventLogSequenceNumber(200),
+            raw_len: 30_000,
+            index_crc: 0xdead_beef,
+        };
+        let bytes = t.encode();
+        assert_eq!(SealTrailer::decode(&bytes).unwrap(), t);
+        for bit in 0..TRAILER_LEN * 8 {
+            let mut damaged = bytes;
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(SealTrailer::decode(&damaged).is_err(), "bit {bit}");
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! Opening a log: checking what is on disk and finding where appends resume.
+//!
+//! Per segment file:
+//! - sealed: header and trailer are checked (not the blocks: opening never scans sealed data);
+//! - raw and not last (full, awaiting sealing): every frame is checked, it must end on a commit
+//!   boundary, and it is queued for sealing again;
+//! - raw and last (active): every frame is checked; a *torn tail* (an incomplete frame, an
+//!   incomplete commit, or damage with no valid frame anywhere after it) is truncated back to
+//!   the last complete commit in [`RecoveryMode::TolerateTornTail`], and is an error in
+//!   [`RecoveryMode::Strict`]. Damage followed by a valid frame is never a torn tail: that is
+//!   corruption of acknowledged data, reported with file, offset, expected and found.
+//!
+//! Leftovers of interrupted operations are cleaned up: `*.sealed.tmp` (interrupted seal) is
+//! removed; a raw file beside its complete sealed twin (interrupted clean-up) is removed; an
+//! active file shorter than a header, or whose header never became durable, is rewritten
+//! (interrupted roll).
+//!
+//! Memory: one raw segment is read at a time.
+
+use std::{path::Path, sync::{Arc, OnceLock}};
+
+use super::{
+    format::{parse_frame, FormatError, FrameParse, SegmentHeader, SegmentKind, FRAME_HEADER_LEN, HEADER_LEN},
+    raw_name, reader::read_trailer, RawSegment, SealedSegment, Segment,
+};
+use crate::{
+    config::{EngineConfig, RecoveryMode},
+    error::{Error, Result},
+    ids::{EventLogSequenceNumber, ScopeId, TenantId},
+    io::{IoEngine, IoFile, OpenMode},
+};
+
+/// What opening a log found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Bytes cut from the active segment's torn tail.
+    pub truncated_bytes: u64,
+    /// Records of incomplete commits dropped with the tail.
+    pub dropped_records: u64,
+    /// Files removed as leftovers of interrupted operations.
+    pub removed_files: Vec<String>,
+    /// Segments opened (sealed and raw).
+    pub segments_count: usize,
+}
+
+pub(crate) struct Recovered {
+    pub(crate) segments: Vec<Segment>,
+    pub(crate) active: Arc<RawSegment>,
+    pub(crate) write_offset: u64,
+    pub(crate) next_seq: EventLogSequenceNumber,
+    pub(crate) to_seal: Vec<Arc<RawSegment>>,
+    pub(crate) report: RecoveryReport,
+}
+
+enum Name {
+    Raw(EventLogSequenceNumber),
+    Sealed(EventLogSequenceNumber),
+    SealingTmp,
+}
+
+fn parse_name(name: &str) -> Option<Name> {
+    if name.ends_with(".sealed.tmp") {
+        return Some(Name::SealingTmp);
+    }
+    let (stem, ext) = name.split_once('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let base = EventLogSequenceNumber(stem.parse().ok()?);
+    match ext {
+        "log" => Some(Name::Raw(base)),
+        "sealed" => Some(Name::Sealed(base)),
+        _ => None,
+    }
+}
+
+fn header_error(path: &Path, e: FormatError) -> Error {
+    match e {
+        FormatError::Checksum { expected, actual } => Error::ChecksumMismatch {
+            path: path.to_path_buf(),
+            offset: 0,
+            what: "segment header",
+            expected,
+            actual,
+        },
+        FormatError::TooNew { found } => Error::UnsupportedFormat {
+            path: path.to_path_buf(),
+            found,
+            supported: super::format::FORMAT_VERSION,
+        },
+        FormatError::Invalid(what) => Error::Corruption { path: path.to_path_buf(), offset: 0, what },
+    }
+}
+
+fn check_header(
+    path: &Path,
+    bytes: &[u8],
+    kind: SegmentKind,
+    tenant: TenantId,
+    scope: ScopeId,
+    base: EventLogSequenceNumber,
+) -> Result<()> {
+    let h = SegmentHeader::decode(bytes).map_err(|e| header_error(path, e))?;
+    let expected = format!("{kind:?} segment of tenant {tenant} scope {scope} base {base}");
+    let found = format!("{:?} segment of tenant {} scope {} base {}", h.kind, h.tenant, h.scope, h.base);
+    if h.kind != kind || h.tenant != tenant || h.scope != scope || h.base != base {
+        return Err(Error::Misfiled { path: path.to_path_buf(), expected, found });
+    }
+    Ok(())
+}
+
+struct RawScan {
+    /// End of the last complete commit.
+    commit_end: u64,
+    /// Sequence number after the last complete commit.
+    next_seq: EventLogSequenceNumber,
+    sparse: Vec<(u64, u64)>,
+    /// Where and why the scan stopped before the end of the file, if it did.
+    torn: Option<(u64, String)>,
+    /// Records after `next_seq` that belong to an incomplete commit.
+    dropped_records: u64,
+}
+
+/// Looks for any valid frame after a damaged one; finding one means the damage is not a torn
+/// tail. Plausibility checks (sequence range, length) keep this linear in practice.
+fn valid_frame_after(
+    data: &[u8],
+    from: usize,
+    base: EventLogSequenceNumber,
+    expected_seq: EventLogSequenceNumber,
+    payload_max: usize,
+) -> Option<u64> {
+    let seq_max = expected_seq.0 + (data.len() / FRAME_HEADER_LEN) as u64;
+    for at in from..data.len().saturating_sub(FRAME_HEADER_LEN - 1) {
+        let b = &data[at..];
+        let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        let mut seq_raw = [0u8; 8];
+        seq_raw.copy_from_slice(&b[8..16]);
+        let seq = u64::from_le_bytes(seq_raw);
+        if len > payload_max || len + FRAME_HEADER_LEN > b.len() || seq < expected_seq.0 || seq > seq_max {
+            continue;
+        }
+        if let FrameParse::Frame(_) = parse_frame(b, base, (HEADER_LEN + at) as u64, payload_max) {
+            return Some((HEADER_LEN + at) as u64);
+        }
+    }
+    None
+}
+
+fn scan_raw(
+    file: &dyn IoFile,
+    path: &Path,
+    base: EventLogSequenceNumber,
+    config: &EngineConfig,
+) -> Result<RawScan> {
+    let len = file.len().map_err(|e| Error::io("stat", path, e))?;
+    let mut data = vec![0u8; (len as usize).saturating_sub(HEADER_LEN)];
+    let got = file.read_at(&mut data, HEADER_LEN as u64).map_err(|e| Error::io("read", path, e))?;
+    data.truncate(got);
+    let payload_max = config.record_bytes_max.as_u64() as usize;
+    let interval = config.sparse_index_interval_bytes.as_u64();
+
+    let mut at = 0usize;
+    let mut seq = base;
+    let mut commit_end = HEADER_LEN as u64;
+    let mut commit_next = base;
+    let mut commit_rest_expected: Option<u32> = None;
+    let mut sparse = Vec::new();
+    let mut last_sparse: Option<u64> = None;
+    let mut torn = None;
+    while at < data.len() {
+        let offset = (HEADER_LEN + at) as u64;
+        match parse_frame(&data[at..], base, offset, payload_max) {
+            FrameParse::Frame(f) => {
+                if f.seq != seq {
+                    return Err(Error::Corruption {
+                        path: path.to_path_buf(),
+                        offset,
+                        what: format!("sequence number: expected {seq}, found {}", f.seq),
+                    });
+                }
+                if let Some(rest) = commit_rest_expected {
+                    if f.commit_rest != rest {
+                        return Err(Error::Corruption {
+                            path: path.to_path_buf(),
+                            offset,
+                            what: format!("commit framing: expected {rest} records to follow, found {}", f.commit_rest),
+                        });
+                    }
+                }
+                if last_sparse.is_none_or(|l| offset - l >= interval) && commit_rest_expected.is_none() {
+                    sparse.push((seq.0, offset));
+                    last_sparse = Some(offset);
+                }
+                at += f.total_len;
+                seq = EventLogSequenceNumber(seq.0 + 1);
+                if f.commit_rest == 0 {
+                    commit_rest_expected = None;
+                    commit_end = (HEADER_LEN + at) as u64;
+                    commit_next = seq;
+                } else {
+                    commit_rest_expected = Some(f.commit_rest - 1);
+                }
+            }
+            FrameParse::Incomplete(needed) => {
+                torn = Some((offset, format!("file ends {} bytes into a {needed}-byte frame", data.len() - at)));
+                break;
+            }
+            FrameParse::Bad(e) => {
+                if let Some(later) = valid_frame_after(&data, at + 1, base, seq, payload_max) {
+                    return Err(match e {
+                        FormatError::Checksum { expected, actual } => Error::ChecksumMismatch {
+                            path: path.to_path_buf(),
+                            offset,
+                            what: "record frame (valid records follow at a later offset, so this is not a torn tail)",
+                            expected,
+                            actual,
+                        },
+                        other => Error::Corruption {
+                            path: path.to_path_buf(),
+                            offset,
+                            what: format!("{other:?}; a valid frame follows at offset {later}, so this is not a torn tail"),
+                        },
+                    });
+                }
+                torn = Some((offset, format!("{e:?} with nothing valid after it")));
+                break;
+            }
+        }
+    }
+    // Drop sparse entries past the last complete commit.
+    sparse.retain(|(_, off)| *off < commit_end);
+    if torn.is_none() && commit_rest_expected.is_some() {
+        torn = Some((commit_end, "the last commit is incomplete".to_owned()));
+    }
+    Ok(RawScan { commit_end, next_seq: commit_next, sparse, torn, dropped_records: seq.0 - commit_next.0 })
+}
+
+/// Opens (or creates) the log in `dir`.
+pub(crate) fn recover(
+    io: &dyn IoEngine,
+    config: &EngineConfig,
+    dir: &Path,
+    tenant: TenantId,
+    scope: ScopeId,
+) -> Result<Recovered> {
+    io.create_dir_all(dir).map_err(|e| Error::io("create dir", dir, e))?;
+    let mut report = RecoveryReport::default();
+    let mut raws = std::collections::BTreeSet::new();
+    let mut sealeds = std::collections::BTreeSet::new();
+    for name in io.read_dir(dir).map_err(|e| Error::io("read dir", dir, e))? {
+        match parse_name(&name) {
+            Some(Name::Raw(base)) => {
+                raws.insert(base);
+            }
+            Some(Name::Sealed(base)) => {
+                sealeds.insert(base);
+            }
+            Some(Name::SealingTmp) => {
+                let path = dir.join(&name);
+                io.remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+                report.removed_files.push(name);
+            }
+            None => {
+                return Err(Error::Corruption {
+                    path: dir.join(&name),
+                    offset: 0,
+                    what: "unexpected file in a log directory (expected <20-digit base>.log or .sealed)".into(),
+                })
+            }
+        }
+    }
+
+    let mut segments: Vec<Segment> = Vec::new();
+    let mut to_seal = Vec::new();
+    let all: std::collections::BTreeSet<_> = raws.union(&sealeds).copied().collect();
+    let last_base = all.iter().next_back().copied();
+    let mut expected_base: Option<EventLogSequenceNumber> = None;
+    let mut active: Option<(Arc<RawSegment>, u64, EventLogSequenceNumber)> = None;
+    for base in all {
+        if let Some(expected) = expected_base {
+            if base != expected {
+                return Err(Error::Corruption {
+                    path: dir.join(raw_name(base)),
+                    offset: 0,
+                    what: format!("segment chain: expected a segment starting at {expected}, found one at {base}"),
+                });
+            }
+        }
+        if sealeds.contains(&base) {
+            let path = dir.join(super::sealed_name(base));
+            let file = io.open(&path, OpenMode::Read).map_err(|e| Error::io("open", &path, e))?;
+            let mut header = [0u8; HEADER_LEN];
+            let got = file.read_at(&mut header, 0).map_err(|e| Error::io("read", &path, e))?;
+            check_header(&path, &header[..got], SegmentKind::Sealed, tenant, scope, base)?;
+            let trailer = read_trailer(file.as_ref(), &path)?;
+            if trailer.next_seq.0 <= base.0 || trailer.records_count != trailer.next_seq.0 - base.0 {
+                return Err(Error::Corruption {
+                    path: path.clone(),
+                    offset: 0,
+                    what: format!(
+                        "trailer: {} records ending before {} do not fit base {base}",
+                        trailer.records_count, trailer.next_seq
+                    ),
+                });
+            }
+            if raws.contains(&base) {
+                // Interrupted clean-up after a completed seal.
+                let raw = dir.join(raw_name(base));
+                io.remove_file(&raw).map_err(|e| Error::io("remove", &raw, e))?;
+                io.sync_dir(dir).map_err(|e| Error::io("fsync dir", dir, e))?;
+                report.removed_files.push(raw_name(base));
+            }
+            expected_base = Some(trailer.next_seq);
+            segments.push(Segment::Sealed(Arc::new(SealedSegment {
+                path,
+                file,
+                base,
+                trailer,
+                blocks: OnceLock::new(),
+            })));
+            continue;
+        }
+
+        let path = dir.join(raw_name(base));
+        let is_last = Some(base) == last_base;
+        let file = io.open(&path, OpenMode::ReadWrite).map_err(|e| Error::io("open", &path, e))?;
+        let mut header = [0u8; HEADER_LEN];
+        let got = file.read_at(&mut header, 0).map_err(|e| Error::io("read", &path, e))?;
+        let file_len = file.len().map_err(|e| Error::io("stat", &path, e))?;
+        if is_last && file_len <= HEADER_LEN as u64 && header[..got].iter().all(|b| *b == 0) {
+            // Interrupted roll: the file exists but its header never became durable.
+            if config.recovery_mode == RecoveryMode::Strict {
+                return Err(Error::Corruption {
+                    path,
+                    offset: 0,
+                    what: format!("active segment has no header ({file_len} bytes); strict recovery refuses to rewrite it"),
+                });
+            }
+            let h = SegmentHeader::new(SegmentKind::Raw, tenant, scope, base).encode();
+            file.set_len(0).map_err(|e| Error::io("truncate", &path, e))?;
+            file.write_all_at_and_sync(&h, 0).map_err(|e| Error::io("write+fdatasync", &path, e))?;
+            let raw = Arc::new(RawSegment::new(path, file, base, HEADER_LEN as u64, base, Vec::new()));
+            segments.push(Segment::Raw(Arc::clone(&raw)));
+            active = Some((raw, HEADER_LEN as u64, base));
+            expected_base = Some(base);
+            continue;
+        }
+        check_header(&path, &header[..got], SegmentKind::Raw, tenant, scope, base)?;
+        let scan = scan_raw(file.as_ref(), &path, base, config)?;
+        if let Some((offset, why)) = &scan.torn {
+            if !is_last || config.recovery_mode == RecoveryMode::Strict {
+                return Err(Error::Corruption {
+                    path,
+                    offset: *offset,
+                    what: if is_last {
+                        format!("torn tail ({why}); strict recovery refuses to truncate")
+                    } else {
+                        format!("full segment awaiting sealing is damaged: {why}")
+                    },
+                });
+            }
+        }
+        if is_last && scan.commit_end < file_len {
+            file.set_len(scan.commit_end).map_err(|e| Error::io("truncate", &path, e))?;
+            file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
+            report.truncated_bytes = file_len - scan.commit_end;
+            report.dropped_records = scan.dropped_records;
+        }
+        let raw = Arc::new(RawSegment::new(path, file, base, scan.commit_end, scan.next_seq, scan.sparse));
+        segments.push(Segment::Raw(Arc::clone(&raw)));
+        expected_base = Some(scan.next_seq);
+        if is_last {
+            active = Some((raw, scan.commit_end, scan.next_seq));
+        } else {
+            to_seal.push(raw);
+        }
+    }
+
+    let (active, write_offset, next_seq) = if let Some(a) = active {
+        a
+    } else {
+        // New log, or the last segment is sealed: start an active segment after it.
+        let base = expected_base.unwrap_or(EventLogSequenceNumber::ZERO);
+        let raw = create_raw_segment(io, dir, tenant, scope, base)?;
+        segments.push(Segment::Raw(Arc::clone(&raw)));
+        (raw, HEADER_LEN as u64, base)
+    };
+    report.segments_count = segments.len();
+    Ok(Recovered { segments, active, write_offset, next_seq, to_seal, report })
+}
+
+/// Creates a new raw segment durably: header written and synced, directory synced.
+pub(crate) fn create_raw_segment(
+    io: &dyn IoEngine,
+    dir: &Path,
+    tenant: TenantId,
+    scope: ScopeId,
+    base: EventLogSequenceNumber,
+) -> Result<Arc<RawSegment>> {
+    let path = dir.join(raw_name(base));
+    let file = io.open(&path, OpenMode::CreateNew).map_err(|e| Error::io("create", &path, e))?;
+    let header = SegmentHeader::new(SegmentKind::Raw, tenant, scope, base).encode();
+    file.write_all_at_and_sync(&header, 0).map_err(|e| Error::io("write+fdatasync", &path, e))?;
+    io.sync_dir(dir).map_err(|e| Error::io("fsync dir", dir, e))?;
+    Ok(Arc::new(RawSegment::new(path, file, base, HEADER_LEN as u64, base, Vec::new())))
+}
