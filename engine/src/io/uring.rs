@@ -9,7 +9,7 @@
 use std::{
     fs::File,
     io,
-    os::{fd::AsRawFd, unix::fs::FileExt},
+    os::fd::AsRawFd,
     path::Path,
     sync::Arc,
 };
@@ -276,6 +276,8 @@ impl IoEngine for UringIo {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::FileExt;
+
     use super::*;
 
     #[test]

@@ -1,0 +1,108 @@
+//! Shared helpers for the engine's integration tests: deterministic events, backends, and a
+//! reopenable engine over the fault-injecting file system.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use annals_engine::{
+    testing::FaultIo, uuid::Uuid, Commit, Engine, EngineConfig, Event, EventType, ExecutionContext,
+    IoEngine, StdIo, TenantId, UncommittedEvent, UringIo, Version,
+};
+use bytesize::ByteSize;
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+
+pub const TENANT: TenantId = TenantId(Uuid::from_u128(0x445f_8ea8_1a6f_40d7_b2fc_796d_ba92_dc44));
+
+/// The real backends the suite runs against. io_uring must be there unless
+/// ANNALS_ALLOW_NO_IO_URING=1 says this kernel forbids it.
+pub fn real_backends() -> Vec<Arc<dyn IoEngine>> {
+    let mut backends: Vec<Arc<dyn IoEngine>> = vec![Arc::new(StdIo)];
+    match UringIo::new() {
+        Ok(io) => backends.push(Arc::new(io)),
+        Err(e) => {
+            assert!(
+                std::env::var("ANNALS_ALLOW_NO_IO_URING").is_ok_and(|v| v == "1"),
+                "io_uring is unavailable ({e}); set ANNALS_ALLOW_NO_IO_URING=1 to run std only"
+            );
+        }
+    }
+    backends
+}
+
+/// A config with tiny segments and blocks so short tests roll and seal often.
+pub fn small_config(dir: impl Into<std::path::PathBuf>) -> EngineConfig {
+    EngineConfig {
+        segment_bytes_max: ByteSize::kib(8),
+        seal_block_bytes: ByteSize::kib(2),
+        group_bytes_max: ByteSize::kib(16),
+        sparse_index_interval_bytes: ByteSize::b(512),
+        ..EngineConfig::new(dir)
+    }
+}
+
+pub fn seed_from_env(default: u64) -> u64 {
+    std::env::var("ANNALS_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+/// A commit of `n` events with content that identifies it (`tag`).
+pub fn commit(rng: &mut SmallRng, tag: u64, n: usize) -> Commit {
+    Commit {
+        occurred_ns: 1_700_000_000_000_000_000 + tag as i64,
+        execution_context: ExecutionContext {
+            microservice_id: Uuid::from_u128(0xabc),
+            tenant_id: TENANT.0,
+            version: Version { major: 1, minor: 2, patch: 3, build: 0, pre_release: String::new() },
+            correlation_id: Uuid::from_u128(u128::from(tag)),
+            claims: Vec::new(),
+            environment: "Test".into(),
+            span_id: None,
+        },
+        events: (0..n)
+            .map(|i| UncommittedEvent {
+                event_source_id: format!("source-{}", rng.gen_range(0..20)),
+                event_type: EventType { id: Uuid::from_u128(7), generation: 1 },
+                public: i % 3 == 0,
+                content: format!(
+                    r#"{{"commit":{tag},"index":{i},"pad":"{}"}}"#,
+                    "x".repeat(rng.gen_range(0..200))
+                ),
+                aggregate: None,
+                event_horizon: None,
+            })
+            .collect(),
+    }
+}
+
+/// Checks that `event` is event `index` of `commit`.
+pub fn assert_event_matches(event: &Event, commit: &Commit, index: usize) {
+    let expected = &commit.events[index];
+    assert_eq!(event.content, expected.content, "content of {:?}", event.sequence_number);
+    assert_eq!(event.event_source_id, expected.event_source_id);
+    assert_eq!(event.occurred_ns, commit.occurred_ns);
+    assert_eq!(event.execution_context, commit.execution_context);
+    assert_eq!(event.public, expected.public);
+}
+
+/// Reads a whole log.
+pub fn read_all(log: &annals_engine::Log) -> Vec<Event> {
+    let mut out = Vec::new();
+    let mut from = annals_engine::EventLogSequenceNumber(0);
+    loop {
+        let batch = log.read(from, 1000, 1 << 20).unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        from = batch.next().unwrap();
+        out.extend(batch.events().unwrap());
+    }
+    out
+}
+
+/// Opens an engine on the fault file system at "/data".
+pub fn open_fault(fs: &FaultIo, config: &EngineConfig) -> annals_engine::Result<Engine> {
+    Engine::open_with_io(config.clone(), Arc::new(fs.clone()))
+}
+
+pub fn rng(seed: u64) -> SmallRng {
+    SmallRng::seed_from_u64(seed)
+}
