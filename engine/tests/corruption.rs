@@ -1,0 +1,243 @@
+//! Damage on disk: torn tails are truncated (and only they), everything else is reported with
+//! file, offset, expected and found. Bit flips in headers, frames, sealed blocks and trailers
+//! are all caught; misfiled and stray files are refused.
+
+mod common;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use annals_engine::{Engine, EngineConfig, Error, EventLogSequenceNumber, RecoveryMode, StdIo};
+use common::*;
+
+fn log_dir(data: &Path) -> PathBuf {
+    data.join("tenants").join(TENANT.to_string()).join("logs").join("00000000-0000-0000-0000-000000000000")
+}
+
+fn open(config: &EngineConfig) -> annals_engine::Result<Engine> {
+    Engine::open_with_io(config.clone(), Arc::new(StdIo))
+}
+
+/// Writes `commits` commits of 3 events; returns the config and the number of events.
+fn populate(dir: &Path, commits: u64, seal: bool) -> (EngineConfig, u64) {
+    let config = EngineConfig { seal_enabled: seal, ..small_config(dir) };
+    let engine = open(&config).unwrap();
+    let log = engine.tenant_or_create(TENANT).unwrap().event_log().unwrap();
+    let mut r = rng(7);
+    for t in 0..commits {
+        log.append(&commit(&mut r, t + 1, 3)).unwrap();
+    }
+    assert!(engine.wait_for_sealing().is_empty());
+    (config, commits * 3)
+}
+
+fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(ext))
+        .collect();
+    v.sort();
+    v
+}
+
+fn flip(path: &Path, offset: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[offset] ^= 0x10;
+    fs::write(path, bytes).unwrap();
+}
+
+fn count(engine: &Engine) -> usize {
+    read_all(&engine.tenant(TENANT).unwrap().event_log().unwrap()).len()
+}
+
+#[test]
+fn garbage_after_the_last_commit_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, n) = populate(dir.path(), 5, false);
+    let active = files(&log_dir(dir.path()), ".log").pop().unwrap();
+    let mut bytes = fs::read(&active).unwrap();
+    let len = bytes.len();
+    bytes.extend_from_slice(&[0xAB; 37]);
+    fs::write(&active, &bytes).unwrap();
+    let engine = open(&config).unwrap();
+    let log = engine.tenant(TENANT).unwrap().event_log().unwrap();
+    assert_eq!(log.recovery_report().truncated_bytes, 37);
+    assert_eq!(fs::metadata(&active).unwrap().len(), len as u64);
+    assert_eq!(read_all(&log).len() as u64, n);
+}
+
+#[test]
+fn a_commit_cut_short_is_dropped_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, n) = populate(dir.path(), 4, false);
+    let active = files(&log_dir(dir.path()), ".log").pop().unwrap();
+    let len = fs::metadata(&active).unwrap().len();
+    // Cut into the last commit: it loses its last frame(s), so all 3 of its events go.
+    let file = fs::OpenOptions::new().write(true).open(&active).unwrap();
+    file.set_len(len - 10).unwrap();
+    drop(file);
+    let engine = open(&config).unwrap();
+    let log = engine.tenant(TENANT).unwrap().event_log().unwrap();
+    let events = read_all(&log);
+    assert_eq!(events.len() as u64 % 3, 0, "a commit was torn");
+    assert!((events.len() as u64) < n);
+    assert!(log.recovery_report().dropped_records >= 1);
+    // Appending continues right after.
+    let mut r = rng(3);
+    let receipt = log.append(&commit(&mut r, 100, 1)).unwrap();
+    assert_eq!(receipt.first.0, events.len() as u64);
+}
+
+#[test]
+fn strict_mode_refuses_to_truncate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = populate(dir.path(), 3, false);
+    let active = files(&log_dir(dir.path()), ".log").pop().unwrap();
+    let mut bytes = fs::read(&active).unwrap();
+    bytes.extend_from_slice(&[1, 2, 3]);
+    fs::write(&active, &bytes).unwrap();
+    let strict = EngineConfig { recovery_mode: RecoveryMode::Strict, ..config.clone() };
+    let err = open(&strict).unwrap().tenant(TENANT).unwrap().event_log().unwrap_err();
+    assert!(err.is_corruption(), "{err}");
+    assert!(err.to_string().contains("torn tail"), "{err}");
+    // The default mode still opens it.
+    assert_eq!(count(&open(&config).unwrap()), 9);
+}
+
+#[test]
+fn damage_followed_by_valid_records_is_corruption_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = populate(dir.path(), 3, false);
+    let active = files(&log_dir(dir.path()), ".log").pop().unwrap();
+    // Flip a byte in the payload of the first frame (header 64 + frame header 24 + 10).
+    flip(&active, 64 + 24 + 10);
+    let err = open(&config).unwrap().tenant(TENANT).unwrap().event_log().unwrap_err();
+    match &err {
+        Error::ChecksumMismatch { path, offset, expected, actual, .. } => {
+            assert_eq!(path, &active);
+            assert_eq!(*offset, 64);
+            assert_ne!(expected, actual);
+        }
+        other => panic!("expected a checksum mismatch, got {other}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains(&active.display().to_string()) && text.contains("offset 64"), "{text}");
+}
+
+#[test]
+fn every_header_bit_flip_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = populate(dir.path(), 2, false);
+    let active = files(&log_dir(dir.path()), ".log").pop().unwrap();
+    let original = fs::read(&active).unwrap();
+    for byte in (0..64).step_by(3) {
+        let mut bytes = original.clone();
+        bytes[byte] ^= 0x01;
+        fs::write(&active, &bytes).unwrap();
+        let result = open(&config).unwrap().tenant(TENANT).unwrap().event_log();
+        let err = result.expect_err(&format!("header byte {byte} flip undetected"));
+        assert!(err.is_corruption() || matches!(err, Error::UnsupportedFormat { .. }), "{err}");
+    }
+    fs::write(&active, &original).unwrap();
+    assert_eq!(count(&open(&config).unwrap()), 6);
+}
+
+#[test]
+fn a_flipped_bit_in_a_sealed_block_fails_the_read_that_touches_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, n) = populate(dir.path(), 60, true);
+    let sealed = files(&log_dir(dir.path()), ".sealed");
+    assert!(sealed.len() >= 2, "expected sealed segments, got {sealed:?}");
+    flip(&sealed[1], 64 + 5); // inside the first block of the second sealed segment
+    let engine = open(&config).unwrap(); // opening reads only headers and trailers
+    let log = engine.tenant(TENANT).unwrap().event_log().unwrap();
+    assert_eq!(log.next_sequence_number().0, n);
+    // Events of the first segment read fine; the damaged block does not.
+    assert!(!log.read(EventLogSequenceNumber(0), 1, 1 << 20).unwrap().is_empty());
+    let mut from = EventLogSequenceNumber(0);
+    let err = loop {
+        match log.read(from, 1, 1 << 20) {
+            Ok(b) if b.is_empty() => panic!("damage never detected"),
+            Ok(b) => from = b.next().unwrap(),
+            Err(e) => break e,
+        }
+    };
+    match err {
+        Error::ChecksumMismatch { path, what, .. } => {
+            assert_eq!(path, sealed[1]);
+            assert_eq!(what, "sealed block");
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn a_damaged_seal_trailer_or_index_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = populate(dir.path(), 60, true);
+    let sealed = files(&log_dir(dir.path()), ".sealed");
+    let len = fs::metadata(&sealed[0]).unwrap().len() as usize;
+    let original = fs::read(&sealed[0]).unwrap();
+    flip(&sealed[0], len - 20);
+    let err = open(&config).unwrap().tenant(TENANT).unwrap().event_log().unwrap_err();
+    assert!(err.is_corruption(), "{err}");
+    // Damage in the block index is found on first read.
+    fs::write(&sealed[0], &original).unwrap();
+    flip(&sealed[0], len - 64 - 3);
+    let engine = open(&config).unwrap();
+    let log = engine.tenant(TENANT).unwrap().event_log().unwrap();
+    let err = log.read(EventLogSequenceNumber(0), 10, 1 << 20).unwrap_err();
+    assert!(matches!(err, Error::ChecksumMismatch { what: "block index", .. }), "{err}");
+}
+
+#[test]
+fn misfiled_and_stray_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = populate(dir.path(), 60, true);
+    let logs = log_dir(dir.path());
+    let sealed = files(&logs, ".sealed");
+    // A segment renamed to another base is misfiled (its header names the real base).
+    let renamed = logs.join("00000000000000999999.sealed");
+    fs::rename(&sealed[0], &renamed).unwrap();
+    let err = open(&config).unwrap().tenant(TENANT).unwrap().event_log().unwrap_err();
+    assert!(err.is_corruption(), "{err}");
+    fs::rename(&renamed, &sealed[0]).unwrap();
+    // A segment of another tenant is misfiled.
+    let other_dir = tempfile::tempdir().unwrap();
+    {
+        let other = open(&small_config(other_dir.path())).unwrap();
+        let t = other.tenant_or_create(annals_engine::TenantId(annals_engine::uuid::Uuid::from_u128(5))).unwrap();
+        let mut r = rng(1);
+        t.event_log().unwrap().append(&commit(&mut r, 1, 1)).unwrap();
+    }
+    let foreign = fs::read_dir(other_dir.path().join("tenants")).unwrap().next().unwrap().unwrap().path();
+    let foreign_active = files(&foreign.join("logs").join("00000000-0000-0000-0000-000000000000"), ".log").pop().unwrap();
+    let ours = files(&logs, ".log").pop().unwrap();
+    let saved = fs::read(&ours).unwrap();
+    fs::copy(&foreign_active, &ours).unwrap();
+    let err = open(&config).unwrap().tenant(TENANT).unwrap().event_log().unwrap_err();
+    assert!(matches!(err, Error::Misfiled { .. }), "{err}");
+    fs::write(&ours, saved).unwrap();
+    // A stray file is refused by name.
+    fs::write(logs.join("notes.txt"), b"hi").unwrap();
+    let err = open(&config).unwrap().tenant(TENANT).unwrap().event_log().unwrap_err();
+    assert!(err.to_string().contains("notes.txt"), "{err}");
+    fs::remove_file(logs.join("notes.txt")).unwrap();
+    // A missing middle segment is a gap in the chain.
+    fs::remove_file(&sealed[1]).unwrap();
+    let err = open(&config).unwrap().tenant(TENANT).unwrap().event_log().unwrap_err();
+    assert!(err.to_string().contains("segment chain"), "{err}");
+}
+
+#[test]
+fn a_second_engine_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config(dir.path());
+    let _first = open(&config).unwrap();
+    let err = open(&config).unwrap_err();
+    assert!(err.to_string().contains("locked"), "{err}");
+}
