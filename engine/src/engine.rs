@@ -1,7 +1,7 @@
 //! The engine: a data directory of tenants, the I/O backend, and the sealer thread.
 //!
 //! Layout: `<data-dir>/LOCK` (held while open), `<data-dir>/tenants/<tenant>/logs/<scope>/`
-//! with the segment files of one log (engine/FORMAT.md §1).
+//! with the segment files of one log (engine/FORMAT.md section 1).
 //!
 //! The sealer is one background thread per engine; it seals full segments one at a time, so
 //! sealing never takes more than one core, and its queue holds one small job per rolled

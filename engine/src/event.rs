@@ -1,6 +1,6 @@
 //! The event record: what one committed event holds, and its payload codec.
 //!
-//! The payload is the body of a record frame (see `segment::format` and FORMAT.md §4). All
+//! The payload is the body of a record frame (see `segment::format` and FORMAT.md section 4). All
 //! integers are little-endian; strings are a `u32` byte length then UTF-8; UUIDs are 16 bytes
 //! in RFC 4122 order. The sequence number lives in the frame, not the payload.
 //!

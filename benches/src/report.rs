@@ -1,0 +1,235 @@
+//! Results: one JSON line per measurement on stdout, medians and ratios at the end.
+//!
+//! stdout carries only JSON lines (one object per line) so runs can be compared mechanically;
+//! progress for people goes to stderr. Every ratio is computed from medians of the same run:
+//! the disk here is shared and noisy, so only figures measured side by side mean anything.
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::Value;
+
+/// One measurement of one system on one workload shape in one round.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    /// `annals`, `raw` or `rocksdb`.
+    pub system: &'static str,
+    /// `append` or `catchup_read`.
+    pub workload: &'static str,
+    /// Concurrent writer threads (1 for reads).
+    pub writers: usize,
+    /// Events per commit; `None` for reads.
+    pub batch: Option<usize>,
+    /// Round number, from 0.
+    pub round: usize,
+    /// Events counted in the measured window.
+    pub events: u64,
+    /// Measured window in seconds.
+    pub seconds: f64,
+    /// Events per second over the window.
+    pub events_per_s: f64,
+    /// Median latency in microseconds: per commit for appends, per read call for reads
+    /// (`None` where the system has no read calls of its own to time).
+    pub p50_us: Option<f64>,
+    /// 99th-percentile latency, as `p50_us`.
+    pub p99_us: Option<f64>,
+    /// Data `fdatasync`s in the window, where the system reports them.
+    pub fdatasyncs: Option<u64>,
+    /// `events / fdatasyncs`.
+    pub events_per_fdatasync: Option<f64>,
+    /// The I/O path: the engine's backend for annals, `std` for raw, `posix` for RocksDB.
+    pub io_backend: String,
+    /// UTC start of the run (ISO 8601).
+    pub date: String,
+    /// System-specific figures (annals' seals and disk bytes, framed bytes per event, ...).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// Latency summary of a histogram of nanoseconds, in microseconds.
+pub fn percentiles_us(hist: &Histogram<u64>) -> (Option<f64>, Option<f64>) {
+    if hist.is_empty() {
+        return (None, None);
+    }
+    let us = |q: f64| to_f64(hist.value_at_quantile(q)) / 1000.0;
+    (Some(us(0.5)), Some(us(0.99)))
+}
+
+/// `a / b`, or `None` when `b` is zero.
+pub fn ratio(a: u64, b: u64) -> Option<f64> {
+    (b != 0).then(|| to_f64(a) / to_f64(b))
+}
+
+/// `u64` to `f64` for reporting.
+#[expect(clippy::cast_precision_loss, reason = "counts below 2^52 are exact; reporting only")]
+pub fn to_f64(x: u64) -> f64 {
+    x as f64
+}
+
+/// The median of `values` (mean of the middle two for an even count); `None` when empty.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    Some(if sorted.len() % 2 == 0 { (sorted[mid - 1] + sorted[mid]) / 2.0 } else { sorted[mid] })
+}
+
+/// Writes one JSON line to stdout and flushes it, so a crash later still leaves the line.
+pub fn emit(value: &impl Serialize) -> Result<()> {
+    let line = serde_json::to_string(value).context("serialise a result line")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").context("write a result line to stdout")?;
+    out.flush().context("flush stdout")
+}
+
+/// The current time as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn now_utc() -> String {
+    let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    format!("{}Z", utc_timestamp(i64::try_from(seconds).unwrap_or(i64::MAX)))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` for Unix `seconds` (UTC, proleptic Gregorian).
+pub fn utc_timestamp(seconds: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let rest = seconds.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rest / 3600,
+        (rest % 3600) / 60,
+        rest % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The target of design.md §7 for a shape, as (vs raw, vs RocksDB).
+pub fn targets(workload: &str, writers: usize, batch: Option<usize>) -> (Option<f64>, Option<f64>) {
+    match (workload, writers, batch) {
+        ("append", 16, Some(1)) => (Some(0.9), Some(2.0)),
+        ("append", 16, Some(100)) => (Some(0.7), Some(10.0)),
+        ("append", 1, Some(100)) => (Some(0.8), None),
+        ("catchup_read", _, _) => (None, Some(5.0)),
+        _ => (None, None),
+    }
+}
+
+/// Prints the medians of each shape and its ratios (one JSON line per shape), and a table for
+/// people on stderr.
+pub fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
+    // Shapes in first-measured order.
+    let mut shapes: Vec<(&'static str, usize, Option<usize>)> = Vec::new();
+    for m in measurements {
+        let shape = (m.workload, m.writers, m.batch);
+        if !shapes.contains(&shape) {
+            shapes.push(shape);
+        }
+    }
+    eprintln!();
+    eprintln!(
+        "{:<13} {:>7} {:>5} | {:>12} {:>12} {:>12} | {:>8} {:>9} | {:>7} {:>7} {:>7}",
+        "workload", "writers", "batch", "annals ev/s", "raw ev/s", "rocksdb ev/s", "vs raw", "vs rocks",
+        "ev/sync", "raw", "rocks"
+    );
+    for (workload, writers, batch) in shapes {
+        let of = |system: &str, field: fn(&Measurement) -> Option<f64>| {
+            let values: Vec<f64> = measurements
+                .iter()
+                .filter(|m| m.system == system && (m.workload, m.writers, m.batch) == (workload, writers, batch))
+                .filter_map(field)
+                .collect();
+            median(&values)
+        };
+        let rate = |m: &Measurement| Some(m.events_per_s);
+        let per_sync = |m: &Measurement| m.events_per_fdatasync;
+        let p99 = |m: &Measurement| m.p99_us;
+        let (annals, raw, rocks) = (of("annals", rate), of("raw", rate), of("rocksdb", rate));
+        let vs = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        };
+        let (target_vs_raw, target_vs_rocksdb) = targets(workload, writers, batch);
+        let rounds = measurements
+            .iter()
+            .filter(|m| m.system == "annals" && (m.workload, m.writers, m.batch) == (workload, writers, batch))
+            .count();
+        let line = serde_json::json!({
+            "workload": "ratio",
+            "of_workload": workload,
+            "writers": writers,
+            "batch": batch,
+            "rounds": rounds,
+            "annals_events_per_s": annals,
+            "raw_events_per_s": raw,
+            "rocksdb_events_per_s": rocks,
+            "annals_vs_raw": vs(annals, raw),
+            "annals_vs_rocksdb": vs(annals, rocks),
+            "target_vs_raw": target_vs_raw,
+            "target_vs_rocksdb": target_vs_rocksdb,
+            "annals_events_per_fdatasync": of("annals", per_sync),
+            "raw_events_per_fdatasync": of("raw", per_sync),
+            "rocksdb_events_per_fdatasync": of("rocksdb", per_sync),
+            "annals_p99_us": of("annals", p99),
+            "raw_p99_us": of("raw", p99),
+            "rocksdb_p99_us": of("rocksdb", p99),
+            "date": date,
+        });
+        emit(&line)?;
+        let num = |v: Option<f64>, digits: usize| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"));
+        eprintln!(
+            "{:<13} {:>7} {:>5} | {:>12} {:>12} {:>12} | {:>8} {:>9} | {:>7} {:>7} {:>7}",
+            workload,
+            writers,
+            batch.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+            num(annals, 0),
+            num(raw, 0),
+            num(rocks, 0),
+            num(vs(annals, raw), 2),
+            num(vs(annals, rocks), 2),
+            num(of("annals", per_sync), 1),
+            num(of("raw", per_sync), 1),
+            num(of("rocksdb", per_sync), 1),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn timestamps_are_utc_civil_dates() {
+        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00");
+        assert_eq!(utc_timestamp(951_782_400), "2000-02-29T00:00:00");
+        assert_eq!(utc_timestamp(1_717_000_000), "2024-05-29T16:26:40");
+    }
+}

@@ -1,0 +1,161 @@
+//! Format version 1 fixtures: a data directory written by this format version (sealed
+//! segments and an active one, every record field in use) must open and read back exactly
+//! forever; a deliberately corrupt copy must be refused with a precise error.
+//!
+//! The fixtures are checked in under tests/fixtures/v1/. They were written by
+//! `cargo test -p annals-engine --test fixtures_v1 -- --ignored write_fixtures`; never
+//! regenerate them for an existing version: a new format version gets a new directory.
+
+mod common;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use annals_engine::{
+    uuid::Uuid, AppliedByAggregate, Claim, Commit, Engine, EngineConfig, Error, EventHorizonOrigin,
+    EventType, ExecutionContext, StdIo, UncommittedEvent, Version,
+};
+use common::*;
+
+fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1").join(name)
+}
+
+fn config(dir: &Path) -> EngineConfig {
+    EngineConfig { seal_enabled: true, ..small_config(dir) }
+}
+
+/// Non-ASCII content, written with escapes (sources stay ASCII).
+const NOTE: &str = "\u{fc}n\u{ef}c\u{f8}d\u{e9} \u{2713}";
+
+/// The fixture's commits: deterministic, every optional field used somewhere.
+fn fixture_commits() -> Vec<Commit> {
+    (0..40u64)
+        .map(|t| Commit {
+            occurred_ns: 1_750_000_000_000_000_000 + (t as i64) * 1_000_003,
+            execution_context: ExecutionContext {
+                microservice_id: Uuid::from_u128(0x1111),
+                tenant_id: TENANT.0,
+                version: Version { major: 9, minor: 9, patch: 0, build: t as i32, pre_release: if t % 2 == 0 { String::new() } else { "rc.1".into() } },
+                correlation_id: Uuid::from_u128(u128::from(t) + 1),
+                claims: (0..t % 3)
+                    .map(|c| Claim { key: format!("k{c}"), value: format!("v{t}"), value_type: "string".into() })
+                    .collect(),
+                environment: "Production".into(),
+                span_id: (t % 4 == 1).then_some([t as u8, 2, 3, 4, 5, 6, 7, 8]),
+            },
+            events: (0..1 + t % 5)
+                .map(|i| UncommittedEvent {
+                    event_source_id: format!("{}", Uuid::from_u128(u128::from(t % 7) << 64 | 0xfeed)),
+                    event_type: EventType { id: Uuid::from_u128(0xe0 + u128::from(i)), generation: 1 + (i as u32 % 2) },
+                    public: i % 2 == 1,
+                    content: format!(r#"{{"order":{t},"line":{i},"sku":"SKU-{:05}","qty":{},"note":"{NOTE}"}}"#, t * 31 + i, i + 1),
+                    aggregate: (t % 3 == 0).then_some(AppliedByAggregate { root_id: Uuid::from_u128(0xa99), version: t + i }),
+                    event_horizon: (t % 5 == 4).then_some(EventHorizonOrigin {
+                        external_sequence_number: 1000 + t,
+                        received_ns: 1_750_000_000_500_000_000,
+                        consent_id: Uuid::from_u128(0xc0),
+                    }),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn log_dir(data: &Path) -> PathBuf {
+    data.join("tenants").join(TENANT.to_string()).join("logs").join(Uuid::nil().to_string())
+}
+
+#[test]
+#[ignore = "writes the checked-in fixtures; run only when adding a format version"]
+fn write_fixtures() {
+    let good = fixture_dir("good");
+    assert!(!good.exists(), "fixtures of a released version are never rewritten");
+    {
+        let engine = Engine::open_with_io(config(&good), Arc::new(StdIo)).unwrap();
+        let log = engine.create_tenant(TENANT).unwrap().event_log().unwrap();
+        for c in fixture_commits() {
+            log.append(&c).unwrap();
+        }
+        assert!(engine.wait_for_sealing().is_empty());
+    }
+    fs::remove_file(good.join("LOCK")).unwrap();
+    // The corrupt copy: one byte flipped in the first record of the active segment, with
+    // valid records after it (not a torn tail).
+    let corrupt = fixture_dir("corrupt-active-frame");
+    copy_dir(&good, &corrupt);
+    let active = fs::read_dir(log_dir(&corrupt))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .max()
+        .unwrap();
+    let mut bytes = fs::read(&active).unwrap();
+    assert!(bytes.len() > 400, "active segment should hold several records");
+    bytes[64 + 24 + 30] ^= 0x40;
+    fs::write(&active, bytes).unwrap();
+}
+
+#[test]
+fn v1_fixture_opens_and_reads_back_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&fixture_dir("good"), tmp.path());
+    let names: Vec<String> = fs::read_dir(log_dir(tmp.path()))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with(".sealed")), "fixture lacks sealed segments: {names:?}");
+    assert!(names.iter().any(|n| n.ends_with(".log")), "fixture lacks an active segment: {names:?}");
+    for io in real_backends() {
+        let engine = Engine::open_with_io(config(tmp.path()), io).unwrap();
+        let log = engine.tenant(TENANT).unwrap().event_log().unwrap();
+        assert_eq!(log.recovery_report().truncated_bytes, 0);
+        let events = read_all(&log);
+        let commits = fixture_commits();
+        let mut k = 0;
+        for c in &commits {
+            for (i, expected) in c.events.iter().enumerate() {
+                let e = &events[k];
+                assert_eq!(e.sequence_number.0, k as u64);
+                assert_event_matches(e, c, i);
+                assert_eq!(e.event_type, expected.event_type);
+                assert_eq!(e.aggregate, expected.aggregate);
+                assert_eq!(e.event_horizon, expected.event_horizon);
+                k += 1;
+            }
+        }
+        assert_eq!(k, events.len());
+    }
+}
+
+#[test]
+fn v1_corrupt_fixture_is_refused_with_file_and_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&fixture_dir("corrupt-active-frame"), tmp.path());
+    let engine = Engine::open_with_io(config(tmp.path()), Arc::new(StdIo)).unwrap();
+    let err = engine.tenant(TENANT).unwrap().event_log().unwrap_err();
+    match &err {
+        Error::ChecksumMismatch { path, offset, what, .. } => {
+            assert!(path.extension().is_some_and(|e| e == "log"), "{err}");
+            assert_eq!(*offset, 64);
+            assert!(what.contains("record frame"), "{err}");
+        }
+        other => panic!("expected a checksum mismatch, got {other}"),
+    }
+}
