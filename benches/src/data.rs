@@ -19,8 +19,8 @@ use std::path::Path;
 use annals_engine::{
     testing::format::{encode_frame, FRAME_HEADER_LEN},
     uuid::{Builder, Uuid},
-    Commit, Durability, Engine, EngineConfig, EventLogSequenceNumber, EventType,
-    ExecutionContext, TenantId, UncommittedEvent, Version,
+    Commit, Durability, Engine, EngineConfig, EventLogSequenceNumber, EventType, ExecutionContext,
+    TenantId, UncommittedEvent, Version,
 };
 use anyhow::{ensure, Context, Result};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
@@ -80,9 +80,12 @@ pub struct EventFactory {
     clock_ns: i64,
 }
 
-const FIRST_NAMES: [&str; 8] = ["Ada", "Grace", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances"];
-const LAST_NAMES: [&str; 8] =
-    ["Lovelace", "Hopper", "Torvalds", "Hamilton", "Thompson", "Liskov", "Ritchie", "Allen"];
+const FIRST_NAMES: [&str; 8] = [
+    "Ada", "Grace", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances",
+];
+const LAST_NAMES: [&str; 8] = [
+    "Lovelace", "Hopper", "Torvalds", "Hamilton", "Thompson", "Liskov", "Ritchie", "Allen",
+];
 const PRODUCTS: [&str; 8] = [
     "Ergonomic Steel Chair",
     "Rustic Oak Table",
@@ -108,7 +111,13 @@ impl EventFactory {
             random_uuid(&mut rng),
             random_uuid(&mut rng),
         ];
-        Self { rng, microservice_id, tenant_id, event_types, clock_ns: 1_717_000_000_000_000_000 }
+        Self {
+            rng,
+            microservice_id,
+            tenant_id,
+            event_types,
+            clock_ns: 1_717_000_000_000_000_000,
+        }
     }
 
     /// One event of an order-line kind, with 250-300 bytes of JSON content.
@@ -163,7 +172,13 @@ impl EventFactory {
             execution_context: ExecutionContext {
                 microservice_id: self.microservice_id,
                 tenant_id: self.tenant_id,
-                version: Version { major: 1, minor: 2, patch: 3, build: 0, pre_release: String::new() },
+                version: Version {
+                    major: 1,
+                    minor: 2,
+                    patch: 3,
+                    build: 0,
+                    pre_release: String::new(),
+                },
                 correlation_id: random_uuid(&mut self.rng),
                 claims: Vec::new(),
                 environment: "Production".into(),
@@ -182,9 +197,14 @@ impl EventFactory {
         batch: usize,
         scratch: &Path,
     ) -> Result<CommitPool> {
-        let commits: Vec<Commit> = (0..writers * per_writer).map(|_| self.commit(batch)).collect();
+        let commits: Vec<Commit> = (0..writers * per_writer)
+            .map(|_| self.commit(batch))
+            .collect();
         let commits = encode_with_engine(commits, scratch)?;
-        Ok(CommitPool { commits, per_writer })
+        Ok(CommitPool {
+            commits,
+            per_writer,
+        })
     }
 }
 
@@ -212,18 +232,36 @@ fn encode_with_engine(commits: Vec<Commit>, scratch: &Path) -> Result<Vec<Prepar
         let mut next = receipt.first;
         while next < receipt.next() {
             let remaining = (receipt.next().0 - next.0) as usize;
-            let batch = log.read(next, remaining, 64 << 20).context("read the scratch log")?;
-            ensure!(!batch.is_empty(), "the scratch log ended at {next} before {}", receipt.next());
+            let batch = log
+                .read(next, remaining, 64 << 20)
+                .context("read the scratch log")?;
+            ensure!(
+                !batch.is_empty(),
+                "the scratch log ended at {next} before {}",
+                receipt.next()
+            );
             payloads.extend(batch.payloads().map(|(_, p)| p.to_vec()));
             next = batch.next().unwrap_or(next);
         }
-        let mut frames = Vec::with_capacity(payloads.iter().map(|p| p.len() + FRAME_HEADER_LEN).sum());
+        let mut frames =
+            Vec::with_capacity(payloads.iter().map(|p| p.len() + FRAME_HEADER_LEN).sum());
         for (k, payload) in payloads.iter().enumerate() {
             let rest = (payloads.len() - 1 - k) as u32;
             let offset = frames.len() as u64;
-            encode_frame(&mut frames, EventLogSequenceNumber::ZERO, offset, EventLogSequenceNumber(k as u64), rest, payload);
+            encode_frame(
+                &mut frames,
+                EventLogSequenceNumber::ZERO,
+                offset,
+                EventLogSequenceNumber(k as u64),
+                rest,
+                payload,
+            );
         }
-        prepared.push(PreparedCommit { commit, payloads, frames });
+        prepared.push(PreparedCommit {
+            commit,
+            payloads,
+            frames,
+        });
     }
     drop(log);
     drop(engine);
@@ -243,23 +281,37 @@ mod tests {
             let len = event.content.len();
             assert!((250..=300).contains(&len), "{len}: {}", event.content);
             let _: serde_json::Value = serde_json::from_str(&event.content).unwrap();
-            assert_eq!(Uuid::parse_str(&event.event_source_id).unwrap().get_version_num(), 4);
+            assert_eq!(
+                Uuid::parse_str(&event.event_source_id)
+                    .unwrap()
+                    .get_version_num(),
+                4
+            );
         }
     }
 
     #[test]
     fn same_seed_same_events() {
-        assert_eq!(EventFactory::new(3).commit(5), EventFactory::new(3).commit(5));
+        assert_eq!(
+            EventFactory::new(3).commit(5),
+            EventFactory::new(3).commit(5)
+        );
     }
 
     #[test]
     fn pool_encodings_match_the_events() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = EventFactory::new(1).pool(2, 3, 4, &dir.path().join("scratch")).unwrap();
+        let pool = EventFactory::new(1)
+            .pool(2, 3, 4, &dir.path().join("scratch"))
+            .unwrap();
         assert_eq!(pool.all().len(), 6);
         for prepared in pool.all() {
             assert_eq!(prepared.payloads.len(), 4);
-            let framed: usize = prepared.payloads.iter().map(|p| p.len() + FRAME_HEADER_LEN).sum();
+            let framed: usize = prepared
+                .payloads
+                .iter()
+                .map(|p| p.len() + FRAME_HEADER_LEN)
+                .sum();
             assert_eq!(prepared.frames.len(), framed);
             let decoded = annals_engine::testing::decode_payload(&prepared.payloads[0]).unwrap();
             assert_eq!(decoded.content, prepared.commit.events[0].content);

@@ -78,7 +78,8 @@ where
                             }
                             let n = commit(writer, iteration)?;
                             if began >= counted_from {
-                                let ns = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                                let ns =
+                                    u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
                                 hist.record(ns).context("record a latency")?;
                                 events += n;
                                 commits += 1;
@@ -115,7 +116,10 @@ where
         let (events, commits, hist) = result?;
         outcome.events += events;
         outcome.commits += commits;
-        outcome.latency_ns.add(&hist).context("merge latency histograms")?;
+        outcome
+            .latency_ns
+            .add(&hist)
+            .context("merge latency histograms")?;
     }
     Ok(outcome)
 }
@@ -129,12 +133,20 @@ mod tests {
     #[test]
     fn counts_only_commits_started_in_the_window() {
         let calls = AtomicU64::new(0);
-        let window = Window { warmup: Duration::from_millis(30), measure: Duration::from_millis(60) };
-        let outcome = run_appends(3, window, || {}, |_, _| {
-            calls.fetch_add(1, Ordering::Relaxed);
-            std::thread::sleep(Duration::from_millis(2));
-            Ok(5)
-        })
+        let window = Window {
+            warmup: Duration::from_millis(30),
+            measure: Duration::from_millis(60),
+        };
+        let outcome = run_appends(
+            3,
+            window,
+            || {},
+            |_, _| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+                Ok(5)
+            },
+        )
         .unwrap();
         assert!(outcome.commits > 0);
         assert!(outcome.commits < calls.load(Ordering::Relaxed));
@@ -145,7 +157,10 @@ mod tests {
 
     #[test]
     fn a_failing_commit_fails_the_run() {
-        let window = Window { warmup: Duration::ZERO, measure: Duration::from_millis(20) };
+        let window = Window {
+            warmup: Duration::ZERO,
+            measure: Duration::from_millis(20),
+        };
         let err = run_appends(2, window, || {}, |_, _| Err(anyhow!("disk on fire"))).unwrap_err();
         assert!(err.to_string().contains("disk on fire"));
     }

@@ -67,7 +67,10 @@ pub fn ratio(a: u64, b: u64) -> Option<f64> {
 }
 
 /// `u64` to `f64` for reporting.
-#[expect(clippy::cast_precision_loss, reason = "counts below 2^52 are exact; reporting only")]
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "counts below 2^52 are exact; reporting only"
+)]
 pub fn to_f64(x: u64) -> f64 {
     x as f64
 }
@@ -80,7 +83,11 @@ pub fn median(values: &[f64]) -> Option<f64> {
     }
     sorted.sort_by(f64::total_cmp);
     let mid = sorted.len() / 2;
-    Some(if sorted.len() % 2 == 0 { (sorted[mid - 1] + sorted[mid]) / 2.0 } else { sorted[mid] })
+    Some(if sorted.len() % 2 == 0 {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    } else {
+        sorted[mid]
+    })
 }
 
 /// Writes one JSON line to stdout and flushes it, so a crash later still leaves the line.
@@ -93,8 +100,13 @@ pub fn emit(value: &impl Serialize) -> Result<()> {
 
 /// The current time as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn now_utc() -> String {
-    let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    format!("{}Z", utc_timestamp(i64::try_from(seconds).unwrap_or(i64::MAX)))
+    let seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!(
+        "{}Z",
+        utc_timestamp(i64::try_from(seconds).unwrap_or(i64::MAX))
+    )
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` for Unix `seconds` (UTC, proleptic Gregorian).
@@ -149,14 +161,26 @@ pub fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
     eprintln!();
     eprintln!(
         "{:<13} {:>7} {:>5} | {:>12} {:>12} {:>12} | {:>8} {:>9} | {:>7} {:>7} {:>7}",
-        "workload", "writers", "batch", "annals ev/s", "raw ev/s", "rocksdb ev/s", "vs raw", "vs rocks",
-        "ev/sync", "raw", "rocks"
+        "workload",
+        "writers",
+        "batch",
+        "annals ev/s",
+        "raw ev/s",
+        "rocksdb ev/s",
+        "vs raw",
+        "vs rocks",
+        "ev/sync",
+        "raw",
+        "rocks"
     );
     for (workload, writers, batch) in shapes {
         let of = |system: &str, field: fn(&Measurement) -> Option<f64>| {
             let values: Vec<f64> = measurements
                 .iter()
-                .filter(|m| m.system == system && (m.workload, m.writers, m.batch) == (workload, writers, batch))
+                .filter(|m| {
+                    m.system == system
+                        && (m.workload, m.writers, m.batch) == (workload, writers, batch)
+                })
                 .filter_map(field)
                 .collect();
             median(&values)
@@ -172,7 +196,10 @@ pub fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
         let (target_vs_raw, target_vs_rocksdb) = targets(workload, writers, batch);
         let rounds = measurements
             .iter()
-            .filter(|m| m.system == "annals" && (m.workload, m.writers, m.batch) == (workload, writers, batch))
+            .filter(|m| {
+                m.system == "annals"
+                    && (m.workload, m.writers, m.batch) == (workload, writers, batch)
+            })
             .count();
         let line = serde_json::json!({
             "workload": "ratio",
@@ -196,7 +223,9 @@ pub fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
             "date": date,
         });
         emit(&line)?;
-        let num = |v: Option<f64>, digits: usize| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"));
+        let num = |v: Option<f64>, digits: usize| {
+            v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+        };
         eprintln!(
             "{:<13} {:>7} {:>5} | {:>12} {:>12} {:>12} | {:>8} {:>9} | {:>7} {:>7} {:>7}",
             workload,

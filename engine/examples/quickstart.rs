@@ -14,14 +14,19 @@ fn main() -> Result<(), annals_engine::Error> {
     let engine = Engine::open(EngineConfig::new(&dir))?;
     println!("opened {dir} with the {} backend", engine.io_backend());
 
-    let tenant = engine.tenant_or_create(TenantId(Uuid::from_u128(0x445f_8ea8_1a6f_40d7_b2fc_796d_ba92_dc44)))?;
+    let tenant = engine.tenant_or_create(TenantId(Uuid::from_u128(
+        0x445f_8ea8_1a6f_40d7_b2fc_796d_ba92_dc44,
+    )))?;
     let log = tenant.event_log()?;
     let receipt = log.append(&Commit {
         occurred_ns: 0,
         execution_context: annals_engine::ExecutionContext::default(),
         events: vec![UncommittedEvent {
             event_source_id: "cart-42".into(),
-            event_type: EventType { id: Uuid::from_u128(1), generation: 1 },
+            event_type: EventType {
+                id: Uuid::from_u128(1),
+                generation: 1,
+            },
             content: r#"{"item":"book","quantity":1}"#.into(),
             ..UncommittedEvent::default()
         }],
@@ -30,7 +35,10 @@ fn main() -> Result<(), annals_engine::Error> {
 
     for event in log.read(EventLogSequenceNumber::ZERO, 10, 1 << 20)?.views() {
         let event = event?;
-        println!("#{} {} {}", event.sequence_number, event.event_source_id, event.content);
+        println!(
+            "#{} {} {}",
+            event.sequence_number, event.event_source_id, event.content
+        );
     }
 
     let mut tail = log.subscribe(log.next_sequence_number());

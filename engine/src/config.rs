@@ -68,6 +68,11 @@ pub struct EngineConfig {
     /// Most bytes one group commit writes in one go; commits waiting beyond it form the next
     /// group. Default 4 MiB, minimum 4 KiB.
     pub group_bytes_max: ByteSize,
+    /// How long a group-commit leader may wait for the writers of the previous group to come
+    /// back before writing, in microseconds. It waits only while fewer commits are queued
+    /// than the previous group had writers, and never longer than half the last write's
+    /// duration, so a lone writer never waits. 0 disables. Default 500, maximum 100000.
+    pub group_commit_delay_max_us: u64,
     /// Uncompressed size of one zstd block in a sealed segment. Default 64 KiB, minimum 1 KiB.
     pub seal_block_bytes: ByteSize,
     /// zstd level for sealing. Default 3, range 1..=19.
@@ -90,6 +95,7 @@ impl Default for EngineConfig {
             record_bytes_max: ByteSize::mib(8),
             commit_bytes_max: ByteSize::mib(64),
             group_bytes_max: ByteSize::mib(4),
+            group_commit_delay_max_us: 500,
             seal_block_bytes: ByteSize::kib(64),
             seal_zstd_level: 3,
             seal_enabled: true,
@@ -101,7 +107,10 @@ impl Default for EngineConfig {
 impl EngineConfig {
     /// A default configuration rooted at `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), ..Self::default() }
+        Self {
+            data_dir: data_dir.into(),
+            ..Self::default()
+        }
     }
 
     /// Checks every bound; the error names the key.
@@ -110,26 +119,52 @@ impl EngineConfig {
             Err(Error::InvalidConfig { key, reason })
         }
         if self.segment_bytes_max.as_u64() < 4096 {
-            return bad("segment-bytes-max", format!("{} is below 4 KiB", self.segment_bytes_max));
+            return bad(
+                "segment-bytes-max",
+                format!("{} is below 4 KiB", self.segment_bytes_max),
+            );
         }
         let record = self.record_bytes_max.as_u64();
         if !(1024..=(1 << 30)).contains(&record) {
-            return bad("record-bytes-max", format!("{} is outside 1 KiB..=1 GiB", self.record_bytes_max));
+            return bad(
+                "record-bytes-max",
+                format!("{} is outside 1 KiB..=1 GiB", self.record_bytes_max),
+            );
         }
-        if self.commit_bytes_max.as_u64() < record || self.commit_bytes_max.as_u64() > u64::from(u32::MAX) {
+        if self.commit_bytes_max.as_u64() < record
+            || self.commit_bytes_max.as_u64() > u64::from(u32::MAX)
+        {
             return bad(
                 "commit-bytes-max",
-                format!("{} must be at least record-bytes-max and below 4 GiB", self.commit_bytes_max),
+                format!(
+                    "{} must be at least record-bytes-max and below 4 GiB",
+                    self.commit_bytes_max
+                ),
             );
         }
         if self.group_bytes_max.as_u64() < 4096 {
-            return bad("group-bytes-max", format!("{} is below 4 KiB", self.group_bytes_max));
+            return bad(
+                "group-bytes-max",
+                format!("{} is below 4 KiB", self.group_bytes_max),
+            );
+        }
+        if self.group_commit_delay_max_us > 100_000 {
+            return bad(
+                "group-commit-delay-max-us",
+                format!("{} is above 100000", self.group_commit_delay_max_us),
+            );
         }
         if !(1024..=(64 << 20)).contains(&self.seal_block_bytes.as_u64()) {
-            return bad("seal-block-bytes", format!("{} is outside 1 KiB..=64 MiB", self.seal_block_bytes));
+            return bad(
+                "seal-block-bytes",
+                format!("{} is outside 1 KiB..=64 MiB", self.seal_block_bytes),
+            );
         }
         if !(1..=19).contains(&self.seal_zstd_level) {
-            return bad("seal-zstd-level", format!("{} is outside 1..=19", self.seal_zstd_level));
+            return bad(
+                "seal-zstd-level",
+                format!("{} is outside 1..=19", self.seal_zstd_level),
+            );
         }
         if self.sparse_index_interval_bytes.as_u64() < 256 {
             return bad(
@@ -152,11 +187,21 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let config = EngineConfig { seal_zstd_level: 40, ..EngineConfig::default() };
+        let config = EngineConfig {
+            seal_zstd_level: 40,
+            ..EngineConfig::default()
+        };
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("seal-zstd-level"), "{err}");
-        let config = EngineConfig { segment_bytes_max: ByteSize::b(10), ..EngineConfig::default() };
-        assert!(config.validate().unwrap_err().to_string().contains("segment-bytes-max"));
+        let config = EngineConfig {
+            segment_bytes_max: ByteSize::b(10),
+            ..EngineConfig::default()
+        };
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("segment-bytes-max"));
     }
 
     #[test]

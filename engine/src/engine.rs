@@ -7,12 +7,7 @@
 //! sealing never takes more than one core, and its queue holds one small job per rolled
 //! segment. It stops when the engine drops; unsealed segments are queued again on reopen.
 
-use std::{
-    collections::HashMap,
-    path::PathBuf,
-    sync::Arc,
-    thread::JoinHandle,
-};
+use std::{collections::HashMap, path::PathBuf, sync::Arc, thread::JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -72,9 +67,12 @@ impl Engine {
     pub fn open_with_io(config: EngineConfig, io: Arc<dyn IoEngine>) -> Result<Engine> {
         config.validate()?;
         let data = config.data_dir.clone();
-        io.create_dir_all(&data.join("tenants")).map_err(|e| Error::io("create dir", &data, e))?;
+        io.create_dir_all(&data.join("tenants"))
+            .map_err(|e| Error::io("create dir", &data, e))?;
         let lock_path = data.join("LOCK");
-        let lock = io.lock_exclusive(&lock_path).map_err(|e| Error::io("lock", &lock_path, e))?;
+        let lock = io
+            .lock_exclusive(&lock_path)
+            .map_err(|e| Error::io("lock", &lock_path, e))?;
         // Unbounded, but holds one small job per rolled segment.
         let (tx, rx) = crossbeam_channel::unbounded::<SealJob>();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
@@ -92,7 +90,11 @@ impl Engine {
             None
         };
         let sealer = config.seal_enabled.then(|| tx.clone());
-        let shared = Arc::new(Shared { io, config: Arc::new(config), sealer });
+        let shared = Arc::new(Shared {
+            io,
+            config: Arc::new(config),
+            sealer,
+        });
         let engine = Engine {
             shared,
             tenants: RwLock::new(HashMap::new()),
@@ -112,7 +114,11 @@ impl Engine {
 
     fn load_tenants(&self) -> Result<()> {
         let dir = self.tenants_dir();
-        let names = self.shared.io.read_dir(&dir).map_err(|e| Error::io("read dir", &dir, e))?;
+        let names = self
+            .shared
+            .io
+            .read_dir(&dir)
+            .map_err(|e| Error::io("read dir", &dir, e))?;
         let mut tenants = self.tenants.write();
         for name in names {
             let id: TenantId = name.parse().map_err(|_| Error::Corruption {
@@ -120,7 +126,10 @@ impl Engine {
                 offset: 0,
                 what: "a tenant directory must be named by a UUID".into(),
             })?;
-            tenants.insert(id, Arc::new(Tenant::new(id, dir.join(&name), Arc::clone(&self.shared))));
+            tenants.insert(
+                id,
+                Arc::new(Tenant::new(id, dir.join(&name), Arc::clone(&self.shared))),
+            );
         }
         Ok(())
     }
@@ -143,10 +152,13 @@ impl Engine {
         }
         let dir = self.tenants_dir().join(id.to_string());
         let io = &self.shared.io;
-        io.create_dir_all(&dir.join("logs")).map_err(|e| Error::io("create dir", &dir, e))?;
-        io.sync_dir(&dir).map_err(|e| Error::io("fsync dir", &dir, e))?;
+        io.create_dir_all(&dir.join("logs"))
+            .map_err(|e| Error::io("create dir", &dir, e))?;
+        io.sync_dir(&dir)
+            .map_err(|e| Error::io("fsync dir", &dir, e))?;
         let parent = self.tenants_dir();
-        io.sync_dir(&parent).map_err(|e| Error::io("fsync dir", &parent, e))?;
+        io.sync_dir(&parent)
+            .map_err(|e| Error::io("fsync dir", &parent, e))?;
         let tenant = Arc::new(Tenant::new(id, dir, Arc::clone(&self.shared)));
         tenants.insert(id, Arc::clone(&tenant));
         Ok(tenant)
@@ -154,7 +166,11 @@ impl Engine {
 
     /// The tenant `id`, or [`Error::TenantUnknown`].
     pub fn tenant(&self, id: TenantId) -> Result<Arc<Tenant>> {
-        self.tenants.read().get(&id).cloned().ok_or(Error::TenantUnknown(id))
+        self.tenants
+            .read()
+            .get(&id)
+            .cloned()
+            .ok_or(Error::TenantUnknown(id))
     }
 
     /// The tenant `id`, created if missing.
@@ -179,7 +195,9 @@ impl Engine {
     pub fn wait_for_sealing(&self) -> Vec<String> {
         let mut state = self.seal_progress.state.lock();
         while state.busy || !self.seal_queue.is_empty() {
-            self.seal_progress.idle.wait_for(&mut state, std::time::Duration::from_millis(50));
+            self.seal_progress
+                .idle
+                .wait_for(&mut state, std::time::Duration::from_millis(50));
         }
         state.failures.clone()
     }

@@ -133,7 +133,11 @@ pub enum Error {
 impl Error {
     /// Wraps an I/O error with the operation and path.
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Io { op, path: path.into(), source }
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 
     /// Whether this error means the stored data is damaged.

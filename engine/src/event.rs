@@ -231,7 +231,12 @@ pub(crate) fn encode_execution_context(ec: &ExecutionContext) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     out.extend_from_slice(ec.microservice_id.as_bytes());
     out.extend_from_slice(ec.tenant_id.as_bytes());
-    for part in [ec.version.major, ec.version.minor, ec.version.patch, ec.version.build] {
+    for part in [
+        ec.version.major,
+        ec.version.minor,
+        ec.version.patch,
+        ec.version.build,
+    ] {
         out.extend_from_slice(&part.to_le_bytes());
     }
     put_str(&mut out, &ec.version.pre_release);
@@ -300,13 +305,17 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
-        let end = self.at.checked_add(n).filter(|end| *end <= self.bytes.len()).ok_or_else(|| {
-            DecodeError(format!(
-                "{what}: needs {n} bytes at payload offset {}, payload has {}",
-                self.at,
-                self.bytes.len()
-            ))
-        })?;
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|end| *end <= self.bytes.len())
+            .ok_or_else(|| {
+                DecodeError(format!(
+                    "{what}: needs {n} bytes at payload offset {}, payload has {}",
+                    self.at,
+                    self.bytes.len()
+                ))
+            })?;
         let slice = &self.bytes[self.at..end];
         self.at = end;
         Ok(slice)
@@ -354,7 +363,10 @@ pub fn decode_payload(
     sequence_number: EventLogSequenceNumber,
     payload: &[u8],
 ) -> Result<EventView<'_>, DecodeError> {
-    let mut c = Cursor { bytes: payload, at: 0 };
+    let mut c = Cursor {
+        bytes: payload,
+        at: 0,
+    };
     let version = c.u8("record version")?;
     if version != RECORD_VERSION {
         return Err(DecodeError(format!(
@@ -366,24 +378,42 @@ pub fn decode_payload(
         return Err(DecodeError(format!("flags: unknown bits in {flags:#04x}")));
     }
     let occurred_ns = c.i64("occurred")?;
-    let event_type = EventType { id: c.uuid("event type id")?, generation: c.u32("generation")? };
+    let event_type = EventType {
+        id: c.uuid("event type id")?,
+        generation: c.u32("generation")?,
+    };
     let event_source_id = c.str("event source id")?;
     let microservice_id = c.uuid("microservice id")?;
     let tenant_id = c.uuid("tenant id")?;
-    let version = [c.i32("version")?, c.i32("version")?, c.i32("version")?, c.i32("version")?];
+    let version = [
+        c.i32("version")?,
+        c.i32("version")?,
+        c.i32("version")?,
+        c.i32("version")?,
+    ];
     let pre_release = c.str("pre-release")?;
     let correlation_id = c.uuid("correlation id")?;
     let claims_count = c.u32("claims count")? as usize;
     // Each claim needs at least 12 bytes: bound the allocation by what the payload can hold.
     if claims_count > payload.len() / 12 {
-        return Err(DecodeError(format!("claims count {claims_count} exceeds payload size")));
+        return Err(DecodeError(format!(
+            "claims count {claims_count} exceeds payload size"
+        )));
     }
     let mut claims = Vec::with_capacity(claims_count);
     for _ in 0..claims_count {
-        claims.push((c.str("claim key")?, c.str("claim value")?, c.str("claim value type")?));
+        claims.push((
+            c.str("claim key")?,
+            c.str("claim value")?,
+            c.str("claim value type")?,
+        ));
     }
     let environment = c.str("environment")?;
-    let span_id = if flags & FLAG_SPAN_ID != 0 { Some(c.array::<8>("span id")?) } else { None };
+    let span_id = if flags & FLAG_SPAN_ID != 0 {
+        Some(c.array::<8>("span id")?)
+    } else {
+        None
+    };
     let aggregate = if flags & FLAG_AGGREGATE != 0 {
         Some(AppliedByAggregate {
             root_id: c.uuid("aggregate root id")?,
@@ -438,18 +468,34 @@ mod tests {
             execution_context: ExecutionContext {
                 microservice_id: Uuid::from_u128(1),
                 tenant_id: Uuid::from_u128(2),
-                version: Version { major: 1, minor: 2, patch: 3, build: 4, pre_release: "rc.1".into() },
+                version: Version {
+                    major: 1,
+                    minor: 2,
+                    patch: 3,
+                    build: 4,
+                    pre_release: "rc.1".into(),
+                },
                 correlation_id: Uuid::from_u128(3),
-                claims: vec![Claim { key: "k".into(), value: "v".into(), value_type: "t".into() }],
+                claims: vec![Claim {
+                    key: "k".into(),
+                    value: "v".into(),
+                    value_type: "t".into(),
+                }],
                 environment: "Development".into(),
                 span_id: Some([1, 2, 3, 4, 5, 6, 7, 8]),
             },
             events: vec![UncommittedEvent {
                 event_source_id: "source-1".into(),
-                event_type: EventType { id: Uuid::from_u128(9), generation: 1 },
+                event_type: EventType {
+                    id: Uuid::from_u128(9),
+                    generation: 1,
+                },
                 public: true,
                 content: r#"{"a":1}"#.into(),
-                aggregate: Some(AppliedByAggregate { root_id: Uuid::from_u128(7), version: 5 }),
+                aggregate: Some(AppliedByAggregate {
+                    root_id: Uuid::from_u128(7),
+                    version: 5,
+                }),
                 event_horizon: Some(EventHorizonOrigin {
                     external_sequence_number: 42,
                     received_ns: 99,
@@ -464,7 +510,13 @@ mod tests {
         let commit = sample_commit();
         let ec_bytes = encode_execution_context(&commit.execution_context);
         let mut payload = Vec::new();
-        encode_payload(&mut payload, commit.occurred_ns, &commit.execution_context, &ec_bytes, &commit.events[0]);
+        encode_payload(
+            &mut payload,
+            commit.occurred_ns,
+            &commit.execution_context,
+            &ec_bytes,
+            &commit.events[0],
+        );
         let view = decode_payload(EventLogSequenceNumber(3), &payload).unwrap();
         let event = view.to_event();
         let e = &commit.events[0];
@@ -484,9 +536,18 @@ mod tests {
         let commit = sample_commit();
         let ec_bytes = encode_execution_context(&commit.execution_context);
         let mut payload = Vec::new();
-        encode_payload(&mut payload, 0, &commit.execution_context, &ec_bytes, &commit.events[0]);
+        encode_payload(
+            &mut payload,
+            0,
+            &commit.execution_context,
+            &ec_bytes,
+            &commit.events[0],
+        );
         for len in 0..payload.len() {
-            assert!(decode_payload(EventLogSequenceNumber(0), &payload[..len]).is_err(), "len {len}");
+            assert!(
+                decode_payload(EventLogSequenceNumber(0), &payload[..len]).is_err(),
+                "len {len}"
+            );
         }
         payload.push(0);
         assert!(decode_payload(EventLogSequenceNumber(0), &payload).is_err());

@@ -107,6 +107,12 @@ struct Queue {
     pending: VecDeque<Arc<Pending>>,
     queued_bytes: usize,
     leader: bool,
+    /// A leader is gathering: enqueuers signal `arrived`.
+    gathering: bool,
+    /// Writers seen around the last group: its size plus those already queued when it ended.
+    expected_writers: usize,
+    /// Duration of the last group's write (and sync).
+    last_write: Duration,
 }
 
 struct Writer {
@@ -136,6 +142,8 @@ pub struct Log {
     queue: Mutex<Queue>,
     /// Signalled when a group completes (results are ready, leadership is free, queue room).
     group_done: Condvar,
+    /// Signalled on enqueue while a leader gathers.
+    arrived: Condvar,
     /// The leader's state; locked only by the leader (and by the sealer swapping segments).
     writer: Mutex<Writer>,
     /// Readers' view of the segment chain, ascending by base.
@@ -180,6 +188,7 @@ impl Log {
             config,
             queue: Mutex::new(Queue::default()),
             group_done: Condvar::new(),
+            arrived: Condvar::new(),
             writer: Mutex::new(Writer {
                 active: recovered.active,
                 write_offset: recovered.write_offset,
@@ -231,12 +240,18 @@ impl Log {
     }
 
     fn poisoned(&self, cause: String) -> Error {
-        Error::Poisoned { tenant: self.tenant, scope: self.scope, cause }
+        Error::Poisoned {
+            tenant: self.tenant,
+            scope: self.scope,
+            cause,
+        }
     }
 
     fn encode(&self, commit: &Commit) -> Result<EncodedCommit> {
         if commit.events.is_empty() {
-            return Err(Error::InvalidRequest("a commit needs at least one event".into()));
+            return Err(Error::InvalidRequest(
+                "a commit needs at least one event".into(),
+            ));
         }
         let record_max = self.config.record_bytes_max.as_u64() as usize;
         let commit_max = self.config.commit_bytes_max.as_u64() as usize;
@@ -245,7 +260,13 @@ impl Log {
         let mut lens = Vec::with_capacity(commit.events.len());
         for (i, event) in commit.events.iter().enumerate() {
             let start = payloads.len();
-            encode_payload(&mut payloads, commit.occurred_ns, &commit.execution_context, &ec_bytes, event);
+            encode_payload(
+                &mut payloads,
+                commit.occurred_ns,
+                &commit.execution_context,
+                &ec_bytes,
+                event,
+            );
             let len = payloads.len() - start;
             if len > record_max {
                 return Err(Error::InvalidRequest(format!(
@@ -269,7 +290,10 @@ impl Log {
     pub fn append(&self, commit: &Commit) -> Result<CommitReceipt> {
         let encoded = self.encode(commit)?;
         let bytes = encoded.framed_len();
-        let pending = Arc::new(Pending { commit: encoded, result: Mutex::new(None) });
+        let pending = Arc::new(Pending {
+            commit: encoded,
+            result: Mutex::new(None),
+        });
         let queue_max = self.config.group_bytes_max.as_u64() as usize * 4;
 
         let mut queue = self.queue.lock();
@@ -282,6 +306,9 @@ impl Log {
         }
         queue.queued_bytes += bytes;
         queue.pending.push_back(Arc::clone(&pending));
+        if queue.gathering {
+            self.arrived.notify_one();
+        }
         loop {
             if let Some(result) = pending.result.lock().take() {
                 return result;
@@ -294,6 +321,7 @@ impl Log {
         }
         // Leader: write groups until our own commit is done.
         loop {
+            self.gather(&mut queue);
             let group_max = self.config.group_bytes_max.as_u64() as usize;
             let mut group = Vec::new();
             let mut group_bytes = 0usize;
@@ -309,8 +337,12 @@ impl Log {
             }
             queue.queued_bytes -= group_bytes;
             drop(queue);
+            let started = std::time::Instant::now();
             self.write_group(&group);
+            let elapsed = started.elapsed();
             queue = self.queue.lock();
+            queue.last_write = elapsed;
+            queue.expected_writers = group.len() + queue.pending.len();
             if let Some(result) = pending.result.lock().take() {
                 queue.leader = false;
                 self.group_done.notify_all();
@@ -318,6 +350,29 @@ impl Log {
             }
             self.group_done.notify_all();
         }
+    }
+
+    /// Waits briefly for the writers of the previous group to queue their next commits, so
+    /// that N steady writers share one fdatasync instead of alternating between two half
+    /// groups (PostgreSQL's `commit_delay`, bounded and adaptive). Returns at once when the
+    /// queue already holds as many commits as the last group saw writers.
+    fn gather(&self, queue: &mut parking_lot::MutexGuard<'_, Queue>) {
+        let delay_max = Duration::from_micros(self.config.group_commit_delay_max_us);
+        if delay_max.is_zero() || self.config.durability != Durability::SyncData {
+            return;
+        }
+        let expected = queue.expected_writers;
+        if queue.pending.len() >= expected {
+            return;
+        }
+        let deadline = std::time::Instant::now() + delay_max.min(queue.last_write / 2);
+        queue.gathering = true;
+        while queue.pending.len() < expected {
+            if self.arrived.wait_until(queue, deadline).timed_out() {
+                break;
+            }
+        }
+        queue.gathering = false;
     }
 
     fn complete(group: &[Arc<Pending>], result: impl Fn(&Pending) -> Result<CommitReceipt>) {
@@ -366,11 +421,24 @@ impl Log {
                 let payload = &p.commit.payloads[at..at + *len as usize];
                 at += *len as usize;
                 let before = buf.len();
-                encode_frame(&mut buf, w.active.base, offset, w.next_seq, (count - 1 - k) as u32, payload);
+                encode_frame(
+                    &mut buf,
+                    w.active.base,
+                    offset,
+                    w.next_seq,
+                    (count - 1 - k) as u32,
+                    payload,
+                );
                 w.write_offset += (buf.len() - before) as u64;
                 w.next_seq = EventLogSequenceNumber(w.next_seq.0 + 1);
             }
-            receipts.push((i, CommitReceipt { first, count: count as u64 }));
+            receipts.push((
+                i,
+                CommitReceipt {
+                    first,
+                    count: count as u64,
+                },
+            ));
         }
         if let Err(e) = self.flush(&mut w, &buf, buf_start, &sparse) {
             return self.fail_from(group, flushed, e);
@@ -406,9 +474,12 @@ impl Log {
         let result = match self.config.durability {
             Durability::SyncData => {
                 self.stats.data_syncs.fetch_add(1, Ordering::Relaxed);
-                file.write_all_at_and_sync(buf, offset).map_err(|e| Error::io("write+fdatasync", &w.active.path, e))
+                file.write_all_at_and_sync(buf, offset)
+                    .map_err(|e| Error::io("write+fdatasync", &w.active.path, e))
             }
-            Durability::Buffered => file.write_all_at(buf, offset).map_err(|e| Error::io("write", &w.active.path, e)),
+            Durability::Buffered => file
+                .write_all_at(buf, offset)
+                .map_err(|e| Error::io("write", &w.active.path, e)),
         };
         if let Err(e) = result {
             // The bytes may be partly on disk; the writer state still says they are not. The
@@ -427,7 +498,13 @@ impl Log {
 
     /// Starts a new active segment at the writer's next sequence number.
     fn roll(&self, w: &mut Writer) -> Result<()> {
-        let raw = create_raw_segment(self.io.as_ref(), &self.dir, self.tenant, self.scope, w.next_seq)?;
+        let raw = create_raw_segment(
+            self.io.as_ref(),
+            &self.dir,
+            self.tenant,
+            self.scope,
+            w.next_seq,
+        )?;
         self.segments.write().push(Segment::Raw(Arc::clone(&raw)));
         let full = std::mem::replace(&mut w.active, raw);
         w.write_offset = HEADER_LEN as u64;
@@ -447,7 +524,14 @@ impl Log {
 
     /// Seals a full raw segment now and swaps it in for readers. Run by the sealer thread.
     pub(crate) fn seal(&self, raw: &Arc<RawSegment>) -> Result<()> {
-        let sealed = seal_segment(self.io.as_ref(), &self.config, &self.dir, self.tenant, self.scope, raw)?;
+        let sealed = seal_segment(
+            self.io.as_ref(),
+            &self.config,
+            &self.dir,
+            self.tenant,
+            self.scope,
+            raw,
+        )?;
         {
             let mut segments = self.segments.write();
             if let Some(slot) = segments.iter_mut().find(|s| s.base() == raw.base) {
@@ -455,8 +539,12 @@ impl Log {
             }
         }
         // Readers that still hold the raw segment keep reading it through their open handle.
-        self.io.remove_file(&raw.path).map_err(|e| Error::io("remove", &raw.path, e))?;
-        self.io.sync_dir(&self.dir).map_err(|e| Error::io("fsync dir", &self.dir, e))?;
+        self.io
+            .remove_file(&raw.path)
+            .map_err(|e| Error::io("remove", &raw.path, e))?;
+        self.io
+            .sync_dir(&self.dir)
+            .map_err(|e| Error::io("fsync dir", &self.dir, e))?;
         self.stats.seals.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -475,7 +563,11 @@ impl Log {
 
     /// Segments in the chain: (base, sealed?).
     pub fn segments(&self) -> Vec<(EventLogSequenceNumber, bool)> {
-        self.segments.read().iter().map(|s| (s.base(), matches!(s, Segment::Sealed(_)))).collect()
+        self.segments
+            .read()
+            .iter()
+            .map(|s| (s.base(), matches!(s, Segment::Sealed(_))))
+            .collect()
     }
 
     fn segment_for(&self, seq: EventLogSequenceNumber) -> Option<Segment> {
@@ -490,10 +582,18 @@ impl Log {
     /// Reads events from `from` on, at most `records_max` of them and about `bytes_max` bytes
     /// of payload (at least one record when any is visible). An empty batch means `from` is
     /// the end of the log.
-    pub fn read(&self, from: EventLogSequenceNumber, records_max: usize, bytes_max: usize) -> Result<RecordBatch> {
+    pub fn read(
+        &self,
+        from: EventLogSequenceNumber,
+        records_max: usize,
+        bytes_max: usize,
+    ) -> Result<RecordBatch> {
         let end = self.next_sequence_number();
         if from > end {
-            return Err(Error::BeyondEnd { requested: from, end });
+            return Err(Error::BeyondEnd {
+                requested: from,
+                end,
+            });
         }
         let limits = ReadLimits {
             records_max: records_max.max(1),
@@ -502,7 +602,10 @@ impl Log {
         };
         let mut batch = RecordBatch::default();
         let mut next = from;
-        while next < end && batch.len() < limits.records_max && batch.buffer_bytes() < limits.bytes_max {
+        while next < end
+            && batch.len() < limits.records_max
+            && batch.buffer_bytes() < limits.bytes_max
+        {
             let Some(segment) = self.segment_for(next) else {
                 return Err(Error::Corruption {
                     path: self.dir.clone(),
@@ -563,7 +666,10 @@ impl Log {
 
     /// A reader that follows the log from `from`, waking on commits.
     pub fn subscribe(self: &Arc<Self>, from: EventLogSequenceNumber) -> TailReader {
-        TailReader { log: Arc::clone(self), next: from }
+        TailReader {
+            log: Arc::clone(self),
+            next: from,
+        }
     }
 }
 
@@ -582,7 +688,11 @@ impl TailReader {
 
     /// The next batch: returns at once when events are visible, else waits for a commit up
     /// to `timeout` (forever with `None`), returning an empty batch on timeout.
-    pub fn next_batch(&mut self, records_max: usize, timeout: Option<Duration>) -> Result<RecordBatch> {
+    pub fn next_batch(
+        &mut self,
+        records_max: usize,
+        timeout: Option<Duration>,
+    ) -> Result<RecordBatch> {
         if !self.log.wait_for(self.next, timeout) {
             return Ok(RecordBatch::default());
         }

@@ -26,7 +26,12 @@ pub struct Tenant {
 
 impl Tenant {
     pub(crate) fn new(id: TenantId, dir: PathBuf, shared: Arc<Shared>) -> Self {
-        Self { id, dir, shared, logs: Mutex::new(HashMap::new()) }
+        Self {
+            id,
+            dir,
+            shared,
+            logs: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The tenant's id.
@@ -81,7 +86,11 @@ impl Tenant {
         if !self.shared.io.exists(&dir) {
             return Ok(Vec::new());
         }
-        let names = self.shared.io.read_dir(&dir).map_err(|e| Error::io("read dir", &dir, e))?;
+        let names = self
+            .shared
+            .io
+            .read_dir(&dir)
+            .map_err(|e| Error::io("read dir", &dir, e))?;
         names
             .iter()
             .map(|n| {

@@ -2,6 +2,11 @@
 //! file, offset, expected and found. Bit flips in headers, frames, sealed blocks and trailers
 //! are all caught; misfiled and stray files are refused.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly on the first unexpected error; `expect` would break as helpers move"
+)]
+
 mod common;
 
 use std::{
@@ -14,7 +19,10 @@ use annals_engine::{Engine, EngineConfig, Error, EventLogSequenceNumber, Recover
 use common::*;
 
 fn log_dir(data: &Path) -> PathBuf {
-    data.join("tenants").join(TENANT.to_string()).join("logs").join("00000000-0000-0000-0000-000000000000")
+    data.join("tenants")
+        .join(TENANT.to_string())
+        .join("logs")
+        .join("00000000-0000-0000-0000-000000000000")
 }
 
 fn open(config: &EngineConfig) -> annals_engine::Result<Engine> {
@@ -23,9 +31,16 @@ fn open(config: &EngineConfig) -> annals_engine::Result<Engine> {
 
 /// Writes `commits` commits of 3 events; returns the config and the number of events.
 fn populate(dir: &Path, commits: u64, seal: bool) -> (EngineConfig, u64) {
-    let config = EngineConfig { seal_enabled: seal, ..small_config(dir) };
+    let config = EngineConfig {
+        seal_enabled: seal,
+        ..small_config(dir)
+    };
     let engine = open(&config).unwrap();
-    let log = engine.tenant_or_create(TENANT).unwrap().event_log().unwrap();
+    let log = engine
+        .tenant_or_create(TENANT)
+        .unwrap()
+        .event_log()
+        .unwrap();
     let mut r = rng(7);
     for t in 0..commits {
         log.append(&commit(&mut r, t + 1, 3)).unwrap();
@@ -100,8 +115,16 @@ fn strict_mode_refuses_to_truncate() {
     let mut bytes = fs::read(&active).unwrap();
     bytes.extend_from_slice(&[1, 2, 3]);
     fs::write(&active, &bytes).unwrap();
-    let strict = EngineConfig { recovery_mode: RecoveryMode::Strict, ..config.clone() };
-    let err = open(&strict).unwrap().tenant(TENANT).unwrap().event_log().unwrap_err();
+    let strict = EngineConfig {
+        recovery_mode: RecoveryMode::Strict,
+        ..config.clone()
+    };
+    let err = open(&strict)
+        .unwrap()
+        .tenant(TENANT)
+        .unwrap()
+        .event_log()
+        .unwrap_err();
     assert!(err.is_corruption(), "{err}");
     assert!(err.to_string().contains("torn tail"), "{err}");
     // The default mode still opens it.
@@ -115,9 +138,20 @@ fn damage_followed_by_valid_records_is_corruption_not_a_torn_tail() {
     let active = files(&log_dir(dir.path()), ".log").pop().unwrap();
     // Flip a byte in the payload of the first frame (header 64 + frame header 24 + 10).
     flip(&active, 64 + 24 + 10);
-    let err = open(&config).unwrap().tenant(TENANT).unwrap().event_log().unwrap_err();
+    let err = open(&config)
+        .unwrap()
+        .tenant(TENANT)
+        .unwrap()
+        .event_log()
+        .unwrap_err();
     match &err {
-        Error::ChecksumMismatch { path, offset, expected, actual, .. } => {
+        Error::ChecksumMismatch {
+            path,
+            offset,
+            expected,
+            actual,
+            ..
+        } => {
             assert_eq!(path, &active);
             assert_eq!(*offset, 64);
             assert_ne!(expected, actual);
@@ -125,7 +159,10 @@ fn damage_followed_by_valid_records_is_corruption_not_a_torn_tail() {
         other => panic!("expected a checksum mismatch, got {other}"),
     }
     let text = err.to_string();
-    assert!(text.contains(&active.display().to_string()) && text.contains("offset 64"), "{text}");
+    assert!(
+        text.contains(&active.display().to_string()) && text.contains("offset 64"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -140,7 +177,10 @@ fn every_header_bit_flip_is_caught() {
         fs::write(&active, &bytes).unwrap();
         let result = open(&config).unwrap().tenant(TENANT).unwrap().event_log();
         let err = result.expect_err(&format!("header byte {byte} flip undetected"));
-        assert!(err.is_corruption() || matches!(err, Error::UnsupportedFormat { .. }), "{err}");
+        assert!(
+            err.is_corruption() || matches!(err, Error::UnsupportedFormat { .. }),
+            "{err}"
+        );
     }
     fs::write(&active, &original).unwrap();
     assert_eq!(count(&open(&config).unwrap()), 6);
@@ -151,13 +191,19 @@ fn a_flipped_bit_in_a_sealed_block_fails_the_read_that_touches_it() {
     let dir = tempfile::tempdir().unwrap();
     let (config, n) = populate(dir.path(), 60, true);
     let sealed = files(&log_dir(dir.path()), ".sealed");
-    assert!(sealed.len() >= 2, "expected sealed segments, got {sealed:?}");
+    assert!(
+        sealed.len() >= 2,
+        "expected sealed segments, got {sealed:?}"
+    );
     flip(&sealed[1], 64 + 5); // inside the first block of the second sealed segment
     let engine = open(&config).unwrap(); // opening reads only headers and trailers
     let log = engine.tenant(TENANT).unwrap().event_log().unwrap();
     assert_eq!(log.next_sequence_number().0, n);
     // Events of the first segment read fine; the damaged block does not.
-    assert!(!log.read(EventLogSequenceNumber(0), 1, 1 << 20).unwrap().is_empty());
+    assert!(!log
+        .read(EventLogSequenceNumber(0), 1, 1 << 20)
+        .unwrap()
+        .is_empty());
     let mut from = EventLogSequenceNumber(0);
     let err = loop {
         match log.read(from, 1, 1 << 20) {
@@ -183,15 +229,31 @@ fn a_damaged_seal_trailer_or_index_is_refused() {
     let len = fs::metadata(&sealed[0]).unwrap().len() as usize;
     let original = fs::read(&sealed[0]).unwrap();
     flip(&sealed[0], len - 20);
-    let err = open(&config).unwrap().tenant(TENANT).unwrap().event_log().unwrap_err();
+    let err = open(&config)
+        .unwrap()
+        .tenant(TENANT)
+        .unwrap()
+        .event_log()
+        .unwrap_err();
     assert!(err.is_corruption(), "{err}");
     // Damage in the block index is found on first read.
     fs::write(&sealed[0], &original).unwrap();
     flip(&sealed[0], len - 64 - 3);
     let engine = open(&config).unwrap();
     let log = engine.tenant(TENANT).unwrap().event_log().unwrap();
-    let err = log.read(EventLogSequenceNumber(0), 10, 1 << 20).unwrap_err();
-    assert!(matches!(err, Error::ChecksumMismatch { what: "block index", .. }), "{err}");
+    let err = log
+        .read(EventLogSequenceNumber(0), 10, 1 << 20)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ChecksumMismatch {
+                what: "block index",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -203,33 +265,72 @@ fn misfiled_and_stray_files_are_refused() {
     // A segment renamed to another base is misfiled (its header names the real base).
     let renamed = logs.join("00000000000000999999.sealed");
     fs::rename(&sealed[0], &renamed).unwrap();
-    let err = open(&config).unwrap().tenant(TENANT).unwrap().event_log().unwrap_err();
+    let err = open(&config)
+        .unwrap()
+        .tenant(TENANT)
+        .unwrap()
+        .event_log()
+        .unwrap_err();
     assert!(err.is_corruption(), "{err}");
     fs::rename(&renamed, &sealed[0]).unwrap();
     // A segment of another tenant is misfiled.
     let other_dir = tempfile::tempdir().unwrap();
     {
         let other = open(&small_config(other_dir.path())).unwrap();
-        let t = other.tenant_or_create(annals_engine::TenantId(annals_engine::uuid::Uuid::from_u128(5))).unwrap();
+        let t = other
+            .tenant_or_create(annals_engine::TenantId(
+                annals_engine::uuid::Uuid::from_u128(5),
+            ))
+            .unwrap();
         let mut r = rng(1);
-        t.event_log().unwrap().append(&commit(&mut r, 1, 1)).unwrap();
+        t.event_log()
+            .unwrap()
+            .append(&commit(&mut r, 1, 1))
+            .unwrap();
     }
-    let foreign = fs::read_dir(other_dir.path().join("tenants")).unwrap().next().unwrap().unwrap().path();
-    let foreign_active = files(&foreign.join("logs").join("00000000-0000-0000-0000-000000000000"), ".log").pop().unwrap();
+    let foreign = fs::read_dir(other_dir.path().join("tenants"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let foreign_active = files(
+        &foreign
+            .join("logs")
+            .join("00000000-0000-0000-0000-000000000000"),
+        ".log",
+    )
+    .pop()
+    .unwrap();
     let ours = files(&logs, ".log").pop().unwrap();
     let saved = fs::read(&ours).unwrap();
     fs::copy(&foreign_active, &ours).unwrap();
-    let err = open(&config).unwrap().tenant(TENANT).unwrap().event_log().unwrap_err();
+    let err = open(&config)
+        .unwrap()
+        .tenant(TENANT)
+        .unwrap()
+        .event_log()
+        .unwrap_err();
     assert!(matches!(err, Error::Misfiled { .. }), "{err}");
     fs::write(&ours, saved).unwrap();
     // A stray file is refused by name.
     fs::write(logs.join("notes.txt"), b"hi").unwrap();
-    let err = open(&config).unwrap().tenant(TENANT).unwrap().event_log().unwrap_err();
+    let err = open(&config)
+        .unwrap()
+        .tenant(TENANT)
+        .unwrap()
+        .event_log()
+        .unwrap_err();
     assert!(err.to_string().contains("notes.txt"), "{err}");
     fs::remove_file(logs.join("notes.txt")).unwrap();
     // A missing middle segment is a gap in the chain.
     fs::remove_file(&sealed[1]).unwrap();
-    let err = open(&config).unwrap().tenant(TENANT).unwrap().event_log().unwrap_err();
+    let err = open(&config)
+        .unwrap()
+        .tenant(TENANT)
+        .unwrap()
+        .event_log()
+        .unwrap_err();
     assert!(err.to_string().contains("segment chain"), "{err}");
 }
 

@@ -4,6 +4,11 @@
 //! every acknowledged commit, every present commit whole, sequence numbers gapless from 0.
 //! Covers crash mid-write, mid-commit, mid-roll and mid-seal.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly on the first unexpected error; `expect` would break as helpers move"
+)]
+
 mod common;
 
 use std::{collections::HashMap, sync::Arc};
@@ -18,11 +23,25 @@ struct Outcome {
 
 /// Appends `commits` one by one (waiting for sealing after each when `seal_sync`), stopping at
 /// the first failure, as a process would when its disk dies.
-fn workload(fs: &FaultIo, config: &EngineConfig, commits: &[Arc<Commit>], seal_sync: bool) -> Outcome {
-    let mut out = Outcome { acknowledged: Vec::new(), attempted: Vec::new() };
-    let Ok(engine) = open_fault(fs, config) else { return out };
-    let Ok(tenant) = engine.tenant_or_create(TENANT) else { return out };
-    let Ok(log) = tenant.event_log() else { return out };
+fn workload(
+    fs: &FaultIo,
+    config: &EngineConfig,
+    commits: &[Arc<Commit>],
+    seal_sync: bool,
+) -> Outcome {
+    let mut out = Outcome {
+        acknowledged: Vec::new(),
+        attempted: Vec::new(),
+    };
+    let Ok(engine) = open_fault(fs, config) else {
+        return out;
+    };
+    let Ok(tenant) = engine.tenant_or_create(TENANT) else {
+        return out;
+    };
+    let Ok(log) = tenant.event_log() else {
+        return out;
+    };
     for c in commits {
         out.attempted.push(Arc::clone(c));
         match log.append(c) {
@@ -39,22 +58,36 @@ fn workload(fs: &FaultIo, config: &EngineConfig, commits: &[Arc<Commit>], seal_s
 fn check_after_crash(fs: &FaultIo, config: &EngineConfig, outcome: &Outcome, what: &str) {
     let engine = open_fault(fs, config).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
     let Ok(tenant) = engine.tenant(TENANT) else {
-        assert!(outcome.acknowledged.is_empty(), "{what}: tenant lost with acknowledged commits");
+        assert!(
+            outcome.acknowledged.is_empty(),
+            "{what}: tenant lost with acknowledged commits"
+        );
         return;
     };
     let log = tenant.event_log().unwrap();
     let events = read_all(&log);
     for (k, e) in events.iter().enumerate() {
-        assert_eq!(e.sequence_number.0, k as u64, "{what}: gap in sequence numbers");
+        assert_eq!(
+            e.sequence_number.0, k as u64,
+            "{what}: gap in sequence numbers"
+        );
     }
     // Group events by commit (the correlation id carries the commit's tag).
-    let by_tag: HashMap<u128, &Arc<Commit>> =
-        outcome.attempted.iter().map(|c| (c.execution_context.correlation_id.as_u128(), c)).collect();
+    let by_tag: HashMap<u128, &Arc<Commit>> = outcome
+        .attempted
+        .iter()
+        .map(|c| (c.execution_context.correlation_id.as_u128(), c))
+        .collect();
     let mut k = 0;
     while k < events.len() {
         let tag = events[k].execution_context.correlation_id.as_u128();
-        let c = by_tag.get(&tag).unwrap_or_else(|| panic!("{what}: event of an unknown commit"));
-        assert!(k + c.events.len() <= events.len(), "{what}: commit {tag} torn at the end");
+        let c = by_tag
+            .get(&tag)
+            .unwrap_or_else(|| panic!("{what}: event of an unknown commit"));
+        assert!(
+            k + c.events.len() <= events.len(),
+            "{what}: commit {tag} torn at the end"
+        );
         for i in 0..c.events.len() {
             assert_event_matches(&events[k + i], c, i);
         }
@@ -62,26 +95,41 @@ fn check_after_crash(fs: &FaultIo, config: &EngineConfig, outcome: &Outcome, wha
     }
     for (c, first) in &outcome.acknowledged {
         let first = *first as usize;
-        assert!(first + c.events.len() <= events.len(), "{what}: acknowledged commit at {first} lost");
+        assert!(
+            first + c.events.len() <= events.len(),
+            "{what}: acknowledged commit at {first} lost"
+        );
         assert_event_matches(&events[first], c, 0);
     }
     // The log must accept appends again after recovery.
     let mut r = rng(1);
-    log.append(&commit(&mut r, 999_999, 2)).unwrap_or_else(|e| panic!("{what}: append after recovery: {e}"));
-    assert!(engine.wait_for_sealing().is_empty(), "{what}: sealing failed after recovery");
+    log.append(&commit(&mut r, 999_999, 2))
+        .unwrap_or_else(|e| panic!("{what}: append after recovery: {e}"));
+    assert!(
+        engine.wait_for_sealing().is_empty(),
+        "{what}: sealing failed after recovery"
+    );
 }
 
 fn crash_every_op(seal_sync: bool) {
-    let config = EngineConfig { seal_enabled: true, ..small_config("/data") };
+    let config = EngineConfig {
+        seal_enabled: true,
+        ..small_config("/data")
+    };
     let mut r = rng(seed_from_env(42));
-    let commits: Vec<Arc<Commit>> = (0..40).map(|t| Arc::new(commit(&mut r, t + 1, 1 + (t as usize % 7)))).collect();
+    let commits: Vec<Arc<Commit>> = (0..40)
+        .map(|t| Arc::new(commit(&mut r, t + 1, 1 + (t as usize % 7))))
+        .collect();
 
     // A clean run counts the operations.
     let clean = FaultIo::new();
     let outcome = workload(&clean, &config, &commits, seal_sync);
     assert_eq!(outcome.acknowledged.len(), commits.len());
     let ops = clean.ops_count();
-    assert!(ops > 100, "the workload should do many operations, did {ops}");
+    assert!(
+        ops > 100,
+        "the workload should do many operations, did {ops}"
+    );
     check_after_crash(&clean.crash(None), &config, &outcome, "clean run");
 
     for crash_at in 0..ops {
@@ -113,7 +161,11 @@ fn crash_mid_group_commit_of_concurrent_writers() {
         let config = small_config("/data");
         let fs = FaultIo::new();
         let engine = open_fault(&fs, &config).unwrap();
-        let log = engine.tenant_or_create(TENANT).unwrap().event_log().unwrap();
+        let log = engine
+            .tenant_or_create(TENANT)
+            .unwrap()
+            .event_log()
+            .unwrap();
         fs.fail_after_ops(crash_at);
         let acknowledged = std::sync::Mutex::new(Vec::new());
         let attempted = std::sync::Mutex::new(Vec::new());
@@ -141,6 +193,11 @@ fn crash_mid_group_commit_of_concurrent_writers() {
             acknowledged: acknowledged.into_inner().unwrap(),
             attempted: attempted.into_inner().unwrap(),
         };
-        check_after_crash(&fs.crash(Some(crash_at)), &config, &outcome, &format!("concurrent crash at {crash_at}"));
+        check_after_crash(
+            &fs.crash(Some(crash_at)),
+            &config,
+            &outcome,
+            &format!("concurrent crash at {crash_at}"),
+        );
     }
 }

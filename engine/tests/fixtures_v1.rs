@@ -6,6 +6,11 @@
 //! `cargo test -p annals-engine --test fixtures_v1 -- --ignored write_fixtures`; never
 //! regenerate them for an existing version: a new format version gets a new directory.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly on the first unexpected error; `expect` would break as helpers move"
+)]
+
 mod common;
 
 use std::{
@@ -21,11 +26,16 @@ use annals_engine::{
 use common::*;
 
 fn fixture_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/v1")
+        .join(name)
 }
 
 fn config(dir: &Path) -> EngineConfig {
-    EngineConfig { seal_enabled: true, ..small_config(dir) }
+    EngineConfig {
+        seal_enabled: true,
+        ..small_config(dir)
+    }
 }
 
 /// Non-ASCII content, written with escapes (sources stay ASCII).
@@ -35,25 +45,52 @@ const NOTE: &str = "\u{fc}n\u{ef}c\u{f8}d\u{e9} \u{2713}";
 fn fixture_commits() -> Vec<Commit> {
     (0..40u64)
         .map(|t| Commit {
-            occurred_ns: 1_750_000_000_000_000_000 + (t as i64) * 1_000_003,
+            occurred_ns: 1_750_000_000_000_000_000 + t.cast_signed() * 1_000_003,
             execution_context: ExecutionContext {
                 microservice_id: Uuid::from_u128(0x1111),
                 tenant_id: TENANT.0,
-                version: Version { major: 9, minor: 9, patch: 0, build: t as i32, pre_release: if t % 2 == 0 { String::new() } else { "rc.1".into() } },
+                version: Version {
+                    major: 9,
+                    minor: 9,
+                    patch: 0,
+                    build: t as i32,
+                    pre_release: if t % 2 == 0 {
+                        String::new()
+                    } else {
+                        "rc.1".into()
+                    },
+                },
                 correlation_id: Uuid::from_u128(u128::from(t) + 1),
                 claims: (0..t % 3)
-                    .map(|c| Claim { key: format!("k{c}"), value: format!("v{t}"), value_type: "string".into() })
+                    .map(|c| Claim {
+                        key: format!("k{c}"),
+                        value: format!("v{t}"),
+                        value_type: "string".into(),
+                    })
                     .collect(),
                 environment: "Production".into(),
                 span_id: (t % 4 == 1).then_some([t as u8, 2, 3, 4, 5, 6, 7, 8]),
             },
-            events: (0..1 + t % 5)
+            events: (0..=(t % 5))
                 .map(|i| UncommittedEvent {
-                    event_source_id: format!("{}", Uuid::from_u128(u128::from(t % 7) << 64 | 0xfeed)),
-                    event_type: EventType { id: Uuid::from_u128(0xe0 + u128::from(i)), generation: 1 + (i as u32 % 2) },
+                    event_source_id: format!(
+                        "{}",
+                        Uuid::from_u128(u128::from(t % 7) << 64 | 0xfeed)
+                    ),
+                    event_type: EventType {
+                        id: Uuid::from_u128(0xe0 + u128::from(i)),
+                        generation: 1 + (i as u32 % 2),
+                    },
                     public: i % 2 == 1,
-                    content: format!(r#"{{"order":{t},"line":{i},"sku":"SKU-{:05}","qty":{},"note":"{NOTE}"}}"#, t * 31 + i, i + 1),
-                    aggregate: (t % 3 == 0).then_some(AppliedByAggregate { root_id: Uuid::from_u128(0xa99), version: t + i }),
+                    content: format!(
+                        r#"{{"order":{t},"line":{i},"sku":"SKU-{:05}","qty":{},"note":"{NOTE}"}}"#,
+                        t * 31 + i,
+                        i + 1
+                    ),
+                    aggregate: (t % 3 == 0).then_some(AppliedByAggregate {
+                        root_id: Uuid::from_u128(0xa99),
+                        version: t + i,
+                    }),
                     event_horizon: (t % 5 == 4).then_some(EventHorizonOrigin {
                         external_sequence_number: 1000 + t,
                         received_ns: 1_750_000_000_500_000_000,
@@ -79,14 +116,20 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn log_dir(data: &Path) -> PathBuf {
-    data.join("tenants").join(TENANT.to_string()).join("logs").join(Uuid::nil().to_string())
+    data.join("tenants")
+        .join(TENANT.to_string())
+        .join("logs")
+        .join(Uuid::nil().to_string())
 }
 
 #[test]
 #[ignore = "writes the checked-in fixtures; run only when adding a format version"]
 fn write_fixtures() {
     let good = fixture_dir("good");
-    assert!(!good.exists(), "fixtures of a released version are never rewritten");
+    assert!(
+        !good.exists(),
+        "fixtures of a released version are never rewritten"
+    );
     {
         let engine = Engine::open_with_io(config(&good), Arc::new(StdIo)).unwrap();
         let log = engine.create_tenant(TENANT).unwrap().event_log().unwrap();
@@ -107,7 +150,10 @@ fn write_fixtures() {
         .max()
         .unwrap();
     let mut bytes = fs::read(&active).unwrap();
-    assert!(bytes.len() > 400, "active segment should hold several records");
+    assert!(
+        bytes.len() > 400,
+        "active segment should hold several records"
+    );
     bytes[64 + 24 + 30] ^= 0x40;
     fs::write(&active, bytes).unwrap();
 }
@@ -120,8 +166,16 @@ fn v1_fixture_opens_and_reads_back_exactly() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(names.iter().any(|n| n.ends_with(".sealed")), "fixture lacks sealed segments: {names:?}");
-    assert!(names.iter().any(|n| n.ends_with(".log")), "fixture lacks an active segment: {names:?}");
+    assert!(
+        names.iter().any(|n| n.ends_with(".sealed")),
+        "fixture lacks sealed segments: {names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| Path::new(n).extension().is_some_and(|e| e == "log")),
+        "fixture lacks an active segment: {names:?}"
+    );
     for io in real_backends() {
         let engine = Engine::open_with_io(config(tmp.path()), io).unwrap();
         let log = engine.tenant(TENANT).unwrap().event_log().unwrap();
@@ -151,7 +205,9 @@ fn v1_corrupt_fixture_is_refused_with_file_and_offset() {
     let engine = Engine::open_with_io(config(tmp.path()), Arc::new(StdIo)).unwrap();
     let err = engine.tenant(TENANT).unwrap().event_log().unwrap_err();
     match &err {
-        Error::ChecksumMismatch { path, offset, what, .. } => {
+        Error::ChecksumMismatch {
+            path, offset, what, ..
+        } => {
             assert!(path.extension().is_some_and(|e| e == "log"), "{err}");
             assert_eq!(*offset, 64);
             assert!(what.contains("record frame"), "{err}");

@@ -3,6 +3,11 @@
 //! log until reopen; a real full disk (size-limited tmpfs) is survived; subscribers wake on
 //! commit without polling; reads keep working while segments are sealed.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly on the first unexpected error; `expect` would break as helpers move"
+)]
+
 mod common;
 
 use std::{
@@ -20,7 +25,11 @@ fn concurrent_commits_share_fdatasyncs_and_get_disjoint_gapless_ranges() {
         let dir = tempfile::tempdir().unwrap();
         let config = small_config(dir.path());
         let engine = Engine::open_with_io(config, Arc::clone(&io)).unwrap();
-        let log = engine.tenant_or_create(TENANT).unwrap().event_log().unwrap();
+        let log = engine
+            .tenant_or_create(TENANT)
+            .unwrap()
+            .event_log()
+            .unwrap();
         let receipts = std::sync::Mutex::new(Vec::new());
         std::thread::scope(|s| {
             for w in 0..16u64 {
@@ -43,7 +52,10 @@ fn concurrent_commits_share_fdatasyncs_and_get_disjoint_gapless_ranges() {
             }
         }
         let total = covered.len() as u64;
-        assert_eq!(covered.iter().copied().collect::<Vec<_>>(), (0..total).collect::<Vec<_>>());
+        assert_eq!(
+            covered.iter().copied().collect::<Vec<_>>(),
+            (0..total).collect::<Vec<_>>()
+        );
         let events = read_all(&log);
         for (receipt, c) in &receipts {
             for i in 0..c.events.len() {
@@ -69,12 +81,25 @@ fn a_failed_fsync_poisons_the_log_until_reopen() {
     let config = small_config("/data");
     let mut r = rng(9);
     let engine = open_fault(&fs, &config).unwrap();
-    let log = engine.tenant_or_create(TENANT).unwrap().event_log().unwrap();
+    let log = engine
+        .tenant_or_create(TENANT)
+        .unwrap()
+        .event_log()
+        .unwrap();
     let kept = commit(&mut r, 1, 2);
     log.append(&kept).unwrap();
     fs.fail_syncs_after_ops(0);
     let err = log.append(&commit(&mut r, 2, 2)).unwrap_err();
-    assert!(matches!(err, Error::Io { op: "write+fdatasync", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Io {
+                op: "write+fdatasync",
+                ..
+            }
+        ),
+        "{err}"
+    );
     // Even once the disk "recovers", the log refuses: the failed fsync may have lost pages.
     fs.heal();
     let err = log.append(&commit(&mut r, 3, 1)).unwrap_err();
@@ -100,7 +125,11 @@ fn a_full_disk_fails_the_commit_poisons_and_recovers_after_reopen() {
     let config = small_config("/data");
     let mut r = rng(11);
     let engine = open_fault(&fs, &config).unwrap();
-    let log = engine.tenant_or_create(TENANT).unwrap().event_log().unwrap();
+    let log = engine
+        .tenant_or_create(TENANT)
+        .unwrap()
+        .event_log()
+        .unwrap();
     let mut acknowledged = 0;
     fs.set_space_left(3000);
     let err = loop {
@@ -109,8 +138,14 @@ fn a_full_disk_fails_the_commit_poisons_and_recovers_after_reopen() {
             Err(e) => break e,
         }
     };
-    assert!(err.to_string().contains("No space left") || matches!(err, Error::Io { .. }), "{err}");
-    assert!(matches!(log.append(&commit(&mut r, 99, 1)).unwrap_err(), Error::Poisoned { .. }));
+    assert!(
+        err.to_string().contains("No space left") || matches!(err, Error::Io { .. }),
+        "{err}"
+    );
+    assert!(matches!(
+        log.append(&commit(&mut r, 99, 1)).unwrap_err(),
+        Error::Poisoned { .. }
+    ));
     drop(log);
     drop(engine);
     fs.heal();
@@ -121,12 +156,28 @@ fn a_full_disk_fails_the_commit_poisons_and_recovers_after_reopen() {
     log.append(&commit(&mut r, 100, 1)).unwrap();
 }
 
+/// Unmounts the test tmpfs when dropped.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
 /// A real ENOSPC from the kernel: a 256 KiB tmpfs, filled until the commit fails.
 #[test]
 fn a_real_full_tmpfs_is_survived() {
     let mount = tempfile::tempdir().unwrap();
     let status = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "annals-test", &mount.path().display().to_string()])
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=256k",
+            "annals-test",
+            &mount.path().display().to_string(),
+        ])
         .status();
     if !status.is_ok_and(|s| s.success()) {
         assert!(
@@ -135,21 +186,22 @@ fn a_real_full_tmpfs_is_survived() {
         );
         return;
     }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
     let _guard = Unmount(mount.path().to_path_buf());
     for io in real_backends() {
         let data = mount.path().join(io.name());
-        let config = annals_engine::EngineConfig { seal_enabled: false, ..small_config(&data) };
+        let config = annals_engine::EngineConfig {
+            seal_enabled: false,
+            ..small_config(&data)
+        };
         let mut r = rng(1);
         let mut acknowledged = 0u64;
         {
             let engine = Engine::open_with_io(config.clone(), Arc::clone(&io)).unwrap();
-            let log = engine.tenant_or_create(TENANT).unwrap().event_log().unwrap();
+            let log = engine
+                .tenant_or_create(TENANT)
+                .unwrap()
+                .event_log()
+                .unwrap();
             let err = loop {
                 match log.append(&commit(&mut r, acknowledged + 1, 4)) {
                     Ok(_) => acknowledged += 1,
@@ -158,7 +210,10 @@ fn a_real_full_tmpfs_is_survived() {
                 assert!(acknowledged < 100_000, "the disk never filled");
             };
             eprintln!("{}: full after {acknowledged} commits: {err}", io.name());
-            assert!(matches!(log.append(&commit(&mut r, 0, 1)).unwrap_err(), Error::Poisoned { .. }));
+            assert!(matches!(
+                log.append(&commit(&mut r, 0, 1)).unwrap_err(),
+                Error::Poisoned { .. }
+            ));
         }
         // Free room (remove the other backend's data) and grow the mount, then reopen.
         let _ = std::process::Command::new("mount")
@@ -166,13 +221,22 @@ fn a_real_full_tmpfs_is_survived() {
             .status();
         let engine = Engine::open_with_io(config, Arc::clone(&io)).unwrap();
         let log = engine.tenant(TENANT).unwrap().event_log().unwrap();
-        assert_eq!(read_all(&log).len() as u64, acknowledged * 4, "{}", io.name());
+        assert_eq!(
+            read_all(&log).len() as u64,
+            acknowledged * 4,
+            "{}",
+            io.name()
+        );
         log.append(&commit(&mut r, 1, 1)).unwrap();
         drop(log);
         drop(engine);
         std::fs::remove_dir_all(&data).unwrap();
         let _ = std::process::Command::new("mount")
-            .args(["-o", "remount,size=256k", &mount.path().display().to_string()])
+            .args([
+                "-o",
+                "remount,size=256k",
+                &mount.path().display().to_string(),
+            ])
             .status();
     }
 }
@@ -182,7 +246,11 @@ fn subscribers_wake_on_commit_and_see_every_event_once() {
     for io in real_backends() {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::open_with_io(small_config(dir.path()), Arc::clone(&io)).unwrap();
-        let log = engine.tenant_or_create(TENANT).unwrap().event_log().unwrap();
+        let log = engine
+            .tenant_or_create(TENANT)
+            .unwrap()
+            .event_log()
+            .unwrap();
         let total = 300u64;
         std::thread::scope(|s| {
             let mut subscription = log.subscribe(EventLogSequenceNumber(0));
@@ -210,7 +278,10 @@ fn subscribers_wake_on_commit_and_see_every_event_once() {
         });
         // A timeout returns an empty batch at the end of the log.
         let mut at_end = log.subscribe(log.next_sequence_number());
-        assert!(at_end.next_batch(10, Some(Duration::from_millis(20))).unwrap().is_empty());
+        assert!(at_end
+            .next_batch(10, Some(Duration::from_millis(20)))
+            .unwrap()
+            .is_empty());
     }
 }
 
@@ -219,7 +290,11 @@ fn reads_stay_correct_while_segments_are_sealed() {
     let io: Arc<dyn IoEngine> = real_backends().pop().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open_with_io(small_config(dir.path()), io).unwrap();
-    let log = engine.tenant_or_create(TENANT).unwrap().event_log().unwrap();
+    let log = engine
+        .tenant_or_create(TENANT)
+        .unwrap()
+        .event_log()
+        .unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         let (log_r, stop_r) = (&log, &stop);
@@ -255,10 +330,16 @@ fn tenants_are_apart() {
     let other = annals_engine::TenantId(annals_engine::uuid::Uuid::from_u128(77));
     {
         let engine = Engine::open_with_io(config.clone(), Arc::new(annals_engine::StdIo)).unwrap();
-        assert!(matches!(engine.tenant(TENANT), Err(Error::TenantUnknown(_))));
+        assert!(matches!(
+            engine.tenant(TENANT),
+            Err(Error::TenantUnknown(_))
+        ));
         let a = engine.create_tenant(TENANT).unwrap().event_log().unwrap();
         let b = engine.create_tenant(other).unwrap().event_log().unwrap();
-        assert!(matches!(engine.create_tenant(other), Err(Error::TenantExists(_))));
+        assert!(matches!(
+            engine.create_tenant(other),
+            Err(Error::TenantExists(_))
+        ));
         let mut r = rng(5);
         a.append(&commit(&mut r, 1, 3)).unwrap();
         b.append(&commit(&mut r, 2, 1)).unwrap();
@@ -267,9 +348,16 @@ fn tenants_are_apart() {
     }
     let engine = Engine::open_with_io(config, Arc::new(annals_engine::StdIo)).unwrap();
     assert_eq!(engine.tenants(), vec![other, TENANT], "sorted by id");
-    assert_eq!(read_all(&engine.tenant(other).unwrap().event_log().unwrap()).len(), 1);
+    assert_eq!(
+        read_all(&engine.tenant(other).unwrap().event_log().unwrap()).len(),
+        1
+    );
     let scope = annals_engine::ScopeId(annals_engine::uuid::Uuid::from_u128(3));
     let scoped = engine.tenant(TENANT).unwrap().log(scope).unwrap();
-    assert_eq!(scoped.next_sequence_number().0, 0, "a scope has its own sequence numbers");
+    assert_eq!(
+        scoped.next_sequence_number().0,
+        0,
+        "a scope has its own sequence numbers"
+    );
     assert_eq!(engine.tenant(TENANT).unwrap().scopes().unwrap().len(), 2);
 }

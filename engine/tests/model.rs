@@ -3,11 +3,18 @@
 //! make the sequences roll and seal constantly. The seed is printed; rerun one with
 //! `ANNALS_TEST_SEED=<seed>`.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly on the first unexpected error; `expect` would break as helpers move"
+)]
+
 mod common;
 
 use std::sync::Arc;
 
-use annals_engine::{testing::FaultIo, Commit, Engine, EngineConfig, EventLogSequenceNumber, IoEngine};
+use annals_engine::{
+    testing::FaultIo, Commit, Engine, EngineConfig, EventLogSequenceNumber, IoEngine,
+};
 use common::*;
 use rand::Rng;
 
@@ -26,14 +33,20 @@ fn run_model(io: &Arc<dyn IoEngine>, config: &EngineConfig, seed: u64, ops: usiz
                 let n = rng.gen_range(1..=12);
                 let c = Arc::new(commit(&mut rng, tag, n));
                 let receipt = log.append(&c).unwrap();
-                assert_eq!(receipt.first.0, model.len() as u64, "seed {seed} step {step}");
+                assert_eq!(
+                    receipt.first.0,
+                    model.len() as u64,
+                    "seed {seed} step {step}"
+                );
                 assert_eq!(receipt.count, n as u64);
                 model.extend((0..n).map(|i| (Arc::clone(&c), i)));
             }
             60..=84 => {
                 let from = rng.gen_range(0..=model.len());
                 let max = rng.gen_range(1..50);
-                let batch = log.read(EventLogSequenceNumber(from as u64), max, 1 << 20).unwrap();
+                let batch = log
+                    .read(EventLogSequenceNumber(from as u64), max, 1 << 20)
+                    .unwrap();
                 let expected = (model.len() - from).min(max);
                 assert_eq!(batch.len(), expected, "seed {seed} step {step} from {from}");
                 for (k, event) in batch.events().unwrap().iter().enumerate() {
@@ -43,7 +56,10 @@ fn run_model(io: &Arc<dyn IoEngine>, config: &EngineConfig, seed: u64, ops: usiz
                 }
             }
             85..=89 => {
-                assert!(e.wait_for_sealing().is_empty(), "seal failures, seed {seed}");
+                assert!(
+                    e.wait_for_sealing().is_empty(),
+                    "seal failures, seed {seed}"
+                );
             }
             90..=92 => {
                 let beyond = log.read(EventLogSequenceNumber(model.len() as u64 + 1), 1, 1);
@@ -53,9 +69,23 @@ fn run_model(io: &Arc<dyn IoEngine>, config: &EngineConfig, seed: u64, ops: usiz
                 drop(log);
                 drop(engine.take());
                 engine = Some(Engine::open_with_io(config.clone(), Arc::clone(io)).unwrap());
-                let log = engine.as_ref().unwrap().tenant(TENANT).unwrap().event_log().unwrap();
-                assert_eq!(log.next_sequence_number().0, model.len() as u64, "seed {seed}");
-                assert_eq!(log.recovery_report().truncated_bytes, 0, "clean reopen truncated");
+                let log = engine
+                    .as_ref()
+                    .unwrap()
+                    .tenant(TENANT)
+                    .unwrap()
+                    .event_log()
+                    .unwrap();
+                assert_eq!(
+                    log.next_sequence_number().0,
+                    model.len() as u64,
+                    "seed {seed}"
+                );
+                assert_eq!(
+                    log.recovery_report().truncated_bytes,
+                    0,
+                    "clean reopen truncated"
+                );
             }
         }
     }
@@ -67,7 +97,10 @@ fn run_model(io: &Arc<dyn IoEngine>, config: &EngineConfig, seed: u64, ops: usiz
     for (k, event) in all.iter().enumerate() {
         assert_event_matches(event, &model[k].0, model[k].1);
     }
-    assert!(log.segments().iter().any(|(_, sealed)| *sealed), "the model never sealed a segment");
+    assert!(
+        log.segments().iter().any(|(_, sealed)| *sealed),
+        "the model never sealed a segment"
+    );
 }
 
 #[test]

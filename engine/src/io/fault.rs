@@ -131,14 +131,23 @@ impl FaultIo {
         };
         let mut files = HashMap::new();
         for inode in state.durable_names.values() {
-            let Some(data) = state.files.get(inode) else { continue };
+            let Some(data) = state.files.get(inode) else {
+                continue;
+            };
             let mut image = data.durable.clone();
-            if torn_seed.is_some() && data.live.len() > image.len() && data.live.starts_with(&image) {
+            if torn_seed.is_some() && data.live.len() > image.len() && data.live.starts_with(&image)
+            {
                 let extra = data.live.len() - image.len();
                 let keep = (next() % (extra as u64 + 1)) as usize;
                 image.extend_from_slice(&data.live[data.durable.len()..data.durable.len() + keep]);
             }
-            files.insert(*inode, FileData { live: image.clone(), durable: image });
+            files.insert(
+                *inode,
+                FileData {
+                    live: image.clone(),
+                    durable: image,
+                },
+            );
         }
         let fs = FsState {
             files,
@@ -148,7 +157,9 @@ impl FaultIo {
             dirs: state.dirs.clone(),
             ..FsState::default()
         };
-        FaultIo { state: Arc::new(Mutex::new(fs)) }
+        FaultIo {
+            state: Arc::new(Mutex::new(fs)),
+        }
     }
 
     /// A copy of a file's live content, for tests that damage files on purpose.
@@ -161,8 +172,16 @@ impl FaultIo {
     /// Replaces a file's content, live and durable (a test's way to flip bits on "disk").
     pub fn overwrite_file(&self, path: &Path, content: Vec<u8>) -> bool {
         let mut state = self.state.lock();
-        let Some(inode) = state.live_names.get(path).copied() else { return false };
-        state.files.insert(inode, FileData { live: content.clone(), durable: content });
+        let Some(inode) = state.live_names.get(path).copied() else {
+            return false;
+        };
+        state.files.insert(
+            inode,
+            FileData {
+                live: content.clone(),
+                durable: content,
+            },
+        );
         true
     }
 
@@ -239,7 +258,10 @@ fn write_into(image: &mut Vec<u8>, buf: &[u8], offset: u64) {
 }
 
 fn not_found(path: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display()))
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} not found", path.display()),
+    )
 }
 
 impl IoEngine for FaultIo {
@@ -251,7 +273,10 @@ impl IoEngine for FaultIo {
         let mut state = self.state.lock();
         let inode = match (mode, state.live_names.get(path).copied()) {
             (OpenMode::CreateNew, Some(_)) => {
-                return Err(io::Error::new(io::ErrorKind::AlreadyExists, path.display().to_string()))
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    path.display().to_string(),
+                ))
             }
             (OpenMode::CreateNew, None) => {
                 let parent = path.parent().unwrap_or(Path::new(""));
@@ -312,7 +337,10 @@ impl IoEngine for FaultIo {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
         state.mutate()?;
-        let inode = state.live_names.remove(from).ok_or_else(|| not_found(from))?;
+        let inode = state
+            .live_names
+            .remove(from)
+            .ok_or_else(|| not_found(from))?;
         state.live_names.insert(to.to_path_buf(), inode);
         Ok(())
     }
@@ -320,7 +348,10 @@ impl IoEngine for FaultIo {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
         state.mutate()?;
-        state.live_names.remove(path).ok_or_else(|| not_found(path))?;
+        state
+            .live_names
+            .remove(path)
+            .ok_or_else(|| not_found(path))?;
         Ok(())
     }
 

@@ -40,7 +40,10 @@ pub enum OpenMode {
 }
 
 /// An open file.
-#[expect(clippy::len_without_is_empty, reason = "files are sized, not collections")]
+#[expect(
+    clippy::len_without_is_empty,
+    reason = "files are sized, not collections"
+)]
 pub trait IoFile: Send + Sync + std::fmt::Debug {
     /// Reads into `buf` at `offset` until it is full or the file ends; returns the bytes read.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;

@@ -86,7 +86,9 @@ impl IoEngine for StdIo {
     }
 
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn IoFile>> {
-        Ok(Arc::new(StdFile { file: open_std(path, mode)? }))
+        Ok(Arc::new(StdFile {
+            file: open_std(path, mode)?,
+        }))
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -123,7 +125,12 @@ impl IoEngine for StdIo {
 }
 
 pub(super) fn std_lock(path: &Path) -> io::Result<Box<dyn std::any::Any + Send + Sync>> {
-    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
     match file.try_lock() {
         Ok(()) => Ok(Box::new(file)),
         Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(

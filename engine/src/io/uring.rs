@@ -6,13 +6,7 @@
 //! and stay on std. Every submission waits for its own completions before returning, so the
 //! buffers handed to the kernel outlive the operations that use them.
 
-use std::{
-    fs::File,
-    io,
-    os::fd::AsRawFd,
-    path::Path,
-    sync::Arc,
-};
+use std::{fs::File, io, os::fd::AsRawFd, path::Path, sync::Arc};
 
 use io_uring::{opcode, squeue, types, IoUring, Probe};
 use parking_lot::Mutex;
@@ -64,7 +58,9 @@ impl UringIo {
             }
             rings.push(Mutex::new(ring));
         }
-        Ok(Self { rings: Arc::new(RingPool { rings }) })
+        Ok(Self {
+            rings: Arc::new(RingPool { rings }),
+        })
     }
 }
 
@@ -92,7 +88,10 @@ impl RingPool {
     /// # Safety
     /// Every buffer an entry points to must stay valid and unaliased until this returns; it
     /// does, because this waits for every completion before returning.
-    #[expect(unsafe_code, reason = "io_uring submission needs buffers that outlive the call")]
+    #[expect(
+        unsafe_code,
+        reason = "io_uring submission needs buffers that outlive the call"
+    )]
     unsafe fn submit_all(&self, entries: &[squeue::Entry]) -> io::Result<Vec<i32>> {
         debug_assert!(entries.len() <= RING_ENTRIES as usize);
         self.with_ring(|ring| {
@@ -147,14 +146,21 @@ impl UringFile {
 
     fn write_entry(&self, buf: &[u8], offset: u64) -> squeue::Entry {
         let len = buf.len().min(IO_CHUNK_BYTES_MAX) as u32;
-        opcode::Write::new(self.fd(), buf.as_ptr(), len).offset(offset).build()
+        opcode::Write::new(self.fd(), buf.as_ptr(), len)
+            .offset(offset)
+            .build()
     }
 
     fn fsync_entry(&self) -> squeue::Entry {
-        opcode::Fsync::new(self.fd()).flags(types::FsyncFlags::DATASYNC).build()
+        opcode::Fsync::new(self.fd())
+            .flags(types::FsyncFlags::DATASYNC)
+            .build()
     }
 
-    #[expect(unsafe_code, reason = "submits a write whose buffer lives on the stack frame")]
+    #[expect(
+        unsafe_code,
+        reason = "submits a write whose buffer lives on the stack frame"
+    )]
     fn write_rest(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut done = 0usize;
         while done < buf.len() {
@@ -162,7 +168,12 @@ impl UringFile {
             // SAFETY: `buf` is borrowed for the whole call and submit_all waits for completion.
             let results = unsafe { self.rings.submit_all(&[entry]) }?;
             match completion_result(results[0])? {
-                0 => return Err(io::Error::new(io::ErrorKind::WriteZero, "io_uring wrote 0 bytes")),
+                0 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "io_uring wrote 0 bytes",
+                    ))
+                }
                 n => done += n,
             }
         }
@@ -177,8 +188,9 @@ impl IoFile for UringFile {
         while done < buf.len() {
             let rest = &mut buf[done..];
             let len = rest.len().min(IO_CHUNK_BYTES_MAX) as u32;
-            let entry =
-                opcode::Read::new(self.fd(), rest.as_mut_ptr(), len).offset(offset + done as u64).build();
+            let entry = opcode::Read::new(self.fd(), rest.as_mut_ptr(), len)
+                .offset(offset + done as u64)
+                .build();
             // SAFETY: `buf` is exclusively borrowed for the whole call and submit_all waits for
             // the completion before we look at it again.
             let results = unsafe { self.rings.submit_all(&[entry]) }?;
@@ -203,7 +215,10 @@ impl IoFile for UringFile {
         completion_result(results[0]).map(|_| ())
     }
 
-    #[expect(unsafe_code, reason = "submits a linked write + fdatasync over the caller's buffer")]
+    #[expect(
+        unsafe_code,
+        reason = "submits a linked write + fdatasync over the caller's buffer"
+    )]
     fn write_all_at_and_sync(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         if buf.is_empty() || buf.len() > IO_CHUNK_BYTES_MAX {
             self.write_rest(buf, offset)?;
@@ -238,7 +253,10 @@ impl IoEngine for UringIo {
     }
 
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn IoFile>> {
-        Ok(Arc::new(UringFile { file: open_std(path, mode)?, rings: Arc::clone(&self.rings) }))
+        Ok(Arc::new(UringFile {
+            file: open_std(path, mode)?,
+            rings: Arc::clone(&self.rings),
+        }))
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {

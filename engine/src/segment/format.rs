@@ -119,7 +119,12 @@ impl SegmentHeader {
     }
 
     /// A current-version header.
-    pub fn new(kind: SegmentKind, tenant: TenantId, scope: ScopeId, base: EventLogSequenceNumber) -> Self {
+    pub fn new(
+        kind: SegmentKind,
+        tenant: TenantId,
+        scope: ScopeId,
+        base: EventLogSequenceNumber,
+    ) -> Self {
         Self {
             format_version: FORMAT_VERSION,
             min_compatible_version: MIN_READABLE_VERSION,
@@ -152,15 +157,23 @@ impl SegmentHeader {
         let format_version = read_u16(b, 8);
         let min_compatible_version = read_u16(b, 10);
         if min_compatible_version > FORMAT_VERSION {
-            return Err(FormatError::TooNew { found: min_compatible_version });
+            return Err(FormatError::TooNew {
+                found: min_compatible_version,
+            });
         }
         let kind = match b[12] {
             1 => SegmentKind::Raw,
             2 => SegmentKind::Sealed,
-            other => return Err(FormatError::Invalid(format!("segment kind: unknown value {other}"))),
+            other => {
+                return Err(FormatError::Invalid(format!(
+                    "segment kind: unknown value {other}"
+                )))
+            }
         };
         if b[13] != 0 || b[14..16] != [0, 0] || b[56..60] != [0; 4] {
-            return Err(FormatError::Invalid("flags and reserved header bytes must be zero".into()));
+            return Err(FormatError::Invalid(
+                "flags and reserved header bytes must be zero".into(),
+            ));
         }
         Ok(Self {
             format_version,
@@ -268,7 +281,9 @@ pub fn parse_frame(
         return FrameParse::Bad(FormatError::Checksum { expected, actual });
     }
     if buf[20..24] != [0; 4] {
-        return FrameParse::Bad(FormatError::Invalid("reserved frame bytes must be zero".into()));
+        return FrameParse::Bad(FormatError::Invalid(
+            "reserved frame bytes must be zero".into(),
+        ));
     }
     FrameParse::Frame(Frame {
         seq: EventLogSequenceNumber(read_u64(buf, 8)),
@@ -361,7 +376,9 @@ impl SealTrailer {
     /// Decodes and checks a trailer.
     pub fn decode(b: &[u8]) -> Result<Self, FormatError> {
         if b.len() != TRAILER_LEN {
-            return Err(FormatError::Invalid(format!("trailer needs {TRAILER_LEN} bytes")));
+            return Err(FormatError::Invalid(format!(
+                "trailer needs {TRAILER_LEN} bytes"
+            )));
         }
         if b[48..56] != SEAL_MAGIC {
             return Err(FormatError::Invalid(format!(
@@ -375,7 +392,9 @@ impl SealTrailer {
             return Err(FormatError::Checksum { expected, actual });
         }
         if b[12..16] != [0; 4] || b[44..48] != [0; 4] || b[56..60] != [0; 4] {
-            return Err(FormatError::Invalid("reserved trailer bytes must be zero".into()));
+            return Err(FormatError::Invalid(
+                "reserved trailer bytes must be zero".into(),
+            ));
         }
         Ok(Self {
             index_offset: read_u64(b, 0),
@@ -408,7 +427,10 @@ mod tests {
         for bit in 0..HEADER_LEN * 8 {
             let mut damaged = bytes;
             damaged[bit / 8] ^= 1 << (bit % 8);
-            assert!(SegmentHeader::decode(&damaged).is_err(), "bit {bit} flip undetected");
+            assert!(
+                SegmentHeader::decode(&damaged).is_err(),
+                "bit {bit} flip undetected"
+            );
         }
     }
 
@@ -418,7 +440,9 @@ mod tests {
         h.min_compatible_version = FORMAT_VERSION + 1;
         assert_eq!(
             SegmentHeader::decode(&h.encode()),
-            Err(FormatError::TooNew { found: FORMAT_VERSION + 1 })
+            Err(FormatError::TooNew {
+                found: FORMAT_VERSION + 1
+            })
         );
     }
 
@@ -426,7 +450,14 @@ mod tests {
     fn frame_round_trips_and_is_bound_to_its_location() {
         let base = EventLogSequenceNumber(10);
         let mut out = Vec::new();
-        encode_frame(&mut out, base, 64, EventLogSequenceNumber(12), 1, b"payload");
+        encode_frame(
+            &mut out,
+            base,
+            64,
+            EventLogSequenceNumber(12),
+            1,
+            b"payload",
+        );
         match parse_frame(&out, base, 64, 1024) {
             FrameParse::Frame(f) => {
                 assert_eq!(f.seq, EventLogSequenceNumber(12));
@@ -436,9 +467,18 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(parse_frame(&out, base, 65, 1024), FrameParse::Bad(_)));
-        assert!(matches!(parse_frame(&out, EventLogSequenceNumber(11), 64, 1024), FrameParse::Bad(_)));
-        assert!(matches!(parse_frame(&out[..10], base, 64, 1024), FrameParse::Incomplete(_)));
+        assert!(matches!(
+            parse_frame(&out, base, 65, 1024),
+            FrameParse::Bad(_)
+        ));
+        assert!(matches!(
+            parse_frame(&out, EventLogSequenceNumber(11), 64, 1024),
+            FrameParse::Bad(_)
+        ));
+        assert!(matches!(
+            parse_frame(&out[..10], base, 64, 1024),
+            FrameParse::Incomplete(_)
+        ));
         for bit in 0..out.len() * 8 {
             let mut damaged = out.clone();
             damaged[bit / 8] ^= 1 << (bit % 8);

@@ -133,7 +133,6 @@ impl Segment {
         }
     }
 
-
     /// Bytes the segment takes on disk (visible part for raw).
     pub(crate) fn disk_bytes(&self) -> u64 {
         match self {

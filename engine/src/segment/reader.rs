@@ -7,7 +7,10 @@
 use std::{ops::Range, sync::Arc};
 
 use super::{
-    format::{parse_frame, BlockEntry, FormatError, FrameParse, BLOCK_ENTRY_LEN, FRAME_HEADER_LEN, TRAILER_LEN},
+    format::{
+        parse_frame, BlockEntry, FormatError, FrameParse, BLOCK_ENTRY_LEN, FRAME_HEADER_LEN,
+        TRAILER_LEN,
+    },
     RawSegment, SealedSegment,
 };
 use crate::{
@@ -44,7 +47,9 @@ impl RecordBatch {
 
     /// Sequence number after the last record.
     pub fn next(&self) -> Option<EventLogSequenceNumber> {
-        self.records.last().map(|(s, _)| EventLogSequenceNumber(s.0 + 1))
+        self.records
+            .last()
+            .map(|(s, _)| EventLogSequenceNumber(s.0 + 1))
     }
 
     /// The raw payloads with their sequence numbers.
@@ -58,7 +63,10 @@ impl RecordBatch {
             decode_payload(seq, payload).map_err(|e| Error::Corruption {
                 path: "<record payload>".into(),
                 offset: seq.0,
-                what: format!("record {seq} passed its checksum but does not decode: {}", e.0),
+                what: format!(
+                    "record {seq} passed its checksum but does not decode: {}",
+                    e.0
+                ),
             })
         })
     }
@@ -81,7 +89,10 @@ impl RecordBatch {
 }
 
 /// Limits of one read.
-#[expect(clippy::struct_field_names, reason = "units last: each field is a maximum")]
+#[expect(
+    clippy::struct_field_names,
+    reason = "units last: each field is a maximum"
+)]
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ReadLimits {
     pub(crate) records_max: usize,
@@ -98,7 +109,11 @@ pub(crate) fn frame_error(path: &std::path::Path, offset: u64, e: FormatError) -
             expected,
             actual,
         },
-        FormatError::Invalid(what) => Error::Corruption { path: path.to_path_buf(), offset, what },
+        FormatError::Invalid(what) => Error::Corruption {
+            path: path.to_path_buf(),
+            offset,
+            what,
+        },
         FormatError::TooNew { found } => Error::Corruption {
             path: path.to_path_buf(),
             offset,
@@ -121,7 +136,10 @@ pub(crate) fn read_raw(
     let mut next = from;
     let mut chunk = Vec::new();
     while offset < end && next < end_seq && batch.len() < limits.records_max {
-        let room = limits.bytes_max.saturating_sub(batch.buffer_bytes()).max(FRAME_HEADER_LEN);
+        let room = limits
+            .bytes_max
+            .saturating_sub(batch.buffer_bytes())
+            .max(FRAME_HEADER_LEN);
         let want = ((end - offset) as usize).min(RAW_READ_CHUNK_BYTES.max(room.min(64 << 20)));
         chunk.resize(want, 0);
         let got = raw
@@ -132,7 +150,12 @@ pub(crate) fn read_raw(
         let mut at = 0usize;
         let mut progressed = false;
         while at < chunk.len() && batch.len() < limits.records_max {
-            match parse_frame(&chunk[at..], raw.base, offset + at as u64, limits.payload_max) {
+            match parse_frame(
+                &chunk[at..],
+                raw.base,
+                offset + at as u64,
+                limits.payload_max,
+            ) {
                 FrameParse::Frame(frame) => {
                     if frame.seq.0 >= end_seq.0 {
                         return Ok(next);
@@ -142,10 +165,15 @@ pub(crate) fn read_raw(
                             return Err(Error::Corruption {
                                 path: raw.path.clone(),
                                 offset: offset + at as u64,
-                                what: format!("sequence number: expected {next}, found {}", frame.seq),
+                                what: format!(
+                                    "sequence number: expected {next}, found {}",
+                                    frame.seq
+                                ),
                             });
                         }
-                        if !batch.is_empty() && batch.buffer_bytes() + frame.payload.len() > limits.bytes_max {
+                        if !batch.is_empty()
+                            && batch.buffer_bytes() + frame.payload.len() > limits.bytes_max
+                        {
                             return Ok(next);
                         }
                         batch.push(frame.seq, frame.payload);
@@ -159,7 +187,9 @@ pub(crate) fn read_raw(
                         return Err(Error::Corruption {
                             path: raw.path.clone(),
                             offset: offset + at as u64,
-                            what: format!("frame of {needed} bytes runs past the visible end {end}"),
+                            what: format!(
+                                "frame of {needed} bytes runs past the visible end {end}"
+                            ),
                         });
                     }
                     if !progressed {
@@ -222,13 +252,19 @@ pub(crate) fn sealed_blocks(sealed: &SealedSegment) -> Result<&[BlockEntry]> {
             actual,
         });
     }
-    let blocks: Vec<BlockEntry> = buf.chunks_exact(BLOCK_ENTRY_LEN).map(BlockEntry::decode).collect();
+    let blocks: Vec<BlockEntry> = buf
+        .chunks_exact(BLOCK_ENTRY_LEN)
+        .map(BlockEntry::decode)
+        .collect();
     // Check the index's own consistency once, so reads can trust it.
     let mut expect_seq = sealed.base;
     let mut records = 0u64;
     for (i, b) in blocks.iter().enumerate() {
         let end = b.file_offset.checked_add(u64::from(b.compressed_len));
-        if b.first_seq != expect_seq || end.is_none_or(|end| end > t.index_offset) || b.records_count == 0 {
+        if b.first_seq != expect_seq
+            || end.is_none_or(|end| end > t.index_offset)
+            || b.records_count == 0
+        {
             return Err(Error::Corruption {
                 path: sealed.path.clone(),
                 offset: t.index_offset + (i * BLOCK_ENTRY_LEN) as u64,
@@ -278,13 +314,14 @@ pub(crate) fn read_block(sealed: &SealedSegment, block: &BlockEntry) -> Result<V
             actual,
         });
     }
-    let data = zstd::bulk::decompress(&compressed, block.uncompressed_len as usize).map_err(|e| {
-        Error::Corruption {
-            path: sealed.path.clone(),
-            offset: block.file_offset,
-            what: format!("block does not decompress: {e}"),
-        }
-    })?;
+    let data =
+        zstd::bulk::decompress(&compressed, block.uncompressed_len as usize).map_err(|e| {
+            Error::Corruption {
+                path: sealed.path.clone(),
+                offset: block.file_offset,
+                what: format!("block does not decompress: {e}"),
+            }
+        })?;
     if data.len() != block.uncompressed_len as usize {
         return Err(Error::Corruption {
             path: sealed.path.clone(),
@@ -307,7 +344,9 @@ pub(crate) fn read_sealed(
     batch: &mut RecordBatch,
 ) -> Result<EventLogSequenceNumber> {
     let blocks = sealed_blocks(sealed)?;
-    let mut i = blocks.partition_point(|b| b.first_seq <= from).saturating_sub(1);
+    let mut i = blocks
+        .partition_point(|b| b.first_seq <= from)
+        .saturating_sub(1);
     let mut next = from;
     while i < blocks.len() && batch.len() < limits.records_max {
         let block = &blocks[i];
@@ -326,7 +365,9 @@ pub(crate) fn read_sealed(
                         });
                     }
                     if frame.seq >= next && batch.len() < limits.records_max {
-                        if !batch.is_empty() && batch.buffer_bytes() + frame.payload.len() > limits.bytes_max {
+                        if !batch.is_empty()
+                            && batch.buffer_bytes() + frame.payload.len() > limits.bytes_max
+                        {
                             return Ok(next);
                         }
                         batch.push(frame.seq, frame.payload);
@@ -349,7 +390,10 @@ pub(crate) fn read_sealed(
             return Err(Error::Corruption {
                 path: sealed.path.clone(),
                 offset: block.file_offset,
-                what: format!("{} bytes after the last frame of the block", data.len() - at),
+                what: format!(
+                    "{} bytes after the last frame of the block",
+                    data.len() - at
+                ),
             });
         }
         i += 1;
@@ -372,7 +416,8 @@ pub(crate) fn read_trailer(
     }
     let mut buf = [0u8; TRAILER_LEN];
     let at = len - TRAILER_LEN as u64;
-    file.read_at(&mut buf, at).map_err(|e| Error::io("read", path, e))?;
+    file.read_at(&mut buf, at)
+        .map_err(|e| Error::io("read", path, e))?;
     super::format::SealTrailer::decode(&buf).map_err(|e| match e {
         FormatError::Checksum { expected, actual } => Error::ChecksumMismatch {
             path: path.to_path_buf(),

@@ -17,11 +17,19 @@
 //!
 //! Memory: one raw segment is read at a time.
 
-use std::{path::Path, sync::{Arc, OnceLock}};
+use std::{
+    path::Path,
+    sync::{Arc, OnceLock},
+};
 
 use super::{
-    format::{parse_frame, FormatError, FrameParse, SegmentHeader, SegmentKind, FRAME_HEADER_LEN, HEADER_LEN},
-    raw_name, reader::read_trailer, RawSegment, SealedSegment, Segment,
+    format::{
+        parse_frame, FormatError, FrameParse, SegmentHeader, SegmentKind, FRAME_HEADER_LEN,
+        HEADER_LEN,
+    },
+    raw_name,
+    reader::read_trailer,
+    RawSegment, SealedSegment, Segment,
 };
 use crate::{
     config::{EngineConfig, RecoveryMode},
@@ -88,7 +96,11 @@ fn header_error(path: &Path, e: FormatError) -> Error {
             found,
             supported: super::format::FORMAT_VERSION,
         },
-        FormatError::Invalid(what) => Error::Corruption { path: path.to_path_buf(), offset: 0, what },
+        FormatError::Invalid(what) => Error::Corruption {
+            path: path.to_path_buf(),
+            offset: 0,
+            what,
+        },
     }
 }
 
@@ -102,9 +114,16 @@ fn check_header(
 ) -> Result<()> {
     let h = SegmentHeader::decode(bytes).map_err(|e| header_error(path, e))?;
     let expected = format!("{kind:?} segment of tenant {tenant} scope {scope} base {base}");
-    let found = format!("{:?} segment of tenant {} scope {} base {}", h.kind, h.tenant, h.scope, h.base);
+    let found = format!(
+        "{:?} segment of tenant {} scope {} base {}",
+        h.kind, h.tenant, h.scope, h.base
+    );
     if h.kind != kind || h.tenant != tenant || h.scope != scope || h.base != base {
-        return Err(Error::Misfiled { path: path.to_path_buf(), expected, found });
+        return Err(Error::Misfiled {
+            path: path.to_path_buf(),
+            expected,
+            found,
+        });
     }
     Ok(())
 }
@@ -137,7 +156,11 @@ fn valid_frame_after(
         let mut seq_raw = [0u8; 8];
         seq_raw.copy_from_slice(&b[8..16]);
         let seq = u64::from_le_bytes(seq_raw);
-        if len > payload_max || len + FRAME_HEADER_LEN > b.len() || seq < expected_seq.0 || seq > seq_max {
+        if len > payload_max
+            || len + FRAME_HEADER_LEN > b.len()
+            || seq < expected_seq.0
+            || seq > seq_max
+        {
             continue;
         }
         if let FrameParse::Frame(_) = parse_frame(b, base, (HEADER_LEN + at) as u64, payload_max) {
@@ -155,7 +178,9 @@ fn scan_raw(
 ) -> Result<RawScan> {
     let len = file.len().map_err(|e| Error::io("stat", path, e))?;
     let mut data = vec![0u8; (len as usize).saturating_sub(HEADER_LEN)];
-    let got = file.read_at(&mut data, HEADER_LEN as u64).map_err(|e| Error::io("read", path, e))?;
+    let got = file
+        .read_at(&mut data, HEADER_LEN as u64)
+        .map_err(|e| Error::io("read", path, e))?;
     data.truncate(got);
     let payload_max = config.record_bytes_max.as_u64() as usize;
     let interval = config.sparse_index_interval_bytes.as_u64();
@@ -184,11 +209,16 @@ fn scan_raw(
                         return Err(Error::Corruption {
                             path: path.to_path_buf(),
                             offset,
-                            what: format!("commit framing: expected {rest} records to follow, found {}", f.commit_rest),
+                            what: format!(
+                                "commit framing: expected {rest} records to follow, found {}",
+                                f.commit_rest
+                            ),
                         });
                     }
                 }
-                if last_sparse.is_none_or(|l| offset - l >= interval) && commit_rest_expected.is_none() {
+                if last_sparse.is_none_or(|l| offset - l >= interval)
+                    && commit_rest_expected.is_none()
+                {
                     sparse.push((seq.0, offset));
                     last_sparse = Some(offset);
                 }
@@ -203,7 +233,13 @@ fn scan_raw(
                 }
             }
             FrameParse::Incomplete(needed) => {
-                torn = Some((offset, format!("file ends {} bytes into a {needed}-byte frame", data.len() - at)));
+                torn = Some((
+                    offset,
+                    format!(
+                        "file ends {} bytes into a {needed}-byte frame",
+                        data.len() - at
+                    ),
+                ));
                 break;
             }
             FrameParse::Bad(e) => {
@@ -233,7 +269,13 @@ fn scan_raw(
     if torn.is_none() && commit_rest_expected.is_some() {
         torn = Some((commit_end, "the last commit is incomplete".to_owned()));
     }
-    Ok(RawScan { commit_end, next_seq: commit_next, sparse, torn, dropped_records: seq.0 - commit_next.0 })
+    Ok(RawScan {
+        commit_end,
+        next_seq: commit_next,
+        sparse,
+        torn,
+        dropped_records: seq.0 - commit_next.0,
+    })
 }
 
 /// Opens (or creates) the log in `dir`.
@@ -244,11 +286,15 @@ pub(crate) fn recover(
     tenant: TenantId,
     scope: ScopeId,
 ) -> Result<Recovered> {
-    io.create_dir_all(dir).map_err(|e| Error::io("create dir", dir, e))?;
+    io.create_dir_all(dir)
+        .map_err(|e| Error::io("create dir", dir, e))?;
     let mut report = RecoveryReport::default();
     let mut raws = std::collections::BTreeSet::new();
     let mut sealeds = std::collections::BTreeSet::new();
-    for name in io.read_dir(dir).map_err(|e| Error::io("read dir", dir, e))? {
+    for name in io
+        .read_dir(dir)
+        .map_err(|e| Error::io("read dir", dir, e))?
+    {
         match parse_name(&name) {
             Some(Name::Raw(base)) => {
                 raws.insert(base);
@@ -258,16 +304,17 @@ pub(crate) fn recover(
             }
             Some(Name::SealingTmp) => {
                 let path = dir.join(&name);
-                io.remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+                io.remove_file(&path)
+                    .map_err(|e| Error::io("remove", &path, e))?;
                 report.removed_files.push(name);
             }
-            None => {
-                return Err(Error::Corruption {
-                    path: dir.join(&name),
-                    offset: 0,
-                    what: "unexpected file in a log directory (expected <20-digit base>.log or .sealed)".into(),
-                })
-            }
+            None => return Err(Error::Corruption {
+                path: dir.join(&name),
+                offset: 0,
+                what:
+                    "unexpected file in a log directory (expected <20-digit base>.log or .sealed)"
+                        .into(),
+            }),
         }
     }
 
@@ -289,12 +336,24 @@ pub(crate) fn recover(
         }
         if sealeds.contains(&base) {
             let path = dir.join(super::sealed_name(base));
-            let file = io.open(&path, OpenMode::Read).map_err(|e| Error::io("open", &path, e))?;
+            let file = io
+                .open(&path, OpenMode::Read)
+                .map_err(|e| Error::io("open", &path, e))?;
             let mut header = [0u8; HEADER_LEN];
-            let got = file.read_at(&mut header, 0).map_err(|e| Error::io("read", &path, e))?;
-            check_header(&path, &header[..got], SegmentKind::Sealed, tenant, scope, base)?;
+            let got = file
+                .read_at(&mut header, 0)
+                .map_err(|e| Error::io("read", &path, e))?;
+            check_header(
+                &path,
+                &header[..got],
+                SegmentKind::Sealed,
+                tenant,
+                scope,
+                base,
+            )?;
             let trailer = read_trailer(file.as_ref(), &path)?;
-            if trailer.next_seq.0 <= base.0 || trailer.records_count != trailer.next_seq.0 - base.0 {
+            if trailer.next_seq.0 <= base.0 || trailer.records_count != trailer.next_seq.0 - base.0
+            {
                 return Err(Error::Corruption {
                     path: path.clone(),
                     offset: 0,
@@ -307,8 +366,10 @@ pub(crate) fn recover(
             if raws.contains(&base) {
                 // Interrupted clean-up after a completed seal.
                 let raw = dir.join(raw_name(base));
-                io.remove_file(&raw).map_err(|e| Error::io("remove", &raw, e))?;
-                io.sync_dir(dir).map_err(|e| Error::io("fsync dir", dir, e))?;
+                io.remove_file(&raw)
+                    .map_err(|e| Error::io("remove", &raw, e))?;
+                io.sync_dir(dir)
+                    .map_err(|e| Error::io("fsync dir", dir, e))?;
                 report.removed_files.push(raw_name(base));
             }
             expected_base = Some(trailer.next_seq);
@@ -324,9 +385,13 @@ pub(crate) fn recover(
 
         let path = dir.join(raw_name(base));
         let is_last = Some(base) == last_base;
-        let file = io.open(&path, OpenMode::ReadWrite).map_err(|e| Error::io("open", &path, e))?;
+        let file = io
+            .open(&path, OpenMode::ReadWrite)
+            .map_err(|e| Error::io("open", &path, e))?;
         let mut header = [0u8; HEADER_LEN];
-        let got = file.read_at(&mut header, 0).map_err(|e| Error::io("read", &path, e))?;
+        let got = file
+            .read_at(&mut header, 0)
+            .map_err(|e| Error::io("read", &path, e))?;
         let file_len = file.len().map_err(|e| Error::io("stat", &path, e))?;
         if is_last && file_len <= HEADER_LEN as u64 && header[..got].iter().all(|b| *b == 0) {
             // Interrupted roll: the file exists but its header never became durable.
@@ -338,9 +403,18 @@ pub(crate) fn recover(
                 });
             }
             let h = SegmentHeader::new(SegmentKind::Raw, tenant, scope, base).encode();
-            file.set_len(0).map_err(|e| Error::io("truncate", &path, e))?;
-            file.write_all_at_and_sync(&h, 0).map_err(|e| Error::io("write+fdatasync", &path, e))?;
-            let raw = Arc::new(RawSegment::new(path, file, base, HEADER_LEN as u64, base, Vec::new()));
+            file.set_len(0)
+                .map_err(|e| Error::io("truncate", &path, e))?;
+            file.write_all_at_and_sync(&h, 0)
+                .map_err(|e| Error::io("write+fdatasync", &path, e))?;
+            let raw = Arc::new(RawSegment::new(
+                path,
+                file,
+                base,
+                HEADER_LEN as u64,
+                base,
+                Vec::new(),
+            ));
             segments.push(Segment::Raw(Arc::clone(&raw)));
             active = Some((raw, HEADER_LEN as u64, base));
             expected_base = Some(base);
@@ -362,12 +436,21 @@ pub(crate) fn recover(
             }
         }
         if is_last && scan.commit_end < file_len {
-            file.set_len(scan.commit_end).map_err(|e| Error::io("truncate", &path, e))?;
-            file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
+            file.set_len(scan.commit_end)
+                .map_err(|e| Error::io("truncate", &path, e))?;
+            file.sync_data()
+                .map_err(|e| Error::io("fdatasync", &path, e))?;
             report.truncated_bytes = file_len - scan.commit_end;
             report.dropped_records = scan.dropped_records;
         }
-        let raw = Arc::new(RawSegment::new(path, file, base, scan.commit_end, scan.next_seq, scan.sparse));
+        let raw = Arc::new(RawSegment::new(
+            path,
+            file,
+            base,
+            scan.commit_end,
+            scan.next_seq,
+            scan.sparse,
+        ));
         segments.push(Segment::Raw(Arc::clone(&raw)));
         expected_base = Some(scan.next_seq);
         if is_last {
@@ -387,7 +470,14 @@ pub(crate) fn recover(
         (raw, HEADER_LEN as u64, base)
     };
     report.segments_count = segments.len();
-    Ok(Recovered { segments, active, write_offset, next_seq, to_seal, report })
+    Ok(Recovered {
+        segments,
+        active,
+        write_offset,
+        next_seq,
+        to_seal,
+        report,
+    })
 }
 
 /// Creates a new raw segment durably: header written and synced, directory synced.
@@ -399,9 +489,20 @@ pub(crate) fn create_raw_segment(
     base: EventLogSequenceNumber,
 ) -> Result<Arc<RawSegment>> {
     let path = dir.join(raw_name(base));
-    let file = io.open(&path, OpenMode::CreateNew).map_err(|e| Error::io("create", &path, e))?;
+    let file = io
+        .open(&path, OpenMode::CreateNew)
+        .map_err(|e| Error::io("create", &path, e))?;
     let header = SegmentHeader::new(SegmentKind::Raw, tenant, scope, base).encode();
-    file.write_all_at_and_sync(&header, 0).map_err(|e| Error::io("write+fdatasync", &path, e))?;
-    io.sync_dir(dir).map_err(|e| Error::io("fsync dir", dir, e))?;
-    Ok(Arc::new(RawSegment::new(path, file, base, HEADER_LEN as u64, base, Vec::new())))
+    file.write_all_at_and_sync(&header, 0)
+        .map_err(|e| Error::io("write+fdatasync", &path, e))?;
+    io.sync_dir(dir)
+        .map_err(|e| Error::io("fsync dir", dir, e))?;
+    Ok(Arc::new(RawSegment::new(
+        path,
+        file,
+        base,
+        HEADER_LEN as u64,
+        base,
+        Vec::new(),
+    )))
 }

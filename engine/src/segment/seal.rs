@@ -9,10 +9,15 @@
 //!
 //! Memory: one raw segment (`segment-bytes-max`) is held while sealing it.
 
-use std::{path::Path, sync::{Arc, OnceLock}};
+use std::{
+    path::Path,
+    sync::{Arc, OnceLock},
+};
 
 use super::{
-    format::{parse_frame, BlockEntry, FrameParse, SealTrailer, SegmentHeader, SegmentKind, HEADER_LEN},
+    format::{
+        parse_frame, BlockEntry, FrameParse, SealTrailer, SegmentHeader, SegmentKind, HEADER_LEN,
+    },
     reader::frame_error,
     sealed_name, sealing_name, RawSegment, SealedSegment,
 };
@@ -35,7 +40,10 @@ pub(crate) fn seal_segment(
     let end = raw.visible_bytes();
     let next_seq = raw.visible_next();
     let mut area = vec![0u8; (end as usize).saturating_sub(HEADER_LEN)];
-    let got = raw.file.read_at(&mut area, HEADER_LEN as u64).map_err(|e| Error::io("read", &raw.path, e))?;
+    let got = raw
+        .file
+        .read_at(&mut area, HEADER_LEN as u64)
+        .map_err(|e| Error::io("read", &raw.path, e))?;
     if got != area.len() {
         return Err(Error::Corruption {
             path: raw.path.clone(),
@@ -91,7 +99,9 @@ pub(crate) fn seal_segment(
         return Err(Error::Corruption {
             path: raw.path.clone(),
             offset: end,
-            what: format!("segment holds records up to {seq}, expected up to {next_seq} (and at least one)"),
+            what: format!(
+                "segment holds records up to {seq}, expected up to {next_seq} (and at least one)"
+            ),
         });
     }
 
@@ -134,15 +144,29 @@ pub(crate) fn seal_segment(
     let tmp = dir.join(sealing_name(raw.base));
     let dst = dir.join(sealed_name(raw.base));
     if io.exists(&tmp) {
-        io.remove_file(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
+        io.remove_file(&tmp)
+            .map_err(|e| Error::io("remove", &tmp, e))?;
     }
-    let file = io.open(&tmp, OpenMode::CreateNew).map_err(|e| Error::io("create", &tmp, e))?;
-    file.write_all_at_and_sync(&out, 0).map_err(|e| Error::io("write+fdatasync", &tmp, e))?;
+    let file = io
+        .open(&tmp, OpenMode::CreateNew)
+        .map_err(|e| Error::io("create", &tmp, e))?;
+    file.write_all_at_and_sync(&out, 0)
+        .map_err(|e| Error::io("write+fdatasync", &tmp, e))?;
     drop(file);
-    io.rename(&tmp, &dst).map_err(|e| Error::io("rename", &dst, e))?;
-    io.sync_dir(dir).map_err(|e| Error::io("fsync dir", dir, e))?;
-    let file = io.open(&dst, OpenMode::Read).map_err(|e| Error::io("open", &dst, e))?;
+    io.rename(&tmp, &dst)
+        .map_err(|e| Error::io("rename", &dst, e))?;
+    io.sync_dir(dir)
+        .map_err(|e| Error::io("fsync dir", dir, e))?;
+    let file = io
+        .open(&dst, OpenMode::Read)
+        .map_err(|e| Error::io("open", &dst, e))?;
     let blocks_cell = OnceLock::new();
     let _ = blocks_cell.set(blocks);
-    Ok(Arc::new(SealedSegment { path: dst, file, base: raw.base, trailer, blocks: blocks_cell }))
+    Ok(Arc::new(SealedSegment {
+        path: dst,
+        file,
+        base: raw.base,
+        trailer,
+        blocks: blocks_cell,
+    }))
 }

@@ -41,17 +41,26 @@ pub fn small_config(dir: impl Into<std::path::PathBuf>) -> EngineConfig {
 }
 
 pub fn seed_from_env(default: u64) -> u64 {
-    std::env::var("ANNALS_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+    std::env::var("ANNALS_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 /// A commit of `n` events with content that identifies it (`tag`).
 pub fn commit(rng: &mut SmallRng, tag: u64, n: usize) -> Commit {
     Commit {
-        occurred_ns: 1_700_000_000_000_000_000 + tag as i64,
+        occurred_ns: 1_700_000_000_000_000_000 + tag.cast_signed(),
         execution_context: ExecutionContext {
             microservice_id: Uuid::from_u128(0xabc),
             tenant_id: TENANT.0,
-            version: Version { major: 1, minor: 2, patch: 3, build: 0, pre_release: String::new() },
+            version: Version {
+                major: 1,
+                minor: 2,
+                patch: 3,
+                build: 0,
+                pre_release: String::new(),
+            },
             correlation_id: Uuid::from_u128(u128::from(tag)),
             claims: Vec::new(),
             environment: "Test".into(),
@@ -60,7 +69,10 @@ pub fn commit(rng: &mut SmallRng, tag: u64, n: usize) -> Commit {
         events: (0..n)
             .map(|i| UncommittedEvent {
                 event_source_id: format!("source-{}", rng.gen_range(0..20)),
-                event_type: EventType { id: Uuid::from_u128(7), generation: 1 },
+                event_type: EventType {
+                    id: Uuid::from_u128(7),
+                    generation: 1,
+                },
                 public: i % 3 == 0,
                 content: format!(
                     r#"{{"commit":{tag},"index":{i},"pad":"{}"}}"#,
@@ -76,7 +88,11 @@ pub fn commit(rng: &mut SmallRng, tag: u64, n: usize) -> Commit {
 /// Checks that `event` is event `index` of `commit`.
 pub fn assert_event_matches(event: &Event, commit: &Commit, index: usize) {
     let expected = &commit.events[index];
-    assert_eq!(event.content, expected.content, "content of {:?}", event.sequence_number);
+    assert_eq!(
+        event.content, expected.content,
+        "content of {:?}",
+        event.sequence_number
+    );
     assert_eq!(event.event_source_id, expected.event_source_id);
     assert_eq!(event.occurred_ns, commit.occurred_ns);
     assert_eq!(event.execution_context, commit.execution_context);

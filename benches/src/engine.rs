@@ -1,0 +1,640 @@
+//! `annals-bench engine`: the storage engine against the raw group-commit limit and RocksDB.
+//!
+//! Workloads (design.md §7):
+//! - `append`: for each shape (writers x events per commit), every writer commits in a closed
+//!   loop for a warm-up and a measured window; per-commit latency and fdatasyncs are recorded.
+//!   annals and RocksDB start each measurement from an empty store in a fresh directory; the
+//!   raw baseline reuses its pre-allocated file.
+//! - `catchup_read`: each system is filled once with the same N events (committed durably in
+//!   1000-event commits, then settled: annals seals its full segments, RocksDB flushes and
+//!   compacts), and each round reads everything from the start, from the page cache.
+//!
+//! Every round runs every shape on every system, interleaved (round-robin, the systems' order
+//! rotated each round), so disk noise hits all systems alike; the summary takes medians over
+//! rounds. Data is generated before anything is measured.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use annals_engine::{Durability, IoBackendChoice};
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use serde_json::{json, Value};
+
+use crate::{
+    annals::{Annals, READ_RECORDS_MAX},
+    data::{CommitPool, EventFactory, PreparedCommit},
+    driver::{run_appends, AppendOutcome, Window},
+    raw::{RawLog, RawReadFile},
+    report::{emit, now_utc, percentiles_us, ratio, summarise, to_f64, Measurement},
+    rocks::Rocks,
+};
+
+/// Options of `annals-bench engine`.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Small settings that finish the whole set in under two minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Parent of the run's data directory (a fresh subdirectory, removed afterwards). Default
+    /// /var/tmp, else /tmp: it must be a real disk, not tmpfs.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Rounds; each runs every shape on every system. Default 3.
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Measured seconds per append measurement. Default 4 (quick: 1).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Unmeasured warm-up seconds before each append measurement. Default 0.5 (quick: 0.2).
+    #[arg(long)]
+    warmup: Option<f64>,
+    /// annals' I/O backend.
+    #[arg(long, value_enum, default_value_t = IoArg::Auto)]
+    io: IoArg,
+    /// Events in the log read by the catch-up read. Default 1 000 000 (quick: 200 000).
+    #[arg(long)]
+    read_events: Option<u64>,
+    /// Append shapes as WRITERSxBATCH, comma-separated.
+    #[arg(long, value_delimiter = ',', value_parser = parse_shape, default_value = "16x1,16x100,1x100,1x1")]
+    shapes: Vec<(usize, usize)>,
+    /// Systems to run, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "annals,raw,rocksdb"
+    )]
+    systems: Vec<SystemName>,
+    /// Seed of the event generator.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Size of the raw baseline's pre-allocated file in MiB. Default 1024 (quick: 256).
+    #[arg(long)]
+    raw_file_mib: Option<u64>,
+}
+
+/// annals' I/O backend, as on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IoArg {
+    Std,
+    IoUring,
+    Auto,
+}
+
+impl From<IoArg> for IoBackendChoice {
+    fn from(io: IoArg) -> Self {
+        match io {
+            IoArg::Std => IoBackendChoice::Std,
+            IoArg::IoUring => IoBackendChoice::IoUring,
+            IoArg::Auto => IoBackendChoice::Auto,
+        }
+    }
+}
+
+/// A system under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SystemName {
+    Annals,
+    Raw,
+    Rocksdb,
+}
+
+impl SystemName {
+    fn as_str(self) -> &'static str {
+        match self {
+            SystemName::Annals => "annals",
+            SystemName::Raw => "raw",
+            SystemName::Rocksdb => "rocksdb",
+        }
+    }
+}
+
+fn parse_shape(s: &str) -> Result<(usize, usize), String> {
+    let (writers, batch) = s
+        .split_once('x')
+        .ok_or_else(|| format!("{s:?} is not WRITERSxBATCH"))?;
+    let parse = |v: &str| match v.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{v:?} in {s:?} is not a positive number")),
+    };
+    Ok((parse(writers)?, parse(batch)?))
+}
+
+/// The settings in force after defaults.
+#[derive(Debug)]
+struct Settings {
+    rounds: usize,
+    window: Window,
+    read_events: u64,
+    raw_file_bytes: u64,
+    io: IoBackendChoice,
+    shapes: Vec<(usize, usize)>,
+    systems: Vec<SystemName>,
+    seed: u64,
+}
+
+impl Settings {
+    fn from_args(args: &EngineArgs) -> Result<Self> {
+        let quick = args.quick;
+        let seconds = |v: Option<f64>, quick_default: f64, default: f64, what: &str| {
+            let v = v.unwrap_or(if quick { quick_default } else { default });
+            if !(0.0..=3600.0).contains(&v) {
+                bail!("--{what} {v} is outside 0..=3600");
+            }
+            Ok(Duration::from_secs_f64(v))
+        };
+        let window = Window {
+            warmup: seconds(args.warmup, 0.2, 0.5, "warmup")?,
+            measure: seconds(args.seconds, 1.0, 4.0, "seconds")?,
+        };
+        let rounds = args.rounds.unwrap_or(3);
+        if rounds == 0 || args.systems.is_empty() {
+            bail!("nothing to run: --rounds and --systems must not be empty");
+        }
+        let raw_file_mib = args.raw_file_mib.unwrap_or(if quick { 256 } else { 1024 });
+        if raw_file_mib < 16 {
+            bail!("--raw-file-mib {raw_file_mib} is below 16");
+        }
+        let mut systems = args.systems.clone();
+        systems.dedup();
+        Ok(Self {
+            rounds,
+            window,
+            read_events: args
+                .read_events
+                .unwrap_or(if quick { 200_000 } else { 1_000_000 }),
+            raw_file_bytes: raw_file_mib << 20,
+            io: args.io.into(),
+            shapes: args.shapes.clone(),
+            systems,
+            seed: args.seed,
+        })
+    }
+
+    fn has(&self, system: SystemName) -> bool {
+        self.systems.contains(&system)
+    }
+}
+
+/// Events per commit when filling the logs for the catch-up read.
+const FILL_BATCH: usize = 1000;
+
+/// The read-side stores, filled once per run.
+struct ReadStores {
+    annals: Option<Annals>,
+    raw: Option<RawReadFile>,
+    rocks: Option<Rocks>,
+}
+
+/// Runs the engine suite.
+pub fn run(args: &EngineArgs) -> Result<()> {
+    let settings = Settings::from_args(args)?;
+    let date = now_utc();
+    let started = Instant::now();
+    let root = data_dir(args.dir.as_deref())?;
+    eprintln!(
+        "annals-bench engine: {} round(s), {:?} + {:?} warm-up per append, {} events to read, data in {}",
+        settings.rounds,
+        settings.window.measure,
+        settings.window.warmup,
+        settings.read_events,
+        root.path().display()
+    );
+
+    // Data first, so generating it is never measured.
+    let mut factory = EventFactory::new(settings.seed);
+    let scratch = root.path().join("scratch");
+    let mut pools = Vec::with_capacity(settings.shapes.len());
+    for &(writers, batch) in &settings.shapes {
+        let per_writer = (2048 / batch).max(8);
+        pools.push(
+            factory
+                .pool(writers, per_writer, batch, &scratch)
+                .context("build the commit pool")?,
+        );
+    }
+    let read_pool = factory
+        .pool(1, 16, FILL_BATCH, &scratch)
+        .context("build the read pool")?;
+    eprintln!(
+        "data: {:.0} framed bytes per event; built in {:.1?}",
+        read_pool.framed_bytes_per_event(),
+        started.elapsed()
+    );
+
+    let raw_log = if settings.has(SystemName::Raw) {
+        let t = Instant::now();
+        let log = RawLog::create(&root.path().join("raw-append.log"), settings.raw_file_bytes)
+            .context("create the raw baseline's file")?;
+        eprintln!(
+            "raw: pre-allocated {} MiB in {:.1?}",
+            settings.raw_file_bytes >> 20,
+            t.elapsed()
+        );
+        Some(log)
+    } else {
+        None
+    };
+    let reads = fill_read_stores(&settings, root.path(), &read_pool)?;
+
+    let mut measurements = Vec::new();
+    for round in 0..settings.rounds {
+        let order = rotated(&settings.systems, round);
+        for (&(writers, batch), pool) in settings.shapes.iter().zip(&pools) {
+            for &system in &order {
+                let m = measure_append(
+                    &settings,
+                    root.path(),
+                    raw_log.as_ref(),
+                    system,
+                    pool,
+                    (writers, batch),
+                    round,
+                    &date,
+                )
+                .with_context(|| {
+                    format!("measure {} appends {writers}x{batch}", system.as_str())
+                })?;
+                progress(&settings, &m);
+                emit(&m)?;
+                measurements.push(m);
+            }
+        }
+        for &system in &order {
+            if let Some(m) = measure_read(&settings, &reads, system, round, &date)
+                .with_context(|| format!("measure the {} catch-up read", system.as_str()))?
+            {
+                progress(&settings, &m);
+                emit(&m)?;
+                measurements.push(m);
+            }
+        }
+    }
+    summarise(&measurements, &date)?;
+    drop(reads);
+    drop(raw_log);
+    let path = root.path().to_path_buf();
+    root.close()
+        .with_context(|| format!("remove the data directory {}", path.display()))?;
+    eprintln!("done in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+/// A fresh directory for the run under `parent` (default /var/tmp, else /tmp), removed when
+/// dropped. Warns when it is on a RAM-backed file system.
+fn data_dir(parent: Option<&Path>) -> Result<tempfile::TempDir> {
+    let parent = match parent {
+        Some(p) => p.to_path_buf(),
+        None if Path::new("/var/tmp").is_dir() => PathBuf::from("/var/tmp"),
+        None => std::env::temp_dir(),
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("annals-bench-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("create a data directory in {}", parent.display()))?;
+    match file_system_of(dir.path()) {
+        Some((fs, device)) if matches!(fs.as_str(), "tmpfs" | "ramfs") => eprintln!(
+            "WARNING: {} is on {fs} ({device}); fdatasync is free there and the figures mean \
+             nothing. Pass --dir on a real disk.",
+            dir.path().display()
+        ),
+        Some((fs, device)) => eprintln!("data directory on {fs} ({device})"),
+        None => eprintln!("data directory's file system unknown"),
+    }
+    Ok(dir)
+}
+
+/// The file-system type and device of the mount holding `path`, from /proc/self/mounts.
+fn file_system_of(path: &Path) -> Option<(String, String)> {
+    let path = path.canonicalize().ok()?;
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (device, mount, fs) = (fields.next()?, fields.next()?, fields.next()?);
+            path.starts_with(mount)
+                .then(|| (mount.len(), fs.to_owned(), device.to_owned()))
+        })
+        .max_by_key(|(len, _, _)| *len)
+        .map(|(_, fs, device)| (fs, device))
+}
+
+fn rotated(systems: &[SystemName], round: usize) -> Vec<SystemName> {
+    let mut order = systems.to_vec();
+    order.rotate_left(round % systems.len());
+    order
+}
+
+/// Fills each selected system with the same `read_events` events and lets it settle.
+fn fill_read_stores(settings: &Settings, root: &Path, pool: &CommitPool) -> Result<ReadStores> {
+    let n = settings.read_events;
+    let commits = pool.all();
+    // The commits to send: cycle through the pool; the last one is cut to size.
+    let fill = |append: &mut dyn FnMut(&PreparedCommit) -> Result<u64>| -> Result<()> {
+        let mut written = 0u64;
+        for prepared in commits.iter().cycle() {
+            if written >= n {
+                break;
+            }
+            if written + prepared.events_count() > n {
+                let keep = (n - written) as usize;
+                let cut = cut_commit(prepared, keep);
+                written += append(&cut)?;
+            } else {
+                written += append(prepared)?;
+            }
+        }
+        Ok(())
+    };
+    let annals = if settings.has(SystemName::Annals) {
+        let t = Instant::now();
+        let annals = Annals::open(&root.join("annals-read"), Durability::SyncData, settings.io)?;
+        fill(&mut |c| annals.append(c))?;
+        annals.settle()?;
+        let (disk, sealed) = annals.disk_bytes();
+        eprintln!(
+            "annals: filled {n} events in {:.1?} ({} MiB on disk, {} MiB sealed)",
+            t.elapsed(),
+            disk >> 20,
+            sealed >> 20
+        );
+        Some(annals)
+    } else {
+        None
+    };
+    let raw = if settings.has(SystemName::Raw) {
+        let t = Instant::now();
+        let raw = RawReadFile::fill(&root.join("raw-read.log"), commits, n)?;
+        eprintln!("raw: filled {n} events in {:.1?}", t.elapsed());
+        Some(raw)
+    } else {
+        None
+    };
+    let rocks = if settings.has(SystemName::Rocksdb) {
+        let t = Instant::now();
+        let rocks = Rocks::open(&root.join("rocksdb-read"))?;
+        fill(&mut |c| rocks.append(c))?;
+        rocks.settle()?;
+        eprintln!(
+            "rocksdb: filled {n} events in {:.1?} (flushed and compacted)",
+            t.elapsed()
+        );
+        Some(rocks)
+    } else {
+        None
+    };
+    Ok(ReadStores { annals, raw, rocks })
+}
+
+/// The first `keep` events of a prepared commit.
+fn cut_commit(prepared: &PreparedCommit, keep: usize) -> PreparedCommit {
+    let mut commit = prepared.commit.clone();
+    commit.events.truncate(keep);
+    let payloads: Vec<Vec<u8>> = prepared.payloads[..keep].to_vec();
+    let frames_len: usize = payloads
+        .iter()
+        .map(|p| p.len() + annals_engine::testing::format::FRAME_HEADER_LEN)
+        .sum();
+    PreparedCommit {
+        commit,
+        payloads,
+        frames: prepared.frames[..frames_len].to_vec(),
+    }
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename them"
+)]
+fn measure_append(
+    settings: &Settings,
+    root: &Path,
+    raw_log: Option<&RawLog>,
+    system: SystemName,
+    pool: &CommitPool,
+    (writers, batch): (usize, usize),
+    round: usize,
+    date: &str,
+) -> Result<Measurement> {
+    let dir = root.join(format!(
+        "{}-append-r{round}-{writers}x{batch}",
+        system.as_str()
+    ));
+    let mut extra = BTreeMap::new();
+    extra.insert(
+        "framed_bytes_per_event".to_owned(),
+        json!(pool.framed_bytes_per_event()),
+    );
+    let (outcome, fdatasyncs, io_backend) = match system {
+        SystemName::Annals => {
+            let annals = Annals::open(&dir, Durability::SyncData, settings.io)?;
+            let mut before = None;
+            let outcome = run_appends(
+                writers,
+                settings.window,
+                || before = Some(annals.counters()),
+                |w, i| annals.append(pool.get(w, i)),
+            )?;
+            let after = annals.counters();
+            let before = before.unwrap_or_default();
+            extra.insert("groups".to_owned(), json!(after.groups - before.groups));
+            extra.insert("rolls".to_owned(), json!(after.rolls - before.rolls));
+            extra.insert("seals".to_owned(), json!(after.seals - before.seals));
+            let backend = annals.io_backend();
+            drop(annals);
+            (outcome, Some(after.data_syncs - before.data_syncs), backend)
+        }
+        SystemName::Raw => {
+            let raw = raw_log.context("the raw baseline's file was not created")?;
+            raw.rewind();
+            let mut before = 0;
+            let outcome = run_appends(
+                writers,
+                settings.window,
+                || before = raw.data_syncs(),
+                |w, i| {
+                    let prepared = pool.get(w, i);
+                    raw.append(&prepared.frames)
+                        .map(|()| prepared.events_count())
+                },
+            )?;
+            (outcome, Some(raw.data_syncs() - before), "std")
+        }
+        SystemName::Rocksdb => {
+            let rocks = Rocks::open(&dir)?;
+            let mut before = 0;
+            let outcome = run_appends(
+                writers,
+                settings.window,
+                || before = rocks.wal_syncs(),
+                |w, i| rocks.append(pool.get(w, i)),
+            )?;
+            let syncs = rocks.wal_syncs() - before;
+            drop(rocks);
+            (outcome, Some(syncs), "posix")
+        }
+    };
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+    }
+    Ok(append_measurement(
+        system,
+        (writers, batch),
+        round,
+        date,
+        &outcome,
+        fdatasyncs,
+        io_backend,
+        extra,
+    ))
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a plain constructor of the output record"
+)]
+fn append_measurement(
+    system: SystemName,
+    (writers, batch): (usize, usize),
+    round: usize,
+    date: &str,
+    outcome: &AppendOutcome,
+    fdatasyncs: Option<u64>,
+    io_backend: &str,
+    mut extra: BTreeMap<String, Value>,
+) -> Measurement {
+    let (p50_us, p99_us) = percentiles_us(&outcome.latency_ns);
+    let hist = &outcome.latency_ns;
+    if !hist.is_empty() {
+        extra.insert(
+            "p999_us".to_owned(),
+            json!(to_f64(hist.value_at_quantile(0.999)) / 1000.0),
+        );
+        extra.insert("max_us".to_owned(), json!(to_f64(hist.max()) / 1000.0));
+    }
+    extra.insert("commits".to_owned(), json!(outcome.commits));
+    let seconds = outcome.elapsed.as_secs_f64();
+    Measurement {
+        system: system.as_str(),
+        workload: "append",
+        writers,
+        batch: Some(batch),
+        round,
+        events: outcome.events,
+        seconds,
+        events_per_s: to_f64(outcome.events) / seconds.max(f64::MIN_POSITIVE),
+        p50_us,
+        p99_us,
+        fdatasyncs,
+        events_per_fdatasync: fdatasyncs.and_then(|s| ratio(outcome.events, s)),
+        io_backend: io_backend.to_owned(),
+        date: date.to_owned(),
+        extra,
+    }
+}
+
+fn measure_read(
+    settings: &Settings,
+    reads: &ReadStores,
+    system: SystemName,
+    round: usize,
+    date: &str,
+) -> Result<Option<Measurement>> {
+    let mut extra = BTreeMap::new();
+    let (events, elapsed, hist, io_backend) = match system {
+        SystemName::Annals => {
+            let Some(annals) = &reads.annals else {
+                return Ok(None);
+            };
+            let (events, elapsed, hist) = annals.catch_up()?;
+            let (disk, sealed) = annals.disk_bytes();
+            extra.insert("disk_bytes".to_owned(), json!(disk));
+            extra.insert("sealed_bytes".to_owned(), json!(sealed));
+            extra.insert("read_records_max".to_owned(), json!(READ_RECORDS_MAX));
+            (events, elapsed, Some(hist), annals.io_backend())
+        }
+        SystemName::Raw => {
+            let Some(raw) = &reads.raw else {
+                return Ok(None);
+            };
+            let (events, elapsed, hist) = raw.catch_up()?;
+            extra.insert("read_bytes_max".to_owned(), json!(4 << 20));
+            (events, elapsed, Some(hist), "std")
+        }
+        SystemName::Rocksdb => {
+            let Some(rocks) = &reads.rocks else {
+                return Ok(None);
+            };
+            let (events, elapsed) = rocks.catch_up()?;
+            (events, elapsed, None, "posix")
+        }
+    };
+    let (p50_us, p99_us) = hist.as_ref().map_or((None, None), percentiles_us);
+    let seconds = elapsed.as_secs_f64();
+    extra.insert("read_events".to_owned(), json!(settings.read_events));
+    Ok(Some(Measurement {
+        system: system.as_str(),
+        workload: "catchup_read",
+        writers: 1,
+        batch: None,
+        round,
+        events,
+        seconds,
+        events_per_s: to_f64(events) / seconds.max(f64::MIN_POSITIVE),
+        p50_us,
+        p99_us,
+        fdatasyncs: None,
+        events_per_fdatasync: None,
+        io_backend: io_backend.to_owned(),
+        date: date.to_owned(),
+        extra,
+    }))
+}
+
+fn progress(settings: &Settings, m: &Measurement) {
+    let us = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}us"));
+    eprintln!(
+        "[{}/{}] {:<12} {:>3}x{:<4} {:<8} {:>11.0} ev/s  p50 {:>8}  p99 {:>8}  {}",
+        m.round + 1,
+        settings.rounds,
+        m.workload,
+        m.writers,
+        m.batch.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+        m.system,
+        m.events_per_s,
+        us(m.p50_us),
+        us(m.p99_us),
+        m.events_per_fdatasync
+            .map_or_else(String::new, |e| format!("{e:.1} ev/fdatasync")),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_parse() {
+        assert_eq!(parse_shape("16x100"), Ok((16, 100)));
+        assert!(parse_shape("16").is_err());
+        assert!(parse_shape("0x1").is_err());
+    }
+
+    #[test]
+    fn rotation_changes_who_goes_first() {
+        let all = [SystemName::Annals, SystemName::Raw, SystemName::Rocksdb];
+        assert_eq!(rotated(&all, 1)[0], SystemName::Raw);
+        assert_eq!(rotated(&all, 3), all.to_vec());
+    }
+
+    #[test]
+    fn the_data_dir_is_found_in_the_mount_table() {
+        let dir = data_dir(None).unwrap();
+        assert!(file_system_of(dir.path()).is_some());
+    }
+}

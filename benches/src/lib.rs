@@ -1,0 +1,18 @@
+//! The library half of `annals-bench`: the suites, systems under test, data and reporting,
+//! shared by the load tool (`src/main.rs`) and the criterion benches (`benches/`).
+//!
+//! Suites: [`engine`] (the storage engine against the raw group-commit limit and RocksDB).
+//! Planned: `aggregates` (commit for aggregate, against PostgreSQL), `grpc` (the server over
+//! gRPC). A new suite is a module with a clap `Args` struct and a `run` function, using
+//! [`driver::run_appends`] for closed-loop load, [`data`] for events and [`report`] for
+//! output; the systems ([`annals`], [`raw`], [`rocks`]) are reusable as they are.
+//!
+//! Figures are only comparable within one run (design.md §7): the disk is shared and noisy.
+
+pub mod annals;
+pub mod data;
+pub mod driver;
+pub mod engine;
+pub mod raw;
+pub mod report;
+pub mod rocks;
