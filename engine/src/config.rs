@@ -16,8 +16,11 @@ pub enum Durability {
     /// Acknowledge after the group's data is on stable storage (`fdatasync`). The default.
     #[default]
     SyncData,
-    /// Acknowledge after the write reaches the OS page cache; a power loss can lose the most
-    /// recent commits (never tear one: recovery drops incomplete commits whole).
+    /// Acknowledge after the write reaches the OS page cache. A process crash loses nothing;
+    /// a power loss can lose the commits since the last roll, and since several unsynced
+    /// writes may reach the disk out of order, recovery can then find damage it cannot prove
+    /// to be a torn tail and refuse to open: open with [`RecoveryMode::Salvage`] in that case.
+    /// Commits are never torn: whatever recovery keeps is whole commits.
     Buffered,
 }
 
@@ -31,6 +34,11 @@ pub enum RecoveryMode {
     TolerateTornTail,
     /// Any damage at all, including a torn tail, is an error; nothing is truncated.
     Strict,
+    /// The active segment is cut at its first damage whatever follows it, keeping the whole
+    /// commits before it; damage anywhere else is still an error. For logs written with
+    /// `buffered` durability after a power loss, or an operator's explicit choice; what was
+    /// cut is reported in the recovery report.
+    Salvage,
 }
 
 /// Which I/O backend to use.
@@ -63,10 +71,10 @@ pub struct EngineConfig {
     pub segment_bytes_max: ByteSize,
     /// Largest encoded event record. Default 8 MiB, minimum 1 KiB, at most 1 GiB.
     pub record_bytes_max: ByteSize,
-    /// Largest encoded commit. Default 64 MiB, at least `record-bytes-max`.
+    /// Largest encoded commit. Default 64 MiB, at least `record-bytes-max`, at most 2 GiB.
     pub commit_bytes_max: ByteSize,
     /// Most bytes one group commit writes in one go; commits waiting beyond it form the next
-    /// group. Default 4 MiB, minimum 4 KiB.
+    /// group. Default 4 MiB, range 4 KiB..=1 GiB.
     pub group_bytes_max: ByteSize,
     /// How long a group-commit leader may wait for the writers of the previous group to come
     /// back before writing, in microseconds. It waits only while fewer commits are queued
@@ -131,21 +139,19 @@ impl EngineConfig {
                 format!("{} is outside 1 KiB..=1 GiB", self.record_bytes_max),
             );
         }
-        if self.commit_bytes_max.as_u64() < record
-            || self.commit_bytes_max.as_u64() > u64::from(u32::MAX)
-        {
+        if self.commit_bytes_max.as_u64() < record || self.commit_bytes_max.as_u64() > (2 << 30) {
             return bad(
                 "commit-bytes-max",
                 format!(
-                    "{} must be at least record-bytes-max and below 4 GiB",
+                    "{} must be at least record-bytes-max and at most 2 GiB",
                     self.commit_bytes_max
                 ),
             );
         }
-        if self.group_bytes_max.as_u64() < 4096 {
+        if !(4096..=(1 << 30)).contains(&self.group_bytes_max.as_u64()) {
             return bad(
                 "group-bytes-max",
-                format!("{} is below 4 KiB", self.group_bytes_max),
+                format!("{} is outside 4 KiB..=1 GiB", self.group_bytes_max),
             );
         }
         if self.group_commit_delay_max_us > 100_000 {

@@ -67,8 +67,18 @@ impl Engine {
     pub fn open_with_io(config: EngineConfig, io: Arc<dyn IoEngine>) -> Result<Engine> {
         config.validate()?;
         let data = config.data_dir.clone();
-        io.create_dir_all(&data.join("tenants"))
-            .map_err(|e| Error::io("create dir", &data, e))?;
+        let tenants_dir = data.join("tenants");
+        if !io.exists(&tenants_dir) {
+            io.create_dir_all(&tenants_dir)
+                .map_err(|e| Error::io("create dir", &data, e))?;
+            // Make the new directories' entries durable up to the data directory's parent.
+            io.sync_dir(&data)
+                .map_err(|e| Error::io("fsync dir", &data, e))?;
+            if let Some(parent) = data.parent().filter(|p| !p.as_os_str().is_empty()) {
+                io.sync_dir(parent)
+                    .map_err(|e| Error::io("fsync dir", parent, e))?;
+            }
+        }
         let lock_path = data.join("LOCK");
         let lock = io
             .lock_exclusive(&lock_path)

@@ -125,9 +125,15 @@ pub enum Error {
         reason: String,
     },
 
-    /// The engine is shutting down.
-    #[error("the engine is shutting down")]
-    ShuttingDown,
+    /// A record passed its checksum but its payload does not decode (written by a newer
+    /// build, or a checksum collision over damage).
+    #[error("record {sequence_number} passed its checksum but does not decode: {what}")]
+    UndecodableRecord {
+        /// The record.
+        sequence_number: EventLogSequenceNumber,
+        /// What the decoder found.
+        what: String,
+    },
 }
 
 impl Error {
@@ -144,7 +150,10 @@ impl Error {
     pub fn is_corruption(&self) -> bool {
         matches!(
             self,
-            Error::Corruption { .. } | Error::ChecksumMismatch { .. } | Error::Misfiled { .. }
+            Error::Corruption { .. }
+                | Error::ChecksumMismatch { .. }
+                | Error::Misfiled { .. }
+                | Error::UndecodableRecord { .. }
         )
     }
 }

@@ -400,7 +400,7 @@ impl Log {
                 if let Err(e) = self.flush(&mut w, &buf, buf_start, &sparse) {
                     return self.fail_from(group, flushed, e);
                 }
-                Self::finish(group, &mut flushed, &receipts);
+                self.finish(group, &mut flushed, &receipts);
                 buf.clear();
                 sparse.clear();
                 if let Err(e) = self.roll(&mut w) {
@@ -427,6 +427,8 @@ impl Log {
                     offset,
                     w.next_seq,
                     (count - 1 - k) as u32,
+                    // Bounded by group-bytes-max + commit-bytes-max < 4 GiB (config.rs).
+                    (offset - buf_start) as u32,
                     payload,
                 );
                 w.write_offset += (buf.len() - before) as u64;
@@ -443,14 +445,21 @@ impl Log {
         if let Err(e) = self.flush(&mut w, &buf, buf_start, &sparse) {
             return self.fail_from(group, flushed, e);
         }
-        Self::finish(group, &mut flushed, &receipts);
+        self.finish(group, &mut flushed, &receipts);
     }
 
     /// Completes the members whose receipts are recorded and not yet completed.
-    fn finish(group: &[Arc<Pending>], flushed: &mut usize, receipts: &[(usize, CommitReceipt)]) {
+    fn finish(
+        &self,
+        group: &[Arc<Pending>],
+        flushed: &mut usize,
+        receipts: &[(usize, CommitReceipt)],
+    ) {
         for (i, receipt) in &receipts[*flushed..] {
             *group[*i].result.lock() = Some(Ok(*receipt));
         }
+        let newly = (receipts.len() - *flushed) as u64;
+        self.stats.commits.fetch_add(newly, Ordering::Relaxed);
         *flushed = receipts.len();
     }
 
@@ -472,11 +481,9 @@ impl Log {
         }
         let file = &w.active.file;
         let result = match self.config.durability {
-            Durability::SyncData => {
-                self.stats.data_syncs.fetch_add(1, Ordering::Relaxed);
-                file.write_all_at_and_sync(buf, offset)
-                    .map_err(|e| Error::io("write+fdatasync", &w.active.path, e))
-            }
+            Durability::SyncData => file
+                .write_all_at_and_sync(buf, offset)
+                .map_err(|e| Error::io("write+fdatasync", &w.active.path, e)),
             Durability::Buffered => file
                 .write_all_at(buf, offset)
                 .map_err(|e| Error::io("write", &w.active.path, e)),
@@ -488,6 +495,9 @@ impl Log {
             return Err(e);
         }
         self.stats.groups.fetch_add(1, Ordering::Relaxed);
+        if self.config.durability == Durability::SyncData {
+            self.stats.data_syncs.fetch_add(1, Ordering::Relaxed);
+        }
         w.active.publish(w.write_offset, w.next_seq, sparse);
         let events = w.next_seq.0 - self.visible_next.load(Ordering::Relaxed);
         self.stats.events.fetch_add(events, Ordering::Relaxed);
@@ -498,6 +508,14 @@ impl Log {
 
     /// Starts a new active segment at the writer's next sequence number.
     fn roll(&self, w: &mut Writer) -> Result<()> {
+        if self.config.durability == Durability::Buffered {
+            // A full segment is never left with unsynced bytes: recovery requires every
+            // segment but the last to be whole.
+            w.active
+                .file
+                .sync_data()
+                .map_err(|e| Error::io("fdatasync", &w.active.path, e))?;
+        }
         let raw = create_raw_segment(
             self.io.as_ref(),
             &self.dir,
@@ -598,7 +616,7 @@ impl Log {
         let limits = ReadLimits {
             records_max: records_max.max(1),
             bytes_max: bytes_max.max(1),
-            payload_max: self.config.record_bytes_max.as_u64() as usize,
+            payload_max: crate::segment::format::RECORD_BYTES_LIMIT,
         };
         let mut batch = RecordBatch::default();
         let mut next = from;

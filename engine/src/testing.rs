@@ -1,7 +1,7 @@
 //! Test support (feature `test-util`): the fault-injecting file system and format helpers for
 //! fixtures and fuzzing.
 
-pub use crate::io::fault::FaultIo;
+pub use crate::io::fault::{CrashMode, FaultIo};
 pub use crate::segment::format;
 
 /// Decodes one record payload (for fuzzing the decoder).

@@ -13,7 +13,10 @@ mod common;
 
 use std::{collections::HashMap, sync::Arc};
 
-use annals_engine::{testing::FaultIo, Commit, EngineConfig};
+use annals_engine::{
+    testing::{CrashMode, FaultIo},
+    Commit, EngineConfig,
+};
 use common::*;
 
 struct Outcome {
@@ -133,12 +136,16 @@ fn crash_every_op(seal_sync: bool) {
     check_after_crash(&clean.crash(None), &config, &outcome, "clean run");
 
     for crash_at in 0..ops {
-        for torn in [None, Some(crash_at * 7 + 1)] {
+        for mode in [
+            CrashMode::DropUnsynced,
+            CrashMode::TornPrefix(crash_at * 7 + 1),
+            CrashMode::Reordered(crash_at * 13 + 5),
+        ] {
             let fs = FaultIo::new();
             fs.fail_after_ops(crash_at);
             let outcome = workload(&fs, &config, &commits, seal_sync);
-            let what = format!("crash at op {crash_at}/{ops} torn {torn:?} seal_sync {seal_sync}");
-            check_after_crash(&fs.crash(torn), &config, &outcome, &what);
+            let what = format!("crash at op {crash_at}/{ops} {mode:?} seal_sync {seal_sync}");
+            check_after_crash(&fs.crash_with(mode), &config, &outcome, &what);
         }
     }
 }

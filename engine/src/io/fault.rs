@@ -50,6 +50,18 @@ struct FsState {
     fail_sync_at_op: Option<u64>,
 }
 
+/// What a crash does to bytes appended but not yet synced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashMode {
+    /// They are lost.
+    DropUnsynced,
+    /// A pseudo-random prefix of them survives (seeded).
+    TornPrefix(u64),
+    /// They all survive but for a pseudo-random hole of zeros (pages written back out of
+    /// order; seeded).
+    Reordered(u64),
+}
+
 /// The in-memory file system; clones share it.
 #[derive(Debug, Clone, Default)]
 pub struct FaultIo {
@@ -120,8 +132,18 @@ impl FaultIo {
     /// prefix of the unsynced bytes (a torn write) instead of none.
     #[must_use]
     pub fn crash(&self, torn_seed: Option<u64>) -> FaultIo {
+        self.crash_with(torn_seed.map_or(CrashMode::DropUnsynced, CrashMode::TornPrefix))
+    }
+
+    /// The file system as a crash leaves it, unsynced appends treated as `mode` says.
+    #[must_use]
+    pub fn crash_with(&self, mode: CrashMode) -> FaultIo {
         let state = self.state.lock();
-        let mut rng = torn_seed.unwrap_or(0) | 1;
+        let seed = match mode {
+            CrashMode::DropUnsynced => 1,
+            CrashMode::TornPrefix(s) | CrashMode::Reordered(s) => s | 1,
+        };
+        let mut rng = seed;
         let mut next = move || {
             // xorshift64*: deterministic per seed, good enough to pick cut points.
             rng ^= rng >> 12;
@@ -135,11 +157,24 @@ impl FaultIo {
                 continue;
             };
             let mut image = data.durable.clone();
-            if torn_seed.is_some() && data.live.len() > image.len() && data.live.starts_with(&image)
-            {
-                let extra = data.live.len() - image.len();
-                let keep = (next() % (extra as u64 + 1)) as usize;
-                image.extend_from_slice(&data.live[data.durable.len()..data.durable.len() + keep]);
+            let extends = data.live.len() > image.len() && data.live.starts_with(&image);
+            if extends {
+                let unsynced = &data.live[image.len()..];
+                match mode {
+                    CrashMode::DropUnsynced => {}
+                    CrashMode::TornPrefix(_) => {
+                        let keep = (next() % (unsynced.len() as u64 + 1)) as usize;
+                        image.extend_from_slice(&unsynced[..keep]);
+                    }
+                    CrashMode::Reordered(_) => {
+                        // Pages written back out of order: everything landed but a hole.
+                        let start = (next() % unsynced.len() as u64) as usize;
+                        let len = 1 + (next() % (unsynced.len() - start) as u64) as usize;
+                        let mut tail = unsynced.to_vec();
+                        tail[start..start + len].fill(0);
+                        image.extend_from_slice(&tail);
+                    }
+                }
             }
             files.insert(
                 *inode,

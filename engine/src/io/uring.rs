@@ -85,33 +85,51 @@ impl RingPool {
     /// Submits `entries` (at most [`RING_ENTRIES`]) and waits for all their completions,
     /// returned in submission order (by `user_data` index).
     ///
+    /// Invariant: a ring is idle between calls (every call reaps all of its completions
+    /// before it returns), so the submission queue is empty on entry and no stale completion
+    /// can be credited to a later call.
+    ///
     /// # Safety
     /// Every buffer an entry points to must stay valid and unaliased until this returns; it
-    /// does, because this waits for every completion before returning.
+    /// does, because this waits for every completion before returning. If the kernel refuses
+    /// to let us wait (an error other than EINTR, EAGAIN or EBUSY), operations may still be
+    /// in flight over the caller's buffers: returning would let the kernel touch freed
+    /// memory, so the process aborts instead.
     #[expect(
         unsafe_code,
         reason = "io_uring submission needs buffers that outlive the call"
     )]
     unsafe fn submit_all(&self, entries: &[squeue::Entry]) -> io::Result<Vec<i32>> {
-        debug_assert!(entries.len() <= RING_ENTRIES as usize);
         self.with_ring(|ring| {
             let mut results = vec![0i32; entries.len()];
             {
                 let mut sq = ring.submission();
+                if sq.capacity() - sq.len() < entries.len() {
+                    // Nothing pushed yet: safe to refuse.
+                    return Err(io::Error::other(
+                        "io_uring submission queue unexpectedly full",
+                    ));
+                }
                 for (index, entry) in entries.iter().enumerate() {
                     let entry = entry.clone().user_data(index as u64);
                     // SAFETY: the caller guarantees the buffers outlive this call, and we wait
-                    // below for every completion, so the kernel never touches them afterwards.
-                    unsafe { sq.push(&entry) }
-                        .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+                    // below for every completion (or abort), so the kernel never touches them
+                    // afterwards. Room for every entry was checked above.
+                    if unsafe { sq.push(&entry) }.is_err() {
+                        abort_in_flight("push failed after the room check");
+                    }
                 }
             }
             let mut pending = entries.len();
             while pending > 0 {
                 match ring.submit_and_wait(pending) {
                     Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
+                    Err(e)
+                        if matches!(
+                            e.raw_os_error(),
+                            Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
+                        ) => {}
+                    Err(e) => abort_in_flight(&e.to_string()),
                 }
                 for cqe in ring.completion() {
                     let index = cqe.user_data() as usize;
@@ -124,6 +142,16 @@ impl RingPool {
             Ok(results)
         })
     }
+}
+
+/// Ends the process when io_uring operations over borrowed buffers can no longer be awaited.
+fn abort_in_flight(why: &str) -> ! {
+    tracing::error!(
+        why,
+        "io_uring lost track of in-flight operations; aborting to protect memory"
+    );
+    eprintln!("annals: io_uring lost track of in-flight operations ({why}); aborting");
+    std::process::abort()
 }
 
 fn thread_index() -> usize {

@@ -13,13 +13,21 @@ use crate::ids::{EventLogSequenceNumber, ScopeId, TenantId};
 
 /// Written by this build.
 pub const FORMAT_VERSION: u16 = 1;
-/// The oldest version this build reads.
-pub const MIN_READABLE_VERSION: u16 = 1;
+/// Written into every file as `min_compatible_version`: the oldest reader version that can
+/// read what this build writes.
+pub const MIN_COMPATIBLE_VERSION: u16 = 1;
+/// The oldest file format version this build reads.
+pub const OLDEST_READABLE_VERSION: u16 = 1;
 
 /// Segment header magic: a non-ASCII first byte, CR LF and ^Z catch text-mode mangling.
 pub const SEGMENT_MAGIC: [u8; 8] = [0x89, b'A', b'N', b'L', b'\r', b'\n', 0x1A, b'\n'];
 /// Sealed trailer magic: the completion marker of a sealed segment.
 pub const SEAL_MAGIC: [u8; 8] = [0x89, b'S', b'E', b'A', b'L', b'\r', b'\n', 0x1A];
+
+/// The hard upper bound of a record payload, whatever the configuration: readers and
+/// recovery check frame lengths against this, never against the (changeable) configured
+/// write limit, so lowering `record-bytes-max` can never make stored records unreadable.
+pub const RECORD_BYTES_LIMIT: usize = 1 << 30;
 
 /// Segment header length.
 pub const HEADER_LEN: usize = 64;
@@ -32,6 +40,7 @@ pub const TRAILER_LEN: usize = 64;
 
 const _: () = assert!(HEADER_LEN == 8 + 2 + 2 + 1 + 1 + 2 + 16 + 16 + 8 + 4 + 4);
 const _: () = assert!(FRAME_HEADER_LEN == 4 + 4 + 8 + 4 + 4);
+const _: () = assert!(RECORD_BYTES_LIMIT < u32::MAX as usize);
 const _: () = assert!(BLOCK_ENTRY_LEN == 8 + 8 + 8 + 4 + 4 + 4 + 4);
 const _: () = assert!(TRAILER_LEN == 8 + 4 + 4 + 8 + 8 + 8 + 4 + 4 + 8 + 4 + 4);
 
@@ -127,7 +136,7 @@ impl SegmentHeader {
     ) -> Self {
         Self {
             format_version: FORMAT_VERSION,
-            min_compatible_version: MIN_READABLE_VERSION,
+            min_compatible_version: MIN_COMPATIBLE_VERSION,
             kind,
             tenant,
             scope,
@@ -160,6 +169,12 @@ impl SegmentHeader {
             return Err(FormatError::TooNew {
                 found: min_compatible_version,
             });
+        }
+        if format_version < OLDEST_READABLE_VERSION || format_version < min_compatible_version {
+            return Err(FormatError::Invalid(format!(
+                "format version {format_version} (minimum compatible {min_compatible_version}) \
+                 is not one this build reads ({OLDEST_READABLE_VERSION}..={FORMAT_VERSION})"
+            )));
         }
         let kind = match b[12] {
             1 => SegmentKind::Raw,
@@ -203,13 +218,16 @@ pub fn frame_crc(
 
 /// Appends a frame for `payload` at file offset `offset` to `out`.
 ///
-/// `commit_rest` is how many records of the same commit follow this one (0 = last).
+/// `commit_rest` is how many records of the same commit follow this one (0 = last);
+/// `group_back` is how many bytes before this frame its write group starts (0 for the first
+/// frame of a group).
 pub fn encode_frame(
     out: &mut Vec<u8>,
     segment_base: EventLogSequenceNumber,
     offset: u64,
     seq: EventLogSequenceNumber,
     commit_rest: u32,
+    group_back: u32,
     payload: &[u8],
 ) {
     let start = out.len();
@@ -217,7 +235,7 @@ pub fn encode_frame(
     out.extend_from_slice(&[0; 4]); // crc, filled below
     out.extend_from_slice(&seq.0.to_le_bytes());
     out.extend_from_slice(&commit_rest.to_le_bytes());
-    out.extend_from_slice(&[0; 4]); // reserved
+    out.extend_from_slice(&group_back.to_le_bytes());
     out.extend_from_slice(payload);
     let mut fields = [0u8; FRAME_HEADER_LEN - 4];
     fields[0..4].copy_from_slice(&out[start..start + 4]);
@@ -233,6 +251,8 @@ pub struct Frame<'a> {
     pub seq: EventLogSequenceNumber,
     /// Records of the same commit that follow (0 = commit ends here).
     pub commit_rest: u32,
+    /// Bytes from the start of the frame's write group to the frame.
+    pub group_back: u32,
     /// The record payload.
     pub payload: &'a [u8],
     /// Frame header plus payload.
@@ -280,14 +300,16 @@ pub fn parse_frame(
     if expected != actual {
         return FrameParse::Bad(FormatError::Checksum { expected, actual });
     }
-    if buf[20..24] != [0; 4] {
-        return FrameParse::Bad(FormatError::Invalid(
-            "reserved frame bytes must be zero".into(),
-        ));
+    let group_back = read_u32(buf, 20);
+    if u64::from(group_back) > offset {
+        return FrameParse::Bad(FormatError::Invalid(format!(
+            "group start {group_back} bytes back from offset {offset} is before the file"
+        )));
     }
     FrameParse::Frame(Frame {
         seq: EventLogSequenceNumber(read_u64(buf, 8)),
         commit_rest: read_u32(buf, 16),
+        group_back,
         payload,
         total_len,
     })
@@ -456,12 +478,14 @@ mod tests {
             64,
             EventLogSequenceNumber(12),
             1,
+            0,
             b"payload",
         );
         match parse_frame(&out, base, 64, 1024) {
             FrameParse::Frame(f) => {
                 assert_eq!(f.seq, EventLogSequenceNumber(12));
                 assert_eq!(f.commit_rest, 1);
+                assert_eq!(f.group_back, 0);
                 assert_eq!(f.payload, b"payload");
                 assert_eq!(f.total_len, out.len());
             }

@@ -60,13 +60,9 @@ impl RecordBatch {
     /// The events, borrowed from the batch's buffer.
     pub fn views(&self) -> impl Iterator<Item = Result<EventView<'_>>> + '_ {
         self.payloads().map(|(seq, payload)| {
-            decode_payload(seq, payload).map_err(|e| Error::Corruption {
-                path: "<record payload>".into(),
-                offset: seq.0,
-                what: format!(
-                    "record {seq} passed its checksum but does not decode: {}",
-                    e.0
-                ),
+            decode_payload(seq, payload).map_err(|e| Error::UndecodableRecord {
+                sequence_number: seq,
+                what: e.0,
             })
         })
     }
@@ -257,32 +253,48 @@ pub(crate) fn sealed_blocks(sealed: &SealedSegment) -> Result<&[BlockEntry]> {
         .map(BlockEntry::decode)
         .collect();
     // Check the index's own consistency once, so reads can trust it.
+    // Blocks tile the data area and the raw record area exactly, in sequence order.
+    let header_len = super::format::HEADER_LEN as u64;
     let mut expect_seq = sealed.base;
+    let mut expect_file = header_len;
+    let mut expect_logical = header_len;
     let mut records = 0u64;
     for (i, b) in blocks.iter().enumerate() {
-        let end = b.file_offset.checked_add(u64::from(b.compressed_len));
         if b.first_seq != expect_seq
-            || end.is_none_or(|end| end > t.index_offset)
+            || b.file_offset != expect_file
+            || b.logical_offset != expect_logical
             || b.records_count == 0
         {
             return Err(Error::Corruption {
                 path: sealed.path.clone(),
                 offset: t.index_offset + (i * BLOCK_ENTRY_LEN) as u64,
                 what: format!(
-                    "block {i}: expected first sequence {expect_seq} within the data area, found {b:?}"
+                    "block {i}: expected first sequence {expect_seq} at file offset {expect_file} \
+                     (raw offset {expect_logical}), found {b:?}"
                 ),
             });
         }
         expect_seq = EventLogSequenceNumber(b.first_seq.0 + u64::from(b.records_count));
+        expect_file += u64::from(b.compressed_len);
+        expect_logical += u64::from(b.uncompressed_len);
         records += u64::from(b.records_count);
     }
-    if expect_seq != t.next_seq || records != t.records_count {
+    if expect_seq != t.next_seq
+        || records != t.records_count
+        || expect_file != t.index_offset
+        || expect_logical - header_len != t.raw_len
+    {
         return Err(Error::Corruption {
             path: sealed.path.clone(),
             offset: t.index_offset,
             what: format!(
-                "block index covers up to {expect_seq} ({records} records), trailer says {} ({})",
-                t.next_seq, t.records_count
+                "block index covers records up to {expect_seq} ({records}), data up to {expect_file} \
+                 and {} raw bytes; trailer says {} ({}), index at {}, {} raw bytes",
+                expect_logical - header_len,
+                t.next_seq,
+                t.records_count,
+                t.index_offset,
+                t.raw_len
             ),
         });
     }
@@ -416,8 +428,16 @@ pub(crate) fn read_trailer(
     }
     let mut buf = [0u8; TRAILER_LEN];
     let at = len - TRAILER_LEN as u64;
-    file.read_at(&mut buf, at)
+    let got = file
+        .read_at(&mut buf, at)
         .map_err(|e| Error::io("read", path, e))?;
+    if got != TRAILER_LEN {
+        return Err(Error::Corruption {
+            path: path.to_path_buf(),
+            offset: at,
+            what: format!("seal trailer: expected {TRAILER_LEN} bytes, read {got}"),
+        });
+    }
     super::format::SealTrailer::decode(&buf).map_err(|e| match e {
         FormatError::Checksum { expected, actual } => Error::ChecksumMismatch {
             path: path.to_path_buf(),

@@ -67,12 +67,12 @@ enum Name {
 }
 
 fn parse_name(name: &str) -> Option<Name> {
-    if name.ends_with(".sealed.tmp") {
-        return Some(Name::SealingTmp);
-    }
     let (stem, ext) = name.split_once('.')?;
     if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
         return None;
+    }
+    if ext == "sealed.tmp" {
+        return Some(Name::SealingTmp);
     }
     let base = EventLogSequenceNumber(stem.parse().ok()?);
     match ext {
@@ -140,17 +140,23 @@ struct RawScan {
     dropped_records: u64,
 }
 
-/// Looks for any valid frame after a damaged one; finding one means the damage is not a torn
-/// tail. Plausibility checks (sequence range, length) keep this linear in practice.
-fn valid_frame_after(
+/// Looks, after damage at file offset `damage`, for a valid frame of a *later write group*
+/// than the one the damage is in. Finding one means acknowledged data follows the damage, so
+/// it cannot be a torn tail. Valid frames whose group started at or before the damage belong
+/// to the same (last, unacknowledged) write, whose pages the kernel may have persisted out of
+/// order; they do not count. Plausibility checks (sequence range, length) keep the scan linear
+/// in practice.
+fn frame_of_later_group(
     data: &[u8],
     from: usize,
+    damage: u64,
     base: EventLogSequenceNumber,
     expected_seq: EventLogSequenceNumber,
-    payload_max: usize,
 ) -> Option<u64> {
+    let payload_max = super::format::RECORD_BYTES_LIMIT;
     let seq_max = expected_seq.0 + (data.len() / FRAME_HEADER_LEN) as u64;
-    for at in from..data.len().saturating_sub(FRAME_HEADER_LEN - 1) {
+    let mut at = from;
+    while at + FRAME_HEADER_LEN <= data.len() {
         let b = &data[at..];
         let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
         let mut seq_raw = [0u8; 8];
@@ -161,10 +167,17 @@ fn valid_frame_after(
             || seq < expected_seq.0
             || seq > seq_max
         {
+            at += 1;
             continue;
         }
-        if let FrameParse::Frame(_) = parse_frame(b, base, (HEADER_LEN + at) as u64, payload_max) {
-            return Some((HEADER_LEN + at) as u64);
+        let offset = (HEADER_LEN + at) as u64;
+        if let FrameParse::Frame(f) = parse_frame(b, base, offset, payload_max) {
+            if offset - u64::from(f.group_back) > damage {
+                return Some(offset);
+            }
+            at += f.total_len;
+        } else {
+            at += 1;
         }
     }
     None
@@ -182,7 +195,7 @@ fn scan_raw(
         .read_at(&mut data, HEADER_LEN as u64)
         .map_err(|e| Error::io("read", path, e))?;
     data.truncate(got);
-    let payload_max = config.record_bytes_max.as_u64() as usize;
+    let payload_max = super::format::RECORD_BYTES_LIMIT;
     let interval = config.sparse_index_interval_bytes.as_u64();
 
     let mut at = 0usize;
@@ -243,19 +256,23 @@ fn scan_raw(
                 break;
             }
             FrameParse::Bad(e) => {
-                if let Some(later) = valid_frame_after(&data, at + 1, base, seq, payload_max) {
+                if config.recovery_mode == RecoveryMode::Salvage {
+                    torn = Some((offset, format!("{e:?}; salvage cuts here")));
+                    break;
+                }
+                if let Some(later) = frame_of_later_group(&data, at + 1, offset, base, seq) {
                     return Err(match e {
                         FormatError::Checksum { expected, actual } => Error::ChecksumMismatch {
                             path: path.to_path_buf(),
                             offset,
-                            what: "record frame (valid records follow at a later offset, so this is not a torn tail)",
+                            what: "record frame (records of a later write follow, so this is not a torn tail)",
                             expected,
                             actual,
                         },
                         other => Error::Corruption {
                             path: path.to_path_buf(),
                             offset,
-                            what: format!("{other:?}; a valid frame follows at offset {later}, so this is not a torn tail"),
+                            what: format!("{other:?}; a frame of a later write follows at offset {later}, so this is not a torn tail"),
                         },
                     });
                 }
@@ -276,6 +293,49 @@ fn scan_raw(
         torn,
         dropped_records: seq.0 - commit_next.0,
     })
+}
+
+/// Opens a sealed segment: header and trailer checked, blocks not read.
+fn open_sealed(
+    io: &dyn IoEngine,
+    path: &Path,
+    tenant: TenantId,
+    scope: ScopeId,
+    base: EventLogSequenceNumber,
+) -> Result<Arc<SealedSegment>> {
+    let file = io
+        .open(path, OpenMode::Read)
+        .map_err(|e| Error::io("open", path, e))?;
+    let mut header = [0u8; HEADER_LEN];
+    let got = file
+        .read_at(&mut header, 0)
+        .map_err(|e| Error::io("read", path, e))?;
+    check_header(
+        path,
+        &header[..got],
+        SegmentKind::Sealed,
+        tenant,
+        scope,
+        base,
+    )?;
+    let trailer = read_trailer(file.as_ref(), path)?;
+    if trailer.next_seq.0 <= base.0 || trailer.records_count != trailer.next_seq.0 - base.0 {
+        return Err(Error::Corruption {
+            path: path.to_path_buf(),
+            offset: 0,
+            what: format!(
+                "trailer: {} records ending before {} do not fit base {base}",
+                trailer.records_count, trailer.next_seq
+            ),
+        });
+    }
+    Ok(Arc::new(SealedSegment {
+        path: path.to_path_buf(),
+        file,
+        base,
+        trailer,
+        blocks: OnceLock::new(),
+    }))
 }
 
 /// Opens (or creates) the log in `dir`.
@@ -327,8 +387,13 @@ pub(crate) fn recover(
     for base in all {
         if let Some(expected) = expected_base {
             if base != expected {
+                let name = if sealeds.contains(&base) {
+                    super::sealed_name(base)
+                } else {
+                    raw_name(base)
+                };
                 return Err(Error::Corruption {
-                    path: dir.join(raw_name(base)),
+                    path: dir.join(name),
                     offset: 0,
                     what: format!("segment chain: expected a segment starting at {expected}, found one at {base}"),
                 });
@@ -336,51 +401,33 @@ pub(crate) fn recover(
         }
         if sealeds.contains(&base) {
             let path = dir.join(super::sealed_name(base));
-            let file = io
-                .open(&path, OpenMode::Read)
-                .map_err(|e| Error::io("open", &path, e))?;
-            let mut header = [0u8; HEADER_LEN];
-            let got = file
-                .read_at(&mut header, 0)
-                .map_err(|e| Error::io("read", &path, e))?;
-            check_header(
-                &path,
-                &header[..got],
-                SegmentKind::Sealed,
-                tenant,
-                scope,
-                base,
-            )?;
-            let trailer = read_trailer(file.as_ref(), &path)?;
-            if trailer.next_seq.0 <= base.0 || trailer.records_count != trailer.next_seq.0 - base.0
-            {
-                return Err(Error::Corruption {
-                    path: path.clone(),
-                    offset: 0,
-                    what: format!(
-                        "trailer: {} records ending before {} do not fit base {base}",
-                        trailer.records_count, trailer.next_seq
-                    ),
-                });
+            match open_sealed(io, &path, tenant, scope, base) {
+                Ok(sealed) => {
+                    if raws.contains(&base) {
+                        // Interrupted clean-up after a completed seal.
+                        let raw = dir.join(raw_name(base));
+                        io.remove_file(&raw)
+                            .map_err(|e| Error::io("remove", &raw, e))?;
+                        io.sync_dir(dir)
+                            .map_err(|e| Error::io("fsync dir", dir, e))?;
+                        report.removed_files.push(raw_name(base));
+                    }
+                    expected_base = Some(sealed.trailer.next_seq);
+                    segments.push(Segment::Sealed(sealed));
+                    continue;
+                }
+                Err(e) if raws.contains(&base) && e.is_corruption() => {
+                    // The raw original is still there: it is the truth. Drop the damaged
+                    // sealed copy; the raw segment is checked below and sealed again.
+                    tracing::warn!(error = %e, "damaged sealed segment replaced by its raw original");
+                    io.remove_file(&path)
+                        .map_err(|e| Error::io("remove", &path, e))?;
+                    io.sync_dir(dir)
+                        .map_err(|e| Error::io("fsync dir", dir, e))?;
+                    report.removed_files.push(super::sealed_name(base));
+                }
+                Err(e) => return Err(e),
             }
-            if raws.contains(&base) {
-                // Interrupted clean-up after a completed seal.
-                let raw = dir.join(raw_name(base));
-                io.remove_file(&raw)
-                    .map_err(|e| Error::io("remove", &raw, e))?;
-                io.sync_dir(dir)
-                    .map_err(|e| Error::io("fsync dir", dir, e))?;
-                report.removed_files.push(raw_name(base));
-            }
-            expected_base = Some(trailer.next_seq);
-            segments.push(Segment::Sealed(Arc::new(SealedSegment {
-                path,
-                file,
-                base,
-                trailer,
-                blocks: OnceLock::new(),
-            })));
-            continue;
         }
 
         let path = dir.join(raw_name(base));
@@ -393,13 +440,16 @@ pub(crate) fn recover(
             .read_at(&mut header, 0)
             .map_err(|e| Error::io("read", &path, e))?;
         let file_len = file.len().map_err(|e| Error::io("stat", &path, e))?;
-        if is_last && file_len <= HEADER_LEN as u64 && header[..got].iter().all(|b| *b == 0) {
-            // Interrupted roll: the file exists but its header never became durable.
+        let header_check =
+            check_header(&path, &header[..got], SegmentKind::Raw, tenant, scope, base);
+        if is_last && file_len <= HEADER_LEN as u64 && header_check.is_err() {
+            // Interrupted roll: the file exists but its header never became (wholly) durable.
+            // Records are written only after the header is synced, so nothing is lost.
             if config.recovery_mode == RecoveryMode::Strict {
                 return Err(Error::Corruption {
                     path,
                     offset: 0,
-                    what: format!("active segment has no header ({file_len} bytes); strict recovery refuses to rewrite it"),
+                    what: format!("active segment has no valid header ({file_len} bytes); strict recovery refuses to rewrite it"),
                 });
             }
             let h = SegmentHeader::new(SegmentKind::Raw, tenant, scope, base).encode();
@@ -420,7 +470,7 @@ pub(crate) fn recover(
             expected_base = Some(base);
             continue;
         }
-        check_header(&path, &header[..got], SegmentKind::Raw, tenant, scope, base)?;
+        header_check?;
         let scan = scan_raw(file.as_ref(), &path, base, config)?;
         if let Some((offset, why)) = &scan.torn {
             if !is_last || config.recovery_mode == RecoveryMode::Strict {

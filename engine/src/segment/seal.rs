@@ -54,7 +54,7 @@ pub(crate) fn seal_segment(
 
     // Cut the record area into blocks at frame boundaries, checking every frame on the way.
     let block_target = config.seal_block_bytes.as_u64() as usize;
-    let payload_max = config.record_bytes_max.as_u64() as usize;
+    let payload_max = super::format::RECORD_BYTES_LIMIT;
     let mut cuts: Vec<(usize, usize, EventLogSequenceNumber, u32)> = Vec::new(); // (start, end, first, count)
     let mut at = 0usize;
     let mut seq = raw.base;

@@ -1,0 +1,452 @@
+//! The `ops` target: operation sequences against a model, with I/O failures and crashes.
+//!
+//! Input: `[flags: u8]`, then up to [`OPS_MAX`] operations, each an opcode byte (taken modulo
+//! 7) and its arguments, little-endian (see [`Op`]; a short input ends the list, missing
+//! argument bytes read as zero). [`Plan::encode`] writes the format. Flags:
+//! [`FLAG_BUFFERED`] acknowledges appends before `fdatasync` (`Durability::Buffered`);
+//! [`FLAG_BACKGROUND_SEALING`] lets the sealer run concurrently (else the harness waits for
+//! sealing after every append and open, which keeps I/O operation counts, and so fault
+//! injection, deterministic).
+//!
+//! The engine runs on a `FaultIo` with tiny segments ([`fuzz_config`]), so a few appends roll
+//! and seal. The model is the list of commits visible in the log, plus the commits whose
+//! append failed since the last check ("maybe" commits: a failed write may or may not have
+//! reached the disk). After every reopen and crash (and once more at the end, after a crash)
+//! the log is read whole and checked:
+//! - the engine and the log reopen (faults are healed first; a crash heals them too);
+//! - sequence numbers run from 0 without gaps; every commit is whole and byte-identical;
+//! - the commits are the visible ones in order, then some of the maybe ones, in order;
+//! - nothing visible is lost, except, after a crash in buffered mode, a suffix not yet known
+//!   durable (sync-data mode: a visible record is a durable one, so it survives any crash).
+//!
+//! Between checks, reads must return exactly the model's records, appends must get the
+//! model's next sequence number, and without an armed fault appends and seals must succeed.
+
+use std::{collections::HashMap, fmt, sync::Arc};
+
+use annals_engine::{
+    testing::FaultIo, Commit, Durability, Engine, EngineConfig, Event, EventLogSequenceNumber,
+    Log,
+};
+
+use crate::{commit, fuzz_config, Input, TENANT};
+
+/// Flag: `Durability::Buffered`.
+pub const FLAG_BUFFERED: u8 = 1;
+/// Flag: sealing runs in the background instead of in step.
+pub const FLAG_BACKGROUND_SEALING: u8 = 2;
+
+/// At most this many operations per input.
+pub const OPS_MAX: usize = 64;
+
+/// One operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Opcode 0, `[events: u8][pad: u8]`: append a commit of `1 + events % 8` events with
+    /// `2 * pad` bytes of padding each.
+    Append {
+        /// Selects the number of events.
+        events: u8,
+        /// Half the padding per event.
+        pad: u8,
+    },
+    /// Opcode 1, `[from: u16][records_max: u8]`: read from `from % (events + 1)`, at most
+    /// `1 + records_max % 64` records, and compare with the model.
+    Read {
+        /// Selects the first sequence number.
+        from: u16,
+        /// Selects the record limit.
+        records_max: u8,
+    },
+    /// Opcode 2: heal the file system, close and reopen the engine (a process restart).
+    Reopen,
+    /// Opcode 3: wait until queued seals have run.
+    WaitForSealing,
+    /// Opcode 4, `[torn: u8][seed: u32]`: power cut: keep only durable bytes and names (with
+    /// `torn & 1`, also a seed-chosen prefix of each file's unsynced tail), then reopen.
+    Crash {
+        /// The torn-write seed, if tearing.
+        torn_seed: Option<u32>,
+    },
+    /// Opcode 5, `[n: u8]`: every mutating I/O operation from the `n`-th on fails (EIO).
+    FailAfterOps(u8),
+    /// Opcode 6, `[bytes: u16]`: writes fail with ENOSPC after `bytes` more bytes (the write
+    /// that crosses the limit lands partly).
+    SpaceLeft(u16),
+}
+
+/// A decoded input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// [`FLAG_BUFFERED`], [`FLAG_BACKGROUND_SEALING`].
+    pub flags: u8,
+    /// The operations.
+    pub ops: Vec<Op>,
+}
+
+impl Plan {
+    /// Reads the input format of the module docs.
+    pub fn decode(data: &[u8]) -> Self {
+        let mut input = Input::new(data);
+        let flags = input.u8();
+        let mut ops = Vec::new();
+        while !input.is_empty() && ops.len() < OPS_MAX {
+            let op = match input.u8() % 7 {
+                0 => Op::Append { events: input.u8(), pad: input.u8() },
+                1 => Op::Read { from: input.u16(), records_max: input.u8() },
+                2 => Op::Reopen,
+                3 => Op::WaitForSealing,
+                4 => {
+                    let torn = input.u8() & 1 != 0;
+                    let seed = input.u32();
+                    Op::Crash { torn_seed: torn.then_some(seed) }
+                }
+                5 => Op::FailAfterOps(input.u8()),
+                _ => Op::SpaceLeft(input.u16()),
+            };
+            ops.push(op);
+        }
+        Self { flags, ops }
+    }
+
+    /// Writes the input format (for seeds).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![self.flags];
+        for op in &self.ops {
+            match *op {
+                Op::Append { events, pad } => out.extend_from_slice(&[0, events, pad]),
+                Op::Read { from, records_max } => {
+                    out.push(1);
+                    out.extend_from_slice(&from.to_le_bytes());
+                    out.push(records_max);
+                }
+                Op::Reopen => out.push(2),
+                Op::WaitForSealing => out.push(3),
+                Op::Crash { torn_seed } => {
+                    out.extend_from_slice(&[4, u8::from(torn_seed.is_some())]);
+                    out.extend_from_slice(&torn_seed.unwrap_or(0).to_le_bytes());
+                }
+                Op::FailAfterOps(n) => out.extend_from_slice(&[5, n]),
+                Op::SpaceLeft(bytes) => {
+                    out.push(6);
+                    out.extend_from_slice(&bytes.to_le_bytes());
+                }
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reopen {
+    Clean,
+    Crash,
+}
+
+impl fmt::Display for Reopen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Reopen::Clean => "clean reopen",
+            Reopen::Crash => "crash",
+        })
+    }
+}
+
+/// A visible commit: its tag and its first sequence number.
+#[derive(Debug, Clone, Copy)]
+struct Visible {
+    tag: u64,
+    first: u64,
+    count: u64,
+}
+
+struct Harness {
+    config: EngineConfig,
+    background_sealing: bool,
+    fs: FaultIo,
+    engine: Option<Engine>,
+    log: Option<Arc<Log>>,
+    /// Every commit attempted, by tag (its correlation id).
+    commits: HashMap<u64, Commit>,
+    next_tag: u64,
+    /// The commits readers see now, in log order.
+    visible: Vec<Visible>,
+    /// Records readers see now.
+    visible_events: u64,
+    /// Tags of commits whose append failed since the last check, in order.
+    maybe: Vec<u64>,
+    /// Buffered mode: records known durable (everything found after a crash).
+    durable_events: u64,
+    /// A fault was armed since the last open.
+    faults_armed: bool,
+    /// Where we are, for messages.
+    context: String,
+}
+
+impl Harness {
+    fn new(flags: u8) -> Self {
+        let durability =
+            if flags & FLAG_BUFFERED != 0 { Durability::Buffered } else { Durability::SyncData };
+        Self {
+            config: EngineConfig { durability, ..fuzz_config() },
+            background_sealing: flags & FLAG_BACKGROUND_SEALING != 0,
+            fs: FaultIo::new(),
+            engine: None,
+            log: None,
+            commits: HashMap::new(),
+            next_tag: 1,
+            visible: Vec::new(),
+            visible_events: 0,
+            maybe: Vec::new(),
+            durable_events: 0,
+            faults_armed: false,
+            context: "initial open".to_owned(),
+        }
+    }
+
+    fn buffered(&self) -> bool {
+        self.config.durability == Durability::Buffered
+    }
+
+    fn engine(&self) -> &Engine {
+        self.engine.as_ref().expect("the engine is open between operations")
+    }
+
+    fn log(&self) -> &Log {
+        self.log.as_ref().expect("the log is open between operations")
+    }
+
+    /// Opens engine and log on the current file system; both must open.
+    fn open(&mut self) {
+        let ctx = &self.context;
+        let engine = Engine::open_with_io(self.config.clone(), Arc::new(self.fs.clone()))
+            .unwrap_or_else(|e| panic!("{ctx}: opening the engine failed: {e}"));
+        let log = engine
+            .tenant_or_create(TENANT)
+            .and_then(|t| t.event_log())
+            .unwrap_or_else(|e| panic!("{ctx}: opening the log failed: {e}"));
+        self.engine = Some(engine);
+        self.log = Some(log);
+        self.faults_armed = false;
+        self.settle_sealing();
+    }
+
+    /// Closes the engine (the sealer finishes its current seal first).
+    fn close(&mut self) {
+        self.log = None;
+        self.engine = None;
+    }
+
+    fn settle_sealing(&self) {
+        if !self.background_sealing {
+            self.wait_for_sealing();
+        }
+    }
+
+    fn wait_for_sealing(&self) {
+        let failures = self.engine().wait_for_sealing();
+        assert!(
+            self.faults_armed || failures.is_empty(),
+            "{}: sealing failed without an injected fault: {failures:?}",
+            self.context
+        );
+    }
+
+    fn run(&mut self, op: Op) {
+        match op {
+            Op::Append { events, pad } => self.append(1 + usize::from(events % 8), pad),
+            Op::Read { from, records_max } => {
+                let from = u64::from(from) % (self.visible_events + 1);
+                self.read(from, 1 + usize::from(records_max % 64));
+            }
+            Op::Reopen => {
+                self.close();
+                self.fs.heal();
+                self.open();
+                self.check(Reopen::Clean);
+            }
+            Op::WaitForSealing => self.wait_for_sealing(),
+            Op::Crash { torn_seed } => {
+                // The image is taken while the engine still runs (a background seal may be
+                // mid-way), as a power cut would.
+                let crashed = self.fs.crash(torn_seed.map(u64::from));
+                self.close();
+                self.fs = crashed;
+                self.open();
+                self.check(Reopen::Crash);
+            }
+            Op::FailAfterOps(n) => {
+                self.fs.fail_after_ops(u64::from(n));
+                self.faults_armed = true;
+            }
+            Op::SpaceLeft(bytes) => {
+                self.fs.set_space_left(u64::from(bytes));
+                self.faults_armed = true;
+            }
+        }
+    }
+
+    fn append(&mut self, events_count: usize, pad: u8) {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let c = commit(tag, events_count, 2 * usize::from(pad));
+        let result = self.log().append(&c);
+        self.commits.insert(tag, c);
+        match result {
+            Ok(receipt) => {
+                assert_eq!(
+                    (receipt.first.0, receipt.count),
+                    (self.visible_events, events_count as u64),
+                    "{}: receipt of commit {tag}",
+                    self.context
+                );
+                let count = events_count as u64;
+                self.visible.push(Visible { tag, first: self.visible_events, count });
+                self.visible_events += count;
+            }
+            Err(e) => {
+                assert!(
+                    self.faults_armed,
+                    "{}: append failed without an injected fault: {e}",
+                    self.context
+                );
+                self.maybe.push(tag);
+            }
+        }
+        self.settle_sealing();
+    }
+
+    /// The visible commit holding record `seq`.
+    fn commit_at(&self, seq: u64) -> (&Commit, usize) {
+        let i = self.visible.partition_point(|v| v.first <= seq) - 1;
+        let v = self.visible[i];
+        (&self.commits[&v.tag], (seq - v.first) as usize)
+    }
+
+    fn read(&self, from: u64, records_max: usize) {
+        let ctx = &self.context;
+        let batch = self
+            .log()
+            .read(EventLogSequenceNumber(from), records_max, 1 << 20)
+            .unwrap_or_else(|e| panic!("{ctx}: read at {from} failed: {e}"));
+        let expected = (self.visible_events - from).min(records_max as u64);
+        assert_eq!(batch.len() as u64, expected, "{ctx}: records read at {from}");
+        let events = batch.events().unwrap_or_else(|e| panic!("{ctx}: decoding a read: {e}"));
+        for (k, event) in events.iter().enumerate() {
+            let seq = from + k as u64;
+            assert_eq!(event.sequence_number.0, seq, "{ctx}: read at {from}, record {k}");
+            let (c, index) = self.commit_at(seq);
+            assert_event_is(event, c, index, ctx);
+        }
+    }
+
+    /// Reads the whole log and checks it against the model (module docs); then makes what
+    /// was found the model.
+    fn check(&mut self, how: Reopen) {
+        let ctx = format!("{} ({how})", self.context);
+        let log = Arc::clone(self.log.as_ref().expect("open after a reopen"));
+        let events = read_all(&log, &ctx);
+        let mut found: Vec<Visible> = Vec::new();
+        let mut k = 0usize;
+        let mut next_visible = 0usize; // index into self.visible
+        let mut next_maybe = 0usize; // index into self.maybe
+        while k < events.len() {
+            let e = &events[k];
+            let tag = u64::try_from(e.execution_context.correlation_id.as_u128())
+                .ok()
+                .filter(|t| self.commits.contains_key(t))
+                .unwrap_or_else(|| panic!("{ctx}: record {k} belongs to no commit made"));
+            let c = &self.commits[&tag];
+            assert!(
+                k + c.events.len() <= events.len(),
+                "{ctx}: commit {tag} torn: {} of its {} records present",
+                events.len() - k,
+                c.events.len()
+            );
+            for (i, event) in events[k..k + c.events.len()].iter().enumerate() {
+                assert_event_is(event, c, i, &ctx);
+            }
+            if self.visible.get(next_visible).is_some_and(|v| v.tag == tag) {
+                next_visible += 1;
+            } else {
+                // Not the next visible commit: it must be a later maybe commit, and nothing
+                // visible may be missing before it.
+                assert!(
+                    next_visible == self.visible.len(),
+                    "{ctx}: commit {tag} at record {k}, where visible commit {} should be",
+                    self.visible[next_visible].tag
+                );
+                let at = self.maybe[next_maybe..]
+                    .iter()
+                    .position(|m| *m == tag)
+                    .unwrap_or_else(|| {
+                        panic!("{ctx}: commit {tag} at record {k} is repeated or out of order")
+                    });
+                next_maybe += at + 1;
+            }
+            found.push(Visible { tag, first: k as u64, count: c.events.len() as u64 });
+            k += c.events.len();
+        }
+        if let Some(lost) = self.visible.get(next_visible) {
+            let may_lose = how == Reopen::Crash && self.buffered() && lost.first >= self.durable_events;
+            assert!(
+                may_lose,
+                "{ctx}: commit {} (records {}..{}) was visible and is lost; {} records remain{}",
+                lost.tag,
+                lost.first,
+                lost.first + lost.count,
+                events.len(),
+                if self.buffered() { " (buffered mode: it was known durable)" } else { "" }
+            );
+        }
+        self.visible = found;
+        self.visible_events = events.len() as u64;
+        self.maybe.clear();
+        if how == Reopen::Crash {
+            // Whatever survives a crash is on disk.
+            self.durable_events = self.visible_events;
+        }
+        self.durable_events = self.durable_events.min(self.visible_events);
+    }
+}
+
+fn read_all(log: &Log, ctx: &str) -> Vec<Event> {
+    let end = log.next_sequence_number().0;
+    let mut events = Vec::new();
+    while (events.len() as u64) < end {
+        let from = events.len() as u64;
+        let batch = log
+            .read(EventLogSequenceNumber(from), 1000, 1 << 20)
+            .unwrap_or_else(|e| panic!("{ctx}: reading at {from} failed: {e}"));
+        assert!(!batch.is_empty(), "{ctx}: read at {from} returned nothing, end is {end}");
+        let read = batch.events().unwrap_or_else(|e| panic!("{ctx}: decoding at {from}: {e}"));
+        for (k, e) in read.iter().enumerate() {
+            assert_eq!(e.sequence_number.0, from + k as u64, "{ctx}: gap in sequence numbers");
+        }
+        events.extend(read);
+    }
+    events
+}
+
+fn assert_event_is(event: &Event, c: &Commit, index: usize, ctx: &str) {
+    let seq = event.sequence_number;
+    let expected = &c.events[index];
+    assert_eq!(event.content, expected.content, "{ctx}: content of {seq:?}");
+    assert_eq!(event.event_source_id, expected.event_source_id, "{ctx}: source of {seq:?}");
+    assert_eq!(event.public, expected.public, "{ctx}: public flag of {seq:?}");
+    assert_eq!(event.occurred_ns, c.occurred_ns, "{ctx}: occurred of {seq:?}");
+    assert_eq!(event.execution_context, c.execution_context, "{ctx}: context of {seq:?}");
+}
+
+/// The harness; see the module docs.
+pub fn ops(data: &[u8]) {
+    let plan = Plan::decode(data);
+    let mut h = Harness::new(plan.flags);
+    h.open();
+    for (step, op) in plan.ops.iter().enumerate() {
+        h.context = format!("step {step} {op:?} (flags {:#04x})", plan.flags);
+        h.run(*op);
+    }
+    h.context = format!("final crash after {} steps (flags {:#04x})", plan.ops.len(), plan.flags);
+    h.run(Op::Crash { torn_seed: None });
+}

@@ -1,0 +1,380 @@
+//! The seed corpus: a handful of inputs per target, made with the engine's own encoders (a real
+//! log written on `FaultIo`) plus damaged variants of them.
+//!
+//! `cargo run --manifest-path fuzz/Cargo.toml --example gen_corpus` rewrites the `seed-*` files
+//! of `fuzz/corpus/<target>/` from [`seed_corpus`]; other files there (inputs promoted from
+//! fuzzing runs) are kept. Everything here is deterministic, so regenerating changes nothing
+//! unless the format or the engine's output changed.
+
+use std::sync::Arc;
+
+use annals_engine::{
+    testing::{
+        format::{
+            encode_frame, SealTrailer, SegmentHeader, SegmentKind, FORMAT_VERSION, HEADER_LEN,
+            TRAILER_LEN,
+        },
+        decode_payload, FaultIo,
+    },
+    uuid::Uuid,
+    AppliedByAggregate, Claim, Commit, Engine, EngineConfig, EventHorizonOrigin,
+    EventLogSequenceNumber, ScopeId,
+};
+
+use crate::{
+    commit, fuzz_config, log_dir,
+    open_log::{
+        FileSpec, LogDirSpec, FLAG_NO_SEALING, FLAG_STRICT, NAME_RAW, NAME_SEALED, NAME_SEALING,
+        NAME_STRAY, TAG_FIX_CHECKSUMS, TAG_HEADER,
+    },
+    ops::{Op, Plan, FLAG_BACKGROUND_SEALING, FLAG_BUFFERED},
+    TENANT,
+};
+
+/// One seed file: `corpus/<target>/seed-<name>`.
+#[derive(Debug, Clone)]
+pub struct Seed {
+    /// The fuzz target.
+    pub target: &'static str,
+    /// The file name after `seed-`.
+    pub name: &'static str,
+    /// The input.
+    pub bytes: Vec<u8>,
+}
+
+/// A commit using every optional field of the payload (claims, span id, pre-release,
+/// aggregate, event horizon), so the payload seeds cover every flag.
+fn rich_commit(tag: u64) -> Commit {
+    let mut c = commit(tag, 3, 4);
+    c.execution_context.version.pre_release = "rc.1".into();
+    c.execution_context.claims = vec![
+        Claim { key: "sub".into(), value: "fuzz".into(), value_type: "string".into() },
+        Claim { key: "röle".into(), value: "ädmin".into(), value_type: String::new() },
+    ];
+    c.execution_context.span_id = Some([1, 2, 3, 4, 5, 6, 7, 8]);
+    c.events[0].aggregate = Some(AppliedByAggregate { root_id: Uuid::from_u128(11), version: 4 });
+    c.events[1].event_horizon = Some(EventHorizonOrigin {
+        external_sequence_number: 77,
+        received_ns: 1_700_000_000_000_000_123,
+        consent_id: Uuid::from_u128(12),
+    });
+    c.events[2].aggregate = Some(AppliedByAggregate { root_id: Uuid::from_u128(13), version: 0 });
+    c.events[2].event_horizon = Some(EventHorizonOrigin::default());
+    c
+}
+
+/// A log written by the engine: the files of its directory (name, content) and the payloads of
+/// its records.
+struct Reference {
+    files: Vec<(String, Vec<u8>)>,
+    payloads: Vec<Vec<u8>>,
+}
+
+impl Reference {
+    fn file(&self, suffix: &str, nth: usize) -> &(String, Vec<u8>) {
+        self.files
+            .iter()
+            .filter(|(name, _)| name.ends_with(suffix))
+            .nth(nth)
+            .unwrap_or_else(|| panic!("the reference log has no file {nth} ending in {suffix}"))
+    }
+
+    /// The base sequence number in a segment file's name.
+    fn base(name: &str) -> u64 {
+        name[..20].parse().expect("segment names start with 20 digits")
+    }
+
+    /// The files as `open_log` specs: with `synth_header`, the header is left to the harness.
+    fn specs(&self, synth_header: bool) -> Vec<FileSpec> {
+        self.files
+            .iter()
+            .map(|(name, content)| {
+                let kind = if name.ends_with(".sealed") { NAME_SEALED } else { NAME_RAW };
+                spec(name, kind, content, synth_header)
+            })
+            .collect()
+    }
+}
+
+fn spec(name: &str, kind: u8, content: &[u8], synth_header: bool) -> FileSpec {
+    let base = Reference::base(name);
+    if synth_header {
+        FileSpec { tag: kind | TAG_HEADER, base, content: content[HEADER_LEN..].to_vec() }
+    } else {
+        FileSpec { tag: kind, base, content: content.to_vec() }
+    }
+}
+
+/// Writes a log of 14 commits (4 segments of 4 KiB) with the engine, sealing full
+/// segments when `seal`.
+fn reference(seal: bool) -> Reference {
+    let fs = FaultIo::new();
+    let config = EngineConfig { seal_enabled: seal, ..fuzz_config() };
+    let engine = Engine::open_with_io(config, Arc::new(fs.clone())).expect("engine opens");
+    let log = engine.tenant_or_create(TENANT).and_then(|t| t.event_log()).expect("log opens");
+    for tag in 1..=14u64 {
+        let c = if tag == 5 { rich_commit(tag) } else { commit(tag, 1 + (tag as usize % 4), 150) };
+        log.append(&c).expect("append");
+        assert!(engine.wait_for_sealing().is_empty(), "sealing the reference log");
+    }
+    let batch = log.read(EventLogSequenceNumber::ZERO, 1000, 1 << 20).expect("read");
+    let payloads = batch.payloads().map(|(_, p)| p.to_vec()).collect();
+    drop(log);
+    drop(engine);
+    let dir = log_dir();
+    let files = fs
+        .list_files()
+        .into_iter()
+        .filter(|p| p.parent() == Some(dir.as_path()))
+        .map(|p| {
+            let name = p.file_name().expect("file name").to_string_lossy().into_owned();
+            let content = fs.read_file(&p).expect("listed file");
+            (name, content)
+        })
+        .collect();
+    Reference { files, payloads }
+}
+
+fn with_mode(mode: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![mode];
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn flip(mut bytes: Vec<u8>, at: usize, mask: u8) -> Vec<u8> {
+    bytes[at] ^= mask;
+    bytes
+}
+
+fn header_seeds(sealed: &Reference, seeds: &mut Vec<Seed>) {
+    let mut push = |name, bytes| seeds.push(Seed { target: "segment_header", name, bytes });
+    let raw = &sealed.file(".log", 0).1;
+    let sealed_file = &sealed.file(".sealed", 0).1;
+    push("raw", with_mode(0, &raw[..HEADER_LEN]));
+    push("sealed", with_mode(0, &sealed_file[..HEADER_LEN]));
+    push("raw-with-frames", with_mode(0, &raw[..raw.len().min(200)]));
+    let mut too_new = SegmentHeader::new(
+        SegmentKind::Raw,
+        TENANT,
+        ScopeId::DEFAULT,
+        EventLogSequenceNumber(4096),
+    );
+    too_new.min_compatible_version = FORMAT_VERSION + 1;
+    too_new.format_version = FORMAT_VERSION + 1;
+    push("too-new", with_mode(0, &too_new.encode()));
+    push("unknown-kind-crc-fixed", with_mode(1, &flip(raw[..HEADER_LEN].to_vec(), 12, 0x02)));
+    push("reserved-set-crc-fixed", with_mode(1, &flip(raw[..HEADER_LEN].to_vec(), 14, 0x01)));
+    push("bit-flip", with_mode(0, &flip(raw[..HEADER_LEN].to_vec(), 20, 0x10)));
+    push("short", with_mode(0, &raw[..40]));
+}
+
+fn frame_input(mode: u8, base: u64, offset: u64, payload_max: u32, frame: &[u8]) -> Vec<u8> {
+    let mut out = vec![mode];
+    out.extend_from_slice(&base.to_le_bytes());
+    out.extend_from_slice(&offset.to_le_bytes());
+    out.extend_from_slice(&payload_max.to_le_bytes());
+    out.extend_from_slice(frame);
+    out
+}
+
+fn frame_seeds(unsealed: &Reference, seeds: &mut Vec<Seed>) {
+    let mut push = |name, bytes| seeds.push(Seed { target: "record_frame", name, bytes });
+    let (name, raw) = unsealed.file(".log", 1);
+    let base = Reference::base(name);
+    let frames = &raw[HEADER_LEN..];
+    push("from-segment", frame_input(0, base, HEADER_LEN as u64, 1024, frames));
+    let payload = &unsealed.payloads[0];
+    let mut one = Vec::new();
+    encode_frame(&mut one, EventLogSequenceNumber(40), 1000, EventLogSequenceNumber(42), 3, payload);
+    push("commit-rest-3", frame_input(0, 40, 1000, 1024, &one));
+    let mut empty = Vec::new();
+    encode_frame(&mut empty, EventLogSequenceNumber(0), 64, EventLogSequenceNumber(0), 0, &[]);
+    push("empty-payload", frame_input(0, 0, 64, 1024, &empty));
+    push("payload-over-limit", frame_input(0, 40, 1000, 16, &one));
+    push("incomplete", frame_input(0, 40, 1000, 1024, &one[..one.len() - 5]));
+    push("payload-bit-flip", frame_input(0, 40, 1000, 1024, &flip(one.clone(), 40, 0x04)));
+    push("wrong-offset", frame_input(0, 40, 1001, 1024, &one));
+    push("reserved-set-crc-fixed", frame_input(1, 40, 1000, 1024, &flip(one, 21, 0x01)));
+}
+
+fn payload_seeds(unsealed: &Reference, seeds: &mut Vec<Seed>) {
+    let mut push = |name, bytes| seeds.push(Seed { target: "record_payload", name, bytes });
+    let plain = unsealed.payloads[0].clone();
+    // The rich commit's three records (its correlation id is its tag, 5).
+    let rich: Vec<Vec<u8>> = unsealed
+        .payloads
+        .iter()
+        .filter(|p| {
+            decode_payload(p).is_ok_and(|e| e.execution_context.correlation_id.as_u128() == 5)
+        })
+        .cloned()
+        .collect();
+    assert_eq!(rich.len(), 3, "the rich commit's records");
+    push("plain", plain.clone());
+    push("rich-aggregate", rich[0].clone());
+    push("rich-event-horizon", rich[1].clone());
+    push("rich-both", rich[2].clone());
+    push("truncated", rich[2][..rich[2].len() - 3].to_vec());
+    let mut trailing = plain.clone();
+    trailing.push(0);
+    push("trailing-byte", trailing);
+    push("version-2", flip(plain.clone(), 0, 0x03));
+    push("unknown-flag", flip(plain.clone(), 1, 0x40));
+    let invalid_utf8 = plain.len() - 3; // inside the content string
+    push("invalid-utf8", flip(plain, invalid_utf8, 0x80));
+}
+
+fn trailer_seeds(sealed: &Reference, seeds: &mut Vec<Seed>) {
+    let mut push = |name, bytes| seeds.push(Seed { target: "seal_trailer", name, bytes });
+    let file = &sealed.file(".sealed", 0).1;
+    let real = file[file.len() - TRAILER_LEN..].to_vec();
+    push("from-segment", with_mode(0, &real));
+    let made = SealTrailer {
+        index_offset: 4096,
+        blocks_count: 3,
+        records_count: 100,
+        next_seq: EventLogSequenceNumber(200),
+        raw_len: 30_000,
+        index_crc: 0xdead_beef,
+    };
+    push("constructed", with_mode(0, &made.encode()));
+    push("bit-flip", with_mode(0, &flip(real.clone(), 3, 0x20)));
+    push("reserved-set-crc-fixed", with_mode(1, &flip(real.clone(), 13, 0x01)));
+    push("magic-damaged", with_mode(1, &flip(real.clone(), 50, 0x01)));
+    push("short", with_mode(0, &real[..TRAILER_LEN - 1]));
+}
+
+fn open_log_seeds(sealed: &Reference, unsealed: &Reference, seeds: &mut Vec<Seed>) {
+    let mut push = |name, spec: LogDirSpec| {
+        seeds.push(Seed { target: "open_log", name, bytes: spec.encode() });
+    };
+    let dir = |flags, files| LogDirSpec { flags, files };
+    push("sealed-and-active", dir(0, sealed.specs(false)));
+    push("sealed-and-active-synth-headers", dir(0, sealed.specs(true)));
+    push("full-segments-awaiting-sealing", dir(0, unsealed.specs(true)));
+    push("no-sealer", dir(FLAG_NO_SEALING, unsealed.specs(true)));
+
+    // The active segment cut inside its last frame: a torn tail.
+    let mut torn = sealed.specs(true);
+    let active = torn.last_mut().expect("an active segment");
+    active.content.truncate(active.content.len() - 7);
+    push("torn-tail", dir(0, torn.clone()));
+    push("torn-tail-strict", dir(FLAG_STRICT, torn));
+
+    // Damage in the first frame of the active segment, valid frames after it: corruption.
+    let mut damaged = unsealed.specs(true);
+    let active = damaged.last_mut().expect("an active segment");
+    active.content[30] ^= 0x08;
+    push("damage-before-valid-frames", dir(0, damaged.clone()));
+    // The same with checksums recomputed: the frames are valid, the record decodes or not.
+    damaged.last_mut().expect("an active segment").tag |= TAG_FIX_CHECKSUMS;
+    push("damage-crc-fixed", dir(0, damaged));
+
+    // An interrupted seal (a half-written `.sealed.tmp` beside its raw segment), and an
+    // interrupted clean-up (a complete `.sealed` beside its raw segment).
+    let mut files = unsealed.specs(true);
+    let (name, content) = sealed.file(".sealed", 0);
+    files.push(spec(name, NAME_SEALING, &content[..content.len() / 2], false));
+    push("interrupted-seal", dir(0, files));
+    let mut files = unsealed.specs(true);
+    files.push(spec(name, NAME_SEALED, content, true));
+    push("sealed-beside-raw", dir(0, files));
+
+    // An interrupted roll: the newest segment exists but its header never became durable.
+    let mut files = sealed.specs(true);
+    let active = files.last_mut().expect("an active segment");
+    *active = FileSpec { tag: NAME_RAW, base: active.base, content: vec![0; 30] };
+    push("interrupted-roll", dir(0, files));
+
+    // A stray file, and a misfiled segment (a raw segment under another base's name).
+    let mut files = sealed.specs(true);
+    files.push(FileSpec { tag: NAME_STRAY, base: 0, content: b"stray".to_vec() });
+    push("stray-file", dir(0, files));
+    let mut files = unsealed.specs(false);
+    files[0].base += 1;
+    push("misfiled", dir(0, files));
+
+    // Sealed segments whose block index is edited with checksums recomputed: the first
+    // block's uncompressed length and the trailer's next sequence number.
+    let mut files = sealed.specs(true);
+    let first = &mut files[0];
+    first.tag |= TAG_FIX_CHECKSUMS;
+    let trailer_at = first.content.len() - TRAILER_LEN;
+    let index_offset = u64::from_le_bytes(
+        first.content[trailer_at..trailer_at + 8].try_into().expect("8 bytes"),
+    ) as usize
+        - HEADER_LEN;
+    first.content[index_offset + 28] ^= 0x01; // uncompressed_len of block 0
+    push("sealed-index-edited-crc-fixed", dir(0, files));
+    let mut files = sealed.specs(true);
+    files[0].tag |= TAG_FIX_CHECKSUMS;
+    let len = files[0].content.len();
+    files[0].content[len - TRAILER_LEN + 24] ^= 0x01; // next_seq
+    push("sealed-trailer-edited-crc-fixed", dir(0, files));
+}
+
+fn ops_seeds(seeds: &mut Vec<Seed>) {
+    let mut push = |name, flags, ops: Vec<Op>| {
+        seeds.push(Seed { target: "ops", name, bytes: Plan { flags, ops }.encode() });
+    };
+    let append = |events, pad| Op::Append { events, pad };
+    let read = |from, records_max| Op::Read { from, records_max };
+    let mut roll_and_seal = vec![append(3, 100); 8];
+    roll_and_seal.extend([
+        read(0, 63),
+        read(5, 3),
+        Op::WaitForSealing,
+        Op::Reopen,
+        read(2, 20),
+        append(7, 200),
+        Op::Crash { torn_seed: Some(7) },
+        read(0, 63),
+    ]);
+    push("roll-seal-reopen-crash", 0, roll_and_seal);
+    push(
+        "crash-torn",
+        0,
+        vec![append(1, 50), append(4, 120), append(2, 255), Op::Crash { torn_seed: Some(3) }],
+    );
+    push(
+        "disk-full-then-reopen",
+        0,
+        vec![
+            append(2, 80),
+            append(2, 80),
+            Op::SpaceLeft(700),
+            append(5, 150),
+            append(1, 10),
+            Op::Reopen,
+            append(1, 10),
+            read(0, 63),
+        ],
+    );
+    push(
+        "eio-then-crash",
+        0,
+        vec![append(6, 90), Op::FailAfterOps(0), append(2, 30), Op::Crash { torn_seed: Some(9) }],
+    );
+    push(
+        "buffered",
+        FLAG_BUFFERED,
+        vec![append(1, 20), append(2, 20), Op::Crash { torn_seed: Some(1) }, append(1, 5), read(0, 10)],
+    );
+    let mut background = vec![append(5, 180); 10];
+    background.extend([read(0, 63), Op::Reopen, read(10, 5)]);
+    push("background-sealing", FLAG_BACKGROUND_SEALING, background);
+}
+
+/// Every seed of every target.
+pub fn seed_corpus() -> Vec<Seed> {
+    let sealed = reference(true);
+    let unsealed = reference(false);
+    let mut seeds = Vec::new();
+    header_seeds(&sealed, &mut seeds);
+    frame_seeds(&unsealed, &mut seeds);
+    payload_seeds(&unsealed, &mut seeds);
+    trailer_seeds(&sealed, &mut seeds);
+    open_log_seeds(&sealed, &unsealed, &mut seeds);
+    ops_seeds(&mut seeds);
+    seeds
+}
