@@ -28,8 +28,9 @@ pub enum Durability {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum RecoveryMode {
-    /// Truncate a torn tail of the active segment (an incomplete last write, with nothing valid
-    /// after it); every other inconsistency is an error. The default.
+    /// Truncate a torn tail of the active segment (an incomplete last write: damage followed by
+    /// no frame of a later write) back to its last whole commit; every other inconsistency is
+    /// an error. The default.
     #[default]
     TolerateTornTail,
     /// Any damage at all, including a torn tail, is an error; nothing is truncated.

@@ -606,6 +606,21 @@ impl Log {
         records_max: usize,
         bytes_max: usize,
     ) -> Result<RecordBatch> {
+        let mut batch = RecordBatch::new();
+        self.read_into(from, records_max, bytes_max, &mut batch)?;
+        Ok(batch)
+    }
+
+    /// Like [`read`](Self::read), into a reused batch (cleared first): a catch-up reader that
+    /// reuses one batch allocates nothing after the first call.
+    pub fn read_into(
+        &self,
+        from: EventLogSequenceNumber,
+        records_max: usize,
+        bytes_max: usize,
+        batch: &mut RecordBatch,
+    ) -> Result<()> {
+        batch.clear();
         let end = self.next_sequence_number();
         if from > end {
             return Err(Error::BeyondEnd {
@@ -618,11 +633,10 @@ impl Log {
             bytes_max: bytes_max.max(1),
             payload_max: crate::segment::format::RECORD_BYTES_LIMIT,
         };
-        let mut batch = RecordBatch::default();
         let mut next = from;
         while next < end
             && batch.len() < limits.records_max
-            && batch.buffer_bytes() < limits.bytes_max
+            && batch.payload_bytes() < limits.bytes_max
         {
             let Some(segment) = self.segment_for(next) else {
                 return Err(Error::Corruption {
@@ -632,8 +646,8 @@ impl Log {
                 });
             };
             let after = match &segment {
-                Segment::Raw(raw) => read_raw(raw, next, limits, &mut batch)?,
-                Segment::Sealed(sealed) => read_sealed(sealed, next, limits, &mut batch)?,
+                Segment::Raw(raw) => read_raw(raw, next, limits, batch)?,
+                Segment::Sealed(sealed) => read_sealed(sealed, next, limits, batch)?,
             };
             if after == next {
                 // The segment had nothing more visible: the end moved under us, or the
@@ -642,7 +656,7 @@ impl Log {
             }
             next = after;
         }
-        Ok(batch)
+        Ok(())
     }
 
     /// Blocks until the event at `seq` is visible, or `timeout` passes; returns whether it is.

@@ -349,11 +349,23 @@ fn salvage_cuts_at_the_first_damage_that_default_mode_refuses() {
     let (config, _) = populate(dir.path(), 3, false);
     let active = files(&log_dir(dir.path()), ".log").pop().unwrap();
     flip(&active, 64 + 24 + 10);
-    assert!(open(&config).unwrap().tenant(TENANT).unwrap().event_log().is_err());
-    let salvage = EngineConfig { recovery_mode: RecoveryMode::Salvage, ..config };
+    assert!(open(&config)
+        .unwrap()
+        .tenant(TENANT)
+        .unwrap()
+        .event_log()
+        .is_err());
+    let salvage = EngineConfig {
+        recovery_mode: RecoveryMode::Salvage,
+        ..config
+    };
     let engine = open(&salvage).unwrap();
     let log = engine.tenant(TENANT).unwrap().event_log().unwrap();
-    assert_eq!(log.next_sequence_number().0, 0, "everything from the first damage is cut");
+    assert_eq!(
+        log.next_sequence_number().0,
+        0,
+        "everything from the first damage is cut"
+    );
     assert!(log.recovery_report().truncated_bytes > 0);
 }
 
@@ -365,7 +377,10 @@ fn a_damaged_sealed_copy_falls_back_to_its_raw_original() {
     let first_raw = files(&logs, ".log").remove(0);
     let saved = fs::read(&first_raw).unwrap();
     {
-        let sealing = EngineConfig { seal_enabled: true, ..config.clone() };
+        let sealing = EngineConfig {
+            seal_enabled: true,
+            ..config.clone()
+        };
         let engine = open(&sealing).unwrap();
         engine.tenant(TENANT).unwrap().event_log().unwrap();
         assert!(engine.wait_for_sealing().is_empty());
@@ -375,9 +390,17 @@ fn a_damaged_sealed_copy_falls_back_to_its_raw_original() {
     let sealed = first_raw.with_extension("sealed");
     let len = fs::metadata(&sealed).unwrap().len() as usize;
     flip(&sealed, len - 10);
-    let engine = open(&EngineConfig { seal_enabled: true, ..config }).unwrap();
+    let engine = open(&EngineConfig {
+        seal_enabled: true,
+        ..config
+    })
+    .unwrap();
     let log = engine.tenant(TENANT).unwrap().event_log().unwrap();
-    assert!(log.recovery_report().removed_files.iter().any(|f| f.ends_with(".sealed")));
+    assert!(log
+        .recovery_report()
+        .removed_files
+        .iter()
+        .any(|f| f.ends_with(".sealed")));
     assert!(engine.wait_for_sealing().is_empty());
     assert_eq!(read_all(&log).len() as u64, n);
     assert!(!first_raw.exists(), "the raw original is sealed again");
@@ -389,8 +412,16 @@ fn an_interrupted_roll_with_a_partial_header_is_rewritten() {
     let (config, n) = populate(dir.path(), 3, false);
     let next = log_dir(dir.path()).join(format!("{n:020}.log"));
     fs::write(&next, [0x89, b'A', b'N', 7, 7, 7]).unwrap();
-    let strict = EngineConfig { recovery_mode: RecoveryMode::Strict, ..config.clone() };
-    assert!(open(&strict).unwrap().tenant(TENANT).unwrap().event_log().is_err());
+    let strict = EngineConfig {
+        recovery_mode: RecoveryMode::Strict,
+        ..config.clone()
+    };
+    assert!(open(&strict)
+        .unwrap()
+        .tenant(TENANT)
+        .unwrap()
+        .event_log()
+        .is_err());
     let engine = open(&config).unwrap();
     let log = engine.tenant(TENANT).unwrap().event_log().unwrap();
     assert_eq!(log.next_sequence_number().0, n);

@@ -1,6 +1,7 @@
 //! Crash tests through the fault-injecting file system: for every mutating I/O operation of a
 //! workload (appends that roll segments and seals), the disk "dies" at that operation and the
-//! machine crashes, with unsynced bytes dropped or torn. Reopening must then succeed and show:
+//! machine crashes, with unsynced bytes dropped, torn, or landed out of order with a hole.
+//! Reopening must then succeed and show:
 //! every acknowledged commit, every present commit whole, sequence numbers gapless from 0.
 //! Covers crash mid-write, mid-commit, mid-roll and mid-seal.
 

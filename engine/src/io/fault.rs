@@ -3,9 +3,11 @@
 //! Every file has a *live* image (what reads see) and a *durable* image (what survives a
 //! crash); `sync_data` copies live to durable. Directory entries likewise: creating, renaming
 //! or removing changes the live namespace, and `sync_dir` makes the directory's live entries
-//! durable. [`FaultIo::crash`] returns a new file system holding only what was durable, with
-//! unsynced appends optionally torn at a random point, which is exactly the state a power cut
-//! may leave on a real disk with a journaling file system.
+//! durable. [`FaultIo::crash_with`] returns a new file system holding only what was durable,
+//! with unsynced appends dropped, torn at a random point, or landed out of order with a hole
+//! ([`CrashMode`]): the states a power cut may leave on a real disk with a journaling file
+//! system. Directories themselves count as durable once created (the engine fsyncs their
+//! parents; losing an empty directory loses no data).
 //!
 //! Faults are injected by countdown: after N more mutating operations (writes, syncs, directory
 //! changes), every operation fails with EIO ("the disk is gone"), or writes fail with ENOSPC

@@ -19,17 +19,51 @@ use crate::{
     ids::EventLogSequenceNumber,
 };
 
-/// Bytes read from a raw segment per call when the batch has room.
-const RAW_READ_CHUNK_BYTES: usize = 1 << 20;
+/// Smallest and largest read from a raw segment in one call.
+const RAW_READ_MIN_BYTES: usize = 64 << 10;
+const RAW_READ_MAX_BYTES: usize = 16 << 20;
 
-/// Records read from a log: one buffer, frames located in it.
-#[derive(Debug, Default)]
+/// Records read from a log: frames located in one buffer, decoded in place.
+///
+/// A batch can be reused ([`Log::read_into`](crate::Log::read_into)): its buffers keep their
+/// capacity, so a catch-up reader allocates nothing after its first batch. Bounds: the
+/// buffer holds at most the read's byte limit plus one raw read or one sealed block.
+#[derive(Default)]
 pub struct RecordBatch {
+    /// Frames as read (raw) or decompressed (sealed); payloads are ranges into it.
     buf: Vec<u8>,
     records: Vec<(EventLogSequenceNumber, Range<usize>)>,
+    /// Payload bytes of `records`.
+    payload_bytes: usize,
+    /// Compressed block bytes, reused.
+    scratch: Vec<u8>,
+    /// zstd context, reused.
+    decompressor: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl std::fmt::Debug for RecordBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordBatch")
+            .field("records", &self.records.len())
+            .field("first", &self.first())
+            .field("payload_bytes", &self.payload_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RecordBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Empties the batch, keeping its buffers' capacity.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.records.clear();
+        self.payload_bytes = 0;
+    }
+
     /// Number of records.
     pub fn len(&self) -> usize {
         self.records.len()
@@ -72,15 +106,35 @@ impl RecordBatch {
         self.views().map(|v| v.map(|v| v.to_event())).collect()
     }
 
-    /// Bytes held.
-    pub fn buffer_bytes(&self) -> usize {
-        self.buf.len()
+    /// Payload bytes of the records.
+    pub fn payload_bytes(&self) -> usize {
+        self.payload_bytes
     }
 
-    fn push(&mut self, seq: EventLogSequenceNumber, payload: &[u8]) {
-        let start = self.buf.len();
-        self.buf.extend_from_slice(payload);
-        self.records.push((seq, start..self.buf.len()));
+    fn accept(&mut self, seq: EventLogSequenceNumber, payload: Range<usize>) {
+        self.payload_bytes += payload.len();
+        self.records.push((seq, payload));
+    }
+
+    /// Whether a payload of `len` more bytes would pass the limits (the first always does).
+    fn has_room(&self, limits: ReadLimits, len: usize) -> bool {
+        self.records.len() < limits.records_max
+            && (self.records.is_empty() || self.payload_bytes + len <= limits.bytes_max)
+    }
+}
+
+/// What a reader keeps of a parsed frame once it no longer borrows the buffer.
+struct FrameInfo {
+    seq: EventLogSequenceNumber,
+    total_len: usize,
+}
+
+impl FrameInfo {
+    fn of(frame: &super::format::Frame<'_>) -> Self {
+        Self {
+            seq: frame.seq,
+            total_len: frame.total_len,
+        }
     }
 }
 
@@ -110,7 +164,7 @@ pub(crate) fn frame_error(path: &std::path::Path, offset: u64, e: FormatError) -
             offset,
             what,
         },
-        FormatError::TooNew { found } => Error::Corruption {
+        FormatError::TooNew { found } | FormatError::TooOld { found } => Error::Corruption {
             path: path.to_path_buf(),
             offset,
             what: format!("unexpected version {found} in frame"),
@@ -118,8 +172,8 @@ pub(crate) fn frame_error(path: &std::path::Path, offset: u64, e: FormatError) -
     }
 }
 
-/// Appends records `>= from` of `raw` (up to its visible end) to `batch`. Returns the next
-/// sequence number to read.
+/// Appends records `>= from` of `raw` (up to its visible end) to `batch`, reading straight
+/// into the batch's buffer. Returns the next sequence number to read.
 pub(crate) fn read_raw(
     raw: &RawSegment,
     from: EventLogSequenceNumber,
@@ -130,89 +184,72 @@ pub(crate) fn read_raw(
     let end_seq = raw.visible_next();
     let mut offset = raw.seek(from);
     let mut next = from;
-    let mut chunk = Vec::new();
-    while offset < end && next < end_seq && batch.len() < limits.records_max {
-        let room = limits
-            .bytes_max
-            .saturating_sub(batch.buffer_bytes())
-            .max(FRAME_HEADER_LEN);
-        let want = ((end - offset) as usize).min(RAW_READ_CHUNK_BYTES.max(room.min(64 << 20)));
-        chunk.resize(want, 0);
+    let mut at_least = 0usize;
+    while offset < end && next < end_seq && batch.has_room(limits, 0) {
+        let room = limits.bytes_max.saturating_sub(batch.payload_bytes);
+        let want = (room + room / 8)
+            .clamp(RAW_READ_MIN_BYTES, RAW_READ_MAX_BYTES)
+            .max(at_least)
+            .min((end - offset) as usize);
+        let start = batch.buf.len();
+        batch.buf.resize(start + want, 0);
         let got = raw
             .file
-            .read_at(&mut chunk, offset)
+            .read_at(&mut batch.buf[start..], offset)
             .map_err(|e| Error::io("read", &raw.path, e))?;
-        chunk.truncate(got);
-        let mut at = 0usize;
-        let mut progressed = false;
-        while at < chunk.len() && batch.len() < limits.records_max {
-            match parse_frame(
-                &chunk[at..],
-                raw.base,
-                offset + at as u64,
-                limits.payload_max,
-            ) {
+        batch.buf.truncate(start + got);
+        let mut at = start;
+        let mut stop = false;
+        while at < batch.buf.len() {
+            let frame_offset = offset + (at - start) as u64;
+            match parse_frame(&batch.buf[at..], raw.base, frame_offset, limits.payload_max) {
                 FrameParse::Frame(frame) => {
-                    if frame.seq.0 >= end_seq.0 {
-                        return Ok(next);
+                    let frame = FrameInfo::of(&frame);
+                    if frame.seq >= end_seq {
+                        stop = true;
+                        break;
                     }
+                    let payload = at + FRAME_HEADER_LEN..at + frame.total_len;
                     if frame.seq >= from {
                         if frame.seq != next {
                             return Err(Error::Corruption {
                                 path: raw.path.clone(),
-                                offset: offset + at as u64,
+                                offset: frame_offset,
                                 what: format!(
                                     "sequence number: expected {next}, found {}",
                                     frame.seq
                                 ),
                             });
                         }
-                        if !batch.is_empty()
-                            && batch.buffer_bytes() + frame.payload.len() > limits.bytes_max
-                        {
-                            return Ok(next);
+                        if !batch.has_room(limits, payload.len()) {
+                            stop = true;
+                            break;
                         }
-                        batch.push(frame.seq, frame.payload);
+                        batch.accept(frame.seq, payload);
                         next = EventLogSequenceNumber(frame.seq.0 + 1);
                     }
                     at += frame.total_len;
-                    progressed = true;
                 }
                 FrameParse::Incomplete(needed) => {
-                    if offset + (at + needed) as u64 > end {
+                    if frame_offset + needed as u64 > end {
                         return Err(Error::Corruption {
                             path: raw.path.clone(),
-                            offset: offset + at as u64,
+                            offset: frame_offset,
                             what: format!(
                                 "frame of {needed} bytes runs past the visible end {end}"
                             ),
                         });
                     }
-                    if !progressed {
-                        // A frame larger than the chunk: read exactly it next time round.
-                        chunk.resize(needed, 0);
-                        let got = raw
-                            .file
-                            .read_at(&mut chunk, offset + at as u64)
-                            .map_err(|e| Error::io("read", &raw.path, e))?;
-                        if got < needed {
-                            return Err(Error::Corruption {
-                                path: raw.path.clone(),
-                                offset: offset + at as u64,
-                                what: format!("file ends {got} bytes into a {needed}-byte frame"),
-                            });
-                        }
-                        offset += at as u64;
-                        at = 0;
-                        continue;
-                    }
+                    // Read again from this frame, at least whole.
+                    at_least = needed;
                     break;
                 }
-                FrameParse::Bad(e) => return Err(frame_error(&raw.path, offset + at as u64, e)),
+                FrameParse::Bad(e) => return Err(frame_error(&raw.path, frame_offset, e)),
             }
         }
-        offset += at as u64;
-        if at == 0 {
+        offset += (at - start) as u64;
+        batch.buf.truncate(at);
+        if stop {
             break;
         }
     }
@@ -226,6 +263,22 @@ pub(crate) fn sealed_blocks(sealed: &SealedSegment) -> Result<&[BlockEntry]> {
     }
     let t = &sealed.trailer;
     let index_bytes = t.blocks_count as usize * BLOCK_ENTRY_LEN;
+    // The index must sit exactly between the blocks and the trailer: check before allocating.
+    let file_len = sealed
+        .file
+        .len()
+        .map_err(|e| Error::io("stat", &sealed.path, e))?;
+    let index_end = t.index_offset.checked_add(index_bytes as u64);
+    if index_end != file_len.checked_sub(TRAILER_LEN as u64) || t.blocks_count == 0 {
+        return Err(Error::Corruption {
+            path: sealed.path.clone(),
+            offset: t.index_offset,
+            what: format!(
+                "block index of {} entries at {} does not end where the trailer starts ({} bytes file)",
+                t.blocks_count, t.index_offset, file_len
+            ),
+        });
+    }
     let mut buf = vec![0u8; index_bytes];
     let got = sealed
         .file
@@ -302,21 +355,30 @@ pub(crate) fn sealed_blocks(sealed: &SealedSegment) -> Result<&[BlockEntry]> {
     Ok(sealed.blocks.get().map_or(&[], Vec::as_slice))
 }
 
-/// Reads and decompresses one block, checking its checksum.
-pub(crate) fn read_block(sealed: &SealedSegment, block: &BlockEntry) -> Result<Vec<u8>> {
-    let mut compressed = vec![0u8; block.compressed_len as usize];
+/// Reads one block into the batch's scratch buffer and decompresses it onto the end of the
+/// batch's buffer, checking its checksum and length. Returns where the block starts in it.
+fn load_block(
+    sealed: &SealedSegment,
+    block: &BlockEntry,
+    batch: &mut RecordBatch,
+) -> Result<usize> {
+    let corruption = |what: String| Error::Corruption {
+        path: sealed.path.clone(),
+        offset: block.file_offset,
+        what,
+    };
+    batch.scratch.resize(block.compressed_len as usize, 0);
     let got = sealed
         .file
-        .read_at(&mut compressed, block.file_offset)
+        .read_at(&mut batch.scratch, block.file_offset)
         .map_err(|e| Error::io("read", &sealed.path, e))?;
-    if got != compressed.len() {
-        return Err(Error::Corruption {
-            path: sealed.path.clone(),
-            offset: block.file_offset,
-            what: format!("block: expected {} bytes, found {got}", compressed.len()),
-        });
+    if got != batch.scratch.len() {
+        return Err(corruption(format!(
+            "block: expected {} bytes, found {got}",
+            batch.scratch.len()
+        )));
     }
-    let actual = crc32fast::hash(&compressed);
+    let actual = crc32fast::hash(&batch.scratch);
     if actual != block.crc {
         return Err(Error::ChecksumMismatch {
             path: sealed.path.clone(),
@@ -326,26 +388,26 @@ pub(crate) fn read_block(sealed: &SealedSegment, block: &BlockEntry) -> Result<V
             actual,
         });
     }
-    let data =
-        zstd::bulk::decompress(&compressed, block.uncompressed_len as usize).map_err(|e| {
-            Error::Corruption {
-                path: sealed.path.clone(),
-                offset: block.file_offset,
-                what: format!("block does not decompress: {e}"),
-            }
-        })?;
-    if data.len() != block.uncompressed_len as usize {
-        return Err(Error::Corruption {
-            path: sealed.path.clone(),
-            offset: block.file_offset,
-            what: format!(
-                "block decompresses to {} bytes, index says {}",
-                data.len(),
-                block.uncompressed_len
-            ),
-        });
+    if batch.decompressor.is_none() {
+        batch.decompressor = Some(
+            zstd::bulk::Decompressor::new()
+                .map_err(|e| Error::io("zstd context", &sealed.path, e))?,
+        );
     }
-    Ok(data)
+    let start = batch.buf.len();
+    let len = block.uncompressed_len as usize;
+    batch.buf.resize(start + len, 0);
+    let decompressed = match batch.decompressor.as_mut() {
+        Some(d) => d.decompress_to_buffer(&batch.scratch, &mut batch.buf[start..]),
+        None => unreachable!("set above"),
+    }
+    .map_err(|e| corruption(format!("block does not decompress: {e}")))?;
+    if decompressed != len {
+        return Err(corruption(format!(
+            "block decompresses to {decompressed} bytes, index says {len}"
+        )));
+    }
+    Ok(start)
 }
 
 /// Appends records `>= from` of a sealed segment to `batch`; returns the next sequence number.
@@ -360,15 +422,23 @@ pub(crate) fn read_sealed(
         .partition_point(|b| b.first_seq <= from)
         .saturating_sub(1);
     let mut next = from;
-    while i < blocks.len() && batch.len() < limits.records_max {
+    while i < blocks.len() && batch.has_room(limits, 0) {
         let block = &blocks[i];
-        let data = read_block(sealed, block)?;
-        let mut at = 0usize;
+        let start = load_block(sealed, block, batch)?;
+        let block_end = batch.buf.len();
+        let mut at = start;
         let mut seq = block.first_seq;
+        let mut stop = false;
         for _ in 0..block.records_count {
-            let offset = block.logical_offset + at as u64;
-            match parse_frame(&data[at..], sealed.base, offset, limits.payload_max) {
+            let offset = block.logical_offset + (at - start) as u64;
+            match parse_frame(
+                &batch.buf[at..block_end],
+                sealed.base,
+                offset,
+                limits.payload_max,
+            ) {
                 FrameParse::Frame(frame) => {
+                    let frame = FrameInfo::of(&frame);
                     if frame.seq != seq {
                         return Err(Error::Corruption {
                             path: sealed.path.clone(),
@@ -376,14 +446,14 @@ pub(crate) fn read_sealed(
                             what: format!("sequence number: expected {seq}, found {}", frame.seq),
                         });
                     }
-                    if frame.seq >= next && batch.len() < limits.records_max {
-                        if !batch.is_empty()
-                            && batch.buffer_bytes() + frame.payload.len() > limits.bytes_max
-                        {
-                            return Ok(next);
+                    let payload = at + FRAME_HEADER_LEN..at + frame.total_len;
+                    if frame.seq >= next && !stop {
+                        if batch.has_room(limits, payload.len()) {
+                            batch.accept(frame.seq, payload);
+                            next = EventLogSequenceNumber(frame.seq.0 + 1);
+                        } else {
+                            stop = true;
                         }
-                        batch.push(frame.seq, frame.payload);
-                        next = EventLogSequenceNumber(frame.seq.0 + 1);
                     }
                     at += frame.total_len;
                     seq = EventLogSequenceNumber(seq.0 + 1);
@@ -398,15 +468,15 @@ pub(crate) fn read_sealed(
                 FrameParse::Bad(e) => return Err(frame_error(&sealed.path, block.file_offset, e)),
             }
         }
-        if at != data.len() {
+        if at != block_end {
             return Err(Error::Corruption {
                 path: sealed.path.clone(),
                 offset: block.file_offset,
-                what: format!(
-                    "{} bytes after the last frame of the block",
-                    data.len() - at
-                ),
+                what: format!("{} bytes after the last frame of the block", block_end - at),
             });
+        }
+        if stop {
+            break;
         }
         i += 1;
     }
@@ -451,7 +521,7 @@ pub(crate) fn read_trailer(
             offset: at,
             what: format!("seal trailer (no valid trailer means the seal never completed): {what}"),
         },
-        FormatError::TooNew { found } => Error::Corruption {
+        FormatError::TooNew { found } | FormatError::TooOld { found } => Error::Corruption {
             path: path.to_path_buf(),
             offset: at,
             what: format!("seal trailer: unexpected version {found}"),

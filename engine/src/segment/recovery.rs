@@ -5,15 +5,18 @@
 //! - raw and not last (full, awaiting sealing): every frame is checked, it must end on a commit
 //!   boundary, and it is queued for sealing again;
 //! - raw and last (active): every frame is checked; a *torn tail* (an incomplete frame, an
-//!   incomplete commit, or damage with no valid frame anywhere after it) is truncated back to
-//!   the last complete commit in [`RecoveryMode::TolerateTornTail`], and is an error in
-//!   [`RecoveryMode::Strict`]. Damage followed by a valid frame is never a torn tail: that is
-//!   corruption of acknowledged data, reported with file, offset, expected and found.
+//!   incomplete commit, or damage followed by no valid frame of a later write group) is
+//!   truncated back to the last complete commit in [`RecoveryMode::TolerateTornTail`], cut at
+//!   the first damage whatever follows in [`RecoveryMode::Salvage`], and is an error in
+//!   [`RecoveryMode::Strict`]. Damage followed by a frame of a later write is never a torn
+//!   tail: acknowledged data follows it, so it is reported with file, offset, expected and
+//!   found.
 //!
-//! Leftovers of interrupted operations are cleaned up: `*.sealed.tmp` (interrupted seal) is
-//! removed; a raw file beside its complete sealed twin (interrupted clean-up) is removed; an
-//! active file shorter than a header, or whose header never became durable, is rewritten
-//! (interrupted roll).
+//! Leftovers of interrupted operations are cleaned up: `<base>.sealed.tmp` (interrupted seal)
+//! is removed; a raw file beside its complete sealed twin (interrupted clean-up) is removed, and
+//! a damaged sealed file beside its raw original is replaced by it; a last raw file of at most
+//! a header's length whose header is damaged or missing (never misfiled or too new) is
+//! rewritten (interrupted roll).
 //!
 //! Memory: one raw segment is read at a time.
 
@@ -91,7 +94,7 @@ fn header_error(path: &Path, e: FormatError) -> Error {
             expected,
             actual,
         },
-        FormatError::TooNew { found } => Error::UnsupportedFormat {
+        FormatError::TooNew { found } | FormatError::TooOld { found } => Error::UnsupportedFormat {
             path: path.to_path_buf(),
             found,
             supported: super::format::FORMAT_VERSION,
@@ -416,7 +419,13 @@ pub(crate) fn recover(
                     segments.push(Segment::Sealed(sealed));
                     continue;
                 }
-                Err(e) if raws.contains(&base) && e.is_corruption() => {
+                Err(e)
+                    if raws.contains(&base)
+                        && matches!(
+                            e,
+                            Error::Corruption { .. } | Error::ChecksumMismatch { .. }
+                        ) =>
+                {
                     // The raw original is still there: it is the truth. Drop the damaged
                     // sealed copy; the raw segment is checked below and sealed again.
                     tracing::warn!(error = %e, "damaged sealed segment replaced by its raw original");
@@ -442,7 +451,11 @@ pub(crate) fn recover(
         let file_len = file.len().map_err(|e| Error::io("stat", &path, e))?;
         let header_check =
             check_header(&path, &header[..got], SegmentKind::Raw, tenant, scope, base);
-        if is_last && file_len <= HEADER_LEN as u64 && header_check.is_err() {
+        let header_torn = matches!(
+            header_check,
+            Err(Error::Corruption { .. } | Error::ChecksumMismatch { .. })
+        );
+        if is_last && file_len <= HEADER_LEN as u64 && header_torn {
             // Interrupted roll: the file exists but its header never became (wholly) durable.
             // Records are written only after the header is synced, so nothing is lost.
             if config.recovery_mode == RecoveryMode::Strict {
