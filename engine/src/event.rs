@@ -298,63 +298,112 @@ pub(crate) fn encode_payload(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError(pub String);
 
+/// What went wrong while decoding, cheap to return; formatted only when it escapes.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// `what` needs `needed` bytes at `at`.
+    Short {
+        what: &'static str,
+        at: usize,
+        needed: usize,
+    },
+    /// `what` is not valid UTF-8.
+    Utf8 { what: &'static str, at: usize },
+}
+
+impl Fault {
+    fn into_error(self, payload_len: usize) -> DecodeError {
+        DecodeError(match self {
+            Fault::Short { what, at, needed } => format!(
+                "{what}: needs {needed} bytes at payload offset {at}, payload has {payload_len}"
+            ),
+            Fault::Utf8 { what, at } => format!("{what}: invalid UTF-8 at payload offset {at}"),
+        })
+    }
+}
+
 struct Cursor<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|end| *end <= self.bytes.len())
-            .ok_or_else(|| {
-                DecodeError(format!(
-                    "{what}: needs {n} bytes at payload offset {}, payload has {}",
-                    self.at,
-                    self.bytes.len()
-                ))
-            })?;
-        let slice = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(slice)
+    #[inline]
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], Fault> {
+        match self.bytes.get(self.at..self.at.saturating_add(n)) {
+            Some(slice) => {
+                self.at += n;
+                Ok(slice)
+            }
+            None => Err(Fault::Short {
+                what,
+                at: self.at,
+                needed: n,
+            }),
+        }
     }
 
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], DecodeError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N, what)?);
-        Ok(out)
+    #[inline]
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], Fault> {
+        match self
+            .bytes
+            .get(self.at..self.at.saturating_add(N))
+            .and_then(|s| <[u8; N]>::try_from(s).ok())
+        {
+            Some(array) => {
+                self.at += N;
+                Ok(array)
+            }
+            None => Err(Fault::Short {
+                what,
+                at: self.at,
+                needed: N,
+            }),
+        }
     }
 
-    fn u8(&mut self, what: &str) -> Result<u8, DecodeError> {
-        Ok(self.take(1, what)?[0])
+    #[inline]
+    fn u8(&mut self, what: &'static str) -> Result<u8, Fault> {
+        Ok(self.array::<1>(what)?[0])
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32, DecodeError> {
+    #[inline]
+    fn u32(&mut self, what: &'static str) -> Result<u32, Fault> {
         Ok(u32::from_le_bytes(self.array(what)?))
     }
 
-    fn i32(&mut self, what: &str) -> Result<i32, DecodeError> {
+    #[inline]
+    fn i32(&mut self, what: &'static str) -> Result<i32, Fault> {
         Ok(i32::from_le_bytes(self.array(what)?))
     }
 
-    fn u64(&mut self, what: &str) -> Result<u64, DecodeError> {
+    #[inline]
+    fn u64(&mut self, what: &'static str) -> Result<u64, Fault> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }
 
-    fn i64(&mut self, what: &str) -> Result<i64, DecodeError> {
+    #[inline]
+    fn i64(&mut self, what: &'static str) -> Result<i64, Fault> {
         Ok(i64::from_le_bytes(self.array(what)?))
     }
 
-    fn uuid(&mut self, what: &str) -> Result<Uuid, DecodeError> {
+    #[inline]
+    fn uuid(&mut self, what: &'static str) -> Result<Uuid, Fault> {
         Ok(Uuid::from_bytes(self.array(what)?))
     }
 
-    fn str(&mut self, what: &str) -> Result<&'a str, DecodeError> {
+    #[inline]
+    fn str(&mut self, what: &'static str) -> Result<&'a str, Fault> {
         let len = self.u32(what)? as usize;
+        let at = self.at;
         let bytes = self.take(len, what)?;
-        std::str::from_utf8(bytes).map_err(|e| DecodeError(format!("{what}: invalid UTF-8: {e}")))
+        // std is fastest on short (mostly ASCII) strings, SIMD on long ones.
+        let valid = if bytes.len() < 64 {
+            std::str::from_utf8(bytes).ok()
+        } else {
+            simdutf8::basic::from_utf8(bytes).ok()
+        };
+        valid.ok_or(Fault::Utf8 { what, at })
     }
 }
 
@@ -363,19 +412,29 @@ pub fn decode_payload(
     sequence_number: EventLogSequenceNumber,
     payload: &[u8],
 ) -> Result<EventView<'_>, DecodeError> {
+    decode_view(sequence_number, payload).map_err(|f| f.into_error(payload.len()))?
+}
+
+#[inline]
+fn decode_view(
+    sequence_number: EventLogSequenceNumber,
+    payload: &[u8],
+) -> Result<Result<EventView<'_>, DecodeError>, Fault> {
     let mut c = Cursor {
         bytes: payload,
         at: 0,
     };
     let version = c.u8("record version")?;
     if version != RECORD_VERSION {
-        return Err(DecodeError(format!(
+        return Ok(Err(DecodeError(format!(
             "record version: expected {RECORD_VERSION}, found {version}"
-        )));
+        ))));
     }
     let flags = c.u8("flags")?;
     if flags & !FLAGS_KNOWN != 0 {
-        return Err(DecodeError(format!("flags: unknown bits in {flags:#04x}")));
+        return Ok(Err(DecodeError(format!(
+            "flags: unknown bits in {flags:#04x}"
+        ))));
     }
     let occurred_ns = c.i64("occurred")?;
     let event_type = EventType {
@@ -396,9 +455,9 @@ pub fn decode_payload(
     let claims_count = c.u32("claims count")? as usize;
     // Each claim needs at least 12 bytes: bound the allocation by what the payload can hold.
     if claims_count > payload.len() / 12 {
-        return Err(DecodeError(format!(
+        return Ok(Err(DecodeError(format!(
             "claims count {claims_count} exceeds payload size"
-        )));
+        ))));
     }
     let mut claims = Vec::with_capacity(claims_count);
     for _ in 0..claims_count {
@@ -433,12 +492,12 @@ pub fn decode_payload(
     };
     let content = c.str("content")?;
     if c.at != payload.len() {
-        return Err(DecodeError(format!(
+        return Ok(Err(DecodeError(format!(
             "{} trailing bytes after content",
             payload.len() - c.at
-        )));
+        ))));
     }
-    Ok(EventView {
+    Ok(Ok(EventView {
         sequence_number,
         occurred_ns,
         microservice_id,
@@ -455,7 +514,7 @@ pub fn decode_payload(
         aggregate,
         event_horizon,
         content,
-    })
+    }))
 }
 
 #[cfg(test)]

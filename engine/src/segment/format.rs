@@ -291,6 +291,28 @@ pub fn parse_frame(
     offset: u64,
     payload_max: usize,
 ) -> FrameParse<'_> {
+    parse_frame_checked(buf, segment_base, offset, payload_max, true)
+}
+
+/// Like [`parse_frame`] but without recomputing the frame checksum: for frames inside a sealed
+/// block, whose bytes were verified as a whole by the block's CRC just before (the sealer
+/// verified every frame checksum when it built the block). Structure is still checked.
+pub fn parse_frame_in_verified_block(
+    buf: &[u8],
+    segment_base: EventLogSequenceNumber,
+    offset: u64,
+    payload_max: usize,
+) -> FrameParse<'_> {
+    parse_frame_checked(buf, segment_base, offset, payload_max, false)
+}
+
+fn parse_frame_checked(
+    buf: &[u8],
+    segment_base: EventLogSequenceNumber,
+    offset: u64,
+    payload_max: usize,
+    verify_crc: bool,
+) -> FrameParse<'_> {
     if buf.len() < FRAME_HEADER_LEN {
         return FrameParse::Incomplete(FRAME_HEADER_LEN);
     }
@@ -304,14 +326,16 @@ pub fn parse_frame(
     if buf.len() < total_len {
         return FrameParse::Incomplete(total_len);
     }
-    let expected = read_u32(buf, 4);
-    let mut fields = [0u8; FRAME_HEADER_LEN - 4];
-    fields[0..4].copy_from_slice(&buf[0..4]);
-    fields[4..20].copy_from_slice(&buf[8..FRAME_HEADER_LEN]);
     let payload = &buf[FRAME_HEADER_LEN..total_len];
-    let actual = frame_crc(segment_base, offset, &fields, payload);
-    if expected != actual {
-        return FrameParse::Bad(FormatError::Checksum { expected, actual });
+    if verify_crc {
+        let expected = read_u32(buf, 4);
+        let mut fields = [0u8; FRAME_HEADER_LEN - 4];
+        fields[0..4].copy_from_slice(&buf[0..4]);
+        fields[4..20].copy_from_slice(&buf[8..FRAME_HEADER_LEN]);
+        let actual = frame_crc(segment_base, offset, &fields, payload);
+        if expected != actual {
+            return FrameParse::Bad(FormatError::Checksum { expected, actual });
+        }
     }
     let group_back = read_u32(buf, 20);
     if offset

@@ -8,8 +8,8 @@ use std::{ops::Range, sync::Arc};
 
 use super::{
     format::{
-        parse_frame, BlockEntry, FormatError, FrameParse, BLOCK_ENTRY_LEN, FRAME_HEADER_LEN,
-        TRAILER_LEN,
+        parse_frame, parse_frame_in_verified_block, BlockEntry, FormatError, FrameParse,
+        BLOCK_ENTRY_LEN, FRAME_HEADER_LEN, TRAILER_LEN,
     },
     RawSegment, SealedSegment,
 };
@@ -30,8 +30,11 @@ const RAW_READ_MAX_BYTES: usize = 16 << 20;
 /// buffer holds at most the read's byte limit plus one raw read or one sealed block.
 #[derive(Default)]
 pub struct RecordBatch {
-    /// Frames as read (raw) or decompressed (sealed); payloads are ranges into it.
+    /// Frames as read (raw) or decompressed (sealed); payloads are ranges into it. Only
+    /// `buf[..used]` is meaningful; the rest is kept initialised so that reuse never has to
+    /// zero it again.
     buf: Vec<u8>,
+    used: usize,
     records: Vec<(EventLogSequenceNumber, Range<usize>)>,
     /// Payload bytes of `records`.
     payload_bytes: usize,
@@ -59,7 +62,7 @@ impl RecordBatch {
 
     /// Empties the batch, keeping its buffers' capacity.
     pub fn clear(&mut self) {
-        self.buf.clear();
+        self.used = 0;
         self.records.clear();
         self.payload_bytes = 0;
     }
@@ -109,6 +112,15 @@ impl RecordBatch {
     /// Payload bytes of the records.
     pub fn payload_bytes(&self) -> usize {
         self.payload_bytes
+    }
+
+    /// Makes `buf[start..start + len]` writable (zeroing only memory never used before) and
+    /// returns it; `used` is not moved.
+    fn space(&mut self, start: usize, len: usize) -> &mut [u8] {
+        if self.buf.len() < start + len {
+            self.buf.resize(start + len, 0);
+        }
+        &mut self.buf[start..start + len]
     }
 
     fn accept(&mut self, seq: EventLogSequenceNumber, payload: Range<usize>) {
@@ -191,18 +203,22 @@ pub(crate) fn read_raw(
             .clamp(RAW_READ_MIN_BYTES, RAW_READ_MAX_BYTES)
             .max(at_least)
             .min((end - offset) as usize);
-        let start = batch.buf.len();
-        batch.buf.resize(start + want, 0);
+        let start = batch.used;
         let got = raw
             .file
-            .read_at(&mut batch.buf[start..], offset)
+            .read_at(batch.space(start, want), offset)
             .map_err(|e| Error::io("read", &raw.path, e))?;
-        batch.buf.truncate(start + got);
+        let filled = start + got;
         let mut at = start;
         let mut stop = false;
-        while at < batch.buf.len() {
+        while at < filled {
             let frame_offset = offset + (at - start) as u64;
-            match parse_frame(&batch.buf[at..], raw.base, frame_offset, limits.payload_max) {
+            match parse_frame(
+                &batch.buf[at..filled],
+                raw.base,
+                frame_offset,
+                limits.payload_max,
+            ) {
                 FrameParse::Frame(frame) => {
                     let frame = FrameInfo::of(&frame);
                     if frame.seq >= end_seq {
@@ -248,7 +264,7 @@ pub(crate) fn read_raw(
             }
         }
         offset += (at - start) as u64;
-        batch.buf.truncate(at);
+        batch.used = at;
         if stop {
             break;
         }
@@ -394,11 +410,11 @@ fn load_block(
                 .map_err(|e| Error::io("zstd context", &sealed.path, e))?,
         );
     }
-    let start = batch.buf.len();
+    let start = batch.used;
     let len = block.uncompressed_len as usize;
-    batch.buf.resize(start + len, 0);
+    batch.space(start, len);
     let decompressed = match batch.decompressor.as_mut() {
-        Some(d) => d.decompress_to_buffer(&batch.scratch, &mut batch.buf[start..]),
+        Some(d) => d.decompress_to_buffer(&batch.scratch, &mut batch.buf[start..start + len]),
         None => unreachable!("set above"),
     }
     .map_err(|e| corruption(format!("block does not decompress: {e}")))?;
@@ -407,6 +423,7 @@ fn load_block(
             "block decompresses to {decompressed} bytes, index says {len}"
         )));
     }
+    batch.used = start + len;
     Ok(start)
 }
 
@@ -425,13 +442,13 @@ pub(crate) fn read_sealed(
     while i < blocks.len() && batch.has_room(limits, 0) {
         let block = &blocks[i];
         let start = load_block(sealed, block, batch)?;
-        let block_end = batch.buf.len();
+        let block_end = batch.used;
         let mut at = start;
         let mut seq = block.first_seq;
         let mut stop = false;
         for _ in 0..block.records_count {
             let offset = block.logical_offset + (at - start) as u64;
-            match parse_frame(
+            match parse_frame_in_verified_block(
                 &batch.buf[at..block_end],
                 sealed.base,
                 offset,
