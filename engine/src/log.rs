@@ -45,7 +45,7 @@ use crate::{
     segment::{
         format::{encode_frame, FRAME_HEADER_LEN, HEADER_LEN},
         reader::{read_raw, read_sealed, ReadLimits, RecordBatch},
-        recovery::{create_raw_segment, recover, RecoveryReport},
+        recovery::{create_raw_segment, recover, zero_range, RecoveryReport},
         seal::seal_segment,
         RawSegment, Segment,
     },
@@ -118,6 +118,8 @@ struct Queue {
 struct Writer {
     active: Arc<RawSegment>,
     write_offset: u64,
+    /// The active file is zero-filled (written, to be synced with the next group) up to here.
+    prealloc_end: u64,
     next_seq: EventLogSequenceNumber,
     last_sparse_offset: Option<u64>,
 }
@@ -190,6 +192,11 @@ impl Log {
             group_done: Condvar::new(),
             arrived: Condvar::new(),
             writer: Mutex::new(Writer {
+                prealloc_end: recovered
+                    .active
+                    .file
+                    .len()
+                    .unwrap_or(recovered.write_offset),
                 active: recovered.active,
                 write_offset: recovered.write_offset,
                 next_seq: recovered.next_seq,
@@ -480,6 +487,16 @@ impl Log {
             return Ok(());
         }
         let file = &w.active.file;
+        let end = offset + buf.len() as u64;
+        let prealloc = self.config.preallocate_bytes.as_u64();
+        if prealloc > 0 && end > w.prealloc_end {
+            // Zero the next stretch now; the group's fdatasync below makes it durable together
+            // with the data, so only one sync per `preallocate-bytes` journals a size change.
+            let to = end + prealloc;
+            zero_range(file.as_ref(), w.prealloc_end.max(end), to)
+                .map_err(|e| Error::io("preallocate", &w.active.path, e))?;
+            w.prealloc_end = to;
+        }
         let result = match self.config.durability {
             Durability::SyncData => file
                 .write_all_at_and_sync(buf, offset)
@@ -526,6 +543,7 @@ impl Log {
         self.segments.write().push(Segment::Raw(Arc::clone(&raw)));
         let full = std::mem::replace(&mut w.active, raw);
         w.write_offset = HEADER_LEN as u64;
+        w.prealloc_end = HEADER_LEN as u64;
         w.last_sparse_offset = None;
         self.stats.rolls.fetch_add(1, Ordering::Relaxed);
         self.queue_seal(full);

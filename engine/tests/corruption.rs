@@ -69,20 +69,49 @@ fn count(engine: &Engine) -> usize {
     read_all(&engine.tenant(TENANT).unwrap().event_log().unwrap()).len()
 }
 
+/// Where the data of a (preallocated, zero-tailed) active segment ends.
+fn data_end(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1)
+}
+
 #[test]
 fn garbage_after_the_last_commit_is_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let (config, n) = populate(dir.path(), 5, false);
     let active = files(&log_dir(dir.path()), ".log").pop().unwrap();
-    let mut bytes = fs::read(&active).unwrap();
-    let len = bytes.len();
-    bytes.extend_from_slice(&[0xAB; 37]);
+    let original = fs::read(&active).unwrap();
+    let end = data_end(&original);
+    assert!(
+        original.len() > end + 1000,
+        "the active segment should be preallocated"
+    );
+
+    // Garbage inside the preallocated tail: zeroed again, the file keeps its size.
+    let mut bytes = original.clone();
+    bytes[end..end + 37].fill(0xAB);
+    fs::write(&active, &bytes).unwrap();
+    {
+        let engine = open(&config).unwrap();
+        let log = engine.tenant(TENANT).unwrap().event_log().unwrap();
+        assert_eq!(log.recovery_report().truncated_bytes, 37);
+        assert_eq!(read_all(&log).len() as u64, n);
+    }
+    assert_eq!(fs::read(&active).unwrap(), original);
+
+    // Garbage beyond the end of the file: cut off.
+    let mut bytes = original.clone();
+    bytes.extend_from_slice(&[0xCD; 37]);
     fs::write(&active, &bytes).unwrap();
     let engine = open(&config).unwrap();
     let log = engine.tenant(TENANT).unwrap().event_log().unwrap();
-    assert_eq!(log.recovery_report().truncated_bytes, 37);
-    assert_eq!(fs::metadata(&active).unwrap().len(), len as u64);
+    assert_eq!(
+        log.recovery_report().truncated_bytes as usize,
+        original.len() + 37 - end
+    );
+    assert_eq!(fs::metadata(&active).unwrap().len() as usize, end);
     assert_eq!(read_all(&log).len() as u64, n);
+    let mut r = rng(3);
+    assert_eq!(log.append(&commit(&mut r, 100, 2)).unwrap().first.0, n);
 }
 
 #[test]
@@ -90,17 +119,21 @@ fn a_commit_cut_short_is_dropped_whole() {
     let dir = tempfile::tempdir().unwrap();
     let (config, n) = populate(dir.path(), 4, false);
     let active = files(&log_dir(dir.path()), ".log").pop().unwrap();
-    let len = fs::metadata(&active).unwrap().len();
-    // Cut into the last commit: it loses its last frame(s), so all 3 of its events go.
-    let file = fs::OpenOptions::new().write(true).open(&active).unwrap();
-    file.set_len(len - 10).unwrap();
-    drop(file);
+    // The last write lost its last 10 bytes (they read back as the zeros preallocated there):
+    // the last commit's last frame fails, so all 3 events of that commit go.
+    let mut bytes = fs::read(&active).unwrap();
+    let end = data_end(&bytes);
+    bytes[end - 10..end].fill(0);
+    fs::write(&active, &bytes).unwrap();
     let engine = open(&config).unwrap();
     let log = engine.tenant(TENANT).unwrap().event_log().unwrap();
     let events = read_all(&log);
-    assert_eq!(events.len() as u64 % 3, 0, "a commit was torn");
-    assert!((events.len() as u64) < n);
-    assert!(log.recovery_report().dropped_records >= 1);
+    assert_eq!(
+        events.len() as u64,
+        n - 3,
+        "exactly the torn commit is dropped"
+    );
+    assert_eq!(log.recovery_report().dropped_records, 2);
     // Appending continues right after.
     let mut r = rng(3);
     let receipt = log.append(&commit(&mut r, 100, 1)).unwrap();

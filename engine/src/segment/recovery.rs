@@ -137,8 +137,11 @@ struct RawScan {
     /// Sequence number after the last complete commit.
     next_seq: EventLogSequenceNumber,
     sparse: Vec<(u64, u64)>,
-    /// Where and why the scan stopped before the end of the file, if it did.
+    /// Where and why the scan stopped before the end of the file's non-zero bytes, if it did.
     torn: Option<(u64, String)>,
+    /// End of the last non-zero byte after `commit_end` (= `commit_end` when only zeros, the
+    /// preallocated tail, follow the last commit).
+    dirty_end: u64,
     /// Records after `next_seq` that belong to an incomplete commit.
     dropped_records: u64,
 }
@@ -200,6 +203,8 @@ fn scan_raw(
     data.truncate(got);
     let payload_max = super::format::RECORD_BYTES_LIMIT;
     let interval = config.sparse_index_interval_bytes.as_u64();
+    // Segments are preallocated with zeros: a stop at or after this point is a clean end.
+    let nonzero_len = data.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
 
     let mut at = 0usize;
     let mut seq = base;
@@ -248,6 +253,7 @@ fn scan_raw(
                     commit_rest_expected = Some(f.commit_rest - 1);
                 }
             }
+            FrameParse::Incomplete(_) | FrameParse::Bad(_) if at >= nonzero_len => break,
             FrameParse::Incomplete(needed) => {
                 torn = Some((
                     offset,
@@ -263,7 +269,9 @@ fn scan_raw(
                     torn = Some((offset, format!("{e:?}; salvage cuts here")));
                     break;
                 }
-                if let Some(later) = frame_of_later_group(&data, at + 1, offset, base, seq) {
+                if let Some(later) =
+                    frame_of_later_group(&data[..nonzero_len], at + 1, offset, base, seq)
+                {
                     return Err(match e {
                         FormatError::Checksum { expected, actual } => Error::ChecksumMismatch {
                             path: path.to_path_buf(),
@@ -289,7 +297,9 @@ fn scan_raw(
     if torn.is_none() && commit_rest_expected.is_some() {
         torn = Some((commit_end, "the last commit is incomplete".to_owned()));
     }
+    let dirty_end = (HEADER_LEN + nonzero_len).max(commit_end as usize) as u64;
     Ok(RawScan {
+        dirty_end,
         commit_end,
         next_seq: commit_next,
         sparse,
@@ -498,12 +508,19 @@ pub(crate) fn recover(
                 });
             }
         }
-        if is_last && scan.commit_end < file_len {
-            file.set_len(scan.commit_end)
-                .map_err(|e| Error::io("truncate", &path, e))?;
+        if is_last && scan.dirty_end > scan.commit_end {
+            // Remove the torn bytes so that nothing stale can ever be read back as a frame:
+            // zero them where a preallocated tail follows (keeping its blocks), else truncate.
+            if scan.dirty_end < file_len {
+                zero_range(file.as_ref(), scan.commit_end, scan.dirty_end)
+                    .map_err(|e| Error::io("zero torn tail", &path, e))?;
+            } else {
+                file.set_len(scan.commit_end)
+                    .map_err(|e| Error::io("truncate", &path, e))?;
+            }
             file.sync_data()
                 .map_err(|e| Error::io("fdatasync", &path, e))?;
-            report.truncated_bytes = file_len - scan.commit_end;
+            report.truncated_bytes = scan.dirty_end - scan.commit_end;
             report.dropped_records = scan.dropped_records;
         }
         let raw = Arc::new(RawSegment::new(
@@ -541,6 +558,20 @@ pub(crate) fn recover(
         to_seal,
         report,
     })
+}
+
+/// Zeros held in memory once, for preallocation and tail cleaning.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
+/// Writes zeros over `[from, to)`.
+pub(crate) fn zero_range(file: &dyn IoFile, from: u64, to: u64) -> std::io::Result<()> {
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64) as usize;
+        file.write_all_at(&ZEROS[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// Creates a new raw segment durably: header written and synced, directory synced.
