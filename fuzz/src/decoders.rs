@@ -43,8 +43,10 @@ pub(crate) fn fix_frame_crc(
         return None;
     }
     let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    let total = FRAME_HEADER_LEN.checked_add(len).filter(|t| *t <= buf.len())?;
-    // The CRC covers the length, the fields after the CRC, and the payload (FORMAT.md §3).
+    let total = FRAME_HEADER_LEN
+        .checked_add(len)
+        .filter(|t| *t <= buf.len())?;
+    // The CRC covers the length, the fields after the CRC, and the payload (FORMAT.md 4.1).
     let mut fields = [0u8; FRAME_HEADER_LEN - 4];
     fields[..4].copy_from_slice(&buf[..4]);
     fields[4..].copy_from_slice(&buf[8..FRAME_HEADER_LEN]);
@@ -93,9 +95,24 @@ pub fn record_frame(data: &[u8]) {
     match parse_frame(&buf, base, offset, payload_max) {
         FrameParse::Frame(frame) => {
             assert_eq!(frame.total_len, FRAME_HEADER_LEN + frame.payload.len());
-            assert!(frame.payload.len() <= payload_max, "payload above the limit accepted");
+            assert!(
+                frame.payload.len() <= payload_max,
+                "payload above the limit accepted"
+            );
+            assert!(
+                offset.checked_sub(u64::from(frame.group_back)) >= Some(HEADER_LEN as u64),
+                "the frame's write group starts inside the header or before the file"
+            );
             let mut encoded = Vec::with_capacity(frame.total_len);
-            encode_frame(&mut encoded, base, offset, frame.seq, frame.commit_rest, frame.payload);
+            encode_frame(
+                &mut encoded,
+                base,
+                offset,
+                frame.seq,
+                frame.commit_rest,
+                frame.group_back,
+                frame.payload,
+            );
             assert_eq!(
                 encoded[..],
                 buf[..frame.total_len],
@@ -103,7 +120,11 @@ pub fn record_frame(data: &[u8]) {
             );
         }
         FrameParse::Incomplete(needed) => {
-            assert!(needed > buf.len(), "incomplete, needing {needed} of {} bytes", buf.len());
+            assert!(
+                needed > buf.len(),
+                "incomplete, needing {needed} of {} bytes",
+                buf.len()
+            );
             assert!(
                 needed == FRAME_HEADER_LEN || needed - FRAME_HEADER_LEN <= payload_max,
                 "asks for {needed} bytes, beyond the limit {payload_max}"
@@ -178,7 +199,12 @@ fn encode_payload(e: &Event) -> Vec<u8> {
     put_str(&mut out, &e.event_source_id);
     out.extend_from_slice(ec.microservice_id.as_bytes());
     out.extend_from_slice(ec.tenant_id.as_bytes());
-    for part in [ec.version.major, ec.version.minor, ec.version.patch, ec.version.build] {
+    for part in [
+        ec.version.major,
+        ec.version.minor,
+        ec.version.patch,
+        ec.version.build,
+    ] {
         out.extend_from_slice(&part.to_le_bytes());
     }
     put_str(&mut out, &ec.version.pre_release);

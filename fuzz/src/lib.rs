@@ -8,12 +8,12 @@
 //!
 //! | target | input | checks |
 //! | --- | --- | --- |
-//! | [`segment_header`] | mode byte, header bytes | decode never panics; decoded ⇒ re-encodes to the same 64 bytes |
-//! | [`record_frame`] | mode, base, offset, limit, frame bytes | parse never panics; parsed ⇒ re-encodes to the input prefix |
-//! | [`record_payload`] | payload bytes | decode never panics; decoded ⇒ an independent encoder reproduces the input |
+//! | [`segment_header`] | mode byte, header bytes | decode never panics; decoded => re-encodes to the same 64 bytes |
+//! | [`record_frame`] | mode, base, offset, limit, frame bytes | parse never panics; parsed => re-encodes to the input prefix |
+//! | [`record_payload`] | payload bytes | decode never panics; decoded => an independent encoder reproduces the input |
 //! | [`seal_trailer`] | mode byte, trailer bytes | like the header |
-//! | [`open_log`] | a log directory ([`open_log`] module docs) | opening and reading never panic; an opened log reads gaplessly, accepts an append and reopens cleanly |
-//! | [`ops`] | an operation sequence ([`ops`] module docs) | after every reopen and crash: acknowledged commits present, commits whole, sequence numbers gapless |
+//! | [`open_log()`] | a log directory ([`mod@open_log`] module docs) | opening and reading never panic; an opened log reads gaplessly, accepts an append and reopens cleanly |
+//! | [`ops()`] | an operation sequence ([`mod@ops`] module docs) | after every reopen and crash: acknowledged commits present, commits whole, sequence numbers gapless |
 //!
 //! "Mode" bytes let the fuzzer ask the harness to recompute a checksum before decoding, so it
 //! reaches the checks behind the checksum (reserved bytes, kinds, versions) instead of stopping
@@ -41,8 +41,7 @@ pub use crate::{
 };
 
 /// Every harness's tenant.
-pub const TENANT: TenantId =
-    TenantId(Uuid::from_u128(0x7e5a_17c0_0000_4000_8000_00f0_22ed_0001));
+pub const TENANT: TenantId = TenantId(Uuid::from_u128(0x7e5a_17c0_0000_4000_8000_00f0_22ed_0001));
 
 /// The data directory every harness opens on its in-memory file system.
 pub const DATA_DIR: &str = "/data";
@@ -57,9 +56,14 @@ pub fn log_dir() -> PathBuf {
 }
 
 /// Tiny segments and blocks, so short inputs roll and seal: 4 KiB segments, 1 KiB seal blocks
-/// and records, 256 B sparse index interval (every bound at its minimum).
+/// and records, 256 B sparse index interval (every bound at its minimum), and a 1 KiB zeroed
+/// tail ahead of the active segment's data (the default 4 MiB would make every file of every
+/// input megabytes long). No group-commit delay: the harnesses append from one thread, and
+/// waiting would only slow them down.
 pub fn fuzz_config() -> EngineConfig {
     EngineConfig {
+        group_commit_delay_max_us: 0,
+        preallocate_bytes: ByteSize::kib(1),
         segment_bytes_max: ByteSize::kib(4),
         record_bytes_max: ByteSize::kib(1),
         commit_bytes_max: ByteSize::kib(64),
@@ -75,11 +79,17 @@ pub fn fuzz_config() -> EngineConfig {
 /// record limit of [`fuzz_config`]).
 pub fn commit(tag: u64, events_count: usize, pad_bytes: usize) -> Commit {
     Commit {
-        occurred_ns: 1_700_000_000_000_000_000 + tag as i64,
+        occurred_ns: 1_700_000_000_000_000_000 + tag.cast_signed(),
         execution_context: ExecutionContext {
             microservice_id: Uuid::from_u128(0xabc),
             tenant_id: TENANT.0,
-            version: Version { major: 1, minor: 2, patch: 3, build: 4, pre_release: String::new() },
+            version: Version {
+                major: 1,
+                minor: 2,
+                patch: 3,
+                build: 4,
+                pre_release: String::new(),
+            },
             correlation_id: Uuid::from_u128(u128::from(tag)),
             claims: Vec::new(),
             environment: "Fuzz".into(),
@@ -88,7 +98,10 @@ pub fn commit(tag: u64, events_count: usize, pad_bytes: usize) -> Commit {
         events: (0..events_count)
             .map(|i| UncommittedEvent {
                 event_source_id: format!("source-{}", (tag + i as u64) % 5),
-                event_type: EventType { id: Uuid::from_u128(7), generation: 1 },
+                event_type: EventType {
+                    id: Uuid::from_u128(7),
+                    generation: 1,
+                },
                 public: i % 2 == 0,
                 content: format!(
                     r#"{{"commit":{tag},"index":{i},"pad":"{}"}}"#,

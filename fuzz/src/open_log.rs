@@ -2,10 +2,11 @@
 //!
 //! Input: `[flags: u8]`, then up to [`FILES_MAX`] files, each `[tag: u8][base: u64][len: u16]`
 //! and `len` content bytes (all little-endian; a short input ends the list). The files land in
-//! the event log directory of [`TENANT`](crate::TENANT) on a fresh `FaultIo`:
+//! the event log directory of [`TENANT`] on a fresh `FaultIo`:
 //!
-//! - `flags`: [`FLAG_STRICT`] opens in strict recovery mode; [`FLAG_NO_SEALING`] turns the
-//!   sealer off (else full raw segments found at open are sealed, and the harness waits).
+//! - `flags & 3` picks the recovery mode: [`MODE_TOLERATE`] (and 3) `tolerate-torn-tail`,
+//!   [`MODE_STRICT`] `strict`, [`MODE_SALVAGE`] `salvage`; [`FLAG_NO_SEALING`] turns the sealer
+//!   off (else full raw segments found at open are sealed, and the harness waits).
 //! - `tag & 3` names the file from `base`: [`NAME_RAW`] `<base:020>.log`, [`NAME_SEALED`]
 //!   `<base:020>.sealed`, [`NAME_SEALING`] `<base:020>.sealed.tmp`, [`NAME_STRAY`] a name the
 //!   engine must refuse (or, for `.sealed.tmp`, remove), picked by `base`.
@@ -38,10 +39,14 @@ use annals_engine::{
 
 use crate::{commit, decoders::fix_frame_crc, fuzz_config, log_dir, Input, TENANT};
 
-/// Flag: strict recovery mode.
-pub const FLAG_STRICT: u8 = 1;
+/// Recovery mode (`flags & 3`): `tolerate-torn-tail`.
+pub const MODE_TOLERATE: u8 = 0;
+/// Recovery mode: `strict`.
+pub const MODE_STRICT: u8 = 1;
+/// Recovery mode: `salvage`.
+pub const MODE_SALVAGE: u8 = 2;
 /// Flag: no sealer.
-pub const FLAG_NO_SEALING: u8 = 2;
+pub const FLAG_NO_SEALING: u8 = 4;
 
 /// Name kind (`tag & 3`): raw segment.
 pub const NAME_RAW: u8 = 0;
@@ -73,7 +78,7 @@ pub struct FileSpec {
 /// A log directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogDirSpec {
-    /// [`FLAG_STRICT`], [`FLAG_NO_SEALING`].
+    /// Recovery mode and [`FLAG_NO_SEALING`].
     pub flags: u8,
     /// The files, in creation order (a repeated name overwrites).
     pub files: Vec<FileSpec>,
@@ -122,7 +127,7 @@ pub fn file_name(tag: u8, base: u64) -> String {
             3 => format!("{base:020}.LOG"),
             4 => format!("{base:020}"),
             5 => format!("{base:020}.sealed.tmp.old"),
-            _ => ".sealed.tmp".to_owned(),
+            _ => ".sealed.tmp".to_owned(), // a temporary name without a base
         },
     }
 }
@@ -151,7 +156,11 @@ fn fix_raw(file: &mut [u8], base: u64) {
 /// Recomputes the block CRCs, the index CRC and the trailer CRC of a sealed segment file from
 /// the trailer's fields (the magic and the reserved bytes are rewritten as well).
 fn fix_sealed(file: &mut [u8]) {
-    let Some(trailer_at) = file.len().checked_sub(TRAILER_LEN).filter(|t| *t >= HEADER_LEN) else {
+    let Some(trailer_at) = file
+        .len()
+        .checked_sub(TRAILER_LEN)
+        .filter(|t| *t >= HEADER_LEN)
+    else {
         return;
     };
     // Trailer fields (FORMAT.md, seal trailer): index offset u64, blocks count u32, reserved,
@@ -165,17 +174,19 @@ fn fix_sealed(file: &mut [u8]) {
         raw_len: le_u64(t, 32),
         index_crc: le_u32(t, 40),
     };
-    let index = usize::try_from(trailer.index_offset).ok().and_then(|start| {
-        let len = (trailer.blocks_count as usize).checked_mul(BLOCK_ENTRY_LEN)?;
-        Some(start..start.checked_add(len).filter(|end| *end <= trailer_at)?)
-    });
+    let index = usize::try_from(trailer.index_offset)
+        .ok()
+        .and_then(|start| {
+            let len = (trailer.blocks_count as usize).checked_mul(BLOCK_ENTRY_LEN)?;
+            Some(start..start.checked_add(len).filter(|end| *end <= trailer_at)?)
+        });
     if let Some(index) = index {
         for entry_at in index.clone().step_by(BLOCK_ENTRY_LEN) {
             let entry_bytes = &file[entry_at..entry_at + BLOCK_ENTRY_LEN];
             let mut entry = BlockEntry::decode(entry_bytes);
-            let block = usize::try_from(entry.file_offset).ok().and_then(|start| {
-                Some(start..start.checked_add(entry.compressed_len as usize)?)
-            });
+            let block = usize::try_from(entry.file_offset)
+                .ok()
+                .and_then(|start| Some(start..start.checked_add(entry.compressed_len as usize)?));
             if let Some(block) = block.filter(|b| b.end <= file.len()) {
                 entry.crc = crc32fast::hash(&file[block]);
                 let mut encoded = Vec::with_capacity(BLOCK_ENTRY_LEN);
@@ -193,7 +204,11 @@ pub fn assemble(spec: &FileSpec) -> Vec<u8> {
     let name_kind = spec.tag & 3;
     let mut file = Vec::with_capacity(HEADER_LEN + spec.content.len());
     if spec.tag & TAG_HEADER != 0 {
-        let kind = if name_kind == NAME_SEALED { SegmentKind::Sealed } else { SegmentKind::Raw };
+        let kind = if name_kind == NAME_SEALED {
+            SegmentKind::Sealed
+        } else {
+            SegmentKind::Raw
+        };
         let base = EventLogSequenceNumber(spec.base);
         file.extend_from_slice(&SegmentHeader::new(kind, TENANT, ScopeId::DEFAULT, base).encode());
     }
@@ -212,7 +227,8 @@ pub fn assemble(spec: &FileSpec) -> Vec<u8> {
 pub fn build(spec: &LogDirSpec) -> FaultIo {
     let fs = FaultIo::new();
     let dir = log_dir();
-    fs.create_dir_all(&dir).expect("the in-memory file system creates directories");
+    fs.create_dir_all(&dir)
+        .expect("the in-memory file system creates directories");
     for f in &spec.files {
         let path = dir.join(file_name(f.tag, f.base));
         let content = assemble(f);
@@ -223,7 +239,11 @@ pub fn build(spec: &LogDirSpec) -> FaultIo {
             }
             Err(_) => {
                 // A repeated name: the later file wins.
-                assert!(fs.overwrite_file(&path, content), "{} exists", path.display());
+                assert!(
+                    fs.overwrite_file(&path, content),
+                    "{} exists",
+                    path.display()
+                );
             }
         }
     }
@@ -233,10 +253,10 @@ pub fn build(spec: &LogDirSpec) -> FaultIo {
 
 fn config(flags: u8) -> EngineConfig {
     EngineConfig {
-        recovery_mode: if flags & FLAG_STRICT != 0 {
-            RecoveryMode::Strict
-        } else {
-            RecoveryMode::TolerateTornTail
+        recovery_mode: match flags & 3 {
+            MODE_STRICT => RecoveryMode::Strict,
+            MODE_SALVAGE => RecoveryMode::Salvage,
+            _ => RecoveryMode::TolerateTornTail,
         },
         seal_enabled: flags & FLAG_NO_SEALING == 0,
         ..fuzz_config()
@@ -262,10 +282,21 @@ fn read_from_start(log: &Log, end: u64) -> Vec<Vec<u8>> {
                 break;
             }
         };
-        assert!(!batch.is_empty(), "read at {from} returned nothing, but the log ends at {end}");
-        assert!(batch.len() <= 64, "read returned {} records, asked for 64", batch.len());
+        assert!(
+            !batch.is_empty(),
+            "read at {from} returned nothing, but the log ends at {end}"
+        );
+        assert!(
+            batch.len() <= 64,
+            "read returned {} records, asked for 64",
+            batch.len()
+        );
         for (k, (seq, payload)) in batch.payloads().enumerate() {
-            assert_eq!(seq.0, from + k as u64, "read at {from}: gap or disorder at record {k}");
+            assert_eq!(
+                seq.0,
+                from + k as u64,
+                "read at {from}: gap or disorder at record {k}"
+            );
             payloads.push(payload.to_vec());
         }
         // Decoding may fail (a payload can pass its checksum and still be garbage); it must
@@ -308,7 +339,11 @@ pub fn open_log(data: &[u8]) {
         let got: Vec<_> = batch.payloads().collect();
         assert_eq!(got.len(), 1, "single read at {at}");
         assert_eq!(got[0].0, EventLogSequenceNumber(at));
-        assert_eq!(got[0].1, &payloads[at as usize][..], "record {at} differs between reads");
+        assert_eq!(
+            got[0].1,
+            &payloads[at as usize][..],
+            "record {at} differs between reads"
+        );
     }
 
     // The recovered log takes appends where it ends.
@@ -321,7 +356,10 @@ pub fn open_log(data: &[u8]) {
         .unwrap_or_else(|e| panic!("reading back the append at {end}: {e}"));
     assert_eq!(batch.len(), 1, "reading back the append at {end}");
     let failures = engine.wait_for_sealing();
-    assert!(failures.is_empty(), "sealing segments recovery accepted: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "sealing segments recovery accepted: {failures:?}"
+    );
     drop(log);
     drop(tenant);
     drop(engine);
@@ -333,5 +371,9 @@ pub fn open_log(data: &[u8]) {
         .and_then(|t| t.event_log())
         .unwrap_or_else(|e| panic!("a log that opened once fails to reopen: {e}"));
     assert_eq!(log.next_sequence_number().0, end + 1, "end after reopening");
-    assert_eq!(log.recovery_report().truncated_bytes, 0, "the second open truncated");
+    assert_eq!(
+        log.recovery_report().truncated_bytes,
+        0,
+        "the second open truncated"
+    );
 }

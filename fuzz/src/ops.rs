@@ -6,7 +6,12 @@
 //! [`FLAG_BUFFERED`] acknowledges appends before `fdatasync` (`Durability::Buffered`);
 //! [`FLAG_BACKGROUND_SEALING`] lets the sealer run concurrently (else the harness waits for
 //! sealing after every append and open, which keeps I/O operation counts, and so fault
-//! injection, deterministic).
+//! injection, deterministic); [`FLAG_NO_SEALING`] turns the sealer off (full segments stay
+//! raw, and no seal's directory fsync makes other files' names durable by the way);
+//! [`FLAG_PREALLOCATE`] keeps the 1 KiB zeroed tail of [`fuzz_config`] ahead of the active
+//! segment's data (else none). Without it, data writes extend their file, which is what
+//! `FaultIo`'s torn and reordered crash modes act on; with it, most data writes overwrite
+//! durable zeros, which a `FaultIo` crash keeps or drops whole.
 //!
 //! The engine runs on a `FaultIo` with tiny segments ([`fuzz_config`]), so a few appends roll
 //! and seal. The model is the list of commits visible in the log, plus the commits whose
@@ -16,8 +21,12 @@
 //! - the engine and the log reopen (faults are healed first; a crash heals them too);
 //! - sequence numbers run from 0 without gaps; every commit is whole and byte-identical;
 //! - the commits are the visible ones in order, then some of the maybe ones, in order;
-//! - nothing visible is lost, except, after a crash in buffered mode, a suffix not yet known
-//!   durable (sync-data mode: a visible record is a durable one, so it survives any crash).
+//! - nothing visible is lost, except, after a crash, a suffix not known to be durable. Known
+//!   durable: in sync-data mode every acknowledged record (and everything before it); in
+//!   buffered mode every segment but the active one (a roll syncs the full segment); in both,
+//!   whatever a crash left. Not known durable: maybe commits that a clean reopen found and
+//!   kept, which FORMAT.md 8.5 says v1 does not make durable (a failed `fdatasync` may leave
+//!   them only in the page cache) until a later append syncs the file.
 //!
 //! Between checks, reads must return exactly the model's records, appends must get the
 //! model's next sequence number, and without an armed fault appends and seals must succeed.
@@ -25,9 +34,11 @@
 use std::{collections::HashMap, fmt, sync::Arc};
 
 use annals_engine::{
-    testing::FaultIo, Commit, Durability, Engine, EngineConfig, Event, EventLogSequenceNumber,
-    Log,
+    testing::{CrashMode, FaultIo},
+    Commit, Durability, Engine, EngineConfig, Event, EventLogSequenceNumber, Log, RecoveryMode,
 };
+
+use bytesize::ByteSize;
 
 use crate::{commit, fuzz_config, Input, TENANT};
 
@@ -35,6 +46,10 @@ use crate::{commit, fuzz_config, Input, TENANT};
 pub const FLAG_BUFFERED: u8 = 1;
 /// Flag: sealing runs in the background instead of in step.
 pub const FLAG_BACKGROUND_SEALING: u8 = 2;
+/// Flag: no sealing at all.
+pub const FLAG_NO_SEALING: u8 = 4;
+/// Flag: preallocate the active segment's tail.
+pub const FLAG_PREALLOCATE: u8 = 8;
 
 /// At most this many operations per input.
 pub const OPS_MAX: usize = 64;
@@ -62,12 +77,10 @@ pub enum Op {
     Reopen,
     /// Opcode 3: wait until queued seals have run.
     WaitForSealing,
-    /// Opcode 4, `[torn: u8][seed: u32]`: power cut: keep only durable bytes and names (with
-    /// `torn & 1`, also a seed-chosen prefix of each file's unsynced tail), then reopen.
-    Crash {
-        /// The torn-write seed, if tearing.
-        torn_seed: Option<u32>,
-    },
+    /// Opcode 4, `[mode: u8][seed: u32]`: power cut, then reopen. Durable bytes and names
+    /// survive; of each file's unsynced tail, by `mode % 3`: nothing, a seed-chosen prefix
+    /// (torn write), or all but a seed-chosen hole of zeros (pages written back out of order).
+    Crash(CrashMode),
     /// Opcode 5, `[n: u8]`: every mutating I/O operation from the `n`-th on fails (EIO).
     FailAfterOps(u8),
     /// Opcode 6, `[bytes: u16]`: writes fail with ENOSPC after `bytes` more bytes (the write
@@ -78,7 +91,8 @@ pub enum Op {
 /// A decoded input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// [`FLAG_BUFFERED`], [`FLAG_BACKGROUND_SEALING`].
+    /// [`FLAG_BUFFERED`], [`FLAG_BACKGROUND_SEALING`], [`FLAG_NO_SEALING`],
+    /// [`FLAG_PREALLOCATE`].
     pub flags: u8,
     /// The operations.
     pub ops: Vec<Op>,
@@ -92,14 +106,24 @@ impl Plan {
         let mut ops = Vec::new();
         while !input.is_empty() && ops.len() < OPS_MAX {
             let op = match input.u8() % 7 {
-                0 => Op::Append { events: input.u8(), pad: input.u8() },
-                1 => Op::Read { from: input.u16(), records_max: input.u8() },
+                0 => Op::Append {
+                    events: input.u8(),
+                    pad: input.u8(),
+                },
+                1 => Op::Read {
+                    from: input.u16(),
+                    records_max: input.u8(),
+                },
                 2 => Op::Reopen,
                 3 => Op::WaitForSealing,
                 4 => {
-                    let torn = input.u8() & 1 != 0;
-                    let seed = input.u32();
-                    Op::Crash { torn_seed: torn.then_some(seed) }
+                    let mode = input.u8() % 3;
+                    let seed = u64::from(input.u32());
+                    Op::Crash(match mode {
+                        0 => CrashMode::DropUnsynced,
+                        1 => CrashMode::TornPrefix(seed),
+                        _ => CrashMode::Reordered(seed),
+                    })
                 }
                 5 => Op::FailAfterOps(input.u8()),
                 _ => Op::SpaceLeft(input.u16()),
@@ -122,9 +146,14 @@ impl Plan {
                 }
                 Op::Reopen => out.push(2),
                 Op::WaitForSealing => out.push(3),
-                Op::Crash { torn_seed } => {
-                    out.extend_from_slice(&[4, u8::from(torn_seed.is_some())]);
-                    out.extend_from_slice(&torn_seed.unwrap_or(0).to_le_bytes());
+                Op::Crash(mode) => {
+                    let (mode, seed) = match mode {
+                        CrashMode::DropUnsynced => (0, 0),
+                        CrashMode::TornPrefix(seed) => (1, seed),
+                        CrashMode::Reordered(seed) => (2, seed),
+                    };
+                    out.extend_from_slice(&[4, mode]);
+                    out.extend_from_slice(&(seed as u32).to_le_bytes());
                 }
                 Op::FailAfterOps(n) => out.extend_from_slice(&[5, n]),
                 Op::SpaceLeft(bytes) => {
@@ -175,7 +204,7 @@ struct Harness {
     visible_events: u64,
     /// Tags of commits whose append failed since the last check, in order.
     maybe: Vec<u64>,
-    /// Buffered mode: records known durable (everything found after a crash).
+    /// The records known durable: a prefix of the visible ones (module docs).
     durable_events: u64,
     /// A fault was armed since the last open.
     faults_armed: bool,
@@ -185,10 +214,22 @@ struct Harness {
 
 impl Harness {
     fn new(flags: u8) -> Self {
-        let durability =
-            if flags & FLAG_BUFFERED != 0 { Durability::Buffered } else { Durability::SyncData };
+        let durability = if flags & FLAG_BUFFERED != 0 {
+            Durability::Buffered
+        } else {
+            Durability::SyncData
+        };
         Self {
-            config: EngineConfig { durability, ..fuzz_config() },
+            config: EngineConfig {
+                durability,
+                seal_enabled: flags & FLAG_NO_SEALING == 0,
+                preallocate_bytes: if flags & FLAG_PREALLOCATE == 0 {
+                    ByteSize::b(0)
+                } else {
+                    fuzz_config().preallocate_bytes
+                },
+                ..fuzz_config()
+            },
             background_sealing: flags & FLAG_BACKGROUND_SEALING != 0,
             fs: FaultIo::new(),
             engine: None,
@@ -209,26 +250,63 @@ impl Harness {
     }
 
     fn engine(&self) -> &Engine {
-        self.engine.as_ref().expect("the engine is open between operations")
+        self.engine
+            .as_ref()
+            .expect("the engine is open between operations")
     }
 
     fn log(&self) -> &Log {
-        self.log.as_ref().expect("the log is open between operations")
+        self.log
+            .as_ref()
+            .expect("the log is open between operations")
     }
 
-    /// Opens engine and log on the current file system; both must open.
-    fn open(&mut self) {
-        let ctx = &self.context;
-        let engine = Engine::open_with_io(self.config.clone(), Arc::new(self.fs.clone()))
-            .unwrap_or_else(|e| panic!("{ctx}: opening the engine failed: {e}"));
+    /// Opens engine and log on the current file system with `config`.
+    fn try_open(&self, config: &EngineConfig) -> annals_engine::Result<(Engine, Arc<Log>)> {
+        let engine = Engine::open_with_io(config.clone(), Arc::new(self.fs.clone()))?;
         let log = engine
             .tenant_or_create(TENANT)
-            .and_then(|t| t.event_log())
-            .unwrap_or_else(|e| panic!("{ctx}: opening the log failed: {e}"));
+            .and_then(|t| t.event_log())?;
+        Ok((engine, log))
+    }
+
+    fn opened(&mut self, (engine, log): (Engine, Arc<Log>)) {
         self.engine = Some(engine);
         self.log = Some(log);
         self.faults_armed = false;
         self.settle_sealing();
+    }
+
+    /// Opens engine and log on the current file system; both must open.
+    fn open(&mut self) {
+        let opened = self
+            .try_open(&self.config)
+            .unwrap_or_else(|e| panic!("{}: opening failed: {e}", self.context));
+        self.opened(opened);
+    }
+
+    /// Opens after a power cut. Sync-data logs must open as they are. A buffered log may have
+    /// lost unsynced pages out of order, which the default recovery mode refuses as damage
+    /// (FORMAT.md 8.6); then it must open in salvage mode, as its documentation tells the
+    /// operator to do.
+    fn open_after_crash(&mut self) {
+        match self.try_open(&self.config) {
+            Ok(opened) => self.opened(opened),
+            Err(e) if self.buffered() && e.is_corruption() => {
+                let salvage = EngineConfig {
+                    recovery_mode: RecoveryMode::Salvage,
+                    ..self.config.clone()
+                };
+                let opened = self.try_open(&salvage).unwrap_or_else(|e2| {
+                    panic!(
+                        "{}: opening failed ({e}), and in salvage mode too: {e2}",
+                        self.context
+                    )
+                });
+                self.opened(opened);
+            }
+            Err(e) => panic!("{}: opening after the crash failed: {e}", self.context),
+        }
     }
 
     /// Closes the engine (the sealer finishes its current seal first).
@@ -266,13 +344,13 @@ impl Harness {
                 self.check(Reopen::Clean);
             }
             Op::WaitForSealing => self.wait_for_sealing(),
-            Op::Crash { torn_seed } => {
+            Op::Crash(mode) => {
                 // The image is taken while the engine still runs (a background seal may be
                 // mid-way), as a power cut would.
-                let crashed = self.fs.crash(torn_seed.map(u64::from));
+                let crashed = self.fs.crash_with(mode);
                 self.close();
                 self.fs = crashed;
-                self.open();
+                self.open_after_crash();
                 self.check(Reopen::Crash);
             }
             Op::FailAfterOps(n) => {
@@ -301,8 +379,22 @@ impl Harness {
                     self.context
                 );
                 let count = events_count as u64;
-                self.visible.push(Visible { tag, first: self.visible_events, count });
+                self.visible.push(Visible {
+                    tag,
+                    first: self.visible_events,
+                    count,
+                });
                 self.visible_events += count;
+                if self.buffered() {
+                    // A roll syncs the full segment: only the active segment can lose
+                    // acknowledged records in a power cut (FORMAT.md 8.6).
+                    let active_base = self.log().segments().last().map_or(0, |(base, _)| base.0);
+                    self.durable_events = self.durable_events.max(active_base);
+                } else {
+                    // The append's fdatasync made its file durable, and every file before it
+                    // was durable whole when the log rolled past it.
+                    self.durable_events = self.visible_events;
+                }
             }
             Err(e) => {
                 assert!(
@@ -330,11 +422,20 @@ impl Harness {
             .read(EventLogSequenceNumber(from), records_max, 1 << 20)
             .unwrap_or_else(|e| panic!("{ctx}: read at {from} failed: {e}"));
         let expected = (self.visible_events - from).min(records_max as u64);
-        assert_eq!(batch.len() as u64, expected, "{ctx}: records read at {from}");
-        let events = batch.events().unwrap_or_else(|e| panic!("{ctx}: decoding a read: {e}"));
+        assert_eq!(
+            batch.len() as u64,
+            expected,
+            "{ctx}: records read at {from}"
+        );
+        let events = batch
+            .events()
+            .unwrap_or_else(|e| panic!("{ctx}: decoding a read: {e}"));
         for (k, event) in events.iter().enumerate() {
             let seq = from + k as u64;
-            assert_eq!(event.sequence_number.0, seq, "{ctx}: read at {from}, record {k}");
+            assert_eq!(
+                event.sequence_number.0, seq,
+                "{ctx}: read at {from}, record {k}"
+            );
             let (c, index) = self.commit_at(seq);
             assert_event_is(event, c, index, ctx);
         }
@@ -384,19 +485,24 @@ impl Harness {
                     });
                 next_maybe += at + 1;
             }
-            found.push(Visible { tag, first: k as u64, count: c.events.len() as u64 });
+            found.push(Visible {
+                tag,
+                first: k as u64,
+                count: c.events.len() as u64,
+            });
             k += c.events.len();
         }
         if let Some(lost) = self.visible.get(next_visible) {
-            let may_lose = how == Reopen::Crash && self.buffered() && lost.first >= self.durable_events;
+            let may_lose = how == Reopen::Crash && lost.first >= self.durable_events;
             assert!(
                 may_lose,
-                "{ctx}: commit {} (records {}..{}) was visible and is lost; {} records remain{}",
+                "{ctx}: commit {} (records {}..{}) was visible and is lost; {} records remain, \
+                 {} were known durable",
                 lost.tag,
                 lost.first,
                 lost.first + lost.count,
                 events.len(),
-                if self.buffered() { " (buffered mode: it was known durable)" } else { "" }
+                self.durable_events,
             );
         }
         self.visible = found;
@@ -418,10 +524,19 @@ fn read_all(log: &Log, ctx: &str) -> Vec<Event> {
         let batch = log
             .read(EventLogSequenceNumber(from), 1000, 1 << 20)
             .unwrap_or_else(|e| panic!("{ctx}: reading at {from} failed: {e}"));
-        assert!(!batch.is_empty(), "{ctx}: read at {from} returned nothing, end is {end}");
-        let read = batch.events().unwrap_or_else(|e| panic!("{ctx}: decoding at {from}: {e}"));
+        assert!(
+            !batch.is_empty(),
+            "{ctx}: read at {from} returned nothing, end is {end}"
+        );
+        let read = batch
+            .events()
+            .unwrap_or_else(|e| panic!("{ctx}: decoding at {from}: {e}"));
         for (k, e) in read.iter().enumerate() {
-            assert_eq!(e.sequence_number.0, from + k as u64, "{ctx}: gap in sequence numbers");
+            assert_eq!(
+                e.sequence_number.0,
+                from + k as u64,
+                "{ctx}: gap in sequence numbers"
+            );
         }
         events.extend(read);
     }
@@ -432,10 +547,22 @@ fn assert_event_is(event: &Event, c: &Commit, index: usize, ctx: &str) {
     let seq = event.sequence_number;
     let expected = &c.events[index];
     assert_eq!(event.content, expected.content, "{ctx}: content of {seq:?}");
-    assert_eq!(event.event_source_id, expected.event_source_id, "{ctx}: source of {seq:?}");
-    assert_eq!(event.public, expected.public, "{ctx}: public flag of {seq:?}");
-    assert_eq!(event.occurred_ns, c.occurred_ns, "{ctx}: occurred of {seq:?}");
-    assert_eq!(event.execution_context, c.execution_context, "{ctx}: context of {seq:?}");
+    assert_eq!(
+        event.event_source_id, expected.event_source_id,
+        "{ctx}: source of {seq:?}"
+    );
+    assert_eq!(
+        event.public, expected.public,
+        "{ctx}: public flag of {seq:?}"
+    );
+    assert_eq!(
+        event.occurred_ns, c.occurred_ns,
+        "{ctx}: occurred of {seq:?}"
+    );
+    assert_eq!(
+        event.execution_context, c.execution_context,
+        "{ctx}: context of {seq:?}"
+    );
 }
 
 /// The harness; see the module docs.
@@ -447,6 +574,10 @@ pub fn ops(data: &[u8]) {
         h.context = format!("step {step} {op:?} (flags {:#04x})", plan.flags);
         h.run(*op);
     }
-    h.context = format!("final crash after {} steps (flags {:#04x})", plan.ops.len(), plan.flags);
-    h.run(Op::Crash { torn_seed: None });
+    h.context = format!(
+        "final crash after {} steps (flags {:#04x})",
+        plan.ops.len(),
+        plan.flags
+    );
+    h.run(Op::Crash(CrashMode::DropUnsynced));
 }

@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use annals_engine::{
     testing::{
+        decode_payload,
         format::{
             encode_frame, SealTrailer, SegmentHeader, SegmentKind, FORMAT_VERSION, HEADER_LEN,
             TRAILER_LEN,
         },
-        decode_payload, FaultIo,
+        CrashMode, FaultIo,
     },
     uuid::Uuid,
     AppliedByAggregate, Claim, Commit, Engine, EngineConfig, EventHorizonOrigin,
@@ -24,10 +25,10 @@ use annals_engine::{
 use crate::{
     commit, fuzz_config, log_dir,
     open_log::{
-        FileSpec, LogDirSpec, FLAG_NO_SEALING, FLAG_STRICT, NAME_RAW, NAME_SEALED, NAME_SEALING,
-        NAME_STRAY, TAG_FIX_CHECKSUMS, TAG_HEADER,
+        FileSpec, LogDirSpec, FLAG_NO_SEALING, MODE_SALVAGE, MODE_STRICT, NAME_RAW, NAME_SEALED,
+        NAME_SEALING, NAME_STRAY, TAG_FIX_CHECKSUMS, TAG_HEADER,
     },
-    ops::{Op, Plan, FLAG_BACKGROUND_SEALING, FLAG_BUFFERED},
+    ops::{self, Op, Plan, FLAG_BACKGROUND_SEALING, FLAG_BUFFERED},
     TENANT,
 };
 
@@ -48,17 +49,31 @@ fn rich_commit(tag: u64) -> Commit {
     let mut c = commit(tag, 3, 4);
     c.execution_context.version.pre_release = "rc.1".into();
     c.execution_context.claims = vec![
-        Claim { key: "sub".into(), value: "fuzz".into(), value_type: "string".into() },
-        Claim { key: "röle".into(), value: "ädmin".into(), value_type: String::new() },
+        Claim {
+            key: "sub".into(),
+            value: "fuzz".into(),
+            value_type: "string".into(),
+        },
+        Claim {
+            key: "r\u{f6}le".into(),
+            value: "\u{e4}dmin".into(),
+            value_type: String::new(),
+        },
     ];
     c.execution_context.span_id = Some([1, 2, 3, 4, 5, 6, 7, 8]);
-    c.events[0].aggregate = Some(AppliedByAggregate { root_id: Uuid::from_u128(11), version: 4 });
+    c.events[0].aggregate = Some(AppliedByAggregate {
+        root_id: Uuid::from_u128(11),
+        version: 4,
+    });
     c.events[1].event_horizon = Some(EventHorizonOrigin {
         external_sequence_number: 77,
         received_ns: 1_700_000_000_000_000_123,
         consent_id: Uuid::from_u128(12),
     });
-    c.events[2].aggregate = Some(AppliedByAggregate { root_id: Uuid::from_u128(13), version: 0 });
+    c.events[2].aggregate = Some(AppliedByAggregate {
+        root_id: Uuid::from_u128(13),
+        version: 0,
+    });
     c.events[2].event_horizon = Some(EventHorizonOrigin::default());
     c
 }
@@ -81,7 +96,9 @@ impl Reference {
 
     /// The base sequence number in a segment file's name.
     fn base(name: &str) -> u64 {
-        name[..20].parse().expect("segment names start with 20 digits")
+        name[..20]
+            .parse()
+            .expect("segment names start with 20 digits")
     }
 
     /// The files as `open_log` specs: with `synth_header`, the header is left to the harness.
@@ -89,7 +106,11 @@ impl Reference {
         self.files
             .iter()
             .map(|(name, content)| {
-                let kind = if name.ends_with(".sealed") { NAME_SEALED } else { NAME_RAW };
+                let kind = if name.ends_with(".sealed") {
+                    NAME_SEALED
+                } else {
+                    NAME_RAW
+                };
                 spec(name, kind, content, synth_header)
             })
             .collect()
@@ -99,25 +120,52 @@ impl Reference {
 fn spec(name: &str, kind: u8, content: &[u8], synth_header: bool) -> FileSpec {
     let base = Reference::base(name);
     if synth_header {
-        FileSpec { tag: kind | TAG_HEADER, base, content: content[HEADER_LEN..].to_vec() }
+        FileSpec {
+            tag: kind | TAG_HEADER,
+            base,
+            content: content[HEADER_LEN..].to_vec(),
+        }
     } else {
-        FileSpec { tag: kind, base, content: content.to_vec() }
+        FileSpec {
+            tag: kind,
+            base,
+            content: content.to_vec(),
+        }
     }
 }
 
-/// Writes a log of 14 commits (4 segments of 4 KiB) with the engine, sealing full
+/// Writes a log of 16 commits (4 segments of 4 KiB) with the engine, sealing full
 /// segments when `seal`.
 fn reference(seal: bool) -> Reference {
     let fs = FaultIo::new();
-    let config = EngineConfig { seal_enabled: seal, ..fuzz_config() };
+    let config = EngineConfig {
+        seal_enabled: seal,
+        ..fuzz_config()
+    };
     let engine = Engine::open_with_io(config, Arc::new(fs.clone())).expect("engine opens");
-    let log = engine.tenant_or_create(TENANT).and_then(|t| t.event_log()).expect("log opens");
+    let log = engine
+        .tenant_or_create(TENANT)
+        .and_then(|t| t.event_log())
+        .expect("log opens");
     for tag in 1..=14u64 {
-        let c = if tag == 5 { rich_commit(tag) } else { commit(tag, 1 + (tag as usize % 4), 150) };
+        let c = if tag == 5 {
+            rich_commit(tag)
+        } else {
+            commit(tag, 1 + (tag as usize % 4), 150)
+        };
         log.append(&c).expect("append");
-        assert!(engine.wait_for_sealing().is_empty(), "sealing the reference log");
+        assert!(
+            engine.wait_for_sealing().is_empty(),
+            "sealing the reference log"
+        );
     }
-    let batch = log.read(EventLogSequenceNumber::ZERO, 1000, 1 << 20).expect("read");
+    // Two small commits more, so the active segment holds several write groups.
+    for tag in 15..=16u64 {
+        log.append(&commit(tag, 1, 10)).expect("append");
+    }
+    let batch = log
+        .read(EventLogSequenceNumber::ZERO, 1000, 1 << 20)
+        .expect("read");
     let payloads = batch.payloads().map(|(_, p)| p.to_vec()).collect();
     drop(log);
     drop(engine);
@@ -127,7 +175,11 @@ fn reference(seal: bool) -> Reference {
         .into_iter()
         .filter(|p| p.parent() == Some(dir.as_path()))
         .map(|p| {
-            let name = p.file_name().expect("file name").to_string_lossy().into_owned();
+            let name = p
+                .file_name()
+                .expect("file name")
+                .to_string_lossy()
+                .into_owned();
             let content = fs.read_file(&p).expect("listed file");
             (name, content)
         })
@@ -147,7 +199,13 @@ fn flip(mut bytes: Vec<u8>, at: usize, mask: u8) -> Vec<u8> {
 }
 
 fn header_seeds(sealed: &Reference, seeds: &mut Vec<Seed>) {
-    let mut push = |name, bytes| seeds.push(Seed { target: "segment_header", name, bytes });
+    let mut push = |name, bytes| {
+        seeds.push(Seed {
+            target: "segment_header",
+            name,
+            bytes,
+        });
+    };
     let raw = &sealed.file(".log", 0).1;
     let sealed_file = &sealed.file(".sealed", 0).1;
     push("raw", with_mode(0, &raw[..HEADER_LEN]));
@@ -162,9 +220,18 @@ fn header_seeds(sealed: &Reference, seeds: &mut Vec<Seed>) {
     too_new.min_compatible_version = FORMAT_VERSION + 1;
     too_new.format_version = FORMAT_VERSION + 1;
     push("too-new", with_mode(0, &too_new.encode()));
-    push("unknown-kind-crc-fixed", with_mode(1, &flip(raw[..HEADER_LEN].to_vec(), 12, 0x02)));
-    push("reserved-set-crc-fixed", with_mode(1, &flip(raw[..HEADER_LEN].to_vec(), 14, 0x01)));
-    push("bit-flip", with_mode(0, &flip(raw[..HEADER_LEN].to_vec(), 20, 0x10)));
+    push(
+        "unknown-kind-crc-fixed",
+        with_mode(1, &flip(raw[..HEADER_LEN].to_vec(), 12, 0x02)),
+    );
+    push(
+        "reserved-set-crc-fixed",
+        with_mode(1, &flip(raw[..HEADER_LEN].to_vec(), 14, 0x01)),
+    );
+    push(
+        "bit-flip",
+        with_mode(0, &flip(raw[..HEADER_LEN].to_vec(), 20, 0x10)),
+    );
     push("short", with_mode(0, &raw[..40]));
 }
 
@@ -178,27 +245,70 @@ fn frame_input(mode: u8, base: u64, offset: u64, payload_max: u32, frame: &[u8])
 }
 
 fn frame_seeds(unsealed: &Reference, seeds: &mut Vec<Seed>) {
-    let mut push = |name, bytes| seeds.push(Seed { target: "record_frame", name, bytes });
+    let mut push = |name, bytes| {
+        seeds.push(Seed {
+            target: "record_frame",
+            name,
+            bytes,
+        });
+    };
     let (name, raw) = unsealed.file(".log", 1);
     let base = Reference::base(name);
     let frames = &raw[HEADER_LEN..];
-    push("from-segment", frame_input(0, base, HEADER_LEN as u64, 1024, frames));
+    push(
+        "from-segment",
+        frame_input(0, base, HEADER_LEN as u64, 1024, frames),
+    );
     let payload = &unsealed.payloads[0];
     let mut one = Vec::new();
-    encode_frame(&mut one, EventLogSequenceNumber(40), 1000, EventLogSequenceNumber(42), 3, payload);
+    // The third frame of a commit, 600 bytes into its write group.
+    let (seq, commit_rest, group_back) = (EventLogSequenceNumber(42), 3, 600);
+    encode_frame(
+        &mut one,
+        EventLogSequenceNumber(40),
+        1000,
+        seq,
+        commit_rest,
+        group_back,
+        payload,
+    );
     push("commit-rest-3", frame_input(0, 40, 1000, 1024, &one));
     let mut empty = Vec::new();
-    encode_frame(&mut empty, EventLogSequenceNumber(0), 64, EventLogSequenceNumber(0), 0, &[]);
+    encode_frame(
+        &mut empty,
+        EventLogSequenceNumber(0),
+        64,
+        EventLogSequenceNumber(0),
+        0,
+        0,
+        &[],
+    );
     push("empty-payload", frame_input(0, 0, 64, 1024, &empty));
     push("payload-over-limit", frame_input(0, 40, 1000, 16, &one));
-    push("incomplete", frame_input(0, 40, 1000, 1024, &one[..one.len() - 5]));
-    push("payload-bit-flip", frame_input(0, 40, 1000, 1024, &flip(one.clone(), 40, 0x04)));
+    push(
+        "incomplete",
+        frame_input(0, 40, 1000, 1024, &one[..one.len() - 5]),
+    );
+    push(
+        "payload-bit-flip",
+        frame_input(0, 40, 1000, 1024, &flip(one.clone(), 40, 0x04)),
+    );
     push("wrong-offset", frame_input(0, 40, 1001, 1024, &one));
-    push("reserved-set-crc-fixed", frame_input(1, 40, 1000, 1024, &flip(one, 21, 0x01)));
+    // group_back 600 + 0x400 reaches before the start of the file.
+    push(
+        "group-before-file-crc-fixed",
+        frame_input(1, 40, 1000, 1024, &flip(one, 21, 0x04)),
+    );
 }
 
 fn payload_seeds(unsealed: &Reference, seeds: &mut Vec<Seed>) {
-    let mut push = |name, bytes| seeds.push(Seed { target: "record_payload", name, bytes });
+    let mut push = |name, bytes| {
+        seeds.push(Seed {
+            target: "record_payload",
+            name,
+            bytes,
+        });
+    };
     let plain = unsealed.payloads[0].clone();
     // The rich commit's three records (its correlation id is its tag, 5).
     let rich: Vec<Vec<u8>> = unsealed
@@ -225,7 +335,13 @@ fn payload_seeds(unsealed: &Reference, seeds: &mut Vec<Seed>) {
 }
 
 fn trailer_seeds(sealed: &Reference, seeds: &mut Vec<Seed>) {
-    let mut push = |name, bytes| seeds.push(Seed { target: "seal_trailer", name, bytes });
+    let mut push = |name, bytes| {
+        seeds.push(Seed {
+            target: "seal_trailer",
+            name,
+            bytes,
+        });
+    };
     let file = &sealed.file(".sealed", 0).1;
     let real = file[file.len() - TRAILER_LEN..].to_vec();
     push("from-segment", with_mode(0, &real));
@@ -239,19 +355,32 @@ fn trailer_seeds(sealed: &Reference, seeds: &mut Vec<Seed>) {
     };
     push("constructed", with_mode(0, &made.encode()));
     push("bit-flip", with_mode(0, &flip(real.clone(), 3, 0x20)));
-    push("reserved-set-crc-fixed", with_mode(1, &flip(real.clone(), 13, 0x01)));
+    push(
+        "reserved-set-crc-fixed",
+        with_mode(1, &flip(real.clone(), 13, 0x01)),
+    );
     push("magic-damaged", with_mode(1, &flip(real.clone(), 50, 0x01)));
     push("short", with_mode(0, &real[..TRAILER_LEN - 1]));
 }
 
 fn open_log_seeds(sealed: &Reference, unsealed: &Reference, seeds: &mut Vec<Seed>) {
     let mut push = |name, spec: LogDirSpec| {
-        seeds.push(Seed { target: "open_log", name, bytes: spec.encode() });
+        seeds.push(Seed {
+            target: "open_log",
+            name,
+            bytes: spec.encode(),
+        });
     };
     let dir = |flags, files| LogDirSpec { flags, files };
     push("sealed-and-active", dir(0, sealed.specs(false)));
-    push("sealed-and-active-synth-headers", dir(0, sealed.specs(true)));
-    push("full-segments-awaiting-sealing", dir(0, unsealed.specs(true)));
+    push(
+        "sealed-and-active-synth-headers",
+        dir(0, sealed.specs(true)),
+    );
+    push(
+        "full-segments-awaiting-sealing",
+        dir(0, unsealed.specs(true)),
+    );
     push("no-sealer", dir(FLAG_NO_SEALING, unsealed.specs(true)));
 
     // The active segment cut inside its last frame: a torn tail.
@@ -259,13 +388,17 @@ fn open_log_seeds(sealed: &Reference, unsealed: &Reference, seeds: &mut Vec<Seed
     let active = torn.last_mut().expect("an active segment");
     active.content.truncate(active.content.len() - 7);
     push("torn-tail", dir(0, torn.clone()));
-    push("torn-tail-strict", dir(FLAG_STRICT, torn));
+    push("torn-tail-strict", dir(MODE_STRICT, torn));
 
     // Damage in the first frame of the active segment, valid frames after it: corruption.
     let mut damaged = unsealed.specs(true);
     let active = damaged.last_mut().expect("an active segment");
     active.content[30] ^= 0x08;
     push("damage-before-valid-frames", dir(0, damaged.clone()));
+    push(
+        "damage-before-valid-frames-salvage",
+        dir(MODE_SALVAGE, damaged.clone()),
+    );
     // The same with checksums recomputed: the frames are valid, the record decodes or not.
     damaged.last_mut().expect("an active segment").tag |= TAG_FIX_CHECKSUMS;
     push("damage-crc-fixed", dir(0, damaged));
@@ -274,7 +407,12 @@ fn open_log_seeds(sealed: &Reference, unsealed: &Reference, seeds: &mut Vec<Seed
     // interrupted clean-up (a complete `.sealed` beside its raw segment).
     let mut files = unsealed.specs(true);
     let (name, content) = sealed.file(".sealed", 0);
-    files.push(spec(name, NAME_SEALING, &content[..content.len() / 2], false));
+    files.push(spec(
+        name,
+        NAME_SEALING,
+        &content[..content.len() / 2],
+        false,
+    ));
     push("interrupted-seal", dir(0, files));
     let mut files = unsealed.specs(true);
     files.push(spec(name, NAME_SEALED, content, true));
@@ -283,12 +421,20 @@ fn open_log_seeds(sealed: &Reference, unsealed: &Reference, seeds: &mut Vec<Seed
     // An interrupted roll: the newest segment exists but its header never became durable.
     let mut files = sealed.specs(true);
     let active = files.last_mut().expect("an active segment");
-    *active = FileSpec { tag: NAME_RAW, base: active.base, content: vec![0; 30] };
+    *active = FileSpec {
+        tag: NAME_RAW,
+        base: active.base,
+        content: vec![0; 30],
+    };
     push("interrupted-roll", dir(0, files));
 
     // A stray file, and a misfiled segment (a raw segment under another base's name).
     let mut files = sealed.specs(true);
-    files.push(FileSpec { tag: NAME_STRAY, base: 0, content: b"stray".to_vec() });
+    files.push(FileSpec {
+        tag: NAME_STRAY,
+        base: 0,
+        content: b"stray".to_vec(),
+    });
     push("stray-file", dir(0, files));
     let mut files = unsealed.specs(false);
     files[0].base += 1;
@@ -301,7 +447,9 @@ fn open_log_seeds(sealed: &Reference, unsealed: &Reference, seeds: &mut Vec<Seed
     first.tag |= TAG_FIX_CHECKSUMS;
     let trailer_at = first.content.len() - TRAILER_LEN;
     let index_offset = u64::from_le_bytes(
-        first.content[trailer_at..trailer_at + 8].try_into().expect("8 bytes"),
+        first.content[trailer_at..trailer_at + 8]
+            .try_into()
+            .expect("8 bytes"),
     ) as usize
         - HEADER_LEN;
     first.content[index_offset + 28] ^= 0x01; // uncompressed_len of block 0
@@ -315,7 +463,11 @@ fn open_log_seeds(sealed: &Reference, unsealed: &Reference, seeds: &mut Vec<Seed
 
 fn ops_seeds(seeds: &mut Vec<Seed>) {
     let mut push = |name, flags, ops: Vec<Op>| {
-        seeds.push(Seed { target: "ops", name, bytes: Plan { flags, ops }.encode() });
+        seeds.push(Seed {
+            target: "ops",
+            name,
+            bytes: Plan { flags, ops }.encode(),
+        });
     };
     let append = |events, pad| Op::Append { events, pad };
     let read = |from, records_max| Op::Read { from, records_max };
@@ -327,14 +479,19 @@ fn ops_seeds(seeds: &mut Vec<Seed>) {
         Op::Reopen,
         read(2, 20),
         append(7, 200),
-        Op::Crash { torn_seed: Some(7) },
+        Op::Crash(CrashMode::TornPrefix(7)),
         read(0, 63),
     ]);
     push("roll-seal-reopen-crash", 0, roll_and_seal);
     push(
         "crash-torn",
         0,
-        vec![append(1, 50), append(4, 120), append(2, 255), Op::Crash { torn_seed: Some(3) }],
+        vec![
+            append(1, 50),
+            append(4, 120),
+            append(2, 255),
+            Op::Crash(CrashMode::Reordered(3)),
+        ],
     );
     push(
         "disk-full-then-reopen",
@@ -353,13 +510,33 @@ fn ops_seeds(seeds: &mut Vec<Seed>) {
     push(
         "eio-then-crash",
         0,
-        vec![append(6, 90), Op::FailAfterOps(0), append(2, 30), Op::Crash { torn_seed: Some(9) }],
+        vec![
+            append(6, 90),
+            Op::FailAfterOps(0),
+            append(2, 30),
+            Op::Crash(CrashMode::TornPrefix(9)),
+        ],
     );
     push(
         "buffered",
         FLAG_BUFFERED,
-        vec![append(1, 20), append(2, 20), Op::Crash { torn_seed: Some(1) }, append(1, 5), read(0, 10)],
+        vec![
+            append(1, 20),
+            append(2, 20),
+            Op::Crash(CrashMode::Reordered(1)),
+            append(1, 5),
+            read(0, 10),
+        ],
     );
+    let mut raw_only = vec![append(4, 200); 10];
+    raw_only.extend([
+        read(0, 63),
+        Op::Reopen,
+        read(7, 40),
+        Op::Crash(CrashMode::Reordered(5)),
+    ]);
+    push("no-sealing", ops::FLAG_NO_SEALING, raw_only.clone());
+    push("preallocated", ops::FLAG_PREALLOCATE, raw_only);
     let mut background = vec![append(5, 180); 10];
     background.extend([read(0, 63), Op::Reopen, read(10, 5)]);
     push("background-sealing", FLAG_BACKGROUND_SEALING, background);
