@@ -26,7 +26,7 @@ use crate::{
 pub(crate) struct Shared {
     pub(crate) io: Arc<dyn IoEngine>,
     pub(crate) config: Arc<EngineConfig>,
-    pub(crate) sealer: Option<Sender<SealJob>>,
+    pub(crate) sealer: Option<SealQueue>,
 }
 
 /// Sealing progress, for `wait_for_sealing` and error reporting.
@@ -38,8 +38,28 @@ struct SealProgress {
 
 #[derive(Debug, Default)]
 struct SealState {
-    busy: bool,
+    /// Jobs sent and not yet finished (queued or running).
+    queued: usize,
     failures: Vec<String>,
+}
+
+/// The sealer's queue as logs see it: sending counts the job before the sealer can see it,
+/// so `wait_for_sealing` never mistakes a job in hand-over for no work.
+#[derive(Debug, Clone)]
+pub(crate) struct SealQueue {
+    tx: Sender<SealJob>,
+    progress: Arc<SealProgress>,
+}
+
+impl SealQueue {
+    pub(crate) fn send(&self, job: SealJob) {
+        self.progress.state.lock().queued += 1;
+        if self.tx.send(job).is_err() {
+            // The sealer is gone (engine shutting down): the segment is sealed on next open.
+            self.progress.state.lock().queued -= 1;
+            self.progress.idle.notify_all();
+        }
+    }
 }
 
 /// An open engine.
@@ -99,7 +119,10 @@ impl Engine {
         } else {
             None
         };
-        let sealer = config.seal_enabled.then(|| tx.clone());
+        let sealer = config.seal_enabled.then(|| SealQueue {
+            tx: tx.clone(),
+            progress: Arc::clone(&seal_progress),
+        });
         let shared = Arc::new(Shared {
             io,
             config: Arc::new(config),
@@ -204,7 +227,7 @@ impl Engine {
     /// Blocks until every queued seal has run; returns the failures seen so far.
     pub fn wait_for_sealing(&self) -> Vec<String> {
         let mut state = self.seal_progress.state.lock();
-        while state.busy || !self.seal_queue.is_empty() {
+        while state.queued > 0 {
             self.seal_progress
                 .idle
                 .wait_for(&mut state, std::time::Duration::from_millis(50));
@@ -222,10 +245,9 @@ fn sealer_loop(rx: &Receiver<SealJob>, stop: &Receiver<()>, progress: &SealProgr
                 Err(_) => return,
             },
         };
-        progress.state.lock().busy = true;
         let result = job.log.seal(&job.raw);
         let mut state = progress.state.lock();
-        state.busy = false;
+        state.queued -= 1;
         if let Err(e) = result {
             // The raw segment stays in place and readable; the next open queues it again.
             tracing::warn!(error = %e, "sealing a segment failed");

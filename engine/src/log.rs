@@ -31,12 +31,12 @@ use std::{
     time::Duration,
 };
 
-use crossbeam_channel::Sender;
 use event_listener::{Event as Notify, Listener};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::{
     config::{Durability, EngineConfig},
+    engine::SealQueue,
     error::{Error, Result},
     event::{encode_execution_context, encode_payload, Commit},
     ids::{EventLogSequenceNumber, ScopeId, TenantId},
@@ -155,7 +155,7 @@ pub struct Log {
     /// Woken on every publish.
     tail: Notify,
     poison: Poison,
-    sealer: Option<Sender<SealJob>>,
+    sealer: Option<SealQueue>,
     stats: LogStats,
     recovery: RecoveryReport,
 }
@@ -178,7 +178,7 @@ impl Log {
         dir: PathBuf,
         tenant: TenantId,
         scope: ScopeId,
-        sealer: Option<Sender<SealJob>>,
+        sealer: Option<SealQueue>,
     ) -> Result<Arc<Log>> {
         let recovered = recover(io.as_ref(), &config, &dir, tenant, scope)?;
         let log = Arc::new_cyclic(|me| Log {
@@ -403,15 +403,23 @@ impl Log {
         let mut flushed = 0usize; // members of `group` whose bytes are durable and published
         for (i, p) in group.iter().enumerate() {
             let framed = p.commit.framed_len() as u64;
+            let count = p.commit.lens.len() as u64;
+            if w.next_seq.0 + count > crate::segment::format::SEQUENCE_NUMBER_MAX {
+                *p.result.lock() = Some(Err(Error::InvalidRequest(format!(
+                    "the log has reached its largest sequence number ({})",
+                    crate::segment::format::SEQUENCE_NUMBER_MAX
+                ))));
+                continue;
+            }
             if w.write_offset + framed > segment_max && w.write_offset > HEADER_LEN as u64 {
                 if let Err(e) = self.flush(&mut w, &buf, buf_start, &sparse) {
-                    return self.fail_from(group, flushed, e);
+                    return self.fail_from(group, e);
                 }
                 self.finish(group, &mut flushed, &receipts);
                 buf.clear();
                 sparse.clear();
                 if let Err(e) = self.roll(&mut w) {
-                    return self.fail_from(group, flushed, e);
+                    return self.fail_from(group, e);
                 }
                 buf_start = w.write_offset;
             }
@@ -450,7 +458,7 @@ impl Log {
             ));
         }
         if let Err(e) = self.flush(&mut w, &buf, buf_start, &sparse) {
-            return self.fail_from(group, flushed, e);
+            return self.fail_from(group, e);
         }
         self.finish(group, &mut flushed, &receipts);
     }
@@ -471,13 +479,16 @@ impl Log {
     }
 
     /// Poisons the log and fails every member not yet completed.
-    fn fail_from(&self, group: &[Arc<Pending>], flushed: usize, e: Error) {
+    fn fail_from(&self, group: &[Arc<Pending>], e: Error) {
         let cause = e.to_string();
         self.poison.set(cause.clone());
         let mut first = Some(e);
-        for p in &group[flushed..] {
-            let err = first.take().unwrap_or_else(|| self.poisoned(cause.clone()));
-            *p.result.lock() = Some(Err(err));
+        for p in group {
+            let mut result = p.result.lock();
+            if result.is_none() {
+                let err = first.take().unwrap_or_else(|| self.poisoned(cause.clone()));
+                *result = Some(Err(err));
+            }
         }
     }
 
@@ -554,7 +565,7 @@ impl Log {
         if let (Some(sealer), Some(log)) = (&self.sealer, self.me.upgrade()) {
             // The sealer only goes away when the engine shuts down; the raw segment then
             // stays raw and is queued again on the next open.
-            let _ = sealer.send(SealJob { log, raw });
+            sealer.send(SealJob { log, raw });
         }
     }
 

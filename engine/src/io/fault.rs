@@ -158,26 +158,7 @@ impl FaultIo {
             let Some(data) = state.files.get(inode) else {
                 continue;
             };
-            let mut image = data.durable.clone();
-            let extends = data.live.len() > image.len() && data.live.starts_with(&image);
-            if extends {
-                let unsynced = &data.live[image.len()..];
-                match mode {
-                    CrashMode::DropUnsynced => {}
-                    CrashMode::TornPrefix(_) => {
-                        let keep = (next() % (unsynced.len() as u64 + 1)) as usize;
-                        image.extend_from_slice(&unsynced[..keep]);
-                    }
-                    CrashMode::Reordered(_) => {
-                        // Pages written back out of order: everything landed but a hole.
-                        let start = (next() % unsynced.len() as u64) as usize;
-                        let len = 1 + (next() % (unsynced.len() - start) as u64) as usize;
-                        let mut tail = unsynced.to_vec();
-                        tail[start..start + len].fill(0);
-                        image.extend_from_slice(&tail);
-                    }
-                }
-            }
+            let image = crash_image(&data.durable, &data.live, mode, &mut next);
             files.insert(
                 *inode,
                 FileData {
@@ -226,6 +207,59 @@ impl FaultIo {
     pub fn list_files(&self) -> Vec<PathBuf> {
         self.state.lock().live_names.keys().cloned().collect()
     }
+}
+
+/// What a crash leaves of a file whose durable image is `durable` and live image `live`.
+///
+/// Unsynced changes are the bytes where the two differ (overwrites of durable bytes as well as
+/// appends past them). Dropped: none survive. Torn: those before a random cut point survive.
+/// Reordered: all survive but those in a random hole, which keeps its durable bytes (zeros
+/// past the durable length).
+fn crash_image(
+    durable: &[u8],
+    live: &[u8],
+    mode: CrashMode,
+    next: &mut impl FnMut() -> u64,
+) -> Vec<u8> {
+    let len = durable.len().max(live.len());
+    let differs = |i: usize| durable.get(i) != live.get(i);
+    let Some(first) = (0..len).find(|i| differs(*i)) else {
+        return durable.to_vec();
+    };
+    let last = (0..len).rev().find(|i| differs(*i)).unwrap_or(first);
+    let span = (last - first + 1) as u64;
+    let (keep_from, keep_to, hole) = match mode {
+        CrashMode::DropUnsynced => return durable.to_vec(),
+        CrashMode::TornPrefix(_) => {
+            let cut = first + (next() % (span + 1)) as usize;
+            (first, cut, None)
+        }
+        CrashMode::Reordered(_) => {
+            let start = first + (next() % span) as usize;
+            let hole_len = 1 + (next() % (last + 1 - start) as u64) as usize;
+            (first, last + 1, Some((start, start + hole_len)))
+        }
+    };
+    // The file is as long as what survived of it reaches (never shorter than durable).
+    let mut image = durable.to_vec();
+    let survived_end = (keep_from..keep_to)
+        .rev()
+        .find(|i| hole.is_none_or(|(h0, h1)| *i < h0 || *i >= h1) && live.get(*i).is_some())
+        .map_or(0, |i| i + 1);
+    if image.len() < survived_end {
+        image.resize(survived_end, 0);
+    }
+    for i in keep_from..keep_to.min(survived_end.max(durable.len())) {
+        if hole.is_some_and(|(h0, h1)| i >= h0 && i < h1) {
+            continue;
+        }
+        if let Some(byte) = live.get(i) {
+            if i < image.len() {
+                image[i] = *byte;
+            }
+        }
+    }
+    image
 }
 
 impl IoFile for FaultFile {

@@ -29,6 +29,11 @@ pub const SEAL_MAGIC: [u8; 8] = [0x89, b'S', b'E', b'A', b'L', b'\r', b'\n', 0x1
 /// write limit, so lowering `record-bytes-max` can never make stored records unreadable.
 pub const RECORD_BYTES_LIMIT: usize = 1 << 30;
 
+/// The largest sequence number a log may reach. Far beyond any real log (2^62 events), it
+/// leaves room so that no arithmetic on sequence numbers read from disk can overflow; files
+/// claiming more are corrupt.
+pub const SEQUENCE_NUMBER_MAX: u64 = 1 << 62;
+
 /// Segment header length.
 pub const HEADER_LEN: usize = 64;
 /// Record frame header length.

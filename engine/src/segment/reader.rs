@@ -410,6 +410,18 @@ fn load_block(
                 .map_err(|e| Error::io("zstd context", &sealed.path, e))?,
         );
     }
+    // Bound the allocation by what the compressed bytes can possibly expand to: a zstd block
+    // decodes to at most 128 KiB and takes at least 4 bytes (an RLE block), so a frame of
+    // `c` bytes decodes to at most `c * 32768`. A larger claim is corruption, caught before
+    // allocating anything from it.
+    if u64::from(block.uncompressed_len) > u64::from(block.compressed_len) * 32_768
+        || (block.uncompressed_len as usize) < block.records_count as usize * FRAME_HEADER_LEN
+    {
+        return Err(corruption(format!(
+            "block of {} compressed bytes and {} records claims {} uncompressed bytes",
+            block.compressed_len, block.records_count, block.uncompressed_len
+        )));
+    }
     let start = batch.used;
     let len = block.uncompressed_len as usize;
     batch.space(start, len);

@@ -78,6 +78,9 @@ fn parse_name(name: &str) -> Option<Name> {
         return Some(Name::SealingTmp);
     }
     let base = EventLogSequenceNumber(stem.parse().ok()?);
+    if base.0 > super::format::SEQUENCE_NUMBER_MAX {
+        return None;
+    }
     match ext {
         "log" => Some(Name::Raw(base)),
         "sealed" => Some(Name::Sealed(base)),
@@ -160,7 +163,9 @@ fn frame_of_later_group(
     expected_seq: EventLogSequenceNumber,
 ) -> Option<u64> {
     let payload_max = super::format::RECORD_BYTES_LIMIT;
-    let seq_max = expected_seq.0 + (data.len() / FRAME_HEADER_LEN) as u64;
+    let seq_max = expected_seq
+        .0
+        .saturating_add((data.len() / FRAME_HEADER_LEN) as u64);
     let mut at = from;
     while at + FRAME_HEADER_LEN <= data.len() {
         let b = &data[at..];
@@ -332,7 +337,10 @@ fn open_sealed(
         base,
     )?;
     let trailer = read_trailer(file.as_ref(), path)?;
-    if trailer.next_seq.0 <= base.0 || trailer.records_count != trailer.next_seq.0 - base.0 {
+    if trailer.next_seq.0 <= base.0
+        || trailer.next_seq.0 > super::format::SEQUENCE_NUMBER_MAX
+        || trailer.records_count != trailer.next_seq.0 - base.0
+    {
         return Err(Error::Corruption {
             path: path.to_path_buf(),
             offset: 0,
@@ -523,6 +531,10 @@ pub(crate) fn recover(
             report.truncated_bytes = scan.dirty_end - scan.commit_end;
             report.dropped_records = scan.dropped_records;
         }
+        // What recovery accepts must be durable before the log serves it: after a failed
+        // fdatasync and a restart the page cache may hold bytes the disk never got.
+        file.sync_data()
+            .map_err(|e| Error::io("fdatasync", &path, e))?;
         let raw = Arc::new(RawSegment::new(
             path,
             file,
@@ -549,6 +561,9 @@ pub(crate) fn recover(
         segments.push(Segment::Raw(Arc::clone(&raw)));
         (raw, HEADER_LEN as u64, base)
     };
+    // Likewise the directory entries (a segment created by a roll whose directory fsync failed).
+    io.sync_dir(dir)
+        .map_err(|e| Error::io("fsync dir", dir, e))?;
     report.segments_count = segments.len();
     Ok(Recovered {
         segments,
