@@ -51,7 +51,8 @@ pub enum IoBackendChoice {
     Auto,
     /// Positional reads and writes with std.
     Std,
-    /// io_uring; opening fails if the kernel does not allow it.
+    /// io_uring (a write and its `fdatasync` linked into one submission); opening fails if
+    /// the kernel does not allow it.
     IoUring,
 }
 

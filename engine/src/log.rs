@@ -500,9 +500,12 @@ impl Log {
         let file = &w.active.file;
         let end = offset + buf.len() as u64;
         let prealloc = self.config.preallocate_bytes.as_u64();
-        if prealloc > 0 && end > w.prealloc_end {
+        if prealloc > 0 && end > w.prealloc_end && (buf.len() as u64) <= prealloc / 16 {
             // Zero the next stretch now; the group's fdatasync below makes it durable together
             // with the data, so only one sync per `preallocate-bytes` journals a size change.
+            // Only for small writes: their syncs are dominated by that journal commit, while
+            // large writes amortise it and would pay double bandwidth for the zeros (measured:
+            // 16 writers x 100 events ran at 445k events/s zeroing ahead, 847k without).
             let to = end + prealloc;
             zero_range(file.as_ref(), w.prealloc_end.max(end), to)
                 .map_err(|e| Error::io("preallocate", &w.active.path, e))?;

@@ -110,8 +110,12 @@ pub(crate) fn seal_segment(
     let mut out = Vec::with_capacity(area.len() / 3 + 4096);
     out.extend_from_slice(&header.encode());
     let mut blocks = Vec::with_capacity(cuts.len());
+    // One compression context for the whole segment.
+    let mut compressor = zstd::bulk::Compressor::new(config.seal_zstd_level)
+        .map_err(|e| Error::io("zstd context", &raw.path, e))?;
     for (start, stop, first, count) in cuts {
-        let compressed = zstd::bulk::compress(&area[start..stop], config.seal_zstd_level)
+        let compressed = compressor
+            .compress(&area[start..stop])
             .map_err(|e| Error::io("zstd compress", &raw.path, e))?;
         blocks.push(BlockEntry {
             first_seq: first,
