@@ -36,7 +36,7 @@ pub fn small_config(dir: impl Into<std::path::PathBuf>) -> EngineConfig {
         seal_block_bytes: ByteSize::kib(2),
         group_bytes_max: ByteSize::kib(16),
         sparse_index_interval_bytes: ByteSize::b(512),
-        preallocate_bytes: ByteSize::kib(2),
+        preallocate_bytes: ByteSize::kib(32),
         ..EngineConfig::new(dir)
     }
 }
