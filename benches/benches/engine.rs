@@ -3,9 +3,9 @@
 //! Appends use `Durability::Buffered` in a temp dir, so they measure encoding, framing and the
 //! group-commit hand-off rather than the disk (the load tool `annals-bench engine` measures
 //! durable appends against baselines). Sealing is off so the background compressor does not
-//! compete for the CPU. Reads come from the page cache. Run with
-//! `cargo bench --profile dev -p annals-bench`; `cargo test -p annals-bench --benches` runs
-//! each once as a smoke test.
+//! compete for the CPU. Appends run on both I/O backends (io_uring and std). Reads come from
+//! the page cache. Run with `cargo bench --profile dev -p annals-bench`;
+//! `cargo test -p annals-bench --benches` runs each once as a smoke test.
 
 use std::{hint::black_box, sync::Arc, time::Duration};
 
@@ -16,7 +16,8 @@ use annals_engine::{
         format::{encode_frame, parse_frame, FrameParse},
     },
     uuid::Uuid,
-    Durability, Engine, EngineConfig, EventLogSequenceNumber, Log, TenantId,
+    Durability, Engine, EngineConfig, EventLogSequenceNumber, IoBackendChoice, Log, RecordBatch,
+    TenantId,
 };
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
@@ -27,11 +28,12 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
-fn fixture() -> Fixture {
+fn fixture(io: IoBackendChoice) -> Fixture {
     let dir = tempfile::tempdir().expect("create a temp dir");
     let config = EngineConfig {
         durability: Durability::Buffered,
         seal_enabled: false,
+        io_backend: io,
         ..EngineConfig::new(dir.path().join("engine"))
     };
     let engine = Engine::open(config).expect("open the engine");
@@ -55,18 +57,25 @@ fn pool(batch: usize, commits: usize) -> CommitPool {
 
 fn append(c: &mut Criterion) {
     let mut group = c.benchmark_group("append_buffered");
-    for batch in [1usize, 100] {
-        let pool = pool(batch, 64);
-        let fx = fixture();
-        let mut i = 0usize;
-        group.throughput(Throughput::Elements(batch as u64));
-        group.bench_function(format!("{batch}_events"), |b| {
-            b.iter(|| {
-                let prepared = &pool.all()[i % pool.all().len()];
-                i += 1;
-                black_box(fx.log.append(&prepared.commit).expect("append"))
+    // Both backends: io_uring (the default where the kernel allows it) and std, whose costs
+    // differ most for small buffered writes.
+    for (io, io_name) in [
+        (IoBackendChoice::Auto, "auto"),
+        (IoBackendChoice::Std, "std"),
+    ] {
+        for batch in [1usize, 100] {
+            let pool = pool(batch, 64);
+            let fx = fixture(io);
+            let mut i = 0usize;
+            group.throughput(Throughput::Elements(batch as u64));
+            group.bench_function(format!("{batch}_events/{io_name}"), |b| {
+                b.iter(|| {
+                    let prepared = &pool.all()[i % pool.all().len()];
+                    i += 1;
+                    black_box(fx.log.append(&prepared.commit).expect("append"))
+                });
             });
-        });
+        }
     }
     group.finish();
 }
@@ -74,17 +83,18 @@ fn append(c: &mut Criterion) {
 fn read(c: &mut Criterion) {
     const EVENTS: usize = 10_000;
     let pool = pool(1000, EVENTS / 1000);
-    let fx = fixture();
+    let fx = fixture(IoBackendChoice::Auto);
     for prepared in pool.all() {
         fx.log.append(&prepared.commit).expect("append");
     }
     let mut group = c.benchmark_group("read_page_cache");
     group.throughput(Throughput::Elements(EVENTS as u64));
     group.bench_function("10k_events_decoded", |b| {
+        // One batch reused across reads, as a catch-up reader does.
+        let mut batch = RecordBatch::new();
         b.iter(|| {
-            let batch = fx
-                .log
-                .read(EventLogSequenceNumber::ZERO, EVENTS, 64 << 20)
+            fx.log
+                .read_into(EventLogSequenceNumber::ZERO, EVENTS, 64 << 20, &mut batch)
                 .expect("read");
             let mut touched = 0usize;
             for view in batch.views() {
@@ -94,7 +104,7 @@ fn read(c: &mut Criterion) {
             black_box(touched)
         });
     });
-    group.bench_function("10k_events_raw_payloads", |b| {
+    group.bench_function("10k_events_fresh_batch_payloads", |b| {
         b.iter(|| {
             let batch = fx
                 .log
@@ -135,6 +145,7 @@ fn codec(c: &mut Criterion) {
                     64,
                     EventLogSequenceNumber(7),
                     0,
+                    0,
                     &payload,
                 );
                 black_box(out.len())
@@ -148,6 +159,7 @@ fn codec(c: &mut Criterion) {
         EventLogSequenceNumber(0),
         64,
         EventLogSequenceNumber(7),
+        0,
         0,
         &payload,
     );

@@ -20,7 +20,7 @@ use annals_engine::{
     testing::format::{encode_frame, FRAME_HEADER_LEN},
     uuid::{Builder, Uuid},
     Commit, Durability, Engine, EngineConfig, EventLogSequenceNumber, EventType, ExecutionContext,
-    TenantId, UncommittedEvent, Version,
+    IoBackendChoice, TenantId, UncommittedEvent, Version,
 };
 use anyhow::{ensure, Context, Result};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
@@ -218,6 +218,8 @@ fn encode_with_engine(commits: Vec<Commit>, scratch: &Path) -> Result<Vec<Prepar
     let config = EngineConfig {
         durability: Durability::Buffered,
         seal_enabled: false,
+        // Small buffered writes are cheapest through std (io_uring hands them to a worker).
+        io_backend: IoBackendChoice::Std,
         ..EngineConfig::new(scratch)
     };
     let engine = Engine::open(config).context("open the scratch engine")?;
@@ -254,6 +256,8 @@ fn encode_with_engine(commits: Vec<Commit>, scratch: &Path) -> Result<Vec<Prepar
                 offset,
                 EventLogSequenceNumber(k as u64),
                 rest,
+                // Each commit is its own write group in the raw baseline.
+                offset as u32,
                 payload,
             );
         }

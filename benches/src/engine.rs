@@ -1,13 +1,14 @@
 //! `annals-bench engine`: the storage engine against the raw group-commit limit and RocksDB.
 //!
-//! Workloads (design.md §7):
+//! Workloads (design.md section 7):
 //! - `append`: for each shape (writers x events per commit), every writer commits in a closed
 //!   loop for a warm-up and a measured window; per-commit latency and fdatasyncs are recorded.
 //!   annals and RocksDB start each measurement from an empty store in a fresh directory; the
 //!   raw baseline reuses its pre-allocated file.
 //! - `catchup_read`: each system is filled once with the same N events (committed durably in
 //!   1000-event commits, then settled: annals seals its full segments, RocksDB flushes and
-//!   compacts), and each round reads everything from the start, from the page cache.
+//!   compacts), and each round reads everything from the start, from the page cache: an
+//!   unmeasured pass right before the measured one brings back pages the host evicted.
 //!
 //! Every round runs every shape on every system, interleaved (round-robin, the systems' order
 //! rotated each round), so disk noise hits all systems alike; the summary takes medians over
@@ -19,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use annals_engine::{Durability, IoBackendChoice};
+use annals_engine::{Durability, EngineConfig, IoBackendChoice};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
@@ -28,7 +29,7 @@ use crate::{
     annals::{Annals, READ_RECORDS_MAX},
     data::{CommitPool, EventFactory, PreparedCommit},
     driver::{run_appends, AppendOutcome, Window},
-    raw::{RawLog, RawReadFile},
+    raw::{RawLayout, RawLog, RawReadFile},
     report::{emit, now_utc, percentiles_us, ratio, summarise, to_f64, Measurement},
     rocks::Rocks,
 };
@@ -59,7 +60,12 @@ pub struct EngineArgs {
     #[arg(long)]
     read_events: Option<u64>,
     /// Append shapes as WRITERSxBATCH, comma-separated.
-    #[arg(long, value_delimiter = ',', value_parser = parse_shape, default_value = "16x1,16x100,1x100,1x1")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = parse_shape,
+        default_value = "16x1,16x100,1x100,1x1"
+    )]
     shapes: Vec<(usize, usize)>,
     /// Systems to run, comma-separated.
     #[arg(
@@ -72,9 +78,21 @@ pub struct EngineArgs {
     /// Seed of the event generator.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Size of the raw baseline's pre-allocated file in MiB. Default 1024 (quick: 256).
+    /// Size of the raw baseline's pre-allocated file in MiB. Default 256: small enough that
+    /// the big shapes rewrite all of it every measurement, so it stays in the page cache (this
+    /// host pages out file pages idle for 60 s, and overwriting part of an evicted page costs
+    /// a disk read that appending to a new page never pays).
     #[arg(long)]
     raw_file_mib: Option<u64>,
+    /// Whether annals seals full segments in the background (its default). `false` is a
+    /// diagnostic: it shows what sealing costs appends and what reading raw segments gives.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    seal: bool,
+    /// Whether the raw baseline writes into a pre-allocated, pre-zeroed file (the physical
+    /// limit; the default). `false` is a diagnostic: every write extends a fresh file, as a log
+    /// segment without pre-allocation does.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    raw_preallocate: bool,
 }
 
 /// annals' I/O backend, as on the command line.
@@ -135,6 +153,8 @@ struct Settings {
     shapes: Vec<(usize, usize)>,
     systems: Vec<SystemName>,
     seed: u64,
+    seal: bool,
+    raw_preallocate: bool,
 }
 
 impl Settings {
@@ -155,7 +175,7 @@ impl Settings {
         if rounds == 0 || args.systems.is_empty() {
             bail!("nothing to run: --rounds and --systems must not be empty");
         }
-        let raw_file_mib = args.raw_file_mib.unwrap_or(if quick { 256 } else { 1024 });
+        let raw_file_mib = args.raw_file_mib.unwrap_or(256);
         if raw_file_mib < 16 {
             bail!("--raw-file-mib {raw_file_mib} is below 16");
         }
@@ -172,7 +192,19 @@ impl Settings {
             shapes: args.shapes.clone(),
             systems,
             seed: args.seed,
+            seal: args.seal,
+            raw_preallocate: args.raw_preallocate,
         })
+    }
+
+    /// annals' configuration: the defaults (durable appends), with the chosen I/O backend.
+    fn annals_config(&self, dir: PathBuf) -> EngineConfig {
+        EngineConfig {
+            durability: Durability::SyncData,
+            io_backend: self.io,
+            seal_enabled: self.seal,
+            ..EngineConfig::new(dir)
+        }
     }
 
     fn has(&self, system: SystemName) -> bool {
@@ -197,7 +229,8 @@ pub fn run(args: &EngineArgs) -> Result<()> {
     let started = Instant::now();
     let root = data_dir(args.dir.as_deref())?;
     eprintln!(
-        "annals-bench engine: {} round(s), {:?} + {:?} warm-up per append, {} events to read, data in {}",
+        "annals-bench engine: {} round(s), {:?} + {:?} warm-up per append, {} events to read, \
+         data in {}",
         settings.rounds,
         settings.window.measure,
         settings.window.warmup,
@@ -226,9 +259,10 @@ pub fn run(args: &EngineArgs) -> Result<()> {
         started.elapsed()
     );
 
-    let raw_log = if settings.has(SystemName::Raw) {
+    let raw_log = if settings.has(SystemName::Raw) && settings.raw_preallocate {
         let t = Instant::now();
-        let log = RawLog::create(&root.path().join("raw-append.log"), settings.raw_file_bytes)
+        let layout = RawLayout::Preallocated(settings.raw_file_bytes);
+        let log = RawLog::create(&root.path().join("raw-append.log"), layout)
             .context("create the raw baseline's file")?;
         eprintln!(
             "raw: pre-allocated {} MiB in {:.1?}",
@@ -353,7 +387,7 @@ fn fill_read_stores(settings: &Settings, root: &Path, pool: &CommitPool) -> Resu
     };
     let annals = if settings.has(SystemName::Annals) {
         let t = Instant::now();
-        let annals = Annals::open(&root.join("annals-read"), Durability::SyncData, settings.io)?;
+        let annals = Annals::open(settings.annals_config(root.join("annals-read")))?;
         fill(&mut |c| annals.append(c))?;
         annals.settle()?;
         let (disk, sealed) = annals.disk_bytes();
@@ -432,7 +466,7 @@ fn measure_append(
     );
     let (outcome, fdatasyncs, io_backend) = match system {
         SystemName::Annals => {
-            let annals = Annals::open(&dir, Durability::SyncData, settings.io)?;
+            let annals = Annals::open(settings.annals_config(dir.clone()))?;
             let mut before = None;
             let outcome = run_appends(
                 writers,
@@ -450,8 +484,18 @@ fn measure_append(
             (outcome, Some(after.data_syncs - before.data_syncs), backend)
         }
         SystemName::Raw => {
-            let raw = raw_log.context("the raw baseline's file was not created")?;
-            raw.rewind();
+            let fresh;
+            let raw = if let Some(raw) = raw_log {
+                raw.rewind();
+                extra.insert("raw_layout".to_owned(), json!("preallocated"));
+                raw
+            } else {
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("create {}", dir.display()))?;
+                fresh = RawLog::create(&dir.join("raw.log"), RawLayout::Extending)?;
+                extra.insert("raw_layout".to_owned(), json!("extending"));
+                &fresh
+            };
             let mut before = 0;
             let outcome = run_appends(
                 writers,
@@ -551,6 +595,7 @@ fn measure_read(
             let Some(annals) = &reads.annals else {
                 return Ok(None);
             };
+            annals.catch_up().context("warm the page cache")?;
             let (events, elapsed, hist) = annals.catch_up()?;
             let (disk, sealed) = annals.disk_bytes();
             extra.insert("disk_bytes".to_owned(), json!(disk));
@@ -562,6 +607,7 @@ fn measure_read(
             let Some(raw) = &reads.raw else {
                 return Ok(None);
             };
+            raw.catch_up().context("warm the page cache")?;
             let (events, elapsed, hist) = raw.catch_up()?;
             extra.insert("read_bytes_max".to_owned(), json!(4 << 20));
             (events, elapsed, Some(hist), "std")
@@ -570,6 +616,7 @@ fn measure_read(
             let Some(rocks) = &reads.rocks else {
                 return Ok(None);
             };
+            rocks.catch_up().context("warm the page cache")?;
             let (events, elapsed) = rocks.catch_up()?;
             (events, elapsed, None, "posix")
         }

@@ -7,7 +7,8 @@
 //! [`driver::run_appends`] for closed-loop load, [`data`] for events and [`report`] for
 //! output; the systems ([`annals`], [`raw`], [`rocks`]) are reusable as they are.
 //!
-//! Figures are only comparable within one run (design.md §7): the disk is shared and noisy.
+//! Figures are only comparable within one run (design.md section 7): the disk is shared and
+//! noisy.
 
 pub mod annals;
 pub mod data;

@@ -33,6 +33,15 @@ use crate::data::PreparedCommit;
 /// Bytes per zero-filling write and per catch-up read.
 const CHUNK_BYTES: usize = 4 << 20;
 
+/// How the raw baseline's append file is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawLayout {
+    /// This many bytes, all written with zeros and synced before use; writes wrap at the end.
+    Preallocated(u64),
+    /// Empty; every write extends the file (never wraps).
+    Extending,
+}
+
 /// A pre-allocated file with a leader/follower group commit.
 #[derive(Debug)]
 pub struct RawLog {
@@ -61,24 +70,33 @@ struct Queue {
 }
 
 impl RawLog {
-    /// Creates the file at `path`, sized `capacity_bytes`, with every block written and synced.
-    pub fn create(path: &Path, capacity_bytes: u64) -> Result<Self> {
+    /// Creates the file at `path`. `Preallocated(capacity)`: sized `capacity` bytes, every
+    /// block written with zeros and synced, writes wrap at the end. `Extending`: empty, every
+    /// write extends it (a diagnostic: what the file-size and block-allocation metadata cost
+    /// each `fdatasync`).
+    pub fn create(path: &Path, layout: RawLayout) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(path)
             .with_context(|| format!("create {}", path.display()))?;
-        file.set_len(capacity_bytes)
-            .with_context(|| format!("size {}", path.display()))?;
-        let zeros = vec![0u8; CHUNK_BYTES];
-        let mut offset = 0u64;
-        while offset < capacity_bytes {
-            let len = (capacity_bytes - offset).min(CHUNK_BYTES as u64) as usize;
-            file.write_all_at(&zeros[..len], offset)
-                .with_context(|| format!("zero-fill {}", path.display()))?;
-            offset += len as u64;
-        }
+        let capacity_bytes = match layout {
+            RawLayout::Extending => u64::MAX,
+            RawLayout::Preallocated(capacity_bytes) => {
+                file.set_len(capacity_bytes)
+                    .with_context(|| format!("size {}", path.display()))?;
+                let zeros = vec![0u8; CHUNK_BYTES];
+                let mut offset = 0u64;
+                while offset < capacity_bytes {
+                    let len = (capacity_bytes - offset).min(CHUNK_BYTES as u64) as usize;
+                    file.write_all_at(&zeros[..len], offset)
+                        .with_context(|| format!("zero-fill {}", path.display()))?;
+                    offset += len as u64;
+                }
+                capacity_bytes
+            }
+        };
         file.sync_all()
             .with_context(|| format!("fsync {}", path.display()))?;
         if let Some(dir) = path.parent() {
@@ -288,7 +306,9 @@ mod tests {
     #[test]
     fn group_commit_acknowledges_every_writer() {
         let dir = tempfile::tempdir().unwrap();
-        let log = Arc::new(RawLog::create(&dir.path().join("raw"), 1 << 20).unwrap());
+        let log = Arc::new(
+            RawLog::create(&dir.path().join("raw"), RawLayout::Preallocated(1 << 20)).unwrap(),
+        );
         let record = vec![7u8; 300];
         std::thread::scope(|s| {
             for _ in 0..8 {

@@ -83,8 +83,8 @@ pub fn median(values: &[f64]) -> Option<f64> {
     }
     sorted.sort_by(f64::total_cmp);
     let mid = sorted.len() / 2;
-    Some(if sorted.len() % 2 == 0 {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
+    Some(if sorted.len().is_multiple_of(2) {
+        f64::midpoint(sorted[mid - 1], sorted[mid])
     } else {
         sorted[mid]
     })
@@ -136,7 +136,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
-/// The target of design.md §7 for a shape, as (vs raw, vs RocksDB).
+/// The target of design.md section 7 for a shape, as (vs raw, vs RocksDB).
 pub fn targets(workload: &str, writers: usize, batch: Option<usize>) -> (Option<f64>, Option<f64>) {
     match (workload, writers, batch) {
         ("append", 16, Some(1)) => (Some(0.9), Some(2.0)),
@@ -145,6 +145,16 @@ pub fn targets(workload: &str, writers: usize, batch: Option<usize>) -> (Option<
         ("catchup_read", _, _) => (None, Some(5.0)),
         _ => (None, None),
     }
+}
+
+/// The stderr summary table's row format (header and rows alike).
+macro_rules! row_format {
+    () => {
+        concat!(
+            "{:<13} {:>7} {:>5} | {:>12} {:>12} {:>12} | ",
+            "{:>6} {:>8} {:>8} {:>8} | {:>7} {:>7} {:>7}"
+        )
+    };
 }
 
 /// Prints the medians of each shape and its ratios (one JSON line per shape), and a table for
@@ -160,7 +170,7 @@ pub fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
     }
     eprintln!();
     eprintln!(
-        "{:<13} {:>7} {:>5} | {:>12} {:>12} {:>12} | {:>8} {:>9} | {:>7} {:>7} {:>7}",
+        row_format!(),
         "workload",
         "writers",
         "batch",
@@ -168,7 +178,9 @@ pub fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
         "raw ev/s",
         "rocksdb ev/s",
         "vs raw",
+        "(paired)",
         "vs rocks",
+        "(paired)",
         "ev/sync",
         "raw",
         "rocks"
@@ -193,6 +205,29 @@ pub fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
             (Some(a), Some(b)) if b > 0.0 => Some(a / b),
             _ => None,
         };
+        // Paired: the ratio within each round (the systems ran seconds apart), then the median
+        // of those; steadier than the ratio of medians when the disk drifts between rounds.
+        let paired = |other: &str| {
+            let in_round = |system: &str, round: usize| {
+                measurements
+                    .iter()
+                    .find(|m| {
+                        m.system == system
+                            && m.round == round
+                            && (m.workload, m.writers, m.batch) == (workload, writers, batch)
+                    })
+                    .map(|m| m.events_per_s)
+            };
+            let ratios: Vec<f64> = measurements
+                .iter()
+                .filter(|m| {
+                    m.system == "annals"
+                        && (m.workload, m.writers, m.batch) == (workload, writers, batch)
+                })
+                .filter_map(|m| vs(Some(m.events_per_s), in_round(other, m.round)))
+                .collect();
+            median(&ratios)
+        };
         let (target_vs_raw, target_vs_rocksdb) = targets(workload, writers, batch);
         let rounds = measurements
             .iter()
@@ -212,6 +247,8 @@ pub fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
             "rocksdb_events_per_s": rocks,
             "annals_vs_raw": vs(annals, raw),
             "annals_vs_rocksdb": vs(annals, rocks),
+            "annals_vs_raw_paired": paired("raw"),
+            "annals_vs_rocksdb_paired": paired("rocksdb"),
             "target_vs_raw": target_vs_raw,
             "target_vs_rocksdb": target_vs_rocksdb,
             "annals_events_per_fdatasync": of("annals", per_sync),
@@ -227,7 +264,7 @@ pub fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
             v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
         };
         eprintln!(
-            "{:<13} {:>7} {:>5} | {:>12} {:>12} {:>12} | {:>8} {:>9} | {:>7} {:>7} {:>7}",
+            row_format!(),
             workload,
             writers,
             batch.map_or_else(|| "-".to_owned(), |b| b.to_string()),
@@ -235,7 +272,9 @@ pub fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
             num(raw, 0),
             num(rocks, 0),
             num(vs(annals, raw), 2),
+            num(paired("raw"), 2),
             num(vs(annals, rocks), 2),
+            num(paired("rocksdb"), 2),
             num(of("annals", per_sync), 1),
             num(of("raw", per_sync), 1),
             num(of("rocksdb", per_sync), 1),

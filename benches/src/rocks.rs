@@ -40,7 +40,8 @@ impl std::fmt::Debug for Rocks {
     }
 }
 
-/// The sanctioned big-endian use (STYLE.md §I): keys must sort bytewise in numeric order.
+/// The sanctioned big-endian use (STYLE.md section I): keys must sort bytewise in numeric
+/// order.
 #[expect(
     clippy::big_endian_bytes,
     reason = "RocksDB keys must sort bytewise in numeric order"
