@@ -3,9 +3,8 @@
 //! Every decoder of `segment::format` promises to reject whatever its encoder cannot produce,
 //! so anything that decodes must re-encode to exactly the bytes it came from: a decoder that
 //! accepts two spellings of one value (a stray reserved bit, a non-canonical length) fails
-//! here. The record payload has no public encoder, so [`record_payload`] re-encodes with an
-//! independent one written from the payload layout (`engine/src/event.rs` module docs), which
-//! also cross-checks that layout.
+//! here. [`record_payload`] re-encodes with the writer's own encoder
+//! (`annals_engine::testing::encode_payload`).
 
 use annals_engine::{
     testing::{
@@ -15,7 +14,7 @@ use annals_engine::{
             FORMAT_VERSION, FRAME_HEADER_LEN, HEADER_LEN, TRAILER_LEN,
         },
     },
-    Event, EventLogSequenceNumber,
+    EventLogSequenceNumber,
 };
 
 use crate::Input;
@@ -137,7 +136,7 @@ pub fn record_frame(data: &[u8]) {
 /// The payload bytes, as is: decodes one record payload.
 pub fn record_payload(data: &[u8]) {
     if let Ok(event) = decode_payload(data) {
-        let encoded = encode_payload(&event);
+        let encoded = annals_engine::testing::encode_payload(&event);
         assert!(
             encoded == data,
             "payload decoded to {event:?}, which encodes to other bytes:\n  input   {data:02x?}\n  encoded {encoded:02x?}"
@@ -162,73 +161,4 @@ pub fn seal_trailer(data: &[u8]) {
         );
         assert_eq!(SealTrailer::decode(&encoded), Ok(trailer));
     }
-}
-
-// Payload layout, from engine/src/event.rs: version u8 = 1, flags u8 (public 1, aggregate 2,
-// event horizon 4, span id 8), occurred i64, event type id (16) and generation u32, event
-// source id, then the execution context (microservice id, tenant id, version as four i32,
-// pre-release, correlation id, claims count u32 and per claim key, value, value type,
-// environment, span id if flagged), aggregate (root id, version u64) if flagged, event horizon
-// origin (external sequence number u64, received i64, consent id) if flagged, content.
-// Strings are a u32 byte length and UTF-8; integers little-endian; UUIDs in RFC 4122 order.
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    let len = u32::try_from(s.len()).expect("a decoded string fits its u32 length");
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// An encoder of record payloads independent of the engine's.
-fn encode_payload(e: &Event) -> Vec<u8> {
-    let ec = &e.execution_context;
-    let mut flags = 0u8;
-    for (set, bit) in [
-        (e.public, 1),
-        (e.aggregate.is_some(), 2),
-        (e.event_horizon.is_some(), 4),
-        (ec.span_id.is_some(), 8),
-    ] {
-        if set {
-            flags |= bit;
-        }
-    }
-    let mut out = vec![1, flags];
-    out.extend_from_slice(&e.occurred_ns.to_le_bytes());
-    out.extend_from_slice(e.event_type.id.as_bytes());
-    out.extend_from_slice(&e.event_type.generation.to_le_bytes());
-    put_str(&mut out, &e.event_source_id);
-    out.extend_from_slice(ec.microservice_id.as_bytes());
-    out.extend_from_slice(ec.tenant_id.as_bytes());
-    for part in [
-        ec.version.major,
-        ec.version.minor,
-        ec.version.patch,
-        ec.version.build,
-    ] {
-        out.extend_from_slice(&part.to_le_bytes());
-    }
-    put_str(&mut out, &ec.version.pre_release);
-    out.extend_from_slice(ec.correlation_id.as_bytes());
-    let claims = u32::try_from(ec.claims.len()).expect("a decoded claims count fits u32");
-    out.extend_from_slice(&claims.to_le_bytes());
-    for claim in &ec.claims {
-        put_str(&mut out, &claim.key);
-        put_str(&mut out, &claim.value);
-        put_str(&mut out, &claim.value_type);
-    }
-    put_str(&mut out, &ec.environment);
-    if let Some(span) = ec.span_id {
-        out.extend_from_slice(&span);
-    }
-    if let Some(a) = &e.aggregate {
-        out.extend_from_slice(a.root_id.as_bytes());
-        out.extend_from_slice(&a.version.to_le_bytes());
-    }
-    if let Some(h) = &e.event_horizon {
-        out.extend_from_slice(&h.external_sequence_number.to_le_bytes());
-        out.extend_from_slice(&h.received_ns.to_le_bytes());
-        out.extend_from_slice(h.consent_id.as_bytes());
-    }
-    put_str(&mut out, &e.content);
-    out
 }
