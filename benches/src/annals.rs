@@ -97,6 +97,34 @@ impl Annals {
         self.log.disk_bytes()
     }
 
+    /// Sealed size against the JSON it holds: the sealed segments' bytes on disk, the events
+    /// in them and those events' JSON content bytes.
+    pub fn sealed_size(&self) -> Result<(u64, u64, u64)> {
+        let segments = self.log.segments();
+        // Events below the first unsealed segment are sealed (segments seal in order).
+        let sealed_upto = segments
+            .iter()
+            .find(|(_, sealed)| !*sealed)
+            .map_or(self.log.next_sequence_number(), |(base, _)| *base);
+        let mut batch = RecordBatch::new();
+        let (mut next, mut json_bytes) = (EventLogSequenceNumber::ZERO, 0u64);
+        while next < sealed_upto {
+            self.log
+                .read_into(next, READ_RECORDS_MAX, READ_BYTES_MAX, &mut batch)
+                .with_context(|| format!("read the log from {next}"))?;
+            let Some(after) = batch.next() else { break };
+            for view in batch.views() {
+                let view = view.context("decode an event")?;
+                if view.sequence_number < sealed_upto {
+                    json_bytes += view.content.len() as u64;
+                }
+            }
+            next = after;
+        }
+        let (_, sealed_bytes) = self.log.disk_bytes();
+        Ok((sealed_bytes, sealed_upto.0, json_bytes))
+    }
+
     /// Reads the whole log from sequence number 0, decoding every event. Returns the events
     /// read, the time taken, and the latency of each read call (read plus decode).
     pub fn catch_up(&self) -> Result<(u64, Duration, Histogram<u64>)> {

@@ -397,6 +397,23 @@ fn fill_read_stores(settings: &Settings, root: &Path, pool: &CommitPool) -> Resu
             disk >> 20,
             sealed >> 20
         );
+        let (sealed_bytes, sealed_events, json_bytes) = annals.sealed_size()?;
+        let size_ratio = ratio(sealed_bytes, json_bytes);
+        eprintln!(
+            "annals: {sealed_events} sealed events take {sealed_bytes} B for {json_bytes} B of JSON \
+             (ratio {:.3}, target <= 0.3)",
+            size_ratio.unwrap_or(f64::NAN)
+        );
+        emit(&serde_json::json!({
+            "system": "annals",
+            "workload": "sealed_size",
+            "events": sealed_events,
+            "sealed_bytes": sealed_bytes,
+            "json_bytes": json_bytes,
+            "sealed_vs_json": size_ratio,
+            "target_vs_json": 0.3,
+            "date": now_utc(),
+        }))?;
         Some(annals)
     } else {
         None
