@@ -21,7 +21,7 @@
 //! Memory: one raw segment is read at a time.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     sync::{Arc, OnceLock},
 };
 
@@ -483,19 +483,9 @@ pub(crate) fn recover(
                     what: format!("active segment has no valid header ({file_len} bytes); strict recovery refuses to rewrite it"),
                 });
             }
-            let h = SegmentHeader::new(SegmentKind::Raw, tenant, scope, base).encode();
             file.set_len(0)
                 .map_err(|e| Error::io("truncate", &path, e))?;
-            file.write_all_at_and_sync(&h, 0)
-                .map_err(|e| Error::io("write+fdatasync", &path, e))?;
-            let raw = Arc::new(RawSegment::new(
-                path,
-                file,
-                base,
-                HEADER_LEN as u64,
-                base,
-                Vec::new(),
-            ));
+            let raw = start_raw_segment(path, file, tenant, scope, base)?;
             segments.push(Segment::Raw(Arc::clone(&raw)));
             active = Some((raw, HEADER_LEN as u64, base));
             expected_base = Some(base);
@@ -601,11 +591,23 @@ pub(crate) fn create_raw_segment(
     let file = io
         .open(&path, OpenMode::CreateNew)
         .map_err(|e| Error::io("create", &path, e))?;
+    let raw = start_raw_segment(path, file, tenant, scope, base)?;
+    io.sync_dir(dir)
+        .map_err(|e| Error::io("fsync dir", dir, e))?;
+    Ok(raw)
+}
+
+/// Writes and syncs a raw segment's header at the start of `file`; returns the empty segment.
+fn start_raw_segment(
+    path: PathBuf,
+    file: Arc<dyn IoFile>,
+    tenant: TenantId,
+    scope: ScopeId,
+    base: EventLogSequenceNumber,
+) -> Result<Arc<RawSegment>> {
     let header = SegmentHeader::new(SegmentKind::Raw, tenant, scope, base).encode();
     file.write_all_at_and_sync(&header, 0)
         .map_err(|e| Error::io("write+fdatasync", &path, e))?;
-    io.sync_dir(dir)
-        .map_err(|e| Error::io("fsync dir", dir, e))?;
     Ok(Arc::new(RawSegment::new(
         path,
         file,
