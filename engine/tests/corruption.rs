@@ -36,11 +36,7 @@ fn populate(dir: &Path, commits: u64, seal: bool) -> (EngineConfig, u64) {
         ..small_config(dir)
     };
     let engine = open(&config).unwrap();
-    let log = engine
-        .tenant_or_create(TENANT)
-        .unwrap()
-        .event_log()
-        .unwrap();
+    let log = test_log(&engine);
     let mut r = rng(7);
     for t in 0..commits {
         log.append(&commit(&mut r, t + 1, 3)).unwrap();

@@ -169,11 +169,7 @@ fn crash_mid_group_commit_of_concurrent_writers() {
         let config = small_config("/data");
         let fs = FaultIo::new();
         let engine = open_fault(&fs, &config).unwrap();
-        let log = engine
-            .tenant_or_create(TENANT)
-            .unwrap()
-            .event_log()
-            .unwrap();
+        let log = test_log(&engine);
         fs.fail_after_ops(crash_at);
         let acknowledged = std::sync::Mutex::new(Vec::new());
         let attempted = std::sync::Mutex::new(Vec::new());

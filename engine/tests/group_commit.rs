@@ -25,11 +25,7 @@ fn concurrent_commits_share_fdatasyncs_and_get_disjoint_gapless_ranges() {
         let dir = tempfile::tempdir().unwrap();
         let config = small_config(dir.path());
         let engine = Engine::open_with_io(config, Arc::clone(&io)).unwrap();
-        let log = engine
-            .tenant_or_create(TENANT)
-            .unwrap()
-            .event_log()
-            .unwrap();
+        let log = test_log(&engine);
         let receipts = std::sync::Mutex::new(Vec::new());
         std::thread::scope(|s| {
             for w in 0..16u64 {
@@ -81,11 +77,7 @@ fn a_failed_fsync_poisons_the_log_until_reopen() {
     let config = small_config("/data");
     let mut r = rng(9);
     let engine = open_fault(&fs, &config).unwrap();
-    let log = engine
-        .tenant_or_create(TENANT)
-        .unwrap()
-        .event_log()
-        .unwrap();
+    let log = test_log(&engine);
     let kept = commit(&mut r, 1, 2);
     log.append(&kept).unwrap();
     fs.fail_syncs_after_ops(0);
@@ -125,11 +117,7 @@ fn a_full_disk_fails_the_commit_poisons_and_recovers_after_reopen() {
     let config = small_config("/data");
     let mut r = rng(11);
     let engine = open_fault(&fs, &config).unwrap();
-    let log = engine
-        .tenant_or_create(TENANT)
-        .unwrap()
-        .event_log()
-        .unwrap();
+    let log = test_log(&engine);
     let mut acknowledged = 0;
     fs.set_space_left(3000);
     let err = loop {
@@ -197,11 +185,7 @@ fn a_real_full_tmpfs_is_survived() {
         let mut acknowledged = 0u64;
         {
             let engine = Engine::open_with_io(config.clone(), Arc::clone(&io)).unwrap();
-            let log = engine
-                .tenant_or_create(TENANT)
-                .unwrap()
-                .event_log()
-                .unwrap();
+            let log = test_log(&engine);
             let err = loop {
                 match log.append(&commit(&mut r, acknowledged + 1, 4)) {
                     Ok(_) => acknowledged += 1,
@@ -246,11 +230,7 @@ fn subscribers_wake_on_commit_and_see_every_event_once() {
     for io in real_backends() {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::open_with_io(small_config(dir.path()), Arc::clone(&io)).unwrap();
-        let log = engine
-            .tenant_or_create(TENANT)
-            .unwrap()
-            .event_log()
-            .unwrap();
+        let log = test_log(&engine);
         let total = 300u64;
         std::thread::scope(|s| {
             let mut subscription = log.subscribe(EventLogSequenceNumber(0));
@@ -290,11 +270,7 @@ fn reads_stay_correct_while_segments_are_sealed() {
     let io: Arc<dyn IoEngine> = real_backends().pop().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open_with_io(small_config(dir.path()), io).unwrap();
-    let log = engine
-        .tenant_or_create(TENANT)
-        .unwrap()
-        .event_log()
-        .unwrap();
+    let log = test_log(&engine);
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         let (log_r, stop_r) = (&log, &stop);

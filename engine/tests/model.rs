@@ -26,7 +26,7 @@ fn run_model(io: &Arc<dyn IoEngine>, config: &EngineConfig, seed: u64, ops: usiz
     let mut tag = 0u64;
     for step in 0..ops {
         let e = engine.as_ref().unwrap();
-        let log = e.tenant_or_create(TENANT).unwrap().event_log().unwrap();
+        let log = test_log(e);
         match rng.gen_range(0..100) {
             0..=59 => {
                 tag += 1;

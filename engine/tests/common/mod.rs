@@ -100,6 +100,15 @@ pub fn assert_event_matches(event: &Event, commit: &Commit, index: usize) {
     assert_eq!(event.public, expected.public);
 }
 
+/// The test tenant's event log, creating the tenant if needed.
+pub fn test_log(engine: &Engine) -> Arc<annals_engine::Log> {
+    engine
+        .tenant_or_create(TENANT)
+        .unwrap()
+        .event_log()
+        .unwrap()
+}
+
 /// Reads a whole log.
 pub fn read_all(log: &annals_engine::Log) -> Vec<Event> {
     let mut out = Vec::new();
