@@ -1,79 +1,93 @@
-//! The engine: a data directory of tenants, the I/O backend, and the sealer thread.
+//! The engine: the log store, the RocksDB index beside it, the tenants, and the indexer.
 //!
-//! Layout: `<data-dir>/LOCK` (held while open), `<data-dir>/tenants/<tenant>/logs/<scope>/`
-//! with the segment files of one log (engine/FORMAT.md section 1).
+//! Layout: `<data-dir>/LOCK`, `<data-dir>/tenants/<tenant>/logs/<scope>/` (the logs, see
+//! engine/log/FORMAT.md) and `<data-dir>/index/` (RocksDB: one column family per tenant).
 //!
-//! The sealer is one background thread per engine; it seals full segments one at a time, so
-//! sealing never takes more than one core, and its queue holds one small job per rolled
-//! segment. It stops when the engine drops; unsealed segments are queued again on reopen.
+//! The indexer is one background thread per engine. Every log publish marks its tenant dirty
+//! (the log's publish hook); the indexer takes one step (up to `index.indexer-batch-events`
+//! events) per dirty tenant in turn, so a busy tenant never starves a quiet one, and writes
+//! the index entries together with the new recovery point in one RocksDB batch.
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc, thread::JoinHandle};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    thread::JoinHandle,
+};
 
-use crossbeam_channel::{Receiver, Sender};
+use annals_log::{
+    select_backend, EngineConfig, Error, IoEngine, LogStore, PublishHook, Result, ScopeId, TenantId,
+};
 use parking_lot::{Condvar, Mutex, RwLock};
+use rocksdb::WriteOptions;
+use uuid::Uuid;
 
 use crate::{
-    config::EngineConfig,
-    error::{Error, Result},
-    ids::TenantId,
-    io::{select_backend, IoEngine},
-    log::SealJob,
+    db::{self, rocks, tenant_cf_name, Db, DbOptions, IndexOpenReport},
+    keys,
     tenant::Tenant,
 };
 
-/// What every tenant and log of an engine shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) io: Arc<dyn IoEngine>,
-    pub(crate) config: Arc<EngineConfig>,
-    pub(crate) sealer: Option<SealQueue>,
-}
-
-/// Sealing progress, for `wait_for_sealing` and error reporting.
+/// Tenants with unindexed records, and whether the engine is stopping.
 #[derive(Debug, Default)]
-struct SealProgress {
-    state: Mutex<SealState>,
-    idle: Condvar,
+struct Dirty {
+    tenants: HashSet<TenantId>,
+    stop: bool,
 }
 
 #[derive(Debug, Default)]
-struct SealState {
-    /// Jobs sent and not yet finished (queued or running).
-    queued: usize,
-    failures: Vec<String>,
+pub(crate) struct Wakeups {
+    dirty: Mutex<Dirty>,
+    changed: Condvar,
 }
 
-/// The sealer's queue as logs see it: sending counts the job before the sealer can see it,
-/// so `wait_for_sealing` never mistakes a job in hand-over for no work.
-#[derive(Debug, Clone)]
-pub(crate) struct SealQueue {
-    tx: Sender<SealJob>,
-    progress: Arc<SealProgress>,
-}
-
-impl SealQueue {
-    pub(crate) fn send(&self, job: SealJob) {
-        self.progress.state.lock().queued += 1;
-        if self.tx.send(job).is_err() {
-            // The sealer is gone (engine shutting down): the segment is sealed on next open.
-            self.progress.state.lock().queued -= 1;
-            self.progress.idle.notify_all();
+impl Wakeups {
+    fn mark(&self, tenant: TenantId) {
+        let mut dirty = self.dirty.lock();
+        if dirty.tenants.insert(tenant) {
+            self.changed.notify_one();
         }
     }
 }
 
-/// An open engine.
-#[derive(Debug)]
-pub struct Engine {
+/// What the tenants of an engine share.
+pub(crate) struct Shared {
+    pub(crate) db: Db,
+    pub(crate) config: Arc<EngineConfig>,
+    wakeups: Arc<Wakeups>,
+    #[cfg(any(test, feature = "test-util"))]
+    pub(crate) indexer_held: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn wake_indexer(&self, tenant: TenantId) {
+        self.wakeups.mark(tenant);
+    }
+}
+
+struct Inner {
+    store: LogStore,
     shared: Arc<Shared>,
+    options: DbOptions,
     tenants: RwLock<HashMap<TenantId, Arc<Tenant>>>,
-    /// Dropping it tells the sealer to stop.
-    stop_tx: Option<Sender<()>>,
-    seal_progress: Arc<SealProgress>,
-    sealer_thread: Option<JoinHandle<()>>,
-    /// A receiver kept to see how many seal jobs are queued.
-    seal_queue: Receiver<SealJob>,
-    _lock: Box<dyn std::any::Any + Send + Sync>,
+    /// Serialises opening, creating and deleting tenants.
+    lifecycle: Mutex<()>,
+    report: IndexOpenReport,
+}
+
+/// An open engine: a data directory of tenants, each with its logs and its column family of
+/// indexes and state.
+pub struct Engine {
+    inner: Arc<Inner>,
+    indexer: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("data_dir", &self.inner.shared.config.data_dir)
+            .field("tenants", &self.inner.store.tenants().len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Engine {
@@ -83,127 +97,100 @@ impl Engine {
         Self::open_with_io(config, io)
     }
 
-    /// Opens the engine on a given I/O backend (tests use the fault-injecting one).
+    /// Opens the engine on a given I/O backend for the logs (RocksDB does its own I/O).
     pub fn open_with_io(config: EngineConfig, io: Arc<dyn IoEngine>) -> Result<Engine> {
         config.validate()?;
-        let data = config.data_dir.clone();
-        let tenants_dir = data.join("tenants");
-        if !io.exists(&tenants_dir) {
-            io.create_dir_all(&tenants_dir)
-                .map_err(|e| Error::io("create dir", &data, e))?;
-            // Make the new directories' entries durable up to the data directory's parent.
-            io.sync_dir(&data)
-                .map_err(|e| Error::io("fsync dir", &data, e))?;
-            if let Some(parent) = data.parent().filter(|p| !p.as_os_str().is_empty()) {
-                io.sync_dir(parent)
-                    .map_err(|e| Error::io("fsync dir", parent, e))?;
-            }
-        }
-        let lock_path = data.join("LOCK");
-        let lock = io
-            .lock_exclusive(&lock_path)
-            .map_err(|e| Error::io("lock", &lock_path, e))?;
-        // Unbounded, but holds one small job per rolled segment.
-        let (tx, rx) = crossbeam_channel::unbounded::<SealJob>();
-        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-        let seal_progress = Arc::new(SealProgress::default());
-        let sealer_thread = if config.seal_enabled {
-            let rx = rx.clone();
-            let progress = Arc::clone(&seal_progress);
-            Some(
-                std::thread::Builder::new()
-                    .name("annals-sealer".into())
-                    .spawn(move || sealer_loop(&rx, &stop_rx, &progress))
-                    .map_err(|e| Error::io("spawn sealer thread", &data, e))?,
-            )
-        } else {
-            None
+        let wakeups = Arc::new(Wakeups::default());
+        let hook: PublishHook = {
+            let wakeups = Arc::clone(&wakeups);
+            Arc::new(move |tenant, scope, _end| {
+                if scope == ScopeId::DEFAULT {
+                    wakeups.mark(tenant);
+                }
+            })
         };
-        let sealer = config.seal_enabled.then(|| SealQueue {
-            tx: tx.clone(),
-            progress: Arc::clone(&seal_progress),
-        });
+        let store = LogStore::open_with_hook(config.clone(), io, Some(hook))?;
+        let options = DbOptions::new(&config.index);
+        let (db, report) = db::open(&config, &options, &store.tenants())?;
         let shared = Arc::new(Shared {
-            io,
+            db,
             config: Arc::new(config),
-            sealer,
+            wakeups: Arc::clone(&wakeups),
+            #[cfg(any(test, feature = "test-util"))]
+            indexer_held: std::sync::atomic::AtomicBool::new(false),
         });
-        let engine = Engine {
+        let inner = Arc::new(Inner {
+            store,
             shared,
+            options,
             tenants: RwLock::new(HashMap::new()),
-            stop_tx: Some(stop_tx),
-            seal_progress,
-            sealer_thread,
-            seal_queue: rx,
-            _lock: lock,
-        };
-        engine.load_tenants()?;
-        Ok(engine)
-    }
-
-    fn tenants_dir(&self) -> PathBuf {
-        self.shared.config.data_dir.join("tenants")
-    }
-
-    fn load_tenants(&self) -> Result<()> {
-        let dir = self.tenants_dir();
-        let names = self
-            .shared
-            .io
-            .read_dir(&dir)
-            .map_err(|e| Error::io("read dir", &dir, e))?;
-        let mut tenants = self.tenants.write();
-        for name in names {
-            let id: TenantId = name.parse().map_err(|_| Error::Corruption {
-                path: dir.join(&name),
-                offset: 0,
-                what: "a tenant directory must be named by a UUID".into(),
-            })?;
-            tenants.insert(
-                id,
-                Arc::new(Tenant::new(id, dir.join(&name), Arc::clone(&self.shared))),
-            );
+            lifecycle: Mutex::new(()),
+            report,
+        });
+        let indexer = {
+            let inner = Arc::clone(&inner);
+            std::thread::Builder::new()
+                .name("annals-indexer".into())
+                .spawn(move || indexer_loop(&inner, &wakeups))
         }
-        Ok(())
+        .map_err(|e| Error::Io {
+            op: "spawn indexer thread",
+            path: inner.shared.config.data_dir.clone(),
+            source: e,
+        })?;
+        Ok(Engine {
+            inner,
+            indexer: Some(indexer),
+        })
     }
 
     /// The configuration in force.
     pub fn config(&self) -> &EngineConfig {
-        &self.shared.config
+        &self.inner.shared.config
     }
 
-    /// The I/O backend's name (`io_uring`, `std` or `fault`).
+    /// The log I/O backend's name (`io_uring`, `std` or `fault`).
     pub fn io_backend(&self) -> &'static str {
-        self.shared.io.name()
+        self.inner.store.io_backend()
     }
 
-    /// Creates a tenant; fails if it exists.
+    /// How the index was opened (created, damaged and moved aside, orphans dropped).
+    pub fn index_open_report(&self) -> &IndexOpenReport {
+        &self.inner.report
+    }
+
+    /// Every tenant, sorted.
+    pub fn tenants(&self) -> Vec<TenantId> {
+        self.inner.store.tenants()
+    }
+
+    /// Creates a tenant; fails with [`Error::TenantExists`] if it exists.
     pub fn create_tenant(&self, id: TenantId) -> Result<Arc<Tenant>> {
-        let mut tenants = self.tenants.write();
-        if tenants.contains_key(&id) {
-            return Err(Error::TenantExists(id));
-        }
-        let dir = self.tenants_dir().join(id.to_string());
-        let io = &self.shared.io;
-        io.create_dir_all(&dir.join("logs"))
-            .map_err(|e| Error::io("create dir", &dir, e))?;
-        io.sync_dir(&dir)
-            .map_err(|e| Error::io("fsync dir", &dir, e))?;
-        let parent = self.tenants_dir();
-        io.sync_dir(&parent)
-            .map_err(|e| Error::io("fsync dir", &parent, e))?;
-        let tenant = Arc::new(Tenant::new(id, dir, Arc::clone(&self.shared)));
-        tenants.insert(id, Arc::clone(&tenant));
-        Ok(tenant)
+        let _lifecycle = self.inner.lifecycle.lock();
+        // The directory first (durably), then the family: a crash between leaves a directory
+        // without a family, which the next open completes.
+        let logs = self.inner.store.create_tenant(id)?;
+        let name = tenant_cf_name(id);
+        self.inner
+            .shared
+            .db
+            .create_cf(&name, &self.inner.options.family)
+            .map_err(rocks("create column family"))?;
+        self.publish(id, name, logs)
     }
 
-    /// The tenant `id`, or [`Error::TenantUnknown`].
+    /// The tenant `id` (opened, and its index brought up to its log, on first use), or
+    /// [`Error::TenantUnknown`].
     pub fn tenant(&self, id: TenantId) -> Result<Arc<Tenant>> {
-        self.tenants
-            .read()
-            .get(&id)
-            .cloned()
-            .ok_or(Error::TenantUnknown(id))
+        if let Some(tenant) = self.inner.tenants.read().get(&id) {
+            return Ok(Arc::clone(tenant));
+        }
+        let _lifecycle = self.inner.lifecycle.lock();
+        if let Some(tenant) = self.inner.tenants.read().get(&id) {
+            return Ok(Arc::clone(tenant));
+        }
+        let logs = self.inner.store.tenant(id)?;
+        self.publish(id, tenant_cf_name(id), logs)
     }
 
     /// The tenant `id`, created if missing.
@@ -217,55 +204,160 @@ impl Engine {
         }
     }
 
-    /// Every tenant, sorted.
-    pub fn tenants(&self) -> Vec<TenantId> {
-        let mut ids: Vec<TenantId> = self.tenants.read().keys().copied().collect();
-        ids.sort();
-        ids
+    fn publish(
+        &self,
+        id: TenantId,
+        cf_name: String,
+        logs: Arc<annals_log::TenantLogs>,
+    ) -> Result<Arc<Tenant>> {
+        let tenant = Arc::new(Tenant::open(
+            id,
+            cf_name,
+            Arc::clone(&self.inner.shared),
+            logs,
+        )?);
+        self.inner.tenants.write().insert(id, Arc::clone(&tenant));
+        // Commits that raced the catch-up are picked up by the indexer from here on.
+        self.inner.shared.wake_indexer(id);
+        Ok(tenant)
+    }
+
+    /// Deletes a tenant: its logs, its indexes and its state. Handles to it that callers still
+    /// hold fail with [`Error::TenantUnknown`] from then on.
+    pub fn delete_tenant(&self, id: TenantId) -> Result<()> {
+        let _lifecycle = self.inner.lifecycle.lock();
+        let removed = self.inner.tenants.write().remove(&id);
+        if let Some(tenant) = &removed {
+            tenant.mark_deleted();
+            tenant.quiesce();
+        }
+        // The directory first: a crash after it leaves a family without a directory, which
+        // the next open drops.
+        self.inner.store.delete_tenant(id)?;
+        self.inner
+            .shared
+            .db
+            .drop_cf(&tenant_cf_name(id))
+            .map_err(rocks("drop column family"))
     }
 
     /// Blocks until every queued seal has run; returns the failures seen so far.
     pub fn wait_for_sealing(&self) -> Vec<String> {
-        let mut state = self.seal_progress.state.lock();
-        while state.queued > 0 {
-            self.seal_progress
-                .idle
-                .wait_for(&mut state, std::time::Duration::from_millis(50));
+        self.inner.store.wait_for_sealing()
+    }
+
+    /// Registers (or replaces) the alias of an event type; durable when it returns.
+    pub fn register_event_type_alias(&self, event_type: Uuid, alias: &str) -> Result<()> {
+        self.put_alias(keys::EVENT_TYPE_ALIAS, event_type, alias)
+    }
+
+    /// Registers (or replaces) the alias of an aggregate root; durable when it returns.
+    pub fn register_aggregate_root_alias(&self, aggregate_root: Uuid, alias: &str) -> Result<()> {
+        self.put_alias(keys::AGGREGATE_ROOT_ALIAS, aggregate_root, alias)
+    }
+
+    /// Every event type alias, by id.
+    pub fn event_type_aliases(&self) -> Result<Vec<(Uuid, String)>> {
+        self.aliases(keys::EVENT_TYPE_ALIAS)
+    }
+
+    /// Every aggregate root alias, by id.
+    pub fn aggregate_root_aliases(&self) -> Result<Vec<(Uuid, String)>> {
+        self.aliases(keys::AGGREGATE_ROOT_ALIAS)
+    }
+
+    fn put_alias(&self, kind: u8, id: Uuid, alias: &str) -> Result<()> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.inner
+            .shared
+            .db
+            .put_opt(keys::alias(kind, id), alias.as_bytes(), &options)
+            .map_err(rocks("write alias"))
+    }
+
+    fn aliases(&self, kind: u8) -> Result<Vec<(Uuid, String)>> {
+        let db = &self.inner.shared.db;
+        let mut options = rocksdb::ReadOptions::default();
+        options.set_iterate_upper_bound([kind + 1]);
+        let mut out = Vec::new();
+        let iter = db.iterator_opt(
+            rocksdb::IteratorMode::From(&[kind], rocksdb::Direction::Forward),
+            options,
+        );
+        for item in iter {
+            let (k, v) = item.map_err(rocks("read aliases"))?;
+            let id = k
+                .get(1..17)
+                .and_then(|b| Uuid::from_slice(b).ok())
+                .ok_or_else(|| Error::BadState {
+                    key: format!("{k:?}"),
+                    detail: "an alias key holds a 16-byte id".into(),
+                })?;
+            let alias = String::from_utf8(v.into_vec()).map_err(|_| Error::BadState {
+                key: format!("{k:?}"),
+                detail: "an alias is UTF-8".into(),
+            })?;
+            out.push((id, alias));
         }
-        state.failures.clone()
+        Ok(out)
+    }
+
+    #[cfg(any(test, feature = "test-util"))]
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.inner.shared
     }
 }
 
-fn sealer_loop(rx: &Receiver<SealJob>, stop: &Receiver<()>, progress: &SealProgress) {
+fn indexer_loop(inner: &Inner, wakeups: &Wakeups) {
     loop {
-        let job = crossbeam_channel::select! {
-            recv(stop) -> _ => return,
-            recv(rx) -> job => match job {
-                Ok(job) => job,
-                Err(_) => return,
-            },
+        let batch: Vec<TenantId> = {
+            let mut dirty = wakeups.dirty.lock();
+            while dirty.tenants.is_empty() && !dirty.stop {
+                wakeups.changed.wait(&mut dirty);
+            }
+            if dirty.stop {
+                return;
+            }
+            dirty.tenants.drain().collect()
         };
-        let result = job.log.seal(&job.raw);
-        let mut state = progress.state.lock();
-        state.queued -= 1;
-        if let Err(e) = result {
-            // The raw segment stays in place and readable; the next open queues it again.
-            tracing::warn!(error = %e, "sealing a segment failed");
-            state.failures.push(e.to_string());
+        #[cfg(any(test, feature = "test-util"))]
+        if inner
+            .shared
+            .indexer_held
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            // Held by a test: the work stays marked for when it is released.
+            let mut dirty = wakeups.dirty.lock();
+            dirty.tenants.extend(batch);
+            wakeups
+                .changed
+                .wait_for(&mut dirty, std::time::Duration::from_millis(20));
+            continue;
         }
-        drop(state);
-        progress.idle.notify_all();
+        for id in batch {
+            let Some(tenant) = inner.tenants.read().get(&id).cloned() else {
+                // Not opened yet: opening catches up with the log itself.
+                continue;
+            };
+            match tenant.index_step() {
+                Ok(true) => wakeups.mark(id),
+                Ok(false) | Err(Error::TenantUnknown(_)) => {}
+                Err(e) => {
+                    tracing::error!(tenant = %id, error = %e, "indexing failed; commits for aggregates and fetches of this tenant fail until it is reopened");
+                }
+            }
+        }
     }
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        // Disconnecting the stop channel ends the sealer after the seal it is running, if any;
-        // queued jobs are dropped and their segments are queued again on the next open.
-        self.stop_tx = None;
-        if let Some(handle) = self.sealer_thread.take() {
+        self.inner.shared.wakeups.dirty.lock().stop = true;
+        self.inner.shared.wakeups.changed.notify_all();
+        if let Some(handle) = self.indexer.take() {
             let _ = handle.join();
         }
-        while self.seal_queue.try_recv().is_ok() {}
+        self.inner.tenants.write().clear();
     }
 }

@@ -1,58 +1,62 @@
-//! annals-engine: the storage engine of annals.
+//! annals-engine: the storage engine of annals, embeddable in any Rust program.
 //!
-//! Each tenant has its own directory with one append-only log per scope. A log is a chain of
-//! bounded segments of checksummed record frames; concurrent commits are group-committed
-//! into one write and one `fdatasync`; full segments are sealed into independent zstd blocks
-//! with an index; opening recovers from crashes by truncating a torn tail of the active
-//! segment only. engine/FORMAT.md specifies the bytes; engine/README.md tells the design.
+//! Each tenant has its own append-only event log (and one log per event-horizon scope), kept
+//! by `annals-log`: segmented, checksummed, group-committed, sealed into zstd blocks. Beside
+//! the logs, one RocksDB database holds a column family per tenant with everything needed to
+//! answer quickly and to resume processing: aggregate versions, the event-source index behind
+//! fetching an aggregate, filtered and public stream positions, processor, projection and
+//! subscription state. The log is the truth: what can be derived from it (aggregate versions
+//! and the event-source index) is rebuilt from it when missing or behind.
 //!
 //! ```no_run
-//! use annals_engine::{Commit, Engine, EngineConfig, EventLogSequenceNumber, TenantId, UncommittedEvent};
+//! use annals_engine::{AggregateCommit, AggregateEvent, Engine, EngineConfig, TenantId, uuid::Uuid};
 //!
 //! let engine = Engine::open(EngineConfig::new("./data"))?;
-//! let tenant = engine.tenant_or_create(TenantId(uuid::Uuid::new_v4()))?;
-//! let log = tenant.event_log()?;
-//! let receipt = log.append(&Commit {
-//!     events: vec![UncommittedEvent { event_source_id: "cart-1".into(), content: "{}".into(), ..Default::default() }],
+//! let tenant = engine.tenant_or_create(TenantId(Uuid::new_v4()))?;
+//! let cart = Uuid::new_v4(); // the aggregate root (type) id
+//! tenant.commit_for_aggregate(AggregateCommit {
+//!     aggregate_root: cart,
+//!     event_source_id: "cart-1".into(),
+//!     expected_version: 0,
+//!     events: vec![AggregateEvent { content: r#"{"item":"book"}"#.into(), ..Default::default() }],
 //!     ..Default::default()
 //! })?;
-//! for event in log.read(EventLogSequenceNumber::ZERO, 100, 1 << 20)?.views() {
-//!     println!("{} {}", event?.sequence_number, receipt.count);
-//! }
+//! let fetched = tenant.fetch_for_aggregate(cart, "cart-1", &[])?;
+//! assert_eq!(fetched.current_version, 1);
 //! # Ok::<(), annals_engine::Error>(())
 //! ```
+//!
+//! engine/README.md tells the design of the index; engine/log/FORMAT.md specifies the log's
+//! bytes.
 
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
-#![deny(clippy::undocumented_unsafe_blocks)]
 
-mod config;
+mod aggregate;
+mod db;
 mod engine;
-mod error;
-mod event;
-mod ids;
-mod io;
-mod log;
-mod poison;
-mod segment;
+mod keys;
+mod locks;
+mod state;
 mod tenant;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
-pub use crate::{
-    config::{Durability, EngineConfig, IoBackendChoice, RecoveryMode},
-    engine::Engine,
-    error::{Error, Result},
-    event::{
-        AppliedByAggregate, Claim, Commit, Event, EventHorizonOrigin, EventType, EventView,
-        ExecutionContext, UncommittedEvent, Version,
-    },
-    ids::{EventLogSequenceNumber, FileOffset, ScopeId, SegmentId, TenantId},
-    io::{select_backend, IoEngine, IoFile, OpenMode, StdIo, UringIo},
-    log::{CommitReceipt, Log, LogStats, TailReader},
-    segment::{reader::RecordBatch, recovery::RecoveryReport},
+pub use annals_log::{
+    uuid, AppliedByAggregate, Claim, Commit, CommitReceipt, Durability, EngineConfig, Error, Event,
+    EventHorizonOrigin, EventLogSequenceNumber, EventType, EventView, ExecutionContext,
+    IndexConfig, IndexDamage, IoBackendChoice, Log, RecordBatch, RecoveryMode, Result, ScopeId,
+    TailReader, TenantId, UncommittedEvent, Version,
 };
 
-/// Re-exported so callers can build ids without naming the uuid crate.
-pub use uuid;
+pub use crate::{
+    aggregate::{AggregateCommit, AggregateCommitReceipt, AggregateEvent, AggregateEvents},
+    db::IndexOpenReport,
+    engine::Engine,
+    state::{
+        FailingPartition, ProcessingFailure, StateBatch, StreamProcessorId, StreamProcessorState,
+        SubscriptionId, SubscriptionState,
+    },
+    tenant::{AggregateBatches, IndexRecovery, StreamEntry, Tenant},
+};

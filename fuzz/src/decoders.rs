@@ -4,9 +4,9 @@
 //! so anything that decodes must re-encode to exactly the bytes it came from: a decoder that
 //! accepts two spellings of one value (a stray reserved bit, a non-canonical length) fails
 //! here. [`record_payload`] re-encodes with the writer's own encoder
-//! (`annals_engine::testing::encode_payload`).
+//! (`annals_log::testing::encode_payload`).
 
-use annals_engine::{
+use annals_log::{
     testing::{
         decode_payload,
         format::{
@@ -136,7 +136,7 @@ pub fn record_frame(data: &[u8]) {
 /// The payload bytes, as is: decodes one record payload.
 pub fn record_payload(data: &[u8]) {
     if let Ok(event) = decode_payload(data) {
-        let encoded = annals_engine::testing::encode_payload(&event);
+        let encoded = annals_log::testing::encode_payload(&event);
         assert!(
             encoded == data,
             "payload decoded to {event:?}, which encodes to other bytes:\n  input   {data:02x?}\n  encoded {encoded:02x?}"

@@ -28,7 +28,7 @@ pub mod seeds;
 
 use std::path::PathBuf;
 
-use annals_engine::{
+use annals_log::{
     uuid::Uuid, Commit, EngineConfig, EventType, ExecutionContext, ScopeId, TenantId,
     UncommittedEvent, Version,
 };

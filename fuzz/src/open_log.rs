@@ -25,7 +25,7 @@
 
 use std::sync::Arc;
 
-use annals_engine::{
+use annals_log::{
     testing::{
         format::{
             BlockEntry, SealTrailer, SegmentHeader, SegmentKind, BLOCK_ENTRY_LEN, HEADER_LEN,
@@ -33,7 +33,7 @@ use annals_engine::{
         },
         FaultIo,
     },
-    Engine, EngineConfig, Error, EventLogSequenceNumber, IoEngine, Log, OpenMode, RecoveryMode,
+    LogStore, EngineConfig, Error, EventLogSequenceNumber, IoEngine, Log, OpenMode, RecoveryMode,
     ScopeId,
 };
 
@@ -314,7 +314,7 @@ pub fn open_log(data: &[u8]) {
     let spec = LogDirSpec::decode(data);
     let fs = build(&spec);
     let config = config(spec.flags);
-    let engine = Engine::open_with_io(config.clone(), Arc::new(fs.clone()))
+    let engine = LogStore::open_with_io(config.clone(), Arc::new(fs.clone()))
         .expect("the engine opens: only the log directory is fuzzed");
     let tenant = engine.tenant(TENANT).expect("the tenant directory exists");
     let log = match tenant.event_log() {
@@ -365,7 +365,7 @@ pub fn open_log(data: &[u8]) {
     drop(engine);
 
     // Recovery is idempotent: what it accepted (plus the append) opens again, untouched.
-    let engine = Engine::open_with_io(config, Arc::new(fs.clone())).expect("reopening the engine");
+    let engine = LogStore::open_with_io(config, Arc::new(fs.clone())).expect("reopening the engine");
     let log = engine
         .tenant(TENANT)
         .and_then(|t| t.event_log())

@@ -33,9 +33,9 @@
 
 use std::{collections::HashMap, fmt, sync::Arc};
 
-use annals_engine::{
+use annals_log::{
     testing::{CrashMode, FaultIo},
-    Commit, Durability, Engine, EngineConfig, Event, EventLogSequenceNumber, Log, RecoveryMode,
+    Commit, Durability, LogStore, EngineConfig, Event, EventLogSequenceNumber, Log, RecoveryMode,
 };
 
 use bytesize::ByteSize;
@@ -193,7 +193,7 @@ struct Harness {
     config: EngineConfig,
     background_sealing: bool,
     fs: FaultIo,
-    engine: Option<Engine>,
+    engine: Option<LogStore>,
     log: Option<Arc<Log>>,
     /// Every commit attempted, by tag (its correlation id).
     commits: HashMap<u64, Commit>,
@@ -249,7 +249,7 @@ impl Harness {
         self.config.durability == Durability::Buffered
     }
 
-    fn engine(&self) -> &Engine {
+    fn engine(&self) -> &LogStore {
         self.engine
             .as_ref()
             .expect("the engine is open between operations")
@@ -262,15 +262,15 @@ impl Harness {
     }
 
     /// Opens engine and log on the current file system with `config`.
-    fn try_open(&self, config: &EngineConfig) -> annals_engine::Result<(Engine, Arc<Log>)> {
-        let engine = Engine::open_with_io(config.clone(), Arc::new(self.fs.clone()))?;
+    fn try_open(&self, config: &EngineConfig) -> annals_log::Result<(LogStore, Arc<Log>)> {
+        let engine = LogStore::open_with_io(config.clone(), Arc::new(self.fs.clone()))?;
         let log = engine
             .tenant_or_create(TENANT)
             .and_then(|t| t.event_log())?;
         Ok((engine, log))
     }
 
-    fn opened(&mut self, (engine, log): (Engine, Arc<Log>)) {
+    fn opened(&mut self, (engine, log): (LogStore, Arc<Log>)) {
         self.engine = Some(engine);
         self.log = Some(log);
         self.faults_armed = false;

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use annals_engine::{
+use annals_log::{
     testing::{
         decode_payload,
         format::{
@@ -18,7 +18,7 @@ use annals_engine::{
         CrashMode, FaultIo,
     },
     uuid::Uuid,
-    AppliedByAggregate, Claim, Commit, Engine, EngineConfig, EventHorizonOrigin,
+    AppliedByAggregate, Claim, Commit, LogStore, EngineConfig, EventHorizonOrigin,
     EventLogSequenceNumber, ScopeId,
 };
 
@@ -142,7 +142,7 @@ fn reference(seal: bool) -> Reference {
         seal_enabled: seal,
         ..fuzz_config()
     };
-    let engine = Engine::open_with_io(config, Arc::new(fs.clone())).expect("engine opens");
+    let engine = LogStore::open_with_io(config, Arc::new(fs.clone())).expect("engine opens");
     let log = engine
         .tenant_or_create(TENANT)
         .and_then(|t| t.event_log())

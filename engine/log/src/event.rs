@@ -407,6 +407,14 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Whether a record payload (as `RecordBatch::payloads` yields it) says its event was applied
+/// by an aggregate, read from its flags without decoding the rest.
+pub fn payload_applied_by_aggregate(payload: &[u8]) -> bool {
+    payload
+        .get(1)
+        .is_some_and(|flags| flags & FLAG_AGGREGATE != 0)
+}
+
 /// Decodes a payload borrowed from `payload`.
 pub fn decode_payload(
     sequence_number: EventLogSequenceNumber,

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use annals_engine::{
-    testing::FaultIo, uuid::Uuid, Commit, Engine, EngineConfig, Event, EventType, ExecutionContext,
-    IoEngine, StdIo, TenantId, UncommittedEvent, UringIo, Version,
+use annals_log::{
+    testing::FaultIo, uuid::Uuid, Commit, EngineConfig, Event, EventType, ExecutionContext,
+    IoEngine, LogStore, StdIo, TenantId, UncommittedEvent, UringIo, Version,
 };
 use bytesize::ByteSize;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
@@ -101,7 +101,7 @@ pub fn assert_event_matches(event: &Event, commit: &Commit, index: usize) {
 }
 
 /// The test tenant's event log, creating the tenant if needed.
-pub fn test_log(engine: &Engine) -> Arc<annals_engine::Log> {
+pub fn test_log(engine: &LogStore) -> Arc<annals_log::Log> {
     engine
         .tenant_or_create(TENANT)
         .unwrap()
@@ -110,9 +110,9 @@ pub fn test_log(engine: &Engine) -> Arc<annals_engine::Log> {
 }
 
 /// Reads a whole log.
-pub fn read_all(log: &annals_engine::Log) -> Vec<Event> {
+pub fn read_all(log: &annals_log::Log) -> Vec<Event> {
     let mut out = Vec::new();
-    let mut from = annals_engine::EventLogSequenceNumber(0);
+    let mut from = annals_log::EventLogSequenceNumber(0);
     loop {
         let batch = log.read(from, 1000, 1 << 20).unwrap();
         if batch.is_empty() {
@@ -125,8 +125,8 @@ pub fn read_all(log: &annals_engine::Log) -> Vec<Event> {
 }
 
 /// Opens an engine on the fault file system at "/data".
-pub fn open_fault(fs: &FaultIo, config: &EngineConfig) -> annals_engine::Result<Engine> {
-    Engine::open_with_io(config.clone(), Arc::new(fs.clone()))
+pub fn open_fault(fs: &FaultIo, config: &EngineConfig) -> annals_log::Result<LogStore> {
+    LogStore::open_with_io(config.clone(), Arc::new(fs.clone()))
 }
 
 pub fn rng(seed: u64) -> SmallRng {

@@ -1,6 +1,6 @@
 //! Byte layouts of segment files: header, record frame, sealed block index and trailer.
 //!
-//! engine/FORMAT.md is the normative description; this module is its only implementation.
+//! engine/log/FORMAT.md is the normative description; this module is its only implementation.
 //! All integers are little-endian. Checksums are CRC-32/IEEE (crc32fast).
 //!
 //! Invariants:

@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use annals_engine::{testing::FaultIo, Engine, Error, EventLogSequenceNumber, IoEngine};
+use annals_log::{testing::FaultIo, Error, EventLogSequenceNumber, IoEngine, LogStore};
 use common::*;
 
 #[test]
@@ -24,7 +24,7 @@ fn concurrent_commits_share_fdatasyncs_and_get_disjoint_gapless_ranges() {
     for io in real_backends() {
         let dir = tempfile::tempdir().unwrap();
         let config = small_config(dir.path());
-        let engine = Engine::open_with_io(config, Arc::clone(&io)).unwrap();
+        let engine = LogStore::open_with_io(config, Arc::clone(&io)).unwrap();
         let log = test_log(&engine);
         let receipts = std::sync::Mutex::new(Vec::new());
         std::thread::scope(|s| {
@@ -177,14 +177,14 @@ fn a_real_full_tmpfs_is_survived() {
     let _guard = Unmount(mount.path().to_path_buf());
     for io in real_backends() {
         let data = mount.path().join(io.name());
-        let config = annals_engine::EngineConfig {
+        let config = annals_log::EngineConfig {
             seal_enabled: false,
             ..small_config(&data)
         };
         let mut r = rng(1);
         let mut acknowledged = 0u64;
         {
-            let engine = Engine::open_with_io(config.clone(), Arc::clone(&io)).unwrap();
+            let engine = LogStore::open_with_io(config.clone(), Arc::clone(&io)).unwrap();
             let log = test_log(&engine);
             let err = loop {
                 match log.append(&commit(&mut r, acknowledged + 1, 4)) {
@@ -203,7 +203,7 @@ fn a_real_full_tmpfs_is_survived() {
         let _ = std::process::Command::new("mount")
             .args(["-o", "remount,size=4m", &mount.path().display().to_string()])
             .status();
-        let engine = Engine::open_with_io(config, Arc::clone(&io)).unwrap();
+        let engine = LogStore::open_with_io(config, Arc::clone(&io)).unwrap();
         let log = engine.tenant(TENANT).unwrap().event_log().unwrap();
         assert_eq!(
             read_all(&log).len() as u64,
@@ -229,7 +229,7 @@ fn a_real_full_tmpfs_is_survived() {
 fn subscribers_wake_on_commit_and_see_every_event_once() {
     for io in real_backends() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::open_with_io(small_config(dir.path()), Arc::clone(&io)).unwrap();
+        let engine = LogStore::open_with_io(small_config(dir.path()), Arc::clone(&io)).unwrap();
         let log = test_log(&engine);
         let total = 300u64;
         std::thread::scope(|s| {
@@ -269,7 +269,7 @@ fn subscribers_wake_on_commit_and_see_every_event_once() {
 fn reads_stay_correct_while_segments_are_sealed() {
     let io: Arc<dyn IoEngine> = real_backends().pop().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open_with_io(small_config(dir.path()), io).unwrap();
+    let engine = LogStore::open_with_io(small_config(dir.path()), io).unwrap();
     let log = test_log(&engine);
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -303,9 +303,9 @@ fn reads_stay_correct_while_segments_are_sealed() {
 fn tenants_are_apart() {
     let dir = tempfile::tempdir().unwrap();
     let config = small_config(dir.path());
-    let other = annals_engine::TenantId(annals_engine::uuid::Uuid::from_u128(77));
+    let other = annals_log::TenantId(annals_log::uuid::Uuid::from_u128(77));
     {
-        let engine = Engine::open_with_io(config.clone(), Arc::new(annals_engine::StdIo)).unwrap();
+        let engine = LogStore::open_with_io(config.clone(), Arc::new(annals_log::StdIo)).unwrap();
         assert!(matches!(
             engine.tenant(TENANT),
             Err(Error::TenantUnknown(_))
@@ -322,13 +322,13 @@ fn tenants_are_apart() {
         assert_eq!(read_all(&a).len(), 3);
         assert_eq!(read_all(&b).len(), 1);
     }
-    let engine = Engine::open_with_io(config, Arc::new(annals_engine::StdIo)).unwrap();
+    let engine = LogStore::open_with_io(config, Arc::new(annals_log::StdIo)).unwrap();
     assert_eq!(engine.tenants(), vec![other, TENANT], "sorted by id");
     assert_eq!(
         read_all(&engine.tenant(other).unwrap().event_log().unwrap()).len(),
         1
     );
-    let scope = annals_engine::ScopeId(annals_engine::uuid::Uuid::from_u128(3));
+    let scope = annals_log::ScopeId(annals_log::uuid::Uuid::from_u128(3));
     let scoped = engine.tenant(TENANT).unwrap().log(scope).unwrap();
     assert_eq!(
         scoped.next_sequence_number().0,

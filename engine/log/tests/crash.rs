@@ -14,7 +14,7 @@ mod common;
 
 use std::{collections::HashMap, sync::Arc};
 
-use annals_engine::{
+use annals_log::{
     testing::{CrashMode, FaultIo},
     Commit, EngineConfig,
 };

@@ -15,7 +15,7 @@ use std::{
     sync::Arc,
 };
 
-use annals_engine::{Engine, EngineConfig, Error, EventLogSequenceNumber, RecoveryMode, StdIo};
+use annals_log::{EngineConfig, Error, EventLogSequenceNumber, LogStore, RecoveryMode, StdIo};
 use common::*;
 
 fn log_dir(data: &Path) -> PathBuf {
@@ -25,8 +25,8 @@ fn log_dir(data: &Path) -> PathBuf {
         .join("00000000-0000-0000-0000-000000000000")
 }
 
-fn open(config: &EngineConfig) -> annals_engine::Result<Engine> {
-    Engine::open_with_io(config.clone(), Arc::new(StdIo))
+fn open(config: &EngineConfig) -> annals_log::Result<LogStore> {
+    LogStore::open_with_io(config.clone(), Arc::new(StdIo))
 }
 
 /// Writes `commits` commits of 3 events; returns the config and the number of events.
@@ -61,7 +61,7 @@ fn flip(path: &Path, offset: usize) {
     fs::write(path, bytes).unwrap();
 }
 
-fn count(engine: &Engine) -> usize {
+fn count(engine: &LogStore) -> usize {
     read_all(&engine.tenant(TENANT).unwrap().event_log().unwrap()).len()
 }
 
@@ -307,9 +307,7 @@ fn misfiled_and_stray_files_are_refused() {
     {
         let other = open(&small_config(other_dir.path())).unwrap();
         let t = other
-            .tenant_or_create(annals_engine::TenantId(
-                annals_engine::uuid::Uuid::from_u128(5),
-            ))
+            .tenant_or_create(annals_log::TenantId(annals_log::uuid::Uuid::from_u128(5)))
             .unwrap();
         let mut r = rng(1);
         t.event_log()

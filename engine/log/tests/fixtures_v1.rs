@@ -19,9 +19,9 @@ use std::{
     sync::Arc,
 };
 
-use annals_engine::{
-    uuid::Uuid, AppliedByAggregate, Claim, Commit, Engine, EngineConfig, Error, EventHorizonOrigin,
-    EventType, ExecutionContext, StdIo, UncommittedEvent, Version,
+use annals_log::{
+    uuid::Uuid, AppliedByAggregate, Claim, Commit, EngineConfig, Error, EventHorizonOrigin,
+    EventType, ExecutionContext, LogStore, StdIo, UncommittedEvent, Version,
 };
 use common::*;
 
@@ -131,7 +131,7 @@ fn write_fixtures() {
         "fixtures of a released version are never rewritten"
     );
     {
-        let engine = Engine::open_with_io(config(&good), Arc::new(StdIo)).unwrap();
+        let engine = LogStore::open_with_io(config(&good), Arc::new(StdIo)).unwrap();
         let log = engine.create_tenant(TENANT).unwrap().event_log().unwrap();
         for c in fixture_commits() {
             log.append(&c).unwrap();
@@ -177,7 +177,7 @@ fn v1_fixture_opens_and_reads_back_exactly() {
         "fixture lacks an active segment: {names:?}"
     );
     for io in real_backends() {
-        let engine = Engine::open_with_io(config(tmp.path()), io).unwrap();
+        let engine = LogStore::open_with_io(config(tmp.path()), io).unwrap();
         let log = engine.tenant(TENANT).unwrap().event_log().unwrap();
         assert_eq!(log.recovery_report().truncated_bytes, 0);
         let events = read_all(&log);
@@ -202,7 +202,7 @@ fn v1_fixture_opens_and_reads_back_exactly() {
 fn v1_corrupt_fixture_is_refused_with_file_and_offset() {
     let tmp = tempfile::tempdir().unwrap();
     copy_dir(&fixture_dir("corrupt-active-frame"), tmp.path());
-    let engine = Engine::open_with_io(config(tmp.path()), Arc::new(StdIo)).unwrap();
+    let engine = LogStore::open_with_io(config(tmp.path()), Arc::new(StdIo)).unwrap();
     let err = engine.tenant(TENANT).unwrap().event_log().unwrap_err();
     match &err {
         Error::ChecksumMismatch {

@@ -36,7 +36,6 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::{
     config::{Durability, EngineConfig},
-    engine::SealQueue,
     error::{Error, Result},
     event::{encode_execution_context, encode_payload, Commit},
     ids::{EventLogSequenceNumber, ScopeId, TenantId},
@@ -49,6 +48,7 @@ use crate::{
         seal::seal_segment,
         RawSegment, Segment,
     },
+    store::SealQueue,
 };
 
 /// Where a commit landed.
@@ -156,9 +156,15 @@ pub struct Log {
     tail: Notify,
     poison: Poison,
     sealer: Option<SealQueue>,
+    on_publish: Option<PublishHook>,
     stats: LogStats,
     recovery: RecoveryReport,
 }
+
+/// Called by a log's group-commit leader each time it publishes new records, with the log's
+/// tenant, scope and new end. It runs on the commit path: it must only note the work (set a
+/// flag, send to a channel), never block.
+pub type PublishHook = Arc<dyn Fn(TenantId, ScopeId, EventLogSequenceNumber) + Send + Sync>;
 
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -179,6 +185,7 @@ impl Log {
         tenant: TenantId,
         scope: ScopeId,
         sealer: Option<SealQueue>,
+        on_publish: Option<PublishHook>,
     ) -> Result<Arc<Log>> {
         let recovered = recover(io.as_ref(), &config, &dir, tenant, scope)?;
         let log = Arc::new_cyclic(|me| Log {
@@ -207,6 +214,7 @@ impl Log {
             tail: Notify::new(),
             poison: Poison::default(),
             sealer,
+            on_publish,
             stats: LogStats::default(),
             recovery: recovered.report,
         });
@@ -534,6 +542,9 @@ impl Log {
         self.stats.events.fetch_add(events, Ordering::Relaxed);
         self.visible_next.store(w.next_seq.0, Ordering::Release);
         self.tail.notify(usize::MAX);
+        if let Some(hook) = &self.on_publish {
+            hook(self.tenant, self.scope, w.next_seq);
+        }
         Ok(())
     }
 

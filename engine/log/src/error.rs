@@ -116,6 +116,33 @@ pub enum Error {
         end: EventLogSequenceNumber,
     },
 
+    /// The RocksDB index failed.
+    #[error("index: {op}: {detail}")]
+    Index {
+        /// What the engine was doing.
+        op: &'static str,
+        /// RocksDB's message.
+        detail: String,
+    },
+
+    /// Stored state does not decode.
+    #[error("stored state under {key} does not decode: {detail}")]
+    BadState {
+        /// The key, printed.
+        key: String,
+        /// What the decoder said.
+        detail: String,
+    },
+
+    /// A stream append expected another next position (a writer raced or resumed stale).
+    #[error("wrong expected stream position: expected {expected}, actual {actual}")]
+    WrongStreamPosition {
+        /// The position the caller expected to write at.
+        expected: u64,
+        /// The stream's next position.
+        actual: u64,
+    },
+
     /// The configuration is invalid.
     #[error("invalid configuration: {key}: {reason}")]
     InvalidConfig {

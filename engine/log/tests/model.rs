@@ -12,8 +12,8 @@ mod common;
 
 use std::sync::Arc;
 
-use annals_engine::{
-    testing::FaultIo, Commit, Engine, EngineConfig, EventLogSequenceNumber, IoEngine,
+use annals_log::{
+    testing::FaultIo, Commit, EngineConfig, EventLogSequenceNumber, IoEngine, LogStore,
 };
 use common::*;
 use rand::Rng;
@@ -22,7 +22,7 @@ fn run_model(io: &Arc<dyn IoEngine>, config: &EngineConfig, seed: u64, ops: usiz
     eprintln!("model: backend {} seed {seed}", io.name());
     let mut rng = rng(seed);
     let mut model: Vec<(Arc<Commit>, usize)> = Vec::new();
-    let mut engine = Some(Engine::open_with_io(config.clone(), Arc::clone(io)).unwrap());
+    let mut engine = Some(LogStore::open_with_io(config.clone(), Arc::clone(io)).unwrap());
     let mut tag = 0u64;
     for step in 0..ops {
         let e = engine.as_ref().unwrap();
@@ -68,7 +68,7 @@ fn run_model(io: &Arc<dyn IoEngine>, config: &EngineConfig, seed: u64, ops: usiz
             _ => {
                 drop(log);
                 drop(engine.take());
-                engine = Some(Engine::open_with_io(config.clone(), Arc::clone(io)).unwrap());
+                engine = Some(LogStore::open_with_io(config.clone(), Arc::clone(io)).unwrap());
                 let log = engine
                     .as_ref()
                     .unwrap()

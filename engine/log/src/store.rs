@@ -1,0 +1,347 @@
+//! The engine: a data directory of tenants, the I/O backend, and the sealer thread.
+//!
+//! Layout: `<data-dir>/LOCK` (held while open), `<data-dir>/tenants/<tenant>/logs/<scope>/`
+//! with the segment files of one log (engine/log/FORMAT.md section 1).
+//!
+//! The sealer is one background thread per engine; it seals full segments one at a time, so
+//! sealing never takes more than one core, and its queue holds one small job per rolled
+//! segment. It stops when the engine drops; unsealed segments are queued again on reopen.
+
+use std::{collections::HashMap, path::PathBuf, sync::Arc, thread::JoinHandle};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::{
+    config::EngineConfig,
+    error::{Error, Result},
+    ids::TenantId,
+    io::{select_backend, IoEngine},
+    log::{PublishHook, SealJob},
+    tenant::TenantLogs,
+};
+
+/// A tenant directory renamed to this prefix is being deleted.
+const DELETING_PREFIX: &str = ".deleting-";
+
+/// What every tenant and log of an engine shares.
+pub(crate) struct Shared {
+    pub(crate) io: Arc<dyn IoEngine>,
+    pub(crate) config: Arc<EngineConfig>,
+    pub(crate) sealer: Option<SealQueue>,
+    pub(crate) on_publish: Option<PublishHook>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("io", &self.io.name())
+            .field("config", &self.config)
+            .field("hook", &self.on_publish.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sealing progress, for `wait_for_sealing` and error reporting.
+#[derive(Debug, Default)]
+struct SealProgress {
+    state: Mutex<SealState>,
+    idle: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct SealState {
+    /// Jobs sent and not yet finished (queued or running).
+    queued: usize,
+    failures: Vec<String>,
+}
+
+/// The sealer's queue as logs see it: sending counts the job before the sealer can see it,
+/// so `wait_for_sealing` never mistakes a job in hand-over for no work.
+#[derive(Debug, Clone)]
+pub(crate) struct SealQueue {
+    tx: Sender<SealJob>,
+    progress: Arc<SealProgress>,
+}
+
+impl SealQueue {
+    pub(crate) fn send(&self, job: SealJob) {
+        self.progress.state.lock().queued += 1;
+        if self.tx.send(job).is_err() {
+            // The sealer is gone (engine shutting down): the segment is sealed on next open.
+            self.progress.state.lock().queued -= 1;
+            self.progress.idle.notify_all();
+        }
+    }
+}
+
+/// An open engine.
+#[derive(Debug)]
+pub struct LogStore {
+    shared: Arc<Shared>,
+    tenants: RwLock<HashMap<TenantId, Arc<TenantLogs>>>,
+    /// Dropping it tells the sealer to stop.
+    stop_tx: Option<Sender<()>>,
+    seal_progress: Arc<SealProgress>,
+    sealer_thread: Option<JoinHandle<()>>,
+    /// A receiver kept to see how many seal jobs are queued.
+    seal_queue: Receiver<SealJob>,
+    _lock: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl LogStore {
+    /// Opens (or creates) the engine in `config.data_dir` with the configured I/O backend.
+    pub fn open(config: EngineConfig) -> Result<LogStore> {
+        let io = select_backend(config.io_backend)?;
+        Self::open_with_io(config, io)
+    }
+
+    /// Opens the engine on a given I/O backend (tests use the fault-injecting one).
+    pub fn open_with_io(config: EngineConfig, io: Arc<dyn IoEngine>) -> Result<LogStore> {
+        Self::open_with_hook(config, io, None)
+    }
+
+    /// Opens the store with a hook that every log calls when it publishes new records (the
+    /// engine's indexer uses it to learn which logs have grown).
+    pub fn open_with_hook(
+        config: EngineConfig,
+        io: Arc<dyn IoEngine>,
+        on_publish: Option<PublishHook>,
+    ) -> Result<LogStore> {
+        config.validate()?;
+        let data = config.data_dir.clone();
+        let tenants_dir = data.join("tenants");
+        if !io.exists(&tenants_dir) {
+            io.create_dir_all(&tenants_dir)
+                .map_err(|e| Error::io("create dir", &data, e))?;
+            // Make the new directories' entries durable up to the data directory's parent.
+            io.sync_dir(&data)
+                .map_err(|e| Error::io("fsync dir", &data, e))?;
+            if let Some(parent) = data.parent().filter(|p| !p.as_os_str().is_empty()) {
+                io.sync_dir(parent)
+                    .map_err(|e| Error::io("fsync dir", parent, e))?;
+            }
+        }
+        let lock_path = data.join("LOCK");
+        let lock = io
+            .lock_exclusive(&lock_path)
+            .map_err(|e| Error::io("lock", &lock_path, e))?;
+        // Unbounded, but holds one small job per rolled segment.
+        let (tx, rx) = crossbeam_channel::unbounded::<SealJob>();
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        let seal_progress = Arc::new(SealProgress::default());
+        let sealer_thread = if config.seal_enabled {
+            let rx = rx.clone();
+            let progress = Arc::clone(&seal_progress);
+            Some(
+                std::thread::Builder::new()
+                    .name("annals-sealer".into())
+                    .spawn(move || sealer_loop(&rx, &stop_rx, &progress))
+                    .map_err(|e| Error::io("spawn sealer thread", &data, e))?,
+            )
+        } else {
+            None
+        };
+        let sealer = config.seal_enabled.then(|| SealQueue {
+            tx: tx.clone(),
+            progress: Arc::clone(&seal_progress),
+        });
+        let shared = Arc::new(Shared {
+            io,
+            config: Arc::new(config),
+            sealer,
+            on_publish,
+        });
+        let engine = LogStore {
+            shared,
+            tenants: RwLock::new(HashMap::new()),
+            stop_tx: Some(stop_tx),
+            seal_progress,
+            sealer_thread,
+            seal_queue: rx,
+            _lock: lock,
+        };
+        engine.load_tenants()?;
+        Ok(engine)
+    }
+
+    fn tenants_dir(&self) -> PathBuf {
+        self.shared.config.data_dir.join("tenants")
+    }
+
+    fn load_tenants(&self) -> Result<()> {
+        let dir = self.tenants_dir();
+        let names = self
+            .shared
+            .io
+            .read_dir(&dir)
+            .map_err(|e| Error::io("read dir", &dir, e))?;
+        let mut tenants = self.tenants.write();
+        for name in names {
+            if let Some(rest) = name.strip_prefix(DELETING_PREFIX) {
+                // A delete that a crash interrupted after its rename: finish it.
+                tracing::info!(tenant = rest, "finishing an interrupted tenant delete");
+                let path = dir.join(&name);
+                self.shared
+                    .io
+                    .remove_dir_all(&path)
+                    .map_err(|e| Error::io("remove dir", &path, e))?;
+                continue;
+            }
+            let id: TenantId = name.parse().map_err(|_| Error::Corruption {
+                path: dir.join(&name),
+                offset: 0,
+                what: "a tenant directory must be named by a UUID".into(),
+            })?;
+            tenants.insert(
+                id,
+                Arc::new(TenantLogs::new(
+                    id,
+                    dir.join(&name),
+                    Arc::clone(&self.shared),
+                )),
+            );
+        }
+        Ok(())
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    /// The I/O backend's name (`io_uring`, `std` or `fault`).
+    pub fn io_backend(&self) -> &'static str {
+        self.shared.io.name()
+    }
+
+    /// Creates a tenant; fails if it exists.
+    pub fn create_tenant(&self, id: TenantId) -> Result<Arc<TenantLogs>> {
+        let mut tenants = self.tenants.write();
+        if tenants.contains_key(&id) {
+            return Err(Error::TenantExists(id));
+        }
+        let dir = self.tenants_dir().join(id.to_string());
+        let io = &self.shared.io;
+        io.create_dir_all(&dir.join("logs"))
+            .map_err(|e| Error::io("create dir", &dir, e))?;
+        io.sync_dir(&dir)
+            .map_err(|e| Error::io("fsync dir", &dir, e))?;
+        let parent = self.tenants_dir();
+        io.sync_dir(&parent)
+            .map_err(|e| Error::io("fsync dir", &parent, e))?;
+        let tenant = Arc::new(TenantLogs::new(id, dir, Arc::clone(&self.shared)));
+        tenants.insert(id, Arc::clone(&tenant));
+        Ok(tenant)
+    }
+
+    /// The tenant `id`, or [`Error::TenantUnknown`].
+    pub fn tenant(&self, id: TenantId) -> Result<Arc<TenantLogs>> {
+        self.tenants
+            .read()
+            .get(&id)
+            .cloned()
+            .ok_or(Error::TenantUnknown(id))
+    }
+
+    /// The tenant `id`, created if missing.
+    pub fn tenant_or_create(&self, id: TenantId) -> Result<Arc<TenantLogs>> {
+        match self.tenant(id) {
+            Err(Error::TenantUnknown(_)) => match self.create_tenant(id) {
+                Err(Error::TenantExists(_)) => self.tenant(id),
+                other => other,
+            },
+            other => other,
+        }
+    }
+
+    /// Deletes a tenant and every log of it. The directory is first renamed out of the way
+    /// (durably), so a crash leaves either the whole tenant or none of it; the next open
+    /// finishes removing a renamed directory. Handles to the tenant's logs that callers still
+    /// hold keep their open files but no longer reach anything on disk; the caller stops
+    /// using them. Waits for running seals to finish first.
+    pub fn delete_tenant(&self, id: TenantId) -> Result<()> {
+        let mut tenants = self.tenants.write();
+        if !tenants.contains_key(&id) {
+            return Err(Error::TenantUnknown(id));
+        }
+        drop(tenants);
+        // A seal of one of its segments would otherwise race the removal.
+        self.wait_for_sealing();
+        tenants = self.tenants.write();
+        let Some(tenant) = tenants.remove(&id) else {
+            return Err(Error::TenantUnknown(id));
+        };
+        let parent = self.tenants_dir();
+        let doomed = parent.join(format!("{DELETING_PREFIX}{id}"));
+        let io = &self.shared.io;
+        let result = io
+            .rename(tenant.dir(), &doomed)
+            .map_err(|e| Error::io("rename", tenant.dir(), e))
+            .and_then(|()| {
+                io.sync_dir(&parent)
+                    .map_err(|e| Error::io("fsync dir", &parent, e))
+            });
+        if let Err(e) = result {
+            tenants.insert(id, tenant);
+            return Err(e);
+        }
+        drop(tenants);
+        io.remove_dir_all(&doomed)
+            .map_err(|e| Error::io("remove dir", &doomed, e))?;
+        io.sync_dir(&parent)
+            .map_err(|e| Error::io("fsync dir", &parent, e))
+    }
+
+    /// Every tenant, sorted.
+    pub fn tenants(&self) -> Vec<TenantId> {
+        let mut ids: Vec<TenantId> = self.tenants.read().keys().copied().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Blocks until every queued seal has run; returns the failures seen so far.
+    pub fn wait_for_sealing(&self) -> Vec<String> {
+        let mut state = self.seal_progress.state.lock();
+        while state.queued > 0 {
+            self.seal_progress
+                .idle
+                .wait_for(&mut state, std::time::Duration::from_millis(50));
+        }
+        state.failures.clone()
+    }
+}
+
+fn sealer_loop(rx: &Receiver<SealJob>, stop: &Receiver<()>, progress: &SealProgress) {
+    loop {
+        let job = crossbeam_channel::select! {
+            recv(stop) -> _ => return,
+            recv(rx) -> job => match job {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        let result = job.log.seal(&job.raw);
+        let mut state = progress.state.lock();
+        state.queued -= 1;
+        if let Err(e) = result {
+            // The raw segment stays in place and readable; the next open queues it again.
+            tracing::warn!(error = %e, "sealing a segment failed");
+            state.failures.push(e.to_string());
+        }
+        drop(state);
+        progress.idle.notify_all();
+    }
+}
+
+impl Drop for LogStore {
+    fn drop(&mut self) {
+        // Disconnecting the stop channel ends the sealer after the seal it is running, if any;
+        // queued jobs are dropped and their segments are queued again on the next open.
+        self.stop_tx = None;
+        if let Some(handle) = self.sealer_thread.take() {
+            let _ = handle.join();
+        }
+        while self.seal_queue.try_recv().is_ok() {}
+    }
+}

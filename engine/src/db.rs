@@ -1,0 +1,171 @@
+//! The RocksDB database under `<data-dir>/index/`: one column family per tenant
+//! (`tenant-<uuid>`) and the default family for engine-wide entries (aliases).
+//!
+//! Every family shares one WAL, one block cache and one write-buffer budget (RocksDB's
+//! write-buffer manager), and each family's memtable is small, so a thousand tenants cost a
+//! bounded amount of memory. Index and filter blocks live in the shared cache instead of
+//! being pinned per table, for the same reason.
+
+use std::path::{Path, PathBuf};
+
+use annals_log::{EngineConfig, Error, IndexConfig, IndexDamage, Result, TenantId};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DBWithThreadMode,
+    MultiThreaded, Options, WriteBufferManager,
+};
+
+/// The database type: column families can be created and dropped through a shared handle.
+pub(crate) type Db = DBWithThreadMode<MultiThreaded>;
+
+const TENANT_CF_PREFIX: &str = "tenant-";
+
+/// Maps a RocksDB error to the engine's.
+pub(crate) fn rocks(op: &'static str) -> impl FnOnce(rocksdb::Error) -> Error {
+    move |e| Error::Index {
+        op,
+        detail: e.into_string(),
+    }
+}
+
+pub(crate) fn tenant_cf_name(id: TenantId) -> String {
+    format!("{TENANT_CF_PREFIX}{id}")
+}
+
+/// The options the database and every family are opened with.
+pub(crate) struct DbOptions {
+    pub(crate) db: Options,
+    pub(crate) family: Options,
+}
+
+impl DbOptions {
+    pub(crate) fn new(config: &IndexConfig) -> Self {
+        let cache = Cache::new_lru_cache(config.block_cache_bytes.as_u64() as usize);
+        let buffers = WriteBufferManager::new_write_buffer_manager(
+            config.write_buffer_total_bytes.as_u64() as usize,
+            false,
+        );
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+
+        let mut family = Options::default();
+        family.set_block_based_table_factory(&table);
+        family.set_write_buffer_size(config.tenant_write_buffer_bytes.as_u64() as usize);
+        family.set_max_write_buffer_number(2);
+        // Index entries are small and mostly fresh: no compression while they are hot, zstd
+        // (the one codec this build links) once they settle at the bottom level.
+        family.set_compression_type(DBCompressionType::None);
+        family.set_bottommost_compression_type(DBCompressionType::Zstd);
+
+        let mut db = family.clone();
+        db.create_if_missing(true);
+        db.set_write_buffer_manager(&buffers);
+        db.set_max_total_wal_size(config.wal_bytes_max.as_u64());
+        db.set_max_background_jobs(2);
+        db.set_max_open_files(1024);
+        db.set_keep_log_file_num(4);
+        db.set_max_log_file_size(4 << 20);
+        db.set_skip_stats_update_on_db_open(true);
+        db.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
+        Self { db, family }
+    }
+}
+
+/// How the database was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexOpenReport {
+    /// No index existed (a new store, or one whose index was removed): everything derived
+    /// from the logs is rebuilt as each tenant is opened.
+    pub created: bool,
+    /// The index was damaged and moved here; a new one is rebuilt from the logs.
+    pub damaged_moved_to: Option<PathBuf>,
+    /// Families of tenants with no directory (an interrupted create or delete), dropped.
+    pub orphans_dropped: Vec<String>,
+}
+
+/// Opens (or creates) the database with a family for every tenant in `tenants`; drops the
+/// families of tenants that have no directory.
+pub(crate) fn open(
+    config: &EngineConfig,
+    options: &DbOptions,
+    tenants: &[TenantId],
+) -> Result<(Db, IndexOpenReport)> {
+    let path = config.data_dir.join("index");
+    let mut report = IndexOpenReport {
+        created: !path.join("CURRENT").exists(),
+        ..IndexOpenReport::default()
+    };
+    let db = match open_families(&path, options) {
+        Ok(db) => db,
+        Err(e) if is_damage(&e) && config.index.on_damage == IndexDamage::Rebuild => {
+            let aside = move_aside(&config.data_dir, &path)?;
+            tracing::error!(
+                error = %e,
+                moved_to = %aside.display(),
+                "the index is damaged: moved it aside and rebuilding from the logs; processor \
+                 state, stream positions and aliases are not in the logs and start empty"
+            );
+            report.damaged_moved_to = Some(aside);
+            report.created = true;
+            open_families(&path, options)?
+        }
+        Err(e) => return Err(e),
+    };
+    let wanted: std::collections::HashSet<String> =
+        tenants.iter().map(|t| tenant_cf_name(*t)).collect();
+    let existing = Db::list_cf(&options.db, &path).map_err(rocks("list column families"))?;
+    for name in existing {
+        if name.starts_with(TENANT_CF_PREFIX) && !wanted.contains(&name) {
+            db.drop_cf(&name)
+                .map_err(rocks("drop orphan column family"))?;
+            tracing::info!(family = %name, "dropped the index of a tenant that has no directory");
+            report.orphans_dropped.push(name);
+        }
+    }
+    for name in &wanted {
+        if db.cf_handle(name).is_none() {
+            db.create_cf(name, &options.family)
+                .map_err(rocks("create column family"))?;
+        }
+    }
+    Ok((db, report))
+}
+
+fn open_families(path: &Path, options: &DbOptions) -> Result<Db> {
+    let names = if path.join("CURRENT").exists() {
+        Db::list_cf(&options.db, path).map_err(rocks("list column families"))?
+    } else {
+        vec![rocksdb::DEFAULT_COLUMN_FAMILY_NAME.to_owned()]
+    };
+    let families = names
+        .into_iter()
+        .map(|name| ColumnFamilyDescriptor::new(name, options.family.clone()));
+    Db::open_cf_descriptors(&options.db, path, families).map_err(rocks("open"))
+}
+
+fn is_damage(e: &Error) -> bool {
+    // RocksDB reports damage as "Corruption: ..." (and a missing table file as an I/O error
+    // naming the file); both mean the files do not hold a consistent database.
+    matches!(e, Error::Index { detail, .. }
+        if detail.starts_with("Corruption") || detail.contains("No such file"))
+}
+
+fn move_aside(data_dir: &Path, path: &Path) -> Result<PathBuf> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut aside = data_dir.join(format!("index.damaged-{secs}"));
+    let mut n = 1;
+    while aside.exists() {
+        aside = data_dir.join(format!("index.damaged-{secs}-{n}"));
+        n += 1;
+    }
+    std::fs::rename(path, &aside).map_err(|e| Error::Io {
+        op: "move damaged index aside",
+        path: path.to_owned(),
+        source: e,
+    })?;
+    Ok(aside)
+}

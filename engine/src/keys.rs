@@ -1,0 +1,199 @@
+//! The key layout of a tenant's column family.
+//!
+//! Every key starts with one byte naming its kind, so each kind is one contiguous range and
+//! a kind can be dropped with one range delete. Numbers that order keys are big-endian (so
+//! byte order is numeric order); values are little-endian like the log. Strings inside a key
+//! carry a 4-byte big-endian length before them, so no string can run into the next field.
+//!
+//! | kind | key | value |
+//! |---|---|---|
+//! | `M` meta | `M` name | per entry |
+//! | `A` aggregate version | `A` root(16) len es | u64 count of events applied |
+//! | `E` event-source index | `A`'s key with `E`, then version(8) | seq(8) type(16) generation(4) |
+//! | `N` stream end | `N` scope(16) stream(16) | u64 next position |
+//! | `S` stream entry | `S` scope stream position(8) | seq(8) partition (rest) |
+//! | `P` stream by partition | `P` scope stream len partition position(8) | seq(8) |
+//! | `Q` stream processor state | `Q` scope(16) processor(16) source stream(16) | JSON |
+//! | `J` projection state | `J` scope(16) projection(16) key (rest) | JSON text |
+//! | `H` subscription state | `H` producer microservice, tenant, scope, stream (16 each) partition | JSON |
+//!
+//! Engine-wide entries (aliases) live in the default column family: `T` event type id(16)
+//! and `R` aggregate root id(16), each to the alias text.
+
+use uuid::Uuid;
+
+pub(crate) const META_INDEXED: &[u8] = b"Mindexed";
+pub(crate) const META_FORMAT: &[u8] = b"Mformat";
+/// Bumped when the derived keys change shape: a mismatch rebuilds them from the log.
+pub(crate) const INDEX_FORMAT: u32 = 1;
+
+pub(crate) const AGGREGATE: u8 = b'A';
+pub(crate) const EVENT_SOURCE: u8 = b'E';
+pub(crate) const STREAM_END: u8 = b'N';
+pub(crate) const STREAM: u8 = b'S';
+pub(crate) const STREAM_PARTITION: u8 = b'P';
+pub(crate) const STREAM_PROCESSOR: u8 = b'Q';
+pub(crate) const PROJECTION: u8 = b'J';
+pub(crate) const SUBSCRIPTION: u8 = b'H';
+pub(crate) const EVENT_TYPE_ALIAS: u8 = b'T';
+pub(crate) const AGGREGATE_ROOT_ALIAS: u8 = b'R';
+
+fn put_str(key: &mut Vec<u8>, s: &str) {
+    key.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    key.extend_from_slice(s.as_bytes());
+}
+
+/// `A` root len es: one aggregate instance.
+pub(crate) fn aggregate(root: Uuid, event_source: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(21 + event_source.len() + 8);
+    key.push(AGGREGATE);
+    key.extend_from_slice(root.as_bytes());
+    put_str(&mut key, event_source);
+    key
+}
+
+/// `E` root len es: the prefix of an aggregate's event-source index entries.
+pub(crate) fn event_source_prefix(root: Uuid, event_source: &str) -> Vec<u8> {
+    let mut key = aggregate(root, event_source);
+    key[0] = EVENT_SOURCE;
+    key
+}
+
+/// `E` root len es version: the index entry of one applied event.
+pub(crate) fn event_source_entry(root: Uuid, event_source: &str, version: u64) -> Vec<u8> {
+    let mut key = event_source_prefix(root, event_source);
+    key.extend_from_slice(&version.to_be_bytes());
+    key
+}
+
+/// The version at the end of an `E` key.
+pub(crate) fn version_of_entry(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
+fn stream_key(kind: u8, scope: Uuid, stream: Uuid) -> Vec<u8> {
+    let mut key = Vec::with_capacity(41);
+    key.push(kind);
+    key.extend_from_slice(scope.as_bytes());
+    key.extend_from_slice(stream.as_bytes());
+    key
+}
+
+/// `N` scope stream: a stream's next position.
+pub(crate) fn stream_end(scope: Uuid, stream: Uuid) -> Vec<u8> {
+    stream_key(STREAM_END, scope, stream)
+}
+
+/// `S` scope stream: the prefix of a stream's entries.
+pub(crate) fn stream_prefix(scope: Uuid, stream: Uuid) -> Vec<u8> {
+    stream_key(STREAM, scope, stream)
+}
+
+/// `S` scope stream position.
+pub(crate) fn stream_entry(scope: Uuid, stream: Uuid, position: u64) -> Vec<u8> {
+    let mut key = stream_prefix(scope, stream);
+    key.extend_from_slice(&position.to_be_bytes());
+    key
+}
+
+/// `P` scope stream len partition: the prefix of one partition's entries.
+pub(crate) fn stream_partition_prefix(scope: Uuid, stream: Uuid, partition: &str) -> Vec<u8> {
+    let mut key = stream_key(STREAM_PARTITION, scope, stream);
+    put_str(&mut key, partition);
+    key
+}
+
+/// `P` scope stream len partition position.
+pub(crate) fn stream_partition_entry(
+    scope: Uuid,
+    stream: Uuid,
+    partition: &str,
+    position: u64,
+) -> Vec<u8> {
+    let mut key = stream_partition_prefix(scope, stream, partition);
+    key.extend_from_slice(&position.to_be_bytes());
+    key
+}
+
+/// `Q` scope processor source-stream.
+pub(crate) fn stream_processor(scope: Uuid, processor: Uuid, source_stream: Uuid) -> Vec<u8> {
+    let mut key = stream_key(STREAM_PROCESSOR, scope, processor);
+    key.extend_from_slice(source_stream.as_bytes());
+    key
+}
+
+/// `J` scope projection: the prefix of a projection's states.
+pub(crate) fn projection_prefix(scope: Uuid, projection: Uuid) -> Vec<u8> {
+    stream_key(PROJECTION, scope, projection)
+}
+
+/// `J` scope projection key.
+pub(crate) fn projection(scope: Uuid, projection: Uuid, state_key: &str) -> Vec<u8> {
+    let mut key = projection_prefix(scope, projection);
+    key.extend_from_slice(state_key.as_bytes());
+    key
+}
+
+/// `H` producer-microservice producer-tenant scope stream partition.
+pub(crate) fn subscription(
+    microservice: Uuid,
+    tenant: Uuid,
+    scope: Uuid,
+    stream: Uuid,
+    partition: &str,
+) -> Vec<u8> {
+    let mut key = Vec::with_capacity(65 + partition.len());
+    key.push(SUBSCRIPTION);
+    for id in [microservice, tenant, scope, stream] {
+        key.extend_from_slice(id.as_bytes());
+    }
+    key.extend_from_slice(partition.as_bytes());
+    key
+}
+
+/// `T` or `R` id: an alias.
+pub(crate) fn alias(kind: u8, id: Uuid) -> Vec<u8> {
+    let mut key = Vec::with_capacity(17);
+    key.push(kind);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// The first key after every key that starts with `prefix` (the prefix's upper bound).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xff (never one of ours): no upper bound short of the key space's end.
+    vec![u8::MAX; prefix.len() + 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_source_entries_sort_by_version_and_never_mix_sources() {
+        let root = Uuid::from_u128(1);
+        let a5 = event_source_entry(root, "a", 5);
+        let a300 = event_source_entry(root, "a", 300);
+        let ab0 = event_source_entry(root, "ab", 0);
+        assert!(a5 < a300);
+        // "a" and "ab" differ in their length prefix, so "ab" never falls inside "a"'s range.
+        let a = event_source_prefix(root, "a");
+        assert!(!ab0.starts_with(&a));
+        assert!(a300.starts_with(&a) && a300 < prefix_end(&a));
+        assert_eq!(version_of_entry(&a300), Some(300));
+    }
+
+    #[test]
+    fn prefix_end_carries() {
+        assert_eq!(prefix_end(&[1, 2, 0xff]), vec![1, 3]);
+        assert_eq!(prefix_end(b"E"), b"F".to_vec());
+    }
+}

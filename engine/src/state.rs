@@ -1,0 +1,162 @@
+//! Processing state: what stream processors, projections and event-horizon subscriptions
+//! keep between runs. None of it is in the log, so it is written durably (synced) before a
+//! write returns, and several writes can share one sync through a [`StateBatch`].
+//!
+//! Values are JSON in RocksDB: small, read rarely (at start and by management calls), and
+//! readable with RocksDB's own tools when something goes wrong.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::keys;
+
+/// Why a processor (or one partition of it) is failing, and when it is retried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessingFailure {
+    /// The head's (or the runtime's) reason.
+    pub reason: String,
+    /// When to try again (Unix nanoseconds); `i64::MAX` means never (a non-retryable failure).
+    pub retry_time_ns: i64,
+    /// Attempts so far.
+    pub processing_attempts: u32,
+    /// When it last failed (Unix nanoseconds).
+    pub last_failed_ns: i64,
+}
+
+/// A partition of a partitioned processor that failed and is parked: it is skipped until its
+/// retry time while the other partitions go on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailingPartition {
+    /// Stream position of the event that failed.
+    pub position: u64,
+    /// Its event-log sequence number.
+    pub event_log_position: u64,
+    /// Why, and when it is retried.
+    pub failure: ProcessingFailure,
+}
+
+/// Where a stream processor (event handler, filter) is.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StreamProcessorState {
+    /// Next stream position to process.
+    pub position: u64,
+    /// Next event-log sequence number to process (the same as `position` for the event log).
+    pub event_log_position: u64,
+    /// When an event was last processed successfully (Unix nanoseconds, 0 when never).
+    pub last_successfully_processed_ns: i64,
+    /// Partitioned processors: the parked partitions, by partition id.
+    pub failing_partitions: BTreeMap<String, FailingPartition>,
+    /// Unpartitioned processors: the failure that stopped it, when it is stopped.
+    pub failure: Option<ProcessingFailure>,
+}
+
+/// Where an event-horizon subscription is in the producer's public stream.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SubscriptionState {
+    /// Next position in the producer's stream.
+    pub position: u64,
+    /// When an event was last received and stored (Unix nanoseconds, 0 when never).
+    pub last_successfully_processed_ns: i64,
+    /// The failure it is waiting out, if any.
+    pub failure: Option<ProcessingFailure>,
+}
+
+/// Identifies a stream processor: the scope of its source, its own id (event handler or
+/// filter id) and the stream it reads (the event log is the nil stream id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamProcessorId {
+    /// Scope of the source stream.
+    pub scope: Uuid,
+    /// Event processor id.
+    pub processor: Uuid,
+    /// Source stream id.
+    pub source_stream: Uuid,
+}
+
+/// Identifies an event-horizon subscription of this tenant (the consumer).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriptionId {
+    /// Producer microservice.
+    pub producer_microservice: Uuid,
+    /// Producer tenant.
+    pub producer_tenant: Uuid,
+    /// Scope the events are stored in here.
+    pub scope: Uuid,
+    /// Producer's public stream.
+    pub stream: Uuid,
+    /// Partition of that stream.
+    pub partition: String,
+}
+
+impl StreamProcessorId {
+    pub(crate) fn key(&self) -> Vec<u8> {
+        keys::stream_processor(self.scope, self.processor, self.source_stream)
+    }
+}
+
+impl SubscriptionId {
+    pub(crate) fn key(&self) -> Vec<u8> {
+        keys::subscription(
+            self.producer_microservice,
+            self.producer_tenant,
+            self.scope,
+            self.stream,
+            &self.partition,
+        )
+    }
+}
+
+/// Several state writes that become durable together with one sync.
+#[derive(Debug, Default)]
+pub struct StateBatch {
+    pub(crate) puts: Vec<(Vec<u8>, Vec<u8>)>,
+    pub(crate) deletes: Vec<Vec<u8>>,
+}
+
+impl StateBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the batch holds no write.
+    pub fn is_empty(&self) -> bool {
+        self.puts.is_empty() && self.deletes.is_empty()
+    }
+
+    /// Sets a stream processor's state.
+    pub fn put_stream_processor(&mut self, id: &StreamProcessorId, state: &StreamProcessorState) {
+        self.puts.push((id.key(), to_json(state)));
+    }
+
+    /// Removes a stream processor's state.
+    pub fn delete_stream_processor(&mut self, id: &StreamProcessorId) {
+        self.deletes.push(id.key());
+    }
+
+    /// Sets a projection's state for one key (`state` is the projection's JSON text).
+    pub fn put_projection(&mut self, scope: Uuid, projection: Uuid, key: &str, state: &str) {
+        self.puts.push((
+            keys::projection(scope, projection, key),
+            state.as_bytes().to_vec(),
+        ));
+    }
+
+    /// Removes a projection's state for one key.
+    pub fn delete_projection(&mut self, scope: Uuid, projection: Uuid, key: &str) {
+        self.deletes.push(keys::projection(scope, projection, key));
+    }
+
+    /// Sets an event-horizon subscription's state.
+    pub fn put_subscription(&mut self, id: &SubscriptionId, state: &SubscriptionState) {
+        self.puts.push((id.key(), to_json(state)));
+    }
+}
+
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising these plain structs to a Vec cannot fail (no maps with non-string keys,
+    // no custom serialisers); an empty object is never written instead.
+    serde_json::to_vec(value).unwrap_or_else(|e| unreachable!("state serialises: {e}"))
+}
