@@ -20,6 +20,11 @@
 //! Engine-wide entries (aliases) live in the default column family: `T` event type id(16)
 //! and `R` aggregate root id(16), each to the alias text.
 
+#![allow(
+    clippy::big_endian_bytes,
+    reason = "keys sort bytewise in RocksDB, so their numbers are big-endian on purpose"
+)]
+
 use uuid::Uuid;
 
 pub(crate) const META_INDEXED: &[u8] = b"Mindexed";

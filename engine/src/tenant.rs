@@ -100,6 +100,8 @@ const INDEX_READ_BYTES_MAX: usize = 4 << 20;
 const FETCH_ENTRIES_STEP: usize = 1024;
 /// A fetch reads a run of the log in one call when its events lie this close together.
 const FETCH_READ_WINDOW: u64 = 256;
+/// A bound on one such read (the window's events are read whatever their size).
+const FETCH_READ_BYTES_MAX: usize = 64 << 20;
 
 impl Tenant {
     /// Opens the tenant's event log and brings its index up to the log's end.
@@ -694,10 +696,10 @@ impl Tenant {
         }
         let cf = self.cf()?;
         let mut batch = WriteBatch::default();
-        for key in &state.deletes {
+        for key in state.deletes {
             batch.delete_cf(&cf, key);
         }
-        for (key, value) in &state.puts {
+        for (key, value) in state.puts {
             batch.put_cf(&cf, key, value);
         }
         drop(cf);
@@ -919,7 +921,7 @@ impl AggregateBatches<'_> {
             log.read_into(
                 EventLogSequenceNumber(first),
                 (last - first + 1) as usize,
-                usize::MAX,
+                FETCH_READ_BYTES_MAX,
                 &mut self.records,
             )?;
             let mut taken = 0;

@@ -337,3 +337,24 @@ fn tenants_are_apart() {
     );
     assert_eq!(engine.tenant(TENANT).unwrap().scopes().unwrap().len(), 2);
 }
+
+/// Reads take "no limit" (usize::MAX bytes) as a limit, from raw and sealed segments alike.
+#[test]
+fn reads_accept_unbounded_byte_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = LogStore::open(small_config(dir.path())).unwrap();
+    let log = test_log(&engine);
+    let mut rng = rng(7);
+    for tag in 0..40 {
+        log.append(&commit(&mut rng, tag, 3)).unwrap();
+    }
+    engine.wait_for_sealing();
+    let end = log.next_sequence_number().0;
+    for from in [0, end / 2, end - 1] {
+        let batch = log
+            .read(EventLogSequenceNumber(from), usize::MAX, usize::MAX)
+            .unwrap();
+        assert!(!batch.is_empty(), "from {from}");
+        assert_eq!(batch.first(), Some(EventLogSequenceNumber(from)));
+    }
+}

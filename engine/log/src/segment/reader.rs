@@ -199,7 +199,8 @@ pub(crate) fn read_raw(
     let mut at_least = 0usize;
     while offset < end && next < end_seq && batch.has_room(limits, 0) {
         let room = limits.bytes_max.saturating_sub(batch.payload_bytes);
-        let want = (room + room / 8)
+        let want = room
+            .saturating_add(room / 8)
             .clamp(RAW_READ_MIN_BYTES, RAW_READ_MAX_BYTES)
             .max(at_least)
             .min((end - offset) as usize);

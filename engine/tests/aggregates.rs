@@ -1,0 +1,346 @@
+//! Commits for aggregates: versions, conflicts, fetches, and concurrency.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly on the first unexpected error; `expect` would break as helpers move"
+)]
+
+mod common;
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use annals_engine::{uuid::Uuid, Commit, Error, UncommittedEvent};
+use common::*;
+
+#[test]
+fn versions_conflicts_and_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let tenant = engine.tenant_or_create(TENANT).unwrap();
+    let root = Uuid::from_u128(10);
+
+    let first = tenant
+        .commit_for_aggregate(aggregate_commit(
+            root,
+            "a",
+            0,
+            &[(1, "{\"n\":0}"), (2, "{\"n\":1}")],
+        ))
+        .unwrap();
+    assert_eq!((first.version_before, first.current_version()), (0, 2));
+    // A plain event between the aggregate's commits.
+    tenant
+        .commit(&Commit {
+            events: vec![UncommittedEvent {
+                event_source_id: "a".into(),
+                content: "{}".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .unwrap();
+
+    let log_end = tenant.event_log().unwrap().next_sequence_number();
+    let err = tenant
+        .commit_for_aggregate(aggregate_commit(root, "a", 1, &[(1, "{}")]))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::WrongExpectedVersion {
+                expected: 1,
+                actual: 2
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        tenant.event_log().unwrap().next_sequence_number(),
+        log_end,
+        "a conflict writes nothing"
+    );
+
+    tenant
+        .commit_for_aggregate(aggregate_commit(root, "a", 2, &[(1, "{\"n\":2}")]))
+        .unwrap();
+    let fetched = tenant.fetch_for_aggregate(root, "a", &[]).unwrap();
+    assert_eq!(fetched.current_version, 3);
+    let versions: Vec<_> = fetched
+        .events
+        .iter()
+        .map(|e| e.aggregate.unwrap().version)
+        .collect();
+    assert_eq!(versions, [0, 1, 2]);
+    let contents: Vec<_> = fetched.events.iter().map(|e| e.content.as_str()).collect();
+    assert_eq!(contents, ["{\"n\":0}", "{\"n\":1}", "{\"n\":2}"]);
+    assert_eq!(
+        fetched
+            .events
+            .iter()
+            .map(|e| e.sequence_number.0)
+            .collect::<Vec<_>>(),
+        [0, 1, 3]
+    );
+
+    // Only type 1.
+    let only = tenant
+        .fetch_for_aggregate(root, "a", &[Uuid::from_u128(1)])
+        .unwrap();
+    assert_eq!(
+        only.events
+            .iter()
+            .map(|e| e.aggregate.unwrap().version)
+            .collect::<Vec<_>>(),
+        [0, 2]
+    );
+    assert_eq!(only.current_version, 3);
+
+    // Another root with the same event source id, and an unknown aggregate.
+    assert_eq!(
+        tenant
+            .fetch_for_aggregate(Uuid::from_u128(11), "a", &[])
+            .unwrap()
+            .events
+            .len(),
+        0
+    );
+    assert_eq!(
+        tenant.aggregate_version(Uuid::from_u128(11), "a").unwrap(),
+        0
+    );
+    assert_eq!(tenant.aggregate_version(root, "a").unwrap(), 3);
+}
+
+#[test]
+fn bad_commits_are_refused_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let tenant = engine.tenant_or_create(TENANT).unwrap();
+    let root = Uuid::from_u128(10);
+    assert!(matches!(
+        tenant.commit_for_aggregate(aggregate_commit(root, "a", 0, &[])),
+        Err(Error::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        tenant.commit_for_aggregate(aggregate_commit(root, "a", u64::MAX, &[(1, "{}")])),
+        Err(Error::InvalidRequest(_) | Error::WrongExpectedVersion { .. })
+    ));
+    let mut sneaky = Commit::default();
+    sneaky.events.push(UncommittedEvent {
+        aggregate: Some(annals_engine::AppliedByAggregate {
+            root_id: root,
+            version: 0,
+        }),
+        ..Default::default()
+    });
+    assert!(matches!(
+        tenant.commit(&sneaky),
+        Err(Error::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        tenant.commit(&Commit::default()),
+        Err(Error::InvalidRequest(_))
+    ));
+    assert_eq!(tenant.event_log().unwrap().next_sequence_number().0, 0);
+    assert_eq!(tenant.aggregate_version(root, "a").unwrap(), 0);
+}
+
+#[test]
+fn batches_are_bounded_and_add_up_to_the_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let tenant = engine.tenant_or_create(TENANT).unwrap();
+    let root = Uuid::from_u128(10);
+    let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(300));
+    let mut version = 0;
+    for i in 0..60u64 {
+        // Interleave another aggregate so the events are not contiguous in the log.
+        tenant
+            .commit_for_aggregate(aggregate_commit(root, "other", i, &[(3, "{}")]))
+            .unwrap();
+        let events: Vec<(u128, &str)> = (0..=(i % 4)).map(|_| (1, body.as_str())).collect();
+        tenant
+            .commit_for_aggregate(aggregate_commit(root, "a", version, &events))
+            .unwrap();
+        version += events.len() as u64;
+    }
+    assert!(
+        tenant.event_log().unwrap().segments().len() > 2,
+        "spans sealed segments"
+    );
+    engine.wait_for_sealing();
+    let whole = tenant.fetch_for_aggregate(root, "a", &[]).unwrap();
+    assert_eq!(whole.events.len() as u64, version);
+
+    let budget = 2000;
+    let batches: Vec<_> = tenant
+        .fetch_for_aggregate_in_batches(root, "a", &[], budget)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(batches.len() > 10, "{} batches", batches.len());
+    for batch in &batches {
+        assert!(!batch.is_empty());
+        // At most one event past the budget.
+        let sizes: usize = batch[..batch.len() - 1]
+            .iter()
+            .map(|e| e.content.len())
+            .sum();
+        assert!(
+            sizes < budget,
+            "batch of {} events, {sizes} bytes before the last",
+            batch.len()
+        );
+    }
+    let joined: Vec<_> = batches.into_iter().flatten().collect();
+    assert_eq!(joined, whole.events);
+}
+
+#[test]
+fn fetch_sees_every_acknowledged_commit_even_while_the_indexer_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let tenant = engine.tenant_or_create(TENANT).unwrap();
+    let root = Uuid::from_u128(10);
+    annals_engine::testing::hold_indexer(&engine, true);
+    for v in 0..5 {
+        tenant
+            .commit_for_aggregate(aggregate_commit(root, "a", v, &[(1, "{}")]))
+            .unwrap();
+    }
+    // Versions come from the pending commits while the index lags.
+    assert_eq!(tenant.aggregate_version(root, "a").unwrap(), 5);
+    assert!(matches!(
+        tenant.commit_for_aggregate(aggregate_commit(root, "a", 4, &[(1, "{}")])),
+        Err(Error::WrongExpectedVersion {
+            expected: 4,
+            actual: 5
+        })
+    ));
+    let engine = Arc::new(engine);
+    let fetcher = {
+        let tenant = Arc::clone(&tenant);
+        std::thread::spawn(move || tenant.fetch_for_aggregate(root, "a", &[]).unwrap())
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    annals_engine::testing::hold_indexer(&engine, false);
+    let fetched = fetcher.join().unwrap();
+    assert_eq!(fetched.current_version, 5);
+    assert_eq!(fetched.events.len(), 5);
+}
+
+/// Many writers race on a few aggregates, each reading the version and committing at it:
+/// every success must land at the version it expected (no lost update), every failure must
+/// report the real version, and the aggregates end with gapless versions.
+#[test]
+fn racing_writers_never_lose_an_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let tenant = engine.tenant_or_create(TENANT).unwrap();
+    let root = Uuid::from_u128(10);
+    let sources = ["a", "b", "c"];
+    let successes = Arc::new(AtomicU64::new(0));
+    let conflicts = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = (0..12)
+        .map(|w| {
+            let (tenant, successes, conflicts) = (
+                Arc::clone(&tenant),
+                Arc::clone(&successes),
+                Arc::clone(&conflicts),
+            );
+            std::thread::spawn(move || {
+                for i in 0..60 {
+                    let source = sources[(w + i) % sources.len()];
+                    let expected = tenant.aggregate_version(root, source).unwrap();
+                    let content = format!("{{\"w\":{w},\"i\":{i}}}");
+                    match tenant.commit_for_aggregate(aggregate_commit(
+                        root,
+                        source,
+                        expected,
+                        &[(1, &content), (2, &content)],
+                    )) {
+                        Ok(receipt) => {
+                            assert_eq!(receipt.version_before, expected);
+                            successes.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(Error::WrongExpectedVersion {
+                            expected: e,
+                            actual,
+                        }) => {
+                            assert_eq!(e, expected);
+                            assert!(actual > expected, "{actual} <= {expected}");
+                            conflicts.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let mut total = 0;
+    for source in sources {
+        let fetched = tenant.fetch_for_aggregate(root, source, &[]).unwrap();
+        let versions: Vec<u64> = fetched
+            .events
+            .iter()
+            .map(|e| e.aggregate.unwrap().version)
+            .collect();
+        assert_eq!(versions, (0..fetched.current_version).collect::<Vec<_>>());
+        // Both events of a commit are adjacent in version and in the log.
+        for pair in fetched.events.chunks(2) {
+            assert_eq!(pair[0].content, pair[1].content);
+            assert_eq!(pair[0].sequence_number.0 + 1, pair[1].sequence_number.0);
+        }
+        total += fetched.current_version;
+    }
+    assert_eq!(total, successes.load(Ordering::Relaxed) * 2);
+    assert_eq!(
+        successes.load(Ordering::Relaxed) + conflicts.load(Ordering::Relaxed),
+        12 * 60
+    );
+}
+
+/// Commits to different aggregates are not serialised by the aggregate locks: with the
+/// default durability they share fdatasyncs.
+#[test]
+fn different_aggregates_share_group_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.durability = annals_engine::Durability::SyncData;
+    let engine = annals_engine::Engine::open(config).unwrap();
+    let tenant = engine.tenant_or_create(TENANT).unwrap();
+    let writers: Vec<_> = (0..16u128)
+        .map(|w| {
+            let tenant = Arc::clone(&tenant);
+            std::thread::spawn(move || {
+                for v in 0..40 {
+                    tenant
+                        .commit_for_aggregate(aggregate_commit(
+                            Uuid::from_u128(w),
+                            "x",
+                            v,
+                            &[(1, "{}")],
+                        ))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let log = tenant.event_log().unwrap();
+    let stats = log.stats();
+    let (commits, syncs) = (
+        stats.commits.load(Ordering::Relaxed),
+        stats.data_syncs.load(Ordering::Relaxed),
+    );
+    assert_eq!(commits, 16 * 40);
+    assert!(syncs < commits, "{syncs} fdatasyncs for {commits} commits");
+}
