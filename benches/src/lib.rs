@@ -1,19 +1,23 @@
 //! The library half of `annals-bench`: the suites, systems under test, data and reporting,
 //! shared by the load tool (`src/main.rs`) and the criterion benches (`benches/`).
 //!
-//! Suites: [`engine`] (the storage engine against the raw group-commit limit and RocksDB).
-//! Planned: `aggregates` (commit for aggregate, against PostgreSQL), `grpc` (the server over
-//! gRPC). A new suite is a module with a clap `Args` struct and a `run` function, using
+//! Suites: [`engine`] (the storage engine against the raw group-commit limit and RocksDB),
+//! [`aggregates`] (commits for and fetches of aggregates, against RocksDB and PostgreSQL 15),
+//! [`tenants`] (opening time and memory at 1, 100 and 1000 tenants).
+//! Planned: `grpc` (the server over gRPC). A new suite is a module with a clap `Args` struct and a `run` function, using
 //! [`driver::run_appends`] for closed-loop load, [`data`] for events and [`report`] for
 //! output; the systems ([`annals`], [`raw`], [`rocks`]) are reusable as they are.
 //!
 //! Figures are only comparable within one run (design.md section 7): the disk is shared and
 //! noisy.
 
+pub mod aggregates;
 pub mod annals;
 pub mod data;
 pub mod driver;
 pub mod engine;
+pub mod pg;
 pub mod raw;
 pub mod report;
 pub mod rocks;
+pub mod tenants;

@@ -2,7 +2,7 @@
 //! baselines side by side, interleaved in one run, and prints one JSON line per measurement on
 //! stdout (then one line of medians and ratios per shape); progress goes to stderr.
 
-use annals_bench::engine;
+use annals_bench::{aggregates, engine, tenants};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -19,11 +19,22 @@ enum Suite {
     /// The storage engine: appends (group commit) and catch-up reads against the raw
     /// group-commit limit and RocksDB.
     Engine(engine::EngineArgs),
+    /// Commits for aggregates and fetches of aggregates against a plain commit, RocksDB alone
+    /// and PostgreSQL 15 (a throwaway cluster started by the tool).
+    Aggregates(aggregates::AggregatesArgs),
+    /// Opening time and resident memory of a store with 1, 100 and 1000 tenants.
+    Tenants(tenants::TenantsArgs),
+    /// (Internal) one probe of `tenants`, in a fresh process.
+    #[command(hide = true)]
+    TenantsProbe(tenants::ProbeArgs),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.suite {
         Suite::Engine(args) => engine::run(&args),
+        Suite::Aggregates(args) => aggregates::run(&args),
+        Suite::Tenants(args) => tenants::run(&args),
+        Suite::TenantsProbe(args) => tenants::probe(&args),
     }
 }

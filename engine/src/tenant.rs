@@ -250,6 +250,8 @@ impl Tenant {
         let stored = self.get_u64(keys::META_INDEXED)?;
         let expected_format = keys::INDEX_FORMAT.to_le_bytes();
         let reason = match (format.as_deref(), stored) {
+            // A new tenant: nothing to rebuild, but the format is stamped below.
+            (None, None) if end.0 == 0 => None,
             (None, None) => Some("no index for this tenant".to_owned()),
             (Some(f), _) if f != expected_format => Some(format!(
                 "index format {f:?}, this build writes {expected_format:?}"
@@ -261,9 +263,10 @@ impl Tenant {
             _ => None,
         };
         let from = if let Some(reason) = &reason {
-            if end.0 > 0 {
-                tracing::warn!(tenant = %self.id, %reason, "rebuilding the tenant's index from its log");
-            }
+            tracing::warn!(tenant = %self.id, %reason, "rebuilding the tenant's index from its log");
+            self.drop_derived()?;
+            0
+        } else if format.is_none() {
             self.drop_derived()?;
             0
         } else {
@@ -324,7 +327,12 @@ impl Tenant {
         if from >= end {
             return Ok(false);
         }
-        let result = self.index_range(from, &mut batch);
+        let result = if self.event_log.no_aggregate_events_from(from) {
+            // Nothing to index: only the recovery point moves.
+            self.advance_recovery_point(end)
+        } else {
+            self.index_range(from, &mut batch)
+        };
         let next = match result {
             Ok(next) => next,
             Err(e) => {
@@ -390,6 +398,15 @@ impl Tenant {
         // its recovery point back with it (they are in one batch).
         self.write(write, false)?;
         Ok(next)
+    }
+
+    fn advance_recovery_point(&self, to: EventLogSequenceNumber) -> Result<EventLogSequenceNumber> {
+        let cf = self.cf()?;
+        let mut write = WriteBatch::default();
+        write.put_cf(&cf, keys::META_INDEXED, to.0.to_le_bytes());
+        drop(cf);
+        self.write(write, false)?;
+        Ok(to)
     }
 
     /// Blocks until the index has reached `target` (or failed).

@@ -89,6 +89,8 @@ struct EncodedCommit {
     payloads: Vec<u8>,
     /// Length of each payload.
     lens: Vec<u32>,
+    /// Whether any event was applied by an aggregate.
+    aggregate: bool,
 }
 
 impl EncodedCommit {
@@ -122,6 +124,8 @@ struct Writer {
     prealloc_end: u64,
     next_seq: EventLogSequenceNumber,
     last_sparse_offset: Option<u64>,
+    /// Frames of a commit with aggregate events are written and not yet published.
+    unpublished_aggregate: bool,
 }
 
 /// A job for the engine's sealer thread.
@@ -159,6 +163,12 @@ pub struct Log {
     on_publish: Option<PublishHook>,
     stats: LogStats,
     recovery: RecoveryReport,
+    /// The log's end when it was opened: `aggregate_end` covers what was published after it.
+    opened_at: u64,
+    /// The end of the last published group that held events applied by an aggregate (0 when
+    /// none since open). Stored before `visible_next`, so a reader that sees an end also sees
+    /// the aggregate end of everything before it.
+    aggregate_end: AtomicU64,
 }
 
 /// Called by a log's group-commit leader each time it publishes new records, with the log's
@@ -208,6 +218,7 @@ impl Log {
                 write_offset: recovered.write_offset,
                 next_seq: recovered.next_seq,
                 last_sparse_offset: None,
+                unpublished_aggregate: false,
             }),
             segments: RwLock::new(recovered.segments),
             visible_next: AtomicU64::new(recovered.next_seq.0),
@@ -217,6 +228,8 @@ impl Log {
             on_publish,
             stats: LogStats::default(),
             recovery: recovered.report,
+            opened_at: recovered.next_seq.0,
+            aggregate_end: AtomicU64::new(0),
         });
         for raw in recovered.to_seal {
             log.queue_seal(raw);
@@ -290,7 +303,11 @@ impl Log {
             }
             lens.push(len as u32);
         }
-        let encoded = EncodedCommit { payloads, lens };
+        let encoded = EncodedCommit {
+            payloads,
+            lens,
+            aggregate: commit.events.iter().any(|e| e.aggregate.is_some()),
+        };
         if encoded.framed_len() > commit_max {
             return Err(Error::InvalidRequest(format!(
                 "commit encodes to {} bytes, above the commit limit of {commit_max}",
@@ -432,6 +449,7 @@ impl Log {
                 buf_start = w.write_offset;
             }
             let first = w.next_seq;
+            w.unpublished_aggregate |= p.commit.aggregate;
             let count = p.commit.lens.len();
             let mut at = 0usize;
             for (k, len) in p.commit.lens.iter().enumerate() {
@@ -540,6 +558,10 @@ impl Log {
         w.active.publish(w.write_offset, w.next_seq, sparse);
         let events = w.next_seq.0 - self.visible_next.load(Ordering::Relaxed);
         self.stats.events.fetch_add(events, Ordering::Relaxed);
+        if std::mem::take(&mut w.unpublished_aggregate) {
+            // Before the end moves (Release below): see `aggregate_end`.
+            self.aggregate_end.store(w.next_seq.0, Ordering::Relaxed);
+        }
         self.visible_next.store(w.next_seq.0, Ordering::Release);
         self.tail.notify(usize::MAX);
         if let Some(hook) = &self.on_publish {
@@ -700,6 +722,15 @@ impl Log {
             next = after;
         }
         Ok(())
+    }
+
+    /// Whether no event from `from` up to an end read from
+    /// [`next_sequence_number`](Self::next_sequence_number) before this call was applied by an
+    /// aggregate, as far as this log knows without reading (it knows for what was published
+    /// since it was opened). An indexer of aggregate events skips such stretches; `false` means
+    /// "read to find out".
+    pub fn no_aggregate_events_from(&self, from: EventLogSequenceNumber) -> bool {
+        from.0 >= self.opened_at && self.aggregate_end.load(Ordering::Acquire) <= from.0
     }
 
     /// Blocks until the event at `seq` is visible, or `timeout` passes; returns whether it is.
