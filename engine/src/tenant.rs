@@ -935,7 +935,7 @@ impl AggregateBatches<'_> {
                 .count();
             let last = self.entries[run - 1].1;
             let log = &self.tenant.event_log;
-            log.read_into(
+            log.read_into_cached(
                 EventLogSequenceNumber(first),
                 (last - first + 1) as usize,
                 FETCH_READ_BYTES_MAX,

@@ -97,6 +97,9 @@ pub struct EngineConfig {
     /// The active segment keeps one sparse-index entry per this many bytes. Default 4 KiB,
     /// minimum 256 B.
     pub sparse_index_interval_bytes: ByteSize,
+    /// Decompressed sealed blocks kept for scattered reads (fetching aggregates), shared by
+    /// every log. Default 64 MiB; 0 disables.
+    pub read_cache_bytes: ByteSize,
     /// The RocksDB indexes and state (used by `annals-engine`).
     pub index: IndexConfig,
 }
@@ -166,6 +169,7 @@ impl Default for EngineConfig {
             seal_zstd_level: 3,
             seal_enabled: true,
             sparse_index_interval_bytes: ByteSize::kib(4),
+            read_cache_bytes: ByteSize::mib(64),
             index: IndexConfig::default(),
         }
     }

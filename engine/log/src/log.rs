@@ -42,13 +42,14 @@ use crate::{
     io::IoEngine,
     poison::Poison,
     segment::{
+        cache::BlockCache,
         format::{encode_frame, FRAME_HEADER_LEN, HEADER_LEN},
         reader::{read_raw, read_sealed, ReadLimits, RecordBatch},
         recovery::{create_raw_segment, recover, zero_range, RecoveryReport},
         seal::seal_segment,
         RawSegment, Segment,
     },
-    store::SealQueue,
+    store::{SealQueue, Shared},
 };
 
 /// Where a commit landed.
@@ -161,6 +162,7 @@ pub struct Log {
     poison: Poison,
     sealer: Option<SealQueue>,
     on_publish: Option<PublishHook>,
+    cache: Option<Arc<BlockCache>>,
     stats: LogStats,
     recovery: RecoveryReport,
     /// The log's end when it was opened: `aggregate_end` covers what was published after it.
@@ -188,15 +190,20 @@ impl std::fmt::Debug for Log {
 }
 
 impl Log {
+    /// Opens (recovering) the log of `tenant` and `scope` in `dir`, with what the store shares.
     pub(crate) fn open(
-        io: Arc<dyn IoEngine>,
-        config: Arc<EngineConfig>,
+        shared: &Shared,
         dir: PathBuf,
         tenant: TenantId,
         scope: ScopeId,
-        sealer: Option<SealQueue>,
-        on_publish: Option<PublishHook>,
     ) -> Result<Arc<Log>> {
+        let io = Arc::clone(&shared.io);
+        let config = Arc::clone(&shared.config);
+        let (sealer, on_publish, cache) = (
+            shared.sealer.clone(),
+            shared.on_publish.clone(),
+            shared.block_cache.clone(),
+        );
         let recovered = recover(io.as_ref(), &config, &dir, tenant, scope)?;
         let log = Arc::new_cyclic(|me| Log {
             me: me.clone(),
@@ -226,6 +233,7 @@ impl Log {
             poison: Poison::default(),
             sealer,
             on_publish,
+            cache,
             stats: LogStats::default(),
             recovery: recovered.report,
             opened_at: recovered.next_seq.0,
@@ -685,6 +693,31 @@ impl Log {
         bytes_max: usize,
         batch: &mut RecordBatch,
     ) -> Result<()> {
+        self.read_batch(from, records_max, bytes_max, batch, false)
+    }
+
+    /// Like [`read_into`](Self::read_into), for reads of a few records at scattered places
+    /// (fetching an aggregate): sealed blocks decompressed for it are kept in the store's block
+    /// cache (`read-cache-bytes`) for the next such read. Every read uses cached blocks; only
+    /// this one adds to the cache, so one catch-up reader cannot evict what others use.
+    pub fn read_into_cached(
+        &self,
+        from: EventLogSequenceNumber,
+        records_max: usize,
+        bytes_max: usize,
+        batch: &mut RecordBatch,
+    ) -> Result<()> {
+        self.read_batch(from, records_max, bytes_max, batch, true)
+    }
+
+    fn read_batch(
+        &self,
+        from: EventLogSequenceNumber,
+        records_max: usize,
+        bytes_max: usize,
+        batch: &mut RecordBatch,
+        fill_cache: bool,
+    ) -> Result<()> {
         batch.clear();
         let end = self.next_sequence_number();
         if from > end {
@@ -697,6 +730,7 @@ impl Log {
             records_max: records_max.max(1),
             bytes_max: bytes_max.max(1),
             payload_max: crate::segment::format::RECORD_BYTES_LIMIT,
+            fill_cache,
         };
         let mut next = from;
         while next < end
@@ -712,7 +746,9 @@ impl Log {
             };
             let after = match &segment {
                 Segment::Raw(raw) => read_raw(raw, next, limits, batch)?,
-                Segment::Sealed(sealed) => read_sealed(sealed, next, limits, batch)?,
+                Segment::Sealed(sealed) => {
+                    read_sealed(sealed, next, limits, batch, self.cache.as_deref())?
+                }
             };
             if after == next {
                 // The segment had nothing more visible: the end moved under us, or the

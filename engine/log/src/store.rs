@@ -18,6 +18,7 @@ use crate::{
     ids::TenantId,
     io::{select_backend, IoEngine},
     log::{PublishHook, SealJob},
+    segment::cache::BlockCache,
     tenant::TenantLogs,
 };
 
@@ -30,6 +31,7 @@ pub(crate) struct Shared {
     pub(crate) config: Arc<EngineConfig>,
     pub(crate) sealer: Option<SealQueue>,
     pub(crate) on_publish: Option<PublishHook>,
+    pub(crate) block_cache: Option<Arc<BlockCache>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -146,11 +148,13 @@ impl LogStore {
             tx: tx.clone(),
             progress: Arc::clone(&seal_progress),
         });
+        let block_cache = BlockCache::new(config.read_cache_bytes.as_u64());
         let shared = Arc::new(Shared {
             io,
             config: Arc::new(config),
             sealer,
             on_publish,
+            block_cache,
         });
         let engine = LogStore {
             shared,

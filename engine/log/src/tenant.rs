@@ -62,15 +62,7 @@ impl TenantLogs {
         let logs_dir = self.logs_dir();
         let dir = logs_dir.join(scope.to_string());
         let existed = self.shared.io.exists(&dir);
-        let log = Log::open(
-            Arc::clone(&self.shared.io),
-            Arc::clone(&self.shared.config),
-            dir,
-            self.id,
-            scope,
-            self.shared.sealer.clone(),
-            self.shared.on_publish.clone(),
-        )?;
+        let log = Log::open(&self.shared, dir, self.id, scope)?;
         if !existed {
             self.shared
                 .io

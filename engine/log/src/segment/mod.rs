@@ -10,6 +10,7 @@
 //! - a segment's records are exactly `[base, next_seq)`, consecutive;
 //! - a sealed segment's blocks decompress to the raw segment's record area byte for byte.
 
+pub(crate) mod cache;
 pub mod format;
 pub(crate) mod reader;
 pub(crate) mod recovery;
@@ -116,6 +117,8 @@ pub(crate) struct SealedSegment {
     pub(crate) trailer: SealTrailer,
     /// Loaded on first read, so opening a log reads only headers and trailers.
     pub(crate) blocks: OnceLock<Vec<BlockEntry>>,
+    /// This open segment's key in the block cache.
+    pub(crate) cache_id: u64,
 }
 
 /// One segment of a log.

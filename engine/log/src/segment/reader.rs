@@ -7,6 +7,7 @@
 use std::{ops::Range, sync::Arc};
 
 use super::{
+    cache::BlockCache,
     format::{
         parse_frame, parse_frame_in_verified_block, BlockEntry, FormatError, FrameParse,
         BLOCK_ENTRY_LEN, FRAME_HEADER_LEN, TRAILER_LEN,
@@ -20,8 +21,14 @@ use crate::{
 };
 
 /// Smallest and largest read from a raw segment in one call.
-const RAW_READ_MIN_BYTES: usize = 64 << 10;
+const RAW_READ_MIN_BYTES: usize = 4 << 10;
 const RAW_READ_MAX_BYTES: usize = 16 << 20;
+/// A read for a few records reads about this much per record (plus the stretch from the
+/// sparse-index entry before the first), instead of as much as its byte limit allows: a fetch
+/// of one event from a large active segment must not read the rest of the segment. A larger
+/// record only costs one more read (the parser asks for it whole).
+const RAW_READ_GUESS_PER_RECORD: usize = 1 << 10;
+const RAW_READ_GUESS_SLACK: usize = 8 << 10;
 
 /// Records read from a log: frames located in one buffer, decoded in place.
 ///
@@ -151,15 +158,13 @@ impl FrameInfo {
 }
 
 /// Limits of one read.
-#[expect(
-    clippy::struct_field_names,
-    reason = "units last: each field is a maximum"
-)]
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ReadLimits {
     pub(crate) records_max: usize,
     pub(crate) bytes_max: usize,
     pub(crate) payload_max: usize,
+    /// Whether blocks decompressed for this read go into the block cache.
+    pub(crate) fill_cache: bool,
 }
 
 pub(crate) fn frame_error(path: &std::path::Path, offset: u64, e: FormatError) -> Error {
@@ -199,8 +204,13 @@ pub(crate) fn read_raw(
     let mut at_least = 0usize;
     while offset < end && next < end_seq && batch.has_room(limits, 0) {
         let room = limits.bytes_max.saturating_sub(batch.payload_bytes);
+        let records_left = limits.records_max.saturating_sub(batch.len());
+        let guess = records_left
+            .saturating_mul(RAW_READ_GUESS_PER_RECORD)
+            .saturating_add(RAW_READ_GUESS_SLACK);
         let want = room
             .saturating_add(room / 8)
+            .min(guess)
             .clamp(RAW_READ_MIN_BYTES, RAW_READ_MAX_BYTES)
             .max(at_least)
             .min((end - offset) as usize);
@@ -446,6 +456,7 @@ pub(crate) fn read_sealed(
     from: EventLogSequenceNumber,
     limits: ReadLimits,
     batch: &mut RecordBatch,
+    cache: Option<&BlockCache>,
 ) -> Result<EventLogSequenceNumber> {
     let blocks = sealed_blocks(sealed)?;
     let mut i = blocks
@@ -454,7 +465,19 @@ pub(crate) fn read_sealed(
     let mut next = from;
     while i < blocks.len() && batch.has_room(limits, 0) {
         let block = &blocks[i];
-        let start = load_block(sealed, block, batch)?;
+        let cached = cache.and_then(|c| c.get(sealed.cache_id, i as u32));
+        let start = if let Some(bytes) = cached {
+            let start = batch.used;
+            batch.space(start, bytes.len()).copy_from_slice(&bytes);
+            batch.used = start + bytes.len();
+            start
+        } else {
+            let start = load_block(sealed, block, batch)?;
+            if let Some(cache) = cache.filter(|_| limits.fill_cache) {
+                cache.insert(sealed.cache_id, i as u32, &batch.buf[start..batch.used]);
+            }
+            start
+        };
         let block_end = batch.used;
         let mut at = start;
         let mut seq = block.first_seq;

@@ -356,6 +356,7 @@ fn open_sealed(
         base,
         trailer,
         blocks: OnceLock::new(),
+        cache_id: super::cache::next_segment_id(),
     }))
 }
 

@@ -172,5 +172,6 @@ pub(crate) fn seal_segment(
         base: raw.base,
         trailer,
         blocks: blocks_cell,
+        cache_id: super::cache::next_segment_id(),
     }))
 }
