@@ -202,6 +202,18 @@ pub fn run(args: &AggregatesArgs) -> Result<()> {
         fetch_events,
     )?;
 
+    // Settle: the fills leave dirty pages (PostgreSQL's buffers above all) whose writeback
+    // would land on the first measurements' fsyncs.
+    if let Some(pg) = &pg {
+        pg.connect()?
+            .batch_execute("CHECKPOINT")
+            .context("checkpoint PostgreSQL")?;
+    }
+    let status = std::process::Command::new("sync")
+        .status()
+        .context("run sync")?;
+    ensure!(status.success(), "sync failed");
+
     let mut measurements = Vec::new();
     for round in 0..rounds {
         let mut order = systems.clone();

@@ -6,7 +6,8 @@
 //! re-sealed or re-created segment never sees another's blocks) and the block's index. Only
 //! reads that ask for it fill the cache (`Log::read_into_cached`); a catch-up reader that
 //! streams through a log once would only evict what others use, so its reads look up but never
-//! insert. A block is verified (checksum, decompression, sizes) before it is inserted.
+//! insert. A block is cached only after its checksum, its decompression and every frame in it
+//! have been checked, with the offset of each frame, so a hit copies just the frames wanted.
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},
@@ -22,19 +23,43 @@ pub(crate) fn next_segment_id() -> u64 {
     NEXT_SEGMENT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
+/// A decompressed, verified block and where each of its frames starts.
+#[derive(Debug)]
+pub(crate) struct CachedBlock {
+    bytes: Box<[u8]>,
+    offsets: Box<[u32]>,
+}
+
+impl CachedBlock {
+    /// Frames in the block.
+    pub(crate) fn frames(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// Frame `k` (header and payload).
+    pub(crate) fn frame(&self, k: usize) -> &[u8] {
+        let start = self.offsets[k] as usize;
+        let end = self
+            .offsets
+            .get(k + 1)
+            .map_or(self.bytes.len(), |o| *o as usize);
+        &self.bytes[start..end]
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct BlockWeight;
 
-impl Weighter<(u64, u32), Arc<[u8]>> for BlockWeight {
-    fn weight(&self, _key: &(u64, u32), block: &Arc<[u8]>) -> u64 {
+impl Weighter<(u64, u32), Arc<CachedBlock>> for BlockWeight {
+    fn weight(&self, _key: &(u64, u32), block: &Arc<CachedBlock>) -> u64 {
         // Never zero (a zero-weight item is never evicted).
-        block.len() as u64 + 64
+        (block.bytes.len() + block.offsets.len() * 4) as u64 + 64
     }
 }
 
 /// Decompressed blocks by (segment id, block index).
 pub(crate) struct BlockCache {
-    blocks: Cache<(u64, u32), Arc<[u8]>, BlockWeight>,
+    blocks: Cache<(u64, u32), Arc<CachedBlock>, BlockWeight>,
 }
 
 impl std::fmt::Debug for BlockCache {
@@ -60,11 +85,18 @@ impl BlockCache {
         })
     }
 
-    pub(crate) fn get(&self, segment: u64, block: u32) -> Option<Arc<[u8]>> {
+    pub(crate) fn get(&self, segment: u64, block: u32) -> Option<Arc<CachedBlock>> {
         self.blocks.get(&(segment, block))
     }
 
-    pub(crate) fn insert(&self, segment: u64, block: u32, bytes: &[u8]) {
-        self.blocks.insert((segment, block), Arc::from(bytes));
+    /// Caches a block whose frames (starting at `offsets`) have all been verified.
+    pub(crate) fn insert(&self, segment: u64, block: u32, bytes: &[u8], offsets: Vec<u32>) {
+        self.blocks.insert(
+            (segment, block),
+            Arc::new(CachedBlock {
+                bytes: bytes.into(),
+                offsets: offsets.into_boxed_slice(),
+            }),
+        );
     }
 }

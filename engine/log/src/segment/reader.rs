@@ -465,24 +465,41 @@ pub(crate) fn read_sealed(
     let mut next = from;
     while i < blocks.len() && batch.has_room(limits, 0) {
         let block = &blocks[i];
-        let cached = cache.and_then(|c| c.get(sealed.cache_id, i as u32));
-        let start = if let Some(bytes) = cached {
-            let start = batch.used;
-            batch.space(start, bytes.len()).copy_from_slice(&bytes);
-            batch.used = start + bytes.len();
-            start
-        } else {
-            let start = load_block(sealed, block, batch)?;
-            if let Some(cache) = cache.filter(|_| limits.fill_cache) {
-                cache.insert(sealed.cache_id, i as u32, &batch.buf[start..batch.used]);
+        if let Some(cached) = cache.and_then(|c| c.get(sealed.cache_id, i as u32)) {
+            // A verified block: jump to the wanted record and copy only the frames taken.
+            let first =
+                usize::try_from(next.0.saturating_sub(block.first_seq.0)).unwrap_or(usize::MAX);
+            let mut stop = false;
+            for k in first..cached.frames() {
+                let frame = cached.frame(k);
+                let payload_len = frame.len() - FRAME_HEADER_LEN;
+                if !batch.has_room(limits, payload_len) {
+                    stop = true;
+                    break;
+                }
+                let at = batch.used;
+                batch.space(at, frame.len()).copy_from_slice(frame);
+                batch.used = at + frame.len();
+                batch.accept(next, at + FRAME_HEADER_LEN..at + frame.len());
+                next = EventLogSequenceNumber(next.0 + 1);
             }
-            start
-        };
+            if stop {
+                break;
+            }
+            i += 1;
+            continue;
+        }
+        let start = load_block(sealed, block, batch)?;
+        let fill = cache.filter(|_| limits.fill_cache);
+        let mut offsets = Vec::new();
         let block_end = batch.used;
         let mut at = start;
         let mut seq = block.first_seq;
         let mut stop = false;
         for _ in 0..block.records_count {
+            if fill.is_some() {
+                offsets.push((at - start) as u32);
+            }
             let offset = block.logical_offset + (at - start) as u64;
             match parse_frame_in_verified_block(
                 &batch.buf[at..block_end],
@@ -527,6 +544,15 @@ pub(crate) fn read_sealed(
                 offset: block.file_offset,
                 what: format!("{} bytes after the last frame of the block", block_end - at),
             });
+        }
+        if let Some(cache) = fill {
+            // Every frame of the block has just been checked: it is cached with their offsets.
+            cache.insert(
+                sealed.cache_id,
+                i as u32,
+                &batch.buf[start..block_end],
+                offsets,
+            );
         }
         if stop {
             break;
