@@ -229,6 +229,19 @@ impl Tenant {
         Ok(out)
     }
 
+    /// Writes index entries derived from the log, with their recovery point, bypassing the
+    /// WAL: the log is the truth, and entries and recovery point share a batch and so a
+    /// memtable, so a crash loses both together and reopening re-indexes from the recovery
+    /// point that did survive. State keys (not derived) always go through the WAL.
+    fn write_derived(&self, batch: WriteBatch) -> Result<()> {
+        let mut options = WriteOptions::default();
+        options.disable_wal(true);
+        self.shared
+            .db
+            .write_opt(batch, &options)
+            .map_err(rocks("write index"))
+    }
+
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut options = WriteOptions::default();
         options.set_sync(sync);
@@ -394,9 +407,7 @@ impl Tenant {
         }
         write.put_cf(&cf, keys::META_INDEXED, next.0.to_le_bytes());
         drop(cf);
-        // Not synced: the log is the truth, and a lost tail of the index's WAL only moves
-        // its recovery point back with it (they are in one batch).
-        self.write(write, false)?;
+        self.write_derived(write)?;
         Ok(next)
     }
 
@@ -405,7 +416,7 @@ impl Tenant {
         let mut write = WriteBatch::default();
         write.put_cf(&cf, keys::META_INDEXED, to.0.to_le_bytes());
         drop(cf);
-        self.write(write, false)?;
+        self.write_derived(write)?;
         Ok(to)
     }
 
