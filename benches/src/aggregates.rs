@@ -164,17 +164,12 @@ pub fn run(args: &AggregatesArgs) -> Result<()> {
             .all(|s| *s > 0 && *s <= fetch_events),
         "every fetch size must be in 1..=--fetch-events"
     );
-    let parent = args.dir.clone().unwrap_or_else(|| {
-        PathBuf::from(if Path::new("/var/tmp").is_dir() {
-            "/var/tmp"
-        } else {
-            "/tmp"
-        })
-    });
-    let run_dir = tempfile::Builder::new()
-        .prefix("annals-bench-aggregates-")
-        .tempdir_in(&parent)
-        .context("create the run directory")?;
+    let run_dir = crate::engine::data_dir(args.dir.as_deref())?;
+    let parent = run_dir
+        .path()
+        .parent()
+        .context("the run directory has a parent")?
+        .to_path_buf();
     let date = now_utc();
     let contents = Contents::new(args.seed, 4096);
     let mut systems = args.systems.clone();
@@ -230,13 +225,7 @@ pub fn run(args: &AggregatesArgs) -> Result<()> {
                 window,
                 &date,
             )?;
-            eprintln!(
-                "round {round} commit_aggregate {:>12}: {:>9.0} ev/s p50 {:>7.0} us p99 {:>7.0} us",
-                m.system,
-                m.events_per_s,
-                m.p50_us.unwrap_or(0.0),
-                m.p99_us.unwrap_or(0.0)
-            );
+            progress(&format!("round {round} commit_aggregate"), &m);
             emit(&m)?;
             measurements.push(m);
         }
@@ -246,19 +235,24 @@ pub fn run(args: &AggregatesArgs) -> Result<()> {
                     continue;
                 }
                 let m = fetch_stores.measure(system, size, round, measure, &date, args.seed)?;
-                eprintln!(
-                    "round {round} fetch_aggregate {size:>5} {:>12}: {:>9.0} ev/s p50 {:>7.0} us p99 {:>7.0} us",
-                    m.system,
-                    m.events_per_s,
-                    m.p50_us.unwrap_or(0.0),
-                    m.p99_us.unwrap_or(0.0)
-                );
+                progress(&format!("round {round} fetch_aggregate {size:>5}"), &m);
                 emit(&m)?;
                 measurements.push(m);
             }
         }
     }
     summarise(&measurements, &date)
+}
+
+/// One line for people on stderr.
+fn progress(label: &str, m: &Measurement) {
+    eprintln!(
+        "{label} {:>12}: {:>9.0} ev/s p50 {:>7.0} us p99 {:>7.0} us",
+        m.system,
+        m.events_per_s,
+        m.p50_us.unwrap_or(0.0),
+        m.p99_us.unwrap_or(0.0)
+    );
 }
 
 // ---- commits ------------------------------------------------------------------------------

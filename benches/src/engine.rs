@@ -320,7 +320,7 @@ pub fn run(args: &EngineArgs) -> Result<()> {
 
 /// A fresh directory for the run under `parent` (default /var/tmp, else /tmp), removed when
 /// dropped. Warns when it is on a RAM-backed file system.
-fn data_dir(parent: Option<&Path>) -> Result<tempfile::TempDir> {
+pub(crate) fn data_dir(parent: Option<&Path>) -> Result<tempfile::TempDir> {
     let parent = match parent {
         Some(p) => p.to_path_buf(),
         None if Path::new("/var/tmp").is_dir() => PathBuf::from("/var/tmp"),

@@ -56,17 +56,7 @@ fn tenant_id(i: usize) -> TenantId {
 
 /// Runs the suite.
 pub fn run(args: &TenantsArgs) -> Result<()> {
-    let parent = args.dir.clone().unwrap_or_else(|| {
-        PathBuf::from(if Path::new("/var/tmp").is_dir() {
-            "/var/tmp"
-        } else {
-            "/tmp"
-        })
-    });
-    let run_dir = tempfile::Builder::new()
-        .prefix("annals-bench-tenants-")
-        .tempdir_in(&parent)
-        .context("create the run directory")?;
+    let run_dir = crate::engine::data_dir(args.dir.as_deref())?;
     let date = now_utc();
     let exe = std::env::current_exe().context("find this program")?;
     eprintln!(

@@ -236,18 +236,19 @@ impl Tenant {
     fn write_derived(&self, batch: WriteBatch) -> Result<()> {
         let mut options = WriteOptions::default();
         options.disable_wal(true);
-        self.shared
-            .db
-            .write_opt(batch, &options)
-            .map_err(rocks("write index"))
+        self.write_with(batch, &options)
     }
 
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut options = WriteOptions::default();
         options.set_sync(sync);
+        self.write_with(batch, &options)
+    }
+
+    fn write_with(&self, batch: WriteBatch, options: &WriteOptions) -> Result<()> {
         self.shared
             .db
-            .write_opt(batch, &options)
+            .write_opt(batch, options)
             .map_err(rocks("write"))
     }
 
@@ -422,6 +423,9 @@ impl Tenant {
 
     /// Blocks until the index has reached `target` (or failed).
     fn wait_indexed(&self, target: EventLogSequenceNumber) -> Result<()> {
+        if self.indexed.load(Ordering::Acquire) < target.0 {
+            self.shared.hurry_indexer(self.id);
+        }
         let mut failure = self.progress.lock();
         while self.indexed.load(Ordering::Acquire) < target.0 {
             self.check_live()?;
@@ -436,7 +440,7 @@ impl Tenant {
             self.progressed
                 .wait_for(&mut failure, Duration::from_millis(100));
             if self.indexed.load(Ordering::Acquire) < target.0 && failure.is_none() {
-                self.shared.wake_indexer(self.id);
+                self.shared.hurry_indexer(self.id);
             }
         }
         Ok(())
