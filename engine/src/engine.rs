@@ -32,16 +32,7 @@ use crate::{
 struct Dirty {
     tenants: HashSet<TenantId>,
     stop: bool,
-    /// The indexer is letting publishes accumulate: marking need not wake it.
-    gathering: bool,
-    /// Someone waits for the index (a fetch): index now, without gathering.
-    urgent: bool,
 }
-
-/// How long the indexer lets publishes accumulate before a round, unless a fetch waits for
-/// it: one wake-up and one RocksDB write per round instead of one per group commit (a wake-up
-/// per group costs commits measurably on two cores). Commits never wait for the indexer.
-const INDEX_GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 
 #[derive(Debug, Default)]
 pub(crate) struct Wakeups {
@@ -52,16 +43,9 @@ pub(crate) struct Wakeups {
 impl Wakeups {
     fn mark(&self, tenant: TenantId) {
         let mut dirty = self.dirty.lock();
-        if dirty.tenants.insert(tenant) && !dirty.gathering {
+        if dirty.tenants.insert(tenant) {
             self.changed.notify_one();
         }
-    }
-
-    fn mark_urgent(&self, tenant: TenantId) {
-        let mut dirty = self.dirty.lock();
-        dirty.tenants.insert(tenant);
-        dirty.urgent = true;
-        self.changed.notify_one();
     }
 }
 
@@ -77,11 +61,6 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn wake_indexer(&self, tenant: TenantId) {
         self.wakeups.mark(tenant);
-    }
-
-    /// Asks the indexer to index `tenant` now (someone waits for it).
-    pub(crate) fn hurry_indexer(&self, tenant: TenantId) {
-        self.wakeups.mark_urgent(tenant);
     }
 }
 
@@ -337,20 +316,9 @@ fn indexer_loop(inner: &Inner, wakeups: &Wakeups) {
             while dirty.tenants.is_empty() && !dirty.stop {
                 wakeups.changed.wait(&mut dirty);
             }
-            if !dirty.urgent && !dirty.stop {
-                dirty.gathering = true;
-                let deadline = std::time::Instant::now() + INDEX_GATHER;
-                while !dirty.urgent && !dirty.stop {
-                    if wakeups.changed.wait_until(&mut dirty, deadline).timed_out() {
-                        break;
-                    }
-                }
-                dirty.gathering = false;
-            }
             if dirty.stop {
                 return;
             }
-            dirty.urgent = false;
             dirty.tenants.drain().collect()
         };
         #[cfg(any(test, feature = "test-util"))]
@@ -373,7 +341,7 @@ fn indexer_loop(inner: &Inner, wakeups: &Wakeups) {
                 continue;
             };
             match tenant.index_step() {
-                Ok(true) => wakeups.mark_urgent(id),
+                Ok(true) => wakeups.mark(id),
                 Ok(false) | Err(Error::TenantUnknown(_)) => {}
                 Err(e) => {
                     tracing::error!(tenant = %id, error = %e, "indexing failed; commits for aggregates and fetches of this tenant fail until it is reopened");

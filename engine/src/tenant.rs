@@ -423,9 +423,6 @@ impl Tenant {
 
     /// Blocks until the index has reached `target` (or failed).
     fn wait_indexed(&self, target: EventLogSequenceNumber) -> Result<()> {
-        if self.indexed.load(Ordering::Acquire) < target.0 {
-            self.shared.hurry_indexer(self.id);
-        }
         let mut failure = self.progress.lock();
         while self.indexed.load(Ordering::Acquire) < target.0 {
             self.check_live()?;
@@ -440,7 +437,7 @@ impl Tenant {
             self.progressed
                 .wait_for(&mut failure, Duration::from_millis(100));
             if self.indexed.load(Ordering::Acquire) < target.0 && failure.is_none() {
-                self.shared.hurry_indexer(self.id);
+                self.shared.wake_indexer(self.id);
             }
         }
         Ok(())
