@@ -273,11 +273,14 @@ fn measure_commits(
 ) -> Result<Measurement> {
     let dir = run_dir.join(format!("commit-{}-{round}", system.as_str()));
     let per_writer = args.aggregates_per_writer;
-    // Writer w's iteration i goes to aggregate i % per_writer at version i / per_writer.
+    // Writer w's iteration i commits an event of the pool to aggregate i % per_writer at
+    // version i / per_writer.
+    let writers = args.writers as u64;
     let at = |writer: usize, i: u64| {
         (
             event_source(writer, (i % per_writer as u64) as usize),
             i / per_writer as u64,
+            contents.get(i * writers + writer as u64),
         )
     };
     let root = root_of(0);
@@ -290,8 +293,7 @@ fn measure_commits(
                 window,
                 || {},
                 |writer, i| {
-                    let (source, version) = at(writer, i);
-                    let event = contents.get(i * args.writers as u64 + writer as u64);
+                    let (source, version, event) = at(writer, i);
                     if system == System::Annals {
                         tenant
                             .commit_for_aggregate(AggregateCommit {
@@ -333,8 +335,7 @@ fn measure_commits(
                 window,
                 || {},
                 |writer, i| {
-                    let (source, version) = at(writer, i);
-                    let event = contents.get(i * args.writers as u64 + writer as u64);
+                    let (source, version, event) = at(writer, i);
                     store.commit(root, &source, version, &event.content)?;
                     Ok(1)
                 },
@@ -358,8 +359,7 @@ fn measure_commits(
                 window,
                 || {},
                 |writer, i| {
-                    let (source, version) = at(writer, i);
-                    let event = contents.get(i * args.writers as u64 + writer as u64);
+                    let (source, version, event) = at(writer, i);
                     clients[writer]
                         .lock()
                         .execute(
@@ -781,22 +781,17 @@ fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
         "/pg"
     );
     for (workload, batch) in shapes {
-        let of = |system: &str| {
+        // The median of one figure of one system over the rounds of this shape.
+        let median_of = |system: &str, figure: fn(&Measurement) -> Option<f64>| {
             let values: Vec<f64> = measurements
                 .iter()
                 .filter(|m| m.system == system && m.workload == workload && m.batch == batch)
-                .map(|m| m.events_per_s)
+                .filter_map(figure)
                 .collect();
             median(&values)
         };
-        let p99 = |system: &str| {
-            let values: Vec<f64> = measurements
-                .iter()
-                .filter(|m| m.system == system && m.workload == workload && m.batch == batch)
-                .filter_map(|m| m.p99_us)
-                .collect();
-            median(&values)
-        };
+        let of = |system: &str| median_of(system, |m| Some(m.events_per_s));
+        let p99 = |system: &str| median_of(system, |m| m.p99_us);
         let vs = |other: &str| match (of("annals"), of(other)) {
             (Some(a), Some(b)) if b > 0.0 => Some(a / b),
             _ => None,
