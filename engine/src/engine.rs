@@ -307,6 +307,15 @@ impl Engine {
     pub(crate) fn shared(&self) -> &Shared {
         &self.inner.shared
     }
+
+    /// Waits for every index step under way to end.
+    #[cfg(any(test, feature = "test-util"))]
+    pub(crate) fn quiesce_indexer(&self) {
+        let tenants: Vec<Arc<Tenant>> = self.inner.tenants.read().values().cloned().collect();
+        for tenant in tenants {
+            tenant.quiesce();
+        }
+    }
 }
 
 fn indexer_loop(inner: &Inner, wakeups: &Wakeups) {
@@ -340,7 +349,7 @@ fn indexer_loop(inner: &Inner, wakeups: &Wakeups) {
                 // Not opened yet: opening catches up with the log itself.
                 continue;
             };
-            match tenant.index_step() {
+            match tenant.background_index_step() {
                 Ok(true) => wakeups.mark(id),
                 Ok(false) | Err(Error::TenantUnknown(_)) => {}
                 Err(e) => {

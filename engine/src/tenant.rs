@@ -328,9 +328,29 @@ impl Tenant {
         self.write(batch, true)
     }
 
+    /// The indexer thread's step: [`index_step`](Self::index_step), unless a test holds the
+    /// indexer (checked under the step's lock, so a hold that has quiesced the tenant is never
+    /// overtaken by a step already under way).
+    pub(crate) fn background_index_step(&self) -> Result<bool> {
+        let mut batch = self.indexing.lock();
+        #[cfg(any(test, feature = "test-util"))]
+        if self
+            .shared
+            .indexer_held
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Ok(true);
+        }
+        self.index_step_locked(&mut batch)
+    }
+
     /// Indexes the next stretch of the event log; returns whether more remains.
     pub(crate) fn index_step(&self) -> Result<bool> {
         let mut batch = self.indexing.lock();
+        self.index_step_locked(&mut batch)
+    }
+
+    fn index_step_locked(&self, batch: &mut RecordBatch) -> Result<bool> {
         self.check_live()?;
         if self.progress.lock().is_some() {
             // Failed before: stays failed (and quiet) until the tenant is reopened.
@@ -345,7 +365,7 @@ impl Tenant {
             // Nothing to index: only the recovery point moves.
             self.advance_recovery_point(end)
         } else {
-            self.index_range(from, &mut batch)
+            self.index_range(from, batch)
         };
         let next = match result {
             Ok(next) => next,
