@@ -1,7 +1,8 @@
 //! The embedded engine without gRPC: open, commit, commit for an aggregate (and lose a race),
 //! fetch the aggregate, read the log, follow the tail, and keep a processor's position.
 //!
-//! Run it from the workspace root: `cargo run --example quickstart -- /tmp/annals-quickstart`
+//! Run it from the workspace root, with the target dir `.ci/run` builds RocksDB into:
+//! `CARGO_TARGET_DIR=~/.cache/annals/target cargo run --example quickstart -- /tmp/annals-quickstart`
 //! (run it twice: the second run continues where the first left off).
 
 use std::time::Duration;
