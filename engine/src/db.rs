@@ -97,8 +97,8 @@ pub(crate) fn open(
         created: !path.join("CURRENT").exists(),
         ..IndexOpenReport::default()
     };
-    let db = match open_families(&path, options) {
-        Ok(db) => db,
+    let (db, existing) = match open_families(&path, options) {
+        Ok(opened) => opened,
         Err(e) if is_damage(&e) && config.index.on_damage == IndexDamage::Rebuild => {
             let aside = move_aside(&config.data_dir, &path)?;
             tracing::error!(
@@ -109,13 +109,12 @@ pub(crate) fn open(
             );
             report.damaged_moved_to = Some(aside);
             report.created = true;
-            open_families(&path, options)?
+            open_families(&path, options).map_err(rocks("open"))?
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(rocks("open")(e)),
     };
     let wanted: std::collections::HashSet<String> =
         tenants.iter().map(|t| tenant_cf_name(*t)).collect();
-    let existing = Db::list_cf(&options.db, &path).map_err(rocks("list column families"))?;
     for name in existing {
         if name.starts_with(TENANT_CF_PREFIX) && !wanted.contains(&name) {
             db.drop_cf(&name)
@@ -133,23 +132,63 @@ pub(crate) fn open(
     Ok((db, report))
 }
 
-fn open_families(path: &Path, options: &DbOptions) -> Result<Db> {
+/// Opens the database with every family it has; returns it and the families' names.
+fn open_families(
+    path: &Path,
+    options: &DbOptions,
+) -> std::result::Result<(Db, Vec<String>), rocksdb::Error> {
     let names = if path.join("CURRENT").exists() {
-        Db::list_cf(&options.db, path).map_err(rocks("list column families"))?
+        Db::list_cf(&options.db, path)?
     } else {
         vec![rocksdb::DEFAULT_COLUMN_FAMILY_NAME.to_owned()]
     };
     let families = names
-        .into_iter()
+        .iter()
         .map(|name| ColumnFamilyDescriptor::new(name, options.family.clone()));
-    Db::open_cf_descriptors(&options.db, path, families).map_err(rocks("open"))
+    let db = Db::open_cf_descriptors(&options.db, path, families)?;
+    Ok((db, names))
 }
 
-fn is_damage(e: &Error) -> bool {
-    // RocksDB reports damage as "Corruption: ..." (and a missing table file as an I/O error
-    // naming the file); both mean the files do not hold a consistent database.
-    matches!(e, Error::Index { detail, .. }
-        if detail.starts_with("Corruption") || detail.contains("No such file"))
+fn is_damage(e: &rocksdb::Error) -> bool {
+    // RocksDB reports damage as corruption, and a missing table file as an I/O error naming
+    // the file; both mean the files do not hold a consistent database.
+    match e.kind() {
+        rocksdb::ErrorKind::Corruption => true,
+        rocksdb::ErrorKind::IOError => e.as_ref().contains("No such file"),
+        _ => false,
+    }
+}
+
+/// Key-value pairs of `prefix` in `cf`, from `start` (a key with that prefix) on, at most
+/// `max`.
+pub(crate) fn scan(
+    db: &Db,
+    cf: &impl rocksdb::AsColumnFamilyRef,
+    prefix: &[u8],
+    start: &[u8],
+    max: usize,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut options = rocksdb::ReadOptions::default();
+    options.set_iterate_upper_bound(crate::keys::prefix_end(prefix));
+    let iter = db.iterator_cf_opt(
+        cf,
+        options,
+        rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
+    );
+    let mut out = Vec::new();
+    for item in iter.take(max) {
+        let (k, v) = item.map_err(rocks("iterate"))?;
+        out.push((k.into_vec(), v.into_vec()));
+    }
+    Ok(out)
+}
+
+/// A stored entry that does not decode.
+pub(crate) fn bad_state(key: &[u8], detail: &str) -> Error {
+    Error::BadState {
+        key: format!("{key:?}"),
+        detail: detail.to_owned(),
+    }
 }
 
 fn move_aside(data_dir: &Path, path: &Path) -> Result<PathBuf> {

@@ -22,7 +22,7 @@ use rocksdb::WriteOptions;
 use uuid::Uuid;
 
 use crate::{
-    db::{self, rocks, tenant_cf_name, Db, DbOptions, IndexOpenReport},
+    db::{self, bad_state, rocks, tenant_cf_name, Db, DbOptions, IndexOpenReport},
     keys,
     tenant::Tenant,
 };
@@ -278,29 +278,23 @@ impl Engine {
 
     fn aliases(&self, kind: u8) -> Result<Vec<(Uuid, String)>> {
         let db = &self.inner.shared.db;
-        let mut options = rocksdb::ReadOptions::default();
-        options.set_iterate_upper_bound([kind + 1]);
-        let mut out = Vec::new();
-        let iter = db.iterator_opt(
-            rocksdb::IteratorMode::From(&[kind], rocksdb::Direction::Forward),
-            options,
-        );
-        for item in iter {
-            let (k, v) = item.map_err(rocks("read aliases"))?;
-            let id = k
-                .get(1..17)
-                .and_then(|b| Uuid::from_slice(b).ok())
-                .ok_or_else(|| Error::BadState {
-                    key: format!("{k:?}"),
-                    detail: "an alias key holds a 16-byte id".into(),
-                })?;
-            let alias = String::from_utf8(v.into_vec()).map_err(|_| Error::BadState {
-                key: format!("{k:?}"),
-                detail: "an alias is UTF-8".into(),
+        let default = db
+            .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+            .ok_or_else(|| Error::Index {
+                op: "read aliases",
+                detail: "the default column family is missing".into(),
             })?;
-            out.push((id, alias));
-        }
-        Ok(out)
+        db::scan(db, &default, &[kind], &[kind], usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| {
+                let id = k
+                    .get(1..17)
+                    .and_then(|b| Uuid::from_slice(b).ok())
+                    .ok_or_else(|| bad_state(&k, "an alias key holds a 16-byte id"))?;
+                let alias = String::from_utf8(v).map_err(|_| bad_state(&k, "an alias is UTF-8"))?;
+                Ok((id, alias))
+            })
+            .collect()
     }
 
     #[cfg(any(test, feature = "test-util"))]

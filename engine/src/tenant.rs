@@ -20,12 +20,12 @@ use annals_log::{
     TenantLogs, UncommittedEvent,
 };
 use parking_lot::{Condvar, Mutex};
-use rocksdb::{BoundColumnFamily, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
+use rocksdb::{BoundColumnFamily, WriteBatch, WriteOptions};
 use uuid::Uuid;
 
 use crate::{
     aggregate::{budget_size, AggregateCommit, AggregateCommitReceipt, AggregateEvents},
-    db::rocks,
+    db::{self, bad_state, rocks},
     engine::Shared,
     keys,
     locks::KeyLocks,
@@ -213,20 +213,7 @@ impl Tenant {
 
     /// Key-value pairs of `prefix`, from `start` (a key with that prefix) on, at most `max`.
     fn scan(&self, prefix: &[u8], start: &[u8], max: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let cf = self.cf()?;
-        let mut options = ReadOptions::default();
-        options.set_iterate_upper_bound(keys::prefix_end(prefix));
-        let iter = self.shared.db.iterator_cf_opt(
-            &cf,
-            options,
-            IteratorMode::From(start, Direction::Forward),
-        );
-        let mut out = Vec::new();
-        for item in iter.take(max) {
-            let (k, v) = item.map_err(rocks("iterate"))?;
-            out.push((k.into_vec(), v.into_vec()));
-        }
-        Ok(out)
+        db::scan(&self.shared.db, &self.cf()?, prefix, start, max)
     }
 
     /// Writes index entries derived from the log, with their recovery point, bypassing the
@@ -869,13 +856,6 @@ fn split_seq<'v>(key: &[u8], value: &'v [u8]) -> Result<(u64, &'v [u8])> {
         .split_first_chunk::<8>()
         .ok_or_else(|| bad_state(key, "an entry starts with 8 bytes of sequence number"))?;
     Ok((u64::from_le_bytes(*seq), rest))
-}
-
-fn bad_state(key: &[u8], detail: &str) -> Error {
-    Error::BadState {
-        key: format!("{key:?}"),
-        detail: detail.to_owned(),
-    }
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T> {
