@@ -150,14 +150,8 @@ impl Drop for PgCluster {
 }
 
 fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
+    // "Uid: real effective saved fs".
+    crate::report::proc_self_status("Uid:", 2).is_some_and(|euid| euid == "0")
 }
 
 /// PostgreSQL's binaries: `$ANNALS_PG_BIN`, else the newest of /usr/lib/postgresql/*/bin,

@@ -61,6 +61,14 @@ pub fn percentiles_us(hist: &Histogram<u64>) -> (Option<f64>, Option<f64>) {
     (Some(us(0.5)), Some(us(0.99)))
 }
 
+/// Column `column` (0 is the field name) of the line of /proc/self/status that starts with
+/// `field` (e.g. `"VmRSS:"`, 1 gives the kB figure).
+pub fn proc_self_status(field: &str, column: usize) -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(column).map(str::to_owned)
+}
+
 /// `a / b`, or `None` when `b` is zero.
 pub fn ratio(a: u64, b: u64) -> Option<f64> {
     (b != 0).then(|| to_f64(a) / to_f64(b))
