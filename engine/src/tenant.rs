@@ -413,17 +413,21 @@ impl Tenant {
         for (key, version) in versions {
             write.put_cf(&cf, key, version.to_le_bytes());
         }
-        write.put_cf(&cf, keys::META_INDEXED, next.0.to_le_bytes());
         drop(cf);
-        self.write_derived(write)?;
-        Ok(next)
+        self.write_index(write, next)
     }
 
     fn advance_recovery_point(&self, to: EventLogSequenceNumber) -> Result<EventLogSequenceNumber> {
-        let cf = self.cf()?;
-        let mut write = WriteBatch::default();
-        write.put_cf(&cf, keys::META_INDEXED, to.0.to_le_bytes());
-        drop(cf);
+        self.write_index(WriteBatch::default(), to)
+    }
+
+    /// Writes index entries with the recovery point `to` in the same batch; returns `to`.
+    fn write_index(
+        &self,
+        mut write: WriteBatch,
+        to: EventLogSequenceNumber,
+    ) -> Result<EventLogSequenceNumber> {
+        write.put_cf(&self.cf()?, keys::META_INDEXED, to.0.to_le_bytes());
         self.write_derived(write)?;
         Ok(to)
     }
