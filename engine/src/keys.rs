@@ -57,6 +57,18 @@ pub(crate) fn aggregate(root: Uuid, event_source: &str) -> Vec<u8> {
     key
 }
 
+/// The root and event source of an `A` key.
+pub(crate) fn split_aggregate(key: &[u8]) -> Option<(Uuid, String)> {
+    let rest = key.strip_prefix(&[AGGREGATE])?;
+    let (root, rest) = rest.split_first_chunk::<16>()?;
+    let (len, rest) = rest.split_first_chunk::<4>()?;
+    if rest.len() != u32::from_be_bytes(*len) as usize {
+        return None;
+    }
+    let event_source = String::from_utf8(rest.to_vec()).ok()?;
+    Some((Uuid::from_bytes(*root), event_source))
+}
+
 /// `E` root len es: the prefix of an aggregate's event-source index entries.
 pub(crate) fn event_source_prefix(root: Uuid, event_source: &str) -> Vec<u8> {
     let mut key = aggregate(root, event_source);
@@ -194,6 +206,15 @@ mod tests {
         assert!(!ab0.starts_with(&a));
         assert!(a300.starts_with(&a) && a300 < prefix_end(&a));
         assert_eq!(version_of_entry(&a300), Some(300));
+    }
+
+    #[test]
+    fn aggregate_keys_split_back() {
+        let root = Uuid::from_u128(7);
+        let key = aggregate(root, "order-1");
+        assert_eq!(split_aggregate(&key), Some((root, "order-1".to_owned())));
+        assert_eq!(split_aggregate(&key[..key.len() - 1]), None);
+        assert_eq!(split_aggregate(&event_source_prefix(root, "x")), None);
     }
 
     #[test]

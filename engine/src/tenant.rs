@@ -570,6 +570,34 @@ impl Tenant {
         self.version_of(&keys::aggregate(aggregate_root, event_source_id))
     }
 
+    /// The instances of aggregate roots (all roots, or only `aggregate_root`): root id, event
+    /// source id and the number of events applied, ordered by root then event source. Sees
+    /// every commit acknowledged before the call.
+    pub fn aggregate_instances(
+        &self,
+        aggregate_root: Option<Uuid>,
+    ) -> Result<Vec<(Uuid, String, u64)>> {
+        self.check_live()?;
+        self.wait_indexed(self.event_log.next_sequence_number())?;
+        let mut prefix = vec![keys::AGGREGATE];
+        if let Some(root) = aggregate_root {
+            prefix.extend_from_slice(root.as_bytes());
+        }
+        self.scan(&prefix, &prefix, usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| {
+                let instance = keys::split_aggregate(&k)
+                    .ok_or_else(|| bad_state(&k, "an aggregate key holds a root and a string"))?;
+                let version = v
+                    .as_slice()
+                    .try_into()
+                    .map(u64::from_le_bytes)
+                    .map_err(|_| bad_state(&k, "an aggregate version has 8 bytes"))?;
+                Ok((instance.0, instance.1, version))
+            })
+            .collect()
+    }
+
     /// Every event of an aggregate instance (only the given event type ids, unless empty), in
     /// version order. Sees every commit acknowledged before the call.
     pub fn fetch_for_aggregate(

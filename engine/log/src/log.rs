@@ -275,6 +275,15 @@ impl Log {
         EventLogSequenceNumber(self.visible_next.load(Ordering::Acquire))
     }
 
+    /// Whether the log takes writes: `Err(Poisoned)` once a write or fsync failed (until the
+    /// store is reopened and recovered).
+    pub fn check_writable(&self) -> Result<()> {
+        match self.poison.cause() {
+            Some(cause) => Err(self.poisoned(cause)),
+            None => Ok(()),
+        }
+    }
+
     fn poisoned(&self, cause: String) -> Error {
         Error::Poisoned {
             tenant: self.tenant,
