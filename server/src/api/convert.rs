@@ -1,0 +1,247 @@
+//! Wire messages to engine types and back. Requests are checked completely here, before
+//! anything is written: a field that is missing or malformed becomes a [`Failure`] naming
+//! the field, and content that is not a JSON object is refused (the original stores content
+//! as a BSON document, so only objects are events).
+
+use annals_engine::{
+    AggregateEvent, Claim, Event, EventType, ExecutionContext, UncommittedEvent, Version,
+};
+use prost_types::Timestamp;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use crate::api::failure::Failure;
+use crate::api::ids;
+use crate::proto::dolittle::artifacts::Artifact;
+use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
+use crate::proto::dolittle::runtime::events::committed_aggregate_events::CommittedAggregateEvent;
+use crate::proto::dolittle::runtime::events::uncommitted_aggregate_events::UncommittedAggregateEvent;
+use crate::proto::dolittle::runtime::events::UncommittedEvent as WireEvent;
+use crate::proto::dolittle::security::Claim as WireClaim;
+use crate::proto::dolittle::services::CallRequestContext;
+use crate::proto::dolittle::versioning::Version as WireVersion;
+
+/// The execution context of a call: required, with a well-formed tenant, microservice and
+/// correlation id.
+pub(crate) fn call_context(
+    context: Option<&CallRequestContext>,
+) -> Result<ExecutionContext, Failure> {
+    let context = context.ok_or_else(|| Failure::invalid("callContext is missing"))?;
+    execution_context(
+        "callContext.executionContext",
+        context.execution_context.as_ref(),
+    )
+}
+
+/// An execution context from the wire.
+pub(crate) fn execution_context(
+    field: &str,
+    context: Option<&WireExecutionContext>,
+) -> Result<ExecutionContext, Failure> {
+    let context = context.ok_or_else(|| Failure::invalid(format!("{field} is missing")))?;
+    let id = |name: &str, id| ids::required(&format!("{field}.{name}"), id);
+    let span_id = match &context.span_id {
+        None => None,
+        Some(bytes) if bytes.is_empty() => None,
+        Some(bytes) => Some(<[u8; 8]>::try_from(bytes.as_slice()).map_err(|_| {
+            Failure::invalid(format!(
+                "{field}.spanId has {} bytes where 8 were expected",
+                bytes.len()
+            ))
+        })?),
+    };
+    let version = context.version.clone().unwrap_or_default();
+    Ok(ExecutionContext {
+        microservice_id: id("microserviceId", context.microservice_id.as_ref())?,
+        tenant_id: id("tenantId", context.tenant_id.as_ref())?,
+        version: Version {
+            major: version.major,
+            minor: version.minor,
+            patch: version.patch,
+            build: version.build,
+            pre_release: version.pre_release_string,
+        },
+        correlation_id: id("correlationId", context.correlation_id.as_ref())?,
+        claims: context
+            .claims
+            .iter()
+            .map(|c| Claim {
+                key: c.key.clone(),
+                value: c.value.clone(),
+                value_type: c.value_type.clone(),
+            })
+            .collect(),
+        environment: context.environment.clone(),
+        span_id,
+    })
+}
+
+/// The wire form of an execution context.
+pub(crate) fn execution_context_to_wire(context: &ExecutionContext) -> WireExecutionContext {
+    WireExecutionContext {
+        microservice_id: Some(ids::to_wire(context.microservice_id)),
+        tenant_id: Some(ids::to_wire(context.tenant_id)),
+        version: Some(WireVersion {
+            major: context.version.major,
+            minor: context.version.minor,
+            patch: context.version.patch,
+            build: context.version.build,
+            pre_release_string: context.version.pre_release.clone(),
+        }),
+        correlation_id: Some(ids::to_wire(context.correlation_id)),
+        claims: context
+            .claims
+            .iter()
+            .map(|c| WireClaim {
+                key: c.key.clone(),
+                value: c.value.clone(),
+                value_type: c.value_type.clone(),
+            })
+            .collect(),
+        environment: context.environment.clone(),
+        span_id: context.span_id.map(|s| s.to_vec()),
+    }
+}
+
+/// An event type (artifact) from the wire.
+pub(crate) fn event_type(field: &str, artifact: Option<&Artifact>) -> Result<EventType, Failure> {
+    let artifact = artifact.ok_or_else(|| Failure::invalid(format!("{field} is missing")))?;
+    Ok(EventType {
+        id: ids::required(&format!("{field}.id"), artifact.id.as_ref())?,
+        generation: artifact.generation,
+    })
+}
+
+pub(crate) fn event_type_to_wire(event_type: EventType) -> Artifact {
+    Artifact {
+        id: Some(ids::to_wire(event_type.id)),
+        generation: event_type.generation,
+    }
+}
+
+/// An event source id: any non-empty string (the original keeps them as strings since v7).
+pub(crate) fn event_source_id(field: &str, id: &str) -> Result<String, Failure> {
+    if id.is_empty() {
+        return Err(Failure::invalid(format!("{field} is empty")));
+    }
+    Ok(id.to_owned())
+}
+
+/// Content must be a JSON object. Checked without building a tree.
+pub(crate) fn content(field: &str, content: &str) -> Result<(), Failure> {
+    struct ObjectOnly;
+    impl<'de> Visitor<'de> for ObjectOnly {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(())
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(content);
+    de.deserialize_map(ObjectOnly)
+        .and_then(|()| de.end())
+        .map_err(|e| Failure::invalid(format!("{field} is not a JSON object: {e}")))
+}
+
+/// The events of a Commit request, checked.
+pub(crate) fn uncommitted_events(events: &[WireEvent]) -> Result<Vec<UncommittedEvent>, Failure> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let at = |name: &str| format!("events[{i}].{name}");
+            content(&at("content"), &e.content)?;
+            Ok(UncommittedEvent {
+                event_source_id: event_source_id(&at("eventSourceId"), &e.event_source_id)?,
+                event_type: event_type(&at("eventType"), e.event_type.as_ref())?,
+                public: e.public,
+                content: e.content.clone(),
+                aggregate: None,
+                event_horizon: None,
+            })
+        })
+        .collect()
+}
+
+/// The events of a CommitForAggregate request, checked.
+pub(crate) fn aggregate_events(
+    events: &[UncommittedAggregateEvent],
+) -> Result<Vec<AggregateEvent>, Failure> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let at = |name: &str| format!("events.events[{i}].{name}");
+            content(&at("content"), &e.content)?;
+            Ok(AggregateEvent {
+                event_type: event_type(&at("eventType"), e.event_type.as_ref())?,
+                public: e.public,
+                content: e.content.clone(),
+            })
+        })
+        .collect()
+}
+
+/// A timestamp from Unix nanoseconds.
+pub(crate) fn timestamp(ns: i64) -> Timestamp {
+    Timestamp {
+        seconds: ns.div_euclid(1_000_000_000),
+        nanos: ns.rem_euclid(1_000_000_000) as i32,
+    }
+}
+
+/// An aggregate's event, with the version it was applied at.
+pub(crate) fn committed_aggregate_event(event: &Event) -> CommittedAggregateEvent {
+    CommittedAggregateEvent {
+        event_log_sequence_number: event.sequence_number.0,
+        occurred: Some(timestamp(event.occurred_ns)),
+        execution_context: Some(execution_context_to_wire(&event.execution_context)),
+        event_type: Some(event_type_to_wire(event.event_type)),
+        public: event.public,
+        content: event.content.clone(),
+        aggregate_root_version: event.aggregate.map_or(0, |a| a.version),
+    }
+}
+
+/// The deprecated `aggregateRootVersion` of CommittedAggregateEvents: the version of the
+/// last event (current - 1), or 0 for an aggregate without events.
+pub(crate) fn deprecated_aggregate_root_version(current: u64) -> u64 {
+    current.saturating_sub(1)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn content_must_be_one_json_object() {
+        assert!(content("c", r#"{"a": [1, {"b": null}], "c": "x"}"#).is_ok());
+        assert!(content("c", " {} ").is_ok());
+        for bad in [
+            "", "[]", "1", "\"x\"", "null", "{", "{} {}", "{\"a\":}", "{}x",
+        ] {
+            let e = content("events[0].content", bad).unwrap_err();
+            assert!(
+                e.reason
+                    .starts_with("events[0].content is not a JSON object"),
+                "{bad}: {}",
+                e.reason
+            );
+        }
+    }
+
+    #[test]
+    fn timestamps_before_and_after_1970() {
+        for ns in [0, 1, -1, 1_700_000_000_123_456_789, -1_500_000_000] {
+            let t = timestamp(ns);
+            assert!((0..1_000_000_000).contains(&t.nanos));
+            assert_eq!(
+                i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos),
+                i128::from(ns)
+            );
+        }
+    }
+}

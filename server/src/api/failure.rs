@@ -1,0 +1,158 @@
+//! Dolittle Failures: the in-band errors of the contract (`dolittle.protobuf.Failure { id,
+//! reason }`, absent means success). The ids are the original runtime's, so SDKs that branch
+//! on them (a concurrency conflict above all) behave the same against annals. Engine errors
+//! become Failures in exactly one place, `From<annals_engine::Error>`.
+
+use annals_engine::Error;
+use uuid::Uuid;
+
+use crate::api::ids;
+use crate::proto::dolittle::protobuf::Failure as WireFailure;
+
+/// The failure ids the runtime answers with (those of Dolittle Runtime 9).
+pub(crate) mod id {
+    use uuid::Uuid;
+
+    /// Catch-all: bad requests and errors without an id of their own.
+    pub(crate) const OTHER: Uuid = Uuid::from_u128(0x05cc_1d10_4efc_457b_84a6_a1be_0a5f_36ba);
+    /// A failure that is only a reason (Resources).
+    pub(crate) const UNKNOWN: Uuid = Uuid::from_u128(0x90e7_6603_b6ea_403e_a68e_b9b3_85b9_2b16);
+    /// The event store cannot take the request now (shutting down, poisoned log).
+    pub(crate) const EVENT_STORE_UNAVAILABLE: Uuid =
+        Uuid::from_u128(0xb6fc_b5dd_a32b_435b_8bf4_ed96_e846_d460);
+    /// The store found data it cannot trust.
+    pub(crate) const EVENT_STORE_CONSISTENCY_ERROR: Uuid =
+        Uuid::from_u128(0x6f0e_6cab_c7e5_402e_a502_e095_f954_5297);
+    /// The store failed to write.
+    pub(crate) const EVENT_STORE_PERSISTENCE_ERROR: Uuid =
+        Uuid::from_u128(0xad55_fca7_476a_4f68_9411_1a3b_087a_b843);
+    /// The aggregate is not at the expected version.
+    pub(crate) const AGGREGATE_ROOT_CONCURRENCY_CONFLICT: Uuid =
+        Uuid::from_u128(0xf25c_ccfb_3ae1_4969_bee6_9063_70ff_bc2d);
+    /// A commit without events.
+    pub(crate) const NO_EVENTS_TO_COMMIT: Uuid =
+        Uuid::from_u128(0xef3f_1a42_9bc3_4d98_aa2a_942d_b7c5_6ac1);
+    /// Handshake: a mandatory field is missing.
+    pub(crate) const HANDSHAKE_MISSING_INFORMATION: Uuid =
+        Uuid::from_u128(0x8f5b_a2c2_6543_47ce_b2a8_d92a_872e_7280);
+    /// Handshake: the head's contracts are too old.
+    pub(crate) const HANDSHAKE_SDK_MUST_BE_UPDATED: Uuid =
+        Uuid::from_u128(0x3e2d_8368_4bca_4e0b_a9bf_8d1c_ccbc_ac21);
+    /// Handshake: the head's contracts are newer than ours.
+    pub(crate) const HANDSHAKE_RUNTIME_MUST_BE_UPDATED: Uuid =
+        Uuid::from_u128(0xb46f_b8a0_4565_4f00_880c_022c_bb3b_bfbb);
+}
+
+/// A failure to put on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    /// One of [`id`].
+    pub(crate) id: Uuid,
+    /// What went wrong, for people.
+    pub(crate) reason: String,
+}
+
+impl Failure {
+    pub(crate) fn new(id: Uuid, reason: impl Into<String>) -> Failure {
+        Failure {
+            id,
+            reason: reason.into(),
+        }
+    }
+
+    /// A request that is malformed or incomplete (nothing was written).
+    pub(crate) fn invalid(reason: impl Into<String>) -> Failure {
+        Failure::new(id::OTHER, reason)
+    }
+
+    /// A call for a tenant this runtime is not configured for (the original's words, with
+    /// the tenants it does know).
+    pub(crate) fn unknown_tenant(tenant: Uuid, configured: &[Uuid]) -> Failure {
+        let known: Vec<String> = configured.iter().map(Uuid::to_string).collect();
+        Failure::new(
+            id::OTHER,
+            format!(
+                "Tenant {tenant} is not configured in the 'dolittle:runtime:tenants' configuration. \
+                 These are the tenants that the Runtime knows about: {}",
+                known.join(", ")
+            ),
+        )
+    }
+
+    /// No events in a commit.
+    pub(crate) fn no_events() -> Failure {
+        Failure::new(
+            id::NO_EVENTS_TO_COMMIT,
+            "No events to commit: the commit holds no events",
+        )
+    }
+
+    /// The original's concurrency-conflict reason, word for word (tools match on it).
+    pub(crate) fn concurrency_conflict(
+        event_source_id: &str,
+        aggregate_root: Uuid,
+        expected: u64,
+        actual: u64,
+    ) -> Failure {
+        Failure::new(
+            id::AGGREGATE_ROOT_CONCURRENCY_CONFLICT,
+            format!(
+                "Tried to commit events to event source {event_source_id} on aggregate root \
+                 {aggregate_root} with expected aggregate root version {expected}, but current \
+                 aggregate root version was {actual}. The expected aggregate root version needs \
+                 to be the same as the current aggregate root version"
+            ),
+        )
+    }
+
+    pub(crate) fn to_wire(&self) -> WireFailure {
+        WireFailure {
+            id: Some(ids::to_wire(self.id)),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Failure {
+        let reason = error.to_string();
+        match error {
+            Error::WrongExpectedVersion { expected, actual } => Failure::new(
+                id::AGGREGATE_ROOT_CONCURRENCY_CONFLICT,
+                format!(
+                    "aggregate root concurrency conflict: the aggregate is at version {actual}, \
+                     the commit expected version {expected}"
+                ),
+            ),
+            Error::InvalidRequest(_) | Error::TenantUnknown(_) | Error::TenantExists(_) => {
+                Failure::new(id::OTHER, reason)
+            }
+            Error::Poisoned { .. } => Failure::new(id::EVENT_STORE_UNAVAILABLE, reason),
+            Error::Io { .. } => Failure::new(id::EVENT_STORE_PERSISTENCE_ERROR, reason),
+            Error::Corruption { .. }
+            | Error::ChecksumMismatch { .. }
+            | Error::UnsupportedFormat { .. }
+            | Error::Misfiled { .. }
+            | Error::BadState { .. }
+            | Error::UndecodableRecord { .. } => {
+                Failure::new(id::EVENT_STORE_CONSISTENCY_ERROR, reason)
+            }
+            _ => Failure::new(id::OTHER, reason),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflicts_carry_both_versions_and_the_conflict_id() {
+        let f = Failure::from(Error::WrongExpectedVersion {
+            expected: 3,
+            actual: 5,
+        });
+        assert_eq!(f.id, id::AGGREGATE_ROOT_CONCURRENCY_CONFLICT);
+        assert!(f.reason.contains("version 5") && f.reason.contains("version 3"));
+    }
+}

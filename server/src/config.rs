@@ -1,0 +1,740 @@
+//! Configuration, read the way the Dolittle Runtime reads it, so an existing deployment's
+//! files and environment carry over.
+//!
+//! Every source becomes one flat map of case-insensitive key paths below `dolittle:runtime`
+//! (`endpoints:private:port`), the model of .NET configuration: nested objects become
+//! `:`-joined paths and arrays become index segments (`consents:0:stream`). Sources in
+//! increasing precedence:
+//! 1. built-in defaults (no file at all runs: data in `./data`, the Development tenant);
+//! 2. `appsettings.json` in the working directory (its `dolittle:runtime` section);
+//! 3. `.dolittle/runtime.json`, `.dolittle/runtime.yml` or `.dolittle/runtime.yaml` in the
+//!    working directory, or the file given with `--config` (JSON or YAML by extension);
+//! 4. environment variables `DOLITTLE__RUNTIME__<KEY>__<KEY>...` (`__` separates segments);
+//! 5. command-line flags.
+//!
+//! The typed [`RuntimeConfig`] is then read from the merged map; a value that does not parse
+//! is an error naming its full key (`dolittle:runtime:endpoints:private:port`).
+//!
+//! annals' own settings live under `dolittle:runtime:annals` (`dataDirectory`, and `engine:*`
+//! for the engine's [`EngineConfig`] in its kebab-case names).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use annals_engine::EngineConfig;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// The Development tenant: the one tenant of the embedded default.
+pub const DEVELOPMENT_TENANT: Uuid = Uuid::from_u128(0x445f_8ea8_1a6f_40d7_b2fc_796d_ba92_dc44);
+/// The "not set" customer id of the original's platform defaults.
+pub const NOT_SET_CUSTOMER: Uuid = Uuid::from_u128(0xca90_0ec9_bae8_462e_b262_fa3e_fc82_5ca8);
+/// The "not set" application id.
+pub const NOT_SET_APPLICATION: Uuid = Uuid::from_u128(0x4fe9_492c_1d19_4e6b_be72_0320_8789_906e);
+/// The "not set" microservice id.
+pub const NOT_SET_MICROSERVICE: Uuid = Uuid::from_u128(0x4a5d_2bc3_543f_459a_ab0b_e8e9_2409_3260);
+
+const ROOT: &str = "dolittle:runtime";
+const ENV_PREFIX: &str = "DOLITTLE__RUNTIME__";
+
+/// A configuration error: which key, which value, what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value does not parse as what its key needs.
+    #[error("{ROOT}:{key}: {problem}")]
+    Invalid {
+        /// The key below `dolittle:runtime`.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A configuration file cannot be read or parsed.
+    #[error("configuration file {path}: {problem}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        problem: String,
+    },
+}
+
+fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// Identity of this runtime as the platform sees it; reverse-call registrations must match
+/// its microservice id and environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    /// `platform:customerID`.
+    pub customer_id: Uuid,
+    /// `platform:customerName`.
+    pub customer_name: String,
+    /// `platform:applicationID`.
+    pub application_id: Uuid,
+    /// `platform:applicationName`.
+    pub application_name: String,
+    /// `platform:microserviceID`.
+    pub microservice_id: Uuid,
+    /// `platform:microserviceName`.
+    pub microservice_name: String,
+    /// `platform:environment`.
+    pub environment: String,
+}
+
+/// One listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Port; 0 asks the OS for a free one (reported in the ready file).
+    pub port: u16,
+    /// Whether to listen at all.
+    pub enabled: bool,
+}
+
+/// The listeners, with the original's default ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoints {
+    /// Heads (SDKs): 50053.
+    pub private: Endpoint,
+    /// Other runtimes (event horizon): 50052.
+    pub public: Endpoint,
+    /// Management (CLI): 51052.
+    pub management: Endpoint,
+    /// HTTP: `/healthz`: 8001.
+    pub web: Endpoint,
+    /// Prometheus `/metrics`: 9700.
+    pub metrics: Endpoint,
+}
+
+/// The whole effective configuration.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Platform identity.
+    pub platform: Platform,
+    /// Configured tenants (a call for any other tenant fails), in id order.
+    pub tenants: Vec<Uuid>,
+    /// Listeners.
+    pub endpoints: Endpoints,
+    /// Address every listener binds (default 0.0.0.0, as the original).
+    pub listen_address: IpAddr,
+    /// Where the engine keeps its data (`annals:dataDirectory`, default `./data`).
+    pub data_dir: PathBuf,
+    /// Engine settings (`annals:engine:*`); its `data_dir` is `data_dir`.
+    pub engine: EngineConfig,
+    /// The merged key-value map (lower-case keys below `dolittle:runtime`), for the
+    /// management Configuration service.
+    pub merged: BTreeMap<String, Value>,
+}
+
+/// Where configuration comes from besides the defaults.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// The working directory whose `appsettings.json` and `.dolittle/runtime.*` are read.
+    pub working_dir: PathBuf,
+    /// `--config PATH`: read this file instead of `.dolittle/runtime.*`.
+    pub config_file: Option<PathBuf>,
+    /// Environment variables (normally `std::env::vars()`).
+    pub env: Vec<(String, String)>,
+    /// Command-line overrides as (key below `dolittle:runtime`, value).
+    pub overrides: Vec<(String, Value)>,
+}
+
+impl RuntimeConfig {
+    /// Reads and merges every source, then checks and types the result.
+    pub fn load(sources: &Sources) -> Result<RuntimeConfig, ConfigError> {
+        let mut merged = BTreeMap::new();
+        let appsettings = sources.working_dir.join("appsettings.json");
+        if appsettings.is_file() {
+            let value = read_file(&appsettings)?;
+            if let Some(section) = section(&value, &["dolittle", "runtime"]) {
+                flatten(section, String::new(), &mut merged);
+            }
+        }
+        let files = match &sources.config_file {
+            Some(path) => {
+                if !path.is_file() {
+                    return Err(ConfigError::File {
+                        path: path.clone(),
+                        problem: "no such file".into(),
+                    });
+                }
+                vec![path.clone()]
+            }
+            None => ["runtime.json", "runtime.yml", "runtime.yaml"]
+                .iter()
+                .map(|name| sources.working_dir.join(".dolittle").join(name))
+                .filter(|path| path.is_file())
+                .collect(),
+        };
+        for path in &files {
+            flatten(&read_file(path)?, String::new(), &mut merged);
+        }
+        for (name, value) in &sources.env {
+            if name.len() > ENV_PREFIX.len()
+                && name.is_char_boundary(ENV_PREFIX.len())
+                && name[..ENV_PREFIX.len()].eq_ignore_ascii_case(ENV_PREFIX)
+            {
+                let key = name[ENV_PREFIX.len()..]
+                    .replace("__", ":")
+                    .to_ascii_lowercase();
+                merged.insert(key, Value::String(value.clone()));
+            }
+        }
+        for (key, value) in &sources.overrides {
+            merged.insert(key.to_ascii_lowercase(), value.clone());
+        }
+        Self::from_merged(merged, &sources.working_dir)
+    }
+
+    fn from_merged(
+        merged: BTreeMap<String, Value>,
+        working_dir: &Path,
+    ) -> Result<RuntimeConfig, ConfigError> {
+        for key in merged.keys() {
+            let top = key.split(':').next().unwrap_or_default();
+            if !KNOWN_SECTIONS.contains(&top) {
+                tracing::warn!(key = %format!("{ROOT}:{key}"), "unknown configuration key, ignored");
+            }
+        }
+        let get = |key: &str| merged.get(key);
+        let platform = Platform {
+            customer_id: uuid_or(
+                get("platform:customerid"),
+                "platform:customerID",
+                NOT_SET_CUSTOMER,
+            )?,
+            customer_name: string_or(get("platform:customername"), "[Not Set]"),
+            application_id: uuid_or(
+                get("platform:applicationid"),
+                "platform:applicationID",
+                NOT_SET_APPLICATION,
+            )?,
+            application_name: string_or(get("platform:applicationname"), "[Not Set]"),
+            microservice_id: uuid_or(
+                get("platform:microserviceid"),
+                "platform:microserviceID",
+                NOT_SET_MICROSERVICE,
+            )?,
+            microservice_name: string_or(get("platform:microservicename"), "[Not Set]"),
+            environment: string_or(get("platform:environment"), "Development"),
+        };
+        let mut tenants = Vec::new();
+        for key in merged.keys() {
+            let mut parts = key.split(':');
+            if parts.next() == Some("tenants") {
+                if let Some(id) = parts.next() {
+                    let tenant = Uuid::parse_str(id).map_err(|_| {
+                        invalid(&format!("tenants:{id}"), "a tenant id must be a GUID")
+                    })?;
+                    if tenants.last() != Some(&tenant) && !tenants.contains(&tenant) {
+                        tenants.push(tenant);
+                    }
+                }
+            }
+        }
+        tenants.sort();
+        if tenants.is_empty() {
+            tenants.push(DEVELOPMENT_TENANT);
+        }
+        let endpoint = |name: &str, default_port: u16| -> Result<Endpoint, ConfigError> {
+            let port_key = format!("endpoints:{name}:port");
+            let port = match get(&port_key) {
+                None => default_port,
+                Some(value) => scalar(value).parse::<u16>().map_err(|_| {
+                    invalid(&port_key, format!("{value} is not a port number (0-65535)"))
+                })?,
+            };
+            let enabled_key = format!("endpoints:{name}:enabled");
+            let enabled = bool_or(get(&enabled_key), &enabled_key, true)?;
+            Ok(Endpoint { port, enabled })
+        };
+        let endpoints = Endpoints {
+            private: endpoint("private", 50053)?,
+            public: endpoint("public", 50052)?,
+            management: endpoint("management", 51052)?,
+            web: endpoint("web", 8001)?,
+            metrics: endpoint("metrics", 9700)?,
+        };
+        let mut used = BTreeMap::new();
+        for (name, e) in [
+            ("private", endpoints.private),
+            ("public", endpoints.public),
+            ("management", endpoints.management),
+            ("web", endpoints.web),
+            ("metrics", endpoints.metrics),
+        ] {
+            if e.enabled && e.port != 0 {
+                if let Some(other) = used.insert(e.port, name) {
+                    return Err(invalid(
+                        &format!("endpoints:{name}:port"),
+                        format!("port {} is also the {other} endpoint's", e.port),
+                    ));
+                }
+            }
+        }
+        if !endpoints.private.enabled {
+            return Err(invalid(
+                "endpoints:private:enabled",
+                "the private endpoint is how heads reach the runtime and cannot be disabled",
+            ));
+        }
+        let listen_address = match get("annals:listenaddress") {
+            None => IpAddr::from([0, 0, 0, 0]),
+            Some(value) => scalar(value).parse().map_err(|_| {
+                invalid(
+                    "annals:listenAddress",
+                    format!("{value} is not an IP address"),
+                )
+            })?,
+        };
+        let data_dir = match get("annals:datadirectory") {
+            None => working_dir.join("data"),
+            Some(value) => working_dir.join(scalar(value)),
+        };
+        let engine_value = nest(&merged, "annals:engine:");
+        let mut engine: EngineConfig = serde_json::from_value(engine_value)
+            .map_err(|e| invalid("annals:engine", e.to_string()))?;
+        engine.data_dir.clone_from(&data_dir);
+        engine
+            .validate()
+            .map_err(|e| invalid("annals:engine", e.to_string()))?;
+        Ok(RuntimeConfig {
+            platform,
+            tenants,
+            endpoints,
+            listen_address,
+            data_dir,
+            engine,
+            merged,
+        })
+    }
+
+    /// The effective `dolittle:runtime` section as YAML (what the management Configuration
+    /// service returns): its sections at the top level, as the original writes them, from the
+    /// merged sources with the defaults filled in.
+    pub fn to_yaml(&self) -> String {
+        let p = &self.platform;
+        let mut effective = self.merged.clone();
+        let mut put = |key: &str, value: Value| {
+            effective.insert(key.to_owned(), value);
+        };
+        put(
+            "platform:customerid",
+            Value::String(p.customer_id.to_string()),
+        );
+        put(
+            "platform:customername",
+            Value::String(p.customer_name.clone()),
+        );
+        put(
+            "platform:applicationid",
+            Value::String(p.application_id.to_string()),
+        );
+        put(
+            "platform:applicationname",
+            Value::String(p.application_name.clone()),
+        );
+        put(
+            "platform:microserviceid",
+            Value::String(p.microservice_id.to_string()),
+        );
+        put(
+            "platform:microservicename",
+            Value::String(p.microservice_name.clone()),
+        );
+        put("platform:environment", Value::String(p.environment.clone()));
+        for (name, e) in [
+            ("private", self.endpoints.private),
+            ("public", self.endpoints.public),
+            ("management", self.endpoints.management),
+            ("web", self.endpoints.web),
+            ("metrics", self.endpoints.metrics),
+        ] {
+            put(&format!("endpoints:{name}:port"), Value::from(e.port));
+            put(&format!("endpoints:{name}:enabled"), Value::Bool(e.enabled));
+        }
+        for tenant in &self.tenants {
+            let key = format!("tenants:{tenant}");
+            if !self.merged.keys().any(|k| k.starts_with(&key)) {
+                put(&key, Value::Object(Map::new()));
+            }
+        }
+        put(
+            "annals:datadirectory",
+            Value::String(self.data_dir.display().to_string()),
+        );
+        let mut tree = nest(&effective, "");
+        rename_keys(&mut tree, &mut Vec::new());
+        serde_norway::to_string(&tree).unwrap_or_else(|e| format!("# {e}\n"))
+    }
+}
+
+/// The top-level sections of `dolittle:runtime` that mean something (others are warned of).
+const KNOWN_SECTIONS: &[&str] = &[
+    "platform",
+    "tenants",
+    "endpoints",
+    "microservices",
+    "eventhorizon",
+    "reversecalls",
+    "processing",
+    "opentelemetry",
+    "annals",
+];
+
+/// The spellings of known keys (the merged map keeps them lower-case).
+const NAMES: &[(&str, &str)] = &[
+    ("customerid", "customerID"),
+    ("customername", "customerName"),
+    ("applicationid", "applicationID"),
+    ("applicationname", "applicationName"),
+    ("microserviceid", "microserviceID"),
+    ("microservicename", "microserviceName"),
+    ("managementweb", "managementWeb"),
+    ("eventhorizon", "eventHorizon"),
+    ("eventhorizons", "eventHorizons"),
+    ("requireconsent", "requireConsent"),
+    ("eventstore", "eventStore"),
+    ("readmodels", "readModels"),
+    ("connectionstring", "connectionString"),
+    ("consumertenant", "consumerTenant"),
+    ("reversecalls", "reverseCalls"),
+    ("useactors", "useActors"),
+    ("datadirectory", "dataDirectory"),
+    ("listenaddress", "listenAddress"),
+    ("maxconnectionpoolsize", "maxConnectionPoolSize"),
+    ("usessl", "useSSL"),
+    ("servicename", "serviceName"),
+];
+
+/// Spells keys as the original's configuration YAML does: section names (and the resource
+/// sections of a tenant) in camel case, the settings inside them in Pascal case (the .NET
+/// property names: `Port`, `MicroserviceID`), ids and the engine's kebab-case keys as they are.
+fn rename_keys(value: &mut Value, path: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            let entries: Vec<(String, Value)> = std::mem::take(map).into_iter().collect();
+            for (key, mut inner) in entries {
+                let name = spell(&key, path);
+                path.push(key);
+                rename_keys(&mut inner, path);
+                path.pop();
+                map.insert(name, inner);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| rename_keys(v, path)),
+        _ => {}
+    }
+}
+
+fn spell(key: &str, path: &[String]) -> String {
+    let camel = NAMES
+        .iter()
+        .find(|(lower, _)| *lower == key)
+        .map_or_else(|| key.to_owned(), |(_, name)| (*name).to_owned());
+    let section = path.first().map(String::as_str);
+    let camel_here = path.is_empty()
+        || Uuid::parse_str(key).is_ok()
+        || key.chars().all(|c| c.is_ascii_digit())
+        || (section == Some("tenants")
+            && ["resources", "eventstore", "readmodels", "eventhorizons"].contains(&key))
+        || (section == Some("endpoints") && path.len() == 1 && ["web", "metrics"].contains(&key))
+        || (section == Some("annals") && path.iter().any(|p| p == "engine"))
+        || (section == Some("annals") && key == "engine");
+    if camel_here {
+        return camel;
+    }
+    let mut chars = camel.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_ascii_uppercase().to_string() + chars.as_str()
+    })
+}
+
+fn read_file(path: &Path) -> Result<Value, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.to_owned(),
+        problem: e.to_string(),
+    })?;
+    let yaml = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("yml") || e.eq_ignore_ascii_case("yaml"));
+    let parsed: Result<Value, String> = if yaml {
+        serde_norway::from_str(&text).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    };
+    let value = parsed.map_err(|problem| ConfigError::File {
+        path: path.to_owned(),
+        problem,
+    })?;
+    match value {
+        Value::Object(_) => Ok(value),
+        Value::Null => Ok(Value::Object(Map::new())),
+        _ => Err(ConfigError::File {
+            path: path.to_owned(),
+            problem: "the top level must be a mapping of keys".into(),
+        }),
+    }
+}
+
+/// The sub-object at a path of keys (matched case-insensitively).
+fn section<'v>(value: &'v Value, path: &[&str]) -> Option<&'v Value> {
+    let mut at = value;
+    for name in path {
+        at = at
+            .as_object()?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))?
+            .1;
+    }
+    Some(at)
+}
+
+/// Flattens a tree into lower-case `:`-joined keys; arrays by index. Empty objects stay as
+/// keys of their own (a tenant configured with no settings is still a tenant).
+fn flatten(value: &Value, prefix: String, out: &mut BTreeMap<String, Value>) {
+    let join = |k: &str| {
+        if prefix.is_empty() {
+            k.to_ascii_lowercase()
+        } else {
+            format!("{prefix}:{}", k.to_ascii_lowercase())
+        }
+    };
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                flatten(v, join(k), out);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            for (i, v) in items.iter().enumerate() {
+                flatten(v, join(&i.to_string()), out);
+            }
+        }
+        _ if !prefix.is_empty() => {
+            out.insert(prefix, value.clone());
+        }
+        _ => {}
+    }
+}
+
+/// The keys below `prefix` as a tree; string leaves that read as JSON numbers or booleans
+/// (environment variables and flags are strings) become those.
+fn nest(flat: &BTreeMap<String, Value>, prefix: &str) -> Value {
+    let mut root = Value::Object(Map::new());
+    for (key, value) in flat.range(prefix.to_owned()..) {
+        let Some(rest) = key.strip_prefix(prefix) else {
+            break;
+        };
+        let mut at = &mut root;
+        for part in rest.split(':') {
+            if !at.is_object() {
+                *at = Value::Object(Map::new());
+            }
+            let Value::Object(map) = at else { break };
+            at = map.entry(part.to_owned()).or_insert(Value::Null);
+        }
+        *at = match value {
+            Value::String(s) => match serde_json::from_str::<Value>(s) {
+                Ok(v @ (Value::Number(_) | Value::Bool(_))) => v,
+                _ => value.clone(),
+            },
+            other => other.clone(),
+        };
+    }
+    arrays(&mut root);
+    root
+}
+
+/// Objects whose keys are exactly 0..n become arrays (the index segments of flattening).
+fn arrays(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.values_mut().for_each(arrays);
+            let n = map.len();
+            if n > 0 && (0..n).all(|i| map.contains_key(&i.to_string())) {
+                let items = (0..n)
+                    .map(|i| map.remove(&i.to_string()).unwrap_or(Value::Null))
+                    .collect();
+                *value = Value::Array(items);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(arrays),
+        _ => {}
+    }
+}
+
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.trim().to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn string_or(value: Option<&Value>, default: &str) -> String {
+    value.map_or_else(|| default.to_owned(), scalar)
+}
+
+fn uuid_or(value: Option<&Value>, key: &str, default: Uuid) -> Result<Uuid, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => {
+            Uuid::parse_str(&scalar(v)).map_err(|_| invalid(key, format!("{v} is not a GUID")))
+        }
+    }
+}
+
+fn bool_or(value: Option<&Value>, key: &str, default: bool) -> Result<bool, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => match scalar(v).to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(invalid(key, format!("{v} is not true or false"))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn load(
+        files: &[(&str, &str)],
+        env: &[(&str, &str)],
+        overrides: &[(&str, &str)],
+    ) -> Result<RuntimeConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        RuntimeConfig::load(&Sources {
+            working_dir: dir.path().to_owned(),
+            config_file: None,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+            overrides: overrides
+                .iter()
+                .map(|(k, v)| ((*k).into(), Value::String((*v).into())))
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn no_file_at_all_runs_the_development_tenant_on_the_original_ports() {
+        let c = load(&[], &[], &[]).unwrap();
+        assert_eq!(c.tenants, vec![DEVELOPMENT_TENANT]);
+        assert_eq!(c.endpoints.private.port, 50053);
+        assert_eq!(c.endpoints.public.port, 50052);
+        assert_eq!(c.endpoints.management.port, 51052);
+        assert_eq!(c.endpoints.web.port, 8001);
+        assert_eq!(c.endpoints.metrics.port, 9700);
+        assert_eq!(c.platform.environment, "Development");
+        assert_eq!(c.platform.microservice_id, NOT_SET_MICROSERVICE);
+        assert!(c.data_dir.ends_with("data"));
+    }
+
+    #[test]
+    fn yaml_then_env_then_flags() {
+        let yaml = "platform:\n  microserviceID: 11111111-2222-3333-4444-555555555555\n  environment: Prod\nendpoints:\n  private:\n    port: 6000\n  web:\n    port: 6001\ntenants:\n  5aa8d1e1-1b1f-4f7e-9a42-6c1d3f0b9e10: {}\n  9b9cde37-7f0e-4a1b-8c8b-2a5f1f1d3c44:\n    resources:\n      readModels:\n        database: rm\n";
+        let c = load(
+            &[(".dolittle/runtime.yml", yaml)],
+            &[
+                ("DOLITTLE__RUNTIME__ENDPOINTS__PRIVATE__PORT", "7000"),
+                ("dolittle__runtime__Endpoints__Web__Port", "7001"),
+            ],
+            &[("endpoints:web:port", "7002")],
+        )
+        .unwrap();
+        assert_eq!(c.endpoints.private.port, 7000);
+        assert_eq!(c.endpoints.web.port, 7002);
+        assert_eq!(c.platform.environment, "Prod");
+        assert_eq!(c.tenants.len(), 2);
+        let yaml = c.to_yaml();
+        for line in [
+            "MicroserviceID: 11111111-2222-3333-4444-555555555555",
+            "readModels:",
+            "Database: rm",
+            "Port: 7000",
+            "5aa8d1e1-1b1f-4f7e-9a42-6c1d3f0b9e10",
+        ] {
+            assert!(yaml.contains(line), "{line} missing from:\n{yaml}");
+        }
+    }
+
+    #[test]
+    fn json_file_and_appsettings() {
+        let c = load(
+            &[
+                (
+                    "appsettings.json",
+                    r#"{"Dolittle": {"Runtime": {"Endpoints": {"Management": {"Port": 5152}}}}}"#,
+                ),
+                (
+                    ".dolittle/runtime.json",
+                    r#"{"endpoints": {"metrics": {"port": 9999}}}"#,
+                ),
+            ],
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.endpoints.management.port, 5152);
+        assert_eq!(c.endpoints.metrics.port, 9999);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let e = load(
+            &[],
+            &[("DOLITTLE__RUNTIME__ENDPOINTS__PRIVATE__PORT", "http")],
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "dolittle:runtime:endpoints:private:port: \"http\" is not a port number (0-65535)"
+        );
+        let e = load(
+            &[(".dolittle/runtime.json", r#"{"tenants": {"nope": {}}}"#)],
+            &[],
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("dolittle:runtime:tenants:nope:"),
+            "{e}"
+        );
+        let e = load(&[], &[], &[("platform:microserviceID", "x")]).unwrap_err();
+        assert!(e.to_string().contains("platform:microserviceID"), "{e}");
+        let e = load(&[], &[], &[("endpoints:web:port", "50053")]).unwrap_err();
+        assert!(e.to_string().contains("also the private endpoint"), "{e}");
+        let e = load(&[(".dolittle/runtime.yml", "endpoints: [1")], &[], &[]).unwrap_err();
+        assert!(e.to_string().contains("runtime.yml"), "{e}");
+        let e = load(&[], &[], &[("annals:engine:segment-bytes-max", "nonsense")]).unwrap_err();
+        assert!(
+            e.to_string().starts_with("dolittle:runtime:annals:engine"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn engine_settings_come_through_as_numbers() {
+        let c = load(
+            &[],
+            &[("DOLITTLE__RUNTIME__ANNALS__ENGINE__SEAL-ENABLED", "false")],
+            &[],
+        )
+        .unwrap();
+        assert!(!c.engine.seal_enabled);
+    }
+}

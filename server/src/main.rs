@@ -1,0 +1,171 @@
+//! `annals`: the runtime server. `annals` alone (or `annals serve`) runs it with the
+//! configuration of the working directory (see `annals serve --help`).
+
+use std::path::PathBuf;
+
+use annals_server::{RuntimeConfig, ServeOptions, Sources};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::Value;
+
+/// annals: an event store and runtime that Dolittle heads (SDKs) connect to unchanged.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the runtime (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default)]
+enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags override the configuration files and DOLITTLE__RUNTIME__* environment variables.
+#[derive(clap::Args, Debug, Default)]
+struct ServeArgs {
+    /// Read this configuration file (JSON or YAML, the `dolittle:runtime` section's keys)
+    /// instead of .dolittle/runtime.{json,yml,yaml} in the working directory.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Where events and state are kept [default: ./data] (annals:dataDirectory).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Port for heads [default: 50053] (endpoints:private:port).
+    #[arg(long, value_name = "PORT")]
+    private_port: Option<u16>,
+    /// Port for other runtimes' event horizon [default: 50052] (endpoints:public:port).
+    #[arg(long, value_name = "PORT")]
+    public_port: Option<u16>,
+    /// Port for management (CLI) [default: 51052] (endpoints:management:port).
+    #[arg(long, value_name = "PORT")]
+    management_port: Option<u16>,
+    /// Port for /healthz and the status page [default: 8001] (endpoints:web:port).
+    #[arg(long, value_name = "PORT")]
+    web_port: Option<u16>,
+    /// Port for Prometheus /metrics [default: 9700] (endpoints:metrics:port).
+    #[arg(long, value_name = "PORT")]
+    metrics_port: Option<u16>,
+    /// Address every listener binds [default: 0.0.0.0] (annals:listenAddress).
+    #[arg(long, value_name = "IP")]
+    listen_address: Option<String>,
+    /// Serve this tenant (repeatable; adds to the configured tenants) (tenants:<id>).
+    #[arg(long = "tenant", value_name = "UUID")]
+    tenants: Vec<String>,
+    /// This microservice's id, which reverse-call heads must match (platform:microserviceID).
+    #[arg(long, value_name = "UUID")]
+    microservice_id: Option<String>,
+    /// The environment, which reverse-call heads must match [default: Development]
+    /// (platform:environment).
+    #[arg(long, value_name = "NAME")]
+    environment: Option<String>,
+    /// Set any configuration key below dolittle:runtime, e.g. endpoints:web:enabled=false
+    /// (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Write the bound ports as JSON to this file once listening (useful with port 0).
+    #[arg(long, value_name = "PATH")]
+    ready_file: Option<PathBuf>,
+    /// Log format. The level comes from RUST_LOG [default: info].
+    #[arg(long, value_enum, default_value_t)]
+    log_format: LogFormat,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> anyhow::Result<Vec<(String, Value)>> {
+        let text = |v: &dyn ToString| Value::String(v.to_string());
+        let mut out = Vec::new();
+        if let Some(d) = &self.data_dir {
+            out.push(("annals:dataDirectory".into(), text(&d.display())));
+        }
+        for (name, port) in [
+            ("private", self.private_port),
+            ("public", self.public_port),
+            ("management", self.management_port),
+            ("web", self.web_port),
+            ("metrics", self.metrics_port),
+        ] {
+            if let Some(p) = port {
+                out.push((format!("endpoints:{name}:port"), text(&p)));
+            }
+        }
+        if let Some(a) = &self.listen_address {
+            out.push(("annals:listenAddress".into(), text(a)));
+        }
+        for t in &self.tenants {
+            out.push((
+                format!("tenants:{t}"),
+                Value::Object(serde_json::Map::new()),
+            ));
+        }
+        if let Some(m) = &self.microservice_id {
+            out.push(("platform:microserviceID".into(), text(m)));
+        }
+        if let Some(e) = &self.environment {
+            out.push(("platform:environment".into(), text(e)));
+        }
+        for s in &self.set {
+            let (key, value) = s
+                .split_once('=')
+                .with_context(|| format!("--set {s}: expected KEY=VALUE"))?;
+            let key = key.trim().trim_start_matches("dolittle:runtime:");
+            out.push((key.to_owned(), text(&value)));
+        }
+        Ok(out)
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    init_logging(args.log_format);
+    let sources = Sources {
+        working_dir: std::env::current_dir().context("reading the working directory")?,
+        config_file: args.config.clone(),
+        env: std::env::vars().collect(),
+        overrides: args.overrides()?,
+    };
+    let config = RuntimeConfig::load(&sources).context("invalid configuration")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("annals")
+        .build()
+        .context("starting the async runtime")?;
+    let result = runtime.block_on(annals_server::serve(
+        config,
+        ServeOptions {
+            ready_file: args.ready_file,
+        },
+    ));
+    if let Err(e) = &result {
+        tracing::error!(error = format!("{e:#}"), "annals stopped");
+    }
+    result
+}

@@ -1,0 +1,91 @@
+//! What every service shares: the engine, the configured tenants' handles, the platform
+//! identity, the last handshake's build results, and the metrics.
+//!
+//! Tenants are the configured ones, fixed at startup (as in the original): each is opened (and
+//! created on first start) before the listeners open, so a call never waits for a tenant's
+//! index to catch up, and a call for any other tenant is refused without touching disk.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use annals_engine::{Engine, Tenant, TenantId};
+use parking_lot::Mutex;
+use uuid::Uuid;
+
+use crate::api::failure::Failure;
+use crate::config::RuntimeConfig;
+use crate::metrics::Metrics;
+use crate::proto::dolittle::runtime::client::BuildResults;
+
+/// The runtime's shared state.
+pub(crate) struct Runtime {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) config: RuntimeConfig,
+    tenants: HashMap<Uuid, Arc<Tenant>>,
+    pub(crate) metrics: Metrics,
+    /// What the last head to handshake reported of its build (management Client service).
+    pub(crate) build_results: Mutex<Option<BuildResults>>,
+}
+
+impl Runtime {
+    /// Opens (or creates) every configured tenant.
+    pub(crate) fn open(
+        engine: Arc<Engine>,
+        config: RuntimeConfig,
+    ) -> annals_engine::Result<Runtime> {
+        let mut tenants = HashMap::new();
+        for &id in &config.tenants {
+            let tenant = engine.tenant_or_create(TenantId(id))?;
+            let recovery = tenant.index_recovery();
+            tracing::info!(tenant = %id, index = ?recovery, "tenant ready");
+            tenants.insert(id, tenant);
+        }
+        let unconfigured: Vec<String> = engine
+            .tenants()
+            .into_iter()
+            .filter(|t| !tenants.contains_key(&t.0))
+            .map(|t| t.0.to_string())
+            .collect();
+        if !unconfigured.is_empty() {
+            tracing::warn!(
+                tenants = %unconfigured.join(", "),
+                "the data directory holds tenants that are not configured; their data is kept but not served"
+            );
+        }
+        Ok(Runtime {
+            engine,
+            config,
+            tenants,
+            metrics: Metrics::new(),
+            build_results: Mutex::new(None),
+        })
+    }
+
+    /// The handle of a configured tenant.
+    pub(crate) fn tenant(&self, id: Uuid) -> Result<Arc<Tenant>, Failure> {
+        self.tenants
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Failure::unknown_tenant(id, &self.config.tenants))
+    }
+
+    /// The configured tenants, in id order.
+    pub(crate) fn tenant_ids(&self) -> &[Uuid] {
+        &self.config.tenants
+    }
+}
+
+/// Runs blocking engine work (durable commits, index reads) off the async workers.
+pub(crate) async fn blocking<T, F>(work: F) -> Result<T, Failure>
+where
+    F: FnOnce() -> Result<T, Failure> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(e) => Err(Failure::new(
+            crate::api::failure::id::OTHER,
+            format!("the request's worker ended abnormally: {e}"),
+        )),
+    }
+}

@@ -1,0 +1,425 @@
+//! Startup and shutdown: open the engine and the configured tenants, bind every listener, serve
+//! until SIGTERM or SIGINT, then stop in order.
+//!
+//! Ports (defaults as the original): private 50053 (heads), public 50052 (other runtimes),
+//! management 51052 (CLI), web 8001 (`/healthz`, a status page), metrics 9700 (`/metrics`).
+//! Every gRPC port also serves `grpc.health.v1.Health` and server reflection (v1 and
+//! v1alpha), so grpcurl works without the .proto files.
+//!
+//! Shutdown: the listeners stop accepting, in-flight requests run to their end (a commit that
+//! was received is made durable and answered), then the engine closes (indexer stopped and
+//! joined, logs closed). A second signal, or the grace period running out, ends the wait.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use annals_engine::Engine;
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::Router;
+use tonic::transport::Server;
+
+use crate::config::{Endpoint, RuntimeConfig};
+use crate::proto::dolittle::runtime::aggregates::aggregate_roots_server::AggregateRootsServer;
+use crate::proto::dolittle::runtime::aggregates::management::aggregate_roots_server::AggregateRootsServer as ManagementAggregateRootsServer;
+use crate::proto::dolittle::runtime::client::management::client_server::ClientServer;
+use crate::proto::dolittle::runtime::configuration::management::configuration_server::ConfigurationServer;
+use crate::proto::dolittle::runtime::events::event_store_server::EventStoreServer;
+use crate::proto::dolittle::runtime::events::event_types_server::EventTypesServer;
+use crate::proto::dolittle::runtime::events::management::event_types_server::EventTypesServer as ManagementEventTypesServer;
+use crate::proto::dolittle::runtime::handshake::handshake_server::HandshakeServer;
+use crate::proto::dolittle::runtime::resources::resources_server::ResourcesServer;
+use crate::proto::dolittle::runtime::tenancy::tenants_server::TenantsServer;
+use crate::runtime::Runtime;
+use crate::services::event_store::EventStoreService;
+use crate::services::management::ManagementServices;
+use crate::services::platform::PlatformServices;
+
+/// The largest gRPC message accepted or sent: a commit of many events, or a fetch batch
+/// (2 MiB) with room to spare. The original (ASP.NET) allows 4 MiB.
+const MESSAGE_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+/// How long shutdown waits for in-flight requests before closing anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Options of `annals serve` that are not configuration keys.
+#[derive(Debug, Default, Clone)]
+pub struct ServeOptions {
+    /// Write the bound ports here (JSON) once every listener is open: for supervisors and
+    /// tests that ask for port 0.
+    pub ready_file: Option<PathBuf>,
+}
+
+/// The bound address of each listener (None when disabled).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct BoundPorts {
+    /// Private (heads).
+    pub private: Option<u16>,
+    /// Public (event horizon).
+    pub public: Option<u16>,
+    /// Management.
+    pub management: Option<u16>,
+    /// Web (`/healthz`).
+    pub web: Option<u16>,
+    /// Metrics.
+    pub metrics: Option<u16>,
+}
+
+async fn bind(
+    config: &RuntimeConfig,
+    name: &str,
+    endpoint: Endpoint,
+) -> anyhow::Result<Option<TcpListener>> {
+    if !endpoint.enabled {
+        return Ok(None);
+    }
+    let address = SocketAddr::new(config.listen_address, endpoint.port);
+    let listener = TcpListener::bind(address).await.with_context(|| {
+        format!("binding the {name} endpoint to {address} (dolittle:runtime:endpoints:{name}:port)")
+    })?;
+    Ok(Some(listener))
+}
+
+fn port(listener: Option<&TcpListener>) -> Option<u16> {
+    listener.and_then(|l| l.local_addr().ok()).map(|a| a.port())
+}
+
+/// Runs the runtime until a shutdown signal.
+pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Result<()> {
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        tenants = config.tenants.len(),
+        microservice = %config.platform.microservice_id,
+        environment = %config.platform.environment,
+        "starting annals"
+    );
+    let engine_config = config.engine.clone();
+    let runtime = tokio::task::spawn_blocking(move || -> anyhow::Result<Runtime> {
+        let engine = Engine::open(engine_config).context("opening the data directory")?;
+        tracing::info!(io = engine.io_backend(), "engine open");
+        Runtime::open(Arc::new(engine), config).context("opening the configured tenants")
+    })
+    .await
+    .context("opening the store")??;
+    let runtime = Arc::new(runtime);
+    let config = &runtime.config;
+
+    let private = bind(config, "private", config.endpoints.private).await?;
+    let public = bind(config, "public", config.endpoints.public).await?;
+    let management = bind(config, "management", config.endpoints.management).await?;
+    let web = bind(config, "web", config.endpoints.web).await?;
+    let metrics = bind(config, "metrics", config.endpoints.metrics).await?;
+    let ports = BoundPorts {
+        private: port(private.as_ref()),
+        public: port(public.as_ref()),
+        management: port(management.as_ref()),
+        web: port(web.as_ref()),
+        metrics: port(metrics.as_ref()),
+    };
+
+    // Every task below ends when `stop` turns true.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let platform = PlatformServices::new(Arc::clone(&runtime));
+    let management_services = ManagementServices::new(Arc::clone(&runtime));
+    if let Some(listener) = private {
+        let names = [
+            name::<HandshakeServer<PlatformServices>>(),
+            name::<TenantsServer<PlatformServices>>(),
+            name::<EventTypesServer<PlatformServices>>(),
+            name::<AggregateRootsServer<PlatformServices>>(),
+            name::<ResourcesServer<PlatformServices>>(),
+            name::<EventStoreServer<EventStoreService>>(),
+        ];
+        let router = grpc_base(&names)
+            .await?
+            .add_service(HandshakeServer::new(platform.clone()))
+            .add_service(TenantsServer::new(platform.clone()))
+            .add_service(EventTypesServer::new(platform.clone()))
+            .add_service(AggregateRootsServer::new(platform.clone()))
+            .add_service(ResourcesServer::new(platform.clone()))
+            .add_service(
+                EventStoreServer::new(EventStoreService::new(Arc::clone(&runtime)))
+                    .max_decoding_message_size(MESSAGE_BYTES_MAX)
+                    .max_encoding_message_size(MESSAGE_BYTES_MAX),
+            );
+        tasks.spawn(run_grpc("private", router, listener, stop_rx.clone()));
+    }
+    if let Some(listener) = public {
+        tasks.spawn(run_grpc(
+            "public",
+            grpc_base(&[]).await?,
+            listener,
+            stop_rx.clone(),
+        ));
+    }
+    if let Some(listener) = management {
+        let names = [
+            name::<ManagementAggregateRootsServer<ManagementServices>>(),
+            name::<ManagementEventTypesServer<ManagementServices>>(),
+            name::<ClientServer<ManagementServices>>(),
+            name::<ConfigurationServer<ManagementServices>>(),
+        ];
+        let router = grpc_base(&names)
+            .await?
+            .add_service(ManagementAggregateRootsServer::new(
+                management_services.clone(),
+            ))
+            .add_service(ManagementEventTypesServer::new(management_services.clone()))
+            .add_service(ClientServer::new(management_services.clone()))
+            .add_service(ConfigurationServer::new(management_services.clone()));
+        tasks.spawn(run_grpc("management", router, listener, stop_rx.clone()));
+    }
+    if let Some(listener) = web {
+        let app = axum::Router::new()
+            .route("/healthz", get(healthz))
+            .route("/", get(status_page))
+            .with_state(Arc::clone(&runtime));
+        tasks.spawn(run_http("web", app, listener, stop_rx.clone()));
+    }
+    if let Some(listener) = metrics {
+        let app = axum::Router::new()
+            .route("/metrics", get(metrics_text))
+            .with_state(Arc::clone(&runtime));
+        tasks.spawn(run_http("metrics", app, listener, stop_rx.clone()));
+    }
+    // The routers hold their own handles now.
+    drop((platform, management_services));
+    tracing::info!(?ports, "listening");
+    if let Some(path) = &options.ready_file {
+        write_ready_file(path, &ports)
+            .with_context(|| format!("writing the ready file {}", path.display()))?;
+    }
+
+    let first_exit = tokio::select! {
+        signal = shutdown_signal() => { tracing::info!(signal, "shutting down: finishing in-flight requests"); None }
+        ended = tasks.join_next() => ended,
+    };
+    let _ = stop_tx.send(true);
+    let mut failure = match first_exit {
+        Some(Ok(Err(e))) => Some(e),
+        Some(Err(e)) => Some(anyhow::anyhow!("a listener task ended abnormally: {e}")),
+        _ => None,
+    };
+    let drained = tokio::select! {
+        () = async { while let Some(ended) = tasks.join_next().await {
+            if let Ok(Err(e)) = ended { tracing::error!(error = %e, "listener failed while stopping"); }
+        } } => true,
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => false,
+        _ = shutdown_signal() => false,
+    };
+    if !drained {
+        tracing::warn!(
+            "shutdown did not wait for every request: grace period over or second signal"
+        );
+        tasks.abort_all();
+    }
+    // The services hold the runtime; once they are gone, closing the engine joins its
+    // threads. Blocking work still under way (a commit) holds its tenant until done.
+    drop(tasks);
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut runtime = runtime;
+        for _ in 0..600 {
+            match Arc::try_unwrap(runtime) {
+                Ok(r) => {
+                    drop(r);
+                    return true;
+                }
+                Err(shared) => {
+                    runtime = shared;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    if closed {
+        tracing::info!("store closed cleanly");
+    } else if failure.is_none() {
+        failure = Some(anyhow::anyhow!("requests were still running after the grace period; the store was not closed cleanly (it recovers on the next start)"));
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// A gRPC router with health and reflection (what every gRPC port serves). Health answers
+/// SERVING for the server as a whole ("") and for each of `services` by name.
+async fn grpc_base(services: &[&str]) -> anyhow::Result<Router> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for name in services {
+        reporter
+            .set_service_status(*name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building gRPC reflection")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("building gRPC reflection")?;
+    Ok(Server::builder()
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha))
+}
+
+/// The gRPC name of a generated server type.
+fn name<S: tonic::server::NamedService>() -> &'static str {
+    S::NAME
+}
+
+async fn run_grpc(
+    name: &'static str,
+    router: Router,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let incoming = TcpListenerStream::new(listener);
+    router
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+        .with_context(|| format!("serving the {name} endpoint"))
+}
+
+async fn run_http(
+    name: &'static str,
+    app: axum::Router,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+        .with_context(|| format!("serving the {name} endpoint"))
+}
+
+/// Resolves on SIGTERM or SIGINT, naming it.
+async fn shutdown_signal() -> &'static str {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        () = terminate => "SIGTERM",
+    }
+}
+
+fn write_ready_file(path: &std::path::Path, ports: &BoundPorts) -> std::io::Result<()> {
+    let text = serde_json::to_string(ports).map_err(std::io::Error::other)?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// `GET /healthz`: 200 with a report when every configured tenant's store takes writes, 503
+/// naming the ones that do not. Shaped like the original's report (Status, Entries).
+async fn healthz(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
+    let checks = tokio::task::spawn_blocking(move || {
+        runtime
+            .tenant_ids()
+            .iter()
+            .map(|&id| {
+                let state = runtime.tenant(id).map_err(|f| f.reason).and_then(|t| {
+                    t.event_log()
+                        .and_then(|log| log.check_writable())
+                        .map_err(|e| e.to_string())
+                });
+                (id, state)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let healthy = !checks.is_empty() && checks.iter().all(|(_, s)| s.is_ok());
+    let data: serde_json::Map<String, serde_json::Value> = checks
+        .iter()
+        .map(|(id, s)| {
+            let text = match s {
+                Ok(()) => "Healthy".to_owned(),
+                Err(e) => e.clone(),
+            };
+            (id.to_string(), serde_json::Value::String(text))
+        })
+        .collect();
+    let status = if healthy { "Healthy" } else { "Unhealthy" };
+    let body = serde_json::json!({
+        "Status": status,
+        "Entries": {
+            "EventStoreHealthCheck": {
+                "Status": status,
+                "Description": "Every configured tenant's event store takes writes",
+                "Data": data,
+            }
+        }
+    });
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body))
+}
+
+async fn status_page(State(runtime): State<Arc<Runtime>>) -> Html<String> {
+    let p = &runtime.config.platform;
+    let mut tenants = String::new();
+    for t in runtime.tenant_ids() {
+        tenants.push_str("<li><code>");
+        tenants.push_str(&t.to_string());
+        tenants.push_str("</code></li>");
+    }
+    Html(format!(
+        "<!doctype html><title>annals</title><h1>annals {}</h1>\
+         <p>Dolittle Contracts 7.8.1 runtime. Microservice <code>{}</code> ({}), environment {}.</p>\
+         <h2>Tenants</h2><ul>{tenants}</ul>\
+         <p><a href=\"/healthz\">/healthz</a></p>",
+        env!("CARGO_PKG_VERSION"),
+        p.microservice_id,
+        html_escape(&p.microservice_name),
+        html_escape(&p.environment),
+    ))
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+async fn metrics_text(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        runtime.metrics.encode(),
+    )
+}

@@ -1,0 +1,321 @@
+//! The small services of the private port: Handshake, Tenants, EventTypes (registration),
+//! AggregateRoots (alias registration) and Resources.
+//!
+//! Registrations are persisted (the original keeps them in memory only and forgets them on
+//! restart); as there, they are keyed by id, the last registration wins, and one without an
+//! alias is listed as "No alias".
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::api::convert;
+use crate::api::failure::{id, Failure};
+use crate::api::ids;
+use crate::proto::dolittle::runtime::aggregates::aggregate_roots_server::AggregateRoots;
+use crate::proto::dolittle::runtime::aggregates::{
+    AggregateRootAliasRegistrationRequest, AggregateRootAliasRegistrationResponse,
+};
+use crate::proto::dolittle::runtime::events::event_types_server::EventTypes;
+use crate::proto::dolittle::runtime::events::{
+    EventTypeRegistrationRequest, EventTypeRegistrationResponse,
+};
+use crate::proto::dolittle::runtime::handshake::handshake_server::Handshake;
+use crate::proto::dolittle::runtime::handshake::{HandshakeRequest, HandshakeResponse};
+use crate::proto::dolittle::runtime::resources::resources_server::Resources;
+use crate::proto::dolittle::runtime::resources::{GetMongoDbResponse, GetRequest};
+use crate::proto::dolittle::runtime::tenancy::tenants_server::Tenants;
+use crate::proto::dolittle::runtime::tenancy::{GetAllRequest, GetAllResponse, Tenant};
+use crate::proto::dolittle::versioning::Version;
+use crate::runtime::{blocking, Runtime};
+
+/// The contracts this runtime speaks.
+pub(crate) const CONTRACTS_VERSION: (i32, i32, i32) = (7, 8, 1);
+
+/// What an alias-less registration is listed as (the original's text).
+pub(crate) const NO_ALIAS: &str = "No alias";
+
+/// The private port's platform services (one value serves them all).
+#[derive(Clone)]
+pub(crate) struct PlatformServices {
+    runtime: Arc<Runtime>,
+}
+
+impl PlatformServices {
+    pub(crate) fn new(runtime: Arc<Runtime>) -> PlatformServices {
+        PlatformServices { runtime }
+    }
+}
+
+fn version(major: i32, minor: i32, patch: i32, pre_release: &str) -> Version {
+    Version {
+        major,
+        minor,
+        patch,
+        build: 0,
+        pre_release_string: pre_release.to_owned(),
+    }
+}
+
+/// Major.Minor.Patch.Build[-PreRelease], as the original prints versions.
+fn version_text(v: &Version) -> String {
+    let mut text = format!("{}.{}.{}.{}", v.major, v.minor, v.patch, v.build);
+    if !v.pre_release_string.is_empty() {
+        text.push('-');
+        text.push_str(&v.pre_release_string);
+    }
+    text
+}
+
+/// Checks a handshake's fields (in the original's order), then the contracts' compatibility.
+fn check_handshake(request: &HandshakeRequest) -> Result<(), Failure> {
+    let missing = |field: &str| {
+        Failure::new(
+            id::HANDSHAKE_MISSING_INFORMATION,
+            format!("The received handshake is missing the field {field}"),
+        )
+    };
+    if request.sdk_identifier.trim().is_empty() {
+        return Err(missing("SdkIdentifier"));
+    }
+    if request.head_version.is_none() {
+        return Err(missing("HeadVersion"));
+    }
+    if request.sdk_version.is_none() {
+        return Err(missing("SdkVersion"));
+    }
+    let Some(head) = &request.contracts_version else {
+        return Err(missing("ContractsVersion"));
+    };
+    if request.time_spent.is_none() {
+        return Err(missing("TimeSpent"));
+    }
+    let (major, minor, patch) = CONTRACTS_VERSION;
+    if head.major > major || (head.major == major && head.minor > minor) {
+        return Err(Failure::new(
+            id::HANDSHAKE_RUNTIME_MUST_BE_UPDATED,
+            format!(
+                "This version of the Runtime is too old to be used with the SDK you are currently \
+                 using. Please upgrade your Runtime to a version that supports Contracts {}.",
+                version_text(head)
+            ),
+        ));
+    }
+    if head.major < major {
+        return Err(Failure::new(
+            id::HANDSHAKE_SDK_MUST_BE_UPDATED,
+            format!(
+                "The version of your currently used SDK is too old to be used with this version \
+                 of the Runtime. Please upgrade your SDK to a version that supports Contracts {}.",
+                version_text(&version(major, minor, patch, ""))
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl Handshake for PlatformServices {
+    async fn handshake(
+        &self,
+        request: Request<HandshakeRequest>,
+    ) -> Result<Response<HandshakeResponse>, Status> {
+        let request = request.into_inner();
+        let (major, minor, patch) = CONTRACTS_VERSION;
+        let platform = &self.runtime.config.platform;
+        let mut response = HandshakeResponse {
+            failure: None,
+            runtime_version: Some(runtime_version()),
+            contracts_version: Some(version(major, minor, patch, "")),
+            customer_id: Some(ids::to_wire(platform.customer_id)),
+            customer_name: platform.customer_name.clone(),
+            application_id: Some(ids::to_wire(platform.application_id)),
+            application_name: platform.application_name.clone(),
+            microservice_id: Some(ids::to_wire(platform.microservice_id)),
+            microservice_name: platform.microservice_name.clone(),
+            environment_name: platform.environment.clone(),
+            otlp_endpoint: None,
+        };
+        let checked = check_handshake(&request);
+        if !matches!(&checked, Err(f) if f.id == id::HANDSHAKE_MISSING_INFORMATION) {
+            // As the original: the head's build results are kept once its fields are all
+            // there, compatible or not.
+            *self.runtime.build_results.lock() =
+                Some(request.build_results.clone().unwrap_or_default());
+        }
+        match checked {
+            Ok(()) => tracing::info!(
+                sdk = %request.sdk_identifier,
+                sdk_version = %request.sdk_version.as_ref().map(version_text).unwrap_or_default(),
+                head_version = %request.head_version.as_ref().map(version_text).unwrap_or_default(),
+                attempt = request.attempt,
+                "head connected"
+            ),
+            Err(f) => {
+                tracing::warn!(sdk = %request.sdk_identifier, reason = %f.reason, "handshake refused");
+                response.failure = Some(f.to_wire());
+            }
+        }
+        Ok(Response::new(response))
+    }
+}
+
+/// This runtime's version: annals' own, marked so a head's log says which runtime it met.
+fn runtime_version() -> Version {
+    let mut parts = env!("CARGO_PKG_VERSION")
+        .split('.')
+        .map(|p| p.parse::<i32>().unwrap_or(0));
+    let (major, minor, patch) = (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
+    version(major, minor, patch, "annals")
+}
+
+#[tonic::async_trait]
+impl Tenants for PlatformServices {
+    async fn get_all(
+        &self,
+        _request: Request<GetAllRequest>,
+    ) -> Result<Response<GetAllResponse>, Status> {
+        Ok(Response::new(GetAllResponse {
+            failure: None,
+            tenants: self
+                .runtime
+                .tenant_ids()
+                .iter()
+                .map(|&t| Tenant {
+                    id: Some(ids::to_wire(t)),
+                })
+                .collect(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl EventTypes for PlatformServices {
+    async fn register(
+        &self,
+        request: Request<EventTypeRegistrationRequest>,
+    ) -> Result<Response<EventTypeRegistrationResponse>, Status> {
+        let request = request.into_inner();
+        let runtime = Arc::clone(&self.runtime);
+        let result = async {
+            let event_type = convert::event_type("eventType", request.event_type.as_ref())?;
+            let alias = request.alias.unwrap_or_else(|| NO_ALIAS.to_owned());
+            blocking(move || {
+                Ok(runtime
+                    .engine
+                    .register_event_type_alias(event_type.id, &alias)?)
+            })
+            .await
+        }
+        .await;
+        Ok(Response::new(EventTypeRegistrationResponse {
+            failure: result.err().map(|f| f.to_wire()),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl AggregateRoots for PlatformServices {
+    async fn register_alias(
+        &self,
+        request: Request<AggregateRootAliasRegistrationRequest>,
+    ) -> Result<Response<AggregateRootAliasRegistrationResponse>, Status> {
+        let request = request.into_inner();
+        let runtime = Arc::clone(&self.runtime);
+        let result = async {
+            let root = convert::event_type("aggregateRoot", request.aggregate_root.as_ref())?;
+            let alias = request.alias.unwrap_or_else(|| NO_ALIAS.to_owned());
+            blocking(move || {
+                Ok(runtime
+                    .engine
+                    .register_aggregate_root_alias(root.id, &alias)?)
+            })
+            .await
+        }
+        .await;
+        Ok(Response::new(AggregateRootAliasRegistrationResponse {
+            failure: result.err().map(|f| f.to_wire()),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl Resources for PlatformServices {
+    async fn get_mongo_db(
+        &self,
+        request: Request<GetRequest>,
+    ) -> Result<Response<GetMongoDbResponse>, Status> {
+        let request = request.into_inner();
+        let tenant = convert::call_context(request.call_context.as_ref())
+            .map_or_else(|_| "(none)".to_owned(), |c| c.tenant_id.to_string());
+        let reason = format!(
+            "annals has no MongoDB read-model resource: it stores events in its own engine and \
+             does not provide a MongoDB database for read models (tenant {tenant}). Configure \
+             read-model storage in the head instead."
+        );
+        Ok(Response::new(GetMongoDbResponse {
+            connection_string: String::new(),
+            failure: Some(Failure::new(id::UNKNOWN, reason).to_wire()),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use prost_types::Duration;
+
+    fn request(contracts: (i32, i32, i32)) -> HandshakeRequest {
+        HandshakeRequest {
+            sdk_identifier: "JavaScript".into(),
+            head_version: Some(version(1, 0, 0, "")),
+            sdk_version: Some(version(24, 0, 0, "")),
+            contracts_version: Some(version(contracts.0, contracts.1, contracts.2, "")),
+            attempt: 1,
+            time_spent: Some(Duration::default()),
+            build_results: None,
+        }
+    }
+
+    #[test]
+    fn compatibility_follows_major_and_minor_only() {
+        assert!(check_handshake(&request((7, 8, 1))).is_ok());
+        assert!(check_handshake(&request((7, 8, 99))).is_ok());
+        assert!(check_handshake(&request((7, 0, 0))).is_ok());
+        assert_eq!(
+            check_handshake(&request((7, 9, 0))).unwrap_err().id,
+            id::HANDSHAKE_RUNTIME_MUST_BE_UPDATED
+        );
+        assert_eq!(
+            check_handshake(&request((8, 0, 0))).unwrap_err().id,
+            id::HANDSHAKE_RUNTIME_MUST_BE_UPDATED
+        );
+        assert_eq!(
+            check_handshake(&request((6, 9, 0))).unwrap_err().id,
+            id::HANDSHAKE_SDK_MUST_BE_UPDATED
+        );
+    }
+
+    #[test]
+    fn missing_fields_are_named_in_the_original_order() {
+        let mut r = request((7, 8, 1));
+        r.time_spent = None;
+        r.sdk_version = None;
+        let f = check_handshake(&r).unwrap_err();
+        assert_eq!(f.id, id::HANDSHAKE_MISSING_INFORMATION);
+        assert_eq!(
+            f.reason,
+            "The received handshake is missing the field SdkVersion"
+        );
+        r.sdk_identifier = " ".into();
+        assert!(check_handshake(&r)
+            .unwrap_err()
+            .reason
+            .ends_with("SdkIdentifier"));
+    }
+}
