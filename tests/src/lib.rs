@@ -1,0 +1,370 @@
+//! The harness of the end-to-end tests: starts the real `annals` binary on free ports with a
+//! temporary data directory, and builds gRPC clients and requests from our protos.
+//!
+//! The binary is `target/<profile>/annals` next to the test executable's `deps/` folder (cargo
+//! builds it for the server package's own tests in the same run), or `$ANNALS_BIN`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::missing_panics_doc,
+    missing_docs,
+    reason = "test harness"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use annals_server::proto::dolittle;
+use annals_server::wire;
+use dolittle::artifacts::Artifact;
+use dolittle::execution::ExecutionContext;
+use dolittle::services::CallRequestContext;
+use dolittle::versioning::Version;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+pub use annals_server::proto;
+
+/// The Development tenant (the default configuration's only tenant).
+pub const DEVELOPMENT: Uuid = Uuid::from_u128(0x445f_8ea8_1a6f_40d7_b2fc_796d_ba92_dc44);
+
+/// The bound ports of a running server (from its ready file).
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+pub struct Ports {
+    pub private: Option<u16>,
+    pub public: Option<u16>,
+    pub management: Option<u16>,
+    pub web: Option<u16>,
+    pub metrics: Option<u16>,
+}
+
+/// A running `annals` process.
+pub struct Server {
+    child: Option<Child>,
+    pub ports: Ports,
+    /// The working directory (holds `data/` and any `.dolittle/` configuration).
+    pub dir: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// Where the `annals` binary is.
+pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("ANNALS_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let path = profile_dir.join("annals");
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `cargo build --bin annals` (or run the whole workspace's tests)",
+        path.display()
+    );
+    path
+}
+
+impl Server {
+    /// Starts a server in a fresh temporary directory with the default configuration.
+    pub async fn start() -> Server {
+        Server::start_with(&[], &[], &[]).await
+    }
+
+    /// Starts a server in a fresh temporary directory; `files` are written into it first
+    /// (e.g. `.dolittle/runtime.yml`), `args` and `env` are passed to `annals serve`.
+    pub async fn start_with(files: &[(&str, &str)], args: &[&str], env: &[(&str, &str)]) -> Server {
+        let temp = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let path = temp.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let mut server = Server {
+            child: None,
+            ports: Ports {
+                private: None,
+                public: None,
+                management: None,
+                web: None,
+                metrics: None,
+            },
+            dir: temp.path().to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            _temp: Some(temp),
+        };
+        server.launch().await;
+        server
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(binary());
+        command
+            .arg("serve")
+            .args(["--listen-address", "127.0.0.1"])
+            .args([
+                "--private-port",
+                "0",
+                "--public-port",
+                "0",
+                "--management-port",
+                "0",
+            ])
+            .args(["--web-port", "0", "--metrics-port", "0"])
+            .arg("--ready-file")
+            .arg(self.dir.join("ready.json"))
+            .args(&self.args)
+            .current_dir(&self.dir)
+            .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.join("annals.log"))
+                    .unwrap(),
+            ))
+            .kill_on_drop(true);
+        command
+    }
+
+    async fn launch(&mut self) {
+        let ready = self.dir.join("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let mut child = self.command().spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                self.ports = serde_json::from_str(&text).unwrap();
+                break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("annals exited at startup ({status}):\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "annals did not start in 60 s:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.child = Some(child);
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("annals.log")).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns whether it exited with success.
+    pub async fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let pid = child.id().unwrap();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        exit.success()
+    }
+
+    /// Stops (SIGTERM) and starts again on the same directory (new ports).
+    pub async fn restart(&mut self) {
+        assert!(
+            self.stop().await,
+            "annals did not stop cleanly:\n{}",
+            self.log()
+        );
+        self.launch().await;
+    }
+
+    pub async fn channel(port: Option<u16>) -> Channel {
+        let port = port.expect("endpoint enabled");
+        Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    pub async fn private(&self) -> Channel {
+        Server::channel(self.ports.private).await
+    }
+
+    pub async fn management(&self) -> Channel {
+        Server::channel(self.ports.management).await
+    }
+
+    pub async fn public(&self) -> Channel {
+        Server::channel(self.ports.public).await
+    }
+
+    /// `GET path` on a port over plain HTTP/1.1: (status code, body).
+    pub async fn http_get(port: Option<u16>, path: &str) -> (u16, String) {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port.unwrap()))
+            .await
+            .unwrap();
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+/// The wire Uuid of an id.
+pub fn id(id: Uuid) -> dolittle::protobuf::Uuid {
+    wire::uuid(id)
+}
+
+/// The id in a wire Uuid.
+pub fn uuid(id: &dolittle::protobuf::Uuid) -> Uuid {
+    wire::from_uuid(id).unwrap()
+}
+
+/// An execution context for `tenant` as a head would send it.
+pub fn execution_context(tenant: Uuid) -> ExecutionContext {
+    ExecutionContext {
+        microservice_id: Some(id(Uuid::from_u128(
+            0x4a5d_2bc3_543f_459a_ab0b_e8e9_2409_3260,
+        ))),
+        tenant_id: Some(id(tenant)),
+        version: Some(Version {
+            major: 1,
+            minor: 2,
+            patch: 3,
+            build: 4,
+            pre_release_string: "rc".into(),
+        }),
+        correlation_id: Some(id(Uuid::new_v4())),
+        claims: vec![dolittle::security::Claim {
+            key: "role".into(),
+            value: "admin".into(),
+            value_type: "string".into(),
+        }],
+        environment: "Development".into(),
+        span_id: None,
+    }
+}
+
+pub fn call_context(tenant: Uuid) -> CallRequestContext {
+    CallRequestContext {
+        execution_context: Some(execution_context(tenant)),
+        head_id: Some(id(Uuid::new_v4())),
+    }
+}
+
+pub fn artifact(id_: Uuid) -> Artifact {
+    Artifact {
+        id: Some(id(id_)),
+        generation: 1,
+    }
+}
+
+/// A Commit request of `events` (event type, event source, content) for `tenant`.
+pub fn commit_request(
+    tenant: Uuid,
+    events: &[(Uuid, &str, &str)],
+) -> dolittle::runtime::events::CommitEventsRequest {
+    dolittle::runtime::events::CommitEventsRequest {
+        call_context: Some(call_context(tenant)),
+        events: events
+            .iter()
+            .map(
+                |(t, es, content)| dolittle::runtime::events::UncommittedEvent {
+                    event_type: Some(artifact(*t)),
+                    event_source_id: (*es).to_owned(),
+                    public: false,
+                    content: (*content).to_owned(),
+                },
+            )
+            .collect(),
+    }
+}
+
+/// A CommitForAggregate request.
+pub fn aggregate_request(
+    tenant: Uuid,
+    root: Uuid,
+    event_source: &str,
+    expected: u64,
+    events: &[(Uuid, &str)],
+) -> dolittle::runtime::events::CommitAggregateEventsRequest {
+    use dolittle::runtime::events::uncommitted_aggregate_events::UncommittedAggregateEvent;
+    dolittle::runtime::events::CommitAggregateEventsRequest {
+        call_context: Some(call_context(tenant)),
+        events: Some(dolittle::runtime::events::UncommittedAggregateEvents {
+            aggregate_root_id: Some(id(root)),
+            event_source_id: event_source.to_owned(),
+            expected_aggregate_root_version: expected,
+            events: events
+                .iter()
+                .map(|(t, content)| UncommittedAggregateEvent {
+                    event_type: Some(artifact(*t)),
+                    public: false,
+                    content: (*content).to_owned(),
+                })
+                .collect(),
+        }),
+    }
+}
+
+/// The failure id in a response's failure, if any.
+pub fn failure_id(failure: Option<&dolittle::protobuf::Failure>) -> Option<Uuid> {
+    failure.map(|f| uuid(f.id.as_ref().unwrap()))
+}
+
+/// Well-known failure ids of the contract.
+pub mod failures {
+    use uuid::Uuid;
+    pub const OTHER: Uuid = Uuid::from_u128(0x05cc_1d10_4efc_457b_84a6_a1be_0a5f_36ba);
+    pub const UNKNOWN: Uuid = Uuid::from_u128(0x90e7_6603_b6ea_403e_a68e_b9b3_85b9_2b16);
+    pub const CONFLICT: Uuid = Uuid::from_u128(0xf25c_ccfb_3ae1_4969_bee6_9063_70ff_bc2d);
+    pub const NO_EVENTS: Uuid = Uuid::from_u128(0xef3f_1a42_9bc3_4d98_aa2a_942d_b7c5_6ac1);
+    pub const HANDSHAKE_MISSING: Uuid = Uuid::from_u128(0x8f5b_a2c2_6543_47ce_b2a8_d92a_872e_7280);
+    pub const SDK_MUST_UPDATE: Uuid = Uuid::from_u128(0x3e2d_8368_4bca_4e0b_a9bf_8d1c_ccbc_ac21);
+    pub const RUNTIME_MUST_UPDATE: Uuid =
+        Uuid::from_u128(0xb46f_b8a0_4565_4f00_880c_022c_bb3b_bfbb);
+}
+
+/// Reads a file of the working directory, for assertions on what the server wrote.
+pub fn read(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_default()
+}

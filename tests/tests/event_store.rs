@@ -1,0 +1,594 @@
+//! The event store over gRPC against the real binary: what Commit, CommitForAggregate,
+//! FetchForAggregate and FetchForAggregateInBatches return, every failure a head can provoke
+//! (with nothing written), and bad requests that never spoil good ones committed with them.
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use annals_tests::proto::dolittle::runtime::events::event_store_client::EventStoreClient;
+use annals_tests::proto::dolittle::runtime::events::fetch_for_aggregate_in_batches_request::Request as BatchKind;
+use annals_tests::proto::dolittle::runtime::events::{
+    Aggregate, FetchAllEventsForAggregateInBatchesRequest, FetchEventsForAggregateInBatchesRequest,
+    FetchForAggregateInBatchesRequest, FetchForAggregateRequest,
+};
+use annals_tests::proto::dolittle::services::CallRequestContext;
+use annals_tests::{
+    aggregate_request, artifact, call_context, commit_request, failure_id, failures, id, uuid,
+    Server, DEVELOPMENT,
+};
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+const TYPE_A: Uuid = Uuid::from_u128(0xa);
+const TYPE_B: Uuid = Uuid::from_u128(0xb);
+const ROOT: Uuid = Uuid::from_u128(0x1234_5678_9abc_def0_1234_5678_9abc_def0);
+
+fn fetch_request(tenant: Uuid, root: Uuid, es: &str) -> FetchForAggregateRequest {
+    FetchForAggregateRequest {
+        call_context: Some(call_context(tenant)),
+        aggregate: Some(Aggregate {
+            event_source_id: es.into(),
+            aggregate_root_id: Some(id(root)),
+        }),
+    }
+}
+
+fn batches_request(
+    tenant: Uuid,
+    root: Uuid,
+    es: &str,
+    kind: Option<BatchKind>,
+) -> FetchForAggregateInBatchesRequest {
+    FetchForAggregateInBatchesRequest {
+        call_context: Some(call_context(tenant)),
+        aggregate: Some(Aggregate {
+            event_source_id: es.into(),
+            aggregate_root_id: Some(id(root)),
+        }),
+        request: kind,
+    }
+}
+
+async fn batches(
+    client: &mut EventStoreClient<Channel>,
+    request: FetchForAggregateInBatchesRequest,
+) -> Vec<annals_tests::proto::dolittle::runtime::events::FetchForAggregateResponse> {
+    let mut stream = client
+        .fetch_for_aggregate_in_batches(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(r) = stream.message().await.unwrap() {
+        out.push(r);
+    }
+    out
+}
+
+#[tokio::test]
+async fn commit_returns_what_was_committed_with_sequence_numbers_from_zero() {
+    let server = Server::start().await;
+    let mut client = EventStoreClient::new(server.private().await);
+    let request = commit_request(
+        DEVELOPMENT,
+        &[
+            (TYPE_A, "es-1", r#"{"a": 1}"#),
+            (TYPE_B, "es-2", r#"{ "b" : "two" }"#),
+        ],
+    );
+    let sent_context = request
+        .call_context
+        .clone()
+        .unwrap()
+        .execution_context
+        .unwrap();
+    let response = client.commit(request).await.unwrap().into_inner();
+    assert!(response.failure.is_none(), "{:?}", response.failure);
+    assert_eq!(response.events.len(), 2);
+    let (first, second) = (&response.events[0], &response.events[1]);
+    assert_eq!(
+        (
+            first.event_log_sequence_number,
+            second.event_log_sequence_number
+        ),
+        (0, 1)
+    );
+    assert_eq!(first.event_source_id, "es-1");
+    assert_eq!(
+        second.content, r#"{ "b" : "two" }"#,
+        "content is echoed as sent"
+    );
+    assert_eq!(
+        uuid(first.event_type.as_ref().unwrap().id.as_ref().unwrap()),
+        TYPE_A
+    );
+    assert_eq!(first.event_type.as_ref().unwrap().generation, 1);
+    assert_eq!(first.occurred, second.occurred, "one occurred per commit");
+    let occurred = first.occurred.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let now = i64::try_from(now).unwrap();
+    assert!((occurred.seconds - now).abs() < 60);
+    assert_eq!(
+        first.execution_context.as_ref(),
+        Some(&sent_context),
+        "the request's context is stored verbatim"
+    );
+    assert!(!first.external && !first.public);
+
+    let response = client
+        .commit(commit_request(DEVELOPMENT, &[(TYPE_A, "es-1", "{}")]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.events[0].event_log_sequence_number, 2);
+}
+
+#[tokio::test]
+async fn commit_for_aggregate_counts_versions_and_refuses_a_stale_expectation() {
+    let server = Server::start().await;
+    let mut client = EventStoreClient::new(server.private().await);
+    let response = client
+        .commit_for_aggregate(aggregate_request(
+            DEVELOPMENT,
+            ROOT,
+            "order-1",
+            0,
+            &[(TYPE_A, "{}"), (TYPE_B, r#"{"x":2}"#)],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(response.failure.is_none(), "{:?}", response.failure);
+    let events = response.events.unwrap();
+    assert_eq!(events.event_source_id, "order-1");
+    assert_eq!(uuid(events.aggregate_root_id.as_ref().unwrap()), ROOT);
+    assert_eq!(events.current_aggregate_root_version, 2);
+    #[allow(
+        deprecated,
+        reason = "the deprecated field is part of what the original sends"
+    )]
+    let deprecated = events.aggregate_root_version;
+    assert_eq!(deprecated, 1, "the deprecated field is current - 1");
+    let versions: Vec<u64> = events
+        .events
+        .iter()
+        .map(|e| e.aggregate_root_version)
+        .collect();
+    assert_eq!(versions, [0, 1]);
+
+    // Same expectation again: conflict, with both versions in the reason; nothing written.
+    let response = client
+        .commit_for_aggregate(aggregate_request(
+            DEVELOPMENT,
+            ROOT,
+            "order-1",
+            0,
+            &[(TYPE_A, "{}")],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        failure_id(response.failure.as_ref()),
+        Some(failures::CONFLICT)
+    );
+    let reason = response.failure.unwrap().reason;
+    assert!(
+        reason.contains("expected aggregate root version 0")
+            && reason.contains("current aggregate root version was 2"),
+        "{reason}"
+    );
+    let fetched = client
+        .fetch_for_aggregate(fetch_request(DEVELOPMENT, ROOT, "order-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fetched.events.unwrap().events.len(), 2);
+
+    // A new aggregate expects 0; anything else conflicts.
+    let response = client
+        .commit_for_aggregate(aggregate_request(
+            DEVELOPMENT,
+            ROOT,
+            "order-2",
+            5,
+            &[(TYPE_A, "{}")],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        failure_id(response.failure.as_ref()),
+        Some(failures::CONFLICT)
+    );
+    let response = client
+        .commit_for_aggregate(aggregate_request(
+            DEVELOPMENT,
+            ROOT,
+            "order-1",
+            2,
+            &[(TYPE_A, "{}")],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(response.failure.is_none());
+    assert_eq!(
+        response.events.unwrap().events[0].event_log_sequence_number,
+        2
+    );
+}
+
+#[tokio::test]
+async fn fetches_whole_in_bounded_batches_and_by_event_type() {
+    let server = Server::start().await;
+    // The unary fetch below answers ~5 MiB in one message (the reason batches exist).
+    let mut client =
+        EventStoreClient::new(server.private().await).max_decoding_message_size(64 << 20);
+    // 12 events of ~400 KiB: about 5 per 2 MiB batch.
+    let big = format!(r#"{{"payload": "{}"}}"#, "x".repeat(400 * 1024));
+    for version in 0..12u64 {
+        let t = if version % 3 == 0 { TYPE_B } else { TYPE_A };
+        let r = client
+            .commit_for_aggregate(aggregate_request(
+                DEVELOPMENT,
+                ROOT,
+                "big",
+                version,
+                &[(t, &big)],
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.failure.is_none(), "{:?}", r.failure);
+    }
+    // A plain commit and another aggregate in between must not show up.
+    client
+        .commit(commit_request(DEVELOPMENT, &[(TYPE_A, "big", "{}")]))
+        .await
+        .unwrap();
+    client
+        .commit_for_aggregate(aggregate_request(
+            DEVELOPMENT,
+            ROOT,
+            "other",
+            0,
+            &[(TYPE_A, "{}")],
+        ))
+        .await
+        .unwrap();
+
+    let whole = client
+        .fetch_for_aggregate(fetch_request(DEVELOPMENT, ROOT, "big"))
+        .await
+        .unwrap()
+        .into_inner();
+    let whole = whole.events.unwrap();
+    assert_eq!(whole.events.len(), 12);
+    assert_eq!(whole.current_aggregate_root_version, 12);
+
+    let all = batches(
+        &mut client,
+        batches_request(
+            DEVELOPMENT,
+            ROOT,
+            "big",
+            Some(BatchKind::FetchAllEvents(
+                FetchAllEventsForAggregateInBatchesRequest {},
+            )),
+        ),
+    )
+    .await;
+    assert!(all.len() >= 3, "{} batches", all.len());
+    let mut versions = Vec::new();
+    for batch in &all {
+        assert!(batch.failure.is_none());
+        let events = batch.events.as_ref().unwrap();
+        assert_eq!(
+            events.current_aggregate_root_version, 12,
+            "every batch repeats the header"
+        );
+        assert_eq!(events.event_source_id, "big");
+        let size: usize = events.events.iter().map(|e| e.content.len()).sum();
+        assert!(size <= 2 * 1024 * 1024, "a batch of {size} bytes");
+        versions.extend(events.events.iter().map(|e| e.aggregate_root_version));
+    }
+    assert_eq!(versions, (0..12).collect::<Vec<_>>());
+
+    let only_b = batches(
+        &mut client,
+        batches_request(
+            DEVELOPMENT,
+            ROOT,
+            "big",
+            Some(BatchKind::FetchEvents(
+                FetchEventsForAggregateInBatchesRequest {
+                    event_types: vec![artifact(TYPE_B)],
+                },
+            )),
+        ),
+    )
+    .await;
+    let versions: Vec<u64> = only_b
+        .iter()
+        .flat_map(|b| {
+            b.events
+                .as_ref()
+                .unwrap()
+                .events
+                .iter()
+                .map(|e| e.aggregate_root_version)
+        })
+        .collect();
+    assert_eq!(versions, [0, 3, 6, 9]);
+
+    // An empty type list selects nothing (as the original): one response, the header alone.
+    let none = batches(
+        &mut client,
+        batches_request(
+            DEVELOPMENT,
+            ROOT,
+            "big",
+            Some(BatchKind::FetchEvents(
+                FetchEventsForAggregateInBatchesRequest {
+                    event_types: vec![],
+                },
+            )),
+        ),
+    )
+    .await;
+    assert_eq!(none.len(), 1);
+    assert!(none[0].events.as_ref().unwrap().events.is_empty());
+    assert_eq!(
+        none[0]
+            .events
+            .as_ref()
+            .unwrap()
+            .current_aggregate_root_version,
+        12
+    );
+
+    // An aggregate without events: one response, version 0.
+    let empty = batches(
+        &mut client,
+        batches_request(
+            DEVELOPMENT,
+            ROOT,
+            "nobody",
+            Some(BatchKind::FetchAllEvents(
+                FetchAllEventsForAggregateInBatchesRequest {},
+            )),
+        ),
+    )
+    .await;
+    assert_eq!(empty.len(), 1);
+    assert_eq!(
+        empty[0]
+            .events
+            .as_ref()
+            .unwrap()
+            .current_aggregate_root_version,
+        0
+    );
+
+    // Neither kind set: a failure.
+    let neither = batches(&mut client, batches_request(DEVELOPMENT, ROOT, "big", None)).await;
+    assert_eq!(
+        failure_id(neither[0].failure.as_ref()),
+        Some(failures::OTHER)
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_failures_and_write_nothing() {
+    let server = Server::start().await;
+    let mut client = EventStoreClient::new(server.private().await);
+    let unknown = Uuid::from_u128(0xdead);
+
+    let r = client
+        .commit(commit_request(unknown, &[(TYPE_A, "es", "{}")]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(failure_id(r.failure.as_ref()), Some(failures::OTHER));
+    let reason = r.failure.unwrap().reason;
+    assert!(
+        reason.contains(&unknown.to_string()) && reason.contains(&DEVELOPMENT.to_string()),
+        "{reason}"
+    );
+    let r = client
+        .fetch_for_aggregate(fetch_request(unknown, ROOT, "es"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(failure_id(r.failure.as_ref()), Some(failures::OTHER));
+
+    let r = client
+        .commit(commit_request(DEVELOPMENT, &[]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(failure_id(r.failure.as_ref()), Some(failures::NO_EVENTS));
+    let r = client
+        .commit_for_aggregate(aggregate_request(DEVELOPMENT, ROOT, "es", 0, &[]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(failure_id(r.failure.as_ref()), Some(failures::NO_EVENTS));
+
+    for (content, what) in [
+        ("[1,2]", "array"),
+        ("42", "number"),
+        ("{", "truncated"),
+        ("", "empty"),
+        ("{} x", "trailing"),
+    ] {
+        let r = client
+            .commit(commit_request(
+                DEVELOPMENT,
+                &[(TYPE_A, "es", "{}"), (TYPE_A, "es", content)],
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            failure_id(r.failure.as_ref()),
+            Some(failures::OTHER),
+            "{what}"
+        );
+        assert!(
+            r.failure
+                .unwrap()
+                .reason
+                .contains("events[1].content is not a JSON object"),
+            "{what}"
+        );
+        let r = client
+            .commit_for_aggregate(aggregate_request(
+                DEVELOPMENT,
+                ROOT,
+                "es",
+                0,
+                &[(TYPE_A, content)],
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            failure_id(r.failure.as_ref()),
+            Some(failures::OTHER),
+            "{what}"
+        );
+    }
+
+    let mut missing_type = commit_request(DEVELOPMENT, &[(TYPE_A, "es", "{}")]);
+    missing_type.events[0].event_type = None;
+    let r = client.commit(missing_type).await.unwrap().into_inner();
+    assert!(r
+        .failure
+        .unwrap()
+        .reason
+        .contains("events[0].eventType is missing"));
+
+    let mut short_id = commit_request(DEVELOPMENT, &[(TYPE_A, "es", "{}")]);
+    short_id.events[0]
+        .event_type
+        .as_mut()
+        .unwrap()
+        .id
+        .as_mut()
+        .unwrap()
+        .value = vec![1, 2, 3];
+    let r = client.commit(short_id).await.unwrap().into_inner();
+    assert!(r
+        .failure
+        .unwrap()
+        .reason
+        .contains("events[0].eventType.id is not a GUID: 3 bytes"));
+
+    let mut empty_source = commit_request(DEVELOPMENT, &[(TYPE_A, "", "{}")]);
+    empty_source.events[0].event_source_id.clear();
+    let r = client.commit(empty_source).await.unwrap().into_inner();
+    assert!(r.failure.unwrap().reason.contains("eventSourceId is empty"));
+
+    let mut no_context = commit_request(DEVELOPMENT, &[(TYPE_A, "es", "{}")]);
+    no_context.call_context = None;
+    let r = client.commit(no_context).await.unwrap().into_inner();
+    assert!(r.failure.unwrap().reason.contains("callContext is missing"));
+    let mut no_tenant = commit_request(DEVELOPMENT, &[(TYPE_A, "es", "{}")]);
+    no_tenant.call_context = Some(CallRequestContext {
+        execution_context: Some(annals_tests::execution_context(DEVELOPMENT)),
+        head_id: None,
+    });
+    no_tenant
+        .call_context
+        .as_mut()
+        .unwrap()
+        .execution_context
+        .as_mut()
+        .unwrap()
+        .tenant_id = None;
+    let r = client.commit(no_tenant).await.unwrap().into_inner();
+    assert!(r
+        .failure
+        .unwrap()
+        .reason
+        .contains("executionContext.tenantId is missing"));
+
+    let mut no_root = aggregate_request(DEVELOPMENT, ROOT, "es", 0, &[(TYPE_A, "{}")]);
+    no_root.events.as_mut().unwrap().aggregate_root_id = None;
+    let r = client
+        .commit_for_aggregate(no_root)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r
+        .failure
+        .unwrap()
+        .reason
+        .contains("events.aggregateRootId is missing"));
+
+    // Nothing of the above was written: the first good commit gets sequence number 0 and the
+    // aggregate is still new.
+    let r = client
+        .commit(commit_request(DEVELOPMENT, &[(TYPE_A, "es", "{}")]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.events[0].event_log_sequence_number, 0);
+    let r = client
+        .commit_for_aggregate(aggregate_request(
+            DEVELOPMENT,
+            ROOT,
+            "es",
+            0,
+            &[(TYPE_A, "{}")],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.failure.is_none());
+}
+
+#[tokio::test]
+async fn bad_commits_racing_good_ones_fail_alone() {
+    let server = Server::start().await;
+    let channel = server.private().await;
+    let mut tasks = Vec::new();
+    for i in 0..64u32 {
+        let mut client = EventStoreClient::new(channel.clone());
+        tasks.push(tokio::spawn(async move {
+            let content = if i % 4 == 0 {
+                "not json"
+            } else {
+                r#"{"n": 1}"#
+            };
+            let r = client
+                .commit(commit_request(
+                    DEVELOPMENT,
+                    &[(TYPE_A, &format!("es-{i}"), content)],
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            (i % 4 == 0, r)
+        }));
+    }
+    let mut sequence_numbers = Vec::new();
+    for task in tasks {
+        let (bad, r) = task.await.unwrap();
+        if bad {
+            assert_eq!(failure_id(r.failure.as_ref()), Some(failures::OTHER));
+        } else {
+            assert!(r.failure.is_none(), "{:?}", r.failure);
+            sequence_numbers.push(r.events[0].event_log_sequence_number);
+        }
+    }
+    sequence_numbers.sort_unstable();
+    assert_eq!(
+        sequence_numbers,
+        (0..48).collect::<Vec<_>>(),
+        "48 good commits, gapless"
+    );
+}

@@ -1,0 +1,530 @@
+//! The platform and management services over gRPC against the real binary: Handshake (its
+//! compatibility rule and failures), Tenants, registrations persisted across a restart, the
+//! management services, Resources' failure, health and reflection on every gRPC port,
+//! UNIMPLEMENTED for what is not served yet, and the web and metrics endpoints.
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use annals_tests::proto::dolittle;
+use annals_tests::{
+    aggregate_request, artifact, call_context, commit_request, failure_id, failures, id, uuid,
+    Server, DEVELOPMENT,
+};
+use dolittle::runtime::aggregates::aggregate_roots_client::AggregateRootsClient;
+use dolittle::runtime::aggregates::management::aggregate_roots_client::AggregateRootsClient as ManagementAggregateRootsClient;
+use dolittle::runtime::client::management::client_client::ClientClient;
+use dolittle::runtime::configuration::management::configuration_client::ConfigurationClient;
+use dolittle::runtime::events::event_store_client::EventStoreClient;
+use dolittle::runtime::events::event_types_client::EventTypesClient;
+use dolittle::runtime::events::management::event_types_client::EventTypesClient as ManagementEventTypesClient;
+use dolittle::runtime::handshake::handshake_client::HandshakeClient;
+use dolittle::runtime::handshake::HandshakeRequest;
+use dolittle::runtime::resources::resources_client::ResourcesClient;
+use dolittle::runtime::tenancy::tenants_client::TenantsClient;
+use dolittle::versioning::Version;
+use uuid::Uuid;
+
+fn version(major: i32, minor: i32, patch: i32) -> Version {
+    Version {
+        major,
+        minor,
+        patch,
+        build: 0,
+        pre_release_string: String::new(),
+    }
+}
+
+fn handshake(contracts: Version) -> HandshakeRequest {
+    HandshakeRequest {
+        sdk_identifier: "JavaScript".into(),
+        head_version: Some(version(1, 0, 0)),
+        sdk_version: Some(version(24, 0, 0)),
+        contracts_version: Some(contracts),
+        attempt: 1,
+        time_spent: Some(prost_types::Duration {
+            seconds: 0,
+            nanos: 5_000_000,
+        }),
+        build_results: Some(dolittle::runtime::client::BuildResults {
+            event_types: vec![dolittle::runtime::client::ArtifactBuildResult {
+                aritfact: Some(artifact(Uuid::from_u128(7))),
+                alias: "OrderPlaced".into(),
+                build_result: Some(dolittle::runtime::client::BuildResult {
+                    message: "ok".into(),
+                    r#type: 0,
+                }),
+            }],
+            ..Default::default()
+        }),
+    }
+}
+
+#[tokio::test]
+async fn handshake_reports_the_platform_and_checks_contracts() {
+    let microservice = "6a3b2c1d-0000-4000-8000-000000000001";
+    let server = Server::start_with(
+        &[],
+        &[
+            "--microservice-id",
+            microservice,
+            "--environment",
+            "Production",
+        ],
+        &[],
+    )
+    .await;
+    let mut client = HandshakeClient::new(server.private().await);
+    let r = client
+        .handshake(handshake(version(7, 8, 0)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    assert_eq!(r.contracts_version.unwrap(), version(7, 8, 1));
+    assert_eq!(
+        uuid(r.microservice_id.as_ref().unwrap()).to_string(),
+        microservice
+    );
+    assert_eq!(r.environment_name, "Production");
+    assert!(r.runtime_version.is_some());
+
+    for (contracts, expected) in [
+        (version(7, 9, 0), failures::RUNTIME_MUST_UPDATE),
+        (version(8, 0, 0), failures::RUNTIME_MUST_UPDATE),
+        (version(6, 9, 9), failures::SDK_MUST_UPDATE),
+    ] {
+        let r = client
+            .handshake(handshake(contracts.clone()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            failure_id(r.failure.as_ref()),
+            Some(expected),
+            "{contracts:?}"
+        );
+    }
+    let mut missing = handshake(version(7, 8, 1));
+    missing.time_spent = None;
+    let r = client.handshake(missing).await.unwrap().into_inner();
+    assert_eq!(
+        failure_id(r.failure.as_ref()),
+        Some(failures::HANDSHAKE_MISSING)
+    );
+    assert!(r.failure.unwrap().reason.ends_with("TimeSpent"));
+
+    // The management Client service reports what the last complete handshake sent.
+    let mut management = ClientClient::new(server.management().await);
+    let results = management
+        .get_build_results(dolittle::runtime::client::management::GetBuildResultsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        results.build_results.unwrap().event_types[0].alias,
+        "OrderPlaced"
+    );
+}
+
+#[tokio::test]
+async fn tenants_come_from_the_configuration() {
+    let a = "11111111-1111-4111-8111-111111111111";
+    let b = "22222222-2222-4222-8222-222222222222";
+    let yaml = format!("tenants:\n  {a}: {{}}\n  {b}:\n    resources: {{}}\n");
+    let server = Server::start_with(&[(".dolittle/runtime.yml", &yaml)], &[], &[]).await;
+    let mut client = TenantsClient::new(server.private().await);
+    let r = client
+        .get_all(dolittle::runtime::tenancy::GetAllRequest {
+            call_context: Some(call_context(DEVELOPMENT)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<String> = r
+        .tenants
+        .iter()
+        .map(|t| uuid(t.id.as_ref().unwrap()).to_string())
+        .collect();
+    assert_eq!(ids, [a, b]);
+    // The Development tenant is only the default of a configuration without tenants.
+    let mut store = EventStoreClient::new(server.private().await);
+    let r = store
+        .commit(commit_request(
+            DEVELOPMENT,
+            &[(Uuid::from_u128(1), "es", "{}")],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(failure_id(r.failure.as_ref()), Some(failures::OTHER));
+}
+
+#[tokio::test]
+async fn registrations_persist_and_management_lists_them() {
+    let mut server = Server::start().await;
+    let root = Uuid::from_u128(0x00aa);
+    let event_type = Uuid::from_u128(0x00bb);
+    let unnamed = Uuid::from_u128(0x00cc);
+    let mut types = EventTypesClient::new(server.private().await);
+    let r = types
+        .register(dolittle::runtime::events::EventTypeRegistrationRequest {
+            call_context: Some(call_context(DEVELOPMENT)),
+            event_type: Some(artifact(event_type)),
+            alias: Some("OrderPlaced".into()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.failure.is_none());
+    types
+        .register(dolittle::runtime::events::EventTypeRegistrationRequest {
+            call_context: Some(call_context(DEVELOPMENT)),
+            event_type: Some(artifact(unnamed)),
+            alias: None,
+        })
+        .await
+        .unwrap();
+    let r = types
+        .register(dolittle::runtime::events::EventTypeRegistrationRequest {
+            call_context: Some(call_context(DEVELOPMENT)),
+            event_type: None,
+            alias: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(failure_id(r.failure.as_ref()), Some(failures::OTHER));
+    let mut roots = AggregateRootsClient::new(server.private().await);
+    let r = roots
+        .register_alias(
+            dolittle::runtime::aggregates::AggregateRootAliasRegistrationRequest {
+                call_context: Some(call_context(DEVELOPMENT)),
+                aggregate_root: Some(artifact(root)),
+                alias: Some("Order".into()),
+            },
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.failure.is_none());
+    let mut store = EventStoreClient::new(server.private().await);
+    for es in ["o-1", "o-2"] {
+        store
+            .commit_for_aggregate(aggregate_request(
+                DEVELOPMENT,
+                root,
+                es,
+                0,
+                &[(event_type, "{}")],
+            ))
+            .await
+            .unwrap();
+    }
+    store
+        .commit_for_aggregate(aggregate_request(
+            DEVELOPMENT,
+            root,
+            "o-2",
+            1,
+            &[(event_type, "{}")],
+        ))
+        .await
+        .unwrap();
+
+    server.restart().await;
+
+    let mut management_types = ManagementEventTypesClient::new(server.management().await);
+    let listed = management_types
+        .get_all(dolittle::runtime::events::management::GetAllRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut aliases: Vec<(Uuid, String)> = listed
+        .event_types
+        .iter()
+        .map(|t| {
+            (
+                uuid(t.event_type.as_ref().unwrap().id.as_ref().unwrap()),
+                t.alias.clone(),
+            )
+        })
+        .collect();
+    aliases.sort();
+    assert_eq!(
+        aliases,
+        [
+            (event_type, "OrderPlaced".to_owned()),
+            (unnamed, "No alias".to_owned())
+        ]
+    );
+
+    let mut management_roots = ManagementAggregateRootsClient::new(server.management().await);
+    let all = management_roots
+        .get_all(dolittle::runtime::aggregates::management::GetAllRequest { tenant_id: None })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.aggregate_roots.len(), 1);
+    let listed = &all.aggregate_roots[0];
+    assert_eq!(listed.alias, "Order");
+    let instances: Vec<(String, u64)> = listed
+        .event_sources
+        .iter()
+        .map(|e| (e.event_source_id.clone(), e.aggregate_root_version))
+        .collect();
+    assert_eq!(instances, [("o-1".to_owned(), 1), ("o-2".to_owned(), 2)]);
+    assert_eq!(
+        uuid(listed.event_sources[0].tenant_id.as_ref().unwrap()),
+        DEVELOPMENT
+    );
+
+    let one = management_roots
+        .get_one(dolittle::runtime::aggregates::management::GetOneRequest {
+            aggregate_root_id: Some(id(root)),
+            tenant_id: Some(id(DEVELOPMENT)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(one.aggregate_root.unwrap().event_sources.len(), 2);
+    let other_tenant = management_roots
+        .get_one(dolittle::runtime::aggregates::management::GetOneRequest {
+            aggregate_root_id: Some(id(root)),
+            tenant_id: Some(id(Uuid::from_u128(9))),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(other_tenant
+        .aggregate_root
+        .unwrap()
+        .event_sources
+        .is_empty());
+
+    let events = management_roots
+        .get_events(
+            dolittle::runtime::aggregates::management::GetEventsRequest {
+                aggregate: Some(dolittle::runtime::events::Aggregate {
+                    event_source_id: "o-2".into(),
+                    aggregate_root_id: Some(id(root)),
+                }),
+                tenant_id: Some(id(DEVELOPMENT)),
+            },
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(events.events.unwrap().events.len(), 2);
+    let no_tenant = management_roots
+        .get_events(
+            dolittle::runtime::aggregates::management::GetEventsRequest {
+                aggregate: Some(dolittle::runtime::events::Aggregate {
+                    event_source_id: "o-2".into(),
+                    aggregate_root_id: Some(id(root)),
+                }),
+                tenant_id: None,
+            },
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        failure_id(no_tenant.failure.as_ref()),
+        Some(failures::UNKNOWN)
+    );
+}
+
+#[tokio::test]
+async fn resources_fail_clearly_and_configuration_reads_back() {
+    let server = Server::start_with(
+        &[],
+        &[],
+        &[("DOLITTLE__RUNTIME__PLATFORM__MICROSERVICENAME", "orders")],
+    )
+    .await;
+    let mut resources = ResourcesClient::new(server.private().await);
+    let r = resources
+        .get_mongo_db(dolittle::runtime::resources::GetRequest {
+            call_context: Some(call_context(DEVELOPMENT)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(failure_id(r.failure.as_ref()), Some(failures::UNKNOWN));
+    assert!(r.failure.unwrap().reason.contains("MongoDB"));
+    assert!(r.connection_string.is_empty());
+
+    let mut configuration = ConfigurationClient::new(server.management().await);
+    let yaml = configuration
+        .get_configuration_yaml(
+            dolittle::runtime::configuration::management::GetConfigurationYamlRequest {},
+        )
+        .await
+        .unwrap()
+        .into_inner()
+        .value;
+    assert!(yaml.contains("MicroserviceName: orders"), "{yaml}");
+    assert!(yaml.contains(&DEVELOPMENT.to_string()), "{yaml}");
+}
+
+#[tokio::test]
+async fn every_grpc_port_has_health_and_reflection_and_the_rest_is_unimplemented() {
+    use tonic::codegen::http::uri::PathAndQuery;
+    let server = Server::start().await;
+    for port in [
+        server.ports.private,
+        server.ports.public,
+        server.ports.management,
+    ] {
+        let channel = Server::channel(port).await;
+        // grpc.health.v1.Health/Check with an empty request (service ""): SERVING = 1.
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let response: tonic::Response<RawHealth> = grpc
+            .unary(
+                tonic::Request::new(RawHealthRequest::default()),
+                PathAndQuery::from_static("/grpc.health.v1.Health/Check"),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.into_inner().status, 1);
+    }
+    // Reflection lists our services (v1alpha, as grpcurl asks).
+    let listed = list_services(Server::channel(server.ports.private).await).await;
+    assert!(
+        listed.contains(&"dolittle.runtime.events.EventStore".to_owned()),
+        "{listed:?}"
+    );
+    assert!(
+        listed.contains(&"grpc.health.v1.Health".to_owned()),
+        "{listed:?}"
+    );
+
+    // Not served yet: UNIMPLEMENTED, never a hang or a crash.
+    let mut grpc = tonic::client::Grpc::new(Server::channel(server.ports.management).await);
+    grpc.ready().await.unwrap();
+    let status = grpc
+        .unary::<RawHealthRequest, RawHealth, _>(
+            tonic::Request::new(RawHealthRequest::default()),
+            PathAndQuery::from_static(
+                "/dolittle.runtime.events.processing.management.EventHandlers/GetAll",
+            ),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawHealthRequest {
+    #[prost(string, tag = "1")]
+    service: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawHealth {
+    #[prost(int32, tag = "1")]
+    status: i32,
+}
+
+/// grpc.reflection.v1alpha ServerReflectionInfo: list_services, by hand-written messages.
+async fn list_services(channel: tonic::transport::Channel) -> Vec<String> {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Request {
+        #[prost(string, tag = "1")]
+        host: String,
+        #[prost(string, optional, tag = "7")]
+        list_services: Option<String>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Service {
+        #[prost(string, tag = "1")]
+        name: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct ListServices {
+        #[prost(message, repeated, tag = "1")]
+        service: Vec<Service>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Response {
+        #[prost(message, optional, tag = "6")]
+        list_services_response: Option<ListServices>,
+    }
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let request = Request {
+        host: String::new(),
+        list_services: Some(String::new()),
+    };
+    let mut stream = grpc
+        .streaming::<_, Request, Response, _>(
+            tonic::Request::new(tokio_stream::iter([request])),
+            tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            ),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    let response = stream.message().await.unwrap().unwrap();
+    response
+        .list_services_response
+        .unwrap()
+        .service
+        .into_iter()
+        .map(|s| s.name)
+        .collect()
+}
+
+#[tokio::test]
+async fn healthz_and_metrics() {
+    let server = Server::start().await;
+    let (status, body) = Server::http_get(server.ports.web, "/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["Status"], "Healthy");
+    assert_eq!(
+        report["Entries"]["EventStoreHealthCheck"]["Data"][DEVELOPMENT.to_string()],
+        "Healthy"
+    );
+
+    let mut store = EventStoreClient::new(server.private().await);
+    store
+        .commit(commit_request(
+            DEVELOPMENT,
+            &[
+                (Uuid::from_u128(1), "es", "{}"),
+                (Uuid::from_u128(1), "es", "{}"),
+            ],
+        ))
+        .await
+        .unwrap();
+    store
+        .commit(commit_request(
+            DEVELOPMENT,
+            &[(Uuid::from_u128(1), "es", "nope")],
+        ))
+        .await
+        .unwrap();
+    let (status, text) = Server::http_get(server.ports.metrics, "/metrics").await;
+    assert_eq!(status, 200);
+    let tenant = DEVELOPMENT.to_string();
+    assert!(
+        text.contains(&format!(
+            "annals_committed_events_total{{tenant=\"{tenant}\"}} 2"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("annals_requests_total{rpc=\"Commit\""),
+        "{text}"
+    );
+    assert!(text.contains("outcome=\"failure\""), "{text}");
+    assert!(
+        text.contains("annals_request_duration_seconds_bucket"),
+        "{text}"
+    );
+}
