@@ -131,7 +131,7 @@ impl SystemName {
     }
 }
 
-fn parse_shape(s: &str) -> Result<(usize, usize), String> {
+pub(crate) fn parse_shape(s: &str) -> Result<(usize, usize), String> {
     let (writers, batch) = s
         .split_once('x')
         .ok_or_else(|| format!("{s:?} is not WRITERSxBATCH"))?;

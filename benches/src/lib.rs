@@ -3,8 +3,8 @@
 //!
 //! Suites: [`engine`] (the storage engine against the raw group-commit limit and RocksDB),
 //! [`aggregates`] (commits for and fetches of aggregates, against RocksDB and PostgreSQL 15),
-//! [`tenants`] (opening time and memory at 1, 100 and 1000 tenants).
-//! Planned: `grpc` (the server over gRPC). A new suite is a module with a clap `Args` struct and a `run` function, using
+//! [`tenants`] (opening time and memory at 1, 100 and 1000 tenants), [`grpc`] (the `annals`
+//! server over gRPC against the raw limit). A new suite is a module with a clap `Args` struct and a `run` function, using
 //! [`driver::run_appends`] for closed-loop load, [`data`] for events and [`report`] for
 //! output; the systems ([`annals`], [`raw`], [`rocks`]) are reusable as they are.
 //!
@@ -16,6 +16,7 @@ pub mod annals;
 pub mod data;
 pub mod driver;
 pub mod engine;
+pub mod grpc;
 pub mod pg;
 pub mod raw;
 pub mod report;

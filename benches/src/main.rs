@@ -2,7 +2,7 @@
 //! baselines side by side, interleaved in one run, and prints one JSON line per measurement on
 //! stdout (then one line of medians and ratios per shape); progress goes to stderr.
 
-use annals_bench::{aggregates, engine, tenants};
+use annals_bench::{aggregates, engine, grpc, tenants};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -22,6 +22,9 @@ enum Suite {
     /// Commits for aggregates and fetches of aggregates against a plain commit, RocksDB alone
     /// and PostgreSQL 15 (a throwaway cluster started by the tool).
     Aggregates(aggregates::AggregatesArgs),
+    /// The `annals` server over gRPC: commits (N clients x B events), commits for aggregates
+    /// and fetches, against the raw group-commit limit in the same run.
+    Grpc(grpc::GrpcArgs),
     /// Opening time and resident memory of a store with 1, 100 and 1000 tenants.
     Tenants(tenants::TenantsArgs),
     /// (Internal) one probe of `tenants`, in a fresh process.
@@ -34,6 +37,7 @@ fn main() -> Result<()> {
     match cli.suite {
         Suite::Engine(args) => engine::run(&args),
         Suite::Aggregates(args) => aggregates::run(&args),
+        Suite::Grpc(args) => grpc::run(&args),
         Suite::Tenants(args) => tenants::run(&args),
         Suite::TenantsProbe(args) => tenants::probe(&args),
     }

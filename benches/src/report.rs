@@ -151,6 +151,7 @@ pub fn targets(workload: &str, writers: usize, batch: Option<usize>) -> (Option<
         ("append", 16, Some(100)) => (Some(0.7), Some(10.0)),
         ("append", 1, Some(100)) => (Some(0.8), None),
         ("catchup_read", _, _) => (None, Some(5.0)),
+        ("grpc_commit", 16, Some(1)) => (Some(0.6), None),
         _ => (None, None),
     }
 }

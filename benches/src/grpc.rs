@@ -1,0 +1,600 @@
+//! `annals-bench grpc`: the `annals` server over gRPC, driven like heads drive it, against the
+//! raw group-commit limit measured in the same run.
+//!
+//! Workloads (design.md section 7):
+//! - `grpc_commit`: for each shape (clients x events per Commit), every client commits in a
+//!   closed loop over its own HTTP/2 connection; the raw baseline runs the same shape with the
+//!   same events framed (`append` through the shared driver), interleaved with it.
+//! - `grpc_commit_aggregate`: 16 clients, each committing one event at a time to its own
+//!   aggregate with the right expected version (CommitForAggregate).
+//! - `grpc_fetch`: 16 clients fetching random 10-event aggregates (FetchForAggregate) from a
+//!   store filled before the window.
+//!
+//! The server is the real binary (next to this tool, or `--annals-bin`), started fresh on an
+//! empty data directory for each measurement, on free ports, with the default (durable)
+//! settings, and stopped with SIGTERM afterwards. The load tool shares the machine (2 cores)
+//! with it, as the target says.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use annals_engine::{Commit, EventType, ExecutionContext};
+use annals_server::proto::dolittle;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::json;
+use tonic::transport::Channel;
+
+use crate::data::{CommitPool, EventFactory};
+use crate::driver::{run_appends, AppendOutcome, Window};
+use crate::engine::data_dir;
+use crate::raw::{RawLayout, RawLog};
+use crate::report::{emit, now_utc, percentiles_us, ratio, summarise, to_f64, Measurement};
+
+/// Options of `annals-bench grpc`.
+#[derive(Debug, Args)]
+pub struct GrpcArgs {
+    /// Small settings that finish in about a minute.
+    #[arg(long)]
+    quick: bool,
+    /// Parent of the run's data directory (default /var/tmp, else /tmp; a real disk).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Rounds; each runs every workload on every system. Default 3.
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Measured seconds per measurement. Default 4 (quick: 1).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Unmeasured warm-up seconds. Default 0.5 (quick: 0.2).
+    #[arg(long)]
+    warmup: Option<f64>,
+    /// Commit shapes as CLIENTSxBATCH, comma-separated.
+    #[arg(long, value_delimiter = ',', value_parser = crate::engine::parse_shape, default_value = "16x1,16x100,1x100")]
+    shapes: Vec<(usize, usize)>,
+    /// The `annals` binary (default: next to this tool).
+    #[arg(long)]
+    annals_bin: Option<PathBuf>,
+    /// Seed of the event generator.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+/// A running server.
+struct ServerProcess {
+    child: Child,
+    private_port: u16,
+}
+
+impl ServerProcess {
+    fn start(binary: &Path, dir: &Path, tenant: uuid::Uuid) -> Result<ServerProcess> {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        let ready = dir.join("ready.json");
+        let log = std::fs::File::create(dir.join("annals.log")).context("create the server log")?;
+        let mut child = Command::new(binary)
+            .arg("serve")
+            .args([
+                "--listen-address",
+                "127.0.0.1",
+                "--private-port",
+                "0",
+                "--public-port",
+                "0",
+            ])
+            .args([
+                "--management-port",
+                "0",
+                "--web-port",
+                "0",
+                "--metrics-port",
+                "0",
+            ])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args(["--tenant", &tenant.to_string()])
+            .arg("--ready-file")
+            .arg(&ready)
+            .current_dir(dir)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("start {}", binary.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                let ports: serde_json::Value =
+                    serde_json::from_str(&text).context("read the ready file")?;
+                let private_port = ports["private"].as_u64().context("no private port")? as u16;
+                return Ok(ServerProcess {
+                    child,
+                    private_port,
+                });
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "annals exited at startup ({status}); see {}",
+                    dir.join("annals.log").display()
+                );
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("annals did not start within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(mut self) -> Result<()> {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .context("signal the server")?;
+        let status = self.child.wait().context("wait for the server")?;
+        if !status.success() {
+            bail!("annals exited with {status} after SIGTERM");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wire_uuid(id: uuid::Uuid) -> dolittle::protobuf::Uuid {
+    annals_server::wire::uuid(id)
+}
+
+fn call_context(context: &ExecutionContext) -> dolittle::services::CallRequestContext {
+    dolittle::services::CallRequestContext {
+        execution_context: Some(dolittle::execution::ExecutionContext {
+            microservice_id: Some(wire_uuid(context.microservice_id)),
+            tenant_id: Some(wire_uuid(context.tenant_id)),
+            version: Some(dolittle::versioning::Version {
+                major: context.version.major,
+                minor: context.version.minor,
+                patch: context.version.patch,
+                build: context.version.build,
+                pre_release_string: context.version.pre_release.clone(),
+            }),
+            correlation_id: Some(wire_uuid(context.correlation_id)),
+            claims: Vec::new(),
+            environment: context.environment.clone(),
+            span_id: None,
+        }),
+        head_id: None,
+    }
+}
+
+fn artifact(event_type: EventType) -> dolittle::artifacts::Artifact {
+    dolittle::artifacts::Artifact {
+        id: Some(wire_uuid(event_type.id)),
+        generation: event_type.generation,
+    }
+}
+
+/// A Commit request carrying exactly the events of a prepared commit.
+fn commit_request(commit: &Commit) -> dolittle::runtime::events::CommitEventsRequest {
+    dolittle::runtime::events::CommitEventsRequest {
+        call_context: Some(call_context(&commit.execution_context)),
+        events: commit
+            .events
+            .iter()
+            .map(|e| dolittle::runtime::events::UncommittedEvent {
+                event_type: Some(artifact(e.event_type)),
+                event_source_id: e.event_source_id.clone(),
+                public: e.public,
+                content: e.content.clone(),
+            })
+            .collect(),
+    }
+}
+
+type StoreClient = dolittle::runtime::events::event_store_client::EventStoreClient<Channel>;
+
+/// One connection per client, as separate heads would have.
+fn connect(
+    runtime: &tokio::runtime::Runtime,
+    port: u16,
+    clients: usize,
+) -> Result<Vec<StoreClient>> {
+    (0..clients)
+        .map(|_| {
+            let channel = runtime
+                .block_on(Channel::from_shared(format!("http://127.0.0.1:{port}"))?.connect())
+                .context("connect to the server")?;
+            Ok(StoreClient::new(channel).max_decoding_message_size(64 << 20))
+        })
+        .collect()
+}
+
+/// Runs the gRPC suite.
+pub fn run(args: &GrpcArgs) -> Result<()> {
+    let quick = args.quick;
+    let rounds = args.rounds.unwrap_or(3).max(1);
+    let window = Window {
+        warmup: Duration::from_secs_f64(args.warmup.unwrap_or(if quick { 0.2 } else { 0.5 })),
+        measure: Duration::from_secs_f64(args.seconds.unwrap_or(if quick { 1.0 } else { 4.0 })),
+    };
+    let binary = match &args.annals_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("the tool's directory")?
+            .join("annals"),
+    };
+    if !binary.is_file() {
+        bail!(
+            "{} is missing: build it with `cargo build --bin annals` or pass --annals-bin",
+            binary.display()
+        );
+    }
+    let date = now_utc();
+    let started = Instant::now();
+    let root = data_dir(args.dir.as_deref())?;
+    eprintln!(
+        "annals-bench grpc: {rounds} round(s), {:?} + {:?} warm-up each, server {}, data in {}",
+        window.measure,
+        window.warmup,
+        binary.display(),
+        root.path().display()
+    );
+    let mut factory = EventFactory::new(args.seed);
+    let scratch = root.path().join("scratch");
+    let mut pools = Vec::new();
+    for &(clients, batch) in &args.shapes {
+        let per_writer = (2048 / batch).max(8);
+        pools.push(
+            factory
+                .pool(clients, per_writer, batch, &scratch)
+                .context("build the commit pool")?,
+        );
+    }
+    let aggregate_events: Vec<Commit> = (0..64).map(|_| factory.commit(1)).collect();
+    let tenant = pools
+        .first()
+        .map(|p| p.all()[0].commit.execution_context.tenant_id)
+        .context("no shapes")?;
+    let requests: Vec<Vec<dolittle::runtime::events::CommitEventsRequest>> = pools
+        .iter()
+        .map(|p| p.all().iter().map(|c| commit_request(&c.commit)).collect())
+        .collect();
+    let raw = RawLog::create(
+        &root.path().join("raw-append.log"),
+        RawLayout::Preallocated(256 << 20),
+    )
+    .context("create the raw baseline's file")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the client runtime")?;
+
+    let mut measurements = Vec::new();
+    for round in 0..rounds {
+        for (shape_index, &(clients, batch)) in args.shapes.iter().enumerate() {
+            let pool = &pools[shape_index];
+            let order: [&str; 2] = if round % 2 == 0 {
+                ["annals", "raw"]
+            } else {
+                ["raw", "annals"]
+            };
+            for system in order {
+                let m = if system == "raw" {
+                    measure_raw(&raw, pool, (clients, batch), window, round, &date)?
+                } else {
+                    let dir = root.path().join(format!("grpc-r{round}-{clients}x{batch}"));
+                    let server = ServerProcess::start(&binary, &dir, tenant)?;
+                    let connections = connect(&runtime, server.private_port, clients)?;
+                    let reqs = &requests[shape_index];
+                    let per_writer = reqs.len() / clients;
+                    let outcome = run_appends(
+                        clients,
+                        window,
+                        || {},
+                        |w, i| {
+                            let mut client = connections[w].clone();
+                            let request = reqs[w * per_writer + (i as usize % per_writer)].clone();
+                            let events = request.events.len() as u64;
+                            let response = runtime.block_on(client.commit(request))?.into_inner();
+                            if let Some(f) = response.failure {
+                                bail!("commit failed: {}", f.reason);
+                            }
+                            Ok(events)
+                        },
+                    )?;
+                    server.stop()?;
+                    std::fs::remove_dir_all(&dir).ok();
+                    measurement(
+                        "annals",
+                        "grpc_commit",
+                        (clients, batch),
+                        round,
+                        &date,
+                        &outcome,
+                    )
+                };
+                progress(rounds, &m);
+                emit(&m)?;
+                measurements.push(m);
+            }
+        }
+        let m = measure_aggregates(
+            &binary,
+            root.path(),
+            &runtime,
+            tenant,
+            &aggregate_events,
+            window,
+            round,
+            &date,
+        )?;
+        progress(rounds, &m);
+        emit(&m)?;
+        measurements.push(m);
+        let m = measure_fetch(
+            &binary,
+            root.path(),
+            &runtime,
+            tenant,
+            &mut factory,
+            window,
+            round,
+            &date,
+            quick,
+        )?;
+        progress(rounds, &m);
+        emit(&m)?;
+        measurements.push(m);
+    }
+    summarise(&measurements, &date)?;
+    drop(raw);
+    root.close().context("remove the data directory")?;
+    eprintln!("done in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+fn measure_raw(
+    raw: &RawLog,
+    pool: &CommitPool,
+    (writers, batch): (usize, usize),
+    window: Window,
+    round: usize,
+    date: &str,
+) -> Result<Measurement> {
+    raw.rewind();
+    let mut before = 0;
+    let outcome = run_appends(
+        writers,
+        window,
+        || before = raw.data_syncs(),
+        |w, i| {
+            let prepared = pool.get(w, i);
+            raw.append(&prepared.frames)
+                .map(|()| prepared.events_count())
+        },
+    )?;
+    let syncs = raw.data_syncs() - before;
+    let mut m = measurement(
+        "raw",
+        "grpc_commit",
+        (writers, batch),
+        round,
+        date,
+        &outcome,
+    );
+    m.fdatasyncs = Some(syncs);
+    m.events_per_fdatasync = ratio(outcome.events, syncs);
+    m.io_backend = "std".into();
+    Ok(m)
+}
+
+#[expect(clippy::too_many_arguments, reason = "one measurement's inputs")]
+fn measure_aggregates(
+    binary: &Path,
+    root: &Path,
+    runtime: &tokio::runtime::Runtime,
+    tenant: uuid::Uuid,
+    events: &[Commit],
+    window: Window,
+    round: usize,
+    date: &str,
+) -> Result<Measurement> {
+    const CLIENTS: usize = 16;
+    let dir = root.join(format!("grpc-aggregates-r{round}"));
+    let server = ServerProcess::start(binary, &dir, tenant)?;
+    let connections = connect(runtime, server.private_port, CLIENTS)?;
+    let root_id = uuid::Uuid::from_u128(0xa66);
+    let versions: Vec<std::sync::atomic::AtomicU64> = (0..CLIENTS)
+        .map(|_| std::sync::atomic::AtomicU64::new(0))
+        .collect();
+    let outcome = run_appends(
+        CLIENTS,
+        window,
+        || {},
+        |w, i| {
+            let mut client = connections[w].clone();
+            let commit = &events[(w * 4 + i as usize) % events.len()];
+            let event = &commit.events[0];
+            let version = versions[w].load(std::sync::atomic::Ordering::Relaxed);
+            let request = dolittle::runtime::events::CommitAggregateEventsRequest {
+            call_context: Some(call_context(&commit.execution_context)),
+            events: Some(dolittle::runtime::events::UncommittedAggregateEvents {
+                aggregate_root_id: Some(wire_uuid(root_id)),
+                event_source_id: format!("aggregate-{w}"),
+                expected_aggregate_root_version: version,
+                events: vec![dolittle::runtime::events::uncommitted_aggregate_events::UncommittedAggregateEvent {
+                    event_type: Some(artifact(event.event_type)),
+                    public: false,
+                    content: event.content.clone(),
+                }],
+            }),
+        };
+            let response = runtime
+                .block_on(client.commit_for_aggregate(request))?
+                .into_inner();
+            if let Some(f) = response.failure {
+                bail!("commit for aggregate failed: {}", f.reason);
+            }
+            versions[w].store(version + 1, std::sync::atomic::Ordering::Relaxed);
+            Ok(1)
+        },
+    )?;
+    server.stop()?;
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(measurement(
+        "annals",
+        "grpc_commit_aggregate",
+        (CLIENTS, 1),
+        round,
+        date,
+        &outcome,
+    ))
+}
+
+#[expect(clippy::too_many_arguments, reason = "one measurement's inputs")]
+fn measure_fetch(
+    binary: &Path,
+    root: &Path,
+    runtime: &tokio::runtime::Runtime,
+    tenant: uuid::Uuid,
+    factory: &mut EventFactory,
+    window: Window,
+    round: usize,
+    date: &str,
+    quick: bool,
+) -> Result<Measurement> {
+    const CLIENTS: usize = 16;
+    const EVENTS_PER_AGGREGATE: usize = 10;
+    let aggregates: usize = if quick { 200 } else { 2000 };
+    let dir = root.join(format!("grpc-fetch-r{round}"));
+    let server = ServerProcess::start(binary, &dir, tenant)?;
+    let mut connections = connect(runtime, server.private_port, CLIENTS)?;
+    let root_id = uuid::Uuid::from_u128(0xfe7c);
+    let context = factory.commit(1).execution_context;
+    for a in 0..aggregates {
+        let commit = factory.commit(EVENTS_PER_AGGREGATE);
+        let request = dolittle::runtime::events::CommitAggregateEventsRequest {
+            call_context: Some(call_context(&context)),
+            events: Some(dolittle::runtime::events::UncommittedAggregateEvents {
+                aggregate_root_id: Some(wire_uuid(root_id)),
+                event_source_id: format!("aggregate-{a}"),
+                expected_aggregate_root_version: 0,
+                events: commit
+                    .events
+                    .iter()
+                    .map(|e| dolittle::runtime::events::uncommitted_aggregate_events::UncommittedAggregateEvent {
+                        event_type: Some(artifact(e.event_type)),
+                        public: false,
+                        content: e.content.clone(),
+                    })
+                    .collect(),
+            }),
+        };
+        let response = runtime
+            .block_on(connections[0].commit_for_aggregate(request))?
+            .into_inner();
+        if let Some(f) = response.failure {
+            bail!("filling aggregates failed: {}", f.reason);
+        }
+    }
+    let outcome = run_appends(
+        CLIENTS,
+        window,
+        || {},
+        |w, i| {
+            let mut client = connections[w].clone();
+            let a = (w * 7919 + i as usize * 104_729) % aggregates;
+            let request = dolittle::runtime::events::FetchForAggregateRequest {
+                call_context: Some(call_context(&context)),
+                aggregate: Some(dolittle::runtime::events::Aggregate {
+                    event_source_id: format!("aggregate-{a}"),
+                    aggregate_root_id: Some(wire_uuid(root_id)),
+                }),
+            };
+            let response = runtime
+                .block_on(client.fetch_for_aggregate(request))?
+                .into_inner();
+            if let Some(f) = response.failure {
+                bail!("fetch failed: {}", f.reason);
+            }
+            let n = response.events.map_or(0, |e| e.events.len());
+            if n != EVENTS_PER_AGGREGATE {
+                bail!("fetched {n} events of aggregate-{a}, expected {EVENTS_PER_AGGREGATE}");
+            }
+            Ok(n as u64)
+        },
+    )?;
+    connections.clear();
+    server.stop()?;
+    std::fs::remove_dir_all(&dir).ok();
+    let mut m = measurement(
+        "annals",
+        "grpc_fetch",
+        (CLIENTS, EVENTS_PER_AGGREGATE),
+        round,
+        date,
+        &outcome,
+    );
+    m.extra.insert("aggregates".into(), json!(aggregates));
+    Ok(m)
+}
+
+fn measurement(
+    system: &'static str,
+    workload: &'static str,
+    (writers, batch): (usize, usize),
+    round: usize,
+    date: &str,
+    outcome: &AppendOutcome,
+) -> Measurement {
+    let (p50_us, p99_us) = percentiles_us(&outcome.latency_ns);
+    let seconds = outcome.elapsed.as_secs_f64();
+    let mut extra = BTreeMap::new();
+    extra.insert("requests".to_owned(), json!(outcome.commits));
+    Measurement {
+        system,
+        workload,
+        writers,
+        batch: Some(batch),
+        round,
+        events: outcome.events,
+        seconds,
+        events_per_s: to_f64(outcome.events) / seconds.max(f64::MIN_POSITIVE),
+        p50_us,
+        p99_us,
+        fdatasyncs: None,
+        events_per_fdatasync: None,
+        io_backend: if system == "annals" {
+            "server".into()
+        } else {
+            "std".into()
+        },
+        date: date.to_owned(),
+        extra,
+    }
+}
+
+fn progress(rounds: usize, m: &Measurement) {
+    let us = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}us"));
+    eprintln!(
+        "[{}/{}] {:<22} {:>3}x{:<4} {:<7} {:>11.0} ev/s  p50 {:>8}  p99 {:>8}",
+        m.round + 1,
+        rounds,
+        m.workload,
+        m.writers,
+        m.batch.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+        m.system,
+        m.events_per_s,
+        us(m.p50_us),
+        us(m.p99_us),
+    );
+}
