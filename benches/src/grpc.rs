@@ -24,7 +24,9 @@ use annals_engine::{Commit, EventType, ExecutionContext};
 use annals_server::proto::dolittle;
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use hdrhistogram::Histogram;
 use serde_json::json;
+use std::sync::Arc;
 use tonic::transport::Channel;
 
 use crate::data::{CommitPool, EventFactory};
@@ -66,6 +68,7 @@ pub struct GrpcArgs {
 struct ServerProcess {
     child: Child,
     private_port: u16,
+    metrics_port: u16,
 }
 
 impl ServerProcess {
@@ -108,10 +111,16 @@ impl ServerProcess {
             if let Ok(text) = std::fs::read_to_string(&ready) {
                 let ports: serde_json::Value =
                     serde_json::from_str(&text).context("read the ready file")?;
-                let private_port = ports["private"].as_u64().context("no private port")? as u16;
+                let port = |name: &str| -> Result<u16> {
+                    let port = ports[name]
+                        .as_u64()
+                        .with_context(|| format!("no {name} port"))?;
+                    Ok(u16::try_from(port)?)
+                };
                 return Ok(ServerProcess {
+                    private_port: port("private")?,
+                    metrics_port: port("metrics")?,
                     child,
-                    private_port,
                 });
             }
             if let Some(status) = child.try_wait()? {
@@ -126,6 +135,22 @@ impl ServerProcess {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The server's event-log data syncs so far (from its metrics).
+    fn fdatasyncs(&self) -> Result<u64> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port))
+            .context("connect to the metrics port")?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text)?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with("annals_log_fdatasyncs_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum())
     }
 
     fn stop(mut self) -> Result<()> {
@@ -209,7 +234,12 @@ fn connect(
     (0..clients)
         .map(|_| {
             let channel = runtime
-                .block_on(Channel::from_shared(format!("http://127.0.0.1:{port}"))?.connect())
+                .block_on(
+                    Channel::from_shared(format!("http://127.0.0.1:{port}"))?
+                        .initial_stream_window_size(Some(4 << 20))
+                        .initial_connection_window_size(Some(16 << 20))
+                        .connect(),
+                )
                 .context("connect to the server")?;
             Ok(StoreClient::new(channel).max_decoding_message_size(64 << 20))
         })
@@ -293,34 +323,45 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
                 } else {
                     let dir = root.path().join(format!("grpc-r{round}-{clients}x{batch}"));
                     let server = ServerProcess::start(&binary, &dir, tenant)?;
-                    let connections = connect(&runtime, server.private_port, clients)?;
-                    let reqs = &requests[shape_index];
+                    let connections = Arc::new(connect(&runtime, server.private_port, clients)?);
+                    let reqs = Arc::new(requests[shape_index].clone());
                     let per_writer = reqs.len() / clients;
-                    let outcome = run_appends(
+                    let mut before = None;
+                    let outcome = run_requests(
+                        &runtime,
                         clients,
                         window,
-                        || {},
-                        |w, i| {
+                        || before = server.fdatasyncs().ok(),
+                        move |w, i| {
                             let mut client = connections[w].clone();
                             let request = reqs[w * per_writer + (i as usize % per_writer)].clone();
-                            let events = request.events.len() as u64;
-                            let response = runtime.block_on(client.commit(request))?.into_inner();
-                            if let Some(f) = response.failure {
-                                bail!("commit failed: {}", f.reason);
+                            async move {
+                                let events = request.events.len() as u64;
+                                let response = client.commit(request).await?.into_inner();
+                                if let Some(f) = response.failure {
+                                    bail!("commit failed: {}", f.reason);
+                                }
+                                Ok(events)
                             }
-                            Ok(events)
                         },
                     )?;
+                    let syncs = match (before, server.fdatasyncs().ok()) {
+                        (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+                        _ => None,
+                    };
                     server.stop()?;
                     std::fs::remove_dir_all(&dir).ok();
-                    measurement(
+                    let mut m = measurement(
                         "annals",
                         "grpc_commit",
                         (clients, batch),
                         round,
                         &date,
                         &outcome,
-                    )
+                    );
+                    m.fdatasyncs = syncs;
+                    m.events_per_fdatasync = syncs.and_then(|s| ratio(outcome.events, s));
+                    m
                 };
                 progress(rounds, &m);
                 emit(&m)?;
@@ -360,6 +401,68 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
     root.close().context("remove the data directory")?;
     eprintln!("done in {:.1?}", started.elapsed());
     Ok(())
+}
+
+/// The closed loop of `run_appends` for async clients: `clients` tasks on the client runtime,
+/// each awaiting `request(client, iteration)` (which returns the events it carried) before
+/// sending the next; requests that start inside the window are counted and timed.
+fn run_requests<F, Fut>(
+    runtime: &tokio::runtime::Runtime,
+    clients: usize,
+    window: Window,
+    at_window_start: impl FnOnce(),
+    request: F,
+) -> Result<AppendOutcome>
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<u64>> + Send + 'static,
+{
+    let t0 = Instant::now() + Duration::from_millis(20);
+    let counted_from = t0 + window.warmup;
+    let end = counted_from + window.measure;
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let request = request.clone();
+            runtime.spawn(async move {
+                tokio::time::sleep_until(t0.into()).await;
+                let mut hist = Histogram::<u64>::new(3).context("create a histogram")?;
+                let (mut events, mut requests) = (0u64, 0u64);
+                for iteration in 0.. {
+                    let began = Instant::now();
+                    if began >= end {
+                        break;
+                    }
+                    let n = request(client, iteration).await?;
+                    if began >= counted_from {
+                        let ns = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                        hist.record(ns).context("record a latency")?;
+                        events += n;
+                        requests += 1;
+                    }
+                }
+                anyhow::Ok((events, requests, hist))
+            })
+        })
+        .collect();
+    std::thread::sleep(counted_from.saturating_duration_since(Instant::now()));
+    at_window_start();
+    let mut outcome = AppendOutcome {
+        events: 0,
+        commits: 0,
+        elapsed: Duration::ZERO,
+        latency_ns: Histogram::new(3).context("create a histogram")?,
+    };
+    for task in tasks {
+        let (events, requests, hist) = runtime.block_on(task).context("a client task failed")??;
+        outcome.events += events;
+        outcome.commits += requests;
+        outcome
+            .latency_ns
+            .add(&hist)
+            .context("merge latency histograms")?;
+    }
+    outcome.elapsed = counted_from.elapsed();
+    Ok(outcome)
 }
 
 fn measure_raw(
@@ -411,41 +514,42 @@ fn measure_aggregates(
     const CLIENTS: usize = 16;
     let dir = root.join(format!("grpc-aggregates-r{round}"));
     let server = ServerProcess::start(binary, &dir, tenant)?;
-    let connections = connect(runtime, server.private_port, CLIENTS)?;
+    let connections = Arc::new(connect(runtime, server.private_port, CLIENTS)?);
     let root_id = uuid::Uuid::from_u128(0xa66);
-    let versions: Vec<std::sync::atomic::AtomicU64> = (0..CLIENTS)
-        .map(|_| std::sync::atomic::AtomicU64::new(0))
-        .collect();
-    let outcome = run_appends(
+    let events = Arc::new(events.to_vec());
+    let outcome = run_requests(
+        runtime,
         CLIENTS,
         window,
         || {},
-        |w, i| {
+        move |w, i| {
             let mut client = connections[w].clone();
             let commit = &events[(w * 4 + i as usize) % events.len()];
             let event = &commit.events[0];
-            let version = versions[w].load(std::sync::atomic::Ordering::Relaxed);
+            // Each client owns its aggregate and commits one event per iteration: the
+            // aggregate's version is the iteration.
             let request = dolittle::runtime::events::CommitAggregateEventsRequest {
             call_context: Some(call_context(&commit.execution_context)),
             events: Some(dolittle::runtime::events::UncommittedAggregateEvents {
                 aggregate_root_id: Some(wire_uuid(root_id)),
                 event_source_id: format!("aggregate-{w}"),
-                expected_aggregate_root_version: version,
-                events: vec![dolittle::runtime::events::uncommitted_aggregate_events::UncommittedAggregateEvent {
-                    event_type: Some(artifact(event.event_type)),
-                    public: false,
-                    content: event.content.clone(),
-                }],
+                expected_aggregate_root_version: i,
+                events: vec![
+                    dolittle::runtime::events::uncommitted_aggregate_events::UncommittedAggregateEvent {
+                        event_type: Some(artifact(event.event_type)),
+                        public: false,
+                        content: event.content.clone(),
+                    },
+                ],
             }),
         };
-            let response = runtime
-                .block_on(client.commit_for_aggregate(request))?
-                .into_inner();
-            if let Some(f) = response.failure {
-                bail!("commit for aggregate failed: {}", f.reason);
+            async move {
+                let response = client.commit_for_aggregate(request).await?.into_inner();
+                if let Some(f) = response.failure {
+                    bail!("commit for aggregate failed: {}", f.reason);
+                }
+                Ok(1)
             }
-            versions[w].store(version + 1, std::sync::atomic::Ordering::Relaxed);
-            Ok(1)
         },
     )?;
     server.stop()?;
@@ -506,12 +610,15 @@ fn measure_fetch(
             bail!("filling aggregates failed: {}", f.reason);
         }
     }
-    let outcome = run_appends(
+    let shared = Arc::new(connections);
+    let clients = Arc::clone(&shared);
+    let outcome = run_requests(
+        runtime,
         CLIENTS,
         window,
         || {},
-        |w, i| {
-            let mut client = connections[w].clone();
+        move |w, i| {
+            let mut client = clients[w].clone();
             let a = (w * 7919 + i as usize * 104_729) % aggregates;
             let request = dolittle::runtime::events::FetchForAggregateRequest {
                 call_context: Some(call_context(&context)),
@@ -520,20 +627,20 @@ fn measure_fetch(
                     aggregate_root_id: Some(wire_uuid(root_id)),
                 }),
             };
-            let response = runtime
-                .block_on(client.fetch_for_aggregate(request))?
-                .into_inner();
-            if let Some(f) = response.failure {
-                bail!("fetch failed: {}", f.reason);
+            async move {
+                let response = client.fetch_for_aggregate(request).await?.into_inner();
+                if let Some(f) = response.failure {
+                    bail!("fetch failed: {}", f.reason);
+                }
+                let n = response.events.map_or(0, |e| e.events.len());
+                if n != EVENTS_PER_AGGREGATE {
+                    bail!("fetched {n} events of aggregate-{a}, expected {EVENTS_PER_AGGREGATE}");
+                }
+                Ok(n as u64)
             }
-            let n = response.events.map_or(0, |e| e.events.len());
-            if n != EVENTS_PER_AGGREGATE {
-                bail!("fetched {n} events of aggregate-{a}, expected {EVENTS_PER_AGGREGATE}");
-            }
-            Ok(n as u64)
         },
     )?;
-    connections.clear();
+    drop(shared);
     server.stop()?;
     std::fs::remove_dir_all(&dir).ok();
     let mut m = measurement(

@@ -46,8 +46,8 @@ pub mod testing;
 pub use annals_log::{
     uuid, AppliedByAggregate, Claim, Commit, CommitReceipt, Durability, EngineConfig, Error, Event,
     EventHorizonOrigin, EventLogSequenceNumber, EventType, EventView, ExecutionContext,
-    IndexConfig, IndexDamage, IoBackendChoice, Log, RecordBatch, RecoveryMode, Result, ScopeId,
-    TailReader, TenantId, UncommittedEvent, Version,
+    IndexConfig, IndexDamage, IoBackendChoice, Log, LogStats, RecordBatch, RecoveryMode, Result,
+    ScopeId, TailReader, TenantId, UncommittedEvent, Version,
 };
 
 pub use crate::{

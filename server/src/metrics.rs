@@ -9,9 +9,17 @@
 //! | `annals_request_duration_seconds` | histogram | rpc, tenant |
 //! | `annals_committed_events_total` | counter | tenant |
 //! | `annals_fetched_events_total` | counter | tenant |
-//! | `annals_up` / `annals_build_info` | gauge | version |
+//! | `annals_log_commits_total`, `annals_log_events_total` | counter | tenant |
+//! | `annals_log_groups_total`, `annals_log_fdatasyncs_total` | counter | tenant (group commits and data syncs of the tenant's event log) |
+//! | `annals_up` | gauge | |
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use annals_engine::Log;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -54,9 +62,56 @@ pub(crate) struct Metrics {
     fetched: Family<TenantLabels, Counter>,
 }
 
+/// The write path's counters of each tenant's event log, read at each scrape.
+#[derive(Debug)]
+struct LogCollector {
+    logs: Vec<(Uuid, Arc<Log>)>,
+}
+
+impl Collector for LogCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        type Read = fn(&annals_engine::LogStats) -> u64;
+        let series: [(&str, &str, Read); 4] = [
+            (
+                "log_commits",
+                "Commits acknowledged by the tenant's event log",
+                |s| s.commits.load(Ordering::Relaxed),
+            ),
+            (
+                "log_events",
+                "Events acknowledged by the tenant's event log",
+                |s| s.events.load(Ordering::Relaxed),
+            ),
+            (
+                "log_groups",
+                "Group commits (one write each) of the tenant's event log",
+                |s| s.groups.load(Ordering::Relaxed),
+            ),
+            (
+                "log_fdatasyncs",
+                "Data syncs of the tenant's event log",
+                |s| s.data_syncs.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, read) in series {
+            let counter = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            for (tenant, log) in &self.logs {
+                let labels = TenantLabels {
+                    tenant: tenant.to_string(),
+                };
+                ConstCounter::new(read(log.stats())).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
-    pub(crate) fn new() -> Metrics {
+    /// The metrics; `logs` are the configured tenants' event logs.
+    pub(crate) fn new(logs: Vec<(Uuid, Arc<Log>)>) -> Metrics {
         let mut registry = Registry::with_prefix("annals");
+        registry.register_collector(Box::new(LogCollector { logs }));
         let requests = Family::<RequestLabels, Counter>::default();
         // 50 us .. ~1.6 s in 16 doublings: a group commit on a quiet disk up to a stall.
         let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(|| {

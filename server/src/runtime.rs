@@ -52,11 +52,16 @@ impl Runtime {
                 "the data directory holds tenants that are not configured; their data is kept but not served"
             );
         }
+        let mut logs = Vec::new();
+        for (&id, tenant) in &tenants {
+            logs.push((id, tenant.event_log()?));
+        }
+        logs.sort_by_key(|(id, _)| *id);
         Ok(Runtime {
             engine,
             config,
             tenants,
-            metrics: Metrics::new(),
+            metrics: Metrics::new(logs),
             build_results: Mutex::new(None),
         })
     }
