@@ -464,6 +464,14 @@ impl Tenant {
         }
     }
 
+    /// Whether the tenant serves everything: not deleted, its event log takes writes (not
+    /// poisoned by a failed write or fsync), and its indexer has not failed.
+    pub fn check_healthy(&self) -> Result<()> {
+        self.check_live()?;
+        self.event_log.check_writable()?;
+        self.index_failure()
+    }
+
     // ---- commits ----------------------------------------------------------------------------
 
     /// Commits events to the event log; returns once they are durable. Events must not claim
@@ -1019,7 +1027,13 @@ impl AggregateBatches<'_> {
                         ),
                     });
                 }
-                bytes += budget_size(&event);
+                // An event that would take the batch over its budget starts the next batch
+                // (it is read again from the block cache); one too big on its own goes alone.
+                let size = budget_size(&event);
+                if !events.is_empty() && bytes + size > self.batch_bytes_max {
+                    break;
+                }
+                bytes += size;
                 events.push(event);
                 taken += 1;
             }
