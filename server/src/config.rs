@@ -110,6 +110,19 @@ pub struct Endpoints {
     pub metrics: Endpoint,
 }
 
+impl Endpoints {
+    /// Each endpoint with its configuration name (`endpoints:<name>`).
+    pub fn named(&self) -> [(&'static str, Endpoint); 5] {
+        [
+            ("private", self.private),
+            ("public", self.public),
+            ("management", self.management),
+            ("web", self.web),
+            ("metrics", self.metrics),
+        ]
+    }
+}
+
 /// The whole effective configuration.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -260,13 +273,7 @@ impl RuntimeConfig {
             metrics: endpoint("metrics", 9700)?,
         };
         let mut used = BTreeMap::new();
-        for (name, e) in [
-            ("private", endpoints.private),
-            ("public", endpoints.public),
-            ("management", endpoints.management),
-            ("web", endpoints.web),
-            ("metrics", endpoints.metrics),
-        ] {
+        for (name, e) in endpoints.named() {
             if e.enabled && e.port != 0 {
                 if let Some(other) = used.insert(e.port, name) {
                     return Err(invalid(
@@ -347,13 +354,7 @@ impl RuntimeConfig {
             Value::String(p.microservice_name.clone()),
         );
         put("platform:environment", Value::String(p.environment.clone()));
-        for (name, e) in [
-            ("private", self.endpoints.private),
-            ("public", self.endpoints.public),
-            ("management", self.endpoints.management),
-            ("web", self.endpoints.web),
-            ("metrics", self.endpoints.metrics),
-        ] {
+        for (name, e) in self.endpoints.named() {
             put(&format!("endpoints:{name}:port"), Value::from(e.port));
             put(&format!("endpoints:{name}:enabled"), Value::Bool(e.enabled));
         }
@@ -672,24 +673,36 @@ mod tests {
     }
 
     #[test]
-    fn json_file_and_appsettings() {
+    fn appsettings_then_runtime_file_then_env() {
+        let appsettings = r#"{"Dolittle": {"Runtime": {"Endpoints": {
+            "Management": {"Port": 5152}, "Metrics": {"Port": 1111}, "Web": {"Port": 2222}}}}}"#;
+        let runtime = r#"{"endpoints": {"metrics": {"port": 9999}, "web": {"port": 3333}}}"#;
         let c = load(
             &[
-                (
-                    "appsettings.json",
-                    r#"{"Dolittle": {"Runtime": {"Endpoints": {"Management": {"Port": 5152}}}}}"#,
-                ),
-                (
-                    ".dolittle/runtime.json",
-                    r#"{"endpoints": {"metrics": {"port": 9999}}}"#,
-                ),
+                ("appsettings.json", appsettings),
+                (".dolittle/runtime.json", runtime),
             ],
+            &[("DOLITTLE__RUNTIME__ENDPOINTS__WEB__PORT", "4444")],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.endpoints.management.port, 5152, "appsettings alone");
+        assert_eq!(
+            c.endpoints.metrics.port, 9999,
+            "the runtime file over appsettings"
+        );
+        assert_eq!(c.endpoints.web.port, 4444, "the environment over both");
+        // A runtime.yaml is read too (any of the three names).
+        let c = load(
+            &[(
+                ".dolittle/runtime.yaml",
+                "endpoints:\n  public:\n    port: 6666\n",
+            )],
             &[],
             &[],
         )
         .unwrap();
-        assert_eq!(c.endpoints.management.port, 5152);
-        assert_eq!(c.endpoints.metrics.port, 9999);
+        assert_eq!(c.endpoints.public.port, 6666);
     }
 
     #[test]
@@ -728,13 +741,24 @@ mod tests {
     }
 
     #[test]
-    fn engine_settings_come_through_as_numbers() {
+    fn engine_settings_come_through_typed_from_strings() {
         let c = load(
             &[],
-            &[("DOLITTLE__RUNTIME__ANNALS__ENGINE__SEAL-ENABLED", "false")],
+            &[
+                ("DOLITTLE__RUNTIME__ANNALS__ENGINE__SEAL-ENABLED", "false"),
+                (
+                    "DOLITTLE__RUNTIME__ANNALS__ENGINE__SEGMENT-BYTES-MAX",
+                    "8388608",
+                ),
+                ("DOLITTLE__RUNTIME__ANNALS__ENGINE__SEAL-ZSTD-LEVEL", "5"),
+            ],
             &[],
         )
         .unwrap();
         assert!(!c.engine.seal_enabled);
+        assert_eq!(c.engine.segment_bytes_max.as_u64(), 8 << 20);
+        assert_eq!(c.engine.seal_zstd_level, 5);
+        let e = load(&[], &[], &[("annals:engine:no-such-setting", "1")]).unwrap_err();
+        assert!(e.to_string().contains("no-such-setting"), "{e}");
     }
 }

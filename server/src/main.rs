@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// annals: an event store and runtime that Dolittle heads (SDKs) connect to unchanged.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -120,7 +120,11 @@ impl ServeArgs {
             let (key, value) = s
                 .split_once('=')
                 .with_context(|| format!("--set {s}: expected KEY=VALUE"))?;
-            let key = key.trim().trim_start_matches("dolittle:runtime:");
+            let key = key.trim();
+            let key = match key.get(..17) {
+                Some(prefix) if prefix.eq_ignore_ascii_case("dolittle:runtime:") => &key[17..],
+                _ => key,
+            };
             out.push((key.to_owned(), text(&value)));
         }
         Ok(out)
@@ -149,7 +153,10 @@ fn main() -> anyhow::Result<()> {
     let sources = Sources {
         working_dir: std::env::current_dir().context("reading the working directory")?,
         config_file: args.config.clone(),
-        env: std::env::vars().collect(),
+        // Variables that are not UTF-8 cannot be configuration keys or values of ours.
+        env: std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
         overrides: args.overrides()?,
     };
     let config = RuntimeConfig::load(&sources).context("invalid configuration")?;

@@ -5,7 +5,7 @@
 //!
 //! | series | kind | labels |
 //! |---|---|---|
-//! | `annals_requests_total` | counter | rpc, tenant, outcome (`ok`, `failure`, `conflict`) |
+//! | `annals_requests_total` | counter | event store rpc, tenant, outcome (`ok`, `failure`, `conflict`) |
 //! | `annals_request_duration_seconds` | histogram | rpc, tenant |
 //! | `annals_committed_events_total` | counter | tenant |
 //! | `annals_fetched_events_total` | counter | tenant |
@@ -121,7 +121,7 @@ impl Metrics {
         let fetched = Family::<TenantLabels, Counter>::default();
         registry.register(
             "requests",
-            "Event store and platform requests answered, by rpc, tenant and outcome",
+            "Event store requests answered, by rpc, tenant and outcome",
             requests.clone(),
         );
         registry.register(

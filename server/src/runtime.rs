@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use annals_engine::{Engine, Tenant, TenantId};
 use parking_lot::Mutex;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::api::failure::Failure;
@@ -25,6 +26,8 @@ pub(crate) struct Runtime {
     pub(crate) metrics: Metrics,
     /// What the last head to handshake reported of its build (management Client service).
     pub(crate) build_results: Mutex<Option<BuildResults>>,
+    /// Turns true when shutdown begins: long-running work (batch streams) ends early.
+    pub(crate) stopping: watch::Receiver<bool>,
 }
 
 impl Runtime {
@@ -32,6 +35,7 @@ impl Runtime {
     pub(crate) fn open(
         engine: Arc<Engine>,
         config: RuntimeConfig,
+        stopping: watch::Receiver<bool>,
     ) -> annals_engine::Result<Runtime> {
         let mut tenants = HashMap::new();
         for &id in &config.tenants {
@@ -63,6 +67,7 @@ impl Runtime {
             tenants,
             metrics: Metrics::new(logs),
             build_results: Mutex::new(None),
+            stopping,
         })
     }
 

@@ -7,8 +7,10 @@
 //! v1alpha), so grpcurl works without the .proto files.
 //!
 //! Shutdown: the listeners stop accepting, in-flight requests run to their end (a commit that
-//! was received is made durable and answered), then the engine closes (indexer stopped and
-//! joined, logs closed). A second signal, or the grace period running out, ends the wait.
+//! was received is made durable and answered; batch streams end with UNAVAILABLE), then the
+//! engine closes (indexer stopped and joined, logs closed). A second signal, or the grace
+//! period (30 s for all of it) running out, ends the wait; nothing acknowledged is lost either
+//! way, as every answer follows its commit's fsync.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -104,11 +106,14 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
         environment = %config.platform.environment,
         "starting annals"
     );
+    // Every task below ends when `stop` turns true.
+    let (stop_tx, stop_rx) = watch::channel(false);
     let engine_config = config.engine.clone();
+    let stopping = stop_rx.clone();
     let runtime = tokio::task::spawn_blocking(move || -> anyhow::Result<Runtime> {
         let engine = Engine::open(engine_config).context("opening the data directory")?;
         tracing::info!(io = engine.io_backend(), "engine open");
-        Runtime::open(Arc::new(engine), config).context("opening the configured tenants")
+        Runtime::open(Arc::new(engine), config, stopping).context("opening the configured tenants")
     })
     .await
     .context("opening the store")??;
@@ -128,8 +133,6 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
         metrics: port(metrics.as_ref()),
     };
 
-    // Every task below ends when `stop` turns true.
-    let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let platform = PlatformServices::new(Arc::clone(&runtime));
     let management_services = ManagementServices::new(Arc::clone(&runtime));
@@ -203,57 +206,61 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
     }
 
     let first_exit = tokio::select! {
-        signal = shutdown_signal() => { tracing::info!(signal, "shutting down: finishing in-flight requests"); None }
+        signal = shutdown_signal() => {
+            tracing::info!(signal, "shutting down: finishing in-flight requests");
+            None
+        }
         ended = tasks.join_next() => ended,
     };
     let _ = stop_tx.send(true);
-    let mut failure = match first_exit {
+    let failure = match first_exit {
         Some(Ok(Err(e))) => Some(e),
         Some(Err(e)) => Some(anyhow::anyhow!("a listener task ended abnormally: {e}")),
         _ => None,
     };
-    let drained = tokio::select! {
-        () = async { while let Some(ended) = tasks.join_next().await {
-            if let Ok(Err(e)) = ended { tracing::error!(error = %e, "listener failed while stopping"); }
-        } } => true,
+    // One deadline for all of shutdown; a second signal gives up waiting at once.
+    let waited = tokio::select! {
+        closed = finish(tasks, runtime) => closed,
         () = tokio::time::sleep(SHUTDOWN_GRACE) => false,
         _ = shutdown_signal() => false,
     };
-    if !drained {
-        tracing::warn!(
-            "shutdown did not wait for every request: grace period over or second signal"
-        );
-        tasks.abort_all();
-    }
-    // The services hold the runtime; once they are gone, closing the engine joins its
-    // threads. Blocking work still under way (a commit) holds its tenant until done.
-    drop(tasks);
-    let closed = tokio::task::spawn_blocking(move || {
-        let mut runtime = runtime;
-        for _ in 0..600 {
-            match Arc::try_unwrap(runtime) {
-                Ok(r) => {
-                    drop(r);
-                    return true;
-                }
-                Err(shared) => {
-                    runtime = shared;
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        }
-        false
-    })
-    .await
-    .unwrap_or(false);
-    if closed {
+    if waited {
         tracing::info!("store closed cleanly");
-    } else if failure.is_none() {
-        failure = Some(anyhow::anyhow!("requests were still running after the grace period; the store was not closed cleanly (it recovers on the next start)"));
+    } else {
+        tracing::warn!(
+            "shutdown stopped waiting (grace period over or a second signal): requests still \
+             running were cut off; anything acknowledged is durable and the store recovers \
+             on the next start"
+        );
     }
     match failure {
         Some(e) => Err(e),
-        None => Ok(()),
+        None if waited => Ok(()),
+        None => Err(anyhow::anyhow!("the store was not closed cleanly")),
+    }
+}
+
+/// Waits for the listeners to finish their requests, then for the last handle of the runtime
+/// (work still under way, such as a commit, holds one until it is done), and closes the
+/// engine (joining its threads). True once closed.
+async fn finish(
+    mut tasks: tokio::task::JoinSet<anyhow::Result<()>>,
+    runtime: Arc<Runtime>,
+) -> bool {
+    while let Some(ended) = tasks.join_next().await {
+        if let Ok(Err(e)) = ended {
+            tracing::error!(error = %e, "listener failed while stopping");
+        }
+    }
+    let mut runtime = runtime;
+    loop {
+        match Arc::try_unwrap(runtime) {
+            Ok(r) => return tokio::task::spawn_blocking(move || drop(r)).await.is_ok(),
+            Err(shared) => {
+                runtime = shared;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     }
 }
 
@@ -266,14 +273,22 @@ async fn grpc_base(services: &[&str]) -> anyhow::Result<Router> {
             .set_service_status(*name, tonic_health::ServingStatus::Serving)
             .await;
     }
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection advertises what this port serves (the descriptors describe every service of
+    // the contract, served here or not).
+    let reflection = || {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health");
+        for name in services {
+            builder = builder.with_service_name(*name);
+        }
+        builder
+    };
+    let reflection_v1 = reflection()
         .build_v1()
         .context("building gRPC reflection")?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = reflection()
         .build_v1alpha()
         .context("building gRPC reflection")?;
     Ok(Server::builder()
@@ -348,19 +363,18 @@ fn write_ready_file(path: &std::path::Path, ports: &BoundPorts) -> std::io::Resu
     std::fs::rename(&tmp, path)
 }
 
-/// `GET /healthz`: 200 with a report when every configured tenant's store takes writes, 503
-/// naming the ones that do not. Shaped like the original's report (Status, Entries).
+/// `GET /healthz`: 200 with a report when every configured tenant's store takes writes and
+/// its index works, 503 naming the ones that do not. Shaped like the original's report (Status, Entries).
 async fn healthz(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
     let checks = tokio::task::spawn_blocking(move || {
         runtime
             .tenant_ids()
             .iter()
             .map(|&id| {
-                let state = runtime.tenant(id).map_err(|f| f.reason).and_then(|t| {
-                    t.event_log()
-                        .and_then(|log| log.check_writable())
-                        .map_err(|e| e.to_string())
-                });
+                let state = runtime
+                    .tenant(id)
+                    .map_err(|f| f.reason)
+                    .and_then(|t| t.check_healthy().map_err(|e| e.to_string()));
                 (id, state)
             })
             .collect::<Vec<_>>()
@@ -384,7 +398,7 @@ async fn healthz(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
         "Entries": {
             "EventStoreHealthCheck": {
                 "Status": status,
-                "Description": "Every configured tenant's event store takes writes",
+                "Description": "Every configured tenant's event store takes writes and its index works",
                 "Data": data,
             }
         }

@@ -361,7 +361,7 @@ pub mod failures {
     pub const HANDSHAKE_MISSING: Uuid = Uuid::from_u128(0x8f5b_a2c2_6543_47ce_b2a8_d92a_872e_7280);
     pub const SDK_MUST_UPDATE: Uuid = Uuid::from_u128(0x3e2d_8368_4bca_4e0b_a9bf_8d1c_ccbc_ac21);
     pub const RUNTIME_MUST_UPDATE: Uuid =
-        Uuid::from_u128(0xb46f_b8a0_4565_4f00_880c_022c_bb3b_bfbb);
+        Uuid::from_u128(0xb46f_b8a0_4565_4f00_880c_022c_bb3b_babb);
 }
 
 /// Reads a file of the working directory, for assertions on what the server wrote.

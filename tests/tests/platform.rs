@@ -389,16 +389,27 @@ async fn every_grpc_port_has_health_and_reflection_and_the_rest_is_unimplemented
             .unwrap();
         assert_eq!(response.into_inner().status, 1);
     }
-    // Reflection lists our services (v1alpha, as grpcurl asks).
-    let listed = list_services(Server::channel(server.ports.private).await).await;
-    assert!(
-        listed.contains(&"dolittle.runtime.events.EventStore".to_owned()),
-        "{listed:?}"
-    );
-    assert!(
-        listed.contains(&"grpc.health.v1.Health".to_owned()),
-        "{listed:?}"
-    );
+    // Reflection on every port lists what that port serves (v1alpha, as grpcurl asks).
+    for (port, service) in [
+        (server.ports.private, "dolittle.runtime.events.EventStore"),
+        (server.ports.public, "grpc.health.v1.Health"),
+        (
+            server.ports.management,
+            "dolittle.runtime.configuration.management.Configuration",
+        ),
+    ] {
+        let listed = list_services(Server::channel(port).await).await;
+        assert!(listed.contains(&service.to_owned()), "{listed:?}");
+        assert_eq!(
+            listed.contains(&"dolittle.runtime.events.EventStore".to_owned()),
+            port == server.ports.private,
+            "the event store is served on the private port only: {listed:?}"
+        );
+        assert!(
+            listed.contains(&"grpc.health.v1.Health".to_owned()),
+            "{listed:?}"
+        );
+    }
 
     // Not served yet: UNIMPLEMENTED, never a hang or a crash.
     let mut grpc = tonic::client::Grpc::new(Server::channel(server.ports.management).await);

@@ -40,7 +40,7 @@ pub(crate) mod id {
         Uuid::from_u128(0x3e2d_8368_4bca_4e0b_a9bf_8d1c_ccbc_ac21);
     /// Handshake: the head's contracts are newer than ours.
     pub(crate) const HANDSHAKE_RUNTIME_MUST_BE_UPDATED: Uuid =
-        Uuid::from_u128(0xb46f_b8a0_4565_4f00_880c_022c_bb3b_bfbb);
+        Uuid::from_u128(0xb46f_b8a0_4565_4f00_880c_022c_bb3b_babb);
 }
 
 /// A failure to put on the wire.
@@ -117,17 +117,19 @@ impl From<Error> for Failure {
     fn from(error: Error) -> Failure {
         let reason = error.to_string();
         match error {
-            Error::WrongExpectedVersion { expected, actual } => Failure::new(
-                id::AGGREGATE_ROOT_CONCURRENCY_CONFLICT,
-                format!(
-                    "aggregate root concurrency conflict: the aggregate is at version {actual}, \
-                     the commit expected version {expected}"
-                ),
-            ),
+            // The event store builds the original's words itself (it knows the aggregate);
+            // this is for any other caller.
+            Error::WrongExpectedVersion { .. } => {
+                Failure::new(id::AGGREGATE_ROOT_CONCURRENCY_CONFLICT, reason)
+            }
             Error::InvalidRequest(_) | Error::TenantUnknown(_) | Error::TenantExists(_) => {
                 Failure::new(id::OTHER, reason)
             }
-            Error::Poisoned { .. } => Failure::new(id::EVENT_STORE_UNAVAILABLE, reason),
+            // The store cannot serve until it is reopened (poisoned log) or its index works
+            // again: the request was fine.
+            Error::Poisoned { .. } | Error::Index { .. } => {
+                Failure::new(id::EVENT_STORE_UNAVAILABLE, reason)
+            }
             Error::Io { .. } => Failure::new(id::EVENT_STORE_PERSISTENCE_ERROR, reason),
             Error::Corruption { .. }
             | Error::ChecksumMismatch { .. }
@@ -142,6 +144,59 @@ impl From<Error> for Failure {
     }
 }
 
+/// A response message that carries a failure in band: either its payload or its failure.
+pub(crate) trait InBand<T>: Sized {
+    /// The response for a success.
+    fn ok(payload: T) -> Self;
+    /// The response for a failure.
+    fn failed(failure: &Failure) -> Self;
+    /// The response for either.
+    fn answer(result: Result<T, Failure>) -> Self {
+        match result {
+            Ok(payload) => Self::ok(payload),
+            Err(failure) => Self::failed(&failure),
+        }
+    }
+}
+
+/// `in_band!(Response, field: Type)`: the response's payload is `field`, optional (a message)
+/// or a list.
+macro_rules! in_band {
+    ($response:ty, $field:ident: Option<$payload:ty>) => {
+        impl $crate::api::failure::InBand<$payload> for $response {
+            fn ok(payload: $payload) -> Self {
+                Self {
+                    failure: None,
+                    $field: Some(payload),
+                }
+            }
+            fn failed(failure: &$crate::api::failure::Failure) -> Self {
+                Self {
+                    failure: Some(failure.to_wire()),
+                    $field: None,
+                }
+            }
+        }
+    };
+    ($response:ty, $field:ident: Vec<$payload:ty>) => {
+        impl $crate::api::failure::InBand<Vec<$payload>> for $response {
+            fn ok(payload: Vec<$payload>) -> Self {
+                Self {
+                    failure: None,
+                    $field: payload,
+                }
+            }
+            fn failed(failure: &$crate::api::failure::Failure) -> Self {
+                Self {
+                    failure: Some(failure.to_wire()),
+                    $field: Vec::new(),
+                }
+            }
+        }
+    };
+}
+pub(crate) use in_band;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +208,23 @@ mod tests {
             actual: 5,
         });
         assert_eq!(f.id, id::AGGREGATE_ROOT_CONCURRENCY_CONFLICT);
-        assert!(f.reason.contains("version 5") && f.reason.contains("version 3"));
+        assert!(
+            f.reason.contains('5') && f.reason.contains('3'),
+            "{}",
+            f.reason
+        );
+        let f = Failure::concurrency_conflict("order-1", Uuid::nil(), 3, 5);
+        assert!(f.reason.contains(
+            "expected aggregate root version 3, but current aggregate root version was 5"
+        ));
+    }
+
+    #[test]
+    fn a_broken_index_is_unavailability_not_a_bad_request() {
+        let f = Failure::from(Error::Index {
+            op: "index the event log",
+            detail: "disk full".into(),
+        });
+        assert_eq!(f.id, id::EVENT_STORE_UNAVAILABLE);
     }
 }

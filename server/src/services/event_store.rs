@@ -9,8 +9,9 @@
 //!
 //! Failures are in-band (`failure` set, gRPC status OK), as the SDKs expect.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use annals_engine::{AggregateCommit, Commit, Event, Tenant};
 use tokio::sync::mpsc;
@@ -19,7 +20,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::api::convert;
-use crate::api::failure::{id, Failure};
+use crate::api::failure::{id, in_band, Failure, InBand};
 use crate::api::ids;
 use crate::metrics::Outcome;
 use crate::proto::dolittle::runtime::events::committed_aggregate_events::CommittedAggregateEvent;
@@ -37,17 +38,69 @@ use crate::runtime::{blocking, Runtime};
 const BATCH_BYTES_MAX: usize = 2 * 1024 * 1024 - 64 * 1024;
 
 /// Responses of one FetchForAggregateInBatches call buffered ahead of a slow reader: the
-/// reader waits when they are taken (bounded memory per call, about 2 MiB each).
+/// producer waits until they are taken (bounded memory per call, about 2 MiB each).
 const BATCHES_AHEAD: usize = 2;
+
+/// Commits to one aggregate in flight at once (running or waiting their turn); more are
+/// refused. The original refuses every commit to an aggregate that has one in flight.
+const AGGREGATE_WAITERS_MAX: usize = 16;
+
+/// The commits in flight per aggregate (tenant, root, event source).
+#[derive(Default)]
+pub(crate) struct AggregateWaiters {
+    counts: parking_lot::Mutex<HashMap<(Uuid, Uuid, String), usize>>,
+}
+
+/// A commit's place among its aggregate's; leaving it counts the commit out.
+pub(crate) struct AggregateTurn<'w> {
+    waiters: &'w AggregateWaiters,
+    key: (Uuid, Uuid, String),
+}
+
+impl AggregateWaiters {
+    fn enter(&self, tenant: Uuid, root: Uuid, event_source_id: &str) -> Option<AggregateTurn<'_>> {
+        let key = (tenant, root, event_source_id.to_owned());
+        let mut counts = self.counts.lock();
+        let count = counts.entry(key.clone()).or_insert(0);
+        if *count >= AGGREGATE_WAITERS_MAX {
+            return None;
+        }
+        *count += 1;
+        Some(AggregateTurn { waiters: self, key })
+    }
+}
+
+impl Drop for AggregateTurn<'_> {
+    fn drop(&mut self) {
+        let mut counts = self.waiters.counts.lock();
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// FetchForAggregateInBatches streams running at once; more wait for one to end.
+const BATCH_STREAMS_MAX: usize = 64;
 
 /// The event store service.
 pub(crate) struct EventStoreService {
     runtime: Arc<Runtime>,
+    /// Permits for running batch streams (each holds a blocking thread while it runs).
+    streams: Arc<tokio::sync::Semaphore>,
+    /// Commits in flight per aggregate.
+    aggregate_waiters: AggregateWaiters,
 }
 
 impl EventStoreService {
     pub(crate) fn new(runtime: Arc<Runtime>) -> EventStoreService {
-        EventStoreService { runtime }
+        EventStoreService {
+            runtime,
+            streams: Arc::new(tokio::sync::Semaphore::new(BATCH_STREAMS_MAX)),
+            aggregate_waiters: AggregateWaiters::default(),
+        }
     }
 
     fn record(
@@ -138,6 +191,7 @@ async fn commit(
 )]
 async fn commit_for_aggregate(
     runtime: &Runtime,
+    waiting: &AggregateWaiters,
     request: CommitAggregateEventsRequest,
     tenant_id: &mut Option<Uuid>,
 ) -> Result<CommittedAggregateEvents, Failure> {
@@ -156,6 +210,17 @@ async fn commit_for_aggregate(
         return Err(Failure::no_events());
     }
     let events = convert::aggregate_events(&aggregate.events)?;
+    // Commits to one aggregate run one at a time (each waits on the aggregate's lock, holding
+    // a thread): past a bound, refuse as the original does for any second one.
+    let _turn = waiting
+        .enter(context.tenant_id, aggregate_root, &event_source_id)
+        .ok_or_else(|| {
+            Failure::invalid(format!(
+                "There are already events for aggregate with root type {aggregate_root} and \
+                 event source {event_source_id}: {AGGREGATE_WAITERS_MAX} commits to it are in \
+                 flight"
+            ))
+        })?;
     let commit = AggregateCommit {
         occurred_ns: now_ns(),
         execution_context: context,
@@ -270,6 +335,10 @@ async fn fetch(
     ))
 }
 
+in_band!(CommitEventsResponse, events: Vec<CommittedEvent>);
+in_band!(CommitAggregateEventsResponse, events: Option<CommittedAggregateEvents>);
+in_band!(FetchForAggregateResponse, events: Option<CommittedAggregateEvents>);
+
 type BatchStream = tonic::codegen::BoxStream<FetchForAggregateResponse>;
 
 #[tonic::async_trait]
@@ -282,16 +351,7 @@ impl EventStore for EventStoreService {
         let mut tenant = None;
         let result = commit(&self.runtime, request.into_inner(), &mut tenant).await;
         self.record("Commit", tenant, result.as_ref().err(), started);
-        Ok(Response::new(match result {
-            Ok(events) => CommitEventsResponse {
-                failure: None,
-                events,
-            },
-            Err(f) => CommitEventsResponse {
-                failure: Some(f.to_wire()),
-                events: Vec::new(),
-            },
-        }))
+        Ok(Response::new(CommitEventsResponse::answer(result)))
     }
 
     async fn commit_for_aggregate(
@@ -300,18 +360,15 @@ impl EventStore for EventStoreService {
     ) -> Result<Response<CommitAggregateEventsResponse>, Status> {
         let started = Instant::now();
         let mut tenant = None;
-        let result = commit_for_aggregate(&self.runtime, request.into_inner(), &mut tenant).await;
+        let result = commit_for_aggregate(
+            &self.runtime,
+            &self.aggregate_waiters,
+            request.into_inner(),
+            &mut tenant,
+        )
+        .await;
         self.record("CommitForAggregate", tenant, result.as_ref().err(), started);
-        Ok(Response::new(match result {
-            Ok(events) => CommitAggregateEventsResponse {
-                failure: None,
-                events: Some(events),
-            },
-            Err(f) => CommitAggregateEventsResponse {
-                failure: Some(f.to_wire()),
-                events: None,
-            },
-        }))
+        Ok(Response::new(CommitAggregateEventsResponse::answer(result)))
     }
 
     async fn fetch_for_aggregate(
@@ -322,123 +379,174 @@ impl EventStore for EventStoreService {
         let mut tenant = None;
         let result = fetch(&self.runtime, request.into_inner(), &mut tenant).await;
         self.record("FetchForAggregate", tenant, result.as_ref().err(), started);
-        Ok(Response::new(match result {
-            Ok(events) => FetchForAggregateResponse {
-                failure: None,
-                events: Some(events),
-            },
-            Err(f) => FetchForAggregateResponse {
-                failure: Some(f.to_wire()),
-                events: None,
-            },
-        }))
+        Ok(Response::new(FetchForAggregateResponse::answer(result)))
     }
 
     async fn fetch_for_aggregate_in_batches(
         &self,
         request: Request<FetchForAggregateInBatchesRequest>,
     ) -> Result<Response<BatchStream>, Status> {
+        const RPC: &str = "FetchForAggregateInBatches";
         let started = Instant::now();
         let request = request.into_inner();
-        let (sender, receiver) = mpsc::channel(BATCHES_AHEAD);
-        let prepared = (|| {
-            let (context, tenant) = tenant_of(&self.runtime, request.call_context.as_ref())?;
-            let (root, event_source_id) = aggregate_of("aggregate", request.aggregate.as_ref())?;
-            let event_types = match &request.request {
-                None => {
-                    return Err(Failure::invalid(
-                        "the request sets neither fetchAllEvents nor fetchEvents",
-                    ))
-                }
-                Some(BatchesRequest::FetchAllEvents(_)) => None,
-                Some(BatchesRequest::FetchEvents(f)) => Some(
-                    f.event_types
-                        .iter()
-                        .enumerate()
-                        .map(|(i, t)| {
-                            convert::event_type(&format!("fetchEvents.eventTypes[{i}]"), Some(t))
-                                .map(|t| t.id)
-                        })
-                        .collect::<Result<Vec<_>, _>>()?,
-                ),
-            };
-            Ok((
-                context.tenant_id,
-                tenant,
-                root,
-                event_source_id,
-                event_types,
-            ))
-        })();
-        let (tenant_id, tenant, root, event_source_id, event_types) = match prepared {
+        // One slot more than the batches buffered ahead: the last word of a stream that has to
+        // end early (a failure, shutdown, a reader that stopped reading) always has room.
+        let (sender, receiver) = mpsc::channel(BATCHES_AHEAD + 1);
+        let stream = |receiver| -> Result<Response<BatchStream>, Status> {
+            Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        };
+        let mut tenant_id = None;
+        let prepared = batches_request(&self.runtime, &request, &mut tenant_id);
+        let (tenant, root, event_source_id, event_types) = match prepared {
             Ok(p) => p,
             Err(f) => {
-                self.record("FetchForAggregateInBatches", None, Some(&f), started);
-                let response = FetchForAggregateResponse {
-                    failure: Some(f.to_wire()),
-                    events: None,
-                };
+                self.record(RPC, tenant_id, Some(&f), started);
                 // The channel is fresh and has room for this one message.
-                let _ = sender.try_send(Ok(response));
-                return Ok(Response::new(Box::pin(ReceiverStream::new(receiver))));
+                let _ = sender.try_send(Ok(FetchForAggregateResponse::failed(&f)));
+                return stream(receiver);
             }
         };
+        let Ok(last_word) = sender.clone().try_reserve_owned() else {
+            return Err(Status::internal("a fresh channel has no room"));
+        };
+        // Each stream holds a blocking thread while it runs: a bounded number of them, so
+        // readers that stop reading cannot take the threads commits need.
+        let Ok(permit) = Arc::clone(&self.streams).acquire_owned().await else {
+            return Err(Status::unavailable("the runtime is shutting down"));
+        };
         let runtime = Arc::clone(&self.runtime);
+        let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let failure = stream_batches(
+            let _permit = permit;
+            let mut out = Batches {
+                handle: &handle,
+                sender: &sender,
+                stopping: runtime.stopping.clone(),
+            };
+            let ended = stream_batches(
                 &runtime,
                 &tenant,
-                root,
-                &event_source_id,
+                (root, &event_source_id),
                 event_types.as_deref(),
-                &sender,
+                &mut out,
             );
-            if let Some(f) = &failure {
-                // The reader may be gone; then nobody is left to tell.
-                let _ = sender.blocking_send(Ok(FetchForAggregateResponse {
-                    failure: Some(f.to_wire()),
-                    events: None,
-                }));
-            }
+            let failure = match ended {
+                Ended::Done | Ended::ReaderGone => None,
+                Ended::Failed(f) => {
+                    last_word.send(Ok(FetchForAggregateResponse::failed(&f)));
+                    Some(f)
+                }
+                Ended::Aborted(status) => {
+                    let f = Failure::new(id::EVENT_STORE_UNAVAILABLE, status.message());
+                    last_word.send(Err(status));
+                    Some(f)
+                }
+            };
             let outcome = if failure.is_some() {
                 Outcome::Failure
             } else {
                 Outcome::Ok
             };
-            runtime.metrics.request(
-                "FetchForAggregateInBatches",
-                Some(tenant_id),
-                outcome,
-                started.elapsed().as_secs_f64(),
-            );
+            runtime
+                .metrics
+                .request(RPC, tenant_id, outcome, started.elapsed().as_secs_f64());
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        stream(receiver)
     }
 }
 
-/// Sends an aggregate's events in batches; a failure (or None) to report last. Stops early,
-/// without a failure, when the reader has gone. `event_types` None means every type; an
-/// empty list selects nothing (as in the original: the header alone).
+/// A checked FetchForAggregateInBatches request: tenant, aggregate, and the event types
+/// (None for all; an empty list selects nothing, as in the original).
+type BatchesRequestParts = (Arc<Tenant>, Uuid, String, Option<Vec<Uuid>>);
+
+fn batches_request(
+    runtime: &Runtime,
+    request: &FetchForAggregateInBatchesRequest,
+    tenant_id: &mut Option<Uuid>,
+) -> Result<BatchesRequestParts, Failure> {
+    let (context, tenant) = tenant_of(runtime, request.call_context.as_ref())?;
+    *tenant_id = Some(context.tenant_id);
+    let (root, event_source_id) = aggregate_of("aggregate", request.aggregate.as_ref())?;
+    let event_types = match &request.request {
+        None => {
+            return Err(Failure::invalid(
+                "the request sets neither fetchAllEvents nor fetchEvents",
+            ))
+        }
+        Some(BatchesRequest::FetchAllEvents(_)) => None,
+        Some(BatchesRequest::FetchEvents(f)) => Some(
+            f.event_types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    convert::event_type(&format!("fetchEvents.eventTypes[{i}]"), Some(t))
+                        .map(|t| t.id)
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    Ok((tenant, root, event_source_id, event_types))
+}
+
+/// How a batch stream ended.
+enum Ended {
+    /// Every batch was sent.
+    Done,
+    /// The reader went away.
+    ReaderGone,
+    /// The fetch failed: the failure goes in band.
+    Failed(Failure),
+    /// Cut short (shutdown, or a reader that stopped reading): a gRPC status.
+    Aborted(Status),
+}
+
+/// Where a blocking batch producer sends: waits for room without holding up shutdown, and
+/// gives up on a reader that takes nothing for [`READER_STALL_MAX`].
+struct Batches<'a> {
+    handle: &'a tokio::runtime::Handle,
+    sender: &'a mpsc::Sender<Result<FetchForAggregateResponse, Status>>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+/// How long a batch stream waits for its reader to take a batch.
+const READER_STALL_MAX: Duration = Duration::from_secs(60);
+
+impl Batches<'_> {
+    fn send(&mut self, response: FetchForAggregateResponse) -> Result<(), Ended> {
+        let (sender, stopping) = (self.sender, &mut self.stopping);
+        self.handle.block_on(async move {
+            tokio::select! {
+                sent = sender.send(Ok(response)) => sent.map_err(|_| Ended::ReaderGone),
+                _ = stopping.wait_for(|s| *s) => {
+                    Err(Ended::Aborted(Status::unavailable("the runtime is shutting down")))
+                }
+                () = tokio::time::sleep(READER_STALL_MAX) => Err(Ended::Aborted(
+                    Status::deadline_exceeded("the reader took no batch for 60 s"),
+                )),
+            }
+        })
+    }
+}
+
+/// Sends an aggregate's events in batches.
 fn stream_batches(
     runtime: &Runtime,
     tenant: &Tenant,
-    root: Uuid,
-    event_source_id: &str,
+    (root, event_source_id): (Uuid, &str),
     event_types: Option<&[Uuid]>,
-    sender: &mpsc::Sender<Result<FetchForAggregateResponse, Status>>,
-) -> Option<Failure> {
+    out: &mut Batches<'_>,
+) -> Ended {
     let event_types = match event_types {
         Some([]) => {
             let current = match tenant.aggregate_version(root, event_source_id) {
                 Ok(v) => v,
-                Err(e) => return Some(e.into()),
+                Err(e) => return Ended::Failed(e.into()),
             };
-            let response = FetchForAggregateResponse {
-                failure: None,
-                events: Some(aggregate_events(root, event_source_id, current, &[])),
+            let header = aggregate_events(root, event_source_id, current, &[]);
+            return match out.send(FetchForAggregateResponse::ok(header)) {
+                Ok(()) => Ended::Done,
+                Err(ended) => ended,
             };
-            let _ = sender.blocking_send(Ok(response));
-            return None;
         }
         Some(types) => types,
         None => &[],
@@ -450,29 +558,58 @@ fn stream_batches(
         BATCH_BYTES_MAX,
     ) {
         Ok(b) => b,
-        Err(e) => return Some(e.into()),
+        Err(e) => return Ended::Failed(e.into()),
     };
     let current = batches.current_version();
     let mut sent = 0usize;
     loop {
         let events = match batches.next() {
-            None if sent > 0 => return None,
+            None if sent > 0 => return Ended::Done,
             // No events: one response with the header and an empty list.
             None => Vec::new(),
             Some(Ok(events)) => events,
-            Some(Err(e)) => return Some(e.into()),
+            Some(Err(e)) => return Ended::Failed(e.into()),
         };
         runtime.metrics.fetched(tenant.id().0, events.len() as u64);
-        let response = FetchForAggregateResponse {
-            failure: None,
-            events: Some(aggregate_events(root, event_source_id, current, &events)),
-        };
-        if sender.blocking_send(Ok(response)).is_err() {
-            return None;
+        let response = FetchForAggregateResponse::ok(aggregate_events(
+            root,
+            event_source_id,
+            current,
+            &events,
+        ));
+        if let Err(ended) = out.send(response) {
+            return ended;
         }
         if events.is_empty() {
-            return None;
+            return Ended::Done;
         }
         sent += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn an_aggregate_takes_a_bounded_number_of_commits_in_flight() {
+        let waiters = AggregateWaiters::default();
+        let (tenant, root) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let turns: Vec<_> = (0..AGGREGATE_WAITERS_MAX)
+            .map(|_| waiters.enter(tenant, root, "a").unwrap())
+            .collect();
+        assert!(waiters.enter(tenant, root, "a").is_none());
+        assert!(
+            waiters.enter(tenant, root, "b").is_some(),
+            "other aggregates go on"
+        );
+        assert!(
+            waiters.enter(Uuid::from_u128(3), root, "a").is_some(),
+            "other tenants too"
+        );
+        drop(turns);
+        assert!(waiters.enter(tenant, root, "a").is_some());
+        assert!(waiters.counts.lock().is_empty(), "every turn counted out");
     }
 }

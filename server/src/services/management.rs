@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::api::failure::{id, Failure};
+use crate::api::failure::{id, in_band, Failure, InBand};
 use crate::api::ids;
 use crate::proto::dolittle::artifacts::Artifact;
 use crate::proto::dolittle::runtime::aggregates::management::aggregate_roots_server::AggregateRoots;
@@ -30,9 +30,15 @@ use crate::proto::dolittle::runtime::events::management::event_types_server::Eve
 use crate::proto::dolittle::runtime::events::management::{
     EventType, GetAllRequest as GetAllEventTypesRequest, GetAllResponse as GetAllEventTypesResponse,
 };
+use crate::proto::dolittle::runtime::events::CommittedAggregateEvents;
 use crate::runtime::{blocking, Runtime};
 use crate::services::event_store::{aggregate_events, aggregate_of};
 use crate::services::platform::NO_ALIAS;
+
+in_band!(GetAllResponse, aggregate_roots: Vec<AggregateRoot>);
+in_band!(GetOneResponse, aggregate_root: Option<AggregateRoot>);
+in_band!(GetEventsResponse, events: Option<CommittedAggregateEvents>);
+in_band!(GetAllEventTypesResponse, event_types: Vec<EventType>);
 
 /// The management port's services (one value serves them all).
 #[derive(Clone)]
@@ -129,16 +135,9 @@ impl AggregateRoots for ManagementServices {
             aggregate_roots(&runtime, &tenants, None)
         })
         .await;
-        Ok(Response::new(match result {
-            Ok(aggregate_roots) => GetAllResponse {
-                failure: None,
-                aggregate_roots,
-            },
-            Err(f) => GetAllResponse {
-                failure: Some(unknown(f).to_wire()),
-                aggregate_roots: Vec::new(),
-            },
-        }))
+        Ok(Response::new(GetAllResponse::answer(
+            result.map_err(unknown),
+        )))
     }
 
     async fn get_one(
@@ -160,10 +159,7 @@ impl AggregateRoots for ManagementServices {
                 failure: None,
                 aggregate_root,
             },
-            Err(f) => GetOneResponse {
-                failure: Some(unknown(f).to_wire()),
-                aggregate_root: None,
-            },
+            Err(f) => GetOneResponse::failed(&unknown(f)),
         }))
     }
 
@@ -186,16 +182,9 @@ impl AggregateRoots for ManagementServices {
             ))
         })
         .await;
-        Ok(Response::new(match result {
-            Ok(events) => GetEventsResponse {
-                failure: None,
-                events: Some(events),
-            },
-            Err(f) => GetEventsResponse {
-                failure: Some(unknown(f).to_wire()),
-                events: None,
-            },
-        }))
+        Ok(Response::new(GetEventsResponse::answer(
+            result.map_err(unknown),
+        )))
     }
 }
 
@@ -207,22 +196,18 @@ impl EventTypes for ManagementServices {
     ) -> Result<Response<GetAllEventTypesResponse>, Status> {
         let runtime = Arc::clone(&self.runtime);
         let result = blocking(move || Ok(runtime.engine.event_type_aliases()?)).await;
-        Ok(Response::new(match result {
-            Ok(aliases) => GetAllEventTypesResponse {
-                failure: None,
-                event_types: aliases
-                    .into_iter()
-                    .map(|(id, alias)| EventType {
-                        event_type: Some(artifact(id)),
-                        alias,
-                    })
-                    .collect(),
-            },
-            Err(f) => GetAllEventTypesResponse {
-                failure: Some(unknown(f).to_wire()),
-                event_types: Vec::new(),
-            },
-        }))
+        let event_types = result.map(|aliases| {
+            aliases
+                .into_iter()
+                .map(|(id, alias)| EventType {
+                    event_type: Some(artifact(id)),
+                    alias,
+                })
+                .collect()
+        });
+        Ok(Response::new(GetAllEventTypesResponse::answer(
+            event_types.map_err(unknown),
+        )))
     }
 }
 
