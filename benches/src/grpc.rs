@@ -64,6 +64,14 @@ pub struct GrpcArgs {
     seed: u64,
 }
 
+/// Counters read from a server's metrics.
+#[derive(Debug, Clone, Copy)]
+struct ServerCounters {
+    fdatasyncs: u64,
+    commit_seconds: f64,
+    commits: u64,
+}
+
 /// A running server.
 struct ServerProcess {
     child: Child,
@@ -137,8 +145,9 @@ impl ServerProcess {
         }
     }
 
-    /// The server's event-log data syncs so far (from its metrics).
-    fn fdatasyncs(&self) -> Result<u64> {
+    /// From the server's metrics: its event-log data syncs so far, and the total seconds
+    /// and count of the Commit requests it answered (to tell server time from round trip).
+    fn counters(&self) -> Result<ServerCounters> {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port))
             .context("connect to the metrics port")?;
@@ -146,11 +155,22 @@ impl ServerProcess {
             .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
         let mut text = String::new();
         stream.read_to_string(&mut text)?;
-        Ok(text
-            .lines()
-            .filter(|l| l.starts_with("annals_log_fdatasyncs_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum())
+        let sum = |prefix: &str| -> f64 {
+            text.lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        #[expect(
+            clippy::cast_sign_loss,
+            clippy::cast_possible_truncation,
+            reason = "counters read back from their text form: whole, non-negative numbers"
+        )]
+        Ok(ServerCounters {
+            fdatasyncs: sum("annals_log_fdatasyncs_total") as u64,
+            commit_seconds: sum("annals_request_duration_seconds_sum{rpc=\"Commit\""),
+            commits: sum("annals_request_duration_seconds_count{rpc=\"Commit\"") as u64,
+        })
     }
 
     fn stop(mut self) -> Result<()> {
@@ -331,7 +351,7 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
                         &runtime,
                         clients,
                         window,
-                        || before = server.fdatasyncs().ok(),
+                        || before = server.counters().ok(),
                         move |w, i| {
                             let mut client = connections[w].clone();
                             let request = reqs[w * per_writer + (i as usize % per_writer)].clone();
@@ -345,9 +365,16 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
                             }
                         },
                     )?;
-                    let syncs = match (before, server.fdatasyncs().ok()) {
-                        (Some(b), Some(a)) => Some(a.saturating_sub(b)),
-                        _ => None,
+                    let after = server.counters().ok();
+                    let (syncs, server_us) = match (before, after) {
+                        (Some(b), Some(a)) => (
+                            Some(a.fdatasyncs.saturating_sub(b.fdatasyncs)),
+                            ratio_f(
+                                (a.commit_seconds - b.commit_seconds) * 1e6,
+                                a.commits.saturating_sub(b.commits),
+                            ),
+                        ),
+                        _ => (None, None),
                     };
                     server.stop()?;
                     std::fs::remove_dir_all(&dir).ok();
@@ -361,6 +388,9 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
                     );
                     m.fdatasyncs = syncs;
                     m.events_per_fdatasync = syncs.and_then(|s| ratio(outcome.events, s));
+                    // The server's own time per Commit (receipt to answer), beside the round
+                    // trip the clients measured.
+                    m.extra.insert("server_mean_us".into(), json!(server_us));
                     m
                 };
                 progress(rounds, &m);
@@ -463,6 +493,11 @@ where
     }
     outcome.elapsed = counted_from.elapsed();
     Ok(outcome)
+}
+
+/// `a / n`, None for no samples.
+fn ratio_f(a: f64, n: u64) -> Option<f64> {
+    (n > 0).then(|| a / to_f64(n))
 }
 
 fn measure_raw(
@@ -692,8 +727,13 @@ fn measurement(
 
 fn progress(rounds: usize, m: &Measurement) {
     let us = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}us"));
+    let server = m
+        .extra
+        .get("server_mean_us")
+        .and_then(serde_json::Value::as_f64)
+        .map_or_else(String::new, |v| format!("  server mean {v:.0}us"));
     eprintln!(
-        "[{}/{}] {:<22} {:>3}x{:<4} {:<7} {:>11.0} ev/s  p50 {:>8}  p99 {:>8}",
+        "[{}/{}] {:<22} {:>3}x{:<4} {:<7} {:>11.0} ev/s  p50 {:>8}  p99 {:>8}{server}",
         m.round + 1,
         rounds,
         m.workload,
