@@ -124,6 +124,21 @@ impl EventStoreService {
     }
 }
 
+impl EventStoreService {
+    /// Awaits a unary rpc's work (which yields the call's tenant, once known, with its result),
+    /// records it, and answers in band.
+    async fn unary<T, R: InBand<T>>(
+        &self,
+        rpc: &'static str,
+        work: impl std::future::Future<Output = (Option<Uuid>, Result<T, Failure>)>,
+    ) -> Result<Response<R>, Status> {
+        let started = Instant::now();
+        let (tenant, result) = work.await;
+        self.record(rpc, tenant, result.as_ref().err(), started);
+        Ok(Response::new(R::answer(result)))
+    }
+}
+
 fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -347,39 +362,39 @@ impl EventStore for EventStoreService {
         &self,
         request: Request<CommitEventsRequest>,
     ) -> Result<Response<CommitEventsResponse>, Status> {
-        let started = Instant::now();
-        let mut tenant = None;
-        let result = commit(&self.runtime, request.into_inner(), &mut tenant).await;
-        self.record("Commit", tenant, result.as_ref().err(), started);
-        Ok(Response::new(CommitEventsResponse::answer(result)))
+        self.unary("Commit", async {
+            let mut tenant = None;
+            let result = commit(&self.runtime, request.into_inner(), &mut tenant).await;
+            (tenant, result)
+        })
+        .await
     }
 
     async fn commit_for_aggregate(
         &self,
         request: Request<CommitAggregateEventsRequest>,
     ) -> Result<Response<CommitAggregateEventsResponse>, Status> {
-        let started = Instant::now();
-        let mut tenant = None;
-        let result = commit_for_aggregate(
-            &self.runtime,
-            &self.aggregate_waiters,
-            request.into_inner(),
-            &mut tenant,
-        )
-        .await;
-        self.record("CommitForAggregate", tenant, result.as_ref().err(), started);
-        Ok(Response::new(CommitAggregateEventsResponse::answer(result)))
+        self.unary("CommitForAggregate", async {
+            let mut tenant = None;
+            let waiting = &self.aggregate_waiters;
+            let result =
+                commit_for_aggregate(&self.runtime, waiting, request.into_inner(), &mut tenant)
+                    .await;
+            (tenant, result)
+        })
+        .await
     }
 
     async fn fetch_for_aggregate(
         &self,
         request: Request<FetchForAggregateRequest>,
     ) -> Result<Response<FetchForAggregateResponse>, Status> {
-        let started = Instant::now();
-        let mut tenant = None;
-        let result = fetch(&self.runtime, request.into_inner(), &mut tenant).await;
-        self.record("FetchForAggregate", tenant, result.as_ref().err(), started);
-        Ok(Response::new(FetchForAggregateResponse::answer(result)))
+        self.unary("FetchForAggregate", async {
+            let mut tenant = None;
+            let result = fetch(&self.runtime, request.into_inner(), &mut tenant).await;
+            (tenant, result)
+        })
+        .await
     }
 
     async fn fetch_for_aggregate_in_batches(
