@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use annals_engine::{AggregateCommit, Commit, Event, Tenant};
+use annals_engine::{AggregateCommit, Commit, Event, ExecutionContext, Tenant};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -31,6 +31,7 @@ use crate::proto::dolittle::runtime::events::{
     CommitEventsResponse, CommittedAggregateEvents, CommittedEvent,
     FetchForAggregateInBatchesRequest, FetchForAggregateRequest, FetchForAggregateResponse,
 };
+use crate::proto::dolittle::services::CallRequestContext;
 use crate::runtime::{blocking, Runtime};
 
 /// The most a FetchForAggregateInBatches response carries (the original's 2 MiB), counted
@@ -125,16 +126,24 @@ impl EventStoreService {
 }
 
 impl EventStoreService {
-    /// Awaits a unary rpc's work (which yields the call's tenant, once known, with its result),
-    /// records it, and answers in band.
-    async fn unary<T, R: InBand<T>>(
+    /// Resolves a unary rpc's tenant from its call context, runs its work with the execution
+    /// context and tenant, records it, and answers in band.
+    async fn unary<T, R, Fut>(
         &self,
         rpc: &'static str,
-        work: impl std::future::Future<Output = (Option<Uuid>, Result<T, Failure>)>,
-    ) -> Result<Response<R>, Status> {
+        call_context: Option<CallRequestContext>,
+        work: impl FnOnce(ExecutionContext, Arc<Tenant>) -> Fut,
+    ) -> Result<Response<R>, Status>
+    where
+        R: InBand<T>,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
         let started = Instant::now();
-        let (tenant, result) = work.await;
-        self.record(rpc, tenant, result.as_ref().err(), started);
+        let (tenant_id, result) = match tenant_of(&self.runtime, call_context.as_ref()) {
+            Ok((context, tenant)) => (Some(context.tenant_id), work(context, tenant).await),
+            Err(f) => (None, Err(f)),
+        };
+        self.record(rpc, tenant_id, result.as_ref().err(), started);
         Ok(Response::new(R::answer(result)))
     }
 }
@@ -148,8 +157,8 @@ fn now_ns() -> i64 {
 /// The tenant of a call, from its execution context.
 fn tenant_of(
     runtime: &Runtime,
-    context: Option<&crate::proto::dolittle::services::CallRequestContext>,
-) -> Result<(annals_engine::ExecutionContext, Arc<Tenant>), Failure> {
+    context: Option<&CallRequestContext>,
+) -> Result<(ExecutionContext, Arc<Tenant>), Failure> {
     let context = convert::call_context(context)?;
     let tenant = runtime.tenant(context.tenant_id)?;
     Ok((context, tenant))
@@ -157,11 +166,9 @@ fn tenant_of(
 
 async fn commit(
     runtime: &Runtime,
+    (context, tenant): (ExecutionContext, Arc<Tenant>),
     request: CommitEventsRequest,
-    tenant_id: &mut Option<Uuid>,
 ) -> Result<Vec<CommittedEvent>, Failure> {
-    let (context, tenant) = tenant_of(runtime, request.call_context.as_ref())?;
-    *tenant_id = Some(context.tenant_id);
     if request.events.is_empty() {
         return Err(Failure::no_events());
     }
@@ -207,11 +214,9 @@ async fn commit(
 async fn commit_for_aggregate(
     runtime: &Runtime,
     waiting: &AggregateWaiters,
+    (context, tenant): (ExecutionContext, Arc<Tenant>),
     request: CommitAggregateEventsRequest,
-    tenant_id: &mut Option<Uuid>,
 ) -> Result<CommittedAggregateEvents, Failure> {
-    let (context, tenant) = tenant_of(runtime, request.call_context.as_ref())?;
-    *tenant_id = Some(context.tenant_id);
     let aggregate = request
         .events
         .ok_or_else(|| Failure::invalid("events is missing"))?;
@@ -331,11 +336,9 @@ pub(crate) fn aggregate_events(
 
 async fn fetch(
     runtime: &Runtime,
+    (context, tenant): (ExecutionContext, Arc<Tenant>),
     request: FetchForAggregateRequest,
-    tenant_id: &mut Option<Uuid>,
 ) -> Result<CommittedAggregateEvents, Failure> {
-    let (context, tenant) = tenant_of(runtime, request.call_context.as_ref())?;
-    *tenant_id = Some(context.tenant_id);
     let (root, event_source_id) = aggregate_of("aggregate", request.aggregate.as_ref())?;
     let fetched =
         blocking(move || Ok(tenant.fetch_for_aggregate(root, &event_source_id, &[])?)).await?;
@@ -362,10 +365,10 @@ impl EventStore for EventStoreService {
         &self,
         request: Request<CommitEventsRequest>,
     ) -> Result<Response<CommitEventsResponse>, Status> {
-        self.unary("Commit", async {
-            let mut tenant = None;
-            let result = commit(&self.runtime, request.into_inner(), &mut tenant).await;
-            (tenant, result)
+        let mut request = request.into_inner();
+        let call_context = request.call_context.take();
+        self.unary("Commit", call_context, |context, tenant| {
+            commit(&self.runtime, (context, tenant), request)
         })
         .await
     }
@@ -374,13 +377,11 @@ impl EventStore for EventStoreService {
         &self,
         request: Request<CommitAggregateEventsRequest>,
     ) -> Result<Response<CommitAggregateEventsResponse>, Status> {
-        self.unary("CommitForAggregate", async {
-            let mut tenant = None;
+        let mut request = request.into_inner();
+        let call_context = request.call_context.take();
+        self.unary("CommitForAggregate", call_context, |context, tenant| {
             let waiting = &self.aggregate_waiters;
-            let result =
-                commit_for_aggregate(&self.runtime, waiting, request.into_inner(), &mut tenant)
-                    .await;
-            (tenant, result)
+            commit_for_aggregate(&self.runtime, waiting, (context, tenant), request)
         })
         .await
     }
@@ -389,10 +390,10 @@ impl EventStore for EventStoreService {
         &self,
         request: Request<FetchForAggregateRequest>,
     ) -> Result<Response<FetchForAggregateResponse>, Status> {
-        self.unary("FetchForAggregate", async {
-            let mut tenant = None;
-            let result = fetch(&self.runtime, request.into_inner(), &mut tenant).await;
-            (tenant, result)
+        let mut request = request.into_inner();
+        let call_context = request.call_context.take();
+        self.unary("FetchForAggregate", call_context, |context, tenant| {
+            fetch(&self.runtime, (context, tenant), request)
         })
         .await
     }
