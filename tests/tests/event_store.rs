@@ -6,8 +6,9 @@
 use annals_tests::proto::dolittle::runtime::events::event_store_client::EventStoreClient;
 use annals_tests::proto::dolittle::runtime::events::fetch_for_aggregate_in_batches_request::Request as BatchKind;
 use annals_tests::proto::dolittle::runtime::events::{
-    Aggregate, FetchAllEventsForAggregateInBatchesRequest, FetchEventsForAggregateInBatchesRequest,
-    FetchForAggregateInBatchesRequest, FetchForAggregateRequest,
+    Aggregate, CommitAggregateEventsResponse, FetchAllEventsForAggregateInBatchesRequest,
+    FetchEventsForAggregateInBatchesRequest, FetchForAggregateInBatchesRequest,
+    FetchForAggregateRequest,
 };
 use annals_tests::proto::dolittle::services::CallRequestContext;
 use annals_tests::{
@@ -45,6 +46,26 @@ fn batches_request(
         }),
         request: kind,
     }
+}
+
+/// Commits `events` to the Development tenant's aggregate (ROOT, `event_source`) at `expected`.
+async fn for_aggregate(
+    client: &mut EventStoreClient<Channel>,
+    event_source: &str,
+    expected: u64,
+    events: &[(Uuid, &str)],
+) -> CommitAggregateEventsResponse {
+    client
+        .commit_for_aggregate(aggregate_request(
+            DEVELOPMENT,
+            ROOT,
+            event_source,
+            expected,
+            events,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 async fn batches(
@@ -128,17 +149,13 @@ async fn commit_returns_what_was_committed_with_sequence_numbers_from_zero() {
 async fn commit_for_aggregate_counts_versions_and_refuses_a_stale_expectation() {
     let server = Server::start().await;
     let mut client = EventStoreClient::new(server.private().await);
-    let response = client
-        .commit_for_aggregate(aggregate_request(
-            DEVELOPMENT,
-            ROOT,
-            "order-1",
-            0,
-            &[(TYPE_A, "{}"), (TYPE_B, r#"{"x":2}"#)],
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let response = for_aggregate(
+        &mut client,
+        "order-1",
+        0,
+        &[(TYPE_A, "{}"), (TYPE_B, r#"{"x":2}"#)],
+    )
+    .await;
     assert!(response.failure.is_none(), "{:?}", response.failure);
     let events = response.events.unwrap();
     assert_eq!(events.event_source_id, "order-1");
@@ -158,17 +175,7 @@ async fn commit_for_aggregate_counts_versions_and_refuses_a_stale_expectation() 
     assert_eq!(versions, [0, 1]);
 
     // Same expectation again: conflict, with both versions in the reason; nothing written.
-    let response = client
-        .commit_for_aggregate(aggregate_request(
-            DEVELOPMENT,
-            ROOT,
-            "order-1",
-            0,
-            &[(TYPE_A, "{}")],
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let response = for_aggregate(&mut client, "order-1", 0, &[(TYPE_A, "{}")]).await;
     assert_eq!(
         failure_id(response.failure.as_ref()),
         Some(failures::CONFLICT)
@@ -187,32 +194,12 @@ async fn commit_for_aggregate_counts_versions_and_refuses_a_stale_expectation() 
     assert_eq!(fetched.events.unwrap().events.len(), 2);
 
     // A new aggregate expects 0; anything else conflicts.
-    let response = client
-        .commit_for_aggregate(aggregate_request(
-            DEVELOPMENT,
-            ROOT,
-            "order-2",
-            5,
-            &[(TYPE_A, "{}")],
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let response = for_aggregate(&mut client, "order-2", 5, &[(TYPE_A, "{}")]).await;
     assert_eq!(
         failure_id(response.failure.as_ref()),
         Some(failures::CONFLICT)
     );
-    let response = client
-        .commit_for_aggregate(aggregate_request(
-            DEVELOPMENT,
-            ROOT,
-            "order-1",
-            2,
-            &[(TYPE_A, "{}")],
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let response = for_aggregate(&mut client, "order-1", 2, &[(TYPE_A, "{}")]).await;
     assert!(response.failure.is_none());
     assert_eq!(
         response.events.unwrap().events[0].event_log_sequence_number,
@@ -230,17 +217,7 @@ async fn fetches_whole_in_bounded_batches_and_by_event_type() {
     let big = format!(r#"{{"payload": "{}"}}"#, "x".repeat(400 * 1024));
     for version in 0..12u64 {
         let t = if version % 3 == 0 { TYPE_B } else { TYPE_A };
-        let r = client
-            .commit_for_aggregate(aggregate_request(
-                DEVELOPMENT,
-                ROOT,
-                "big",
-                version,
-                &[(t, &big)],
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+        let r = for_aggregate(&mut client, "big", version, &[(t, &big)]).await;
         assert!(r.failure.is_none(), "{:?}", r.failure);
     }
     // A plain commit and another aggregate in between must not show up.
@@ -410,11 +387,7 @@ async fn bad_requests_get_failures_and_write_nothing() {
         .unwrap()
         .into_inner();
     assert_eq!(failure_id(r.failure.as_ref()), Some(failures::NO_EVENTS));
-    let r = client
-        .commit_for_aggregate(aggregate_request(DEVELOPMENT, ROOT, "es", 0, &[]))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = for_aggregate(&mut client, "es", 0, &[]).await;
     assert_eq!(failure_id(r.failure.as_ref()), Some(failures::NO_EVENTS));
 
     for (content, what) in [
@@ -444,17 +417,7 @@ async fn bad_requests_get_failures_and_write_nothing() {
                 .contains("events[1].content is not a JSON object"),
             "{what}"
         );
-        let r = client
-            .commit_for_aggregate(aggregate_request(
-                DEVELOPMENT,
-                ROOT,
-                "es",
-                0,
-                &[(TYPE_A, content)],
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+        let r = for_aggregate(&mut client, "es", 0, &[(TYPE_A, content)]).await;
         assert_eq!(
             failure_id(r.failure.as_ref()),
             Some(failures::OTHER),
@@ -537,17 +500,7 @@ async fn bad_requests_get_failures_and_write_nothing() {
         .unwrap()
         .into_inner();
     assert_eq!(r.events[0].event_log_sequence_number, 0);
-    let r = client
-        .commit_for_aggregate(aggregate_request(
-            DEVELOPMENT,
-            ROOT,
-            "es",
-            0,
-            &[(TYPE_A, "{}")],
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = for_aggregate(&mut client, "es", 0, &[(TYPE_A, "{}")]).await;
     assert!(r.failure.is_none());
 }
 
