@@ -680,6 +680,27 @@ impl Tenant {
         expected_position: u64,
         entries: &[(EventLogSequenceNumber, &str)],
     ) -> Result<u64> {
+        self.append_to_stream_with_state(
+            scope,
+            stream,
+            expected_position,
+            entries,
+            StateBatch::new(),
+        )
+    }
+
+    /// Like [`append_to_stream`](Self::append_to_stream), and writes `state` in the same
+    /// atomic, durable write: a filter stores the entries it wrote and the position it reached
+    /// together, so after a crash it resumes exactly after what it wrote (never writing an
+    /// entry twice, never skipping one). Nothing is written when the position check fails.
+    pub fn append_to_stream_with_state(
+        &self,
+        scope: ScopeId,
+        stream: Uuid,
+        expected_position: u64,
+        entries: &[(EventLogSequenceNumber, &str)],
+        state: StateBatch,
+    ) -> Result<u64> {
         self.check_live()?;
         let end_key = keys::stream_end(scope.0, stream);
         let _held = self.stream_locks.lock(end_key.clone());
@@ -690,11 +711,17 @@ impl Tenant {
                 actual,
             });
         }
-        if entries.is_empty() {
+        if entries.is_empty() && state.is_empty() {
             return Ok(actual);
         }
         let cf = self.cf()?;
         let mut batch = WriteBatch::default();
+        for key in state.deletes {
+            batch.delete_cf(&cf, key);
+        }
+        for (key, value) in state.puts {
+            batch.put_cf(&cf, key, value);
+        }
         let mut position = actual;
         for (seq, partition) in entries {
             let mut value = seq.0.to_le_bytes().to_vec();

@@ -14,7 +14,9 @@
 mod api;
 pub mod config;
 mod metrics;
+mod processing;
 pub mod proto;
+mod reverse_call;
 mod runtime;
 mod server;
 mod services;

@@ -11,12 +11,22 @@
 //! | `annals_fetched_events_total` | counter | tenant |
 //! | `annals_log_commits_total`, `annals_log_events_total` | counter | tenant |
 //! | `annals_log_groups_total`, `annals_log_fdatasyncs_total` | counter | tenant (group commits and data syncs of the tenant's event log) |
+//! | `annals_processor_events_processed_total` | counter | kind (`event_handler`, `filter`), processor, scope, tenant |
+//! | `annals_processor_failures_total` | counter | the same (each failure the head reported, retried or not) |
+//! | `annals_processor_position` | gauge | the same (the next event-log position to process, as last written) |
+//! | `annals_processor_lag_events` | gauge | the same (events in the log past that position) |
 //! | `annals_up` | gauge | |
+//!
+//! Processor series exist for processors that are connected (position and lag) or have been
+//! since the start (counters); heads register a bounded set of handlers and filters.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use annals_engine::Log;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use crate::processing::{Kind, Processors};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -41,6 +51,80 @@ struct LatencyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProcessorLabels {
+    kind: &'static str,
+    processor: String,
+    scope: String,
+    tenant: String,
+}
+
+impl ProcessorLabels {
+    fn new(kind: Kind, processor: Uuid, scope: Uuid, tenant: Uuid) -> ProcessorLabels {
+        ProcessorLabels {
+            kind: kind.label(),
+            processor: processor.to_string(),
+            scope: scope.to_string(),
+            tenant: tenant.to_string(),
+        }
+    }
+}
+
+/// A processor's labels, position and lag.
+type Row = (ProcessorLabels, u64, u64);
+type ReadRow = fn(&Row) -> u64;
+
+/// Where each connected processor is and how far behind its log, read at each scrape.
+struct ProcessorCollector {
+    processors: Arc<Processors>,
+}
+
+impl std::fmt::Debug for ProcessorCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProcessorCollector")
+    }
+}
+
+impl Collector for ProcessorCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut rows = Vec::new();
+        for registration in self.processors.every() {
+            for (tenant, handle) in &registration.tenants {
+                let position = handle.status.lock().state.event_log_position;
+                let end = handle.log.next_sequence_number().0;
+                let labels = ProcessorLabels::new(
+                    registration.key.kind,
+                    registration.key.id,
+                    registration.key.scope,
+                    *tenant,
+                );
+                rows.push((labels, position, end.saturating_sub(position)));
+            }
+        }
+        let series: [(&str, &str, ReadRow); 2] = [
+            (
+                "processor_position",
+                "Next event-log position a connected processor will process (as last written)",
+                |row| row.1,
+            ),
+            (
+                "processor_lag_events",
+                "Events in the log past a connected processor's position",
+                |row| row.2,
+            ),
+        ];
+        for (name, help, read) in series {
+            let gauge = ConstGauge::new(0i64);
+            let mut family = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            for row in &rows {
+                ConstGauge::new(i64::try_from(read(row)).unwrap_or(i64::MAX))
+                    .encode(family.encode_family(&row.0)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TenantLabels {
     tenant: String,
 }
@@ -60,6 +144,8 @@ pub(crate) struct Metrics {
     latency: Family<LatencyLabels, Histogram>,
     committed: Family<TenantLabels, Counter>,
     fetched: Family<TenantLabels, Counter>,
+    processed: Family<ProcessorLabels, Counter>,
+    processor_failures: Family<ProcessorLabels, Counter>,
 }
 
 /// The write path's counters of each tenant's event log, read at each scrape.
@@ -109,9 +195,22 @@ impl Collector for LogCollector {
 
 impl Metrics {
     /// The metrics; `logs` are the configured tenants' event logs.
-    pub(crate) fn new(logs: Vec<(Uuid, Arc<Log>)>) -> Metrics {
+    pub(crate) fn new(logs: Vec<(Uuid, Arc<Log>)>, processors: Arc<Processors>) -> Metrics {
         let mut registry = Registry::with_prefix("annals");
         registry.register_collector(Box::new(LogCollector { logs }));
+        registry.register_collector(Box::new(ProcessorCollector { processors }));
+        let processed = Family::<ProcessorLabels, Counter>::default();
+        let processor_failures = Family::<ProcessorLabels, Counter>::default();
+        registry.register(
+            "processor_events_processed",
+            "Events a processor's head processed successfully",
+            processed.clone(),
+        );
+        registry.register(
+            "processor_failures",
+            "Failures a processor's head reported (each attempt)",
+            processor_failures.clone(),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         // 50 us .. ~1.6 s in 16 doublings: a group commit on a quiet disk up to a stall.
         let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(|| {
@@ -148,7 +247,25 @@ impl Metrics {
             latency,
             committed,
             fetched,
+            processed,
+            processor_failures,
         }
+    }
+
+    /// A processor's (processed, failures) counters for one tenant; the same across
+    /// reconnects.
+    pub(crate) fn processor_counters(
+        &self,
+        kind: Kind,
+        processor: Uuid,
+        scope: Uuid,
+        tenant: Uuid,
+    ) -> (Counter, Counter) {
+        let labels = ProcessorLabels::new(kind, processor, scope, tenant);
+        (
+            self.processed.get_or_create(&labels).clone(),
+            self.processor_failures.get_or_create(&labels).clone(),
+        )
     }
 
     /// Records one answered request.

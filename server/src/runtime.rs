@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::api::failure::Failure;
 use crate::config::RuntimeConfig;
 use crate::metrics::Metrics;
+use crate::processing::Processors;
 use crate::proto::dolittle::runtime::client::BuildResults;
 
 /// The runtime's shared state.
@@ -24,6 +25,8 @@ pub(crate) struct Runtime {
     pub(crate) config: RuntimeConfig,
     tenants: HashMap<Uuid, Arc<Tenant>>,
     pub(crate) metrics: Metrics,
+    /// The connected event handlers and filters.
+    pub(crate) processors: Arc<Processors>,
     /// What the last head to handshake reported of its build (management Client service).
     pub(crate) build_results: Mutex<Option<BuildResults>>,
     /// Turns true when shutdown begins: long-running work (batch streams) ends early.
@@ -61,11 +64,13 @@ impl Runtime {
             logs.push((id, tenant.event_log()?));
         }
         logs.sort_by_key(|(id, _)| *id);
+        let processors = Arc::new(Processors::default());
         Ok(Runtime {
             engine,
             config,
             tenants,
-            metrics: Metrics::new(logs),
+            metrics: Metrics::new(logs, Arc::clone(&processors)),
+            processors,
             build_results: Mutex::new(None),
             stopping,
         })

@@ -36,13 +36,19 @@ use crate::proto::dolittle::runtime::configuration::management::configuration_se
 use crate::proto::dolittle::runtime::events::event_store_server::EventStoreServer;
 use crate::proto::dolittle::runtime::events::event_types_server::EventTypesServer;
 use crate::proto::dolittle::runtime::events::management::event_types_server::EventTypesServer as ManagementEventTypesServer;
+use crate::proto::dolittle::runtime::events::processing::event_handlers_server::EventHandlersServer;
+use crate::proto::dolittle::runtime::events::processing::filters_server::FiltersServer;
+use crate::proto::dolittle::runtime::events::processing::management::event_handlers_server::EventHandlersServer as ManagementEventHandlersServer;
 use crate::proto::dolittle::runtime::handshake::handshake_server::HandshakeServer;
 use crate::proto::dolittle::runtime::resources::resources_server::ResourcesServer;
 use crate::proto::dolittle::runtime::tenancy::tenants_server::TenantsServer;
 use crate::runtime::Runtime;
+use crate::services::event_handlers::EventHandlersService;
 use crate::services::event_store::EventStoreService;
+use crate::services::filters::FiltersService;
 use crate::services::management::ManagementServices;
 use crate::services::platform::PlatformServices;
+use crate::services::processing_management::EventHandlersManagement;
 
 /// The largest gRPC message accepted or sent: a commit of many events, or a fetch batch
 /// (2 MiB) with room to spare. The original (ASP.NET) allows 4 MiB.
@@ -144,6 +150,8 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
             name::<AggregateRootsServer<PlatformServices>>(),
             name::<ResourcesServer<PlatformServices>>(),
             name::<EventStoreServer<EventStoreService>>(),
+            name::<EventHandlersServer<EventHandlersService>>(),
+            name::<FiltersServer<FiltersService>>(),
         ];
         let router = grpc_base(&names)
             .await?
@@ -154,6 +162,16 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
             .add_service(ResourcesServer::new(platform.clone()))
             .add_service(
                 EventStoreServer::new(EventStoreService::new(Arc::clone(&runtime)))
+                    .max_decoding_message_size(MESSAGE_BYTES_MAX)
+                    .max_encoding_message_size(MESSAGE_BYTES_MAX),
+            )
+            .add_service(
+                EventHandlersServer::new(EventHandlersService::new(Arc::clone(&runtime)))
+                    .max_decoding_message_size(MESSAGE_BYTES_MAX)
+                    .max_encoding_message_size(MESSAGE_BYTES_MAX),
+            )
+            .add_service(
+                FiltersServer::new(FiltersService::new(Arc::clone(&runtime)))
                     .max_decoding_message_size(MESSAGE_BYTES_MAX)
                     .max_encoding_message_size(MESSAGE_BYTES_MAX),
             );
@@ -173,6 +191,7 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
             name::<ManagementEventTypesServer<ManagementServices>>(),
             name::<ClientServer<ManagementServices>>(),
             name::<ConfigurationServer<ManagementServices>>(),
+            name::<ManagementEventHandlersServer<EventHandlersManagement>>(),
         ];
         let router = grpc_base(&names)
             .await?
@@ -181,7 +200,10 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
             ))
             .add_service(ManagementEventTypesServer::new(management_services.clone()))
             .add_service(ClientServer::new(management_services.clone()))
-            .add_service(ConfigurationServer::new(management_services.clone()));
+            .add_service(ConfigurationServer::new(management_services.clone()))
+            .add_service(ManagementEventHandlersServer::new(
+                EventHandlersManagement::new(Arc::clone(&runtime)),
+            ));
         tasks.spawn(run_grpc("management", router, listener, stop_rx.clone()));
     }
     if let Some(listener) = web {

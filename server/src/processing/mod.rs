@@ -1,0 +1,217 @@
+//! Stream processing: event handlers and filters, each a processor per tenant that reads the
+//! scope's event log, asks the head about each event over its reverse call, and keeps its
+//! position durably.
+//!
+//! - [`processor`] is the per-tenant loop shared by every kind: catch-up then live without a
+//!   gap, ordering, concurrency, retries, parked partitions, batched durable positions.
+//! - This module keeps the registry of connected processors (one per kind, scope and id at a
+//!   time), what management reads and commands through it, and what metrics read.
+
+pub(crate) mod processor;
+pub(crate) mod session;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use annals_engine::{EventType, Log, ProcessingFailure, StreamProcessorState};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::api::failure::Failure;
+
+/// What a processor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Kind {
+    /// An event handler (reads the event log, writes nothing).
+    EventHandler,
+    /// A filter (private or public): writes the events the head includes to its stream.
+    Filter,
+}
+
+impl Kind {
+    /// The `kind` label of its metrics.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Kind::EventHandler => "event_handler",
+            Kind::Filter => "filter",
+        }
+    }
+}
+
+/// A processor's identity: at most one connection holds it at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ProcessorKey {
+    pub(crate) kind: Kind,
+    pub(crate) scope: Uuid,
+    pub(crate) id: Uuid,
+}
+
+/// A command to a tenant's processor, from management.
+pub(crate) enum Command {
+    /// Start over from an event-log position (stream positions restart at 0, failures are
+    /// forgotten).
+    Reprocess {
+        event_log_position: u64,
+        done: oneshot::Sender<Result<(), Failure>>,
+    },
+}
+
+/// What management and metrics see of one tenant's processor.
+#[derive(Debug, Default)]
+pub(crate) struct TenantStatus {
+    /// The state as last written (positions, failures).
+    pub(crate) state: StreamProcessorState,
+    /// An unpartitioned processor's failure it is retrying now (not yet stopped).
+    pub(crate) retrying: Option<ProcessingFailure>,
+}
+
+/// One tenant's processor of a connected processor.
+pub(crate) struct TenantHandle {
+    pub(crate) status: Arc<Mutex<TenantStatus>>,
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) log: Arc<Log>,
+    /// Set while a reprocess command is under way (a second one is refused).
+    pub(crate) resetting: AtomicBool,
+}
+
+/// A connected processor.
+pub(crate) struct Registration {
+    pub(crate) key: ProcessorKey,
+    pub(crate) event_types: Vec<EventType>,
+    pub(crate) partitioned: bool,
+    pub(crate) alias: Option<String>,
+    /// By tenant id; fixed when registered (the configured tenants).
+    pub(crate) tenants: HashMap<Uuid, Arc<TenantHandle>>,
+}
+
+/// The connected processors.
+#[derive(Default)]
+pub(crate) struct Processors {
+    active: Mutex<HashMap<ProcessorKey, Arc<Registration>>>,
+}
+
+/// Holds a processor's place in the registry; dropping it frees the place.
+pub(crate) struct Registered {
+    processors: Arc<Processors>,
+    key: ProcessorKey,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.processors.active.lock().remove(&self.key);
+    }
+}
+
+impl Processors {
+    /// Takes the place of `registration`; `None` when another connection holds it.
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        registration: Arc<Registration>,
+    ) -> Option<Registered> {
+        let key = registration.key;
+        let mut active = self.active.lock();
+        if active.contains_key(&key) {
+            return None;
+        }
+        active.insert(key, registration);
+        Some(Registered {
+            processors: Arc::clone(self),
+            key,
+        })
+    }
+
+    /// A connected processor.
+    pub(crate) fn get(&self, key: &ProcessorKey) -> Option<Arc<Registration>> {
+        self.active.lock().get(key).cloned()
+    }
+
+    /// Every connected processor of a kind, by scope and id.
+    pub(crate) fn all(&self, kind: Kind) -> Vec<Arc<Registration>> {
+        let mut all: Vec<_> = self
+            .active
+            .lock()
+            .values()
+            .filter(|r| r.key.kind == kind)
+            .cloned()
+            .collect();
+        all.sort_by_key(|r| r.key);
+        all
+    }
+
+    /// Every connected processor.
+    pub(crate) fn every(&self) -> Vec<Arc<Registration>> {
+        let mut all: Vec<_> = self.active.lock().values().cloned().collect();
+        all.sort_by_key(|r| r.key);
+        all
+    }
+}
+
+impl TenantHandle {
+    /// Asks the processor to start over from `event_log_position`; returns once the new
+    /// position is durable.
+    pub(crate) async fn reprocess(&self, event_log_position: u64) -> Result<(), Failure> {
+        if self.resetting.swap(true, Ordering::AcqRel) {
+            return Err(Failure::new(
+                failures::ALREADY_SETTING_POSITION,
+                "the processor is already being set to a new position",
+            ));
+        }
+        let (done, answer) = oneshot::channel();
+        let sent = self
+            .commands
+            .send(Command::Reprocess {
+                event_log_position,
+                done,
+            })
+            .await;
+        let result = match sent {
+            Ok(()) => answer.await.unwrap_or_else(|_| {
+                Err(Failure::new(
+                    failures::NOT_REGISTERED,
+                    "the processor disconnected before it was reset",
+                ))
+            }),
+            Err(_) => Err(Failure::new(
+                failures::NOT_REGISTERED,
+                "the processor disconnected before it was reset",
+            )),
+        };
+        self.resetting.store(false, Ordering::Release);
+        result
+    }
+}
+
+/// Failure ids of processing (the original's).
+pub(crate) mod failures {
+    use uuid::Uuid;
+
+    /// Event handlers: no registration arrived, or it was not valid.
+    pub(crate) const EVENT_HANDLER_FAILED_TO_REGISTER: Uuid =
+        Uuid::from_u128(0xdbfd_fa15_e727_49f6_bed8_7a78_7954_a4c6);
+    /// Event handlers: the handler (scope, id) is connected already.
+    pub(crate) const EVENT_HANDLER_ALREADY_REGISTERED: Uuid =
+        Uuid::from_u128(0x19dc_6254_1732_4625_90af_4447_32bc_e795);
+    /// Event handlers: the id cannot be a stream's (the empty id is the event log's).
+    pub(crate) const EVENT_HANDLER_ON_NON_WRITEABLE_STREAM: Uuid =
+        Uuid::from_u128(0x45b4_c918_37a5_405c_9865_d032_869b_1d24);
+    /// Filters: the id cannot be a stream's.
+    pub(crate) const FILTER_ON_NON_WRITEABLE_STREAM: Uuid =
+        Uuid::from_u128(0x2cdb_6143_4f3d_49cb_bd58_68fd_1376_dab1);
+    /// Filters: no registration arrived, it was not valid, or the filter is connected already.
+    pub(crate) const FILTER_FAILED_TO_REGISTER: Uuid =
+        Uuid::from_u128(0xf048_0899_8aed_4191_b339_5121_f4d9_f2e2);
+    /// Management: the event handler is not connected.
+    pub(crate) const NOT_REGISTERED: Uuid =
+        Uuid::from_u128(0x0006_69b7_2ad3_4c4c_a245_55ba_33c4_8a4d);
+    /// Management: the event handler does not run for that tenant.
+    pub(crate) const NOT_REGISTERED_FOR_TENANT: Uuid =
+        Uuid::from_u128(0x7bc3_40c0_c0e1_4ef6_9c44_2030_4bfc_2ef2);
+    /// Management: a reset of the same processor is under way.
+    pub(crate) const ALREADY_SETTING_POSITION: Uuid =
+        Uuid::from_u128(0xf5d9_c2db_c6e3_4d12_848c_c298_1c4f_fb85);
+    /// Management: the position is past the end of the log.
+    pub(crate) const CANNOT_REPROCESS_ABOVE_CURRENT: Uuid =
+        Uuid::from_u128(0xd3a0_bafc_4746_41ed_b4a4_e67b_5055_9703);
+}

@@ -1,0 +1,793 @@
+//! One tenant's processor: reads the scope's event log from its position, asks the head about
+//! each selected event through a [`Handler`], and keeps its position durably.
+//!
+//! Reading: the log is read in batches on a blocking thread (`READ_RECORDS_MAX` records) and
+//! the selected events are decoded into wire events there; the loop keeps at most
+//! `BUFFERED_EVENTS_MAX` of them ahead of what is in flight, and reads again only when below
+//! that. When it is at the end of the log it waits for the next commit without polling, so
+//! catch-up turns into live delivery at one position: no gap, no duplicate.
+//!
+//! Ordering and concurrency: an unpartitioned processor has one event in flight, in log
+//! order. A partitioned one has up to `concurrency` in flight, never two of one partition (the
+//! event source): a partition's later events wait in its queue (at most `QUEUED_EVENTS_MAX`
+//! over all partitions).
+//!
+//! Failures: an unpartitioned processor retries an event the head failed with `retry` after
+//! the head's timeout, for as long as it asks; a failure without retry stops this tenant's
+//! processor until the head registers again (the event is retried then) or management resets
+//! it. A partitioned processor parks the partition instead (a failing partition) and goes on
+//! with the others; the parked partition's events are skipped by the main pass and delivered
+//! by a catch-up of that partition alone when its retry time comes (or at the next
+//! registration for a failure without retry). The catch-up runs with nothing else in flight,
+//! from the failed event to where the main pass is, so no event of the partition is missed
+//! or delivered twice.
+//!
+//! Positions (at-least-once): the stored position is the earliest event not yet processed
+//! (the low-water mark of everything read), so it never passes an event the head has not
+//! answered. It is written at most every `FLUSH_INTERVAL` while events are processed, at once
+//! on a failure, and when the processor stops; a crash redelivers at most what was answered
+//! since the last write. A filter writes the events it included and its position in one atomic
+//! write, so its stream never holds an event twice.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use annals_engine::{
+    EventLogSequenceNumber, EventView, FailingPartition, Log, ProcessingFailure, ScopeId,
+    StateBatch, StreamProcessorId, StreamProcessorState, Tenant,
+};
+use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::api::convert;
+use crate::api::failure::Failure;
+use crate::api::ids;
+use crate::processing::{Command, TenantStatus};
+use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
+use crate::proto::dolittle::runtime::events::processing::RetryProcessingState;
+use crate::proto::dolittle::runtime::events::CommittedEvent;
+use crate::reverse_call::CallError;
+
+/// Records per read of the log.
+const READ_RECORDS_MAX: usize = 512;
+/// Payload bytes per read of the log.
+const READ_BYTES_MAX: usize = 1 << 20;
+/// Selected events read ahead of dispatch.
+const BUFFERED_EVENTS_MAX: usize = 1024;
+/// Events waiting behind an in-flight event of their partition, over all partitions.
+const QUEUED_EVENTS_MAX: usize = 1024;
+/// How often positions are written while events are processed.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// An event to deliver.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    /// Its event-log sequence number.
+    pub(crate) sequence_number: u64,
+    /// Its stream position (the count of selected events before it).
+    pub(crate) position: u64,
+    /// Its partition: the event source id.
+    pub(crate) partition: String,
+    /// The event's correlation id (the request's execution context carries it).
+    pub(crate) correlation_id: Uuid,
+    /// The event as the head sees it.
+    pub(crate) event: Arc<CommittedEvent>,
+}
+
+/// What the head answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Processed; a filter says whether it included the event, and in which stream partition.
+    Done { include: Option<String> },
+    /// Failed: `retry_after` when the head asks to be asked again after that long.
+    Failed {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Asks the head about one event (an event handler's handle request, a filter's filter
+/// request).
+pub(crate) trait Handler: Send + Sync + 'static {
+    /// Whether the head is asked about this event at all (event types, public flag).
+    fn selects(&self, event: &EventView<'_>) -> bool;
+
+    /// Asks the head about `delivery` with the request's execution context; `retry` when the
+    /// event failed before.
+    fn handle(
+        &self,
+        execution_context: WireExecutionContext,
+        delivery: &Delivery,
+        retry: Option<RetryProcessingState>,
+    ) -> impl Future<Output = Result<Outcome, CallError>> + Send;
+}
+
+/// Where a processor without a stored position starts, and what it skips.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Bounds {
+    /// The first event-log position when nothing is stored.
+    pub(crate) start: StartFrom,
+    /// Events that occurred before this (Unix ns) are not delivered.
+    pub(crate) not_before_ns: Option<i64>,
+    /// Events that occurred at or after this (Unix ns) are not delivered.
+    pub(crate) stop_at_ns: Option<i64>,
+}
+
+/// Where a new processor starts.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) enum StartFrom {
+    /// At the first event.
+    #[default]
+    Start,
+    /// After the last event committed when it registers.
+    Latest,
+    /// At an event-log sequence number.
+    Position(u64),
+}
+
+/// Where a filter writes what it includes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TargetStream {
+    pub(crate) scope: ScopeId,
+    pub(crate) stream: Uuid,
+}
+
+/// Everything one tenant's processor runs with.
+pub(crate) struct TenantProcessor<H: Handler> {
+    pub(crate) handler: Arc<H>,
+    pub(crate) tenant: Arc<Tenant>,
+    pub(crate) log: Arc<Log>,
+    pub(crate) id: StreamProcessorId,
+    pub(crate) partitioned: bool,
+    /// Events in flight at most (1 for unpartitioned processors).
+    pub(crate) concurrency: usize,
+    pub(crate) bounds: Bounds,
+    /// The registration's execution context with this tenant; each request gets the event's
+    /// correlation id.
+    pub(crate) execution_context: WireExecutionContext,
+    pub(crate) target: Option<TargetStream>,
+    pub(crate) status: Arc<Mutex<TenantStatus>>,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) ended: CancellationToken,
+    pub(crate) draining: CancellationToken,
+    pub(crate) processed: Counter,
+    pub(crate) failures: Counter,
+}
+
+/// Why a pass ended.
+enum Exit {
+    /// The call ended, or drained: stop.
+    Stop,
+    /// Management asked to start over.
+    Reprocess(u64, tokio::sync::oneshot::Sender<Result<(), Failure>>),
+}
+
+/// One read: the selected events and the position after the read.
+struct Read {
+    events: Vec<(u64, String, Uuid, CommittedEvent)>,
+    next: u64,
+}
+
+type Reading = Pin<Box<dyn Future<Output = Result<Read, Failure>> + Send>>;
+
+impl<H: Handler> TenantProcessor<H> {
+    /// Runs until the call ends or drains; the position reached is durable when it returns.
+    pub(crate) async fn run(mut self) {
+        let mut state = match self.load().await {
+            Ok(state) => state,
+            Err(failure) => {
+                tracing::error!(reason = %failure.reason, "cannot read a processor's state");
+                return;
+            }
+        };
+        loop {
+            let exit = self.pass(&mut state).await;
+            match exit {
+                Ok(Exit::Stop) => return,
+                Ok(Exit::Reprocess(event_log_position, done)) => {
+                    state.position = 0;
+                    state.event_log_position = event_log_position;
+                    state.failure = None;
+                    state.failing_partitions.clear();
+                    self.status.lock().retrying = None;
+                    let written = self.write(&state, Vec::new()).await;
+                    let _ = done.send(written.clone());
+                    if let Err(failure) = written {
+                        tracing::error!(reason = %failure.reason, "cannot reset a processor");
+                        return;
+                    }
+                }
+                Err(failure) => {
+                    tracing::error!(
+                        processor = %self.id.processor,
+                        tenant = %self.tenant.id().0,
+                        reason = %failure.reason,
+                        "a processor stopped on an error of the store"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The stored state, or a new one. Failures stored are retried now: a head that
+    /// registers again may have been fixed.
+    async fn load(&self) -> Result<StreamProcessorState, Failure> {
+        let tenant = Arc::clone(&self.tenant);
+        let id = self.id;
+        let stored =
+            crate::runtime::blocking(move || Ok(tenant.stream_processor_state(&id)?)).await?;
+        let now = now_ns();
+        let state = match stored {
+            Some(mut state) => {
+                state.failure = None;
+                for partition in state.failing_partitions.values_mut() {
+                    partition.failure.retry_time_ns = now;
+                }
+                state
+            }
+            None => StreamProcessorState {
+                event_log_position: match self.bounds.start {
+                    StartFrom::Start => 0,
+                    StartFrom::Latest => self.log.next_sequence_number().0,
+                    StartFrom::Position(position) => position,
+                },
+                ..StreamProcessorState::default()
+            },
+        };
+        self.status.lock().state = state.clone();
+        Ok(state)
+    }
+
+    /// Processes from `state` until the call ends, drains, or management resets it. `state`
+    /// is written before returning.
+    async fn pass(&mut self, state: &mut StreamProcessorState) -> Result<Exit, Failure> {
+        // Read but not finished (buffered, queued, in flight), by sequence number: the
+        // lowest is the position to store.
+        let mut unfinished: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut buffer: VecDeque<Delivery> = VecDeque::new();
+        // Partitions with an event in flight, and their waiting events.
+        let mut busy: HashMap<String, VecDeque<Delivery>> = HashMap::new();
+        let mut queued = 0usize;
+        let mut in_flight: JoinSet<(Delivery, Result<Outcome, CallError>)> = JoinSet::new();
+        // Included events not yet written (filters).
+        let mut included: Vec<(u64, String)> = Vec::new();
+        let mut cursor = state.event_log_position;
+        let mut next_position = state.position;
+        let mut reading: Option<Reading> = None;
+        let mut stopped = state.failure.is_some();
+        let mut dirty = false;
+        let mut flush = tokio::time::interval(FLUSH_INTERVAL);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        loop {
+            let draining = self.draining.is_cancelled();
+            let due = Self::due_partition(state, &busy);
+            if !stopped && !draining && due.is_none() {
+                while in_flight.len() < self.concurrency && queued < QUEUED_EVENTS_MAX {
+                    let Some(delivery) = buffer.pop_front() else {
+                        break;
+                    };
+                    if state.failing_partitions.contains_key(&delivery.partition) {
+                        // Parked: its catch-up delivers it.
+                        unfinished.remove(&delivery.sequence_number);
+                        continue;
+                    }
+                    if let Some(waiting) = busy.get_mut(&delivery.partition) {
+                        waiting.push_back(delivery);
+                        queued += 1;
+                        continue;
+                    }
+                    busy.insert(delivery.partition.clone(), VecDeque::new());
+                    self.spawn(&mut in_flight, delivery);
+                }
+            }
+            if in_flight.is_empty() {
+                if draining {
+                    self.settle(state, &unfinished, cursor, next_position, &mut included)
+                        .await?;
+                    return Ok(Exit::Stop);
+                }
+                if let Some(partition) = due {
+                    let upto = buffer.front().map_or(cursor, |d| d.sequence_number);
+                    let Some(caught) = self.catch_up(state, &partition, upto).await? else {
+                        self.settle(state, &unfinished, cursor, next_position, &mut included)
+                            .await?;
+                        return Ok(Exit::Stop);
+                    };
+                    included.extend(caught);
+                    self.settle(state, &unfinished, cursor, next_position, &mut included)
+                        .await?;
+                    continue;
+                }
+            }
+            if reading.is_none() && !stopped && buffer.len() < BUFFERED_EVENTS_MAX / 2 {
+                reading = Some(self.read_from(cursor));
+            }
+            let retry_at = state
+                .failing_partitions
+                .values()
+                .map(|p| p.failure.retry_time_ns)
+                .min()
+                .filter(|&at| at != i64::MAX);
+            let retry_sleep = async {
+                match retry_at {
+                    Some(at) => tokio::time::sleep(until(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = self.ended.cancelled() => {
+                    self.settle(state, &unfinished, cursor, next_position, &mut included).await?;
+                    return Ok(Exit::Stop);
+                }
+                command = self.commands.recv() => {
+                    let Some(Command::Reprocess { event_log_position, done }) = command else {
+                        continue;
+                    };
+                    return Ok(Exit::Reprocess(event_log_position, done));
+                }
+                Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    let Ok((delivery, outcome)) = joined else { continue };
+                    let Ok(outcome) = outcome else {
+                        // The call ended: the next turn sees it.
+                        continue;
+                    };
+                    match outcome {
+                        Outcome::Done { include } => {
+                            unfinished.remove(&delivery.sequence_number);
+                            self.processed.inc();
+                            state.last_successfully_processed_ns = now_ns();
+                            if let Some(partition) = include {
+                                included.push((delivery.sequence_number, partition));
+                            }
+                            dirty = true;
+                            let next = busy.get_mut(&delivery.partition).and_then(VecDeque::pop_front);
+                            match next {
+                                Some(next) => {
+                                    queued -= 1;
+                                    self.spawn(&mut in_flight, next);
+                                }
+                                None => {
+                                    busy.remove(&delivery.partition);
+                                }
+                            }
+                        }
+                        Outcome::Failed { reason, retry_after } => {
+                            self.failures.inc();
+                            let now = now_ns();
+                            let failure = ProcessingFailure {
+                                reason,
+                                retry_time_ns: retry_after.map_or(i64::MAX, |after| {
+                                    now.saturating_add(i64::try_from(after.as_nanos()).unwrap_or(i64::MAX))
+                                }),
+                                processing_attempts: 1,
+                                last_failed_ns: now,
+                            };
+                            if self.partitioned {
+                                for waiting in busy.remove(&delivery.partition).unwrap_or_default() {
+                                    unfinished.remove(&waiting.sequence_number);
+                                    queued -= 1;
+                                }
+                                unfinished.remove(&delivery.sequence_number);
+                                state.failing_partitions.insert(
+                                    delivery.partition.clone(),
+                                    FailingPartition {
+                                        position: delivery.position,
+                                        event_log_position: delivery.sequence_number,
+                                        failure,
+                                    },
+                                );
+                            } else {
+                                tracing::warn!(
+                                    processor = %self.id.processor,
+                                    tenant = %self.tenant.id().0,
+                                    reason = %failure.reason,
+                                    "the head failed an event without retry: this tenant's \
+                                     processor stops until the head registers again"
+                                );
+                                busy.remove(&delivery.partition);
+                                state.failure = Some(failure);
+                                stopped = true;
+                            }
+                            self.status.lock().retrying = None;
+                            self.settle(state, &unfinished, cursor, next_position, &mut included).await?;
+                            dirty = false;
+                        }
+                    }
+                }
+                read = async {
+                    match reading.as_mut() {
+                        Some(reading) => reading.await,
+                        None => std::future::pending().await,
+                    }
+                }, if reading.is_some() => {
+                    reading = None;
+                    let read = read?;
+                    for (sequence_number, partition, correlation_id, event) in read.events {
+                        unfinished.insert(sequence_number, next_position);
+                        buffer.push_back(Delivery {
+                            sequence_number,
+                            position: next_position,
+                            partition,
+                            correlation_id,
+                            event: Arc::new(event),
+                        });
+                        next_position += 1;
+                    }
+                    if read.next != cursor {
+                        dirty = true;
+                    }
+                    cursor = read.next;
+                }
+                () = retry_sleep => {}
+                _ = flush.tick(), if dirty => {
+                    self.settle(state, &unfinished, cursor, next_position, &mut included).await?;
+                    dirty = false;
+                }
+                () = self.draining.cancelled(), if !draining => {}
+            }
+        }
+    }
+
+    /// A parked partition whose retry time has come (none while a partition is busy with it).
+    fn due_partition(
+        state: &StreamProcessorState,
+        busy: &HashMap<String, VecDeque<Delivery>>,
+    ) -> Option<String> {
+        let now = now_ns();
+        state
+            .failing_partitions
+            .iter()
+            .filter(|(partition, p)| {
+                p.failure.retry_time_ns <= now && !busy.contains_key(*partition)
+            })
+            .min_by_key(|(_, p)| p.failure.retry_time_ns)
+            .map(|(partition, _)| partition.clone())
+    }
+
+    fn spawn(
+        &self,
+        in_flight: &mut JoinSet<(Delivery, Result<Outcome, CallError>)>,
+        delivery: Delivery,
+    ) {
+        let handler = Arc::clone(&self.handler);
+        let context = self.context_for(&delivery);
+        let status = Arc::clone(&self.status);
+        let failures = self.failures.clone();
+        let ended = self.ended.clone();
+        let retries = !self.partitioned;
+        in_flight.spawn(async move {
+            let outcome = deliver(
+                &*handler, context, &delivery, None, retries, &status, &failures, &ended,
+            )
+            .await;
+            (delivery, outcome)
+        });
+    }
+
+    fn context_for(&self, delivery: &Delivery) -> WireExecutionContext {
+        let mut context = self.execution_context.clone();
+        context.correlation_id = Some(ids::to_wire(delivery.correlation_id));
+        context
+    }
+
+    /// Delivers a parked partition's events from its failed event up to `upto` (where the
+    /// main pass is), in order. Returns the included events, or `None` when the call ended;
+    /// the partition is unparked when all succeeded, else its failure is updated.
+    async fn catch_up(
+        &mut self,
+        state: &mut StreamProcessorState,
+        partition: &str,
+        upto: u64,
+    ) -> Result<Option<Vec<(u64, String)>>, Failure> {
+        let Some(parked) = state.failing_partitions.get(partition).cloned() else {
+            return Ok(Some(Vec::new()));
+        };
+        let mut included = Vec::new();
+        let mut from = parked.event_log_position;
+        let mut position = parked.position;
+        while from < upto {
+            let read = self.read(from, Some(partition)).await?;
+            let next = read.next.min(upto);
+            for (sequence_number, event_partition, correlation_id, event) in read.events {
+                if sequence_number >= upto {
+                    break;
+                }
+                let this_position = position;
+                position += 1;
+                if event_partition != partition {
+                    continue;
+                }
+                let delivery = Delivery {
+                    sequence_number,
+                    position: this_position,
+                    partition: event_partition,
+                    correlation_id,
+                    event: Arc::new(event),
+                };
+                let retry =
+                    (sequence_number == parked.event_log_position).then(|| RetryProcessingState {
+                        failure_reason: parked.failure.reason.clone(),
+                        retry_count: parked.failure.processing_attempts,
+                    });
+                let context = self.context_for(&delivery);
+                let outcome = tokio::select! {
+                    outcome = self.handler.handle(context, &delivery, retry) => outcome,
+                    () = self.ended.cancelled() => Err(CallError::Ended),
+                };
+                match outcome {
+                    Err(CallError::Ended) => return Ok(None),
+                    Ok(Outcome::Done { include }) => {
+                        self.processed.inc();
+                        state.last_successfully_processed_ns = now_ns();
+                        if let Some(p) = include {
+                            included.push((sequence_number, p));
+                        }
+                    }
+                    Ok(Outcome::Failed {
+                        reason,
+                        retry_after,
+                    }) => {
+                        self.failures.inc();
+                        let now = now_ns();
+                        let attempts = if sequence_number == parked.event_log_position {
+                            parked.failure.processing_attempts.saturating_add(1)
+                        } else {
+                            1
+                        };
+                        state.failing_partitions.insert(
+                            partition.to_owned(),
+                            FailingPartition {
+                                position: delivery.position,
+                                event_log_position: sequence_number,
+                                failure: ProcessingFailure {
+                                    reason,
+                                    retry_time_ns: retry_after.map_or(i64::MAX, |after| {
+                                        now.saturating_add(
+                                            i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
+                                        )
+                                    }),
+                                    processing_attempts: attempts,
+                                    last_failed_ns: now,
+                                },
+                            },
+                        );
+                        return Ok(Some(included));
+                    }
+                }
+            }
+            if next <= from {
+                break;
+            }
+            from = next;
+        }
+        state.failing_partitions.remove(partition);
+        Ok(Some(included))
+    }
+
+    /// Starts a read of selected events from `from` (on a blocking thread, after waiting for
+    /// the log to reach it).
+    fn read_from(&self, from: u64) -> Reading {
+        let log = Arc::clone(&self.log);
+        let handler = Arc::clone(&self.handler);
+        let bounds = self.bounds;
+        Box::pin(async move {
+            log.wait_for_async(EventLogSequenceNumber(from)).await;
+            read_selected(log, handler, bounds, from, None).await
+        })
+    }
+
+    async fn read(&self, from: u64, partition: Option<&str>) -> Result<Read, Failure> {
+        read_selected(
+            Arc::clone(&self.log),
+            Arc::clone(&self.handler),
+            self.bounds,
+            from,
+            partition.map(str::to_owned),
+        )
+        .await
+    }
+
+    /// Writes the position reached (the earliest unfinished event, else the read cursor) with
+    /// the included events, and publishes it to management.
+    async fn settle(
+        &self,
+        state: &mut StreamProcessorState,
+        unfinished: &BTreeMap<u64, u64>,
+        cursor: u64,
+        next_position: u64,
+        included: &mut Vec<(u64, String)>,
+    ) -> Result<(), Failure> {
+        let (event_log_position, position) = unfinished
+            .iter()
+            .next()
+            .map_or((cursor, next_position), |(&seq, &pos)| (seq, pos));
+        state.event_log_position = event_log_position;
+        state.position = position;
+        self.write(state, std::mem::take(included)).await
+    }
+
+    async fn write(
+        &self,
+        state: &StreamProcessorState,
+        included: Vec<(u64, String)>,
+    ) -> Result<(), Failure> {
+        let tenant = Arc::clone(&self.tenant);
+        let id = self.id;
+        let target = self.target;
+        let snapshot = state.clone();
+        crate::runtime::blocking(move || {
+            let mut batch = StateBatch::new();
+            batch.put_stream_processor(&id, &snapshot);
+            match target {
+                None => tenant.write_state(batch)?,
+                Some(target) => {
+                    let end = tenant.stream_end(target.scope, target.stream)?;
+                    let entries: Vec<(EventLogSequenceNumber, &str)> = included
+                        .iter()
+                        .map(|(seq, partition)| (EventLogSequenceNumber(*seq), partition.as_str()))
+                        .collect();
+                    tenant.append_to_stream_with_state(
+                        target.scope,
+                        target.stream,
+                        end,
+                        &entries,
+                        batch,
+                    )?;
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        self.status.lock().state = state.clone();
+        Ok(())
+    }
+}
+
+/// Delivers one event; an unpartitioned processor (`retries`) asks again after the head's
+/// timeout for as long as the head fails with retry, showing the failure to management
+/// meanwhile.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the pieces of one in-flight task"
+)]
+async fn deliver<H: Handler>(
+    handler: &H,
+    context: WireExecutionContext,
+    delivery: &Delivery,
+    mut retry: Option<RetryProcessingState>,
+    retries: bool,
+    status: &Mutex<TenantStatus>,
+    failures: &Counter,
+    ended: &CancellationToken,
+) -> Result<Outcome, CallError> {
+    let mut attempts = 0u32;
+    loop {
+        let outcome = tokio::select! {
+            outcome = handler.handle(context.clone(), delivery, retry.take()) => outcome?,
+            () = ended.cancelled() => return Err(CallError::Ended),
+        };
+        match outcome {
+            Outcome::Failed {
+                reason,
+                retry_after: Some(after),
+            } if retries => {
+                failures.inc();
+                attempts = attempts.saturating_add(1);
+                let now = now_ns();
+                status.lock().retrying = Some(ProcessingFailure {
+                    reason: reason.clone(),
+                    retry_time_ns: now
+                        .saturating_add(i64::try_from(after.as_nanos()).unwrap_or(i64::MAX)),
+                    processing_attempts: attempts,
+                    last_failed_ns: now,
+                });
+                tokio::select! {
+                    () = tokio::time::sleep(after) => {}
+                    () = ended.cancelled() => return Err(CallError::Ended),
+                }
+                retry = Some(RetryProcessingState {
+                    failure_reason: reason,
+                    retry_count: attempts,
+                });
+            }
+            outcome => {
+                if attempts > 0 {
+                    status.lock().retrying = None;
+                }
+                return Ok(outcome);
+            }
+        }
+    }
+}
+
+/// Reads one batch from `from` and keeps the selected events (of `partition` only, when
+/// given, though positions count every selected event), decoded for the wire.
+async fn read_selected<H: Handler>(
+    log: Arc<Log>,
+    handler: Arc<H>,
+    bounds: Bounds,
+    from: u64,
+    partition: Option<String>,
+) -> Result<Read, Failure> {
+    crate::runtime::blocking(move || {
+        let batch = log.read(
+            EventLogSequenceNumber(from),
+            READ_RECORDS_MAX,
+            READ_BYTES_MAX,
+        )?;
+        let mut events = Vec::new();
+        for view in batch.views() {
+            let view = view?;
+            if bounds.not_before_ns.is_some_and(|at| view.occurred_ns < at)
+                || bounds.stop_at_ns.is_some_and(|at| view.occurred_ns >= at)
+                || !handler.selects(&view)
+            {
+                continue;
+            }
+            let wanted = partition
+                .as_deref()
+                .is_none_or(|p| p == view.event_source_id);
+            // A partition's catch-up counts every selected event for positions but decodes
+            // only its own.
+            let event = if wanted {
+                committed_event(&view)
+            } else {
+                CommittedEvent::default()
+            };
+            events.push((
+                view.sequence_number.0,
+                view.event_source_id.to_owned(),
+                view.correlation_id,
+                event,
+            ));
+        }
+        Ok(Read {
+            events,
+            next: batch.next().map_or(from, |n| n.0),
+        })
+    })
+    .await
+}
+
+/// The wire form of a committed event.
+pub(crate) fn committed_event(view: &EventView<'_>) -> CommittedEvent {
+    let event = view.to_event();
+    CommittedEvent {
+        event_log_sequence_number: event.sequence_number.0,
+        occurred: Some(convert::timestamp(event.occurred_ns)),
+        event_source_id: event.event_source_id,
+        execution_context: Some(convert::execution_context_to_wire(&event.execution_context)),
+        event_type: Some(convert::event_type_to_wire(event.event_type)),
+        public: event.public,
+        content: event.content,
+        external: event.event_horizon.is_some(),
+        external_event_log_sequence_number: event
+            .event_horizon
+            .as_ref()
+            .map_or(0, |h| h.external_sequence_number),
+        external_event_received: event
+            .event_horizon
+            .as_ref()
+            .map(|h| convert::timestamp(h.received_ns)),
+    }
+}
+
+pub(crate) fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+fn until(at_ns: i64) -> Duration {
+    Duration::from_nanos(u64::try_from(at_ns.saturating_sub(now_ns())).unwrap_or(0))
+}

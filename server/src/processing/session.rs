@@ -1,0 +1,175 @@
+//! One connected processor: registers it (one connection per kind, scope and id), runs a
+//! [`TenantProcessor`] per configured tenant on the head's reverse call, and ends the call
+//! when they are done.
+//!
+//! The processors end when the call ends (the head went away, keep-alive expired, bad input)
+//! or drains (the head initiated a disconnect, the runtime is stopping); each writes its
+//! position first. The registry place is freed only after that, so a head that reconnects at
+//! once resumes from the written position.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use annals_engine::{EventType, ExecutionContext, ScopeId, StreamProcessorId};
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tonic::Status;
+use uuid::Uuid;
+
+use crate::api::convert;
+use crate::api::failure::Failure;
+use crate::api::ids;
+use crate::processing::processor::{Bounds, Handler, TargetStream, TenantProcessor};
+use crate::processing::{ProcessorKey, Registration, TenantHandle, TenantStatus};
+use crate::reverse_call::{Connected, Protocol, ReverseCall};
+use crate::runtime::{blocking, Runtime};
+
+/// What a registration asks for, checked.
+pub(crate) struct Spec {
+    pub(crate) key: ProcessorKey,
+    /// The stream it reads: the event handler's own id, nil for filters (the event log).
+    pub(crate) source_stream: Uuid,
+    pub(crate) event_types: Vec<EventType>,
+    pub(crate) partitioned: bool,
+    pub(crate) alias: Option<String>,
+    pub(crate) concurrency: usize,
+    pub(crate) bounds: Bounds,
+    /// Filters: where included events go.
+    pub(crate) target: Option<TargetStream>,
+}
+
+/// Runs a connected processor until its call ends. `already` is the failure for a processor
+/// another connection holds.
+pub(crate) async fn serve<P: Protocol, H: Handler>(
+    runtime: Arc<Runtime>,
+    connected: Connected<P>,
+    spec: Result<Spec, Failure>,
+    handler: impl FnOnce(&Spec, Arc<ReverseCall<P>>) -> H,
+    already: impl FnOnce(&ProcessorKey) -> Failure,
+) {
+    let Connected {
+        call,
+        arguments: _,
+        execution_context,
+        reader,
+    } = connected;
+    let reader = tokio::spawn(reader);
+    let spec = match spec {
+        Ok(spec) => spec,
+        Err(failure) => {
+            call.respond_to_connect(Some(failure)).await;
+            let _ = reader.await;
+            return;
+        }
+    };
+    let handler = Arc::new(handler(&spec, Arc::clone(&call)));
+    let (handles, processors) =
+        match tenants(&runtime, &spec, &handler, &call, &execution_context).await {
+            Ok(built) => built,
+            Err(failure) => {
+                call.respond_to_connect(Some(failure)).await;
+                let _ = reader.await;
+                return;
+            }
+        };
+    let registration = Arc::new(Registration {
+        key: spec.key,
+        event_types: spec.event_types.clone(),
+        partitioned: spec.partitioned,
+        alias: spec.alias.clone(),
+        tenants: handles,
+    });
+    let Some(registered) = runtime.processors.register(registration) else {
+        call.respond_to_connect(Some(already(&spec.key))).await;
+        let _ = reader.await;
+        return;
+    };
+    call.respond_to_connect(None).await;
+    tracing::info!(
+        kind = spec.key.kind.label(),
+        id = %spec.key.id,
+        scope = %spec.key.scope,
+        partitioned = spec.partitioned,
+        concurrency = spec.concurrency,
+        "processor connected"
+    );
+    let mut running = JoinSet::new();
+    for processor in processors {
+        running.spawn(processor.run());
+    }
+    while running.join_next().await.is_some() {}
+    drop(registered);
+    if call.ended().is_cancelled() || call.draining().is_cancelled() {
+        call.end(None);
+    } else {
+        call.end(Some(Status::unavailable(
+            "the processor stopped on an error of the store; see the runtime's log",
+        )));
+    }
+    let _ = reader.await;
+    tracing::info!(kind = spec.key.kind.label(), id = %spec.key.id, "processor disconnected");
+}
+
+type Built<H> = (HashMap<Uuid, Arc<TenantHandle>>, Vec<TenantProcessor<H>>);
+
+async fn tenants<P: Protocol, H: Handler>(
+    runtime: &Arc<Runtime>,
+    spec: &Spec,
+    handler: &Arc<H>,
+    call: &Arc<ReverseCall<P>>,
+    execution_context: &ExecutionContext,
+) -> Result<Built<H>, Failure> {
+    let mut handles = HashMap::new();
+    let mut processors = Vec::new();
+    for &tenant_id in runtime.tenant_ids() {
+        let tenant = runtime.tenant(tenant_id)?;
+        let scope = ScopeId(spec.key.scope);
+        let log = {
+            let tenant = Arc::clone(&tenant);
+            blocking(move || Ok(tenant.scoped_log(scope)?)).await?
+        };
+        let (commands_tx, commands) = mpsc::channel(1);
+        let status = Arc::new(Mutex::new(TenantStatus::default()));
+        let (processed, failures) = runtime.metrics.processor_counters(
+            spec.key.kind,
+            spec.key.id,
+            spec.key.scope,
+            tenant_id,
+        );
+        handles.insert(
+            tenant_id,
+            Arc::new(TenantHandle {
+                status: Arc::clone(&status),
+                commands: commands_tx,
+                log: Arc::clone(&log),
+                resetting: AtomicBool::new(false),
+            }),
+        );
+        let mut context = convert::execution_context_to_wire(execution_context);
+        context.tenant_id = Some(ids::to_wire(tenant_id));
+        processors.push(TenantProcessor {
+            handler: Arc::clone(handler),
+            tenant,
+            log,
+            id: StreamProcessorId {
+                scope: spec.key.scope,
+                processor: spec.key.id,
+                source_stream: spec.source_stream,
+            },
+            partitioned: spec.partitioned,
+            concurrency: spec.concurrency,
+            bounds: spec.bounds,
+            execution_context: context,
+            target: spec.target,
+            status,
+            commands,
+            ended: call.ended().clone(),
+            draining: call.draining().clone(),
+            processed,
+            failures,
+        });
+    }
+    Ok((handles, processors))
+}

@@ -1,0 +1,517 @@
+//! Reverse calls: the runtime calls the head over a bidirectional stream the head opened
+//! (event handlers, filters; later the event horizon). One [`ReverseCall`] per stream, shared
+//! by everything that sends requests on it.
+//!
+//! The protocol (the original runtime's, restated in dolittle.md 2.3):
+//! 1. The head's first message carries the connect arguments with a call context holding its
+//!    execution context and ping interval. Anything else is answered with a failed
+//!    registration response and the stream ends. The execution context's microservice and
+//!    environment must be this runtime's.
+//! 2. The runtime answers with the registration response (failure or none), then sends
+//!    requests, each with a fresh random call id; the head answers with the same call id, in
+//!    any order. Many requests may be outstanding.
+//! 3. With a ping interval of at least 1 s, the runtime pings every interval, and the head must
+//!    send something (a pong, an answer) at least every 3 intervals or the call is ended.
+//! 4. The head may initiate a disconnect with a grace period: no new requests, outstanding ones
+//!    may still be answered until the grace period ends.
+//!
+//! Invariants and bounds:
+//! - Outbound messages go through one bounded channel (`OUTBOUND_MESSAGES_MAX`) that the gRPC
+//!   stream drains: a head that does not read its stream holds up senders (backpressure) and
+//!   never makes the runtime buffer more.
+//! - Outstanding calls are bounded by their callers (a processor has at most its concurrency in
+//!   flight); each is an entry in `pending` removed on answer or when its caller gives up.
+//! - When either side goes away, `ended` is cancelled: every waiting call returns
+//!   [`CallError::Ended`], and the callers keep their state (nothing is lost, the persisted
+//!   position is the resume point).
+//! - Malformed or out-of-order messages end the call with INVALID_ARGUMENT; they never panic.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use annals_engine::ExecutionContext;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tonic::{Status, Streaming};
+use uuid::Uuid;
+
+use crate::api::convert;
+use crate::api::failure::Failure;
+use crate::api::ids;
+use crate::config::Platform;
+use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
+use crate::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
+use crate::proto::dolittle::services::{ReverseCallArgumentsContext, ReverseCallRequestContext};
+
+/// Messages waiting to be written to the head: enough to keep a fast head busy, small enough
+/// that a head that stops reading holds up its processors instead of growing memory.
+pub(crate) const OUTBOUND_MESSAGES_MAX: usize = 64;
+
+/// How long the head has to send its connect arguments after opening the stream.
+const ARGUMENTS_WAIT: Duration = Duration::from_secs(30);
+
+/// Grace period of a disconnect the head initiated without naming one (the original's).
+const DEFAULT_GRACE: Duration = Duration::from_secs(20);
+
+/// The reason of every failed connect, as the original words it (SDKs log it).
+pub(crate) const ARGUMENTS_NOT_RECEIVED: &str = "Connection arguments were not received";
+
+/// What a head's message is, for the machinery.
+pub(crate) enum Incoming<A, R> {
+    /// The connect arguments (registration).
+    Arguments(A),
+    /// An answer to a request.
+    Response(R),
+    /// An answer to a ping.
+    Pong,
+    /// The head asks to disconnect gracefully (its grace period, if it names one).
+    InitiateDisconnect(Option<Duration>),
+    /// No message set: the head sent something this runtime does not know.
+    Empty,
+}
+
+/// One reverse-call service's message types and how to take them apart and build them.
+pub(crate) trait Protocol: Send + Sync + 'static {
+    /// Head to runtime.
+    type ClientMessage: Send + 'static;
+    /// Runtime to head.
+    type ServerMessage: Send + 'static;
+    /// The connect arguments (registration request).
+    type Arguments: Send + 'static;
+    /// An answer to a request.
+    type Response: Send + 'static;
+
+    /// The failure id of a refused connect for this service.
+    const FAILED_TO_CONNECT: Uuid;
+
+    /// What a message is.
+    fn classify(message: Self::ClientMessage) -> Incoming<Self::Arguments, Self::Response>;
+    /// The call context of the arguments.
+    fn arguments_context(arguments: &Self::Arguments) -> Option<&ReverseCallArgumentsContext>;
+    /// The call id an answer carries.
+    fn response_call_id(response: &Self::Response) -> Option<&WireUuid>;
+    /// The registration response (accepted when `failure` is none).
+    fn connect_response(failure: Option<WireFailure>) -> Self::ServerMessage;
+    /// A ping.
+    fn ping() -> Self::ServerMessage;
+}
+
+/// Why a call got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallError {
+    /// The stream ended (the head went away, was cut off, or the runtime is stopping).
+    Ended,
+}
+
+/// What a connect gives the service: the call and the head's arguments with its execution
+/// context.
+pub(crate) struct Connected<P: Protocol> {
+    pub(crate) call: Arc<ReverseCall<P>>,
+    pub(crate) arguments: P::Arguments,
+    pub(crate) execution_context: ExecutionContext,
+    /// The reader: runs until the stream ends. The service drives it beside its work.
+    pub(crate) reader: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+/// One head's stream.
+pub(crate) struct ReverseCall<P: Protocol> {
+    /// Messages to the head (bounded: backpressure). `Err` ends the stream with that status.
+    outbound: mpsc::Sender<Result<P::ServerMessage, Status>>,
+    /// Outstanding requests by call id.
+    pending: Mutex<HashMap<Uuid, oneshot::Sender<P::Response>>>,
+    /// Cancelled when the stream is over, for whatever reason.
+    ended: CancellationToken,
+    /// Cancelled when no new requests may be sent (the head initiated a disconnect, or the
+    /// runtime is stopping); outstanding ones may still be answered.
+    draining: CancellationToken,
+}
+
+impl<P: Protocol> ReverseCall<P> {
+    /// Receives the head's connect arguments and checks them. On failure the head gets a
+    /// failed registration response (or a status when it sent no message at all) and `None`
+    /// comes back: the stream is over.
+    pub(crate) async fn accept(
+        mut incoming: Streaming<P::ClientMessage>,
+        outbound: mpsc::Sender<Result<P::ServerMessage, Status>>,
+        platform: &Platform,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<Connected<P>> {
+        let first = match tokio::time::timeout(ARGUMENTS_WAIT, incoming.message()).await {
+            Ok(Ok(Some(message))) => P::classify(message),
+            Ok(Ok(None) | Err(_)) => return None,
+            Err(_) => {
+                refuse::<P>(&outbound, "the head sent nothing".into()).await;
+                return None;
+            }
+        };
+        let Incoming::Arguments(arguments) = first else {
+            refuse::<P>(
+                &outbound,
+                "the first message is not the registration".into(),
+            )
+            .await;
+            return None;
+        };
+        let checked = P::arguments_context(&arguments)
+            .ok_or_else(|| "callContext is missing".to_owned())
+            .and_then(|context| check_context(context, platform));
+        let (execution_context, ping_interval) = match checked {
+            Ok(checked) => checked,
+            Err(reason) => {
+                refuse::<P>(&outbound, reason).await;
+                return None;
+            }
+        };
+        let call = Arc::new(ReverseCall {
+            outbound,
+            pending: Mutex::new(HashMap::new()),
+            ended: CancellationToken::new(),
+            draining: CancellationToken::new(),
+        });
+        let reader = Box::pin(Arc::clone(&call).read(incoming, ping_interval, stopping));
+        Some(Connected {
+            call,
+            arguments,
+            execution_context,
+            reader,
+        })
+    }
+
+    /// Sends the registration response: accepted, or refused with `failure` (the stream then
+    /// ends once the caller drops the call).
+    pub(crate) async fn respond_to_connect(&self, failure: Option<Failure>) {
+        let refused = failure.is_some();
+        let _ = self
+            .outbound
+            .send(Ok(P::connect_response(failure.map(|f| f.to_wire()))))
+            .await;
+        if refused {
+            self.ended.cancel();
+        }
+    }
+
+    /// Sends one request built by `request` around its context (a fresh call id and
+    /// `execution_context`) and waits for the answer. Waits for room when the head is slow to
+    /// read.
+    pub(crate) async fn call(
+        &self,
+        execution_context: WireExecutionContext,
+        request: impl FnOnce(ReverseCallRequestContext) -> P::ServerMessage,
+    ) -> Result<P::Response, CallError> {
+        if self.ended.is_cancelled() {
+            return Err(CallError::Ended);
+        }
+        let call_id = Uuid::new_v4();
+        let (answer_tx, answer_rx) = oneshot::channel();
+        self.pending.lock().insert(call_id, answer_tx);
+        // Removes the entry however this call ends (answered, given up, dropped).
+        let _pending = PendingGuard {
+            pending: &self.pending,
+            call_id,
+        };
+        let message = request(ReverseCallRequestContext {
+            call_id: Some(ids::to_wire(call_id)),
+            execution_context: Some(execution_context),
+        });
+        tokio::select! {
+            sent = self.outbound.send(Ok(message)) => {
+                if sent.is_err() {
+                    return Err(CallError::Ended);
+                }
+            }
+            () = self.ended.cancelled() => return Err(CallError::Ended),
+        }
+        tokio::select! {
+            answer = answer_rx => answer.map_err(|_| CallError::Ended),
+            () = self.ended.cancelled() => Err(CallError::Ended),
+        }
+    }
+
+    /// Cancelled when the stream is over.
+    pub(crate) fn ended(&self) -> &CancellationToken {
+        &self.ended
+    }
+
+    /// Cancelled when no new requests may be sent.
+    pub(crate) fn draining(&self) -> &CancellationToken {
+        &self.draining
+    }
+
+    /// Ends the stream: with OK when `status` is none, else with that status.
+    pub(crate) fn end(&self, status: Option<Status>) {
+        if let Some(status) = status {
+            let _ = self.outbound.try_send(Err(status));
+        }
+        self.draining.cancel();
+        self.ended.cancel();
+    }
+
+    /// Reads the head's messages until the stream ends: answers go to their waiting calls,
+    /// pongs keep the call alive, a disconnect request starts draining. Pings the head at its
+    /// interval.
+    async fn read(
+        self: Arc<Self>,
+        mut incoming: Streaming<P::ClientMessage>,
+        ping_interval: Option<Duration>,
+        mut stopping: tokio::sync::watch::Receiver<bool>,
+    ) {
+        // The deadline is 3 ping intervals after the last message; without pings, none.
+        let keepalive = ping_interval.map(|i| i * 3);
+        let mut pings = ping_interval.map(|i| {
+            let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + i, i);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            timer
+        });
+        let mut deadline = keepalive.map(|k| tokio::time::Instant::now() + k);
+        let mut grace_end: Option<tokio::time::Instant> = None;
+        loop {
+            let expiry = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let grace = async {
+                match grace_end {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let ping = async {
+                match pings.as_mut() {
+                    Some(timer) => {
+                        timer.tick().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = self.ended.cancelled() => break,
+                message = incoming.message() => {
+                    let message = match message {
+                        Ok(Some(message)) => message,
+                        Ok(None) => {
+                            tracing::debug!("the head closed its stream");
+                            self.end(None);
+                            break;
+                        }
+                        Err(status) => {
+                            tracing::debug!(%status, "the head's stream failed");
+                            self.end(None);
+                            break;
+                        }
+                    };
+                    deadline = keepalive.map(|k| tokio::time::Instant::now() + k);
+                    match P::classify(message) {
+                        Incoming::Response(response) => self.answer(response),
+                        Incoming::Pong => {}
+                        Incoming::InitiateDisconnect(grace) => {
+                            let grace = grace.unwrap_or(DEFAULT_GRACE);
+                            tracing::debug!(?grace, "the head initiated a disconnect");
+                            self.draining.cancel();
+                            grace_end.get_or_insert(tokio::time::Instant::now() + grace);
+                        }
+                        Incoming::Arguments(_) => {
+                            self.end(Some(Status::invalid_argument(
+                                "a registration arrived on a stream that is already registered",
+                            )));
+                            break;
+                        }
+                        Incoming::Empty => {
+                            self.end(Some(Status::invalid_argument(
+                                "a message without content (no field of its oneof is set)",
+                            )));
+                            break;
+                        }
+                    }
+                }
+                () = expiry => {
+                    tracing::info!(?keepalive, "the head did not answer pings in time; ending its stream");
+                    self.end(Some(Status::deadline_exceeded(format!(
+                        "no message from the head for 3 ping intervals ({:?})",
+                        keepalive.unwrap_or_default()
+                    ))));
+                    break;
+                }
+                () = grace => {
+                    self.end(None);
+                    break;
+                }
+                () = ping => {
+                    // A full outbound queue already tells the head there is traffic; the
+                    // ping is only for idle streams.
+                    let _ = self.outbound.try_send(Ok(P::ping()));
+                }
+                _ = stopping.wait_for(|stopping| *stopping), if !self.draining.is_cancelled() => {
+                    // The runtime is shutting down: finish what is outstanding, send nothing
+                    // new. The processors end the stream once drained.
+                    self.draining.cancel();
+                    grace_end.get_or_insert(tokio::time::Instant::now() + DEFAULT_GRACE);
+                }
+            }
+        }
+    }
+
+    fn answer(&self, response: P::Response) {
+        let Some(call_id) =
+            P::response_call_id(&response).and_then(|id| ids::from_wire("callId", id).ok())
+        else {
+            tracing::debug!("an answer without a usable call id; ignored");
+            return;
+        };
+        let waiting = self.pending.lock().remove(&call_id);
+        if let Some(waiting) = waiting {
+            let _ = waiting.send(response);
+        } else {
+            tracing::debug!(%call_id, "an answer to no outstanding request; ignored");
+        }
+    }
+}
+
+struct PendingGuard<'a, R> {
+    pending: &'a Mutex<HashMap<Uuid, oneshot::Sender<R>>>,
+    call_id: Uuid,
+}
+
+impl<R> Drop for PendingGuard<'_, R> {
+    fn drop(&mut self) {
+        self.pending.lock().remove(&self.call_id);
+    }
+}
+
+async fn refuse<P: Protocol>(
+    outbound: &mpsc::Sender<Result<P::ServerMessage, Status>>,
+    detail: String,
+) {
+    tracing::info!(%detail, "refused a reverse call");
+    let failure = Failure::new(
+        P::FAILED_TO_CONNECT,
+        format!("{ARGUMENTS_NOT_RECEIVED}: {detail}"),
+    );
+    let _ = outbound
+        .send(Ok(P::connect_response(Some(failure.to_wire()))))
+        .await;
+}
+
+/// The head's execution context and ping interval (none: no pings), checked against the
+/// platform: the microservice and environment must be this runtime's.
+fn check_context(
+    context: &ReverseCallArgumentsContext,
+    platform: &Platform,
+) -> Result<(ExecutionContext, Option<Duration>), String> {
+    let execution_context = convert::execution_context(
+        "callContext.executionContext",
+        context.execution_context.as_ref(),
+    )
+    .map_err(|f| f.reason)?;
+    let interval = context
+        .ping_interval
+        .as_ref()
+        .ok_or_else(|| "callContext.pingInterval is missing".to_owned())?;
+    if execution_context.microservice_id != platform.microservice_id {
+        return Err(format!(
+            "the execution context's microservice {} is not this runtime's ({})",
+            execution_context.microservice_id, platform.microservice_id
+        ));
+    }
+    if execution_context.environment != platform.environment {
+        return Err(format!(
+            "the execution context's environment \"{}\" is not this runtime's (\"{}\")",
+            execution_context.environment, platform.environment
+        ));
+    }
+    // Under 1 s (or negative, or the largest Duration) turns keep-alive off, as in the
+    // original.
+    let ping_interval = u64::try_from(interval.seconds)
+        .ok()
+        .filter(|&s| s >= 1 && s < i64::MAX as u64)
+        .map(|s| Duration::new(s, u32::try_from(interval.nanos).unwrap_or(0)));
+    Ok((execution_context, ping_interval))
+}
+
+/// A Duration from the wire, at least 0.
+pub(crate) fn duration(d: Option<&prost_types::Duration>) -> Option<Duration> {
+    let d = d?;
+    let seconds = u64::try_from(d.seconds).unwrap_or(0);
+    let nanos = u32::try_from(d.nanos).unwrap_or(0);
+    Some(Duration::new(seconds, nanos.min(999_999_999)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::dolittle::execution::ExecutionContext as Wire;
+
+    fn platform() -> Platform {
+        Platform {
+            customer_id: Uuid::nil(),
+            customer_name: String::new(),
+            application_id: Uuid::nil(),
+            application_name: String::new(),
+            microservice_id: Uuid::from_u128(7),
+            microservice_name: String::new(),
+            environment: "Production".into(),
+        }
+    }
+
+    fn context(
+        microservice: u128,
+        environment: &str,
+        ping_seconds: i64,
+    ) -> ReverseCallArgumentsContext {
+        ReverseCallArgumentsContext {
+            execution_context: Some(Wire {
+                microservice_id: Some(ids::to_wire(Uuid::from_u128(microservice))),
+                tenant_id: Some(ids::to_wire(Uuid::from_u128(1))),
+                correlation_id: Some(ids::to_wire(Uuid::from_u128(2))),
+                environment: environment.into(),
+                ..Wire::default()
+            }),
+            head_id: None,
+            ping_interval: Some(prost_types::Duration {
+                seconds: ping_seconds,
+                nanos: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_execution_context_must_be_this_runtimes() {
+        let ok = check_context(&context(7, "Production", 5), &platform()).unwrap();
+        assert_eq!(ok.1, Some(Duration::from_secs(5)));
+        let other = check_context(&context(8, "Production", 5), &platform()).unwrap_err();
+        assert!(other.contains("microservice"), "{other}");
+        let env = check_context(&context(7, "Development", 5), &platform()).unwrap_err();
+        assert!(env.contains("environment"), "{env}");
+        let mut missing = context(7, "Production", 5);
+        missing.ping_interval = None;
+        assert!(check_context(&missing, &platform())
+            .unwrap_err()
+            .contains("pingInterval"));
+    }
+
+    #[test]
+    fn short_or_huge_ping_intervals_turn_keepalive_off() {
+        assert_eq!(
+            check_context(&context(7, "Production", 0), &platform())
+                .unwrap()
+                .1,
+            None
+        );
+        assert_eq!(
+            check_context(&context(7, "Production", -3), &platform())
+                .unwrap()
+                .1,
+            None
+        );
+        assert_eq!(
+            check_context(&context(7, "Production", i64::MAX), &platform())
+                .unwrap()
+                .1,
+            None
+        );
+    }
+}

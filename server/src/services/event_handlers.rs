@@ -1,0 +1,273 @@
+//! `dolittle.runtime.events.processing.EventHandlers/Connect`: a head registers an event
+//! handler and the runtime pushes it the events of its types, per tenant, over the reverse
+//! call (see `processing::processor` for the delivery rules).
+//!
+//! Registration: the handler id must not be the empty id (that is the event log's), the
+//! event types must be well-formed ids, concurrency must not be negative. One connection per
+//! (scope, handler id) at a time; another gets the original's "already registered" failure.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use annals_engine::{EventType, EventView};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use crate::api::convert;
+use crate::api::failure::Failure;
+use crate::api::ids;
+use crate::processing::processor::{Bounds, Delivery, Handler, Outcome, StartFrom};
+use crate::processing::session::{self, Spec};
+use crate::processing::{failures, Kind, ProcessorKey};
+use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
+use crate::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
+use crate::proto::dolittle::runtime::events::processing::event_handler_client_to_runtime_message::Message as FromHead;
+use crate::proto::dolittle::runtime::events::processing::event_handler_runtime_to_client_message::Message as ToHead;
+use crate::proto::dolittle::runtime::events::processing::event_handlers_server::EventHandlers;
+use crate::proto::dolittle::runtime::events::processing::{
+    start_from, EventHandlerClientToRuntimeMessage, EventHandlerRegistrationRequest,
+    EventHandlerRegistrationResponse, EventHandlerResponse, EventHandlerRuntimeToClientMessage,
+    HandleEventRequest, RetryProcessingState, StreamEvent,
+};
+use crate::proto::dolittle::services::{Ping, ReverseCallArgumentsContext};
+use crate::reverse_call::{self, CallError, Incoming, Protocol, ReverseCall};
+use crate::runtime::Runtime;
+
+/// The event handler reverse call's messages.
+pub(crate) struct EventHandlerProtocol;
+
+impl Protocol for EventHandlerProtocol {
+    type ClientMessage = EventHandlerClientToRuntimeMessage;
+    type ServerMessage = EventHandlerRuntimeToClientMessage;
+    type Arguments = EventHandlerRegistrationRequest;
+    type Response = EventHandlerResponse;
+
+    const FAILED_TO_CONNECT: Uuid = failures::EVENT_HANDLER_FAILED_TO_REGISTER;
+
+    fn classify(message: Self::ClientMessage) -> Incoming<Self::Arguments, Self::Response> {
+        match message.message {
+            Some(FromHead::RegistrationRequest(arguments)) => Incoming::Arguments(arguments),
+            Some(FromHead::HandleResult(response)) => Incoming::Response(response),
+            Some(FromHead::Pong(_)) => Incoming::Pong,
+            Some(FromHead::InitiateDisconnect(disconnect)) => Incoming::InitiateDisconnect(
+                reverse_call::duration(disconnect.grace_period.as_ref()),
+            ),
+            None => Incoming::Empty,
+        }
+    }
+
+    fn arguments_context(arguments: &Self::Arguments) -> Option<&ReverseCallArgumentsContext> {
+        arguments.call_context.as_ref()
+    }
+
+    fn response_call_id(response: &Self::Response) -> Option<&WireUuid> {
+        response.call_context.as_ref()?.call_id.as_ref()
+    }
+
+    fn connect_response(failure: Option<WireFailure>) -> Self::ServerMessage {
+        EventHandlerRuntimeToClientMessage {
+            message: Some(ToHead::RegistrationResponse(
+                EventHandlerRegistrationResponse { failure },
+            )),
+        }
+    }
+
+    fn ping() -> Self::ServerMessage {
+        EventHandlerRuntimeToClientMessage {
+            message: Some(ToHead::Ping(Ping {})),
+        }
+    }
+}
+
+/// Asks the head to handle events of its types.
+pub(crate) struct EventHandlerHandler {
+    call: Arc<ReverseCall<EventHandlerProtocol>>,
+    types: HashSet<Uuid>,
+    scope: WireUuid,
+    partitioned: bool,
+}
+
+impl Handler for EventHandlerHandler {
+    fn selects(&self, event: &EventView<'_>) -> bool {
+        self.types.contains(&event.event_type.id)
+    }
+
+    async fn handle(
+        &self,
+        execution_context: WireExecutionContext,
+        delivery: &Delivery,
+        retry: Option<RetryProcessingState>,
+    ) -> Result<Outcome, CallError> {
+        let event = StreamEvent {
+            event: Some((*delivery.event).clone()),
+            partition_id: delivery.partition.clone(),
+            scope_id: Some(self.scope.clone()),
+            partitioned: self.partitioned,
+            stream_position: delivery.position,
+        };
+        let response = self
+            .call
+            .call(execution_context, |context| {
+                EventHandlerRuntimeToClientMessage {
+                    message: Some(ToHead::HandleRequest(HandleEventRequest {
+                        call_context: Some(context),
+                        event: Some(event),
+                        retry_processing_state: retry,
+                    })),
+                }
+            })
+            .await?;
+        Ok(match response.failure {
+            None => Outcome::Done { include: None },
+            Some(failure) => Outcome::Failed {
+                reason: failure.reason,
+                retry_after: failure.retry.then(|| {
+                    reverse_call::duration(failure.retry_timeout.as_ref()).unwrap_or_default()
+                }),
+            },
+        })
+    }
+}
+
+/// The EventHandlers service.
+#[derive(Clone)]
+pub(crate) struct EventHandlersService {
+    runtime: Arc<Runtime>,
+}
+
+impl EventHandlersService {
+    pub(crate) fn new(runtime: Arc<Runtime>) -> EventHandlersService {
+        EventHandlersService { runtime }
+    }
+}
+
+#[tonic::async_trait]
+impl EventHandlers for EventHandlersService {
+    async fn connect(
+        &self,
+        request: Request<Streaming<EventHandlerClientToRuntimeMessage>>,
+    ) -> Result<Response<tonic::codegen::BoxStream<EventHandlerRuntimeToClientMessage>>, Status>
+    {
+        let (outbound, to_head) = mpsc::channel(reverse_call::OUTBOUND_MESSAGES_MAX);
+        let runtime = Arc::clone(&self.runtime);
+        let incoming = request.into_inner();
+        tokio::spawn(async move {
+            let Some(connected) = ReverseCall::<EventHandlerProtocol>::accept(
+                incoming,
+                outbound,
+                &runtime.config.platform,
+                runtime.stopping.clone(),
+            )
+            .await
+            else {
+                return;
+            };
+            let spec = spec(&connected.arguments);
+            session::serve(
+                Arc::clone(&runtime),
+                connected,
+                spec,
+                |spec, call| EventHandlerHandler {
+                    call,
+                    types: spec.event_types.iter().map(|t| t.id).collect(),
+                    scope: ids::to_wire(spec.key.scope),
+                    partitioned: spec.partitioned,
+                },
+                |key| {
+                    Failure::new(
+                        failures::EVENT_HANDLER_ALREADY_REGISTERED,
+                        format!(
+                            "The event handler {} in scope {} is already registered",
+                            key.id, key.scope
+                        ),
+                    )
+                },
+            )
+            .await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(to_head))))
+    }
+}
+
+/// The registration, checked.
+fn spec(request: &EventHandlerRegistrationRequest) -> Result<Spec, Failure> {
+    let invalid = |reason: String| Failure::new(failures::EVENT_HANDLER_FAILED_TO_REGISTER, reason);
+    let id = ids::required("eventHandlerId", request.event_handler_id.as_ref())
+        .map_err(|f| invalid(f.reason))?;
+    if id.is_nil() {
+        return Err(Failure::new(
+            failures::EVENT_HANDLER_ON_NON_WRITEABLE_STREAM,
+            "the event handler id cannot be the empty id (it is the event log's)",
+        ));
+    }
+    let scope = match request.scope_id.as_ref() {
+        None => Uuid::nil(),
+        Some(scope) => ids::from_wire("scopeId", scope).map_err(|f| invalid(f.reason))?,
+    };
+    let event_types = request
+        .event_types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| convert::event_type(&format!("eventTypes[{i}]"), Some(t)))
+        .collect::<Result<Vec<EventType>, Failure>>()
+        .map_err(|f| invalid(f.reason))?;
+    let concurrency = usize::try_from(request.concurrency).map_err(|_| {
+        invalid(format!(
+            "concurrency is {}; it must be 0 or more",
+            request.concurrency
+        ))
+    })?;
+    let mut bounds = Bounds {
+        stop_at_ns: request.stop_at.as_ref().map(timestamp_ns),
+        ..Bounds::default()
+    };
+    match request
+        .start_from
+        .as_ref()
+        .and_then(|s| s.selected.as_ref())
+    {
+        None => {}
+        Some(start_from::Selected::Position(position)) => {
+            bounds.start = match start_from::Position::try_from(*position) {
+                Ok(start_from::Position::Start) => StartFrom::Start,
+                Ok(start_from::Position::Latest) => StartFrom::Latest,
+                Err(_) => {
+                    return Err(invalid(format!(
+                        "startFrom.position {position} is neither Start (0) nor Latest (1)"
+                    )))
+                }
+            };
+        }
+        Some(start_from::Selected::Timestamp(at)) => bounds.not_before_ns = Some(timestamp_ns(at)),
+        Some(start_from::Selected::EventLogSequenceNumber(n)) => {
+            bounds.start = StartFrom::Position(*n);
+        }
+    }
+    Ok(Spec {
+        key: ProcessorKey {
+            kind: Kind::EventHandler,
+            scope,
+            id,
+        },
+        source_stream: id,
+        event_types,
+        partitioned: request.partitioned,
+        alias: request.alias.clone().filter(|a| !a.is_empty()),
+        // Concurrency applies to partitioned handlers only (0 means 1).
+        concurrency: if request.partitioned {
+            concurrency.max(1)
+        } else {
+            1
+        },
+        bounds,
+        target: None,
+    })
+}
+
+fn timestamp_ns(at: &prost_types::Timestamp) -> i64 {
+    at.seconds
+        .saturating_mul(1_000_000_000)
+        .saturating_add(i64::from(at.nanos))
+}

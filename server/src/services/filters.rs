@@ -1,0 +1,365 @@
+//! `dolittle.runtime.events.processing.Filters`: Connect (unpartitioned), ConnectPartitioned
+//! and ConnectPublic. The head is asked about every event of the scope's log (public filters:
+//! every public event of the event log, and nothing else) and the events it includes are
+//! written to the stream named by the filter id, in the filter's scope (public filters: the
+//! default scope, where the event horizon serves them from).
+//!
+//! Filters process one event at a time, in log order, so a stream lists its events in log
+//! order (a partition parked by a failure is the exception: its events follow when it
+//! recovers). The included events and the filter's position are written together, so a
+//! filter that resumes never writes an event twice.
+
+use std::sync::Arc;
+
+use annals_engine::{EventView, ScopeId};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use crate::api::failure::Failure;
+use crate::api::ids;
+use crate::processing::processor::{Bounds, Delivery, Handler, Outcome, TargetStream};
+use crate::processing::session::{self, Spec};
+use crate::processing::{failures, Kind, ProcessorKey};
+use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
+use crate::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
+use crate::proto::dolittle::runtime::events::processing::filter_runtime_to_client_message::Message as ToHead;
+use crate::proto::dolittle::runtime::events::processing::filters_server::Filters;
+use crate::proto::dolittle::runtime::events::processing::{
+    filter_client_to_runtime_message, partitioned_filter_client_to_runtime_message,
+    public_filter_client_to_runtime_message, FilterClientToRuntimeMessage, FilterEventRequest,
+    FilterRegistrationRequest, FilterRegistrationResponse, FilterResponse,
+    FilterRuntimeToClientMessage, PartitionedFilterClientToRuntimeMessage,
+    PartitionedFilterRegistrationRequest, PartitionedFilterResponse, ProcessorFailure,
+    PublicFilterClientToRuntimeMessage, PublicFilterRegistrationRequest, RetryProcessingState,
+};
+use crate::proto::dolittle::services::{
+    Ping, ReverseCallArgumentsContext, ReverseCallResponseContext,
+};
+use crate::reverse_call::{self, CallError, Incoming, Protocol, ReverseCall};
+use crate::runtime::Runtime;
+
+/// The partition of every entry of an unpartitioned filter's stream (the original's).
+const UNPARTITIONED: &str = "00000000-0000-0000-0000-000000000000";
+
+/// What the three filter kinds' answers have in common.
+pub(crate) trait FilterAnswer: Send + 'static {
+    fn call_context(&self) -> Option<&ReverseCallResponseContext>;
+    /// (included, stream partition, failure).
+    fn into_parts(self) -> (bool, Option<String>, Option<ProcessorFailure>);
+}
+
+impl FilterAnswer for FilterResponse {
+    fn call_context(&self) -> Option<&ReverseCallResponseContext> {
+        self.call_context.as_ref()
+    }
+    fn into_parts(self) -> (bool, Option<String>, Option<ProcessorFailure>) {
+        (self.is_included, None, self.failure)
+    }
+}
+
+impl FilterAnswer for PartitionedFilterResponse {
+    fn call_context(&self) -> Option<&ReverseCallResponseContext> {
+        self.call_context.as_ref()
+    }
+    fn into_parts(self) -> (bool, Option<String>, Option<ProcessorFailure>) {
+        (self.is_included, Some(self.partition_id), self.failure)
+    }
+}
+
+/// The registration message of each kind.
+pub(crate) trait FilterArguments: Send + 'static {
+    fn call_context(&self) -> Option<&ReverseCallArgumentsContext>;
+    fn filter_id(&self) -> Option<&WireUuid>;
+    /// None for public filters (always the default scope).
+    fn scope_id(&self) -> Option<&WireUuid>;
+}
+
+impl FilterArguments for FilterRegistrationRequest {
+    fn call_context(&self) -> Option<&ReverseCallArgumentsContext> {
+        self.call_context.as_ref()
+    }
+    fn filter_id(&self) -> Option<&WireUuid> {
+        self.filter_id.as_ref()
+    }
+    fn scope_id(&self) -> Option<&WireUuid> {
+        self.scope_id.as_ref()
+    }
+}
+
+impl FilterArguments for PartitionedFilterRegistrationRequest {
+    fn call_context(&self) -> Option<&ReverseCallArgumentsContext> {
+        self.call_context.as_ref()
+    }
+    fn filter_id(&self) -> Option<&WireUuid> {
+        self.filter_id.as_ref()
+    }
+    fn scope_id(&self) -> Option<&WireUuid> {
+        self.scope_id.as_ref()
+    }
+}
+
+impl FilterArguments for PublicFilterRegistrationRequest {
+    fn call_context(&self) -> Option<&ReverseCallArgumentsContext> {
+        self.call_context.as_ref()
+    }
+    fn filter_id(&self) -> Option<&WireUuid> {
+        self.filter_id.as_ref()
+    }
+    fn scope_id(&self) -> Option<&WireUuid> {
+        None
+    }
+}
+
+macro_rules! filter_protocol {
+    ($protocol:ident, $client:ty, $message:ident, $arguments:ty, $response:ty) => {
+        /// A filter reverse call's messages.
+        pub(crate) struct $protocol;
+
+        impl Protocol for $protocol {
+            type ClientMessage = $client;
+            type ServerMessage = FilterRuntimeToClientMessage;
+            type Arguments = $arguments;
+            type Response = $response;
+
+            const FAILED_TO_CONNECT: Uuid = failures::FILTER_FAILED_TO_REGISTER;
+
+            fn classify(message: $client) -> Incoming<$arguments, $response> {
+                match message.message {
+                    Some($message::Message::RegistrationRequest(arguments)) => {
+                        Incoming::Arguments(arguments)
+                    }
+                    Some($message::Message::FilterResult(response)) => Incoming::Response(response),
+                    Some($message::Message::Pong(_)) => Incoming::Pong,
+                    None => Incoming::Empty,
+                }
+            }
+
+            fn arguments_context(arguments: &$arguments) -> Option<&ReverseCallArgumentsContext> {
+                FilterArguments::call_context(arguments)
+            }
+
+            fn response_call_id(response: &$response) -> Option<&WireUuid> {
+                FilterAnswer::call_context(response)?.call_id.as_ref()
+            }
+
+            fn connect_response(failure: Option<WireFailure>) -> FilterRuntimeToClientMessage {
+                FilterRuntimeToClientMessage {
+                    message: Some(ToHead::RegistrationResponse(FilterRegistrationResponse {
+                        failure,
+                    })),
+                }
+            }
+
+            fn ping() -> FilterRuntimeToClientMessage {
+                FilterRuntimeToClientMessage {
+                    message: Some(ToHead::Ping(Ping {})),
+                }
+            }
+        }
+    };
+}
+
+filter_protocol!(
+    FilterProtocol,
+    FilterClientToRuntimeMessage,
+    filter_client_to_runtime_message,
+    FilterRegistrationRequest,
+    FilterResponse
+);
+filter_protocol!(
+    PartitionedFilterProtocol,
+    PartitionedFilterClientToRuntimeMessage,
+    partitioned_filter_client_to_runtime_message,
+    PartitionedFilterRegistrationRequest,
+    PartitionedFilterResponse
+);
+filter_protocol!(
+    PublicFilterProtocol,
+    PublicFilterClientToRuntimeMessage,
+    public_filter_client_to_runtime_message,
+    PublicFilterRegistrationRequest,
+    PartitionedFilterResponse
+);
+
+/// Asks the head whether to include each event.
+pub(crate) struct FilterHandler<P: Protocol> {
+    call: Arc<ReverseCall<P>>,
+    scope: WireUuid,
+    public_only: bool,
+}
+
+impl<P> Handler for FilterHandler<P>
+where
+    P: Protocol<ServerMessage = FilterRuntimeToClientMessage>,
+    P::Response: FilterAnswer,
+{
+    fn selects(&self, event: &EventView<'_>) -> bool {
+        !self.public_only || event.public
+    }
+
+    async fn handle(
+        &self,
+        execution_context: WireExecutionContext,
+        delivery: &Delivery,
+        retry: Option<RetryProcessingState>,
+    ) -> Result<Outcome, CallError> {
+        let event = (*delivery.event).clone();
+        let scope = self.scope.clone();
+        let response = self
+            .call
+            .call(execution_context, |context| FilterRuntimeToClientMessage {
+                message: Some(ToHead::FilterRequest(FilterEventRequest {
+                    call_context: Some(context),
+                    event: Some(event),
+                    scope_id: Some(scope),
+                    retry_processing_state: retry,
+                })),
+            })
+            .await?;
+        let (included, partition, failure) = response.into_parts();
+        Ok(match failure {
+            Some(failure) => Outcome::Failed {
+                reason: failure.reason,
+                retry_after: failure.retry.then(|| {
+                    reverse_call::duration(failure.retry_timeout.as_ref()).unwrap_or_default()
+                }),
+            },
+            None => Outcome::Done {
+                include: included.then(|| partition.unwrap_or_else(|| UNPARTITIONED.to_owned())),
+            },
+        })
+    }
+}
+
+/// The Filters service.
+#[derive(Clone)]
+pub(crate) struct FiltersService {
+    runtime: Arc<Runtime>,
+}
+
+impl FiltersService {
+    pub(crate) fn new(runtime: Arc<Runtime>) -> FiltersService {
+        FiltersService { runtime }
+    }
+
+    /// Accepts one filter connection of protocol `P` and serves it on a task of its own.
+    fn connect<P>(
+        &self,
+        incoming: Streaming<P::ClientMessage>,
+        partitioned: bool,
+        public: bool,
+    ) -> tonic::codegen::BoxStream<FilterRuntimeToClientMessage>
+    where
+        P: Protocol<ServerMessage = FilterRuntimeToClientMessage>,
+        P::Arguments: FilterArguments,
+        P::Response: FilterAnswer,
+    {
+        let (outbound, to_head) = mpsc::channel(reverse_call::OUTBOUND_MESSAGES_MAX);
+        let runtime = Arc::clone(&self.runtime);
+        tokio::spawn(async move {
+            let Some(connected) = ReverseCall::<P>::accept(
+                incoming,
+                outbound,
+                &runtime.config.platform,
+                runtime.stopping.clone(),
+            )
+            .await
+            else {
+                return;
+            };
+            let spec = spec(&connected.arguments, partitioned);
+            session::serve(
+                Arc::clone(&runtime),
+                connected,
+                spec,
+                |spec, call| FilterHandler {
+                    call,
+                    scope: ids::to_wire(spec.key.scope),
+                    public_only: public,
+                },
+                |key| {
+                    Failure::new(
+                        failures::FILTER_FAILED_TO_REGISTER,
+                        format!(
+                            "Failed to register filter {} in scope {}: it is already registered",
+                            key.id, key.scope
+                        ),
+                    )
+                },
+            )
+            .await;
+        });
+        Box::pin(ReceiverStream::new(to_head))
+    }
+}
+
+#[tonic::async_trait]
+impl Filters for FiltersService {
+    async fn connect(
+        &self,
+        request: Request<Streaming<FilterClientToRuntimeMessage>>,
+    ) -> Result<Response<tonic::codegen::BoxStream<FilterRuntimeToClientMessage>>, Status> {
+        Ok(Response::new(self.connect::<FilterProtocol>(
+            request.into_inner(),
+            false,
+            false,
+        )))
+    }
+
+    async fn connect_partitioned(
+        &self,
+        request: Request<Streaming<PartitionedFilterClientToRuntimeMessage>>,
+    ) -> Result<Response<tonic::codegen::BoxStream<FilterRuntimeToClientMessage>>, Status> {
+        Ok(Response::new(self.connect::<PartitionedFilterProtocol>(
+            request.into_inner(),
+            true,
+            false,
+        )))
+    }
+
+    async fn connect_public(
+        &self,
+        request: Request<Streaming<PublicFilterClientToRuntimeMessage>>,
+    ) -> Result<Response<tonic::codegen::BoxStream<FilterRuntimeToClientMessage>>, Status> {
+        Ok(Response::new(self.connect::<PublicFilterProtocol>(
+            request.into_inner(),
+            true,
+            true,
+        )))
+    }
+}
+
+/// The registration, checked.
+fn spec(arguments: &impl FilterArguments, partitioned: bool) -> Result<Spec, Failure> {
+    let invalid = |reason: String| Failure::new(failures::FILTER_FAILED_TO_REGISTER, reason);
+    let id = ids::required("filterId", arguments.filter_id()).map_err(|f| invalid(f.reason))?;
+    if id.is_nil() {
+        return Err(Failure::new(
+            failures::FILTER_ON_NON_WRITEABLE_STREAM,
+            "the filter id cannot be the empty id (it is the event log's)",
+        ));
+    }
+    let scope = match arguments.scope_id() {
+        None => Uuid::nil(),
+        Some(scope) => ids::from_wire("scopeId", scope).map_err(|f| invalid(f.reason))?,
+    };
+    Ok(Spec {
+        key: ProcessorKey {
+            kind: Kind::Filter,
+            scope,
+            id,
+        },
+        source_stream: Uuid::nil(),
+        event_types: Vec::new(),
+        partitioned,
+        alias: None,
+        concurrency: 1,
+        bounds: Bounds::default(),
+        target: Some(TargetStream {
+            scope: ScopeId(scope),
+            stream: id,
+        }),
+    })
+}
