@@ -73,14 +73,14 @@ struct ServerCounters {
 }
 
 /// A running server.
-struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
-    private_port: u16,
+    pub(crate) private_port: u16,
     metrics_port: u16,
 }
 
 impl ServerProcess {
-    fn start(binary: &Path, dir: &Path, tenant: uuid::Uuid) -> Result<ServerProcess> {
+    pub(crate) fn start(binary: &Path, dir: &Path, tenant: uuid::Uuid) -> Result<ServerProcess> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let ready = dir.join("ready.json");
         let log = std::fs::File::create(dir.join("annals.log")).context("create the server log")?;
@@ -173,7 +173,7 @@ impl ServerProcess {
         })
     }
 
-    fn stop(mut self) -> Result<()> {
+    pub(crate) fn stop(mut self) -> Result<()> {
         let pid = self.child.id().to_string();
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -227,7 +227,7 @@ fn artifact(event_type: EventType) -> dolittle::artifacts::Artifact {
 }
 
 /// A Commit request carrying exactly the events of a prepared commit.
-fn commit_request(commit: &Commit) -> dolittle::runtime::events::CommitEventsRequest {
+pub(crate) fn commit_request(commit: &Commit) -> dolittle::runtime::events::CommitEventsRequest {
     dolittle::runtime::events::CommitEventsRequest {
         call_context: Some(call_context(&commit.execution_context)),
         events: commit
@@ -243,10 +243,11 @@ fn commit_request(commit: &Commit) -> dolittle::runtime::events::CommitEventsReq
     }
 }
 
-type StoreClient = dolittle::runtime::events::event_store_client::EventStoreClient<Channel>;
+pub(crate) type StoreClient =
+    dolittle::runtime::events::event_store_client::EventStoreClient<Channel>;
 
 /// One connection per client, as separate heads would have.
-fn connect(
+pub(crate) fn connect(
     runtime: &tokio::runtime::Runtime,
     port: u16,
     clients: usize,
@@ -266,16 +267,10 @@ fn connect(
         .collect()
 }
 
-/// Runs the gRPC suite.
-pub fn run(args: &GrpcArgs) -> Result<()> {
-    let quick = args.quick;
-    let rounds = args.rounds.unwrap_or(3).max(1);
-    let window = Window {
-        warmup: Duration::from_secs_f64(args.warmup.unwrap_or(if quick { 0.2 } else { 0.5 })),
-        measure: Duration::from_secs_f64(args.seconds.unwrap_or(if quick { 1.0 } else { 4.0 })),
-    };
-    let binary = match &args.annals_bin {
-        Some(b) => b.clone(),
+/// The `annals` binary: `given`, else the one next to this tool.
+pub(crate) fn annals_binary(given: Option<&Path>) -> Result<PathBuf> {
+    let binary = match given {
+        Some(b) => b.to_path_buf(),
         None => std::env::current_exe()?
             .parent()
             .context("the tool's directory")?
@@ -287,6 +282,18 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
             binary.display()
         );
     }
+    Ok(binary)
+}
+
+/// Runs the gRPC suite.
+pub fn run(args: &GrpcArgs) -> Result<()> {
+    let quick = args.quick;
+    let rounds = args.rounds.unwrap_or(3).max(1);
+    let window = Window {
+        warmup: Duration::from_secs_f64(args.warmup.unwrap_or(if quick { 0.2 } else { 0.5 })),
+        measure: Duration::from_secs_f64(args.seconds.unwrap_or(if quick { 1.0 } else { 4.0 })),
+    };
+    let binary = annals_binary(args.annals_bin.as_deref())?;
     let date = now_utc();
     let started = Instant::now();
     let root = data_dir(args.dir.as_deref())?;

@@ -14,6 +14,7 @@
 pub mod aggregates;
 pub mod annals;
 pub mod data;
+pub mod delivery;
 pub mod driver;
 pub mod engine;
 pub mod grpc;

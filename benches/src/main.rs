@@ -2,7 +2,7 @@
 //! baselines side by side, interleaved in one run, and prints one JSON line per measurement on
 //! stdout (then one line of medians and ratios per shape); progress goes to stderr.
 
-use annals_bench::{aggregates, engine, grpc, tenants};
+use annals_bench::{aggregates, delivery, engine, grpc, tenants};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -25,6 +25,9 @@ enum Suite {
     /// The `annals` server over gRPC: commits (N clients x B events), commits for aggregates
     /// and fetches, against the raw group-commit limit in the same run.
     Grpc(grpc::GrpcArgs),
+    /// Event handler delivery to one head: catch-up and live, strictly ordered and with
+    /// concurrency 16, and a catch-up of 1 M events.
+    Delivery(delivery::DeliveryArgs),
     /// Opening time and resident memory of a store with 1, 100 and 1000 tenants.
     Tenants(tenants::TenantsArgs),
     /// (Internal) one probe of `tenants`, in a fresh process.
@@ -38,6 +41,7 @@ fn main() -> Result<()> {
         Suite::Engine(args) => engine::run(&args),
         Suite::Aggregates(args) => aggregates::run(&args),
         Suite::Grpc(args) => grpc::run(&args),
+        Suite::Delivery(args) => delivery::run(&args),
         Suite::Tenants(args) => tenants::run(&args),
         Suite::TenantsProbe(args) => tenants::probe(&args),
     }

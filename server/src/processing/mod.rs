@@ -21,6 +21,9 @@ use uuid::Uuid;
 
 use crate::api::failure::Failure;
 
+/// How long a registration waits for an ended connection of the same processor to finish.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What a processor is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Kind {
@@ -84,6 +87,9 @@ pub(crate) struct Registration {
     pub(crate) alias: Option<String>,
     /// By tenant id; fixed when registered (the configured tenants).
     pub(crate) tenants: HashMap<Uuid, Arc<TenantHandle>>,
+    /// Cancelled when its connection has ended (its processors may still be writing their
+    /// positions).
+    pub(crate) ended: tokio_util::sync::CancellationToken,
 }
 
 /// The connected processors.
@@ -105,21 +111,34 @@ impl Drop for Registered {
 }
 
 impl Processors {
-    /// Takes the place of `registration`; `None` when another connection holds it.
-    pub(crate) fn register(
+    /// Takes the place of `registration`; `None` when another live connection holds it. A
+    /// connection that has ended but is still writing its positions is waited for (up to
+    /// `RELEASE_WAIT`): a head that reconnects at once resumes where the last one stopped.
+    pub(crate) async fn register(
         self: &Arc<Self>,
         registration: Arc<Registration>,
     ) -> Option<Registered> {
         let key = registration.key;
-        let mut active = self.active.lock();
-        if active.contains_key(&key) {
-            return None;
+        let deadline = tokio::time::Instant::now() + RELEASE_WAIT;
+        loop {
+            let holder = {
+                let mut active = self.active.lock();
+                match active.get(&key) {
+                    None => {
+                        active.insert(key, registration);
+                        return Some(Registered {
+                            processors: Arc::clone(self),
+                            key,
+                        });
+                    }
+                    Some(holder) => Arc::clone(holder),
+                }
+            };
+            if !holder.ended.is_cancelled() || tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        active.insert(key, registration);
-        Some(Registered {
-            processors: Arc::clone(self),
-            key,
-        })
     }
 
     /// A connected processor.

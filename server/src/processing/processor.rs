@@ -39,10 +39,10 @@ use annals_engine::{
     EventLogSequenceNumber, EventView, FailingPartition, Log, ProcessingFailure, ScopeId,
     StateBatch, StreamProcessorId, StreamProcessorState, Tenant,
 };
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -176,6 +176,10 @@ struct Read {
 }
 
 type Reading = Pin<Box<dyn Future<Output = Result<Read, Failure>> + Send>>;
+/// An event in flight, polled by the processor's own task (no task per event).
+type InFlight = Pin<Box<dyn Future<Output = (Delivery, Result<Outcome, CallError>)> + Send>>;
+/// A position write under way in the background.
+type Writing = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>;
 
 impl<H: Handler> TenantProcessor<H> {
     /// Runs until the call ends or drains; the position reached is durable when it returns.
@@ -256,7 +260,8 @@ impl<H: Handler> TenantProcessor<H> {
         // Partitions with an event in flight, and their waiting events.
         let mut busy: HashMap<String, VecDeque<Delivery>> = HashMap::new();
         let mut queued = 0usize;
-        let mut in_flight: JoinSet<(Delivery, Result<Outcome, CallError>)> = JoinSet::new();
+        let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
+        let mut writing: Option<Writing> = None;
         // Included events not yet written (filters).
         let mut included: Vec<(u64, String)> = Vec::new();
         let mut cursor = state.event_log_position;
@@ -291,20 +296,41 @@ impl<H: Handler> TenantProcessor<H> {
             }
             if in_flight.is_empty() {
                 if draining {
-                    self.settle(state, &unfinished, cursor, next_position, &mut included)
-                        .await?;
+                    self.settle(
+                        state,
+                        &unfinished,
+                        cursor,
+                        next_position,
+                        &mut included,
+                        &mut writing,
+                    )
+                    .await?;
                     return Ok(Exit::Stop);
                 }
                 if let Some(partition) = due {
                     let upto = buffer.front().map_or(cursor, |d| d.sequence_number);
                     let Some(caught) = self.catch_up(state, &partition, upto).await? else {
-                        self.settle(state, &unfinished, cursor, next_position, &mut included)
-                            .await?;
+                        self.settle(
+                            state,
+                            &unfinished,
+                            cursor,
+                            next_position,
+                            &mut included,
+                            &mut writing,
+                        )
+                        .await?;
                         return Ok(Exit::Stop);
                     };
                     included.extend(caught);
-                    self.settle(state, &unfinished, cursor, next_position, &mut included)
-                        .await?;
+                    self.settle(
+                        state,
+                        &unfinished,
+                        cursor,
+                        next_position,
+                        &mut included,
+                        &mut writing,
+                    )
+                    .await?;
                     continue;
                 }
             }
@@ -326,7 +352,7 @@ impl<H: Handler> TenantProcessor<H> {
             tokio::select! {
                 biased;
                 () = self.ended.cancelled() => {
-                    self.settle(state, &unfinished, cursor, next_position, &mut included).await?;
+                    self.settle(state, &unfinished, cursor, next_position, &mut included, &mut writing).await?;
                     return Ok(Exit::Stop);
                 }
                 command = self.commands.recv() => {
@@ -335,8 +361,7 @@ impl<H: Handler> TenantProcessor<H> {
                     };
                     return Ok(Exit::Reprocess(event_log_position, done));
                 }
-                Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
-                    let Ok((delivery, outcome)) = joined else { continue };
+                Some((delivery, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
                     let Ok(outcome) = outcome else {
                         // The call ended: the next turn sees it.
                         continue;
@@ -399,7 +424,7 @@ impl<H: Handler> TenantProcessor<H> {
                                 stopped = true;
                             }
                             self.status.lock().retrying = None;
-                            self.settle(state, &unfinished, cursor, next_position, &mut included).await?;
+                            self.settle(state, &unfinished, cursor, next_position, &mut included, &mut writing).await?;
                             dirty = false;
                         }
                     }
@@ -429,9 +454,20 @@ impl<H: Handler> TenantProcessor<H> {
                     cursor = read.next;
                 }
                 () = retry_sleep => {}
-                _ = flush.tick(), if dirty => {
-                    self.settle(state, &unfinished, cursor, next_position, &mut included).await?;
+                _ = flush.tick(), if dirty && writing.is_none() => {
+                    // In the background: delivery goes on while the position is synced.
+                    Self::advance(state, &unfinished, cursor, next_position);
+                    writing = Some(self.write_later(state, std::mem::take(&mut included)));
                     dirty = false;
+                }
+                written = async {
+                    match writing.as_mut() {
+                        Some(writing) => writing.await,
+                        None => std::future::pending().await,
+                    }
+                }, if writing.is_some() => {
+                    writing = None;
+                    written?;
                 }
                 () = self.draining.cancelled(), if !draining => {}
             }
@@ -454,24 +490,20 @@ impl<H: Handler> TenantProcessor<H> {
             .map(|(partition, _)| partition.clone())
     }
 
-    fn spawn(
-        &self,
-        in_flight: &mut JoinSet<(Delivery, Result<Outcome, CallError>)>,
-        delivery: Delivery,
-    ) {
+    fn spawn(&self, in_flight: &mut FuturesUnordered<InFlight>, delivery: Delivery) {
         let handler = Arc::clone(&self.handler);
         let context = self.context_for(&delivery);
         let status = Arc::clone(&self.status);
         let failures = self.failures.clone();
         let ended = self.ended.clone();
         let retries = !self.partitioned;
-        in_flight.spawn(async move {
+        in_flight.push(Box::pin(async move {
             let outcome = deliver(
                 &*handler, context, &delivery, None, retries, &status, &failures, &ended,
             )
             .await;
             (delivery, outcome)
-        });
+        }));
     }
 
     fn context_for(&self, delivery: &Delivery) -> WireExecutionContext {
@@ -597,8 +629,23 @@ impl<H: Handler> TenantProcessor<H> {
         .await
     }
 
-    /// Writes the position reached (the earliest unfinished event, else the read cursor) with
-    /// the included events, and publishes it to management.
+    /// Sets the position to store: the earliest unfinished event, else the read cursor.
+    fn advance(
+        state: &mut StreamProcessorState,
+        unfinished: &BTreeMap<u64, u64>,
+        cursor: u64,
+        next_position: u64,
+    ) {
+        let (event_log_position, position) = unfinished
+            .iter()
+            .next()
+            .map_or((cursor, next_position), |(&seq, &pos)| (seq, pos));
+        state.event_log_position = event_log_position;
+        state.position = position;
+    }
+
+    /// Writes the position reached with the included events now (after a background write
+    /// under way, so writes stay in order), and publishes it to management.
     async fn settle(
         &self,
         state: &mut StreamProcessorState,
@@ -606,13 +653,12 @@ impl<H: Handler> TenantProcessor<H> {
         cursor: u64,
         next_position: u64,
         included: &mut Vec<(u64, String)>,
+        writing: &mut Option<Writing>,
     ) -> Result<(), Failure> {
-        let (event_log_position, position) = unfinished
-            .iter()
-            .next()
-            .map_or((cursor, next_position), |(&seq, &pos)| (seq, pos));
-        state.event_log_position = event_log_position;
-        state.position = position;
+        if let Some(earlier) = writing.take() {
+            earlier.await?;
+        }
+        Self::advance(state, unfinished, cursor, next_position);
         self.write(state, std::mem::take(included)).await
     }
 
@@ -621,35 +667,47 @@ impl<H: Handler> TenantProcessor<H> {
         state: &StreamProcessorState,
         included: Vec<(u64, String)>,
     ) -> Result<(), Failure> {
+        self.write_later(state, included).await
+    }
+
+    /// A write of `state` (a snapshot) and the included events, published to management once
+    /// durable.
+    fn write_later(&self, state: &StreamProcessorState, included: Vec<(u64, String)>) -> Writing {
         let tenant = Arc::clone(&self.tenant);
         let id = self.id;
         let target = self.target;
         let snapshot = state.clone();
-        crate::runtime::blocking(move || {
-            let mut batch = StateBatch::new();
-            batch.put_stream_processor(&id, &snapshot);
-            match target {
-                None => tenant.write_state(batch)?,
-                Some(target) => {
-                    let end = tenant.stream_end(target.scope, target.stream)?;
-                    let entries: Vec<(EventLogSequenceNumber, &str)> = included
-                        .iter()
-                        .map(|(seq, partition)| (EventLogSequenceNumber(*seq), partition.as_str()))
-                        .collect();
-                    tenant.append_to_stream_with_state(
-                        target.scope,
-                        target.stream,
-                        end,
-                        &entries,
-                        batch,
-                    )?;
+        let status = Arc::clone(&self.status);
+        Box::pin(async move {
+            let published = snapshot.clone();
+            crate::runtime::blocking(move || {
+                let mut batch = StateBatch::new();
+                batch.put_stream_processor(&id, &snapshot);
+                match target {
+                    None => tenant.write_state(batch)?,
+                    Some(target) => {
+                        let end = tenant.stream_end(target.scope, target.stream)?;
+                        let entries: Vec<(EventLogSequenceNumber, &str)> = included
+                            .iter()
+                            .map(|(seq, partition)| {
+                                (EventLogSequenceNumber(*seq), partition.as_str())
+                            })
+                            .collect();
+                        tenant.append_to_stream_with_state(
+                            target.scope,
+                            target.stream,
+                            end,
+                            &entries,
+                            batch,
+                        )?;
+                    }
                 }
-            }
+                Ok(())
+            })
+            .await?;
+            status.lock().state = published;
             Ok(())
         })
-        .await?;
-        self.status.lock().state = state.clone();
-        Ok(())
     }
 }
 

@@ -80,8 +80,9 @@ pub(crate) async fn serve<P: Protocol, H: Handler>(
         partitioned: spec.partitioned,
         alias: spec.alias.clone(),
         tenants: handles,
+        ended: call.ended().clone(),
     });
-    let Some(registered) = runtime.processors.register(registration) else {
+    let Some(registered) = runtime.processors.register(registration).await else {
         call.respond_to_connect(Some(already(&spec.key))).await;
         let _ = reader.await;
         return;

@@ -1,0 +1,567 @@
+//! `annals-bench delivery`: event handler delivery from the `annals` server to one head over
+//! the EventHandlers reverse call (design.md section 7: >= 100 k events/s with concurrency,
+//! >= 20 k/s strictly ordered).
+//!
+//! Workloads, each for an unpartitioned handler (strictly ordered: one event in flight) and
+//! a partitioned one with concurrency 16:
+//! - `delivery_catchup`: the store holds `--events` events before the handler registers; the
+//!   head answers each request at once; events/s from the registration's acceptance to the
+//!   last event.
+//! - `delivery_live`: the handler registers on an empty tail (start from latest), then 16
+//!   clients commit one event at a time for `--live-seconds`; latency is from the commit's
+//!   `occurred` (the server's clock) to the head's receipt (same machine, same clock).
+//! - `delivery_catchup_1m`: as `delivery_catchup` over `--catch-up-events` (1 M) events, once.
+//!
+//! The head is a tonic client in this process, built from our protos; it answers without
+//! doing any work, so the figures are the runtime's delivery limit on this machine (head,
+//! server and committers share the 2 cores).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use annals_server::proto::dolittle;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use dolittle::runtime::events::processing;
+use hdrhistogram::Histogram;
+use processing::event_handler_client_to_runtime_message::Message as FromHead;
+use processing::event_handler_runtime_to_client_message::Message as ToHead;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use crate::data::EventFactory;
+use crate::engine::data_dir;
+use crate::grpc::{annals_binary, commit_request, connect, ServerProcess};
+use crate::report::{emit, median, now_utc, percentiles_us, to_f64, Measurement};
+
+/// Options of `annals-bench delivery`.
+#[derive(Debug, Args)]
+pub struct DeliveryArgs {
+    /// Small settings that finish in about a minute.
+    #[arg(long)]
+    quick: bool,
+    /// Parent of the run's data directory (default /var/tmp, else /tmp; a real disk).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Rounds of the catch-up and live workloads. Default 3.
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Events in the store for `delivery_catchup`. Default 100 000 (quick: 10 000).
+    #[arg(long)]
+    events: Option<u64>,
+    /// Events for `delivery_catchup_1m`; 0 skips it. Default 1 000 000 (quick: 0).
+    #[arg(long)]
+    catch_up_events: Option<u64>,
+    /// Seconds of committing in `delivery_live`. Default 3 (quick: 1).
+    #[arg(long)]
+    live_seconds: Option<f64>,
+    /// The `annals` binary (default: next to this tool).
+    #[arg(long)]
+    annals_bin: Option<PathBuf>,
+    /// Seed of the event generator.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+/// The server's default platform: a head's registration must carry it.
+const MICROSERVICE: Uuid = Uuid::from_u128(0x4a5d_2bc3_543f_459a_ab0b_e8e9_2409_3260);
+const ENVIRONMENT: &str = "Development";
+
+/// How the handler is registered.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    partitioned: bool,
+    concurrency: i32,
+}
+
+const SHAPES: [Shape; 2] = [
+    Shape {
+        partitioned: false,
+        concurrency: 1,
+    },
+    Shape {
+        partitioned: true,
+        concurrency: 16,
+    },
+];
+
+/// What a head saw.
+struct HeadOutcome {
+    events: u64,
+    elapsed: Duration,
+    latency_ns: Histogram<u64>,
+}
+
+/// Runs the delivery suite.
+pub fn run(args: &DeliveryArgs) -> Result<()> {
+    let quick = args.quick;
+    let rounds = args.rounds.unwrap_or(3).max(1);
+    let events = args.events.unwrap_or(if quick { 10_000 } else { 100_000 });
+    let big = args
+        .catch_up_events
+        .unwrap_or(if quick { 0 } else { 1_000_000 });
+    let live = Duration::from_secs_f64(args.live_seconds.unwrap_or(if quick { 1.0 } else { 3.0 }));
+    let binary = annals_binary(args.annals_bin.as_deref())?;
+    let date = now_utc();
+    let started = Instant::now();
+    let root = data_dir(args.dir.as_deref())?;
+    eprintln!(
+        "annals-bench delivery: {rounds} round(s), {events} events, live {live:?}, 1M catch-up \
+         {big} events, server {}, data in {}",
+        binary.display(),
+        root.path().display()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the client runtime")?;
+    let mut factory = EventFactory::new(args.seed);
+    let tenant = factory.commit(1).execution_context.tenant_id;
+    let event_types: Vec<Uuid> = {
+        let mut types: Vec<Uuid> = (0..64).map(|_| factory.event().event_type.id).collect();
+        types.sort();
+        types.dedup();
+        types
+    };
+    // Requests reused cyclically: 1000 commits of 100 events (30 MB), enough variety.
+    let fill_requests: Arc<Vec<_>> = Arc::new(
+        (0..1000)
+            .map(|_| commit_request(&factory.commit(100)))
+            .collect(),
+    );
+    let live_requests: Arc<Vec<_>> = Arc::new(
+        (0..4096)
+            .map(|_| commit_request(&factory.commit(1)))
+            .collect(),
+    );
+
+    let mut measurements = Vec::new();
+    for round in 0..rounds {
+        let dir = root.path().join(format!("round-{round}"));
+        let server = ServerProcess::start(&binary, &dir, tenant)?;
+        fill(&runtime, server.private_port, &fill_requests, events)?;
+        for shape in SHAPES {
+            let outcome = run_head(
+                server.private_port,
+                tenant,
+                event_types.clone(),
+                shape,
+                false,
+                Target::Known(events),
+            )
+            .join()
+            .map_err(|_| anyhow::anyhow!("the head panicked"))??;
+            let m = measurement("delivery_catchup", shape, round, &date, &outcome, false);
+            progress(rounds, &m);
+            emit(&m)?;
+            measurements.push(m);
+        }
+        for shape in SHAPES {
+            let outcome = measure_live(
+                &runtime,
+                server.private_port,
+                tenant,
+                &event_types,
+                shape,
+                &live_requests,
+                live,
+            )?;
+            let m = measurement("delivery_live", shape, round, &date, &outcome, true);
+            progress(rounds, &m);
+            emit(&m)?;
+            measurements.push(m);
+        }
+        server.stop()?;
+        std::fs::remove_dir_all(&dir).context("remove the round's data")?;
+    }
+    if big > 0 {
+        let dir = root.path().join("catch-up");
+        let server = ServerProcess::start(&binary, &dir, tenant)?;
+        let filled = Instant::now();
+        fill(&runtime, server.private_port, &fill_requests, big)?;
+        eprintln!("committed {big} events in {:.1?}", filled.elapsed());
+        for shape in SHAPES.iter().rev() {
+            let outcome = run_head(
+                server.private_port,
+                tenant,
+                event_types.clone(),
+                *shape,
+                false,
+                Target::Known(big),
+            )
+            .join()
+            .map_err(|_| anyhow::anyhow!("the head panicked"))??;
+            let m = measurement("delivery_catchup_1m", *shape, 0, &date, &outcome, false);
+            progress(1, &m);
+            emit(&m)?;
+            measurements.push(m);
+        }
+        server.stop()?;
+    }
+    summarise(&measurements)?;
+    drop(runtime);
+    root.close().context("remove the data directory")?;
+    eprintln!("done in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+/// Commits `events` events (in commits of 100) with 8 clients.
+fn fill(
+    runtime: &tokio::runtime::Runtime,
+    port: u16,
+    requests: &Arc<Vec<dolittle::runtime::events::CommitEventsRequest>>,
+    events: u64,
+) -> Result<()> {
+    let clients = connect(runtime, port, 8)?;
+    let commits = events.div_ceil(100);
+    let next = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            let next = Arc::clone(&next);
+            let requests = Arc::clone(requests);
+            runtime.spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= commits {
+                        return anyhow::Ok(());
+                    }
+                    let request = requests[usize::try_from(i)? % requests.len()].clone();
+                    let response = client.commit(request).await?.into_inner();
+                    if let Some(failure) = response.failure {
+                        bail!("a commit failed: {}", failure.reason);
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        runtime.block_on(task).context("a committer failed")??;
+    }
+    Ok(())
+}
+
+/// When the head stops: after a known number of events, or after the number the committers
+/// report once they are done.
+enum Target {
+    Known(u64),
+    Reported(Arc<AtomicU64>),
+}
+
+impl Target {
+    fn reached(&self, events: u64) -> bool {
+        match self {
+            Target::Known(n) => events >= *n,
+            Target::Reported(n) => {
+                let n = n.load(Ordering::Acquire);
+                n != u64::MAX && events >= n
+            }
+        }
+    }
+}
+
+/// Runs a head on a thread and runtime of its own, so the committers of the live workload do
+/// not delay its answers (as separate processes would not).
+fn run_head(
+    port: u16,
+    tenant: Uuid,
+    event_types: Vec<Uuid>,
+    shape: Shape,
+    start_latest: bool,
+    target: Target,
+) -> std::thread::JoinHandle<Result<HeadOutcome>> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("start the head's runtime")?;
+        runtime.block_on(head(
+            port,
+            tenant,
+            &event_types,
+            shape,
+            start_latest,
+            target,
+        ))
+    })
+}
+
+/// A head: registers a fresh event handler for `event_types`, answers every request at once
+/// and stops at `target`.
+async fn head(
+    port: u16,
+    tenant: Uuid,
+    event_types: &[Uuid],
+    shape: Shape,
+    start_latest: bool,
+    target: Target,
+) -> Result<HeadOutcome> {
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))?
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(16 << 20))
+        .connect()
+        .await
+        .context("connect the head")?;
+    let mut client = processing::event_handlers_client::EventHandlersClient::new(channel)
+        .max_decoding_message_size(64 << 20);
+    let (to_runtime, outbound) = mpsc::channel(1024);
+    let wire = annals_server::wire::uuid;
+    let registration = processing::EventHandlerRegistrationRequest {
+        call_context: Some(dolittle::services::ReverseCallArgumentsContext {
+            execution_context: Some(dolittle::execution::ExecutionContext {
+                microservice_id: Some(wire(MICROSERVICE)),
+                tenant_id: Some(wire(tenant)),
+                version: Some(dolittle::versioning::Version::default()),
+                correlation_id: Some(wire(Uuid::new_v4())),
+                claims: Vec::new(),
+                environment: ENVIRONMENT.into(),
+                span_id: None,
+            }),
+            head_id: Some(wire(Uuid::new_v4())),
+            ping_interval: Some(prost_types::Duration {
+                seconds: 5,
+                nanos: 0,
+            }),
+        }),
+        scope_id: Some(wire(Uuid::nil())),
+        event_handler_id: Some(wire(Uuid::new_v4())),
+        event_types: event_types
+            .iter()
+            .map(|id| dolittle::artifacts::Artifact {
+                id: Some(wire(*id)),
+                generation: 1,
+            })
+            .collect(),
+        partitioned: shape.partitioned,
+        alias: Some("bench".into()),
+        start_from: start_latest.then_some(processing::StartFrom {
+            selected: Some(processing::start_from::Selected::Position(
+                processing::start_from::Position::Latest as i32,
+            )),
+        }),
+        stop_at: None,
+        concurrency: shape.concurrency,
+    };
+    to_runtime
+        .send(processing::EventHandlerClientToRuntimeMessage {
+            message: Some(FromHead::RegistrationRequest(registration)),
+        })
+        .await?;
+    let mut inbound = client
+        .connect(ReceiverStream::new(outbound))
+        .await
+        .context("open the reverse call")?
+        .into_inner();
+    match inbound.message().await?.and_then(|m| m.message) {
+        Some(ToHead::RegistrationResponse(response)) => {
+            if let Some(failure) = response.failure {
+                bail!("registration refused: {}", failure.reason);
+            }
+        }
+        other => bail!("expected the registration response, got {other:?}"),
+    }
+    let began = Instant::now();
+    let mut latency_ns = Histogram::<u64>::new(3).context("create a histogram")?;
+    let mut events = 0u64;
+    while !target.reached(events) {
+        let message = tokio::time::timeout(Duration::from_secs(60), inbound.message())
+            .await
+            .context("no request for 60 s")??
+            .context("the runtime ended the stream")?;
+        match message.message {
+            Some(ToHead::HandleRequest(request)) => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
+                if let Some(occurred) = request
+                    .event
+                    .as_ref()
+                    .and_then(|e| e.event.as_ref())
+                    .and_then(|e| e.occurred.as_ref())
+                {
+                    let occurred = Duration::new(
+                        u64::try_from(occurred.seconds).unwrap_or(0),
+                        u32::try_from(occurred.nanos).unwrap_or(0),
+                    );
+                    let ns = now.saturating_sub(occurred).as_nanos();
+                    latency_ns.record(u64::try_from(ns).unwrap_or(u64::MAX).max(1))?;
+                }
+                events += 1;
+                let call_id = request.call_context.and_then(|c| c.call_id);
+                to_runtime
+                    .send(processing::EventHandlerClientToRuntimeMessage {
+                        message: Some(FromHead::HandleResult(processing::EventHandlerResponse {
+                            call_context: Some(dolittle::services::ReverseCallResponseContext {
+                                call_id,
+                            }),
+                            failure: None,
+                        })),
+                    })
+                    .await?;
+            }
+            Some(ToHead::Ping(_)) => {
+                to_runtime
+                    .send(processing::EventHandlerClientToRuntimeMessage {
+                        message: Some(FromHead::Pong(dolittle::services::Pong {})),
+                    })
+                    .await?;
+            }
+            other => bail!("unexpected message from the runtime: {other:?}"),
+        }
+    }
+    Ok(HeadOutcome {
+        events,
+        elapsed: began.elapsed(),
+        latency_ns,
+    })
+}
+
+/// A head registered at the tail while 16 clients commit one event at a time for `window`.
+fn measure_live(
+    runtime: &tokio::runtime::Runtime,
+    port: u16,
+    tenant: Uuid,
+    event_types: &[Uuid],
+    shape: Shape,
+    requests: &Arc<Vec<dolittle::runtime::events::CommitEventsRequest>>,
+    window: Duration,
+) -> Result<HeadOutcome> {
+    let committed = Arc::new(AtomicU64::new(u64::MAX));
+    let head = run_head(
+        port,
+        tenant,
+        event_types.to_vec(),
+        shape,
+        true,
+        Target::Reported(Arc::clone(&committed)),
+    );
+    // Give the registration time to be accepted before committing (start from latest).
+    std::thread::sleep(Duration::from_millis(300));
+    let clients = connect(runtime, port, 16)?;
+    let end = Instant::now() + window;
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut client)| {
+            let requests = Arc::clone(requests);
+            runtime.spawn(async move {
+                let mut count = 0u64;
+                let mut i = n;
+                while Instant::now() < end {
+                    let response = client.commit(requests[i % requests.len()].clone()).await?;
+                    if let Some(failure) = response.into_inner().failure {
+                        bail!("a commit failed: {}", failure.reason);
+                    }
+                    count += 1;
+                    i += 16;
+                }
+                anyhow::Ok(count)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += runtime.block_on(task).context("a committer failed")??;
+    }
+    committed.store(total, Ordering::Release);
+    head.join()
+        .map_err(|_| anyhow::anyhow!("the head panicked"))?
+}
+
+fn measurement(
+    workload: &'static str,
+    shape: Shape,
+    round: usize,
+    date: &str,
+    outcome: &HeadOutcome,
+    latency: bool,
+) -> Measurement {
+    let (p50_us, p99_us) = if latency {
+        percentiles_us(&outcome.latency_ns)
+    } else {
+        (None, None)
+    };
+    let seconds = outcome.elapsed.as_secs_f64();
+    let mut extra = BTreeMap::new();
+    extra.insert("partitioned".to_owned(), json!(shape.partitioned));
+    Measurement {
+        system: "annals",
+        workload,
+        writers: usize::try_from(shape.concurrency).unwrap_or(1),
+        batch: None,
+        round,
+        events: outcome.events,
+        seconds,
+        events_per_s: to_f64(outcome.events) / seconds.max(f64::MIN_POSITIVE),
+        p50_us,
+        p99_us,
+        fdatasyncs: None,
+        events_per_fdatasync: None,
+        io_backend: "server".into(),
+        date: date.to_owned(),
+        extra,
+    }
+}
+
+fn progress(rounds: usize, m: &Measurement) {
+    let us = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}us"));
+    eprintln!(
+        "[{}/{}] {:<20} concurrency {:>2}  {:>9} events {:>11.0} ev/s  delivery p50 {:>8}  p99 {:>8}",
+        m.round + 1,
+        rounds,
+        m.workload,
+        m.writers,
+        m.events,
+        m.events_per_s,
+        us(m.p50_us),
+        us(m.p99_us),
+    );
+}
+
+/// Medians per workload and concurrency, against design.md's targets (one JSON line each).
+fn summarise(measurements: &[Measurement]) -> Result<()> {
+    let mut groups: BTreeMap<(&str, usize), Vec<&Measurement>> = BTreeMap::new();
+    for m in measurements {
+        groups.entry((m.workload, m.writers)).or_default().push(m);
+    }
+    eprintln!("\nmedians:");
+    for ((workload, concurrency), ms) in groups {
+        let pick = |f: fn(&Measurement) -> Option<f64>| {
+            let values: Vec<f64> = ms.iter().filter_map(|m| f(m)).collect();
+            median(&values)
+        };
+        let events_per_s = pick(|m| Some(m.events_per_s));
+        let target = if workload.starts_with("delivery_catchup") {
+            Some(if concurrency > 1 { 100_000.0 } else { 20_000.0 })
+        } else {
+            None
+        };
+        let met = target.zip(events_per_s).map(|(t, v)| v >= t);
+        let line = json!({
+            "summary": true,
+            "workload": workload,
+            "concurrency": concurrency,
+            "rounds": ms.len(),
+            "events_per_s_median": events_per_s,
+            "p50_us_median": pick(|m| m.p50_us),
+            "p99_us_median": pick(|m| m.p99_us),
+            "target_events_per_s": target,
+            "target_met": met,
+        });
+        eprintln!(
+            "  {workload:<20} concurrency {concurrency:>2}: {:>9.0} ev/s{}",
+            events_per_s.unwrap_or(0.0),
+            target.map_or_else(String::new, |t| format!(
+                "  (target {t:.0}: {})",
+                if met == Some(true) { "met" } else { "NOT met" }
+            ))
+        );
+        emit(&line)?;
+    }
+    Ok(())
+}
