@@ -270,6 +270,11 @@ impl<H: Handler> TenantProcessor<H> {
         let mut stopped = state.failure.is_some();
         let mut dirty = false;
         let mut commands_open = true;
+        // Registered once: a fresh waiter per turn of the loop would cost a lock each time.
+        let ended = self.ended.clone().cancelled_owned();
+        tokio::pin!(ended);
+        let drained = self.draining.clone().cancelled_owned();
+        tokio::pin!(drained);
         let mut flush = tokio::time::interval(FLUSH_INTERVAL);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -352,7 +357,7 @@ impl<H: Handler> TenantProcessor<H> {
             };
             tokio::select! {
                 biased;
-                () = self.ended.cancelled() => {
+                () = &mut ended => {
                     self.settle(state, &unfinished, cursor, next_position, &mut included, &mut writing).await?;
                     return Ok(Exit::Stop);
                 }
@@ -472,7 +477,7 @@ impl<H: Handler> TenantProcessor<H> {
                     writing = None;
                     written?;
                 }
-                () = self.draining.cancelled(), if !draining => {}
+                () = &mut drained, if !draining => {}
             }
         }
     }
@@ -733,10 +738,10 @@ async fn deliver<H: Handler>(
 ) -> Result<Outcome, CallError> {
     let mut attempts = 0u32;
     loop {
-        let outcome = tokio::select! {
-            outcome = handler.handle(context.clone(), delivery, retry.take()) => outcome?,
-            () = ended.cancelled() => return Err(CallError::Ended),
-        };
+        // The call's end answers every outstanding request with `Ended`.
+        let outcome = handler
+            .handle(context.clone(), delivery, retry.take())
+            .await?;
         match outcome {
             Outcome::Failed {
                 reason,

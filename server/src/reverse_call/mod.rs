@@ -127,6 +127,40 @@ pub(crate) struct ReverseCall<P: Protocol> {
     /// Cancelled when no new requests may be sent (the head initiated a disconnect, or the
     /// runtime is stopping); outstanding ones may still be answered.
     draining: CancellationToken,
+    /// Call ids: a random key per stream and a counter, mixed (see [`CallIds`]).
+    call_ids: CallIds,
+}
+
+/// Random-looking call ids without a system call per request: a stream's ids are a bijective
+/// mix (splitmix64's finaliser, keyed by a random 128-bit value drawn once per stream) of a
+/// counter, so two outstanding calls never share an id and ids cannot be guessed from each
+/// other without the key.
+struct CallIds {
+    key: u128,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl CallIds {
+    fn new() -> CallIds {
+        CallIds {
+            key: Uuid::new_v4().as_u128(),
+            next: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> Uuid {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let high = mix(n ^ (self.key >> 64) as u64);
+        let low = mix(n.wrapping_add(self.key as u64));
+        Uuid::from_u64_pair(high, low)
+    }
+}
+
+/// splitmix64's finaliser: a bijection on u64.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 impl<P: Protocol> ReverseCall<P> {
@@ -170,6 +204,7 @@ impl<P: Protocol> ReverseCall<P> {
             pending: Mutex::new(HashMap::new()),
             ended: CancellationToken::new(),
             draining: CancellationToken::new(),
+            call_ids: CallIds::new(),
         });
         let reader = Box::pin(Arc::clone(&call).read(incoming, ping_interval, stopping));
         Some(Connected {
@@ -189,7 +224,7 @@ impl<P: Protocol> ReverseCall<P> {
             .send(Ok(P::connect_response(failure.map(|f| f.to_wire()))))
             .await;
         if refused {
-            self.ended.cancel();
+            self.end(None);
         }
     }
 
@@ -204,7 +239,7 @@ impl<P: Protocol> ReverseCall<P> {
         if self.ended.is_cancelled() {
             return Err(CallError::Ended);
         }
-        let call_id = Uuid::new_v4();
+        let call_id = self.call_ids.next();
         let (answer_tx, answer_rx) = oneshot::channel();
         self.pending.lock().insert(call_id, answer_tx);
         // Removes the entry however this call ends (answered, given up, dropped).
@@ -212,22 +247,24 @@ impl<P: Protocol> ReverseCall<P> {
             pending: &self.pending,
             call_id,
         };
+        // `end` cancels, then drops every waiting sender: checked after inserting, a call
+        // either sees the cancellation here or loses its sender (and ends) below.
+        if self.ended.is_cancelled() {
+            return Err(CallError::Ended);
+        }
         let message = request(ReverseCallRequestContext {
             call_id: Some(ids::to_wire(call_id)),
             execution_context: Some(execution_context),
         });
-        tokio::select! {
-            sent = self.outbound.send(Ok(message)) => {
-                if sent.is_err() {
-                    return Err(CallError::Ended);
-                }
-            }
-            () = self.ended.cancelled() => return Err(CallError::Ended),
+        let sent = tokio::select! {
+            biased;
+            sent = self.outbound.send(Ok(message)) => sent.is_ok(),
+            () = self.ended.cancelled() => false,
+        };
+        if !sent {
+            return Err(CallError::Ended);
         }
-        tokio::select! {
-            answer = answer_rx => answer.map_err(|_| CallError::Ended),
-            () = self.ended.cancelled() => Err(CallError::Ended),
-        }
+        answer_rx.await.map_err(|_| CallError::Ended)
     }
 
     /// Cancelled when the stream is over.
@@ -247,6 +284,8 @@ impl<P: Protocol> ReverseCall<P> {
         }
         self.draining.cancel();
         self.ended.cancel();
+        // Every waiting call gets `Ended` (their answers can no longer come).
+        self.pending.lock().clear();
     }
 
     /// Reads the head's messages until the stream ends: answers go to their waiting calls,
@@ -265,21 +304,19 @@ impl<P: Protocol> ReverseCall<P> {
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             timer
         });
-        let mut deadline = keepalive.map(|k| tokio::time::Instant::now() + k);
-        let mut grace_end: Option<tokio::time::Instant> = None;
+        // One timer for the keep-alive deadline, moved only when it fires early: resetting a
+        // timer on every message would cost a timer-wheel update per answer.
+        let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+        let mut heard = tokio::time::Instant::now();
+        let expiry = tokio::time::sleep_until(keepalive.map_or(far, |k| heard + k));
+        tokio::pin!(expiry);
+        let grace = tokio::time::sleep_until(far);
+        tokio::pin!(grace);
+        let mut grace_set = false;
+        let ended = self.ended.clone();
+        let ended = ended.cancelled();
+        tokio::pin!(ended);
         loop {
-            let expiry = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let grace = async {
-                match grace_end {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
             let ping = async {
                 match pings.as_mut() {
                     Some(timer) => {
@@ -289,7 +326,7 @@ impl<P: Protocol> ReverseCall<P> {
                 }
             };
             tokio::select! {
-                () = self.ended.cancelled() => break,
+                () = &mut ended => break,
                 message = incoming.message() => {
                     let message = match message {
                         Ok(Some(message)) => message,
@@ -304,15 +341,18 @@ impl<P: Protocol> ReverseCall<P> {
                             break;
                         }
                     };
-                    deadline = keepalive.map(|k| tokio::time::Instant::now() + k);
+                    heard = tokio::time::Instant::now();
                     match P::classify(message) {
                         Incoming::Response(response) => self.answer(response),
                         Incoming::Pong => {}
-                        Incoming::InitiateDisconnect(grace) => {
-                            let grace = grace.unwrap_or(DEFAULT_GRACE);
-                            tracing::debug!(?grace, "the head initiated a disconnect");
+                        Incoming::InitiateDisconnect(period) => {
+                            let period = period.unwrap_or(DEFAULT_GRACE);
+                            tracing::debug!(?period, "the head initiated a disconnect");
                             self.draining.cancel();
-                            grace_end.get_or_insert(tokio::time::Instant::now() + grace);
+                            if !grace_set {
+                                grace_set = true;
+                                grace.as_mut().reset(tokio::time::Instant::now() + period);
+                            }
                         }
                         Incoming::Arguments(_) => {
                             self.end(Some(Status::invalid_argument(
@@ -328,7 +368,12 @@ impl<P: Protocol> ReverseCall<P> {
                         }
                     }
                 }
-                () = expiry => {
+                () = &mut expiry, if keepalive.is_some() => {
+                    let due = heard + keepalive.unwrap_or_default();
+                    if tokio::time::Instant::now() < due {
+                        expiry.as_mut().reset(due);
+                        continue;
+                    }
                     tracing::info!(?keepalive, "the head did not answer pings in time; ending its stream");
                     self.end(Some(Status::deadline_exceeded(format!(
                         "no message from the head for 3 ping intervals ({:?})",
@@ -336,7 +381,7 @@ impl<P: Protocol> ReverseCall<P> {
                     ))));
                     break;
                 }
-                () = grace => {
+                () = &mut grace, if grace_set => {
                     self.end(None);
                     break;
                 }
@@ -349,7 +394,10 @@ impl<P: Protocol> ReverseCall<P> {
                     // The runtime is shutting down: finish what is outstanding, send nothing
                     // new. The processors end the stream once drained.
                     self.draining.cancel();
-                    grace_end.get_or_insert(tokio::time::Instant::now() + DEFAULT_GRACE);
+                    if !grace_set {
+                        grace_set = true;
+                        grace.as_mut().reset(tokio::time::Instant::now() + DEFAULT_GRACE);
+                    }
                 }
             }
         }
@@ -491,6 +539,15 @@ mod tests {
         assert!(check_context(&missing, &platform())
             .unwrap_err()
             .contains("pingInterval"));
+    }
+
+    #[test]
+    fn call_ids_of_a_stream_are_distinct_and_differ_between_streams() {
+        let ids = CallIds::new();
+        let first: std::collections::HashSet<Uuid> = (0..100_000).map(|_| ids.next()).collect();
+        assert_eq!(first.len(), 100_000);
+        let other = CallIds::new();
+        assert!((0..1000).all(|_| !first.contains(&other.next())));
     }
 
     #[test]
