@@ -504,10 +504,11 @@ impl<H: Handler> TenantProcessor<H> {
         let status = Arc::clone(&self.status);
         let failures = self.failures.clone();
         let ended = self.ended.clone();
+        let draining = self.draining.clone();
         let retries = !self.partitioned;
         in_flight.push(Box::pin(async move {
             let outcome = deliver(
-                &*handler, context, &delivery, None, retries, &status, &failures, &ended,
+                &*handler, context, &delivery, None, retries, &status, &failures, &ended, &draining,
             )
             .await;
             (delivery, outcome)
@@ -546,6 +547,16 @@ impl<H: Handler> TenantProcessor<H> {
                 position += 1;
                 if event_partition != partition {
                     continue;
+                }
+                if self.draining.is_cancelled() {
+                    // Nothing new once the call drains: the partition stays parked at this
+                    // event and is caught up after the head registers again.
+                    if let Some(parked) = state.failing_partitions.get_mut(partition) {
+                        parked.position = this_position;
+                        parked.event_log_position = sequence_number;
+                        parked.failure.retry_time_ns = now_ns();
+                    }
+                    return Ok(Some(included));
                 }
                 let delivery = Delivery {
                     sequence_number,
@@ -735,6 +746,7 @@ async fn deliver<H: Handler>(
     status: &Mutex<TenantStatus>,
     failures: &Counter,
     ended: &CancellationToken,
+    draining: &CancellationToken,
 ) -> Result<Outcome, CallError> {
     let mut attempts = 0u32;
     loop {
@@ -757,9 +769,12 @@ async fn deliver<H: Handler>(
                     processing_attempts: attempts,
                     last_failed_ns: now,
                 });
+                // Nothing new is sent once the call drains, not even a retry: the event stays
+                // unprocessed and is the next one after the head registers again.
                 tokio::select! {
                     () = tokio::time::sleep(after) => {}
                     () = ended.cancelled() => return Err(CallError::Ended),
+                    () = draining.cancelled() => return Err(CallError::Ended),
                 }
                 retry = Some(RetryProcessingState {
                     failure_reason: reason,

@@ -56,6 +56,12 @@ const ARGUMENTS_WAIT: Duration = Duration::from_secs(30);
 /// Grace period of a disconnect the head initiated without naming one (the original's).
 const DEFAULT_GRACE: Duration = Duration::from_secs(20);
 
+/// The longest grace period a head gets (a longer one is cut to this).
+const GRACE_MAX: Duration = Duration::from_secs(3600);
+
+/// The longest ping interval; a longer one turns keep-alive off.
+const PING_INTERVAL_MAX: Duration = Duration::from_secs(86_400);
+
 /// The reason of every failed connect, as the original words it (SDKs log it).
 pub(crate) const ARGUMENTS_NOT_RECEIVED: &str = "Connection arguments were not received";
 
@@ -173,7 +179,16 @@ impl<P: Protocol> ReverseCall<P> {
         platform: &Platform,
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Option<Connected<P>> {
-        let first = match tokio::time::timeout(ARGUMENTS_WAIT, incoming.message()).await {
+        let mut shutdown = stopping.clone();
+        let first = tokio::select! {
+            first = tokio::time::timeout(ARGUMENTS_WAIT, incoming.message()) => first,
+            () = async { drop(shutdown.wait_for(|stopping| *stopping).await) } => {
+                // The runtime is stopping: a new registration is not taken.
+                let _ = outbound.send(Err(Status::unavailable("the runtime is stopping"))).await;
+                return None;
+            }
+        };
+        let first = match first {
             Ok(Ok(Some(message))) => P::classify(message),
             Ok(Ok(None) | Err(_)) => return None,
             Err(_) => {
@@ -346,7 +361,7 @@ impl<P: Protocol> ReverseCall<P> {
                         Incoming::Response(response) => self.answer(response),
                         Incoming::Pong => {}
                         Incoming::InitiateDisconnect(period) => {
-                            let period = period.unwrap_or(DEFAULT_GRACE);
+                            let period = period.unwrap_or(DEFAULT_GRACE).min(GRACE_MAX);
                             tracing::debug!(?period, "the head initiated a disconnect");
                             self.draining.cancel();
                             if !grace_set {
@@ -471,12 +486,17 @@ fn check_context(
             execution_context.environment, platform.environment
         ));
     }
-    // Under 1 s (or negative, or the largest Duration) turns keep-alive off, as in the
-    // original.
+    // Under 1 s (or negative) turns keep-alive off, as in the original; so does anything over
+    // a day (the original's "largest Duration", and absurd values that would overflow clocks).
     let ping_interval = u64::try_from(interval.seconds)
         .ok()
-        .filter(|&s| s >= 1 && s < i64::MAX as u64)
-        .map(|s| Duration::new(s, u32::try_from(interval.nanos).unwrap_or(0)));
+        .filter(|&s| (1..=PING_INTERVAL_MAX.as_secs()).contains(&s))
+        .map(|s| {
+            Duration::new(
+                s,
+                u32::try_from(interval.nanos).unwrap_or(0).min(999_999_999),
+            )
+        });
     Ok((execution_context, ping_interval))
 }
 
