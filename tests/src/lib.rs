@@ -28,6 +28,8 @@ use uuid::Uuid;
 
 pub use annals_server::proto;
 
+pub mod head;
+
 /// The Development tenant (the default configuration's only tenant).
 pub const DEVELOPMENT: Uuid = Uuid::from_u128(0x445f_8ea8_1a6f_40d7_b2fc_796d_ba92_dc44);
 
@@ -183,6 +185,47 @@ impl Server {
         exit.success()
     }
 
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("the server is running")
+    }
+
+    /// The server's resident set size in bytes (VmRSS of /proc/<pid>/status).
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .expect("VmRSS in /proc/<pid>/status");
+        let kib: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        kib * 1024
+    }
+
+    /// Sends SIGKILL and waits for the process to be gone.
+    pub async fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        child.start_kill().unwrap();
+        tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    /// Starts the server again on the same directory (new ports) after `stop` or `kill`.
+    pub async fn relaunch(&mut self) {
+        assert!(self.child.is_none(), "the server is still running");
+        self.launch().await;
+    }
+
     /// Stops (SIGTERM) and starts again on the same directory (new ports).
     pub async fn restart(&mut self) {
         assert!(
@@ -319,6 +362,71 @@ pub fn commit_request(
     }
 }
 
+/// Commits `events` (event type, event source, content) for `tenant` over `channel` and
+/// returns the committed events; panics on a failure.
+pub async fn commit(
+    channel: &Channel,
+    tenant: Uuid,
+    events: &[(Uuid, &str, &str)],
+) -> Vec<dolittle::runtime::events::CommittedEvent> {
+    let mut client =
+        dolittle::runtime::events::event_store_client::EventStoreClient::new(channel.clone());
+    let response = client
+        .commit(commit_request(tenant, events))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(response.failure.is_none(), "{:?}", response.failure);
+    response.events
+}
+
+/// The value of the Prometheus sample `name` whose labels include every one of `labels`
+/// (`key="value"` pairs), summed over the matching samples; None if none matches.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (sample, label_text) = match series.split_once('{') {
+            Some((sample, rest)) => (sample, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if sample != name {
+            continue;
+        }
+        let all = labels
+            .iter()
+            .all(|(k, v)| label_text.split(',').any(|l| l == format!("{k}=\"{v}\"")));
+        if all {
+            if let Ok(value) = value.parse::<f64>() {
+                *found.get_or_insert(0.0) += value;
+            }
+        }
+    }
+    found
+}
+
+/// The management view of one event handler (GetOne on the management port).
+pub async fn get_one(
+    server: &Server,
+    scope: Uuid,
+    handler: Uuid,
+    tenant: Option<Uuid>,
+) -> dolittle::runtime::events::processing::management::GetOneResponse {
+    use dolittle::runtime::events::processing::management as m;
+    let mut client = m::event_handlers_client::EventHandlersClient::new(server.management().await);
+    client
+        .get_one(m::GetOneRequest {
+            scope_id: Some(id(scope)),
+            event_handler_id: Some(id(handler)),
+            tenant_id: tenant.map(id),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// A CommitForAggregate request.
 pub fn aggregate_request(
     tenant: Uuid,
@@ -362,6 +470,25 @@ pub mod failures {
     pub const SDK_MUST_UPDATE: Uuid = Uuid::from_u128(0x3e2d_8368_4bca_4e0b_a9bf_8d1c_ccbc_ac21);
     pub const RUNTIME_MUST_UPDATE: Uuid =
         Uuid::from_u128(0xb46f_b8a0_4565_4f00_880c_022c_bb3b_babb);
+
+    /// Event handlers: the first message was no registration, or its arguments were wrong.
+    pub const HANDLER_ARGUMENTS: Uuid = Uuid::from_u128(0xdbfd_fa15_e727_49f6_bed8_7a78_7954_a4c6);
+    /// Event handlers: (scope, id) is already connected.
+    pub const HANDLER_ALREADY_REGISTERED: Uuid =
+        Uuid::from_u128(0x19dc_6254_1732_4625_90af_4447_32bc_e795);
+    /// Event handlers: the id is the nil Uuid.
+    pub const HANDLER_NIL_ID: Uuid = Uuid::from_u128(0x45b4_c918_37a5_405c_9865_d032_869b_1d24);
+    /// Filters: bad arguments, or the filter is already connected.
+    pub const FILTER_ARGUMENTS: Uuid = Uuid::from_u128(0xf048_0899_8aed_4191_b339_5121_f4d9_f2e2);
+    /// Filters: the id is the nil Uuid.
+    pub const FILTER_NIL_ID: Uuid = Uuid::from_u128(0x2cdb_6143_4f3d_49cb_bd58_68fd_1376_dab1);
+    /// Management: the event handler is not registered (connected).
+    pub const HANDLER_NOT_REGISTERED: Uuid =
+        Uuid::from_u128(0x0006_69b7_2ad3_4c4c_a245_55ba_33c4_8a4d);
+    /// Management: the position is beyond the end of the stream.
+    pub const BEYOND_END: Uuid = Uuid::from_u128(0xd3a0_bafc_4746_41ed_b4a4_e67b_5055_9703);
+    /// Management: the tenant is not configured.
+    pub const UNKNOWN_TENANT: Uuid = Uuid::from_u128(0x7bc3_40c0_c0e1_4ef6_9c44_2030_4bfc_2ef2);
 }
 
 /// Reads a file of the working directory, for assertions on what the server wrote.

@@ -418,7 +418,7 @@ async fn every_grpc_port_has_health_and_reflection_and_the_rest_is_unimplemented
         .unary::<RawHealthRequest, RawHealth, _>(
             tonic::Request::new(RawHealthRequest::default()),
             PathAndQuery::from_static(
-                "/dolittle.runtime.events.processing.management.EventHandlers/GetAll",
+                "/dolittle.runtime.events.processing.management.Projections/GetAll",
             ),
             tonic_prost::ProstCodec::default(),
         )

@@ -169,6 +169,16 @@ enum Exit {
     Reprocess(u64, tokio::sync::oneshot::Sender<Result<(), Failure>>),
 }
 
+/// How a parked partition's catch-up ended.
+enum CatchUp {
+    /// It ran (to the end, or to a new failure); the events it included.
+    Caught(Vec<(u64, String)>),
+    /// The call ended.
+    Ended,
+    /// Management asked to start over.
+    Reprocess(u64, tokio::sync::oneshot::Sender<Result<(), Failure>>),
+}
+
 /// One read: the selected events and the position after the read.
 struct Read {
     events: Vec<(u64, String, Uuid, CommittedEvent)>,
@@ -315,19 +325,24 @@ impl<H: Handler> TenantProcessor<H> {
                 }
                 if let Some(partition) = due {
                     let upto = buffer.front().map_or(cursor, |d| d.sequence_number);
-                    let Some(caught) = self.catch_up(state, &partition, upto).await? else {
-                        self.settle(
-                            state,
-                            &unfinished,
-                            cursor,
-                            next_position,
-                            &mut included,
-                            &mut writing,
-                        )
-                        .await?;
-                        return Ok(Exit::Stop);
-                    };
-                    included.extend(caught);
+                    match self.catch_up(state, &partition, upto).await? {
+                        CatchUp::Caught(caught) => included.extend(caught),
+                        CatchUp::Ended => {
+                            self.settle(
+                                state,
+                                &unfinished,
+                                cursor,
+                                next_position,
+                                &mut included,
+                                &mut writing,
+                            )
+                            .await?;
+                            return Ok(Exit::Stop);
+                        }
+                        CatchUp::Reprocess(event_log_position, done) => {
+                            return Ok(Exit::Reprocess(event_log_position, done));
+                        }
+                    }
                     self.settle(
                         state,
                         &unfinished,
@@ -529,11 +544,12 @@ impl<H: Handler> TenantProcessor<H> {
         state: &mut StreamProcessorState,
         partition: &str,
         upto: u64,
-    ) -> Result<Option<Vec<(u64, String)>>, Failure> {
+    ) -> Result<CatchUp, Failure> {
         let Some(parked) = state.failing_partitions.get(partition).cloned() else {
-            return Ok(Some(Vec::new()));
+            return Ok(CatchUp::Caught(Vec::new()));
         };
         let mut included = Vec::new();
+        let mut commands_open = true;
         let mut from = parked.event_log_position;
         let mut position = parked.position;
         while from < upto {
@@ -556,7 +572,7 @@ impl<H: Handler> TenantProcessor<H> {
                         parked.event_log_position = sequence_number;
                         parked.failure.retry_time_ns = now_ns();
                     }
-                    return Ok(Some(included));
+                    return Ok(CatchUp::Caught(included));
                 }
                 let delivery = Delivery {
                     sequence_number,
@@ -571,12 +587,24 @@ impl<H: Handler> TenantProcessor<H> {
                         retry_count: parked.failure.processing_attempts,
                     });
                 let context = self.context_for(&delivery);
-                let outcome = tokio::select! {
-                    outcome = self.handler.handle(context, &delivery, retry) => outcome,
-                    () = self.ended.cancelled() => Err(CallError::Ended),
+                let handling = self.handler.handle(context, &delivery, retry);
+                tokio::pin!(handling);
+                // Management is heard while the head takes its time (a reset ends the
+                // catch-up; the answer no longer matters).
+                let outcome = loop {
+                    tokio::select! {
+                        outcome = &mut handling => break outcome,
+                        () = self.ended.cancelled() => break Err(CallError::Ended),
+                        command = self.commands.recv(), if commands_open => match command {
+                            Some(Command::Reprocess { event_log_position, done }) => {
+                                return Ok(CatchUp::Reprocess(event_log_position, done));
+                            }
+                            None => commands_open = false,
+                        },
+                    }
                 };
                 match outcome {
-                    Err(CallError::Ended) => return Ok(None),
+                    Err(CallError::Ended) => return Ok(CatchUp::Ended),
                     Ok(Outcome::Done { include }) => {
                         self.processed.inc();
                         state.last_successfully_processed_ns = now_ns();
@@ -612,7 +640,7 @@ impl<H: Handler> TenantProcessor<H> {
                                 },
                             },
                         );
-                        return Ok(Some(included));
+                        return Ok(CatchUp::Caught(included));
                     }
                 }
             }
@@ -622,7 +650,7 @@ impl<H: Handler> TenantProcessor<H> {
             from = next;
         }
         state.failing_partitions.remove(partition);
-        Ok(Some(included))
+        Ok(CatchUp::Caught(included))
     }
 
     /// Starts a read of selected events from `from` (on a blocking thread, after waiting for

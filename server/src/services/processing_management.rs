@@ -28,6 +28,7 @@ use crate::proto::dolittle::runtime::events::processing::management::{
     UnpartitionedTenantScopedStreamProcessorStatus,
 };
 use crate::runtime::{blocking, Runtime};
+use crate::services::platform::NO_ALIAS;
 
 in_band!(GetAllResponse, event_handlers: Vec<EventHandlerStatus>);
 in_band!(GetOneResponse, event_handlers: Option<EventHandlerStatus>);
@@ -155,7 +156,10 @@ fn status(registration: &Registration, tenant: Option<Uuid>) -> EventHandlerStat
             .map(|t| convert::event_type_to_wire(*t))
             .collect(),
         partitioned: registration.partitioned,
-        alias: registration.alias.clone().unwrap_or_default(),
+        alias: registration
+            .alias
+            .clone()
+            .unwrap_or_else(|| NO_ALIAS.to_owned()),
         tenants: tenants
             .into_iter()
             .map(|(id, handle)| {
