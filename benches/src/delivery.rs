@@ -7,9 +7,10 @@
 //! - `delivery_catchup`: the store holds `--events` events before the handler registers; the
 //!   head answers each request at once; events/s from the registration's acceptance to the
 //!   last event.
-//! - `delivery_live`: the handler registers on an empty tail (start from latest), then 16
-//!   clients commit one event at a time for `--live-seconds`; latency is from the commit's
-//!   `occurred` (the server's clock) to the head's receipt (same machine, same clock).
+//! - `delivery_live`: the handler registers on the tail (start from latest), then 16 clients
+//!   commit one event at a time, paced to `--live-rate` events/s in all, for
+//!   `--live-seconds`; latency is from the commit's `occurred` (the server's clock) to the
+//!   head's receipt (same machine, same clock).
 //! - `delivery_catchup_1m`: as `delivery_catchup` over `--catch-up-events` (1 M) events, once.
 //!
 //! The head is a tonic client in this process, built from our protos; it answers without
@@ -61,6 +62,10 @@ pub struct DeliveryArgs {
     /// Seconds of committing in `delivery_live`. Default 3 (quick: 1).
     #[arg(long)]
     live_seconds: Option<f64>,
+    /// Events committed per second in `delivery_live` (paced; below what either handler
+    /// keeps up with, so latency is delivery, not a growing queue). Default 2000.
+    #[arg(long, default_value_t = 2000)]
+    live_rate: u32,
     /// The `annals` binary (default: next to this tool).
     #[arg(long)]
     annals_bin: Option<PathBuf>,
@@ -171,7 +176,7 @@ pub fn run(args: &DeliveryArgs) -> Result<()> {
                 &event_types,
                 shape,
                 &live_requests,
-                live,
+                (live, args.live_rate),
             )?;
             let m = measurement("delivery_live", shape, round, &date, &outcome, true);
             progress(rounds, &m);
@@ -370,11 +375,19 @@ async fn head(
     let began = Instant::now();
     let mut latency_ns = Histogram::<u64>::new(3).context("create a histogram")?;
     let mut events = 0u64;
+    let mut last_event = began;
+    let mut idle_since = Instant::now();
     while !target.reached(events) {
-        let message = tokio::time::timeout(Duration::from_secs(60), inbound.message())
-            .await
-            .context("no request for 60 s")??
-            .context("the runtime ended the stream")?;
+        // Short waits: a reported target can be reached with nothing more to come.
+        let Ok(message) = tokio::time::timeout(Duration::from_millis(20), inbound.message()).await
+        else {
+            if idle_since.elapsed() > Duration::from_secs(60) {
+                bail!("no request for 60 s");
+            }
+            continue;
+        };
+        idle_since = Instant::now();
+        let message = message?.context("the runtime ended the stream")?;
         match message.message {
             Some(ToHead::HandleRequest(request)) => {
                 let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
@@ -392,6 +405,7 @@ async fn head(
                     latency_ns.record(u64::try_from(ns).unwrap_or(u64::MAX).max(1))?;
                 }
                 events += 1;
+                last_event = Instant::now();
                 let call_id = request.call_context.and_then(|c| c.call_id);
                 to_runtime
                     .send(processing::EventHandlerClientToRuntimeMessage {
@@ -416,7 +430,7 @@ async fn head(
     }
     Ok(HeadOutcome {
         events,
-        elapsed: began.elapsed(),
+        elapsed: last_event.duration_since(began),
         latency_ns,
     })
 }
@@ -429,7 +443,7 @@ fn measure_live(
     event_types: &[Uuid],
     shape: Shape,
     requests: &Arc<Vec<dolittle::runtime::events::CommitEventsRequest>>,
-    window: Duration,
+    (window, rate): (Duration, u32),
 ) -> Result<HeadOutcome> {
     let committed = Arc::new(AtomicU64::new(u64::MAX));
     let head = run_head(
@@ -452,7 +466,12 @@ fn measure_live(
             runtime.spawn(async move {
                 let mut count = 0u64;
                 let mut i = n;
+                // Each of the 16 clients commits every 16 / rate seconds.
+                let mut pace =
+                    tokio::time::interval(Duration::from_secs_f64(16.0 / f64::from(rate.max(1))));
+                pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 while Instant::now() < end {
+                    pace.tick().await;
                     let response = client.commit(requests[i % requests.len()].clone()).await?;
                     if let Some(failure) = response.into_inner().failure {
                         bail!("a commit failed: {}", failure.reason);

@@ -18,7 +18,9 @@
 //! | `annals_up` | gauge | |
 //!
 //! Processor series exist for processors that are connected (position and lag) or have been
-//! since the start (counters); heads register a bounded set of handlers and filters.
+//! since the start (counters). Counters are kept for every (processor, scope, tenant) a head
+//! has registered since the start: a deployment registers a fixed set of handlers, but heads
+//! that register fresh ids over and over grow this set until the runtime restarts.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

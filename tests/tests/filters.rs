@@ -20,6 +20,8 @@ use uuid::Uuid;
 const TYPE_A: Uuid = Uuid::from_u128(0xa1);
 const TYPE_B: Uuid = Uuid::from_u128(0xb1);
 const NIL_PARTITION: &str = "00000000-0000-0000-0000-000000000000";
+/// The scope public streams are kept under (the all-ones id).
+const PUBLIC_STREAMS: Uuid = Uuid::max();
 
 /// The entries of the filter's stream, read from the stopped server's data directory.
 fn stream(server: &Server, scope: Uuid, filter: Uuid) -> Vec<StreamEntry> {
@@ -189,7 +191,8 @@ async fn partitioned_filter_writes_the_answered_partitions() {
     assert_eq!(entries(&stream(&server, Uuid::nil(), filter.id)), expected);
 }
 
-/// A public filter is asked only about public events; its stream is in the default scope.
+/// A public filter is asked only about public events; its stream is a public stream, kept
+/// apart from a private stream of the same id (the original's `public-stream-<id>`).
 #[tokio::test]
 async fn public_filter_sees_only_public_events() {
     let mut server = Server::start().await;
@@ -228,7 +231,14 @@ async fn public_filter_sees_only_public_events() {
     drop(head);
     assert!(server.stop().await);
     let expected = vec![(0, 1, "public".to_owned()), (1, 4, "public".to_owned())];
-    assert_eq!(entries(&stream(&server, Uuid::nil(), filter.id)), expected);
+    assert_eq!(
+        entries(&stream(&server, PUBLIC_STREAMS, filter.id)),
+        expected
+    );
+    assert!(
+        stream(&server, Uuid::nil(), filter.id).is_empty(),
+        "no private stream of the same id"
+    );
 }
 
 /// A filter in another scope is asked about nothing of the event log.

@@ -24,13 +24,23 @@ use crate::api::failure::Failure;
 /// How long a registration waits for an ended connection of the same processor to finish.
 const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Where public streams and public filters' positions are kept: a scope of their own, so a
+/// private filter with the same id in the default scope never shares them (the original keeps
+/// `public-stream-<id>` apart from `stream-<id>` the same way). No event-horizon scope is
+/// this id: scopes are producer microservice ids chosen by consumers, and the all-ones id is
+/// refused as a scope at registration.
+pub(crate) const PUBLIC_STREAMS_SCOPE: Uuid = Uuid::max();
+
 /// What a processor is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Kind {
     /// An event handler (reads the event log, writes nothing).
     EventHandler,
-    /// A filter (private or public): writes the events the head includes to its stream.
+    /// A private filter: writes the events the head includes to its stream.
     Filter,
+    /// A public filter: public events only, written to a public stream (what the event
+    /// horizon serves), kept apart from private streams of the same id.
+    PublicFilter,
 }
 
 impl Kind {
@@ -39,6 +49,7 @@ impl Kind {
         match self {
             Kind::EventHandler => "event_handler",
             Kind::Filter => "filter",
+            Kind::PublicFilter => "public_filter",
         }
     }
 }
@@ -177,6 +188,8 @@ impl TenantHandle {
                 "the processor is already being set to a new position",
             ));
         }
+        // Cleared however this ends, also when the management call is cancelled mid-way.
+        let _resetting = ClearOnDrop(&self.resetting);
         let (done, answer) = oneshot::channel();
         let sent = self
             .commands
@@ -185,20 +198,24 @@ impl TenantHandle {
                 done,
             })
             .await;
-        let result = match sent {
-            Ok(()) => answer.await.unwrap_or_else(|_| {
-                Err(Failure::new(
-                    failures::NOT_REGISTERED,
-                    "the processor disconnected before it was reset",
-                ))
-            }),
-            Err(_) => Err(Failure::new(
+        let gone = || {
+            Failure::new(
                 failures::NOT_REGISTERED,
                 "the processor disconnected before it was reset",
-            )),
+            )
         };
-        self.resetting.store(false, Ordering::Release);
-        result
+        match sent {
+            Ok(()) => answer.await.unwrap_or_else(|_| Err(gone())),
+            Err(_) => Err(gone()),
+        }
+    }
+}
+
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 

@@ -93,6 +93,20 @@ pub(crate) enum Outcome {
     },
 }
 
+impl Outcome {
+    /// A head's failure: retried after its timeout when it asks for a retry.
+    pub(crate) fn failed(
+        failure: crate::proto::dolittle::runtime::events::processing::ProcessorFailure,
+    ) -> Outcome {
+        Outcome::Failed {
+            reason: failure.reason,
+            retry_after: failure.retry.then(|| {
+                crate::reverse_call::duration(failure.retry_timeout.as_ref()).unwrap_or_default()
+            }),
+        }
+    }
+}
+
 /// Asks the head about one event (an event handler's handle request, a filter's filter
 /// request).
 pub(crate) trait Handler: Send + Sync + 'static {
@@ -211,7 +225,7 @@ impl<H: Handler> TenantProcessor<H> {
                     state.failure = None;
                     state.failing_partitions.clear();
                     self.status.lock().retrying = None;
-                    let written = self.write(&state, Vec::new()).await;
+                    let written = self.write_later(&state, Vec::new()).await;
                     let _ = done.send(written.clone());
                     if let Err(failure) = written {
                         tracing::error!(reason = %failure.reason, "cannot reset a processor");
@@ -340,6 +354,9 @@ impl<H: Handler> TenantProcessor<H> {
                             return Ok(Exit::Stop);
                         }
                         CatchUp::Reprocess(event_log_position, done) => {
+                            if let Some(earlier) = writing.take() {
+                                earlier.await?;
+                            }
                             return Ok(Exit::Reprocess(event_log_position, done));
                         }
                     }
@@ -382,11 +399,18 @@ impl<H: Handler> TenantProcessor<H> {
                         commands_open = false;
                         continue;
                     };
+                    // A position write under way must land before the reset's, or it would
+                    // undo it.
+                    if let Some(earlier) = writing.take() {
+                        earlier.await?;
+                    }
                     return Ok(Exit::Reprocess(event_log_position, done));
                 }
                 Some((delivery, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
                     let Ok(outcome) = outcome else {
-                        // The call ended: the next turn sees it.
+                        // The call is over (its stream may have closed before the reader
+                        // noticed): end it for everyone, the next turn stops.
+                        self.ended.cancel();
                         continue;
                     };
                     match outcome {
@@ -398,14 +422,19 @@ impl<H: Handler> TenantProcessor<H> {
                                 included.push((delivery.sequence_number, partition));
                             }
                             dirty = true;
-                            let next = busy.get_mut(&delivery.partition).and_then(VecDeque::pop_front);
-                            match next {
-                                Some(next) => {
-                                    queued -= 1;
-                                    self.spawn(&mut in_flight, next);
-                                }
-                                None => {
-                                    busy.remove(&delivery.partition);
+                            if !self.draining.is_cancelled() {
+                                // (Draining: queued events stay unfinished, where the stored
+                                // position waits for them.)
+                                let next =
+                                    busy.get_mut(&delivery.partition).and_then(VecDeque::pop_front);
+                                match next {
+                                    Some(next) => {
+                                        queued -= 1;
+                                        self.spawn(&mut in_flight, next);
+                                    }
+                                    None => {
+                                        busy.remove(&delivery.partition);
+                                    }
                                 }
                             }
                         }
@@ -414,9 +443,7 @@ impl<H: Handler> TenantProcessor<H> {
                             let now = now_ns();
                             let failure = ProcessingFailure {
                                 reason,
-                                retry_time_ns: retry_after.map_or(i64::MAX, |after| {
-                                    now.saturating_add(i64::try_from(after.as_nanos()).unwrap_or(i64::MAX))
-                                }),
+                                retry_time_ns: retry_time(now, retry_after),
                                 processing_attempts: 1,
                                 last_failed_ns: now,
                             };
@@ -476,7 +503,9 @@ impl<H: Handler> TenantProcessor<H> {
                     }
                     cursor = read.next;
                 }
-                () = retry_sleep => {}
+                // Only while nothing is due: a due partition waits for the events in flight,
+                // whose completions wake the loop (a past deadline here would spin it).
+                () = retry_sleep, if due.is_none() && !draining => {}
                 _ = flush.tick(), if dirty && writing.is_none() => {
                     // In the background: delivery goes on while the position is synced.
                     Self::advance(state, &unfinished, cursor, next_position);
@@ -537,8 +566,10 @@ impl<H: Handler> TenantProcessor<H> {
     }
 
     /// Delivers a parked partition's events from its failed event up to `upto` (where the
-    /// main pass is), in order. Returns the included events, or `None` when the call ended;
-    /// the partition is unparked when all succeeded, else its failure is updated.
+    /// main pass is), in order, hearing management meanwhile. The partition is unparked when
+    /// all succeeded, else its failure is updated. The included events are kept in memory
+    /// until it ends: at most one stretch of the log between the failed event and the main
+    /// pass, and the main pass waits meanwhile.
     async fn catch_up(
         &mut self,
         state: &mut StreamProcessorState,
@@ -568,6 +599,12 @@ impl<H: Handler> TenantProcessor<H> {
                     // Nothing new once the call drains: the partition stays parked at this
                     // event and is caught up after the head registers again.
                     if let Some(parked) = state.failing_partitions.get_mut(partition) {
+                        if parked.event_log_position != sequence_number {
+                            // This event never failed: the partition is only behind.
+                            parked.failure.reason =
+                                "behind: its catch-up stopped when the head disconnected".into();
+                            parked.failure.processing_attempts = 0;
+                        }
                         parked.position = this_position;
                         parked.event_log_position = sequence_number;
                         parked.failure.retry_time_ns = now_ns();
@@ -581,8 +618,9 @@ impl<H: Handler> TenantProcessor<H> {
                     correlation_id,
                     event: Arc::new(event),
                 };
-                let retry =
-                    (sequence_number == parked.event_log_position).then(|| RetryProcessingState {
+                let retry = (sequence_number == parked.event_log_position
+                    && parked.failure.processing_attempts > 0)
+                    .then(|| RetryProcessingState {
                         failure_reason: parked.failure.reason.clone(),
                         retry_count: parked.failure.processing_attempts,
                     });
@@ -630,11 +668,7 @@ impl<H: Handler> TenantProcessor<H> {
                                 event_log_position: sequence_number,
                                 failure: ProcessingFailure {
                                     reason,
-                                    retry_time_ns: retry_after.map_or(i64::MAX, |after| {
-                                        now.saturating_add(
-                                            i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
-                                        )
-                                    }),
+                                    retry_time_ns: retry_time(now, retry_after),
                                     processing_attempts: attempts,
                                     last_failed_ns: now,
                                 },
@@ -706,15 +740,7 @@ impl<H: Handler> TenantProcessor<H> {
             earlier.await?;
         }
         Self::advance(state, unfinished, cursor, next_position);
-        self.write(state, std::mem::take(included)).await
-    }
-
-    async fn write(
-        &self,
-        state: &StreamProcessorState,
-        included: Vec<(u64, String)>,
-    ) -> Result<(), Failure> {
-        self.write_later(state, included).await
+        self.write_later(state, std::mem::take(included)).await
     }
 
     /// A write of `state` (a snapshot) and the included events, published to management once
@@ -792,8 +818,7 @@ async fn deliver<H: Handler>(
                 let now = now_ns();
                 status.lock().retrying = Some(ProcessingFailure {
                     reason: reason.clone(),
-                    retry_time_ns: now
-                        .saturating_add(i64::try_from(after.as_nanos()).unwrap_or(i64::MAX)),
+                    retry_time_ns: retry_time(now, Some(after)),
                     processing_attempts: attempts,
                     last_failed_ns: now,
                 });
@@ -889,6 +914,13 @@ pub(crate) fn committed_event(view: &EventView<'_>) -> CommittedEvent {
             .as_ref()
             .map(|h| convert::timestamp(h.received_ns)),
     }
+}
+
+/// When a failure that asks for a retry after `after` is retried; never (`i64::MAX`) without.
+fn retry_time(now_ns: i64, after: Option<Duration>) -> i64 {
+    after.map_or(i64::MAX, |after| {
+        now_ns.saturating_add(i64::try_from(after.as_nanos()).unwrap_or(i64::MAX))
+    })
 }
 
 pub(crate) fn now_ns() -> i64 {

@@ -21,7 +21,9 @@ use uuid::Uuid;
 use crate::api::convert;
 use crate::api::failure::Failure;
 use crate::api::ids;
-use crate::processing::processor::{Bounds, Handler, TargetStream, TenantProcessor};
+use crate::processing::processor::{Bounds, Handler, StartFrom, TargetStream, TenantProcessor};
+#[cfg(doc)]
+use crate::processing::PUBLIC_STREAMS_SCOPE;
 use crate::processing::{ProcessorKey, Registration, TenantHandle, TenantStatus};
 use crate::reverse_call::{Connected, Protocol, ReverseCall};
 use crate::runtime::{blocking, Runtime};
@@ -29,6 +31,10 @@ use crate::runtime::{blocking, Runtime};
 /// What a registration asks for, checked.
 pub(crate) struct Spec {
     pub(crate) key: ProcessorKey,
+    /// The scope whose log it reads.
+    pub(crate) source_scope: Uuid,
+    /// The scope its position is kept under (public filters: [`PUBLIC_STREAMS_SCOPE`]).
+    pub(crate) state_scope: Uuid,
     /// The stream it reads: the event handler's own id, nil for filters (the event log).
     pub(crate) source_stream: Uuid,
     pub(crate) event_types: Vec<EventType>,
@@ -126,7 +132,7 @@ async fn tenants<P: Protocol, H: Handler>(
     let mut processors = Vec::new();
     for &tenant_id in runtime.tenant_ids() {
         let tenant = runtime.tenant(tenant_id)?;
-        let scope = ScopeId(spec.key.scope);
+        let scope = ScopeId(spec.source_scope);
         let log = {
             let tenant = Arc::clone(&tenant);
             blocking(move || Ok(tenant.scoped_log(scope)?)).await?
@@ -148,6 +154,12 @@ async fn tenants<P: Protocol, H: Handler>(
                 resetting: AtomicBool::new(false),
             }),
         );
+        // "Latest" is the log's end now, before the head hears it is registered: what it
+        // commits after that is delivered.
+        let mut bounds = spec.bounds;
+        if let StartFrom::Latest = bounds.start {
+            bounds.start = StartFrom::Position(log.next_sequence_number().0);
+        }
         let mut context = convert::execution_context_to_wire(execution_context);
         context.tenant_id = Some(ids::to_wire(tenant_id));
         processors.push(TenantProcessor {
@@ -155,13 +167,13 @@ async fn tenants<P: Protocol, H: Handler>(
             tenant,
             log,
             id: StreamProcessorId {
-                scope: spec.key.scope,
+                scope: spec.state_scope,
                 processor: spec.key.id,
                 source_stream: spec.source_stream,
             },
             partitioned: spec.partitioned,
             concurrency: spec.concurrency,
-            bounds: spec.bounds,
+            bounds,
             execution_context: context,
             target: spec.target,
             status,

@@ -118,7 +118,7 @@ pub(crate) struct Connected<P: Protocol> {
     pub(crate) call: Arc<ReverseCall<P>>,
     pub(crate) arguments: P::Arguments,
     pub(crate) execution_context: ExecutionContext,
-    /// The reader: runs until the stream ends. The service drives it beside its work.
+    /// The reader: runs until the stream ends (the service spawns it as a task of its own).
     pub(crate) reader: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
@@ -328,6 +328,7 @@ impl<P: Protocol> ReverseCall<P> {
         let grace = tokio::time::sleep_until(far);
         tokio::pin!(grace);
         let mut grace_set = false;
+        let mut stop_seen = false;
         let ended = self.ended.clone();
         let ended = ended.cancelled();
         tokio::pin!(ended);
@@ -405,13 +406,16 @@ impl<P: Protocol> ReverseCall<P> {
                     // ping is only for idle streams.
                     let _ = self.outbound.try_send(Ok(P::ping()));
                 }
-                _ = stopping.wait_for(|stopping| *stopping), if !self.draining.is_cancelled() => {
+                _ = stopping.wait_for(|stopping| *stopping), if !stop_seen => {
                     // The runtime is shutting down: finish what is outstanding, send nothing
-                    // new. The processors end the stream once drained.
+                    // new, within the default grace period even if the head asked for a
+                    // longer one. The processors end the stream once drained.
+                    stop_seen = true;
                     self.draining.cancel();
-                    if !grace_set {
+                    let at = tokio::time::Instant::now() + DEFAULT_GRACE;
+                    if !grace_set || grace.deadline() > at {
                         grace_set = true;
-                        grace.as_mut().reset(tokio::time::Instant::now() + DEFAULT_GRACE);
+                        grace.as_mut().reset(at);
                     }
                 }
             }

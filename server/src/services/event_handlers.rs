@@ -20,7 +20,7 @@ use crate::api::failure::Failure;
 use crate::api::ids;
 use crate::processing::processor::{Bounds, Delivery, Handler, Outcome, StartFrom};
 use crate::processing::session::{self, Spec};
-use crate::processing::{failures, Kind, ProcessorKey};
+use crate::processing::{failures, Kind, ProcessorKey, PUBLIC_STREAMS_SCOPE};
 use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
 use crate::proto::dolittle::runtime::events::processing::event_handler_client_to_runtime_message::Message as FromHead;
@@ -34,6 +34,11 @@ use crate::proto::dolittle::runtime::events::processing::{
 use crate::proto::dolittle::services::{Ping, ReverseCallArgumentsContext};
 use crate::reverse_call::{self, CallError, Incoming, Protocol, ReverseCall};
 use crate::runtime::Runtime;
+
+/// The most events a partitioned handler has in flight at once per tenant; a registration
+/// asking for more gets this many (the bound on what a head that never answers can make the
+/// runtime hold).
+const CONCURRENCY_MAX: usize = 256;
 
 /// The event handler reverse call's messages.
 pub(crate) struct EventHandlerProtocol;
@@ -121,12 +126,7 @@ impl Handler for EventHandlerHandler {
             .await?;
         Ok(match response.failure {
             None => Outcome::Done { include: None },
-            Some(failure) => Outcome::Failed {
-                reason: failure.reason,
-                retry_after: failure.retry.then(|| {
-                    reverse_call::duration(failure.retry_timeout.as_ref()).unwrap_or_default()
-                }),
-            },
+            Some(failure) => Outcome::failed(failure),
         })
     }
 }
@@ -245,19 +245,27 @@ fn spec(request: &EventHandlerRegistrationRequest) -> Result<Spec, Failure> {
             bounds.start = StartFrom::Position(*n);
         }
     }
+    if scope == PUBLIC_STREAMS_SCOPE {
+        return Err(invalid(format!(
+            "scope {scope} is reserved for public streams"
+        )));
+    }
     Ok(Spec {
         key: ProcessorKey {
             kind: Kind::EventHandler,
             scope,
             id,
         },
+        source_scope: scope,
+        state_scope: scope,
         source_stream: id,
         event_types,
         partitioned: request.partitioned,
         alias: request.alias.clone().filter(|a| !a.is_empty()),
-        // Concurrency applies to partitioned handlers only (0 means 1).
+        // Concurrency applies to partitioned handlers only (0 means 1), up to
+        // CONCURRENCY_MAX: each event in flight is held in memory until answered.
         concurrency: if request.partitioned {
-            concurrency.max(1)
+            concurrency.clamp(1, CONCURRENCY_MAX)
         } else {
             1
         },

@@ -1,8 +1,9 @@
 //! `dolittle.runtime.events.processing.Filters`: Connect (unpartitioned), ConnectPartitioned
 //! and ConnectPublic. The head is asked about every event of the scope's log (public filters:
 //! every public event of the event log, and nothing else) and the events it includes are
-//! written to the stream named by the filter id, in the filter's scope (public filters: the
-//! default scope, where the event horizon serves them from).
+//! written to the stream named by the filter id, in the filter's scope. Public filters write
+//! public streams, kept under a scope of their own (`PUBLIC_STREAMS_SCOPE`) so a private
+//! filter with the same id never shares them; the event horizon serves them from there.
 //!
 //! Filters process one event at a time, in log order, so a stream lists its events in log
 //! order (a partition parked by a failure is the exception: its events follow when it
@@ -21,7 +22,7 @@ use crate::api::failure::Failure;
 use crate::api::ids;
 use crate::processing::processor::{Bounds, Delivery, Handler, Outcome, TargetStream};
 use crate::processing::session::{self, Spec};
-use crate::processing::{failures, Kind, ProcessorKey};
+use crate::processing::{failures, Kind, ProcessorKey, PUBLIC_STREAMS_SCOPE};
 use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
 use crate::proto::dolittle::runtime::events::processing::filter_runtime_to_client_message::Message as ToHead;
@@ -220,12 +221,7 @@ where
             .await?;
         let (included, partition, failure) = response.into_parts();
         Ok(match failure {
-            Some(failure) => Outcome::Failed {
-                reason: failure.reason,
-                retry_after: failure.retry.then(|| {
-                    reverse_call::duration(failure.retry_timeout.as_ref()).unwrap_or_default()
-                }),
-            },
+            Some(failure) => Outcome::failed(failure),
             None => Outcome::Done {
                 include: included.then(|| partition.unwrap_or_else(|| UNPARTITIONED.to_owned())),
             },
@@ -269,7 +265,7 @@ impl FiltersService {
             else {
                 return;
             };
-            let spec = spec(&connected.arguments, partitioned);
+            let spec = spec(&connected.arguments, partitioned, public);
             session::serve(
                 Arc::clone(&runtime),
                 connected,
@@ -332,7 +328,11 @@ impl Filters for FiltersService {
 }
 
 /// The registration, checked.
-fn spec(arguments: &impl FilterArguments, partitioned: bool) -> Result<Spec, Failure> {
+fn spec(
+    arguments: &impl FilterArguments,
+    partitioned: bool,
+    public: bool,
+) -> Result<Spec, Failure> {
     let invalid = |reason: String| Failure::new(failures::FILTER_FAILED_TO_REGISTER, reason);
     let id = ids::required("filterId", arguments.filter_id()).map_err(|f| invalid(f.reason))?;
     if id.is_nil() {
@@ -345,12 +345,21 @@ fn spec(arguments: &impl FilterArguments, partitioned: bool) -> Result<Spec, Fai
         None => Uuid::nil(),
         Some(scope) => ids::from_wire("scopeId", scope).map_err(|f| invalid(f.reason))?,
     };
+    if scope == PUBLIC_STREAMS_SCOPE {
+        return Err(invalid(format!(
+            "scope {scope} is reserved for public streams"
+        )));
+    }
+    // Public filters read the event log and keep their stream and position apart.
+    let (kind, state_scope) = if public {
+        (Kind::PublicFilter, PUBLIC_STREAMS_SCOPE)
+    } else {
+        (Kind::Filter, scope)
+    };
     Ok(Spec {
-        key: ProcessorKey {
-            kind: Kind::Filter,
-            scope,
-            id,
-        },
+        key: ProcessorKey { kind, scope, id },
+        source_scope: scope,
+        state_scope,
         source_stream: Uuid::nil(),
         event_types: Vec::new(),
         partitioned,
@@ -358,7 +367,7 @@ fn spec(arguments: &impl FilterArguments, partitioned: bool) -> Result<Spec, Fai
         concurrency: 1,
         bounds: Bounds::default(),
         target: Some(TargetStream {
-            scope: ScopeId(scope),
+            scope: ScopeId(state_scope),
             stream: id,
         }),
     })
