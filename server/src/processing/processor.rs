@@ -479,12 +479,7 @@ impl<H: Handler> TenantProcessor<H> {
                         }
                     }
                 }
-                read = async {
-                    match reading.as_mut() {
-                        Some(reading) => reading.await,
-                        None => std::future::pending().await,
-                    }
-                }, if reading.is_some() => {
+                read = in_slot(&mut reading), if reading.is_some() => {
                     reading = None;
                     let read = read?;
                     for (sequence_number, partition, correlation_id, event) in read.events {
@@ -512,12 +507,7 @@ impl<H: Handler> TenantProcessor<H> {
                     writing = Some(self.write_later(state, std::mem::take(&mut included)));
                     dirty = false;
                 }
-                written = async {
-                    match writing.as_mut() {
-                        Some(writing) => writing.await,
-                        None => std::future::pending().await,
-                    }
-                }, if writing.is_some() => {
+                written = in_slot(&mut writing), if writing.is_some() => {
                     writing = None;
                     written?;
                 }
@@ -913,6 +903,15 @@ pub(crate) fn committed_event(view: &EventView<'_>) -> CommittedEvent {
             .event_horizon
             .as_ref()
             .map(|h| convert::timestamp(h.received_ns)),
+    }
+}
+
+/// Awaits the future in `slot` (a read or a write kept across turns of the loop); pending
+/// for ever while the slot is empty.
+async fn in_slot<T>(slot: &mut Option<Pin<Box<dyn Future<Output = T> + Send>>>) -> T {
+    match slot.as_mut() {
+        Some(future) => future.await,
+        None => std::future::pending().await,
     }
 }
 

@@ -15,7 +15,9 @@ use annals_engine::{EventType, ExecutionContext, ScopeId, StreamProcessorId};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tonic::Status;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::BoxStream;
+use tonic::{Status, Streaming};
 use uuid::Uuid;
 
 use crate::api::convert;
@@ -25,7 +27,7 @@ use crate::processing::processor::{Bounds, Handler, StartFrom, TargetStream, Ten
 #[cfg(doc)]
 use crate::processing::PUBLIC_STREAMS_SCOPE;
 use crate::processing::{ProcessorKey, Registration, TenantHandle, TenantStatus};
-use crate::reverse_call::{Connected, Protocol, ReverseCall};
+use crate::reverse_call::{self, Connected, Protocol, ReverseCall};
 use crate::runtime::{blocking, Runtime};
 
 /// What a registration asks for, checked.
@@ -46,9 +48,41 @@ pub(crate) struct Spec {
     pub(crate) target: Option<TargetStream>,
 }
 
+/// Serves one reverse call of protocol `P` on a task of its own: takes the head's
+/// registration, checks it with `spec`, and runs the processor asking the head through
+/// `handler`. The returned stream is what the head reads (bounded: see `reverse_call`).
+pub(crate) fn connect<P, H>(
+    runtime: Arc<Runtime>,
+    incoming: Streaming<P::ClientMessage>,
+    spec: impl FnOnce(&P::Arguments) -> Result<Spec, Failure> + Send + 'static,
+    handler: impl FnOnce(&Spec, Arc<ReverseCall<P>>) -> H + Send + 'static,
+    already: impl FnOnce(&ProcessorKey) -> Failure + Send + 'static,
+) -> BoxStream<P::ServerMessage>
+where
+    P: Protocol,
+    H: Handler,
+{
+    let (outbound, to_head) = mpsc::channel(reverse_call::OUTBOUND_MESSAGES_MAX);
+    tokio::spawn(async move {
+        let Some(connected) = ReverseCall::<P>::accept(
+            incoming,
+            outbound,
+            &runtime.config.platform,
+            runtime.stopping.clone(),
+        )
+        .await
+        else {
+            return;
+        };
+        let spec = spec(&connected.arguments);
+        serve(runtime, connected, spec, handler, already).await;
+    });
+    Box::pin(ReceiverStream::new(to_head))
+}
+
 /// Runs a connected processor until its call ends. `already` is the failure for a processor
 /// another connection holds.
-pub(crate) async fn serve<P: Protocol, H: Handler>(
+async fn serve<P: Protocol, H: Handler>(
     runtime: Arc<Runtime>,
     connected: Connected<P>,
     spec: Result<Spec, Failure>,

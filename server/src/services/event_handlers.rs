@@ -10,8 +10,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use annals_engine::{EventType, EventView};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
@@ -150,44 +148,26 @@ impl EventHandlers for EventHandlersService {
         request: Request<Streaming<EventHandlerClientToRuntimeMessage>>,
     ) -> Result<Response<tonic::codegen::BoxStream<EventHandlerRuntimeToClientMessage>>, Status>
     {
-        let (outbound, to_head) = mpsc::channel(reverse_call::OUTBOUND_MESSAGES_MAX);
-        let runtime = Arc::clone(&self.runtime);
-        let incoming = request.into_inner();
-        tokio::spawn(async move {
-            let Some(connected) = ReverseCall::<EventHandlerProtocol>::accept(
-                incoming,
-                outbound,
-                &runtime.config.platform,
-                runtime.stopping.clone(),
-            )
-            .await
-            else {
-                return;
-            };
-            let spec = spec(&connected.arguments);
-            session::serve(
-                Arc::clone(&runtime),
-                connected,
-                spec,
-                |spec, call| EventHandlerHandler {
-                    call,
-                    types: spec.event_types.iter().map(|t| t.id).collect(),
-                    scope: ids::to_wire(spec.key.scope),
-                    partitioned: spec.partitioned,
-                },
-                |key| {
-                    Failure::new(
-                        failures::EVENT_HANDLER_ALREADY_REGISTERED,
-                        format!(
-                            "The event handler {} in scope {} is already registered",
-                            key.id, key.scope
-                        ),
-                    )
-                },
-            )
-            .await;
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(to_head))))
+        Ok(Response::new(session::connect(
+            Arc::clone(&self.runtime),
+            request.into_inner(),
+            spec,
+            |spec, call| EventHandlerHandler {
+                call,
+                types: spec.event_types.iter().map(|t| t.id).collect(),
+                scope: ids::to_wire(spec.key.scope),
+                partitioned: spec.partitioned,
+            },
+            |key| {
+                Failure::new(
+                    failures::EVENT_HANDLER_ALREADY_REGISTERED,
+                    format!(
+                        "The event handler {} in scope {} is already registered",
+                        key.id, key.scope
+                    ),
+                )
+            },
+        )))
     }
 }
 

@@ -13,8 +13,6 @@
 use std::sync::Arc;
 
 use annals_engine::{EventView, ScopeId};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
@@ -38,7 +36,7 @@ use crate::proto::dolittle::runtime::events::processing::{
 use crate::proto::dolittle::services::{
     Ping, ReverseCallArgumentsContext, ReverseCallResponseContext,
 };
-use crate::reverse_call::{self, CallError, Incoming, Protocol, ReverseCall};
+use crate::reverse_call::{CallError, Incoming, Protocol, ReverseCall};
 use crate::runtime::Runtime;
 
 /// The partition of every entry of an unpartitioned filter's stream (the original's).
@@ -77,29 +75,26 @@ pub(crate) trait FilterArguments: Send + 'static {
     fn scope_id(&self) -> Option<&WireUuid>;
 }
 
-impl FilterArguments for FilterRegistrationRequest {
-    fn call_context(&self) -> Option<&ReverseCallArgumentsContext> {
-        self.call_context.as_ref()
-    }
-    fn filter_id(&self) -> Option<&WireUuid> {
-        self.filter_id.as_ref()
-    }
-    fn scope_id(&self) -> Option<&WireUuid> {
-        self.scope_id.as_ref()
-    }
+/// The registrations that name a scope (unpartitioned and partitioned filters).
+macro_rules! scoped_filter_arguments {
+    ($($arguments:ty),*) => {$(
+        impl FilterArguments for $arguments {
+            fn call_context(&self) -> Option<&ReverseCallArgumentsContext> {
+                self.call_context.as_ref()
+            }
+            fn filter_id(&self) -> Option<&WireUuid> {
+                self.filter_id.as_ref()
+            }
+            fn scope_id(&self) -> Option<&WireUuid> {
+                self.scope_id.as_ref()
+            }
+        }
+    )*};
 }
-
-impl FilterArguments for PartitionedFilterRegistrationRequest {
-    fn call_context(&self) -> Option<&ReverseCallArgumentsContext> {
-        self.call_context.as_ref()
-    }
-    fn filter_id(&self) -> Option<&WireUuid> {
-        self.filter_id.as_ref()
-    }
-    fn scope_id(&self) -> Option<&WireUuid> {
-        self.scope_id.as_ref()
-    }
-}
+scoped_filter_arguments!(
+    FilterRegistrationRequest,
+    PartitionedFilterRegistrationRequest
+);
 
 impl FilterArguments for PublicFilterRegistrationRequest {
     fn call_context(&self) -> Option<&ReverseCallArgumentsContext> {
@@ -252,42 +247,25 @@ impl FiltersService {
         P::Arguments: FilterArguments,
         P::Response: FilterAnswer,
     {
-        let (outbound, to_head) = mpsc::channel(reverse_call::OUTBOUND_MESSAGES_MAX);
-        let runtime = Arc::clone(&self.runtime);
-        tokio::spawn(async move {
-            let Some(connected) = ReverseCall::<P>::accept(
-                incoming,
-                outbound,
-                &runtime.config.platform,
-                runtime.stopping.clone(),
-            )
-            .await
-            else {
-                return;
-            };
-            let spec = spec(&connected.arguments, partitioned, public);
-            session::serve(
-                Arc::clone(&runtime),
-                connected,
-                spec,
-                |spec, call| FilterHandler {
-                    call,
-                    scope: ids::to_wire(spec.key.scope),
-                    public_only: public,
-                },
-                |key| {
-                    Failure::new(
-                        failures::FILTER_FAILED_TO_REGISTER,
-                        format!(
-                            "Failed to register filter {} in scope {}: it is already registered",
-                            key.id, key.scope
-                        ),
-                    )
-                },
-            )
-            .await;
-        });
-        Box::pin(ReceiverStream::new(to_head))
+        session::connect::<P, FilterHandler<P>>(
+            Arc::clone(&self.runtime),
+            incoming,
+            move |arguments| spec(arguments, partitioned, public),
+            move |spec, call| FilterHandler {
+                call,
+                scope: ids::to_wire(spec.key.scope),
+                public_only: public,
+            },
+            |key| {
+                Failure::new(
+                    failures::FILTER_FAILED_TO_REGISTER,
+                    format!(
+                        "Failed to register filter {} in scope {}: it is already registered",
+                        key.id, key.scope
+                    ),
+                )
+            },
+        )
     }
 }
 
