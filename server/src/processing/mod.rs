@@ -157,23 +157,17 @@ impl Processors {
         self.active.lock().get(key).cloned()
     }
 
-    /// Every connected processor of a kind, by scope and id.
-    pub(crate) fn all(&self, kind: Kind) -> Vec<Arc<Registration>> {
-        let mut all: Vec<_> = self
-            .active
-            .lock()
-            .values()
-            .filter(|r| r.key.kind == kind)
-            .cloned()
-            .collect();
+    /// Every connected processor, by kind, scope and id.
+    pub(crate) fn every(&self) -> Vec<Arc<Registration>> {
+        let mut all: Vec<_> = self.active.lock().values().cloned().collect();
         all.sort_by_key(|r| r.key);
         all
     }
 
-    /// Every connected processor.
-    pub(crate) fn every(&self) -> Vec<Arc<Registration>> {
-        let mut all: Vec<_> = self.active.lock().values().cloned().collect();
-        all.sort_by_key(|r| r.key);
+    /// Every connected processor of a kind, by scope and id.
+    pub(crate) fn all(&self, kind: Kind) -> Vec<Arc<Registration>> {
+        let mut all = self.every();
+        all.retain(|r| r.key.kind == kind);
         all
     }
 }

@@ -183,6 +183,42 @@ enum Exit {
     Reprocess(u64, tokio::sync::oneshot::Sender<Result<(), Failure>>),
 }
 
+/// A pass's bookkeeping of what it read and what is done: what its position is derived from.
+struct Progress {
+    /// Read but not finished (buffered, queued, in flight), by sequence number, with their
+    /// stream positions: the lowest is the position to store.
+    unfinished: BTreeMap<u64, u64>,
+    /// The next event-log position to read.
+    cursor: u64,
+    /// The stream position the next selected event gets.
+    next_position: u64,
+    /// Included events not yet written (filters).
+    included: Vec<(u64, String)>,
+    /// A position write under way in the background.
+    writing: Option<Writing>,
+}
+
+impl Progress {
+    /// Waits for a position write under way to land (so writes stay in order).
+    async fn written(&mut self) -> Result<(), Failure> {
+        match self.writing.take() {
+            Some(earlier) => earlier.await,
+            None => Ok(()),
+        }
+    }
+
+    /// Sets the position to store: the earliest unfinished event, else the read cursor.
+    fn advance(&self, state: &mut StreamProcessorState) {
+        let (event_log_position, position) = self
+            .unfinished
+            .iter()
+            .next()
+            .map_or((self.cursor, self.next_position), |(&seq, &pos)| (seq, pos));
+        state.event_log_position = event_log_position;
+        state.position = position;
+    }
+}
+
 /// How a parked partition's catch-up ended.
 enum CatchUp {
     /// It ran (to the end, or to a new failure); the events it included.
@@ -277,19 +313,18 @@ impl<H: Handler> TenantProcessor<H> {
     /// Processes from `state` until the call ends, drains, or management resets it. `state`
     /// is written before returning.
     async fn pass(&mut self, state: &mut StreamProcessorState) -> Result<Exit, Failure> {
-        // Read but not finished (buffered, queued, in flight), by sequence number: the
-        // lowest is the position to store.
-        let mut unfinished: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut progress = Progress {
+            unfinished: BTreeMap::new(),
+            cursor: state.event_log_position,
+            next_position: state.position,
+            included: Vec::new(),
+            writing: None,
+        };
         let mut buffer: VecDeque<Delivery> = VecDeque::new();
         // Partitions with an event in flight, and their waiting events.
         let mut busy: HashMap<String, VecDeque<Delivery>> = HashMap::new();
         let mut queued = 0usize;
         let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
-        let mut writing: Option<Writing> = None;
-        // Included events not yet written (filters).
-        let mut included: Vec<(u64, String)> = Vec::new();
-        let mut cursor = state.event_log_position;
-        let mut next_position = state.position;
         let mut reading: Option<Reading> = None;
         let mut stopped = state.failure.is_some();
         let mut dirty = false;
@@ -312,7 +347,7 @@ impl<H: Handler> TenantProcessor<H> {
                     };
                     if state.failing_partitions.contains_key(&delivery.partition) {
                         // Parked: its catch-up delivers it.
-                        unfinished.remove(&delivery.sequence_number);
+                        progress.unfinished.remove(&delivery.sequence_number);
                         continue;
                     }
                     if let Some(waiting) = busy.get_mut(&delivery.partition) {
@@ -326,54 +361,30 @@ impl<H: Handler> TenantProcessor<H> {
             }
             if in_flight.is_empty() {
                 if draining {
-                    self.settle(
-                        state,
-                        &unfinished,
-                        cursor,
-                        next_position,
-                        &mut included,
-                        &mut writing,
-                    )
-                    .await?;
+                    self.settle(state, &mut progress).await?;
                     return Ok(Exit::Stop);
                 }
                 if let Some(partition) = due {
-                    let upto = buffer.front().map_or(cursor, |d| d.sequence_number);
+                    let upto = buffer
+                        .front()
+                        .map_or(progress.cursor, |d| d.sequence_number);
                     match self.catch_up(state, &partition, upto).await? {
-                        CatchUp::Caught(caught) => included.extend(caught),
+                        CatchUp::Caught(caught) => progress.included.extend(caught),
                         CatchUp::Ended => {
-                            self.settle(
-                                state,
-                                &unfinished,
-                                cursor,
-                                next_position,
-                                &mut included,
-                                &mut writing,
-                            )
-                            .await?;
+                            self.settle(state, &mut progress).await?;
                             return Ok(Exit::Stop);
                         }
                         CatchUp::Reprocess(event_log_position, done) => {
-                            if let Some(earlier) = writing.take() {
-                                earlier.await?;
-                            }
+                            progress.written().await?;
                             return Ok(Exit::Reprocess(event_log_position, done));
                         }
                     }
-                    self.settle(
-                        state,
-                        &unfinished,
-                        cursor,
-                        next_position,
-                        &mut included,
-                        &mut writing,
-                    )
-                    .await?;
+                    self.settle(state, &mut progress).await?;
                     continue;
                 }
             }
             if reading.is_none() && !stopped && buffer.len() < BUFFERED_EVENTS_MAX / 2 {
-                reading = Some(self.read_from(cursor));
+                reading = Some(self.read_from(progress.cursor));
             }
             let retry_at = state
                 .failing_partitions
@@ -390,7 +401,7 @@ impl<H: Handler> TenantProcessor<H> {
             tokio::select! {
                 biased;
                 () = &mut ended => {
-                    self.settle(state, &unfinished, cursor, next_position, &mut included, &mut writing).await?;
+                    self.settle(state, &mut progress).await?;
                     return Ok(Exit::Stop);
                 }
                 command = self.commands.recv(), if commands_open => {
@@ -401,9 +412,7 @@ impl<H: Handler> TenantProcessor<H> {
                     };
                     // A position write under way must land before the reset's, or it would
                     // undo it.
-                    if let Some(earlier) = writing.take() {
-                        earlier.await?;
-                    }
+                    progress.written().await?;
                     return Ok(Exit::Reprocess(event_log_position, done));
                 }
                 Some((delivery, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
@@ -415,15 +424,15 @@ impl<H: Handler> TenantProcessor<H> {
                     };
                     match outcome {
                         Outcome::Done { include } => {
-                            unfinished.remove(&delivery.sequence_number);
+                            progress.unfinished.remove(&delivery.sequence_number);
                             self.processed.inc();
                             state.last_successfully_processed_ns = now_ns();
                             if let Some(partition) = include {
-                                included.push((delivery.sequence_number, partition));
+                                progress.included.push((delivery.sequence_number, partition));
                             }
                             dirty = true;
                             if !self.draining.is_cancelled() {
-                                // (Draining: queued events stay unfinished, where the stored
+                                // (Draining: queued events stay progress.unfinished, where the stored
                                 // position waits for them.)
                                 let next =
                                     busy.get_mut(&delivery.partition).and_then(VecDeque::pop_front);
@@ -449,10 +458,10 @@ impl<H: Handler> TenantProcessor<H> {
                             };
                             if self.partitioned {
                                 for waiting in busy.remove(&delivery.partition).unwrap_or_default() {
-                                    unfinished.remove(&waiting.sequence_number);
+                                    progress.unfinished.remove(&waiting.sequence_number);
                                     queued -= 1;
                                 }
-                                unfinished.remove(&delivery.sequence_number);
+                                progress.unfinished.remove(&delivery.sequence_number);
                                 state.failing_partitions.insert(
                                     delivery.partition.clone(),
                                     FailingPartition {
@@ -474,7 +483,7 @@ impl<H: Handler> TenantProcessor<H> {
                                 stopped = true;
                             }
                             self.status.lock().retrying = None;
-                            self.settle(state, &unfinished, cursor, next_position, &mut included, &mut writing).await?;
+                            self.settle(state, &mut progress).await?;
                             dirty = false;
                         }
                     }
@@ -483,32 +492,32 @@ impl<H: Handler> TenantProcessor<H> {
                     reading = None;
                     let read = read?;
                     for (sequence_number, partition, correlation_id, event) in read.events {
-                        unfinished.insert(sequence_number, next_position);
+                        progress.unfinished.insert(sequence_number, progress.next_position);
                         buffer.push_back(Delivery {
                             sequence_number,
-                            position: next_position,
+                            position: progress.next_position,
                             partition,
                             correlation_id,
                             event: Arc::new(event),
                         });
-                        next_position += 1;
+                        progress.next_position += 1;
                     }
-                    if read.next != cursor {
+                    if read.next != progress.cursor {
                         dirty = true;
                     }
-                    cursor = read.next;
+                    progress.cursor = read.next;
                 }
                 // Only while nothing is due: a due partition waits for the events in flight,
                 // whose completions wake the loop (a past deadline here would spin it).
                 () = retry_sleep, if due.is_none() && !draining => {}
-                _ = flush.tick(), if dirty && writing.is_none() => {
+                _ = flush.tick(), if dirty && progress.writing.is_none() => {
                     // In the background: delivery goes on while the position is synced.
-                    Self::advance(state, &unfinished, cursor, next_position);
-                    writing = Some(self.write_later(state, std::mem::take(&mut included)));
+                    progress.advance(state);
+                    progress.writing = Some(self.write_later(state, std::mem::take(&mut progress.included)));
                     dirty = false;
                 }
-                written = in_slot(&mut writing), if writing.is_some() => {
-                    writing = None;
+                written = in_slot(&mut progress.writing), if progress.writing.is_some() => {
+                    progress.writing = None;
                     written?;
                 }
                 () = &mut drained, if !draining => {}
@@ -700,37 +709,17 @@ impl<H: Handler> TenantProcessor<H> {
         .await
     }
 
-    /// Sets the position to store: the earliest unfinished event, else the read cursor.
-    fn advance(
-        state: &mut StreamProcessorState,
-        unfinished: &BTreeMap<u64, u64>,
-        cursor: u64,
-        next_position: u64,
-    ) {
-        let (event_log_position, position) = unfinished
-            .iter()
-            .next()
-            .map_or((cursor, next_position), |(&seq, &pos)| (seq, pos));
-        state.event_log_position = event_log_position;
-        state.position = position;
-    }
-
     /// Writes the position reached with the included events now (after a background write
     /// under way, so writes stay in order), and publishes it to management.
     async fn settle(
         &self,
         state: &mut StreamProcessorState,
-        unfinished: &BTreeMap<u64, u64>,
-        cursor: u64,
-        next_position: u64,
-        included: &mut Vec<(u64, String)>,
-        writing: &mut Option<Writing>,
+        progress: &mut Progress,
     ) -> Result<(), Failure> {
-        if let Some(earlier) = writing.take() {
-            earlier.await?;
-        }
-        Self::advance(state, unfinished, cursor, next_position);
-        self.write_later(state, std::mem::take(included)).await
+        progress.written().await?;
+        progress.advance(state);
+        self.write_later(state, std::mem::take(&mut progress.included))
+            .await
     }
 
     /// A write of `state` (a snapshot) and the included events, published to management once

@@ -26,7 +26,7 @@ use crate::api::ids;
 use crate::processing::processor::{Bounds, Handler, StartFrom, TargetStream, TenantProcessor};
 #[cfg(doc)]
 use crate::processing::PUBLIC_STREAMS_SCOPE;
-use crate::processing::{ProcessorKey, Registration, TenantHandle, TenantStatus};
+use crate::processing::{ProcessorKey, Registered, Registration, TenantHandle, TenantStatus};
 use crate::reverse_call::{self, Connected, Protocol, ReverseCall};
 use crate::runtime::{blocking, Runtime};
 
@@ -96,37 +96,15 @@ async fn serve<P: Protocol, H: Handler>(
         reader,
     } = connected;
     let reader = tokio::spawn(reader);
-    let spec = match spec {
-        Ok(spec) => spec,
-        Err(failure) => {
-            call.respond_to_connect(Some(failure)).await;
-            let _ = reader.await;
-            return;
-        }
-    };
-    let handler = Arc::new(handler(&spec, Arc::clone(&call)));
-    let (handles, processors) =
-        match tenants(&runtime, &spec, &handler, &call, &execution_context).await {
-            Ok(built) => built,
+    let (spec, registered, processors) =
+        match register(&runtime, spec, handler, already, &call, &execution_context).await {
+            Ok(accepted) => accepted,
             Err(failure) => {
                 call.respond_to_connect(Some(failure)).await;
                 let _ = reader.await;
                 return;
             }
         };
-    let registration = Arc::new(Registration {
-        key: spec.key,
-        event_types: spec.event_types.clone(),
-        partitioned: spec.partitioned,
-        alias: spec.alias.clone(),
-        tenants: handles,
-        ended: call.ended().clone(),
-    });
-    let Some(registered) = runtime.processors.register(registration).await else {
-        call.respond_to_connect(Some(already(&spec.key))).await;
-        let _ = reader.await;
-        return;
-    };
     call.respond_to_connect(None).await;
     tracing::info!(
         kind = spec.key.kind.label(),
@@ -151,6 +129,33 @@ async fn serve<P: Protocol, H: Handler>(
     }
     let _ = reader.await;
     tracing::info!(kind = spec.key.kind.label(), id = %spec.key.id, "processor disconnected");
+}
+
+/// Checks the registration, builds its tenants' processors and takes its place in the
+/// registry: the failure to answer with when any of that fails.
+async fn register<P: Protocol, H: Handler>(
+    runtime: &Arc<Runtime>,
+    spec: Result<Spec, Failure>,
+    handler: impl FnOnce(&Spec, Arc<ReverseCall<P>>) -> H,
+    already: impl FnOnce(&ProcessorKey) -> Failure,
+    call: &Arc<ReverseCall<P>>,
+    execution_context: &ExecutionContext,
+) -> Result<(Spec, Registered, Vec<TenantProcessor<H>>), Failure> {
+    let spec = spec?;
+    let handler = Arc::new(handler(&spec, Arc::clone(call)));
+    let (handles, processors) = tenants(runtime, &spec, &handler, call, execution_context).await?;
+    let registration = Arc::new(Registration {
+        key: spec.key,
+        event_types: spec.event_types.clone(),
+        partitioned: spec.partitioned,
+        alias: spec.alias.clone(),
+        tenants: handles,
+        ended: call.ended().clone(),
+    });
+    match runtime.processors.register(registration).await {
+        Some(registered) => Ok((spec, registered, processors)),
+        None => Err(already(&spec.key)),
+    }
 }
 
 type Built<H> = (HashMap<Uuid, Arc<TenantHandle>>, Vec<TenantProcessor<H>>);
