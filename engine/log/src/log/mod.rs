@@ -1,0 +1,506 @@
+//! One log (a tenant's event log or one of its scoped logs): appends, rolling and sealing,
+//! reads and tail subscriptions.
+//!
+//! The write path has two parts, each in its own module:
+//! - [`group_commit`]: the leader/follower barrier. `append` validates and encodes the commit
+//!   outside any lock and queues it; the first appender to find no leader active leads, and
+//!   the others wait for their results.
+//! - [`writer`]: the leader's write. The leader frames the group into one buffer, writes it with
+//!   one write and one `fdatasync`, rolls to a new segment when the active one is full, and
+//!   publishes the new end to readers before it completes the group's commits.
+//!
+//! This module holds the log's shared state and the read side. Readers never take the writer
+//! lock: they see the end the writer published (`visible_next`) and the segment chain.
+//!
+//! Invariants:
+//! - `segments` is the log's chain, ascending by base with no gaps; only the leader adds to it
+//!   (at a roll) and only the sealer swaps a raw segment for its sealed twin;
+//! - `visible_next` only grows, and every record below it is published in its segment;
+//! - `aggregate_end` is stored before the `visible_next` that covers it (see the field).
+//!
+//! Bounds: those of [`group_commit`] (the queue) and the read limits each caller passes.
+
+mod group_commit;
+mod writer;
+
+use std::{
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use event_listener::{Event as Notify, Listener};
+use parking_lot::{Mutex, RwLock};
+
+use self::{group_commit::GroupCommit, writer::Writer};
+use crate::{
+    config::EngineConfig,
+    error::{Error, Result},
+    event::Commit,
+    ids::{EventLogSequenceNumber, ScopeId, TenantId},
+    io::IoEngine,
+    poison::Poison,
+    segment::{
+        cache::BlockCache,
+        reader::{read_raw, read_sealed, ReadLimits, RecordBatch},
+        recovery::{recover, RecoveryReport},
+        seal::seal_segment,
+        RawSegment, Segment,
+    },
+    store::{SealQueue, Shared},
+};
+
+/// Where a commit landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitReceipt {
+    /// Sequence number of the commit's first event.
+    pub first: EventLogSequenceNumber,
+    /// Number of events.
+    pub count: u64,
+}
+
+impl CommitReceipt {
+    /// Sequence number after the commit's last event.
+    pub fn next(&self) -> EventLogSequenceNumber {
+        EventLogSequenceNumber(self.first.0 + self.count)
+    }
+}
+
+/// Counters of a log's write path.
+#[derive(Debug, Default)]
+pub struct LogStats {
+    /// Commits acknowledged.
+    pub commits: AtomicU64,
+    /// Events acknowledged.
+    pub events: AtomicU64,
+    /// Groups written (one write each).
+    pub groups: AtomicU64,
+    /// `fdatasync` calls on data (rolls and seals not counted).
+    pub data_syncs: AtomicU64,
+    /// Segments rolled.
+    pub rolls: AtomicU64,
+    /// Segments sealed.
+    pub seals: AtomicU64,
+}
+
+/// A job for the engine's sealer thread.
+pub(crate) struct SealJob {
+    pub(crate) log: Arc<Log>,
+    pub(crate) raw: Arc<RawSegment>,
+}
+
+/// One append-only log.
+pub struct Log {
+    /// Weak self-reference, to hand the sealer an owning handle.
+    me: std::sync::Weak<Log>,
+    tenant: TenantId,
+    scope: ScopeId,
+    dir: PathBuf,
+    io: Arc<dyn IoEngine>,
+    config: Arc<EngineConfig>,
+    /// Commits waiting for a leader, and who leads.
+    group: GroupCommit,
+    /// The leader's state; locked only by the leader (and by the sealer swapping segments).
+    writer: Mutex<Writer>,
+    /// Readers' view of the segment chain, ascending by base.
+    segments: RwLock<Vec<Segment>>,
+    /// Sequence number after the last visible record.
+    visible_next: AtomicU64,
+    /// Woken on every publish.
+    tail: Notify,
+    poison: Poison,
+    sealer: Option<SealQueue>,
+    on_publish: Option<PublishHook>,
+    cache: Option<Arc<BlockCache>>,
+    stats: LogStats,
+    recovery: RecoveryReport,
+    /// The log's end when it was opened: `aggregate_end` covers what was published after it.
+    opened_at: u64,
+    /// The end of the last published group that held events applied by an aggregate (0 when
+    /// none since open). Stored before `visible_next`, so a reader that sees an end also sees
+    /// the aggregate end of everything before it.
+    aggregate_end: AtomicU64,
+}
+
+/// Called by a log's group-commit leader each time it publishes new records, with the log's
+/// tenant, scope and new end. It runs on the commit path: it must only note the work (set a
+/// flag, send to a channel), never block.
+pub type PublishHook = Arc<dyn Fn(TenantId, ScopeId, EventLogSequenceNumber) + Send + Sync>;
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("tenant", &self.tenant)
+            .field("scope", &self.scope)
+            .field("dir", &self.dir)
+            .field("next", &self.next_sequence_number())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Log {
+    /// Opens (recovering) the log of `tenant` and `scope` in `dir`, with what the store shares.
+    pub(crate) fn open(
+        shared: &Shared,
+        dir: PathBuf,
+        tenant: TenantId,
+        scope: ScopeId,
+    ) -> Result<Arc<Log>> {
+        let io = Arc::clone(&shared.io);
+        let config = Arc::clone(&shared.config);
+        let (sealer, on_publish, cache) = (
+            shared.sealer.clone(),
+            shared.on_publish.clone(),
+            shared.block_cache.clone(),
+        );
+        let recovered = recover(io.as_ref(), &config, &dir, tenant, scope)?;
+        let group = GroupCommit::new(&config);
+        let log = Arc::new_cyclic(|me| Log {
+            me: me.clone(),
+            tenant,
+            scope,
+            dir,
+            io,
+            config,
+            group,
+            writer: Mutex::new(Writer {
+                prealloc_end: recovered
+                    .active
+                    .file
+                    .len()
+                    .unwrap_or(recovered.write_offset),
+                active: recovered.active,
+                write_offset: recovered.write_offset,
+                next_seq: recovered.next_seq,
+                last_sparse_offset: None,
+                unpublished_aggregate: false,
+            }),
+            segments: RwLock::new(recovered.segments),
+            visible_next: AtomicU64::new(recovered.next_seq.0),
+            tail: Notify::new(),
+            poison: Poison::default(),
+            sealer,
+            on_publish,
+            cache,
+            stats: LogStats::default(),
+            recovery: recovered.report,
+            opened_at: recovered.next_seq.0,
+            aggregate_end: AtomicU64::new(0),
+        });
+        for raw in recovered.to_seal {
+            log.queue_seal(raw);
+        }
+        Ok(log)
+    }
+
+    /// The owning tenant.
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    /// The scope.
+    pub fn scope(&self) -> ScopeId {
+        self.scope
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Write-path counters.
+    pub fn stats(&self) -> &LogStats {
+        &self.stats
+    }
+
+    /// What opening the log found and did.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// The sequence number the next event will get (= events visible).
+    pub fn next_sequence_number(&self) -> EventLogSequenceNumber {
+        EventLogSequenceNumber(self.visible_next.load(Ordering::Acquire))
+    }
+
+    /// Whether the log takes writes: `Err(Poisoned)` once a write or fsync failed (until the
+    /// store is reopened and recovered).
+    pub fn check_writable(&self) -> Result<()> {
+        match self.poison.cause() {
+            Some(cause) => Err(self.poisoned(cause)),
+            None => Ok(()),
+        }
+    }
+
+    fn poisoned(&self, cause: String) -> Error {
+        Error::Poisoned {
+            tenant: self.tenant,
+            scope: self.scope,
+            cause,
+        }
+    }
+
+    /// Appends a commit; returns once it is durable (or written, in buffered mode). The
+    /// events get consecutive sequence numbers; after a crash they are all present or none.
+    pub fn append(&self, commit: &Commit) -> Result<CommitReceipt> {
+        let encoded = self.encode(commit)?;
+        self.group.commit(
+            encoded,
+            || self.check_writable(),
+            |group| self.write_group(group),
+        )
+    }
+
+    fn queue_seal(&self, raw: Arc<RawSegment>) {
+        if let (Some(sealer), Some(log)) = (&self.sealer, self.me.upgrade()) {
+            // The sealer only goes away when the engine shuts down; the raw segment then
+            // stays raw and is queued again on the next open.
+            sealer.send(SealJob { log, raw });
+        }
+    }
+
+    /// Seals a full raw segment now and swaps it in for readers. Run by the sealer thread.
+    pub(crate) fn seal(&self, raw: &Arc<RawSegment>) -> Result<()> {
+        let sealed = seal_segment(
+            self.io.as_ref(),
+            &self.config,
+            &self.dir,
+            self.tenant,
+            self.scope,
+            raw,
+        )?;
+        {
+            let mut segments = self.segments.write();
+            if let Some(slot) = segments.iter_mut().find(|s| s.base() == raw.base) {
+                *slot = Segment::Sealed(sealed);
+            }
+        }
+        // Readers that still hold the raw segment keep reading it through their open handle.
+        self.io
+            .remove_file(&raw.path)
+            .map_err(|e| Error::io("remove", &raw.path, e))?;
+        self.io
+            .sync_dir(&self.dir)
+            .map_err(|e| Error::io("fsync dir", &self.dir, e))?;
+        self.stats.seals.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Bytes of the log on disk, and of that the part in sealed segments.
+    pub fn disk_bytes(&self) -> (u64, u64) {
+        let segments = self.segments.read();
+        let all = segments.iter().map(Segment::disk_bytes).sum();
+        let sealed = segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Sealed(_)))
+            .map(Segment::disk_bytes)
+            .sum();
+        (all, sealed)
+    }
+
+    /// Segments in the chain: (base, sealed?).
+    pub fn segments(&self) -> Vec<(EventLogSequenceNumber, bool)> {
+        self.segments
+            .read()
+            .iter()
+            .map(|s| (s.base(), matches!(s, Segment::Sealed(_))))
+            .collect()
+    }
+
+    fn segment_for(&self, seq: EventLogSequenceNumber) -> Option<Segment> {
+        let segments = self.segments.read();
+        let i = segments.partition_point(|s| s.base() <= seq);
+        if i == 0 {
+            return None;
+        }
+        Some(segments[i - 1].clone())
+    }
+
+    /// Reads events from `from` on, at most `records_max` of them and about `bytes_max` bytes
+    /// of payload (at least one record when any is visible). An empty batch means `from` is
+    /// the end of the log.
+    pub fn read(
+        &self,
+        from: EventLogSequenceNumber,
+        records_max: usize,
+        bytes_max: usize,
+    ) -> Result<RecordBatch> {
+        let mut batch = RecordBatch::new();
+        self.read_into(from, records_max, bytes_max, &mut batch)?;
+        Ok(batch)
+    }
+
+    /// Like [`read`](Self::read), into a reused batch (cleared first): a catch-up reader that
+    /// reuses one batch allocates nothing after the first call.
+    pub fn read_into(
+        &self,
+        from: EventLogSequenceNumber,
+        records_max: usize,
+        bytes_max: usize,
+        batch: &mut RecordBatch,
+    ) -> Result<()> {
+        self.read_batch(from, records_max, bytes_max, batch, false)
+    }
+
+    /// Like [`read_into`](Self::read_into), for reads of a few records at scattered places
+    /// (fetching an aggregate): sealed blocks decompressed for it are kept in the store's block
+    /// cache (`read-cache-bytes`) for the next such read. Every read uses cached blocks; only
+    /// this one adds to the cache, so one catch-up reader cannot evict what others use.
+    pub fn read_into_cached(
+        &self,
+        from: EventLogSequenceNumber,
+        records_max: usize,
+        bytes_max: usize,
+        batch: &mut RecordBatch,
+    ) -> Result<()> {
+        self.read_batch(from, records_max, bytes_max, batch, true)
+    }
+
+    fn read_batch(
+        &self,
+        from: EventLogSequenceNumber,
+        records_max: usize,
+        bytes_max: usize,
+        batch: &mut RecordBatch,
+        fill_cache: bool,
+    ) -> Result<()> {
+        batch.clear();
+        let end = self.next_sequence_number();
+        if from > end {
+            return Err(Error::BeyondEnd {
+                requested: from,
+                end,
+            });
+        }
+        let limits = ReadLimits {
+            records_max: records_max.max(1),
+            bytes_max: bytes_max.max(1),
+            payload_max: crate::segment::format::RECORD_BYTES_LIMIT,
+            fill_cache,
+        };
+        let mut next = from;
+        while next < end
+            && batch.len() < limits.records_max
+            && batch.payload_bytes() < limits.bytes_max
+        {
+            let Some(segment) = self.segment_for(next) else {
+                return Err(Error::Corruption {
+                    path: self.dir.clone(),
+                    offset: 0,
+                    what: format!("no segment holds sequence number {next}"),
+                });
+            };
+            let after = match &segment {
+                Segment::Raw(raw) => read_raw(raw, next, limits, batch)?,
+                Segment::Sealed(sealed) => {
+                    read_sealed(sealed, next, limits, batch, self.cache.as_deref())?
+                }
+            };
+            if after == next {
+                // The segment had nothing more visible: the end moved under us, or the
+                // segment is the active one and we are at its end.
+                break;
+            }
+            next = after;
+        }
+        Ok(())
+    }
+
+    /// Whether no event from `from` up to an end read from
+    /// [`next_sequence_number`](Self::next_sequence_number) before this call was applied by an
+    /// aggregate, as far as this log knows without reading (it knows for what was published
+    /// since it was opened). An indexer of aggregate events skips such stretches; `false` means
+    /// "read to find out".
+    pub fn no_aggregate_events_from(&self, from: EventLogSequenceNumber) -> bool {
+        from.0 >= self.opened_at && self.aggregate_end.load(Ordering::Acquire) <= from.0
+    }
+
+    /// Blocks until the event at `seq` is visible, or `timeout` passes; returns whether it is.
+    pub fn wait_for(&self, seq: EventLogSequenceNumber, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        loop {
+            if self.next_sequence_number() > seq {
+                return true;
+            }
+            // Listen before re-checking, so a publish between check and wait is not missed.
+            let listener = self.tail.listen();
+            if self.next_sequence_number() > seq {
+                return true;
+            }
+            match deadline {
+                None => listener.wait(),
+                Some(deadline) => {
+                    if listener.wait_deadline(deadline).is_none() {
+                        return self.next_sequence_number() > seq;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits (async) until the event at `seq` is visible.
+    pub async fn wait_for_async(&self, seq: EventLogSequenceNumber) {
+        loop {
+            if self.next_sequence_number() > seq {
+                return;
+            }
+            let listener = self.tail.listen();
+            if self.next_sequence_number() > seq {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// A reader that follows the log from `from`, waking on commits.
+    pub fn subscribe(self: &Arc<Self>, from: EventLogSequenceNumber) -> TailReader {
+        TailReader {
+            log: Arc::clone(self),
+            next: from,
+        }
+    }
+}
+
+/// Follows a log: catch-up reads, then waits for new commits without polling.
+#[derive(Debug)]
+pub struct TailReader {
+    log: Arc<Log>,
+    next: EventLogSequenceNumber,
+}
+
+impl TailReader {
+    /// The next sequence number this reader will return.
+    pub fn position(&self) -> EventLogSequenceNumber {
+        self.next
+    }
+
+    /// The next batch: returns at once when events are visible, else waits for a commit up
+    /// to `timeout` (forever with `None`), returning an empty batch on timeout.
+    pub fn next_batch(
+        &mut self,
+        records_max: usize,
+        timeout: Option<Duration>,
+    ) -> Result<RecordBatch> {
+        if !self.log.wait_for(self.next, timeout) {
+            return Ok(RecordBatch::default());
+        }
+        self.read_available(records_max)
+    }
+
+    /// Waits (async) until at least one event is available, then reads what is.
+    pub async fn next_batch_async(&mut self, records_max: usize) -> Result<RecordBatch> {
+        self.log.wait_for_async(self.next).await;
+        self.read_available(records_max)
+    }
+
+    fn read_available(&mut self, records_max: usize) -> Result<RecordBatch> {
+        let batch = self.log.read(self.next, records_max, 4 << 20)?;
+        if let Some(next) = batch.next() {
+            self.next = next;
+        }
+        Ok(batch)
+    }
+}
