@@ -5,7 +5,10 @@
 //! Ids are UUIDs in RFC 4122 byte order (`Uuid::as_bytes`); the .NET byte order of the wire
 //! contract is the server's business, never the engine's.
 
-use std::fmt;
+use std::{
+    fmt,
+    ops::{Add, AddAssign, Sub},
+};
 
 use uuid::Uuid;
 
@@ -104,7 +107,8 @@ impl fmt::Debug for EventLogSequenceNumber {
     }
 }
 
-/// A segment, named by the sequence number of its first record.
+/// A segment, named by the sequence number of its first record (its *base*). Its `Display` is
+/// the base in 20 digits: the stem of the segment's file names.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SegmentId(pub EventLogSequenceNumber);
 
@@ -128,8 +132,51 @@ impl fmt::Debug for SegmentId {
 }
 
 /// A byte offset within a file (or, in a sealed segment, within its uncompressed record area).
+///
+/// Offsets and lengths meet only through arithmetic that keeps them apart: an offset plus a
+/// length is an offset, and the distance between two offsets is a length (a plain `u64`).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct FileOffset(pub u64);
+
+impl FileOffset {
+    /// The raw value, for the I/O seam and the byte codecs.
+    pub fn value(self) -> u64 {
+        self.0
+    }
+}
+
+impl Add<u64> for FileOffset {
+    type Output = FileOffset;
+
+    /// The offset `bytes` further on.
+    fn add(self, bytes: u64) -> FileOffset {
+        FileOffset(self.0 + bytes)
+    }
+}
+
+impl AddAssign<u64> for FileOffset {
+    fn add_assign(&mut self, bytes: u64) {
+        self.0 += bytes;
+    }
+}
+
+impl Sub<u64> for FileOffset {
+    type Output = FileOffset;
+
+    /// The offset `bytes` back.
+    fn sub(self, bytes: u64) -> FileOffset {
+        FileOffset(self.0 - bytes)
+    }
+}
+
+impl Sub for FileOffset {
+    type Output = u64;
+
+    /// The bytes from `earlier` up to this offset.
+    fn sub(self, earlier: FileOffset) -> u64 {
+        self.0 - earlier.0
+    }
+}
 
 impl fmt::Display for FileOffset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

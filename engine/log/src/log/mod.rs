@@ -40,7 +40,7 @@ use crate::{
     config::EngineConfig,
     error::{Error, Result},
     event::Commit,
-    ids::{EventLogSequenceNumber, ScopeId, TenantId},
+    ids::{EventLogSequenceNumber, FileOffset, ScopeId, TenantId},
     io::IoEngine,
     poison::Poison,
     segment::{
@@ -171,7 +171,7 @@ impl Log {
                     .active
                     .file
                     .len()
-                    .unwrap_or(recovered.write_offset),
+                    .map_or(recovered.write_offset, FileOffset),
                 active: recovered.active,
                 write_offset: recovered.write_offset,
                 next_seq: recovered.next_seq,
@@ -274,7 +274,7 @@ impl Log {
         )?;
         {
             let mut segments = self.segments.write();
-            if let Some(slot) = segments.iter_mut().find(|s| s.base() == raw.base) {
+            if let Some(slot) = segments.iter_mut().find(|s| s.id() == raw.id) {
                 *slot = Segment::Sealed(sealed);
             }
         }

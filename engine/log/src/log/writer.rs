@@ -27,11 +27,11 @@ use crate::{
     config::Durability,
     error::{Error, Result},
     event::{encode_execution_context, encode_payload, Commit},
-    ids::EventLogSequenceNumber,
+    ids::{EventLogSequenceNumber, FileOffset, SegmentId},
     segment::{
-        format::{encode_frame, FRAME_HEADER_LEN, HEADER_LEN, SEQUENCE_NUMBER_MAX},
+        format::{encode_frame, FRAME_HEADER_LEN, SEQUENCE_NUMBER_MAX},
         recovery::{create_raw_segment, zero_range},
-        RawSegment, Segment,
+        RawSegment, Segment, FIRST_FRAME,
     },
 };
 
@@ -55,11 +55,13 @@ impl EncodedCommit {
 /// The leader's state; locked only by the leader (and by the sealer swapping segments).
 pub(super) struct Writer {
     pub(super) active: Arc<RawSegment>,
-    pub(super) write_offset: u64,
+    /// Where the next frame goes in the active segment.
+    pub(super) write_offset: FileOffset,
     /// The active file is zero-filled (written, to be synced with the next group) up to here.
-    pub(super) prealloc_end: u64,
+    pub(super) prealloc_end: FileOffset,
+    /// The sequence number the next frame gets.
     pub(super) next_seq: EventLogSequenceNumber,
-    pub(super) last_sparse_offset: Option<u64>,
+    pub(super) last_sparse_offset: Option<FileOffset>,
     /// Frames of a commit with aggregate events are written and not yet published.
     pub(super) unpublished_aggregate: bool,
 }
@@ -134,7 +136,7 @@ impl Log {
                 refused += 1;
                 continue;
             }
-            if w.write_offset + framed > segment_max && w.write_offset > HEADER_LEN as u64 {
+            if (w.write_offset + framed).0 > segment_max && w.write_offset > FIRST_FRAME {
                 if let Err(e) = self.flush(&mut w, &buf, buf_start, &sparse) {
                     return self.fail_from(group, e);
                 }
@@ -154,7 +156,7 @@ impl Log {
                 let offset = w.write_offset;
                 let interval = self.config.sparse_index_interval_bytes.as_u64();
                 if w.last_sparse_offset.is_none_or(|l| offset - l >= interval) {
-                    sparse.push((w.next_seq.0, offset));
+                    sparse.push((w.next_seq, offset));
                     w.last_sparse_offset = Some(offset);
                 }
                 let payload = &p.commit.payloads[at..at + *len as usize];
@@ -165,8 +167,8 @@ impl Log {
                 assert!(u32::try_from(group_back).is_ok(), "group_back overflows");
                 encode_frame(
                     &mut buf,
-                    w.active.base,
-                    offset,
+                    w.active.id.base(),
+                    offset.0,
                     w.next_seq,
                     (count - 1 - k) as u32,
                     group_back as u32,
@@ -220,7 +222,13 @@ impl Log {
     }
 
     /// Writes `buf` at `offset` of the active segment (and syncs), then publishes it.
-    fn flush(&self, w: &mut Writer, buf: &[u8], offset: u64, sparse: &[(u64, u64)]) -> Result<()> {
+    fn flush(
+        &self,
+        w: &mut Writer,
+        buf: &[u8],
+        offset: FileOffset,
+        sparse: &[(EventLogSequenceNumber, FileOffset)],
+    ) -> Result<()> {
         if buf.is_empty() {
             return Ok(());
         }
@@ -248,10 +256,10 @@ impl Log {
         }
         let result = match self.config.durability {
             Durability::SyncData => file
-                .write_all_at_and_sync(buf, offset)
+                .write_all_at_and_sync(buf, offset.0)
                 .map_err(|e| Error::io("write+fdatasync", &w.active.path, e)),
             Durability::Buffered => file
-                .write_all_at(buf, offset)
+                .write_all_at(buf, offset.0)
                 .map_err(|e| Error::io("write", &w.active.path, e)),
         };
         if let Err(e) = result {
@@ -284,7 +292,7 @@ impl Log {
     /// Starts a new active segment at the writer's next sequence number.
     fn roll(&self, w: &mut Writer) -> Result<()> {
         assert!(
-            w.active.visible_bytes() == w.write_offset && w.active.visible_next() == w.next_seq,
+            w.active.visible_end() == w.write_offset && w.active.visible_next() == w.next_seq,
             "a segment rolled with frames not published"
         );
         if self.config.durability == Durability::Buffered {
@@ -300,12 +308,12 @@ impl Log {
             &self.dir,
             self.tenant,
             self.scope,
-            w.next_seq,
+            SegmentId(w.next_seq),
         )?;
         self.segments.write().push(Segment::Raw(Arc::clone(&raw)));
         let full = std::mem::replace(&mut w.active, raw);
-        w.write_offset = HEADER_LEN as u64;
-        w.prealloc_end = HEADER_LEN as u64;
+        w.write_offset = FIRST_FRAME;
+        w.prealloc_end = FIRST_FRAME;
         w.last_sparse_offset = None;
         self.stats.rolls.fetch_add(1, Ordering::Relaxed);
         self.queue_seal(full);

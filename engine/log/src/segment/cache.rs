@@ -8,6 +8,11 @@
 //! streams through a log once would only evict what others use, so its reads look up but never
 //! insert. A block is cached only after its checksum, its decompression and every frame in it
 //! have been checked, with the offset of each frame, so a hit copies just the frames wanted.
+//!
+//! Invariants:
+//! - a cached block is exactly a verified block of the open segment its key names, and a key
+//!   ([`CacheId`]) is never given to two open segments in one process;
+//! - the cache holds about `read-cache-bytes` at most (every block weighs at least its bytes).
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},
@@ -16,11 +21,20 @@ use std::sync::{
 
 use quick_cache::{sync::Cache, Weighter};
 
-/// Gives every sealed segment opened in this process its own id.
-static NEXT_SEGMENT_ID: AtomicU64 = AtomicU64::new(1);
+/// An open sealed segment's key in the cache. Not its [`SegmentId`](crate::SegmentId): a
+/// segment sealed again, or opened again, under the same id must never see the blocks of the
+/// file it replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct CacheId(u64);
 
-pub(crate) fn next_segment_id() -> u64 {
-    NEXT_SEGMENT_ID.fetch_add(1, Ordering::Relaxed)
+/// Gives every sealed segment opened in this process its own id.
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
+
+impl CacheId {
+    /// A key no segment opened before in this process has.
+    pub(crate) fn next() -> Self {
+        Self(NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed))
+    }
 }
 
 /// A decompressed, verified block and where each of its frames starts.
@@ -50,16 +64,16 @@ impl CachedBlock {
 #[derive(Debug, Clone, Copy)]
 struct BlockWeight;
 
-impl Weighter<(u64, u32), Arc<CachedBlock>> for BlockWeight {
-    fn weight(&self, _key: &(u64, u32), block: &Arc<CachedBlock>) -> u64 {
+impl Weighter<(CacheId, u32), Arc<CachedBlock>> for BlockWeight {
+    fn weight(&self, _key: &(CacheId, u32), block: &Arc<CachedBlock>) -> u64 {
         // Never zero (a zero-weight item is never evicted).
         (block.bytes.len() + block.offsets.len() * 4) as u64 + 64
     }
 }
 
-/// Decompressed blocks by (segment id, block index).
+/// Decompressed blocks by (segment's cache id, block index).
 pub(crate) struct BlockCache {
-    blocks: Cache<(u64, u32), Arc<CachedBlock>, BlockWeight>,
+    blocks: Cache<(CacheId, u32), Arc<CachedBlock>, BlockWeight>,
 }
 
 impl std::fmt::Debug for BlockCache {
@@ -85,12 +99,12 @@ impl BlockCache {
         })
     }
 
-    pub(crate) fn get(&self, segment: u64, block: u32) -> Option<Arc<CachedBlock>> {
+    pub(crate) fn get(&self, segment: CacheId, block: u32) -> Option<Arc<CachedBlock>> {
         self.blocks.get(&(segment, block))
     }
 
     /// Caches a block whose frames (starting at `offsets`) have all been verified.
-    pub(crate) fn insert(&self, segment: u64, block: u32, bytes: &[u8], offsets: Vec<u32>) {
+    pub(crate) fn insert(&self, segment: CacheId, block: u32, bytes: &[u8], offsets: Vec<u32>) {
         self.blocks.insert(
             (segment, block),
             Arc::new(CachedBlock {

@@ -4,9 +4,15 @@
 //! immutable; a full segment is *raw* until the sealer rewrites it as a *sealed* (compressed)
 //! file. The last segment is the *active* one: the only file ever appended to.
 //!
+//! A segment is named by its [`SegmentId`] (its base); positions in its files are
+//! [`FileOffset`]s, kept apart from sequence numbers and from lengths (plain integers). Raw
+//! `u64`s are left to the byte codec ([`format`]) and the I/O seam.
+//!
 //! Invariants:
-//! - readers never read a raw segment past its `visible_bytes`, which only grows, and only
-//!   after the bytes below it were written (and synced, in sync-data mode);
+//! - readers never read a raw segment past its visible end, which only grows (asserted at each
+//!   publish), and only after the bytes below it were written (and synced, in sync-data mode);
+//! - a raw segment's sparse index is ascending, and what a publish adds lies at or beyond the
+//!   end published before it (asserted);
 //! - a segment's records are exactly `[base, next_seq)`, consecutive;
 //! - a sealed segment's blocks decompress to the raw segment's record area byte for byte.
 
@@ -26,22 +32,31 @@ use std::{
 
 use parking_lot::RwLock;
 
-use self::format::{BlockEntry, SealTrailer};
-use crate::{ids::EventLogSequenceNumber, io::IoFile};
+use self::{
+    cache::CacheId,
+    format::{BlockEntry, SealTrailer},
+};
+use crate::{
+    ids::{EventLogSequenceNumber, FileOffset, SegmentId},
+    io::IoFile,
+};
+
+/// Where every segment's first frame (or first sealed block) starts: right after the header.
+pub(crate) const FIRST_FRAME: FileOffset = FileOffset(format::HEADER_LEN as u64);
 
 /// File name of a raw segment.
-pub(crate) fn raw_name(base: EventLogSequenceNumber) -> String {
-    format!("{:020}.log", base.0)
+pub(crate) fn raw_name(id: SegmentId) -> String {
+    format!("{id}.log")
 }
 
 /// File name of a sealed segment.
-pub(crate) fn sealed_name(base: EventLogSequenceNumber) -> String {
-    format!("{:020}.sealed", base.0)
+pub(crate) fn sealed_name(id: SegmentId) -> String {
+    format!("{id}.sealed")
 }
 
 /// File name of a sealed segment being written.
-pub(crate) fn sealing_name(base: EventLogSequenceNumber) -> String {
-    format!("{:020}.sealed.tmp", base.0)
+pub(crate) fn sealing_name(id: SegmentId) -> String {
+    format!("{id}.sealed.tmp")
 }
 
 /// A raw segment: record frames after the header.
@@ -49,59 +64,75 @@ pub(crate) fn sealing_name(base: EventLogSequenceNumber) -> String {
 pub(crate) struct RawSegment {
     pub(crate) path: PathBuf,
     pub(crate) file: Arc<dyn IoFile>,
-    pub(crate) base: EventLogSequenceNumber,
-    /// Bytes of the file readers may read (header included).
-    visible_bytes: AtomicU64,
+    pub(crate) id: SegmentId,
+    /// Where the visible frames end: readers may read the file up to here (header included).
+    visible_end: AtomicU64,
     /// Sequence number after the last visible record.
     visible_next: AtomicU64,
     /// Sparse index: (sequence number, file offset) of some frames, ascending, first frame
     /// always included. Bounded by segment size / sparse interval.
-    sparse: RwLock<Vec<(u64, u64)>>,
+    sparse: RwLock<Vec<(EventLogSequenceNumber, FileOffset)>>,
 }
 
 impl RawSegment {
     pub(crate) fn new(
         path: PathBuf,
         file: Arc<dyn IoFile>,
-        base: EventLogSequenceNumber,
-        visible_bytes: u64,
+        id: SegmentId,
+        visible_end: FileOffset,
         visible_next: EventLogSequenceNumber,
-        sparse: Vec<(u64, u64)>,
+        sparse: Vec<(EventLogSequenceNumber, FileOffset)>,
     ) -> Self {
         Self {
             path,
             file,
-            base,
-            visible_bytes: AtomicU64::new(visible_bytes),
+            id,
+            visible_end: AtomicU64::new(visible_end.0),
             visible_next: AtomicU64::new(visible_next.0),
             sparse: RwLock::new(sparse),
         }
     }
 
-    pub(crate) fn visible_bytes(&self) -> u64 {
-        self.visible_bytes.load(Ordering::Acquire)
+    /// Where the visible frames end.
+    pub(crate) fn visible_end(&self) -> FileOffset {
+        FileOffset(self.visible_end.load(Ordering::Acquire))
     }
 
     pub(crate) fn visible_next(&self) -> EventLogSequenceNumber {
         EventLogSequenceNumber(self.visible_next.load(Ordering::Acquire))
     }
 
-    /// Publishes newly written frames. Called by the single writer after the bytes are
-    /// written (and synced, in sync-data mode).
-    pub(crate) fn publish(&self, bytes: u64, next: EventLogSequenceNumber, sparse: &[(u64, u64)]) {
+    /// Publishes newly written frames, which end at `end`. Called by the single writer after
+    /// the bytes are written (and synced, in sync-data mode).
+    pub(crate) fn publish(
+        &self,
+        end: FileOffset,
+        next: EventLogSequenceNumber,
+        sparse: &[(EventLogSequenceNumber, FileOffset)],
+    ) {
+        // Only this writer stores these: its own last stores are what Relaxed loads see.
+        let end_before = self.visible_end.load(Ordering::Relaxed);
+        assert!(
+            end.0 >= end_before && next.0 >= self.visible_next.load(Ordering::Relaxed),
+            "a segment's visible end moves back"
+        );
+        assert!(
+            sparse.first().is_none_or(|(_, at)| at.0 >= end_before),
+            "a sparse-index entry below the visible end"
+        );
         if !sparse.is_empty() {
             self.sparse.write().extend_from_slice(sparse);
         }
-        self.visible_bytes.store(bytes, Ordering::Release);
+        self.visible_end.store(end.0, Ordering::Release);
         self.visible_next.store(next.0, Ordering::Release);
     }
 
     /// The offset of the last sparse-index entry at or before `seq`.
-    pub(crate) fn seek(&self, seq: EventLogSequenceNumber) -> u64 {
+    pub(crate) fn seek(&self, seq: EventLogSequenceNumber) -> FileOffset {
         let sparse = self.sparse.read();
-        let i = sparse.partition_point(|(s, _)| *s <= seq.0);
+        let i = sparse.partition_point(|(s, _)| *s <= seq);
         if i == 0 {
-            format::HEADER_LEN as u64
+            FIRST_FRAME
         } else {
             sparse[i - 1].1
         }
@@ -113,12 +144,12 @@ impl RawSegment {
 pub(crate) struct SealedSegment {
     pub(crate) path: PathBuf,
     pub(crate) file: Arc<dyn IoFile>,
-    pub(crate) base: EventLogSequenceNumber,
+    pub(crate) id: SegmentId,
     pub(crate) trailer: SealTrailer,
     /// Loaded on first read, so opening a log reads only headers and trailers.
     pub(crate) blocks: OnceLock<Vec<BlockEntry>>,
     /// This open segment's key in the block cache.
-    pub(crate) cache_id: u64,
+    pub(crate) cache_id: CacheId,
 }
 
 /// One segment of a log.
@@ -129,17 +160,23 @@ pub(crate) enum Segment {
 }
 
 impl Segment {
-    pub(crate) fn base(&self) -> EventLogSequenceNumber {
+    pub(crate) fn id(&self) -> SegmentId {
         match self {
-            Segment::Raw(s) => s.base,
-            Segment::Sealed(s) => s.base,
+            Segment::Raw(s) => s.id,
+            Segment::Sealed(s) => s.id,
         }
+    }
+
+    /// The sequence number of the segment's first record.
+    pub(crate) fn base(&self) -> EventLogSequenceNumber {
+        self.id().base()
     }
 
     /// Bytes the segment takes on disk (visible part for raw).
     pub(crate) fn disk_bytes(&self) -> u64 {
         match self {
-            Segment::Raw(s) => s.visible_bytes(),
+            // An offset from the start of the file: the length of what is before it.
+            Segment::Raw(s) => s.visible_end().0,
             Segment::Sealed(s) => s.file.len().unwrap_or(0),
         }
     }

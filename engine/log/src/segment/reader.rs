@@ -3,6 +3,14 @@
 //! Every frame read is checked again (length bound, checksum bound to its location, sequence
 //! number in order): the same checks the writer's encoder guarantees, paired on the way back.
 //! A batch owns one buffer; events are decoded from it without copying ([`EventView`]).
+//!
+//! Invariants:
+//! - a read of a raw segment never goes past the visible end and sequence number it loaded
+//!   first, so it returns only published records;
+//! - a batch's records are consecutive from where the read started;
+//! - a sealed segment's block index is checked once, on load, to tile the file and the raw
+//!   record area; reads then trust it. Whatever the disk holds becomes an `Error`, never a
+//!   panic.
 
 use std::{ops::Range, sync::Arc};
 
@@ -197,7 +205,7 @@ pub(crate) fn read_raw(
     limits: ReadLimits,
     batch: &mut RecordBatch,
 ) -> Result<EventLogSequenceNumber> {
-    let end = raw.visible_bytes();
+    let end = raw.visible_end();
     let end_seq = raw.visible_next();
     let mut offset = raw.seek(from);
     let mut next = from;
@@ -217,7 +225,7 @@ pub(crate) fn read_raw(
         let start = batch.used;
         let got = raw
             .file
-            .read_at(batch.space(start, want), offset)
+            .read_at(batch.space(start, want), offset.0)
             .map_err(|e| Error::io("read", &raw.path, e))?;
         let filled = start + got;
         let mut at = start;
@@ -226,8 +234,8 @@ pub(crate) fn read_raw(
             let frame_offset = offset + (at - start) as u64;
             match parse_frame(
                 &batch.buf[at..filled],
-                raw.base,
-                frame_offset,
+                raw.id.base(),
+                frame_offset.0,
                 limits.payload_max,
             ) {
                 FrameParse::Frame(frame) => {
@@ -241,7 +249,7 @@ pub(crate) fn read_raw(
                         if frame.seq != next {
                             return Err(Error::Corruption {
                                 path: raw.path.clone(),
-                                offset: frame_offset,
+                                offset: frame_offset.0,
                                 what: format!(
                                     "sequence number: expected {next}, found {}",
                                     frame.seq
@@ -261,7 +269,7 @@ pub(crate) fn read_raw(
                     if frame_offset + needed as u64 > end {
                         return Err(Error::Corruption {
                             path: raw.path.clone(),
-                            offset: frame_offset,
+                            offset: frame_offset.0,
                             what: format!(
                                 "frame of {needed} bytes runs past the visible end {end}"
                             ),
@@ -271,7 +279,7 @@ pub(crate) fn read_raw(
                     at_least = needed;
                     break;
                 }
-                FrameParse::Bad(e) => return Err(frame_error(&raw.path, frame_offset, e)),
+                FrameParse::Bad(e) => return Err(frame_error(&raw.path, frame_offset.0, e)),
             }
         }
         offset += (at - start) as u64;
@@ -281,6 +289,27 @@ pub(crate) fn read_raw(
         }
     }
     Ok(next)
+}
+
+/// Checks `bytes`, read at `offset` of `path`, against their stored CRC-32 `expected`.
+fn check_crc(
+    path: &std::path::Path,
+    offset: u64,
+    what: &'static str,
+    bytes: &[u8],
+    expected: u32,
+) -> Result<()> {
+    let actual = crc32fast::hash(bytes);
+    if actual != expected {
+        return Err(Error::ChecksumMismatch {
+            path: path.to_path_buf(),
+            offset,
+            what,
+            expected,
+            actual,
+        });
+    }
+    Ok(())
 }
 
 /// Loads (once) and returns the block index of a sealed segment.
@@ -318,16 +347,13 @@ pub(crate) fn sealed_blocks(sealed: &SealedSegment) -> Result<&[BlockEntry]> {
             what: format!("block index: expected {index_bytes} bytes, found {got}"),
         });
     }
-    let actual = crc32fast::hash(&buf);
-    if actual != t.index_crc {
-        return Err(Error::ChecksumMismatch {
-            path: sealed.path.clone(),
-            offset: t.index_offset,
-            what: "block index",
-            expected: t.index_crc,
-            actual,
-        });
-    }
+    check_crc(
+        &sealed.path,
+        t.index_offset,
+        "block index",
+        &buf,
+        t.index_crc,
+    )?;
     let blocks: Vec<BlockEntry> = buf
         .chunks_exact(BLOCK_ENTRY_LEN)
         .map(BlockEntry::decode)
@@ -335,7 +361,7 @@ pub(crate) fn sealed_blocks(sealed: &SealedSegment) -> Result<&[BlockEntry]> {
     // Check the index's own consistency once, so reads can trust it.
     // Blocks tile the data area and the raw record area exactly, in sequence order.
     let header_len = super::format::HEADER_LEN as u64;
-    let mut expect_seq = sealed.base;
+    let mut expect_seq = sealed.id.base();
     let mut expect_file = header_len;
     let mut expect_logical = header_len;
     let mut records = 0u64;
@@ -405,16 +431,13 @@ fn load_block(
             batch.scratch.len()
         )));
     }
-    let actual = crc32fast::hash(&batch.scratch);
-    if actual != block.crc {
-        return Err(Error::ChecksumMismatch {
-            path: sealed.path.clone(),
-            offset: block.file_offset,
-            what: "sealed block",
-            expected: block.crc,
-            actual,
-        });
-    }
+    check_crc(
+        &sealed.path,
+        block.file_offset,
+        "sealed block",
+        &batch.scratch,
+        block.crc,
+    )?;
     if batch.decompressor.is_none() {
         batch.decompressor = Some(
             zstd::bulk::Decompressor::new()
@@ -503,7 +526,7 @@ pub(crate) fn read_sealed(
             let offset = block.logical_offset + (at - start) as u64;
             match parse_frame_in_verified_block(
                 &batch.buf[at..block_end],
-                sealed.base,
+                sealed.id.base(),
                 offset,
                 limits.payload_max,
             ) {

@@ -18,6 +18,14 @@
 //! a header's length whose header is damaged or missing (never misfiled or too new) is
 //! rewritten (interrupted roll).
 //!
+//! Invariants of the scan of a raw segment (asserted once per segment, after the scan):
+//! - it accepts whole commits only: the accepted end lies on a commit boundary within the bytes
+//!   read, after the header, and the next sequence number is the one after its last record;
+//! - the sparse index it builds is ascending and points below the accepted end;
+//! - a torn tail, if any, starts at or after the accepted end.
+//!
+//! Damage found on disk is never asserted: it is an `Error` (or, in a torn tail, repaired).
+//!
 //! Memory: one raw segment is read at a time.
 
 use std::{
@@ -26,18 +34,19 @@ use std::{
 };
 
 use super::{
+    cache::CacheId,
     format::{
         parse_frame, FormatError, FrameParse, SegmentHeader, SegmentKind, FRAME_HEADER_LEN,
         HEADER_LEN,
     },
     raw_name,
     reader::read_trailer,
-    RawSegment, SealedSegment, Segment,
+    sealed_name, RawSegment, SealedSegment, Segment, FIRST_FRAME,
 };
 use crate::{
     config::{EngineConfig, RecoveryMode},
     error::{Error, Result},
-    ids::{EventLogSequenceNumber, ScopeId, TenantId},
+    ids::{EventLogSequenceNumber, FileOffset, ScopeId, SegmentId, TenantId},
     io::{IoEngine, IoFile, OpenMode},
 };
 
@@ -57,15 +66,15 @@ pub struct RecoveryReport {
 pub(crate) struct Recovered {
     pub(crate) segments: Vec<Segment>,
     pub(crate) active: Arc<RawSegment>,
-    pub(crate) write_offset: u64,
+    pub(crate) write_offset: FileOffset,
     pub(crate) next_seq: EventLogSequenceNumber,
     pub(crate) to_seal: Vec<Arc<RawSegment>>,
     pub(crate) report: RecoveryReport,
 }
 
 enum Name {
-    Raw(EventLogSequenceNumber),
-    Sealed(EventLogSequenceNumber),
+    Raw(SegmentId),
+    Sealed(SegmentId),
     SealingTmp,
 }
 
@@ -82,8 +91,8 @@ fn parse_name(name: &str) -> Option<Name> {
         return None;
     }
     match ext {
-        "log" => Some(Name::Raw(base)),
-        "sealed" => Some(Name::Sealed(base)),
+        "log" => Some(Name::Raw(SegmentId(base))),
+        "sealed" => Some(Name::Sealed(SegmentId(base))),
         _ => None,
     }
 }
@@ -116,9 +125,10 @@ fn check_header(
     kind: SegmentKind,
     tenant: TenantId,
     scope: ScopeId,
-    base: EventLogSequenceNumber,
+    id: SegmentId,
 ) -> Result<()> {
     let h = SegmentHeader::decode(bytes).map_err(|e| header_error(path, e))?;
+    let base = id.base();
     let expected = format!("{kind:?} segment of tenant {tenant} scope {scope} base {base}");
     let found = format!(
         "{:?} segment of tenant {} scope {} base {}",
@@ -136,15 +146,15 @@ fn check_header(
 
 struct RawScan {
     /// End of the last complete commit.
-    commit_end: u64,
+    commit_end: FileOffset,
     /// Sequence number after the last complete commit.
     next_seq: EventLogSequenceNumber,
-    sparse: Vec<(u64, u64)>,
+    sparse: Vec<(EventLogSequenceNumber, FileOffset)>,
     /// Where and why the scan stopped before the end of the file's non-zero bytes, if it did.
-    torn: Option<(u64, String)>,
+    torn: Option<(FileOffset, String)>,
     /// End of the last non-zero byte after `commit_end` (= `commit_end` when only zeros, the
     /// preallocated tail, follow the last commit).
-    dirty_end: u64,
+    dirty_end: FileOffset,
     /// Records after `next_seq` that belong to an incomplete commit.
     dropped_records: u64,
 }
@@ -158,10 +168,10 @@ struct RawScan {
 fn frame_of_later_group(
     data: &[u8],
     from: usize,
-    damage: u64,
-    base: EventLogSequenceNumber,
+    damage: FileOffset,
+    id: SegmentId,
     expected_seq: EventLogSequenceNumber,
-) -> Option<u64> {
+) -> Option<FileOffset> {
     let payload_max = super::format::RECORD_BYTES_LIMIT;
     let seq_max = expected_seq
         .0
@@ -181,8 +191,8 @@ fn frame_of_later_group(
             at += 1;
             continue;
         }
-        let offset = (HEADER_LEN + at) as u64;
-        if let FrameParse::Frame(f) = parse_frame(b, base, offset, payload_max) {
+        let offset = FIRST_FRAME + at as u64;
+        if let FrameParse::Frame(f) = parse_frame(b, id.base(), offset.0, payload_max) {
             if offset - u64::from(f.group_back) > damage {
                 return Some(offset);
             }
@@ -197,13 +207,13 @@ fn frame_of_later_group(
 fn scan_raw(
     file: &dyn IoFile,
     path: &Path,
-    base: EventLogSequenceNumber,
+    id: SegmentId,
     config: &EngineConfig,
 ) -> Result<RawScan> {
     let len = file.len().map_err(|e| Error::io("stat", path, e))?;
     let mut data = vec![0u8; (len as usize).saturating_sub(HEADER_LEN)];
     let got = file
-        .read_at(&mut data, HEADER_LEN as u64)
+        .read_at(&mut data, FIRST_FRAME.0)
         .map_err(|e| Error::io("read", path, e))?;
     data.truncate(got);
     let payload_max = super::format::RECORD_BYTES_LIMIT;
@@ -211,22 +221,23 @@ fn scan_raw(
     // Segments are preallocated with zeros: a stop at or after this point is a clean end.
     let nonzero_len = data.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
 
+    let base = id.base();
     let mut at = 0usize;
     let mut seq = base;
-    let mut commit_end = HEADER_LEN as u64;
+    let mut commit_end = FIRST_FRAME;
     let mut commit_next = base;
     let mut commit_rest_expected: Option<u32> = None;
     let mut sparse = Vec::new();
-    let mut last_sparse: Option<u64> = None;
+    let mut last_sparse: Option<FileOffset> = None;
     let mut torn = None;
     while at < data.len() {
-        let offset = (HEADER_LEN + at) as u64;
-        match parse_frame(&data[at..], base, offset, payload_max) {
+        let offset = FIRST_FRAME + at as u64;
+        match parse_frame(&data[at..], base, offset.0, payload_max) {
             FrameParse::Frame(f) => {
                 if f.seq != seq {
                     return Err(Error::Corruption {
                         path: path.to_path_buf(),
-                        offset,
+                        offset: offset.0,
                         what: format!("sequence number: expected {seq}, found {}", f.seq),
                     });
                 }
@@ -234,7 +245,7 @@ fn scan_raw(
                     if f.commit_rest != rest {
                         return Err(Error::Corruption {
                             path: path.to_path_buf(),
-                            offset,
+                            offset: offset.0,
                             what: format!(
                                 "commit framing: expected {rest} records to follow, found {}",
                                 f.commit_rest
@@ -245,14 +256,14 @@ fn scan_raw(
                 if last_sparse.is_none_or(|l| offset - l >= interval)
                     && commit_rest_expected.is_none()
                 {
-                    sparse.push((seq.0, offset));
+                    sparse.push((seq, offset));
                     last_sparse = Some(offset);
                 }
                 at += f.total_len;
                 seq = EventLogSequenceNumber(seq.0 + 1);
                 if f.commit_rest == 0 {
                     commit_rest_expected = None;
-                    commit_end = (HEADER_LEN + at) as u64;
+                    commit_end = FIRST_FRAME + at as u64;
                     commit_next = seq;
                 } else {
                     commit_rest_expected = Some(f.commit_rest - 1);
@@ -275,19 +286,19 @@ fn scan_raw(
                     break;
                 }
                 if let Some(later) =
-                    frame_of_later_group(&data[..nonzero_len], at + 1, offset, base, seq)
+                    frame_of_later_group(&data[..nonzero_len], at + 1, offset, id, seq)
                 {
                     return Err(match e {
                         FormatError::Checksum { expected, actual } => Error::ChecksumMismatch {
                             path: path.to_path_buf(),
-                            offset,
+                            offset: offset.0,
                             what: "record frame (records of a later write follow, so this is not a torn tail)",
                             expected,
                             actual,
                         },
                         other => Error::Corruption {
                             path: path.to_path_buf(),
-                            offset,
+                            offset: offset.0,
                             what: format!("{other:?}; a frame of a later write follows at offset {later}, so this is not a torn tail"),
                         },
                     });
@@ -302,7 +313,26 @@ fn scan_raw(
     if torn.is_none() && commit_rest_expected.is_some() {
         torn = Some((commit_end, "the last commit is incomplete".to_owned()));
     }
-    let dirty_end = (HEADER_LEN + nonzero_len).max(commit_end as usize) as u64;
+    let dirty_end = (FIRST_FRAME + nonzero_len as u64).max(commit_end);
+    assert!(
+        FIRST_FRAME <= commit_end && commit_end <= FIRST_FRAME + data.len() as u64,
+        "the scan accepted bytes outside the record area"
+    );
+    assert!(
+        commit_next <= seq,
+        "the scan's commit end passed its last record"
+    );
+    assert!(
+        sparse
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1)
+            && sparse.last().is_none_or(|(_, at)| *at < commit_end),
+        "the scan's sparse index is out of order or past the accepted end"
+    );
+    assert!(
+        torn.as_ref().is_none_or(|(at, _)| *at >= commit_end),
+        "the scan tore below the accepted end"
+    );
     Ok(RawScan {
         dirty_end,
         commit_end,
@@ -319,7 +349,7 @@ fn open_sealed(
     path: &Path,
     tenant: TenantId,
     scope: ScopeId,
-    base: EventLogSequenceNumber,
+    id: SegmentId,
 ) -> Result<Arc<SealedSegment>> {
     let file = io
         .open(path, OpenMode::Read)
@@ -328,14 +358,8 @@ fn open_sealed(
     let got = file
         .read_at(&mut header, 0)
         .map_err(|e| Error::io("read", path, e))?;
-    check_header(
-        path,
-        &header[..got],
-        SegmentKind::Sealed,
-        tenant,
-        scope,
-        base,
-    )?;
+    check_header(path, &header[..got], SegmentKind::Sealed, tenant, scope, id)?;
+    let base = id.base();
     let trailer = read_trailer(file.as_ref(), path)?;
     if trailer.next_seq.0 <= base.0
         || trailer.next_seq.0 > super::format::SEQUENCE_NUMBER_MAX
@@ -353,10 +377,10 @@ fn open_sealed(
     Ok(Arc::new(SealedSegment {
         path: path.to_path_buf(),
         file,
-        base,
+        id,
         trailer,
         blocks: OnceLock::new(),
-        cache_id: super::cache::next_segment_id(),
+        cache_id: CacheId::next(),
     }))
 }
 
@@ -378,11 +402,11 @@ pub(crate) fn recover(
         .map_err(|e| Error::io("read dir", dir, e))?
     {
         match parse_name(&name) {
-            Some(Name::Raw(base)) => {
-                raws.insert(base);
+            Some(Name::Raw(id)) => {
+                raws.insert(id);
             }
-            Some(Name::Sealed(base)) => {
-                sealeds.insert(base);
+            Some(Name::Sealed(id)) => {
+                sealeds.insert(id);
             }
             Some(Name::SealingTmp) => {
                 let path = dir.join(&name);
@@ -403,16 +427,17 @@ pub(crate) fn recover(
     let mut segments: Vec<Segment> = Vec::new();
     let mut to_seal = Vec::new();
     let all: std::collections::BTreeSet<_> = raws.union(&sealeds).copied().collect();
-    let last_base = all.iter().next_back().copied();
+    let last = all.iter().next_back().copied();
     let mut expected_base: Option<EventLogSequenceNumber> = None;
-    let mut active: Option<(Arc<RawSegment>, u64, EventLogSequenceNumber)> = None;
-    for base in all {
+    let mut active: Option<(Arc<RawSegment>, FileOffset, EventLogSequenceNumber)> = None;
+    for id in all {
+        let base = id.base();
         if let Some(expected) = expected_base {
             if base != expected {
-                let name = if sealeds.contains(&base) {
-                    super::sealed_name(base)
+                let name = if sealeds.contains(&id) {
+                    sealed_name(id)
                 } else {
-                    raw_name(base)
+                    raw_name(id)
                 };
                 return Err(Error::Corruption {
                     path: dir.join(name),
@@ -421,25 +446,25 @@ pub(crate) fn recover(
                 });
             }
         }
-        if sealeds.contains(&base) {
-            let path = dir.join(super::sealed_name(base));
-            match open_sealed(io, &path, tenant, scope, base) {
+        if sealeds.contains(&id) {
+            let path = dir.join(sealed_name(id));
+            match open_sealed(io, &path, tenant, scope, id) {
                 Ok(sealed) => {
-                    if raws.contains(&base) {
+                    if raws.contains(&id) {
                         // Interrupted clean-up after a completed seal.
-                        let raw = dir.join(raw_name(base));
+                        let raw = dir.join(raw_name(id));
                         io.remove_file(&raw)
                             .map_err(|e| Error::io("remove", &raw, e))?;
                         io.sync_dir(dir)
                             .map_err(|e| Error::io("fsync dir", dir, e))?;
-                        report.removed_files.push(raw_name(base));
+                        report.removed_files.push(raw_name(id));
                     }
                     expected_base = Some(sealed.trailer.next_seq);
                     segments.push(Segment::Sealed(sealed));
                     continue;
                 }
                 Err(e)
-                    if raws.contains(&base)
+                    if raws.contains(&id)
                         && matches!(
                             e,
                             Error::Corruption { .. } | Error::ChecksumMismatch { .. }
@@ -452,14 +477,14 @@ pub(crate) fn recover(
                         .map_err(|e| Error::io("remove", &path, e))?;
                     io.sync_dir(dir)
                         .map_err(|e| Error::io("fsync dir", dir, e))?;
-                    report.removed_files.push(super::sealed_name(base));
+                    report.removed_files.push(sealed_name(id));
                 }
                 Err(e) => return Err(e),
             }
         }
 
-        let path = dir.join(raw_name(base));
-        let is_last = Some(base) == last_base;
+        let path = dir.join(raw_name(id));
+        let is_last = Some(id) == last;
         let file = io
             .open(&path, OpenMode::ReadWrite)
             .map_err(|e| Error::io("open", &path, e))?;
@@ -468,8 +493,7 @@ pub(crate) fn recover(
             .read_at(&mut header, 0)
             .map_err(|e| Error::io("read", &path, e))?;
         let file_len = file.len().map_err(|e| Error::io("stat", &path, e))?;
-        let header_check =
-            check_header(&path, &header[..got], SegmentKind::Raw, tenant, scope, base);
+        let header_check = check_header(&path, &header[..got], SegmentKind::Raw, tenant, scope, id);
         let header_torn = matches!(
             header_check,
             Err(Error::Corruption { .. } | Error::ChecksumMismatch { .. })
@@ -486,19 +510,19 @@ pub(crate) fn recover(
             }
             file.set_len(0)
                 .map_err(|e| Error::io("truncate", &path, e))?;
-            let raw = start_raw_segment(path, file, tenant, scope, base)?;
+            let raw = start_raw_segment(path, file, tenant, scope, id)?;
             segments.push(Segment::Raw(Arc::clone(&raw)));
-            active = Some((raw, HEADER_LEN as u64, base));
+            active = Some((raw, FIRST_FRAME, base));
             expected_base = Some(base);
             continue;
         }
         header_check?;
-        let scan = scan_raw(file.as_ref(), &path, base, config)?;
+        let scan = scan_raw(file.as_ref(), &path, id, config)?;
         if let Some((offset, why)) = &scan.torn {
             if !is_last || config.recovery_mode == RecoveryMode::Strict {
                 return Err(Error::Corruption {
                     path,
-                    offset: *offset,
+                    offset: offset.0,
                     what: if is_last {
                         format!("torn tail ({why}); strict recovery refuses to truncate")
                     } else {
@@ -510,11 +534,11 @@ pub(crate) fn recover(
         if is_last && scan.dirty_end > scan.commit_end {
             // Remove the torn bytes so that nothing stale can ever be read back as a frame:
             // zero them where a preallocated tail follows (keeping its blocks), else truncate.
-            if scan.dirty_end < file_len {
+            if scan.dirty_end < FileOffset(file_len) {
                 zero_range(file.as_ref(), scan.commit_end, scan.dirty_end)
                     .map_err(|e| Error::io("zero torn tail", &path, e))?;
             } else {
-                file.set_len(scan.commit_end)
+                file.set_len(scan.commit_end.0)
                     .map_err(|e| Error::io("truncate", &path, e))?;
             }
             file.sync_data()
@@ -529,7 +553,7 @@ pub(crate) fn recover(
         let raw = Arc::new(RawSegment::new(
             path,
             file,
-            base,
+            id,
             scan.commit_end,
             scan.next_seq,
             scan.sparse,
@@ -548,9 +572,9 @@ pub(crate) fn recover(
     } else {
         // New log, or the last segment is sealed: start an active segment after it.
         let base = expected_base.unwrap_or(EventLogSequenceNumber::ZERO);
-        let raw = create_raw_segment(io, dir, tenant, scope, base)?;
+        let raw = create_raw_segment(io, dir, tenant, scope, SegmentId(base))?;
         segments.push(Segment::Raw(Arc::clone(&raw)));
-        (raw, HEADER_LEN as u64, base)
+        (raw, FIRST_FRAME, base)
     };
     // Likewise the directory entries (a segment created by a roll whose directory fsync failed).
     io.sync_dir(dir)
@@ -570,11 +594,15 @@ pub(crate) fn recover(
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 /// Writes zeros over `[from, to)`.
-pub(crate) fn zero_range(file: &dyn IoFile, from: u64, to: u64) -> std::io::Result<()> {
+pub(crate) fn zero_range(
+    file: &dyn IoFile,
+    from: FileOffset,
+    to: FileOffset,
+) -> std::io::Result<()> {
     let mut at = from;
     while at < to {
         let n = (to - at).min(ZEROS.len() as u64) as usize;
-        file.write_all_at(&ZEROS[..n], at)?;
+        file.write_all_at(&ZEROS[..n], at.0)?;
         at += n as u64;
     }
     Ok(())
@@ -586,13 +614,13 @@ pub(crate) fn create_raw_segment(
     dir: &Path,
     tenant: TenantId,
     scope: ScopeId,
-    base: EventLogSequenceNumber,
+    id: SegmentId,
 ) -> Result<Arc<RawSegment>> {
-    let path = dir.join(raw_name(base));
+    let path = dir.join(raw_name(id));
     let file = io
         .open(&path, OpenMode::CreateNew)
         .map_err(|e| Error::io("create", &path, e))?;
-    let raw = start_raw_segment(path, file, tenant, scope, base)?;
+    let raw = start_raw_segment(path, file, tenant, scope, id)?;
     io.sync_dir(dir)
         .map_err(|e| Error::io("fsync dir", dir, e))?;
     Ok(raw)
@@ -604,17 +632,17 @@ fn start_raw_segment(
     file: Arc<dyn IoFile>,
     tenant: TenantId,
     scope: ScopeId,
-    base: EventLogSequenceNumber,
+    id: SegmentId,
 ) -> Result<Arc<RawSegment>> {
-    let header = SegmentHeader::new(SegmentKind::Raw, tenant, scope, base).encode();
+    let header = SegmentHeader::new(SegmentKind::Raw, tenant, scope, id.base()).encode();
     file.write_all_at_and_sync(&header, 0)
         .map_err(|e| Error::io("write+fdatasync", &path, e))?;
     Ok(Arc::new(RawSegment::new(
         path,
         file,
-        base,
-        HEADER_LEN as u64,
-        base,
+        id,
+        FIRST_FRAME,
+        id.base(),
         Vec::new(),
     )))
 }

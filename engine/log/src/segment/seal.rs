@@ -7,6 +7,11 @@
 //! Readers keep reading the raw file, through their open handle, until the log swaps the
 //! sealed segment in.
 //!
+//! Invariants:
+//! - the sealed image holds every record of the raw segment up to its visible end, checked
+//!   frame by frame on the way, or sealing fails with an `Error` and the raw segment stays;
+//! - `<base>.sealed` exists only complete and durable (written and synced before the rename).
+//!
 //! Memory: one raw segment (`segment-bytes-max`) is held while sealing it.
 
 use std::{
@@ -15,11 +20,12 @@ use std::{
 };
 
 use super::{
+    cache::CacheId,
     format::{
         parse_frame, BlockEntry, FrameParse, SealTrailer, SegmentHeader, SegmentKind, HEADER_LEN,
     },
     reader::frame_error,
-    sealed_name, sealing_name, RawSegment, SealedSegment,
+    sealed_name, sealing_name, RawSegment, SealedSegment, FIRST_FRAME,
 };
 use crate::{
     config::EngineConfig,
@@ -37,17 +43,18 @@ pub(crate) fn seal_segment(
     scope: ScopeId,
     raw: &RawSegment,
 ) -> Result<Arc<SealedSegment>> {
-    let end = raw.visible_bytes();
+    let end = raw.visible_end();
     let next_seq = raw.visible_next();
-    let mut area = vec![0u8; (end as usize).saturating_sub(HEADER_LEN)];
+    let base = raw.id.base();
+    let mut area = vec![0u8; (end.0 as usize).saturating_sub(HEADER_LEN)];
     let got = raw
         .file
-        .read_at(&mut area, HEADER_LEN as u64)
+        .read_at(&mut area, FIRST_FRAME.0)
         .map_err(|e| Error::io("read", &raw.path, e))?;
     if got != area.len() {
         return Err(Error::Corruption {
             path: raw.path.clone(),
-            offset: HEADER_LEN as u64 + got as u64,
+            offset: (FIRST_FRAME + got as u64).0,
             what: format!("raw segment shorter than its visible end {end}"),
         });
     }
@@ -57,13 +64,13 @@ pub(crate) fn seal_segment(
     let payload_max = super::format::RECORD_BYTES_LIMIT;
     let mut cuts: Vec<(usize, usize, EventLogSequenceNumber, u32)> = Vec::new(); // (start, end, first, count)
     let mut at = 0usize;
-    let mut seq = raw.base;
+    let mut seq = base;
     let mut block_start = 0usize;
     let mut block_first = seq;
     let mut block_count = 0u32;
     while at < area.len() {
         let offset = (HEADER_LEN + at) as u64;
-        match parse_frame(&area[at..], raw.base, offset, payload_max) {
+        match parse_frame(&area[at..], base, offset, payload_max) {
             FrameParse::Frame(f) if f.seq == seq => {
                 at += f.total_len;
                 seq = EventLogSequenceNumber(seq.0 + 1);
@@ -98,7 +105,7 @@ pub(crate) fn seal_segment(
     if seq != next_seq || cuts.is_empty() {
         return Err(Error::Corruption {
             path: raw.path.clone(),
-            offset: end,
+            offset: end.0,
             what: format!(
                 "segment holds records up to {seq}, expected up to {next_seq} (and at least one)"
             ),
@@ -106,7 +113,7 @@ pub(crate) fn seal_segment(
     }
 
     // Compose the sealed image.
-    let header = SegmentHeader::new(SegmentKind::Sealed, tenant, scope, raw.base);
+    let header = SegmentHeader::new(SegmentKind::Sealed, tenant, scope, base);
     let mut out = Vec::with_capacity(area.len() / 3 + 4096);
     out.extend_from_slice(&header.encode());
     let mut blocks = Vec::with_capacity(cuts.len());
@@ -136,7 +143,7 @@ pub(crate) fn seal_segment(
     let trailer = SealTrailer {
         index_offset,
         blocks_count: blocks.len() as u32,
-        records_count: next_seq.0 - raw.base.0,
+        records_count: next_seq.0 - base.0,
         next_seq,
         raw_len: area.len() as u64,
         index_crc: crc32fast::hash(&index),
@@ -145,8 +152,8 @@ pub(crate) fn seal_segment(
     out.extend_from_slice(&trailer.encode());
 
     // Write, sync, rename, sync the directory.
-    let tmp = dir.join(sealing_name(raw.base));
-    let dst = dir.join(sealed_name(raw.base));
+    let tmp = dir.join(sealing_name(raw.id));
+    let dst = dir.join(sealed_name(raw.id));
     if io.exists(&tmp) {
         io.remove_file(&tmp)
             .map_err(|e| Error::io("remove", &tmp, e))?;
@@ -169,9 +176,9 @@ pub(crate) fn seal_segment(
     Ok(Arc::new(SealedSegment {
         path: dst,
         file,
-        base: raw.base,
+        id: raw.id,
         trailer,
         blocks: blocks_cell,
-        cache_id: super::cache::next_segment_id(),
+        cache_id: CacheId::next(),
     }))
 }
