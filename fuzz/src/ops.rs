@@ -546,23 +546,21 @@ fn read_all(log: &Log, ctx: &str) -> Vec<Event> {
 fn assert_event_is(event: &Event, c: &Commit, index: usize, ctx: &str) {
     let seq = event.sequence_number;
     let expected = &c.events[index];
-    assert_eq!(event.content, expected.content, "{ctx}: content of {seq:?}");
-    assert_eq!(
-        event.event_source_id, expected.event_source_id,
-        "{ctx}: source of {seq:?}"
-    );
-    assert_eq!(
-        event.public, expected.public,
-        "{ctx}: public flag of {seq:?}"
-    );
-    assert_eq!(
-        event.occurred_ns, c.occurred_ns,
-        "{ctx}: occurred of {seq:?}"
-    );
-    assert_eq!(
-        event.execution_context, c.execution_context,
-        "{ctx}: context of {seq:?}"
-    );
+    // Each field checked apart, so a failure names it.
+    macro_rules! same {
+        ($found:expr, $wanted:expr, $what:literal) => {
+            assert_eq!(
+                $found, $wanted,
+                concat!("{}: ", $what, " of {:?}"),
+                ctx, seq
+            )
+        };
+    }
+    same!(event.content, expected.content, "content");
+    same!(event.event_source_id, expected.event_source_id, "source");
+    same!(event.public, expected.public, "public flag");
+    same!(event.occurred_ns, c.occurred_ns, "occurred");
+    same!(event.execution_context, c.execution_context, "context");
 }
 
 /// The harness; see the module docs.

@@ -12,7 +12,7 @@ use annals_log::{
     testing::{
         decode_payload,
         format::{
-            encode_frame, SealTrailer, SegmentHeader, SegmentKind, FORMAT_VERSION, HEADER_LEN,
+            encode_frame, SegmentHeader, SegmentKind, FORMAT_VERSION, HEADER_LEN, SAMPLE_TRAILER,
             TRAILER_LEN,
         },
         CrashMode, FaultIo,
@@ -345,15 +345,7 @@ fn trailer_seeds(sealed: &Reference, seeds: &mut Vec<Seed>) {
     let file = &sealed.file(".sealed", 0).1;
     let real = file[file.len() - TRAILER_LEN..].to_vec();
     push("from-segment", with_mode(0, &real));
-    let made = SealTrailer {
-        index_offset: 4096,
-        blocks_count: 3,
-        records_count: 100,
-        next_seq: EventLogSequenceNumber(200),
-        raw_len: 30_000,
-        index_crc: 0xdead_beef,
-    };
-    push("constructed", with_mode(0, &made.encode()));
+    push("constructed", with_mode(0, &SAMPLE_TRAILER.encode()));
     push("bit-flip", with_mode(0, &flip(real.clone(), 3, 0x20)));
     push(
         "reserved-set-crc-fixed",

@@ -7,7 +7,8 @@
 //! - every encoder has a decoder that rejects anything the encoder cannot produce;
 //! - a frame's checksum covers the segment's base sequence number and the frame's offset, so a
 //!   frame copied to another place or another segment fails its check;
-//! - decoders never panic and never allocate based on unchecked lengths.
+//! - decoders never panic on any bytes and never allocate based on unchecked lengths (the one
+//!   assert, in [`BlockEntry::decode`], checks its caller's slicing, not the bytes).
 
 use crate::ids::{EventLogSequenceNumber, ScopeId, TenantId};
 
@@ -392,9 +393,14 @@ impl BlockEntry {
         out.extend_from_slice(&self.crc.to_le_bytes());
     }
 
-    /// Decodes one entry from exactly [`BLOCK_ENTRY_LEN`] bytes.
+    /// Decodes one entry from exactly [`BLOCK_ENTRY_LEN`] bytes (callers cut the index into
+    /// entries; the length is theirs to get right, never the file's).
     pub fn decode(b: &[u8]) -> Self {
-        debug_assert_eq!(b.len(), BLOCK_ENTRY_LEN);
+        assert_eq!(
+            b.len(),
+            BLOCK_ENTRY_LEN,
+            "a block entry is cut to the wrong length"
+        );
         Self {
             first_seq: EventLogSequenceNumber(read_u64(b, 0)),
             logical_offset: read_u64(b, 8),
@@ -406,6 +412,17 @@ impl BlockEntry {
         }
     }
 }
+
+/// A trailer with plausible values, for tests and fuzz seeds.
+#[cfg(any(test, feature = "test-util"))]
+pub const SAMPLE_TRAILER: SealTrailer = SealTrailer {
+    index_offset: 4096,
+    blocks_count: 3,
+    records_count: 100,
+    next_seq: EventLogSequenceNumber(200),
+    raw_len: 30_000,
+    index_crc: 0xdead_beef,
+};
 
 /// The fixed trailer at the end of a sealed segment: its completion marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -560,14 +577,7 @@ mod tests {
 
     #[test]
     fn trailer_round_trips_and_rejects_damage() {
-        let t = SealTrailer {
-            index_offset: 4096,
-            blocks_count: 3,
-            records_count: 100,
-            next_seq: EventLogSequenceNumber(200),
-            raw_len: 30_000,
-            index_crc: 0xdead_beef,
-        };
+        let t = SAMPLE_TRAILER;
         let bytes = t.encode();
         assert_eq!(SealTrailer::decode(&bytes).unwrap(), t);
         for bit in 0..TRAILER_LEN * 8 {
