@@ -20,7 +20,7 @@
 //! Output: the engine suite's JSON lines, then one `ratio` line per workload and a table.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -42,22 +42,17 @@ use crate::{
     data::EventFactory,
     driver::{run_appends, Window},
     pg::PgCluster,
-    report::{emit, median, now_utc, percentiles_us, Measurement},
+    report::{emit, median, now_utc, percentiles_us, record, Measurement, Subject},
+    suite::{self, SuiteArgs},
 };
 
 /// Options of `annals-bench aggregates`.
 #[derive(Debug, Args)]
 pub struct AggregatesArgs {
-    /// Small settings that finish in about a minute.
-    #[arg(long)]
-    quick: bool,
-    /// Parent of the run's directories (real disk, not tmpfs). Default /var/tmp, else /tmp.
-    #[arg(long)]
-    dir: Option<PathBuf>,
-    /// Rounds. Default 3.
-    #[arg(long)]
-    rounds: Option<usize>,
-    /// Measured seconds per measurement. Default 4 (quick: 1).
+    #[command(flatten)]
+    suite: SuiteArgs,
+    /// Measured seconds per measurement (after a warm-up of 0.5, quick: 0.2). Default 4
+    /// (quick: 1).
     #[arg(long)]
     seconds: Option<f64>,
     /// Concurrent writers of `commit_aggregate`. Default 16.
@@ -80,9 +75,6 @@ pub struct AggregatesArgs {
         default_value = "annals,annals-plain,rocksdb,postgres"
     )]
     systems: Vec<System>,
-    /// Seed of the event generator.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
 }
 
 /// A system under test.
@@ -144,16 +136,10 @@ fn now_ns() -> i64 {
 
 /// Runs the suite.
 pub fn run(args: &AggregatesArgs) -> Result<()> {
-    let quick = args.quick;
-    let rounds = args.rounds.unwrap_or(3);
-    let measure = Duration::from_secs_f64(args.seconds.unwrap_or(if quick { 1.0 } else { 4.0 }));
-    let window = Window {
-        warmup: Duration::from_millis(if quick { 200 } else { 500 }),
-        measure,
-    };
-    let fetch_events = args
-        .fetch_events
-        .unwrap_or(if quick { 20_000 } else { 100_000 });
+    let rounds = args.suite.rounds();
+    let window = suite::window(args.suite.quick, args.seconds, None)?;
+    let measure = window.measure;
+    let fetch_events = args.suite.or(args.fetch_events, 20_000, 100_000);
     ensure!(
         rounds > 0 && args.writers > 0 && args.aggregates_per_writer > 0,
         "--rounds, --writers and --aggregates-per-writer must be positive"
@@ -164,14 +150,14 @@ pub fn run(args: &AggregatesArgs) -> Result<()> {
             .all(|s| *s > 0 && *s <= fetch_events),
         "every fetch size must be in 1..=--fetch-events"
     );
-    let run_dir = crate::engine::data_dir(args.dir.as_deref())?;
+    let run_dir = args.suite.data_dir()?;
     let parent = run_dir
         .path()
         .parent()
         .context("the run directory has a parent")?
         .to_path_buf();
     let date = now_utc();
-    let contents = Contents::new(args.seed, 4096);
+    let contents = Contents::new(args.suite.seed, 4096);
     let mut systems = args.systems.clone();
     systems.dedup();
     let pg = if systems.contains(&System::Postgres) {
@@ -226,18 +212,17 @@ pub fn run(args: &AggregatesArgs) -> Result<()> {
                 &date,
             )?;
             progress(&format!("round {round} commit_aggregate"), &m);
-            emit(&m)?;
-            measurements.push(m);
+            record(&mut measurements, m)?;
         }
         for &size in &args.fetch_sizes {
             for &system in &order {
                 if system == System::AnnalsPlain {
                     continue;
                 }
-                let m = fetch_stores.measure(system, size, round, measure, &date, args.seed)?;
+                let m =
+                    fetch_stores.measure(system, size, round, measure, &date, args.suite.seed)?;
                 progress(&format!("round {round} fetch_aggregate {size:>5}"), &m);
-                emit(&m)?;
-                measurements.push(m);
+                record(&mut measurements, m)?;
             }
         }
     }
@@ -284,62 +269,62 @@ fn measure_commits(
         )
     };
     let root = root_of(0);
+    // Every system runs the same closed loop; only how it commits writer w's event differs.
+    let drive = |commit: &(dyn Fn(usize, String, u64, &UncommittedEvent) -> Result<()> + Sync)| {
+        run_appends(
+            args.writers,
+            window,
+            || {},
+            |writer, i| {
+                let (source, version, event) = at(writer, i);
+                commit(writer, source, version, event)?;
+                Ok(1)
+            },
+        )
+    };
     let outcome = match system {
         System::Annals | System::AnnalsPlain => {
             let engine = Engine::open(EngineConfig::new(&dir)).context("open annals")?;
             let tenant = engine.tenant_or_create(TENANT)?;
-            let outcome = run_appends(
-                args.writers,
-                window,
-                || {},
-                |writer, i| {
-                    let (source, version, event) = at(writer, i);
-                    if system == System::Annals {
-                        tenant
-                            .commit_for_aggregate(AggregateCommit {
-                                occurred_ns: now_ns(),
-                                execution_context: contents.execution_context.clone(),
-                                aggregate_root: root,
+            let outcome = drive(&|_, source, version, event| {
+                if system == System::Annals {
+                    tenant
+                        .commit_for_aggregate(AggregateCommit {
+                            occurred_ns: now_ns(),
+                            execution_context: contents.execution_context.clone(),
+                            aggregate_root: root,
+                            event_source_id: source,
+                            expected_version: version,
+                            events: vec![AggregateEvent {
+                                event_type: event.event_type,
+                                public: false,
+                                content: event.content.clone(),
+                            }],
+                        })
+                        .context("commit for aggregate")?;
+                } else {
+                    tenant
+                        .commit(&Commit {
+                            occurred_ns: now_ns(),
+                            execution_context: contents.execution_context.clone(),
+                            events: vec![UncommittedEvent {
                                 event_source_id: source,
-                                expected_version: version,
-                                events: vec![AggregateEvent {
-                                    event_type: event.event_type,
-                                    public: false,
-                                    content: event.content.clone(),
-                                }],
-                            })
-                            .context("commit for aggregate")?;
-                    } else {
-                        tenant
-                            .commit(&Commit {
-                                occurred_ns: now_ns(),
-                                execution_context: contents.execution_context.clone(),
-                                events: vec![UncommittedEvent {
-                                    event_source_id: source,
-                                    ..event.clone()
-                                }],
-                            })
-                            .context("commit")?;
-                    }
-                    Ok(1)
-                },
-            )?;
+                                ..event.clone()
+                            }],
+                        })
+                        .context("commit")?;
+                }
+                Ok(())
+            })?;
             drop(tenant);
             drop(engine);
             outcome
         }
         System::Rocksdb => {
             let store = RocksAggregates::open(&dir, true)?;
-            run_appends(
-                args.writers,
-                window,
-                || {},
-                |writer, i| {
-                    let (source, version, event) = at(writer, i);
-                    store.commit(root, &source, version, &event.content)?;
-                    Ok(1)
-                },
-            )?
+            drive(&|_, source, version, event| {
+                store.commit(root, &source, version, &event.content)
+            })?
         }
         System::Postgres => {
             let pg = pg.context("PostgreSQL is not running")?;
@@ -354,50 +339,39 @@ fn measure_commits(
                 .iter()
                 .map(|c| c.lock().prepare(PG_INSERT).context("prepare the insert"))
                 .collect::<Result<_>>()?;
-            run_appends(
-                args.writers,
-                window,
-                || {},
-                |writer, i| {
-                    let (source, version, event) = at(writer, i);
-                    clients[writer]
-                        .lock()
-                        .execute(
-                            &statements[writer],
-                            &[
-                                &root,
-                                &source,
-                                &i64::try_from(version)?,
-                                &event.event_type.id,
-                                &event.content,
-                            ],
-                        )
-                        .context("insert an event")?;
-                    Ok(1)
-                },
-            )?
+            drive(&|writer, source, version, event| {
+                clients[writer]
+                    .lock()
+                    .execute(
+                        &statements[writer],
+                        &[
+                            &root,
+                            &source,
+                            &i64::try_from(version)?,
+                            &event.event_type.id,
+                            &event.content,
+                        ],
+                    )
+                    .context("insert an event")?;
+                Ok(())
+            })?
         }
     };
     let _ = std::fs::remove_dir_all(&dir);
-    let (p50_us, p99_us) = percentiles_us(&outcome.latency_ns);
-    let seconds = outcome.elapsed.as_secs_f64();
-    Ok(Measurement {
+    let subject = Subject {
         system: system.as_str(),
         workload: "commit_aggregate",
         writers: args.writers,
         batch: Some(1),
         round,
-        events: outcome.events,
-        seconds,
-        events_per_s: crate::report::to_f64(outcome.events) / seconds,
-        p50_us,
-        p99_us,
-        fdatasyncs: None,
-        events_per_fdatasync: None,
-        io_backend: String::new(),
-        date: date.to_owned(),
-        extra: std::collections::BTreeMap::new(),
-    })
+    };
+    Ok(Measurement::new(
+        subject,
+        date,
+        outcome.events,
+        outcome.elapsed.as_secs_f64(),
+        percentiles_us(&outcome.latency_ns),
+    ))
 }
 
 const PG_SCHEMA: &str = "CREATE TABLE events (
@@ -700,30 +674,20 @@ impl FetchStores {
             fetches += 1;
         }
         let seconds = started.elapsed().as_secs_f64();
-        let (p50_us, p99_us) = percentiles_us(&hist);
-        let mut extra = std::collections::BTreeMap::new();
-        extra.insert(
-            "fetches_per_s".to_owned(),
-            json!(crate::report::to_f64(fetches) / seconds),
-        );
-        extra.insert("aggregate_events".to_owned(), json!(size));
-        Ok(Measurement {
+        let subject = Subject {
             system: system.as_str(),
             workload: "fetch_aggregate",
             writers: 1,
             batch: Some(size),
             round,
-            events,
-            seconds,
-            events_per_s: crate::report::to_f64(events) / seconds,
-            p50_us,
-            p99_us,
-            fdatasyncs: None,
-            events_per_fdatasync: None,
-            io_backend: String::new(),
-            date: date.to_owned(),
-            extra,
-        })
+        };
+        let mut m = Measurement::new(subject, date, events, seconds, percentiles_us(&hist));
+        m.extra.insert(
+            "fetches_per_s".to_owned(),
+            json!(crate::report::to_f64(fetches) / seconds),
+        );
+        m.extra.insert("aggregate_events".to_owned(), json!(size));
+        Ok(m)
     }
 }
 

@@ -11,7 +11,7 @@ use std::{
 };
 
 use annals_engine::{
-    uuid::Uuid, Engine, EngineConfig, EventLogSequenceNumber, Log, RecordBatch, TenantId,
+    uuid::Uuid, Engine, EngineConfig, EventLogSequenceNumber, EventView, Log, RecordBatch, TenantId,
 };
 use anyhow::{ensure, Context, Result};
 use hdrhistogram::Histogram;
@@ -109,20 +109,36 @@ impl Annals {
         let mut batch = RecordBatch::new();
         let (mut next, mut json_bytes) = (EventLogSequenceNumber::ZERO, 0u64);
         while next < sealed_upto {
-            self.log
-                .read_into(next, READ_RECORDS_MAX, READ_BYTES_MAX, &mut batch)
-                .with_context(|| format!("read the log from {next}"))?;
-            let Some(after) = batch.next() else { break };
-            for view in batch.views() {
-                let view = view.context("decode an event")?;
+            let read = self.read_views(next, &mut batch, |view| {
                 if view.sequence_number < sealed_upto {
                     json_bytes += view.content.len() as u64;
                 }
-            }
+            })?;
+            let Some(after) = read else { break };
             next = after;
         }
         let (_, sealed_bytes) = self.log.disk_bytes();
         Ok((sealed_bytes, sealed_upto.0, json_bytes))
+    }
+
+    /// Reads one batch from `next` into `batch` and hands each of its events, decoded, to
+    /// `visit`. Returns where the next read starts, or `None` at the end of the log.
+    fn read_views(
+        &self,
+        next: EventLogSequenceNumber,
+        batch: &mut RecordBatch,
+        mut visit: impl FnMut(EventView<'_>),
+    ) -> Result<Option<EventLogSequenceNumber>> {
+        self.log
+            .read_into(next, READ_RECORDS_MAX, READ_BYTES_MAX, batch)
+            .with_context(|| format!("read the log from {next}"))?;
+        let Some(after) = batch.next() else {
+            return Ok(None);
+        };
+        for view in batch.views() {
+            visit(view.context("decode an event")?);
+        }
+        Ok(Some(after))
     }
 
     /// Reads the whole log from sequence number 0, decoding every event. Returns the events
@@ -136,15 +152,11 @@ impl Annals {
         let started = Instant::now();
         loop {
             let call = Instant::now();
-            self.log
-                .read_into(next, READ_RECORDS_MAX, READ_BYTES_MAX, &mut batch)
-                .with_context(|| format!("read the log from {next}"))?;
-            let Some(after) = batch.next() else { break };
-            for view in batch.views() {
-                let view = view.context("decode an event")?;
+            let read = self.read_views(next, &mut batch, |view| {
                 touched = touched.wrapping_add(view.content.len() as u64 + view.sequence_number.0);
                 events += 1;
-            }
+            })?;
+            let Some(after) = read else { break };
             hist.record(u64::try_from(call.elapsed().as_nanos()).unwrap_or(u64::MAX))
                 .context("record a latency")?;
             next = after;

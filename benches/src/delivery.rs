@@ -37,22 +37,15 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::data::EventFactory;
-use crate::engine::data_dir;
 use crate::grpc::{annals_binary, commit_request, connect, ServerProcess};
-use crate::report::{emit, median, now_utc, percentiles_us, to_f64, Measurement};
+use crate::report::{emit, median, now_utc, percentiles_us, record, Measurement, Subject};
+use crate::suite::SuiteArgs;
 
 /// Options of `annals-bench delivery`.
 #[derive(Debug, Args)]
 pub struct DeliveryArgs {
-    /// Small settings that finish in about a minute.
-    #[arg(long)]
-    quick: bool,
-    /// Parent of the run's data directory (default /var/tmp, else /tmp; a real disk).
-    #[arg(long)]
-    dir: Option<PathBuf>,
-    /// Rounds of the catch-up and live workloads. Default 3.
-    #[arg(long)]
-    rounds: Option<usize>,
+    #[command(flatten)]
+    suite: SuiteArgs,
     /// Events in the store for `delivery_catchup`. Default 100 000 (quick: 10 000).
     #[arg(long)]
     events: Option<u64>,
@@ -69,9 +62,6 @@ pub struct DeliveryArgs {
     /// The `annals` binary (default: next to this tool).
     #[arg(long)]
     annals_bin: Option<PathBuf>,
-    /// Seed of the event generator.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
 }
 
 /// The server's default platform: a head's registration must carry it.
@@ -105,17 +95,15 @@ struct HeadOutcome {
 
 /// Runs the delivery suite.
 pub fn run(args: &DeliveryArgs) -> Result<()> {
-    let quick = args.quick;
-    let rounds = args.rounds.unwrap_or(3).max(1);
-    let events = args.events.unwrap_or(if quick { 10_000 } else { 100_000 });
-    let big = args
-        .catch_up_events
-        .unwrap_or(if quick { 0 } else { 1_000_000 });
-    let live = Duration::from_secs_f64(args.live_seconds.unwrap_or(if quick { 1.0 } else { 3.0 }));
+    let suite = &args.suite;
+    let rounds = suite.rounds().max(1);
+    let events = suite.or(args.events, 10_000, 100_000);
+    let big = suite.or(args.catch_up_events, 0, 1_000_000);
+    let live = Duration::from_secs_f64(suite.or(args.live_seconds, 1.0, 3.0));
     let binary = annals_binary(args.annals_bin.as_deref())?;
     let date = now_utc();
     let started = Instant::now();
-    let root = data_dir(args.dir.as_deref())?;
+    let root = suite.data_dir()?;
     eprintln!(
         "annals-bench delivery: {rounds} round(s), {events} events, live {live:?}, 1M catch-up \
          {big} events, server {}, data in {}",
@@ -127,7 +115,7 @@ pub fn run(args: &DeliveryArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("start the client runtime")?;
-    let mut factory = EventFactory::new(args.seed);
+    let mut factory = EventFactory::new(suite.seed);
     let tenant = factory.commit(1).execution_context.tenant_id;
     let event_types: Vec<Uuid> = {
         let mut types: Vec<Uuid> = (0..64).map(|_| factory.event().event_type.id).collect();
@@ -165,8 +153,7 @@ pub fn run(args: &DeliveryArgs) -> Result<()> {
             .map_err(|_| anyhow::anyhow!("the head panicked"))??;
             let m = measurement("delivery_catchup", shape, round, &date, &outcome, false);
             progress(rounds, &m);
-            emit(&m)?;
-            measurements.push(m);
+            record(&mut measurements, m)?;
         }
         for shape in SHAPES {
             let outcome = measure_live(
@@ -180,8 +167,7 @@ pub fn run(args: &DeliveryArgs) -> Result<()> {
             )?;
             let m = measurement("delivery_live", shape, round, &date, &outcome, true);
             progress(rounds, &m);
-            emit(&m)?;
-            measurements.push(m);
+            record(&mut measurements, m)?;
         }
         server.stop()?;
         std::fs::remove_dir_all(&dir).context("remove the round's data")?;
@@ -205,8 +191,7 @@ pub fn run(args: &DeliveryArgs) -> Result<()> {
             .map_err(|_| anyhow::anyhow!("the head panicked"))??;
             let m = measurement("delivery_catchup_1m", *shape, 0, &date, &outcome, false);
             progress(1, &m);
-            emit(&m)?;
-            measurements.push(m);
+            record(&mut measurements, m)?;
         }
         server.stop()?;
     }
@@ -505,26 +490,19 @@ fn measurement(
     } else {
         (None, None)
     };
-    let seconds = outcome.elapsed.as_secs_f64();
-    let mut extra = BTreeMap::new();
-    extra.insert("partitioned".to_owned(), json!(shape.partitioned));
-    Measurement {
+    let subject = Subject {
         system: "annals",
         workload,
         writers: usize::try_from(shape.concurrency).unwrap_or(1),
         batch: None,
         round,
-        events: outcome.events,
-        seconds,
-        events_per_s: to_f64(outcome.events) / seconds.max(f64::MIN_POSITIVE),
-        p50_us,
-        p99_us,
-        fdatasyncs: None,
-        events_per_fdatasync: None,
-        io_backend: "server".into(),
-        date: date.to_owned(),
-        extra,
-    }
+    };
+    let seconds = outcome.elapsed.as_secs_f64();
+    let mut m = Measurement::new(subject, date, outcome.events, seconds, (p50_us, p99_us));
+    m.io_backend = "server".into();
+    m.extra
+        .insert("partitioned".to_owned(), json!(shape.partitioned));
+    m
 }
 
 fn progress(rounds: usize, m: &Measurement) {

@@ -27,6 +27,32 @@ pub struct AppendOutcome {
     pub latency_ns: Histogram<u64>,
 }
 
+impl AppendOutcome {
+    /// Adds up what each writer counted: its events, commits and latencies, in writer order.
+    /// The first writer's error, if any, is the outcome's.
+    pub fn sum(
+        elapsed: Duration,
+        writers: impl IntoIterator<Item = Result<(u64, u64, Histogram<u64>)>>,
+    ) -> Result<Self> {
+        let mut outcome = AppendOutcome {
+            events: 0,
+            commits: 0,
+            elapsed,
+            latency_ns: Histogram::new(3).context("create a histogram")?,
+        };
+        for writer in writers {
+            let (events, commits, hist) = writer?;
+            outcome.events += events;
+            outcome.commits += commits;
+            outcome
+                .latency_ns
+                .add(&hist)
+                .context("merge latency histograms")?;
+        }
+        Ok(outcome)
+    }
+}
+
 /// Durations of one append measurement.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
@@ -106,22 +132,7 @@ where
         (results, window_start)
     });
     let elapsed = window_start.elapsed();
-    let mut outcome = AppendOutcome {
-        events: 0,
-        commits: 0,
-        elapsed,
-        latency_ns: Histogram::new(3).context("create a histogram")?,
-    };
-    for result in results {
-        let (events, commits, hist) = result?;
-        outcome.events += events;
-        outcome.commits += commits;
-        outcome
-            .latency_ns
-            .add(&hist)
-            .context("merge latency histograms")?;
-    }
-    Ok(outcome)
+    AppendOutcome::sum(elapsed, results)
 }
 
 #[cfg(test)]

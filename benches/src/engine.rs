@@ -17,7 +17,7 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use annals_engine::{Durability, EngineConfig, IoBackendChoice};
@@ -30,29 +30,22 @@ use crate::{
     data::{CommitPool, EventFactory, PreparedCommit},
     driver::{run_appends, AppendOutcome, Window},
     raw::{RawLayout, RawLog, RawReadFile},
-    report::{emit, now_utc, percentiles_us, ratio, summarise, to_f64, Measurement},
+    report::{
+        emit, now_utc, percentiles_us, progress_line, ratio, record, summarise, to_f64,
+        Measurement, Subject,
+    },
     rocks::Rocks,
+    suite::{parse_shape, SuiteArgs, WindowArgs},
 };
 
 /// Options of `annals-bench engine`.
 #[derive(Debug, Args)]
 pub struct EngineArgs {
-    /// Small settings that finish the whole set in under two minutes.
-    #[arg(long)]
-    quick: bool,
-    /// Parent of the run's data directory (a fresh subdirectory, removed afterwards). Default
-    /// /var/tmp, else /tmp: it must be a real disk, not tmpfs.
-    #[arg(long)]
-    dir: Option<PathBuf>,
-    /// Rounds; each runs every shape on every system. Default 3.
-    #[arg(long)]
-    rounds: Option<usize>,
-    /// Measured seconds per append measurement. Default 4 (quick: 1).
-    #[arg(long)]
-    seconds: Option<f64>,
-    /// Unmeasured warm-up seconds before each append measurement. Default 0.5 (quick: 0.2).
-    #[arg(long)]
-    warmup: Option<f64>,
+    #[command(flatten)]
+    suite: SuiteArgs,
+    // The window of each append measurement.
+    #[command(flatten)]
+    window: WindowArgs,
     /// annals' I/O backend.
     #[arg(long, value_enum, default_value_t = IoArg::Auto)]
     io: IoArg,
@@ -75,9 +68,6 @@ pub struct EngineArgs {
         default_value = "annals,raw,rocksdb"
     )]
     systems: Vec<SystemName>,
-    /// Seed of the event generator.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
     /// Size of the raw baseline's pre-allocated file in MiB. Default 256: small enough that
     /// the big shapes rewrite all of it every measurement, so it stays in the page cache (this
     /// host pages out file pages idle for 60 s, and overwriting part of an evicted page costs
@@ -131,17 +121,6 @@ impl SystemName {
     }
 }
 
-pub(crate) fn parse_shape(s: &str) -> Result<(usize, usize), String> {
-    let (writers, batch) = s
-        .split_once('x')
-        .ok_or_else(|| format!("{s:?} is not WRITERSxBATCH"))?;
-    let parse = |v: &str| match v.trim().parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{v:?} in {s:?} is not a positive number")),
-    };
-    Ok((parse(writers)?, parse(batch)?))
-}
-
 /// The settings in force after defaults.
 #[derive(Debug)]
 struct Settings {
@@ -159,19 +138,8 @@ struct Settings {
 
 impl Settings {
     fn from_args(args: &EngineArgs) -> Result<Self> {
-        let quick = args.quick;
-        let seconds = |v: Option<f64>, quick_default: f64, default: f64, what: &str| {
-            let v = v.unwrap_or(if quick { quick_default } else { default });
-            if !(0.0..=3600.0).contains(&v) {
-                bail!("--{what} {v} is outside 0..=3600");
-            }
-            Ok(Duration::from_secs_f64(v))
-        };
-        let window = Window {
-            warmup: seconds(args.warmup, 0.2, 0.5, "warmup")?,
-            measure: seconds(args.seconds, 1.0, 4.0, "seconds")?,
-        };
-        let rounds = args.rounds.unwrap_or(3);
+        let window = args.window.window(args.suite.quick)?;
+        let rounds = args.suite.rounds();
         if rounds == 0 || args.systems.is_empty() {
             bail!("nothing to run: --rounds and --systems must not be empty");
         }
@@ -184,14 +152,12 @@ impl Settings {
         Ok(Self {
             rounds,
             window,
-            read_events: args
-                .read_events
-                .unwrap_or(if quick { 200_000 } else { 1_000_000 }),
+            read_events: args.suite.or(args.read_events, 200_000, 1_000_000),
             raw_file_bytes: raw_file_mib << 20,
             io: args.io.into(),
             shapes: args.shapes.clone(),
             systems,
-            seed: args.seed,
+            seed: args.suite.seed,
             seal: args.seal,
             raw_preallocate: args.raw_preallocate,
         })
@@ -227,7 +193,7 @@ pub fn run(args: &EngineArgs) -> Result<()> {
     let settings = Settings::from_args(args)?;
     let date = now_utc();
     let started = Instant::now();
-    let root = data_dir(args.dir.as_deref())?;
+    let root = args.suite.data_dir()?;
     eprintln!(
         "annals-bench engine: {} round(s), {:?} + {:?} warm-up per append, {} events to read, \
          data in {}",
@@ -294,8 +260,7 @@ pub fn run(args: &EngineArgs) -> Result<()> {
                     format!("measure {} appends {writers}x{batch}", system.as_str())
                 })?;
                 progress(&settings, &m);
-                emit(&m)?;
-                measurements.push(m);
+                record(&mut measurements, m)?;
             }
         }
         for &system in &order {
@@ -303,8 +268,7 @@ pub fn run(args: &EngineArgs) -> Result<()> {
                 .with_context(|| format!("measure the {} catch-up read", system.as_str()))?
             {
                 progress(&settings, &m);
-                emit(&m)?;
-                measurements.push(m);
+                record(&mut measurements, m)?;
             }
         }
     }
@@ -316,46 +280,6 @@ pub fn run(args: &EngineArgs) -> Result<()> {
         .with_context(|| format!("remove the data directory {}", path.display()))?;
     eprintln!("done in {:.1?}", started.elapsed());
     Ok(())
-}
-
-/// A fresh directory for the run under `parent` (default /var/tmp, else /tmp), removed when
-/// dropped. Warns when it is on a RAM-backed file system.
-pub(crate) fn data_dir(parent: Option<&Path>) -> Result<tempfile::TempDir> {
-    let parent = match parent {
-        Some(p) => p.to_path_buf(),
-        None if Path::new("/var/tmp").is_dir() => PathBuf::from("/var/tmp"),
-        None => std::env::temp_dir(),
-    };
-    let dir = tempfile::Builder::new()
-        .prefix("annals-bench-")
-        .tempdir_in(&parent)
-        .with_context(|| format!("create a data directory in {}", parent.display()))?;
-    match file_system_of(dir.path()) {
-        Some((fs, device)) if matches!(fs.as_str(), "tmpfs" | "ramfs") => eprintln!(
-            "WARNING: {} is on {fs} ({device}); fdatasync is free there and the figures mean \
-             nothing. Pass --dir on a real disk.",
-            dir.path().display()
-        ),
-        Some((fs, device)) => eprintln!("data directory on {fs} ({device})"),
-        None => eprintln!("data directory's file system unknown"),
-    }
-    Ok(dir)
-}
-
-/// The file-system type and device of the mount holding `path`, from /proc/self/mounts.
-fn file_system_of(path: &Path) -> Option<(String, String)> {
-    let path = path.canonicalize().ok()?;
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (device, mount, fs) = (fields.next()?, fields.next()?, fields.next()?);
-            path.starts_with(mount)
-                .then(|| (mount.len(), fs.to_owned(), device.to_owned()))
-        })
-        .max_by_key(|(len, _, _)| *len)
-        .map(|(_, fs, device)| (fs, device))
 }
 
 fn rotated(systems: &[SystemName], round: usize) -> Vec<SystemName> {
@@ -513,18 +437,8 @@ fn measure_append(
                 extra.insert("raw_layout".to_owned(), json!("extending"));
                 &fresh
             };
-            let mut before = 0;
-            let outcome = run_appends(
-                writers,
-                settings.window,
-                || before = raw.data_syncs(),
-                |w, i| {
-                    let prepared = pool.get(w, i);
-                    raw.append(&prepared.frames)
-                        .map(|()| prepared.events_count())
-                },
-            )?;
-            (outcome, Some(raw.data_syncs() - before), "std")
+            let (outcome, syncs) = raw.run_appends(pool, writers, settings.window)?;
+            (outcome, Some(syncs), "std")
         }
         SystemName::Rocksdb => {
             let rocks = Rocks::open(&dir)?;
@@ -579,24 +493,20 @@ fn append_measurement(
         extra.insert("max_us".to_owned(), json!(to_f64(hist.max()) / 1000.0));
     }
     extra.insert("commits".to_owned(), json!(outcome.commits));
-    let seconds = outcome.elapsed.as_secs_f64();
-    Measurement {
+    let subject = Subject {
         system: system.as_str(),
         workload: "append",
         writers,
         batch: Some(batch),
         round,
-        events: outcome.events,
-        seconds,
-        events_per_s: to_f64(outcome.events) / seconds.max(f64::MIN_POSITIVE),
-        p50_us,
-        p99_us,
-        fdatasyncs,
-        events_per_fdatasync: fdatasyncs.and_then(|s| ratio(outcome.events, s)),
-        io_backend: io_backend.to_owned(),
-        date: date.to_owned(),
-        extra,
-    }
+    };
+    let seconds = outcome.elapsed.as_secs_f64();
+    let mut m = Measurement::new(subject, date, outcome.events, seconds, (p50_us, p99_us));
+    m.fdatasyncs = fdatasyncs;
+    m.events_per_fdatasync = fdatasyncs.and_then(|s| ratio(outcome.events, s));
+    m.io_backend = io_backend.into();
+    m.extra = extra;
+    m
 }
 
 fn measure_read(
@@ -638,43 +548,28 @@ fn measure_read(
             (events, elapsed, None, "posix")
         }
     };
-    let (p50_us, p99_us) = hist.as_ref().map_or((None, None), percentiles_us);
-    let seconds = elapsed.as_secs_f64();
+    let percentiles = hist.as_ref().map_or((None, None), percentiles_us);
     extra.insert("read_events".to_owned(), json!(settings.read_events));
-    Ok(Some(Measurement {
+    let subject = Subject {
         system: system.as_str(),
         workload: "catchup_read",
         writers: 1,
         batch: None,
         round,
-        events,
-        seconds,
-        events_per_s: to_f64(events) / seconds.max(f64::MIN_POSITIVE),
-        p50_us,
-        p99_us,
-        fdatasyncs: None,
-        events_per_fdatasync: None,
-        io_backend: io_backend.to_owned(),
-        date: date.to_owned(),
-        extra,
-    }))
+    };
+    let mut m = Measurement::new(subject, date, events, elapsed.as_secs_f64(), percentiles);
+    m.io_backend = io_backend.into();
+    m.extra = extra;
+    Ok(Some(m))
 }
 
 fn progress(settings: &Settings, m: &Measurement) {
-    let us = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}us"));
+    let syncs = m
+        .events_per_fdatasync
+        .map_or_else(String::new, |e| format!("{e:.1} ev/fdatasync"));
     eprintln!(
-        "[{}/{}] {:<12} {:>3}x{:<4} {:<8} {:>11.0} ev/s  p50 {:>8}  p99 {:>8}  {}",
-        m.round + 1,
-        settings.rounds,
-        m.workload,
-        m.writers,
-        m.batch.map_or_else(|| "-".to_owned(), |b| b.to_string()),
-        m.system,
-        m.events_per_s,
-        us(m.p50_us),
-        us(m.p99_us),
-        m.events_per_fdatasync
-            .map_or_else(String::new, |e| format!("{e:.1} ev/fdatasync")),
+        "{}",
+        progress_line(m, settings.rounds, (12, 8), &format!("  {syncs}"))
     );
 }
 
@@ -683,22 +578,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shapes_parse() {
-        assert_eq!(parse_shape("16x100"), Ok((16, 100)));
-        assert!(parse_shape("16").is_err());
-        assert!(parse_shape("0x1").is_err());
-    }
-
-    #[test]
     fn rotation_changes_who_goes_first() {
         let all = [SystemName::Annals, SystemName::Raw, SystemName::Rocksdb];
         assert_eq!(rotated(&all, 1)[0], SystemName::Raw);
         assert_eq!(rotated(&all, 3), all.to_vec());
-    }
-
-    #[test]
-    fn the_data_dir_is_found_in_the_mount_table() {
-        let dir = data_dir(None).unwrap();
-        assert!(file_system_of(dir.path()).is_some());
     }
 }

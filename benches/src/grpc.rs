@@ -15,7 +15,6 @@
 //! settings, and stopped with SIGTERM afterwards. The load tool shares the machine (2 cores)
 //! with it, as the target says.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,38 +29,26 @@ use std::sync::Arc;
 use tonic::transport::Channel;
 
 use crate::data::{CommitPool, EventFactory};
-use crate::driver::{run_appends, AppendOutcome, Window};
-use crate::engine::data_dir;
+use crate::driver::{AppendOutcome, Window};
 use crate::raw::{RawLayout, RawLog};
-use crate::report::{emit, now_utc, percentiles_us, ratio, summarise, to_f64, Measurement};
+use crate::report::{
+    now_utc, percentiles_us, progress_line, ratio, record, summarise, to_f64, Measurement, Subject,
+};
+use crate::suite::{parse_shape, SuiteArgs, WindowArgs};
 
 /// Options of `annals-bench grpc`.
 #[derive(Debug, Args)]
 pub struct GrpcArgs {
-    /// Small settings that finish in about a minute.
-    #[arg(long)]
-    quick: bool,
-    /// Parent of the run's data directory (default /var/tmp, else /tmp; a real disk).
-    #[arg(long)]
-    dir: Option<PathBuf>,
-    /// Rounds; each runs every workload on every system. Default 3.
-    #[arg(long)]
-    rounds: Option<usize>,
-    /// Measured seconds per measurement. Default 4 (quick: 1).
-    #[arg(long)]
-    seconds: Option<f64>,
-    /// Unmeasured warm-up seconds. Default 0.5 (quick: 0.2).
-    #[arg(long)]
-    warmup: Option<f64>,
+    #[command(flatten)]
+    suite: SuiteArgs,
+    #[command(flatten)]
+    window: WindowArgs,
     /// Commit shapes as CLIENTSxBATCH, comma-separated.
-    #[arg(long, value_delimiter = ',', value_parser = crate::engine::parse_shape, default_value = "16x1,16x100,1x100")]
+    #[arg(long, value_delimiter = ',', value_parser = parse_shape, default_value = "16x1,16x100,1x100")]
     shapes: Vec<(usize, usize)>,
     /// The `annals` binary (default: next to this tool).
     #[arg(long)]
     annals_bin: Option<PathBuf>,
-    /// Seed of the event generator.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
 }
 
 /// Counters read from a server's metrics.
@@ -287,16 +274,13 @@ pub(crate) fn annals_binary(given: Option<&Path>) -> Result<PathBuf> {
 
 /// Runs the gRPC suite.
 pub fn run(args: &GrpcArgs) -> Result<()> {
-    let quick = args.quick;
-    let rounds = args.rounds.unwrap_or(3).max(1);
-    let window = Window {
-        warmup: Duration::from_secs_f64(args.warmup.unwrap_or(if quick { 0.2 } else { 0.5 })),
-        measure: Duration::from_secs_f64(args.seconds.unwrap_or(if quick { 1.0 } else { 4.0 })),
-    };
+    let quick = args.suite.quick;
+    let rounds = args.suite.rounds().max(1);
+    let window = args.window.window(quick)?;
     let binary = annals_binary(args.annals_bin.as_deref())?;
     let date = now_utc();
     let started = Instant::now();
-    let root = data_dir(args.dir.as_deref())?;
+    let root = args.suite.data_dir()?;
     eprintln!(
         "annals-bench grpc: {rounds} round(s), {:?} + {:?} warm-up each, server {}, data in {}",
         window.measure,
@@ -304,7 +288,7 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
         binary.display(),
         root.path().display()
     );
-    let mut factory = EventFactory::new(args.seed);
+    let mut factory = EventFactory::new(args.suite.seed);
     let scratch = root.path().join("scratch");
     let mut pools = Vec::new();
     for &(clients, batch) in &args.shapes {
@@ -335,6 +319,14 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
         .build()
         .context("start the client runtime")?;
 
+    let setup = Setup {
+        binary: &binary,
+        root: root.path(),
+        runtime: &runtime,
+        tenant,
+        window,
+        date: &date,
+    };
     let mut measurements = Vec::new();
     for round in 0..rounds {
         for (shape_index, &(clients, batch)) in args.shapes.iter().enumerate() {
@@ -383,16 +375,14 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
                         ),
                         _ => (None, None),
                     };
-                    server.stop()?;
-                    std::fs::remove_dir_all(&dir).ok();
-                    let mut m = measurement(
-                        "annals",
+                    let mut m = setup.finish(
+                        server,
+                        &dir,
                         "grpc_commit",
                         (clients, batch),
                         round,
-                        &date,
                         &outcome,
-                    );
+                    )?;
                     m.fdatasyncs = syncs;
                     m.events_per_fdatasync = syncs.and_then(|s| ratio(outcome.events, s));
                     // The server's own time per Commit (receipt to answer), beside the round
@@ -401,37 +391,15 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
                     m
                 };
                 progress(rounds, &m);
-                emit(&m)?;
-                measurements.push(m);
+                record(&mut measurements, m)?;
             }
         }
-        let m = measure_aggregates(
-            &binary,
-            root.path(),
-            &runtime,
-            tenant,
-            &aggregate_events,
-            window,
-            round,
-            &date,
-        )?;
+        let m = measure_aggregates(&setup, &aggregate_events, round)?;
         progress(rounds, &m);
-        emit(&m)?;
-        measurements.push(m);
-        let m = measure_fetch(
-            &binary,
-            root.path(),
-            &runtime,
-            tenant,
-            &mut factory,
-            window,
-            round,
-            &date,
-            quick,
-        )?;
+        record(&mut measurements, m)?;
+        let m = measure_fetch(&setup, &mut factory, round, quick)?;
         progress(rounds, &m);
-        emit(&m)?;
-        measurements.push(m);
+        record(&mut measurements, m)?;
     }
     summarise(&measurements, &date)?;
     drop(raw);
@@ -483,21 +451,11 @@ where
         .collect();
     std::thread::sleep(counted_from.saturating_duration_since(Instant::now()));
     at_window_start();
-    let mut outcome = AppendOutcome {
-        events: 0,
-        commits: 0,
-        elapsed: Duration::ZERO,
-        latency_ns: Histogram::new(3).context("create a histogram")?,
-    };
-    for task in tasks {
-        let (events, requests, hist) = runtime.block_on(task).context("a client task failed")??;
-        outcome.events += events;
-        outcome.commits += requests;
-        outcome
-            .latency_ns
-            .add(&hist)
-            .context("merge latency histograms")?;
-    }
+    // Each client's (events, requests, latencies), joined in order.
+    let clients = tasks
+        .into_iter()
+        .map(|task| runtime.block_on(task).context("a client task failed")?);
+    let mut outcome = AppendOutcome::sum(Duration::ZERO, clients)?;
     outcome.elapsed = counted_from.elapsed();
     Ok(outcome)
 }
@@ -516,18 +474,7 @@ fn measure_raw(
     date: &str,
 ) -> Result<Measurement> {
     raw.rewind();
-    let mut before = 0;
-    let outcome = run_appends(
-        writers,
-        window,
-        || before = raw.data_syncs(),
-        |w, i| {
-            let prepared = pool.get(w, i);
-            raw.append(&prepared.frames)
-                .map(|()| prepared.events_count())
-        },
-    )?;
-    let syncs = raw.data_syncs() - before;
+    let (outcome, syncs) = raw.run_appends(pool, writers, window)?;
     let mut m = measurement(
         "raw",
         "grpc_commit",
@@ -542,29 +489,57 @@ fn measure_raw(
     Ok(m)
 }
 
-#[expect(clippy::too_many_arguments, reason = "one measurement's inputs")]
-fn measure_aggregates(
-    binary: &Path,
-    root: &Path,
-    runtime: &tokio::runtime::Runtime,
+/// What every server measurement of a run shares.
+struct Setup<'a> {
+    /// The `annals` binary.
+    binary: &'a Path,
+    /// The run's data directory; each server gets a fresh directory below it.
+    root: &'a Path,
+    /// The clients' runtime.
+    runtime: &'a tokio::runtime::Runtime,
     tenant: uuid::Uuid,
-    events: &[Commit],
     window: Window,
-    round: usize,
-    date: &str,
-) -> Result<Measurement> {
+    /// The run's date, stamped on every measurement.
+    date: &'a str,
+}
+
+impl Setup<'_> {
+    /// Runs `clients` clients in the closed loop of [`run_requests`] for the run's window.
+    fn run_clients<F, Fut>(&self, clients: usize, request: F) -> Result<AppendOutcome>
+    where
+        F: Fn(usize, u64) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<u64>> + Send + 'static,
+    {
+        run_requests(self.runtime, clients, self.window, || {}, request)
+    }
+
+    /// Stops the server of an annals measurement, removes its directory, and makes the
+    /// measurement of what its clients saw.
+    fn finish(
+        &self,
+        server: ServerProcess,
+        dir: &Path,
+        workload: &'static str,
+        shape: (usize, usize),
+        round: usize,
+        outcome: &AppendOutcome,
+    ) -> Result<Measurement> {
+        server.stop()?;
+        std::fs::remove_dir_all(dir).ok();
+        Ok(measurement(
+            "annals", workload, shape, round, self.date, outcome,
+        ))
+    }
+}
+
+fn measure_aggregates(setup: &Setup<'_>, events: &[Commit], round: usize) -> Result<Measurement> {
     const CLIENTS: usize = 16;
-    let dir = root.join(format!("grpc-aggregates-r{round}"));
-    let server = ServerProcess::start(binary, &dir, tenant)?;
-    let connections = Arc::new(connect(runtime, server.private_port, CLIENTS)?);
+    let dir = setup.root.join(format!("grpc-aggregates-r{round}"));
+    let server = ServerProcess::start(setup.binary, &dir, setup.tenant)?;
+    let connections = Arc::new(connect(setup.runtime, server.private_port, CLIENTS)?);
     let root_id = uuid::Uuid::from_u128(0xa66);
     let events = Arc::new(events.to_vec());
-    let outcome = run_requests(
-        runtime,
-        CLIENTS,
-        window,
-        || {},
-        move |w, i| {
+    let outcome = setup.run_clients(CLIENTS, move |w, i| {
             let mut client = connections[w].clone();
             let commit = &events[(w * 4 + i as usize) % events.len()];
             let event = &commit.events[0];
@@ -592,38 +567,29 @@ fn measure_aggregates(
                 }
                 Ok(1)
             }
-        },
-    )?;
-    server.stop()?;
-    std::fs::remove_dir_all(&dir).ok();
-    Ok(measurement(
-        "annals",
+    })?;
+    setup.finish(
+        server,
+        &dir,
         "grpc_commit_aggregate",
         (CLIENTS, 1),
         round,
-        date,
         &outcome,
-    ))
+    )
 }
 
-#[expect(clippy::too_many_arguments, reason = "one measurement's inputs")]
 fn measure_fetch(
-    binary: &Path,
-    root: &Path,
-    runtime: &tokio::runtime::Runtime,
-    tenant: uuid::Uuid,
+    setup: &Setup<'_>,
     factory: &mut EventFactory,
-    window: Window,
     round: usize,
-    date: &str,
     quick: bool,
 ) -> Result<Measurement> {
     const CLIENTS: usize = 16;
     const EVENTS_PER_AGGREGATE: usize = 10;
     let aggregates: usize = if quick { 200 } else { 2000 };
-    let dir = root.join(format!("grpc-fetch-r{round}"));
-    let server = ServerProcess::start(binary, &dir, tenant)?;
-    let mut connections = connect(runtime, server.private_port, CLIENTS)?;
+    let dir = setup.root.join(format!("grpc-fetch-r{round}"));
+    let server = ServerProcess::start(setup.binary, &dir, setup.tenant)?;
+    let mut connections = connect(setup.runtime, server.private_port, CLIENTS)?;
     let root_id = uuid::Uuid::from_u128(0xfe7c);
     let context = factory.commit(1).execution_context;
     for a in 0..aggregates {
@@ -645,7 +611,8 @@ fn measure_fetch(
                     .collect(),
             }),
         };
-        let response = runtime
+        let response = setup
+            .runtime
             .block_on(connections[0].commit_for_aggregate(request))?
             .into_inner();
         if let Some(f) = response.failure {
@@ -654,45 +621,37 @@ fn measure_fetch(
     }
     let shared = Arc::new(connections);
     let clients = Arc::clone(&shared);
-    let outcome = run_requests(
-        runtime,
-        CLIENTS,
-        window,
-        || {},
-        move |w, i| {
-            let mut client = clients[w].clone();
-            let a = (w * 7919 + i as usize * 104_729) % aggregates;
-            let request = dolittle::runtime::events::FetchForAggregateRequest {
-                call_context: Some(call_context(&context)),
-                aggregate: Some(dolittle::runtime::events::Aggregate {
-                    event_source_id: format!("aggregate-{a}"),
-                    aggregate_root_id: Some(wire_uuid(root_id)),
-                }),
-            };
-            async move {
-                let response = client.fetch_for_aggregate(request).await?.into_inner();
-                if let Some(f) = response.failure {
-                    bail!("fetch failed: {}", f.reason);
-                }
-                let n = response.events.map_or(0, |e| e.events.len());
-                if n != EVENTS_PER_AGGREGATE {
-                    bail!("fetched {n} events of aggregate-{a}, expected {EVENTS_PER_AGGREGATE}");
-                }
-                Ok(n as u64)
+    let outcome = setup.run_clients(CLIENTS, move |w, i| {
+        let mut client = clients[w].clone();
+        let a = (w * 7919 + i as usize * 104_729) % aggregates;
+        let request = dolittle::runtime::events::FetchForAggregateRequest {
+            call_context: Some(call_context(&context)),
+            aggregate: Some(dolittle::runtime::events::Aggregate {
+                event_source_id: format!("aggregate-{a}"),
+                aggregate_root_id: Some(wire_uuid(root_id)),
+            }),
+        };
+        async move {
+            let response = client.fetch_for_aggregate(request).await?.into_inner();
+            if let Some(f) = response.failure {
+                bail!("fetch failed: {}", f.reason);
             }
-        },
-    )?;
+            let n = response.events.map_or(0, |e| e.events.len());
+            if n != EVENTS_PER_AGGREGATE {
+                bail!("fetched {n} events of aggregate-{a}, expected {EVENTS_PER_AGGREGATE}");
+            }
+            Ok(n as u64)
+        }
+    })?;
     drop(shared);
-    server.stop()?;
-    std::fs::remove_dir_all(&dir).ok();
-    let mut m = measurement(
-        "annals",
+    let mut m = setup.finish(
+        server,
+        &dir,
         "grpc_fetch",
         (CLIENTS, EVENTS_PER_AGGREGATE),
         round,
-        date,
         &outcome,
-    );
+    )?;
     m.extra.insert("aggregates".into(), json!(aggregates));
     Ok(m)
 }
@@ -705,50 +664,35 @@ fn measurement(
     date: &str,
     outcome: &AppendOutcome,
 ) -> Measurement {
-    let (p50_us, p99_us) = percentiles_us(&outcome.latency_ns);
-    let seconds = outcome.elapsed.as_secs_f64();
-    let mut extra = BTreeMap::new();
-    extra.insert("requests".to_owned(), json!(outcome.commits));
-    Measurement {
+    let subject = Subject {
         system,
         workload,
         writers,
         batch: Some(batch),
         round,
-        events: outcome.events,
-        seconds,
-        events_per_s: to_f64(outcome.events) / seconds.max(f64::MIN_POSITIVE),
-        p50_us,
-        p99_us,
-        fdatasyncs: None,
-        events_per_fdatasync: None,
-        io_backend: if system == "annals" {
-            "server".into()
-        } else {
-            "std".into()
-        },
-        date: date.to_owned(),
-        extra,
-    }
+    };
+    let mut m = Measurement::new(
+        subject,
+        date,
+        outcome.events,
+        outcome.elapsed.as_secs_f64(),
+        percentiles_us(&outcome.latency_ns),
+    );
+    m.io_backend = if system == "annals" {
+        "server".into()
+    } else {
+        "std".into()
+    };
+    m.extra
+        .insert("requests".to_owned(), json!(outcome.commits));
+    m
 }
 
 fn progress(rounds: usize, m: &Measurement) {
-    let us = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}us"));
     let server = m
         .extra
         .get("server_mean_us")
         .and_then(serde_json::Value::as_f64)
         .map_or_else(String::new, |v| format!("  server mean {v:.0}us"));
-    eprintln!(
-        "[{}/{}] {:<22} {:>3}x{:<4} {:<7} {:>11.0} ev/s  p50 {:>8}  p99 {:>8}{server}",
-        m.round + 1,
-        rounds,
-        m.workload,
-        m.writers,
-        m.batch.map_or_else(|| "-".to_owned(), |b| b.to_string()),
-        m.system,
-        m.events_per_s,
-        us(m.p50_us),
-        us(m.p99_us),
-    );
+    eprintln!("{}", progress_line(m, rounds, (22, 7), &server));
 }

@@ -4,7 +4,9 @@
 //! Suites: [`engine`] (the storage engine against the raw group-commit limit and RocksDB),
 //! [`aggregates`] (commits for and fetches of aggregates, against RocksDB and PostgreSQL 15),
 //! [`tenants`] (opening time and memory at 1, 100 and 1000 tenants), [`grpc`] (the `annals`
-//! server over gRPC against the raw limit). A new suite is a module with a clap `Args` struct and a `run` function, using
+//! server over gRPC against the raw limit), [`delivery`] (event handler delivery to one head).
+//! A new suite is a module with a clap `Args` struct
+//! (flattening [`suite::SuiteArgs`] for the common options) and a `run` function, using
 //! [`driver::run_appends`] for closed-loop load, [`data`] for events and [`report`] for
 //! output; the systems ([`annals`], [`raw`], [`rocks`]) are reusable as they are.
 //!
@@ -22,4 +24,5 @@ pub mod pg;
 pub mod raw;
 pub mod report;
 pub mod rocks;
+pub mod suite;
 pub mod tenants;

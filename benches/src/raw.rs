@@ -28,7 +28,10 @@ use anyhow::{bail, ensure, Context, Result};
 use hdrhistogram::Histogram;
 use parking_lot::{Condvar, Mutex};
 
-use crate::data::PreparedCommit;
+use crate::{
+    data::{CommitPool, PreparedCommit},
+    driver::{run_appends, AppendOutcome, Window},
+};
 
 /// Bytes per zero-filling write and per catch-up read.
 const CHUNK_BYTES: usize = 4 << 20;
@@ -122,6 +125,28 @@ impl RawLog {
     /// Starts writing at the file's beginning again (between measurements).
     pub fn rewind(&self) {
         self.queue.lock().write_offset = 0;
+    }
+
+    /// Runs the closed loop ([`run_appends`]) on this file: writer `w`'s commits are `pool`'s
+    /// for that writer, in turn. Returns the outcome and the `fdatasync`s of the window.
+    pub fn run_appends(
+        &self,
+        pool: &CommitPool,
+        writers: usize,
+        window: Window,
+    ) -> Result<(AppendOutcome, u64)> {
+        let mut before = 0;
+        let outcome = run_appends(
+            writers,
+            window,
+            || before = self.data_syncs(),
+            |w, i| {
+                let prepared = pool.get(w, i);
+                self.append(&prepared.frames)
+                    .map(|()| prepared.events_count())
+            },
+        )?;
+        Ok((outcome, self.data_syncs() - before))
     }
 
     /// Appends one commit's records; returns once they are durable.

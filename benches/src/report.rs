@@ -52,6 +52,52 @@ pub struct Measurement {
     pub extra: BTreeMap<String, Value>,
 }
 
+/// What a measurement is of: the system, the workload, its shape and the round.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject {
+    /// See [`Measurement::system`].
+    pub system: &'static str,
+    /// See [`Measurement::workload`].
+    pub workload: &'static str,
+    /// See [`Measurement::writers`].
+    pub writers: usize,
+    /// See [`Measurement::batch`].
+    pub batch: Option<usize>,
+    /// See [`Measurement::round`].
+    pub round: usize,
+}
+
+impl Measurement {
+    /// `events` measured over `seconds` of `subject` in the run started at `date`, with the
+    /// latency percentiles `(p50_us, p99_us)`. The rest is empty, for the caller to fill in:
+    /// no fdatasync figures, no I/O path, no extra figures.
+    pub fn new(
+        subject: Subject,
+        date: &str,
+        events: u64,
+        seconds: f64,
+        (p50_us, p99_us): (Option<f64>, Option<f64>),
+    ) -> Self {
+        Self {
+            system: subject.system,
+            workload: subject.workload,
+            writers: subject.writers,
+            batch: subject.batch,
+            round: subject.round,
+            events,
+            seconds,
+            events_per_s: to_f64(events) / seconds.max(f64::MIN_POSITIVE),
+            p50_us,
+            p99_us,
+            fdatasyncs: None,
+            events_per_fdatasync: None,
+            io_backend: String::new(),
+            date: date.to_owned(),
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
 /// Latency summary of a histogram of nanoseconds, in microseconds.
 pub fn percentiles_us(hist: &Histogram<u64>) -> (Option<f64>, Option<f64>) {
     if hist.is_empty() {
@@ -104,6 +150,36 @@ pub fn emit(value: &impl Serialize) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}").context("write a result line to stdout")?;
     out.flush().context("flush stdout")
+}
+
+/// A progress line for people: `[round/rounds] workload WRITERSxBATCH system ev/s p50 p99`,
+/// the workload and system padded to the suite's widths, then `tail`.
+pub fn progress_line(
+    m: &Measurement,
+    rounds: usize,
+    (workload_width, system_width): (usize, usize),
+    tail: &str,
+) -> String {
+    let us = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}us"));
+    format!(
+        "[{}/{}] {:<workload_width$} {:>3}x{:<4} {:<system_width$} {:>11.0} ev/s  p50 {:>8}  p99 {:>8}{tail}",
+        m.round + 1,
+        rounds,
+        m.workload,
+        m.writers,
+        m.batch.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+        m.system,
+        m.events_per_s,
+        us(m.p50_us),
+        us(m.p99_us),
+    )
+}
+
+/// Prints `m` as its JSON line and keeps it for the run's summary.
+pub fn record(measurements: &mut Vec<Measurement>, m: Measurement) -> Result<()> {
+    emit(&m)?;
+    measurements.push(m);
+    Ok(())
 }
 
 /// The current time as `YYYY-MM-DDTHH:MM:SSZ`.

@@ -56,7 +56,7 @@ fn tenant_id(i: usize) -> TenantId {
 
 /// Runs the suite.
 pub fn run(args: &TenantsArgs) -> Result<()> {
-    let run_dir = crate::engine::data_dir(args.dir.as_deref())?;
+    let run_dir = crate::suite::data_dir(args.dir.as_deref())?;
     let date = now_utc();
     let exe = std::env::current_exe().context("find this program")?;
     eprintln!(
