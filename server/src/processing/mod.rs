@@ -4,11 +4,15 @@
 //!
 //! - [`processor`] is the per-tenant loop shared by every kind: catch-up then live without a
 //!   gap, ordering, concurrency, retries, parked partitions, batched durable positions.
+//! - `wire` builds the events the head sees.
 //! - This module keeps the registry of connected processors (one per kind, scope and id at a
 //!   time), what management reads and commands through it, and what metrics read.
+//!
+//! Processing knows nothing of the runtime's shared state: the services connect a head's
+//! reverse call to it (`services::processor_session`).
 
 pub(crate) mod processor;
-pub(crate) mod session;
+mod wire;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

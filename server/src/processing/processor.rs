@@ -46,9 +46,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::api::convert;
 use crate::api::failure::Failure;
 use crate::api::ids;
+use crate::blocking::blocking;
+use crate::processing::wire::{committed_event, now_ns};
 use crate::processing::{Command, TenantStatus};
 use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::runtime::events::processing::RetryProcessingState;
@@ -286,8 +287,7 @@ impl<H: Handler> TenantProcessor<H> {
     async fn load(&self) -> Result<StreamProcessorState, Failure> {
         let tenant = Arc::clone(&self.tenant);
         let id = self.id;
-        let stored =
-            crate::runtime::blocking(move || Ok(tenant.stream_processor_state(&id)?)).await?;
+        let stored = blocking(move || Ok(tenant.stream_processor_state(&id)?)).await?;
         let now = now_ns();
         let state = match stored {
             Some(mut state) => {
@@ -732,7 +732,7 @@ impl<H: Handler> TenantProcessor<H> {
         let status = Arc::clone(&self.status);
         Box::pin(async move {
             let published = snapshot.clone();
-            crate::runtime::blocking(move || {
+            blocking(move || {
                 let mut batch = StateBatch::new();
                 batch.put_stream_processor(&id, &snapshot);
                 match target {
@@ -832,7 +832,7 @@ async fn read_selected<H: Handler>(
     from: u64,
     partition: Option<String>,
 ) -> Result<Read, Failure> {
-    crate::runtime::blocking(move || {
+    blocking(move || {
         let batch = log.read(
             EventLogSequenceNumber(from),
             READ_RECORDS_MAX,
@@ -872,29 +872,6 @@ async fn read_selected<H: Handler>(
     .await
 }
 
-/// The wire form of a committed event.
-pub(crate) fn committed_event(view: &EventView<'_>) -> CommittedEvent {
-    let event = view.to_event();
-    CommittedEvent {
-        event_log_sequence_number: event.sequence_number.0,
-        occurred: Some(convert::timestamp(event.occurred_ns)),
-        event_source_id: event.event_source_id,
-        execution_context: Some(convert::execution_context_to_wire(&event.execution_context)),
-        event_type: Some(convert::event_type_to_wire(event.event_type)),
-        public: event.public,
-        content: event.content,
-        external: event.event_horizon.is_some(),
-        external_event_log_sequence_number: event
-            .event_horizon
-            .as_ref()
-            .map_or(0, |h| h.external_sequence_number),
-        external_event_received: event
-            .event_horizon
-            .as_ref()
-            .map(|h| convert::timestamp(h.received_ns)),
-    }
-}
-
 /// Awaits the future in `slot` (a read or a write kept across turns of the loop); pending
 /// for ever while the slot is empty.
 async fn in_slot<T>(slot: &mut Option<Pin<Box<dyn Future<Output = T> + Send>>>) -> T {
@@ -909,12 +886,6 @@ fn retry_time(now_ns: i64, after: Option<Duration>) -> i64 {
     after.map_or(i64::MAX, |after| {
         now_ns.saturating_add(i64::try_from(after.as_nanos()).unwrap_or(i64::MAX))
     })
-}
-
-pub(crate) fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 fn until(at_ns: i64) -> Duration {

@@ -17,7 +17,6 @@ use crate::api::convert;
 use crate::api::failure::Failure;
 use crate::api::ids;
 use crate::processing::processor::{Bounds, Delivery, Handler, Outcome, StartFrom};
-use crate::processing::session::{self, Spec};
 use crate::processing::{failures, Kind, ProcessorKey, PUBLIC_STREAMS_SCOPE};
 use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
@@ -32,6 +31,7 @@ use crate::proto::dolittle::runtime::events::processing::{
 use crate::proto::dolittle::services::{Ping, ReverseCallArgumentsContext};
 use crate::reverse_call::{self, CallError, Incoming, Protocol, ReverseCall};
 use crate::runtime::Runtime;
+use crate::services::processor_session::{self, Spec};
 
 /// The most events a partitioned handler has in flight at once per tenant; a registration
 /// asking for more gets this many (the bound on what a head that never answers can make the
@@ -148,7 +148,7 @@ impl EventHandlers for EventHandlersService {
         request: Request<Streaming<EventHandlerClientToRuntimeMessage>>,
     ) -> Result<Response<tonic::codegen::BoxStream<EventHandlerRuntimeToClientMessage>>, Status>
     {
-        Ok(Response::new(session::connect(
+        Ok(Response::new(processor_session::connect(
             Arc::clone(&self.runtime),
             request.into_inner(),
             spec,

@@ -19,7 +19,6 @@ use uuid::Uuid;
 use crate::api::failure::Failure;
 use crate::api::ids;
 use crate::processing::processor::{Bounds, Delivery, Handler, Outcome, TargetStream};
-use crate::processing::session::{self, Spec};
 use crate::processing::{failures, Kind, ProcessorKey, PUBLIC_STREAMS_SCOPE};
 use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
@@ -38,6 +37,7 @@ use crate::proto::dolittle::services::{
 };
 use crate::reverse_call::{CallError, Incoming, Protocol, ReverseCall};
 use crate::runtime::Runtime;
+use crate::services::processor_session::{self, Spec};
 
 /// The partition of every entry of an unpartitioned filter's stream (the original's).
 const UNPARTITIONED: &str = "00000000-0000-0000-0000-000000000000";
@@ -247,7 +247,7 @@ impl FiltersService {
         P::Arguments: FilterArguments,
         P::Response: FilterAnswer,
     {
-        session::connect::<P, FilterHandler<P>>(
+        processor_session::connect::<P, FilterHandler<P>>(
             Arc::clone(&self.runtime),
             incoming,
             move |arguments| spec(arguments, partitioned, public),

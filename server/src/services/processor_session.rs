@@ -1,6 +1,7 @@
 //! One connected processor: registers it (one connection per kind, scope and id), runs a
 //! [`TenantProcessor`] per configured tenant on the head's reverse call, and ends the call
-//! when they are done.
+//! when they are done. It is the connect path the event handler and filter services share,
+//! binding a head's reverse call to the runtime's tenants, metrics and processor registry.
 //!
 //! The processors end when the call ends (the head went away, keep-alive expired, bad input)
 //! or drains (the head initiated a disconnect, the runtime is stopping); each writes its
@@ -23,12 +24,13 @@ use uuid::Uuid;
 use crate::api::convert;
 use crate::api::failure::Failure;
 use crate::api::ids;
+use crate::blocking::blocking;
 use crate::processing::processor::{Bounds, Handler, StartFrom, TargetStream, TenantProcessor};
 #[cfg(doc)]
 use crate::processing::PUBLIC_STREAMS_SCOPE;
 use crate::processing::{ProcessorKey, Registered, Registration, TenantHandle, TenantStatus};
 use crate::reverse_call::{self, Connected, Protocol, ReverseCall};
-use crate::runtime::{blocking, Runtime};
+use crate::runtime::Runtime;
 
 /// What a registration asks for, checked.
 pub(crate) struct Spec {
