@@ -17,7 +17,7 @@ use crate::api::convert;
 use crate::api::failure::Failure;
 use crate::api::ids;
 use crate::processing::processor::{Bounds, Delivery, Handler, Outcome, StartFrom};
-use crate::processing::{failures, Kind, ProcessorKey, PUBLIC_STREAMS_SCOPE};
+use crate::processing::{failures, Kind, Partitioning, ProcessorKey, PUBLIC_STREAMS_SCOPE};
 use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
 use crate::proto::dolittle::runtime::events::processing::event_handler_client_to_runtime_message::Message as FromHead;
@@ -89,7 +89,7 @@ pub(crate) struct EventHandlerHandler {
     call: Arc<ReverseCall<EventHandlerProtocol>>,
     types: HashSet<Uuid>,
     scope: WireUuid,
-    partitioned: bool,
+    partitioning: Partitioning,
 }
 
 impl Handler for EventHandlerHandler {
@@ -107,7 +107,7 @@ impl Handler for EventHandlerHandler {
             event: Some((*delivery.event).clone()),
             partition_id: delivery.partition.clone(),
             scope_id: Some(self.scope.clone()),
-            partitioned: self.partitioned,
+            partitioned: self.partitioning.is_partitioned(),
             stream_position: delivery.position,
         };
         let response = self
@@ -156,7 +156,7 @@ impl EventHandlers for EventHandlersService {
                 call,
                 types: spec.event_types.iter().map(|t| t.id).collect(),
                 scope: ids::to_wire(spec.key.scope),
-                partitioned: spec.partitioned,
+                partitioning: spec.partitioning,
             },
             |key| {
                 Failure::new(
@@ -193,6 +193,7 @@ fn spec(request: &EventHandlerRegistrationRequest) -> Result<Spec, Failure> {
         .map(|(i, t)| convert::event_type(&format!("eventTypes[{i}]"), Some(t)))
         .collect::<Result<Vec<EventType>, Failure>>()
         .map_err(|f| invalid(f.reason))?;
+    let partitioning = Partitioning::from(request.partitioned);
     let concurrency = usize::try_from(request.concurrency).map_err(|_| {
         invalid(format!(
             "concurrency is {}; it must be 0 or more",
@@ -240,14 +241,13 @@ fn spec(request: &EventHandlerRegistrationRequest) -> Result<Spec, Failure> {
         state_scope: scope,
         source_stream: id,
         event_types,
-        partitioned: request.partitioned,
+        partitioning,
         alias: request.alias.clone().filter(|a| !a.is_empty()),
         // Concurrency applies to partitioned handlers only (0 means 1), up to
         // CONCURRENCY_MAX: each event in flight is held in memory until answered.
-        concurrency: if request.partitioned {
-            concurrency.clamp(1, CONCURRENCY_MAX)
-        } else {
-            1
+        concurrency: match partitioning {
+            Partitioning::Partitioned => concurrency.clamp(1, CONCURRENCY_MAX),
+            Partitioning::Unpartitioned => 1,
         },
         bounds,
         target: None,

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::api::failure::Failure;
 use crate::api::ids;
 use crate::processing::processor::{Bounds, Delivery, Handler, Outcome, TargetStream};
-use crate::processing::{failures, Kind, ProcessorKey, PUBLIC_STREAMS_SCOPE};
+use crate::processing::{failures, Kind, Partitioning, ProcessorKey, PUBLIC_STREAMS_SCOPE};
 use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
 use crate::proto::dolittle::runtime::events::processing::filter_runtime_to_client_message::Message as ToHead;
@@ -41,6 +41,16 @@ use crate::services::processor_session::{self, Spec};
 
 /// The partition of every entry of an unpartitioned filter's stream (the original's).
 const UNPARTITIONED: &str = "00000000-0000-0000-0000-000000000000";
+
+/// Which events a filter reads and which streams it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visibility {
+    /// Every event of its scope's log, written to a stream of its scope.
+    Private,
+    /// Public events of the event log only, written to a public stream (kept under
+    /// `PUBLIC_STREAMS_SCOPE`).
+    Public,
+}
 
 /// What the three filter kinds' answers have in common.
 pub(crate) trait FilterAnswer: Send + 'static {
@@ -183,7 +193,7 @@ filter_protocol!(
 pub(crate) struct FilterHandler<P: Protocol> {
     call: Arc<ReverseCall<P>>,
     scope: WireUuid,
-    public_only: bool,
+    visibility: Visibility,
 }
 
 impl<P> Handler for FilterHandler<P>
@@ -192,7 +202,10 @@ where
     P::Response: FilterAnswer,
 {
     fn selects(&self, event: &EventView<'_>) -> bool {
-        !self.public_only || event.public
+        match self.visibility {
+            Visibility::Private => true,
+            Visibility::Public => event.public,
+        }
     }
 
     async fn handle(
@@ -239,8 +252,8 @@ impl FiltersService {
     fn connect<P>(
         &self,
         incoming: Streaming<P::ClientMessage>,
-        partitioned: bool,
-        public: bool,
+        partitioning: Partitioning,
+        visibility: Visibility,
     ) -> tonic::codegen::BoxStream<FilterRuntimeToClientMessage>
     where
         P: Protocol<ServerMessage = FilterRuntimeToClientMessage>,
@@ -250,11 +263,11 @@ impl FiltersService {
         processor_session::connect::<P, FilterHandler<P>>(
             Arc::clone(&self.runtime),
             incoming,
-            move |arguments| spec(arguments, partitioned, public),
+            move |arguments| spec(arguments, partitioning, visibility),
             move |spec, call| FilterHandler {
                 call,
                 scope: ids::to_wire(spec.key.scope),
-                public_only: public,
+                visibility,
             },
             |key| {
                 Failure::new(
@@ -277,8 +290,8 @@ impl Filters for FiltersService {
     ) -> Result<Response<tonic::codegen::BoxStream<FilterRuntimeToClientMessage>>, Status> {
         Ok(Response::new(self.connect::<FilterProtocol>(
             request.into_inner(),
-            false,
-            false,
+            Partitioning::Unpartitioned,
+            Visibility::Private,
         )))
     }
 
@@ -288,8 +301,8 @@ impl Filters for FiltersService {
     ) -> Result<Response<tonic::codegen::BoxStream<FilterRuntimeToClientMessage>>, Status> {
         Ok(Response::new(self.connect::<PartitionedFilterProtocol>(
             request.into_inner(),
-            true,
-            false,
+            Partitioning::Partitioned,
+            Visibility::Private,
         )))
     }
 
@@ -299,8 +312,8 @@ impl Filters for FiltersService {
     ) -> Result<Response<tonic::codegen::BoxStream<FilterRuntimeToClientMessage>>, Status> {
         Ok(Response::new(self.connect::<PublicFilterProtocol>(
             request.into_inner(),
-            true,
-            true,
+            Partitioning::Partitioned,
+            Visibility::Public,
         )))
     }
 }
@@ -308,8 +321,8 @@ impl Filters for FiltersService {
 /// The registration, checked.
 fn spec(
     arguments: &impl FilterArguments,
-    partitioned: bool,
-    public: bool,
+    partitioning: Partitioning,
+    visibility: Visibility,
 ) -> Result<Spec, Failure> {
     let invalid = |reason: String| Failure::new(failures::FILTER_FAILED_TO_REGISTER, reason);
     let id = ids::required("filterId", arguments.filter_id()).map_err(|f| invalid(f.reason))?;
@@ -329,10 +342,9 @@ fn spec(
         )));
     }
     // Public filters read the event log and keep their stream and position apart.
-    let (kind, state_scope) = if public {
-        (Kind::PublicFilter, PUBLIC_STREAMS_SCOPE)
-    } else {
-        (Kind::Filter, scope)
+    let (kind, state_scope) = match visibility {
+        Visibility::Public => (Kind::PublicFilter, PUBLIC_STREAMS_SCOPE),
+        Visibility::Private => (Kind::Filter, scope),
     };
     Ok(Spec {
         key: ProcessorKey { kind, scope, id },
@@ -340,7 +352,7 @@ fn spec(
         state_scope,
         source_stream: Uuid::nil(),
         event_types: Vec::new(),
-        partitioned,
+        partitioning,
         alias: None,
         concurrency: 1,
         bounds: Bounds::default(),

@@ -28,7 +28,9 @@ use crate::blocking::blocking;
 use crate::processing::processor::{Bounds, Handler, StartFrom, TargetStream, TenantProcessor};
 #[cfg(doc)]
 use crate::processing::PUBLIC_STREAMS_SCOPE;
-use crate::processing::{ProcessorKey, Registered, Registration, TenantHandle, TenantStatus};
+use crate::processing::{
+    Partitioning, ProcessorKey, Registered, Registration, TenantHandle, TenantStatus,
+};
 use crate::reverse_call::{self, Connected, Protocol, ReverseCall};
 use crate::runtime::Runtime;
 
@@ -42,7 +44,7 @@ pub(crate) struct Spec {
     /// The stream it reads: the event handler's own id, nil for filters (the event log).
     pub(crate) source_stream: Uuid,
     pub(crate) event_types: Vec<EventType>,
-    pub(crate) partitioned: bool,
+    pub(crate) partitioning: Partitioning,
     pub(crate) alias: Option<String>,
     pub(crate) concurrency: usize,
     pub(crate) bounds: Bounds,
@@ -112,7 +114,7 @@ async fn serve<P: Protocol, H: Handler>(
         kind = spec.key.kind.label(),
         id = %spec.key.id,
         scope = %spec.key.scope,
-        partitioned = spec.partitioned,
+        partitioned = spec.partitioning.is_partitioned(),
         concurrency = spec.concurrency,
         "processor connected"
     );
@@ -149,7 +151,7 @@ async fn register<P: Protocol, H: Handler>(
     let registration = Arc::new(Registration {
         key: spec.key,
         event_types: spec.event_types.clone(),
-        partitioned: spec.partitioned,
+        partitioned: spec.partitioning.is_partitioned(),
         alias: spec.alias.clone(),
         tenants: handles,
         ended: call.ended().clone(),
@@ -212,7 +214,7 @@ async fn tenants<P: Protocol, H: Handler>(
                 processor: spec.key.id,
                 source_stream: spec.source_stream,
             },
-            partitioned: spec.partitioned,
+            partitioning: spec.partitioning,
             concurrency: spec.concurrency,
             bounds,
             execution_context: context,
