@@ -211,9 +211,9 @@ pub(crate) async fn catch_up<H: Handler>(
     Ok(CatchUp::Caught(included))
 }
 
-/// A catch-up stopped (the call drained) at an event of the partition at `position` and
-/// `sequence_number`: the partition is parked there; when that is not the event that failed,
-/// the partition is only behind.
+/// A catch-up stopped (the call drained) at the partition's event at `position` and
+/// `sequence_number`: the partition stays parked there, due at once when the head registers
+/// again.
 fn behind(parked: &mut FailingPartition, position: u64, sequence_number: u64) {
     if parked.event_log_position != sequence_number {
         // This event never failed: the partition is only behind.
