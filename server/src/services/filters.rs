@@ -18,9 +18,8 @@ use uuid::Uuid;
 
 use crate::api::failure::Failure;
 use crate::api::ids;
-use crate::processing::processor::{Bounds, Delivery, Handler, Outcome, TargetStream};
+use crate::processing::processor::{Bounds, Outcome, TargetStream};
 use crate::processing::{failures, Kind, Partitioning, ProcessorKey, PUBLIC_STREAMS_SCOPE};
-use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
 use crate::proto::dolittle::runtime::events::processing::filter_runtime_to_client_message::Message as ToHead;
 use crate::proto::dolittle::runtime::events::processing::filters_server::Filters;
@@ -30,14 +29,14 @@ use crate::proto::dolittle::runtime::events::processing::{
     FilterRegistrationRequest, FilterRegistrationResponse, FilterResponse,
     FilterRuntimeToClientMessage, PartitionedFilterClientToRuntimeMessage,
     PartitionedFilterRegistrationRequest, PartitionedFilterResponse, ProcessorFailure,
-    PublicFilterClientToRuntimeMessage, PublicFilterRegistrationRequest, RetryProcessingState,
+    PublicFilterClientToRuntimeMessage, PublicFilterRegistrationRequest,
 };
 use crate::proto::dolittle::services::{
     Ping, ReverseCallArgumentsContext, ReverseCallResponseContext,
 };
-use crate::reverse_call::{CallError, Incoming, Protocol, ReverseCall};
+use crate::reverse_call::{Incoming, Protocol};
 use crate::runtime::Runtime;
-use crate::services::processor_session::{self, Spec};
+use crate::services::processor_session::{self, Question, Requests, Spec};
 
 /// The partition of every entry of an unpartitioned filter's stream (the original's).
 const UNPARTITIONED: &str = "00000000-0000-0000-0000-000000000000";
@@ -190,13 +189,12 @@ filter_protocol!(
 );
 
 /// Asks the head whether to include each event.
-pub(crate) struct FilterHandler<P: Protocol> {
-    call: Arc<ReverseCall<P>>,
+pub(crate) struct FilterRequests {
     scope: WireUuid,
     visibility: Visibility,
 }
 
-impl<P> Handler for FilterHandler<P>
+impl<P> Requests<P> for FilterRequests
 where
     P: Protocol<ServerMessage = FilterRuntimeToClientMessage>,
     P::Response: FilterAnswer,
@@ -208,32 +206,25 @@ where
         }
     }
 
-    async fn handle(
-        &self,
-        execution_context: WireExecutionContext,
-        delivery: &Delivery,
-        retry: Option<RetryProcessingState>,
-    ) -> Result<Outcome, CallError> {
-        let event = (*delivery.event).clone();
-        let scope = self.scope.clone();
-        let response = self
-            .call
-            .call(execution_context, |context| FilterRuntimeToClientMessage {
-                message: Some(ToHead::FilterRequest(FilterEventRequest {
-                    call_context: Some(context),
-                    event: Some(event),
-                    scope_id: Some(scope),
-                    retry_processing_state: retry,
-                })),
-            })
-            .await?;
-        let (included, partition, failure) = response.into_parts();
-        Ok(match failure {
+    fn request(&self, question: Question<'_>) -> FilterRuntimeToClientMessage {
+        FilterRuntimeToClientMessage {
+            message: Some(ToHead::FilterRequest(FilterEventRequest {
+                call_context: Some(question.call_context),
+                event: Some((*question.delivery.event).clone()),
+                scope_id: Some(self.scope.clone()),
+                retry_processing_state: question.retry,
+            })),
+        }
+    }
+
+    fn outcome(&self, answer: P::Response) -> Outcome {
+        let (included, partition, failure) = answer.into_parts();
+        match failure {
             Some(failure) => Outcome::failed(failure),
             None => Outcome::Done {
                 include: included.then(|| partition.unwrap_or_else(|| UNPARTITIONED.to_owned())),
             },
-        })
+        }
     }
 }
 
@@ -260,12 +251,11 @@ impl FiltersService {
         P::Arguments: FilterArguments,
         P::Response: FilterAnswer,
     {
-        processor_session::connect::<P, FilterHandler<P>>(
+        processor_session::connect::<P, FilterRequests>(
             Arc::clone(&self.runtime),
             incoming,
             move |arguments| spec(arguments, partitioning, visibility),
-            move |spec, call| FilterHandler {
-                call,
+            move |spec| FilterRequests {
                 scope: ids::to_wire(spec.key.scope),
                 visibility,
             },
