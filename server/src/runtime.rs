@@ -89,18 +89,3 @@ impl Runtime {
         &self.config.tenants
     }
 }
-
-/// Runs blocking engine work (durable commits, index reads) off the async workers.
-pub(crate) async fn blocking<T, F>(work: F) -> Result<T, Failure>
-where
-    F: FnOnce() -> Result<T, Failure> + Send + 'static,
-    T: Send + 'static,
-{
-    match tokio::task::spawn_blocking(work).await {
-        Ok(result) => result,
-        Err(e) => Err(Failure::new(
-            crate::api::failure::id::OTHER,
-            format!("the request's worker ended abnormally: {e}"),
-        )),
-    }
-}

@@ -3,12 +3,25 @@
 //! position durably.
 //!
 //! - [`processor`] is the per-tenant loop shared by every kind: catch-up then live without a
-//!   gap, ordering, concurrency, retries, parked partitions, batched durable positions.
+//!   gap, ordering, concurrency, retries, parked partitions, batched durable positions. Its
+//!   concerns each have a module of their own: `read` (reads of the log), `dispatch`
+//!   (the buffer, partition queues and events in flight; asking the head), `parking`
+//!   (failures, parked partitions and their catch-up), `positions` (the position and its
+//!   durable writes); `slot` keeps a read or a write under way across turns of the loop,
+//!   `wire` builds the events the head sees.
 //! - This module keeps the registry of connected processors (one per kind, scope and id at a
 //!   time), what management reads and commands through it, and what metrics read.
+//!
+//! Processing knows nothing of the runtime's shared state: the services connect a head's
+//! reverse call to it (`services::processor_session`).
 
+mod dispatch;
+mod parking;
+mod positions;
 pub(crate) mod processor;
-pub(crate) mod session;
+mod read;
+mod slot;
+mod wire;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,6 +75,35 @@ pub(crate) struct ProcessorKey {
     pub(crate) id: Uuid,
 }
 
+/// Whether a processor keeps the order of each partition (the event source) apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Partitioning {
+    /// One event in flight, in log order; a failing event stops the processor (retried in
+    /// flight while the head asks for a retry).
+    Unpartitioned,
+    /// Up to its concurrency in flight, never two of one partition; a failing partition is
+    /// parked while the others go on.
+    Partitioned,
+}
+
+impl Partitioning {
+    /// The wire's `partitioned` flag.
+    pub(crate) fn is_partitioned(self) -> bool {
+        self == Partitioning::Partitioned
+    }
+}
+
+impl From<bool> for Partitioning {
+    /// From the wire's `partitioned` flag.
+    fn from(partitioned: bool) -> Partitioning {
+        if partitioned {
+            Partitioning::Partitioned
+        } else {
+            Partitioning::Unpartitioned
+        }
+    }
+}
+
 /// A command to a tenant's processor, from management.
 pub(crate) enum Command {
     /// Start over from an event-log position (stream positions restart at 0, failures are
@@ -70,6 +112,33 @@ pub(crate) enum Command {
         event_log_position: u64,
         done: oneshot::Sender<Result<(), Failure>>,
     },
+}
+
+/// A tenant's processor's end of management's commands.
+pub(crate) struct Inbox {
+    commands: mpsc::Receiver<Command>,
+    /// False once no sender is left: nobody can command it any more (not a reason to stop).
+    open: bool,
+}
+
+impl Inbox {
+    pub(crate) fn new(commands: mpsc::Receiver<Command>) -> Inbox {
+        Inbox {
+            commands,
+            open: true,
+        }
+    }
+
+    /// The next command; pending for ever once no sender is left.
+    pub(crate) async fn next(&mut self) -> Command {
+        if self.open {
+            if let Some(command) = self.commands.recv().await {
+                return command;
+            }
+            self.open = false;
+        }
+        std::future::pending().await
+    }
 }
 
 /// What management and metrics see of one tenant's processor.

@@ -1,70 +1,46 @@
 //! One tenant's processor: reads the scope's event log from its position, asks the head about
-//! each selected event through a [`Handler`], and keeps its position durably.
+//! each selected event through a [`Handler`], and keeps its position durably. This module is
+//! the loop; each concern it drives has one home:
 //!
-//! Reading: the log is read in batches on a blocking thread (`READ_RECORDS_MAX` records) and
-//! the selected events are decoded into wire events there; the loop keeps at most
-//! `BUFFERED_EVENTS_MAX` of them ahead of what is in flight, and reads again only when below
-//! that. When it is at the end of the log it waits for the next commit without polling, so
-//! catch-up turns into live delivery at one position: no gap, no duplicate.
+//! - `read`: reads of the log, in batches on a blocking thread; a live read waits for the
+//!   next commit without polling, so catch-up turns into live delivery at one position.
+//! - `dispatch`: the read-ahead buffer, the partition queues and the events in flight
+//!   (ordering and concurrency), and asking the head (an unpartitioned processor's retries).
+//! - `parking`: failures, failing partitions parked and caught up when their retry time comes.
+//! - `positions`: what the stored position is derived from, and its durable writes.
 //!
-//! Ordering and concurrency: an unpartitioned processor has one event in flight, in log
-//! order. A partitioned one has up to `concurrency` in flight, never two of one partition (the
-//! event source): a partition's later events wait in its queue (at most `QUEUED_EVENTS_MAX`
-//! over all partitions).
-//!
-//! Failures: an unpartitioned processor retries an event the head failed with `retry` after
-//! the head's timeout, for as long as it asks; a failure without retry stops this tenant's
-//! processor until the head registers again (the event is retried then) or management resets
-//! it. A partitioned processor parks the partition instead (a failing partition) and goes on
-//! with the others; the parked partition's events are skipped by the main pass and delivered
-//! by a catch-up of that partition alone when its retry time comes (or at the next
-//! registration for a failure without retry). The catch-up runs with nothing else in flight,
-//! from the failed event to where the main pass is, so no event of the partition is missed
-//! or delivered twice.
-//!
-//! Positions (at-least-once): the stored position is the earliest event not yet processed
-//! (the low-water mark of everything read), so it never passes an event the head has not
-//! answered. It is written at most every `FLUSH_INTERVAL` while events are processed, at once
-//! on a failure, and when the processor stops; a crash redelivers at most what was answered
-//! since the last write. A filter writes the events it included and its position in one atomic
-//! write, so its stream never holds an event twice.
+//! Invariants of the loop (a pass, from one position until it stops or is reset):
+//! - Nothing new is dispatched while a failure stops the processor (unpartitioned), while a
+//!   parked partition is due (its catch-up runs once nothing is in flight), or while the call
+//!   drains (it stops once nothing is in flight; queued events stay unfinished, where the
+//!   stored position waits for them).
+//! - Whatever ends a pass, the position it reached is written first; a reset waits for a
+//!   position write under way, so that write cannot undo the reset's.
+//! - A reset starts over at its position: stream positions from 0, failures forgotten.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals_engine::{
-    EventLogSequenceNumber, EventView, FailingPartition, Log, ProcessingFailure, ScopeId,
-    StateBatch, StreamProcessorId, StreamProcessorState, Tenant,
-};
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use annals_engine::{EventView, Log, ScopeId, StreamProcessorId, StreamProcessorState, Tenant};
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::api::convert;
 use crate::api::failure::Failure;
-use crate::api::ids;
-use crate::processing::{Command, TenantStatus};
+use crate::blocking::blocking;
+use crate::processing::dispatch::{Asker, Dispatch};
+use crate::processing::parking::{self, CatchUp};
+use crate::processing::positions::{Progress, Writer, Writes};
+use crate::processing::read::{Reader, Reading};
+use crate::processing::wire::now_ns;
+use crate::processing::{Command, Inbox, Partitioning, TenantStatus};
 use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::runtime::events::processing::RetryProcessingState;
 use crate::proto::dolittle::runtime::events::CommittedEvent;
 use crate::reverse_call::CallError;
-
-/// Records per read of the log.
-const READ_RECORDS_MAX: usize = 512;
-/// Payload bytes per read of the log.
-const READ_BYTES_MAX: usize = 1 << 20;
-/// Selected events read ahead of dispatch.
-const BUFFERED_EVENTS_MAX: usize = 1024;
-/// Events waiting behind an in-flight event of their partition, over all partitions.
-const QUEUED_EVENTS_MAX: usize = 1024;
-/// How often positions are written while events are processed.
-const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// An event to deliver.
 #[derive(Debug, Clone)]
@@ -159,7 +135,7 @@ pub(crate) struct TenantProcessor<H: Handler> {
     pub(crate) tenant: Arc<Tenant>,
     pub(crate) log: Arc<Log>,
     pub(crate) id: StreamProcessorId,
-    pub(crate) partitioned: bool,
+    pub(crate) partitioning: Partitioning,
     /// Events in flight at most (1 for unpartitioned processors).
     pub(crate) concurrency: usize,
     pub(crate) bounds: Bounds,
@@ -175,75 +151,80 @@ pub(crate) struct TenantProcessor<H: Handler> {
     pub(crate) failures: Counter,
 }
 
+/// A tenant's processor while it runs, in parts that each own what they touch.
+struct Running<H: Handler> {
+    /// Asks the head; counts; knows when the call ends or drains.
+    asker: Asker<H>,
+    /// Reads the log.
+    reader: Reader<H>,
+    /// Writes positions (and a filter's included events).
+    writer: Writer,
+    /// Management's commands.
+    inbox: Inbox,
+    /// Events in flight at most.
+    concurrency: usize,
+}
+
 /// Why a pass ended.
 enum Exit {
     /// The call ended, or drained: stop.
     Stop,
     /// Management asked to start over.
-    Reprocess(u64, tokio::sync::oneshot::Sender<Result<(), Failure>>),
+    Reprocess(Command),
 }
-
-/// A pass's bookkeeping of what it read and what is done: what its position is derived from.
-struct Progress {
-    /// Read but not finished (buffered, queued, in flight), by sequence number, with their
-    /// stream positions: the lowest is the position to store.
-    unfinished: BTreeMap<u64, u64>,
-    /// The next event-log position to read.
-    cursor: u64,
-    /// The stream position the next selected event gets.
-    next_position: u64,
-    /// Included events not yet written (filters).
-    included: Vec<(u64, String)>,
-    /// A position write under way in the background.
-    writing: Option<Writing>,
-}
-
-impl Progress {
-    /// Waits for a position write under way to land (so writes stay in order).
-    async fn written(&mut self) -> Result<(), Failure> {
-        match self.writing.take() {
-            Some(earlier) => earlier.await,
-            None => Ok(()),
-        }
-    }
-
-    /// Sets the position to store: the earliest unfinished event, else the read cursor.
-    fn advance(&self, state: &mut StreamProcessorState) {
-        let (event_log_position, position) = self
-            .unfinished
-            .iter()
-            .next()
-            .map_or((self.cursor, self.next_position), |(&seq, &pos)| (seq, pos));
-        state.event_log_position = event_log_position;
-        state.position = position;
-    }
-}
-
-/// How a parked partition's catch-up ended.
-enum CatchUp {
-    /// It ran (to the end, or to a new failure); the events it included.
-    Caught(Vec<(u64, String)>),
-    /// The call ended.
-    Ended,
-    /// Management asked to start over.
-    Reprocess(u64, tokio::sync::oneshot::Sender<Result<(), Failure>>),
-}
-
-/// One read: the selected events and the position after the read.
-struct Read {
-    events: Vec<(u64, String, Uuid, CommittedEvent)>,
-    next: u64,
-}
-
-type Reading = Pin<Box<dyn Future<Output = Result<Read, Failure>> + Send>>;
-/// An event in flight, polled by the processor's own task (no task per event).
-type InFlight = Pin<Box<dyn Future<Output = (Delivery, Result<Outcome, CallError>)> + Send>>;
-/// A position write under way in the background.
-type Writing = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>;
 
 impl<H: Handler> TenantProcessor<H> {
     /// Runs until the call ends or drains; the position reached is durable when it returns.
-    pub(crate) async fn run(mut self) {
+    pub(crate) async fn run(self) {
+        let TenantProcessor {
+            handler,
+            tenant,
+            log,
+            id,
+            partitioning,
+            concurrency,
+            bounds,
+            execution_context,
+            target,
+            status,
+            commands,
+            ended,
+            draining,
+            processed,
+            failures,
+        } = self;
+        let mut running = Running {
+            asker: Asker {
+                handler: Arc::clone(&handler),
+                execution_context: Arc::new(execution_context),
+                partitioning,
+                status: Arc::clone(&status),
+                processed,
+                failures,
+                ended,
+                draining,
+            },
+            reader: Reader {
+                log,
+                handler,
+                bounds,
+            },
+            writer: Writer {
+                tenant,
+                id,
+                target,
+                status,
+            },
+            inbox: Inbox::new(commands),
+            concurrency,
+        };
+        running.run().await;
+    }
+}
+
+impl<H: Handler> Running<H> {
+    /// Passes until the call ends or drains, starting over on each reset.
+    async fn run(&mut self) {
         let mut state = match self.load().await {
             Ok(state) => state,
             Err(failure) => {
@@ -255,13 +236,16 @@ impl<H: Handler> TenantProcessor<H> {
             let exit = self.pass(&mut state).await;
             match exit {
                 Ok(Exit::Stop) => return,
-                Ok(Exit::Reprocess(event_log_position, done)) => {
+                Ok(Exit::Reprocess(Command::Reprocess {
+                    event_log_position,
+                    done,
+                })) => {
                     state.position = 0;
                     state.event_log_position = event_log_position;
                     state.failure = None;
                     state.failing_partitions.clear();
-                    self.status.lock().retrying = None;
-                    let written = self.write_later(&state, Vec::new()).await;
+                    self.writer.status.lock().retrying = None;
+                    let written = self.writer.write(&state, Vec::new()).await;
                     let _ = done.send(written.clone());
                     if let Err(failure) = written {
                         tracing::error!(reason = %failure.reason, "cannot reset a processor");
@@ -270,8 +254,8 @@ impl<H: Handler> TenantProcessor<H> {
                 }
                 Err(failure) => {
                     tracing::error!(
-                        processor = %self.id.processor,
-                        tenant = %self.tenant.id().0,
+                        processor = %self.writer.id.processor,
+                        tenant = %self.writer.tenant.id().0,
                         reason = %failure.reason,
                         "a processor stopped on an error of the store"
                     );
@@ -284,641 +268,179 @@ impl<H: Handler> TenantProcessor<H> {
     /// The stored state, or a new one. Failures stored are retried now: a head that
     /// registers again may have been fixed.
     async fn load(&self) -> Result<StreamProcessorState, Failure> {
-        let tenant = Arc::clone(&self.tenant);
-        let id = self.id;
-        let stored =
-            crate::runtime::blocking(move || Ok(tenant.stream_processor_state(&id)?)).await?;
-        let now = now_ns();
+        let tenant = Arc::clone(&self.writer.tenant);
+        let id = self.writer.id;
+        let stored = blocking(move || Ok(tenant.stream_processor_state(&id)?)).await?;
         let state = match stored {
             Some(mut state) => {
-                state.failure = None;
-                for partition in state.failing_partitions.values_mut() {
-                    partition.failure.retry_time_ns = now;
-                }
+                parking::retry_stored(&mut state);
                 state
             }
             None => StreamProcessorState {
-                event_log_position: match self.bounds.start {
+                event_log_position: match self.reader.bounds.start {
                     StartFrom::Start => 0,
-                    StartFrom::Latest => self.log.next_sequence_number().0,
+                    StartFrom::Latest => self.reader.log.next_sequence_number().0,
                     StartFrom::Position(position) => position,
                 },
                 ..StreamProcessorState::default()
             },
         };
-        self.status.lock().state = state.clone();
+        self.writer.status.lock().state = state.clone();
         Ok(state)
     }
 
     /// Processes from `state` until the call ends, drains, or management resets it. `state`
     /// is written before returning.
     async fn pass(&mut self, state: &mut StreamProcessorState) -> Result<Exit, Failure> {
-        let mut progress = Progress {
-            unfinished: BTreeMap::new(),
-            cursor: state.event_log_position,
-            next_position: state.position,
-            included: Vec::new(),
-            writing: None,
-        };
-        let mut buffer: VecDeque<Delivery> = VecDeque::new();
-        // Partitions with an event in flight, and their waiting events.
-        let mut busy: HashMap<String, VecDeque<Delivery>> = HashMap::new();
-        let mut queued = 0usize;
-        let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
-        let mut reading: Option<Reading> = None;
-        let mut stopped = state.failure.is_some();
-        let mut dirty = false;
-        let mut commands_open = true;
+        let mut progress = Progress::new(state, self.writer.clone());
+        let mut dispatch = Dispatch::new(self.concurrency);
+        let mut reading = Reading::empty();
         // Registered once: a fresh waiter per turn of the loop would cost a lock each time.
-        let ended = self.ended.clone().cancelled_owned();
+        let ended = self.asker.ended.clone().cancelled_owned();
         tokio::pin!(ended);
-        let drained = self.draining.clone().cancelled_owned();
+        let drained = self.asker.draining.clone().cancelled_owned();
         tokio::pin!(drained);
-        let mut flush = tokio::time::interval(FLUSH_INTERVAL);
-        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         loop {
-            let draining = self.draining.is_cancelled();
-            let due = Self::due_partition(state, &busy);
-            if !stopped && !draining && due.is_none() {
-                while in_flight.len() < self.concurrency && queued < QUEUED_EVENTS_MAX {
-                    let Some(delivery) = buffer.pop_front() else {
-                        break;
-                    };
-                    if state.failing_partitions.contains_key(&delivery.partition) {
-                        // Parked: its catch-up delivers it.
-                        progress.unfinished.remove(&delivery.sequence_number);
-                        continue;
-                    }
-                    if let Some(waiting) = busy.get_mut(&delivery.partition) {
-                        waiting.push_back(delivery);
-                        queued += 1;
-                        continue;
-                    }
-                    busy.insert(delivery.partition.clone(), VecDeque::new());
-                    self.spawn(&mut in_flight, delivery);
-                }
+            let draining = self.asker.draining.is_cancelled();
+            let due = parking::due(state, &dispatch);
+            if !stopped(state) && !draining && due.is_none() {
+                dispatch.fill(&self.asker, &state.failing_partitions, &mut progress);
             }
-            if in_flight.is_empty() {
+            if dispatch.is_idle() {
                 if draining {
-                    self.settle(state, &mut progress).await?;
+                    progress.settle(state).await?;
                     return Ok(Exit::Stop);
                 }
                 if let Some(partition) = due {
-                    let upto = buffer
-                        .front()
-                        .map_or(progress.cursor, |d| d.sequence_number);
-                    match self.catch_up(state, &partition, upto).await? {
-                        CatchUp::Caught(caught) => progress.included.extend(caught),
+                    let upto = dispatch.next_buffered().unwrap_or(progress.cursor());
+                    let caught = parking::catch_up(
+                        &self.asker,
+                        &self.reader,
+                        &mut self.inbox,
+                        state,
+                        &partition,
+                        upto,
+                    );
+                    match caught.await? {
+                        CatchUp::Caught(caught) => progress.include(caught),
                         CatchUp::Ended => {
-                            self.settle(state, &mut progress).await?;
+                            progress.settle(state).await?;
                             return Ok(Exit::Stop);
                         }
-                        CatchUp::Reprocess(event_log_position, done) => {
+                        CatchUp::Reprocess(command) => {
                             progress.written().await?;
-                            return Ok(Exit::Reprocess(event_log_position, done));
+                            return Ok(Exit::Reprocess(command));
                         }
                     }
-                    self.settle(state, &mut progress).await?;
+                    progress.settle(state).await?;
                     continue;
                 }
             }
-            if reading.is_none() && !stopped && buffer.len() < BUFFERED_EVENTS_MAX / 2 {
-                reading = Some(self.read_from(progress.cursor));
+            if reading.is_empty() && !stopped(state) && dispatch.wants_read() {
+                self.reader.start(&mut reading, progress.cursor());
             }
-            let retry_at = state
-                .failing_partitions
-                .values()
-                .map(|p| p.failure.retry_time_ns)
-                .min()
-                .filter(|&at| at != i64::MAX);
-            let retry_sleep = async {
-                match retry_at {
-                    Some(at) => tokio::time::sleep(until(at)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let retry_sleep = parking::next_retry(state);
             tokio::select! {
                 biased;
                 () = &mut ended => {
-                    self.settle(state, &mut progress).await?;
+                    progress.settle(state).await?;
                     return Ok(Exit::Stop);
                 }
-                command = self.commands.recv(), if commands_open => {
-                    // No sender left: nobody can command it any more (not a reason to stop).
-                    let Some(Command::Reprocess { event_log_position, done }) = command else {
-                        commands_open = false;
-                        continue;
-                    };
+                command = self.inbox.next() => {
                     // A position write under way must land before the reset's, or it would
                     // undo it.
                     progress.written().await?;
-                    return Ok(Exit::Reprocess(event_log_position, done));
+                    return Ok(Exit::Reprocess(command));
                 }
-                Some((delivery, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                Some((delivery, outcome)) = dispatch.answered(), if !dispatch.is_idle() => {
                     let Ok(outcome) = outcome else {
                         // The call is over (its stream may have closed before the reader
                         // noticed): end it for everyone, the next turn stops.
-                        self.ended.cancel();
+                        self.asker.ended.cancel();
                         continue;
                     };
-                    match outcome {
-                        Outcome::Done { include } => {
-                            progress.unfinished.remove(&delivery.sequence_number);
-                            self.processed.inc();
-                            state.last_successfully_processed_ns = now_ns();
-                            if let Some(partition) = include {
-                                progress.included.push((delivery.sequence_number, partition));
-                            }
-                            dirty = true;
-                            if !self.draining.is_cancelled() {
-                                // (Draining: queued events stay progress.unfinished, where the stored
-                                // position waits for them.)
-                                let next =
-                                    busy.get_mut(&delivery.partition).and_then(VecDeque::pop_front);
-                                match next {
-                                    Some(next) => {
-                                        queued -= 1;
-                                        self.spawn(&mut in_flight, next);
-                                    }
-                                    None => {
-                                        busy.remove(&delivery.partition);
-                                    }
-                                }
-                            }
-                        }
-                        Outcome::Failed { reason, retry_after } => {
-                            self.failures.inc();
-                            let now = now_ns();
-                            let failure = ProcessingFailure {
-                                reason,
-                                retry_time_ns: retry_time(now, retry_after),
-                                processing_attempts: 1,
-                                last_failed_ns: now,
-                            };
-                            if self.partitioned {
-                                for waiting in busy.remove(&delivery.partition).unwrap_or_default() {
-                                    progress.unfinished.remove(&waiting.sequence_number);
-                                    queued -= 1;
-                                }
-                                progress.unfinished.remove(&delivery.sequence_number);
-                                state.failing_partitions.insert(
-                                    delivery.partition.clone(),
-                                    FailingPartition {
-                                        position: delivery.position,
-                                        event_log_position: delivery.sequence_number,
-                                        failure,
-                                    },
-                                );
-                            } else {
-                                tracing::warn!(
-                                    processor = %self.id.processor,
-                                    tenant = %self.tenant.id().0,
-                                    reason = %failure.reason,
-                                    "the head failed an event without retry: this tenant's \
-                                     processor stops until the head registers again"
-                                );
-                                busy.remove(&delivery.partition);
-                                state.failure = Some(failure);
-                                stopped = true;
-                            }
-                            self.status.lock().retrying = None;
-                            self.settle(state, &mut progress).await?;
-                            dirty = false;
-                        }
-                    }
+                    self.answered(state, &mut progress, &mut dispatch, &delivery, outcome)
+                        .await?;
                 }
-                read = in_slot(&mut reading), if reading.is_some() => {
-                    reading = None;
+                read = reading.finished(), if !reading.is_empty() => {
                     let read = read?;
-                    for (sequence_number, partition, correlation_id, event) in read.events {
-                        progress.unfinished.insert(sequence_number, progress.next_position);
-                        buffer.push_back(Delivery {
-                            sequence_number,
-                            position: progress.next_position,
-                            partition,
-                            correlation_id,
-                            event: Arc::new(event),
-                        });
-                        progress.next_position += 1;
+                    for selected in read.events {
+                        dispatch.buffer(progress.read(selected));
                     }
-                    if read.next != progress.cursor {
-                        dirty = true;
-                    }
-                    progress.cursor = read.next;
+                    progress.read_to(read.next);
                 }
                 // Only while nothing is due: a due partition waits for the events in flight,
                 // whose completions wake the loop (a past deadline here would spin it).
                 () = retry_sleep, if due.is_none() && !draining => {}
-                _ = flush.tick(), if dirty && progress.writing.is_none() => {
-                    // In the background: delivery goes on while the position is synced.
-                    progress.advance(state);
-                    progress.writing = Some(self.write_later(state, std::mem::take(&mut progress.included)));
-                    dirty = false;
-                }
-                written = in_slot(&mut progress.writing), if progress.writing.is_some() => {
-                    progress.writing = None;
-                    written?;
-                }
+                writes = progress.writes(), if progress.has_writes() => match writes {
+                    Writes::Due => progress.flush(state),
+                    Writes::Landed(written) => written?,
+                },
                 () = &mut drained, if !draining => {}
             }
         }
     }
 
-    /// A parked partition whose retry time has come (none while a partition is busy with it).
-    fn due_partition(
-        state: &StreamProcessorState,
-        busy: &HashMap<String, VecDeque<Delivery>>,
-    ) -> Option<String> {
-        let now = now_ns();
-        state
-            .failing_partitions
-            .iter()
-            .filter(|(partition, p)| {
-                p.failure.retry_time_ns <= now && !busy.contains_key(*partition)
-            })
-            .min_by_key(|(_, p)| p.failure.retry_time_ns)
-            .map(|(partition, _)| partition.clone())
-    }
-
-    fn spawn(&self, in_flight: &mut FuturesUnordered<InFlight>, delivery: Delivery) {
-        let handler = Arc::clone(&self.handler);
-        let context = self.context_for(&delivery);
-        let status = Arc::clone(&self.status);
-        let failures = self.failures.clone();
-        let ended = self.ended.clone();
-        let draining = self.draining.clone();
-        let retries = !self.partitioned;
-        in_flight.push(Box::pin(async move {
-            let outcome = deliver(
-                &*handler, context, &delivery, None, retries, &status, &failures, &ended, &draining,
-            )
-            .await;
-            (delivery, outcome)
-        }));
-    }
-
-    fn context_for(&self, delivery: &Delivery) -> WireExecutionContext {
-        let mut context = self.execution_context.clone();
-        context.correlation_id = Some(ids::to_wire(delivery.correlation_id));
-        context
-    }
-
-    /// Delivers a parked partition's events from its failed event up to `upto` (where the
-    /// main pass is), in order, hearing management meanwhile. The partition is unparked when
-    /// all succeeded, else its failure is updated. The included events are kept in memory
-    /// until it ends: at most one stretch of the log between the failed event and the main
-    /// pass, and the main pass waits meanwhile.
-    async fn catch_up(
-        &mut self,
-        state: &mut StreamProcessorState,
-        partition: &str,
-        upto: u64,
-    ) -> Result<CatchUp, Failure> {
-        let Some(parked) = state.failing_partitions.get(partition).cloned() else {
-            return Ok(CatchUp::Caught(Vec::new()));
-        };
-        let mut included = Vec::new();
-        let mut commands_open = true;
-        let mut from = parked.event_log_position;
-        let mut position = parked.position;
-        while from < upto {
-            let read = self.read(from, Some(partition)).await?;
-            let next = read.next.min(upto);
-            for (sequence_number, event_partition, correlation_id, event) in read.events {
-                if sequence_number >= upto {
-                    break;
-                }
-                let this_position = position;
-                position += 1;
-                if event_partition != partition {
-                    continue;
-                }
-                if self.draining.is_cancelled() {
-                    // Nothing new once the call drains: the partition stays parked at this
-                    // event and is caught up after the head registers again.
-                    if let Some(parked) = state.failing_partitions.get_mut(partition) {
-                        if parked.event_log_position != sequence_number {
-                            // This event never failed: the partition is only behind.
-                            parked.failure.reason =
-                                "behind: its catch-up stopped when the head disconnected".into();
-                            parked.failure.processing_attempts = 0;
-                        }
-                        parked.position = this_position;
-                        parked.event_log_position = sequence_number;
-                        parked.failure.retry_time_ns = now_ns();
-                    }
-                    return Ok(CatchUp::Caught(included));
-                }
-                let delivery = Delivery {
-                    sequence_number,
-                    position: this_position,
-                    partition: event_partition,
-                    correlation_id,
-                    event: Arc::new(event),
-                };
-                let retry = (sequence_number == parked.event_log_position
-                    && parked.failure.processing_attempts > 0)
-                    .then(|| RetryProcessingState {
-                        failure_reason: parked.failure.reason.clone(),
-                        retry_count: parked.failure.processing_attempts,
-                    });
-                let context = self.context_for(&delivery);
-                let handling = self.handler.handle(context, &delivery, retry);
-                tokio::pin!(handling);
-                // Management is heard while the head takes its time (a reset ends the
-                // catch-up; the answer no longer matters).
-                let outcome = loop {
-                    tokio::select! {
-                        outcome = &mut handling => break outcome,
-                        () = self.ended.cancelled() => break Err(CallError::Ended),
-                        command = self.commands.recv(), if commands_open => match command {
-                            Some(Command::Reprocess { event_log_position, done }) => {
-                                return Ok(CatchUp::Reprocess(event_log_position, done));
-                            }
-                            None => commands_open = false,
-                        },
-                    }
-                };
-                match outcome {
-                    Err(CallError::Ended) => return Ok(CatchUp::Ended),
-                    Ok(Outcome::Done { include }) => {
-                        self.processed.inc();
-                        state.last_successfully_processed_ns = now_ns();
-                        if let Some(p) = include {
-                            included.push((sequence_number, p));
-                        }
-                    }
-                    Ok(Outcome::Failed {
-                        reason,
-                        retry_after,
-                    }) => {
-                        self.failures.inc();
-                        let now = now_ns();
-                        let attempts = if sequence_number == parked.event_log_position {
-                            parked.failure.processing_attempts.saturating_add(1)
-                        } else {
-                            1
-                        };
-                        state.failing_partitions.insert(
-                            partition.to_owned(),
-                            FailingPartition {
-                                position: delivery.position,
-                                event_log_position: sequence_number,
-                                failure: ProcessingFailure {
-                                    reason,
-                                    retry_time_ns: retry_time(now, retry_after),
-                                    processing_attempts: attempts,
-                                    last_failed_ns: now,
-                                },
-                            },
-                        );
-                        return Ok(CatchUp::Caught(included));
-                    }
-                }
-            }
-            if next <= from {
-                break;
-            }
-            from = next;
-        }
-        state.failing_partitions.remove(partition);
-        Ok(CatchUp::Caught(included))
-    }
-
-    /// Starts a read of selected events from `from` (on a blocking thread, after waiting for
-    /// the log to reach it).
-    fn read_from(&self, from: u64) -> Reading {
-        let log = Arc::clone(&self.log);
-        let handler = Arc::clone(&self.handler);
-        let bounds = self.bounds;
-        Box::pin(async move {
-            log.wait_for_async(EventLogSequenceNumber(from)).await;
-            read_selected(log, handler, bounds, from, None).await
-        })
-    }
-
-    async fn read(&self, from: u64, partition: Option<&str>) -> Result<Read, Failure> {
-        read_selected(
-            Arc::clone(&self.log),
-            Arc::clone(&self.handler),
-            self.bounds,
-            from,
-            partition.map(str::to_owned),
-        )
-        .await
-    }
-
-    /// Writes the position reached with the included events now (after a background write
-    /// under way, so writes stay in order), and publishes it to management.
-    async fn settle(
+    /// Books what the head answered about `delivery`.
+    async fn answered(
         &self,
         state: &mut StreamProcessorState,
         progress: &mut Progress,
+        dispatch: &mut Dispatch,
+        delivery: &Delivery,
+        outcome: Outcome,
     ) -> Result<(), Failure> {
-        progress.written().await?;
-        progress.advance(state);
-        self.write_later(state, std::mem::take(&mut progress.included))
-            .await
-    }
-
-    /// A write of `state` (a snapshot) and the included events, published to management once
-    /// durable.
-    fn write_later(&self, state: &StreamProcessorState, included: Vec<(u64, String)>) -> Writing {
-        let tenant = Arc::clone(&self.tenant);
-        let id = self.id;
-        let target = self.target;
-        let snapshot = state.clone();
-        let status = Arc::clone(&self.status);
-        Box::pin(async move {
-            let published = snapshot.clone();
-            crate::runtime::blocking(move || {
-                let mut batch = StateBatch::new();
-                batch.put_stream_processor(&id, &snapshot);
-                match target {
-                    None => tenant.write_state(batch)?,
-                    Some(target) => {
-                        let end = tenant.stream_end(target.scope, target.stream)?;
-                        let entries: Vec<(EventLogSequenceNumber, &str)> = included
-                            .iter()
-                            .map(|(seq, partition)| {
-                                (EventLogSequenceNumber(*seq), partition.as_str())
-                            })
-                            .collect();
-                        tenant.append_to_stream_with_state(
-                            target.scope,
-                            target.stream,
-                            end,
-                            &entries,
-                            batch,
-                        )?;
-                    }
-                }
-                Ok(())
-            })
-            .await?;
-            status.lock().state = published;
-            Ok(())
-        })
-    }
-}
-
-/// Delivers one event; an unpartitioned processor (`retries`) asks again after the head's
-/// timeout for as long as the head fails with retry, showing the failure to management
-/// meanwhile.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the pieces of one in-flight task"
-)]
-async fn deliver<H: Handler>(
-    handler: &H,
-    context: WireExecutionContext,
-    delivery: &Delivery,
-    mut retry: Option<RetryProcessingState>,
-    retries: bool,
-    status: &Mutex<TenantStatus>,
-    failures: &Counter,
-    ended: &CancellationToken,
-    draining: &CancellationToken,
-) -> Result<Outcome, CallError> {
-    let mut attempts = 0u32;
-    loop {
-        // The call's end answers every outstanding request with `Ended`.
-        let outcome = handler
-            .handle(context.clone(), delivery, retry.take())
-            .await?;
         match outcome {
+            Outcome::Done { include } => {
+                progress.done(delivery.sequence_number, include);
+                self.asker.processed.inc();
+                state.last_successfully_processed_ns = now_ns();
+                if !self.asker.draining.is_cancelled() {
+                    // (Draining: queued events stay unfinished, where the stored position
+                    // waits for them.)
+                    dispatch.next_of(&self.asker, &delivery.partition);
+                }
+            }
             Outcome::Failed {
                 reason,
-                retry_after: Some(after),
-            } if retries => {
-                failures.inc();
-                attempts = attempts.saturating_add(1);
-                let now = now_ns();
-                status.lock().retrying = Some(ProcessingFailure {
-                    reason: reason.clone(),
-                    retry_time_ns: retry_time(now, Some(after)),
-                    processing_attempts: attempts,
-                    last_failed_ns: now,
-                });
-                // Nothing new is sent once the call drains, not even a retry: the event stays
-                // unprocessed and is the next one after the head registers again.
-                tokio::select! {
-                    () = tokio::time::sleep(after) => {}
-                    () = ended.cancelled() => return Err(CallError::Ended),
-                    () = draining.cancelled() => return Err(CallError::Ended),
+                retry_after,
+            } => {
+                self.asker.failures.inc();
+                let failure = parking::failure(reason, retry_after, 1);
+                match self.asker.partitioning {
+                    Partitioning::Partitioned => {
+                        for waiting in dispatch.park(&delivery.partition) {
+                            progress.forget(waiting.sequence_number);
+                        }
+                        progress.forget(delivery.sequence_number);
+                        parking::park(state, delivery, failure);
+                    }
+                    Partitioning::Unpartitioned => {
+                        tracing::warn!(
+                            processor = %self.writer.id.processor,
+                            tenant = %self.writer.tenant.id().0,
+                            reason = %failure.reason,
+                            "the head failed an event without retry: this tenant's \
+                             processor stops until the head registers again"
+                        );
+                        dispatch.free(&delivery.partition);
+                        state.failure = Some(failure);
+                    }
                 }
-                retry = Some(RetryProcessingState {
-                    failure_reason: reason,
-                    retry_count: attempts,
-                });
-            }
-            outcome => {
-                if attempts > 0 {
-                    status.lock().retrying = None;
-                }
-                return Ok(outcome);
+                self.writer.status.lock().retrying = None;
+                progress.settle(state).await?;
+                progress.clean();
             }
         }
+        Ok(())
     }
 }
 
-/// Reads one batch from `from` and keeps the selected events (of `partition` only, when
-/// given, though positions count every selected event), decoded for the wire.
-async fn read_selected<H: Handler>(
-    log: Arc<Log>,
-    handler: Arc<H>,
-    bounds: Bounds,
-    from: u64,
-    partition: Option<String>,
-) -> Result<Read, Failure> {
-    crate::runtime::blocking(move || {
-        let batch = log.read(
-            EventLogSequenceNumber(from),
-            READ_RECORDS_MAX,
-            READ_BYTES_MAX,
-        )?;
-        let mut events = Vec::new();
-        for view in batch.views() {
-            let view = view?;
-            if bounds.not_before_ns.is_some_and(|at| view.occurred_ns < at)
-                || bounds.stop_at_ns.is_some_and(|at| view.occurred_ns >= at)
-                || !handler.selects(&view)
-            {
-                continue;
-            }
-            let wanted = partition
-                .as_deref()
-                .is_none_or(|p| p == view.event_source_id);
-            // A partition's catch-up counts every selected event for positions but decodes
-            // only its own.
-            let event = if wanted {
-                committed_event(&view)
-            } else {
-                CommittedEvent::default()
-            };
-            events.push((
-                view.sequence_number.0,
-                view.event_source_id.to_owned(),
-                view.correlation_id,
-                event,
-            ));
-        }
-        Ok(Read {
-            events,
-            next: batch.next().map_or(from, |n| n.0),
-        })
-    })
-    .await
-}
-
-/// The wire form of a committed event.
-pub(crate) fn committed_event(view: &EventView<'_>) -> CommittedEvent {
-    let event = view.to_event();
-    CommittedEvent {
-        event_log_sequence_number: event.sequence_number.0,
-        occurred: Some(convert::timestamp(event.occurred_ns)),
-        event_source_id: event.event_source_id,
-        execution_context: Some(convert::execution_context_to_wire(&event.execution_context)),
-        event_type: Some(convert::event_type_to_wire(event.event_type)),
-        public: event.public,
-        content: event.content,
-        external: event.event_horizon.is_some(),
-        external_event_log_sequence_number: event
-            .event_horizon
-            .as_ref()
-            .map_or(0, |h| h.external_sequence_number),
-        external_event_received: event
-            .event_horizon
-            .as_ref()
-            .map(|h| convert::timestamp(h.received_ns)),
-    }
-}
-
-/// Awaits the future in `slot` (a read or a write kept across turns of the loop); pending
-/// for ever while the slot is empty.
-async fn in_slot<T>(slot: &mut Option<Pin<Box<dyn Future<Output = T> + Send>>>) -> T {
-    match slot.as_mut() {
-        Some(future) => future.await,
-        None => std::future::pending().await,
-    }
-}
-
-/// When a failure that asks for a retry after `after` is retried; never (`i64::MAX`) without.
-fn retry_time(now_ns: i64, after: Option<Duration>) -> i64 {
-    after.map_or(i64::MAX, |after| {
-        now_ns.saturating_add(i64::try_from(after.as_nanos()).unwrap_or(i64::MAX))
-    })
-}
-
-pub(crate) fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
-fn until(at_ns: i64) -> Duration {
-    Duration::from_nanos(u64::try_from(at_ns.saturating_sub(now_ns())).unwrap_or(0))
+/// Whether a failure stops this tenant's processor (unpartitioned, failed without retry):
+/// nothing more is read or dispatched until the head registers again or management resets it.
+fn stopped(state: &StreamProcessorState) -> bool {
+    state.failure.is_some()
 }
 
 #[cfg(test)]
@@ -928,7 +450,7 @@ mod tests {
     //! partition, never more than `concurrency` at once, and a processor stopped at a random
     //! point and started again skips nothing.
 
-    use std::collections::BTreeSet;
+    use std::collections::{BTreeSet, HashMap};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use annals_engine::{
@@ -1051,7 +573,7 @@ mod tests {
                 processor: Uuid::from_u128(5),
                 source_stream: Uuid::from_u128(5),
             },
-            partitioned,
+            partitioning: partitioned.into(),
             concurrency,
             bounds: Bounds::default(),
             execution_context: WireExecutionContext::default(),

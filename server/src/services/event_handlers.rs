@@ -16,10 +16,8 @@ use uuid::Uuid;
 use crate::api::convert;
 use crate::api::failure::Failure;
 use crate::api::ids;
-use crate::processing::processor::{Bounds, Delivery, Handler, Outcome, StartFrom};
-use crate::processing::session::{self, Spec};
-use crate::processing::{failures, Kind, ProcessorKey, PUBLIC_STREAMS_SCOPE};
-use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
+use crate::processing::processor::{Bounds, Outcome, StartFrom};
+use crate::processing::{failures, Kind, Partitioning, ProcessorKey, PUBLIC_STREAMS_SCOPE};
 use crate::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
 use crate::proto::dolittle::runtime::events::processing::event_handler_client_to_runtime_message::Message as FromHead;
 use crate::proto::dolittle::runtime::events::processing::event_handler_runtime_to_client_message::Message as ToHead;
@@ -27,11 +25,12 @@ use crate::proto::dolittle::runtime::events::processing::event_handlers_server::
 use crate::proto::dolittle::runtime::events::processing::{
     start_from, EventHandlerClientToRuntimeMessage, EventHandlerRegistrationRequest,
     EventHandlerRegistrationResponse, EventHandlerResponse, EventHandlerRuntimeToClientMessage,
-    HandleEventRequest, RetryProcessingState, StreamEvent,
+    HandleEventRequest, StreamEvent,
 };
 use crate::proto::dolittle::services::{Ping, ReverseCallArgumentsContext};
-use crate::reverse_call::{self, CallError, Incoming, Protocol, ReverseCall};
+use crate::reverse_call::{self, Incoming, Protocol};
 use crate::runtime::Runtime;
+use crate::services::processor_session::{self, Question, Requests, Spec};
 
 /// The most events a partitioned handler has in flight at once per tenant; a registration
 /// asking for more gets this many (the bound on what a head that never answers can make the
@@ -85,47 +84,39 @@ impl Protocol for EventHandlerProtocol {
 }
 
 /// Asks the head to handle events of its types.
-pub(crate) struct EventHandlerHandler {
-    call: Arc<ReverseCall<EventHandlerProtocol>>,
+pub(crate) struct EventHandlerRequests {
     types: HashSet<Uuid>,
     scope: WireUuid,
-    partitioned: bool,
+    partitioning: Partitioning,
 }
 
-impl Handler for EventHandlerHandler {
+impl Requests<EventHandlerProtocol> for EventHandlerRequests {
     fn selects(&self, event: &EventView<'_>) -> bool {
         self.types.contains(&event.event_type.id)
     }
 
-    async fn handle(
-        &self,
-        execution_context: WireExecutionContext,
-        delivery: &Delivery,
-        retry: Option<RetryProcessingState>,
-    ) -> Result<Outcome, CallError> {
-        let event = StreamEvent {
-            event: Some((*delivery.event).clone()),
-            partition_id: delivery.partition.clone(),
-            scope_id: Some(self.scope.clone()),
-            partitioned: self.partitioned,
-            stream_position: delivery.position,
-        };
-        let response = self
-            .call
-            .call(execution_context, |context| {
-                EventHandlerRuntimeToClientMessage {
-                    message: Some(ToHead::HandleRequest(HandleEventRequest {
-                        call_context: Some(context),
-                        event: Some(event),
-                        retry_processing_state: retry,
-                    })),
-                }
-            })
-            .await?;
-        Ok(match response.failure {
+    fn request(&self, question: Question<'_>) -> EventHandlerRuntimeToClientMessage {
+        let delivery = question.delivery;
+        EventHandlerRuntimeToClientMessage {
+            message: Some(ToHead::HandleRequest(HandleEventRequest {
+                call_context: Some(question.call_context),
+                event: Some(StreamEvent {
+                    event: Some((*delivery.event).clone()),
+                    partition_id: delivery.partition.clone(),
+                    scope_id: Some(self.scope.clone()),
+                    partitioned: self.partitioning.is_partitioned(),
+                    stream_position: delivery.position,
+                }),
+                retry_processing_state: question.retry,
+            })),
+        }
+    }
+
+    fn outcome(&self, answer: EventHandlerResponse) -> Outcome {
+        match answer.failure {
             None => Outcome::Done { include: None },
             Some(failure) => Outcome::failed(failure),
-        })
+        }
     }
 }
 
@@ -148,15 +139,14 @@ impl EventHandlers for EventHandlersService {
         request: Request<Streaming<EventHandlerClientToRuntimeMessage>>,
     ) -> Result<Response<tonic::codegen::BoxStream<EventHandlerRuntimeToClientMessage>>, Status>
     {
-        Ok(Response::new(session::connect(
+        Ok(Response::new(processor_session::connect(
             Arc::clone(&self.runtime),
             request.into_inner(),
             spec,
-            |spec, call| EventHandlerHandler {
-                call,
+            |spec| EventHandlerRequests {
                 types: spec.event_types.iter().map(|t| t.id).collect(),
                 scope: ids::to_wire(spec.key.scope),
-                partitioned: spec.partitioned,
+                partitioning: spec.partitioning,
             },
             |key| {
                 Failure::new(
@@ -193,6 +183,7 @@ fn spec(request: &EventHandlerRegistrationRequest) -> Result<Spec, Failure> {
         .map(|(i, t)| convert::event_type(&format!("eventTypes[{i}]"), Some(t)))
         .collect::<Result<Vec<EventType>, Failure>>()
         .map_err(|f| invalid(f.reason))?;
+    let partitioning = Partitioning::from(request.partitioned);
     let concurrency = usize::try_from(request.concurrency).map_err(|_| {
         invalid(format!(
             "concurrency is {}; it must be 0 or more",
@@ -240,14 +231,13 @@ fn spec(request: &EventHandlerRegistrationRequest) -> Result<Spec, Failure> {
         state_scope: scope,
         source_stream: id,
         event_types,
-        partitioned: request.partitioned,
+        partitioning,
         alias: request.alias.clone().filter(|a| !a.is_empty()),
         // Concurrency applies to partitioned handlers only (0 means 1), up to
         // CONCURRENCY_MAX: each event in flight is held in memory until answered.
-        concurrency: if request.partitioned {
-            concurrency.clamp(1, CONCURRENCY_MAX)
-        } else {
-            1
+        concurrency: match partitioning {
+            Partitioning::Partitioned => concurrency.clamp(1, CONCURRENCY_MAX),
+            Partitioning::Unpartitioned => 1,
         },
         bounds,
         target: None,

@@ -22,6 +22,7 @@ use uuid::Uuid;
 use crate::api::convert;
 use crate::api::failure::{id, in_band, Failure, InBand};
 use crate::api::ids;
+use crate::blocking::blocking;
 use crate::metrics::Outcome;
 use crate::proto::dolittle::runtime::events::committed_aggregate_events::CommittedAggregateEvent;
 use crate::proto::dolittle::runtime::events::event_store_server::EventStore;
@@ -32,7 +33,7 @@ use crate::proto::dolittle::runtime::events::{
     FetchForAggregateInBatchesRequest, FetchForAggregateRequest, FetchForAggregateResponse,
 };
 use crate::proto::dolittle::services::CallRequestContext;
-use crate::runtime::{blocking, Runtime};
+use crate::runtime::Runtime;
 
 /// The most a FetchForAggregateInBatches response carries (the original's 2 MiB), counted
 /// as the engine estimates event sizes; one event larger than that still goes alone.

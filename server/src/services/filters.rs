@@ -18,10 +18,8 @@ use uuid::Uuid;
 
 use crate::api::failure::Failure;
 use crate::api::ids;
-use crate::processing::processor::{Bounds, Delivery, Handler, Outcome, TargetStream};
-use crate::processing::session::{self, Spec};
-use crate::processing::{failures, Kind, ProcessorKey, PUBLIC_STREAMS_SCOPE};
-use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
+use crate::processing::processor::{Bounds, Outcome, TargetStream};
+use crate::processing::{failures, Kind, Partitioning, ProcessorKey, PUBLIC_STREAMS_SCOPE};
 use crate::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
 use crate::proto::dolittle::runtime::events::processing::filter_runtime_to_client_message::Message as ToHead;
 use crate::proto::dolittle::runtime::events::processing::filters_server::Filters;
@@ -31,16 +29,27 @@ use crate::proto::dolittle::runtime::events::processing::{
     FilterRegistrationRequest, FilterRegistrationResponse, FilterResponse,
     FilterRuntimeToClientMessage, PartitionedFilterClientToRuntimeMessage,
     PartitionedFilterRegistrationRequest, PartitionedFilterResponse, ProcessorFailure,
-    PublicFilterClientToRuntimeMessage, PublicFilterRegistrationRequest, RetryProcessingState,
+    PublicFilterClientToRuntimeMessage, PublicFilterRegistrationRequest,
 };
 use crate::proto::dolittle::services::{
     Ping, ReverseCallArgumentsContext, ReverseCallResponseContext,
 };
-use crate::reverse_call::{CallError, Incoming, Protocol, ReverseCall};
+use crate::reverse_call::{Incoming, Protocol};
 use crate::runtime::Runtime;
+use crate::services::processor_session::{self, Question, Requests, Spec};
 
 /// The partition of every entry of an unpartitioned filter's stream (the original's).
 const UNPARTITIONED: &str = "00000000-0000-0000-0000-000000000000";
+
+/// Which events a filter reads and which streams it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visibility {
+    /// Every event of its scope's log, written to a stream of its scope.
+    Private,
+    /// Public events of the event log only, written to a public stream (kept under
+    /// `PUBLIC_STREAMS_SCOPE`).
+    Public,
+}
 
 /// What the three filter kinds' answers have in common.
 pub(crate) trait FilterAnswer: Send + 'static {
@@ -180,47 +189,42 @@ filter_protocol!(
 );
 
 /// Asks the head whether to include each event.
-pub(crate) struct FilterHandler<P: Protocol> {
-    call: Arc<ReverseCall<P>>,
+pub(crate) struct FilterRequests {
     scope: WireUuid,
-    public_only: bool,
+    visibility: Visibility,
 }
 
-impl<P> Handler for FilterHandler<P>
+impl<P> Requests<P> for FilterRequests
 where
     P: Protocol<ServerMessage = FilterRuntimeToClientMessage>,
     P::Response: FilterAnswer,
 {
     fn selects(&self, event: &EventView<'_>) -> bool {
-        !self.public_only || event.public
+        match self.visibility {
+            Visibility::Private => true,
+            Visibility::Public => event.public,
+        }
     }
 
-    async fn handle(
-        &self,
-        execution_context: WireExecutionContext,
-        delivery: &Delivery,
-        retry: Option<RetryProcessingState>,
-    ) -> Result<Outcome, CallError> {
-        let event = (*delivery.event).clone();
-        let scope = self.scope.clone();
-        let response = self
-            .call
-            .call(execution_context, |context| FilterRuntimeToClientMessage {
-                message: Some(ToHead::FilterRequest(FilterEventRequest {
-                    call_context: Some(context),
-                    event: Some(event),
-                    scope_id: Some(scope),
-                    retry_processing_state: retry,
-                })),
-            })
-            .await?;
-        let (included, partition, failure) = response.into_parts();
-        Ok(match failure {
+    fn request(&self, question: Question<'_>) -> FilterRuntimeToClientMessage {
+        FilterRuntimeToClientMessage {
+            message: Some(ToHead::FilterRequest(FilterEventRequest {
+                call_context: Some(question.call_context),
+                event: Some((*question.delivery.event).clone()),
+                scope_id: Some(self.scope.clone()),
+                retry_processing_state: question.retry,
+            })),
+        }
+    }
+
+    fn outcome(&self, answer: P::Response) -> Outcome {
+        let (included, partition, failure) = answer.into_parts();
+        match failure {
             Some(failure) => Outcome::failed(failure),
             None => Outcome::Done {
                 include: included.then(|| partition.unwrap_or_else(|| UNPARTITIONED.to_owned())),
             },
-        })
+        }
     }
 }
 
@@ -239,22 +243,21 @@ impl FiltersService {
     fn connect<P>(
         &self,
         incoming: Streaming<P::ClientMessage>,
-        partitioned: bool,
-        public: bool,
+        partitioning: Partitioning,
+        visibility: Visibility,
     ) -> tonic::codegen::BoxStream<FilterRuntimeToClientMessage>
     where
         P: Protocol<ServerMessage = FilterRuntimeToClientMessage>,
         P::Arguments: FilterArguments,
         P::Response: FilterAnswer,
     {
-        session::connect::<P, FilterHandler<P>>(
+        processor_session::connect::<P, FilterRequests>(
             Arc::clone(&self.runtime),
             incoming,
-            move |arguments| spec(arguments, partitioned, public),
-            move |spec, call| FilterHandler {
-                call,
+            move |arguments| spec(arguments, partitioning, visibility),
+            move |spec| FilterRequests {
                 scope: ids::to_wire(spec.key.scope),
-                public_only: public,
+                visibility,
             },
             |key| {
                 Failure::new(
@@ -277,8 +280,8 @@ impl Filters for FiltersService {
     ) -> Result<Response<tonic::codegen::BoxStream<FilterRuntimeToClientMessage>>, Status> {
         Ok(Response::new(self.connect::<FilterProtocol>(
             request.into_inner(),
-            false,
-            false,
+            Partitioning::Unpartitioned,
+            Visibility::Private,
         )))
     }
 
@@ -288,8 +291,8 @@ impl Filters for FiltersService {
     ) -> Result<Response<tonic::codegen::BoxStream<FilterRuntimeToClientMessage>>, Status> {
         Ok(Response::new(self.connect::<PartitionedFilterProtocol>(
             request.into_inner(),
-            true,
-            false,
+            Partitioning::Partitioned,
+            Visibility::Private,
         )))
     }
 
@@ -299,8 +302,8 @@ impl Filters for FiltersService {
     ) -> Result<Response<tonic::codegen::BoxStream<FilterRuntimeToClientMessage>>, Status> {
         Ok(Response::new(self.connect::<PublicFilterProtocol>(
             request.into_inner(),
-            true,
-            true,
+            Partitioning::Partitioned,
+            Visibility::Public,
         )))
     }
 }
@@ -308,8 +311,8 @@ impl Filters for FiltersService {
 /// The registration, checked.
 fn spec(
     arguments: &impl FilterArguments,
-    partitioned: bool,
-    public: bool,
+    partitioning: Partitioning,
+    visibility: Visibility,
 ) -> Result<Spec, Failure> {
     let invalid = |reason: String| Failure::new(failures::FILTER_FAILED_TO_REGISTER, reason);
     let id = ids::required("filterId", arguments.filter_id()).map_err(|f| invalid(f.reason))?;
@@ -329,10 +332,9 @@ fn spec(
         )));
     }
     // Public filters read the event log and keep their stream and position apart.
-    let (kind, state_scope) = if public {
-        (Kind::PublicFilter, PUBLIC_STREAMS_SCOPE)
-    } else {
-        (Kind::Filter, scope)
+    let (kind, state_scope) = match visibility {
+        Visibility::Public => (Kind::PublicFilter, PUBLIC_STREAMS_SCOPE),
+        Visibility::Private => (Kind::Filter, scope),
     };
     Ok(Spec {
         key: ProcessorKey { kind, scope, id },
@@ -340,7 +342,7 @@ fn spec(
         state_scope,
         source_stream: Uuid::nil(),
         event_types: Vec::new(),
-        partitioned,
+        partitioning,
         alias: None,
         concurrency: 1,
         bounds: Bounds::default(),

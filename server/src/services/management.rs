@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::api::failure::{id, in_band, Failure, InBand};
 use crate::api::ids;
+use crate::blocking::blocking;
 use crate::proto::dolittle::artifacts::Artifact;
 use crate::proto::dolittle::runtime::aggregates::management::aggregate_roots_server::AggregateRoots;
 use crate::proto::dolittle::runtime::aggregates::management::{
@@ -31,7 +32,7 @@ use crate::proto::dolittle::runtime::events::management::{
     EventType, GetAllRequest as GetAllEventTypesRequest, GetAllResponse as GetAllEventTypesResponse,
 };
 use crate::proto::dolittle::runtime::events::CommittedAggregateEvents;
-use crate::runtime::{blocking, Runtime};
+use crate::runtime::Runtime;
 use crate::services::event_store::{aggregate_events, aggregate_of};
 use crate::services::platform::NO_ALIAS;
 

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use crate::api::convert;
 use crate::api::failure::{id, Failure};
 use crate::api::ids;
+use crate::blocking::blocking;
 use crate::proto::dolittle::runtime::aggregates::aggregate_roots_server::AggregateRoots;
 use crate::proto::dolittle::runtime::aggregates::{
     AggregateRootAliasRegistrationRequest, AggregateRootAliasRegistrationResponse,
@@ -27,7 +28,7 @@ use crate::proto::dolittle::runtime::resources::{GetMongoDbResponse, GetRequest}
 use crate::proto::dolittle::runtime::tenancy::tenants_server::Tenants;
 use crate::proto::dolittle::runtime::tenancy::{GetAllRequest, GetAllResponse, Tenant};
 use crate::proto::dolittle::versioning::Version;
-use crate::runtime::{blocking, Runtime};
+use crate::runtime::Runtime;
 
 /// The contracts this runtime speaks.
 pub(crate) const CONTRACTS_VERSION: (i32, i32, i32) = (7, 8, 1);

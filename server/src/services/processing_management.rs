@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::api::convert;
 use crate::api::failure::{in_band, Failure, InBand};
 use crate::api::ids;
+use crate::blocking::blocking;
 use crate::processing::{failures, Kind, ProcessorKey, Registration, TenantHandle};
 use crate::proto::dolittle::runtime::events::processing::management::event_handlers_server::EventHandlers;
 use crate::proto::dolittle::runtime::events::processing::management::{
@@ -27,7 +28,7 @@ use crate::proto::dolittle::runtime::events::processing::management::{
     ReprocessEventsFromTimestampResponse, TenantScopedStreamProcessorStatus,
     UnpartitionedTenantScopedStreamProcessorStatus,
 };
-use crate::runtime::{blocking, Runtime};
+use crate::runtime::Runtime;
 use crate::services::platform::NO_ALIAS;
 
 in_band!(GetAllResponse, event_handlers: Vec<EventHandlerStatus>);

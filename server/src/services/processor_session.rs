@@ -1,6 +1,8 @@
-//! One connected processor: registers it (one connection per kind, scope and id), runs a
-//! [`TenantProcessor`] per configured tenant on the head's reverse call, and ends the call
-//! when they are done.
+//! One connected processor, the connect path the event handler and filter services share:
+//! registers it (one connection per kind, scope and id), runs a [`TenantProcessor`] per
+//! configured tenant asking the [`Head`] over its reverse call, and ends the call when they
+//! are done. A service says only what it asks the head and what the answers mean
+//! ([`Requests`]).
 //!
 //! The processors end when the call ends (the head went away, keep-alive expired, bad input)
 //! or drains (the head initiated a disconnect, the runtime is stopping); each writes its
@@ -11,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use annals_engine::{EventType, ExecutionContext, ScopeId, StreamProcessorId};
+use annals_engine::{EventType, EventView, ExecutionContext, ScopeId, StreamProcessorId};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -23,12 +25,20 @@ use uuid::Uuid;
 use crate::api::convert;
 use crate::api::failure::Failure;
 use crate::api::ids;
-use crate::processing::processor::{Bounds, Handler, StartFrom, TargetStream, TenantProcessor};
+use crate::blocking::blocking;
+use crate::processing::processor::{
+    Bounds, Delivery, Handler, Outcome, StartFrom, TargetStream, TenantProcessor,
+};
 #[cfg(doc)]
 use crate::processing::PUBLIC_STREAMS_SCOPE;
-use crate::processing::{ProcessorKey, Registered, Registration, TenantHandle, TenantStatus};
-use crate::reverse_call::{self, Connected, Protocol, ReverseCall};
-use crate::runtime::{blocking, Runtime};
+use crate::processing::{
+    Partitioning, ProcessorKey, Registered, Registration, TenantHandle, TenantStatus,
+};
+use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
+use crate::proto::dolittle::runtime::events::processing::RetryProcessingState;
+use crate::proto::dolittle::services::ReverseCallRequestContext;
+use crate::reverse_call::{self, CallError, Connected, Protocol, ReverseCall};
+use crate::runtime::Runtime;
 
 /// What a registration asks for, checked.
 pub(crate) struct Spec {
@@ -40,7 +50,7 @@ pub(crate) struct Spec {
     /// The stream it reads: the event handler's own id, nil for filters (the event log).
     pub(crate) source_stream: Uuid,
     pub(crate) event_types: Vec<EventType>,
-    pub(crate) partitioned: bool,
+    pub(crate) partitioning: Partitioning,
     pub(crate) alias: Option<String>,
     pub(crate) concurrency: usize,
     pub(crate) bounds: Bounds,
@@ -48,19 +58,71 @@ pub(crate) struct Spec {
     pub(crate) target: Option<TargetStream>,
 }
 
+/// What a kind of processor asks its head over protocol `P`, and what the answers mean.
+pub(crate) trait Requests<P: Protocol>: Send + Sync + 'static {
+    /// Whether the head is asked about this event at all (event types, public flag).
+    fn selects(&self, event: &EventView<'_>) -> bool;
+
+    /// The request about one event.
+    fn request(&self, question: Question<'_>) -> P::ServerMessage;
+
+    /// What the head's answer means.
+    fn outcome(&self, answer: P::Response) -> Outcome;
+}
+
+/// One event to ask the head about.
+pub(crate) struct Question<'a> {
+    /// The request's call id and execution context.
+    pub(crate) call_context: ReverseCallRequestContext,
+    pub(crate) delivery: &'a Delivery,
+    /// How the event failed before, when it did.
+    pub(crate) retry: Option<RetryProcessingState>,
+}
+
+/// A connected processor's head, asked over its reverse call.
+pub(crate) struct Head<P: Protocol, R> {
+    call: Arc<ReverseCall<P>>,
+    requests: R,
+}
+
+impl<P: Protocol, R: Requests<P>> Handler for Head<P, R> {
+    fn selects(&self, event: &EventView<'_>) -> bool {
+        self.requests.selects(event)
+    }
+
+    async fn handle(
+        &self,
+        execution_context: WireExecutionContext,
+        delivery: &Delivery,
+        retry: Option<RetryProcessingState>,
+    ) -> Result<Outcome, CallError> {
+        let answer = self
+            .call
+            .call(execution_context, |call_context| {
+                self.requests.request(Question {
+                    call_context,
+                    delivery,
+                    retry,
+                })
+            })
+            .await?;
+        Ok(self.requests.outcome(answer))
+    }
+}
+
 /// Serves one reverse call of protocol `P` on a task of its own: takes the head's
-/// registration, checks it with `spec`, and runs the processor asking the head through
-/// `handler`. The returned stream is what the head reads (bounded: see `reverse_call`).
-pub(crate) fn connect<P, H>(
+/// registration, checks it with `spec`, and runs the processor asking the head with
+/// `requests`. The returned stream is what the head reads (bounded: see `reverse_call`).
+pub(crate) fn connect<P, R>(
     runtime: Arc<Runtime>,
     incoming: Streaming<P::ClientMessage>,
     spec: impl FnOnce(&P::Arguments) -> Result<Spec, Failure> + Send + 'static,
-    handler: impl FnOnce(&Spec, Arc<ReverseCall<P>>) -> H + Send + 'static,
+    requests: impl FnOnce(&Spec) -> R + Send + 'static,
     already: impl FnOnce(&ProcessorKey) -> Failure + Send + 'static,
 ) -> BoxStream<P::ServerMessage>
 where
     P: Protocol,
-    H: Handler,
+    R: Requests<P>,
 {
     let (outbound, to_head) = mpsc::channel(reverse_call::OUTBOUND_MESSAGES_MAX);
     tokio::spawn(async move {
@@ -75,18 +137,18 @@ where
             return;
         };
         let spec = spec(&connected.arguments);
-        serve(runtime, connected, spec, handler, already).await;
+        serve(runtime, connected, spec, requests, already).await;
     });
     Box::pin(ReceiverStream::new(to_head))
 }
 
 /// Runs a connected processor until its call ends. `already` is the failure for a processor
 /// another connection holds.
-async fn serve<P: Protocol, H: Handler>(
+async fn serve<P: Protocol, R: Requests<P>>(
     runtime: Arc<Runtime>,
     connected: Connected<P>,
     spec: Result<Spec, Failure>,
-    handler: impl FnOnce(&Spec, Arc<ReverseCall<P>>) -> H,
+    requests: impl FnOnce(&Spec) -> R,
     already: impl FnOnce(&ProcessorKey) -> Failure,
 ) {
     let Connected {
@@ -97,7 +159,7 @@ async fn serve<P: Protocol, H: Handler>(
     } = connected;
     let reader = tokio::spawn(reader);
     let (spec, registered, processors) =
-        match register(&runtime, spec, handler, already, &call, &execution_context).await {
+        match register(&runtime, spec, requests, already, &call, &execution_context).await {
             Ok(accepted) => accepted,
             Err(failure) => {
                 call.respond_to_connect(Some(failure)).await;
@@ -110,7 +172,7 @@ async fn serve<P: Protocol, H: Handler>(
         kind = spec.key.kind.label(),
         id = %spec.key.id,
         scope = %spec.key.scope,
-        partitioned = spec.partitioned,
+        partitioned = spec.partitioning.is_partitioned(),
         concurrency = spec.concurrency,
         "processor connected"
     );
@@ -133,21 +195,24 @@ async fn serve<P: Protocol, H: Handler>(
 
 /// Checks the registration, builds its tenants' processors and takes its place in the
 /// registry: the failure to answer with when any of that fails.
-async fn register<P: Protocol, H: Handler>(
+async fn register<P: Protocol, R: Requests<P>>(
     runtime: &Arc<Runtime>,
     spec: Result<Spec, Failure>,
-    handler: impl FnOnce(&Spec, Arc<ReverseCall<P>>) -> H,
+    requests: impl FnOnce(&Spec) -> R,
     already: impl FnOnce(&ProcessorKey) -> Failure,
     call: &Arc<ReverseCall<P>>,
     execution_context: &ExecutionContext,
-) -> Result<(Spec, Registered, Vec<TenantProcessor<H>>), Failure> {
+) -> Result<(Spec, Registered, Vec<TenantProcessor<Head<P, R>>>), Failure> {
     let spec = spec?;
-    let handler = Arc::new(handler(&spec, Arc::clone(call)));
+    let handler = Arc::new(Head {
+        call: Arc::clone(call),
+        requests: requests(&spec),
+    });
     let (handles, processors) = tenants(runtime, &spec, &handler, call, execution_context).await?;
     let registration = Arc::new(Registration {
         key: spec.key,
         event_types: spec.event_types.clone(),
-        partitioned: spec.partitioned,
+        partitioned: spec.partitioning.is_partitioned(),
         alias: spec.alias.clone(),
         tenants: handles,
         ended: call.ended().clone(),
@@ -210,7 +275,7 @@ async fn tenants<P: Protocol, H: Handler>(
                 processor: spec.key.id,
                 source_stream: spec.source_stream,
             },
-            partitioned: spec.partitioned,
+            partitioning: spec.partitioning,
             concurrency: spec.concurrency,
             bounds,
             execution_context: context,

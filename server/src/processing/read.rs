@@ -1,0 +1,143 @@
+//! Reads of the scope's event log for a processor: a batch of at most `READ_RECORDS_MAX`
+//! records (`READ_BYTES_MAX` payload bytes) at a time on a blocking thread, keeping the
+//! events its handler selects within its bounds, decoded into wire events there.
+//!
+//! Invariants:
+//! - A read's `next` is the event-log position after the last record it read: reading from
+//!   there neither skips nor repeats a record.
+//! - Stream positions count every selected event, also in a partition's catch-up, which
+//!   decodes only its own partition's events.
+//! - A live read first waits for the log to reach its start, without polling: catch-up turns
+//!   into live delivery at one position, with no gap and no duplicate.
+
+use std::sync::Arc;
+
+use annals_engine::{EventLogSequenceNumber, Log};
+use uuid::Uuid;
+
+use crate::api::failure::Failure;
+use crate::blocking::blocking;
+use crate::processing::processor::{Bounds, Delivery, Handler};
+use crate::processing::slot::Slot;
+use crate::processing::wire::committed_event;
+use crate::proto::dolittle::runtime::events::CommittedEvent;
+
+/// Records per read of the log.
+const READ_RECORDS_MAX: usize = 512;
+/// Payload bytes per read of the log.
+const READ_BYTES_MAX: usize = 1 << 20;
+
+/// A selected event, read but not yet given its stream position.
+pub(crate) struct Selected {
+    pub(crate) sequence_number: u64,
+    /// Its partition: the event source id.
+    pub(crate) partition: String,
+    pub(crate) correlation_id: Uuid,
+    /// The wire event (empty when a partition's catch-up reads another partition's event).
+    pub(crate) event: CommittedEvent,
+}
+
+impl Selected {
+    /// The event to deliver at stream position `position`.
+    pub(crate) fn at(self, position: u64) -> Delivery {
+        Delivery {
+            sequence_number: self.sequence_number,
+            position,
+            partition: self.partition,
+            correlation_id: self.correlation_id,
+            event: Arc::new(self.event),
+        }
+    }
+}
+
+/// One read: the selected events and the position after the read.
+pub(crate) struct Read {
+    pub(crate) events: Vec<Selected>,
+    pub(crate) next: u64,
+}
+
+/// The live read under way, kept across turns of the loop.
+pub(crate) type Reading = Slot<Result<Read, Failure>>;
+
+/// Reads a processor's events from its scope's log.
+pub(crate) struct Reader<H> {
+    pub(crate) log: Arc<Log>,
+    pub(crate) handler: Arc<H>,
+    pub(crate) bounds: Bounds,
+}
+
+impl<H: Handler> Reader<H> {
+    /// Starts a read of selected events from `from` in `reading` (on a blocking thread, after
+    /// waiting for the log to reach it).
+    pub(crate) fn start(&self, reading: &mut Reading, from: u64) {
+        let log = Arc::clone(&self.log);
+        let handler = Arc::clone(&self.handler);
+        let bounds = self.bounds;
+        reading.put(Box::pin(async move {
+            log.wait_for_async(EventLogSequenceNumber(from)).await;
+            read_selected(log, handler, bounds, from, None).await
+        }));
+    }
+
+    /// Reads one batch from `from` for the catch-up of `partition` (only its events are
+    /// decoded; positions count every selected event).
+    pub(crate) async fn partition(&self, from: u64, partition: &str) -> Result<Read, Failure> {
+        read_selected(
+            Arc::clone(&self.log),
+            Arc::clone(&self.handler),
+            self.bounds,
+            from,
+            Some(partition.to_owned()),
+        )
+        .await
+    }
+}
+
+/// Reads one batch from `from` and keeps the selected events (of `partition` only, when
+/// given, though positions count every selected event), decoded for the wire.
+async fn read_selected<H: Handler>(
+    log: Arc<Log>,
+    handler: Arc<H>,
+    bounds: Bounds,
+    from: u64,
+    partition: Option<String>,
+) -> Result<Read, Failure> {
+    blocking(move || {
+        let batch = log.read(
+            EventLogSequenceNumber(from),
+            READ_RECORDS_MAX,
+            READ_BYTES_MAX,
+        )?;
+        let mut events = Vec::new();
+        for view in batch.views() {
+            let view = view?;
+            if bounds.not_before_ns.is_some_and(|at| view.occurred_ns < at)
+                || bounds.stop_at_ns.is_some_and(|at| view.occurred_ns >= at)
+                || !handler.selects(&view)
+            {
+                continue;
+            }
+            let wanted = partition
+                .as_deref()
+                .is_none_or(|p| p == view.event_source_id);
+            // A partition's catch-up counts every selected event for positions but decodes
+            // only its own.
+            let event = if wanted {
+                committed_event(&view)
+            } else {
+                CommittedEvent::default()
+            };
+            events.push(Selected {
+                sequence_number: view.sequence_number.0,
+                partition: view.event_source_id.to_owned(),
+                correlation_id: view.correlation_id,
+                event,
+            });
+        }
+        Ok(Read {
+            events,
+            next: batch.next().map_or(from, |n| n.0),
+        })
+    })
+    .await
+}
