@@ -27,7 +27,7 @@ use std::{
 
 use annals_engine::{
     uuid::Uuid, AggregateCommit, AggregateEvent, Commit, Durability, Engine, EngineConfig,
-    ExecutionContext, Tenant, TenantId, UncommittedEvent,
+    ExecutionContext, LogConfig, Tenant, TenantId, UncommittedEvent,
 };
 use anyhow::{bail, ensure, Context, Result};
 use bytesize::ByteSize;
@@ -542,11 +542,11 @@ impl FetchStores {
             }
         }
         let annals = if systems.contains(&System::Annals) {
-            let config = EngineConfig {
+            let config = EngineConfig::from(LogConfig {
                 durability: Durability::Buffered,
                 segment_bytes_max: ByteSize::mib(8),
-                ..EngineConfig::new(dir.join("fetch-annals"))
-            };
+                ..LogConfig::new(dir.join("fetch-annals"))
+            });
             let engine = Engine::open(config)?;
             let tenant = engine.tenant_or_create(TENANT)?;
             for (i, &(size, a, version, n)) in plan.iter().enumerate() {

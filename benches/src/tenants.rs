@@ -18,7 +18,7 @@ use std::{
 
 use annals_engine::{
     uuid::Uuid, AggregateCommit, AggregateEvent, Commit, Durability, Engine, EngineConfig,
-    TenantId, UncommittedEvent,
+    LogConfig, TenantId, UncommittedEvent,
 };
 use anyhow::{ensure, Context, Result};
 use clap::Args;
@@ -109,10 +109,10 @@ pub fn run(args: &TenantsArgs) -> Result<()> {
 }
 
 fn fill(data: &Path, count: usize, events: usize) -> Result<()> {
-    let config = EngineConfig {
+    let config = EngineConfig::from(LogConfig {
         durability: Durability::Buffered,
-        ..EngineConfig::new(data)
-    };
+        ..LogConfig::new(data)
+    });
     let engine = Engine::open(config).context("open the store to fill")?;
     let mut factory = EventFactory::new(7);
     let per_commit = 10usize;

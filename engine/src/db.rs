@@ -8,10 +8,15 @@
 
 use std::path::{Path, PathBuf};
 
-use annals_log::{EngineConfig, Error, IndexConfig, IndexDamage, Result, TenantId};
+use annals_log::{Error as LogError, TenantId};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DBWithThreadMode,
     MultiThreaded, Options, WriteBufferManager,
+};
+
+use crate::{
+    config::{EngineConfig, IndexConfig, IndexDamage},
+    error::{Error, Result},
 };
 
 /// The database type: column families can be created and dropped through a shared handle.
@@ -92,7 +97,7 @@ pub(crate) fn open(
     options: &DbOptions,
     tenants: &[TenantId],
 ) -> Result<(Db, IndexOpenReport)> {
-    let path = config.data_dir.join("index");
+    let path = config.log.data_dir.join("index");
     let mut report = IndexOpenReport {
         created: !path.join("CURRENT").exists(),
         ..IndexOpenReport::default()
@@ -100,7 +105,7 @@ pub(crate) fn open(
     let (db, existing) = match open_families(&path, options) {
         Ok(opened) => opened,
         Err(e) if is_damage(&e) && config.index.on_damage == IndexDamage::Rebuild => {
-            let aside = move_aside(&config.data_dir, &path)?;
+            let aside = move_aside(&config.log.data_dir, &path)?;
             tracing::error!(
                 error = %e,
                 moved_to = %aside.display(),
@@ -201,7 +206,7 @@ fn move_aside(data_dir: &Path, path: &Path) -> Result<PathBuf> {
         aside = data_dir.join(format!("index.damaged-{secs}-{n}"));
         n += 1;
     }
-    std::fs::rename(path, &aside).map_err(|e| Error::Io {
+    std::fs::rename(path, &aside).map_err(|e| LogError::Io {
         op: "move damaged index aside",
         path: path.to_owned(),
         source: e,

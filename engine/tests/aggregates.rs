@@ -12,7 +12,7 @@ use std::sync::{
     Arc,
 };
 
-use annals_engine::{uuid::Uuid, Commit, Error, UncommittedEvent};
+use annals_engine::{uuid::Uuid, Commit, Error, LogError, UncommittedEvent};
 use common::*;
 
 #[test]
@@ -122,11 +122,11 @@ fn bad_commits_are_refused_and_write_nothing() {
     let root = Uuid::from_u128(10);
     assert!(matches!(
         tenant.commit_for_aggregate(aggregate_commit(root, "a", 0, &[])),
-        Err(Error::InvalidRequest(_))
+        Err(Error::Log(LogError::InvalidRequest(_)))
     ));
     assert!(matches!(
         tenant.commit_for_aggregate(aggregate_commit(root, "a", u64::MAX, &[(1, "{}")])),
-        Err(Error::InvalidRequest(_) | Error::WrongExpectedVersion { .. })
+        Err(Error::Log(LogError::InvalidRequest(_)) | Error::WrongExpectedVersion { .. })
     ));
     let mut sneaky = Commit::default();
     sneaky.events.push(UncommittedEvent {
@@ -138,11 +138,11 @@ fn bad_commits_are_refused_and_write_nothing() {
     });
     assert!(matches!(
         tenant.commit(&sneaky),
-        Err(Error::InvalidRequest(_))
+        Err(Error::Log(LogError::InvalidRequest(_)))
     ));
     assert!(matches!(
         tenant.commit(&Commit::default()),
-        Err(Error::InvalidRequest(_))
+        Err(Error::Log(LogError::InvalidRequest(_)))
     ));
     assert_eq!(tenant.event_log().unwrap().next_sequence_number().0, 0);
     assert_eq!(tenant.aggregate_version(root, "a").unwrap(), 0);
@@ -327,7 +327,7 @@ fn racing_writers_never_lose_an_update() {
 fn different_aggregates_share_group_commits() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
-    config.durability = annals_engine::Durability::SyncData;
+    config.log.durability = annals_engine::Durability::SyncData;
     let engine = annals_engine::Engine::open(config).unwrap();
     let tenant = engine.tenant_or_create(TENANT).unwrap();
     let writers: Vec<_> = (0..16u128)

@@ -33,7 +33,7 @@ fn kill_child() {
     let (dir, hold) = spec.split_once(';').unwrap();
     let mut config = config(std::path::Path::new(dir));
     // Durable at the fsync: the point of the test is the gap between it and the index.
-    config.durability = Durability::SyncData;
+    config.log.durability = Durability::SyncData;
     let engine = Engine::open(config).unwrap();
     let tenant = engine.tenant_or_create(TENANT).unwrap();
     if hold == "hold" {

@@ -8,9 +8,9 @@
 mod common;
 
 use annals_engine::{
-    uuid::Uuid, Error, EventLogSequenceNumber, FailingPartition, ProcessingFailure, ScopeId,
-    StateBatch, StreamProcessorId, StreamProcessorState, SubscriptionId, SubscriptionState,
-    TenantId,
+    uuid::Uuid, Error, EventLogSequenceNumber, FailingPartition, LogError, ProcessingFailure,
+    ScopeId, StateBatch, StreamProcessorId, StreamProcessorState, SubscriptionId,
+    SubscriptionState, TenantId,
 };
 use common::*;
 
@@ -55,13 +55,13 @@ fn tenants_are_created_listed_and_deleted_with_their_data() {
     let a = engine.create_tenant(TENANT).unwrap();
     assert!(matches!(
         engine.create_tenant(TENANT),
-        Err(Error::TenantExists(_))
+        Err(Error::Log(LogError::TenantExists(_)))
     ));
     engine.create_tenant(OTHER).unwrap();
     assert_eq!(engine.tenants(), vec![TENANT, OTHER]);
     assert!(matches!(
         engine.tenant(TenantId(Uuid::from_u128(5))),
-        Err(Error::TenantUnknown(_))
+        Err(Error::Log(LogError::TenantUnknown(_)))
     ));
 
     let root = Uuid::from_u128(10);
@@ -78,19 +78,19 @@ fn tenants_are_created_listed_and_deleted_with_their_data() {
     // The old handle reaches nothing.
     assert!(matches!(
         a.fetch_for_aggregate(root, "x", &[]),
-        Err(Error::TenantUnknown(_))
+        Err(Error::Log(LogError::TenantUnknown(_)))
     ));
     assert!(matches!(
         a.stream_processor_state(&processor()),
-        Err(Error::TenantUnknown(_))
+        Err(Error::Log(LogError::TenantUnknown(_)))
     ));
     assert!(matches!(
         a.commit_for_aggregate(aggregate_commit(root, "x", 1, &[(1, "{}")])),
-        Err(Error::TenantUnknown(_))
+        Err(Error::Log(LogError::TenantUnknown(_)))
     ));
     assert!(matches!(
         engine.delete_tenant(TENANT),
-        Err(Error::TenantUnknown(_))
+        Err(Error::Log(LogError::TenantUnknown(_)))
     ));
 
     // Created again, it starts empty: the column family went with it.

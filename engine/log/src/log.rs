@@ -35,7 +35,7 @@ use event_listener::{Event as Notify, Listener};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::{
-    config::{Durability, EngineConfig},
+    config::{Durability, LogConfig},
     error::{Error, Result},
     event::{encode_execution_context, encode_payload, Commit},
     ids::{EventLogSequenceNumber, ScopeId, TenantId},
@@ -143,7 +143,7 @@ pub struct Log {
     scope: ScopeId,
     dir: PathBuf,
     io: Arc<dyn IoEngine>,
-    config: Arc<EngineConfig>,
+    config: Arc<LogConfig>,
     /// Commits waiting for a leader; guarded separately from the writer so queuing never
     /// waits for I/O.
     queue: Mutex<Queue>,

@@ -9,13 +9,14 @@
 use std::sync::atomic::Ordering;
 
 use annals_log::{
-    AppliedByAggregate, Commit, CommitReceipt, Error, Result, ScopeId, UncommittedEvent,
+    AppliedByAggregate, Commit, CommitReceipt, Error as LogError, ScopeId, UncommittedEvent,
 };
 use uuid::Uuid;
 
 use super::Tenant;
 use crate::{
     aggregate::{AggregateCommit, AggregateCommitReceipt},
+    error::{Error, Result},
     keys,
 };
 
@@ -27,11 +28,11 @@ impl Tenant {
         self.check_live()?;
         check_events(commit)?;
         if commit.events.iter().any(|e| e.event_horizon.is_some()) {
-            return Err(Error::InvalidRequest(
-                "events received over the event horizon go to a scoped log".into(),
+            return Err(invalid(
+                "events received over the event horizon go to a scoped log",
             ));
         }
-        self.event_log.append(commit)
+        Ok(self.event_log.append(commit)?)
     }
 
     /// Commits events received over the event horizon to the log of `scope` (not the default
@@ -39,12 +40,10 @@ impl Tenant {
     pub fn commit_to_scope(&self, scope: ScopeId, commit: &Commit) -> Result<CommitReceipt> {
         self.check_live()?;
         if scope == ScopeId::DEFAULT {
-            return Err(Error::InvalidRequest(
-                "the default scope is the event log: use commit".into(),
-            ));
+            return Err(invalid("the default scope is the event log: use commit"));
         }
         check_events(commit)?;
-        self.logs.log(scope)?.append(commit)
+        Ok(self.logs.log(scope)?.append(commit)?)
     }
 
     /// Commits events for an aggregate if it is still at `expected_version`; otherwise fails
@@ -55,14 +54,12 @@ impl Tenant {
         self.check_live()?;
         self.index_failure()?;
         if commit.events.is_empty() {
-            return Err(Error::InvalidRequest(
-                "a commit needs at least one event".into(),
-            ));
+            return Err(invalid("a commit needs at least one event"));
         }
         let count = commit.events.len() as u64;
         let expected = commit.expected_version;
         if expected.checked_add(count).is_none() {
-            return Err(Error::InvalidRequest(format!(
+            return Err(invalid(format!(
                 "expected version {expected} plus {count} events overflows"
             )));
         }
@@ -127,14 +124,17 @@ impl Tenant {
 
 fn check_events(commit: &Commit) -> Result<()> {
     if commit.events.is_empty() {
-        return Err(Error::InvalidRequest(
-            "a commit needs at least one event".into(),
-        ));
+        return Err(invalid("a commit needs at least one event"));
     }
     if commit.events.iter().any(|e| e.aggregate.is_some()) {
-        return Err(Error::InvalidRequest(
-            "events applied by an aggregate are committed with commit_for_aggregate".into(),
+        return Err(invalid(
+            "events applied by an aggregate are committed with commit_for_aggregate",
         ));
     }
     Ok(())
+}
+
+/// A request the engine refuses as malformed (the log's `InvalidRequest`, as the log's own).
+fn invalid(reason: impl Into<String>) -> Error {
+    Error::Log(LogError::InvalidRequest(reason.into()))
 }

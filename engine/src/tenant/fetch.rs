@@ -10,7 +10,8 @@
 use std::collections::VecDeque;
 
 use annals_log::{
-    decode_payload, AppliedByAggregate, Error, Event, EventLogSequenceNumber, RecordBatch, Result,
+    decode_payload, AppliedByAggregate, Error as LogError, Event, EventLogSequenceNumber, Log,
+    RecordBatch,
 };
 use uuid::Uuid;
 
@@ -18,6 +19,7 @@ use super::{split_seq, uuid_at, Tenant};
 use crate::{
     aggregate::{budget_size, AggregateEvents},
     db::bad_state,
+    error::{Error, Result},
     keys,
 };
 
@@ -152,14 +154,13 @@ impl AggregateBatches<'_> {
                 keys::event_source_entry(self.root, &self.event_source_id, self.next_version);
             let found = self.tenant.scan(&prefix, &start, FETCH_ENTRIES_STEP)?;
             if found.is_empty() {
-                return Err(Error::Corruption {
-                    path: self.tenant.event_log.dir().to_owned(),
-                    offset: 0,
-                    what: format!(
+                return Err(corruption(
+                    &self.tenant.event_log,
+                    format!(
                         "the index has aggregate {} {:?} at version {} but no entry from version {}",
                         self.root, self.event_source_id, self.current_version, self.next_version
                     ),
-                });
+                ));
             }
             for (key, value) in &found {
                 let version = keys::version_of_entry(key).unwrap_or(u64::MAX);
@@ -215,7 +216,7 @@ impl AggregateBatches<'_> {
                     continue;
                 }
                 let event = decode_payload(seq, payload)
-                    .map_err(|e| Error::UndecodableRecord {
+                    .map_err(|e| LogError::UndecodableRecord {
                         sequence_number: seq,
                         what: e.0,
                     })?
@@ -227,15 +228,14 @@ impl AggregateBatches<'_> {
                     })
                     && event.event_source_id == self.event_source_id;
                 if !matches {
-                    return Err(Error::Corruption {
-                        path: log.dir().to_owned(),
-                        offset: 0,
-                        what: format!(
+                    return Err(corruption(
+                        log,
+                        format!(
                             "the index puts version {version} of aggregate {} {:?} at sequence \
                              number {seq}, which holds another event",
                             self.root, self.event_source_id
                         ),
-                    });
+                    ));
                 }
                 // An event that would take the batch over its budget starts the next batch
                 // (it is read again from the block cache); one too big on its own goes alone.
@@ -248,13 +248,12 @@ impl AggregateBatches<'_> {
                 taken += 1;
             }
             if taken == 0 && events.is_empty() {
-                return Err(Error::Corruption {
-                    path: log.dir().to_owned(),
-                    offset: 0,
-                    what: format!(
+                return Err(corruption(
+                    log,
+                    format!(
                         "the index points at sequence number {first}, which the log does not hold"
                     ),
-                });
+                ));
             }
             self.entries.drain(..taken);
             if bytes >= self.batch_bytes_max || taken < run {
@@ -280,4 +279,13 @@ impl Iterator for AggregateBatches<'_> {
             }
         }
     }
+}
+
+/// The index and the log disagree: reported against the log, never returned as data.
+fn corruption(log: &Log, what: String) -> Error {
+    Error::Log(LogError::Corruption {
+        path: log.dir().to_owned(),
+        offset: 0,
+        what,
+    })
 }

@@ -15,13 +15,16 @@ use std::{
 };
 
 use annals_log::{
-    decode_payload, payload_applied_by_aggregate, Error, EventLogSequenceNumber, EventType,
-    RecordBatch, Result,
+    decode_payload, payload_applied_by_aggregate, Error as LogError, EventLogSequenceNumber,
+    EventType, RecordBatch,
 };
 use rocksdb::WriteBatch;
 
 use super::Tenant;
-use crate::keys;
+use crate::{
+    error::{Error, Result},
+    keys,
+};
 
 /// Most payload bytes one index step reads from the log.
 const INDEX_READ_BYTES_MAX: usize = 4 << 20;
@@ -191,7 +194,7 @@ impl Tenant {
             if !payload_applied_by_aggregate(payload) {
                 continue;
             }
-            let view = decode_payload(seq, payload).map_err(|e| Error::UndecodableRecord {
+            let view = decode_payload(seq, payload).map_err(|e| LogError::UndecodableRecord {
                 sequence_number: seq,
                 what: e.0,
             })?;

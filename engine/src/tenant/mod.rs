@@ -3,7 +3,7 @@
 //! A `Tenant` names its own column family and its own directory and nothing else; every key
 //! it reads or writes goes to that family, so no call through one tenant's handle can reach
 //! another's data. After the tenant is deleted, every call through an old handle fails with
-//! [`Error::TenantUnknown`].
+//! [`LogError::TenantUnknown`].
 //!
 //! This module holds the handle and what every concern shares (liveness, reads and writes of
 //! the family); each concern has its own module:
@@ -34,7 +34,7 @@ use std::{
 };
 
 use annals_log::{
-    Error, EventLogSequenceNumber, Log, RecordBatch, Result, ScopeId, TenantId, TenantLogs,
+    Error as LogError, EventLogSequenceNumber, Log, RecordBatch, ScopeId, TenantId, TenantLogs,
 };
 use parking_lot::{Condvar, Mutex};
 use rocksdb::{BoundColumnFamily, WriteBatch, WriteOptions};
@@ -43,6 +43,7 @@ use uuid::Uuid;
 use crate::{
     db::{self, bad_state, rocks},
     engine::Shared,
+    error::{Error, Result},
     locks::KeyLocks,
 };
 
@@ -131,13 +132,13 @@ impl Tenant {
     /// The log of an event-horizon scope, created on first use.
     pub fn scoped_log(&self, scope: ScopeId) -> Result<Arc<Log>> {
         self.check_live()?;
-        self.logs.log(scope)
+        Ok(self.logs.log(scope)?)
     }
 
     /// The scopes that have a log.
     pub fn scopes(&self) -> Result<Vec<ScopeId>> {
         self.check_live()?;
-        self.logs.scopes()
+        Ok(self.logs.scopes()?)
     }
 
     /// How far the index has read the event log.
@@ -158,7 +159,7 @@ impl Tenant {
 
     fn check_live(&self) -> Result<()> {
         if self.deleted.load(Ordering::Acquire) {
-            return Err(Error::TenantUnknown(self.id));
+            return Err(Error::Log(LogError::TenantUnknown(self.id)));
         }
         Ok(())
     }
@@ -168,7 +169,7 @@ impl Tenant {
         self.shared
             .db
             .cf_handle(&self.cf_name)
-            .ok_or(Error::TenantUnknown(self.id))
+            .ok_or(Error::Log(LogError::TenantUnknown(self.id)))
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {

@@ -6,13 +6,14 @@
 
 use std::sync::Arc;
 
-use annals_log::{Result, ScopeId};
+use annals_log::ScopeId;
 use rocksdb::{BoundColumnFamily, WriteBatch};
 use uuid::Uuid;
 
 use super::{uuid_at, Tenant};
 use crate::{
     db::bad_state,
+    error::Result,
     keys,
     state::{
         StateBatch, StreamProcessorId, StreamProcessorState, SubscriptionId, SubscriptionState,

@@ -5,12 +5,17 @@
 //! and writes its entries, their partition index and the new end in one synced batch, so a
 //! stream stays gapless and a writer resuming from a stale position writes nothing.
 
-use annals_log::{Error, EventLogSequenceNumber, Result, ScopeId};
+use annals_log::{EventLogSequenceNumber, ScopeId};
 use rocksdb::WriteBatch;
 use uuid::Uuid;
 
 use super::{split_seq, state::add_state, Tenant};
-use crate::{db::bad_state, keys, state::StateBatch};
+use crate::{
+    db::bad_state,
+    error::{Error, Result},
+    keys,
+    state::StateBatch,
+};
 
 /// One entry of a filtered or public stream.
 #[derive(Debug, Clone, PartialEq, Eq)]

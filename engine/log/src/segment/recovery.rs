@@ -35,7 +35,7 @@ use super::{
     RawSegment, SealedSegment, Segment,
 };
 use crate::{
-    config::{EngineConfig, RecoveryMode},
+    config::{LogConfig, RecoveryMode},
     error::{Error, Result},
     ids::{EventLogSequenceNumber, ScopeId, TenantId},
     io::{IoEngine, IoFile, OpenMode},
@@ -198,7 +198,7 @@ fn scan_raw(
     file: &dyn IoFile,
     path: &Path,
     base: EventLogSequenceNumber,
-    config: &EngineConfig,
+    config: &LogConfig,
 ) -> Result<RawScan> {
     let len = file.len().map_err(|e| Error::io("stat", path, e))?;
     let mut data = vec![0u8; (len as usize).saturating_sub(HEADER_LEN)];
@@ -363,7 +363,7 @@ fn open_sealed(
 /// Opens (or creates) the log in `dir`.
 pub(crate) fn recover(
     io: &dyn IoEngine,
-    config: &EngineConfig,
+    config: &LogConfig,
     dir: &Path,
     tenant: TenantId,
     scope: ScopeId,
