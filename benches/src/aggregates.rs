@@ -296,7 +296,7 @@ fn measure_commits(
                     let (source, version, event) = at(writer, i);
                     if system == System::Annals {
                         tenant
-                            .commit_for_aggregate(AggregateCommit {
+                            .commit_for_aggregate(&AggregateCommit {
                                 occurred_ns: now_ns(),
                                 execution_context: contents.execution_context.clone(),
                                 aggregate_root: root,
@@ -550,7 +550,7 @@ impl FetchStores {
             let engine = Engine::open(config)?;
             let tenant = engine.tenant_or_create(TENANT)?;
             for (i, &(size, a, version, n)) in plan.iter().enumerate() {
-                tenant.commit_for_aggregate(AggregateCommit {
+                tenant.commit_for_aggregate(&AggregateCommit {
                     occurred_ns: now_ns(),
                     execution_context: contents.execution_context.clone(),
                     aggregate_root: root_of(size),

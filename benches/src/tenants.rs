@@ -122,7 +122,7 @@ fn fill(data: &Path, count: usize, events: usize) -> Result<()> {
         for c in 0..commits {
             let commit = factory.commit(per_commit);
             if c % 2 == 0 {
-                tenant.commit_for_aggregate(AggregateCommit {
+                tenant.commit_for_aggregate(&AggregateCommit {
                     occurred_ns: commit.occurred_ns,
                     execution_context: commit.execution_context,
                     aggregate_root: ROOT,
@@ -164,7 +164,7 @@ pub fn probe(args: &ProbeArgs) -> Result<()> {
     for id in engine.tenants() {
         let tenant = engine.tenant(id)?;
         let version = tenant.aggregate_version(ROOT, "probe")?;
-        tenant.commit_for_aggregate(AggregateCommit {
+        tenant.commit_for_aggregate(&AggregateCommit {
             aggregate_root: ROOT,
             event_source_id: "probe".into(),
             expected_version: version,

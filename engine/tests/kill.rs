@@ -45,7 +45,7 @@ fn kill_child() {
         let version = tenant.aggregate_version(ROOT, source).unwrap();
         let content = format!("{{\"i\":{i}}}");
         tenant
-            .commit_for_aggregate(aggregate_commit(
+            .commit_for_aggregate(&aggregate_commit(
                 ROOT,
                 source,
                 version,
@@ -132,7 +132,7 @@ fn check(dir: &std::path::Path, acks: &[Ack], children: u64) {
             assert_eq!(fetched.events[*v as usize + 1].content, content);
         }
         tenant
-            .commit_for_aggregate(aggregate_commit(
+            .commit_for_aggregate(&aggregate_commit(
                 ROOT,
                 source,
                 fetched.current_version,

@@ -65,7 +65,7 @@ fn tenants_are_created_listed_and_deleted_with_their_data() {
     ));
 
     let root = Uuid::from_u128(10);
-    a.commit_for_aggregate(aggregate_commit(root, "x", 0, &[(1, "{}")]))
+    a.commit_for_aggregate(&aggregate_commit(root, "x", 0, &[(1, "{}")]))
         .unwrap();
     a.put_stream_processor_state(&processor(), &failing_state())
         .unwrap();
@@ -85,7 +85,7 @@ fn tenants_are_created_listed_and_deleted_with_their_data() {
         Err(Error::Log(LogError::TenantUnknown(_)))
     ));
     assert!(matches!(
-        a.commit_for_aggregate(aggregate_commit(root, "x", 1, &[(1, "{}")])),
+        a.commit_for_aggregate(&aggregate_commit(root, "x", 1, &[(1, "{}")])),
         Err(Error::Log(LogError::TenantUnknown(_)))
     ));
     assert!(matches!(
@@ -111,7 +111,7 @@ fn a_delete_cut_short_is_finished_on_open() {
     {
         let engine = open(dir.path());
         let t = engine.create_tenant(TENANT).unwrap();
-        t.commit_for_aggregate(aggregate_commit(Uuid::from_u128(1), "x", 0, &[(1, "{}")]))
+        t.commit_for_aggregate(&aggregate_commit(Uuid::from_u128(1), "x", 0, &[(1, "{}")]))
             .unwrap();
         engine.create_tenant(OTHER).unwrap();
     }
@@ -143,7 +143,7 @@ fn tenants_cannot_see_each_other() {
     let stream = Uuid::from_u128(20);
     let projection = Uuid::from_u128(30);
 
-    a.commit_for_aggregate(aggregate_commit(root, "x", 0, &[(1, "{\"t\":\"a\"}")]))
+    a.commit_for_aggregate(&aggregate_commit(root, "x", 0, &[(1, "{\"t\":\"a\"}")]))
         .unwrap();
     a.append_to_stream(
         ScopeId::DEFAULT,
@@ -179,7 +179,7 @@ fn tenants_cannot_see_each_other() {
     );
 
     // b commits the same aggregate from version 0: its own history.
-    b.commit_for_aggregate(aggregate_commit(root, "x", 0, &[(1, "{\"t\":\"b\"}")]))
+    b.commit_for_aggregate(&aggregate_commit(root, "x", 0, &[(1, "{\"t\":\"b\"}")]))
         .unwrap();
     assert_eq!(
         a.fetch_for_aggregate(root, "x", &[]).unwrap().events[0].content,

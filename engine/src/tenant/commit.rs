@@ -50,7 +50,7 @@ impl Tenant {
     /// with [`Error::WrongExpectedVersion`] carrying both versions, and writes nothing.
     /// Commits to the same aggregate are serialised (the check and the durable append are one
     /// step for them); commits to different aggregates share group commits.
-    pub fn commit_for_aggregate(&self, commit: AggregateCommit) -> Result<AggregateCommitReceipt> {
+    pub fn commit_for_aggregate(&self, commit: &AggregateCommit) -> Result<AggregateCommitReceipt> {
         self.check_live()?;
         self.index_failure()?;
         if commit.events.is_empty() {
@@ -70,16 +70,15 @@ impl Tenant {
         if actual != expected {
             return Err(Error::WrongExpectedVersion { expected, actual });
         }
-        let event_source_id = commit.event_source_id;
         let events = commit
             .events
-            .into_iter()
+            .iter()
             .zip(expected..)
             .map(|(event, version)| UncommittedEvent {
-                event_source_id: event_source_id.clone(),
+                event_source_id: commit.event_source_id.clone(),
                 event_type: event.event_type,
                 public: event.public,
-                content: event.content,
+                content: event.content.clone(),
                 aggregate: Some(AppliedByAggregate {
                     root_id: root,
                     version,
@@ -89,7 +88,7 @@ impl Tenant {
             .collect();
         let receipt = self.event_log.append(&Commit {
             occurred_ns: commit.occurred_ns,
-            execution_context: commit.execution_context,
+            execution_context: commit.execution_context.clone(),
             events,
         })?;
         let after = receipt.next().0;
