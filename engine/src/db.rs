@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use annals_log::{Error as LogError, TenantId};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DBWithThreadMode,
-    MultiThreaded, Options, WriteBufferManager,
+    MultiThreaded, Options, WriteBufferManager, WriteOptions,
 };
 
 use crate::{
@@ -29,6 +29,31 @@ pub(crate) fn rocks(op: &'static str) -> impl FnOnce(rocksdb::Error) -> Error {
     move |e| Error::Index {
         op,
         detail: e.into_string(),
+    }
+}
+
+/// How a write reaches the disk, chosen by whether the log can rebuild what it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wal {
+    /// Keys the log cannot rebuild (processing state, stream entries and ends, aliases, the
+    /// index format stamp): written to the WAL, which is synced before the write returns.
+    Synced,
+    /// Keys derived from the log, with their recovery point in the same batch: the WAL is
+    /// bypassed, so they reach the disk only when their memtable is flushed. The entries and
+    /// the recovery point share a batch and so a memtable, so a crash loses both together,
+    /// and reopening re-indexes from the recovery point that did survive (the log is the
+    /// truth).
+    Bypassed,
+}
+
+impl Wal {
+    pub(crate) fn options(self) -> WriteOptions {
+        let mut options = WriteOptions::default();
+        match self {
+            Wal::Synced => options.set_sync(true),
+            Wal::Bypassed => options.disable_wal(true),
+        }
+        options
     }
 }
 

@@ -18,12 +18,11 @@ use annals_log::{
     select_backend, Error as LogError, IoEngine, LogStore, PublishHook, ScopeId, TenantId,
 };
 use parking_lot::{Condvar, Mutex, RwLock};
-use rocksdb::WriteOptions;
 use uuid::Uuid;
 
 use crate::{
     config::EngineConfig,
-    db::{self, bad_state, rocks, tenant_cf_name, Db, DbOptions, IndexOpenReport},
+    db::{self, bad_state, rocks, tenant_cf_name, Db, DbOptions, IndexOpenReport, Wal},
     error::{Error, Result},
     keys,
     tenant::Tenant,
@@ -269,12 +268,14 @@ impl Engine {
     }
 
     fn put_alias(&self, kind: u8, id: Uuid, alias: &str) -> Result<()> {
-        let mut options = WriteOptions::default();
-        options.set_sync(true);
         self.inner
             .shared
             .db
-            .put_opt(keys::alias(kind, id), alias.as_bytes(), &options)
+            .put_opt(
+                keys::alias(kind, id),
+                alias.as_bytes(),
+                &Wal::Synced.options(),
+            )
             .map_err(rocks("write alias"))
     }
 

@@ -220,7 +220,7 @@ fn fetch_sees_every_acknowledged_commit_even_while_the_indexer_is_held() {
     let engine = open(dir.path());
     let tenant = engine.tenant_or_create(TENANT).unwrap();
     let root = Uuid::from_u128(10);
-    annals_engine::testing::hold_indexer(&engine, true);
+    annals_engine::testing::hold_indexer(&engine);
     for v in 0..5 {
         tenant
             .commit_for_aggregate(&aggregate_commit(root, "a", v, &[(1, "{}")]))
@@ -241,7 +241,7 @@ fn fetch_sees_every_acknowledged_commit_even_while_the_indexer_is_held() {
         std::thread::spawn(move || tenant.fetch_for_aggregate(root, "a", &[]).unwrap())
     };
     std::thread::sleep(std::time::Duration::from_millis(50));
-    annals_engine::testing::hold_indexer(&engine, false);
+    annals_engine::testing::release_indexer(&engine);
     let fetched = fetcher.join().unwrap();
     assert_eq!(fetched.current_version, 5);
     assert_eq!(fetched.events.len(), 5);

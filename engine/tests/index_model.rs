@@ -150,7 +150,7 @@ fn run(seed: u64, steps: usize) {
             }
             87..=92 => {
                 // The index falls behind the log, then the process goes away.
-                hold_indexer(&engine, true);
+                hold_indexer(&engine);
                 for v in version..version + 2 {
                     tenant
                         .commit_for_aggregate(&aggregate_commit(

@@ -37,7 +37,7 @@ fn kill_child() {
     let engine = Engine::open(config).unwrap();
     let tenant = engine.tenant_or_create(TENANT).unwrap();
     if hold == "hold" {
-        hold_indexer(&engine, true);
+        hold_indexer(&engine);
     }
     let sources = ["a", "b", "c"];
     for i in 0u64.. {

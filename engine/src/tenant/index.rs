@@ -22,6 +22,7 @@ use rocksdb::WriteBatch;
 
 use super::Tenant;
 use crate::{
+    db::Wal,
     error::{Error, Result},
     keys,
 };
@@ -117,7 +118,7 @@ impl Tenant {
         batch.put_cf(&cf, keys::META_INDEXED, 0u64.to_le_bytes());
         batch.put_cf(&cf, keys::META_FORMAT, keys::INDEX_FORMAT.to_le_bytes());
         drop(cf);
-        self.write(batch, true)
+        self.write(batch, Wal::Synced)
     }
 
     /// The indexer thread's step: [`index_step`](Self::index_step), unless a test holds the
@@ -233,7 +234,7 @@ impl Tenant {
         to: EventLogSequenceNumber,
     ) -> Result<EventLogSequenceNumber> {
         write.put_cf(&self.cf()?, keys::META_INDEXED, to.0.to_le_bytes());
-        self.write_derived(write)?;
+        self.write(write, Wal::Bypassed)?;
         Ok(to)
     }
 

@@ -37,11 +37,11 @@ use annals_log::{
     Error as LogError, EventLogSequenceNumber, Log, RecordBatch, ScopeId, TenantId, TenantLogs,
 };
 use parking_lot::{Condvar, Mutex};
-use rocksdb::{BoundColumnFamily, WriteBatch, WriteOptions};
+use rocksdb::{BoundColumnFamily, WriteBatch};
 use uuid::Uuid;
 
 use crate::{
-    db::{self, bad_state, rocks},
+    db::{self, bad_state, rocks, Wal},
     engine::Shared,
     error::{Error, Result},
     locks::KeyLocks,
@@ -196,26 +196,12 @@ impl Tenant {
         db::scan(&self.shared.db, &self.cf()?, prefix, start, max)
     }
 
-    /// Writes index entries derived from the log, with their recovery point, bypassing the
-    /// WAL: the log is the truth, and entries and recovery point share a batch and so a
-    /// memtable, so a crash loses both together and reopening re-indexes from the recovery
-    /// point that did survive. State keys (not derived) always go through the WAL.
-    fn write_derived(&self, batch: WriteBatch) -> Result<()> {
-        let mut options = WriteOptions::default();
-        options.disable_wal(true);
-        self.write_with(batch, &options)
-    }
-
-    fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
-        let mut options = WriteOptions::default();
-        options.set_sync(sync);
-        self.write_with(batch, &options)
-    }
-
-    fn write_with(&self, batch: WriteBatch, options: &WriteOptions) -> Result<()> {
+    /// Writes a batch to the family: derived keys bypass the WAL, everything else is synced
+    /// through it ([`Wal`]).
+    fn write(&self, batch: WriteBatch, wal: Wal) -> Result<()> {
         self.shared
             .db
-            .write_opt(batch, options)
+            .write_opt(batch, &wal.options())
             .map_err(rocks("write"))
     }
 

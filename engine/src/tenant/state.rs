@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{uuid_at, Tenant};
 use crate::{
-    db::bad_state,
+    db::{bad_state, Wal},
     error::Result,
     keys,
     state::{
@@ -30,7 +30,7 @@ impl Tenant {
         let mut batch = WriteBatch::default();
         add_state(&mut batch, &cf, state);
         drop(cf);
-        self.write(batch, true)
+        self.write(batch, Wal::Synced)
     }
 
     /// Sets one stream processor's state, durably.

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{split_seq, state::add_state, Tenant};
 use crate::{
-    db::bad_state,
+    db::{bad_state, Wal},
     error::{Error, Result},
     keys,
     state::StateBatch,
@@ -98,7 +98,7 @@ impl Tenant {
         }
         batch.put_cf(&cf, &end_key, position.to_le_bytes());
         drop(cf);
-        self.write(batch, true)?;
+        self.write(batch, Wal::Synced)?;
         Ok(position)
     }
 
