@@ -91,11 +91,20 @@ impl Tenant {
             execution_context: commit.execution_context.clone(),
             events,
         })?;
+        assert_eq!(
+            receipt.count, count,
+            "the log appended another number of events"
+        );
         let after = receipt.next().0;
         if self.indexed.load(Ordering::Acquire) < after {
             // Until the indexer passes the commit, this entry is the aggregate's version. If
             // the indexer got there first, the entry is merely redundant until its next step.
-            self.pending.lock().insert(key, (expected + count, after));
+            let replaced = self.pending.lock().insert(key, (expected + count, after));
+            // Only this lock's holder adds entries, so one still there is the version it read.
+            assert!(
+                replaced.is_none_or(|(version, _)| version == expected),
+                "a pending aggregate version changed under the aggregate's lock"
+            );
         }
         Ok(AggregateCommitReceipt {
             first: receipt.first,

@@ -95,6 +95,11 @@ impl Tenant {
             }
         }
         let to = self.indexed_up_to();
+        // The loop ends only once a step reached the log's end as it was then.
+        assert!(
+            to >= end,
+            "the catch-up stopped at {to} short of the log's end {end}"
+        );
         let recovery = IndexRecovery {
             from: EventLogSequenceNumber(from),
             to,
@@ -168,6 +173,11 @@ impl Tenant {
                 return Err(e);
             }
         };
+        // Steps are serialised by `indexing`, so nothing moved `indexed` since `from` was read.
+        assert!(
+            next >= from,
+            "an index step went back from {from} to {next}"
+        );
         {
             let _guard = self.progress.lock();
             self.indexed.store(next.0, Ordering::Release);
@@ -188,6 +198,13 @@ impl Tenant {
         let Some(next) = batch.next() else {
             return Ok(from);
         };
+        // The step indexes exactly the records [from, next): the log reads gaplessly from
+        // where it was asked to.
+        assert!(
+            batch.first() == Some(from) && next.0 - from.0 == batch.len() as u64,
+            "a read from {from} returned {} records up to {next}",
+            batch.len()
+        );
         let cf = self.cf()?;
         let mut write = WriteBatch::default();
         let mut versions: HashMap<Vec<u8>, u64> = HashMap::new();
