@@ -16,8 +16,8 @@ use annals_engine::{
         format::{encode_frame, parse_frame, FrameParse},
     },
     uuid::Uuid,
-    Durability, Engine, EngineConfig, EventLogSequenceNumber, IoBackendChoice, Log, RecordBatch,
-    TenantId,
+    Durability, Engine, EngineConfig, EventLogSequenceNumber, IoBackendChoice, Log, LogConfig,
+    RecordBatch, TenantId,
 };
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
@@ -30,12 +30,12 @@ struct Fixture {
 
 fn fixture(io: IoBackendChoice) -> Fixture {
     let dir = tempfile::tempdir().expect("create a temp dir");
-    let config = EngineConfig {
+    let config = EngineConfig::from(LogConfig {
         durability: Durability::Buffered,
         seal_enabled: false,
         io_backend: io,
-        ..EngineConfig::new(dir.path().join("engine"))
-    };
+        ..LogConfig::new(dir.path().join("engine"))
+    });
     let engine = Engine::open(config).expect("open the engine");
     let log = engine
         .tenant_or_create(TenantId(Uuid::from_u128(1)))

@@ -27,7 +27,7 @@ use std::{
 
 use annals_engine::{
     uuid::Uuid, AggregateCommit, AggregateEvent, Commit, Durability, Engine, EngineConfig,
-    ExecutionContext, Tenant, TenantId, UncommittedEvent,
+    ExecutionContext, LogConfig, Tenant, TenantId, UncommittedEvent,
 };
 use anyhow::{bail, ensure, Context, Result};
 use bytesize::ByteSize;
@@ -289,7 +289,7 @@ fn measure_commits(
             let outcome = drive(&|_, source, version, event| {
                 if system == System::Annals {
                     tenant
-                        .commit_for_aggregate(AggregateCommit {
+                        .commit_for_aggregate(&AggregateCommit {
                             occurred_ns: now_ns(),
                             execution_context: contents.execution_context.clone(),
                             aggregate_root: root,
@@ -516,15 +516,15 @@ impl FetchStores {
             }
         }
         let annals = if systems.contains(&System::Annals) {
-            let config = EngineConfig {
+            let config = EngineConfig::from(LogConfig {
                 durability: Durability::Buffered,
                 segment_bytes_max: ByteSize::mib(8),
-                ..EngineConfig::new(dir.join("fetch-annals"))
-            };
+                ..LogConfig::new(dir.join("fetch-annals"))
+            });
             let engine = Engine::open(config)?;
             let tenant = engine.tenant_or_create(TENANT)?;
             for (i, &(size, a, version, n)) in plan.iter().enumerate() {
-                tenant.commit_for_aggregate(AggregateCommit {
+                tenant.commit_for_aggregate(&AggregateCommit {
                     occurred_ns: now_ns(),
                     execution_context: contents.execution_context.clone(),
                     aggregate_root: root_of(size),

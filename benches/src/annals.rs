@@ -46,7 +46,7 @@ pub struct Annals {
 impl Annals {
     /// Opens an engine with `config` (its `data_dir` is where).
     pub fn open(config: EngineConfig) -> Result<Self> {
-        let dir = config.data_dir.clone();
+        let dir = config.log.data_dir.clone();
         let engine = Engine::open(config)
             .with_context(|| format!("open the engine in {}", dir.display()))?;
         let log = engine
@@ -174,7 +174,7 @@ impl Annals {
 
 #[cfg(test)]
 mod tests {
-    use annals_engine::IoBackendChoice;
+    use annals_engine::{IoBackendChoice, LogConfig};
 
     use super::*;
     use crate::data::EventFactory;
@@ -185,10 +185,10 @@ mod tests {
         let pool = EventFactory::new(5)
             .pool(1, 3, 10, &dir.path().join("scratch"))
             .unwrap();
-        let config = EngineConfig {
+        let config = EngineConfig::from(LogConfig {
             io_backend: IoBackendChoice::Std,
-            ..EngineConfig::new(dir.path().join("engine"))
-        };
+            ..LogConfig::new(dir.path().join("engine"))
+        });
         let annals = Annals::open(config).unwrap();
         for prepared in pool.all() {
             assert_eq!(annals.append(prepared).unwrap(), 10);

@@ -20,7 +20,7 @@ use annals_engine::{
     testing::format::{encode_frame, FRAME_HEADER_LEN},
     uuid::{Builder, Uuid},
     Commit, Durability, Engine, EngineConfig, EventLogSequenceNumber, EventType, ExecutionContext,
-    IoBackendChoice, TenantId, UncommittedEvent, Version,
+    IoBackendChoice, LogConfig, TenantId, UncommittedEvent, Version,
 };
 use anyhow::{ensure, Context, Result};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
@@ -215,13 +215,13 @@ fn random_uuid(rng: &mut SmallRng) -> Uuid {
 /// Commits `commits` to a throwaway engine and reads back each event's payload, then frames
 /// them as annals does.
 fn encode_with_engine(commits: Vec<Commit>, scratch: &Path) -> Result<Vec<PreparedCommit>> {
-    let config = EngineConfig {
+    let config = EngineConfig::from(LogConfig {
         durability: Durability::Buffered,
         seal_enabled: false,
         // Small buffered writes are cheapest through std (io_uring hands them to a worker).
         io_backend: IoBackendChoice::Std,
-        ..EngineConfig::new(scratch)
-    };
+        ..LogConfig::new(scratch)
+    });
     let engine = Engine::open(config).context("open the scratch engine")?;
     let log = engine
         .tenant_or_create(TenantId(Uuid::from_u128(1)))

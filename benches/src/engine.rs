@@ -20,7 +20,7 @@ use std::{
     time::Instant,
 };
 
-use annals_engine::{Durability, EngineConfig, IoBackendChoice};
+use annals_engine::{Durability, EngineConfig, IoBackendChoice, LogConfig};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
@@ -165,12 +165,12 @@ impl Settings {
 
     /// annals' configuration: the defaults (durable appends), with the chosen I/O backend.
     fn annals_config(&self, dir: PathBuf) -> EngineConfig {
-        EngineConfig {
+        EngineConfig::from(LogConfig {
             durability: Durability::SyncData,
             io_backend: self.io,
             seal_enabled: self.seal,
-            ..EngineConfig::new(dir)
-        }
+            ..LogConfig::new(dir)
+        })
     }
 
     fn has(&self, system: SystemName) -> bool {

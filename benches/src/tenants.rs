@@ -18,7 +18,7 @@ use std::{
 
 use annals_engine::{
     uuid::Uuid, AggregateCommit, AggregateEvent, Commit, Durability, Engine, EngineConfig,
-    TenantId, UncommittedEvent,
+    LogConfig, TenantId, UncommittedEvent,
 };
 use anyhow::{ensure, Context, Result};
 use clap::Args;
@@ -109,10 +109,10 @@ pub fn run(args: &TenantsArgs) -> Result<()> {
 }
 
 fn fill(data: &Path, count: usize, events: usize) -> Result<()> {
-    let config = EngineConfig {
+    let config = EngineConfig::from(LogConfig {
         durability: Durability::Buffered,
-        ..EngineConfig::new(data)
-    };
+        ..LogConfig::new(data)
+    });
     let engine = Engine::open(config).context("open the store to fill")?;
     let mut factory = EventFactory::new(7);
     let per_commit = 10usize;
@@ -122,7 +122,7 @@ fn fill(data: &Path, count: usize, events: usize) -> Result<()> {
         for c in 0..commits {
             let commit = factory.commit(per_commit);
             if c % 2 == 0 {
-                tenant.commit_for_aggregate(AggregateCommit {
+                tenant.commit_for_aggregate(&AggregateCommit {
                     occurred_ns: commit.occurred_ns,
                     execution_context: commit.execution_context,
                     aggregate_root: ROOT,
@@ -164,7 +164,7 @@ pub fn probe(args: &ProbeArgs) -> Result<()> {
     for id in engine.tenants() {
         let tenant = engine.tenant(id)?;
         let version = tenant.aggregate_version(ROOT, "probe")?;
-        tenant.commit_for_aggregate(AggregateCommit {
+        tenant.commit_for_aggregate(&AggregateCommit {
             aggregate_root: ROOT,
             event_source_id: "probe".into(),
             expected_version: version,

@@ -42,7 +42,7 @@ fn main() -> Result<(), Error> {
 
     // A commit for an aggregate at the version we know.
     let version = tenant.aggregate_version(CART, "cart-42")?;
-    let added = tenant.commit_for_aggregate(AggregateCommit {
+    let added = tenant.commit_for_aggregate(&AggregateCommit {
         aggregate_root: CART,
         event_source_id: "cart-42".into(),
         expected_version: version,
@@ -60,7 +60,7 @@ fn main() -> Result<(), Error> {
     );
 
     // Someone with a stale version loses, and nothing is written.
-    let stale = tenant.commit_for_aggregate(AggregateCommit {
+    let stale = tenant.commit_for_aggregate(&AggregateCommit {
         aggregate_root: CART,
         event_source_id: "cart-42".into(),
         expected_version: version,

@@ -8,10 +8,15 @@
 
 use std::path::{Path, PathBuf};
 
-use annals_log::{EngineConfig, Error, IndexConfig, IndexDamage, Result, TenantId};
+use annals_log::{Error as LogError, TenantId};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DBWithThreadMode,
-    MultiThreaded, Options, WriteBufferManager,
+    MultiThreaded, Options, WriteBufferManager, WriteOptions,
+};
+
+use crate::{
+    config::{EngineConfig, IndexConfig, IndexDamage},
+    error::{Error, Result},
 };
 
 /// The database type: column families can be created and dropped through a shared handle.
@@ -24,6 +29,31 @@ pub(crate) fn rocks(op: &'static str) -> impl FnOnce(rocksdb::Error) -> Error {
     move |e| Error::Index {
         op,
         detail: e.into_string(),
+    }
+}
+
+/// How a write reaches the disk, chosen by whether the log can rebuild what it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wal {
+    /// Keys the log cannot rebuild (processing state, stream entries and ends, aliases, the
+    /// index format stamp): written to the WAL, which is synced before the write returns.
+    Synced,
+    /// Keys derived from the log, with their recovery point in the same batch: the WAL is
+    /// bypassed, so they reach the disk only when their memtable is flushed. The entries and
+    /// the recovery point share a batch and so a memtable, so a crash loses both together,
+    /// and reopening re-indexes from the recovery point that did survive (the log is the
+    /// truth).
+    Bypassed,
+}
+
+impl Wal {
+    pub(crate) fn options(self) -> WriteOptions {
+        let mut options = WriteOptions::default();
+        match self {
+            Wal::Synced => options.set_sync(true),
+            Wal::Bypassed => options.disable_wal(true),
+        }
+        options
     }
 }
 
@@ -92,7 +122,7 @@ pub(crate) fn open(
     options: &DbOptions,
     tenants: &[TenantId],
 ) -> Result<(Db, IndexOpenReport)> {
-    let path = config.data_dir.join("index");
+    let path = config.log.data_dir.join("index");
     let mut report = IndexOpenReport {
         created: !path.join("CURRENT").exists(),
         ..IndexOpenReport::default()
@@ -100,7 +130,7 @@ pub(crate) fn open(
     let (db, existing) = match open_families(&path, options) {
         Ok(opened) => opened,
         Err(e) if is_damage(&e) && config.index.on_damage == IndexDamage::Rebuild => {
-            let aside = move_aside(&config.data_dir, &path)?;
+            let aside = move_aside(&config.log.data_dir, &path)?;
             tracing::error!(
                 error = %e,
                 moved_to = %aside.display(),
@@ -201,7 +231,7 @@ fn move_aside(data_dir: &Path, path: &Path) -> Result<PathBuf> {
         aside = data_dir.join(format!("index.damaged-{secs}-{n}"));
         n += 1;
     }
-    std::fs::rename(path, &aside).map_err(|e| Error::Io {
+    std::fs::rename(path, &aside).map_err(|e| LogError::Io {
         op: "move damaged index aside",
         path: path.to_owned(),
         source: e,

@@ -15,14 +15,15 @@ use std::{
 };
 
 use annals_log::{
-    select_backend, EngineConfig, Error, IoEngine, LogStore, PublishHook, Result, ScopeId, TenantId,
+    select_backend, Error as LogError, IoEngine, LogStore, PublishHook, ScopeId, TenantId,
 };
 use parking_lot::{Condvar, Mutex, RwLock};
-use rocksdb::WriteOptions;
 use uuid::Uuid;
 
 use crate::{
-    db::{self, bad_state, rocks, tenant_cf_name, Db, DbOptions, IndexOpenReport},
+    config::EngineConfig,
+    db::{self, bad_state, rocks, tenant_cf_name, Db, DbOptions, IndexOpenReport, Wal},
+    error::{Error, Result},
     keys,
     tenant::Tenant,
 };
@@ -84,7 +85,7 @@ pub struct Engine {
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("data_dir", &self.inner.shared.config.data_dir)
+            .field("data_dir", &self.inner.shared.config.log.data_dir)
             .field("tenants", &self.inner.store.tenants().len())
             .finish_non_exhaustive()
     }
@@ -93,7 +94,7 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Opens (or creates) the engine in `config.data_dir` with the configured I/O backend.
     pub fn open(config: EngineConfig) -> Result<Engine> {
-        let io = select_backend(config.io_backend)?;
+        let io = select_backend(config.log.io_backend)?;
         Self::open_with_io(config, io)
     }
 
@@ -109,7 +110,7 @@ impl Engine {
                 }
             })
         };
-        let store = LogStore::open_with_hook(config.clone(), io, Some(hook))?;
+        let store = LogStore::open_with_hook(config.log.clone(), io, Some(hook))?;
         let options = DbOptions::new(&config.index);
         let (db, report) = db::open(&config, &options, &store.tenants())?;
         let shared = Arc::new(Shared {
@@ -133,9 +134,9 @@ impl Engine {
                 .name("annals-indexer".into())
                 .spawn(move || indexer_loop(&inner, &wakeups))
         }
-        .map_err(|e| Error::Io {
+        .map_err(|e| LogError::Io {
             op: "spawn indexer thread",
-            path: inner.shared.config.data_dir.clone(),
+            path: inner.shared.config.log.data_dir.clone(),
             source: e,
         })?;
         Ok(Engine {
@@ -164,7 +165,7 @@ impl Engine {
         self.inner.store.tenants()
     }
 
-    /// Creates a tenant; fails with [`Error::TenantExists`] if it exists.
+    /// Creates a tenant; fails with [`LogError::TenantExists`] if it exists.
     pub fn create_tenant(&self, id: TenantId) -> Result<Arc<Tenant>> {
         let _lifecycle = self.inner.lifecycle.lock();
         // The directory first (durably), then the family: a crash between leaves a directory
@@ -180,7 +181,7 @@ impl Engine {
     }
 
     /// The tenant `id` (opened, and its index brought up to its log, on first use), or
-    /// [`Error::TenantUnknown`].
+    /// [`LogError::TenantUnknown`].
     pub fn tenant(&self, id: TenantId) -> Result<Arc<Tenant>> {
         if let Some(tenant) = self.inner.tenants.read().get(&id) {
             return Ok(Arc::clone(tenant));
@@ -196,8 +197,8 @@ impl Engine {
     /// The tenant `id`, created if missing.
     pub fn tenant_or_create(&self, id: TenantId) -> Result<Arc<Tenant>> {
         match self.tenant(id) {
-            Err(Error::TenantUnknown(_)) => match self.create_tenant(id) {
-                Err(Error::TenantExists(_)) => self.tenant(id),
+            Err(Error::Log(LogError::TenantUnknown(_))) => match self.create_tenant(id) {
+                Err(Error::Log(LogError::TenantExists(_))) => self.tenant(id),
                 other => other,
             },
             other => other,
@@ -223,7 +224,7 @@ impl Engine {
     }
 
     /// Deletes a tenant: its logs, its indexes and its state. Handles to it that callers still
-    /// hold fail with [`Error::TenantUnknown`] from then on.
+    /// hold fail with [`LogError::TenantUnknown`] from then on.
     pub fn delete_tenant(&self, id: TenantId) -> Result<()> {
         let _lifecycle = self.inner.lifecycle.lock();
         let removed = self.inner.tenants.write().remove(&id);
@@ -267,12 +268,14 @@ impl Engine {
     }
 
     fn put_alias(&self, kind: u8, id: Uuid, alias: &str) -> Result<()> {
-        let mut options = WriteOptions::default();
-        options.set_sync(true);
         self.inner
             .shared
             .db
-            .put_opt(keys::alias(kind, id), alias.as_bytes(), &options)
+            .put_opt(
+                keys::alias(kind, id),
+                alias.as_bytes(),
+                &Wal::Synced.options(),
+            )
             .map_err(rocks("write alias"))
     }
 
@@ -345,7 +348,7 @@ fn indexer_loop(inner: &Inner, wakeups: &Wakeups) {
             };
             match tenant.background_index_step() {
                 Ok(true) => wakeups.mark(id),
-                Ok(false) | Err(Error::TenantUnknown(_)) => {}
+                Ok(false) | Err(Error::Log(LogError::TenantUnknown(_))) => {}
                 Err(e) => {
                     tracing::error!(tenant = %id, error = %e, "indexing failed; commits for aggregates and fetches of this tenant fail until it is reopened");
                 }

@@ -14,7 +14,7 @@
 //! let engine = Engine::open(EngineConfig::new("./data"))?;
 //! let tenant = engine.tenant_or_create(TenantId(Uuid::new_v4()))?;
 //! let cart = Uuid::new_v4(); // the aggregate root (type) id
-//! tenant.commit_for_aggregate(AggregateCommit {
+//! tenant.commit_for_aggregate(&AggregateCommit {
 //!     aggregate_root: cart,
 //!     event_source_id: "cart-1".into(),
 //!     expected_version: 0,
@@ -33,8 +33,10 @@
 #![deny(unsafe_code)]
 
 mod aggregate;
+mod config;
 mod db;
 mod engine;
+mod error;
 mod keys;
 mod locks;
 mod state;
@@ -44,16 +46,18 @@ mod tenant;
 pub mod testing;
 
 pub use annals_log::{
-    uuid, AppliedByAggregate, Claim, Commit, CommitReceipt, Durability, EngineConfig, Error, Event,
+    uuid, AppliedByAggregate, Claim, Commit, CommitReceipt, Durability, Error as LogError, Event,
     EventHorizonOrigin, EventLogSequenceNumber, EventType, EventView, ExecutionContext,
-    IndexConfig, IndexDamage, IoBackendChoice, Log, LogStats, RecordBatch, RecoveryMode, Result,
-    ScopeId, TailReader, TenantId, UncommittedEvent, Version,
+    IoBackendChoice, Log, LogConfig, LogStats, RecordBatch, RecoveryMode, ScopeId, TailReader,
+    TenantId, UncommittedEvent, Version,
 };
 
 pub use crate::{
     aggregate::{AggregateCommit, AggregateCommitReceipt, AggregateEvent, AggregateEvents},
+    config::{EngineConfig, IndexConfig, IndexDamage},
     db::IndexOpenReport,
     engine::Engine,
+    error::{Error, Result},
     state::{
         FailingPartition, ProcessingFailure, StateBatch, StreamProcessorId, StreamProcessorState,
         SubscriptionId, SubscriptionState,

@@ -32,7 +32,8 @@ impl KeyLocks {
 
 impl Drop for KeyGuard<'_> {
     fn drop(&mut self) {
-        self.locks.busy.lock().remove(&self.key);
+        let held = self.locks.busy.lock().remove(&self.key);
+        assert!(held, "a key lock was released that was not held");
         // Contention on one key is rare; waking every waiter keeps this simple.
         self.locks.released.notify_all();
     }

@@ -12,7 +12,7 @@ use std::sync::{
     Arc,
 };
 
-use annals_engine::{uuid::Uuid, Commit, Error, UncommittedEvent};
+use annals_engine::{uuid::Uuid, Commit, Error, LogError, UncommittedEvent};
 use common::*;
 
 #[test]
@@ -23,7 +23,7 @@ fn versions_conflicts_and_fetch() {
     let root = Uuid::from_u128(10);
 
     let first = tenant
-        .commit_for_aggregate(aggregate_commit(
+        .commit_for_aggregate(&aggregate_commit(
             root,
             "a",
             0,
@@ -45,7 +45,7 @@ fn versions_conflicts_and_fetch() {
 
     let log_end = tenant.event_log().unwrap().next_sequence_number();
     let err = tenant
-        .commit_for_aggregate(aggregate_commit(root, "a", 1, &[(1, "{}")]))
+        .commit_for_aggregate(&aggregate_commit(root, "a", 1, &[(1, "{}")]))
         .unwrap_err();
     assert!(
         matches!(
@@ -64,7 +64,7 @@ fn versions_conflicts_and_fetch() {
     );
 
     tenant
-        .commit_for_aggregate(aggregate_commit(root, "a", 2, &[(1, "{\"n\":2}")]))
+        .commit_for_aggregate(&aggregate_commit(root, "a", 2, &[(1, "{\"n\":2}")]))
         .unwrap();
     let fetched = tenant.fetch_for_aggregate(root, "a", &[]).unwrap();
     assert_eq!(fetched.current_version, 3);
@@ -121,12 +121,12 @@ fn bad_commits_are_refused_and_write_nothing() {
     let tenant = engine.tenant_or_create(TENANT).unwrap();
     let root = Uuid::from_u128(10);
     assert!(matches!(
-        tenant.commit_for_aggregate(aggregate_commit(root, "a", 0, &[])),
-        Err(Error::InvalidRequest(_))
+        tenant.commit_for_aggregate(&aggregate_commit(root, "a", 0, &[])),
+        Err(Error::Log(LogError::InvalidRequest(_)))
     ));
     assert!(matches!(
-        tenant.commit_for_aggregate(aggregate_commit(root, "a", u64::MAX, &[(1, "{}")])),
-        Err(Error::InvalidRequest(_) | Error::WrongExpectedVersion { .. })
+        tenant.commit_for_aggregate(&aggregate_commit(root, "a", u64::MAX, &[(1, "{}")])),
+        Err(Error::Log(LogError::InvalidRequest(_)) | Error::WrongExpectedVersion { .. })
     ));
     let mut sneaky = Commit::default();
     sneaky.events.push(UncommittedEvent {
@@ -138,11 +138,11 @@ fn bad_commits_are_refused_and_write_nothing() {
     });
     assert!(matches!(
         tenant.commit(&sneaky),
-        Err(Error::InvalidRequest(_))
+        Err(Error::Log(LogError::InvalidRequest(_)))
     ));
     assert!(matches!(
         tenant.commit(&Commit::default()),
-        Err(Error::InvalidRequest(_))
+        Err(Error::Log(LogError::InvalidRequest(_)))
     ));
     assert_eq!(tenant.event_log().unwrap().next_sequence_number().0, 0);
     assert_eq!(tenant.aggregate_version(root, "a").unwrap(), 0);
@@ -159,11 +159,11 @@ fn batches_are_bounded_and_add_up_to_the_whole() {
     for i in 0..60u64 {
         // Interleave another aggregate so the events are not contiguous in the log.
         tenant
-            .commit_for_aggregate(aggregate_commit(root, "other", i, &[(3, "{}")]))
+            .commit_for_aggregate(&aggregate_commit(root, "other", i, &[(3, "{}")]))
             .unwrap();
         let events: Vec<(u128, &str)> = (0..=(i % 4)).map(|_| (1, body.as_str())).collect();
         tenant
-            .commit_for_aggregate(aggregate_commit(root, "a", version, &events))
+            .commit_for_aggregate(&aggregate_commit(root, "a", version, &events))
             .unwrap();
         version += events.len() as u64;
     }
@@ -197,7 +197,7 @@ fn batches_are_bounded_and_add_up_to_the_whole() {
     // their own.
     let big = format!("{{\"pad\":\"{}\"}}", "y".repeat(5000));
     tenant
-        .commit_for_aggregate(aggregate_commit(
+        .commit_for_aggregate(&aggregate_commit(
             root,
             "b",
             0,
@@ -220,16 +220,16 @@ fn fetch_sees_every_acknowledged_commit_even_while_the_indexer_is_held() {
     let engine = open(dir.path());
     let tenant = engine.tenant_or_create(TENANT).unwrap();
     let root = Uuid::from_u128(10);
-    annals_engine::testing::hold_indexer(&engine, true);
+    annals_engine::testing::hold_indexer(&engine);
     for v in 0..5 {
         tenant
-            .commit_for_aggregate(aggregate_commit(root, "a", v, &[(1, "{}")]))
+            .commit_for_aggregate(&aggregate_commit(root, "a", v, &[(1, "{}")]))
             .unwrap();
     }
     // Versions come from the pending commits while the index lags.
     assert_eq!(tenant.aggregate_version(root, "a").unwrap(), 5);
     assert!(matches!(
-        tenant.commit_for_aggregate(aggregate_commit(root, "a", 4, &[(1, "{}")])),
+        tenant.commit_for_aggregate(&aggregate_commit(root, "a", 4, &[(1, "{}")])),
         Err(Error::WrongExpectedVersion {
             expected: 4,
             actual: 5
@@ -241,7 +241,7 @@ fn fetch_sees_every_acknowledged_commit_even_while_the_indexer_is_held() {
         std::thread::spawn(move || tenant.fetch_for_aggregate(root, "a", &[]).unwrap())
     };
     std::thread::sleep(std::time::Duration::from_millis(50));
-    annals_engine::testing::hold_indexer(&engine, false);
+    annals_engine::testing::release_indexer(&engine);
     let fetched = fetcher.join().unwrap();
     assert_eq!(fetched.current_version, 5);
     assert_eq!(fetched.events.len(), 5);
@@ -271,7 +271,7 @@ fn racing_writers_never_lose_an_update() {
                     let source = sources[(w + i) % sources.len()];
                     let expected = tenant.aggregate_version(root, source).unwrap();
                     let content = format!("{{\"w\":{w},\"i\":{i}}}");
-                    match tenant.commit_for_aggregate(aggregate_commit(
+                    match tenant.commit_for_aggregate(&aggregate_commit(
                         root,
                         source,
                         expected,
@@ -327,7 +327,7 @@ fn racing_writers_never_lose_an_update() {
 fn different_aggregates_share_group_commits() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
-    config.durability = annals_engine::Durability::SyncData;
+    config.log.durability = annals_engine::Durability::SyncData;
     let engine = annals_engine::Engine::open(config).unwrap();
     let tenant = engine.tenant_or_create(TENANT).unwrap();
     let writers: Vec<_> = (0..16u128)
@@ -336,7 +336,7 @@ fn different_aggregates_share_group_commits() {
             std::thread::spawn(move || {
                 for v in 0..40 {
                     tenant
-                        .commit_for_aggregate(aggregate_commit(
+                        .commit_for_aggregate(&aggregate_commit(
                             Uuid::from_u128(w),
                             "x",
                             v,

@@ -88,7 +88,7 @@ fn run(seed: u64, steps: usize) {
                 let refs: Vec<(u128, &str)> =
                     events.iter().map(|(t, c)| (*t, c.as_str())).collect();
                 tenant
-                    .commit_for_aggregate(aggregate_commit(
+                    .commit_for_aggregate(&aggregate_commit(
                         Uuid::from_u128(key.0),
                         &key.1,
                         version,
@@ -105,7 +105,7 @@ fn run(seed: u64, steps: usize) {
                 };
                 let end = tenant.event_log().unwrap().next_sequence_number();
                 let err = tenant
-                    .commit_for_aggregate(aggregate_commit(
+                    .commit_for_aggregate(&aggregate_commit(
                         Uuid::from_u128(key.0),
                         &key.1,
                         wrong,
@@ -150,10 +150,10 @@ fn run(seed: u64, steps: usize) {
             }
             87..=92 => {
                 // The index falls behind the log, then the process goes away.
-                hold_indexer(&engine, true);
+                hold_indexer(&engine);
                 for v in version..version + 2 {
                     tenant
-                        .commit_for_aggregate(aggregate_commit(
+                        .commit_for_aggregate(&aggregate_commit(
                             Uuid::from_u128(key.0),
                             &key.1,
                             v,

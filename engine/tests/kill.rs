@@ -33,11 +33,11 @@ fn kill_child() {
     let (dir, hold) = spec.split_once(';').unwrap();
     let mut config = config(std::path::Path::new(dir));
     // Durable at the fsync: the point of the test is the gap between it and the index.
-    config.durability = Durability::SyncData;
+    config.log.durability = Durability::SyncData;
     let engine = Engine::open(config).unwrap();
     let tenant = engine.tenant_or_create(TENANT).unwrap();
     if hold == "hold" {
-        hold_indexer(&engine, true);
+        hold_indexer(&engine);
     }
     let sources = ["a", "b", "c"];
     for i in 0u64.. {
@@ -45,7 +45,7 @@ fn kill_child() {
         let version = tenant.aggregate_version(ROOT, source).unwrap();
         let content = format!("{{\"i\":{i}}}");
         tenant
-            .commit_for_aggregate(aggregate_commit(
+            .commit_for_aggregate(&aggregate_commit(
                 ROOT,
                 source,
                 version,
@@ -132,7 +132,7 @@ fn check(dir: &std::path::Path, acks: &[Ack], children: u64) {
             assert_eq!(fetched.events[*v as usize + 1].content, content);
         }
         tenant
-            .commit_for_aggregate(aggregate_commit(
+            .commit_for_aggregate(&aggregate_commit(
                 ROOT,
                 source,
                 fetched.current_version,

@@ -8,9 +8,9 @@
 mod common;
 
 use annals_engine::{
-    uuid::Uuid, Error, EventLogSequenceNumber, FailingPartition, ProcessingFailure, ScopeId,
-    StateBatch, StreamProcessorId, StreamProcessorState, SubscriptionId, SubscriptionState,
-    TenantId,
+    uuid::Uuid, Error, EventLogSequenceNumber, FailingPartition, LogError, ProcessingFailure,
+    ScopeId, StateBatch, StreamProcessorId, StreamProcessorState, SubscriptionId,
+    SubscriptionState, TenantId,
 };
 use common::*;
 
@@ -55,17 +55,17 @@ fn tenants_are_created_listed_and_deleted_with_their_data() {
     let a = engine.create_tenant(TENANT).unwrap();
     assert!(matches!(
         engine.create_tenant(TENANT),
-        Err(Error::TenantExists(_))
+        Err(Error::Log(LogError::TenantExists(_)))
     ));
     engine.create_tenant(OTHER).unwrap();
     assert_eq!(engine.tenants(), vec![TENANT, OTHER]);
     assert!(matches!(
         engine.tenant(TenantId(Uuid::from_u128(5))),
-        Err(Error::TenantUnknown(_))
+        Err(Error::Log(LogError::TenantUnknown(_)))
     ));
 
     let root = Uuid::from_u128(10);
-    a.commit_for_aggregate(aggregate_commit(root, "x", 0, &[(1, "{}")]))
+    a.commit_for_aggregate(&aggregate_commit(root, "x", 0, &[(1, "{}")]))
         .unwrap();
     a.put_stream_processor_state(&processor(), &failing_state())
         .unwrap();
@@ -78,19 +78,19 @@ fn tenants_are_created_listed_and_deleted_with_their_data() {
     // The old handle reaches nothing.
     assert!(matches!(
         a.fetch_for_aggregate(root, "x", &[]),
-        Err(Error::TenantUnknown(_))
+        Err(Error::Log(LogError::TenantUnknown(_)))
     ));
     assert!(matches!(
         a.stream_processor_state(&processor()),
-        Err(Error::TenantUnknown(_))
+        Err(Error::Log(LogError::TenantUnknown(_)))
     ));
     assert!(matches!(
-        a.commit_for_aggregate(aggregate_commit(root, "x", 1, &[(1, "{}")])),
-        Err(Error::TenantUnknown(_))
+        a.commit_for_aggregate(&aggregate_commit(root, "x", 1, &[(1, "{}")])),
+        Err(Error::Log(LogError::TenantUnknown(_)))
     ));
     assert!(matches!(
         engine.delete_tenant(TENANT),
-        Err(Error::TenantUnknown(_))
+        Err(Error::Log(LogError::TenantUnknown(_)))
     ));
 
     // Created again, it starts empty: the column family went with it.
@@ -111,7 +111,7 @@ fn a_delete_cut_short_is_finished_on_open() {
     {
         let engine = open(dir.path());
         let t = engine.create_tenant(TENANT).unwrap();
-        t.commit_for_aggregate(aggregate_commit(Uuid::from_u128(1), "x", 0, &[(1, "{}")]))
+        t.commit_for_aggregate(&aggregate_commit(Uuid::from_u128(1), "x", 0, &[(1, "{}")]))
             .unwrap();
         engine.create_tenant(OTHER).unwrap();
     }
@@ -143,7 +143,7 @@ fn tenants_cannot_see_each_other() {
     let stream = Uuid::from_u128(20);
     let projection = Uuid::from_u128(30);
 
-    a.commit_for_aggregate(aggregate_commit(root, "x", 0, &[(1, "{\"t\":\"a\"}")]))
+    a.commit_for_aggregate(&aggregate_commit(root, "x", 0, &[(1, "{\"t\":\"a\"}")]))
         .unwrap();
     a.append_to_stream(
         ScopeId::DEFAULT,
@@ -179,7 +179,7 @@ fn tenants_cannot_see_each_other() {
     );
 
     // b commits the same aggregate from version 0: its own history.
-    b.commit_for_aggregate(aggregate_commit(root, "x", 0, &[(1, "{\"t\":\"b\"}")]))
+    b.commit_for_aggregate(&aggregate_commit(root, "x", 0, &[(1, "{\"t\":\"b\"}")]))
         .unwrap();
     assert_eq!(
         a.fetch_for_aggregate(root, "x", &[]).unwrap().events[0].content,

@@ -29,7 +29,7 @@ pub mod seeds;
 use std::path::PathBuf;
 
 use annals_log::{
-    uuid::Uuid, Commit, EngineConfig, EventType, ExecutionContext, ScopeId, TenantId,
+    uuid::Uuid, Commit, LogConfig, EventType, ExecutionContext, ScopeId, TenantId,
     UncommittedEvent, Version,
 };
 use bytesize::ByteSize;
@@ -60,8 +60,8 @@ pub fn log_dir() -> PathBuf {
 /// tail ahead of the active segment's data (the default 4 MiB would make every file of every
 /// input megabytes long). No group-commit delay: the harnesses append from one thread, and
 /// waiting would only slow them down.
-pub fn fuzz_config() -> EngineConfig {
-    EngineConfig {
+pub fn fuzz_config() -> LogConfig {
+    LogConfig {
         group_commit_delay_max_us: 0,
         preallocate_bytes: ByteSize::kib(1),
         segment_bytes_max: ByteSize::kib(4),
@@ -70,7 +70,7 @@ pub fn fuzz_config() -> EngineConfig {
         group_bytes_max: ByteSize::kib(4),
         seal_block_bytes: ByteSize::kib(1),
         sparse_index_interval_bytes: ByteSize::b(256),
-        ..EngineConfig::new(DATA_DIR)
+        ..LogConfig::new(DATA_DIR)
     }
 }
 

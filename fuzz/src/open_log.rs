@@ -33,7 +33,7 @@ use annals_log::{
         },
         FaultIo,
     },
-    LogStore, EngineConfig, Error, EventLogSequenceNumber, IoEngine, Log, OpenMode, RecoveryMode,
+    LogStore, LogConfig, Error, EventLogSequenceNumber, IoEngine, Log, OpenMode, RecoveryMode,
     ScopeId,
 };
 
@@ -251,8 +251,8 @@ pub fn build(spec: &LogDirSpec) -> FaultIo {
     fs
 }
 
-fn config(flags: u8) -> EngineConfig {
-    EngineConfig {
+fn config(flags: u8) -> LogConfig {
+    LogConfig {
         recovery_mode: match flags & 3 {
             MODE_STRICT => RecoveryMode::Strict,
             MODE_SALVAGE => RecoveryMode::Salvage,

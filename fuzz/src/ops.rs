@@ -35,7 +35,7 @@ use std::{collections::HashMap, fmt, sync::Arc};
 
 use annals_log::{
     testing::{CrashMode, FaultIo},
-    Commit, Durability, LogStore, EngineConfig, Event, EventLogSequenceNumber, Log, RecoveryMode,
+    Commit, Durability, LogStore, LogConfig, Event, EventLogSequenceNumber, Log, RecoveryMode,
 };
 
 use bytesize::ByteSize;
@@ -190,7 +190,7 @@ struct Visible {
 }
 
 struct Harness {
-    config: EngineConfig,
+    config: LogConfig,
     background_sealing: bool,
     fs: FaultIo,
     engine: Option<LogStore>,
@@ -220,7 +220,7 @@ impl Harness {
             Durability::SyncData
         };
         Self {
-            config: EngineConfig {
+            config: LogConfig {
                 durability,
                 seal_enabled: flags & FLAG_NO_SEALING == 0,
                 preallocate_bytes: if flags & FLAG_PREALLOCATE == 0 {
@@ -262,7 +262,7 @@ impl Harness {
     }
 
     /// Opens engine and log on the current file system with `config`.
-    fn try_open(&self, config: &EngineConfig) -> annals_log::Result<(LogStore, Arc<Log>)> {
+    fn try_open(&self, config: &LogConfig) -> annals_log::Result<(LogStore, Arc<Log>)> {
         let engine = LogStore::open_with_io(config.clone(), Arc::new(self.fs.clone()))?;
         let log = engine
             .tenant_or_create(TENANT)
@@ -293,7 +293,7 @@ impl Harness {
         match self.try_open(&self.config) {
             Ok(opened) => self.opened(opened),
             Err(e) if self.buffered() && e.is_corruption() => {
-                let salvage = EngineConfig {
+                let salvage = LogConfig {
                     recovery_mode: RecoveryMode::Salvage,
                     ..self.config.clone()
                 };

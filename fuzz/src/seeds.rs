@@ -18,7 +18,7 @@ use annals_log::{
         CrashMode, FaultIo,
     },
     uuid::Uuid,
-    AppliedByAggregate, Claim, Commit, LogStore, EngineConfig, EventHorizonOrigin,
+    AppliedByAggregate, Claim, Commit, LogStore, LogConfig, EventHorizonOrigin,
     EventLogSequenceNumber, ScopeId,
 };
 
@@ -138,7 +138,7 @@ fn spec(name: &str, kind: u8, content: &[u8], synth_header: bool) -> FileSpec {
 /// segments when `seal`.
 fn reference(seal: bool) -> Reference {
     let fs = FaultIo::new();
-    let config = EngineConfig {
+    let config = LogConfig {
         seal_enabled: seal,
         ..fuzz_config()
     };

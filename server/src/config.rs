@@ -305,7 +305,7 @@ impl RuntimeConfig {
         let engine_value = nest(&merged, "annals:engine:");
         let mut engine: EngineConfig = serde_json::from_value(engine_value)
             .map_err(|e| invalid("annals:engine", e.to_string()))?;
-        engine.data_dir.clone_from(&data_dir);
+        engine.log.data_dir.clone_from(&data_dir);
         engine
             .validate()
             .map_err(|e| invalid("annals:engine", e.to_string()))?;
@@ -755,9 +755,9 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert!(!c.engine.seal_enabled);
-        assert_eq!(c.engine.segment_bytes_max.as_u64(), 8 << 20);
-        assert_eq!(c.engine.seal_zstd_level, 5);
+        assert!(!c.engine.log.seal_enabled);
+        assert_eq!(c.engine.log.segment_bytes_max.as_u64(), 8 << 20);
+        assert_eq!(c.engine.log.seal_zstd_level, 5);
         let e = load(&[], &[], &[("annals:engine:no-such-setting", "1")]).unwrap_err();
         assert!(e.to_string().contains("no-such-setting"), "{e}");
     }

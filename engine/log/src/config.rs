@@ -1,6 +1,7 @@
-//! Engine configuration: one serde struct, kebab-case keys, every field defaulted.
+//! The log store's configuration: one serde struct, kebab-case keys, every field defaulted.
 //!
-//! `validate()` returns an error naming the key; there are no panicking setters.
+//! `validate()` returns an error naming the key; there are no panicking setters. annals-engine's
+//! configuration holds this one (its keys at the top level) beside its own index settings.
 
 use std::path::PathBuf;
 
@@ -56,10 +57,10 @@ pub enum IoBackendChoice {
     IoUring,
 }
 
-/// Engine configuration: the log's settings, and the index's under `index`.
+/// The log store's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
-pub struct EngineConfig {
+pub struct LogConfig {
     /// The data directory. Default `./data`.
     pub data_dir: PathBuf,
     /// When appends are acknowledged. Default `sync-data`.
@@ -100,59 +101,9 @@ pub struct EngineConfig {
     /// Decompressed sealed blocks kept for scattered reads (fetching aggregates), shared by
     /// every log. Default 64 MiB; 0 disables.
     pub read_cache_bytes: ByteSize,
-    /// The RocksDB indexes and state (used by `annals-engine`).
-    pub index: IndexConfig,
 }
 
-/// What opening does when the RocksDB index cannot be opened because it is damaged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum IndexDamage {
-    /// Move the damaged index aside (`index.damaged-<unix seconds>`), and rebuild what the log
-    /// holds (aggregate versions, the event-source index). Processor state, stream positions
-    /// and aliases are not in the log: processors start again from the beginning (at least
-    /// once), and this is logged as an error.
-    #[default]
-    Rebuild,
-    /// Refuse to open.
-    Fail,
-}
-
-/// The RocksDB side of the engine: one column family per tenant in one database, sharing one
-/// WAL, one block cache and one write-buffer budget, so memory stays bounded as tenants grow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
-pub struct IndexConfig {
-    /// Block cache shared by every tenant. Default 32 MiB.
-    pub block_cache_bytes: ByteSize,
-    /// Memtables of all tenants together (RocksDB's write-buffer manager); reaching it flushes
-    /// the largest. Default 64 MiB, minimum 1 MiB.
-    pub write_buffer_total_bytes: ByteSize,
-    /// One tenant's memtable. Default 4 MiB, minimum 64 KiB.
-    pub tenant_write_buffer_bytes: ByteSize,
-    /// The shared WAL is kept below this by flushing the column families that hold it back.
-    /// Default 64 MiB, minimum 1 MiB.
-    pub wal_bytes_max: ByteSize,
-    /// Most events the indexer reads from a log per index write. Default 4096, minimum 1.
-    pub indexer_batch_events: usize,
-    /// What to do with a damaged index. Default `rebuild`.
-    pub on_damage: IndexDamage,
-}
-
-impl Default for IndexConfig {
-    fn default() -> Self {
-        Self {
-            block_cache_bytes: ByteSize::mib(32),
-            write_buffer_total_bytes: ByteSize::mib(64),
-            tenant_write_buffer_bytes: ByteSize::mib(4),
-            wal_bytes_max: ByteSize::mib(64),
-            indexer_batch_events: 4096,
-            on_damage: IndexDamage::Rebuild,
-        }
-    }
-}
-
-impl Default for EngineConfig {
+impl Default for LogConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./data"),
@@ -170,12 +121,11 @@ impl Default for EngineConfig {
             seal_enabled: true,
             sparse_index_interval_bytes: ByteSize::kib(4),
             read_cache_bytes: ByteSize::mib(64),
-            index: IndexConfig::default(),
         }
     }
 }
 
-impl EngineConfig {
+impl LogConfig {
     /// A default configuration rooted at `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -247,27 +197,6 @@ impl EngineConfig {
                 format!("{} is below 256 B", self.sparse_index_interval_bytes),
             );
         }
-        let index = &self.index;
-        for (key, value, min) in [
-            (
-                "index.write-buffer-total-bytes",
-                index.write_buffer_total_bytes,
-                ByteSize::mib(1),
-            ),
-            (
-                "index.tenant-write-buffer-bytes",
-                index.tenant_write_buffer_bytes,
-                ByteSize::kib(64),
-            ),
-            ("index.wal-bytes-max", index.wal_bytes_max, ByteSize::mib(1)),
-        ] {
-            if value < min {
-                return bad(key, format!("{value} is below {min}"));
-            }
-        }
-        if index.indexer_batch_events == 0 {
-            return bad("index.indexer-batch-events", "must be at least 1".into());
-        }
         Ok(())
     }
 }
@@ -278,20 +207,20 @@ mod tests {
 
     #[test]
     fn default_is_valid() {
-        EngineConfig::default().validate().unwrap();
+        LogConfig::default().validate().unwrap();
     }
 
     #[test]
     fn bad_values_name_their_key() {
-        let config = EngineConfig {
+        let config = LogConfig {
             seal_zstd_level: 40,
-            ..EngineConfig::default()
+            ..LogConfig::default()
         };
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("seal-zstd-level"), "{err}");
-        let config = EngineConfig {
+        let config = LogConfig {
             segment_bytes_max: ByteSize::b(10),
-            ..EngineConfig::default()
+            ..LogConfig::default()
         };
         assert!(config
             .validate()
@@ -302,7 +231,7 @@ mod tests {
 
     #[test]
     fn parses_kebab_case_with_readable_sizes() {
-        let config: EngineConfig = serde_json::from_str(
+        let config: LogConfig = serde_json::from_str(
             r#"{"segment-bytes-max":"16 MiB","durability":"buffered","io-backend":"std"}"#,
         )
         .unwrap();

@@ -1,4 +1,5 @@
-//! The engine's one error type.
+//! The log crate's one error type. annals-engine wraps it in its own, beside the errors of
+//! its indexes and state.
 //!
 //! Variants are structured so callers can branch on them and messages name the file, the
 //! offset, the expected and the found value. Disk input never panics: whatever is read back is
@@ -8,17 +9,17 @@ use std::{io, path::PathBuf};
 
 use crate::ids::{EventLogSequenceNumber, ScopeId, TenantId};
 
-/// Result alias for engine operations.
+/// Result alias for log operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong in the engine.
+/// Everything that can go wrong in the log store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// An operating-system call failed.
     #[error("{op} {path}: {source}")]
     Io {
-        /// What the engine was doing ("write", "fdatasync", "open", ...).
+        /// What the store was doing ("write", "fdatasync", "open", ...).
         op: &'static str,
         /// The file or directory concerned.
         path: PathBuf,
@@ -75,16 +76,7 @@ pub enum Error {
         found: String,
     },
 
-    /// A commit for an aggregate expected another aggregate root version.
-    #[error("wrong expected aggregate root version: expected {expected}, actual {actual}")]
-    WrongExpectedVersion {
-        /// The version the caller expected.
-        expected: u64,
-        /// The version the aggregate is at.
-        actual: u64,
-    },
-
-    /// No such tenant in this engine.
+    /// No such tenant in this store.
     #[error("tenant {0} is not known to this engine")]
     TenantUnknown(TenantId),
 
@@ -114,33 +106,6 @@ pub enum Error {
         requested: EventLogSequenceNumber,
         /// The log's next sequence number.
         end: EventLogSequenceNumber,
-    },
-
-    /// The RocksDB index failed.
-    #[error("index: {op}: {detail}")]
-    Index {
-        /// What the engine was doing.
-        op: &'static str,
-        /// RocksDB's message.
-        detail: String,
-    },
-
-    /// Stored state does not decode.
-    #[error("stored state under {key} does not decode: {detail}")]
-    BadState {
-        /// The key, printed.
-        key: String,
-        /// What the decoder said.
-        detail: String,
-    },
-
-    /// A stream append expected another next position (a writer raced or resumed stale).
-    #[error("wrong expected stream position: expected {expected}, actual {actual}")]
-    WrongStreamPosition {
-        /// The position the caller expected to write at.
-        expected: u64,
-        /// The stream's next position.
-        actual: u64,
     },
 
     /// The configuration is invalid.

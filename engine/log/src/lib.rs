@@ -10,10 +10,10 @@
 //! segment only. engine/log/FORMAT.md specifies the bytes; engine/log/README.md tells the design.
 //!
 //! ```no_run
-//! use annals_log::{Commit, LogStore, EngineConfig, EventLogSequenceNumber, TenantId, UncommittedEvent};
+//! use annals_log::{Commit, EventLogSequenceNumber, LogConfig, LogStore, TenantId, UncommittedEvent};
 //!
-//! let engine = LogStore::open(EngineConfig::new("./data"))?;
-//! let tenant = engine.tenant_or_create(TenantId(uuid::Uuid::new_v4()))?;
+//! let store = LogStore::open(LogConfig::new("./data"))?;
+//! let tenant = store.tenant_or_create(TenantId(uuid::Uuid::new_v4()))?;
 //! let log = tenant.event_log()?;
 //! let receipt = log.append(&Commit {
 //!     events: vec![UncommittedEvent { event_source_id: "cart-1".into(), content: "{}".into(), ..Default::default() }],
@@ -44,7 +44,7 @@ mod tenant;
 pub mod testing;
 
 pub use crate::{
-    config::{Durability, EngineConfig, IndexConfig, IndexDamage, IoBackendChoice, RecoveryMode},
+    config::{Durability, IoBackendChoice, LogConfig, RecoveryMode},
     error::{Error, Result},
     event::{
         decode_payload, payload_applied_by_aggregate, AppliedByAggregate, Claim, Commit,

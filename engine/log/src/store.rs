@@ -1,11 +1,11 @@
-//! The engine: a data directory of tenants, the I/O backend, and the sealer thread.
+//! The log store: a data directory of tenants, the I/O backend, and the sealer thread.
 //!
 //! Layout: `<data-dir>/LOCK` (held while open), `<data-dir>/tenants/<tenant>/logs/<scope>/`
 //! with the segment files of one log (engine/log/FORMAT.md section 1).
 //!
-//! The sealer is one background thread per engine; it seals full segments one at a time, so
+//! The sealer is one background thread per store; it seals full segments one at a time, so
 //! sealing never takes more than one core, and its queue holds one small job per rolled
-//! segment. It stops when the engine drops; unsealed segments are queued again on reopen.
+//! segment. It stops when the store drops; unsealed segments are queued again on reopen.
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc, thread::JoinHandle};
 
@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::{
-    config::EngineConfig,
+    config::LogConfig,
     error::{Error, Result},
     ids::TenantId,
     io::{select_backend, IoEngine},
@@ -25,10 +25,10 @@ use crate::{
 /// A tenant directory renamed to this prefix is being deleted.
 const DELETING_PREFIX: &str = ".deleting-";
 
-/// What every tenant and log of an engine shares.
+/// What every tenant and log of a store shares.
 pub(crate) struct Shared {
     pub(crate) io: Arc<dyn IoEngine>,
-    pub(crate) config: Arc<EngineConfig>,
+    pub(crate) config: Arc<LogConfig>,
     pub(crate) sealer: Option<SealQueue>,
     pub(crate) on_publish: Option<PublishHook>,
     pub(crate) block_cache: Option<Arc<BlockCache>>,
@@ -70,14 +70,14 @@ impl SealQueue {
     pub(crate) fn send(&self, job: SealJob) {
         self.progress.state.lock().queued += 1;
         if self.tx.send(job).is_err() {
-            // The sealer is gone (engine shutting down): the segment is sealed on next open.
+            // The sealer is gone (store shutting down): the segment is sealed on next open.
             self.progress.state.lock().queued -= 1;
             self.progress.idle.notify_all();
         }
     }
 }
 
-/// An open engine.
+/// An open log store: the logs of every tenant in one data directory.
 #[derive(Debug)]
 pub struct LogStore {
     shared: Arc<Shared>,
@@ -92,21 +92,21 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Opens (or creates) the engine in `config.data_dir` with the configured I/O backend.
-    pub fn open(config: EngineConfig) -> Result<LogStore> {
+    /// Opens (or creates) the store in `config.data_dir` with the configured I/O backend.
+    pub fn open(config: LogConfig) -> Result<LogStore> {
         let io = select_backend(config.io_backend)?;
         Self::open_with_io(config, io)
     }
 
-    /// Opens the engine on a given I/O backend (tests use the fault-injecting one).
-    pub fn open_with_io(config: EngineConfig, io: Arc<dyn IoEngine>) -> Result<LogStore> {
+    /// Opens the store on a given I/O backend (tests use the fault-injecting one).
+    pub fn open_with_io(config: LogConfig, io: Arc<dyn IoEngine>) -> Result<LogStore> {
         Self::open_with_hook(config, io, None)
     }
 
-    /// Opens the store with a hook that every log calls when it publishes new records (the
-    /// engine's indexer uses it to learn which logs have grown).
+    /// Opens the store with a hook that every log calls when it publishes new records
+    /// (annals-engine's indexer uses it to learn which logs have grown).
     pub fn open_with_hook(
-        config: EngineConfig,
+        config: LogConfig,
         io: Arc<dyn IoEngine>,
         on_publish: Option<PublishHook>,
     ) -> Result<LogStore> {
@@ -156,7 +156,7 @@ impl LogStore {
             on_publish,
             block_cache,
         });
-        let engine = LogStore {
+        let store = LogStore {
             shared,
             tenants: RwLock::new(HashMap::new()),
             stop_tx: Some(stop_tx),
@@ -165,8 +165,8 @@ impl LogStore {
             seal_queue: rx,
             _lock: lock,
         };
-        engine.load_tenants()?;
-        Ok(engine)
+        store.load_tenants()?;
+        Ok(store)
     }
 
     fn tenants_dir(&self) -> PathBuf {
@@ -210,7 +210,7 @@ impl LogStore {
     }
 
     /// The configuration in force.
-    pub fn config(&self) -> &EngineConfig {
+    pub fn config(&self) -> &LogConfig {
         &self.shared.config
     }
 

@@ -14,7 +14,7 @@ use crate::{
     store::Shared,
 };
 
-/// One tenant of an engine.
+/// One tenant of a log store: its directory and its logs.
 #[derive(Debug)]
 pub struct TenantLogs {
     id: TenantId,

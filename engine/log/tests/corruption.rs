@@ -15,7 +15,7 @@ use std::{
     sync::Arc,
 };
 
-use annals_log::{EngineConfig, Error, EventLogSequenceNumber, LogStore, RecoveryMode, StdIo};
+use annals_log::{Error, EventLogSequenceNumber, LogConfig, LogStore, RecoveryMode, StdIo};
 use common::*;
 
 fn log_dir(data: &Path) -> PathBuf {
@@ -25,13 +25,13 @@ fn log_dir(data: &Path) -> PathBuf {
         .join("00000000-0000-0000-0000-000000000000")
 }
 
-fn open(config: &EngineConfig) -> annals_log::Result<LogStore> {
+fn open(config: &LogConfig) -> annals_log::Result<LogStore> {
     LogStore::open_with_io(config.clone(), Arc::new(StdIo))
 }
 
 /// Writes `commits` commits of 3 events; returns the config and the number of events.
-fn populate(dir: &Path, commits: u64, seal: bool) -> (EngineConfig, u64) {
-    let config = EngineConfig {
+fn populate(dir: &Path, commits: u64, seal: bool) -> (LogConfig, u64) {
+    let config = LogConfig {
         seal_enabled: seal,
         ..small_config(dir)
     };
@@ -144,7 +144,7 @@ fn strict_mode_refuses_to_truncate() {
     let mut bytes = fs::read(&active).unwrap();
     bytes.extend_from_slice(&[1, 2, 3]);
     fs::write(&active, &bytes).unwrap();
-    let strict = EngineConfig {
+    let strict = LogConfig {
         recovery_mode: RecoveryMode::Strict,
         ..config.clone()
     };
@@ -382,7 +382,7 @@ fn salvage_cuts_at_the_first_damage_that_default_mode_refuses() {
         .unwrap()
         .event_log()
         .is_err());
-    let salvage = EngineConfig {
+    let salvage = LogConfig {
         recovery_mode: RecoveryMode::Salvage,
         ..config
     };
@@ -404,7 +404,7 @@ fn a_damaged_sealed_copy_falls_back_to_its_raw_original() {
     let first_raw = files(&logs, ".log").remove(0);
     let saved = fs::read(&first_raw).unwrap();
     {
-        let sealing = EngineConfig {
+        let sealing = LogConfig {
             seal_enabled: true,
             ..config.clone()
         };
@@ -417,7 +417,7 @@ fn a_damaged_sealed_copy_falls_back_to_its_raw_original() {
     let sealed = first_raw.with_extension("sealed");
     let len = fs::metadata(&sealed).unwrap().len() as usize;
     flip(&sealed, len - 10);
-    let engine = open(&EngineConfig {
+    let engine = open(&LogConfig {
         seal_enabled: true,
         ..config
     })
@@ -439,7 +439,7 @@ fn an_interrupted_roll_with_a_partial_header_is_rewritten() {
     let (config, n) = populate(dir.path(), 3, false);
     let next = log_dir(dir.path()).join(format!("{n:020}.log"));
     fs::write(&next, [0x89, b'A', b'N', 7, 7, 7]).unwrap();
-    let strict = EngineConfig {
+    let strict = LogConfig {
         recovery_mode: RecoveryMode::Strict,
         ..config.clone()
     };

@@ -16,7 +16,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use annals_log::{
     testing::{CrashMode, FaultIo},
-    Commit, EngineConfig,
+    Commit, LogConfig,
 };
 use common::*;
 
@@ -27,12 +27,7 @@ struct Outcome {
 
 /// Appends `commits` one by one (waiting for sealing after each when `seal_sync`), stopping at
 /// the first failure, as a process would when its disk dies.
-fn workload(
-    fs: &FaultIo,
-    config: &EngineConfig,
-    commits: &[Arc<Commit>],
-    seal_sync: bool,
-) -> Outcome {
+fn workload(fs: &FaultIo, config: &LogConfig, commits: &[Arc<Commit>], seal_sync: bool) -> Outcome {
     let mut out = Outcome {
         acknowledged: Vec::new(),
         attempted: Vec::new(),
@@ -59,7 +54,7 @@ fn workload(
     out
 }
 
-fn check_after_crash(fs: &FaultIo, config: &EngineConfig, outcome: &Outcome, what: &str) {
+fn check_after_crash(fs: &FaultIo, config: &LogConfig, outcome: &Outcome, what: &str) {
     let engine = open_fault(fs, config).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
     let Ok(tenant) = engine.tenant(TENANT) else {
         assert!(
@@ -116,7 +111,7 @@ fn check_after_crash(fs: &FaultIo, config: &EngineConfig, outcome: &Outcome, wha
 }
 
 fn crash_every_op(seal_sync: bool) {
-    let config = EngineConfig {
+    let config = LogConfig {
         seal_enabled: true,
         ..small_config("/data")
     };

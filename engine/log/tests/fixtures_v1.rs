@@ -20,8 +20,8 @@ use std::{
 };
 
 use annals_log::{
-    uuid::Uuid, AppliedByAggregate, Claim, Commit, EngineConfig, Error, EventHorizonOrigin,
-    EventType, ExecutionContext, LogStore, StdIo, UncommittedEvent, Version,
+    uuid::Uuid, AppliedByAggregate, Claim, Commit, Error, EventHorizonOrigin, EventType,
+    ExecutionContext, LogConfig, LogStore, StdIo, UncommittedEvent, Version,
 };
 use common::*;
 
@@ -31,8 +31,8 @@ fn fixture_dir(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn config(dir: &Path) -> EngineConfig {
-    EngineConfig {
+fn config(dir: &Path) -> LogConfig {
+    LogConfig {
         seal_enabled: true,
         ..small_config(dir)
     }

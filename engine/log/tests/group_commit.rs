@@ -177,7 +177,7 @@ fn a_real_full_tmpfs_is_survived() {
     let _guard = Unmount(mount.path().to_path_buf());
     for io in real_backends() {
         let data = mount.path().join(io.name());
-        let config = annals_log::EngineConfig {
+        let config = annals_log::LogConfig {
             seal_enabled: false,
             ..small_config(&data)
         };

@@ -12,13 +12,11 @@ mod common;
 
 use std::sync::Arc;
 
-use annals_log::{
-    testing::FaultIo, Commit, EngineConfig, EventLogSequenceNumber, IoEngine, LogStore,
-};
+use annals_log::{testing::FaultIo, Commit, EventLogSequenceNumber, IoEngine, LogConfig, LogStore};
 use common::*;
 use rand::Rng;
 
-fn run_model(io: &Arc<dyn IoEngine>, config: &EngineConfig, seed: u64, ops: usize) {
+fn run_model(io: &Arc<dyn IoEngine>, config: &LogConfig, seed: u64, ops: usize) {
     eprintln!("model: backend {} seed {seed}", io.name());
     let mut rng = rng(seed);
     let mut model: Vec<(Arc<Commit>, usize)> = Vec::new();

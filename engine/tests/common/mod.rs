@@ -17,10 +17,10 @@ pub const TENANT: TenantId = TenantId(Uuid::from_u128(0x7e7a_0000_0000_0000_0000
 /// about the index; the log's durability has its own tests).
 pub fn config(dir: &std::path::Path) -> EngineConfig {
     let mut config = EngineConfig::new(dir);
-    config.segment_bytes_max = ByteSize::kib(16);
-    config.seal_block_bytes = ByteSize::kib(4);
-    config.durability = Durability::Buffered;
-    config.preallocate_bytes = ByteSize::b(0);
+    config.log.segment_bytes_max = ByteSize::kib(16);
+    config.log.seal_block_bytes = ByteSize::kib(4);
+    config.log.durability = Durability::Buffered;
+    config.log.preallocate_bytes = ByteSize::b(0);
     config.index.indexer_batch_events = 7;
     config
 }

@@ -3,7 +3,7 @@
 //! on them (a concurrency conflict above all) behave the same against annals. Engine errors
 //! become Failures in exactly one place, `From<annals_engine::Error>`.
 
-use annals_engine::Error;
+use annals_engine::{Error, LogError};
 use uuid::Uuid;
 
 use crate::api::ids;
@@ -122,25 +122,33 @@ impl From<Error> for Failure {
             Error::WrongExpectedVersion { .. } => {
                 Failure::new(id::AGGREGATE_ROOT_CONCURRENCY_CONFLICT, reason)
             }
-            Error::InvalidRequest(_) | Error::TenantUnknown(_) | Error::TenantExists(_) => {
-                Failure::new(id::OTHER, reason)
-            }
             // The store cannot serve until it is reopened (poisoned log) or its index works
             // again: the request was fine.
-            Error::Poisoned { .. } | Error::Index { .. } => {
+            Error::Log(LogError::Poisoned { .. }) | Error::Index { .. } => {
                 Failure::new(id::EVENT_STORE_UNAVAILABLE, reason)
             }
-            Error::Io { .. } => Failure::new(id::EVENT_STORE_PERSISTENCE_ERROR, reason),
-            Error::Corruption { .. }
-            | Error::ChecksumMismatch { .. }
-            | Error::UnsupportedFormat { .. }
-            | Error::Misfiled { .. }
-            | Error::BadState { .. }
-            | Error::UndecodableRecord { .. } => {
-                Failure::new(id::EVENT_STORE_CONSISTENCY_ERROR, reason)
+            Error::Log(LogError::Io { .. }) => {
+                Failure::new(id::EVENT_STORE_PERSISTENCE_ERROR, reason)
             }
+            Error::Log(
+                LogError::Corruption { .. }
+                | LogError::ChecksumMismatch { .. }
+                | LogError::UnsupportedFormat { .. }
+                | LogError::Misfiled { .. }
+                | LogError::UndecodableRecord { .. },
+            )
+            | Error::BadState { .. } => Failure::new(id::EVENT_STORE_CONSISTENCY_ERROR, reason),
+            // Invalid requests, unknown or existing tenants, and anything else.
             _ => Failure::new(id::OTHER, reason),
         }
+    }
+}
+
+/// Reads of a `Log` fail with the log's error, which the engine's wraps: mapped by the one
+/// `From<Error>` above.
+impl From<LogError> for Failure {
+    fn from(error: LogError) -> Failure {
+        Failure::from(Error::Log(error))
     }
 }
 

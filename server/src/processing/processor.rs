@@ -528,7 +528,7 @@ mod tests {
     fn store(events: u64, partitions: u64) -> (tempfile::TempDir, Arc<Tenant>) {
         let dir = tempfile::tempdir().unwrap();
         let mut config = EngineConfig::new(dir.path());
-        config.durability = Durability::Buffered;
+        config.log.durability = Durability::Buffered;
         let engine = Engine::open(config).unwrap();
         let tenant = engine
             .tenant_or_create(TenantId(Uuid::from_u128(1)))

@@ -250,7 +250,7 @@ async fn commit_for_aggregate(
         expected_version: aggregate.expected_aggregate_root_version,
         events,
     };
-    let (commit, receipt) = blocking(move || match tenant.commit_for_aggregate(commit.clone()) {
+    let (commit, receipt) = blocking(move || match tenant.commit_for_aggregate(&commit) {
         Ok(receipt) => Ok((commit, receipt)),
         Err(annals_engine::Error::WrongExpectedVersion { expected, actual }) => {
             Err(Failure::concurrency_conflict(

@@ -34,7 +34,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::{writer::EncodedCommit, CommitReceipt};
 use crate::{
-    config::{Durability, EngineConfig},
+    config::{Durability, LogConfig},
     error::{Error, Result},
 };
 
@@ -95,7 +95,7 @@ pub(super) struct GroupCommit {
 }
 
 impl GroupCommit {
-    pub(super) fn new(config: &EngineConfig) -> Self {
+    pub(super) fn new(config: &LogConfig) -> Self {
         let group_bytes_max = config.group_bytes_max.as_u64() as usize;
         Self {
             queue: Mutex::new(Queue::default()),

@@ -37,7 +37,7 @@ use parking_lot::{Mutex, RwLock};
 
 use self::{group_commit::GroupCommit, writer::Writer};
 use crate::{
-    config::EngineConfig,
+    config::LogConfig,
     error::{Error, Result},
     event::Commit,
     ids::{EventLogSequenceNumber, FileOffset, ScopeId, TenantId},
@@ -100,7 +100,7 @@ pub struct Log {
     scope: ScopeId,
     dir: PathBuf,
     io: Arc<dyn IoEngine>,
-    config: Arc<EngineConfig>,
+    config: Arc<LogConfig>,
     /// Commits waiting for a leader, and who leads.
     group: GroupCommit,
     /// The leader's state; locked only by the leader (and by the sealer swapping segments).

@@ -44,7 +44,7 @@ use super::{
     sealed_name, RawSegment, SealedSegment, Segment, FIRST_FRAME,
 };
 use crate::{
-    config::{EngineConfig, RecoveryMode},
+    config::{LogConfig, RecoveryMode},
     error::{Error, Result},
     ids::{EventLogSequenceNumber, FileOffset, ScopeId, SegmentId, TenantId},
     io::{IoEngine, IoFile, OpenMode},
@@ -204,12 +204,7 @@ fn frame_of_later_group(
     None
 }
 
-fn scan_raw(
-    file: &dyn IoFile,
-    path: &Path,
-    id: SegmentId,
-    config: &EngineConfig,
-) -> Result<RawScan> {
+fn scan_raw(file: &dyn IoFile, path: &Path, id: SegmentId, config: &LogConfig) -> Result<RawScan> {
     let len = file.len().map_err(|e| Error::io("stat", path, e))?;
     let mut data = vec![0u8; (len as usize).saturating_sub(HEADER_LEN)];
     let got = file
@@ -387,7 +382,7 @@ fn open_sealed(
 /// Opens (or creates) the log in `dir`.
 pub(crate) fn recover(
     io: &dyn IoEngine,
-    config: &EngineConfig,
+    config: &LogConfig,
     dir: &Path,
     tenant: TenantId,
     scope: ScopeId,

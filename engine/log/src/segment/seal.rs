@@ -28,7 +28,7 @@ use super::{
     sealed_name, sealing_name, RawSegment, SealedSegment, FIRST_FRAME,
 };
 use crate::{
-    config::EngineConfig,
+    config::LogConfig,
     error::{Error, Result},
     ids::{EventLogSequenceNumber, ScopeId, TenantId},
     io::{IoEngine, OpenMode},
@@ -37,7 +37,7 @@ use crate::{
 /// Seals `raw` (which must be full and immutable) in `dir`; returns the sealed segment.
 pub(crate) fn seal_segment(
     io: &dyn IoEngine,
-    config: &EngineConfig,
+    config: &LogConfig,
     dir: &Path,
     tenant: TenantId,
     scope: ScopeId,

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use annals_log::{
-    testing::FaultIo, uuid::Uuid, Commit, EngineConfig, Event, EventType, ExecutionContext,
-    IoEngine, LogStore, StdIo, TenantId, UncommittedEvent, UringIo, Version,
+    testing::FaultIo, uuid::Uuid, Commit, Event, EventType, ExecutionContext, IoEngine, LogConfig,
+    LogStore, StdIo, TenantId, UncommittedEvent, UringIo, Version,
 };
 use bytesize::ByteSize;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
@@ -30,14 +30,14 @@ pub fn real_backends() -> Vec<Arc<dyn IoEngine>> {
 }
 
 /// A config with tiny segments and blocks so short tests roll and seal often.
-pub fn small_config(dir: impl Into<std::path::PathBuf>) -> EngineConfig {
-    EngineConfig {
+pub fn small_config(dir: impl Into<std::path::PathBuf>) -> LogConfig {
+    LogConfig {
         segment_bytes_max: ByteSize::kib(8),
         seal_block_bytes: ByteSize::kib(2),
         group_bytes_max: ByteSize::kib(16),
         sparse_index_interval_bytes: ByteSize::b(512),
         preallocate_bytes: ByteSize::kib(32),
-        ..EngineConfig::new(dir)
+        ..LogConfig::new(dir)
     }
 }
 
@@ -125,7 +125,7 @@ pub fn read_all(log: &annals_log::Log) -> Vec<Event> {
 }
 
 /// Opens an engine on the fault file system at "/data".
-pub fn open_fault(fs: &FaultIo, config: &EngineConfig) -> annals_log::Result<LogStore> {
+pub fn open_fault(fs: &FaultIo, config: &LogConfig) -> annals_log::Result<LogStore> {
     LogStore::open_with_io(config.clone(), Arc::new(fs.clone()))
 }
 

@@ -1,0 +1,148 @@
+//! Commits: plain commits to the event log, commits received over the event horizon to a
+//! scoped log, and commits for aggregates, which check the aggregate's version first.
+//!
+//! Invariants: a commit for an aggregate holds the aggregate's key lock across the version check
+//! and the durable append, so two commits to one aggregate never both pass the check for the
+//! same version; an aggregate's pending version is added only under that lock, after the append,
+//! and only while the indexer has not passed the commit; nothing is appended when a check fails.
+
+use std::sync::atomic::Ordering;
+
+use annals_log::{
+    AppliedByAggregate, Commit, CommitReceipt, Error as LogError, ScopeId, UncommittedEvent,
+};
+use uuid::Uuid;
+
+use super::Tenant;
+use crate::{
+    aggregate::{AggregateCommit, AggregateCommitReceipt},
+    error::{Error, Result},
+    keys,
+};
+
+impl Tenant {
+    /// Commits events to the event log; returns once they are durable. Events must not claim
+    /// to be applied by an aggregate (use [`Tenant::commit_for_aggregate`]) nor to come over
+    /// the event horizon (use [`Tenant::commit_to_scope`]).
+    pub fn commit(&self, commit: &Commit) -> Result<CommitReceipt> {
+        self.check_live()?;
+        check_events(commit)?;
+        if commit.events.iter().any(|e| e.event_horizon.is_some()) {
+            return Err(invalid(
+                "events received over the event horizon go to a scoped log",
+            ));
+        }
+        Ok(self.event_log.append(commit)?)
+    }
+
+    /// Commits events received over the event horizon to the log of `scope` (not the default
+    /// scope).
+    pub fn commit_to_scope(&self, scope: ScopeId, commit: &Commit) -> Result<CommitReceipt> {
+        self.check_live()?;
+        if scope == ScopeId::DEFAULT {
+            return Err(invalid("the default scope is the event log: use commit"));
+        }
+        check_events(commit)?;
+        Ok(self.logs.log(scope)?.append(commit)?)
+    }
+
+    /// Commits events for an aggregate if it is still at `expected_version`; otherwise fails
+    /// with [`Error::WrongExpectedVersion`] carrying both versions, and writes nothing.
+    /// Commits to the same aggregate are serialised (the check and the durable append are one
+    /// step for them); commits to different aggregates share group commits.
+    pub fn commit_for_aggregate(&self, commit: &AggregateCommit) -> Result<AggregateCommitReceipt> {
+        self.check_live()?;
+        self.index_failure()?;
+        if commit.events.is_empty() {
+            return Err(invalid("a commit needs at least one event"));
+        }
+        let count = commit.events.len() as u64;
+        let expected = commit.expected_version;
+        if expected.checked_add(count).is_none() {
+            return Err(invalid(format!(
+                "expected version {expected} plus {count} events overflows"
+            )));
+        }
+        let root = commit.aggregate_root;
+        let key = keys::aggregate(root, &commit.event_source_id);
+        let _held = self.aggregate_locks.lock(key.clone());
+        let actual = self.version_of(&key)?;
+        if actual != expected {
+            return Err(Error::WrongExpectedVersion { expected, actual });
+        }
+        let events = commit
+            .events
+            .iter()
+            .zip(expected..)
+            .map(|(event, version)| UncommittedEvent {
+                event_source_id: commit.event_source_id.clone(),
+                event_type: event.event_type,
+                public: event.public,
+                content: event.content.clone(),
+                aggregate: Some(AppliedByAggregate {
+                    root_id: root,
+                    version,
+                }),
+                event_horizon: None,
+            })
+            .collect();
+        let receipt = self.event_log.append(&Commit {
+            occurred_ns: commit.occurred_ns,
+            execution_context: commit.execution_context.clone(),
+            events,
+        })?;
+        assert_eq!(
+            receipt.count, count,
+            "the log appended another number of events"
+        );
+        let after = receipt.next().0;
+        if self.indexed.load(Ordering::Acquire) < after {
+            // Until the indexer passes the commit, this entry is the aggregate's version. If
+            // the indexer got there first, the entry is merely redundant until its next step.
+            let replaced = self.pending.lock().insert(key, (expected + count, after));
+            // Only this lock's holder adds entries, so one still there is the version it read.
+            assert!(
+                replaced.is_none_or(|(version, _)| version == expected),
+                "a pending aggregate version changed under the aggregate's lock"
+            );
+        }
+        Ok(AggregateCommitReceipt {
+            first: receipt.first,
+            count,
+            version_before: expected,
+        })
+    }
+
+    /// The aggregate's version for a caller that holds its lock (or accepts a racing value).
+    fn version_of(&self, key: &[u8]) -> Result<u64> {
+        if let Some((version, _)) = self.pending.lock().get(key) {
+            return Ok(*version);
+        }
+        // Not pending: either never committed since open, or indexed; only a holder of the
+        // aggregate's lock adds a pending entry, and the indexer writes before it removes one.
+        Ok(self.get_u64(key)?.unwrap_or(0))
+    }
+
+    /// The number of events the aggregate has applied.
+    pub fn aggregate_version(&self, aggregate_root: Uuid, event_source_id: &str) -> Result<u64> {
+        self.check_live()?;
+        self.version_of(&keys::aggregate(aggregate_root, event_source_id))
+    }
+}
+
+fn check_events(commit: &Commit) -> Result<()> {
+    if commit.events.is_empty() {
+        return Err(invalid("a commit needs at least one event"));
+    }
+    if commit.events.iter().any(|e| e.aggregate.is_some()) {
+        return Err(invalid(
+            "events applied by an aggregate are committed with commit_for_aggregate",
+        ));
+    }
+    Ok(())
+}
+
+/// A request the engine refuses as malformed (the log's `InvalidRequest`, as the log's own).
+fn invalid(reason: impl Into<String>) -> Error {
+    Error::Log(LogError::InvalidRequest(reason.into()))
+}

@@ -1,0 +1,228 @@
+//! A tenant: its event log and scoped logs, and its column family of indexes and state.
+//!
+//! A `Tenant` names its own column family and its own directory and nothing else; every key
+//! it reads or writes goes to that family, so no call through one tenant's handle can reach
+//! another's data. After the tenant is deleted, every call through an old handle fails with
+//! [`LogError::TenantUnknown`].
+//!
+//! This module holds the handle and what every concern shares (liveness, reads and writes of
+//! the family); each concern has its own module:
+//! - `index`: the indexer's steps and the catch-up at open, which keep the derived keys (aggregate
+//!   versions, the event-source index) up to the event log;
+//! - `commit`: commits to the event log and to scoped logs, and commits for aggregates with their
+//!   version check;
+//! - `fetch`: reading aggregates back through the index ([`AggregateBatches`]);
+//! - `stream`: filtered and public streams, written at an expected position;
+//! - `state`: processing state (stream processors, projections, subscriptions).
+//!
+//! Invariants: the indexed position only grows while the tenant is open; a pending aggregate
+//! version is added only by the holder of that aggregate's lock and removed only once the index
+//! holds it; once `deleted` is set, every call that starts fails with `TenantUnknown`.
+
+mod commit;
+mod fetch;
+mod index;
+mod state;
+mod stream;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use annals_log::{
+    Error as LogError, EventLogSequenceNumber, Log, RecordBatch, ScopeId, TenantId, TenantLogs,
+};
+use parking_lot::{Condvar, Mutex};
+use rocksdb::{BoundColumnFamily, WriteBatch};
+use uuid::Uuid;
+
+use crate::{
+    db::{self, bad_state, rocks, Wal},
+    engine::Shared,
+    error::{Error, Result},
+    locks::KeyLocks,
+};
+
+pub use self::{fetch::AggregateBatches, index::IndexRecovery, stream::StreamEntry};
+
+/// Aggregates committed but not yet indexed: their version after the commit and the log
+/// position after it (once the index passes that position, RocksDB has the version).
+type PendingVersions = HashMap<Vec<u8>, (u64, u64)>;
+
+/// One tenant of an engine.
+pub struct Tenant {
+    id: TenantId,
+    cf_name: String,
+    shared: Arc<Shared>,
+    logs: Arc<TenantLogs>,
+    event_log: Arc<Log>,
+    /// The event log is indexed up to here (exclusive).
+    indexed: AtomicU64,
+    /// Signalled (under `progress`) when `indexed` moves or indexing fails.
+    progress: Mutex<Option<String>>,
+    progressed: Condvar,
+    /// Serialises index steps; holds the step's reusable read buffer.
+    indexing: Mutex<RecordBatch>,
+    pending: Mutex<PendingVersions>,
+    aggregate_locks: KeyLocks,
+    stream_locks: KeyLocks,
+    deleted: AtomicBool,
+    recovery: IndexRecovery,
+}
+
+impl std::fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tenant")
+            .field("id", &self.id)
+            .field("indexed", &self.indexed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tenant {
+    /// Opens the tenant's event log and brings its index up to the log's end.
+    pub(crate) fn open(
+        id: TenantId,
+        cf_name: String,
+        shared: Arc<Shared>,
+        logs: Arc<TenantLogs>,
+    ) -> Result<Tenant> {
+        let event_log = logs.event_log()?;
+        let mut tenant = Tenant {
+            id,
+            cf_name,
+            shared,
+            logs,
+            event_log,
+            indexed: AtomicU64::new(0),
+            progress: Mutex::new(None),
+            progressed: Condvar::new(),
+            indexing: Mutex::new(RecordBatch::new()),
+            pending: Mutex::new(HashMap::new()),
+            aggregate_locks: KeyLocks::default(),
+            stream_locks: KeyLocks::default(),
+            deleted: AtomicBool::new(false),
+            recovery: IndexRecovery::default(),
+        };
+        tenant.recovery = tenant.catch_up()?;
+        Ok(tenant)
+    }
+
+    /// The tenant's id.
+    pub fn id(&self) -> TenantId {
+        self.id
+    }
+
+    /// What opening did to bring the index up to the log.
+    pub fn index_recovery(&self) -> &IndexRecovery {
+        &self.recovery
+    }
+
+    /// The event log, for reading and subscribing (commits go through [`Tenant::commit`] and
+    /// [`Tenant::commit_for_aggregate`]).
+    pub fn event_log(&self) -> Result<Arc<Log>> {
+        self.check_live()?;
+        Ok(Arc::clone(&self.event_log))
+    }
+
+    /// The log of an event-horizon scope, created on first use.
+    pub fn scoped_log(&self, scope: ScopeId) -> Result<Arc<Log>> {
+        self.check_live()?;
+        Ok(self.logs.log(scope)?)
+    }
+
+    /// The scopes that have a log.
+    pub fn scopes(&self) -> Result<Vec<ScopeId>> {
+        self.check_live()?;
+        Ok(self.logs.scopes()?)
+    }
+
+    /// How far the index has read the event log.
+    pub fn indexed_up_to(&self) -> EventLogSequenceNumber {
+        EventLogSequenceNumber(self.indexed.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::Release);
+        let _guard = self.progress.lock();
+        self.progressed.notify_all();
+    }
+
+    /// Waits for a running index step to end (used by delete).
+    pub(crate) fn quiesce(&self) {
+        drop(self.indexing.lock());
+    }
+
+    fn check_live(&self) -> Result<()> {
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(Error::Log(LogError::TenantUnknown(self.id)));
+        }
+        Ok(())
+    }
+
+    fn cf(&self) -> Result<Arc<BoundColumnFamily<'_>>> {
+        self.check_live()?;
+        self.shared
+            .db
+            .cf_handle(&self.cf_name)
+            .ok_or(Error::Log(LogError::TenantUnknown(self.id)))
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let cf = self.cf()?;
+        self.shared.db.get_cf(&cf, key).map_err(rocks("read"))
+    }
+
+    fn get_u64(&self, key: &[u8]) -> Result<Option<u64>> {
+        self.get(key)?
+            .map(|v| {
+                v.as_slice()
+                    .try_into()
+                    .map(u64::from_le_bytes)
+                    .map_err(|_| Error::BadState {
+                        key: String::from_utf8_lossy(key).into_owned(),
+                        detail: format!("{} bytes where 8 were expected", v.len()),
+                    })
+            })
+            .transpose()
+    }
+
+    /// Key-value pairs of `prefix`, from `start` (a key with that prefix) on, at most `max`.
+    fn scan(&self, prefix: &[u8], start: &[u8], max: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        db::scan(&self.shared.db, &self.cf()?, prefix, start, max)
+    }
+
+    /// Writes a batch to the family: derived keys bypass the WAL, everything else is synced
+    /// through it ([`Wal`]).
+    fn write(&self, batch: WriteBatch, wal: Wal) -> Result<()> {
+        self.shared
+            .db
+            .write_opt(batch, &wal.options())
+            .map_err(rocks("write"))
+    }
+
+    /// Whether the tenant serves everything: not deleted, its event log takes writes (not
+    /// poisoned by a failed write or fsync), and its indexer has not failed.
+    pub fn check_healthy(&self) -> Result<()> {
+        self.check_live()?;
+        self.event_log.check_writable()?;
+        self.index_failure()
+    }
+}
+
+fn uuid_at(bytes: &[u8], at: usize) -> Uuid {
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&bytes[at..at + 16]);
+    Uuid::from_bytes(id)
+}
+
+fn split_seq<'v>(key: &[u8], value: &'v [u8]) -> Result<(u64, &'v [u8])> {
+    let (seq, rest) = value
+        .split_first_chunk::<8>()
+        .ok_or_else(|| bad_state(key, "an entry starts with 8 bytes of sequence number"))?;
+    Ok((u64::from_le_bytes(*seq), rest))
+}

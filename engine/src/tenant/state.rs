@@ -1,0 +1,133 @@
+//! Processing state: what stream processors, projections and event-horizon subscriptions keep
+//! between runs (the types and their keys are in `crate::state`).
+//!
+//! Invariants: none of it is in the log, so every write is synced before it returns, and the
+//! writes of one [`StateBatch`] are one atomic batch.
+
+use std::sync::Arc;
+
+use annals_log::ScopeId;
+use rocksdb::{BoundColumnFamily, WriteBatch};
+use uuid::Uuid;
+
+use super::{uuid_at, Tenant};
+use crate::{
+    db::{bad_state, Wal},
+    error::Result,
+    keys,
+    state::{
+        StateBatch, StreamProcessorId, StreamProcessorState, SubscriptionId, SubscriptionState,
+    },
+};
+
+impl Tenant {
+    /// Writes a batch of state changes; returns once they are durable.
+    pub fn write_state(&self, state: StateBatch) -> Result<()> {
+        if state.is_empty() {
+            return Ok(());
+        }
+        let cf = self.cf()?;
+        let mut batch = WriteBatch::default();
+        add_state(&mut batch, &cf, state);
+        drop(cf);
+        self.write(batch, Wal::Synced)
+    }
+
+    /// Sets one stream processor's state, durably.
+    pub fn put_stream_processor_state(
+        &self,
+        id: &StreamProcessorId,
+        state: &StreamProcessorState,
+    ) -> Result<()> {
+        let mut batch = StateBatch::new();
+        batch.put_stream_processor(id, state);
+        self.write_state(batch)
+    }
+
+    /// One stream processor's state.
+    pub fn stream_processor_state(
+        &self,
+        id: &StreamProcessorId,
+    ) -> Result<Option<StreamProcessorState>> {
+        let key = id.key();
+        self.get(&key)?.map(|v| from_json(&key, &v)).transpose()
+    }
+
+    /// Every stream processor's state.
+    pub fn stream_processor_states(
+        &self,
+    ) -> Result<Vec<(StreamProcessorId, StreamProcessorState)>> {
+        let prefix = [keys::STREAM_PROCESSOR];
+        self.scan(&prefix, &prefix, usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| {
+                let id = k
+                    .get(1..49)
+                    .filter(|_| k.len() == 49)
+                    .map(|ids| StreamProcessorId {
+                        scope: uuid_at(ids, 0),
+                        processor: uuid_at(ids, 16),
+                        source_stream: uuid_at(ids, 32),
+                    })
+                    .ok_or_else(|| bad_state(&k, "a stream processor key has 49 bytes"))?;
+                Ok((id, from_json(&k, &v)?))
+            })
+            .collect()
+    }
+
+    /// A projection's state for one key.
+    pub fn projection_state(
+        &self,
+        scope: ScopeId,
+        projection: Uuid,
+        key: &str,
+    ) -> Result<Option<String>> {
+        let k = keys::projection(scope.0, projection, key);
+        self.get(&k)?
+            .map(|v| String::from_utf8(v).map_err(|_| bad_state(&k, "the state is not UTF-8")))
+            .transpose()
+    }
+
+    /// Every (key, state) of a projection, in key order.
+    pub fn projection_states(
+        &self,
+        scope: ScopeId,
+        projection: Uuid,
+    ) -> Result<Vec<(String, String)>> {
+        let prefix = keys::projection_prefix(scope.0, projection);
+        self.scan(&prefix, &prefix, usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| {
+                let key = String::from_utf8(k[prefix.len()..].to_vec())
+                    .map_err(|_| bad_state(&k, "the projection key is not UTF-8"))?;
+                let state =
+                    String::from_utf8(v).map_err(|_| bad_state(&k, "the state is not UTF-8"))?;
+                Ok((key, state))
+            })
+            .collect()
+    }
+
+    /// An event-horizon subscription's state.
+    pub fn subscription_state(&self, id: &SubscriptionId) -> Result<Option<SubscriptionState>> {
+        let key = id.key();
+        self.get(&key)?.map(|v| from_json(&key, &v)).transpose()
+    }
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T> {
+    serde_json::from_slice(value).map_err(|e| bad_state(key, &e.to_string()))
+}
+
+/// Adds the puts and deletes of `state` to `batch`, in `cf`.
+pub(super) fn add_state(
+    batch: &mut WriteBatch,
+    cf: &Arc<BoundColumnFamily<'_>>,
+    state: StateBatch,
+) {
+    for key in state.deletes {
+        batch.delete_cf(cf, key);
+    }
+    for (key, value) in state.puts {
+        batch.put_cf(cf, key, value);
+    }
+}
