@@ -12,6 +12,7 @@
 #![deny(unsafe_code)]
 
 mod api;
+mod clock;
 pub mod config;
 mod metrics;
 mod processing;

@@ -11,23 +11,22 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use annals_engine::{AggregateCommit, Commit, Event, ExecutionContext, Tenant};
+use annals_engine::{AggregateCommit, Commit, ExecutionContext, Tenant};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::api::convert;
 use crate::api::failure::{id, in_band, Failure, InBand};
-use crate::api::ids;
+use crate::api::{committed, convert, ids};
+use crate::clock;
 use crate::metrics::Outcome;
-use crate::proto::dolittle::runtime::events::committed_aggregate_events::CommittedAggregateEvent;
 use crate::proto::dolittle::runtime::events::event_store_server::EventStore;
 use crate::proto::dolittle::runtime::events::fetch_for_aggregate_in_batches_request::Request as BatchesRequest;
 use crate::proto::dolittle::runtime::events::{
-    Aggregate, CommitAggregateEventsRequest, CommitAggregateEventsResponse, CommitEventsRequest,
+    CommitAggregateEventsRequest, CommitAggregateEventsResponse, CommitEventsRequest,
     CommitEventsResponse, CommittedAggregateEvents, CommittedEvent,
     FetchForAggregateInBatchesRequest, FetchForAggregateRequest, FetchForAggregateResponse,
 };
@@ -148,12 +147,6 @@ impl EventStoreService {
     }
 }
 
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
 /// The tenant of a call, from its execution context.
 fn tenant_of(
     runtime: &Runtime,
@@ -174,7 +167,7 @@ async fn commit(
     }
     let events = convert::uncommitted_events(&request.events)?;
     let commit = Commit {
-        occurred_ns: now_ns(),
+        occurred_ns: clock::now_ns(),
         execution_context: context,
         events,
     };
@@ -186,31 +179,9 @@ async fn commit(
     runtime
         .metrics
         .committed(commit.execution_context.tenant_id, receipt.count);
-    let occurred = convert::timestamp(commit.occurred_ns);
-    let context = convert::execution_context_to_wire(&commit.execution_context);
-    Ok(commit
-        .events
-        .into_iter()
-        .zip(receipt.first.0..)
-        .map(|(event, sequence_number)| CommittedEvent {
-            event_log_sequence_number: sequence_number,
-            occurred: Some(occurred),
-            event_source_id: event.event_source_id,
-            execution_context: Some(context.clone()),
-            event_type: Some(convert::event_type_to_wire(event.event_type)),
-            public: event.public,
-            content: event.content,
-            external: false,
-            external_event_log_sequence_number: 0,
-            external_event_received: None,
-        })
-        .collect())
+    Ok(committed::committed_events(commit, receipt))
 }
 
-#[allow(
-    deprecated,
-    reason = "the original still fills the deprecated aggregateRootVersion"
-)]
 async fn commit_for_aggregate(
     runtime: &Runtime,
     waiting: &AggregateWaiters,
@@ -242,7 +213,7 @@ async fn commit_for_aggregate(
             ))
         })?;
     let commit = AggregateCommit {
-        occurred_ns: now_ns(),
+        occurred_ns: clock::now_ns(),
         execution_context: context,
         aggregate_root,
         event_source_id,
@@ -265,73 +236,7 @@ async fn commit_for_aggregate(
     runtime
         .metrics
         .committed(commit.execution_context.tenant_id, receipt.count);
-    let occurred = convert::timestamp(commit.occurred_ns);
-    let context = convert::execution_context_to_wire(&commit.execution_context);
-    let current = receipt.current_version();
-    Ok(CommittedAggregateEvents {
-        event_source_id: commit.event_source_id,
-        aggregate_root_id: Some(ids::to_wire(aggregate_root)),
-        aggregate_root_version: convert::deprecated_aggregate_root_version(current),
-        events: commit
-            .events
-            .into_iter()
-            .zip(receipt.first.0..)
-            .zip(receipt.version_before..)
-            .map(
-                |((event, sequence_number), version)| CommittedAggregateEvent {
-                    event_log_sequence_number: sequence_number,
-                    occurred: Some(occurred),
-                    execution_context: Some(context.clone()),
-                    event_type: Some(convert::event_type_to_wire(event.event_type)),
-                    public: event.public,
-                    content: event.content,
-                    aggregate_root_version: version,
-                },
-            )
-            .collect(),
-        current_aggregate_root_version: current,
-    })
-}
-
-/// The aggregate instance a fetch names.
-pub(crate) fn aggregate_of(
-    field: &str,
-    aggregate: Option<&Aggregate>,
-) -> Result<(Uuid, String), Failure> {
-    let aggregate = aggregate.ok_or_else(|| Failure::invalid(format!("{field} is missing")))?;
-    Ok((
-        ids::required(
-            &format!("{field}.aggregateRootId"),
-            aggregate.aggregate_root_id.as_ref(),
-        )?,
-        convert::event_source_id(
-            &format!("{field}.eventSourceId"),
-            &aggregate.event_source_id,
-        )?,
-    ))
-}
-
-/// The response header and events of (a batch of) an aggregate's events.
-#[allow(
-    deprecated,
-    reason = "the original still fills the deprecated aggregateRootVersion"
-)]
-pub(crate) fn aggregate_events(
-    root: Uuid,
-    event_source_id: &str,
-    current: u64,
-    events: &[Event],
-) -> CommittedAggregateEvents {
-    CommittedAggregateEvents {
-        event_source_id: event_source_id.to_owned(),
-        aggregate_root_id: Some(ids::to_wire(root)),
-        aggregate_root_version: convert::deprecated_aggregate_root_version(current),
-        events: events
-            .iter()
-            .map(convert::committed_aggregate_event)
-            .collect(),
-        current_aggregate_root_version: current,
-    }
+    Ok(committed::committed_aggregate_events(commit, receipt))
 }
 
 async fn fetch(
@@ -339,13 +244,13 @@ async fn fetch(
     (context, tenant): (ExecutionContext, Arc<Tenant>),
     request: FetchForAggregateRequest,
 ) -> Result<CommittedAggregateEvents, Failure> {
-    let (root, event_source_id) = aggregate_of("aggregate", request.aggregate.as_ref())?;
+    let (root, event_source_id) = convert::aggregate("aggregate", request.aggregate.as_ref())?;
     let fetched =
         blocking(move || Ok(tenant.fetch_for_aggregate(root, &event_source_id, &[])?)).await?;
     runtime
         .metrics
         .fetched(context.tenant_id, fetched.events.len() as u64);
-    Ok(aggregate_events(
+    Ok(committed::aggregate_events(
         root,
         &fetched.event_source_id,
         fetched.current_version,
@@ -482,7 +387,7 @@ fn batches_request(
 ) -> Result<BatchesRequestParts, Failure> {
     let (context, tenant) = tenant_of(runtime, request.call_context.as_ref())?;
     *tenant_id = Some(context.tenant_id);
-    let (root, event_source_id) = aggregate_of("aggregate", request.aggregate.as_ref())?;
+    let (root, event_source_id) = convert::aggregate("aggregate", request.aggregate.as_ref())?;
     let event_types = match &request.request {
         None => {
             return Err(Failure::invalid(
@@ -558,7 +463,7 @@ fn stream_batches(
                 Ok(v) => v,
                 Err(e) => return Ended::Failed(e.into()),
             };
-            let header = aggregate_events(root, event_source_id, current, &[]);
+            let header = committed::aggregate_events(root, event_source_id, current, &[]);
             return match out.send(FetchForAggregateResponse::ok(header)) {
                 Ok(()) => Ended::Done,
                 Err(ended) => ended,
@@ -587,7 +492,7 @@ fn stream_batches(
             Some(Err(e)) => return Ended::Failed(e.into()),
         };
         runtime.metrics.fetched(tenant.id().0, events.len() as u64);
-        let response = FetchForAggregateResponse::ok(aggregate_events(
+        let response = FetchForAggregateResponse::ok(committed::aggregate_events(
             root,
             event_source_id,
             current,

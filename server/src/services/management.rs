@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::api::failure::{id, in_band, Failure, InBand};
-use crate::api::ids;
+use crate::api::{committed, convert, ids};
 use crate::proto::dolittle::artifacts::Artifact;
 use crate::proto::dolittle::runtime::aggregates::management::aggregate_roots_server::AggregateRoots;
 use crate::proto::dolittle::runtime::aggregates::management::{
@@ -32,7 +32,6 @@ use crate::proto::dolittle::runtime::events::management::{
 };
 use crate::proto::dolittle::runtime::events::CommittedAggregateEvents;
 use crate::runtime::{blocking, Runtime};
-use crate::services::event_store::{aggregate_events, aggregate_of};
 use crate::services::platform::NO_ALIAS;
 
 in_band!(GetAllResponse, aggregate_roots: Vec<AggregateRoot>);
@@ -172,9 +171,10 @@ impl AggregateRoots for ManagementServices {
         let result = blocking(move || {
             let tenant_id = ids::required("tenantId", request.tenant_id.as_ref())?;
             let tenant = runtime.tenant(tenant_id)?;
-            let (root, event_source_id) = aggregate_of("aggregate", request.aggregate.as_ref())?;
+            let (root, event_source_id) =
+                convert::aggregate("aggregate", request.aggregate.as_ref())?;
             let fetched = tenant.fetch_for_aggregate(root, &event_source_id, &[])?;
-            Ok(aggregate_events(
+            Ok(committed::aggregate_events(
                 root,
                 &event_source_id,
                 fetched.current_version,
