@@ -1,11 +1,15 @@
 //! Prometheus metrics, served as text on the metrics port (`GET /metrics`, default 9700).
 //!
 //! Series are labelled by tenant and rpc; both sets are bounded (tenants come from the
-//! configuration, rpcs from the contract), so the number of series is too.
+//! configuration, rpcs from the contract), so the number of series is too. Every unary rpc is
+//! counted (see `services::request`): the event store's by method (`Commit`,
+//! `CommitForAggregate`, `FetchForAggregate`, `FetchForAggregateInBatches`), the others by
+//! service and method (`Handshake/Handshake`, `EventHandlers/GetAll`, ...); the tenant is the
+//! call context's, `none` for calls without one.
 //!
 //! | series | kind | labels |
 //! |---|---|---|
-//! | `annals_requests_total` | counter | event store rpc, tenant, outcome (`ok`, `failure`, `conflict`) |
+//! | `annals_requests_total` | counter | rpc, tenant, outcome (`ok`, `failure`, `conflict`) |
 //! | `annals_request_duration_seconds` | histogram | rpc, tenant |
 //! | `annals_committed_events_total` | counter | tenant |
 //! | `annals_fetched_events_total` | counter | tenant |
@@ -222,7 +226,7 @@ impl Metrics {
         let fetched = Family::<TenantLabels, Counter>::default();
         registry.register(
             "requests",
-            "Event store requests answered, by rpc, tenant and outcome",
+            "Requests answered, by rpc, tenant and outcome",
             requests.clone(),
         );
         registry.register(

@@ -7,11 +7,13 @@
 //! its own before it joins a group commit, and a group only fails together when the disk
 //! does (the log is then poisoned and every later commit fails too, by design).
 //!
-//! Failures are in-band (`failure` set, gRPC status OK), as the SDKs expect.
+//! Failures are in-band (`failure` set, gRPC status OK), as the SDKs expect. The unary rpcs go
+//! through the request step (`services::request`); a batch stream is recorded by the same
+//! [`Call`] when it ends.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use annals_engine::{AggregateCommit, Commit, ExecutionContext, Tenant};
 use tokio::sync::mpsc;
@@ -22,7 +24,6 @@ use uuid::Uuid;
 use crate::api::failure::{id, in_band, Failure, InBand};
 use crate::api::{committed, convert, ids};
 use crate::clock;
-use crate::metrics::Outcome;
 use crate::proto::dolittle::runtime::events::event_store_server::EventStore;
 use crate::proto::dolittle::runtime::events::fetch_for_aggregate_in_batches_request::Request as BatchesRequest;
 use crate::proto::dolittle::runtime::events::{
@@ -30,8 +31,8 @@ use crate::proto::dolittle::runtime::events::{
     CommitEventsResponse, CommittedAggregateEvents, CommittedEvent,
     FetchForAggregateInBatchesRequest, FetchForAggregateRequest, FetchForAggregateResponse,
 };
-use crate::proto::dolittle::services::CallRequestContext;
 use crate::runtime::{blocking, Runtime};
+use crate::services::request::{self, with_call_context, Call};
 
 /// The most a FetchForAggregateInBatches response carries (the original's 2 MiB), counted
 /// as the engine estimates event sizes; one event larger than that still goes alone.
@@ -102,59 +103,6 @@ impl EventStoreService {
             aggregate_waiters: AggregateWaiters::default(),
         }
     }
-
-    fn record(
-        &self,
-        rpc: &'static str,
-        tenant: Option<Uuid>,
-        failure: Option<&Failure>,
-        started: Instant,
-    ) {
-        let outcome = match failure {
-            None => Outcome::Ok,
-            Some(f) if f.id == id::AGGREGATE_ROOT_CONCURRENCY_CONFLICT => Outcome::Conflict,
-            Some(_) => Outcome::Failure,
-        };
-        if let Some(f) = failure {
-            tracing::debug!(rpc, tenant = ?tenant, failure = %f.reason, "request failed");
-        }
-        self.runtime
-            .metrics
-            .request(rpc, tenant, outcome, started.elapsed().as_secs_f64());
-    }
-}
-
-impl EventStoreService {
-    /// Resolves a unary rpc's tenant from its call context, runs its work with the execution
-    /// context and tenant, records it, and answers in band.
-    async fn unary<T, R, Fut>(
-        &self,
-        rpc: &'static str,
-        call_context: Option<CallRequestContext>,
-        work: impl FnOnce(ExecutionContext, Arc<Tenant>) -> Fut,
-    ) -> Result<Response<R>, Status>
-    where
-        R: InBand<T>,
-        Fut: std::future::Future<Output = Result<T, Failure>>,
-    {
-        let started = Instant::now();
-        let (tenant_id, result) = match tenant_of(&self.runtime, call_context.as_ref()) {
-            Ok((context, tenant)) => (Some(context.tenant_id), work(context, tenant).await),
-            Err(f) => (None, Err(f)),
-        };
-        self.record(rpc, tenant_id, result.as_ref().err(), started);
-        Ok(Response::new(R::answer(result)))
-    }
-}
-
-/// The tenant of a call, from its execution context.
-fn tenant_of(
-    runtime: &Runtime,
-    context: Option<&CallRequestContext>,
-) -> Result<(ExecutionContext, Arc<Tenant>), Failure> {
-    let context = convert::call_context(context)?;
-    let tenant = runtime.tenant(context.tenant_id)?;
-    Ok((context, tenant))
 }
 
 async fn commit(
@@ -261,6 +209,11 @@ async fn fetch(
 in_band!(CommitEventsResponse, events: Vec<CommittedEvent>);
 in_band!(CommitAggregateEventsResponse, events: Option<CommittedAggregateEvents>);
 in_band!(FetchForAggregateResponse, events: Option<CommittedAggregateEvents>);
+with_call_context!(
+    CommitEventsRequest,
+    CommitAggregateEventsRequest,
+    FetchForAggregateRequest
+);
 
 type BatchStream = tonic::codegen::BoxStream<FetchForAggregateResponse>;
 
@@ -270,10 +223,9 @@ impl EventStore for EventStoreService {
         &self,
         request: Request<CommitEventsRequest>,
     ) -> Result<Response<CommitEventsResponse>, Status> {
-        let mut request = request.into_inner();
-        let call_context = request.call_context.take();
-        self.unary("Commit", call_context, |context, tenant| {
-            commit(&self.runtime, (context, tenant), request)
+        let runtime = &self.runtime;
+        request::unary_for_tenant(runtime, "Commit", request, |tenant, request| {
+            commit(runtime, tenant, request)
         })
         .await
     }
@@ -282,11 +234,9 @@ impl EventStore for EventStoreService {
         &self,
         request: Request<CommitAggregateEventsRequest>,
     ) -> Result<Response<CommitAggregateEventsResponse>, Status> {
-        let mut request = request.into_inner();
-        let call_context = request.call_context.take();
-        self.unary("CommitForAggregate", call_context, |context, tenant| {
-            let waiting = &self.aggregate_waiters;
-            commit_for_aggregate(&self.runtime, waiting, (context, tenant), request)
+        let (runtime, waiting) = (&self.runtime, &self.aggregate_waiters);
+        request::unary_for_tenant(runtime, "CommitForAggregate", request, |tenant, request| {
+            commit_for_aggregate(runtime, waiting, tenant, request)
         })
         .await
     }
@@ -295,10 +245,9 @@ impl EventStore for EventStoreService {
         &self,
         request: Request<FetchForAggregateRequest>,
     ) -> Result<Response<FetchForAggregateResponse>, Status> {
-        let mut request = request.into_inner();
-        let call_context = request.call_context.take();
-        self.unary("FetchForAggregate", call_context, |context, tenant| {
-            fetch(&self.runtime, (context, tenant), request)
+        let runtime = &self.runtime;
+        request::unary_for_tenant(runtime, "FetchForAggregate", request, |tenant, request| {
+            fetch(runtime, tenant, request)
         })
         .await
     }
@@ -307,8 +256,7 @@ impl EventStore for EventStoreService {
         &self,
         request: Request<FetchForAggregateInBatchesRequest>,
     ) -> Result<Response<BatchStream>, Status> {
-        const RPC: &str = "FetchForAggregateInBatches";
-        let started = Instant::now();
+        let mut call = Call::start("FetchForAggregateInBatches");
         let request = request.into_inner();
         // One slot more than the batches buffered ahead: the last word of a stream that has to
         // end early (a failure, shutdown, a reader that stopped reading) always has room.
@@ -316,12 +264,11 @@ impl EventStore for EventStoreService {
         let stream = |receiver| -> Result<Response<BatchStream>, Status> {
             Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
         };
-        let mut tenant_id = None;
-        let prepared = batches_request(&self.runtime, &request, &mut tenant_id);
+        let prepared = batches_request(&self.runtime, &mut call, &request);
         let (tenant, root, event_source_id, event_types) = match prepared {
             Ok(p) => p,
             Err(f) => {
-                self.record(RPC, tenant_id, Some(&f), started);
+                call.end(&self.runtime.metrics, Some(&f));
                 // The channel is fresh and has room for this one message.
                 let _ = sender.try_send(Ok(FetchForAggregateResponse::failed(&f)));
                 return stream(receiver);
@@ -363,14 +310,7 @@ impl EventStore for EventStoreService {
                     Some(f)
                 }
             };
-            let outcome = if failure.is_some() {
-                Outcome::Failure
-            } else {
-                Outcome::Ok
-            };
-            runtime
-                .metrics
-                .request(RPC, tenant_id, outcome, started.elapsed().as_secs_f64());
+            call.end(&runtime.metrics, failure.as_ref());
         });
         stream(receiver)
     }
@@ -382,11 +322,10 @@ type BatchesRequestParts = (Arc<Tenant>, Uuid, String, Option<Vec<Uuid>>);
 
 fn batches_request(
     runtime: &Runtime,
+    call: &mut Call,
     request: &FetchForAggregateInBatchesRequest,
-    tenant_id: &mut Option<Uuid>,
 ) -> Result<BatchesRequestParts, Failure> {
-    let (context, tenant) = tenant_of(runtime, request.call_context.as_ref())?;
-    *tenant_id = Some(context.tenant_id);
+    let (_, tenant) = call.tenant(runtime, request.call_context.as_ref())?;
     let (root, event_source_id) = convert::aggregate("aggregate", request.aggregate.as_ref())?;
     let event_types = match &request.request {
         None => {
