@@ -5,7 +5,8 @@
 //! concurrency conflict counts apart from other failures), its time from receipt to answer in
 //! `annals_request_duration_seconds`, and its failure logged at debug. The tenant label is the
 //! call context's tenant once resolved against the configured tenants (so the series stay
-//! bounded), or none: calls without a call context, and calls whose tenant is unknown.
+//! bounded); `none` for calls that do not act for the tenant of a call context (handshake,
+//! registrations, Resources, the management port) and for calls whose tenant is unknown.
 //!
 //! Failures are answered in band (`failure` set, gRPC status OK), as the SDKs expect; the
 //! step itself never fails a call with a status.
