@@ -1,18 +1,36 @@
 //! annals-server: the runtime Dolittle heads connect to. It speaks Dolittle Contracts v7.8.1
 //! (the contract of Dolittle Runtime 9) over gRPC on top of the annals engine.
 //!
+//! A request comes in through `server` (listeners), is served by one of `services` (every
+//! unary rpc through `services::request`), is checked and converted by `api`, and is carried
+//! out against the engine with what `runtime` shares; event handlers and filters hand their
+//! streams to `processing` over `reverse_call`.
+//!
 //! - `proto`: the generated wire types and service stubs (public: clients in tests and the
 //!   load tool are built from them).
-//! - `api`: wire to domain and back, the one place for Guid byte order and Failures.
-//! - `services`: the event store, platform and management services.
+//! - `api`: wire to domain and back, the one place for Guid byte order, Failures and
+//!   committed events on the wire; stateless.
+//! - `services`: the gRPC services (event store, platform, management, event handlers and
+//!   filters, processing management) and the request step the unary ones share.
+//! - `reverse_call`: the reverse-call protocol (the runtime calls the head over a stream the
+//!   head opened): connect, pings, calls and answers, disconnects.
+//! - `processing`: event handlers and filters: the connected processors, their delivery
+//!   loops, positions and failures.
+//! - `runtime`: what every service shares (engine, configured tenants, metrics, processors).
+//! - `metrics`: the Prometheus series.
+//! - `clock`: wall-clock time as stored (Unix nanoseconds).
+//! - `blocking`: runs the engine's blocking calls on tokio's blocking threads.
 //! - `config`: configuration compatible with the original (files, environment, flags).
-//! - `server`: listeners, health, reflection, metrics, graceful shutdown.
+//! - `server`: start-up: listeners, gRPC health and reflection, the ready file.
+//! - `web`: the HTTP ports: health, status page, metrics text.
+//! - `shutdown`: graceful shutdown: signals, the grace period, closing the engine.
 
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
 mod api;
 mod blocking;
+mod clock;
 pub mod config;
 mod metrics;
 mod processing;
@@ -21,6 +39,8 @@ mod reverse_call;
 mod runtime;
 mod server;
 mod services;
+mod shutdown;
+mod web;
 
 pub use crate::config::{ConfigError, RuntimeConfig, Sources};
 pub use crate::server::{serve, BoundPorts, ServeOptions};

@@ -1,11 +1,15 @@
 //! Prometheus metrics, served as text on the metrics port (`GET /metrics`, default 9700).
 //!
 //! Series are labelled by tenant and rpc; both sets are bounded (tenants come from the
-//! configuration, rpcs from the contract), so the number of series is too.
+//! configuration, rpcs from the contract), so the number of series is too. Every unary rpc is
+//! counted (see `services::request`): the event store's by method (`Commit`,
+//! `CommitForAggregate`, `FetchForAggregate`, `FetchForAggregateInBatches`), the others by
+//! service and method (`Handshake/Handshake`, `EventHandlers/GetAll`, ...); the tenant is the
+//! call context's, `none` for calls without one.
 //!
 //! | series | kind | labels |
 //! |---|---|---|
-//! | `annals_requests_total` | counter | event store rpc, tenant, outcome (`ok`, `failure`, `conflict`) |
+//! | `annals_requests_total` | counter | rpc, tenant, outcome (`ok`, `failure`, `conflict`) |
 //! | `annals_request_duration_seconds` | histogram | rpc, tenant |
 //! | `annals_committed_events_total` | counter | tenant |
 //! | `annals_fetched_events_total` | counter | tenant |
@@ -22,22 +26,21 @@
 //! has registered since the start: a deployment registers a fixed set of handlers, but heads
 //! that register fresh ids over and over grow this set until the runtime restarts.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use annals_engine::Log;
-use prometheus_client::metrics::gauge::ConstGauge;
-
-use crate::processing::{Kind, Processors};
+use annals_engine::{Log, LogStats};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use uuid::Uuid;
+
+use crate::processing::{Kind, Processors};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -73,7 +76,23 @@ impl ProcessorLabels {
 
 /// A processor's labels, position and lag.
 type Row = (ProcessorLabels, u64, u64);
+
+/// What a processor series reads of a row.
 type ReadRow = fn(&Row) -> u64;
+
+/// The processor collector's series: name, help, and what each reads of a row.
+const PROCESSOR_SERIES: [(&str, &str, ReadRow); 2] = [
+    (
+        "processor_position",
+        "Next event-log position a connected processor will process (as last written)",
+        |row| row.1,
+    ),
+    (
+        "processor_lag_events",
+        "Events in the log past a connected processor's position",
+        |row| row.2,
+    ),
+];
 
 /// Where each connected processor is and how far behind its log, read at each scrape.
 struct ProcessorCollector {
@@ -102,25 +121,12 @@ impl Collector for ProcessorCollector {
                 rows.push((labels, position, end.saturating_sub(position)));
             }
         }
-        let series: [(&str, &str, ReadRow); 2] = [
-            (
-                "processor_position",
-                "Next event-log position a connected processor will process (as last written)",
-                |row| row.1,
-            ),
-            (
-                "processor_lag_events",
-                "Events in the log past a connected processor's position",
-                |row| row.2,
-            ),
-        ];
-        for (name, help, read) in series {
-            let gauge = ConstGauge::new(0i64);
-            let mut family = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
-            for row in &rows {
-                ConstGauge::new(i64::try_from(read(row)).unwrap_or(i64::MAX))
-                    .encode(family.encode_family(&row.0)?)?;
-            }
+        for (name, help, read) in PROCESSOR_SERIES {
+            let values = rows.iter().map(|row| {
+                let value = i64::try_from(read(row)).unwrap_or(i64::MAX);
+                (&row.0, ConstGauge::new(value))
+            });
+            encode_series(&mut encoder, (name, help), MetricType::Gauge, values)?;
         }
         Ok(())
     }
@@ -150,6 +156,32 @@ pub(crate) struct Metrics {
     processor_failures: Family<ProcessorLabels, Counter>,
 }
 
+/// The counter of a log's stats a log series reads.
+type ReadStats = fn(&LogStats) -> &AtomicU64;
+
+/// The log collector's series: name, help, and the counter of the log's stats each reads.
+#[rustfmt::skip] // a table: one series a row
+const LOG_SERIES: [(&str, &str, ReadStats); 4] = [
+    ("log_commits", "Commits acknowledged by the tenant's event log", |s| &s.commits),
+    ("log_events", "Events acknowledged by the tenant's event log", |s| &s.events),
+    ("log_groups", "Group commits (one write each) of the tenant's event log", |s| &s.groups),
+    ("log_fdatasyncs", "Data syncs of the tenant's event log", |s| &s.data_syncs),
+];
+
+/// Encodes one series read at this scrape: each value under its labels.
+fn encode_series<'l, L: EncodeLabelSet + 'l, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder<'_>,
+    (name, help): (&str, &str),
+    metric_type: MetricType,
+    values: impl IntoIterator<Item = (&'l L, M)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
+    for (labels, value) in values {
+        value.encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
 /// The write path's counters of each tenant's event log, read at each scrape.
 #[derive(Debug)]
 struct LogCollector {
@@ -158,38 +190,21 @@ struct LogCollector {
 
 impl Collector for LogCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        type Read = fn(&annals_engine::LogStats) -> u64;
-        let series: [(&str, &str, Read); 4] = [
-            (
-                "log_commits",
-                "Commits acknowledged by the tenant's event log",
-                |s| s.commits.load(Ordering::Relaxed),
-            ),
-            (
-                "log_events",
-                "Events acknowledged by the tenant's event log",
-                |s| s.events.load(Ordering::Relaxed),
-            ),
-            (
-                "log_groups",
-                "Group commits (one write each) of the tenant's event log",
-                |s| s.groups.load(Ordering::Relaxed),
-            ),
-            (
-                "log_fdatasyncs",
-                "Data syncs of the tenant's event log",
-                |s| s.data_syncs.load(Ordering::Relaxed),
-            ),
-        ];
-        for (name, help, read) in series {
-            let counter = ConstCounter::new(0u64);
-            let mut family = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-            for (tenant, log) in &self.logs {
-                let labels = TenantLabels {
-                    tenant: tenant.to_string(),
-                };
-                ConstCounter::new(read(log.stats())).encode(family.encode_family(&labels)?)?;
-            }
+        let tenants: Vec<TenantLabels> = self
+            .logs
+            .iter()
+            .map(|(tenant, _)| TenantLabels {
+                tenant: tenant.to_string(),
+            })
+            .collect();
+        for (name, help, read) in LOG_SERIES {
+            let values = self.logs.iter().zip(&tenants).map(|((_, log), labels)| {
+                (
+                    labels,
+                    ConstCounter::new(read(log.stats()).load(Ordering::Relaxed)),
+                )
+            });
+            encode_series(&mut encoder, (name, help), MetricType::Counter, values)?;
         }
         Ok(())
     }
@@ -222,7 +237,7 @@ impl Metrics {
         let fetched = Family::<TenantLabels, Counter>::default();
         registry.register(
             "requests",
-            "Event store requests answered, by rpc, tenant and outcome",
+            "Requests answered, by rpc, tenant and outcome",
             requests.clone(),
         );
         registry.register(

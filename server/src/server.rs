@@ -1,28 +1,20 @@
-//! Startup and shutdown: open the engine and the configured tenants, bind every listener, serve
-//! until SIGTERM or SIGINT, then stop in order.
+//! Startup: open the engine and the configured tenants, bind every listener, serve until
+//! SIGTERM or SIGINT, then stop in order (`shutdown`).
 //!
 //! Ports (defaults as the original): private 50053 (heads), public 50052 (other runtimes),
-//! management 51052 (CLI), web 8001 (`/healthz`, a status page), metrics 9700 (`/metrics`).
-//! Every gRPC port also serves `grpc.health.v1.Health` and server reflection (v1 and
-//! v1alpha), so grpcurl works without the .proto files.
+//! management 51052 (CLI), web 8001 (`/healthz`, a status page), metrics 9700 (`/metrics`);
+//! the two HTTP ones are served by `web`. Every gRPC port also serves `grpc.health.v1.Health`
+//! and server reflection (v1 and v1alpha), so grpcurl works without the .proto files.
 //!
-//! Shutdown: the listeners stop accepting, in-flight requests run to their end (a commit that
-//! was received is made durable and answered; batch streams end with UNAVAILABLE), then the
-//! engine closes (indexer stopped and joined, logs closed). A second signal, or the grace
-//! period (30 s for all of it) running out, ends the wait; nothing acknowledged is lost either
-//! way, as every answer follows its commit's fsync.
+//! Every listener is bound before any serves, and the ready file is written only once all are:
+//! a supervisor that reads it can connect to every port it names.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use annals_engine::Engine;
 use anyhow::Context as _;
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse};
-use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::{Router, TcpIncoming};
@@ -49,6 +41,7 @@ use crate::services::filters::FiltersService;
 use crate::services::management::ManagementServices;
 use crate::services::platform::PlatformServices;
 use crate::services::processing_management::EventHandlersManagement;
+use crate::{shutdown, web};
 
 /// The largest gRPC message accepted or sent: a commit of many events, or a fetch batch
 /// (2 MiB) with room to spare. The original (ASP.NET) allows 4 MiB.
@@ -57,9 +50,6 @@ const MESSAGE_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// HTTP/2 flow-control windows per stream and per connection.
 const STREAM_WINDOW_BYTES: u32 = 4 * 1024 * 1024;
 const CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
-
-/// How long shutdown waits for in-flight requests before closing anyway.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Options of `annals serve` that are not configuration keys.
 #[derive(Debug, Default, Clone)]
@@ -207,17 +197,12 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
         tasks.spawn(run_grpc("management", router, listener, stop_rx.clone()));
     }
     if let Some(listener) = web {
-        let app = axum::Router::new()
-            .route("/healthz", get(healthz))
-            .route("/", get(status_page))
-            .with_state(Arc::clone(&runtime));
-        tasks.spawn(run_http("web", app, listener, stop_rx.clone()));
+        let app = web::web(Arc::clone(&runtime));
+        tasks.spawn(web::run("web", app, listener, stop_rx.clone()));
     }
     if let Some(listener) = metrics {
-        let app = axum::Router::new()
-            .route("/metrics", get(metrics_text))
-            .with_state(Arc::clone(&runtime));
-        tasks.spawn(run_http("metrics", app, listener, stop_rx.clone()));
+        let app = web::metrics(Arc::clone(&runtime));
+        tasks.spawn(web::run("metrics", app, listener, stop_rx.clone()));
     }
     // The routers hold their own handles now.
     drop((platform, management_services));
@@ -228,7 +213,7 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
     }
 
     let first_exit = tokio::select! {
-        signal = shutdown_signal() => {
+        signal = shutdown::signal() => {
             tracing::info!(signal, "shutting down: finishing in-flight requests");
             None
         }
@@ -240,49 +225,11 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
         Some(Err(e)) => Some(anyhow::anyhow!("a listener task ended abnormally: {e}")),
         _ => None,
     };
-    // One deadline for all of shutdown; a second signal gives up waiting at once.
-    let waited = tokio::select! {
-        closed = finish(tasks, runtime) => closed,
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => false,
-        _ = shutdown_signal() => false,
-    };
-    if waited {
-        tracing::info!("store closed cleanly");
-    } else {
-        tracing::warn!(
-            "shutdown stopped waiting (grace period over or a second signal): requests still \
-             running were cut off; anything acknowledged is durable and the store recovers \
-             on the next start"
-        );
-    }
+    let closed = shutdown::close(tasks, runtime).await;
     match failure {
         Some(e) => Err(e),
-        None if waited => Ok(()),
+        None if closed => Ok(()),
         None => Err(anyhow::anyhow!("the store was not closed cleanly")),
-    }
-}
-
-/// Waits for the listeners to finish their requests, then for the last handle of the runtime
-/// (work still under way, such as a commit, holds one until it is done), and closes the
-/// engine (joining its threads). True once closed.
-async fn finish(
-    mut tasks: tokio::task::JoinSet<anyhow::Result<()>>,
-    runtime: Arc<Runtime>,
-) -> bool {
-    while let Some(ended) = tasks.join_next().await {
-        if let Ok(Err(e)) = ended {
-            tracing::error!(error = %e, "listener failed while stopping");
-        }
-    }
-    let mut runtime = runtime;
-    loop {
-        match Arc::try_unwrap(runtime) {
-            Ok(r) => return tokio::task::spawn_blocking(move || drop(r)).await.is_ok(),
-            Err(shared) => {
-                runtime = shared;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
     }
 }
 
@@ -332,50 +279,15 @@ async fn run_grpc(
     name: &'static str,
     router: Router,
     listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     // No Nagle: a commit's answer is one small write that must leave at once (with Nagle
     // and the peer's delayed ACK, each request/response would wait ~40 ms).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     router
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
+        .serve_with_incoming_shutdown(incoming, shutdown::stopped(stop))
         .await
         .with_context(|| format!("serving the {name} endpoint"))
-}
-
-async fn run_http(
-    name: &'static str,
-    app: axum::Router,
-    listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await
-        .with_context(|| format!("serving the {name} endpoint"))
-}
-
-/// Resolves on SIGTERM or SIGINT, naming it.
-async fn shutdown_signal() -> &'static str {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        () = terminate => "SIGTERM",
-    }
 }
 
 fn write_ready_file(path: &std::path::Path, ports: &BoundPorts) -> std::io::Result<()> {
@@ -383,88 +295,4 @@ fn write_ready_file(path: &std::path::Path, ports: &BoundPorts) -> std::io::Resu
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
-}
-
-/// `GET /healthz`: 200 with a report when every configured tenant's store takes writes and
-/// its index works, 503 naming the ones that do not. Shaped like the original's report (Status, Entries).
-async fn healthz(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
-    let checks = tokio::task::spawn_blocking(move || {
-        runtime
-            .tenant_ids()
-            .iter()
-            .map(|&id| {
-                let state = runtime
-                    .tenant(id)
-                    .map_err(|f| f.reason)
-                    .and_then(|t| t.check_healthy().map_err(|e| e.to_string()));
-                (id, state)
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap_or_default();
-    let healthy = !checks.is_empty() && checks.iter().all(|(_, s)| s.is_ok());
-    let data: serde_json::Map<String, serde_json::Value> = checks
-        .iter()
-        .map(|(id, s)| {
-            let text = match s {
-                Ok(()) => "Healthy".to_owned(),
-                Err(e) => e.clone(),
-            };
-            (id.to_string(), serde_json::Value::String(text))
-        })
-        .collect();
-    let status = if healthy { "Healthy" } else { "Unhealthy" };
-    let body = serde_json::json!({
-        "Status": status,
-        "Entries": {
-            "EventStoreHealthCheck": {
-                "Status": status,
-                "Description": "Every configured tenant's event store takes writes and its index works",
-                "Data": data,
-            }
-        }
-    });
-    let code = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, axum::Json(body))
-}
-
-async fn status_page(State(runtime): State<Arc<Runtime>>) -> Html<String> {
-    let p = &runtime.config.platform;
-    let mut tenants = String::new();
-    for t in runtime.tenant_ids() {
-        tenants.push_str("<li><code>");
-        tenants.push_str(&t.to_string());
-        tenants.push_str("</code></li>");
-    }
-    Html(format!(
-        "<!doctype html><title>annals</title><h1>annals {}</h1>\
-         <p>Dolittle Contracts 7.8.1 runtime. Microservice <code>{}</code> ({}), environment {}.</p>\
-         <h2>Tenants</h2><ul>{tenants}</ul>\
-         <p><a href=\"/healthz\">/healthz</a></p>",
-        env!("CARGO_PKG_VERSION"),
-        p.microservice_id,
-        html_escape(&p.microservice_name),
-        html_escape(&p.environment),
-    ))
-}
-
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-async fn metrics_text(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        runtime.metrics.encode(),
-    )
 }

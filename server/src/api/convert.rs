@@ -1,21 +1,24 @@
-//! Wire messages to engine types and back. Requests are checked completely here, before
-//! anything is written: a field that is missing or malformed becomes a [`Failure`] naming
-//! the field, and content that is not a JSON object is refused (the original stores content
-//! as a BSON document, so only objects are events).
+//! Wire messages to engine types and the small values back (committed events are built in
+//! `committed`). Requests are checked completely here, before anything is written: a field
+//! that is missing or malformed becomes a [`Failure`] naming the field, and content that is
+//! not a JSON object is refused (the original stores content as a BSON document, so only
+//! objects are events).
+
+use std::time::Duration;
 
 use annals_engine::{
-    AggregateEvent, Claim, Event, EventType, ExecutionContext, UncommittedEvent, Version,
+    AggregateEvent, Claim, EventType, ExecutionContext, UncommittedEvent, Version,
 };
 use prost_types::Timestamp;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use uuid::Uuid;
 
 use crate::api::failure::Failure;
 use crate::api::ids;
 use crate::proto::dolittle::artifacts::Artifact;
 use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
-use crate::proto::dolittle::runtime::events::committed_aggregate_events::CommittedAggregateEvent;
 use crate::proto::dolittle::runtime::events::uncommitted_aggregate_events::UncommittedAggregateEvent;
-use crate::proto::dolittle::runtime::events::UncommittedEvent as WireEvent;
+use crate::proto::dolittle::runtime::events::{Aggregate, UncommittedEvent as WireEvent};
 use crate::proto::dolittle::security::Claim as WireClaim;
 use crate::proto::dolittle::services::CallRequestContext;
 use crate::proto::dolittle::versioning::Version as WireVersion;
@@ -192,23 +195,30 @@ pub(crate) fn timestamp(ns: i64) -> Timestamp {
     }
 }
 
-/// An aggregate's event, with the version it was applied at.
-pub(crate) fn committed_aggregate_event(event: &Event) -> CommittedAggregateEvent {
-    CommittedAggregateEvent {
-        event_log_sequence_number: event.sequence_number.0,
-        occurred: Some(timestamp(event.occurred_ns)),
-        execution_context: Some(execution_context_to_wire(&event.execution_context)),
-        event_type: Some(event_type_to_wire(event.event_type)),
-        public: event.public,
-        content: event.content.clone(),
-        aggregate_root_version: event.aggregate.map_or(0, |a| a.version),
-    }
+/// The aggregate instance a request names (its root and event source).
+pub(crate) fn aggregate(
+    field: &str,
+    aggregate: Option<&Aggregate>,
+) -> Result<(Uuid, String), Failure> {
+    let aggregate = aggregate.ok_or_else(|| Failure::invalid(format!("{field} is missing")))?;
+    Ok((
+        ids::required(
+            &format!("{field}.aggregateRootId"),
+            aggregate.aggregate_root_id.as_ref(),
+        )?,
+        event_source_id(
+            &format!("{field}.eventSourceId"),
+            &aggregate.event_source_id,
+        )?,
+    ))
 }
 
-/// The deprecated `aggregateRootVersion` of CommittedAggregateEvents: the version of the
-/// last event (current - 1), or 0 for an aggregate without events.
-pub(crate) fn deprecated_aggregate_root_version(current: u64) -> u64 {
-    current.saturating_sub(1)
+/// A Duration from the wire, at least 0.
+pub(crate) fn duration(d: Option<&prost_types::Duration>) -> Option<Duration> {
+    let d = d?;
+    let seconds = u64::try_from(d.seconds).unwrap_or(0);
+    let nanos = u32::try_from(d.nanos).unwrap_or(0);
+    Some(Duration::new(seconds, nanos.min(999_999_999)))
 }
 
 #[cfg(test)]

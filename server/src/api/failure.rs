@@ -167,40 +167,43 @@ pub(crate) trait InBand<T>: Sized {
     }
 }
 
-/// `in_band!(Response, field: Type)`: the response's payload is `field`, optional (a message)
-/// or a list.
+/// `in_band!(Response, field: Type)`: the response's payload is `field`, optional (a message,
+/// absent on failure) or a list or plain value (empty on failure); `in_band!(Response)`: the
+/// response carries a failure only.
 macro_rules! in_band {
-    ($response:ty, $field:ident: Option<$payload:ty>) => {
+    (@impl $response:ty, $field:ident: $payload:ty, $wrap:path) => {
         impl $crate::api::failure::InBand<$payload> for $response {
             fn ok(payload: $payload) -> Self {
                 Self {
                     failure: None,
-                    $field: Some(payload),
+                    $field: $wrap(payload),
                 }
             }
             fn failed(failure: &$crate::api::failure::Failure) -> Self {
                 Self {
                     failure: Some(failure.to_wire()),
-                    $field: None,
+                    $field: Default::default(),
                 }
             }
         }
     };
-    ($response:ty, $field:ident: Vec<$payload:ty>) => {
-        impl $crate::api::failure::InBand<Vec<$payload>> for $response {
-            fn ok(payload: Vec<$payload>) -> Self {
-                Self {
-                    failure: None,
-                    $field: payload,
-                }
+    ($response:ty) => {
+        impl $crate::api::failure::InBand<()> for $response {
+            fn ok((): ()) -> Self {
+                Self { failure: None }
             }
             fn failed(failure: &$crate::api::failure::Failure) -> Self {
                 Self {
                     failure: Some(failure.to_wire()),
-                    $field: Vec::new(),
                 }
             }
         }
+    };
+    ($response:ty, $field:ident: Option<$payload:ty>) => {
+        $crate::api::failure::in_band!(@impl $response, $field: $payload, Some);
+    };
+    ($response:ty, $field:ident: $payload:ty) => {
+        $crate::api::failure::in_band!(@impl $response, $field: $payload, std::convert::identity);
     };
 }
 pub(crate) use in_band;

@@ -1,7 +1,14 @@
 //! The boundary between the wire and the domain: every request is turned into engine types
 //! (and checked) here on receipt, and every answer built here, so services hold no encoding
-//! rules of their own.
+//! rules of their own. Nothing here holds state or touches the engine: these are conversions.
+//!
+//! - `convert`: requests to engine types (checked whole, a bad field named in a Failure), and
+//!   the small values (execution contexts, event types, times) back to the wire.
+//! - `committed`: committed events on the wire, the one place they are built.
+//! - `ids`: Guid byte order, the one place it is handled.
+//! - `failure`: Dolittle Failures and in-band answers; engine errors become Failures here.
 
+pub(crate) mod committed;
 pub(crate) mod convert;
 pub(crate) mod failure;
 pub(crate) mod ids;

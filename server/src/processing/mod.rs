@@ -7,8 +7,8 @@
 //!   concerns each have a module of their own: `read` (reads of the log), `dispatch`
 //!   (the buffer, partition queues and events in flight; asking the head), `parking`
 //!   (failures, parked partitions and their catch-up), `positions` (the position and its
-//!   durable writes); `slot` keeps a read or a write under way across turns of the loop,
-//!   `wire` builds the events the head sees.
+//!   durable writes); `slot` keeps a read or a write under way across turns of the loop.
+//!   The events the head sees are built by `api::committed`, as every other answer's.
 //! - This module keeps the registry of connected processors (one per kind, scope and id at a
 //!   time), what management reads and commands through it, and what metrics read.
 //!
@@ -21,7 +21,6 @@ mod positions;
 pub(crate) mod processor;
 mod read;
 mod slot;
-mod wire;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -24,11 +24,11 @@ use std::time::Duration;
 use annals_engine::{FailingPartition, ProcessingFailure, StreamProcessorState};
 
 use crate::api::failure::Failure;
+use crate::clock::now_ns;
 use crate::processing::dispatch::{Asker, Dispatch};
 use crate::processing::positions::Included;
 use crate::processing::processor::{Delivery, Handler, Outcome};
 use crate::processing::read::Reader;
-use crate::processing::wire::now_ns;
 use crate::processing::{Command, Inbox};
 use crate::proto::dolittle::runtime::events::processing::RetryProcessingState;
 use crate::reverse_call::CallError;

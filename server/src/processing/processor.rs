@@ -10,12 +10,14 @@
 //! - `positions`: what the stored position is derived from, and its durable writes.
 //!
 //! Invariants of the loop (a pass, from one position until it stops or is reset):
-//! - Nothing new is dispatched while a failure stops the processor (unpartitioned), while a
-//!   parked partition is due (its catch-up runs once nothing is in flight), or while the call
-//!   drains (it stops once nothing is in flight; queued events stay unfinished, where the
-//!   stored position waits for them).
-//! - Whatever ends a pass, the position it reached is written first; a reset waits for a
-//!   position write under way, so that write cannot undo the reset's.
+//! - Nothing new is taken from the read-ahead buffer while a failure stops the processor
+//!   (unpartitioned), while a parked partition is due, or while the call drains. A due
+//!   partition's catch-up runs once nothing is in flight; until then a busy partition's queued
+//!   events still follow its answered ones. Draining stops that too: it ends once nothing is
+//!   in flight, and queued events stay unfinished, where the stored position waits for them.
+//! - A pass that stops (the call ends or drains) writes the position it reached first; a reset
+//!   waits only for a position write under way, so that write cannot undo the reset's own; a
+//!   store error ends the pass with the stored position behind (at-least-once).
 //! - A reset starts over at its position: stream positions from 0, failures forgotten.
 
 use std::future::Future;
@@ -31,11 +33,11 @@ use uuid::Uuid;
 
 use crate::api::failure::Failure;
 use crate::blocking::blocking;
+use crate::clock::now_ns;
 use crate::processing::dispatch::{Asker, Dispatch};
 use crate::processing::parking::{self, CatchUp};
 use crate::processing::positions::{Progress, Writer, Writes};
 use crate::processing::read::{Reader, Reading};
-use crate::processing::wire::now_ns;
 use crate::processing::{Command, Inbox, Partitioning, TenantStatus};
 use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::runtime::events::processing::RetryProcessingState;
@@ -77,14 +79,15 @@ impl Outcome {
         Outcome::Failed {
             reason: failure.reason,
             retry_after: failure.retry.then(|| {
-                crate::reverse_call::duration(failure.retry_timeout.as_ref()).unwrap_or_default()
+                crate::api::convert::duration(failure.retry_timeout.as_ref()).unwrap_or_default()
             }),
         }
     }
 }
 
-/// Asks the head about one event (an event handler's handle request, a filter's filter
-/// request).
+/// Asks the head about one event. The runtime's implementation is
+/// `services::processor_session::Head` (a handle request for event handlers, a filter request
+/// for filters); the model tests below script one.
 pub(crate) trait Handler: Send + Sync + 'static {
     /// Whether the head is asked about this event at all (event types, public flag).
     fn selects(&self, event: &EventView<'_>) -> bool;
@@ -289,8 +292,9 @@ impl<H: Handler> Running<H> {
         Ok(state)
     }
 
-    /// Processes from `state` until the call ends, drains, or management resets it. `state`
-    /// is written before returning.
+    /// Processes from `state` until the call ends, drains, or management resets it. When the
+    /// call ends or drains, `state` is written before returning; a reset waits for a write
+    /// under way and writes its own position.
     async fn pass(&mut self, state: &mut StreamProcessorState) -> Result<Exit, Failure> {
         let mut progress = Progress::new(state, self.writer.clone());
         let mut dispatch = Dispatch::new(self.concurrency);

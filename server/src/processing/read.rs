@@ -15,11 +15,11 @@ use std::sync::Arc;
 use annals_engine::{EventLogSequenceNumber, Log};
 use uuid::Uuid;
 
+use crate::api::committed::committed_event;
 use crate::api::failure::Failure;
 use crate::blocking::blocking;
 use crate::processing::processor::{Bounds, Delivery, Handler};
 use crate::processing::slot::Slot;
-use crate::processing::wire::committed_event;
 use crate::proto::dolittle::runtime::events::CommittedEvent;
 
 /// Records per read of the log.

@@ -492,24 +492,9 @@ fn check_context(
     }
     // Under 1 s (or negative) turns keep-alive off, as in the original; so does anything over
     // a day (the original's "largest Duration", and absurd values that would overflow clocks).
-    let ping_interval = u64::try_from(interval.seconds)
-        .ok()
-        .filter(|&s| (1..=PING_INTERVAL_MAX.as_secs()).contains(&s))
-        .map(|s| {
-            Duration::new(
-                s,
-                u32::try_from(interval.nanos).unwrap_or(0).min(999_999_999),
-            )
-        });
+    let ping_interval = convert::duration(Some(interval))
+        .filter(|d| (1..=PING_INTERVAL_MAX.as_secs()).contains(&d.as_secs()));
     Ok((execution_context, ping_interval))
-}
-
-/// A Duration from the wire, at least 0.
-pub(crate) fn duration(d: Option<&prost_types::Duration>) -> Option<Duration> {
-    let d = d?;
-    let seconds = u64::try_from(d.seconds).unwrap_or(0);
-    let nanos = u32::try_from(d.nanos).unwrap_or(0);
-    Some(Duration::new(seconds, nanos.min(999_999_999)))
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use crate::proto::dolittle::runtime::events::processing::{
     HandleEventRequest, StreamEvent,
 };
 use crate::proto::dolittle::services::{Ping, ReverseCallArgumentsContext};
-use crate::reverse_call::{self, Incoming, Protocol};
+use crate::reverse_call::{Incoming, Protocol};
 use crate::runtime::Runtime;
 use crate::services::processor_session::{self, Question, Requests, Spec};
 
@@ -53,9 +53,9 @@ impl Protocol for EventHandlerProtocol {
             Some(FromHead::RegistrationRequest(arguments)) => Incoming::Arguments(arguments),
             Some(FromHead::HandleResult(response)) => Incoming::Response(response),
             Some(FromHead::Pong(_)) => Incoming::Pong,
-            Some(FromHead::InitiateDisconnect(disconnect)) => Incoming::InitiateDisconnect(
-                reverse_call::duration(disconnect.grace_period.as_ref()),
-            ),
+            Some(FromHead::InitiateDisconnect(disconnect)) => {
+                Incoming::InitiateDisconnect(convert::duration(disconnect.grace_period.as_ref()))
+            }
             None => Incoming::Empty,
         }
     }

@@ -7,33 +7,33 @@
 //! its own before it joins a group commit, and a group only fails together when the disk
 //! does (the log is then poisoned and every later commit fails too, by design).
 //!
-//! Failures are in-band (`failure` set, gRPC status OK), as the SDKs expect.
+//! Failures are in-band (`failure` set, gRPC status OK), as the SDKs expect. The unary rpcs go
+//! through the request step (`services::request`); a batch stream is recorded by the same
+//! [`Call`] when it ends.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use annals_engine::{AggregateCommit, Commit, Event, ExecutionContext, Tenant};
+use annals_engine::{AggregateCommit, Commit, ExecutionContext, Tenant};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::api::convert;
 use crate::api::failure::{id, in_band, Failure, InBand};
-use crate::api::ids;
+use crate::api::{committed, convert, ids};
 use crate::blocking::blocking;
-use crate::metrics::Outcome;
-use crate::proto::dolittle::runtime::events::committed_aggregate_events::CommittedAggregateEvent;
+use crate::clock;
 use crate::proto::dolittle::runtime::events::event_store_server::EventStore;
 use crate::proto::dolittle::runtime::events::fetch_for_aggregate_in_batches_request::Request as BatchesRequest;
 use crate::proto::dolittle::runtime::events::{
-    Aggregate, CommitAggregateEventsRequest, CommitAggregateEventsResponse, CommitEventsRequest,
+    CommitAggregateEventsRequest, CommitAggregateEventsResponse, CommitEventsRequest,
     CommitEventsResponse, CommittedAggregateEvents, CommittedEvent,
     FetchForAggregateInBatchesRequest, FetchForAggregateRequest, FetchForAggregateResponse,
 };
-use crate::proto::dolittle::services::CallRequestContext;
 use crate::runtime::Runtime;
+use crate::services::request::{self, with_call_context, Call};
 
 /// The most a FetchForAggregateInBatches response carries (the original's 2 MiB), counted
 /// as the engine estimates event sizes; one event larger than that still goes alone.
@@ -104,65 +104,6 @@ impl EventStoreService {
             aggregate_waiters: AggregateWaiters::default(),
         }
     }
-
-    fn record(
-        &self,
-        rpc: &'static str,
-        tenant: Option<Uuid>,
-        failure: Option<&Failure>,
-        started: Instant,
-    ) {
-        let outcome = match failure {
-            None => Outcome::Ok,
-            Some(f) if f.id == id::AGGREGATE_ROOT_CONCURRENCY_CONFLICT => Outcome::Conflict,
-            Some(_) => Outcome::Failure,
-        };
-        if let Some(f) = failure {
-            tracing::debug!(rpc, tenant = ?tenant, failure = %f.reason, "request failed");
-        }
-        self.runtime
-            .metrics
-            .request(rpc, tenant, outcome, started.elapsed().as_secs_f64());
-    }
-}
-
-impl EventStoreService {
-    /// Resolves a unary rpc's tenant from its call context, runs its work with the execution
-    /// context and tenant, records it, and answers in band.
-    async fn unary<T, R, Fut>(
-        &self,
-        rpc: &'static str,
-        call_context: Option<CallRequestContext>,
-        work: impl FnOnce(ExecutionContext, Arc<Tenant>) -> Fut,
-    ) -> Result<Response<R>, Status>
-    where
-        R: InBand<T>,
-        Fut: std::future::Future<Output = Result<T, Failure>>,
-    {
-        let started = Instant::now();
-        let (tenant_id, result) = match tenant_of(&self.runtime, call_context.as_ref()) {
-            Ok((context, tenant)) => (Some(context.tenant_id), work(context, tenant).await),
-            Err(f) => (None, Err(f)),
-        };
-        self.record(rpc, tenant_id, result.as_ref().err(), started);
-        Ok(Response::new(R::answer(result)))
-    }
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
-/// The tenant of a call, from its execution context.
-fn tenant_of(
-    runtime: &Runtime,
-    context: Option<&CallRequestContext>,
-) -> Result<(ExecutionContext, Arc<Tenant>), Failure> {
-    let context = convert::call_context(context)?;
-    let tenant = runtime.tenant(context.tenant_id)?;
-    Ok((context, tenant))
 }
 
 async fn commit(
@@ -175,7 +116,7 @@ async fn commit(
     }
     let events = convert::uncommitted_events(&request.events)?;
     let commit = Commit {
-        occurred_ns: now_ns(),
+        occurred_ns: clock::now_ns(),
         execution_context: context,
         events,
     };
@@ -187,31 +128,9 @@ async fn commit(
     runtime
         .metrics
         .committed(commit.execution_context.tenant_id, receipt.count);
-    let occurred = convert::timestamp(commit.occurred_ns);
-    let context = convert::execution_context_to_wire(&commit.execution_context);
-    Ok(commit
-        .events
-        .into_iter()
-        .zip(receipt.first.0..)
-        .map(|(event, sequence_number)| CommittedEvent {
-            event_log_sequence_number: sequence_number,
-            occurred: Some(occurred),
-            event_source_id: event.event_source_id,
-            execution_context: Some(context.clone()),
-            event_type: Some(convert::event_type_to_wire(event.event_type)),
-            public: event.public,
-            content: event.content,
-            external: false,
-            external_event_log_sequence_number: 0,
-            external_event_received: None,
-        })
-        .collect())
+    Ok(committed::committed_events(commit, receipt))
 }
 
-#[allow(
-    deprecated,
-    reason = "the original still fills the deprecated aggregateRootVersion"
-)]
 async fn commit_for_aggregate(
     runtime: &Runtime,
     waiting: &AggregateWaiters,
@@ -243,7 +162,7 @@ async fn commit_for_aggregate(
             ))
         })?;
     let commit = AggregateCommit {
-        occurred_ns: now_ns(),
+        occurred_ns: clock::now_ns(),
         execution_context: context,
         aggregate_root,
         event_source_id,
@@ -266,73 +185,7 @@ async fn commit_for_aggregate(
     runtime
         .metrics
         .committed(commit.execution_context.tenant_id, receipt.count);
-    let occurred = convert::timestamp(commit.occurred_ns);
-    let context = convert::execution_context_to_wire(&commit.execution_context);
-    let current = receipt.current_version();
-    Ok(CommittedAggregateEvents {
-        event_source_id: commit.event_source_id,
-        aggregate_root_id: Some(ids::to_wire(aggregate_root)),
-        aggregate_root_version: convert::deprecated_aggregate_root_version(current),
-        events: commit
-            .events
-            .into_iter()
-            .zip(receipt.first.0..)
-            .zip(receipt.version_before..)
-            .map(
-                |((event, sequence_number), version)| CommittedAggregateEvent {
-                    event_log_sequence_number: sequence_number,
-                    occurred: Some(occurred),
-                    execution_context: Some(context.clone()),
-                    event_type: Some(convert::event_type_to_wire(event.event_type)),
-                    public: event.public,
-                    content: event.content,
-                    aggregate_root_version: version,
-                },
-            )
-            .collect(),
-        current_aggregate_root_version: current,
-    })
-}
-
-/// The aggregate instance a fetch names.
-pub(crate) fn aggregate_of(
-    field: &str,
-    aggregate: Option<&Aggregate>,
-) -> Result<(Uuid, String), Failure> {
-    let aggregate = aggregate.ok_or_else(|| Failure::invalid(format!("{field} is missing")))?;
-    Ok((
-        ids::required(
-            &format!("{field}.aggregateRootId"),
-            aggregate.aggregate_root_id.as_ref(),
-        )?,
-        convert::event_source_id(
-            &format!("{field}.eventSourceId"),
-            &aggregate.event_source_id,
-        )?,
-    ))
-}
-
-/// The response header and events of (a batch of) an aggregate's events.
-#[allow(
-    deprecated,
-    reason = "the original still fills the deprecated aggregateRootVersion"
-)]
-pub(crate) fn aggregate_events(
-    root: Uuid,
-    event_source_id: &str,
-    current: u64,
-    events: &[Event],
-) -> CommittedAggregateEvents {
-    CommittedAggregateEvents {
-        event_source_id: event_source_id.to_owned(),
-        aggregate_root_id: Some(ids::to_wire(root)),
-        aggregate_root_version: convert::deprecated_aggregate_root_version(current),
-        events: events
-            .iter()
-            .map(convert::committed_aggregate_event)
-            .collect(),
-        current_aggregate_root_version: current,
-    }
+    Ok(committed::committed_aggregate_events(commit, receipt))
 }
 
 async fn fetch(
@@ -340,13 +193,13 @@ async fn fetch(
     (context, tenant): (ExecutionContext, Arc<Tenant>),
     request: FetchForAggregateRequest,
 ) -> Result<CommittedAggregateEvents, Failure> {
-    let (root, event_source_id) = aggregate_of("aggregate", request.aggregate.as_ref())?;
+    let (root, event_source_id) = convert::aggregate("aggregate", request.aggregate.as_ref())?;
     let fetched =
         blocking(move || Ok(tenant.fetch_for_aggregate(root, &event_source_id, &[])?)).await?;
     runtime
         .metrics
         .fetched(context.tenant_id, fetched.events.len() as u64);
-    Ok(aggregate_events(
+    Ok(committed::aggregate_events(
         root,
         &fetched.event_source_id,
         fetched.current_version,
@@ -357,6 +210,11 @@ async fn fetch(
 in_band!(CommitEventsResponse, events: Vec<CommittedEvent>);
 in_band!(CommitAggregateEventsResponse, events: Option<CommittedAggregateEvents>);
 in_band!(FetchForAggregateResponse, events: Option<CommittedAggregateEvents>);
+with_call_context!(
+    CommitEventsRequest,
+    CommitAggregateEventsRequest,
+    FetchForAggregateRequest
+);
 
 type BatchStream = tonic::codegen::BoxStream<FetchForAggregateResponse>;
 
@@ -366,10 +224,9 @@ impl EventStore for EventStoreService {
         &self,
         request: Request<CommitEventsRequest>,
     ) -> Result<Response<CommitEventsResponse>, Status> {
-        let mut request = request.into_inner();
-        let call_context = request.call_context.take();
-        self.unary("Commit", call_context, |context, tenant| {
-            commit(&self.runtime, (context, tenant), request)
+        let runtime = &self.runtime;
+        request::unary_for_tenant(runtime, "Commit", request, |tenant, request| {
+            commit(runtime, tenant, request)
         })
         .await
     }
@@ -378,11 +235,9 @@ impl EventStore for EventStoreService {
         &self,
         request: Request<CommitAggregateEventsRequest>,
     ) -> Result<Response<CommitAggregateEventsResponse>, Status> {
-        let mut request = request.into_inner();
-        let call_context = request.call_context.take();
-        self.unary("CommitForAggregate", call_context, |context, tenant| {
-            let waiting = &self.aggregate_waiters;
-            commit_for_aggregate(&self.runtime, waiting, (context, tenant), request)
+        let (runtime, waiting) = (&self.runtime, &self.aggregate_waiters);
+        request::unary_for_tenant(runtime, "CommitForAggregate", request, |tenant, request| {
+            commit_for_aggregate(runtime, waiting, tenant, request)
         })
         .await
     }
@@ -391,10 +246,9 @@ impl EventStore for EventStoreService {
         &self,
         request: Request<FetchForAggregateRequest>,
     ) -> Result<Response<FetchForAggregateResponse>, Status> {
-        let mut request = request.into_inner();
-        let call_context = request.call_context.take();
-        self.unary("FetchForAggregate", call_context, |context, tenant| {
-            fetch(&self.runtime, (context, tenant), request)
+        let runtime = &self.runtime;
+        request::unary_for_tenant(runtime, "FetchForAggregate", request, |tenant, request| {
+            fetch(runtime, tenant, request)
         })
         .await
     }
@@ -403,8 +257,7 @@ impl EventStore for EventStoreService {
         &self,
         request: Request<FetchForAggregateInBatchesRequest>,
     ) -> Result<Response<BatchStream>, Status> {
-        const RPC: &str = "FetchForAggregateInBatches";
-        let started = Instant::now();
+        let mut call = Call::start("FetchForAggregateInBatches");
         let request = request.into_inner();
         // One slot more than the batches buffered ahead: the last word of a stream that has to
         // end early (a failure, shutdown, a reader that stopped reading) always has room.
@@ -412,12 +265,11 @@ impl EventStore for EventStoreService {
         let stream = |receiver| -> Result<Response<BatchStream>, Status> {
             Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
         };
-        let mut tenant_id = None;
-        let prepared = batches_request(&self.runtime, &request, &mut tenant_id);
+        let prepared = batches_request(&self.runtime, &mut call, &request);
         let (tenant, root, event_source_id, event_types) = match prepared {
             Ok(p) => p,
             Err(f) => {
-                self.record(RPC, tenant_id, Some(&f), started);
+                call.end(&self.runtime.metrics, Some(&f));
                 // The channel is fresh and has room for this one message.
                 let _ = sender.try_send(Ok(FetchForAggregateResponse::failed(&f)));
                 return stream(receiver);
@@ -459,14 +311,7 @@ impl EventStore for EventStoreService {
                     Some(f)
                 }
             };
-            let outcome = if failure.is_some() {
-                Outcome::Failure
-            } else {
-                Outcome::Ok
-            };
-            runtime
-                .metrics
-                .request(RPC, tenant_id, outcome, started.elapsed().as_secs_f64());
+            call.end(&runtime.metrics, failure.as_ref());
         });
         stream(receiver)
     }
@@ -478,12 +323,11 @@ type BatchesRequestParts = (Arc<Tenant>, Uuid, String, Option<Vec<Uuid>>);
 
 fn batches_request(
     runtime: &Runtime,
+    call: &mut Call,
     request: &FetchForAggregateInBatchesRequest,
-    tenant_id: &mut Option<Uuid>,
 ) -> Result<BatchesRequestParts, Failure> {
-    let (context, tenant) = tenant_of(runtime, request.call_context.as_ref())?;
-    *tenant_id = Some(context.tenant_id);
-    let (root, event_source_id) = aggregate_of("aggregate", request.aggregate.as_ref())?;
+    let (_, tenant) = call.tenant(runtime, request.call_context.as_ref())?;
+    let (root, event_source_id) = convert::aggregate("aggregate", request.aggregate.as_ref())?;
     let event_types = match &request.request {
         None => {
             return Err(Failure::invalid(
@@ -559,7 +403,7 @@ fn stream_batches(
                 Ok(v) => v,
                 Err(e) => return Ended::Failed(e.into()),
             };
-            let header = aggregate_events(root, event_source_id, current, &[]);
+            let header = committed::aggregate_events(root, event_source_id, current, &[]);
             return match out.send(FetchForAggregateResponse::ok(header)) {
                 Ok(()) => Ended::Done,
                 Err(ended) => ended,
@@ -588,7 +432,7 @@ fn stream_batches(
             Some(Err(e)) => return Ended::Failed(e.into()),
         };
         runtime.metrics.fetched(tenant.id().0, events.len() as u64);
-        let response = FetchForAggregateResponse::ok(aggregate_events(
+        let response = FetchForAggregateResponse::ok(committed::aggregate_events(
             root,
             event_source_id,
             current,

@@ -2,8 +2,9 @@
 //! roots and their instances per tenant, an instance's events), EventTypes, Client (the last
 //! handshake's build results) and Configuration (the effective configuration as YAML).
 //!
-//! Management calls name their tenant in a field of their own, not in an execution context.
-//! Failures use the Unknown id with the reason, as the original's management services do.
+//! Management calls name their tenant in a field of their own, not in an execution context
+//! (their requests are recorded without a tenant). Failures use the Unknown id with the
+//! reason, as the original's management services do.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::api::failure::{id, in_band, Failure, InBand};
-use crate::api::ids;
+use crate::api::{committed, convert, ids};
 use crate::blocking::blocking;
 use crate::proto::dolittle::artifacts::Artifact;
 use crate::proto::dolittle::runtime::aggregates::management::aggregate_roots_server::AggregateRoots;
@@ -33,13 +34,28 @@ use crate::proto::dolittle::runtime::events::management::{
 };
 use crate::proto::dolittle::runtime::events::CommittedAggregateEvents;
 use crate::runtime::Runtime;
-use crate::services::event_store::{aggregate_events, aggregate_of};
 use crate::services::platform::NO_ALIAS;
+use crate::services::request::{self, Call};
 
 in_band!(GetAllResponse, aggregate_roots: Vec<AggregateRoot>);
-in_band!(GetOneResponse, aggregate_root: Option<AggregateRoot>);
 in_band!(GetEventsResponse, events: Option<CommittedAggregateEvents>);
 in_band!(GetAllEventTypesResponse, event_types: Vec<EventType>);
+
+/// GetOne answers with the root or with none (`in_band!` always carries one).
+impl InBand<Option<AggregateRoot>> for GetOneResponse {
+    fn ok(aggregate_root: Option<AggregateRoot>) -> Self {
+        GetOneResponse {
+            failure: None,
+            aggregate_root,
+        }
+    }
+    fn failed(failure: &Failure) -> Self {
+        GetOneResponse {
+            failure: Some(failure.to_wire()),
+            aggregate_root: None,
+        }
+    }
+}
 
 /// The management port's services (one value serves them all).
 #[derive(Clone)]
@@ -50,6 +66,22 @@ pub(crate) struct ManagementServices {
 impl ManagementServices {
     pub(crate) fn new(runtime: Arc<Runtime>) -> ManagementServices {
         ManagementServices { runtime }
+    }
+
+    /// The request step of a management call: `work` runs on a blocking thread (it reads the
+    /// indexes), and a failure is answered with the Unknown id.
+    async fn unary<T, R>(
+        &self,
+        rpc: &'static str,
+        work: impl FnOnce(&Runtime) -> Result<T, Failure> + Send + 'static,
+    ) -> Result<Response<R>, Status>
+    where
+        T: Send + 'static,
+        R: InBand<T>,
+    {
+        let runtime = Arc::clone(&self.runtime);
+        let work = blocking(move || work(&runtime));
+        request::unary(&self.runtime, rpc, async { work.await.map_err(unknown) }).await
     }
 }
 
@@ -130,15 +162,11 @@ impl AggregateRoots for ManagementServices {
         request: Request<GetAllRequest>,
     ) -> Result<Response<GetAllResponse>, Status> {
         let request = request.into_inner();
-        let runtime = Arc::clone(&self.runtime);
-        let result = blocking(move || {
-            let tenants = tenants_of(&runtime, request.tenant_id.as_ref())?;
-            aggregate_roots(&runtime, &tenants, None)
+        self.unary("AggregateRoots/GetAll", move |runtime| {
+            let tenants = tenants_of(runtime, request.tenant_id.as_ref())?;
+            aggregate_roots(runtime, &tenants, None)
         })
-        .await;
-        Ok(Response::new(GetAllResponse::answer(
-            result.map_err(unknown),
-        )))
+        .await
     }
 
     async fn get_one(
@@ -146,22 +174,14 @@ impl AggregateRoots for ManagementServices {
         request: Request<GetOneRequest>,
     ) -> Result<Response<GetOneResponse>, Status> {
         let request = request.into_inner();
-        let runtime = Arc::clone(&self.runtime);
-        let result = blocking(move || {
+        self.unary("AggregateRoots/GetOne", move |runtime| {
             let root = ids::required("aggregateRootId", request.aggregate_root_id.as_ref())?;
-            let tenants = tenants_of(&runtime, request.tenant_id.as_ref())?;
-            Ok(aggregate_roots(&runtime, &tenants, Some(root))?
+            let tenants = tenants_of(runtime, request.tenant_id.as_ref())?;
+            Ok(aggregate_roots(runtime, &tenants, Some(root))?
                 .into_iter()
                 .next())
         })
-        .await;
-        Ok(Response::new(match result {
-            Ok(aggregate_root) => GetOneResponse {
-                failure: None,
-                aggregate_root,
-            },
-            Err(f) => GetOneResponse::failed(&unknown(f)),
-        }))
+        .await
     }
 
     async fn get_events(
@@ -169,23 +189,20 @@ impl AggregateRoots for ManagementServices {
         request: Request<GetEventsRequest>,
     ) -> Result<Response<GetEventsResponse>, Status> {
         let request = request.into_inner();
-        let runtime = Arc::clone(&self.runtime);
-        let result = blocking(move || {
+        self.unary("AggregateRoots/GetEvents", move |runtime| {
             let tenant_id = ids::required("tenantId", request.tenant_id.as_ref())?;
             let tenant = runtime.tenant(tenant_id)?;
-            let (root, event_source_id) = aggregate_of("aggregate", request.aggregate.as_ref())?;
+            let (root, event_source_id) =
+                convert::aggregate("aggregate", request.aggregate.as_ref())?;
             let fetched = tenant.fetch_for_aggregate(root, &event_source_id, &[])?;
-            Ok(aggregate_events(
+            Ok(committed::aggregate_events(
                 root,
                 &event_source_id,
                 fetched.current_version,
                 &fetched.events,
             ))
         })
-        .await;
-        Ok(Response::new(GetEventsResponse::answer(
-            result.map_err(unknown),
-        )))
+        .await
     }
 }
 
@@ -195,20 +212,18 @@ impl EventTypes for ManagementServices {
         &self,
         _request: Request<GetAllEventTypesRequest>,
     ) -> Result<Response<GetAllEventTypesResponse>, Status> {
-        let runtime = Arc::clone(&self.runtime);
-        let result = blocking(move || Ok(runtime.engine.event_type_aliases()?)).await;
-        let event_types = result.map(|aliases| {
-            aliases
+        self.unary("EventTypes/GetAll", |runtime| {
+            Ok(runtime
+                .engine
+                .event_type_aliases()?
                 .into_iter()
                 .map(|(id, alias)| EventType {
                     event_type: Some(artifact(id)),
                     alias,
                 })
-                .collect()
-        });
-        Ok(Response::new(GetAllEventTypesResponse::answer(
-            event_types.map_err(unknown),
-        )))
+                .collect())
+        })
+        .await
     }
 }
 
@@ -218,14 +233,12 @@ impl Client for ManagementServices {
         &self,
         _request: Request<GetBuildResultsRequest>,
     ) -> Result<Response<GetBuildResultsResponse>, Status> {
+        // Cannot fail: the answer has no failure to carry.
+        let call = Call::start("Client/GetBuildResults");
+        let build_results = self.runtime.build_results.lock().clone();
+        call.end(&self.runtime.metrics, None);
         Ok(Response::new(GetBuildResultsResponse {
-            build_results: Some(
-                self.runtime
-                    .build_results
-                    .lock()
-                    .clone()
-                    .unwrap_or_default(),
-            ),
+            build_results: Some(build_results.unwrap_or_default()),
         }))
     }
 }
@@ -236,8 +249,10 @@ impl Configuration for ManagementServices {
         &self,
         _request: Request<GetConfigurationYamlRequest>,
     ) -> Result<Response<GetConfigurationYamlResponse>, Status> {
-        Ok(Response::new(GetConfigurationYamlResponse {
-            value: self.runtime.config.to_yaml(),
-        }))
+        // Cannot fail: the answer has no failure to carry.
+        let call = Call::start("Configuration/GetConfigurationYaml");
+        let value = self.runtime.config.to_yaml();
+        call.end(&self.runtime.metrics, None);
+        Ok(Response::new(GetConfigurationYamlResponse { value }))
     }
 }

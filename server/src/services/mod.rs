@@ -1,5 +1,7 @@
-//! The gRPC services, one module per area of the contract; `processor_session` is the
-//! connect path the event handler and filter services share.
+//! The gRPC services, one module per area of the contract. Every unary rpc goes through
+//! `request` (tenant, metrics, in-band answer); the reverse-call services (event handlers,
+//! filters) share one connect path, `processor_session`, which hands their streams to
+//! `processing`.
 
 pub(crate) mod event_handlers;
 pub(crate) mod event_store;
@@ -8,3 +10,4 @@ pub(crate) mod management;
 pub(crate) mod platform;
 pub(crate) mod processing_management;
 pub(crate) mod processor_session;
+pub(crate) mod request;

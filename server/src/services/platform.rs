@@ -7,12 +7,15 @@
 
 use std::sync::Arc;
 
+use annals_engine::Engine;
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
 use crate::api::convert;
-use crate::api::failure::{id, Failure};
+use crate::api::failure::{id, in_band, Failure, InBand};
 use crate::api::ids;
 use crate::blocking::blocking;
+use crate::proto::dolittle::artifacts::Artifact;
 use crate::proto::dolittle::runtime::aggregates::aggregate_roots_server::AggregateRoots;
 use crate::proto::dolittle::runtime::aggregates::{
     AggregateRootAliasRegistrationRequest, AggregateRootAliasRegistrationResponse,
@@ -29,12 +32,18 @@ use crate::proto::dolittle::runtime::tenancy::tenants_server::Tenants;
 use crate::proto::dolittle::runtime::tenancy::{GetAllRequest, GetAllResponse, Tenant};
 use crate::proto::dolittle::versioning::Version;
 use crate::runtime::Runtime;
+use crate::services::request::{self, Call};
 
 /// The contracts this runtime speaks.
 pub(crate) const CONTRACTS_VERSION: (i32, i32, i32) = (7, 8, 1);
 
 /// What an alias-less registration is listed as (the original's text).
 pub(crate) const NO_ALIAS: &str = "No alias";
+
+in_band!(GetAllResponse, tenants: Vec<Tenant>);
+in_band!(EventTypeRegistrationResponse);
+in_band!(AggregateRootAliasRegistrationResponse);
+in_band!(GetMongoDbResponse, connection_string: String);
 
 /// The private port's platform services (one value serves them all).
 #[derive(Clone)]
@@ -45,6 +54,24 @@ pub(crate) struct PlatformServices {
 impl PlatformServices {
     pub(crate) fn new(runtime: Arc<Runtime>) -> PlatformServices {
         PlatformServices { runtime }
+    }
+
+    /// Registers the alias of an artifact (an event type, an aggregate root) that a request
+    /// names in its field `field`; a request without an alias registers [`NO_ALIAS`].
+    async fn register_artifact<R: InBand<()>>(
+        &self,
+        rpc: &'static str,
+        (field, artifact): (&str, Option<&Artifact>),
+        alias: Option<String>,
+        register: fn(&Engine, Uuid, &str) -> Result<(), Failure>,
+    ) -> Result<Response<R>, Status> {
+        let runtime = Arc::clone(&self.runtime);
+        let work = async {
+            let artifact = convert::event_type(field, artifact)?;
+            let alias = alias.unwrap_or_else(|| NO_ALIAS.to_owned());
+            blocking(move || register(&runtime.engine, artifact.id, &alias)).await
+        };
+        request::unary(&self.runtime, rpc, work).await
     }
 }
 
@@ -121,6 +148,7 @@ impl Handshake for PlatformServices {
         &self,
         request: Request<HandshakeRequest>,
     ) -> Result<Response<HandshakeResponse>, Status> {
+        let call = Call::start("Handshake/Handshake");
         let request = request.into_inner();
         let (major, minor, patch) = CONTRACTS_VERSION;
         let platform = &self.runtime.config.platform;
@@ -144,7 +172,7 @@ impl Handshake for PlatformServices {
             *self.runtime.build_results.lock() =
                 Some(request.build_results.clone().unwrap_or_default());
         }
-        match checked {
+        match &checked {
             Ok(()) => tracing::info!(
                 sdk = %request.sdk_identifier,
                 sdk_version = %request.sdk_version.as_ref().map(version_text).unwrap_or_default(),
@@ -157,6 +185,7 @@ impl Handshake for PlatformServices {
                 response.failure = Some(f.to_wire());
             }
         }
+        call.end(&self.runtime.metrics, checked.as_ref().err());
         Ok(Response::new(response))
     }
 }
@@ -180,17 +209,15 @@ impl Tenants for PlatformServices {
         &self,
         _request: Request<GetAllRequest>,
     ) -> Result<Response<GetAllResponse>, Status> {
-        Ok(Response::new(GetAllResponse {
-            failure: None,
-            tenants: self
-                .runtime
-                .tenant_ids()
-                .iter()
-                .map(|&t| Tenant {
-                    id: Some(ids::to_wire(t)),
-                })
-                .collect(),
-        }))
+        let tenants: Vec<Tenant> = self
+            .runtime
+            .tenant_ids()
+            .iter()
+            .map(|&t| Tenant {
+                id: Some(ids::to_wire(t)),
+            })
+            .collect();
+        request::unary(&self.runtime, "Tenants/GetAll", async { Ok(tenants) }).await
     }
 }
 
@@ -201,21 +228,14 @@ impl EventTypes for PlatformServices {
         request: Request<EventTypeRegistrationRequest>,
     ) -> Result<Response<EventTypeRegistrationResponse>, Status> {
         let request = request.into_inner();
-        let runtime = Arc::clone(&self.runtime);
-        let result = async {
-            let event_type = convert::event_type("eventType", request.event_type.as_ref())?;
-            let alias = request.alias.unwrap_or_else(|| NO_ALIAS.to_owned());
-            blocking(move || {
-                Ok(runtime
-                    .engine
-                    .register_event_type_alias(event_type.id, &alias)?)
-            })
-            .await
-        }
-        .await;
-        Ok(Response::new(EventTypeRegistrationResponse {
-            failure: result.err().map(|f| f.to_wire()),
-        }))
+        let artifact = ("eventType", request.event_type.as_ref());
+        self.register_artifact(
+            "EventTypes/Register",
+            artifact,
+            request.alias,
+            |e, id, alias| Ok(e.register_event_type_alias(id, alias)?),
+        )
+        .await
     }
 }
 
@@ -226,21 +246,12 @@ impl AggregateRoots for PlatformServices {
         request: Request<AggregateRootAliasRegistrationRequest>,
     ) -> Result<Response<AggregateRootAliasRegistrationResponse>, Status> {
         let request = request.into_inner();
-        let runtime = Arc::clone(&self.runtime);
-        let result = async {
-            let root = convert::event_type("aggregateRoot", request.aggregate_root.as_ref())?;
-            let alias = request.alias.unwrap_or_else(|| NO_ALIAS.to_owned());
-            blocking(move || {
-                Ok(runtime
-                    .engine
-                    .register_aggregate_root_alias(root.id, &alias)?)
-            })
-            .await
-        }
-        .await;
-        Ok(Response::new(AggregateRootAliasRegistrationResponse {
-            failure: result.err().map(|f| f.to_wire()),
-        }))
+        let artifact = ("aggregateRoot", request.aggregate_root.as_ref());
+        let rpc = "AggregateRoots/RegisterAlias";
+        self.register_artifact(rpc, artifact, request.alias, |e, id, alias| {
+            Ok(e.register_aggregate_root_alias(id, alias)?)
+        })
+        .await
     }
 }
 
@@ -258,10 +269,8 @@ impl Resources for PlatformServices {
              does not provide a MongoDB database for read models (tenant {tenant}). Configure \
              read-model storage in the head instead."
         );
-        Ok(Response::new(GetMongoDbResponse {
-            connection_string: String::new(),
-            failure: Some(Failure::new(id::UNKNOWN, reason).to_wire()),
-        }))
+        let work = async { Err::<String, _>(Failure::new(id::UNKNOWN, reason)) };
+        request::unary(&self.runtime, "Resources/GetMongoDb", work).await
     }
 }
 

@@ -15,10 +15,11 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::api::convert;
-use crate::api::failure::{in_band, Failure, InBand};
+use crate::api::failure::{in_band, Failure};
 use crate::api::ids;
 use crate::blocking::blocking;
 use crate::processing::{failures, Kind, ProcessorKey, Registration, TenantHandle};
+use crate::proto::dolittle::protobuf::Uuid as WireUuid;
 use crate::proto::dolittle::runtime::events::processing::management::event_handlers_server::EventHandlers;
 use crate::proto::dolittle::runtime::events::processing::management::{
     tenant_scoped_stream_processor_status, EventHandlerStatus, FailingPartition, GetAllRequest,
@@ -30,27 +31,14 @@ use crate::proto::dolittle::runtime::events::processing::management::{
 };
 use crate::runtime::Runtime;
 use crate::services::platform::NO_ALIAS;
+use crate::services::request;
 
 in_band!(GetAllResponse, event_handlers: Vec<EventHandlerStatus>);
 in_band!(GetOneResponse, event_handlers: Option<EventHandlerStatus>);
 
-macro_rules! failure_only {
-    ($($response:ty),*) => {$(
-        impl InBand<()> for $response {
-            fn ok((): ()) -> Self {
-                Self { failure: None }
-            }
-            fn failed(failure: &Failure) -> Self {
-                Self { failure: Some(failure.to_wire()) }
-            }
-        }
-    )*};
-}
-failure_only!(
-    ReprocessEventsFromResponse,
-    ReprocessAllEventsResponse,
-    ReprocessEventsFromTimestampResponse
-);
+in_band!(ReprocessEventsFromResponse);
+in_band!(ReprocessAllEventsResponse);
+in_band!(ReprocessEventsFromTimestampResponse);
 
 /// The management EventHandlers service.
 #[derive(Clone)]
@@ -65,8 +53,8 @@ impl EventHandlersManagement {
 
     fn handler(
         &self,
-        scope: Option<&crate::proto::dolittle::protobuf::Uuid>,
-        id: Option<&crate::proto::dolittle::protobuf::Uuid>,
+        scope: Option<&WireUuid>,
+        id: Option<&WireUuid>,
     ) -> Result<Arc<Registration>, Failure> {
         let scope = match scope {
             None => Uuid::nil(),
@@ -194,11 +182,7 @@ fn tenant_status(
                         stream_position: p.position,
                         failure_reason: p.failure.reason.clone(),
                         retry_count: p.failure.processing_attempts,
-                        retry_time: Some(if p.failure.retry_time_ns == i64::MAX {
-                            max_timestamp()
-                        } else {
-                            convert::timestamp(p.failure.retry_time_ns)
-                        }),
+                        retry_time: Some(retry_time(p.failure.retry_time_ns)),
                         last_failed: time(p.failure.last_failed_ns),
                     })
                     .collect(),
@@ -211,13 +195,7 @@ fn tenant_status(
                 is_failing: failure.is_some(),
                 failure_reason: failure.map(|f| f.reason.clone()).unwrap_or_default(),
                 retry_count: failure.map_or(0, |f| f.processing_attempts),
-                retry_time: failure.map(|f| {
-                    if f.retry_time_ns == i64::MAX {
-                        max_timestamp()
-                    } else {
-                        convert::timestamp(f.retry_time_ns)
-                    }
-                }),
+                retry_time: failure.map(|f| retry_time(f.retry_time_ns)),
             },
         )
     };
@@ -229,12 +207,16 @@ fn tenant_status(
     }
 }
 
-/// "Never": the largest timestamp protobuf allows (9999-12-31T23:59:59Z), as the original
-/// shows a partition that is not retried.
-fn max_timestamp() -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: 253_402_300_799,
-        nanos: 0,
+/// When a failure is retried: "never" (`i64::MAX`) shows as the largest timestamp protobuf
+/// allows (9999-12-31T23:59:59Z), as the original shows a partition that is not retried.
+fn retry_time(retry_time_ns: i64) -> prost_types::Timestamp {
+    if retry_time_ns == i64::MAX {
+        prost_types::Timestamp {
+            seconds: 253_402_300_799,
+            nanos: 0,
+        }
+    } else {
+        convert::timestamp(retry_time_ns)
     }
 }
 
@@ -245,15 +227,14 @@ impl EventHandlers for EventHandlersManagement {
         request: Request<ReprocessEventsFromRequest>,
     ) -> Result<Response<ReprocessEventsFromResponse>, Status> {
         let request = request.into_inner();
-        let result = async {
+        let work = async {
             let registration =
                 self.handler(request.scope_id.as_ref(), request.event_handler_id.as_ref())?;
             let tenant = ids::required("tenantId", request.tenant_id.as_ref())?;
             let handle = Self::tenant_of(&registration, tenant)?;
             reset(handle, request.stream_position).await
-        }
-        .await;
-        Ok(Response::new(InBand::answer(result)))
+        };
+        request::unary(&self.runtime, "EventHandlers/ReprocessEventsFrom", work).await
     }
 
     async fn reprocess_events_from_timestamp(
@@ -261,7 +242,7 @@ impl EventHandlers for EventHandlersManagement {
         request: Request<ReprocessEventsFromTimestampRequest>,
     ) -> Result<Response<ReprocessEventsFromTimestampResponse>, Status> {
         let request = request.into_inner();
-        let result = async {
+        let work = async {
             let registration =
                 self.handler(request.scope_id.as_ref(), request.event_handler_id.as_ref())?;
             let at_ns = i64::try_from(request.stream_position)
@@ -273,21 +254,19 @@ impl EventHandlers for EventHandlersManagement {
                         request.stream_position
                     ))
                 })?;
-            let handles: Vec<&Arc<TenantHandle>> = match request.tenant_id.as_ref() {
-                Some(tenant) => vec![Self::tenant_of(
-                    &registration,
-                    ids::from_wire("tenantId", tenant)?,
-                )?],
-                None => registration.tenants.values().collect(),
-            };
+            let handles: Vec<&Arc<TenantHandle>> =
+                match optional_tenant(request.tenant_id.as_ref())? {
+                    Some(tenant) => vec![Self::tenant_of(&registration, tenant)?],
+                    None => registration.tenants.values().collect(),
+                };
             for handle in handles {
                 let position = position_at(handle, at_ns).await?;
                 reset(handle, position).await?;
             }
             Ok(())
-        }
-        .await;
-        Ok(Response::new(InBand::answer(result)))
+        };
+        let rpc = "EventHandlers/ReprocessEventsFromTimestamp";
+        request::unary(&self.runtime, rpc, work).await
     }
 
     async fn reprocess_all_events(
@@ -295,7 +274,7 @@ impl EventHandlers for EventHandlersManagement {
         request: Request<ReprocessAllEventsRequest>,
     ) -> Result<Response<ReprocessAllEventsResponse>, Status> {
         let request = request.into_inner();
-        let result = async {
+        let work = async {
             let registration =
                 self.handler(request.scope_id.as_ref(), request.event_handler_id.as_ref())?;
             let mut tenants: Vec<_> = registration.tenants.iter().collect();
@@ -304,9 +283,8 @@ impl EventHandlers for EventHandlersManagement {
                 reset(handle, 0).await?;
             }
             Ok(())
-        }
-        .await;
-        Ok(Response::new(InBand::answer(result)))
+        };
+        request::unary(&self.runtime, "EventHandlers/ReprocessAllEvents", work).await
     }
 
     async fn get_all(
@@ -314,24 +292,15 @@ impl EventHandlers for EventHandlersManagement {
         request: Request<GetAllRequest>,
     ) -> Result<Response<GetAllResponse>, Status> {
         let request = request.into_inner();
-        let result = (|| {
-            let tenant = request
-                .tenant_id
-                .as_ref()
-                .map(|t| ids::from_wire("tenantId", t))
-                .transpose()?;
+        let work = async {
+            let tenant = optional_tenant(request.tenant_id.as_ref())?;
             if let Some(tenant) = tenant {
                 self.runtime.tenant(tenant)?;
             }
-            Ok(self
-                .runtime
-                .processors
-                .all(Kind::EventHandler)
-                .iter()
-                .map(|r| status(r, tenant))
-                .collect())
-        })();
-        Ok(Response::new(InBand::answer(result)))
+            let handlers = self.runtime.processors.all(Kind::EventHandler);
+            Ok(handlers.iter().map(|r| status(r, tenant)).collect())
+        };
+        request::unary(&self.runtime, "EventHandlers/GetAll", work).await
     }
 
     async fn get_one(
@@ -339,19 +308,20 @@ impl EventHandlers for EventHandlersManagement {
         request: Request<GetOneRequest>,
     ) -> Result<Response<GetOneResponse>, Status> {
         let request = request.into_inner();
-        let result = (|| {
+        let work = async {
             let registration =
                 self.handler(request.scope_id.as_ref(), request.event_handler_id.as_ref())?;
-            let tenant = request
-                .tenant_id
-                .as_ref()
-                .map(|t| ids::from_wire("tenantId", t))
-                .transpose()?;
+            let tenant = optional_tenant(request.tenant_id.as_ref())?;
             if let Some(tenant) = tenant {
                 Self::tenant_of(&registration, tenant)?;
             }
             Ok(status(&registration, tenant))
-        })();
-        Ok(Response::new(InBand::answer(result)))
+        };
+        request::unary(&self.runtime, "EventHandlers/GetOne", work).await
     }
+}
+
+/// The tenant a request names in its optional `tenantId`, if it names one.
+fn optional_tenant(tenant: Option<&WireUuid>) -> Result<Option<Uuid>, Failure> {
+    tenant.map(|t| ids::from_wire("tenantId", t)).transpose()
 }

@@ -1,0 +1,299 @@
+//! Committed events on the wire: the one place a `CommittedEvent` or `CommittedAggregateEvent`
+//! (and the `CommittedAggregateEvents` around the latter) is built, whether the event was just
+//! committed (the event store's answer), read back for an aggregate (fetches, management) or
+//! read from the log (what processors deliver). Every path goes through the same two builders,
+//! so the answers agree to the byte.
+//!
+//! Invariants: an event carries its commit's time and execution context (converted once per
+//! commit where the commit is at hand); an event received over the event horizon is marked
+//! `external` with its producer's sequence number and the time it was received, any other is
+//! not; an aggregate's event carries the aggregate version it was applied at.
+
+use annals_engine::{
+    AggregateCommit, AggregateCommitReceipt, AggregateEvent, Commit, CommitReceipt, Event,
+    EventView, UncommittedEvent,
+};
+use prost_types::Timestamp;
+use uuid::Uuid;
+
+use crate::api::{convert, ids};
+use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
+use crate::proto::dolittle::runtime::events::committed_aggregate_events::CommittedAggregateEvent;
+use crate::proto::dolittle::runtime::events::{CommittedAggregateEvents, CommittedEvent};
+
+/// A committed event: `event` as it was committed, at `sequence_number`, with its commit's
+/// time and execution context (already in wire form).
+fn committed_event_of(
+    sequence_number: u64,
+    occurred: Timestamp,
+    execution_context: WireExecutionContext,
+    event: UncommittedEvent,
+) -> CommittedEvent {
+    let horizon = event.event_horizon;
+    CommittedEvent {
+        event_log_sequence_number: sequence_number,
+        occurred: Some(occurred),
+        event_source_id: event.event_source_id,
+        execution_context: Some(execution_context),
+        event_type: Some(convert::event_type_to_wire(event.event_type)),
+        public: event.public,
+        content: event.content,
+        external: horizon.is_some(),
+        external_event_log_sequence_number: horizon.map_or(0, |h| h.external_sequence_number),
+        external_event_received: horizon.map(|h| convert::timestamp(h.received_ns)),
+    }
+}
+
+/// An aggregate's event: `event` applied at aggregate version `version`, at `sequence_number`,
+/// with its commit's time and execution context (already in wire form).
+fn committed_aggregate_event_of(
+    sequence_number: u64,
+    occurred: Timestamp,
+    execution_context: WireExecutionContext,
+    version: u64,
+    event: AggregateEvent,
+) -> CommittedAggregateEvent {
+    CommittedAggregateEvent {
+        event_log_sequence_number: sequence_number,
+        occurred: Some(occurred),
+        execution_context: Some(execution_context),
+        event_type: Some(convert::event_type_to_wire(event.event_type)),
+        public: event.public,
+        content: event.content,
+        aggregate_root_version: version,
+    }
+}
+
+/// The events of a commit just made (the answer to Commit).
+pub(crate) fn committed_events(commit: Commit, receipt: CommitReceipt) -> Vec<CommittedEvent> {
+    let occurred = convert::timestamp(commit.occurred_ns);
+    let context = convert::execution_context_to_wire(&commit.execution_context);
+    commit
+        .events
+        .into_iter()
+        .zip(receipt.first.0..)
+        .map(|(event, sequence_number)| {
+            committed_event_of(sequence_number, occurred, context.clone(), event)
+        })
+        .collect()
+}
+
+/// An event read from the log (what processors deliver).
+pub(crate) fn committed_event(view: &EventView<'_>) -> CommittedEvent {
+    let event = view.to_event();
+    committed_event_of(
+        event.sequence_number.0,
+        convert::timestamp(event.occurred_ns),
+        convert::execution_context_to_wire(&event.execution_context),
+        UncommittedEvent {
+            event_source_id: event.event_source_id,
+            event_type: event.event_type,
+            public: event.public,
+            content: event.content,
+            aggregate: event.aggregate,
+            event_horizon: event.event_horizon,
+        },
+    )
+}
+
+/// The events of a commit for an aggregate just made (the answer to CommitForAggregate).
+pub(crate) fn committed_aggregate_events(
+    commit: AggregateCommit,
+    receipt: AggregateCommitReceipt,
+) -> CommittedAggregateEvents {
+    let occurred = convert::timestamp(commit.occurred_ns);
+    let context = convert::execution_context_to_wire(&commit.execution_context);
+    let events = commit
+        .events
+        .into_iter()
+        .zip(receipt.first.0..)
+        .zip(receipt.version_before..)
+        .map(|((event, sequence_number), version)| {
+            committed_aggregate_event_of(sequence_number, occurred, context.clone(), version, event)
+        })
+        .collect();
+    aggregate_events_of(
+        commit.aggregate_root,
+        commit.event_source_id,
+        receipt.current_version(),
+        events,
+    )
+}
+
+/// (A batch of) an aggregate's events read back, with the aggregate's `current` version.
+pub(crate) fn aggregate_events(
+    root: Uuid,
+    event_source_id: &str,
+    current: u64,
+    events: &[Event],
+) -> CommittedAggregateEvents {
+    let events = events
+        .iter()
+        .map(|event| {
+            committed_aggregate_event_of(
+                event.sequence_number.0,
+                convert::timestamp(event.occurred_ns),
+                convert::execution_context_to_wire(&event.execution_context),
+                event.aggregate.map_or(0, |a| a.version),
+                AggregateEvent {
+                    event_type: event.event_type,
+                    public: event.public,
+                    content: event.content.clone(),
+                },
+            )
+        })
+        .collect();
+    aggregate_events_of(root, event_source_id.to_owned(), current, events)
+}
+
+/// An aggregate's events with the header around them.
+#[expect(
+    deprecated,
+    reason = "the original still fills the deprecated aggregateRootVersion"
+)]
+fn aggregate_events_of(
+    root: Uuid,
+    event_source_id: String,
+    current: u64,
+    events: Vec<CommittedAggregateEvent>,
+) -> CommittedAggregateEvents {
+    CommittedAggregateEvents {
+        event_source_id,
+        aggregate_root_id: Some(ids::to_wire(root)),
+        aggregate_root_version: deprecated_aggregate_root_version(current),
+        events,
+        current_aggregate_root_version: current,
+    }
+}
+
+/// The deprecated `aggregateRootVersion` of CommittedAggregateEvents: the version of the
+/// last event (current - 1), or 0 for an aggregate without events.
+fn deprecated_aggregate_root_version(current: u64) -> u64 {
+    current.saturating_sub(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use annals_engine::{
+        AppliedByAggregate, Claim, EventLogSequenceNumber, EventType, ExecutionContext, Version,
+    };
+
+    fn context() -> ExecutionContext {
+        ExecutionContext {
+            microservice_id: Uuid::from_u128(1),
+            tenant_id: Uuid::from_u128(2),
+            version: Version {
+                major: 1,
+                minor: 2,
+                patch: 3,
+                build: 4,
+                pre_release: "rc".into(),
+            },
+            correlation_id: Uuid::from_u128(3),
+            claims: vec![Claim {
+                key: "k".into(),
+                value: "v".into(),
+                value_type: "t".into(),
+            }],
+            environment: "Development".into(),
+            span_id: Some([7; 8]),
+        }
+    }
+
+    const EVENT_TYPE: EventType = EventType {
+        id: Uuid::from_u128(4),
+        generation: 1,
+    };
+    const OCCURRED_NS: i64 = 1_700_000_000_123_456_789;
+
+    /// A commit's answer and the same events delivered from the log are the same on the wire.
+    #[test]
+    fn events_are_the_same_committed_or_read_from_the_log() {
+        let commit = Commit {
+            occurred_ns: OCCURRED_NS,
+            execution_context: context(),
+            events: ["a", "b"]
+                .map(|content| UncommittedEvent {
+                    event_source_id: "es".into(),
+                    event_type: EVENT_TYPE,
+                    public: true,
+                    content: content.into(),
+                    aggregate: None,
+                    event_horizon: None,
+                })
+                .to_vec(),
+        };
+        let receipt = CommitReceipt {
+            first: EventLogSequenceNumber(41),
+            count: 2,
+        };
+        let read: Vec<_> = [(41, "a"), (42, "b")]
+            .map(|(sequence_number, content)| {
+                committed_event(&EventView {
+                    sequence_number: EventLogSequenceNumber(sequence_number),
+                    occurred_ns: OCCURRED_NS,
+                    microservice_id: Uuid::from_u128(1),
+                    tenant_id: Uuid::from_u128(2),
+                    version: [1, 2, 3, 4],
+                    pre_release: "rc",
+                    correlation_id: Uuid::from_u128(3),
+                    claims: vec![("k", "v", "t")],
+                    environment: "Development",
+                    span_id: Some([7; 8]),
+                    event_source_id: "es",
+                    event_type: EVENT_TYPE,
+                    public: true,
+                    aggregate: None,
+                    event_horizon: None,
+                    content,
+                })
+            })
+            .to_vec();
+        assert_eq!(committed_events(commit, receipt), read);
+    }
+
+    /// A commit for an aggregate's answer and the same events fetched are the same on the wire.
+    #[test]
+    fn aggregate_events_are_the_same_committed_or_fetched() {
+        let (root, event_source_id) = (Uuid::from_u128(5), "order-1");
+        let commit = AggregateCommit {
+            occurred_ns: OCCURRED_NS,
+            execution_context: context(),
+            aggregate_root: root,
+            event_source_id: event_source_id.into(),
+            expected_version: 3,
+            events: ["a", "b"]
+                .map(|content| AggregateEvent {
+                    event_type: EVENT_TYPE,
+                    public: false,
+                    content: content.into(),
+                })
+                .to_vec(),
+        };
+        let receipt = AggregateCommitReceipt {
+            first: EventLogSequenceNumber(41),
+            count: 2,
+            version_before: 3,
+        };
+        let fetched =
+            [(41, 3, "a"), (42, 4, "b")].map(|(sequence_number, version, content)| Event {
+                sequence_number: EventLogSequenceNumber(sequence_number),
+                occurred_ns: OCCURRED_NS,
+                execution_context: context(),
+                event_source_id: event_source_id.into(),
+                event_type: EVENT_TYPE,
+                public: false,
+                aggregate: Some(AppliedByAggregate {
+                    root_id: root,
+                    version,
+                }),
+                event_horizon: None,
+                content: content.into(),
+            });
+        assert_eq!(
+            committed_aggregate_events(commit, receipt),
+            aggregate_events(root, event_source_id, 5, &fetched)
+        );
+    }
+}

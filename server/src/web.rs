@@ -1,0 +1,132 @@
+//! The plain-HTTP ports: the web port (`GET /healthz`, a status page at `/`) and the metrics
+//! port (`GET /metrics`, Prometheus text). Read-only: nothing here changes the runtime.
+//!
+//! Health runs each tenant's check on a blocking thread (it touches the store); the status
+//! page escapes the configured names it shows.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::runtime::Runtime;
+use crate::shutdown;
+
+/// The web port's routes: `/healthz` and the status page.
+pub(crate) fn web(runtime: Arc<Runtime>) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/", get(status_page))
+        .with_state(runtime)
+}
+
+/// The metrics port's route: `/metrics`.
+pub(crate) fn metrics(runtime: Arc<Runtime>) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", get(metrics_text))
+        .with_state(runtime)
+}
+
+/// Serves `app` on `listener` until `stop` turns true, finishing requests under way.
+pub(crate) async fn run(
+    name: &'static str,
+    app: axum::Router,
+    listener: TcpListener,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown::stopped(stop))
+        .await
+        .with_context(|| format!("serving the {name} endpoint"))
+}
+
+/// `GET /healthz`: 200 with a report when every configured tenant's store takes writes and
+/// its index works, 503 naming the ones that do not. Shaped like the original's report (Status, Entries).
+async fn healthz(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
+    let checks = tokio::task::spawn_blocking(move || {
+        runtime
+            .tenant_ids()
+            .iter()
+            .map(|&id| {
+                let state = runtime
+                    .tenant(id)
+                    .map_err(|f| f.reason)
+                    .and_then(|t| t.check_healthy().map_err(|e| e.to_string()));
+                (id, state)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let healthy = !checks.is_empty() && checks.iter().all(|(_, s)| s.is_ok());
+    let data: serde_json::Map<String, serde_json::Value> = checks
+        .iter()
+        .map(|(id, s)| {
+            let text = match s {
+                Ok(()) => "Healthy".to_owned(),
+                Err(e) => e.clone(),
+            };
+            (id.to_string(), serde_json::Value::String(text))
+        })
+        .collect();
+    let status = if healthy { "Healthy" } else { "Unhealthy" };
+    let body = serde_json::json!({
+        "Status": status,
+        "Entries": {
+            "EventStoreHealthCheck": {
+                "Status": status,
+                "Description": "Every configured tenant's event store takes writes and its index works",
+                "Data": data,
+            }
+        }
+    });
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body))
+}
+
+/// `GET /`: who this runtime is and which tenants it serves.
+async fn status_page(State(runtime): State<Arc<Runtime>>) -> Html<String> {
+    let p = &runtime.config.platform;
+    let mut tenants = String::new();
+    for t in runtime.tenant_ids() {
+        tenants.push_str("<li><code>");
+        tenants.push_str(&t.to_string());
+        tenants.push_str("</code></li>");
+    }
+    Html(format!(
+        "<!doctype html><title>annals</title><h1>annals {}</h1>\
+         <p>Dolittle Contracts 7.8.1 runtime. Microservice <code>{}</code> ({}), environment {}.</p>\
+         <h2>Tenants</h2><ul>{tenants}</ul>\
+         <p><a href=\"/healthz\">/healthz</a></p>",
+        env!("CARGO_PKG_VERSION"),
+        p.microservice_id,
+        html_escape(&p.microservice_name),
+        html_escape(&p.environment),
+    ))
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// `GET /metrics`: every series in the text exposition format.
+async fn metrics_text(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        runtime.metrics.encode(),
+    )
+}
