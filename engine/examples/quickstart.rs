@@ -95,16 +95,18 @@ fn main() -> Result<(), Error> {
         .stream_processor_state(&processor)?
         .unwrap_or_default();
     let log = tenant.event_log()?;
-    let batch = log.read(EventLogSequenceNumber(state.position), 1000, 1 << 20)?;
+    // This processor reads the event log itself, so its stream position counts the same
+    // events as the log's sequence numbers.
+    let batch = log.read(state.event_log_position, 1000, 1 << 20)?;
     for event in batch.views() {
         let event = event?;
         println!(
             "processor sees #{} {}",
             event.sequence_number, event.content
         );
-        state.position = event.sequence_number.0 + 1;
+        state.event_log_position = EventLogSequenceNumber(event.sequence_number.0 + 1);
+        state.position = state.position.next();
     }
-    state.event_log_position = state.position;
     tenant.put_stream_processor_state(&processor, &state)?;
 
     // Follow the tail: wakes on the next commit, or times out.

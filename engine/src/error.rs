@@ -5,6 +5,7 @@
 //! the engine reports failures of those kinds with them too, so a caller branches on one variant
 //! per kind whichever layer found it. Messages are the wrapped error's, unchanged.
 
+use crate::state::StreamPosition;
 use annals_log::Error as LogError;
 
 /// Result alias for engine operations.
@@ -50,9 +51,9 @@ pub enum Error {
     #[error("wrong expected stream position: expected {expected}, actual {actual}")]
     WrongStreamPosition {
         /// The position the caller expected to write at.
-        expected: u64,
+        expected: StreamPosition,
         /// The stream's next position.
-        actual: u64,
+        actual: StreamPosition,
     },
 }
 

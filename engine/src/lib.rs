@@ -59,8 +59,8 @@ pub use crate::{
     engine::Engine,
     error::{Error, Result},
     state::{
-        FailingPartition, ProcessingFailure, StateBatch, StreamProcessorId, StreamProcessorState,
-        SubscriptionId, SubscriptionState,
+        FailingPartition, ProcessingFailure, StateBatch, StreamPosition, StreamProcessorId,
+        StreamProcessorState, SubscriptionId, SubscriptionState,
     },
     tenant::{AggregateBatches, IndexRecovery, StreamEntry, Tenant},
 };

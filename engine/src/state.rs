@@ -6,11 +6,44 @@
 //! readable with RocksDB's own tools when something goes wrong.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
+use annals_log::EventLogSequenceNumber;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::keys;
+
+/// A position in a stream: gapless, from 0. A stream processor reads a stream (the event log
+/// itself, read as a stream, or a filtered or public stream) and counts the events it selects
+/// by their stream position; an event's place in its log is its [`EventLogSequenceNumber`],
+/// another number wherever a stream skips events. Serialised as its number.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StreamPosition(pub u64);
+
+impl StreamPosition {
+    /// The first position of every stream.
+    pub const ZERO: Self = Self(0);
+
+    /// The position after this one.
+    #[must_use]
+    pub fn next(self) -> Self {
+        Self(self.0 + 1)
+    }
+}
+
+impl fmt::Display for StreamPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for StreamPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pos#{}", self.0)
+    }
+}
 
 /// Why a processor (or one partition of it) is failing, and when it is retried.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,9 +63,9 @@ pub struct ProcessingFailure {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailingPartition {
     /// Stream position of the event that failed.
-    pub position: u64,
+    pub position: StreamPosition,
     /// Its event-log sequence number.
-    pub event_log_position: u64,
+    pub event_log_position: EventLogSequenceNumber,
     /// Why, and when it is retried.
     pub failure: ProcessingFailure,
 }
@@ -41,9 +74,10 @@ pub struct FailingPartition {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct StreamProcessorState {
     /// Next stream position to process.
-    pub position: u64,
-    /// Next event-log sequence number to process (the same as `position` for the event log).
-    pub event_log_position: u64,
+    pub position: StreamPosition,
+    /// Next event-log sequence number to process (the same number as `position` when the
+    /// processor reads the event log itself).
+    pub event_log_position: EventLogSequenceNumber,
     /// When an event was last processed successfully (Unix nanoseconds, 0 when never).
     pub last_successfully_processed_ns: i64,
     /// Partitioned processors: the parked partitions, by partition id.
@@ -56,7 +90,7 @@ pub struct StreamProcessorState {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct SubscriptionState {
     /// Next position in the producer's stream.
-    pub position: u64,
+    pub position: StreamPosition,
     /// When an event was last received and stored (Unix nanoseconds, 0 when never).
     pub last_successfully_processed_ns: i64,
     /// The failure it is waiting out, if any.

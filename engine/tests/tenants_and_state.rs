@@ -9,7 +9,7 @@ mod common;
 
 use annals_engine::{
     uuid::Uuid, Error, EventLogSequenceNumber, FailingPartition, LogError, ProcessingFailure,
-    ScopeId, StateBatch, StreamProcessorId, StreamProcessorState, SubscriptionId,
+    ScopeId, StateBatch, StreamPosition, StreamProcessorId, StreamProcessorState, SubscriptionId,
     SubscriptionState, TenantId,
 };
 use common::*;
@@ -26,16 +26,16 @@ fn processor() -> StreamProcessorId {
 
 fn failing_state() -> StreamProcessorState {
     let mut state = StreamProcessorState {
-        position: 42,
-        event_log_position: 42,
+        position: StreamPosition(42),
+        event_log_position: EventLogSequenceNumber(42),
         last_successfully_processed_ns: 7,
         ..Default::default()
     };
     state.failing_partitions.insert(
         "cart-1".into(),
         FailingPartition {
-            position: 40,
-            event_log_position: 40,
+            position: StreamPosition(40),
+            event_log_position: EventLogSequenceNumber(40),
             failure: ProcessingFailure {
                 reason: "head said no".into(),
                 retry_time_ns: 99,
@@ -148,7 +148,7 @@ fn tenants_cannot_see_each_other() {
     a.append_to_stream(
         ScopeId::DEFAULT,
         stream,
-        0,
+        StreamPosition(0),
         &[(EventLogSequenceNumber(0), "x")],
     )
     .unwrap();
@@ -165,9 +165,12 @@ fn tenants_cannot_see_each_other() {
         .events
         .is_empty());
     assert_eq!(b.event_log().unwrap().next_sequence_number().0, 0);
-    assert_eq!(b.stream_end(ScopeId::DEFAULT, stream).unwrap(), 0);
+    assert_eq!(
+        b.stream_end(ScopeId::DEFAULT, stream).unwrap(),
+        StreamPosition(0)
+    );
     assert!(b
-        .read_stream(ScopeId::DEFAULT, stream, 0, 10)
+        .read_stream(ScopeId::DEFAULT, stream, StreamPosition(0), 10)
         .unwrap()
         .is_empty());
     assert_eq!(b.stream_processor_state(&processor()).unwrap(), None);
@@ -203,7 +206,7 @@ fn streams_are_written_at_their_end_and_read_by_position_and_partition() {
             .append_to_stream(
                 scope,
                 stream,
-                0,
+                StreamPosition(0),
                 &[
                     (EventLogSequenceNumber(3), "p"),
                     (EventLogSequenceNumber(5), "q"),
@@ -211,43 +214,60 @@ fn streams_are_written_at_their_end_and_read_by_position_and_partition() {
                 ],
             )
             .unwrap();
-        assert_eq!(end, 3);
+        assert_eq!(end, StreamPosition(3));
         // A writer resuming from a stale position cannot write twice.
         assert!(matches!(
-            t.append_to_stream(scope, stream, 1, &[(EventLogSequenceNumber(5), "q")]),
+            t.append_to_stream(
+                scope,
+                stream,
+                StreamPosition(1),
+                &[(EventLogSequenceNumber(5), "q")]
+            ),
             Err(Error::WrongStreamPosition {
-                expected: 1,
-                actual: 3
+                expected: StreamPosition(1),
+                actual: StreamPosition(3)
             })
         ));
-        t.append_to_stream(scope, stream, 3, &[(EventLogSequenceNumber(12), "q")])
-            .unwrap();
+        t.append_to_stream(
+            scope,
+            stream,
+            StreamPosition(3),
+            &[(EventLogSequenceNumber(12), "q")],
+        )
+        .unwrap();
     }
     let engine = open(dir.path());
     let t = engine.tenant(TENANT).unwrap();
-    assert_eq!(t.stream_end(scope, stream).unwrap(), 4);
-    let all = t.read_stream(scope, stream, 1, 10).unwrap();
+    assert_eq!(t.stream_end(scope, stream).unwrap(), StreamPosition(4));
+    let all = t.read_stream(scope, stream, StreamPosition(1), 10).unwrap();
     assert_eq!(
         all.iter()
             .map(|e| (
-                e.position,
+                e.position.0,
                 e.event_log_sequence_number.0,
                 e.partition.as_str()
             ))
             .collect::<Vec<_>>(),
         [(1, 5, "q"), (2, 9, "p"), (3, 12, "q")]
     );
-    let p = t.read_stream_partition(scope, stream, "p", 0, 10).unwrap();
+    let p = t
+        .read_stream_partition(scope, stream, "p", StreamPosition(0), 10)
+        .unwrap();
     assert_eq!(
         p.iter()
-            .map(|e| (e.position, e.event_log_sequence_number.0))
+            .map(|e| (e.position.0, e.event_log_sequence_number.0))
             .collect::<Vec<_>>(),
         [(0, 3), (2, 9)]
     );
-    let q = t.read_stream_partition(scope, stream, "q", 2, 1).unwrap();
-    assert_eq!(q.iter().map(|e| e.position).collect::<Vec<_>>(), [3]);
+    let q = t
+        .read_stream_partition(scope, stream, "q", StreamPosition(2), 1)
+        .unwrap();
+    assert_eq!(q.iter().map(|e| e.position.0).collect::<Vec<_>>(), [3]);
     // The same stream id in another scope is another stream.
-    assert_eq!(t.stream_end(ScopeId::DEFAULT, stream).unwrap(), 0);
+    assert_eq!(
+        t.stream_end(ScopeId::DEFAULT, stream).unwrap(),
+        StreamPosition(0)
+    );
 }
 
 #[test]
@@ -262,7 +282,7 @@ fn state_and_aliases_survive_reopen() {
         partition: String::new(),
     };
     let subscription_state = SubscriptionState {
-        position: 17,
+        position: StreamPosition(17),
         last_successfully_processed_ns: 5,
         failure: None,
     };

@@ -110,7 +110,7 @@ impl Collector for ProcessorCollector {
         let mut rows = Vec::new();
         for registration in self.processors.every() {
             for (tenant, handle) in &registration.tenants {
-                let position = handle.status.lock().state.event_log_position;
+                let position = handle.status.lock().state.event_log_position.0;
                 let end = handle.log.next_sequence_number().0;
                 let labels = ProcessorLabels::new(
                     registration.key.kind,

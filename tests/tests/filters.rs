@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use annals_engine::{Engine, EngineConfig, ScopeId, StreamEntry, TenantId};
+use annals_engine::{Engine, EngineConfig, ScopeId, StreamEntry, StreamPosition, TenantId};
 use annals_tests::head::{
     Answer, Answering, ClientMessage, Filter, Head, Kind, Request, MUST, QUIET,
 };
@@ -29,7 +29,7 @@ fn stream(server: &Server, scope: Uuid, filter: Uuid) -> Vec<StreamEntry> {
     engine
         .tenant(TenantId(DEVELOPMENT))
         .unwrap()
-        .read_stream(ScopeId(scope), filter, 0, usize::MAX)
+        .read_stream(ScopeId(scope), filter, StreamPosition::ZERO, usize::MAX)
         .unwrap()
 }
 
@@ -39,7 +39,7 @@ fn entries(stream: &[StreamEntry]) -> Vec<(u64, u64, String)> {
         .iter()
         .map(|e| {
             (
-                e.position,
+                e.position.0,
                 e.event_log_sequence_number.0,
                 e.partition.clone(),
             )
@@ -566,7 +566,7 @@ async fn a_partitioned_filter_failure_writes_each_included_event_once() {
     drop(head);
     assert!(server.stop().await);
     let stream = stream(&server, Uuid::nil(), filter.id);
-    let positions: Vec<u64> = stream.iter().map(|e| e.position).collect();
+    let positions: Vec<u64> = stream.iter().map(|e| e.position.0).collect();
     assert_eq!(positions, (0..12).collect::<Vec<u64>>());
     let mut seqs: Vec<u64> = stream
         .iter()
@@ -664,7 +664,12 @@ async fn each_tenant_gets_its_own_filtered_stream() {
         let stream = engine
             .tenant(TenantId(tenant))
             .unwrap()
-            .read_stream(ScopeId(Uuid::nil()), filter.id, 0, usize::MAX)
+            .read_stream(
+                ScopeId(Uuid::nil()),
+                filter.id,
+                StreamPosition::ZERO,
+                usize::MAX,
+            )
             .unwrap();
         let seqs: Vec<u64> = stream
             .iter()

@@ -76,8 +76,11 @@ impl ScopeId {
     }
 }
 
-/// The position of an event in one log: gapless, from 0.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+/// The position of an event in one log: gapless, from 0. Serialised as its number.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct EventLogSequenceNumber(pub u64);
 
 impl EventLogSequenceNumber {

@@ -14,14 +14,14 @@ use crate::{
     db::{bad_state, Wal},
     error::{Error, Result},
     keys,
-    state::StateBatch,
+    state::{StateBatch, StreamPosition},
 };
 
 /// One entry of a filtered or public stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamEntry {
     /// Position in the stream (0-based, gapless).
-    pub position: u64,
+    pub position: StreamPosition,
     /// The event it refers to in the log of the stream's scope.
     pub event_log_sequence_number: EventLogSequenceNumber,
     /// The partition the filter put it in.
@@ -30,10 +30,11 @@ pub struct StreamEntry {
 
 impl Tenant {
     /// The next position of a stream (its length).
-    pub fn stream_end(&self, scope: ScopeId, stream: Uuid) -> Result<u64> {
-        Ok(self
-            .get_u64(&keys::stream_end(scope.0, stream))?
-            .unwrap_or(0))
+    pub fn stream_end(&self, scope: ScopeId, stream: Uuid) -> Result<StreamPosition> {
+        Ok(StreamPosition(
+            self.get_u64(&keys::stream_end(scope.0, stream))?
+                .unwrap_or(0),
+        ))
     }
 
     /// Appends entries (event, partition) to a stream at `expected_position`, durably. Fails
@@ -44,9 +45,9 @@ impl Tenant {
         &self,
         scope: ScopeId,
         stream: Uuid,
-        expected_position: u64,
+        expected_position: StreamPosition,
         entries: &[(EventLogSequenceNumber, &str)],
-    ) -> Result<u64> {
+    ) -> Result<StreamPosition> {
         self.append_to_stream_with_state(
             scope,
             stream,
@@ -64,14 +65,14 @@ impl Tenant {
         &self,
         scope: ScopeId,
         stream: Uuid,
-        expected_position: u64,
+        expected_position: StreamPosition,
         entries: &[(EventLogSequenceNumber, &str)],
         state: StateBatch,
-    ) -> Result<u64> {
+    ) -> Result<StreamPosition> {
         self.check_live()?;
         let end_key = keys::stream_end(scope.0, stream);
         let _held = self.stream_locks.lock(end_key.clone());
-        let actual = self.get_u64(&end_key)?.unwrap_or(0);
+        let actual = StreamPosition(self.get_u64(&end_key)?.unwrap_or(0));
         if actual != expected_position {
             return Err(Error::WrongStreamPosition {
                 expected: expected_position,
@@ -88,15 +89,15 @@ impl Tenant {
         for (seq, partition) in entries {
             let mut value = seq.0.to_le_bytes().to_vec();
             value.extend_from_slice(partition.as_bytes());
-            batch.put_cf(&cf, keys::stream_entry(scope.0, stream, position), value);
+            batch.put_cf(&cf, keys::stream_entry(scope.0, stream, position.0), value);
             batch.put_cf(
                 &cf,
-                keys::stream_partition_entry(scope.0, stream, partition, position),
+                keys::stream_partition_entry(scope.0, stream, partition, position.0),
                 seq.0.to_le_bytes(),
             );
-            position += 1;
+            position = position.next();
         }
-        batch.put_cf(&cf, &end_key, position.to_le_bytes());
+        batch.put_cf(&cf, &end_key, position.0.to_le_bytes());
         drop(cf);
         self.write(batch, Wal::Synced)?;
         Ok(position)
@@ -107,15 +108,15 @@ impl Tenant {
         &self,
         scope: ScopeId,
         stream: Uuid,
-        from: u64,
+        from: StreamPosition,
         max: usize,
     ) -> Result<Vec<StreamEntry>> {
         let prefix = keys::stream_prefix(scope.0, stream);
-        let start = keys::stream_entry(scope.0, stream, from);
+        let start = keys::stream_entry(scope.0, stream, from.0);
         self.scan(&prefix, &start, max)?
             .into_iter()
             .map(|(k, v)| {
-                let position = keys::version_of_entry(&k).unwrap_or(0);
+                let position = StreamPosition(keys::version_of_entry(&k).unwrap_or(0));
                 let (seq, partition) = split_seq(&k, &v)?;
                 let partition = String::from_utf8(partition.to_vec())
                     .map_err(|_| bad_state(&k, "the partition is not UTF-8"))?;
@@ -134,17 +135,17 @@ impl Tenant {
         scope: ScopeId,
         stream: Uuid,
         partition: &str,
-        from: u64,
+        from: StreamPosition,
         max: usize,
     ) -> Result<Vec<StreamEntry>> {
         let prefix = keys::stream_partition_prefix(scope.0, stream, partition);
-        let start = keys::stream_partition_entry(scope.0, stream, partition, from);
+        let start = keys::stream_partition_entry(scope.0, stream, partition, from.0);
         self.scan(&prefix, &start, max)?
             .into_iter()
             .map(|(k, v)| {
                 let (seq, _) = split_seq(&k, &v)?;
                 Ok(StreamEntry {
-                    position: keys::version_of_entry(&k).unwrap_or(0),
+                    position: StreamPosition(keys::version_of_entry(&k).unwrap_or(0)),
                     event_log_sequence_number: EventLogSequenceNumber(seq),
                     partition: partition.to_owned(),
                 })

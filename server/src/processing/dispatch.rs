@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use annals_engine::FailingPartition;
+use annals_engine::{EventLogSequenceNumber, FailingPartition};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
@@ -213,7 +213,7 @@ impl Dispatch {
     }
 
     /// The first buffered event's sequence number: where the main pass is.
-    pub(crate) fn next_buffered(&self) -> Option<u64> {
+    pub(crate) fn next_buffered(&self) -> Option<EventLogSequenceNumber> {
         self.buffer.front().map(|d| d.sequence_number)
     }
 

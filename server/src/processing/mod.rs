@@ -26,7 +26,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use annals_engine::{EventType, Log, ProcessingFailure, StreamProcessorState};
+use annals_engine::{
+    EventLogSequenceNumber, EventType, Log, ProcessingFailure, StreamProcessorState,
+};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -108,7 +110,7 @@ pub(crate) enum Command {
     /// Start over from an event-log position (stream positions restart at 0, failures are
     /// forgotten).
     Reprocess {
-        event_log_position: u64,
+        event_log_position: EventLogSequenceNumber,
         done: oneshot::Sender<Result<(), Failure>>,
     },
 }
@@ -243,7 +245,10 @@ impl Processors {
 impl TenantHandle {
     /// Asks the processor to start over from `event_log_position`; returns once the new
     /// position is durable.
-    pub(crate) async fn reprocess(&self, event_log_position: u64) -> Result<(), Failure> {
+    pub(crate) async fn reprocess(
+        &self,
+        event_log_position: EventLogSequenceNumber,
+    ) -> Result<(), Failure> {
         if self.resetting.swap(true, Ordering::AcqRel) {
             return Err(Failure::new(
                 failures::ALREADY_SETTING_POSITION,

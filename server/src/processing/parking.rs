@@ -21,7 +21,10 @@
 use std::future::Future;
 use std::time::Duration;
 
-use annals_engine::{FailingPartition, ProcessingFailure, StreamProcessorState};
+use annals_engine::{
+    EventLogSequenceNumber, FailingPartition, ProcessingFailure, StreamPosition,
+    StreamProcessorState,
+};
 
 use crate::api::failure::Failure;
 use crate::clock::now_ns;
@@ -133,7 +136,7 @@ pub(crate) async fn catch_up<H: Handler>(
     inbox: &mut Inbox,
     state: &mut StreamProcessorState,
     partition: &str,
-    upto: u64,
+    upto: EventLogSequenceNumber,
 ) -> Result<CatchUp, Failure> {
     let Some(parked) = state.failing_partitions.get(partition).cloned() else {
         return Ok(CatchUp::Caught(Vec::new()));
@@ -150,7 +153,7 @@ pub(crate) async fn catch_up<H: Handler>(
                 break;
             }
             let this_position = position;
-            position += 1;
+            position = position.next();
             if selected.partition != partition {
                 continue;
             }
@@ -214,7 +217,11 @@ pub(crate) async fn catch_up<H: Handler>(
 /// A catch-up stopped (the call drained) at the partition's event at `position` and
 /// `sequence_number`: the partition stays parked there, due at once when the head registers
 /// again.
-fn behind(parked: &mut FailingPartition, position: u64, sequence_number: u64) {
+fn behind(
+    parked: &mut FailingPartition,
+    position: StreamPosition,
+    sequence_number: EventLogSequenceNumber,
+) {
     if parked.event_log_position != sequence_number {
         // This event never failed: the partition is only behind.
         parked.failure.reason = "behind: its catch-up stopped when the head disconnected".into();

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use annals_engine::{
-    EventLogSequenceNumber, StateBatch, StreamProcessorId, StreamProcessorState, Tenant,
+    EventLogSequenceNumber, StateBatch, StreamPosition, StreamProcessorId, StreamProcessorState,
+    Tenant,
 };
 use parking_lot::Mutex;
 
@@ -34,7 +35,7 @@ use crate::processing::TenantStatus;
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Events a filter included (sequence number, stream partition), not yet written.
-pub(crate) type Included = Vec<(u64, String)>;
+pub(crate) type Included = Vec<(EventLogSequenceNumber, String)>;
 
 /// Writes a processor's state (and a filter's included events) durably.
 #[derive(Clone)]
@@ -71,9 +72,7 @@ impl Writer {
                         let end = tenant.stream_end(target.scope, target.stream)?;
                         let entries: Vec<(EventLogSequenceNumber, &str)> = included
                             .iter()
-                            .map(|(seq, partition)| {
-                                (EventLogSequenceNumber(*seq), partition.as_str())
-                            })
+                            .map(|(seq, partition)| (*seq, partition.as_str()))
                             .collect();
                         tenant.append_to_stream_with_state(
                             target.scope,
@@ -106,11 +105,11 @@ pub(crate) enum Writes {
 pub(crate) struct Progress {
     /// Read but not finished (buffered, queued, in flight), by sequence number, with their
     /// stream positions: the lowest is the position to store.
-    unfinished: BTreeMap<u64, u64>,
+    unfinished: BTreeMap<EventLogSequenceNumber, StreamPosition>,
     /// The next event-log position to read.
-    cursor: u64,
+    cursor: EventLogSequenceNumber,
     /// The stream position the next selected event gets.
-    next_position: u64,
+    next_position: StreamPosition,
     /// Included events not yet written (filters).
     included: Included,
     /// Something changed since the last write was made.
@@ -140,7 +139,7 @@ impl Progress {
     }
 
     /// The next event-log position to read.
-    pub(crate) fn cursor(&self) -> u64 {
+    pub(crate) fn cursor(&self) -> EventLogSequenceNumber {
         self.cursor
     }
 
@@ -150,12 +149,12 @@ impl Progress {
         self.unfinished
             .insert(selected.sequence_number, self.next_position);
         let delivery = selected.at(self.next_position);
-        self.next_position += 1;
+        self.next_position = self.next_position.next();
         delivery
     }
 
     /// A read ended at `next`: the cursor moves there.
-    pub(crate) fn read_to(&mut self, next: u64) {
+    pub(crate) fn read_to(&mut self, next: EventLogSequenceNumber) {
         if next != self.cursor {
             self.dirty = true;
         }
@@ -163,7 +162,11 @@ impl Progress {
     }
 
     /// The head processed an event (a filter: and included it in `include`).
-    pub(crate) fn done(&mut self, sequence_number: u64, include: Option<String>) {
+    pub(crate) fn done(
+        &mut self,
+        sequence_number: EventLogSequenceNumber,
+        include: Option<String>,
+    ) {
         self.unfinished.remove(&sequence_number);
         if let Some(partition) = include {
             self.included.push((sequence_number, partition));
@@ -173,7 +176,7 @@ impl Progress {
 
     /// An event the main pass no longer delivers (its partition is parked: its catch-up
     /// delivers it).
-    pub(crate) fn forget(&mut self, sequence_number: u64) {
+    pub(crate) fn forget(&mut self, sequence_number: EventLogSequenceNumber) {
         self.unfinished.remove(&sequence_number);
     }
 

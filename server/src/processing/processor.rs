@@ -24,7 +24,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals_engine::{EventView, Log, ScopeId, StreamProcessorId, StreamProcessorState, Tenant};
+use annals_engine::{
+    EventLogSequenceNumber, EventView, Log, ScopeId, StreamPosition, StreamProcessorId,
+    StreamProcessorState, Tenant,
+};
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
@@ -48,9 +51,9 @@ use crate::reverse_call::CallError;
 #[derive(Debug, Clone)]
 pub(crate) struct Delivery {
     /// Its event-log sequence number.
-    pub(crate) sequence_number: u64,
+    pub(crate) sequence_number: EventLogSequenceNumber,
     /// Its stream position (the count of selected events before it).
-    pub(crate) position: u64,
+    pub(crate) position: StreamPosition,
     /// Its partition: the event source id.
     pub(crate) partition: String,
     /// The event's correlation id (the request's execution context carries it).
@@ -122,7 +125,7 @@ pub(crate) enum StartFrom {
     /// After the last event committed when it registers.
     Latest,
     /// At an event-log sequence number.
-    Position(u64),
+    Position(EventLogSequenceNumber),
 }
 
 /// Where a filter writes what it includes.
@@ -243,7 +246,7 @@ impl<H: Handler> Running<H> {
                     event_log_position,
                     done,
                 })) => {
-                    state.position = 0;
+                    state.position = StreamPosition::ZERO;
                     state.event_log_position = event_log_position;
                     state.failure = None;
                     state.failing_partitions.clear();
@@ -281,8 +284,8 @@ impl<H: Handler> Running<H> {
             }
             None => StreamProcessorState {
                 event_log_position: match self.reader.bounds.start {
-                    StartFrom::Start => 0,
-                    StartFrom::Latest => self.reader.log.next_sequence_number().0,
+                    StartFrom::Start => EventLogSequenceNumber::ZERO,
+                    StartFrom::Latest => self.reader.log.next_sequence_number(),
                     StartFrom::Position(position) => position,
                 },
                 ..StreamProcessorState::default()
@@ -524,7 +527,7 @@ mod tests {
             }
             self.done
                 .lock()
-                .push((delivery.sequence_number, delivery.partition.clone()));
+                .push((delivery.sequence_number.0, delivery.partition.clone()));
             Ok(Outcome::Done { include: None })
         }
     }

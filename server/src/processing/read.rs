@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use annals_engine::{EventLogSequenceNumber, Log};
+use annals_engine::{EventLogSequenceNumber, Log, StreamPosition};
 use uuid::Uuid;
 
 use crate::api::committed::committed_event;
@@ -29,7 +29,7 @@ const READ_BYTES_MAX: usize = 1 << 20;
 
 /// A selected event, read but not yet given its stream position.
 pub(crate) struct Selected {
-    pub(crate) sequence_number: u64,
+    pub(crate) sequence_number: EventLogSequenceNumber,
     /// Its partition: the event source id.
     pub(crate) partition: String,
     pub(crate) correlation_id: Uuid,
@@ -39,7 +39,7 @@ pub(crate) struct Selected {
 
 impl Selected {
     /// The event to deliver at stream position `position`.
-    pub(crate) fn at(self, position: u64) -> Delivery {
+    pub(crate) fn at(self, position: StreamPosition) -> Delivery {
         Delivery {
             sequence_number: self.sequence_number,
             position,
@@ -53,7 +53,7 @@ impl Selected {
 /// One read: the selected events and the position after the read.
 pub(crate) struct Read {
     pub(crate) events: Vec<Selected>,
-    pub(crate) next: u64,
+    pub(crate) next: EventLogSequenceNumber,
 }
 
 /// The live read under way, kept across turns of the loop.
@@ -69,19 +69,23 @@ pub(crate) struct Reader<H> {
 impl<H: Handler> Reader<H> {
     /// Starts a read of selected events from `from` in `reading` (on a blocking thread, after
     /// waiting for the log to reach it).
-    pub(crate) fn start(&self, reading: &mut Reading, from: u64) {
+    pub(crate) fn start(&self, reading: &mut Reading, from: EventLogSequenceNumber) {
         let log = Arc::clone(&self.log);
         let handler = Arc::clone(&self.handler);
         let bounds = self.bounds;
         reading.put(Box::pin(async move {
-            log.wait_for_async(EventLogSequenceNumber(from)).await;
+            log.wait_for_async(from).await;
             read_selected(log, handler, bounds, from, None).await
         }));
     }
 
     /// Reads one batch from `from` for the catch-up of `partition` (only its events are
     /// decoded; positions count every selected event).
-    pub(crate) async fn partition(&self, from: u64, partition: &str) -> Result<Read, Failure> {
+    pub(crate) async fn partition(
+        &self,
+        from: EventLogSequenceNumber,
+        partition: &str,
+    ) -> Result<Read, Failure> {
         read_selected(
             Arc::clone(&self.log),
             Arc::clone(&self.handler),
@@ -99,15 +103,11 @@ async fn read_selected<H: Handler>(
     log: Arc<Log>,
     handler: Arc<H>,
     bounds: Bounds,
-    from: u64,
+    from: EventLogSequenceNumber,
     partition: Option<String>,
 ) -> Result<Read, Failure> {
     blocking(move || {
-        let batch = log.read(
-            EventLogSequenceNumber(from),
-            READ_RECORDS_MAX,
-            READ_BYTES_MAX,
-        )?;
+        let batch = log.read(from, READ_RECORDS_MAX, READ_BYTES_MAX)?;
         let mut events = Vec::new();
         for view in batch.views() {
             let view = view?;
@@ -128,7 +128,7 @@ async fn read_selected<H: Handler>(
                 CommittedEvent::default()
             };
             events.push(Selected {
-                sequence_number: view.sequence_number.0,
+                sequence_number: view.sequence_number,
                 partition: view.event_source_id.to_owned(),
                 correlation_id: view.correlation_id,
                 event,
@@ -136,7 +136,7 @@ async fn read_selected<H: Handler>(
         }
         Ok(Read {
             events,
-            next: batch.next().map_or(from, |n| n.0),
+            next: batch.next().unwrap_or(from),
         })
     })
     .await

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use annals_engine::{EventType, EventView};
+use annals_engine::{EventLogSequenceNumber, EventType, EventView};
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
@@ -105,7 +105,7 @@ impl Requests<EventHandlerProtocol> for EventHandlerRequests {
                     partition_id: delivery.partition.clone(),
                     scope_id: Some(self.scope.clone()),
                     partitioned: self.partitioning.is_partitioned(),
-                    stream_position: delivery.position,
+                    stream_position: delivery.position.0,
                 }),
                 retry_processing_state: question.retry,
             })),
@@ -213,7 +213,7 @@ fn spec(request: &EventHandlerRegistrationRequest) -> Result<Spec, Failure> {
         }
         Some(start_from::Selected::Timestamp(at)) => bounds.not_before_ns = Some(timestamp_ns(at)),
         Some(start_from::Selected::EventLogSequenceNumber(n)) => {
-            bounds.start = StartFrom::Position(*n);
+            bounds.start = StartFrom::Position(EventLogSequenceNumber(*n));
         }
     }
     if scope == PUBLIC_STREAMS_SCOPE {

@@ -90,8 +90,11 @@ impl EventHandlersManagement {
 }
 
 /// Resets one tenant's processor to `event_log_position`, which must not be past the log's end.
-async fn reset(handle: &TenantHandle, event_log_position: u64) -> Result<(), Failure> {
-    let end = handle.log.next_sequence_number().0;
+async fn reset(
+    handle: &TenantHandle,
+    event_log_position: EventLogSequenceNumber,
+) -> Result<(), Failure> {
+    let end = handle.log.next_sequence_number();
     if event_log_position > end {
         return Err(Failure::new(
             failures::CANNOT_REPROCESS_ABOVE_CURRENT,
@@ -106,17 +109,17 @@ async fn reset(handle: &TenantHandle, event_log_position: u64) -> Result<(), Fai
 
 /// The first event-log position whose event occurred at or after `at_ns` (the log's end when
 /// none did).
-async fn position_at(handle: &TenantHandle, at_ns: i64) -> Result<u64, Failure> {
+async fn position_at(handle: &TenantHandle, at_ns: i64) -> Result<EventLogSequenceNumber, Failure> {
     let log = Arc::clone(&handle.log);
     blocking(move || {
         let end = log.next_sequence_number();
-        let mut from = EventLogSequenceNumber(0);
+        let mut from = EventLogSequenceNumber::ZERO;
         while from < end {
             let batch = log.read(from, 4096, 4 << 20)?;
             for view in batch.views() {
                 let view = view?;
                 if view.occurred_ns >= at_ns {
-                    return Ok(view.sequence_number.0);
+                    return Ok(view.sequence_number);
                 }
             }
             match batch.next() {
@@ -124,7 +127,7 @@ async fn position_at(handle: &TenantHandle, at_ns: i64) -> Result<u64, Failure> 
                 _ => break,
             }
         }
-        Ok(end.0)
+        Ok(end)
     })
     .await
 }
@@ -179,7 +182,7 @@ fn tenant_status(
                     .iter()
                     .map(|(partition, p)| FailingPartition {
                         partition_id: partition.clone(),
-                        stream_position: p.position,
+                        stream_position: p.position.0,
                         failure_reason: p.failure.reason.clone(),
                         retry_count: p.failure.processing_attempts,
                         retry_time: Some(retry_time(p.failure.retry_time_ns)),
@@ -201,7 +204,7 @@ fn tenant_status(
     };
     TenantScopedStreamProcessorStatus {
         tenant_id: Some(ids::to_wire(tenant)),
-        stream_position: state.position,
+        stream_position: state.position.0,
         last_successfully_processed: time(state.last_successfully_processed_ns),
         status: Some(status),
     }
@@ -232,7 +235,7 @@ impl EventHandlers for EventHandlersManagement {
                 self.handler(request.scope_id.as_ref(), request.event_handler_id.as_ref())?;
             let tenant = ids::required("tenantId", request.tenant_id.as_ref())?;
             let handle = Self::tenant_of(&registration, tenant)?;
-            reset(handle, request.stream_position).await
+            reset(handle, EventLogSequenceNumber(request.stream_position)).await
         };
         request::unary(&self.runtime, "EventHandlers/ReprocessEventsFrom", work).await
     }
@@ -280,7 +283,7 @@ impl EventHandlers for EventHandlersManagement {
             let mut tenants: Vec<_> = registration.tenants.iter().collect();
             tenants.sort_by_key(|(id, _)| **id);
             for (_, handle) in tenants {
-                reset(handle, 0).await?;
+                reset(handle, EventLogSequenceNumber::ZERO).await?;
             }
             Ok(())
         };

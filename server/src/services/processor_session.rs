@@ -262,7 +262,7 @@ async fn tenants<P: Protocol, H: Handler>(
         // commits after that is delivered.
         let mut bounds = spec.bounds;
         if let StartFrom::Latest = bounds.start {
-            bounds.start = StartFrom::Position(log.next_sequence_number().0);
+            bounds.start = StartFrom::Position(log.next_sequence_number());
         }
         let mut context = convert::execution_context_to_wire(execution_context);
         context.tenant_id = Some(ids::to_wire(tenant_id));
