@@ -65,11 +65,9 @@ impl Tenant {
         }
         let root = commit.aggregate_root;
         let key = keys::aggregate(root, &commit.event_source_id);
-        let _held = self.aggregate_locks.lock(key.clone());
-        let actual = self.version_of(&key)?;
-        if actual != expected {
-            return Err(Error::WrongExpectedVersion { expected, actual });
-        }
+        // The log's commit is built before the aggregate's lock is taken: its versions follow
+        // from `expected` alone, and commits to the aggregate wait only for the check and the
+        // append.
         let events = commit
             .events
             .iter()
@@ -86,11 +84,17 @@ impl Tenant {
                 event_horizon: None,
             })
             .collect();
-        let receipt = self.event_log.append(&Commit {
+        let log_commit = Commit {
             occurred_ns: commit.occurred_ns,
             execution_context: commit.execution_context.clone(),
             events,
-        })?;
+        };
+        let _held = self.aggregate_locks.lock(key.clone());
+        let actual = self.version_of(&key)?;
+        if actual != expected {
+            return Err(Error::WrongExpectedVersion { expected, actual });
+        }
+        let receipt = self.event_log.append(&log_commit)?;
         assert_eq!(
             receipt.count, count,
             "the log appended another number of events"
