@@ -45,7 +45,7 @@ pub(crate) struct Asker<H> {
     pub(crate) handler: Arc<H>,
     /// The registration's execution context with this tenant; each request gets the event's
     /// correlation id.
-    pub(crate) execution_context: Arc<WireExecutionContext>,
+    pub(crate) execution_context: WireExecutionContext,
     /// An unpartitioned processor retries a failing event in flight; a partitioned one parks
     /// its partition.
     pub(crate) partitioning: Partitioning,
@@ -57,21 +57,6 @@ pub(crate) struct Asker<H> {
     pub(crate) ended: CancellationToken,
     /// Cancelled when the call drains: nothing new is asked.
     pub(crate) draining: CancellationToken,
-}
-
-impl<H> Clone for Asker<H> {
-    fn clone(&self) -> Self {
-        Asker {
-            handler: Arc::clone(&self.handler),
-            execution_context: Arc::clone(&self.execution_context),
-            partitioning: self.partitioning,
-            status: Arc::clone(&self.status),
-            processed: self.processed.clone(),
-            failures: self.failures.clone(),
-            ended: self.ended.clone(),
-            draining: self.draining.clone(),
-        }
-    }
 }
 
 impl<H: Handler> Asker<H> {
@@ -86,10 +71,10 @@ impl<H: Handler> Asker<H> {
             .await
     }
 
-    /// Delivers `delivery` in flight, answering with it.
-    fn in_flight(&self, delivery: Delivery) -> InFlight {
+    /// Delivers `delivery` in flight, answering with it (one shared handle per event).
+    fn in_flight(self: &Arc<Self>, delivery: Delivery) -> InFlight {
         let context = self.context_for(&delivery);
-        let asker = self.clone();
+        let asker = Arc::clone(self);
         Box::pin(async move {
             let outcome = asker.deliver(context, &delivery).await;
             (delivery, outcome)
@@ -97,7 +82,7 @@ impl<H: Handler> Asker<H> {
     }
 
     fn context_for(&self, delivery: &Delivery) -> WireExecutionContext {
-        let mut context = WireExecutionContext::clone(&self.execution_context);
+        let mut context = self.execution_context.clone();
         context.correlation_id = Some(ids::to_wire(delivery.correlation_id));
         context
     }
@@ -105,7 +90,7 @@ impl<H: Handler> Asker<H> {
     /// Delivers one event; an unpartitioned processor asks again after the head's timeout
     /// for as long as the head fails with retry, showing the failure to management meanwhile.
     async fn deliver(
-        self,
+        &self,
         context: WireExecutionContext,
         delivery: &Delivery,
     ) -> Result<Outcome, CallError> {
@@ -178,7 +163,7 @@ impl Dispatch {
     /// delivers them); a busy partition's wait in its queue.
     pub(crate) fn fill<H: Handler>(
         &mut self,
-        asker: &Asker<H>,
+        asker: &Arc<Asker<H>>,
         parked: &BTreeMap<String, FailingPartition>,
         progress: &mut Progress,
     ) {
@@ -233,7 +218,7 @@ impl Dispatch {
     }
 
     /// `partition`'s event is done: its next waiting event goes in flight, else it is free.
-    pub(crate) fn next_of<H: Handler>(&mut self, asker: &Asker<H>, partition: &str) {
+    pub(crate) fn next_of<H: Handler>(&mut self, asker: &Arc<Asker<H>>, partition: &str) {
         match self.busy.get_mut(partition).and_then(VecDeque::pop_front) {
             Some(next) => {
                 self.queued -= 1;

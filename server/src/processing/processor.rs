@@ -160,7 +160,7 @@ pub(crate) struct TenantProcessor<H: Handler> {
 /// A tenant's processor while it runs, in parts that each own what they touch.
 struct Running<H: Handler> {
     /// Asks the head; counts; knows when the call ends or drains.
-    asker: Asker<H>,
+    asker: Arc<Asker<H>>,
     /// Reads the log.
     reader: Reader<H>,
     /// Writes positions (and a filter's included events).
@@ -200,16 +200,16 @@ impl<H: Handler> TenantProcessor<H> {
             failures,
         } = self;
         let mut running = Running {
-            asker: Asker {
+            asker: Arc::new(Asker {
                 handler: Arc::clone(&handler),
-                execution_context: Arc::new(execution_context),
+                execution_context,
                 partitioning,
                 status: Arc::clone(&status),
                 processed,
                 failures,
                 ended,
                 draining,
-            },
+            }),
             reader: Reader {
                 log,
                 handler,
