@@ -41,21 +41,8 @@ in_band!(GetAllResponse, aggregate_roots: Vec<AggregateRoot>);
 in_band!(GetEventsResponse, events: Option<CommittedAggregateEvents>);
 in_band!(GetAllEventTypesResponse, event_types: Vec<EventType>);
 
-/// GetOne answers with the root or with none (`in_band!` always carries one).
-impl InBand<Option<AggregateRoot>> for GetOneResponse {
-    fn ok(aggregate_root: Option<AggregateRoot>) -> Self {
-        GetOneResponse {
-            failure: None,
-            aggregate_root,
-        }
-    }
-    fn failed(failure: &Failure) -> Self {
-        GetOneResponse {
-            failure: Some(failure.to_wire()),
-            aggregate_root: None,
-        }
-    }
-}
+// GetOne answers with the root or with none: the payload is the field as it is.
+in_band!(@impl GetOneResponse, aggregate_root: Option<AggregateRoot>, std::convert::identity);
 
 /// The management port's services (one value serves them all).
 #[derive(Clone)]
