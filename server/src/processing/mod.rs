@@ -164,7 +164,7 @@ pub(crate) struct TenantHandle {
 pub(crate) struct Registration {
     pub(crate) key: ProcessorKey,
     pub(crate) event_types: Vec<EventType>,
-    pub(crate) partitioned: bool,
+    pub(crate) partitioning: Partitioning,
     pub(crate) alias: Option<String>,
     /// By tenant id; fixed when registered (the configured tenants).
     pub(crate) tenants: HashMap<Uuid, Arc<TenantHandle>>,

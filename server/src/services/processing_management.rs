@@ -18,7 +18,7 @@ use crate::api::convert;
 use crate::api::failure::{in_band, Failure};
 use crate::api::ids;
 use crate::blocking::blocking;
-use crate::processing::{failures, Kind, ProcessorKey, Registration, TenantHandle};
+use crate::processing::{failures, Kind, Partitioning, ProcessorKey, Registration, TenantHandle};
 use crate::proto::dolittle::protobuf::Uuid as WireUuid;
 use crate::proto::dolittle::runtime::events::processing::management::event_handlers_server::EventHandlers;
 use crate::proto::dolittle::runtime::events::processing::management::{
@@ -147,7 +147,7 @@ fn status(registration: &Registration, tenant: Option<Uuid>) -> EventHandlerStat
             .iter()
             .map(|t| convert::event_type_to_wire(*t))
             .collect(),
-        partitioned: registration.partitioned,
+        partitioned: registration.partitioning.is_partitioned(),
         alias: registration
             .alias
             .clone()
@@ -160,7 +160,7 @@ fn status(registration: &Registration, tenant: Option<Uuid>) -> EventHandlerStat
                     *id,
                     &status.state,
                     status.retrying.as_ref(),
-                    registration.partitioned,
+                    registration.partitioning,
                 )
             })
             .collect(),
@@ -171,10 +171,10 @@ fn tenant_status(
     tenant: Uuid,
     state: &StreamProcessorState,
     retrying: Option<&annals_engine::ProcessingFailure>,
-    partitioned: bool,
+    partitioning: Partitioning,
 ) -> TenantScopedStreamProcessorStatus {
     let time = |ns: i64| (ns != i64::MAX && ns != 0).then(|| convert::timestamp(ns));
-    let status = if partitioned {
+    let status = if partitioning.is_partitioned() {
         tenant_scoped_stream_processor_status::Status::Partitioned(
             PartitionedTenantScopedStreamProcessorStatus {
                 failing_partitions: state

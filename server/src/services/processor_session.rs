@@ -212,7 +212,7 @@ async fn register<P: Protocol, R: Requests<P>>(
     let registration = Arc::new(Registration {
         key: spec.key,
         event_types: spec.event_types.clone(),
-        partitioned: spec.partitioning.is_partitioned(),
+        partitioning: spec.partitioning,
         alias: spec.alias.clone(),
         tenants: handles,
         ended: call.ended().clone(),
