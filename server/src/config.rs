@@ -23,6 +23,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use annals_engine::EngineConfig;
+use annals_replication::{Consent, HorizonConfig, ProducerAddress};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -138,6 +139,8 @@ pub struct RuntimeConfig {
     pub data_dir: PathBuf,
     /// Engine settings (`annals:engine:*`); its `data_dir` is `data_dir`.
     pub engine: EngineConfig,
+    /// The event horizon: consents, producer addresses, whether consent is required.
+    pub horizon: HorizonConfig,
     /// The merged key-value map (lower-case keys below `dolittle:runtime`), for the
     /// management Configuration service.
     pub merged: BTreeMap<String, Value>,
@@ -309,6 +312,7 @@ impl RuntimeConfig {
         engine
             .validate()
             .map_err(|e| invalid("annals:engine", e.to_string()))?;
+        let horizon = horizon(&merged)?;
         Ok(RuntimeConfig {
             platform,
             tenants,
@@ -316,6 +320,7 @@ impl RuntimeConfig {
             listen_address,
             data_dir,
             engine,
+            horizon,
             merged,
         })
     }
@@ -403,6 +408,7 @@ const NAMES: &[(&str, &str)] = &[
     ("readmodels", "readModels"),
     ("connectionstring", "connectionString"),
     ("consumertenant", "consumerTenant"),
+    ("windowevents", "windowEvents"),
     ("reversecalls", "reverseCalls"),
     ("useactors", "useActors"),
     ("datadirectory", "dataDirectory"),
@@ -452,6 +458,115 @@ fn spell(key: &str, path: &[String]) -> String {
     let mut chars = camel.chars();
     chars.next().map_or_else(String::new, |first| {
         first.to_ascii_uppercase().to_string() + chars.as_str()
+    })
+}
+
+/// The event horizon's settings, from the original's keys: consents under
+/// `tenants:<producer tenant>:eventHorizons:<consumer microservice>:consents:<i>:*`, producer
+/// addresses under `microservices:<id>:host` and `:port`, and `eventHorizon:requireConsent`.
+fn horizon(merged: &BTreeMap<String, Value>) -> Result<HorizonConfig, ConfigError> {
+    let get = |key: &str| merged.get(key);
+    let require_consent = bool_or(
+        get("eventhorizon:requireconsent"),
+        "eventHorizon:requireConsent",
+        true,
+    )?;
+    // (producer tenant, consumer microservice, index) -> the consent's keys.
+    let mut consents: BTreeMap<(Uuid, Uuid, u64), BTreeMap<&str, &Value>> = BTreeMap::new();
+    let mut producers: BTreeMap<Uuid, BTreeMap<&str, &Value>> = BTreeMap::new();
+    for (key, value) in merged {
+        let parts: Vec<&str> = key.split(':').collect();
+        match parts.as_slice() {
+            ["tenants", tenant, "eventhorizons", microservice, "consents", index, field] => {
+                let guid = |text: &str, what: &str| {
+                    Uuid::parse_str(text)
+                        .map_err(|_| invalid(key, format!("the {what} {text} is not a GUID")))
+                };
+                let index = index.parse::<u64>().map_err(|_| {
+                    invalid(key, "consents is a list of {consumerTenant, stream, partition, consent}")
+                })?;
+                consents
+                    .entry((
+                        guid(tenant, "producer tenant")?,
+                        guid(microservice, "consumer microservice")?,
+                        index,
+                    ))
+                    .or_default()
+                    .insert(field, value);
+            }
+            ["microservices", microservice, field] => {
+                let id = Uuid::parse_str(microservice).map_err(|_| {
+                    invalid(key, format!("the microservice id {microservice} is not a GUID"))
+                })?;
+                producers.entry(id).or_default().insert(field, value);
+            }
+            _ => {}
+        }
+    }
+    let consents = consents
+        .into_iter()
+        .map(|((producer_tenant, consumer_microservice, index), fields)| {
+            let at = format!(
+                "tenants:{producer_tenant}:eventHorizons:{consumer_microservice}:consents:{index}"
+            );
+            let guid = |field: &str, name: &str| -> Result<Uuid, ConfigError> {
+                let value = fields
+                    .get(field)
+                    .ok_or_else(|| invalid(&format!("{at}:{name}"), "missing"))?;
+                Uuid::parse_str(&scalar(value))
+                    .map_err(|_| invalid(&format!("{at}:{name}"), format!("{value} is not a GUID")))
+            };
+            Ok(Consent {
+                producer_tenant,
+                consumer_microservice,
+                consumer_tenant: guid("consumertenant", "consumerTenant")?,
+                stream: guid("stream", "stream")?,
+                partition: fields
+                    .get("partition")
+                    .map(|v| scalar(v))
+                    .ok_or_else(|| invalid(&format!("{at}:partition"), "missing"))?,
+                consent: guid("consent", "consent")?,
+            })
+        })
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+    let producers = producers
+        .into_iter()
+        .map(|(id, fields)| {
+            let host = fields
+                .get("host")
+                .map(|v| scalar(v))
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| invalid(&format!("microservices:{id}:host"), "missing"))?;
+            let port = match fields.get("port") {
+                None => 50052,
+                Some(value) => scalar(value).parse::<u16>().map_err(|_| {
+                    invalid(
+                        &format!("microservices:{id}:port"),
+                        format!("{value} is not a port number (0-65535)"),
+                    )
+                })?,
+            };
+            Ok((id, ProducerAddress { host, port }))
+        })
+        .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
+    let window_events = match get("annals:eventhorizon:windowevents") {
+        None => HorizonConfig::default().window_events,
+        Some(value) => scalar(value)
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| (1..=100_000).contains(&n))
+            .ok_or_else(|| {
+                invalid(
+                    "annals:eventHorizon:windowEvents",
+                    format!("{value} is not a number of events from 1 to 100000"),
+                )
+            })?,
+    };
+    Ok(HorizonConfig {
+        require_consent,
+        consents,
+        producers,
+        window_events,
     })
 }
 
@@ -760,5 +875,58 @@ mod tests {
         assert_eq!(c.engine.log.seal_zstd_level, 5);
         let e = load(&[], &[], &[("annals:engine:no-such-setting", "1")]).unwrap_err();
         assert!(e.to_string().contains("no-such-setting"), "{e}");
+    }
+
+    #[test]
+    fn event_horizon_keys_read_as_the_original_writes_them() {
+        let producer_tenant = "11111111-1111-1111-1111-111111111111";
+        let consumer_ms = "22222222-2222-2222-2222-222222222222";
+        let yaml = format!(
+            "tenants:\n  {producer_tenant}:\n    eventHorizons:\n      {consumer_ms}:\n        consents:\n\
+             \x20         - consumerTenant: 33333333-3333-3333-3333-333333333333\n\
+             \x20           stream: 44444444-4444-4444-4444-444444444444\n\
+             \x20           partition: 7\n\
+             \x20           consent: 55555555-5555-5555-5555-555555555555\n\
+             microservices:\n  66666666-6666-6666-6666-666666666666:\n    host: producer.local\n    port: 50100\n\
+             eventHorizon:\n  requireConsent: false\n"
+        );
+        let c = load(&[(".dolittle/runtime.yml", &yaml)], &[], &[]).unwrap();
+        assert!(!c.horizon.require_consent);
+        assert_eq!(
+            c.horizon.consents,
+            vec![Consent {
+                producer_tenant: Uuid::parse_str(producer_tenant).unwrap(),
+                consumer_microservice: Uuid::parse_str(consumer_ms).unwrap(),
+                consumer_tenant: Uuid::from_u128(0x3333_3333_3333_3333_3333_3333_3333_3333),
+                stream: Uuid::from_u128(0x4444_4444_4444_4444_4444_4444_4444_4444),
+                partition: "7".into(),
+                consent: Uuid::from_u128(0x5555_5555_5555_5555_5555_5555_5555_5555),
+            }]
+        );
+        let producer = Uuid::from_u128(0x6666_6666_6666_6666_6666_6666_6666_6666);
+        assert_eq!(
+            c.horizon.producers.get(&producer),
+            Some(&ProducerAddress {
+                host: "producer.local".into(),
+                port: 50100
+            })
+        );
+        // The producer tenant is configured by its consents alone.
+        assert!(c.tenants.contains(&Uuid::parse_str(producer_tenant).unwrap()));
+        // Defaults: consent required, no consents, no producers.
+        let d = load(&[], &[], &[]).unwrap();
+        assert!(d.horizon.require_consent && d.horizon.consents.is_empty());
+        // A consent without its consent id names the key.
+        let broken = format!(
+            "tenants:\n  {producer_tenant}:\n    eventHorizons:\n      {consumer_ms}:\n        consents:\n\
+             \x20         - consumerTenant: 33333333-3333-3333-3333-333333333333\n\
+             \x20           stream: 44444444-4444-4444-4444-444444444444\n\
+             \x20           partition: a\n"
+        );
+        let e = load(&[(".dolittle/runtime.yml", &broken)], &[], &[]).unwrap_err();
+        assert!(e.to_string().contains("consents:0:consent"), "{e}");
+        // So does a producer without a host.
+        let e = load(&[], &[("DOLITTLE__RUNTIME__MICROSERVICES__66666666-6666-6666-6666-666666666666__PORT", "1")], &[]).unwrap_err();
+        assert!(e.to_string().contains(":host"), "{e}");
     }
 }

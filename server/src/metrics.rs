@@ -19,6 +19,12 @@
 //! | `annals_processor_failures_total` | counter | the same (each failure the head reported, retried or not) |
 //! | `annals_processor_position` | gauge | the same (the next event-log position to process, as last written) |
 //! | `annals_processor_lag_events` | gauge | the same (events in the log past that position) |
+//! | `annals_horizon_subscription_position` | gauge | tenant, producer_microservice, producer_tenant, stream, partition, scope (next position to receive) |
+//! | `annals_horizon_subscription_events_stored_total` | counter | the same (events received and stored since the start) |
+//! | `annals_horizon_subscription_connected` | gauge | the same (1 while a connection is accepted and up) |
+//! | `annals_horizon_subscription_reconnects_total` | counter | the same |
+//! | `annals_horizon_served_position` | gauge | consumer_microservice, consumer_tenant, tenant, stream, partition (after the last acknowledged event) |
+//! | `annals_horizon_served_lag_events` | gauge | the same (events of the stream, all partitions, after it: an upper bound) |
 //! | `annals_up` | gauge | |
 //!
 //! Processor series exist for processors that are connected (position and lag) or have been
@@ -30,6 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use annals_engine::{Log, LogStats};
+use annals_replication::{Consumer, Producer};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -133,6 +140,110 @@ impl Collector for ProcessorCollector {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubscriptionLabels {
+    tenant: String,
+    producer_microservice: String,
+    producer_tenant: String,
+    stream: String,
+    partition: String,
+    scope: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServedLabels {
+    consumer_microservice: String,
+    consumer_tenant: String,
+    tenant: String,
+    stream: String,
+    partition: String,
+}
+
+/// The event horizon's subscriptions (both sides), read at each scrape. Their number is
+/// bounded by configuration: consents on the producer side, the subscriptions heads ask for
+/// (and producers accept) on the consumer side.
+struct HorizonCollector {
+    consumer: Arc<Consumer>,
+    producer: Producer,
+}
+
+impl std::fmt::Debug for HorizonCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HorizonCollector")
+    }
+}
+
+fn gauge(value: u64) -> ConstGauge {
+    ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
+impl Collector for HorizonCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let subscriptions = self.consumer.subscriptions();
+        let labels: Vec<SubscriptionLabels> = subscriptions
+            .iter()
+            .map(|s| SubscriptionLabels {
+                tenant: s.consumer_tenant.to_string(),
+                producer_microservice: s.producer_microservice.to_string(),
+                producer_tenant: s.producer_tenant.to_string(),
+                stream: s.stream.to_string(),
+                partition: s.partition.clone(),
+                scope: s.scope.to_string(),
+            })
+            .collect();
+        let rows = || subscriptions.iter().zip(&labels);
+        encode_series(
+            &mut encoder,
+            ("horizon_subscription_position", "Next stream position a subscription receives"),
+            MetricType::Gauge,
+            rows().map(|(s, l)| (l, gauge(s.position))),
+        )?;
+        encode_series(
+            &mut encoder,
+            ("horizon_subscription_events_stored", "Events a subscription received and stored"),
+            MetricType::Counter,
+            rows().map(|(s, l)| (l, ConstCounter::new(s.events_stored))),
+        )?;
+        encode_series(
+            &mut encoder,
+            ("horizon_subscription_connected", "1 while a subscription's connection is up"),
+            MetricType::Gauge,
+            rows().map(|(s, l)| (l, gauge(u64::from(s.connected)))),
+        )?;
+        encode_series(
+            &mut encoder,
+            ("horizon_subscription_reconnects", "Connections a subscription made after its first"),
+            MetricType::Counter,
+            rows().map(|(s, l)| (l, ConstCounter::new(s.reconnects))),
+        )?;
+        let served = self.producer.served();
+        let labels: Vec<ServedLabels> = served
+            .iter()
+            .map(|s| ServedLabels {
+                consumer_microservice: s.consumer_microservice.to_string(),
+                consumer_tenant: s.consumer_tenant.to_string(),
+                tenant: s.producer_tenant.to_string(),
+                stream: s.stream.to_string(),
+                partition: s.partition.clone(),
+            })
+            .collect();
+        let rows = || served.iter().zip(&labels);
+        encode_series(
+            &mut encoder,
+            ("horizon_served_position", "Stream position after the last event a consumer acknowledged"),
+            MetricType::Gauge,
+            rows().map(|(s, l)| (l, gauge(s.acknowledged_position))),
+        )?;
+        encode_series(
+            &mut encoder,
+            ("horizon_served_lag_events", "Events of the stream after what a consumer acknowledged (at most)"),
+            MetricType::Gauge,
+            rows().map(|(s, l)| (l, gauge(s.lag_events))),
+        )?;
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TenantLabels {
     tenant: String,
 }
@@ -211,11 +322,17 @@ impl Collector for LogCollector {
 }
 
 impl Metrics {
-    /// The metrics; `logs` are the configured tenants' event logs.
-    pub(crate) fn new(logs: Vec<(Uuid, Arc<Log>)>, processors: Arc<Processors>) -> Metrics {
+    /// The metrics; `logs` are the configured tenants' event logs; the event horizon's two
+    /// sides report their subscriptions.
+    pub(crate) fn new(
+        logs: Vec<(Uuid, Arc<Log>)>,
+        processors: Arc<Processors>,
+        (consumer, producer): (Arc<Consumer>, Producer),
+    ) -> Metrics {
         let mut registry = Registry::with_prefix("annals");
         registry.register_collector(Box::new(LogCollector { logs }));
         registry.register_collector(Box::new(ProcessorCollector { processors }));
+        registry.register_collector(Box::new(HorizonCollector { consumer, producer }));
         let processed = Family::<ProcessorLabels, Counter>::default();
         let processor_failures = Family::<ProcessorLabels, Counter>::default();
         registry.register(

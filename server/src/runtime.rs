@@ -1,5 +1,6 @@
 //! What every service shares: the engine, the configured tenants' handles, the platform
-//! identity, the last handshake's build results, and the metrics.
+//! identity, the last handshake's build results, the metrics, and the event horizon's two
+//! sides.
 //!
 //! Tenants are the configured ones, fixed at startup (as in the original): each is opened (and
 //! created on first start) before the listeners open, so a call never waits for a tenant's
@@ -9,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use annals_engine::{Engine, Tenant, TenantId};
+use annals_replication::{Consumer, Producer};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -23,14 +25,24 @@ use crate::proto::dolittle::runtime::client::BuildResults;
 pub(crate) struct Runtime {
     pub(crate) engine: Arc<Engine>,
     pub(crate) config: RuntimeConfig,
-    tenants: HashMap<Uuid, Arc<Tenant>>,
+    tenants: Arc<HashMap<Uuid, Arc<Tenant>>>,
     pub(crate) metrics: Metrics,
+    /// The event horizon: this runtime's subscriptions and the public streams it serves.
+    pub(crate) horizon: Horizon,
     /// The connected event handlers and filters.
     pub(crate) processors: Arc<Processors>,
     /// What the last head to handshake reported of its build (management Client service).
     pub(crate) build_results: Mutex<Option<BuildResults>>,
     /// Turns true when shutdown begins: long-running work (batch streams) ends early.
     pub(crate) stopping: watch::Receiver<bool>,
+}
+
+/// The event horizon's two sides.
+pub(crate) struct Horizon {
+    /// Subscriptions of this runtime's tenants to other microservices' public streams.
+    pub(crate) consumer: Arc<Consumer>,
+    /// This runtime's public streams, served to other runtimes on the public port.
+    pub(crate) producer: Producer,
 }
 
 impl Runtime {
@@ -65,11 +77,29 @@ impl Runtime {
         }
         logs.sort_by_key(|(id, _)| *id);
         let processors = Arc::new(Processors::default());
+        let tenants = Arc::new(tenants);
+        let horizon_config = Arc::new(config.horizon.clone());
+        let horizon = Horizon {
+            consumer: Arc::new(Consumer::new(
+                Arc::clone(&tenants),
+                Arc::clone(&horizon_config),
+                config.platform.microservice_id,
+                config.platform.environment.clone(),
+                stopping.clone(),
+            )),
+            producer: Producer::new(Arc::clone(&tenants), horizon_config, stopping.clone()),
+        };
+        let metrics = Metrics::new(
+            logs,
+            Arc::clone(&processors),
+            (Arc::clone(&horizon.consumer), horizon.producer.clone()),
+        );
         Ok(Runtime {
             engine,
             config,
             tenants,
-            metrics: Metrics::new(logs, Arc::clone(&processors)),
+            horizon,
+            metrics,
             processors,
             build_results: Mutex::new(None),
             stopping,

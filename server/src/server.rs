@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use annals_engine::Engine;
+use annals_replication::Producer;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -25,6 +26,8 @@ use crate::proto::dolittle::runtime::aggregates::aggregate_roots_server::Aggrega
 use crate::proto::dolittle::runtime::aggregates::management::aggregate_roots_server::AggregateRootsServer as ManagementAggregateRootsServer;
 use crate::proto::dolittle::runtime::client::management::client_server::ClientServer;
 use crate::proto::dolittle::runtime::configuration::management::configuration_server::ConfigurationServer;
+use crate::proto::dolittle::runtime::eventhorizon::consumer_server::ConsumerServer;
+use crate::proto::dolittle::runtime::eventhorizon::subscriptions_server::SubscriptionsServer;
 use crate::proto::dolittle::runtime::events::event_store_server::EventStoreServer;
 use crate::proto::dolittle::runtime::events::event_types_server::EventTypesServer;
 use crate::proto::dolittle::runtime::events::management::event_types_server::EventTypesServer as ManagementEventTypesServer;
@@ -36,6 +39,7 @@ use crate::proto::dolittle::runtime::resources::resources_server::ResourcesServe
 use crate::proto::dolittle::runtime::tenancy::tenants_server::TenantsServer;
 use crate::runtime::Runtime;
 use crate::services::event_handlers::EventHandlersService;
+use crate::services::event_horizon::SubscriptionsService;
 use crate::services::event_store::EventStoreService;
 use crate::services::filters::FiltersService;
 use crate::services::management::ManagementServices;
@@ -142,6 +146,7 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
             name::<EventStoreServer<EventStoreService>>(),
             name::<EventHandlersServer<EventHandlersService>>(),
             name::<FiltersServer<FiltersService>>(),
+            name::<SubscriptionsServer<SubscriptionsService>>(),
         ];
         let router = grpc_base(&names)
             .await?
@@ -164,16 +169,23 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
                 FiltersServer::new(FiltersService::new(Arc::clone(&runtime)))
                     .max_decoding_message_size(MESSAGE_BYTES_MAX)
                     .max_encoding_message_size(MESSAGE_BYTES_MAX),
-            );
+            )
+            .add_service(SubscriptionsServer::new(SubscriptionsService::new(
+                Arc::clone(&runtime),
+            )));
         tasks.spawn(run_grpc("private", router, listener, stop_rx.clone()));
     }
     if let Some(listener) = public {
-        tasks.spawn(run_grpc(
-            "public",
-            grpc_base(&[]).await?,
-            listener,
-            stop_rx.clone(),
-        ));
+        let names = [name::<ConsumerServer<Producer>>()];
+        let router = grpc_base(&names).await?.add_service(
+            runtime
+                .horizon
+                .producer
+                .service()
+                .max_decoding_message_size(MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(MESSAGE_BYTES_MAX),
+        );
+        tasks.spawn(run_grpc("public", router, listener, stop_rx.clone()));
     }
     if let Some(listener) = management {
         let names = [
@@ -207,6 +219,12 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
     // The routers hold their own handles now.
     drop((platform, management_services));
     tracing::info!(?ports, "listening");
+    // Subscriptions a producer accepted before resume now, without waiting for a head.
+    match runtime.horizon.consumer.resume() {
+        Ok(0) => {}
+        Ok(resumed) => tracing::info!(resumed, "event horizon subscriptions resumed"),
+        Err(e) => tracing::error!(error = %e, "reading the persisted event horizon subscriptions"),
+    }
     if let Some(path) = &options.ready_file {
         write_ready_file(path, &ports)
             .with_context(|| format!("writing the ready file {}", path.display()))?;

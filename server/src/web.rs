@@ -93,8 +93,10 @@ async fn healthz(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
     (code, axum::Json(body))
 }
 
-/// `GET /`: who this runtime is and which tenants it serves.
+/// `GET /`: who this runtime is, which tenants it serves, and its event horizon (the
+/// subscriptions it holds and the ones it serves).
 async fn status_page(State(runtime): State<Arc<Runtime>>) -> Html<String> {
+    use std::fmt::Write as _;
     let p = &runtime.config.platform;
     let mut tenants = String::new();
     for t in runtime.tenant_ids() {
@@ -102,10 +104,64 @@ async fn status_page(State(runtime): State<Arc<Runtime>>) -> Html<String> {
         tenants.push_str(&t.to_string());
         tenants.push_str("</code></li>");
     }
+    let mut horizon = String::new();
+    let subscriptions = runtime.horizon.consumer.subscriptions();
+    if !subscriptions.is_empty() {
+        horizon.push_str(
+            "<h2>Event horizon subscriptions</h2><table><tr><th>tenant</th>\
+             <th>producer microservice</th><th>producer tenant</th><th>stream</th>\
+             <th>partition</th><th>scope</th><th>position</th><th>stored</th>\
+             <th>connected</th><th>reconnects</th><th>last error</th></tr>",
+        );
+        for s in &subscriptions {
+            let _ = write!(
+                horizon,
+                "<tr><td><code>{}</code></td><td><code>{}</code></td><td><code>{}</code></td>\
+                 <td><code>{}</code></td><td>{}</td><td><code>{}</code></td><td>{}</td>\
+                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                s.consumer_tenant,
+                s.producer_microservice,
+                s.producer_tenant,
+                s.stream,
+                html_escape(&s.partition),
+                s.scope,
+                s.position,
+                s.events_stored,
+                if s.connected { "yes" } else { "no" },
+                s.reconnects,
+                html_escape(s.last_error.as_deref().unwrap_or("")),
+            );
+        }
+        horizon.push_str("</table>");
+    }
+    let served = runtime.horizon.producer.served();
+    if !served.is_empty() {
+        horizon.push_str(
+            "<h2>Public streams served</h2><table><tr><th>consumer microservice</th>\
+             <th>consumer tenant</th><th>tenant</th><th>stream</th><th>partition</th>\
+             <th>sent up to</th><th>acknowledged up to</th><th>lag (at most)</th></tr>",
+        );
+        for s in &served {
+            let _ = write!(
+                horizon,
+                "<tr><td><code>{}</code></td><td><code>{}</code></td><td><code>{}</code></td>\
+                 <td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                s.consumer_microservice,
+                s.consumer_tenant,
+                s.producer_tenant,
+                s.stream,
+                html_escape(&s.partition),
+                s.sent_position,
+                s.acknowledged_position,
+                s.lag_events,
+            );
+        }
+        horizon.push_str("</table>");
+    }
     Html(format!(
         "<!doctype html><title>annals</title><h1>annals {}</h1>\
          <p>Dolittle Contracts 7.8.1 runtime. Microservice <code>{}</code> ({}), environment {}.</p>\
-         <h2>Tenants</h2><ul>{tenants}</ul>\
+         <h2>Tenants</h2><ul>{tenants}</ul>{horizon}\
          <p><a href=\"/healthz\">/healthz</a></p>",
         env!("CARGO_PKG_VERSION"),
         p.microservice_id,
@@ -118,6 +174,7 @@ fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// `GET /metrics`: every series in the text exposition format.

@@ -1,9 +1,11 @@
 //! The gRPC services, one module per area of the contract. Every unary rpc goes through
 //! `request` (tenant, metrics, in-band answer); the reverse-call services (event handlers,
 //! filters) share one connect path, `processor_session`, which hands their streams to
-//! `processing`.
+//! `processing`. The event horizon's Subscriptions service hands its requests to
+//! annals-replication.
 
 pub(crate) mod event_handlers;
+pub(crate) mod event_horizon;
 pub(crate) mod event_store;
 pub(crate) mod filters;
 pub(crate) mod management;
