@@ -27,6 +27,10 @@ use annals_replication::{Consent, HorizonConfig, ProducerAddress};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+// Read from the `platform:*` keys here; the type lives in annals-contract because reverse
+// calls check heads against it.
+pub use annals_contract::Platform;
+
 /// The Development tenant: the one tenant of the embedded default.
 pub const DEVELOPMENT_TENANT: Uuid = Uuid::from_u128(0x445f_8ea8_1a6f_40d7_b2fc_796d_ba92_dc44);
 /// The "not set" customer id of the original's platform defaults.
@@ -65,26 +69,6 @@ fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
         key: key.to_owned(),
         problem: problem.into(),
     }
-}
-
-/// Identity of this runtime as the platform sees it; reverse-call registrations must match
-/// its microservice id and environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    /// `platform:customerID`.
-    pub customer_id: Uuid,
-    /// `platform:customerName`.
-    pub customer_name: String,
-    /// `platform:applicationID`.
-    pub application_id: Uuid,
-    /// `platform:applicationName`.
-    pub application_name: String,
-    /// `platform:microserviceID`.
-    pub microservice_id: Uuid,
-    /// `platform:microserviceName`.
-    pub microservice_name: String,
-    /// `platform:environment`.
-    pub environment: String,
 }
 
 /// One listener.

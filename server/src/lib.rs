@@ -6,14 +6,17 @@
 //! out against the engine with what `runtime` shares; event handlers and filters hand their
 //! streams to `processing` over `reverse_call`.
 //!
+//! From annals-contract (the wire, shared with replication), re-exported under the same names:
 //! - `proto`: the generated wire types and service stubs (public: clients in tests and the
 //!   load tool are built from them).
 //! - `api`: wire to domain and back, the one place for Guid byte order, Failures and
 //!   committed events on the wire; stateless.
-//! - `services`: the gRPC services (event store, platform, management, event handlers and
-//!   filters, processing management) and the request step the unary ones share.
 //! - `reverse_call`: the reverse-call protocol (the runtime calls the head over a stream the
 //!   head opened): connect, pings, calls and answers, disconnects.
+//!
+//! The server's own modules:
+//! - `services`: the gRPC services (event store, platform, management, event handlers and
+//!   filters, processing management) and the request step the unary ones share.
 //! - `processing`: event handlers and filters: the connected processors, their delivery
 //!   loops, positions and failures.
 //! - `runtime`: what every service shares (engine, configured tenants, metrics, processors).
@@ -28,19 +31,21 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
-mod api;
 mod blocking;
 mod clock;
 pub mod config;
 mod metrics;
 mod processing;
-pub mod proto;
-mod reverse_call;
 mod runtime;
 mod server;
 mod services;
 mod shutdown;
 mod web;
+
+/// The Dolittle Contracts v7.8.1 wire types and service stubs (annals-contract's), for
+/// clients in tests and the load tool.
+pub use annals_contract::proto;
+use annals_contract::{api, reverse_call};
 
 pub use crate::config::{ConfigError, RuntimeConfig, Sources};
 pub use crate::server::{serve, BoundPorts, ServeOptions};

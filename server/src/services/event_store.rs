@@ -21,7 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::api::failure::{id, in_band, Failure, InBand};
+use crate::api::failure::{id, Failure, InBand};
 use crate::api::{committed, convert, ids};
 use crate::blocking::blocking;
 use crate::clock;
@@ -207,9 +207,6 @@ async fn fetch(
     ))
 }
 
-in_band!(CommitEventsResponse, events: Vec<CommittedEvent>);
-in_band!(CommitAggregateEventsResponse, events: Option<CommittedAggregateEvents>);
-in_band!(FetchForAggregateResponse, events: Option<CommittedAggregateEvents>);
 with_call_context!(
     CommitEventsRequest,
     CommitAggregateEventsRequest,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::api::failure::{id, in_band, Failure, InBand};
+use crate::api::failure::{id, Failure, InBand};
 use crate::api::{committed, convert, ids};
 use crate::blocking::blocking;
 use crate::proto::dolittle::artifacts::Artifact;
@@ -32,17 +32,9 @@ use crate::proto::dolittle::runtime::events::management::event_types_server::Eve
 use crate::proto::dolittle::runtime::events::management::{
     EventType, GetAllRequest as GetAllEventTypesRequest, GetAllResponse as GetAllEventTypesResponse,
 };
-use crate::proto::dolittle::runtime::events::CommittedAggregateEvents;
 use crate::runtime::Runtime;
 use crate::services::platform::NO_ALIAS;
 use crate::services::request::{self, Call};
-
-in_band!(GetAllResponse, aggregate_roots: Vec<AggregateRoot>);
-in_band!(GetEventsResponse, events: Option<CommittedAggregateEvents>);
-in_band!(GetAllEventTypesResponse, event_types: Vec<EventType>);
-
-// GetOne answers with the root or with none: the payload is the field as it is.
-in_band!(@impl GetOneResponse, aggregate_root: Option<AggregateRoot>, std::convert::identity);
 
 /// The management port's services (one value serves them all).
 #[derive(Clone)]

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::api::convert;
-use crate::api::failure::{id, in_band, Failure, InBand};
+use crate::api::failure::{id, Failure, InBand};
 use crate::api::ids;
 use crate::blocking::blocking;
 use crate::proto::dolittle::artifacts::Artifact;
@@ -39,11 +39,6 @@ pub(crate) const CONTRACTS_VERSION: (i32, i32, i32) = (7, 8, 1);
 
 /// What an alias-less registration is listed as (the original's text).
 pub(crate) const NO_ALIAS: &str = "No alias";
-
-in_band!(GetAllResponse, tenants: Vec<Tenant>);
-in_band!(EventTypeRegistrationResponse);
-in_band!(AggregateRootAliasRegistrationResponse);
-in_band!(GetMongoDbResponse, connection_string: String);
 
 /// The private port's platform services (one value serves them all).
 #[derive(Clone)]

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::api::convert;
-use crate::api::failure::{in_band, Failure};
+use crate::api::failure::Failure;
 use crate::api::ids;
 use crate::blocking::blocking;
 use crate::processing::{failures, Kind, Partitioning, ProcessorKey, Registration, TenantHandle};
@@ -32,13 +32,6 @@ use crate::proto::dolittle::runtime::events::processing::management::{
 use crate::runtime::Runtime;
 use crate::services::platform::NO_ALIAS;
 use crate::services::request;
-
-in_band!(GetAllResponse, event_handlers: Vec<EventHandlerStatus>);
-in_band!(GetOneResponse, event_handlers: Option<EventHandlerStatus>);
-
-in_band!(ReprocessEventsFromResponse);
-in_band!(ReprocessAllEventsResponse);
-in_band!(ReprocessEventsFromTimestampResponse);
 
 /// The management EventHandlers service.
 #[derive(Clone)]

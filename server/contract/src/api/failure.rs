@@ -10,50 +10,51 @@ use crate::api::ids;
 use crate::proto::dolittle::protobuf::Failure as WireFailure;
 
 /// The failure ids the runtime answers with (those of Dolittle Runtime 9).
-pub(crate) mod id {
+pub mod id {
     use uuid::Uuid;
 
     /// Catch-all: bad requests and errors without an id of their own.
-    pub(crate) const OTHER: Uuid = Uuid::from_u128(0x05cc_1d10_4efc_457b_84a6_a1be_0a5f_36ba);
+    pub const OTHER: Uuid = Uuid::from_u128(0x05cc_1d10_4efc_457b_84a6_a1be_0a5f_36ba);
     /// A failure that is only a reason (Resources).
-    pub(crate) const UNKNOWN: Uuid = Uuid::from_u128(0x90e7_6603_b6ea_403e_a68e_b9b3_85b9_2b16);
+    pub const UNKNOWN: Uuid = Uuid::from_u128(0x90e7_6603_b6ea_403e_a68e_b9b3_85b9_2b16);
     /// The event store cannot take the request now (shutting down, poisoned log).
-    pub(crate) const EVENT_STORE_UNAVAILABLE: Uuid =
+    pub const EVENT_STORE_UNAVAILABLE: Uuid =
         Uuid::from_u128(0xb6fc_b5dd_a32b_435b_8bf4_ed96_e846_d460);
     /// The store found data it cannot trust.
-    pub(crate) const EVENT_STORE_CONSISTENCY_ERROR: Uuid =
+    pub const EVENT_STORE_CONSISTENCY_ERROR: Uuid =
         Uuid::from_u128(0x6f0e_6cab_c7e5_402e_a502_e095_f954_5297);
     /// The store failed to write.
-    pub(crate) const EVENT_STORE_PERSISTENCE_ERROR: Uuid =
+    pub const EVENT_STORE_PERSISTENCE_ERROR: Uuid =
         Uuid::from_u128(0xad55_fca7_476a_4f68_9411_1a3b_087a_b843);
     /// The aggregate is not at the expected version.
-    pub(crate) const AGGREGATE_ROOT_CONCURRENCY_CONFLICT: Uuid =
+    pub const AGGREGATE_ROOT_CONCURRENCY_CONFLICT: Uuid =
         Uuid::from_u128(0xf25c_ccfb_3ae1_4969_bee6_9063_70ff_bc2d);
     /// A commit without events.
-    pub(crate) const NO_EVENTS_TO_COMMIT: Uuid =
+    pub const NO_EVENTS_TO_COMMIT: Uuid =
         Uuid::from_u128(0xef3f_1a42_9bc3_4d98_aa2a_942d_b7c5_6ac1);
     /// Handshake: a mandatory field is missing.
-    pub(crate) const HANDSHAKE_MISSING_INFORMATION: Uuid =
+    pub const HANDSHAKE_MISSING_INFORMATION: Uuid =
         Uuid::from_u128(0x8f5b_a2c2_6543_47ce_b2a8_d92a_872e_7280);
     /// Handshake: the head's contracts are too old.
-    pub(crate) const HANDSHAKE_SDK_MUST_BE_UPDATED: Uuid =
+    pub const HANDSHAKE_SDK_MUST_BE_UPDATED: Uuid =
         Uuid::from_u128(0x3e2d_8368_4bca_4e0b_a9bf_8d1c_ccbc_ac21);
     /// Handshake: the head's contracts are newer than ours.
-    pub(crate) const HANDSHAKE_RUNTIME_MUST_BE_UPDATED: Uuid =
+    pub const HANDSHAKE_RUNTIME_MUST_BE_UPDATED: Uuid =
         Uuid::from_u128(0xb46f_b8a0_4565_4f00_880c_022c_bb3b_babb);
 }
 
 /// A failure to put on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Failure {
+pub struct Failure {
     /// One of [`id`].
-    pub(crate) id: Uuid,
+    pub id: Uuid,
     /// What went wrong, for people.
-    pub(crate) reason: String,
+    pub reason: String,
 }
 
 impl Failure {
-    pub(crate) fn new(id: Uuid, reason: impl Into<String>) -> Failure {
+    /// A failure with `id` (one of [`id`]) and `reason`.
+    pub fn new(id: Uuid, reason: impl Into<String>) -> Failure {
         Failure {
             id,
             reason: reason.into(),
@@ -61,13 +62,13 @@ impl Failure {
     }
 
     /// A request that is malformed or incomplete (nothing was written).
-    pub(crate) fn invalid(reason: impl Into<String>) -> Failure {
+    pub fn invalid(reason: impl Into<String>) -> Failure {
         Failure::new(id::OTHER, reason)
     }
 
     /// A call for a tenant this runtime is not configured for (the original's words, with
     /// the tenants it does know).
-    pub(crate) fn unknown_tenant(tenant: Uuid, configured: &[Uuid]) -> Failure {
+    pub fn unknown_tenant(tenant: Uuid, configured: &[Uuid]) -> Failure {
         let known: Vec<String> = configured.iter().map(Uuid::to_string).collect();
         Failure::new(
             id::OTHER,
@@ -80,7 +81,7 @@ impl Failure {
     }
 
     /// No events in a commit.
-    pub(crate) fn no_events() -> Failure {
+    pub fn no_events() -> Failure {
         Failure::new(
             id::NO_EVENTS_TO_COMMIT,
             "No events to commit: the commit holds no events",
@@ -88,7 +89,7 @@ impl Failure {
     }
 
     /// The original's concurrency-conflict reason, word for word (tools match on it).
-    pub(crate) fn concurrency_conflict(
+    pub fn concurrency_conflict(
         event_source_id: &str,
         aggregate_root: Uuid,
         expected: u64,
@@ -105,7 +106,8 @@ impl Failure {
         )
     }
 
-    pub(crate) fn to_wire(&self) -> WireFailure {
+    /// The wire form, for a response's `failure` field.
+    pub fn to_wire(&self) -> WireFailure {
         WireFailure {
             id: Some(ids::to_wire(self.id)),
             reason: self.reason.clone(),
@@ -153,7 +155,8 @@ impl From<LogError> for Failure {
 }
 
 /// A response message that carries a failure in band: either its payload or its failure.
-pub(crate) trait InBand<T>: Sized {
+/// Implemented in `api::in_band` for every such response this runtime answers with.
+pub trait InBand<T>: Sized {
     /// The response for a success.
     fn ok(payload: T) -> Self;
     /// The response for a failure.
@@ -166,47 +169,6 @@ pub(crate) trait InBand<T>: Sized {
         }
     }
 }
-
-/// `in_band!(Response, field: Type)`: the response's payload is `field`, optional (a message,
-/// absent on failure) or a list or plain value (empty on failure); `in_band!(Response)`: the
-/// response carries a failure only.
-macro_rules! in_band {
-    (@impl $response:ty, $field:ident: $payload:ty, $wrap:path) => {
-        impl $crate::api::failure::InBand<$payload> for $response {
-            fn ok(payload: $payload) -> Self {
-                Self {
-                    failure: None,
-                    $field: $wrap(payload),
-                }
-            }
-            fn failed(failure: &$crate::api::failure::Failure) -> Self {
-                Self {
-                    failure: Some(failure.to_wire()),
-                    $field: Default::default(),
-                }
-            }
-        }
-    };
-    ($response:ty) => {
-        impl $crate::api::failure::InBand<()> for $response {
-            fn ok((): ()) -> Self {
-                Self { failure: None }
-            }
-            fn failed(failure: &$crate::api::failure::Failure) -> Self {
-                Self {
-                    failure: Some(failure.to_wire()),
-                }
-            }
-        }
-    };
-    ($response:ty, $field:ident: Option<$payload:ty>) => {
-        $crate::api::failure::in_band!(@impl $response, $field: $payload, Some);
-    };
-    ($response:ty, $field:ident: $payload:ty) => {
-        $crate::api::failure::in_band!(@impl $response, $field: $payload, std::convert::identity);
-    };
-}
-pub(crate) use in_band;
 
 #[cfg(test)]
 mod tests {

@@ -9,14 +9,14 @@ use crate::api::failure::Failure;
 use crate::proto::dolittle::protobuf::Uuid as WireUuid;
 
 /// The wire form of `id`.
-pub(crate) fn to_wire(id: Uuid) -> WireUuid {
+pub fn to_wire(id: Uuid) -> WireUuid {
     WireUuid {
         value: id.to_bytes_le().to_vec(),
     }
 }
 
 /// The id a wire Uuid holds, or why it holds none. `field` names the field for the reason.
-pub(crate) fn from_wire(field: &str, id: &WireUuid) -> Result<Uuid, Failure> {
+pub fn from_wire(field: &str, id: &WireUuid) -> Result<Uuid, Failure> {
     let bytes: [u8; 16] = id.value.as_slice().try_into().map_err(|_| {
         Failure::invalid(format!(
             "{field} is not a GUID: {} bytes where 16 were expected",
@@ -27,7 +27,7 @@ pub(crate) fn from_wire(field: &str, id: &WireUuid) -> Result<Uuid, Failure> {
 }
 
 /// A required id field: missing is as bad as malformed.
-pub(crate) fn required(field: &str, id: Option<&WireUuid>) -> Result<Uuid, Failure> {
+pub fn required(field: &str, id: Option<&WireUuid>) -> Result<Uuid, Failure> {
     match id {
         Some(id) => from_wire(field, id),
         None => Err(Failure::invalid(format!("{field} is missing"))),

@@ -41,14 +41,14 @@ use uuid::Uuid;
 use crate::api::convert;
 use crate::api::failure::Failure;
 use crate::api::ids;
-use crate::config::Platform;
 use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
 use crate::proto::dolittle::services::{ReverseCallArgumentsContext, ReverseCallRequestContext};
+use crate::Platform;
 
 /// Messages waiting to be written to the head: enough to keep a fast head busy, small enough
 /// that a head that stops reading holds up its processors instead of growing memory.
-pub(crate) const OUTBOUND_MESSAGES_MAX: usize = 64;
+pub const OUTBOUND_MESSAGES_MAX: usize = 64;
 
 /// How long the head has to send its connect arguments after opening the stream.
 const ARGUMENTS_WAIT: Duration = Duration::from_secs(30);
@@ -63,10 +63,10 @@ const GRACE_MAX: Duration = Duration::from_secs(3600);
 const PING_INTERVAL_MAX: Duration = Duration::from_secs(86_400);
 
 /// The reason of every failed connect, as the original words it (SDKs log it).
-pub(crate) const ARGUMENTS_NOT_RECEIVED: &str = "Connection arguments were not received";
+pub const ARGUMENTS_NOT_RECEIVED: &str = "Connection arguments were not received";
 
 /// What a head's message is, for the machinery.
-pub(crate) enum Incoming<A, R> {
+pub enum Incoming<A, R> {
     /// The connect arguments (registration).
     Arguments(A),
     /// An answer to a request.
@@ -80,7 +80,7 @@ pub(crate) enum Incoming<A, R> {
 }
 
 /// One reverse-call service's message types and how to take them apart and build them.
-pub(crate) trait Protocol: Send + Sync + 'static {
+pub trait Protocol: Send + Sync + 'static {
     /// Head to runtime.
     type ClientMessage: Send + 'static;
     /// Runtime to head.
@@ -107,23 +107,26 @@ pub(crate) trait Protocol: Send + Sync + 'static {
 
 /// Why a call got no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CallError {
+pub enum CallError {
     /// The stream ended (the head went away, was cut off, or the runtime is stopping).
     Ended,
 }
 
 /// What a connect gives the service: the call and the head's arguments with its execution
 /// context.
-pub(crate) struct Connected<P: Protocol> {
-    pub(crate) call: Arc<ReverseCall<P>>,
-    pub(crate) arguments: P::Arguments,
-    pub(crate) execution_context: ExecutionContext,
+pub struct Connected<P: Protocol> {
+    /// The stream, for sending requests and ending it.
+    pub call: Arc<ReverseCall<P>>,
+    /// The head's connect arguments (its registration), not yet answered.
+    pub arguments: P::Arguments,
+    /// The head's execution context from the arguments' call context, checked.
+    pub execution_context: ExecutionContext,
     /// The reader: runs until the stream ends (the service spawns it as a task of its own).
-    pub(crate) reader: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    pub reader: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 /// One head's stream.
-pub(crate) struct ReverseCall<P: Protocol> {
+pub struct ReverseCall<P: Protocol> {
     /// Messages to the head (bounded: backpressure). `Err` ends the stream with that status.
     outbound: mpsc::Sender<Result<P::ServerMessage, Status>>,
     /// Outstanding requests by call id.
@@ -173,7 +176,7 @@ impl<P: Protocol> ReverseCall<P> {
     /// Receives the head's connect arguments and checks them. On failure the head gets a
     /// failed registration response (or a status when it sent no message at all) and `None`
     /// comes back: the stream is over.
-    pub(crate) async fn accept(
+    pub async fn accept(
         mut incoming: Streaming<P::ClientMessage>,
         outbound: mpsc::Sender<Result<P::ServerMessage, Status>>,
         platform: &Platform,
@@ -232,7 +235,7 @@ impl<P: Protocol> ReverseCall<P> {
 
     /// Sends the registration response: accepted, or refused with `failure` (the stream then
     /// ends once the caller drops the call).
-    pub(crate) async fn respond_to_connect(&self, failure: Option<Failure>) {
+    pub async fn respond_to_connect(&self, failure: Option<Failure>) {
         let refused = failure.is_some();
         let _ = self
             .outbound
@@ -246,7 +249,7 @@ impl<P: Protocol> ReverseCall<P> {
     /// Sends one request built by `request` around its context (a fresh call id and
     /// `execution_context`) and waits for the answer. Waits for room when the head is slow to
     /// read.
-    pub(crate) async fn call(
+    pub async fn call(
         &self,
         execution_context: WireExecutionContext,
         request: impl FnOnce(ReverseCallRequestContext) -> P::ServerMessage,
@@ -283,17 +286,17 @@ impl<P: Protocol> ReverseCall<P> {
     }
 
     /// Cancelled when the stream is over.
-    pub(crate) fn ended(&self) -> &CancellationToken {
+    pub fn ended(&self) -> &CancellationToken {
         &self.ended
     }
 
     /// Cancelled when no new requests may be sent.
-    pub(crate) fn draining(&self) -> &CancellationToken {
+    pub fn draining(&self) -> &CancellationToken {
         &self.draining
     }
 
     /// Ends the stream: with OK when `status` is none, else with that status.
-    pub(crate) fn end(&self, status: Option<Status>) {
+    pub fn end(&self, status: Option<Status>) {
         if let Some(status) = status {
             let _ = self.outbound.try_send(Err(status));
         }

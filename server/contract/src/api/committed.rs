@@ -65,7 +65,7 @@ fn committed_aggregate_event_of(
 }
 
 /// The events of a commit just made (the answer to Commit).
-pub(crate) fn committed_events(commit: Commit, receipt: CommitReceipt) -> Vec<CommittedEvent> {
+pub fn committed_events(commit: Commit, receipt: CommitReceipt) -> Vec<CommittedEvent> {
     let occurred = convert::timestamp(commit.occurred_ns);
     let context = convert::execution_context_to_wire(&commit.execution_context);
     commit
@@ -79,7 +79,7 @@ pub(crate) fn committed_events(commit: Commit, receipt: CommitReceipt) -> Vec<Co
 }
 
 /// An event read from the log (what processors deliver).
-pub(crate) fn committed_event(view: &EventView<'_>) -> CommittedEvent {
+pub fn committed_event(view: &EventView<'_>) -> CommittedEvent {
     let event = view.to_event();
     committed_event_of(
         event.sequence_number.0,
@@ -97,7 +97,7 @@ pub(crate) fn committed_event(view: &EventView<'_>) -> CommittedEvent {
 }
 
 /// The events of a commit for an aggregate just made (the answer to CommitForAggregate).
-pub(crate) fn committed_aggregate_events(
+pub fn committed_aggregate_events(
     commit: AggregateCommit,
     receipt: AggregateCommitReceipt,
 ) -> CommittedAggregateEvents {
@@ -121,7 +121,7 @@ pub(crate) fn committed_aggregate_events(
 }
 
 /// (A batch of) an aggregate's events read back, with the aggregate's `current` version.
-pub(crate) fn aggregate_events(
+pub fn aggregate_events(
     root: Uuid,
     event_source_id: &str,
     current: u64,

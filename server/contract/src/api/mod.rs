@@ -7,8 +7,10 @@
 //! - `committed`: committed events on the wire, the one place they are built.
 //! - `ids`: Guid byte order, the one place it is handled.
 //! - `failure`: Dolittle Failures and in-band answers; engine errors become Failures here.
+//! - `in_band`: which responses carry a Failure in band (one `InBand` impl each).
 
-pub(crate) mod committed;
-pub(crate) mod convert;
-pub(crate) mod failure;
-pub(crate) mod ids;
+pub mod committed;
+pub mod convert;
+pub mod failure;
+pub mod ids;
+mod in_band;

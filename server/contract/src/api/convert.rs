@@ -25,9 +25,7 @@ use crate::proto::dolittle::versioning::Version as WireVersion;
 
 /// The execution context of a call: required, with a well-formed tenant, microservice and
 /// correlation id.
-pub(crate) fn call_context(
-    context: Option<&CallRequestContext>,
-) -> Result<ExecutionContext, Failure> {
+pub fn call_context(context: Option<&CallRequestContext>) -> Result<ExecutionContext, Failure> {
     let context = context.ok_or_else(|| Failure::invalid("callContext is missing"))?;
     execution_context(
         "callContext.executionContext",
@@ -36,7 +34,7 @@ pub(crate) fn call_context(
 }
 
 /// An execution context from the wire.
-pub(crate) fn execution_context(
+pub fn execution_context(
     field: &str,
     context: Option<&WireExecutionContext>,
 ) -> Result<ExecutionContext, Failure> {
@@ -79,7 +77,7 @@ pub(crate) fn execution_context(
 }
 
 /// The wire form of an execution context.
-pub(crate) fn execution_context_to_wire(context: &ExecutionContext) -> WireExecutionContext {
+pub fn execution_context_to_wire(context: &ExecutionContext) -> WireExecutionContext {
     WireExecutionContext {
         microservice_id: Some(ids::to_wire(context.microservice_id)),
         tenant_id: Some(ids::to_wire(context.tenant_id)),
@@ -106,7 +104,7 @@ pub(crate) fn execution_context_to_wire(context: &ExecutionContext) -> WireExecu
 }
 
 /// An event type (artifact) from the wire.
-pub(crate) fn event_type(field: &str, artifact: Option<&Artifact>) -> Result<EventType, Failure> {
+pub fn event_type(field: &str, artifact: Option<&Artifact>) -> Result<EventType, Failure> {
     let artifact = artifact.ok_or_else(|| Failure::invalid(format!("{field} is missing")))?;
     Ok(EventType {
         id: ids::required(&format!("{field}.id"), artifact.id.as_ref())?,
@@ -114,7 +112,8 @@ pub(crate) fn event_type(field: &str, artifact: Option<&Artifact>) -> Result<Eve
     })
 }
 
-pub(crate) fn event_type_to_wire(event_type: EventType) -> Artifact {
+/// The wire form (artifact) of an event type.
+pub fn event_type_to_wire(event_type: EventType) -> Artifact {
     Artifact {
         id: Some(ids::to_wire(event_type.id)),
         generation: event_type.generation,
@@ -122,7 +121,7 @@ pub(crate) fn event_type_to_wire(event_type: EventType) -> Artifact {
 }
 
 /// An event source id: any non-empty string (the original keeps them as strings since v7).
-pub(crate) fn event_source_id(field: &str, id: &str) -> Result<String, Failure> {
+pub fn event_source_id(field: &str, id: &str) -> Result<String, Failure> {
     if id.is_empty() {
         return Err(Failure::invalid(format!("{field} is empty")));
     }
@@ -130,7 +129,7 @@ pub(crate) fn event_source_id(field: &str, id: &str) -> Result<String, Failure> 
 }
 
 /// Content must be a JSON object. Checked without building a tree.
-pub(crate) fn content(field: &str, content: &str) -> Result<(), Failure> {
+pub fn content(field: &str, content: &str) -> Result<(), Failure> {
     struct ObjectOnly;
     impl<'de> Visitor<'de> for ObjectOnly {
         type Value = ();
@@ -149,7 +148,7 @@ pub(crate) fn content(field: &str, content: &str) -> Result<(), Failure> {
 }
 
 /// The events of a Commit request, checked.
-pub(crate) fn uncommitted_events(events: &[WireEvent]) -> Result<Vec<UncommittedEvent>, Failure> {
+pub fn uncommitted_events(events: &[WireEvent]) -> Result<Vec<UncommittedEvent>, Failure> {
     events
         .iter()
         .enumerate()
@@ -169,7 +168,7 @@ pub(crate) fn uncommitted_events(events: &[WireEvent]) -> Result<Vec<Uncommitted
 }
 
 /// The events of a CommitForAggregate request, checked.
-pub(crate) fn aggregate_events(
+pub fn aggregate_events(
     events: &[UncommittedAggregateEvent],
 ) -> Result<Vec<AggregateEvent>, Failure> {
     events
@@ -188,7 +187,7 @@ pub(crate) fn aggregate_events(
 }
 
 /// A timestamp from Unix nanoseconds.
-pub(crate) fn timestamp(ns: i64) -> Timestamp {
+pub fn timestamp(ns: i64) -> Timestamp {
     Timestamp {
         seconds: ns.div_euclid(1_000_000_000),
         nanos: ns.rem_euclid(1_000_000_000) as i32,
@@ -196,10 +195,7 @@ pub(crate) fn timestamp(ns: i64) -> Timestamp {
 }
 
 /// The aggregate instance a request names (its root and event source).
-pub(crate) fn aggregate(
-    field: &str,
-    aggregate: Option<&Aggregate>,
-) -> Result<(Uuid, String), Failure> {
+pub fn aggregate(field: &str, aggregate: Option<&Aggregate>) -> Result<(Uuid, String), Failure> {
     let aggregate = aggregate.ok_or_else(|| Failure::invalid(format!("{field} is missing")))?;
     Ok((
         ids::required(
@@ -214,7 +210,7 @@ pub(crate) fn aggregate(
 }
 
 /// A Duration from the wire, at least 0.
-pub(crate) fn duration(d: Option<&prost_types::Duration>) -> Option<Duration> {
+pub fn duration(d: Option<&prost_types::Duration>) -> Option<Duration> {
     let d = d?;
     let seconds = u64::try_from(d.seconds).unwrap_or(0);
     let nanos = u32::try_from(d.nanos).unwrap_or(0);

@@ -1,0 +1,25 @@
+//! annals-contract: the Dolittle Contracts v7.8.1 wire (the contract of Dolittle Runtime 9) as
+//! annals speaks it, shared by everything that talks to heads or to other runtimes (the server,
+//! and the event horizon in replication). It holds no state and opens no ports: the server
+//! and replication own those.
+//!
+//! - `proto`: the generated wire types and service stubs, compiled by `build.rs` from our own
+//!   files in `server/contract/proto/`.
+//! - `api`: wire to domain and back, the one place for Guid byte order, Failures and
+//!   committed events on the wire; stateless.
+//! - `reverse_call`: the reverse-call protocol (the runtime calls the head over a stream the
+//!   head opened): connect, pings, calls and answers, disconnects.
+//! - [`Platform`]: this runtime's identity, which a reverse call's head must share.
+//!
+//! Dependency direction: annals-server -> annals-replication -> annals-contract ->
+//! annals-engine; nothing here knows the server.
+
+#![warn(missing_docs)]
+#![deny(unsafe_code)]
+
+pub mod api;
+mod platform;
+pub mod proto;
+pub mod reverse_call;
+
+pub use crate::platform::Platform;
