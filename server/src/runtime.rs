@@ -87,7 +87,12 @@ impl Runtime {
                 config.platform.environment.clone(),
                 stopping.clone(),
             )),
-            producer: Producer::new(Arc::clone(&tenants), horizon_config, stopping.clone()),
+            producer: Producer::new(
+                config.platform.clone(),
+                Arc::clone(&tenants),
+                horizon_config,
+                stopping.clone(),
+            ),
         };
         let metrics = Metrics::new(
             logs,

@@ -30,6 +30,7 @@ use annals_contract::proto::dolittle::runtime::eventhorizon::{
 };
 use annals_contract::proto::dolittle::services::{Ping, ReverseCallArgumentsContext};
 use annals_contract::reverse_call::{self, ReverseCall};
+use annals_contract::Platform;
 use annals_engine::StreamPosition;
 use futures_util::Stream;
 use parking_lot::Mutex;
@@ -60,6 +61,8 @@ pub struct Producer {
 }
 
 struct Inner {
+    /// This runtime's identity (the reverse call wants it; a consumer is not compared with it).
+    platform: Platform,
     tenants: Tenants,
     config: Arc<HorizonConfig>,
     served: Mutex<HashMap<ServedKey, Arc<ServedStatus>>>,
@@ -67,15 +70,17 @@ struct Inner {
 }
 
 impl Producer {
-    /// A producer serving the public streams of `tenants`, with the consents of `config`;
-    /// every stream ends when `stopping` turns true.
+    /// A producer of the microservice `platform` serving the public streams of `tenants`, with
+    /// the consents of `config`; every stream ends when `stopping` turns true.
     pub fn new(
+        platform: Platform,
         tenants: Tenants,
         config: Arc<HorizonConfig>,
         stopping: watch::Receiver<bool>,
     ) -> Producer {
         Producer {
             inner: Arc::new(Inner {
+                platform,
                 tenants,
                 config,
                 served: Mutex::new(HashMap::new()),
@@ -311,7 +316,7 @@ impl consumer_server::Consumer for Producer {
             let Some(connected) = ReverseCall::<HorizonProtocol>::accept(
                 incoming,
                 outbound_tx,
-                None,
+                &inner.platform,
                 inner.stopping.clone(),
             )
             .await

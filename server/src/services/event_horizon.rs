@@ -8,16 +8,14 @@ use std::sync::Arc;
 use annals_replication::SubscriptionRequest;
 use tonic::{Request, Response, Status};
 
-use crate::api::failure::{in_band, Failure};
+use crate::api::failure::Failure;
 use crate::api::ids;
-use crate::proto::dolittle::protobuf::Uuid as WireUuid;
 use crate::proto::dolittle::runtime::eventhorizon::{
     subscriptions_server::Subscriptions, Subscription, SubscriptionResponse,
 };
 use crate::runtime::Runtime;
 use crate::services::request::{self, with_call_context};
 
-in_band!(SubscriptionResponse, consent_id: Option<WireUuid>);
 with_call_context!(Subscription);
 
 /// The Subscriptions service.

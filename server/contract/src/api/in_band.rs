@@ -8,7 +8,7 @@
 //! in band with a response not listed here adds its line here.
 
 use crate::proto::dolittle::runtime::events::processing::management as handlers;
-use crate::proto::dolittle::runtime::{aggregates, events, resources, tenancy};
+use crate::proto::dolittle::runtime::{aggregates, eventhorizon, events, resources, tenancy};
 
 /// `in_band!(Response, field: Type)`: the response's payload is `field`, optional (a message,
 /// absent on failure) or a list or plain value (empty on failure); `in_band!(Response)`: the
@@ -66,6 +66,12 @@ in_band!(tenancy::GetAllResponse, tenants: Vec<tenancy::Tenant>);
 in_band!(events::EventTypeRegistrationResponse);
 in_band!(aggregates::AggregateRootAliasRegistrationResponse);
 in_band!(resources::GetMongoDbResponse, connection_string: String);
+
+// Event horizon: Subscriptions (the consent id, or why the subscription failed).
+in_band!(
+    eventhorizon::SubscriptionResponse,
+    consent_id: Option<crate::proto::dolittle::protobuf::Uuid>
+);
 
 // Management: AggregateRoots and EventTypes.
 in_band!(

@@ -93,6 +93,11 @@ pub trait Protocol: Send + Sync + 'static {
     /// The failure id of a refused connect for this service.
     const FAILED_TO_CONNECT: Uuid;
 
+    /// Whether the caller's execution context must name this runtime's microservice and
+    /// environment. A head must (it belongs to this microservice); another runtime calling over
+    /// the event horizon is another microservice and is not compared, as in the original.
+    const CHECKS_PLATFORM: bool = true;
+
     /// What a message is.
     fn classify(message: Self::ClientMessage) -> Incoming<Self::Arguments, Self::Response>;
     /// The call context of the arguments.
@@ -209,7 +214,7 @@ impl<P: Protocol> ReverseCall<P> {
         };
         let checked = P::arguments_context(&arguments)
             .ok_or_else(|| "callContext is missing".to_owned())
-            .and_then(|context| check_context(context, platform));
+            .and_then(|context| check_context(context, P::CHECKS_PLATFORM.then_some(platform)));
         let (execution_context, ping_interval) = match checked {
             Ok(checked) => checked,
             Err(reason) => {
@@ -283,6 +288,50 @@ impl<P: Protocol> ReverseCall<P> {
             return Err(CallError::Ended);
         }
         answer_rx.await.map_err(|_| CallError::Ended)
+    }
+
+    /// Sends one message as it is (waiting for room when the other side is slow to read);
+    /// `false` when the stream is over. For answers a service builds itself, such as an
+    /// accepted registration that carries more than the absence of a failure.
+    pub async fn send(&self, message: P::ServerMessage) -> bool {
+        tokio::select! {
+            biased;
+            sent = self.outbound.send(Ok(message)) => sent.is_ok(),
+            () = self.ended.cancelled() => false,
+        }
+    }
+
+    /// Sends one request like [`call`](Self::call) but does not wait for its answer: the
+    /// answer comes on the returned receiver, so a caller can keep many requests in flight
+    /// and still send them in order (each is on the stream when this returns). The receiver
+    /// fails when the stream ends first; the call's entry is removed when it is answered or
+    /// when the stream ends.
+    pub async fn send_call(
+        &self,
+        execution_context: WireExecutionContext,
+        request: impl FnOnce(ReverseCallRequestContext) -> P::ServerMessage,
+    ) -> Result<oneshot::Receiver<P::Response>, CallError> {
+        if self.ended.is_cancelled() {
+            return Err(CallError::Ended);
+        }
+        let call_id = self.call_ids.next();
+        let (answer_tx, answer_rx) = oneshot::channel();
+        self.pending.lock().insert(call_id, answer_tx);
+        // As in `call`: checked after inserting, so `end` either is seen here or drops the
+        // sender.
+        if self.ended.is_cancelled() {
+            self.pending.lock().remove(&call_id);
+            return Err(CallError::Ended);
+        }
+        let message = request(ReverseCallRequestContext {
+            call_id: Some(ids::to_wire(call_id)),
+            execution_context: Some(execution_context),
+        });
+        if !self.send(message).await {
+            self.pending.lock().remove(&call_id);
+            return Err(CallError::Ended);
+        }
+        Ok(answer_rx)
     }
 
     /// Cancelled when the stream is over.
@@ -470,7 +519,7 @@ async fn refuse<P: Protocol>(
 /// platform: the microservice and environment must be this runtime's.
 fn check_context(
     context: &ReverseCallArgumentsContext,
-    platform: &Platform,
+    platform: Option<&Platform>,
 ) -> Result<(ExecutionContext, Option<Duration>), String> {
     let execution_context = convert::execution_context(
         "callContext.executionContext",
@@ -481,17 +530,19 @@ fn check_context(
         .ping_interval
         .as_ref()
         .ok_or_else(|| "callContext.pingInterval is missing".to_owned())?;
-    if execution_context.microservice_id != platform.microservice_id {
-        return Err(format!(
-            "the execution context's microservice {} is not this runtime's ({})",
-            execution_context.microservice_id, platform.microservice_id
-        ));
-    }
-    if execution_context.environment != platform.environment {
-        return Err(format!(
-            "the execution context's environment \"{}\" is not this runtime's (\"{}\")",
-            execution_context.environment, platform.environment
-        ));
+    if let Some(platform) = platform {
+        if execution_context.microservice_id != platform.microservice_id {
+            return Err(format!(
+                "the execution context's microservice {} is not this runtime's ({})",
+                execution_context.microservice_id, platform.microservice_id
+            ));
+        }
+        if execution_context.environment != platform.environment {
+            return Err(format!(
+                "the execution context's environment \"{}\" is not this runtime's (\"{}\")",
+                execution_context.environment, platform.environment
+            ));
+        }
     }
     // Under 1 s (or negative) turns keep-alive off, as in the original; so does anything over
     // a day (the original's "largest Duration", and absurd values that would overflow clocks).
@@ -540,15 +591,15 @@ mod tests {
 
     #[test]
     fn the_execution_context_must_be_this_runtimes() {
-        let ok = check_context(&context(7, "Production", 5), &platform()).unwrap();
+        let ok = check_context(&context(7, "Production", 5), Some(&platform())).unwrap();
         assert_eq!(ok.1, Some(Duration::from_secs(5)));
-        let other = check_context(&context(8, "Production", 5), &platform()).unwrap_err();
+        let other = check_context(&context(8, "Production", 5), Some(&platform())).unwrap_err();
         assert!(other.contains("microservice"), "{other}");
-        let env = check_context(&context(7, "Development", 5), &platform()).unwrap_err();
+        let env = check_context(&context(7, "Development", 5), Some(&platform())).unwrap_err();
         assert!(env.contains("environment"), "{env}");
         let mut missing = context(7, "Production", 5);
         missing.ping_interval = None;
-        assert!(check_context(&missing, &platform())
+        assert!(check_context(&missing, Some(&platform()))
             .unwrap_err()
             .contains("pingInterval"));
     }
@@ -565,19 +616,19 @@ mod tests {
     #[test]
     fn short_or_huge_ping_intervals_turn_keepalive_off() {
         assert_eq!(
-            check_context(&context(7, "Production", 0), &platform())
+            check_context(&context(7, "Production", 0), Some(&platform()))
                 .unwrap()
                 .1,
             None
         );
         assert_eq!(
-            check_context(&context(7, "Production", -3), &platform())
+            check_context(&context(7, "Production", -3), Some(&platform()))
                 .unwrap()
                 .1,
             None
         );
         assert_eq!(
-            check_context(&context(7, "Production", i64::MAX), &platform())
+            check_context(&context(7, "Production", i64::MAX), Some(&platform()))
                 .unwrap()
                 .1,
             None
