@@ -220,6 +220,15 @@ impl Server {
             .unwrap();
     }
 
+    /// Makes every later launch bind the public port this one bound, so that a runtime
+    /// configured with this server's address (an event-horizon consumer) finds it again
+    /// after a restart. `--set` is applied after `--public-port 0`, so it wins.
+    pub fn keep_public_port(&mut self) {
+        let port = self.ports.public.expect("the public endpoint is enabled");
+        self.args.push("--set".to_owned());
+        self.args.push(format!("endpoints:public:port={port}"));
+    }
+
     /// Starts the server again on the same directory (new ports) after `stop` or `kill`.
     pub async fn relaunch(&mut self) {
         assert!(self.child.is_none(), "the server is still running");
@@ -300,6 +309,42 @@ pub fn id(id: Uuid) -> dolittle::protobuf::Uuid {
 /// The id in a wire Uuid.
 pub fn uuid(id: &dolittle::protobuf::Uuid) -> Uuid {
     wire::from_uuid(id).unwrap()
+}
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then released at once).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// An execution context for `tenant` of `microservice` (which reverse-call registrations must
+/// match against the server's `platform:microserviceID`).
+pub fn execution_context_in(microservice: Uuid, tenant: Uuid) -> ExecutionContext {
+    let mut context = execution_context(tenant);
+    context.microservice_id = Some(id(microservice));
+    context
+}
+
+/// Every event of `tenant`'s log of `scope`, read with annals-engine from the data directory
+/// of a stopped (or killed) server in `dir`.
+pub fn read_scoped_log(dir: &Path, tenant: Uuid, scope: Uuid) -> Vec<annals_engine::Event> {
+    use annals_engine::{Engine, EngineConfig, EventLogSequenceNumber, ScopeId, TenantId};
+    let engine = Engine::open(EngineConfig::new(dir.join("data"))).unwrap();
+    let log = engine
+        .tenant(TenantId(tenant))
+        .unwrap()
+        .scoped_log(ScopeId(scope))
+        .unwrap();
+    let mut events = Vec::new();
+    let mut from = EventLogSequenceNumber::ZERO;
+    loop {
+        let batch = log.read(from, 1024, 1 << 20).unwrap();
+        let Some(next) = batch.next() else {
+            return events;
+        };
+        events.extend(batch.events().unwrap());
+        from = next;
+    }
 }
 
 /// An execution context for `tenant` as a head would send it.
@@ -489,6 +534,17 @@ pub mod failures {
     pub const BEYOND_END: Uuid = Uuid::from_u128(0xd3a0_bafc_4746_41ed_b4a4_e67b_5055_9703);
     /// Management: the tenant is not configured.
     pub const UNKNOWN_TENANT: Uuid = Uuid::from_u128(0x7bc3_40c0_c0e1_4ef6_9c44_2030_4bfc_2ef2);
+    /// Event horizon consumer: no `microservices:<id>` address for the producer.
+    pub const NO_PRODUCER_ADDRESS: Uuid =
+        Uuid::from_u128(0x9b74_482a_8eaa_47ab_ac1c_53d7_04e4_e77d);
+    /// Event horizon consumer: the producer could not be reached.
+    pub const PRODUCER_UNREACHABLE: Uuid =
+        Uuid::from_u128(0x2e6b_926a_a213_4175_a597_df64_aee4_a497);
+    /// Event horizon producer: no consent for this consumer, stream and partition.
+    pub const MISSING_CONSENT: Uuid = Uuid::from_u128(0xbe1b_a4e6_81e3_49c4_bec2_6c7e_262b_fb77);
+    /// Event horizon producer: the producer tenant is not configured.
+    pub const PRODUCER_TENANT_MISSING: Uuid =
+        Uuid::from_u128(0x733d_0c4f_fc25_4b60_acdf_cac5_ee66_1f23);
 }
 
 /// Reads a file of the working directory, for assertions on what the server wrote.
