@@ -467,7 +467,7 @@ async fn public_events_flow_to_a_scoped_handler_of_the_consumer() {
 /// Subscriptions that cannot be made are refused with the contract's failure ids: no consent
 /// (for that stream or partition), an unknown producer tenant, no address for the producer, an
 /// unreachable producer; a producer that does not require consent accepts with the empty
-/// consent id (but still refuses an unknown tenant).
+/// consent id (but still refuses an unknown tenant, then as a missing producer tenant).
 #[tokio::test]
 async fn subscriptions_are_refused_with_the_contract_failure_ids() {
     let stream = Uuid::new_v4();
@@ -526,9 +526,10 @@ async fn subscriptions_are_refused_with_the_contract_failure_ids() {
             failures::MISSING_CONSENT,
         ),
         (
+            // The original looks for consents first, and a tenant it does not have has none.
             "unknown producer tenant",
             unknown_tenant,
-            failures::PRODUCER_TENANT_MISSING,
+            failures::MISSING_CONSENT,
         ),
         (
             "no address for the producer",
