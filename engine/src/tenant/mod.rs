@@ -12,12 +12,14 @@
 //! - `commit`: commits to the event log and to scoped logs, and commits for aggregates with their
 //!   version check;
 //! - `fetch`: reading aggregates back through the index ([`AggregateBatches`]);
-//! - `stream`: filtered and public streams, written at an expected position;
+//! - `stream`: filtered and public streams, written at an expected position, and the move of
+//!   legacy public streams at open;
 //! - `state`: processing state (stream processors, projections, subscriptions).
 //!
 //! Invariants: the indexed position only grows while the tenant is open; a pending aggregate
 //! version is added only by the holder of that aggregate's lock and removed only once the index
-//! holds it; once `deleted` is set, every call that starts fails with `TenantUnknown`.
+//! holds it; once `deleted` is set, every call that starts fails with `TenantUnknown`. Opening
+//! moves legacy public streams before the tenant is handed out, so no call sees it half done.
 
 mod commit;
 mod fetch;
@@ -36,6 +38,7 @@ use std::{
 use annals_log::{
     Error as LogError, EventLogSequenceNumber, Log, RecordBatch, ScopeId, TenantId, TenantLogs,
 };
+use event_listener::Event as Notify;
 use parking_lot::{Condvar, Mutex};
 use rocksdb::{BoundColumnFamily, WriteBatch};
 use uuid::Uuid;
@@ -70,6 +73,8 @@ pub struct Tenant {
     pending: Mutex<PendingVersions>,
     aggregate_locks: KeyLocks,
     stream_locks: KeyLocks,
+    /// Notified after every successful append to a public stream, and on delete.
+    public_appended: Notify,
     deleted: AtomicBool,
     recovery: IndexRecovery,
 }
@@ -105,10 +110,12 @@ impl Tenant {
             pending: Mutex::new(HashMap::new()),
             aggregate_locks: KeyLocks::default(),
             stream_locks: KeyLocks::default(),
+            public_appended: Notify::new(),
             deleted: AtomicBool::new(false),
             recovery: IndexRecovery::default(),
         };
         tenant.recovery = tenant.catch_up()?;
+        tenant.migrate_legacy_public_streams()?;
         Ok(tenant)
     }
 
@@ -148,6 +155,8 @@ impl Tenant {
 
     pub(crate) fn mark_deleted(&self) {
         self.deleted.store(true, Ordering::Release);
+        // Producers waiting for public appends look again and find the tenant gone.
+        self.public_appended.notify(usize::MAX);
         let _guard = self.progress.lock();
         self.progressed.notify_all();
     }
