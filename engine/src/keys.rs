@@ -28,6 +28,9 @@
 //! `P`; opening a tenant moves such keys to `B`, `C` and `D` (`tenant/stream.rs`), and that
 //! scope is refused for scoped streams so nothing can be written there again.
 //!
+//! The partition at the end of an `H` key has no length before it: it runs to the end of the
+//! key, which is 65 bytes plus the partition's UTF-8 ([`split_subscription`]).
+//!
 //! Engine-wide entries (aliases) live in the default column family: `T` event type id(16)
 //! and `R` aggregate root id(16), each to the alias text.
 
@@ -252,6 +255,19 @@ pub(crate) fn subscription(
     key
 }
 
+/// The producer microservice, producer tenant, scope, stream and partition of an `H` key.
+pub(crate) fn split_subscription(key: &[u8]) -> Option<(Uuid, Uuid, Uuid, Uuid, String)> {
+    let rest = key.strip_prefix(&[SUBSCRIPTION])?;
+    let (ids, partition) = rest.split_first_chunk::<64>()?;
+    let id = |i: usize| {
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&ids[i * 16..(i + 1) * 16]);
+        Uuid::from_bytes(bytes)
+    };
+    let partition = String::from_utf8(partition.to_vec()).ok()?;
+    Some((id(0), id(1), id(2), id(3), partition))
+}
+
 /// `T` or `R` id: an alias.
 pub(crate) fn alias(kind: u8, id: Uuid) -> Vec<u8> {
     let mut key = Vec::with_capacity(17);
@@ -298,6 +314,27 @@ mod tests {
         assert_eq!(split_aggregate(&key), Some((root, "order-1".to_owned())));
         assert_eq!(split_aggregate(&key[..key.len() - 1]), None);
         assert_eq!(split_aggregate(&event_source_prefix(root, "x")), None);
+    }
+
+    #[test]
+    fn subscription_keys_split_back_whatever_the_partition() {
+        let ids = [1u128, 2, 3, 4].map(Uuid::from_u128);
+        for partition in ["", "p", "\u{e6}\u{f8}\u{e5} \u{1f600}", "\0\u{7f}"] {
+            let key = subscription(ids[0], ids[1], ids[2], ids[3], partition);
+            assert_eq!(
+                split_subscription(&key),
+                Some((ids[0], ids[1], ids[2], ids[3], partition.to_owned()))
+            );
+        }
+        let key = subscription(ids[0], ids[1], ids[2], ids[3], "");
+        assert_eq!(split_subscription(&key[..key.len() - 1]), None);
+        let mut bad = key.clone();
+        bad.push(0xff);
+        assert_eq!(
+            split_subscription(&bad),
+            None,
+            "a partition that is not UTF-8"
+        );
     }
 
     #[test]
