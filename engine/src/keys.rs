@@ -13,9 +13,23 @@
 //! | `N` stream end | `N` scope(16) stream(16) | u64 next position |
 //! | `S` stream entry | `S` scope stream position(8) | seq(8) partition (rest) |
 //! | `P` stream by partition | `P` scope stream len partition position(8) | seq(8) |
+//! | `B` public stream end | `B` stream(16) | u64 next position |
+//! | `C` public stream entry | `C` stream position(8) | seq(8) partition (rest) |
+//! | `D` public stream by partition | `D` stream len partition position(8) | seq(8) |
 //! | `Q` stream processor state | `Q` scope(16) processor(16) source stream(16) | JSON |
 //! | `J` projection state | `J` scope(16) projection(16) key (rest) | JSON text |
 //! | `H` subscription state | `H` producer microservice, tenant, scope, stream (16 each) partition | JSON |
+//!
+//! `N`, `S` and `P` hold the streams private filters write, by scope; `B`, `C` and `D` hold the
+//! public streams public filters write (what the event horizon serves), with no scope: there is
+//! one namespace of public streams per tenant, and no scope id can reach it. Their entries are
+//! the same as those of the scoped kinds, and the same code writes both (`StreamSpace`). Older
+//! versions kept public streams under the reserved scope `LEGACY_PUBLIC_SCOPE` in `N`, `S` and
+//! `P`; opening a tenant moves such keys to `B`, `C` and `D` (`tenant/stream.rs`), and that
+//! scope is refused for scoped streams so nothing can be written there again.
+//!
+//! The partition at the end of an `H` key has no length before it: it runs to the end of the
+//! key, which is 65 bytes plus the partition's UTF-8 ([`split_subscription`]).
 //!
 //! Engine-wide entries (aliases) live in the default column family: `T` event type id(16)
 //! and `R` aggregate root id(16), each to the alias text.
@@ -38,6 +52,9 @@ pub(crate) const STREAM_END: u8 = b'N';
 pub(crate) const STREAM: u8 = b'S';
 pub(crate) const STREAM_PARTITION: u8 = b'P';
 pub(crate) const STREAM_PROCESSOR: u8 = b'Q';
+pub(crate) const PUBLIC_STREAM_END: u8 = b'B';
+pub(crate) const PUBLIC_STREAM: u8 = b'C';
+pub(crate) const PUBLIC_STREAM_PARTITION: u8 = b'D';
 pub(crate) const PROJECTION: u8 = b'J';
 pub(crate) const SUBSCRIPTION: u8 = b'H';
 pub(crate) const EVENT_TYPE_ALIAS: u8 = b'T';
@@ -89,60 +106,129 @@ pub(crate) fn version_of_entry(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(tail))
 }
 
-fn stream_key(kind: u8, scope: Uuid, stream: Uuid) -> Vec<u8> {
+/// `kind` then two ids.
+fn two_ids(kind: u8, a: Uuid, b: Uuid) -> Vec<u8> {
     let mut key = Vec::with_capacity(41);
     key.push(kind);
-    key.extend_from_slice(scope.as_bytes());
+    key.extend_from_slice(a.as_bytes());
+    key.extend_from_slice(b.as_bytes());
+    key
+}
+
+/// The scope under which versions before the public kinds (`B`, `C`, `D`) kept public streams.
+pub(crate) const LEGACY_PUBLIC_SCOPE: Uuid = Uuid::max();
+
+/// Which namespace a stream is in: a scope's filtered streams, or the tenant's public streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamSpace {
+    /// Streams that private filters write, in a scope (`N`, `S`, `P`).
+    Scoped(Uuid),
+    /// Public streams (`B`, `C`, `D`).
+    Public,
+}
+
+/// What a stream key holds.
+#[derive(Debug, Clone, Copy)]
+enum StreamPart {
+    End,
+    Entry,
+    Partition,
+}
+
+/// The kind byte, the scope (scoped streams only) and the stream: where every key of a stream
+/// begins.
+fn stream_head(space: StreamSpace, part: StreamPart, stream: Uuid) -> Vec<u8> {
+    let kind = match (space, part) {
+        (StreamSpace::Scoped(_), StreamPart::End) => STREAM_END,
+        (StreamSpace::Scoped(_), StreamPart::Entry) => STREAM,
+        (StreamSpace::Scoped(_), StreamPart::Partition) => STREAM_PARTITION,
+        (StreamSpace::Public, StreamPart::End) => PUBLIC_STREAM_END,
+        (StreamSpace::Public, StreamPart::Entry) => PUBLIC_STREAM,
+        (StreamSpace::Public, StreamPart::Partition) => PUBLIC_STREAM_PARTITION,
+    };
+    let mut key = Vec::with_capacity(41);
+    key.push(kind);
+    if let StreamSpace::Scoped(scope) = space {
+        key.extend_from_slice(scope.as_bytes());
+    }
     key.extend_from_slice(stream.as_bytes());
     key
 }
 
-/// `N` scope stream: a stream's next position.
-pub(crate) fn stream_end(scope: Uuid, stream: Uuid) -> Vec<u8> {
-    stream_key(STREAM_END, scope, stream)
+/// `N` scope stream or `B` stream: a stream's next position.
+pub(crate) fn stream_end(space: StreamSpace, stream: Uuid) -> Vec<u8> {
+    stream_head(space, StreamPart::End, stream)
 }
 
-/// `S` scope stream: the prefix of a stream's entries.
-pub(crate) fn stream_prefix(scope: Uuid, stream: Uuid) -> Vec<u8> {
-    stream_key(STREAM, scope, stream)
+/// `S` scope stream or `C` stream: the prefix of a stream's entries.
+pub(crate) fn stream_prefix(space: StreamSpace, stream: Uuid) -> Vec<u8> {
+    stream_head(space, StreamPart::Entry, stream)
 }
 
-/// `S` scope stream position.
-pub(crate) fn stream_entry(scope: Uuid, stream: Uuid, position: u64) -> Vec<u8> {
-    let mut key = stream_prefix(scope, stream);
+/// `S` scope stream position or `C` stream position.
+pub(crate) fn stream_entry(space: StreamSpace, stream: Uuid, position: u64) -> Vec<u8> {
+    let mut key = stream_prefix(space, stream);
     key.extend_from_slice(&position.to_be_bytes());
     key
 }
 
-/// `P` scope stream len partition: the prefix of one partition's entries.
-pub(crate) fn stream_partition_prefix(scope: Uuid, stream: Uuid, partition: &str) -> Vec<u8> {
-    let mut key = stream_key(STREAM_PARTITION, scope, stream);
+/// `P` scope stream len partition or `D` stream len partition: the prefix of one partition's
+/// entries.
+pub(crate) fn stream_partition_prefix(
+    space: StreamSpace,
+    stream: Uuid,
+    partition: &str,
+) -> Vec<u8> {
+    let mut key = stream_head(space, StreamPart::Partition, stream);
     put_str(&mut key, partition);
     key
 }
 
-/// `P` scope stream len partition position.
+/// `P` scope stream len partition position, or `D` stream len partition position.
 pub(crate) fn stream_partition_entry(
-    scope: Uuid,
+    space: StreamSpace,
     stream: Uuid,
     partition: &str,
     position: u64,
 ) -> Vec<u8> {
-    let mut key = stream_partition_prefix(scope, stream, partition);
+    let mut key = stream_partition_prefix(space, stream, partition);
     key.extend_from_slice(&position.to_be_bytes());
     key
 }
 
+/// The stream id of a `B` key.
+pub(crate) fn split_public_stream_end(key: &[u8]) -> Option<Uuid> {
+    let rest = key.strip_prefix(&[PUBLIC_STREAM_END])?;
+    <[u8; 16]>::try_from(rest).ok().map(Uuid::from_bytes)
+}
+
+/// The key a legacy public-stream key (`N`, `S` or `P` under [`LEGACY_PUBLIC_SCOPE`]) moves to:
+/// the public kind, the scope left out, the rest unchanged. `None` for any other key.
+pub(crate) fn migrated_public_key(key: &[u8]) -> Option<Vec<u8>> {
+    let (&kind, rest) = key.split_first()?;
+    let kind = match kind {
+        STREAM_END => PUBLIC_STREAM_END,
+        STREAM => PUBLIC_STREAM,
+        STREAM_PARTITION => PUBLIC_STREAM_PARTITION,
+        _ => return None,
+    };
+    let rest = rest.strip_prefix(LEGACY_PUBLIC_SCOPE.as_bytes())?;
+    let mut moved = Vec::with_capacity(1 + rest.len());
+    moved.push(kind);
+    moved.extend_from_slice(rest);
+    Some(moved)
+}
+
 /// `Q` scope processor source-stream.
 pub(crate) fn stream_processor(scope: Uuid, processor: Uuid, source_stream: Uuid) -> Vec<u8> {
-    let mut key = stream_key(STREAM_PROCESSOR, scope, processor);
+    let mut key = two_ids(STREAM_PROCESSOR, scope, processor);
     key.extend_from_slice(source_stream.as_bytes());
     key
 }
 
 /// `J` scope projection: the prefix of a projection's states.
 pub(crate) fn projection_prefix(scope: Uuid, projection: Uuid) -> Vec<u8> {
-    stream_key(PROJECTION, scope, projection)
+    two_ids(PROJECTION, scope, projection)
 }
 
 /// `J` scope projection key.
@@ -167,6 +253,19 @@ pub(crate) fn subscription(
     }
     key.extend_from_slice(partition.as_bytes());
     key
+}
+
+/// The producer microservice, producer tenant, scope, stream and partition of an `H` key.
+pub(crate) fn split_subscription(key: &[u8]) -> Option<(Uuid, Uuid, Uuid, Uuid, String)> {
+    let rest = key.strip_prefix(&[SUBSCRIPTION])?;
+    let (ids, partition) = rest.split_first_chunk::<64>()?;
+    let id = |i: usize| {
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&ids[i * 16..(i + 1) * 16]);
+        Uuid::from_bytes(bytes)
+    };
+    let partition = String::from_utf8(partition.to_vec()).ok()?;
+    Some((id(0), id(1), id(2), id(3), partition))
 }
 
 /// `T` or `R` id: an alias.
@@ -215,6 +314,72 @@ mod tests {
         assert_eq!(split_aggregate(&key), Some((root, "order-1".to_owned())));
         assert_eq!(split_aggregate(&key[..key.len() - 1]), None);
         assert_eq!(split_aggregate(&event_source_prefix(root, "x")), None);
+    }
+
+    #[test]
+    fn subscription_keys_split_back_whatever_the_partition() {
+        let ids = [1u128, 2, 3, 4].map(Uuid::from_u128);
+        for partition in ["", "p", "\u{e6}\u{f8}\u{e5} \u{1f600}", "\0\u{7f}"] {
+            let key = subscription(ids[0], ids[1], ids[2], ids[3], partition);
+            assert_eq!(
+                split_subscription(&key),
+                Some((ids[0], ids[1], ids[2], ids[3], partition.to_owned()))
+            );
+        }
+        let key = subscription(ids[0], ids[1], ids[2], ids[3], "");
+        assert_eq!(split_subscription(&key[..key.len() - 1]), None);
+        let mut bad = key.clone();
+        bad.push(0xff);
+        assert_eq!(
+            split_subscription(&bad),
+            None,
+            "a partition that is not UTF-8"
+        );
+    }
+
+    #[test]
+    fn public_stream_keys_have_no_scope_and_never_meet_scoped_ones() {
+        let stream = Uuid::from_u128(9);
+        let public = stream_entry(StreamSpace::Public, stream, 3);
+        assert_eq!(public.len(), 1 + 16 + 8);
+        assert_eq!(public[0], PUBLIC_STREAM);
+        for scope in [Uuid::nil(), LEGACY_PUBLIC_SCOPE] {
+            let scoped = stream_entry(StreamSpace::Scoped(scope), stream, 3);
+            assert_ne!(scoped[0], public[0]);
+        }
+        assert_eq!(
+            split_public_stream_end(&stream_end(StreamSpace::Public, stream)),
+            Some(stream)
+        );
+    }
+
+    #[test]
+    fn legacy_public_keys_move_to_the_public_kinds() {
+        let stream = Uuid::from_u128(9);
+        let legacy = StreamSpace::Scoped(LEGACY_PUBLIC_SCOPE);
+        let cases = [
+            (
+                stream_end(legacy, stream),
+                stream_end(StreamSpace::Public, stream),
+            ),
+            (
+                stream_entry(legacy, stream, 7),
+                stream_entry(StreamSpace::Public, stream, 7),
+            ),
+            (
+                stream_partition_entry(legacy, stream, "p", 7),
+                stream_partition_entry(StreamSpace::Public, stream, "p", 7),
+            ),
+        ];
+        for (old, new) in cases {
+            assert_eq!(migrated_public_key(&old), Some(new));
+        }
+        let other_scope = stream_end(StreamSpace::Scoped(Uuid::from_u128(1)), stream);
+        assert_eq!(migrated_public_key(&other_scope), None);
+        assert_eq!(
+            migrated_public_key(&stream_processor(LEGACY_PUBLIC_SCOPE, stream, stream)),
+            None
+        );
     }
 
     #[test]

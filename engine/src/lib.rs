@@ -52,6 +52,10 @@ pub use annals_log::{
     TenantId, UncommittedEvent, Version,
 };
 
+/// What [`Tenant::public_stream_appended`] returns (a `Future`), and the trait with its
+/// blocking `wait`.
+pub use event_listener::{EventListener, Listener};
+
 pub use crate::{
     aggregate::{AggregateCommit, AggregateCommitReceipt, AggregateEvent, AggregateEvents},
     config::{EngineConfig, IndexConfig, IndexDamage},

@@ -97,6 +97,51 @@ pub struct SubscriptionState {
     pub failure: Option<ProcessingFailure>,
 }
 
+/// A subscription's record under its `H` key: its state, and while a received batch is in
+/// flight, what the state was before it (the prepared-state protocol of `tenant/horizon.rs`).
+///
+/// The JSON is the plain [`SubscriptionState`] object, plus a `pending` member only while a
+/// write is unsettled. So a settled record is byte for byte what versions before the protocol
+/// wrote (they read it, and this version reads theirs as settled).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SubscriptionRecord {
+    /// The state once the write it belongs to is in the scoped log (at once when settled).
+    #[serde(flatten)]
+    pub(crate) state: SubscriptionState,
+    /// Set while the events stored with `state` may not be in the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) pending: Option<PendingReceive>,
+}
+
+/// The unsettled part of a [`SubscriptionRecord`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PendingReceive {
+    /// The scoped log's end once the batch is in it: the record's `state` is in force when the
+    /// log's end is at least this, `previous` otherwise.
+    pub(crate) valid_from_log_end: u64,
+    /// The state in force before the batch (`None`: the subscription had none).
+    pub(crate) previous: Option<SubscriptionState>,
+}
+
+impl SubscriptionRecord {
+    /// A settled record.
+    pub(crate) fn settled(state: SubscriptionState) -> Self {
+        Self {
+            state,
+            pending: None,
+        }
+    }
+
+    /// The state in force when the scoped log ends at `log_end`.
+    pub(crate) fn effective(self, log_end: u64) -> Option<SubscriptionState> {
+        match self.pending {
+            None => Some(self.state),
+            Some(p) if p.valid_from_log_end <= log_end => Some(self.state),
+            Some(p) => p.previous,
+        }
+    }
+}
+
 /// Identifies a stream processor: the scope of its source, its own id (event handler or
 /// filter id) and the stream it reads (the event log is the nil stream id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -183,7 +228,10 @@ impl StateBatch {
         self.deletes.push(keys::projection(scope, projection, key));
     }
 
-    /// Sets an event-horizon subscription's state.
+    /// Sets an event-horizon subscription's state. Unlike
+    /// [`Tenant::put_subscription_state`](crate::Tenant::put_subscription_state), a batch does
+    /// not wait for a [`Tenant::commit_received`](crate::Tenant::commit_received) to the
+    /// subscription's scope under way: use it only while none can run.
     pub fn put_subscription(&mut self, id: &SubscriptionId, state: &SubscriptionState) {
         self.puts.push((id.key(), to_json(state)));
     }
@@ -193,4 +241,68 @@ pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     // Serialising these plain structs to a Vec cannot fail (no maps with non-string keys,
     // no custom serialisers); an empty object is never written instead.
     serde_json::to_vec(value).unwrap_or_else(|e| unreachable!("state serialises: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(position: u64) -> SubscriptionState {
+        SubscriptionState {
+            position: StreamPosition(position),
+            last_successfully_processed_ns: 5,
+            failure: Some(ProcessingFailure {
+                reason: "producer gone".into(),
+                retry_time_ns: 9,
+                processing_attempts: 2,
+                last_failed_ns: 4,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_settled_record_is_the_plain_state_both_ways() {
+        let plain = to_json(&state(17));
+        assert_eq!(to_json(&SubscriptionRecord::settled(state(17))), plain);
+        let read: SubscriptionRecord = serde_json::from_slice(&plain).unwrap();
+        assert_eq!(read, SubscriptionRecord::settled(state(17)));
+        // As older versions wrote it, field by field.
+        let old = br#"{"position":3,"last_successfully_processed_ns":0,"failure":null}"#;
+        let read: SubscriptionRecord = serde_json::from_slice(old).unwrap();
+        assert_eq!(
+            read,
+            SubscriptionRecord::settled(SubscriptionState {
+                position: StreamPosition(3),
+                ..SubscriptionState::default()
+            })
+        );
+    }
+
+    #[test]
+    fn a_pending_record_round_trips_and_resolves_by_the_log_end() {
+        let record = SubscriptionRecord {
+            state: state(20),
+            pending: Some(PendingReceive {
+                valid_from_log_end: 100,
+                previous: Some(state(17)),
+            }),
+        };
+        let json = to_json(&record);
+        let read: SubscriptionRecord = serde_json::from_slice(&json).unwrap();
+        assert_eq!(read, record);
+        // A version before the protocol ignores `pending` and takes `state`: right once the
+        // batch is in the log, wrong for one a crash lost (engine/README.md, downgrades).
+        let old: SubscriptionState = serde_json::from_slice(&json).unwrap();
+        assert_eq!(old, state(20));
+        assert_eq!(record.clone().effective(99), Some(state(17)));
+        assert_eq!(record.clone().effective(100), Some(state(20)));
+        let first = SubscriptionRecord {
+            pending: Some(PendingReceive {
+                valid_from_log_end: 1,
+                previous: None,
+            }),
+            ..record
+        };
+        assert_eq!(first.effective(0), None);
+    }
 }

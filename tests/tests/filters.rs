@@ -20,9 +20,6 @@ use uuid::Uuid;
 const TYPE_A: Uuid = Uuid::from_u128(0xa1);
 const TYPE_B: Uuid = Uuid::from_u128(0xb1);
 const NIL_PARTITION: &str = "00000000-0000-0000-0000-000000000000";
-/// The scope public streams are kept under (the all-ones id).
-const PUBLIC_STREAMS: Uuid = Uuid::max();
-
 /// The entries of the filter's stream, read from the stopped server's data directory.
 fn stream(server: &Server, scope: Uuid, filter: Uuid) -> Vec<StreamEntry> {
     let engine = Engine::open(EngineConfig::new(server.dir.join("data"))).unwrap();
@@ -30,6 +27,16 @@ fn stream(server: &Server, scope: Uuid, filter: Uuid) -> Vec<StreamEntry> {
         .tenant(TenantId(DEVELOPMENT))
         .unwrap()
         .read_stream(ScopeId(scope), filter, StreamPosition::ZERO, usize::MAX)
+        .unwrap()
+}
+
+/// The entries of the public filter's public stream, read like [`stream`].
+fn public_stream(server: &Server, filter: Uuid) -> Vec<StreamEntry> {
+    let engine = Engine::open(EngineConfig::new(server.dir.join("data"))).unwrap();
+    engine
+        .tenant(TenantId(DEVELOPMENT))
+        .unwrap()
+        .read_public_stream(filter, StreamPosition::ZERO, usize::MAX)
         .unwrap()
 }
 
@@ -231,10 +238,7 @@ async fn public_filter_sees_only_public_events() {
     drop(head);
     assert!(server.stop().await);
     let expected = vec![(0, 1, "public".to_owned()), (1, 4, "public".to_owned())];
-    assert_eq!(
-        entries(&stream(&server, PUBLIC_STREAMS, filter.id)),
-        expected
-    );
+    assert_eq!(entries(&public_stream(&server, filter.id)), expected);
     assert!(
         stream(&server, Uuid::nil(), filter.id).is_empty(),
         "no private stream of the same id"

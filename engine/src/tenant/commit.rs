@@ -36,14 +36,18 @@ impl Tenant {
     }
 
     /// Commits events received over the event horizon to the log of `scope` (not the default
-    /// scope).
+    /// scope), without a subscription position; a subscription stores its events with
+    /// [`Tenant::commit_received`]. Takes the scope's lock like it, so the two never
+    /// interleave.
     pub fn commit_to_scope(&self, scope: ScopeId, commit: &Commit) -> Result<CommitReceipt> {
         self.check_live()?;
         if scope == ScopeId::DEFAULT {
             return Err(invalid("the default scope is the event log: use commit"));
         }
         check_events(commit)?;
-        Ok(self.logs.log(scope)?.append(commit)?)
+        let log = self.logs.log(scope)?;
+        let _held = self.lock_scope(scope)?;
+        Ok(log.append(commit)?)
     }
 
     /// Commits events for an aggregate if it is still at `expected_version`; otherwise fails

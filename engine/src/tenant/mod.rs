@@ -12,15 +12,21 @@
 //! - `commit`: commits to the event log and to scoped logs, and commits for aggregates with their
 //!   version check;
 //! - `fetch`: reading aggregates back through the index ([`AggregateBatches`]);
-//! - `stream`: filtered and public streams, written at an expected position;
-//! - `state`: processing state (stream processors, projections, subscriptions).
+//! - `stream`: filtered and public streams, written at an expected position, and the move of
+//!   legacy public streams at open;
+//! - `state`: processing state (stream processors, projections);
+//! - `horizon`: events received over the event horizon, stored with their subscription's
+//!   position in one step (the prepared-state protocol), and subscription state.
 //!
 //! Invariants: the indexed position only grows while the tenant is open; a pending aggregate
 //! version is added only by the holder of that aggregate's lock and removed only once the index
-//! holds it; once `deleted` is set, every call that starts fails with `TenantUnknown`.
+//! holds it; once `deleted` is set, every call that starts fails with `TenantUnknown`. Opening
+//! moves legacy public streams and settles pending subscription records before the tenant is
+//! handed out, so no call ever sees either half done.
 
 mod commit;
 mod fetch;
+mod horizon;
 mod index;
 mod state;
 mod stream;
@@ -36,6 +42,7 @@ use std::{
 use annals_log::{
     Error as LogError, EventLogSequenceNumber, Log, RecordBatch, ScopeId, TenantId, TenantLogs,
 };
+use event_listener::Event as Notify;
 use parking_lot::{Condvar, Mutex};
 use rocksdb::{BoundColumnFamily, WriteBatch};
 use uuid::Uuid;
@@ -70,6 +77,13 @@ pub struct Tenant {
     pending: Mutex<PendingVersions>,
     aggregate_locks: KeyLocks,
     stream_locks: KeyLocks,
+    /// One writer per scoped log at a time (`horizon`), keyed by the scope's bytes.
+    scope_locks: KeyLocks,
+    /// Scopes whose last received batch has an unknown outcome, with why: refused until the
+    /// engine is reopened and settles them (`horizon`). Entries are never removed.
+    unsettled: Mutex<HashMap<ScopeId, String>>,
+    /// Notified after every successful append to a public stream, and on delete.
+    public_appended: Notify,
     deleted: AtomicBool,
     recovery: IndexRecovery,
 }
@@ -105,10 +119,15 @@ impl Tenant {
             pending: Mutex::new(HashMap::new()),
             aggregate_locks: KeyLocks::default(),
             stream_locks: KeyLocks::default(),
+            scope_locks: KeyLocks::default(),
+            unsettled: Mutex::new(HashMap::new()),
+            public_appended: Notify::new(),
             deleted: AtomicBool::new(false),
             recovery: IndexRecovery::default(),
         };
         tenant.recovery = tenant.catch_up()?;
+        tenant.migrate_legacy_public_streams()?;
+        tenant.settle_subscriptions()?;
         Ok(tenant)
     }
 
@@ -129,7 +148,10 @@ impl Tenant {
         Ok(Arc::clone(&self.event_log))
     }
 
-    /// The log of an event-horizon scope, created on first use.
+    /// The log of an event-horizon scope, created on first use, for reading and subscribing.
+    /// Events are written to it through [`Tenant::commit_received`] and
+    /// [`Tenant::commit_to_scope`], which hold the scope's lock: appending through the handle
+    /// directly would break the guarantee of `commit_received` for a lost batch.
     pub fn scoped_log(&self, scope: ScopeId) -> Result<Arc<Log>> {
         self.check_live()?;
         Ok(self.logs.log(scope)?)
@@ -148,6 +170,8 @@ impl Tenant {
 
     pub(crate) fn mark_deleted(&self) {
         self.deleted.store(true, Ordering::Release);
+        // Producers waiting for public appends look again and find the tenant gone.
+        self.public_appended.notify(usize::MAX);
         let _guard = self.progress.lock();
         self.progressed.notify_all();
     }

@@ -1,5 +1,6 @@
-//! Processing state: what stream processors, projections and event-horizon subscriptions keep
-//! between runs (the types and their keys are in `crate::state`).
+//! Processing state: what stream processors and projections keep between runs (the types and
+//! their keys are in `crate::state`; event-horizon subscriptions have their own module,
+//! `horizon`, for their state is written together with a scoped log).
 //!
 //! Invariants: none of it is in the log, so every write is synced before it returns, and the
 //! writes of one [`StateBatch`] are one atomic batch.
@@ -15,9 +16,7 @@ use crate::{
     db::{bad_state, Wal},
     error::Result,
     keys,
-    state::{
-        StateBatch, StreamProcessorId, StreamProcessorState, SubscriptionId, SubscriptionState,
-    },
+    state::{StateBatch, StreamProcessorId, StreamProcessorState},
 };
 
 impl Tenant {
@@ -106,15 +105,9 @@ impl Tenant {
             })
             .collect()
     }
-
-    /// An event-horizon subscription's state.
-    pub fn subscription_state(&self, id: &SubscriptionId) -> Result<Option<SubscriptionState>> {
-        let key = id.key();
-        self.get(&key)?.map(|v| from_json(&key, &v)).transpose()
-    }
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T> {
+pub(super) fn from_json<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T> {
     serde_json::from_slice(value).map_err(|e| bad_state(key, &e.to_string()))
 }
 

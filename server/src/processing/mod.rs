@@ -38,11 +38,13 @@ use crate::api::failure::Failure;
 /// How long a registration waits for an ended connection of the same processor to finish.
 const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Where public streams and public filters' positions are kept: a scope of their own, so a
-/// private filter with the same id in the default scope never shares them (the original keeps
-/// `public-stream-<id>` apart from `stream-<id>` the same way). No event-horizon scope is
-/// this id: scopes are producer microservice ids chosen by consumers, and the all-ones id is
-/// refused as a scope at registration.
+/// The scope public filters' positions (their processor state) are kept under, so a private
+/// filter with the same id in the default scope never shares its position (the original keeps
+/// `public-stream-<id>` apart from `stream-<id>` the same way). Public streams themselves are
+/// in the engine's own namespace (`Tenant::append_to_public_stream_with_state`); older
+/// versions kept them under this scope too, and the engine moves them out when a tenant
+/// opens. No event-horizon scope is this id: scopes are producer microservice ids chosen by
+/// consumers, and the all-ones id is refused as a scope at registration.
 pub(crate) const PUBLIC_STREAMS_SCOPE: Uuid = Uuid::max();
 
 /// What a processor is.

@@ -66,21 +66,19 @@ impl Writer {
             blocking(move || {
                 let mut batch = StateBatch::new();
                 batch.put_stream_processor(&id, &snapshot);
+                let entries: Vec<(EventLogSequenceNumber, &str)> = included
+                    .iter()
+                    .map(|(seq, partition)| (*seq, partition.as_str()))
+                    .collect();
                 match target {
                     None => tenant.write_state(batch)?,
-                    Some(target) => {
-                        let end = tenant.stream_end(target.scope, target.stream)?;
-                        let entries: Vec<(EventLogSequenceNumber, &str)> = included
-                            .iter()
-                            .map(|(seq, partition)| (*seq, partition.as_str()))
-                            .collect();
-                        tenant.append_to_stream_with_state(
-                            target.scope,
-                            target.stream,
-                            end,
-                            &entries,
-                            batch,
-                        )?;
+                    Some(TargetStream::Scoped { scope, stream }) => {
+                        let end = tenant.stream_end(scope, stream)?;
+                        tenant.append_to_stream_with_state(scope, stream, end, &entries, batch)?;
+                    }
+                    Some(TargetStream::Public { stream }) => {
+                        let end = tenant.public_stream_end(stream)?;
+                        tenant.append_to_public_stream_with_state(stream, end, &entries, batch)?;
                     }
                 }
                 Ok(())

@@ -130,9 +130,12 @@ pub(crate) enum StartFrom {
 
 /// Where a filter writes what it includes.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct TargetStream {
-    pub(crate) scope: ScopeId,
-    pub(crate) stream: Uuid,
+pub(crate) enum TargetStream {
+    /// A private filter's stream, in its scope.
+    Scoped { scope: ScopeId, stream: Uuid },
+    /// A public filter's public stream: the engine keeps public streams in a namespace of
+    /// their own, which no scope reaches (what the event horizon serves).
+    Public { stream: Uuid },
 }
 
 /// Everything one tenant's processor runs with.

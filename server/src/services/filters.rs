@@ -2,8 +2,9 @@
 //! and ConnectPublic. The head is asked about every event of the scope's log (public filters:
 //! every public event of the event log, and nothing else) and the events it includes are
 //! written to the stream named by the filter id, in the filter's scope. Public filters write
-//! public streams, kept under a scope of their own (`PUBLIC_STREAMS_SCOPE`) so a private
-//! filter with the same id never shares them; the event horizon serves them from there.
+//! public streams, which the engine keeps in a namespace of their own (no scope reaches it),
+//! so a private filter with the same id never shares them; the event horizon serves them from
+//! there. A public filter's position is kept under `PUBLIC_STREAMS_SCOPE`.
 //!
 //! Filters process one event at a time, in log order, so a stream lists its events in log
 //! order (a partition parked by a failure is the exception: its events follow when it
@@ -46,8 +47,8 @@ const UNPARTITIONED: &str = "00000000-0000-0000-0000-000000000000";
 enum Visibility {
     /// Every event of its scope's log, written to a stream of its scope.
     Private,
-    /// Public events of the event log only, written to a public stream (kept under
-    /// `PUBLIC_STREAMS_SCOPE`).
+    /// Public events of the event log only, written to a public stream (the engine's
+    /// namespace of public streams; its position under `PUBLIC_STREAMS_SCOPE`).
     Public,
 }
 
@@ -331,10 +332,23 @@ fn spec(
             "scope {scope} is reserved for public streams"
         )));
     }
-    // Public filters read the event log and keep their stream and position apart.
-    let (kind, state_scope) = match visibility {
-        Visibility::Public => (Kind::PublicFilter, PUBLIC_STREAMS_SCOPE),
-        Visibility::Private => (Kind::Filter, scope),
+    // Public filters read the event log and write a public stream (the engine's own namespace
+    // of public streams); their position is kept under `PUBLIC_STREAMS_SCOPE`, apart from a
+    // private filter's with the same id.
+    let (kind, state_scope, target) = match visibility {
+        Visibility::Public => (
+            Kind::PublicFilter,
+            PUBLIC_STREAMS_SCOPE,
+            TargetStream::Public { stream: id },
+        ),
+        Visibility::Private => (
+            Kind::Filter,
+            scope,
+            TargetStream::Scoped {
+                scope: ScopeId(scope),
+                stream: id,
+            },
+        ),
     };
     Ok(Spec {
         key: ProcessorKey { kind, scope, id },
@@ -346,9 +360,6 @@ fn spec(
         alias: None,
         concurrency: 1,
         bounds: Bounds::default(),
-        target: Some(TargetStream {
-            scope: ScopeId(state_scope),
-            stream: id,
-        }),
+        target: Some(target),
     })
 }

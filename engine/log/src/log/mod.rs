@@ -72,7 +72,7 @@ impl CommitReceipt {
 /// Counters of a log's write path.
 #[derive(Debug, Default)]
 pub struct LogStats {
-    /// Commits acknowledged.
+    /// Commits acknowledged (a unit written by `append_all` counts as one).
     pub commits: AtomicU64,
     /// Events acknowledged.
     pub events: AtomicU64,
@@ -246,7 +246,20 @@ impl Log {
     /// Appends a commit; returns once it is durable (or written, in buffered mode). The
     /// events get consecutive sequence numbers; after a crash they are all present or none.
     pub fn append(&self, commit: &Commit) -> Result<CommitReceipt> {
-        let encoded = self.encode(commit)?;
+        self.append_all(std::slice::from_ref(commit))
+    }
+
+    /// Appends several commits as one atomic unit; returns once it is durable (or written, in
+    /// buffered mode). All their events, in order, get consecutive sequence numbers and are
+    /// framed as one commit chain (FORMAT.md section 4.3), so after a crash all of them are
+    /// present or none. Each event keeps its own commit's occurred time and execution context.
+    /// The record and commit byte limits apply to the whole unit. An empty slice, or an empty
+    /// commit in it, is `InvalidRequest`. The receipt covers all the events.
+    ///
+    /// The event horizon uses this: a batch received from a producer holds events of several
+    /// producer commits, and must land whole with the subscription position stored for it.
+    pub fn append_all(&self, commits: &[Commit]) -> Result<CommitReceipt> {
+        let encoded = self.encode(commits)?;
         self.group.commit(
             encoded,
             || self.check_writable(),

@@ -35,7 +35,8 @@ use crate::{
     },
 };
 
-/// A commit validated and encoded on the appender's thread, ready to be framed.
+/// A commit (or a unit of commits, `Log::append_all`) validated and encoded on the appender's
+/// thread, ready to be framed as one commit chain.
 pub(super) struct EncodedCommit {
     /// Payloads back to back.
     payloads: Vec<u8>,
@@ -67,46 +68,77 @@ pub(super) struct Writer {
 }
 
 impl Log {
-    /// Validates and encodes a commit (no lock held).
-    pub(super) fn encode(&self, commit: &Commit) -> Result<EncodedCommit> {
-        if commit.events.is_empty() {
+    /// Validates and encodes `commits` as one unit (no lock held): their events, in order,
+    /// become one commit chain in the log, so they get consecutive sequence numbers and are
+    /// durable (and survive a crash) all together or not at all. Each record carries its own
+    /// commit's occurred time and execution context. `append` passes one commit.
+    ///
+    /// The record and commit byte limits apply to the unit as a whole; an empty unit or an
+    /// empty commit in it is an invalid request.
+    pub(super) fn encode(&self, commits: &[Commit]) -> Result<EncodedCommit> {
+        if commits.is_empty() {
             return Err(Error::InvalidRequest(
-                "a commit needs at least one event".into(),
+                "an append needs at least one commit".into(),
             ));
+        }
+        if let Some(c) = commits.iter().position(|c| c.events.is_empty()) {
+            return Err(Error::InvalidRequest(if commits.len() == 1 {
+                "a commit needs at least one event".into()
+            } else {
+                format!("commit {c} of the unit has no event; a commit needs at least one")
+            }));
         }
         let record_max = self.config.record_bytes_max.as_u64() as usize;
         let commit_max = self.config.commit_bytes_max.as_u64() as usize;
-        let ec_bytes = encode_execution_context(&commit.execution_context);
-        let mut payloads = Vec::with_capacity(commit.events.len() * (ec_bytes.len() + 128));
-        let mut lens = Vec::with_capacity(commit.events.len());
-        for (i, event) in commit.events.iter().enumerate() {
-            let start = payloads.len();
-            encode_payload(
-                &mut payloads,
-                commit.occurred_ns,
-                &commit.execution_context,
-                &ec_bytes,
-                event,
-            );
-            let len = payloads.len() - start;
-            if len > record_max {
+        let events_count: usize = commits.iter().map(|c| c.events.len()).sum();
+        let mut payloads = Vec::with_capacity(events_count * 256);
+        let mut lens = Vec::with_capacity(events_count);
+        for (c, commit) in commits.iter().enumerate() {
+            // Encoded once per source commit and copied into each of its records.
+            let ec_bytes = encode_execution_context(&commit.execution_context);
+            for (i, event) in commit.events.iter().enumerate() {
+                let start = payloads.len();
+                encode_payload(
+                    &mut payloads,
+                    commit.occurred_ns,
+                    &commit.execution_context,
+                    &ec_bytes,
+                    event,
+                );
+                let len = payloads.len() - start;
+                if len > record_max {
+                    let which = if commits.len() == 1 {
+                        format!("event {i}")
+                    } else {
+                        format!("event {i} of commit {c}")
+                    };
+                    return Err(Error::InvalidRequest(format!(
+                        "{which} encodes to {len} bytes, above the record limit of {record_max}"
+                    )));
+                }
+                lens.push(len as u32);
+            }
+            // Checked as the unit grows, so a huge unit is refused before it is all encoded.
+            let framed = payloads.len() + lens.len() * FRAME_HEADER_LEN;
+            if framed > commit_max {
                 return Err(Error::InvalidRequest(format!(
-                    "event {i} encodes to {len} bytes, above the record limit of {record_max}"
+                    "{} encodes to at least {framed} bytes, above the commit limit of {commit_max}",
+                    if commits.len() == 1 {
+                        "commit"
+                    } else {
+                        "the unit of commits"
+                    }
                 )));
             }
-            lens.push(len as u32);
         }
         let encoded = EncodedCommit {
             payloads,
             lens,
-            aggregate: commit.events.iter().any(|e| e.aggregate.is_some()),
+            aggregate: commits
+                .iter()
+                .any(|c| c.events.iter().any(|e| e.aggregate.is_some())),
         };
-        if encoded.framed_len() > commit_max {
-            return Err(Error::InvalidRequest(format!(
-                "commit encodes to {} bytes, above the commit limit of {commit_max}",
-                encoded.framed_len()
-            )));
-        }
+        assert_eq!(encoded.lens.len(), events_count, "an event left unencoded");
         Ok(encoded)
     }
 
