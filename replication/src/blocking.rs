@@ -12,8 +12,8 @@ where
 {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result,
-        Err(e) => Err(Error::Log(annals_engine::LogError::InvalidRequest(format!(
-            "an engine call ended abnormally: {e}"
-        )))),
+        Err(e) => Err(Error::Log(annals_engine::LogError::InvalidRequest(
+            format!("an engine call ended abnormally: {e}"),
+        ))),
     }
 }

@@ -467,7 +467,10 @@ fn horizon(merged: &BTreeMap<String, Value>) -> Result<HorizonConfig, ConfigErro
                         .map_err(|_| invalid(key, format!("the {what} {text} is not a GUID")))
                 };
                 let index = index.parse::<u64>().map_err(|_| {
-                    invalid(key, "consents is a list of {consumerTenant, stream, partition, consent}")
+                    invalid(
+                        key,
+                        "consents is a list of {consumerTenant, stream, partition, consent}",
+                    )
                 })?;
                 consents
                     .entry((
@@ -480,7 +483,10 @@ fn horizon(merged: &BTreeMap<String, Value>) -> Result<HorizonConfig, ConfigErro
             }
             ["microservices", microservice, field] => {
                 let id = Uuid::parse_str(microservice).map_err(|_| {
-                    invalid(key, format!("the microservice id {microservice} is not a GUID"))
+                    invalid(
+                        key,
+                        format!("the microservice id {microservice} is not a GUID"),
+                    )
                 })?;
                 producers.entry(id).or_default().insert(field, value);
             }
@@ -489,29 +495,32 @@ fn horizon(merged: &BTreeMap<String, Value>) -> Result<HorizonConfig, ConfigErro
     }
     let consents = consents
         .into_iter()
-        .map(|((producer_tenant, consumer_microservice, index), fields)| {
-            let at = format!(
+        .map(
+            |((producer_tenant, consumer_microservice, index), fields)| {
+                let at = format!(
                 "tenants:{producer_tenant}:eventHorizons:{consumer_microservice}:consents:{index}"
             );
-            let guid = |field: &str, name: &str| -> Result<Uuid, ConfigError> {
-                let value = fields
-                    .get(field)
-                    .ok_or_else(|| invalid(&format!("{at}:{name}"), "missing"))?;
-                Uuid::parse_str(&scalar(value))
-                    .map_err(|_| invalid(&format!("{at}:{name}"), format!("{value} is not a GUID")))
-            };
-            Ok(Consent {
-                producer_tenant,
-                consumer_microservice,
-                consumer_tenant: guid("consumertenant", "consumerTenant")?,
-                stream: guid("stream", "stream")?,
-                partition: fields
-                    .get("partition")
-                    .map(|v| scalar(v))
-                    .ok_or_else(|| invalid(&format!("{at}:partition"), "missing"))?,
-                consent: guid("consent", "consent")?,
-            })
-        })
+                let guid = |field: &str, name: &str| -> Result<Uuid, ConfigError> {
+                    let value = fields
+                        .get(field)
+                        .ok_or_else(|| invalid(&format!("{at}:{name}"), "missing"))?;
+                    Uuid::parse_str(&scalar(value)).map_err(|_| {
+                        invalid(&format!("{at}:{name}"), format!("{value} is not a GUID"))
+                    })
+                };
+                Ok(Consent {
+                    producer_tenant,
+                    consumer_microservice,
+                    consumer_tenant: guid("consumertenant", "consumerTenant")?,
+                    stream: guid("stream", "stream")?,
+                    partition: fields
+                        .get("partition")
+                        .map(|v| scalar(v))
+                        .ok_or_else(|| invalid(&format!("{at}:partition"), "missing"))?,
+                    consent: guid("consent", "consent")?,
+                })
+            },
+        )
         .collect::<Result<Vec<_>, ConfigError>>()?;
     let producers = producers
         .into_iter()
@@ -896,7 +905,9 @@ mod tests {
             })
         );
         // The producer tenant is configured by its consents alone.
-        assert!(c.tenants.contains(&Uuid::parse_str(producer_tenant).unwrap()));
+        assert!(c
+            .tenants
+            .contains(&Uuid::parse_str(producer_tenant).unwrap()));
         // Defaults: consent required, no consents, no producers.
         let d = load(&[], &[], &[]).unwrap();
         assert!(d.horizon.require_consent && d.horizon.consents.is_empty());
@@ -910,7 +921,15 @@ mod tests {
         let e = load(&[(".dolittle/runtime.yml", &broken)], &[], &[]).unwrap_err();
         assert!(e.to_string().contains("consents:0:consent"), "{e}");
         // So does a producer without a host.
-        let e = load(&[], &[("DOLITTLE__RUNTIME__MICROSERVICES__66666666-6666-6666-6666-666666666666__PORT", "1")], &[]).unwrap_err();
+        let e = load(
+            &[],
+            &[(
+                "DOLITTLE__RUNTIME__MICROSERVICES__66666666-6666-6666-6666-666666666666__PORT",
+                "1",
+            )],
+            &[],
+        )
+        .unwrap_err();
         assert!(e.to_string().contains(":host"), "{e}");
     }
 }

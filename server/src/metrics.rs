@@ -193,25 +193,37 @@ impl Collector for HorizonCollector {
         let rows = || subscriptions.iter().zip(&labels);
         encode_series(
             &mut encoder,
-            ("horizon_subscription_position", "Next stream position a subscription receives"),
+            (
+                "horizon_subscription_position",
+                "Next stream position a subscription receives",
+            ),
             MetricType::Gauge,
             rows().map(|(s, l)| (l, gauge(s.position))),
         )?;
         encode_series(
             &mut encoder,
-            ("horizon_subscription_events_stored", "Events a subscription received and stored"),
+            (
+                "horizon_subscription_events_stored",
+                "Events a subscription received and stored",
+            ),
             MetricType::Counter,
             rows().map(|(s, l)| (l, ConstCounter::new(s.events_stored))),
         )?;
         encode_series(
             &mut encoder,
-            ("horizon_subscription_connected", "1 while a subscription's connection is up"),
+            (
+                "horizon_subscription_connected",
+                "1 while a subscription's connection is up",
+            ),
             MetricType::Gauge,
             rows().map(|(s, l)| (l, gauge(u64::from(s.connected)))),
         )?;
         encode_series(
             &mut encoder,
-            ("horizon_subscription_reconnects", "Connections a subscription made after its first"),
+            (
+                "horizon_subscription_reconnects",
+                "Connections a subscription made after its first",
+            ),
             MetricType::Counter,
             rows().map(|(s, l)| (l, ConstCounter::new(s.reconnects))),
         )?;
@@ -229,13 +241,19 @@ impl Collector for HorizonCollector {
         let rows = || served.iter().zip(&labels);
         encode_series(
             &mut encoder,
-            ("horizon_served_position", "Stream position after the last event a consumer acknowledged"),
+            (
+                "horizon_served_position",
+                "Stream position after the last event a consumer acknowledged",
+            ),
             MetricType::Gauge,
             rows().map(|(s, l)| (l, gauge(s.acknowledged_position))),
         )?;
         encode_series(
             &mut encoder,
-            ("horizon_served_lag_events", "Events of the stream after what a consumer acknowledged (at most)"),
+            (
+                "horizon_served_lag_events",
+                "Events of the stream after what a consumer acknowledged (at most)",
+            ),
             MetricType::Gauge,
             rows().map(|(s, l)| (l, gauge(s.lag_events))),
         )?;

@@ -46,8 +46,8 @@ use crate::blocking;
 use crate::failures;
 use crate::status::SubscriptionStatus;
 
-/// The ping interval this runtime asks its producers for (the original's).
-const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// The ping interval this runtime asks its producers for, in seconds (the original's).
+const PING_INTERVAL_SECONDS: i64 = 10;
 /// Silence after which the producer is taken for gone: 3 ping intervals.
 const KEEPALIVE: Duration = Duration::from_secs(30);
 /// How long connecting may take.
@@ -78,6 +78,10 @@ fn could_not_connect(reason: impl Into<String>) -> Failure {
 }
 
 /// Connects to the producer and asks for the subscription from its stored position.
+#[expect(
+    deprecated,
+    reason = "a producer of Contracts 5 reads the partition only from the legacy Guid field"
+)]
 pub(super) async fn connect(
     shared: &Shared,
     id: &SubscriptionId,
@@ -88,7 +92,10 @@ pub(super) async fn connect(
         .get(&context.tenant_id)
         .cloned()
         .ok_or_else(|| {
-            Failure::unknown_tenant(context.tenant_id, &shared.tenants.keys().copied().collect::<Vec<_>>())
+            Failure::unknown_tenant(
+                context.tenant_id,
+                &shared.tenants.keys().copied().collect::<Vec<_>>(),
+            )
         })?;
     let address = shared
         .config
@@ -129,7 +136,7 @@ pub(super) async fn connect(
             execution_context: Some(convert::execution_context_to_wire(context)),
             head_id: None,
             ping_interval: Some(prost_types::Duration {
-                seconds: PING_INTERVAL.as_secs() as i64,
+                seconds: PING_INTERVAL_SECONDS,
                 nanos: 0,
             }),
         }),
@@ -186,7 +193,9 @@ pub(super) async fn connect(
                     .consent_id
                     .as_ref()
                     .and_then(|id| ids::from_wire("consentId", id).ok())
-                    .ok_or_else(|| could_not_connect("the producer accepted without a consent id"))?;
+                    .ok_or_else(|| {
+                        could_not_connect("the producer accepted without a consent id")
+                    })?;
                 return Ok(Connected {
                     consent,
                     position,
@@ -206,7 +215,10 @@ fn pong() -> EventHorizonConsumerToProducerMessage {
     }
 }
 
-fn acknowledgement(call_id: WireUuid, failure: Option<Failure>) -> EventHorizonConsumerToProducerMessage {
+fn acknowledgement(
+    call_id: WireUuid,
+    failure: Option<Failure>,
+) -> EventHorizonConsumerToProducerMessage {
     EventHorizonConsumerToProducerMessage {
         message: Some(Outgoing::Response(ConsumerResponse {
             call_context: Some(ReverseCallResponseContext {
@@ -270,13 +282,16 @@ impl Connected {
             loop {
                 let message = match tokio::time::timeout(KEEPALIVE, incoming.message()).await {
                     Err(_) => return "the producer sent nothing for 30 s".to_owned(),
-                    Ok(Err(status)) => return format!("the producer's stream failed: {}", status.message()),
+                    Ok(Err(status)) => {
+                        return format!("the producer's stream failed: {}", status.message())
+                    }
                     Ok(Ok(None)) => return "the producer ended the stream".to_owned(),
                     Ok(Ok(Some(message))) => message,
                 };
                 match message.message {
                     Some(Incoming::Ping(_)) => {
-                        if pongs.send(pong()).await.is_err() {
+                        let sent = pongs.send(pong()).await;
+                        if sent.is_err() {
                             return "the connection closed".to_owned();
                         }
                     }
@@ -307,6 +322,10 @@ impl Connected {
 }
 
 /// Takes a request apart; `None` when it has no call id to answer.
+#[expect(
+    deprecated,
+    reason = "a producer of Contracts 5 sends the event source only as the legacy Guid"
+)]
 fn received(request: ConsumerRequest, consent: Uuid) -> Option<Queued> {
     let call_id = request.call_context?.call_id?;
     let converted = (|| {
@@ -316,7 +335,10 @@ fn received(request: ConsumerRequest, consent: Uuid) -> Option<Queued> {
         let committed = event
             .event
             .ok_or_else(|| Failure::invalid("request.event.event is missing"))?;
-        let event_source_id = match (&committed.event_source_id, &committed.event_source_id_legacy) {
+        let event_source_id = match (
+            &committed.event_source_id,
+            &committed.event_source_id_legacy,
+        ) {
             (Some(text), _) => text.clone(),
             (None, Some(legacy)) => ids::from_wire("eventSourceIdLegacy", legacy)?.to_string(),
             (None, None) => return Err(Failure::invalid("the event has no event source id")),

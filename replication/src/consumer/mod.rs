@@ -191,8 +191,20 @@ impl Consumer {
             })
             .collect();
         all.sort_by(|a, b| {
-            (a.consumer_tenant, a.producer_microservice, a.producer_tenant, a.stream, &a.partition)
-                .cmp(&(b.consumer_tenant, b.producer_microservice, b.producer_tenant, b.stream, &b.partition))
+            (
+                a.consumer_tenant,
+                a.producer_microservice,
+                a.producer_tenant,
+                a.stream,
+                &a.partition,
+            )
+                .cmp(&(
+                    b.consumer_tenant,
+                    b.producer_microservice,
+                    b.producer_tenant,
+                    b.stream,
+                    &b.partition,
+                ))
         });
         all
     }

@@ -117,8 +117,18 @@ impl Producer {
             })
             .collect();
         all.sort_by(|a, b| {
-            (a.producer_tenant, a.stream, &a.partition, a.consumer_microservice)
-                .cmp(&(b.producer_tenant, b.stream, &b.partition, b.consumer_microservice))
+            (
+                a.producer_tenant,
+                a.stream,
+                &a.partition,
+                a.consumer_microservice,
+            )
+                .cmp(&(
+                    b.producer_tenant,
+                    b.stream,
+                    &b.partition,
+                    b.consumer_microservice,
+                ))
         });
         all
     }
@@ -151,7 +161,9 @@ impl reverse_call::Protocol for HorizonProtocol {
         }
     }
 
-    fn arguments_context(arguments: &ConsumerSubscriptionRequest) -> Option<&ReverseCallArgumentsContext> {
+    fn arguments_context(
+        arguments: &ConsumerSubscriptionRequest,
+    ) -> Option<&ReverseCallArgumentsContext> {
         arguments.call_context.as_ref()
     }
 
@@ -209,7 +221,9 @@ impl Inner {
         let mut any = false;
         for c in given.by_ref() {
             any = true;
-            if c.consumer_tenant == consumer_tenant && c.stream == stream && c.partition == partition
+            if c.consumer_tenant == consumer_tenant
+                && c.stream == stream
+                && c.partition == partition
             {
                 return Ok(c.consent);
             }
@@ -224,6 +238,10 @@ impl Inner {
         )))
     }
 
+    #[expect(
+        deprecated,
+        reason = "a consumer of Contracts 5 names the partition only by the legacy Guid field"
+    )]
     /// The original's checks, in its order: the arguments, then the consent (with the
     /// producer tenant); the caller then checks that no identical subscription is served.
     fn check(
@@ -303,8 +321,6 @@ type OutboundStream =
 
 #[tonic::async_trait]
 impl consumer_server::Consumer for Producer {
-    type SubscribeStream = OutboundStream;
-
     async fn subscribe(
         &self,
         request: Request<Streaming<EventHorizonConsumerToProducerMessage>>,

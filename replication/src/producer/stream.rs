@@ -79,11 +79,13 @@ pub(super) async fn serve(
                 // original sends it; the event itself goes without claims.
                 let context = convert::execution_context_to_wire(&event.execution_context);
                 let Ok(answer) = call
-                    .send_call(context, |call_context| EventHorizonProducerToConsumerMessage {
-                        message: Some(Outgoing::Request(ConsumerRequest {
-                            call_context: Some(call_context),
-                            event: Some(request),
-                        })),
+                    .send_call(context, |call_context| {
+                        EventHorizonProducerToConsumerMessage {
+                            message: Some(Outgoing::Request(ConsumerRequest {
+                                call_context: Some(call_context),
+                                event: Some(request),
+                            })),
+                        }
                     })
                     .await
                 else {
@@ -216,6 +218,10 @@ async fn read(
 
 /// The event as the original sends it: claims stripped, the event source as text and, where it
 /// is a Guid, also as the legacy Uuid.
+#[expect(
+    deprecated,
+    reason = "consumers of Contracts 5 read the event source only from the legacy Guid field"
+)]
 fn horizon_event(position: StreamPosition, event: &Event) -> EventHorizonEvent {
     let mut context = event.execution_context.clone();
     context.claims.clear();
