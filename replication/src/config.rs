@@ -21,6 +21,9 @@ pub struct HorizonConfig {
     /// Where the microservices this runtime subscribes to serve their public port
     /// (`microservices:<id>:host` and `:port`).
     pub producers: BTreeMap<Uuid, ProducerAddress>,
+    /// TLS for the connections this runtime makes to producers (`annals:tls:consumer:*`);
+    /// none means plaintext, as the original.
+    pub consumer_tls: Option<ConsumerTls>,
     /// How many events a producer sends ahead of the consumer's acknowledgements
     /// (`annals:eventHorizon:windowEvents`, default 1 000, minimum 1; 1 is the original's
     /// stop-and-wait).
@@ -33,6 +36,7 @@ impl Default for HorizonConfig {
             require_consent: true,
             consents: Vec::new(),
             producers: BTreeMap::new(),
+            consumer_tls: None,
             window_events: 1_000,
         }
     }
@@ -63,4 +67,29 @@ pub struct ProducerAddress {
     pub host: String,
     /// Port.
     pub port: u16,
+}
+
+/// How this runtime reaches producers over TLS: the roots it trusts and, for producers that
+/// check client certificates, the certificate it presents. All PEM, read at start-up.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConsumerTls {
+    /// Certificate authorities a producer's certificate must chain to
+    /// (`annals:tls:consumer:certificateAuthority`).
+    pub certificate_authority_pem: Vec<u8>,
+    /// This runtime's client certificate and its private key (`annals:tls:consumer:certificate`
+    /// and `:key`), when producers ask for one.
+    pub identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for ConsumerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a private key.
+        f.debug_struct("ConsumerTls")
+            .field(
+                "certificate_authority_bytes",
+                &self.certificate_authority_pem.len(),
+            )
+            .field("identity", &self.identity_pem.is_some())
+            .finish()
+    }
 }

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use annals_engine::Tenant;
 use uuid::Uuid;
 
-pub use crate::config::{Consent, HorizonConfig, ProducerAddress};
+pub use crate::config::{Consent, ConsumerTls, HorizonConfig, ProducerAddress};
 pub use crate::consumer::{Consumer, SubscriptionRequest};
 pub use crate::producer::Producer;
 pub use crate::status::{ServedSnapshot, SubscriptionSnapshot};

@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use annals_engine::EngineConfig;
-use annals_replication::{Consent, HorizonConfig, ProducerAddress};
+use annals_replication::{Consent, ConsumerTls, HorizonConfig, ProducerAddress};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -123,8 +123,11 @@ pub struct RuntimeConfig {
     pub data_dir: PathBuf,
     /// Engine settings (`annals:engine:*`); its `data_dir` is `data_dir`.
     pub engine: EngineConfig,
-    /// The event horizon: consents, producer addresses, whether consent is required.
+    /// The event horizon: consents, producer addresses, whether consent is required, and TLS
+    /// to producers.
     pub horizon: HorizonConfig,
+    /// TLS on the public port (`annals:tls:public:*`); none serves plaintext, as the original.
+    pub public_tls: Option<PublicTls>,
     /// The merged key-value map (lower-case keys below `dolittle:runtime`), for the
     /// management Configuration service.
     pub merged: BTreeMap<String, Value>,
@@ -296,7 +299,9 @@ impl RuntimeConfig {
         engine
             .validate()
             .map_err(|e| invalid("annals:engine", e.to_string()))?;
-        let horizon = horizon(&merged)?;
+        let mut horizon = horizon(&merged)?;
+        horizon.consumer_tls = consumer_tls(&merged, working_dir)?;
+        let public_tls = public_tls(&merged, working_dir)?;
         Ok(RuntimeConfig {
             platform,
             tenants,
@@ -305,6 +310,7 @@ impl RuntimeConfig {
             data_dir,
             engine,
             horizon,
+            public_tls,
             merged,
         })
     }
@@ -393,6 +399,8 @@ const NAMES: &[(&str, &str)] = &[
     ("connectionstring", "connectionString"),
     ("consumertenant", "consumerTenant"),
     ("windowevents", "windowEvents"),
+    ("clientcertificateauthority", "clientCertificateAuthority"),
+    ("certificateauthority", "certificateAuthority"),
     ("reversecalls", "reverseCalls"),
     ("useactors", "useActors"),
     ("datadirectory", "dataDirectory"),
@@ -443,6 +451,138 @@ fn spell(key: &str, path: &[String]) -> String {
     chars.next().map_or_else(String::new, |first| {
         first.to_ascii_uppercase().to_string() + chars.as_str()
     })
+}
+
+/// TLS on the public port, where other runtimes connect: this runtime's certificate and key
+/// and, when set, the authorities a client certificate must chain to (without one, a client
+/// is refused). All PEM, read at start-up.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PublicTls {
+    /// Certificate chain (`annals:tls:public:certificate`).
+    pub certificate_pem: Vec<u8>,
+    /// Its private key (`annals:tls:public:key`).
+    pub key_pem: Vec<u8>,
+    /// Authorities of the client certificates required (`annals:tls:public:clientCertificateAuthority`).
+    pub client_certificate_authority_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for PublicTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a private key.
+        f.debug_struct("PublicTls")
+            .field("certificate_bytes", &self.certificate_pem.len())
+            .field(
+                "client_certificates_required",
+                &self.client_certificate_authority_pem.is_some(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// A PEM file named by `key` (relative to the working directory), read whole; none when the
+/// key is not set.
+fn pem_file(
+    merged: &BTreeMap<String, Value>,
+    working_dir: &Path,
+    key: &str,
+    name: &str,
+) -> Result<Option<Vec<u8>>, ConfigError> {
+    let Some(value) = merged.get(key) else {
+        return Ok(None);
+    };
+    let path = working_dir.join(scalar(value));
+    let bytes = std::fs::read(&path)
+        .map_err(|e| invalid(name, format!("cannot read {}: {e}", path.display())))?;
+    if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(invalid(
+            name,
+            format!("{} is not a PEM file", path.display()),
+        ));
+    }
+    Ok(Some(bytes))
+}
+
+fn public_tls(
+    merged: &BTreeMap<String, Value>,
+    working_dir: &Path,
+) -> Result<Option<PublicTls>, ConfigError> {
+    let certificate = pem_file(
+        merged,
+        working_dir,
+        "annals:tls:public:certificate",
+        "annals:tls:public:certificate",
+    )?;
+    let key = pem_file(
+        merged,
+        working_dir,
+        "annals:tls:public:key",
+        "annals:tls:public:key",
+    )?;
+    let client_ca = pem_file(
+        merged,
+        working_dir,
+        "annals:tls:public:clientcertificateauthority",
+        "annals:tls:public:clientCertificateAuthority",
+    )?;
+    match (certificate, key) {
+        (Some(certificate_pem), Some(key_pem)) => Ok(Some(PublicTls {
+            certificate_pem,
+            key_pem,
+            client_certificate_authority_pem: client_ca,
+        })),
+        (None, None) if client_ca.is_none() => Ok(None),
+        (None, _) => Err(invalid(
+            "annals:tls:public:certificate",
+            "TLS on the public port needs a certificate and its key",
+        )),
+        (Some(_), None) => Err(invalid(
+            "annals:tls:public:key",
+            "TLS on the public port needs a certificate and its key",
+        )),
+    }
+}
+
+fn consumer_tls(
+    merged: &BTreeMap<String, Value>,
+    working_dir: &Path,
+) -> Result<Option<ConsumerTls>, ConfigError> {
+    let authority = pem_file(
+        merged,
+        working_dir,
+        "annals:tls:consumer:certificateauthority",
+        "annals:tls:consumer:certificateAuthority",
+    )?;
+    let certificate = pem_file(
+        merged,
+        working_dir,
+        "annals:tls:consumer:certificate",
+        "annals:tls:consumer:certificate",
+    )?;
+    let key = pem_file(
+        merged,
+        working_dir,
+        "annals:tls:consumer:key",
+        "annals:tls:consumer:key",
+    )?;
+    let identity_pem = match (certificate, key) {
+        (Some(certificate), Some(key)) => Some((certificate, key)),
+        (None, None) => None,
+        _ => return Err(invalid(
+            "annals:tls:consumer:certificate",
+            "a client certificate needs its key (annals:tls:consumer:key) and the other way round",
+        )),
+    };
+    match authority {
+        Some(certificate_authority_pem) => Ok(Some(ConsumerTls {
+            certificate_authority_pem,
+            identity_pem,
+        })),
+        None if identity_pem.is_none() => Ok(None),
+        None => Err(invalid(
+            "annals:tls:consumer:certificateAuthority",
+            "TLS to producers needs the certificate authority their certificates chain to",
+        )),
+    }
 }
 
 /// The event horizon's settings, from the original's keys: consents under
@@ -559,6 +699,7 @@ fn horizon(merged: &BTreeMap<String, Value>) -> Result<HorizonConfig, ConfigErro
         require_consent,
         consents,
         producers,
+        consumer_tls: None,
         window_events,
     })
 }

@@ -19,7 +19,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::{Router, TcpIncoming};
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::config::{Endpoint, RuntimeConfig};
 use crate::proto::dolittle::runtime::aggregates::aggregate_roots_server::AggregateRootsServer;
@@ -148,7 +148,7 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
             name::<FiltersServer<FiltersService>>(),
             name::<SubscriptionsServer<SubscriptionsService>>(),
         ];
-        let router = grpc_base(&names)
+        let router = grpc_base(&names, None)
             .await?
             .add_service(HandshakeServer::new(platform.clone()))
             .add_service(TenantsServer::new(platform.clone()))
@@ -177,7 +177,7 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
     }
     if let Some(listener) = public {
         let names = [name::<ConsumerServer<Producer>>()];
-        let router = grpc_base(&names).await?.add_service(
+        let router = grpc_base(&names, public_tls(config)).await?.add_service(
             runtime
                 .horizon
                 .producer
@@ -195,7 +195,7 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
             name::<ConfigurationServer<ManagementServices>>(),
             name::<ManagementEventHandlersServer<EventHandlersManagement>>(),
         ];
-        let router = grpc_base(&names)
+        let router = grpc_base(&names, None)
             .await?
             .add_service(ManagementAggregateRootsServer::new(
                 management_services.clone(),
@@ -253,7 +253,7 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
 
 /// A gRPC router with health and reflection (what every gRPC port serves). Health answers
 /// SERVING for the server as a whole ("") and for each of `services` by name.
-async fn grpc_base(services: &[&str]) -> anyhow::Result<Router> {
+async fn grpc_base(services: &[&str], tls: Option<ServerTlsConfig>) -> anyhow::Result<Router> {
     let (reporter, health) = tonic_health::server::health_reporter();
     for name in services {
         reporter
@@ -278,7 +278,13 @@ async fn grpc_base(services: &[&str]) -> anyhow::Result<Router> {
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .context("building gRPC reflection")?;
-    Ok(Server::builder()
+    let mut server = Server::builder();
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(tls)
+            .context("configuring TLS on the public port")?;
+    }
+    Ok(server
         // Room for a whole commit of many events or a 2 MiB fetch batch in flight without
         // waiting for window updates (HTTP/2's default is 64 KiB).
         .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
@@ -306,6 +312,20 @@ async fn run_grpc(
         .serve_with_incoming_shutdown(incoming, shutdown::stopped(stop))
         .await
         .with_context(|| format!("serving the {name} endpoint"))
+}
+
+/// The public port's TLS, when configured: this runtime's identity and, when set, the
+/// authorities client certificates must chain to (a client without one is refused).
+fn public_tls(config: &RuntimeConfig) -> Option<ServerTlsConfig> {
+    let tls = config.public_tls.as_ref()?;
+    let mut server =
+        ServerTlsConfig::new().identity(Identity::from_pem(&tls.certificate_pem, &tls.key_pem));
+    if let Some(authority) = &tls.client_certificate_authority_pem {
+        server = server
+            .client_ca_root(Certificate::from_pem(authority))
+            .client_auth_optional(false);
+    }
+    Some(server)
 }
 
 fn write_ready_file(path: &std::path::Path, ports: &BoundPorts) -> std::io::Result<()> {

@@ -933,3 +933,130 @@ async fn a_cut_connection_is_resumed_exactly_once() {
         &expected,
     );
 }
+
+/// A certificate authority and the certificates it signed for one test: the producer's
+/// (for 127.0.0.1 and localhost) and a consumer's client certificate, all PEM.
+struct Pki {
+    authority: String,
+    server: String,
+    server_key: String,
+    client: String,
+    client_key: String,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let authority_key = KeyPair::generate().unwrap();
+        let mut authority = CertificateParams::new(Vec::<String>::new()).unwrap();
+        authority.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let authority = authority.self_signed(&authority_key).unwrap();
+        let server_key = KeyPair::generate().unwrap();
+        let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap()
+            .signed_by(&server_key, &authority, &authority_key)
+            .unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let client = CertificateParams::new(vec!["consumer".to_owned()])
+            .unwrap()
+            .signed_by(&client_key, &authority, &authority_key)
+            .unwrap();
+        Pki {
+            authority: authority.pem(),
+            server: server.pem(),
+            server_key: server_key.serialize_pem(),
+            client: client.pem(),
+            client_key: client_key.serialize_pem(),
+        }
+    }
+}
+
+/// The public port over TLS that requires client certificates: a consumer that trusts the
+/// authority and presents its certificate replicates; a plaintext consumer and one without a
+/// client certificate cannot connect (the head is told so), and nothing leaks to them.
+#[tokio::test]
+async fn the_event_horizon_crosses_tls_with_client_certificates() {
+    let pki = Pki::new();
+    let stream = Uuid::new_v4();
+    let scope = Uuid::new_v4();
+    let consent = Consent {
+        consumer_tenant: CONSUMER_TENANT,
+        stream,
+        partition: NIL_PARTITION,
+        id: CONSENT,
+    };
+    let producer_yaml = producer_config(PRODUCER, true, &[(PRODUCER_TENANT, &[consent])])
+        + "annals:\n  tls:\n    public:\n      certificate: tls/server.pem\n      \
+           key: tls/server-key.pem\n      clientCertificateAuthority: tls/ca.pem\n";
+    let producer = Server::start_with(
+        &[
+            (".dolittle/runtime.yml", producer_yaml.as_str()),
+            ("tls/server.pem", pki.server.as_str()),
+            ("tls/server-key.pem", pki.server_key.as_str()),
+            ("tls/ca.pem", pki.authority.as_str()),
+        ],
+        &[],
+        &[],
+    )
+    .await;
+    let _filter = public_filter(&producer, stream, nil_partition).await;
+    let planned = public_events("tls", 0, 5);
+    let committed = commit_events(&producer.private().await, PRODUCER_TENANT, &planned).await;
+    let port = public_port(&producer);
+
+    let consumer_yaml = consumer_config(&[(PRODUCER, port)])
+        + "annals:\n  tls:\n    consumer:\n      certificateAuthority: tls/ca.pem\n      \
+           certificate: tls/client.pem\n      key: tls/client-key.pem\n";
+    let consumer = Server::start_with(
+        &[
+            (".dolittle/runtime.yml", consumer_yaml.as_str()),
+            ("tls/ca.pem", pki.authority.as_str()),
+            ("tls/client.pem", pki.client.as_str()),
+            ("tls/client-key.pem", pki.client_key.as_str()),
+        ],
+        &[],
+        &[],
+    )
+    .await;
+    let handler = scoped_handler(&consumer, scope).await;
+    let horizon = Horizon::new(stream, NIL_PARTITION, scope);
+    assert_eq!(
+        horizon.accepted(&consumer).await,
+        CONSENT,
+        "{}",
+        tail(&consumer.log())
+    );
+    let received = handled(&handler, &consumer, committed.len()).await;
+    for (r, sent) in received.iter().zip(&committed) {
+        assert_eq!(
+            r.event.external_event_log_sequence_number,
+            sent.event_log_sequence_number
+        );
+    }
+
+    let plaintext = start_consumer(port).await;
+    let answer = horizon.subscribe(&plaintext).await;
+    assert_eq!(
+        failure_id(answer.failure.as_ref()),
+        Some(failures::PRODUCER_UNREACHABLE),
+        "a plaintext consumer: {answer:?}"
+    );
+
+    let no_certificate_yaml = consumer_config(&[(PRODUCER, port)])
+        + "annals:\n  tls:\n    consumer:\n      certificateAuthority: tls/ca.pem\n";
+    let no_certificate = Server::start_with(
+        &[
+            (".dolittle/runtime.yml", no_certificate_yaml.as_str()),
+            ("tls/ca.pem", pki.authority.as_str()),
+        ],
+        &[],
+        &[],
+    )
+    .await;
+    let answer = horizon.subscribe(&no_certificate).await;
+    assert_eq!(
+        failure_id(answer.failure.as_ref()),
+        Some(failures::PRODUCER_UNREACHABLE),
+        "a consumer without a client certificate: {answer:?}"
+    );
+}

@@ -38,6 +38,7 @@ use annals_engine::{
     SubscriptionState, Tenant, UncommittedEvent,
 };
 use tokio::sync::mpsc;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 use tonic::Streaming;
 use uuid::Uuid;
 
@@ -118,17 +119,35 @@ pub(super) async fn connect(
             .map_err(|e| could_not_connect(format!("reading the subscription's position: {e}")))?
             .map_or(StreamPosition::ZERO, |state| state.position)
     };
-    let endpoint = tonic::transport::Endpoint::from_shared(format!(
-        "http://{}:{}",
+    let scheme = if shared.config.consumer_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let mut endpoint = tonic::transport::Endpoint::from_shared(format!(
+        "{scheme}://{}:{}",
         address.host, address.port
     ))
     .map_err(|e| could_not_connect(format!("the producer's address is not valid: {e}")))?
     .connect_timeout(CONNECT_TIMEOUT)
     .tcp_nodelay(true);
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| could_not_connect(format!("Could not connect to producer Runtime: {e}")))?;
+    if let Some(tls) = &shared.config.consumer_tls {
+        let mut config = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&tls.certificate_authority_pem))
+            .domain_name(address.host.clone());
+        if let Some((certificate, key)) = &tls.identity_pem {
+            config = config.identity(Identity::from_pem(certificate, key));
+        }
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(|e| could_not_connect(format!("the TLS configuration is not usable: {e}")))?;
+    }
+    let channel = endpoint.connect().await.map_err(|e| {
+        could_not_connect(format!(
+            "Could not connect to producer Runtime: {}",
+            describe(&e)
+        ))
+    })?;
     let (outbound, outbound_rx) = mpsc::channel(OUTBOUND_MESSAGES_MAX);
     let partition_legacy = Uuid::parse_str(&id.partition).ok().map(ids::to_wire);
     let request = ConsumerSubscriptionRequest {
@@ -207,6 +226,19 @@ pub(super) async fn connect(
             _ => return Err(could_not_connect("Could not connect to producer Runtime")),
         }
     }
+}
+
+/// An error with its causes (tonic's transport errors say little at the top level: "transport
+/// error"; the cause says "connection refused" or which certificate was not trusted).
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 fn pong() -> EventHorizonConsumerToProducerMessage {
