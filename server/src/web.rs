@@ -134,6 +134,22 @@ async fn status_page(State(runtime): State<Arc<Runtime>>) -> Html<String> {
         }
         horizon.push_str("</table>");
     }
+    let producer = runtime.horizon.producer.clone();
+    let streams = tokio::task::spawn_blocking(move || producer.public_streams())
+        .await
+        .unwrap_or_default();
+    if !streams.is_empty() {
+        horizon.push_str(
+            "<h2>Public streams</h2><table><tr><th>tenant</th><th>stream</th><th>events</th></tr>",
+        );
+        for (tenant, stream, end) in &streams {
+            let _ = write!(
+                horizon,
+                "<tr><td><code>{tenant}</code></td><td><code>{stream}</code></td><td>{end}</td></tr>"
+            );
+        }
+        horizon.push_str("</table>");
+    }
     let served = runtime.horizon.producer.served();
     if !served.is_empty() {
         horizon.push_str(

@@ -451,6 +451,32 @@ async fn public_events_flow_to_a_scoped_handler_of_the_consumer() {
         assert_eq!(event.content, sent.content);
     }
 
+    // Both sides report the subscription: metrics and the status page.
+    let labels = format!(
+        "tenant=\"{CONSUMER_TENANT}\",producer_microservice=\"{PRODUCER}\",producer_tenant=\"{PRODUCER_TENANT}\",stream=\"{stream}\",partition=\"{NIL_PARTITION}\",scope=\"{scope}\""
+    );
+    let (_, metrics) = Server::http_get(consumer.ports.metrics, "/metrics").await;
+    for series in [
+        format!(
+            "annals_horizon_subscription_position{{{labels}}} {}",
+            public.len()
+        ),
+        format!("annals_horizon_subscription_connected{{{labels}}} 1"),
+        format!(
+            "annals_horizon_subscription_events_stored_total{{{labels}}} {}",
+            public.len()
+        ),
+    ] {
+        assert!(metrics.contains(&series), "{series} in {metrics}");
+    }
+    let (_, page) = Server::http_get(producer.ports.web, "/").await;
+    assert!(
+        page.contains("Public streams served") && page.contains(&stream.to_string()),
+        "{page}"
+    );
+    let (_, page) = Server::http_get(consumer.ports.web, "/").await;
+    assert!(page.contains("Event horizon subscriptions"), "{page}");
+
     drop(handler);
     assert!(consumer.stop().await, "{}", tail(&consumer.log()));
     let events = read_scoped_log(&consumer.dir, CONSUMER_TENANT, scope);

@@ -94,6 +94,26 @@ impl Producer {
         consumer_server::ConsumerServer::new(self.clone())
     }
 
+    /// Every public stream this runtime's tenants have (what consumers can subscribe to), with
+    /// its end, by tenant.
+    pub fn public_streams(&self) -> Vec<(Uuid, Uuid, u64)> {
+        let mut all = Vec::new();
+        for (&tenant_id, tenant) in self.inner.tenants.iter() {
+            match tenant.public_streams() {
+                Ok(streams) => {
+                    all.extend(
+                        streams
+                            .into_iter()
+                            .map(|(stream, end)| (tenant_id, stream, end.0)),
+                    );
+                }
+                Err(e) => tracing::warn!(tenant = %tenant_id, error = %e, "listing public streams"),
+            }
+        }
+        all.sort_unstable();
+        all
+    }
+
     /// Every subscription served now.
     pub fn served(&self) -> Vec<ServedSnapshot> {
         use std::sync::atomic::Ordering::Relaxed;
@@ -104,6 +124,13 @@ impl Producer {
             .iter()
             .map(|(key, status)| {
                 let acknowledged = status.acknowledged_position.load(Relaxed);
+                // The stream's end as stored now (one key read), else as last read.
+                let end = self
+                    .inner
+                    .tenants
+                    .get(&key.producer_tenant)
+                    .and_then(|tenant| tenant.public_stream_end(key.stream).ok())
+                    .map_or_else(|| status.stream_end.load(Relaxed), |end| end.0);
                 ServedSnapshot {
                     consumer_microservice: key.consumer_microservice,
                     consumer_tenant: key.consumer_tenant,
@@ -112,7 +139,7 @@ impl Producer {
                     partition: key.partition.clone(),
                     sent_position: status.sent_position.load(Relaxed),
                     acknowledged_position: acknowledged,
-                    lag_events: status.stream_end.load(Relaxed).saturating_sub(acknowledged),
+                    lag_events: end.saturating_sub(acknowledged),
                 }
             })
             .collect();
