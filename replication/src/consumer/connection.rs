@@ -497,13 +497,7 @@ async fn write(
             }
         }
         if let Some((call_id, failure)) = bad {
-            tracing::error!(
-                producer_microservice = %id.producer_microservice,
-                stream = %id.stream,
-                partition = %id.partition,
-                reason = %failure.reason,
-                "a received event cannot be stored"
-            );
+            tracing::error!(reason = %failure.reason, "a received event cannot be stored");
             let reason = failure.reason.clone();
             let _ = outbound.send(acknowledgement(call_id, Some(failure))).await;
             return format!("a received event cannot be stored: {reason}");

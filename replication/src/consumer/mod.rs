@@ -135,15 +135,6 @@ impl Consumer {
         for (&tenant_id, tenant) in self.shared.tenants.iter() {
             for (id, _) in tenant.subscriptions()? {
                 let context = self.shared.own_context(tenant_id);
-                tracing::info!(
-                    consumer_tenant = %tenant_id,
-                    producer_microservice = %id.producer_microservice,
-                    producer_tenant = %id.producer_tenant,
-                    stream = %id.stream,
-                    partition = %id.partition,
-                    scope = %id.scope,
-                    "resuming event horizon subscription"
-                );
                 self.get_or_start(tenant_id, id, context);
                 resumed += 1;
             }

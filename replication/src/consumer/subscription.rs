@@ -17,6 +17,7 @@ use annals_contract::api::failure::Failure;
 use annals_engine::{ExecutionContext, SubscriptionId};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::connection;
@@ -55,7 +56,17 @@ impl Subscription {
             status: Arc::new(SubscriptionStatus::default()),
             outcome: Mutex::new(Outcome::default()),
         });
-        tokio::spawn(run(shared, id, context, Arc::clone(&subscription)));
+        // Every line the task logs names the subscription.
+        let span = tracing::info_span!(
+            "event_horizon_subscription",
+            consumer_tenant = %context.tenant_id,
+            producer_microservice = %id.producer_microservice,
+            producer_tenant = %id.producer_tenant,
+            stream = %id.stream,
+            partition = %id.partition,
+            scope = %id.scope,
+        );
+        tokio::spawn(run(shared, id, context, Arc::clone(&subscription)).instrument(span));
         subscription
     }
 
@@ -105,7 +116,7 @@ async fn run(
     context: ExecutionContext,
     subscription: Arc<Subscription>,
 ) {
-    let consumer_tenant = context.tenant_id;
+    tracing::info!("event horizon subscription started");
     let mut stopping = shared.stopping.clone();
     let mut delay = RETRY_DELAY_MIN;
     let mut attempts: u64 = 0;
@@ -129,12 +140,6 @@ async fn run(
                 subscription.status.last_error.lock().take();
                 subscription.resolve(&Ok(consent));
                 tracing::info!(
-                    consumer_tenant = %consumer_tenant,
-                    producer_microservice = %id.producer_microservice,
-                    producer_tenant = %id.producer_tenant,
-                    stream = %id.stream,
-                    partition = %id.partition,
-                    scope = %id.scope,
                     consent = %consent,
                     from = %connected.position,
                     "event horizon subscription connected"
@@ -150,11 +155,6 @@ async fn run(
             break;
         }
         tracing::warn!(
-            consumer_tenant = %consumer_tenant,
-            producer_microservice = %id.producer_microservice,
-            producer_tenant = %id.producer_tenant,
-            stream = %id.stream,
-            partition = %id.partition,
             %reason,
             retry_in_ms = delay.as_millis() as u64,
             "event horizon subscription is not connected; retrying"

@@ -36,6 +36,7 @@ use futures_util::Stream;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::config::HorizonConfig;
@@ -425,44 +426,38 @@ impl consumer_server::Consumer for Producer {
                 })),
             })
             .await;
-            tracing::info!(
+            // Every line logged while it is served names the subscription.
+            let span = tracing::info_span!(
+                "event_horizon_served",
                 consumer_microservice = %accepted.key.consumer_microservice,
                 consumer_tenant = %accepted.key.consumer_tenant,
                 producer_tenant = %accepted.key.producer_tenant,
                 stream = %accepted.key.stream,
                 partition = %accepted.key.partition,
-                from = %accepted.from,
-                "event horizon subscription accepted"
             );
             let window = inner.config.window_events.max(1);
-            let outcome = stream::serve(
-                &call,
-                &tenant,
-                accepted.key.stream,
-                &accepted.key.partition,
-                accepted.from,
-                window,
-                &status,
-            )
-            .await;
-            match outcome {
-                Ok(()) => tracing::info!(
-                    consumer_microservice = %accepted.key.consumer_microservice,
-                    stream = %accepted.key.stream,
-                    partition = %accepted.key.partition,
-                    "event horizon subscription ended"
-                ),
-                Err(reason) => {
-                    tracing::warn!(
-                        consumer_microservice = %accepted.key.consumer_microservice,
-                        stream = %accepted.key.stream,
-                        partition = %accepted.key.partition,
-                        %reason,
-                        "event horizon subscription ended"
-                    );
-                    call.end(Some(Status::internal(reason)));
+            async {
+                tracing::info!(from = %accepted.from, "event horizon subscription accepted");
+                let outcome = stream::serve(
+                    &call,
+                    &tenant,
+                    accepted.key.stream,
+                    &accepted.key.partition,
+                    accepted.from,
+                    window,
+                    &status,
+                )
+                .await;
+                match outcome {
+                    Ok(()) => tracing::info!("event horizon subscription ended"),
+                    Err(reason) => {
+                        tracing::warn!(%reason, "event horizon subscription ended");
+                        call.end(Some(Status::internal(reason)));
+                    }
                 }
             }
+            .instrument(span)
+            .await;
             call.end(None);
             reader.abort();
         });
