@@ -149,7 +149,7 @@ pub(super) async fn connect(
         ))
     })?;
     let (outbound, outbound_rx) = mpsc::channel(OUTBOUND_MESSAGES_MAX);
-    let partition_legacy = Uuid::parse_str(&id.partition).ok().map(ids::to_wire);
+    let partition_legacy = ids::parse_dotnet_guid(&id.partition).map(ids::to_wire);
     let request = ConsumerSubscriptionRequest {
         call_context: Some(ReverseCallArgumentsContext {
             execution_context: Some(convert::execution_context_to_wire(context)),

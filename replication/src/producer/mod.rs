@@ -450,10 +450,9 @@ impl consumer_server::Consumer for Producer {
                 .await;
                 match outcome {
                     Ok(()) => tracing::info!("event horizon subscription ended"),
-                    Err(reason) => {
-                        tracing::warn!(%reason, "event horizon subscription ended");
-                        call.end(Some(Status::internal(reason)));
-                    }
+                    // The stream ends as the original ends it, without an error status: the
+                    // consumer reconnects either way, and the reason is in the log here.
+                    Err(reason) => tracing::warn!(%reason, "event horizon subscription ended"),
                 }
             }
             .instrument(span)

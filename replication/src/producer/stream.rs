@@ -230,8 +230,7 @@ fn horizon_event(position: StreamPosition, event: &Event) -> EventHorizonEvent {
         event: Some(EventHorizonCommittedEvent {
             event_log_sequence_number: event.sequence_number.0,
             occurred: Some(convert::timestamp(event.occurred_ns)),
-            event_source_id_legacy: uuid::Uuid::parse_str(&event.event_source_id)
-                .ok()
+            event_source_id_legacy: ids::parse_dotnet_guid(&event.event_source_id)
                 .map(ids::to_wire),
             execution_context: Some(convert::execution_context_to_wire(&context)),
             event_type: Some(convert::event_type_to_wire(event.event_type)),

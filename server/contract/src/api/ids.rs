@@ -34,10 +34,101 @@ pub fn required(field: &str, id: Option<&WireUuid>) -> Result<Uuid, Failure> {
     }
 }
 
+/// The Guid `text` is to .NET's `Guid.TryParse`, which decides where the original fills a
+/// legacy Guid field beside a text one (event sources, partitions): white space around it is
+/// ignored, and the formats are 32 digits (`N`), hyphenated (`D`), hyphenated in braces (`B`)
+/// or parentheses (`P`), and the hexadecimal structure `{0x...,0x...,0x...,{0x..,...}}` (`X`).
+/// Anything else, such as a `urn:uuid:` prefix that `Uuid::parse_str` takes, is no Guid.
+pub fn parse_dotnet_guid(text: &str) -> Option<Uuid> {
+    let text = text.trim();
+    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+    let hyphenated = |s: &str| -> Option<Uuid> {
+        let groups: Vec<&str> = s.split('-').collect();
+        let lengths = [8, 4, 4, 4, 12];
+        if groups.len() != 5
+            || groups
+                .iter()
+                .zip(lengths)
+                .any(|(g, n)| g.len() != n || !hex(g))
+        {
+            return None;
+        }
+        Uuid::try_parse(s).ok()
+    };
+    match text.len() {
+        32 if hex(text) => Uuid::try_parse(text).ok(),
+        36 => hyphenated(text),
+        38 if (text.starts_with('{') && text.ends_with('}'))
+            || (text.starts_with('(') && text.ends_with(')')) =>
+        {
+            hyphenated(&text[1..37])
+        }
+        _ => parse_dotnet_hex_structure(text),
+    }
+}
+
+/// The `X` format: `{0xAAAAAAAA,0xBBBB,0xCCCC,{0xDD,0xDD,0xDD,0xDD,0xDD,0xDD,0xDD,0xDD}}`,
+/// each number with up to its width in hex digits, without white space inside.
+fn parse_dotnet_hex_structure(text: &str) -> Option<Uuid> {
+    let inner = text.strip_prefix('{')?.strip_suffix("}}")?;
+    let (head, bytes) = inner.split_once(",{")?;
+    let number = |part: &str, digits_max: usize| -> Option<u64> {
+        let digits = part
+            .strip_prefix("0x")
+            .or_else(|| part.strip_prefix("0X"))?;
+        if digits.is_empty()
+            || digits.len() > digits_max
+            || !digits.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return None;
+        }
+        u64::from_str_radix(digits, 16).ok()
+    };
+    let head: Vec<&str> = head.split(',').collect();
+    let tail: Vec<&str> = bytes.split(',').collect();
+    if head.len() != 3 || tail.len() != 8 {
+        return None;
+    }
+    let a = u32::try_from(number(head[0], 8)?).ok()?;
+    let b = u16::try_from(number(head[1], 4)?).ok()?;
+    let c = u16::try_from(number(head[2], 4)?).ok()?;
+    let mut d = [0u8; 8];
+    for (slot, part) in d.iter_mut().zip(&tail) {
+        *slot = u8::try_from(number(part, 2)?).ok()?;
+    }
+    Some(Uuid::from_fields(a, b, c, &d))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
+
+    #[test]
+    fn guids_parse_as_dotnet_parses_them() {
+        let id = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        for text in [
+            "0123456789abcdef0123456789abcdef",
+            "01234567-89ab-cdef-0123-456789abcdef",
+            "01234567-89AB-CDEF-0123-456789ABCDEF",
+            "{01234567-89ab-cdef-0123-456789abcdef}",
+            "(01234567-89ab-cdef-0123-456789abcdef)",
+            "  01234567-89ab-cdef-0123-456789abcdef\t",
+            "{0x01234567,0x89ab,0xcdef,{0x01,0x23,0x45,0x67,0x89,0xab,0xcd,0xef}}",
+        ] {
+            assert_eq!(parse_dotnet_guid(text), Some(id), "{text:?}");
+        }
+        for text in [
+            "urn:uuid:01234567-89ab-cdef-0123-456789abcdef",
+            "{01234567-89ab-cdef-0123-456789abcdef)",
+            "0123456789abcdef0123456789abcdeg",
+            "01234567-89ab-cdef-0123-456789abcde",
+            "order-1",
+            "",
+        ] {
+            assert_eq!(parse_dotnet_guid(text), None, "{text:?}");
+        }
+    }
 
     #[test]
     fn dotnet_byte_order_by_hand() {
