@@ -37,7 +37,7 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::data::EventFactory;
-use crate::grpc::{annals_binary, commit_request, connect, ServerProcess};
+use crate::grpc::{annals_binary, commit_request, connect, ServerProcess, StoreClient};
 use crate::report::{emit, median, now_utc, percentiles_us, record, Measurement, Subject};
 use crate::suite::SuiteArgs;
 
@@ -70,9 +70,9 @@ const ENVIRONMENT: &str = "Development";
 
 /// How the handler is registered.
 #[derive(Debug, Clone, Copy)]
-struct Shape {
-    partitioned: bool,
-    concurrency: i32,
+pub(crate) struct Shape {
+    pub(crate) partitioned: bool,
+    pub(crate) concurrency: i32,
 }
 
 const SHAPES: [Shape; 2] = [
@@ -86,11 +86,27 @@ const SHAPES: [Shape; 2] = [
     },
 ];
 
-/// What a head saw.
-struct HeadOutcome {
-    events: u64,
-    elapsed: Duration,
-    latency_ns: Histogram<u64>,
+/// What a head saw: the events it handled, the time from the registration's acceptance to
+/// the last of them, and each one's delay from its `occurred` to its receipt.
+pub(crate) struct HeadOutcome {
+    pub(crate) events: u64,
+    pub(crate) elapsed: Duration,
+    pub(crate) latency_ns: Histogram<u64>,
+}
+
+/// An event handler a head registers: where, as whom, for what, from where.
+#[derive(Debug, Clone)]
+pub(crate) struct Registration {
+    /// The runtime's private port.
+    pub(crate) port: u16,
+    /// The runtime's platform microservice id (a head must carry it).
+    pub(crate) microservice: Uuid,
+    pub(crate) tenant: Uuid,
+    pub(crate) scope: Uuid,
+    pub(crate) event_types: Vec<Uuid>,
+    pub(crate) shape: Shape,
+    /// Start from the latest event instead of the start of the scope's log.
+    pub(crate) start_latest: bool,
 }
 
 /// Runs the delivery suite.
@@ -142,11 +158,13 @@ pub fn run(args: &DeliveryArgs) -> Result<()> {
         fill(&runtime, server.private_port, &fill_requests, events)?;
         for shape in SHAPES {
             let outcome = run_head(
-                server.private_port,
-                tenant,
-                event_types.clone(),
-                shape,
-                false,
+                registration(
+                    server.private_port,
+                    tenant,
+                    event_types.clone(),
+                    shape,
+                    false,
+                ),
                 Target::Known(events),
             )
             .join()
@@ -180,11 +198,13 @@ pub fn run(args: &DeliveryArgs) -> Result<()> {
         eprintln!("committed {big} events in {:.1?}", filled.elapsed());
         for shape in SHAPES.iter().rev() {
             let outcome = run_head(
-                server.private_port,
-                tenant,
-                event_types.clone(),
-                *shape,
-                false,
+                registration(
+                    server.private_port,
+                    tenant,
+                    event_types.clone(),
+                    *shape,
+                    false,
+                ),
                 Target::Known(big),
             )
             .join()
@@ -210,7 +230,20 @@ fn fill(
     events: u64,
 ) -> Result<()> {
     let clients = connect(runtime, port, 8)?;
-    let commits = events.div_ceil(100);
+    commit_all(runtime, clients, requests, events.div_ceil(100)).map(|_| ())
+}
+
+/// Sends `commits` Commit requests, taken from `requests` in turn (cycling), over `clients`
+/// (connected beforehand, so the time is the commits' alone), each sending its next request
+/// when the previous one is answered. Returns the time from the first request to the last
+/// answer; fails if any commit fails.
+pub(crate) fn commit_all(
+    runtime: &tokio::runtime::Runtime,
+    clients: Vec<StoreClient>,
+    requests: &Arc<Vec<dolittle::runtime::events::CommitEventsRequest>>,
+    commits: u64,
+) -> Result<Duration> {
+    let started = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = clients
         .into_iter()
@@ -235,12 +268,12 @@ fn fill(
     for task in tasks {
         runtime.block_on(task).context("a committer failed")??;
     }
-    Ok(())
+    Ok(started.elapsed())
 }
 
 /// When the head stops: after a known number of events, or after the number the committers
 /// report once they are done.
-enum Target {
+pub(crate) enum Target {
     Known(u64),
     Reported(Arc<AtomicU64>),
 }
@@ -259,12 +292,8 @@ impl Target {
 
 /// Runs a head on a thread and runtime of its own, so the committers of the live workload do
 /// not delay its answers (as separate processes would not).
-fn run_head(
-    port: u16,
-    tenant: Uuid,
-    event_types: Vec<Uuid>,
-    shape: Shape,
-    start_latest: bool,
+pub(crate) fn run_head(
+    registration: Registration,
     target: Target,
 ) -> std::thread::JoinHandle<Result<HeadOutcome>> {
     std::thread::spawn(move || {
@@ -272,27 +301,41 @@ fn run_head(
             .enable_all()
             .build()
             .context("start the head's runtime")?;
-        runtime.block_on(head(
-            port,
-            tenant,
-            &event_types,
-            shape,
-            start_latest,
-            target,
-        ))
+        runtime.block_on(head(&registration, target))
     })
 }
 
-/// A head: registers a fresh event handler for `event_types`, answers every request at once
-/// and stops at `target`.
-async fn head(
+/// The handler of the delivery workloads: the default platform and scope.
+fn registration(
     port: u16,
     tenant: Uuid,
-    event_types: &[Uuid],
+    event_types: Vec<Uuid>,
     shape: Shape,
     start_latest: bool,
-    target: Target,
-) -> Result<HeadOutcome> {
+) -> Registration {
+    Registration {
+        port,
+        microservice: MICROSERVICE,
+        tenant,
+        scope: Uuid::nil(),
+        event_types,
+        shape,
+        start_latest,
+    }
+}
+
+/// A head: registers a fresh event handler as `registration` says, answers every request at
+/// once and stops at `target`.
+async fn head(registration: &Registration, target: Target) -> Result<HeadOutcome> {
+    let Registration {
+        port,
+        microservice,
+        tenant,
+        scope,
+        ref event_types,
+        shape,
+        start_latest,
+    } = *registration;
     let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))?
         .initial_stream_window_size(Some(4 << 20))
         .initial_connection_window_size(Some(16 << 20))
@@ -306,7 +349,7 @@ async fn head(
     let registration = processing::EventHandlerRegistrationRequest {
         call_context: Some(dolittle::services::ReverseCallArgumentsContext {
             execution_context: Some(dolittle::execution::ExecutionContext {
-                microservice_id: Some(wire(MICROSERVICE)),
+                microservice_id: Some(wire(microservice)),
                 tenant_id: Some(wire(tenant)),
                 version: Some(dolittle::versioning::Version::default()),
                 correlation_id: Some(wire(Uuid::new_v4())),
@@ -320,7 +363,7 @@ async fn head(
                 nanos: 0,
             }),
         }),
-        scope_id: Some(wire(Uuid::nil())),
+        scope_id: Some(wire(scope)),
         event_handler_id: Some(wire(Uuid::new_v4())),
         event_types: event_types
             .iter()
@@ -432,11 +475,7 @@ fn measure_live(
 ) -> Result<HeadOutcome> {
     let committed = Arc::new(AtomicU64::new(u64::MAX));
     let head = run_head(
-        port,
-        tenant,
-        event_types.to_vec(),
-        shape,
-        true,
+        registration(port, tenant, event_types.to_vec(), shape, true),
         Target::Reported(Arc::clone(&committed)),
     );
     // Give the registration time to be accepted before committing (start from latest).

@@ -63,13 +63,42 @@ struct ServerCounters {
 pub(crate) struct ServerProcess {
     child: Child,
     pub(crate) private_port: u16,
+    pub(crate) public_port: u16,
     metrics_port: u16,
 }
 
 impl ServerProcess {
+    /// A server with the default configuration serving `tenant`, in `dir`.
     pub(crate) fn start(binary: &Path, dir: &Path, tenant: uuid::Uuid) -> Result<ServerProcess> {
+        Self::launch(binary, dir, &["--tenant".to_owned(), tenant.to_string()])
+    }
+
+    /// A server configured by `runtime_yml` (written to `dir/.dolittle/runtime.yml`, which the
+    /// server reads from its working directory) and `args` added to `annals serve`. Starting
+    /// again in the same `dir` keeps its data.
+    pub(crate) fn start_configured(
+        binary: &Path,
+        dir: &Path,
+        runtime_yml: &str,
+        args: &[String],
+    ) -> Result<ServerProcess> {
+        let config = dir.join(".dolittle");
+        std::fs::create_dir_all(&config).with_context(|| format!("create {}", config.display()))?;
+        std::fs::write(config.join("runtime.yml"), runtime_yml)
+            .context("write the server's runtime.yml")?;
+        Self::launch(binary, dir, args)
+    }
+
+    fn launch(binary: &Path, dir: &Path, args: &[String]) -> Result<ServerProcess> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let ready = dir.join("ready.json");
+        // A ready file of an earlier start in the same directory names ports no longer bound.
+        match std::fs::remove_file(&ready) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).context("remove an old ready file");
+            }
+            _ => {}
+        }
         let log = std::fs::File::create(dir.join("annals.log")).context("create the server log")?;
         let mut child = Command::new(binary)
             .arg("serve")
@@ -91,7 +120,7 @@ impl ServerProcess {
             ])
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .args(["--tenant", &tenant.to_string()])
+            .args(args)
             .arg("--ready-file")
             .arg(&ready)
             .current_dir(dir)
@@ -114,6 +143,7 @@ impl ServerProcess {
                 };
                 return Ok(ServerProcess {
                     private_port: port("private")?,
+                    public_port: port("public")?,
                     metrics_port: port("metrics")?,
                     child,
                 });
@@ -132,16 +162,26 @@ impl ServerProcess {
         }
     }
 
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The text of the server's `/metrics`.
+    pub(crate) fn metrics(&self) -> Result<String> {
+        metrics_of(self.metrics_port)
+    }
+
+    /// Reads the server's `/metrics` from another thread.
+    pub(crate) fn metrics_reader(&self) -> impl Fn() -> Result<String> + Send + 'static {
+        let port = self.metrics_port;
+        move || metrics_of(port)
+    }
+
     /// From the server's metrics: its event-log data syncs so far, and the total seconds
     /// and count of the Commit requests it answered (to tell server time from round trip).
     fn counters(&self) -> Result<ServerCounters> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port))
-            .context("connect to the metrics port")?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text)?;
+        let text = self.metrics()?;
         let sum = |prefix: &str| -> f64 {
             text.lines()
                 .filter(|l| l.starts_with(prefix))
@@ -179,6 +219,17 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The text of `/metrics` on `port` of this machine.
+fn metrics_of(port: u16) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).context("connect to the metrics port")?;
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    Ok(text)
 }
 
 fn wire_uuid(id: uuid::Uuid) -> dolittle::protobuf::Uuid {

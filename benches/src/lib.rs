@@ -4,7 +4,8 @@
 //! Suites: [`engine`] (the storage engine against the raw group-commit limit and RocksDB),
 //! [`aggregates`] (commits for and fetches of aggregates, against RocksDB and PostgreSQL 15),
 //! [`tenants`] (opening time and memory at 1, 100 and 1000 tenants), [`grpc`] (the `annals`
-//! server over gRPC against the raw limit), [`delivery`] (event handler delivery to one head).
+//! server over gRPC against the raw limit), [`delivery`] (event handler delivery to one head),
+//! [`horizon`] (the event horizon between two servers against the consumer's own commits).
 //! A new suite is a module with a clap `Args` struct
 //! (flattening [`suite::SuiteArgs`] for the common options) and a `run` function, using
 //! [`driver::run_appends`] for closed-loop load, [`data`] for events and [`report`] for
@@ -20,6 +21,7 @@ pub mod delivery;
 pub mod driver;
 pub mod engine;
 pub mod grpc;
+pub mod horizon;
 pub mod pg;
 pub mod raw;
 pub mod report;

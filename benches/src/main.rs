@@ -2,7 +2,7 @@
 //! baselines side by side, interleaved in one run, and prints one JSON line per measurement on
 //! stdout (then one line of medians and ratios per shape); progress goes to stderr.
 
-use annals_bench::{aggregates, delivery, engine, grpc, tenants};
+use annals_bench::{aggregates, delivery, engine, grpc, horizon, tenants};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -28,6 +28,9 @@ enum Suite {
     /// Event handler delivery to one head: catch-up and live, strictly ordered and with
     /// concurrency 16, and a catch-up of 1 M events.
     Delivery(delivery::DeliveryArgs),
+    /// The event horizon between two servers: a backlog of public events (with the configured
+    /// window and stop-and-wait) against the consumer's own commit rate, and live latency.
+    Horizon(horizon::HorizonArgs),
     /// Opening time and resident memory of a store with 1, 100 and 1000 tenants.
     Tenants(tenants::TenantsArgs),
     /// (Internal) one probe of `tenants`, in a fresh process.
@@ -42,6 +45,7 @@ fn main() -> Result<()> {
         Suite::Aggregates(args) => aggregates::run(&args),
         Suite::Grpc(args) => grpc::run(&args),
         Suite::Delivery(args) => delivery::run(&args),
+        Suite::Horizon(args) => horizon::run(&args),
         Suite::Tenants(args) => tenants::run(&args),
         Suite::TenantsProbe(args) => tenants::probe(&args),
     }
