@@ -28,6 +28,14 @@ pub(crate) const SUBSCRIPTION_CANCELLED: Uuid =
 pub(crate) const ERROR_HANDLING_EVENT: Uuid =
     Uuid::from_u128(0xaf3a_c513_0411_4e3e_adcf_581e_f022_7e67);
 
+/// No address is configured for `producer` (the original's words).
+pub(crate) fn no_producer_address(producer: Uuid) -> Failure {
+    failure(
+        NO_MICROSERVICE_CONFIGURATION,
+        format!("No microservice configuration for producer microservice {producer}"),
+    )
+}
+
 /// A failure with one of the ids above.
 pub(crate) fn failure(id: Uuid, reason: impl Into<String>) -> Failure {
     Failure::new(id, reason)

@@ -21,7 +21,8 @@
 //!   loops, positions and failures.
 //! - `runtime`: what every service shares (engine, configured tenants, metrics, processors).
 //! - `metrics`: the Prometheus series.
-//! - `clock`: wall-clock time as stored (Unix nanoseconds).
+//! - `clock` (from annals-contract, shared with the event horizon): wall-clock time as stored
+//!   (Unix nanoseconds).
 //! - `blocking`: runs the engine's blocking calls on tokio's blocking threads.
 //! - `config`: configuration compatible with the original (files, environment, flags).
 //! - `server`: start-up: listeners, gRPC health and reflection, the ready file.
@@ -32,7 +33,6 @@
 #![deny(unsafe_code)]
 
 mod blocking;
-mod clock;
 pub mod config;
 mod metrics;
 mod processing;
@@ -45,7 +45,7 @@ mod web;
 /// The Dolittle Contracts v7.8.1 wire types and service stubs (annals-contract's), for
 /// clients in tests and the load tool.
 pub use annals_contract::proto;
-use annals_contract::{api, reverse_call};
+use annals_contract::{api, clock, reverse_call};
 
 pub use crate::config::{ConfigError, RuntimeConfig, Sources};
 pub use crate::server::{serve, BoundPorts, ServeOptions};

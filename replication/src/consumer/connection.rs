@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use annals_contract::api::failure::Failure;
 use annals_contract::api::{convert, ids};
+use annals_contract::clock;
 use annals_contract::proto::dolittle::protobuf::Uuid as WireUuid;
 use annals_contract::proto::dolittle::runtime::eventhorizon::{
     consumer_client::ConsumerClient,
@@ -102,15 +103,7 @@ pub(super) async fn connect(
         .config
         .producers
         .get(&id.producer_microservice)
-        .ok_or_else(|| {
-            failures::failure(
-                failures::NO_MICROSERVICE_CONFIGURATION,
-                format!(
-                    "No microservice configuration for producer microservice {}",
-                    id.producer_microservice
-                ),
-            )
-        })?;
+        .ok_or_else(|| failures::no_producer_address(id.producer_microservice))?;
     let position = {
         let tenant = Arc::clone(&tenant);
         let id = id.clone();
@@ -380,7 +373,7 @@ fn received(request: ConsumerRequest, consent: Uuid) -> Option<Queued> {
             committed.execution_context.as_ref(),
         )?;
         let event_type = convert::event_type("event.eventType", committed.event_type.as_ref())?;
-        let occurred_ns = committed.occurred.as_ref().map_or(0, timestamp_ns);
+        let occurred_ns = committed.occurred.as_ref().map_or(0, convert::timestamp_ns);
         Ok(Received {
             call_id: call_id.clone(),
             position: StreamPosition(event.stream_sequence_number),
@@ -411,18 +404,6 @@ fn received(request: ConsumerRequest, consent: Uuid) -> Option<Queued> {
     })
 }
 
-fn timestamp_ns(t: &prost_types::Timestamp) -> i64 {
-    t.seconds
-        .saturating_mul(1_000_000_000)
-        .saturating_add(i64::from(t.nanos))
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
 /// The writer: empties the queue into engine writes and acknowledges what they made durable.
 /// Returns why it stopped.
 async fn write(
@@ -439,7 +420,7 @@ async fn write(
         if queued.recv_many(&mut batch, BATCH_EVENTS_MAX).await == 0 {
             return "the reader stopped".to_owned();
         }
-        let received_ns = now_ns();
+        let received_ns = clock::now_ns();
         let mut commits = Vec::with_capacity(batch.len());
         let mut acknowledge = Vec::with_capacity(batch.len());
         let mut bad = None;

@@ -108,13 +108,7 @@ impl Consumer {
             .producers
             .contains_key(&request.producer_microservice)
         {
-            return Err(failures::failure(
-                failures::NO_MICROSERVICE_CONFIGURATION,
-                format!(
-                    "No microservice configuration for producer microservice {}",
-                    request.producer_microservice
-                ),
-            ));
+            return Err(failures::no_producer_address(request.producer_microservice));
         }
         let consumer_tenant = request.execution_context.tenant_id;
         let id = SubscriptionId {

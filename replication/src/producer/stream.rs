@@ -115,24 +115,12 @@ pub(super) async fn serve(
             } => {
                 let Some(answer) = answer else { return Ok(()) };
                 let Some((position, _)) = in_flight.pop_front() else { return Ok(()) };
-                if let Some(failure) = answer.failure {
-                    return Err(format!(
-                        "the consumer failed the event at stream position {position}: {}",
-                        failure.reason
-                    ));
-                }
-                status.acknowledged_position.store(position.0 + 1, Relaxed);
+                acknowledged(position, &answer, status)?;
                 // Acknowledgements that arrived meanwhile are taken without waiting.
                 while let Some((position, answer)) = in_flight.front_mut() {
                     match answer.try_recv() {
                         Ok(answer) => {
-                            if let Some(failure) = answer.failure {
-                                return Err(format!(
-                                    "the consumer failed the event at stream position {position}: {}",
-                                    failure.reason
-                                ));
-                            }
-                            status.acknowledged_position.store(position.0 + 1, Relaxed);
+                            acknowledged(*position, &answer, status)?;
                             in_flight.pop_front();
                         }
                         Err(oneshot::error::TryRecvError::Empty) => break,
@@ -150,6 +138,23 @@ pub(super) async fn serve(
             } => {}
         }
     }
+}
+
+/// Takes the consumer's answer to the event at `position`: an acknowledgement moves the
+/// acknowledged position past it; a failure ends the subscription (`Err` says why).
+fn acknowledged(
+    position: StreamPosition,
+    answer: &ConsumerResponse,
+    status: &ServedStatus,
+) -> Result<(), String> {
+    if let Some(failure) = &answer.failure {
+        return Err(format!(
+            "the consumer failed the event at stream position {position}: {}",
+            failure.reason
+        ));
+    }
+    status.acknowledged_position.store(position.0 + 1, Relaxed);
+    Ok(())
 }
 
 /// Up to `max` events of the partition from stream position `from`, with their positions.

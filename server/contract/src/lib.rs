@@ -7,6 +7,7 @@
 //!   files in `server/contract/proto/`.
 //! - `api`: wire to domain and back, the one place for Guid byte order, Failures and
 //!   committed events on the wire; stateless.
+//! - `clock`: wall-clock time as the engine stores it (Unix nanoseconds).
 //! - `reverse_call`: the reverse-call protocol (the runtime calls the head over a stream the
 //!   head opened): connect, pings, calls and answers, disconnects.
 //! - [`Platform`]: this runtime's identity, which a reverse call's head must share.
@@ -18,6 +19,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod clock;
 mod platform;
 pub mod proto;
 pub mod reverse_call;

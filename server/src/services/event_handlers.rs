@@ -191,7 +191,7 @@ fn spec(request: &EventHandlerRegistrationRequest) -> Result<Spec, Failure> {
         ))
     })?;
     let mut bounds = Bounds {
-        stop_at_ns: request.stop_at.as_ref().map(timestamp_ns),
+        stop_at_ns: request.stop_at.as_ref().map(convert::timestamp_ns),
         ..Bounds::default()
     };
     match request
@@ -211,7 +211,9 @@ fn spec(request: &EventHandlerRegistrationRequest) -> Result<Spec, Failure> {
                 }
             };
         }
-        Some(start_from::Selected::Timestamp(at)) => bounds.not_before_ns = Some(timestamp_ns(at)),
+        Some(start_from::Selected::Timestamp(at)) => {
+            bounds.not_before_ns = Some(convert::timestamp_ns(at));
+        }
         Some(start_from::Selected::EventLogSequenceNumber(n)) => {
             bounds.start = StartFrom::Position(EventLogSequenceNumber(*n));
         }
@@ -242,10 +244,4 @@ fn spec(request: &EventHandlerRegistrationRequest) -> Result<Spec, Failure> {
         bounds,
         target: None,
     })
-}
-
-fn timestamp_ns(at: &prost_types::Timestamp) -> i64 {
-    at.seconds
-        .saturating_mul(1_000_000_000)
-        .saturating_add(i64::from(at.nanos))
 }

@@ -194,6 +194,14 @@ pub fn timestamp(ns: i64) -> Timestamp {
     }
 }
 
+/// Unix nanoseconds from a timestamp (saturating at the ends of `i64`), the inverse of
+/// [`timestamp`].
+pub fn timestamp_ns(at: &Timestamp) -> i64 {
+    at.seconds
+        .saturating_mul(1_000_000_000)
+        .saturating_add(i64::from(at.nanos))
+}
+
 /// The aggregate instance a request names (its root and event source).
 pub fn aggregate(field: &str, aggregate: Option<&Aggregate>) -> Result<(Uuid, String), Failure> {
     let aggregate = aggregate.ok_or_else(|| Failure::invalid(format!("{field} is missing")))?;
