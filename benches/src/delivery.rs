@@ -87,11 +87,30 @@ const SHAPES: [Shape; 2] = [
 ];
 
 /// What a head saw: the events it handled, the time from the registration's acceptance to
-/// the last of them, and each one's delay from its `occurred` to its receipt.
+/// the last of them, and each one's delay from its `occurred` to its receipt. For events
+/// received over the event horizon (`externalEventReceived` set: the consumer's clock when its
+/// writer took the event, just before writing it) that delay is also split in two there.
 pub(crate) struct HeadOutcome {
     pub(crate) events: u64,
     pub(crate) elapsed: Duration,
     pub(crate) latency_ns: Histogram<u64>,
+    pub(crate) to_consumer_ns: Histogram<u64>,
+    pub(crate) consumer_to_head_ns: Histogram<u64>,
+}
+
+/// A wire timestamp as the time since the Unix epoch (negative parts as zero).
+fn since_epoch(t: &prost_types::Timestamp) -> Duration {
+    Duration::new(
+        u64::try_from(t.seconds).unwrap_or(0),
+        u32::try_from(t.nanos).unwrap_or(0),
+    )
+}
+
+/// Records `later - earlier` in nanoseconds (at least 1, so a clock step cannot drop it).
+fn record_between(hist: &mut Histogram<u64>, earlier: Duration, later: Duration) -> Result<()> {
+    let ns = later.saturating_sub(earlier).as_nanos();
+    hist.record(u64::try_from(ns).unwrap_or(u64::MAX).max(1))
+        .context("record a latency")
 }
 
 /// An event handler a head registers: where, as whom, for what, from where.
@@ -402,6 +421,8 @@ async fn head(registration: &Registration, target: Target) -> Result<HeadOutcome
     }
     let began = Instant::now();
     let mut latency_ns = Histogram::<u64>::new(3).context("create a histogram")?;
+    let mut to_consumer_ns = latency_ns.clone();
+    let mut consumer_to_head_ns = latency_ns.clone();
     let mut events = 0u64;
     let mut last_event = began;
     let mut idle_since = Instant::now();
@@ -419,18 +440,16 @@ async fn head(registration: &Registration, target: Target) -> Result<HeadOutcome
         match message.message {
             Some(ToHead::HandleRequest(request)) => {
                 let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
-                if let Some(occurred) = request
-                    .event
-                    .as_ref()
-                    .and_then(|e| e.event.as_ref())
-                    .and_then(|e| e.occurred.as_ref())
-                {
-                    let occurred = Duration::new(
-                        u64::try_from(occurred.seconds).unwrap_or(0),
-                        u32::try_from(occurred.nanos).unwrap_or(0),
-                    );
-                    let ns = now.saturating_sub(occurred).as_nanos();
-                    latency_ns.record(u64::try_from(ns).unwrap_or(u64::MAX).max(1))?;
+                let event = request.event.as_ref().and_then(|e| e.event.as_ref());
+                if let Some(occurred) = event.and_then(|e| e.occurred.as_ref()) {
+                    let occurred = since_epoch(occurred);
+                    record_between(&mut latency_ns, occurred, now)?;
+                    let received = event.and_then(|e| e.external_event_received.as_ref());
+                    if let Some(received) = received {
+                        let received = since_epoch(received);
+                        record_between(&mut to_consumer_ns, occurred, received)?;
+                        record_between(&mut consumer_to_head_ns, received, now)?;
+                    }
                 }
                 events += 1;
                 last_event = Instant::now();
@@ -460,6 +479,8 @@ async fn head(registration: &Registration, target: Target) -> Result<HeadOutcome
         events,
         elapsed: last_event.duration_since(began),
         latency_ns,
+        to_consumer_ns,
+        consumer_to_head_ns,
     })
 }
 

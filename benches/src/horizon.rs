@@ -21,8 +21,10 @@
 //!   `--live-seconds`; a scoped event handler on the consumer (the delivery suite's head,
 //!   partitioned with concurrency 16, registered at the tail) records each event's delay from
 //!   its `occurred` (the producer's clock at commit, the same machine's clock) to its receipt.
-//!   That delay includes the producer's commit, the public filter's round trip, the horizon and
-//!   the consumer's delivery to the handler; the commits' own round trip is reported beside it.
+//!   That delay includes the producer's commit, the public filter's round trip and write, the
+//!   horizon and the consumer's write and delivery to the handler; it is also split where the
+//!   consumer's writer takes the event (each received event carries the consumer's clock then,
+//!   `externalEventReceived`), and the commits' own round trip is reported beside it.
 //!
 //! The producer's store is filled once per run and copied (stopped) for each measurement, so
 //! every backlog holds exactly `--events` events and live events never leak into a later
@@ -593,6 +595,19 @@ impl Run {
             "handler".into(),
             json!({"partitioned": LIVE_SHAPE.partitioned, "concurrency": LIVE_SHAPE.concurrency}),
         );
+        // Where the delay is: up to the consumer's writer taking the event (the producer's
+        // commit, its public filter, the horizon), then from there (the consumer's write
+        // included) to the handler.
+        let (consumer_p50, consumer_p99) = percentiles_us(&outcome.to_consumer_ns);
+        let (head_p50, head_p99) = percentiles_us(&outcome.consumer_to_head_ns);
+        m.extra
+            .insert("to_consumer_p50_us".into(), json!(consumer_p50));
+        m.extra
+            .insert("to_consumer_p99_us".into(), json!(consumer_p99));
+        m.extra
+            .insert("consumer_to_handler_p50_us".into(), json!(head_p50));
+        m.extra
+            .insert("consumer_to_handler_p99_us".into(), json!(head_p99));
         m.extra.insert("committed".into(), json!(commits.len()));
         // From the handler's registration to its last event: a live run that keeps up ends
         // soon after the committing window.
@@ -908,10 +923,15 @@ fn progress(rounds: usize, m: &Measurement) {
                 .map_or_else(String::new, ToString::to_string)
         };
         eprintln!(
-            "      committed {}, commit p50 {} us p99 {} us, CPU s {}, max lag {}",
+            "      committed {}, commit p50 {} us p99 {} us; occurred to consumer p50 {} us p99 \
+             {} us, consumer to handler p50 {} us p99 {} us; CPU s {}, max lag {}",
             extra("committed"),
             extra("commit_p50_us"),
             extra("commit_p99_us"),
+            extra("to_consumer_p50_us"),
+            extra("to_consumer_p99_us"),
+            extra("consumer_to_handler_p50_us"),
+            extra("consumer_to_handler_p99_us"),
             extra("cpu_seconds"),
             extra("max_lag_events"),
         );
@@ -986,6 +1006,12 @@ fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
             "p50_us_median": pick(|m| m.p50_us),
             "p99_us_median": p99,
             "commit_p99_us_median": pick(|m| m.extra.get("commit_p99_us")?.as_f64()),
+            "to_consumer_p50_us_median": pick(|m| m.extra.get("to_consumer_p50_us")?.as_f64()),
+            "to_consumer_p99_us_median": pick(|m| m.extra.get("to_consumer_p99_us")?.as_f64()),
+            "consumer_to_handler_p50_us_median":
+                pick(|m| m.extra.get("consumer_to_handler_p50_us")?.as_f64()),
+            "consumer_to_handler_p99_us_median":
+                pick(|m| m.extra.get("consumer_to_handler_p99_us")?.as_f64()),
             "target": target,
             "target_met": met,
             "date": date,
