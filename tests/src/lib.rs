@@ -414,15 +414,30 @@ pub async fn commit(
     tenant: Uuid,
     events: &[(Uuid, &str, &str)],
 ) -> Vec<dolittle::runtime::events::CommittedEvent> {
+    send_commit(channel, commit_request(tenant, events)).await
+}
+
+/// Sends `request` (a Commit request built with [`commit_request`] and then changed, e.g. to
+/// make events public) over `channel` and returns the committed events; panics on a failure.
+pub async fn send_commit(
+    channel: &Channel,
+    request: dolittle::runtime::events::CommitEventsRequest,
+) -> Vec<dolittle::runtime::events::CommittedEvent> {
     let mut client =
         dolittle::runtime::events::event_store_client::EventStoreClient::new(channel.clone());
-    let response = client
-        .commit(commit_request(tenant, events))
-        .await
-        .unwrap()
-        .into_inner();
+    let response = client.commit(request).await.unwrap().into_inner();
     assert!(response.failure.is_none(), "{:?}", response.failure);
     response.events
+}
+
+/// The last 4000 characters of a server's log: enough to say why a test failed without
+/// drowning its message.
+pub fn log_tail(log: &str) -> &str {
+    let mut start = log.len().saturating_sub(4000);
+    while !log.is_char_boundary(start) {
+        start += 1;
+    }
+    &log[start..]
 }
 
 /// The value of the Prometheus sample `name` whose labels include every one of `labels`

@@ -30,12 +30,11 @@ use std::time::Duration;
 use annals_tests::head::{Answer, Answering, EventHandler, Filter, Head, Kind, Request, QUIET};
 use annals_tests::proto::dolittle;
 use annals_tests::{
-    commit_request, execution_context_in, failure_id, failures, free_port, id, read_scoped_log,
-    uuid, Server,
+    commit_request, execution_context_in, failure_id, failures, free_port, id, log_tail,
+    read_scoped_log, send_commit, uuid, Server,
 };
 use dolittle::runtime::eventhorizon::subscriptions_client::SubscriptionsClient;
 use dolittle::runtime::eventhorizon::{Subscription, SubscriptionResponse};
-use dolittle::runtime::events::event_store_client::EventStoreClient;
 use dolittle::runtime::events::CommittedEvent;
 use dolittle::services::CallRequestContext;
 use tokio::net::{TcpListener, TcpStream};
@@ -208,13 +207,7 @@ async fn commit_events(channel: &Channel, tenant: Uuid, events: &[Planned]) -> V
     for (event, planned) in request.events.iter_mut().zip(events) {
         event.public = planned.public;
     }
-    let response = EventStoreClient::new(channel.clone())
-        .commit(request)
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(response.failure.is_none(), "{:?}", response.failure);
-    response.events
+    send_commit(channel, request).await
 }
 
 /// What a head asks the consumer to subscribe CONSUMER_TENANT to.
@@ -273,7 +266,7 @@ impl Horizon {
             response.failure.is_none(),
             "Subscribe {self:?} was refused: {:?}\nconsumer log:\n{}",
             response.failure,
-            tail(&consumer.log())
+            log_tail(&consumer.log())
         );
         uuid(response.consent_id.as_ref().expect("a consent id"))
     }
@@ -288,15 +281,6 @@ async fn scoped_handler(consumer: &Server, scope: Uuid) -> Answering {
     Answering::start(head, |_| Answer::Success)
 }
 
-/// The last 4000 characters of a log.
-fn tail(log: &str) -> &str {
-    let mut start = log.len().saturating_sub(4000);
-    while !log.is_char_boundary(start) {
-        start += 1;
-    }
-    &log[start..]
-}
-
 /// Polls `check` until it returns Ok, for at most 60 s; the panic names `what`, the last
 /// progress `check` reported and the end of `server`'s log.
 async fn wait_until(what: &str, server: &Server, mut check: impl FnMut() -> Result<(), String>) {
@@ -309,7 +293,7 @@ async fn wait_until(what: &str, server: &Server, mut check: impl FnMut() -> Resu
         assert!(
             Instant::now() < deadline,
             "{what}: not within {WAIT:?} ({progress}); the log of the server ends:\n{}",
-            tail(&server.log())
+            log_tail(&server.log())
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -338,6 +322,16 @@ async fn nothing_more(answering: &Answering, n: usize) {
         n,
         "more events than expected arrived: {:?}",
         &answered[n.min(answered.len())..]
+    );
+}
+
+/// Stops the consumer and asserts that its scoped log of `scope` holds exactly the events
+/// with external sequence numbers `expected` (see `assert_exactly_once`).
+async fn stopped_holding_exactly_once(consumer: &mut Server, scope: Uuid, expected: &[u64]) {
+    assert!(consumer.stop().await, "{}", log_tail(&consumer.log()));
+    assert_exactly_once(
+        &read_scoped_log(&consumer.dir, CONSUMER_TENANT, scope),
+        expected,
     );
 }
 
@@ -478,7 +472,7 @@ async fn public_events_flow_to_a_scoped_handler_of_the_consumer() {
     assert!(page.contains("Event horizon subscriptions"), "{page}");
 
     drop(handler);
-    assert!(consumer.stop().await, "{}", tail(&consumer.log()));
+    assert!(consumer.stop().await, "{}", log_tail(&consumer.log()));
     let events = read_scoped_log(&consumer.dir, CONSUMER_TENANT, scope);
     assert_exactly_once(&events, &public_sequence_numbers(&committed));
     for (event, sent) in events.iter().zip(&public) {
@@ -700,7 +694,7 @@ async fn two_producer_tenants_feed_one_scope() {
 
     drop(handler);
     drop(filter);
-    assert!(consumer.stop().await, "{}", tail(&consumer.log()));
+    assert!(consumer.stop().await, "{}", log_tail(&consumer.log()));
     assert!(producer.stop().await);
     let events = read_scoped_log(&consumer.dir, CONSUMER_TENANT, scope);
     assert_eq!(events.len(), total);
@@ -769,7 +763,7 @@ async fn a_killed_consumer_resumes_its_subscription_exactly_once() {
     let handler = scoped_handler(&consumer, scope).await;
     handled(&handler, &consumer, expected.len()).await;
     drop(handler);
-    assert!(consumer.stop().await, "{}", tail(&consumer.log()));
+    assert!(consumer.stop().await, "{}", log_tail(&consumer.log()));
     let events = read_scoped_log(&consumer.dir, CONSUMER_TENANT, scope);
     assert_exactly_once(&events, &expected);
     assert!(events
@@ -816,11 +810,7 @@ async fn a_killed_producer_is_resumed_exactly_once() {
     handled(&handler, &consumer, expected.len()).await;
     drop(handler);
     drop(filter);
-    assert!(consumer.stop().await, "{}", tail(&consumer.log()));
-    assert_exactly_once(
-        &read_scoped_log(&consumer.dir, CONSUMER_TENANT, scope),
-        &expected,
-    );
+    stopped_holding_exactly_once(&mut consumer, scope, &expected).await;
 }
 
 /// A TCP proxy in front of the producer's public port: forwards each connection both ways,
@@ -953,11 +943,7 @@ async fn a_cut_connection_is_resumed_exactly_once() {
         "the consumer connected again through the proxy after the cut"
     );
     drop(handler);
-    assert!(consumer.stop().await, "{}", tail(&consumer.log()));
-    assert_exactly_once(
-        &read_scoped_log(&consumer.dir, CONSUMER_TENANT, scope),
-        &expected,
-    );
+    stopped_holding_exactly_once(&mut consumer, scope, &expected).await;
 }
 
 /// A certificate authority and the certificates it signed for one test: the producer's
@@ -1050,7 +1036,7 @@ async fn the_event_horizon_crosses_tls_with_client_certificates() {
         horizon.accepted(&consumer).await,
         CONSENT,
         "{}",
-        tail(&consumer.log())
+        log_tail(&consumer.log())
     );
     let received = handled(&handler, &consumer, committed.len()).await;
     for (r, sent) in received.iter().zip(&committed) {

@@ -58,7 +58,8 @@ use std::time::Duration;
 use annals_tests::head::{duration, Answer, Answering, Filter, Head, Kind, MUST, QUIET};
 use annals_tests::proto::dolittle;
 use annals_tests::{
-    commit_request, execution_context_in, failures, id, read_scoped_log, uuid, Server,
+    commit_request, execution_context_in, failures, id, log_tail, read_scoped_log, send_commit,
+    uuid, Server,
 };
 use dolittle::artifacts::Artifact;
 use dolittle::execution::ExecutionContext;
@@ -73,7 +74,6 @@ use dolittle::runtime::eventhorizon::{
     EventHorizonConsumerToProducerMessage, EventHorizonEvent,
     EventHorizonProducerToConsumerMessage, Subscription, SubscriptionResponse,
 };
-use dolittle::runtime::events::event_store_client::EventStoreClient;
 use dolittle::runtime::events::CommittedEvent;
 use dolittle::services::{
     CallRequestContext, Ping, Pong, ReverseCallArgumentsContext, ReverseCallRequestContext,
@@ -123,15 +123,6 @@ const WINDOW: usize = 5;
 const MISSING_ARGUMENTS: Uuid = Uuid::from_u128(0x3f88_dfb6_93d6_40d3_9d28_8be1_49f9_e02d);
 /// EventHorizonAlreadyRegistered.
 const ALREADY_REGISTERED: Uuid = Uuid::from_u128(0x8ba0_c1a1_3a42_444b_9206_7090_3392_de17);
-
-/// The last 4000 characters of a log.
-fn tail(log: &str) -> &str {
-    let mut start = log.len().saturating_sub(4000);
-    while !log.is_char_boundary(start) {
-        start += 1;
-    }
-    &log[start..]
-}
 
 // ---------------------------------------------------------------------------------------------
 // Scenario 1: the test is the original consumer, annals the producer.
@@ -217,13 +208,7 @@ async fn commit_pattern(producer: &Server, first: usize, n: usize) -> Vec<Commit
     for (i, event) in (first..).zip(request.events.iter_mut()) {
         event.public = i % 3 != 1;
     }
-    let response = EventStoreClient::new(producer.private().await)
-        .commit(request)
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(response.failure.is_none(), "{:?}", response.failure);
-    response.events
+    send_commit(&producer.private().await, request).await
 }
 
 /// A public event with its position in the public stream.
@@ -429,7 +414,7 @@ impl OriginalConsumer {
         let answer = answer.unwrap_or_else(|status| {
             panic!(
                 "the subscription failed: {status:?}\n{}",
-                tail(&producer.log())
+                log_tail(&producer.log())
             )
         });
         assert_eq!(
@@ -457,7 +442,7 @@ impl OriginalConsumer {
             Some(FromProducer::Request(request)) => *request,
             other => panic!(
                 "expected a request, got {other:?}; the producer's log ends:\n{}",
-                tail(&producer.log())
+                log_tail(&producer.log())
             ),
         }
     }
@@ -747,7 +732,7 @@ async fn a_slow_original_consumer_never_has_more_than_the_window_outstanding() {
             panic!(
                 "no request outstanding after {acknowledged} acknowledgements; the producer's \
                  log ends:\n{}",
-                tail(&producer.log())
+                log_tail(&producer.log())
             )
         });
         consumer.respond(&oldest, None).await;
@@ -969,12 +954,7 @@ async fn the_legacy_event_source_is_set_for_what_dotnet_parses_as_a_guid() {
     for event in &mut request.events {
         event.public = true;
     }
-    let response = EventStoreClient::new(producer.private().await)
-        .commit(request)
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(response.failure.is_none(), "{:?}", response.failure);
+    send_commit(&producer.private().await, request).await;
     filter.wait_answered(cases.len()).await;
 
     let mut consumer = OriginalConsumer::accepted(
@@ -1132,7 +1112,7 @@ impl FakeProducer {
             Ok(Some(side)) => side,
             _ => panic!(
                 "annals did not connect within {MUST:?}; its log ends:\n{}",
-                tail(&annals.log())
+                log_tail(&annals.log())
             ),
         }
     }
@@ -1146,7 +1126,7 @@ impl ProducerSide {
             .unwrap_or_else(|_| {
                 panic!(
                     "annals sent nothing within {MUST:?}; its log ends:\n{}",
-                    tail(&annals.log())
+                    log_tail(&annals.log())
                 )
             });
         item.unwrap_or_else(|| FromConsumer::End(Err(Status::unknown("the reader stopped"))))
@@ -1253,7 +1233,7 @@ impl ProducerSide {
                     "expected the response to the event at stream position {}, got {other:?}; \
                      the log of annals ends:\n{}",
                     served.position,
-                    tail(&annals.log())
+                    log_tail(&annals.log())
                 ),
             }
         }
@@ -1584,7 +1564,7 @@ async fn the_annals_consumer_subscribes_as_the_original_and_stores_every_event_o
         side.deliver(served, &annals).await;
     }
 
-    assert!(annals.stop().await, "{}", tail(&annals.log()));
+    assert!(annals.stop().await, "{}", log_tail(&annals.log()));
     let stored = read_scoped_log(&annals.dir, CONSUMER_TENANT, SCOPE);
     assert_stored(&stored, &events, CONSENT);
 }
@@ -1628,7 +1608,7 @@ async fn the_annals_consumer_acknowledges_only_what_is_durable() {
     for served in &events[3..5] {
         side.deliver(served, &annals).await;
     }
-    assert!(annals.stop().await, "{}", tail(&annals.log()));
+    assert!(annals.stop().await, "{}", log_tail(&annals.log()));
     let stored = read_scoped_log(&annals.dir, CONSUMER_TENANT, SCOPE);
     assert_stored(&stored, &events[..5], CONSENT_TEXT);
 }
@@ -1641,15 +1621,6 @@ async fn refusals_of_the_producer_reach_the_head_verbatim() {
     let mut fake = FakeProducer::start().await;
     let annals = annals_consumer(&fake).await;
     let head = execution_context_in(CONSUMER, CONSUMER_TENANT);
-
-    let first = head_subscribes(&annals, PARTITION, &head).await;
-    let mut side = fake.connection(&annals).await;
-    assert_subscription_request(
-        &side.subscription_request(&annals).await,
-        &head,
-        PARTITION,
-        0,
-    );
     let missing = Failure {
         id: Some(id(failures::MISSING_CONSENT)),
         reason: format!(
@@ -1657,65 +1628,50 @@ async fn refusals_of_the_producer_reach_the_head_verbatim() {
              Stream {STREAM} and Partition {PARTITION}"
         ),
     };
-    side.refuse(missing.clone()).await;
-    let refused = Instant::now();
-    assert_eq!(
-        first.await.unwrap(),
-        SubscriptionResponse {
-            failure: Some(missing),
-            consent_id: None,
-        }
-    );
-
-    // annals waits before trying again, so this head's request is there before the attempt.
-    let second = head_subscribes(&annals, PARTITION, &head).await;
-    let mut side = fake.connection(&annals).await;
-    assert!(
-        side.opened - refused >= Duration::from_millis(900),
-        "annals tried again after {:?}",
-        side.opened - refused
-    );
-    assert_subscription_request(
-        &side.subscription_request(&annals).await,
-        &head,
-        PARTITION,
-        0,
-    );
     let other = Failure {
         id: Some(id(Uuid::from_u128(
             0xfa11_0000_0000_4000_8000_0000_0000_00a1,
         ))),
         reason: "The producer runtime could not serve the subscription".into(),
     };
-    side.refuse(other.clone()).await;
-    let refused = Instant::now();
-    assert_eq!(
-        second.await.unwrap(),
-        SubscriptionResponse {
-            failure: Some(other),
-            consent_id: None,
-        }
-    );
-
-    let third = head_subscribes(&annals, PARTITION, &head).await;
-    let mut side = fake.connection(&annals).await;
-    assert!(
-        side.opened - refused >= Duration::from_millis(1900),
-        "after a second refusal annals waits twice as long: it tried again after {:?}",
-        side.opened - refused
-    );
-    assert_subscription_request(
-        &side.subscription_request(&annals).await,
-        &head,
-        PARTITION,
-        0,
-    );
-    side.accept(CONSENT, PING_INTERVAL).await;
-    assert_eq!(
-        third.await.unwrap(),
-        SubscriptionResponse {
-            failure: None,
-            consent_id: Some(id(CONSENT)),
-        }
-    );
+    // Each attempt: what the producer answers (a refusal, or None: the consent), and how long
+    // annals must have waited since the last refusal. It waits before trying again, so the
+    // head's request of an attempt is there before the attempt; after a second refusal it
+    // waits twice as long.
+    let attempts = [
+        (Some(missing), Duration::ZERO),
+        (Some(other), Duration::from_millis(900)),
+        (None, Duration::from_millis(1900)),
+    ];
+    let mut refused = Instant::now();
+    for (refusal, back_off) in attempts {
+        let answer = head_subscribes(&annals, PARTITION, &head).await;
+        let mut side = fake.connection(&annals).await;
+        assert!(
+            side.opened - refused >= back_off,
+            "annals tried again after {:?}, not after at least {back_off:?}",
+            side.opened - refused
+        );
+        assert_subscription_request(
+            &side.subscription_request(&annals).await,
+            &head,
+            PARTITION,
+            0,
+        );
+        let expected = if let Some(failure) = refusal {
+            side.refuse(failure.clone()).await;
+            refused = Instant::now();
+            SubscriptionResponse {
+                failure: Some(failure),
+                consent_id: None,
+            }
+        } else {
+            side.accept(CONSENT, PING_INTERVAL).await;
+            SubscriptionResponse {
+                failure: None,
+                consent_id: Some(id(CONSENT)),
+            }
+        };
+        assert_eq!(answer.await.unwrap(), expected);
+    }
 }
