@@ -25,7 +25,7 @@ pub struct HorizonConfig {
     /// none means plaintext, as the original.
     pub consumer_tls: Option<ConsumerTls>,
     /// How many events a producer sends ahead of the consumer's acknowledgements
-    /// (`annals:eventHorizon:windowEvents`, default 1 000, minimum 1; 1 is the original's
+    /// (`annals:eventHorizon:windowEvents`, default 10 000, minimum 1; 1 is the original's
     /// stop-and-wait).
     pub window_events: usize,
 }
@@ -37,7 +37,7 @@ impl Default for HorizonConfig {
             consents: Vec::new(),
             producers: BTreeMap::new(),
             consumer_tls: None,
-            window_events: 1_000,
+            window_events: 10_000,
         }
     }
 }

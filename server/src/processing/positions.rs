@@ -8,6 +8,11 @@
 //! - It is written at most every `FLUSH_INTERVAL` while events are processed (in the
 //!   background: delivery goes on meanwhile), at once on a failure, after a partition's
 //!   catch-up, and when the processor stops.
+//! - A filter that has caught up (nothing in flight) writes the events it included as soon as
+//!   `INCLUDED_FLUSH_INTERVAL` has passed since the last write started (and a write under way
+//!   has landed): its stream, and the event horizon serving it, lags the log by milliseconds.
+//!   A filter that is behind keeps to `FLUSH_INTERVAL`, so the writes do not take the time it
+//!   needs to catch up.
 //! - Writes land in the order they were made: one write at a time, and a write waits for the
 //!   one under way before it starts.
 //! - A filter writes the events it included and its position in one atomic write, so its
@@ -33,6 +38,10 @@ use crate::processing::TenantStatus;
 
 /// How often positions are written while events are processed.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// How often a caught-up filter's included events are written at most: short, as the
+/// stream's readers (the event horizon above all) wait for them, yet long enough that a
+/// trickle of events does not cost a synced write each.
+const INCLUDED_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 
 /// Events a filter included (sequence number, stream partition), not yet written.
 pub(crate) type Included = Vec<(EventLogSequenceNumber, String)>;
@@ -114,6 +123,8 @@ pub(crate) struct Progress {
     dirty: bool,
     /// Paces the background writes.
     flush: tokio::time::Interval,
+    /// When the last background write started (paces the writes of included events).
+    flushed_at: tokio::time::Instant,
     /// A position write under way in the background.
     writing: Slot<Result<(), Failure>>,
     writer: Writer,
@@ -131,6 +142,7 @@ impl Progress {
             included: Vec::new(),
             dirty: false,
             flush,
+            flushed_at: tokio::time::Instant::now(),
             writing: Slot::empty(),
             writer,
         }
@@ -193,11 +205,17 @@ impl Progress {
         self.dirty || !self.writing.is_empty()
     }
 
-    /// The next thing the position writes want: the write under way to land, else the next
-    /// flush tick (only while something changed: see `has_writes`).
-    pub(crate) async fn writes(&mut self) -> Writes {
+    /// The next thing the position writes want: the write under way to land, else a flush:
+    /// `INCLUDED_FLUSH_INTERVAL` after the last one when a filter included events and has
+    /// `caught_up` (nothing in flight), else at the next tick (only while something changed:
+    /// see `has_writes`).
+    pub(crate) async fn writes(&mut self, caught_up: bool) -> Writes {
         if self.writing.is_empty() {
-            self.flush.tick().await;
+            if caught_up && !self.included.is_empty() {
+                tokio::time::sleep_until(self.flushed_at + INCLUDED_FLUSH_INTERVAL).await;
+            } else {
+                self.flush.tick().await;
+            }
             Writes::Due
         } else {
             Writes::Landed(self.writing.finished().await)
@@ -210,6 +228,7 @@ impl Progress {
         self.advance(state);
         let write = self.writer.write(state, std::mem::take(&mut self.included));
         self.writing.put(write);
+        self.flushed_at = tokio::time::Instant::now();
         self.dirty = false;
     }
 

@@ -351,6 +351,8 @@ impl<H: Handler> Running<H> {
                 self.reader.start(&mut reading, progress.cursor());
             }
             let retry_sleep = parking::next_retry(state);
+            // A filter with nothing in flight writes what it included soon (see `positions`).
+            let caught_up = dispatch.is_idle();
             tokio::select! {
                 biased;
                 () = &mut ended => {
@@ -383,7 +385,7 @@ impl<H: Handler> Running<H> {
                 // Only while nothing is due: a due partition waits for the events in flight,
                 // whose completions wake the loop (a past deadline here would spin it).
                 () = retry_sleep, if due.is_none() && !draining => {}
-                writes = progress.writes(), if progress.has_writes() => match writes {
+                writes = progress.writes(caught_up), if progress.has_writes() => match writes {
                     Writes::Due => progress.flush(state),
                     Writes::Landed(written) => written?,
                 },
