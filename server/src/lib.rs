@@ -34,6 +34,7 @@
 
 mod blocking;
 pub mod config;
+pub mod logging;
 mod metrics;
 mod processing;
 mod runtime;

@@ -560,6 +560,10 @@ pub mod failures {
     /// Event horizon producer: the producer tenant is not configured.
     pub const PRODUCER_TENANT_MISSING: Uuid =
         Uuid::from_u128(0x733d_0c4f_fc25_4b60_acdf_cac5_ee66_1f23);
+    /// EventStoreUnavailable: the store cannot take requests now (a poisoned log).
+    pub const UNAVAILABLE: Uuid = Uuid::from_u128(0xb6fc_b5dd_a32b_435b_8bf4_ed96_e846_d460);
+    /// EventStorePersistenceError: the store failed to write.
+    pub const PERSISTENCE: Uuid = Uuid::from_u128(0xad55_fca7_476a_4f68_9411_1a3b_087a_b843);
 }
 
 /// Reads a file of the working directory, for assertions on what the server wrote.

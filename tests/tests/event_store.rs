@@ -545,3 +545,71 @@ async fn bad_commits_racing_good_ones_fail_alone() {
         "48 good commits, gapless"
     );
 }
+
+/// Unmounts the test's tmpfs when dropped.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// On a full disk (a 32 MiB tmpfs, filled by commits), a Commit fails with the persistence or
+/// unavailability failure, whose reason does not show the server's data directory; the
+/// server's log keeps the whole error, path included, at ERROR.
+#[tokio::test]
+async fn a_full_disk_fails_commits_without_showing_the_servers_paths() {
+    let mount = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=32m", "annals-e2e"])
+        .arg(mount.path())
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var("ANNALS_ALLOW_NO_MOUNT").is_ok_and(|v| v == "1"),
+            "mounting a tmpfs failed (needs root); set ANNALS_ALLOW_NO_MOUNT=1 to skip"
+        );
+        eprintln!("skipped: no tmpfs mount");
+        return;
+    }
+    let _unmount = Unmount(mount.path().to_owned());
+    let data = mount.path().join("data");
+    let data_arg = data.display().to_string();
+    let mut server = Server::start_with(&[], &["--data-dir", &data_arg], &[]).await;
+    let mut client = EventStoreClient::new(server.private().await);
+    // Events of 256 KiB until the disk is full (32 MiB: at most 128 commits get through).
+    let content = format!(r#"{{"fill":"{}"}}"#, "x".repeat(256 << 10));
+    let mut failure = None;
+    for _ in 0..256 {
+        let response = client
+            .commit(commit_request(DEVELOPMENT, &[(TYPE_A, "es", &content)]))
+            .await
+            .unwrap()
+            .into_inner();
+        if let Some(f) = response.failure {
+            assert!(response.events.is_empty());
+            failure = Some(f);
+            break;
+        }
+    }
+    let failure = failure.expect("a commit fails once the disk is full");
+    let reason = failure.reason.clone();
+    assert!(
+        [failures::PERSISTENCE, failures::UNAVAILABLE]
+            .contains(&failure_id(Some(&failure)).unwrap()),
+        "{failure:?}"
+    );
+    assert!(
+        !reason.contains(&mount.path().display().to_string()) && !reason.contains("/tenants/"),
+        "the reason shows a path: {reason}"
+    );
+    eprintln!("the full disk's failure: {reason}");
+    assert!(server.stop().await);
+    let log = server.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ERROR") && l.contains(&data_arg) && l.contains("storage failure")),
+        "the log keeps the full error at ERROR:\n{log}"
+    );
+}

@@ -125,6 +125,42 @@ async fn handshake_reports_the_platform_and_checks_contracts() {
     );
 }
 
+/// A head's text with a line break and escape sequences (here its SDK identifier) is logged
+/// escaped: it cannot start a log line of its own, and no control character reaches the log
+/// raw.
+#[tokio::test]
+async fn client_text_cannot_forge_log_lines() {
+    let mut server = Server::start().await;
+    let forged = "2026-12-02T00:00:00.000000Z ERROR annals: the data is gone";
+    let mut request = handshake(version(7, 8, 1));
+    request.sdk_identifier = format!("JavaScript\n{forged}\r\x1b[2J\x1b[31mred\x07");
+    let r = HandshakeClient::new(server.private().await)
+        .handshake(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    assert!(server.stop().await);
+    let log = server.log();
+    let connected = log
+        .lines()
+        .find(|l| l.contains("head connected"))
+        .unwrap_or_else(|| panic!("no 'head connected' line in:\n{log}"));
+    assert!(
+        connected.contains(&format!("JavaScript\\n{forged}\\r")),
+        "{connected}"
+    );
+    assert!(
+        !log.lines().any(|l| l.starts_with(forged)),
+        "a forged line:\n{log}"
+    );
+    let raw: Vec<char> = log
+        .chars()
+        .filter(|c| c.is_control() && *c != '\n' && *c != '\t')
+        .collect();
+    assert!(raw.is_empty(), "control characters {raw:?} in:\n{log}");
+}
+
 #[tokio::test]
 async fn tenants_come_from_the_configuration() {
     let a = "11111111-1111-4111-8111-111111111111";

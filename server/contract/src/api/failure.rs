@@ -1,7 +1,9 @@
 //! Dolittle Failures: the in-band errors of the contract (`dolittle.protobuf.Failure { id,
 //! reason }`, absent means success). The ids are the original runtime's, so SDKs that branch
 //! on them (a concurrency conflict above all) behave the same against annals. Engine errors
-//! become Failures in exactly one place, `From<annals_engine::Error>`.
+//! become Failures in exactly one place, `From<annals_engine::Error>`, which logs a storage
+//! error with its full text and gives the client a reason that names tenants, scopes and
+//! segments instead of the server's file paths.
 
 use annals_engine::{Error, LogError};
 use uuid::Uuid;
@@ -117,7 +119,23 @@ impl Failure {
 
 impl From<Error> for Failure {
     fn from(error: Error) -> Failure {
-        let reason = error.to_string();
+        let full = error.to_string();
+        let reason = without_paths(&full);
+        match &error {
+            // A storage fault is the operator's business: the log keeps the whole text, paths
+            // included. A poisoned log repeats the fault that poisoned it, logged then.
+            Error::Log(
+                LogError::Io { .. }
+                | LogError::Corruption { .. }
+                | LogError::ChecksumMismatch { .. }
+                | LogError::UnsupportedFormat { .. }
+                | LogError::Misfiled { .. }
+                | LogError::UndecodableRecord { .. },
+            )
+            | Error::Index { .. }
+            | Error::BadState { .. } => tracing::error!(error = %full, "storage failure"),
+            _ => {}
+        }
         match error {
             // The event store builds the original's words itself (it knows the aggregate);
             // this is for any other caller.
@@ -144,6 +162,74 @@ impl From<Error> for Failure {
             _ => Failure::new(id::OTHER, reason),
         }
     }
+}
+
+/// `text` with every absolute file path replaced by what it names: a segment of a tenant's
+/// log becomes "tenant T scope S segment F", another file of a tenant "tenant T file F", a file
+/// of the index "index file F", anything else "file F". A path is taken to run from a `/` at
+/// the start of a word (after white space, a quote or a parenthesis) to the next white space,
+/// quote, comma, closing parenthesis or `": "`.
+pub fn without_paths(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    // text[..copied] is in `out`; the next `/` is looked for from `from`.
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(found) = text[from..].find('/') {
+        let at = from + found;
+        let starts_word = text[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '(' | '['));
+        if !starts_word {
+            from = at + 1;
+            continue;
+        }
+        // At least the `/` itself: the loop always moves on.
+        let end = at + path_end(&text[at..]);
+        out.push_str(&text[copied..at]);
+        out.push_str(&describe_path(&text[at..end]));
+        copied = end;
+        from = end;
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// Where the path at the start of `text` ends.
+fn path_end(text: &str) -> usize {
+    let mut end = text.len();
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ')' | ']') {
+            end = i;
+            break;
+        }
+        if c == ':' && text[i + 1..].starts_with(' ') {
+            end = i;
+            break;
+        }
+    }
+    end
+}
+
+/// What an absolute path names, without the directories above the data directory.
+fn describe_path(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let file = parts.last().copied().unwrap_or("/");
+    if let Some(t) = parts.iter().rposition(|p| *p == "tenants") {
+        match &parts[t + 1..] {
+            [tenant, "logs", scope, segment] => {
+                return format!("tenant {tenant} scope {scope} segment {segment}")
+            }
+            [tenant, "logs", scope] => return format!("tenant {tenant} scope {scope}"),
+            [tenant] => return format!("tenant {tenant}"),
+            [tenant, ..] => return format!("tenant {tenant} file {file}"),
+            [] => {}
+        }
+    }
+    if parts.iter().rev().skip(1).any(|p| *p == "index") {
+        return format!("index file {file}");
+    }
+    format!("file {file}")
 }
 
 /// Reads of a `Log` fail with the log's error, which the engine's wraps: mapped by the one
@@ -190,6 +276,62 @@ mod tests {
         assert!(f.reason.contains(
             "expected aggregate root version 3, but current aggregate root version was 5"
         ));
+    }
+
+    #[test]
+    fn paths_become_what_they_name() {
+        let t = "445f8ea8-1a6f-40d7-b2fc-796dba92dc44";
+        let s = "00000000-0000-0000-0000-000000000000";
+        assert_eq!(
+            without_paths(&format!(
+                "preallocate /var/lib/annals/data/tenants/{t}/logs/{s}/00000000000000000000.log: \
+                 No space left on device (os error 28)"
+            )),
+            format!(
+                "preallocate tenant {t} scope {s} segment 00000000000000000000.log: No space \
+                 left on device (os error 28)"
+            )
+        );
+        assert_eq!(
+            without_paths(&format!("log of tenant {t} scope {s} is poisoned by an earlier I/O failure (fdatasync /d/tenants/{t}/logs/{s}/00000000000000000064.log: Input/output error)")),
+            format!("log of tenant {t} scope {s} is poisoned by an earlier I/O failure (fdatasync tenant {t} scope {s} segment 00000000000000000064.log: Input/output error)")
+        );
+        assert_eq!(
+            without_paths("index: write: IO error: No space left on device: While appending to file: /srv/annals/index/000012.log: No space left on device"),
+            "index: write: IO error: No space left on device: While appending to file: index file 000012.log: No space left on device"
+        );
+        assert_eq!(
+            without_paths(&format!(
+                "create dir '/x/tenants/{t}/logs/{s}', then \"/etc/passwd\""
+            )),
+            format!("create dir 'tenant {t} scope {s}', then \"file passwd\"")
+        );
+        assert_eq!(
+            without_paths(&format!("open /x/tenants/{t}")),
+            format!("open tenant {t}")
+        );
+        // Not paths: a slash inside a word, ratios, and text without any.
+        assert_eq!(without_paths("read/write 3/4 done"), "read/write 3/4 done");
+        assert_eq!(without_paths("a//b"), "a//b");
+        assert_eq!(without_paths(""), "");
+        assert_eq!(without_paths("ends with /"), "ends with file /");
+    }
+
+    #[test]
+    fn storage_failures_reach_clients_without_paths() {
+        let f = Failure::from(LogError::Io {
+            op: "preallocate",
+            path: "/srv/data/tenants/t1/logs/s1/00000000000000000000.log".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        });
+        assert_eq!(f.id, id::EVENT_STORE_PERSISTENCE_ERROR);
+        assert!(!f.reason.contains("/srv"), "{}", f.reason);
+        assert!(
+            f.reason
+                .starts_with("preallocate tenant t1 scope s1 segment 00000000000000000000.log: "),
+            "{}",
+            f.reason
+        );
     }
 
     #[test]
