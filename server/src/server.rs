@@ -13,13 +13,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use annals_contract::limits;
 use annals_engine::Engine;
 use annals_replication::Producer;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::codegen::http;
 use tonic::transport::server::{Router, TcpIncoming};
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::{Certificate, Identity as TlsIdentity, Server, ServerTlsConfig};
+use tonic::Status;
+use tower::layer::util::{Identity, Stack};
+use tower::util::MapResponseLayer;
 
 use crate::config::{Endpoint, RuntimeConfig};
 use crate::proto::dolittle::runtime::aggregates::aggregate_roots_server::AggregateRootsServer;
@@ -47,9 +52,16 @@ use crate::services::platform::PlatformServices;
 use crate::services::processing_management::EventHandlersManagement;
 use crate::{shutdown, web};
 
-/// The largest gRPC message accepted or sent: a commit of many events, or a fetch batch
-/// (2 MiB) with room to spare. The original (ASP.NET) allows 4 MiB.
-const MESSAGE_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// A gRPC service with the runtime's message limits, the same on every port and service
+/// (`annals_contract::limits`: 16 MiB in, with room for the envelope out; the original, on
+/// ASP.NET, takes 4 MiB).
+macro_rules! limited {
+    ($service:expr) => {
+        $service
+            .max_decoding_message_size(limits::MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(limits::SENT_BYTES_MAX)
+    };
+}
 
 /// HTTP/2 flow-control windows per stream and per connection.
 const STREAM_WINDOW_BYTES: u32 = 4 * 1024 * 1024;
@@ -150,41 +162,30 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
         ];
         let router = grpc_base(&names, None)
             .await?
-            .add_service(HandshakeServer::new(platform.clone()))
-            .add_service(TenantsServer::new(platform.clone()))
-            .add_service(EventTypesServer::new(platform.clone()))
-            .add_service(AggregateRootsServer::new(platform.clone()))
-            .add_service(ResourcesServer::new(platform.clone()))
-            .add_service(
-                EventStoreServer::new(EventStoreService::new(Arc::clone(&runtime)))
-                    .max_decoding_message_size(MESSAGE_BYTES_MAX)
-                    .max_encoding_message_size(MESSAGE_BYTES_MAX),
-            )
-            .add_service(
-                EventHandlersServer::new(EventHandlersService::new(Arc::clone(&runtime)))
-                    .max_decoding_message_size(MESSAGE_BYTES_MAX)
-                    .max_encoding_message_size(MESSAGE_BYTES_MAX),
-            )
-            .add_service(
-                FiltersServer::new(FiltersService::new(Arc::clone(&runtime)))
-                    .max_decoding_message_size(MESSAGE_BYTES_MAX)
-                    .max_encoding_message_size(MESSAGE_BYTES_MAX),
-            )
-            .add_service(SubscriptionsServer::new(SubscriptionsService::new(
-                Arc::clone(&runtime),
+            .add_service(limited!(HandshakeServer::new(platform.clone())))
+            .add_service(limited!(TenantsServer::new(platform.clone())))
+            .add_service(limited!(EventTypesServer::new(platform.clone())))
+            .add_service(limited!(AggregateRootsServer::new(platform.clone())))
+            .add_service(limited!(ResourcesServer::new(platform.clone())))
+            .add_service(limited!(EventStoreServer::new(EventStoreService::new(
+                Arc::clone(&runtime)
+            ))))
+            .add_service(limited!(EventHandlersServer::new(
+                EventHandlersService::new(Arc::clone(&runtime))
+            )))
+            .add_service(limited!(FiltersServer::new(FiltersService::new(
+                Arc::clone(&runtime)
+            ))))
+            .add_service(limited!(SubscriptionsServer::new(
+                SubscriptionsService::new(Arc::clone(&runtime))
             )));
         tasks.spawn(run_grpc("private", router, listener, stop_rx.clone()));
     }
     if let Some(listener) = public {
         let names = [name::<ConsumerServer<Producer>>()];
-        let router = grpc_base(&names, public_tls(config)).await?.add_service(
-            runtime
-                .horizon
-                .producer
-                .service()
-                .max_decoding_message_size(MESSAGE_BYTES_MAX)
-                .max_encoding_message_size(MESSAGE_BYTES_MAX),
-        );
+        let router = grpc_base(&names, public_tls(config))
+            .await?
+            .add_service(limited!(runtime.horizon.producer.service()));
         tasks.spawn(run_grpc("public", router, listener, stop_rx.clone()));
     }
     if let Some(listener) = management {
@@ -197,15 +198,19 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
         ];
         let router = grpc_base(&names, None)
             .await?
-            .add_service(ManagementAggregateRootsServer::new(
-                management_services.clone(),
-            ))
-            .add_service(ManagementEventTypesServer::new(management_services.clone()))
-            .add_service(ClientServer::new(management_services.clone()))
-            .add_service(ConfigurationServer::new(management_services.clone()))
-            .add_service(ManagementEventHandlersServer::new(
-                EventHandlersManagement::new(Arc::clone(&runtime)),
-            ));
+            .add_service(limited!(ManagementAggregateRootsServer::new(
+                management_services.clone()
+            )))
+            .add_service(limited!(ManagementEventTypesServer::new(
+                management_services.clone()
+            )))
+            .add_service(limited!(ClientServer::new(management_services.clone())))
+            .add_service(limited!(ConfigurationServer::new(
+                management_services.clone()
+            )))
+            .add_service(limited!(ManagementEventHandlersServer::new(
+                EventHandlersManagement::new(Arc::clone(&runtime))
+            )));
         tasks.spawn(run_grpc("management", router, listener, stop_rx.clone()));
     }
     if let Some(listener) = web {
@@ -253,7 +258,7 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
 
 /// A gRPC router with health and reflection (what every gRPC port serves). Health answers
 /// SERVING for the server as a whole ("") and for each of `services` by name.
-async fn grpc_base(services: &[&str], tls: Option<ServerTlsConfig>) -> anyhow::Result<Router> {
+async fn grpc_base(services: &[&str], tls: Option<ServerTlsConfig>) -> anyhow::Result<GrpcRouter> {
     let (reporter, health) = tonic_health::server::health_reporter();
     for name in services {
         reporter
@@ -278,7 +283,9 @@ async fn grpc_base(services: &[&str], tls: Option<ServerTlsConfig>) -> anyhow::R
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .context("building gRPC reflection")?;
-    let mut server = Server::builder();
+    let mut server = Server::builder().layer(MapResponseLayer::new(
+        clients_fault as fn(http::Response<tonic::body::Body>) -> _,
+    ));
     if let Some(tls) = tls {
         server = server
             .tls_config(tls)
@@ -289,9 +296,9 @@ async fn grpc_base(services: &[&str], tls: Option<ServerTlsConfig>) -> anyhow::R
         // waiting for window updates (HTTP/2's default is 64 KiB).
         .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
         .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha))
+        .add_service(limited!(health))
+        .add_service(limited!(reflection_v1))
+        .add_service(limited!(reflection_v1alpha)))
 }
 
 /// The gRPC name of a generated server type.
@@ -301,7 +308,7 @@ fn name<S: tonic::server::NamedService>() -> &'static str {
 
 async fn run_grpc(
     name: &'static str,
-    router: Router,
+    router: GrpcRouter,
     listener: TcpListener,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -319,13 +326,43 @@ async fn run_grpc(
 fn public_tls(config: &RuntimeConfig) -> Option<ServerTlsConfig> {
     let tls = config.public_tls.as_ref()?;
     let mut server =
-        ServerTlsConfig::new().identity(Identity::from_pem(&tls.certificate_pem, &tls.key_pem));
+        ServerTlsConfig::new().identity(TlsIdentity::from_pem(&tls.certificate_pem, &tls.key_pem));
     if let Some(authority) = &tls.client_certificate_authority_pem {
         server = server
             .client_ca_root(Certificate::from_pem(authority))
             .client_auth_optional(false);
     }
     Some(server)
+}
+
+/// A gRPC port's routes, with tonic's answers to bad requests said as the client's fault.
+type GrpcRouter = Router<
+    Stack<
+        MapResponseLayer<
+            fn(http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body>,
+        >,
+        Identity,
+    >,
+>;
+
+/// tonic answers a unary request it cannot decode (INTERNAL) or one over the size limit
+/// (OUT_OF_RANGE) itself, before any service sees it, with a trailers-only response: its
+/// status is rewritten as the client's fault (`limits::for_client`). Streams are answered by
+/// the reverse calls, which see such errors themselves.
+fn clients_fault(
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let better = Status::from_header_map(response.headers())
+        .and_then(|status| limits::for_client(&status, "the request"));
+    if let Some(better) = better {
+        let headers = response.headers_mut();
+        headers.remove("grpc-message");
+        headers.remove("grpc-status-details-bin");
+        if better.add_header(headers).is_err() {
+            tracing::warn!("could not rewrite the status of an undecodable request");
+        }
+    }
+    response
 }
 
 fn write_ready_file(path: &std::path::Path, ports: &BoundPorts) -> std::io::Result<()> {

@@ -23,6 +23,7 @@ use std::time::Duration;
 use annals_contract::api::failure::Failure;
 use annals_contract::api::{convert, ids};
 use annals_contract::clock;
+use annals_contract::limits;
 use annals_contract::proto::dolittle::protobuf::Uuid as WireUuid;
 use annals_contract::proto::dolittle::runtime::eventhorizon::{
     consumer_client::ConsumerClient,
@@ -60,9 +61,6 @@ const QUEUE_EVENTS_MAX: usize = 4_096;
 const BATCH_EVENTS_MAX: usize = 2_048;
 /// Messages waiting to go to the producer (acknowledgements, pongs), at most.
 const OUTBOUND_MESSAGES_MAX: usize = 256;
-/// The largest message taken from a producer (an event's content is bounded by the
-/// producer's own commit limit; this is the server's limit for requests).
-const MESSAGE_BYTES_MAX: usize = 16 << 20;
 
 /// A connection the producer accepted.
 pub(super) struct Connected {
@@ -164,7 +162,10 @@ pub(super) async fn connect(
         })
         .await
         .map_err(|_| could_not_connect("Could not connect to producer Runtime"))?;
-    let mut client = ConsumerClient::new(channel).max_decoding_message_size(MESSAGE_BYTES_MAX);
+    // Any event a producer took in a Commit fits, with what it wraps around it.
+    let mut client = ConsumerClient::new(channel)
+        .max_decoding_message_size(limits::SENT_BYTES_MAX)
+        .max_encoding_message_size(limits::MESSAGE_BYTES_MAX);
     let mut incoming = client
         .subscribe(tokio_stream::wrappers::ReceiverStream::new(outbound_rx))
         .await

@@ -20,6 +20,7 @@
 
 pub mod api;
 pub mod clock;
+pub mod limits;
 mod platform;
 pub mod proto;
 pub mod reverse_call;

@@ -41,6 +41,7 @@ use uuid::Uuid;
 use crate::api::convert;
 use crate::api::failure::Failure;
 use crate::api::ids;
+use crate::limits;
 use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
 use crate::proto::dolittle::services::{ReverseCallArgumentsContext, ReverseCallRequestContext};
@@ -177,6 +178,13 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// "a <message>" for the messages a head sends on protocol `P`, for statuses.
+fn client_message<P: Protocol>() -> String {
+    let full = std::any::type_name::<P::ClientMessage>();
+    let name = full.rsplit("::").next().unwrap_or(full);
+    format!("a {name}")
+}
+
 impl<P: Protocol> ReverseCall<P> {
     /// Receives the head's connect arguments and checks them. On failure the head gets a
     /// failed registration response (or a status when it sent no message at all) and `None`
@@ -198,7 +206,14 @@ impl<P: Protocol> ReverseCall<P> {
         };
         let first = match first {
             Ok(Ok(Some(message))) => P::classify(message),
-            Ok(Ok(None) | Err(_)) => return None,
+            Ok(Ok(None)) => return None,
+            Ok(Err(status)) => {
+                // Garbage or an oversized message: the head learns why its stream ended.
+                if let Some(status) = limits::for_client(&status, &client_message::<P>()) {
+                    let _ = outbound.send(Err(status)).await;
+                }
+                return None;
+            }
             Err(_) => {
                 refuse::<P>(&outbound, "the head sent nothing".into()).await;
                 return None;
@@ -405,7 +420,7 @@ impl<P: Protocol> ReverseCall<P> {
                         }
                         Err(status) => {
                             tracing::debug!(%status, "the head's stream failed");
-                            self.end(None);
+                            self.end(limits::for_client(&status, &client_message::<P>()));
                             break;
                         }
                     };
