@@ -194,6 +194,83 @@ async fn tenants_come_from_the_configuration() {
     assert_eq!(failure_id(r.failure.as_ref()), Some(failures::OTHER));
 }
 
+/// Every rpc that carries a call context checks it, also those that do not act for its
+/// tenant (Tenants.GetAll, the registrations): missing, or with a head id that is no GUID,
+/// it is refused in band with a reason naming the field, and nothing is registered.
+#[tokio::test]
+async fn every_call_context_is_checked() {
+    let server = Server::start().await;
+    let bad_head = || {
+        let mut context = call_context(DEVELOPMENT);
+        context.head_id = Some(dolittle::protobuf::Uuid {
+            value: vec![1, 2, 3],
+        });
+        context
+    };
+    for (context, reason) in [
+        (None, "callContext is missing".to_owned()),
+        (
+            Some(bad_head()),
+            "callContext.headId is not a GUID: 3 bytes where 16 were expected".to_owned(),
+        ),
+    ] {
+        let tenants = TenantsClient::new(server.private().await)
+            .get_all(dolittle::runtime::tenancy::GetAllRequest {
+                call_context: context.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let types = EventTypesClient::new(server.private().await)
+            .register(dolittle::runtime::events::EventTypeRegistrationRequest {
+                call_context: context.clone(),
+                event_type: Some(artifact(Uuid::from_u128(0x0e))),
+                alias: Some("Refused".into()),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let roots = AggregateRootsClient::new(server.private().await)
+            .register_alias(
+                dolittle::runtime::aggregates::AggregateRootAliasRegistrationRequest {
+                    call_context: context.clone(),
+                    aggregate_root: Some(artifact(Uuid::from_u128(0x0f))),
+                    alias: Some("Refused".into()),
+                },
+            )
+            .await
+            .unwrap()
+            .into_inner();
+        let mut commit = commit_request(DEVELOPMENT, &[(Uuid::from_u128(1), "es", "{}")]);
+        commit.call_context = context;
+        let commit = EventStoreClient::new(server.private().await)
+            .commit(commit)
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(tenants.tenants.is_empty());
+        for failure in [
+            tenants.failure,
+            types.failure,
+            roots.failure,
+            commit.failure,
+        ] {
+            let failure = failure.expect("refused");
+            assert_eq!(failure_id(Some(&failure)), Some(failures::OTHER));
+            assert!(failure.reason.contains(&reason), "{failure:?}");
+        }
+    }
+    let aliases = ManagementEventTypesClient::new(server.management().await)
+        .get_all(dolittle::runtime::events::management::GetAllRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !format!("{aliases:?}").contains("Refused"),
+        "nothing registered: {aliases:?}"
+    );
+}
+
 #[tokio::test]
 async fn registrations_persist_and_management_lists_them() {
     let mut server = Server::start().await;

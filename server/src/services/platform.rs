@@ -30,6 +30,7 @@ use crate::proto::dolittle::runtime::resources::resources_server::Resources;
 use crate::proto::dolittle::runtime::resources::{GetMongoDbResponse, GetRequest};
 use crate::proto::dolittle::runtime::tenancy::tenants_server::Tenants;
 use crate::proto::dolittle::runtime::tenancy::{GetAllRequest, GetAllResponse, Tenant};
+use crate::proto::dolittle::services::CallRequestContext;
 use crate::proto::dolittle::versioning::Version;
 use crate::runtime::Runtime;
 use crate::services::request::{self, Call};
@@ -56,12 +57,16 @@ impl PlatformServices {
     async fn register_artifact<R: InBand<()>>(
         &self,
         rpc: &'static str,
+        context: Option<&CallRequestContext>,
         (field, artifact): (&str, Option<&Artifact>),
         alias: Option<String>,
         register: fn(&Engine, Uuid, &str) -> Result<(), Failure>,
     ) -> Result<Response<R>, Status> {
         let runtime = Arc::clone(&self.runtime);
         let work = async {
+            // Registrations are not for one tenant, but their call context is checked all
+            // the same.
+            convert::call_context(context)?;
             let artifact = convert::event_type(field, artifact)?;
             let alias = alias.unwrap_or_else(|| NO_ALIAS.to_owned());
             blocking(move || register(&runtime.engine, artifact.id, &alias)).await
@@ -202,8 +207,9 @@ fn runtime_version() -> Version {
 impl Tenants for PlatformServices {
     async fn get_all(
         &self,
-        _request: Request<GetAllRequest>,
+        request: Request<GetAllRequest>,
     ) -> Result<Response<GetAllResponse>, Status> {
+        let request = request.into_inner();
         let tenants: Vec<Tenant> = self
             .runtime
             .tenant_ids()
@@ -212,7 +218,13 @@ impl Tenants for PlatformServices {
                 id: Some(ids::to_wire(t)),
             })
             .collect();
-        request::unary(&self.runtime, "Tenants/GetAll", async { Ok(tenants) }).await
+        // The call context is checked, though its tenant need not be configured: a head asks
+        // which tenants there are.
+        let work = async {
+            convert::call_context(request.call_context.as_ref())?;
+            Ok(tenants)
+        };
+        request::unary(&self.runtime, "Tenants/GetAll", work).await
     }
 }
 
@@ -226,6 +238,7 @@ impl EventTypes for PlatformServices {
         let artifact = ("eventType", request.event_type.as_ref());
         self.register_artifact(
             "EventTypes/Register",
+            request.call_context.as_ref(),
             artifact,
             request.alias,
             |e, id, alias| Ok(e.register_event_type_alias(id, alias)?),
@@ -243,7 +256,8 @@ impl AggregateRoots for PlatformServices {
         let request = request.into_inner();
         let artifact = ("aggregateRoot", request.aggregate_root.as_ref());
         let rpc = "AggregateRoots/RegisterAlias";
-        self.register_artifact(rpc, artifact, request.alias, |e, id, alias| {
+        let context = request.call_context.as_ref();
+        self.register_artifact(rpc, context, artifact, request.alias, |e, id, alias| {
             Ok(e.register_aggregate_root_alias(id, alias)?)
         })
         .await

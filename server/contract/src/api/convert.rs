@@ -27,6 +27,10 @@ use crate::proto::dolittle::versioning::Version as WireVersion;
 /// correlation id.
 pub fn call_context(context: Option<&CallRequestContext>) -> Result<ExecutionContext, Failure> {
     let context = context.ok_or_else(|| Failure::invalid("callContext is missing"))?;
+    // Optional, but a GUID when given: no id of any length passes.
+    if let Some(head) = &context.head_id {
+        ids::from_wire("callContext.headId", head)?;
+    }
     execution_context(
         "callContext.executionContext",
         context.execution_context.as_ref(),

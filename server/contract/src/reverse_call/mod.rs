@@ -536,6 +536,9 @@ fn check_context(
     context: &ReverseCallArgumentsContext,
     platform: Option<&Platform>,
 ) -> Result<(ExecutionContext, Option<Duration>), String> {
+    if let Some(head) = &context.head_id {
+        ids::from_wire("callContext.headId", head).map_err(|f| f.reason)?;
+    }
     let execution_context = convert::execution_context(
         "callContext.executionContext",
         context.execution_context.as_ref(),
@@ -617,6 +620,14 @@ mod tests {
         assert!(check_context(&missing, Some(&platform()))
             .unwrap_err()
             .contains("pingInterval"));
+        let mut head = context(7, "Production", 5);
+        head.head_id = Some(WireUuid { value: vec![7; 15] });
+        assert_eq!(
+            check_context(&head, Some(&platform())).unwrap_err(),
+            "callContext.headId is not a GUID: 15 bytes where 16 were expected"
+        );
+        head.head_id = Some(WireUuid { value: vec![7; 16] });
+        assert!(check_context(&head, Some(&platform())).is_ok());
     }
 
     #[test]
