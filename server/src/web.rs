@@ -14,6 +14,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::api::failure::without_paths;
 use crate::runtime::Runtime;
 use crate::shutdown;
 
@@ -56,7 +57,10 @@ async fn healthz(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
                 let state = runtime
                     .tenant(id)
                     .map_err(|f| f.reason)
-                    .and_then(|t| t.check_healthy().map_err(|e| e.to_string()));
+                    .and_then(|t| t.check_healthy().map_err(|e| e.to_string()))
+                    // Anyone who reaches the port reads this: no server paths (the log has
+                    // them).
+                    .map_err(|e| without_paths(&e));
                 (id, state)
             })
             .collect::<Vec<_>>()

@@ -556,8 +556,9 @@ impl Drop for Unmount {
 }
 
 /// On a full disk (a 32 MiB tmpfs, filled by commits), a Commit fails with the persistence or
-/// unavailability failure, whose reason does not show the server's data directory; the
-/// server's log keeps the whole error, path included, at ERROR.
+/// unavailability failure, whose reason does not show the server's data directory; later
+/// commits are refused as unavailable (the log is poisoned) and /healthz reports the tenant
+/// Unhealthy with 503; the server's log keeps the whole error, path included, at ERROR.
 #[tokio::test]
 async fn a_full_disk_fails_commits_without_showing_the_servers_paths() {
     let mount = tempfile::tempdir().unwrap();
@@ -605,6 +606,36 @@ async fn a_full_disk_fails_commits_without_showing_the_servers_paths() {
         "the reason shows a path: {reason}"
     );
     eprintln!("the full disk's failure: {reason}");
+
+    // The log is poisoned now: the next commit is refused as unavailable, and /healthz says
+    // so, neither showing the server's paths.
+    let response = client
+        .commit(commit_request(DEVELOPMENT, &[(TYPE_A, "es", "{}")]))
+        .await
+        .unwrap()
+        .into_inner();
+    let failure = response.failure.expect("a poisoned log refuses commits");
+    assert_eq!(
+        failure_id(Some(&failure)),
+        Some(failures::UNAVAILABLE),
+        "{failure:?}"
+    );
+    assert!(failure.reason.contains("poisoned"), "{failure:?}");
+    assert!(
+        !failure.reason.contains(&data_arg),
+        "the reason shows a path: {failure:?}"
+    );
+    let (status, body) = Server::http_get(server.ports.web, "/healthz").await;
+    assert_eq!(status, 503, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["Status"], "Unhealthy", "{body}");
+    let entry = report["Entries"]["EventStoreHealthCheck"]["Data"][DEVELOPMENT.to_string()]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(entry.contains("poisoned"), "{body}");
+    assert!(!body.contains(&data_arg), "/healthz shows a path: {body}");
+
     assert!(server.stop().await);
     let log = server.log();
     assert!(
