@@ -25,10 +25,7 @@ impl<'a> MakeWriter<'a> for EscapedStderr {
     type Writer = EscapingWriter<io::Stderr>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        EscapingWriter {
-            inner: io::stderr(),
-            ansi: self.ansi,
-        }
+        EscapingWriter::new(io::stderr(), self.ansi)
     }
 }
 

@@ -120,35 +120,23 @@ impl Failure {
 impl From<Error> for Failure {
     fn from(error: Error) -> Failure {
         let full = error.to_string();
-        let reason = without_paths(&full);
-        match &error {
-            // A storage fault is the operator's business: the log keeps the whole text, paths
-            // included. A poisoned log repeats the fault that poisoned it, logged then.
-            Error::Log(
-                LogError::Io { .. }
-                | LogError::Corruption { .. }
-                | LogError::ChecksumMismatch { .. }
-                | LogError::UnsupportedFormat { .. }
-                | LogError::Misfiled { .. }
-                | LogError::UndecodableRecord { .. },
-            )
-            | Error::Index { .. }
-            | Error::BadState { .. } => tracing::error!(error = %full, "storage failure"),
-            _ => {}
-        }
-        match error {
+        // A storage fault is the operator's business: the log keeps the whole text, paths
+        // included; the client's reason names tenants, scopes and segments instead.
+        let storage_fault = || tracing::error!(error = %full, "storage failure");
+        let id = match &error {
             // The event store builds the original's words itself (it knows the aggregate);
             // this is for any other caller.
-            Error::WrongExpectedVersion { .. } => {
-                Failure::new(id::AGGREGATE_ROOT_CONCURRENCY_CONFLICT, reason)
-            }
-            // The store cannot serve until it is reopened (poisoned log) or its index works
-            // again: the request was fine.
-            Error::Log(LogError::Poisoned { .. }) | Error::Index { .. } => {
-                Failure::new(id::EVENT_STORE_UNAVAILABLE, reason)
+            Error::WrongExpectedVersion { .. } => id::AGGREGATE_ROOT_CONCURRENCY_CONFLICT,
+            // The store cannot serve until it is reopened (poisoned log: its fault was logged
+            // when it poisoned the log) or its index works again: the request was fine.
+            Error::Log(LogError::Poisoned { .. }) => id::EVENT_STORE_UNAVAILABLE,
+            Error::Index { .. } => {
+                storage_fault();
+                id::EVENT_STORE_UNAVAILABLE
             }
             Error::Log(LogError::Io { .. }) => {
-                Failure::new(id::EVENT_STORE_PERSISTENCE_ERROR, reason)
+                storage_fault();
+                id::EVENT_STORE_PERSISTENCE_ERROR
             }
             Error::Log(
                 LogError::Corruption { .. }
@@ -157,10 +145,14 @@ impl From<Error> for Failure {
                 | LogError::Misfiled { .. }
                 | LogError::UndecodableRecord { .. },
             )
-            | Error::BadState { .. } => Failure::new(id::EVENT_STORE_CONSISTENCY_ERROR, reason),
+            | Error::BadState { .. } => {
+                storage_fault();
+                id::EVENT_STORE_CONSISTENCY_ERROR
+            }
             // Invalid requests, unknown or existing tenants, and anything else.
-            _ => Failure::new(id::OTHER, reason),
-        }
+            _ => id::OTHER,
+        };
+        Failure::new(id, without_paths(&full))
     }
 }
 
@@ -197,18 +189,13 @@ pub fn without_paths(text: &str) -> String {
 
 /// Where the path at the start of `text` ends.
 fn path_end(text: &str) -> usize {
-    let mut end = text.len();
-    for (i, c) in text.char_indices() {
-        if c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ')' | ']') {
-            end = i;
-            break;
-        }
-        if c == ':' && text[i + 1..].starts_with(' ') {
-            end = i;
-            break;
-        }
-    }
-    end
+    text.char_indices()
+        .find(|&(i, c)| {
+            c.is_whitespace()
+                || matches!(c, '"' | '\'' | ',' | ')' | ']')
+                || (c == ':' && text[i + 1..].starts_with(' '))
+        })
+        .map_or(text.len(), |(i, _)| i)
 }
 
 /// What an absolute path names, without the directories above the data directory.
