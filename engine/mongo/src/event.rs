@@ -1,0 +1,359 @@
+//! The event document of `event-log` and `x-<scope>-event-log`, built from an engine event.
+//!
+//! Layout (Runtime v9.9.0, `Events.Store.MongoDB/Events/Event.cs` and the classes it holds;
+//! dolittle.md section 3.3), fields in this order, PascalCase:
+//!
+//! ```text
+//! _id               Decimal128  event log sequence number (0-based)
+//! ExecutionContext  { Correlation Binary(4), SpanId Binary(0) 8 bytes (zeros without a span),
+//!                     Microservice Binary(4), Tenant Binary(4),
+//!                     Version { Major, Minor, Patch, Build: Int32, PreRelease: String },
+//!                     Environment String, Claims [ { Name, Value, ValueType: String } ] }
+//! Metadata          { Occurred Date, EventSource String, TypeId Binary(4),
+//!                     TypeGeneration Int64, Public Boolean }
+//! Aggregate         { WasAppliedByAggregate true, TypeId Binary(4), TypeGeneration Int64 (1),
+//!                     Version Decimal128 }                    only when applied by an aggregate
+//! EventHorizon      { FromEventHorizon true, ExternalEventLogSequenceNumber Decimal128,
+//!                     Received Date, Consent Binary(4) }      only when received over the horizon
+//! Content           the committed JSON as an embedded document (see `content`)
+//! ```
+//!
+//! The two optional sub-documents are absent, not defaulted, when they do not apply: the
+//! original has written them that way since 9.2.2 and its V9 migration removes the defaults
+//! older versions wrote. A scoped log holds the same document; only the collection differs.
+//!
+//! Invariants: the builder is a pure function of the event; it fails only on content the
+//! original could not have stored, naming the event.
+
+use annals_engine::{EventView, ScopeId};
+use bson::{spec::BinarySubtype, Binary, Bson, Document};
+
+use crate::{
+    content::content_to_document,
+    error::{Error, Result},
+    values::{counter, date_from_unix_ns, guid},
+};
+
+/// The generation the original gives every aggregate root: it commits aggregate events with
+/// `ArtifactGeneration.First`, and annals does not store a generation for aggregate roots.
+const AGGREGATE_ROOT_GENERATION: i64 = 1;
+
+/// The name of the collection holding a scope's event log: `event-log` for the default scope,
+/// `x-<scope>-event-log` (lowercase hyphenated GUID) for events received over the horizon.
+pub fn event_log_collection(scope: ScopeId) -> String {
+    if scope.is_default() {
+        "event-log".to_owned()
+    } else {
+        format!("x-{}-event-log", scope.0.hyphenated())
+    }
+}
+
+/// The document the original keeps for one event of an event log.
+pub fn event_document(event: &EventView<'_>) -> Result<Document> {
+    let content = content_to_document(event.content).map_err(|source| Error::Content {
+        sequence_number: event.sequence_number,
+        source,
+    })?;
+
+    let [major, minor, patch, build] = event.version;
+    let mut version = Document::new();
+    version.insert("Major", major);
+    version.insert("Minor", minor);
+    version.insert("Patch", patch);
+    version.insert("Build", build);
+    version.insert("PreRelease", event.pre_release);
+
+    let claims: Vec<Bson> = event
+        .claims
+        .iter()
+        .map(|(name, value, value_type)| {
+            let mut claim = Document::new();
+            claim.insert("Name", *name);
+            claim.insert("Value", *value);
+            claim.insert("ValueType", *value_type);
+            Bson::Document(claim)
+        })
+        .collect();
+
+    let mut execution_context = Document::new();
+    execution_context.insert("Correlation", guid(event.correlation_id));
+    // A byte array, so generic binary; the original stores eight zero bytes without a span.
+    execution_context.insert(
+        "SpanId",
+        Binary {
+            subtype: BinarySubtype::Generic,
+            bytes: event.span_id.unwrap_or([0; 8]).to_vec(),
+        },
+    );
+    execution_context.insert("Microservice", guid(event.microservice_id));
+    execution_context.insert("Tenant", guid(event.tenant_id));
+    execution_context.insert("Version", version);
+    execution_context.insert("Environment", event.environment);
+    execution_context.insert("Claims", claims);
+
+    let mut metadata = Document::new();
+    metadata.insert("Occurred", date_from_unix_ns(event.occurred_ns));
+    metadata.insert("EventSource", event.event_source_id);
+    metadata.insert("TypeId", guid(event.event_type.id));
+    metadata.insert("TypeGeneration", i64::from(event.event_type.generation));
+    metadata.insert("Public", event.public);
+
+    let mut document = Document::new();
+    document.insert("_id", counter(event.sequence_number.value()));
+    document.insert("ExecutionContext", execution_context);
+    document.insert("Metadata", metadata);
+    if let Some(aggregate) = &event.aggregate {
+        let mut sub = Document::new();
+        sub.insert("WasAppliedByAggregate", true);
+        sub.insert("TypeId", guid(aggregate.root_id));
+        sub.insert("TypeGeneration", AGGREGATE_ROOT_GENERATION);
+        sub.insert("Version", counter(aggregate.version));
+        document.insert("Aggregate", sub);
+    }
+    if let Some(origin) = &event.event_horizon {
+        let mut sub = Document::new();
+        sub.insert("FromEventHorizon", true);
+        sub.insert(
+            "ExternalEventLogSequenceNumber",
+            counter(origin.external_sequence_number),
+        );
+        sub.insert("Received", date_from_unix_ns(origin.received_ns));
+        sub.insert("Consent", guid(origin.consent_id));
+        document.insert("EventHorizon", sub);
+    }
+    document.insert("Content", content);
+    Ok(document)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The expected documents are written out from the field list of dolittle.md section 3.3
+    //! with `doc!`, their values made without this crate's helpers (Decimal128 from its decimal
+    //! text, GUID bytes from their hex text), and compared by their encoded bytes, which fixes
+    //! order and types (`Document`'s `==` ignores order).
+
+    use annals_engine::{
+        uuid::Uuid, AppliedByAggregate, EventHorizonOrigin, EventLogSequenceNumber, EventType,
+    };
+    use bson::{doc, DateTime, Decimal128};
+
+    use super::*;
+    use crate::content::ContentFault;
+
+    const MICROSERVICE: &str = "7a7d7b7c-1111-4222-8333-944455556666";
+    const TENANT: &str = "445f8ea8-1a6f-40d7-b2fc-796dba92dc44";
+    const CORRELATION: &str = "c0ffee00-0000-4000-8000-00000000beef";
+    const EVENT_TYPE: &str = "9b1e7c46-3f0a-4c55-9f8e-2a7d3d1c0b01";
+    const AGGREGATE_ROOT: &str = "ab5d5b7e-0c1e-4a2b-8d3c-4e5f60718293";
+    const CONSENT: &str = "0f0e0d0c-0b0a-4908-8706-050403020100";
+
+    /// Binary subtype 4 from the GUID's text: its hex digits in the order written.
+    fn guid_bytes(text: &str) -> Bson {
+        let hex: Vec<u8> = text
+            .bytes()
+            .filter(|b| *b != b'-')
+            .map(|b| u8::try_from(char::from(b).to_digit(16).unwrap()).unwrap())
+            .collect();
+        Bson::Binary(Binary {
+            subtype: BinarySubtype::Uuid,
+            bytes: hex.chunks(2).map(|p| p[0] * 16 + p[1]).collect(),
+        })
+    }
+
+    fn decimal(text: &str) -> Bson {
+        Bson::Decimal128(text.parse::<Decimal128>().unwrap())
+    }
+
+    fn uuid(text: &str) -> Uuid {
+        Uuid::parse_str(text).unwrap()
+    }
+
+    fn bytes(document: &Document) -> Vec<u8> {
+        document.to_vec().unwrap()
+    }
+
+    /// A plain event: claims, a span, a non-GUID event source, nested content.
+    fn plain_event(content: &str) -> EventView<'_> {
+        EventView {
+            sequence_number: EventLogSequenceNumber(41),
+            occurred_ns: 1_700_000_000_123_456_789,
+            microservice_id: uuid(MICROSERVICE),
+            tenant_id: uuid(TENANT),
+            version: [1, 2, 3, 4],
+            pre_release: "rc.1",
+            correlation_id: uuid(CORRELATION),
+            claims: vec![
+                ("role", "admin", "string"),
+                ("http://x/claims/id", "42", "int"),
+            ],
+            environment: "Production",
+            span_id: Some([1, 2, 3, 4, 5, 6, 7, 8]),
+            event_source_id: "customer/17",
+            event_type: EventType {
+                id: uuid(EVENT_TYPE),
+                generation: 3,
+            },
+            public: true,
+            aggregate: None,
+            event_horizon: None,
+            content,
+        }
+    }
+
+    fn execution_context(claims: Vec<Bson>, span: [u8; 8]) -> Document {
+        doc! {
+            "Correlation": guid_bytes(CORRELATION),
+            "SpanId": Binary { subtype: BinarySubtype::Generic, bytes: span.to_vec() },
+            "Microservice": guid_bytes(MICROSERVICE),
+            "Tenant": guid_bytes(TENANT),
+            "Version": {
+                "Major": 1_i32, "Minor": 2_i32, "Patch": 3_i32, "Build": 4_i32,
+                "PreRelease": "rc.1",
+            },
+            "Environment": "Production",
+            "Claims": claims,
+        }
+    }
+
+    #[test]
+    fn a_plain_event_with_claims_span_and_nested_content() {
+        let content = r#"{"name":"Ada","age":36,"balance":-12.5,"big":3000000000,
+            "tags":["a",{"deep":[1,2.0,null]}],"address":{"street":"Main","no":7}}"#;
+        let got = event_document(&plain_event(content)).unwrap();
+        let want = doc! {
+            "_id": decimal("41"),
+            "ExecutionContext": execution_context(
+                vec![
+                    doc! { "Name": "role", "Value": "admin", "ValueType": "string" }.into(),
+                    doc! { "Name": "http://x/claims/id", "Value": "42", "ValueType": "int" }
+                        .into(),
+                ],
+                [1, 2, 3, 4, 5, 6, 7, 8],
+            ),
+            "Metadata": {
+                "Occurred": DateTime::from_millis(1_700_000_000_123),
+                "EventSource": "customer/17",
+                "TypeId": guid_bytes(EVENT_TYPE),
+                "TypeGeneration": 3_i64,
+                "Public": true,
+            },
+            "Content": {
+                "name": "Ada",
+                "age": 36_i32,
+                "balance": -12.5_f64,
+                "big": 3_000_000_000_i64,
+                "tags": ["a", { "deep": [1_i32, 2.0_f64, Bson::Null] }],
+                "address": { "street": "Main", "no": 7_i32 },
+            },
+        };
+        assert_eq!(bytes(&got), bytes(&want), "\n got {got}\nwant {want}");
+    }
+
+    #[test]
+    fn no_span_is_eight_zero_bytes_and_no_claims_an_empty_array() {
+        let mut event = plain_event("{}");
+        event.span_id = None;
+        event.claims = Vec::new();
+        event.public = false;
+        let got = event_document(&event).unwrap();
+        let want = doc! {
+            "_id": decimal("41"),
+            "ExecutionContext": execution_context(Vec::new(), [0; 8]),
+            "Metadata": {
+                "Occurred": DateTime::from_millis(1_700_000_000_123),
+                "EventSource": "customer/17",
+                "TypeId": guid_bytes(EVENT_TYPE),
+                "TypeGeneration": 3_i64,
+                "Public": false,
+            },
+            "Content": {},
+        };
+        assert_eq!(bytes(&got), bytes(&want), "\n got {got}\nwant {want}");
+    }
+
+    #[test]
+    fn an_aggregate_event_has_the_aggregate_sub_document() {
+        let mut event = plain_event(r#"{"item":"book"}"#);
+        event.claims = Vec::new();
+        event.event_source_id = "0b5e1a4e-2f3d-4c5b-9a69-78d8e7f6a5b4";
+        event.aggregate = Some(AppliedByAggregate {
+            root_id: uuid(AGGREGATE_ROOT),
+            version: 5,
+        });
+        let got = event_document(&event).unwrap();
+        let want = doc! {
+            "_id": decimal("41"),
+            "ExecutionContext": execution_context(Vec::new(), [1, 2, 3, 4, 5, 6, 7, 8]),
+            "Metadata": {
+                "Occurred": DateTime::from_millis(1_700_000_000_123),
+                // A GUID event source stays the string it was committed as.
+                "EventSource": "0b5e1a4e-2f3d-4c5b-9a69-78d8e7f6a5b4",
+                "TypeId": guid_bytes(EVENT_TYPE),
+                "TypeGeneration": 3_i64,
+                "Public": true,
+            },
+            "Aggregate": {
+                "WasAppliedByAggregate": true,
+                "TypeId": guid_bytes(AGGREGATE_ROOT),
+                "TypeGeneration": 1_i64,
+                "Version": decimal("5"),
+            },
+            "Content": { "item": "book" },
+        };
+        assert_eq!(bytes(&got), bytes(&want), "\n got {got}\nwant {want}");
+    }
+
+    #[test]
+    fn an_event_received_over_the_event_horizon_has_its_origin() {
+        let mut event = plain_event(r#"{"n":1}"#);
+        event.sequence_number = EventLogSequenceNumber(0);
+        event.claims = Vec::new();
+        event.public = false;
+        event.event_horizon = Some(EventHorizonOrigin {
+            external_sequence_number: 9_007_199_254_740_993,
+            received_ns: 1_700_000_001_000_999_999,
+            consent_id: uuid(CONSENT),
+        });
+        let got = event_document(&event).unwrap();
+        let want = doc! {
+            "_id": decimal("0"),
+            "ExecutionContext": execution_context(Vec::new(), [1, 2, 3, 4, 5, 6, 7, 8]),
+            "Metadata": {
+                "Occurred": DateTime::from_millis(1_700_000_000_123),
+                "EventSource": "customer/17",
+                "TypeId": guid_bytes(EVENT_TYPE),
+                "TypeGeneration": 3_i64,
+                "Public": false,
+            },
+            "EventHorizon": {
+                "FromEventHorizon": true,
+                "ExternalEventLogSequenceNumber": decimal("9007199254740993"),
+                "Received": DateTime::from_millis(1_700_000_001_000),
+                "Consent": guid_bytes(CONSENT),
+            },
+            "Content": { "n": 1_i32 },
+        };
+        assert_eq!(bytes(&got), bytes(&want), "\n got {got}\nwant {want}");
+    }
+
+    #[test]
+    fn event_log_collections_by_scope() {
+        assert_eq!(event_log_collection(ScopeId::DEFAULT), "event-log");
+        assert_eq!(
+            event_log_collection(ScopeId(uuid("8C3A1B2D-0000-4000-8000-0000000000AB"))),
+            "x-8c3a1b2d-0000-4000-8000-0000000000ab-event-log"
+        );
+    }
+
+    #[test]
+    fn content_the_original_could_not_store_names_the_event() {
+        let error = event_document(&plain_event(r#"{"a":1,"a":2}"#)).unwrap_err();
+        let Error::Content {
+            sequence_number,
+            source,
+        } = error;
+        assert_eq!(sequence_number, EventLogSequenceNumber(41));
+        assert_eq!(source.fault, ContentFault::DuplicateKey("a".into()));
+        assert_eq!(source.offset, 7);
+    }
+}

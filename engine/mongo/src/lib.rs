@@ -1,0 +1,30 @@
+//! annals-mongo: the Dolittle Runtime's MongoDB layout, built from annals' events and state,
+//! and written as mongodump writes a database.
+//!
+//! A team leaving annals for MongoDB (or a sharded cluster) restores such a dump with
+//! `mongorestore` and runs the original runtime (v9.9) on it. This crate knows the original's
+//! documents (field names, order and BSON types: Decimal128 counters, Binary subtype 4 GUIDs
+//! in RFC order, PascalCase) and indexes, and writes them one document at a time; choosing
+//! what to export from a tenant is its callers' business.
+//!
+//! Facts come from dolittle.md section 3 and the Runtime v9.9.0 sources they cite; each
+//! module names the classes it follows.
+//!
+//! Dependency direction: server -> mongo -> engine. Nothing in the engine depends on this.
+
+#![warn(missing_docs)]
+#![deny(unsafe_code)]
+
+mod content;
+mod error;
+mod event;
+mod values;
+
+pub use crate::{
+    content::{content_to_document, ContentError, ContentFault, CONTENT_DEPTH_MAX},
+    error::{Error, Result},
+    event::{event_document, event_log_collection},
+};
+
+/// The BSON library the documents are built with, so callers use the same version.
+pub use bson;
