@@ -1,7 +1,10 @@
 //! The crate's one error type: every failure names the collection, document or file it hit.
 //!
-//! Invariants: no variant carries free text where a structured field fits; content errors keep
-//! the event's sequence number and the byte offset inside its JSON (see `content`).
+//! Invariants: no variant carries free text where a structured field fits; I/O errors keep
+//! the operation and path; content errors keep the event's sequence number and the byte offset
+//! inside its JSON (see `content`).
+
+use std::path::PathBuf;
 
 use annals_engine::EventLogSequenceNumber;
 
@@ -18,6 +21,49 @@ pub enum Error {
         sequence_number: EventLogSequenceNumber,
         /// What is wrong with its JSON.
         source: ContentError,
+    },
+    /// A document is larger than MongoDB stores (16 MiB), so a restore would refuse it.
+    #[error(
+        "collection {collection}: document {document_index} is {size_bytes} bytes, over \
+         MongoDB's limit of {limit_bytes} bytes"
+    )]
+    DocumentTooLarge {
+        /// The collection being written.
+        collection: String,
+        /// The document's index in the collection file (0-based).
+        document_index: u64,
+        /// Its encoded size.
+        size_bytes: usize,
+        /// The limit it exceeds.
+        limit_bytes: usize,
+    },
+    /// The BSON library refused to encode a document.
+    #[error("collection {collection}: cannot encode document {document_index} as BSON: {source}")]
+    Encode {
+        /// The collection being written.
+        collection: String,
+        /// The document's index in the collection file (0-based).
+        document_index: u64,
+        /// The library's reason.
+        source: bson::error::Error,
+    },
+    /// A collection name that cannot be a dump file name.
+    #[error("collection name {name:?} cannot name a dump file: {why}")]
+    CollectionName {
+        /// The name given.
+        name: String,
+        /// Why it is refused.
+        why: &'static str,
+    },
+    /// A file operation failed.
+    #[error("{op} {}: {source}", .path.display())]
+    Io {
+        /// What was being done ("create", "write", "sync", ...).
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
     },
 }
 

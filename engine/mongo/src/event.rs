@@ -351,7 +351,10 @@ mod tests {
         let Error::Content {
             sequence_number,
             source,
-        } = error;
+        } = error
+        else {
+            panic!("{error}")
+        };
         assert_eq!(sequence_number, EventLogSequenceNumber(41));
         assert_eq!(source.fault, ContentFault::DuplicateKey("a".into()));
         assert_eq!(source.offset, 7);

@@ -15,15 +15,23 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+mod aggregate;
 mod content;
+mod dump;
 mod error;
 mod event;
+mod index;
+mod offsets;
 mod values;
 
 pub use crate::{
+    aggregate::{aggregate_document, AGGREGATES_COLLECTION},
     content::{content_to_document, ContentError, ContentFault, CONTENT_DEPTH_MAX},
+    dump::{metadata_json, CollectionSummary, CollectionWriter, BSON_DOCUMENT_SIZE_MAX},
     error::{Error, Result},
     event::{event_document, event_log_collection},
+    index::{aggregates_indexes, event_log_indexes, stream_processor_states_indexes, IndexSpec},
+    offsets::{event_log_metadata_document, EVENT_LOG_METADATA_COLLECTION},
 };
 
 /// The BSON library the documents are built with, so callers use the same version.

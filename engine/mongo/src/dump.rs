@@ -1,0 +1,347 @@
+//! A mongodump-format writer of one collection: `<collection>.bson` and
+//! `<collection>.metadata.json`, streamed one document at a time.
+//!
+//! Format (what mongodump 100.x writes and mongorestore reads):
+//! - `<collection>.bson` is the collection's documents, each a complete BSON document, one
+//!   after the other with nothing between them;
+//! - `<collection>.metadata.json` is one canonical extended-JSON object:
+//!   `{"indexes":[...],"collectionName":"<collection>","type":"collection"}`, every index as
+//!   `{"v":2,"key":{field:1,...},"name":...}` plus its options (`unique`,
+//!   `partialFilterExpression`), numbers written `{"$numberInt":"..."}`, the `_id_` index
+//!   first. `options` and `uuid` are left out as mongodump leaves out empty ones: mongorestore
+//!   then lets the server create the collection and choose its UUID.
+//!
+//! Invariants: at most one encoded document is held (the reused encode buffer), so memory does
+//! not grow with the collection; no document over MongoDB's 16 MiB limit is written (a restore
+//! would refuse it); existing files are never overwritten; `finish` makes both files durable
+//! (flush, fsync, directory fsync) before it returns. The metadata file is written last, so a
+//! run cut short leaves a `.bson` without metadata: the caller writes a dump into a fresh
+//! directory and treats it as complete only when every collection finished.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{BufWriter, Write},
+    path::{Path, PathBuf},
+};
+
+use bson::Document;
+
+use crate::{
+    error::{Error, Result},
+    index::IndexSpec,
+};
+
+/// The largest document MongoDB stores (`BSONObjMaxUserSize`, 16 MiB).
+pub const BSON_DOCUMENT_SIZE_MAX: usize = 16 * 1024 * 1024;
+
+/// The index version MongoDB has created since 3.4, and what mongodump records.
+const INDEX_VERSION: i32 = 2;
+
+/// What a finished collection file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionSummary {
+    /// The collection's name.
+    pub collection: String,
+    /// Documents written.
+    pub documents_count: u64,
+    /// Bytes in the `.bson` file.
+    pub bson_bytes: u64,
+}
+
+/// Writes one collection of a dump; see the module documentation for the format.
+#[derive(Debug)]
+pub struct CollectionWriter {
+    collection: String,
+    indexes: Vec<IndexSpec>,
+    dir: PathBuf,
+    bson_path: PathBuf,
+    /// Buffered so that small documents do not cost a system call each.
+    out: BufWriter<File>,
+    /// Reused for every document: one encoded document at a time.
+    encoded: Vec<u8>,
+    documents_count: u64,
+    bson_bytes: u64,
+}
+
+impl CollectionWriter {
+    /// Creates `<dir>/<collection>.bson`, refusing a name that cannot be a file name and a file
+    /// that already exists. `dir` must exist.
+    pub fn create(dir: &Path, collection: &str, indexes: Vec<IndexSpec>) -> Result<Self> {
+        check_collection_name(collection)?;
+        let bson_path = dir.join(format!("{collection}.bson"));
+        let file = create_new(&bson_path)?;
+        Ok(Self {
+            collection: collection.to_owned(),
+            indexes,
+            dir: dir.to_owned(),
+            bson_path,
+            out: BufWriter::new(file),
+            encoded: Vec::new(),
+            documents_count: 0,
+            bson_bytes: 0,
+        })
+    }
+
+    /// Appends one document.
+    pub fn write(&mut self, document: &Document) -> Result<()> {
+        self.encoded.clear();
+        document
+            .to_writer(&mut self.encoded)
+            .map_err(|source| Error::Encode {
+                collection: self.collection.clone(),
+                document_index: self.documents_count,
+                source,
+            })?;
+        if self.encoded.len() > BSON_DOCUMENT_SIZE_MAX {
+            return Err(Error::DocumentTooLarge {
+                collection: self.collection.clone(),
+                document_index: self.documents_count,
+                size_bytes: self.encoded.len(),
+                limit_bytes: BSON_DOCUMENT_SIZE_MAX,
+            });
+        }
+        self.out
+            .write_all(&self.encoded)
+            .map_err(|source| io_error("write", &self.bson_path, source))?;
+        self.documents_count += 1;
+        self.bson_bytes += self.encoded.len() as u64;
+        Ok(())
+    }
+
+    /// Makes the `.bson` file durable, then writes and syncs the metadata file and the
+    /// directory.
+    pub fn finish(self) -> Result<CollectionSummary> {
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| io_error("write", &self.bson_path, e.into_error()))?;
+        file.sync_all()
+            .map_err(|source| io_error("sync", &self.bson_path, source))?;
+
+        let metadata_path = self.dir.join(format!("{}.metadata.json", self.collection));
+        let mut metadata = create_new(&metadata_path)?;
+        metadata
+            .write_all(metadata_json(&self.collection, &self.indexes).as_bytes())
+            .map_err(|source| io_error("write", &metadata_path, source))?;
+        metadata
+            .sync_all()
+            .map_err(|source| io_error("sync", &metadata_path, source))?;
+        // The directory entries of both files must survive a crash too.
+        let dir = File::open(&self.dir).map_err(|source| io_error("open", &self.dir, source))?;
+        dir.sync_all()
+            .map_err(|source| io_error("sync directory", &self.dir, source))?;
+
+        Ok(CollectionSummary {
+            collection: self.collection,
+            documents_count: self.documents_count,
+            bson_bytes: self.bson_bytes,
+        })
+    }
+}
+
+/// The text of `<collection>.metadata.json` for a collection with these indexes.
+pub fn metadata_json(collection: &str, indexes: &[IndexSpec]) -> String {
+    let mut out = String::from("{\"indexes\":[");
+    out.push_str("{\"v\":");
+    out.push_str(&int32(INDEX_VERSION));
+    out.push_str(",\"key\":{\"_id\":");
+    out.push_str(&int32(1));
+    out.push_str("},\"name\":\"_id_\"}");
+    for index in indexes {
+        out.push_str(",{\"v\":");
+        out.push_str(&int32(INDEX_VERSION));
+        out.push_str(",\"key\":{");
+        for (i, key) in index.keys().iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_string(&mut out, key);
+            out.push(':');
+            out.push_str(&int32(1));
+        }
+        out.push_str("},\"name\":");
+        push_string(&mut out, index.name());
+        if let Some(unique) = index.unique_option() {
+            out.push_str(",\"unique\":");
+            out.push_str(if unique { "true" } else { "false" });
+        }
+        if let Some((field, equals)) = index.partial_filter_equals() {
+            out.push_str(",\"partialFilterExpression\":{");
+            push_string(&mut out, field);
+            out.push(':');
+            out.push_str(if equals { "true" } else { "false" });
+            out.push('}');
+        }
+        out.push('}');
+    }
+    out.push_str("],\"collectionName\":");
+    push_string(&mut out, collection);
+    out.push_str(",\"type\":\"collection\"}");
+    out
+}
+
+/// An Int32 in canonical extended JSON.
+fn int32(value: i32) -> String {
+    format!("{{\"$numberInt\":\"{value}\"}}")
+}
+
+/// A JSON string literal.
+fn push_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                // Control characters as \u00XX, the only escapes JSON requires besides the two
+                // above.
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let code = u32::from(c) as usize;
+                out.push_str("\\u00");
+                out.push(char::from(HEX[code >> 4]));
+                out.push(char::from(HEX[code & 0xf]));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// A collection name must make one plain file name (the dump's names are the original's:
+/// ASCII letters, digits, `-` and GUIDs).
+fn check_collection_name(name: &str) -> Result<()> {
+    let why = if name.is_empty() {
+        Some("it is empty")
+    } else if name.starts_with('.') {
+        Some("it starts with '.'")
+    } else if name.contains(['/', '\\', '\0']) {
+        Some("it holds '/', '\\' or NUL")
+    } else if name.starts_with("system.") {
+        Some("system collections are the server's")
+    } else {
+        None
+    };
+    why.map_or(Ok(()), |why| {
+        Err(Error::CollectionName {
+            name: name.to_owned(),
+            why,
+        })
+    })
+}
+
+fn create_new(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|source| io_error("create", path, source))
+}
+
+fn io_error(op: &'static str, path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use annals_engine::ScopeId;
+    use bson::doc;
+
+    use super::*;
+    use crate::index::{aggregates_indexes, event_log_indexes};
+
+    #[test]
+    fn metadata_of_the_event_log_as_mongodump_writes_it() {
+        let json = metadata_json("event-log", &event_log_indexes(ScopeId::DEFAULT));
+        let want = concat!(
+            r#"{"indexes":["#,
+            r#"{"v":{"$numberInt":"2"},"key":{"_id":{"$numberInt":"1"}},"name":"_id_"},"#,
+            r#"{"v":{"$numberInt":"2"},"key":{"Metadata.EventSource":{"$numberInt":"1"}},"#,
+            r#""name":"Metadata.EventSource_1","unique":false},"#,
+            r#"{"v":{"$numberInt":"2"},"key":{"Aggregate.TypeId":{"$numberInt":"1"},"#,
+            r#""Metadata.EventSource":{"$numberInt":"1"},"Aggregate.Version":{"$numberInt":"1"}},"#,
+            r#""name":"aggregate_version_index","unique":true,"#,
+            r#""partialFilterExpression":{"Aggregate.WasAppliedByAggregate":true}}"#,
+            r#"],"collectionName":"event-log","type":"collection"}"#,
+        );
+        assert_eq!(json, want);
+    }
+
+    #[test]
+    fn documents_are_concatenated_and_metadata_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer =
+            CollectionWriter::create(dir.path(), "aggregates", aggregates_indexes()).unwrap();
+        writer.write(&doc! { "a": 1_i32 }).unwrap();
+        writer.write(&doc! { "b": "x" }).unwrap();
+        let summary = writer.finish().unwrap();
+        // Hand-written: {a: Int32 1} is 12 bytes, {b: "x"} is 14.
+        let want: &[u8] = &[
+            12, 0, 0, 0, 0x10, b'a', 0, 1, 0, 0, 0, 0, //
+            14, 0, 0, 0, 0x02, b'b', 0, 2, 0, 0, 0, b'x', 0, 0,
+        ];
+        assert_eq!(
+            std::fs::read(dir.path().join("aggregates.bson")).unwrap(),
+            want
+        );
+        assert_eq!(
+            summary,
+            CollectionSummary {
+                collection: "aggregates".into(),
+                documents_count: 2,
+                bson_bytes: 26,
+            }
+        );
+        let metadata =
+            std::fs::read_to_string(dir.path().join("aggregates.metadata.json")).unwrap();
+        assert_eq!(metadata, metadata_json("aggregates", &aggregates_indexes()));
+        assert!(metadata.contains(
+            r#""key":{"EventSource":{"$numberInt":"1"},"AggregateType":{"$numberInt":"1"}},"name":"EventSource_1_AggregateType_1","unique":true}"#
+        ));
+    }
+
+    #[test]
+    fn an_empty_collection_still_has_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = CollectionWriter::create(dir.path(), "event-log", Vec::new()).unwrap();
+        assert_eq!(writer.finish().unwrap().documents_count, 0);
+        assert!(std::fs::read(dir.path().join("event-log.bson"))
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("event-log.metadata.json")).unwrap(),
+            r#"{"indexes":[{"v":{"$numberInt":"2"},"key":{"_id":{"$numberInt":"1"}},"name":"_id_"}],"collectionName":"event-log","type":"collection"}"#
+        );
+    }
+
+    #[test]
+    fn oversized_documents_bad_names_and_existing_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = CollectionWriter::create(dir.path(), "big", Vec::new()).unwrap();
+        let big = "x".repeat(BSON_DOCUMENT_SIZE_MAX);
+        let error = writer.write(&doc! { "s": big }).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::DocumentTooLarge { ref collection, document_index: 0, size_bytes, .. }
+                    if collection == "big" && size_bytes > BSON_DOCUMENT_SIZE_MAX
+            ),
+            "{error}"
+        );
+        // Nothing of it reached the file.
+        assert_eq!(writer.finish().unwrap().bson_bytes, 0);
+
+        for name in ["", ".hidden", "a/b", "a\\b", "a\0b", "system.indexes"] {
+            let error = CollectionWriter::create(dir.path(), name, Vec::new()).unwrap_err();
+            assert!(
+                matches!(error, Error::CollectionName { .. }),
+                "{name:?}: {error}"
+            );
+        }
+        let error = CollectionWriter::create(dir.path(), "big", Vec::new()).unwrap_err();
+        assert!(matches!(error, Error::Io { op: "create", .. }), "{error}");
+    }
+}
