@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use annals_engine::EventLogSequenceNumber;
+use annals_engine::{uuid::Uuid, EventLogSequenceNumber};
 
 use crate::content::ContentError;
 
@@ -46,6 +46,16 @@ pub enum Error {
         document_index: u64,
         /// The library's reason.
         source: bson::error::Error,
+    },
+    /// A stream processor state that the original's layout cannot hold.
+    #[error("stream processor {processor} reading {source_stream}: {what}")]
+    ProcessorState {
+        /// The event processor (event handler or filter) id.
+        processor: Uuid,
+        /// The stream it reads.
+        source_stream: Uuid,
+        /// What does not fit.
+        what: &'static str,
     },
     /// A collection name that cannot be a dump file name.
     #[error("collection name {name:?} cannot name a dump file: {why}")]

@@ -22,6 +22,7 @@ mod error;
 mod event;
 mod index;
 mod offsets;
+mod processor;
 mod values;
 
 pub use crate::{
@@ -32,6 +33,7 @@ pub use crate::{
     event::{event_document, event_log_collection},
     index::{aggregates_indexes, event_log_indexes, stream_processor_states_indexes, IndexSpec},
     offsets::{event_log_metadata_document, EVENT_LOG_METADATA_COLLECTION},
+    processor::{stream_processor_state_document, stream_processor_states_collection},
 };
 
 /// The BSON library the documents are built with, so callers use the same version.
