@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use annals_engine::{uuid::Uuid, EventLogSequenceNumber};
+use annals_engine::{uuid::Uuid, EventLogSequenceNumber, LogError};
 
 use crate::content::ContentError;
 
@@ -64,6 +64,30 @@ pub enum Error {
         name: String,
         /// Why it is refused.
         why: &'static str,
+    },
+    /// An export asked for events the log does not have.
+    #[error("the export ends at {requested} but the log ends at {log_end}")]
+    BeyondLogEnd {
+        /// The end asked for (exclusive).
+        requested: EventLogSequenceNumber,
+        /// Where the log ends.
+        log_end: EventLogSequenceNumber,
+    },
+    /// Reading the log failed.
+    #[error("reading the log at {at}: {source}")]
+    Read {
+        /// The sequence number being read.
+        at: EventLogSequenceNumber,
+        /// The log's error.
+        source: LogError,
+    },
+    /// The log returned another event than the next one.
+    #[error("the log returned event {found} where {expected} was next")]
+    SequenceMismatch {
+        /// The sequence number expected.
+        expected: EventLogSequenceNumber,
+        /// The one found.
+        found: EventLogSequenceNumber,
     },
     /// A file operation failed.
     #[error("{op} {}: {source}", .path.display())]

@@ -20,6 +20,7 @@ mod content;
 mod dump;
 mod error;
 mod event;
+mod export;
 mod index;
 mod offsets;
 mod processor;
@@ -31,6 +32,7 @@ pub use crate::{
     dump::{metadata_json, CollectionSummary, CollectionWriter, BSON_DOCUMENT_SIZE_MAX},
     error::{Error, Result},
     event::{event_document, event_log_collection},
+    export::{write_event_log, READ_BATCH_BYTES_MAX, READ_BATCH_RECORDS_MAX},
     index::{aggregates_indexes, event_log_indexes, stream_processor_states_indexes, IndexSpec},
     offsets::{event_log_metadata_document, EVENT_LOG_METADATA_COLLECTION},
     processor::{stream_processor_state_document, stream_processor_states_collection},
