@@ -2,28 +2,34 @@
 //!
 //! The Dolittle Runtime stores `Content` as `BsonDocument.Parse(json)` of the C# driver
 //! (2.30, `JsonReader` over `JsonScanner`). This module reproduces that conversion for the
-//! JSON that annals accepts on commit (RFC 8259, checked with serde_json):
+//! JSON that annals accepts on commit (RFC 8259, read here with serde_json as on commit):
 //!
 //! - keys keep their order; a key repeated within one object is an error, because the
 //!   driver's `BsonDocument` refuses duplicate names (the original would have failed the commit);
 //! - a number without fraction or exponent is Int32 when it fits, else Int64, and an error
 //!   beyond 64 bits (the driver throws); `-0` is Int32 0, as the driver's integer parse gives;
 //! - a number with a fraction or an exponent is a Double, correctly rounded (as .NET Core 3+);
-//! - strings, booleans, null, arrays and objects map to their BSON namesakes.
+//! - strings, booleans, null, arrays and objects map to their BSON namesakes;
+//! - an object whose first key is one of the driver's extended-JSON keywords (`$date`,
+//!   `$numberLong`, `$oid`, ...) is that BSON value, read by the `bson` crate's extended-JSON
+//!   reader (the MongoDB Extended JSON v2 forms and the legacy `{"$date": <ms>}`). A form that
+//!   reader cannot take, or keys beside the value, is refused with [`ContentFault::ExtendedJson`]:
+//!   never written as a plain document that would differ from what the original stored.
 //!
-//! Not converted yet: an object whose first key is one of the driver's extended-JSON keywords
-//! (`$date`, `$numberLong`, `$oid`, ...) is read by the original as that BSON type, not as a
-//! document. Until that conversion exists such content is refused with
-//! [`ContentFault::ExtendedJson`], never written as a plain document that would differ.
-//!
-//! Invariants: the parser never panics on any input (every slice is checked); it holds one
-//! document tree, bounded by the content's size, and recurses at most
-//! [`CONTENT_DEPTH_MAX`] levels (the nesting serde_json allows on commit).
+//! Invariants: no input panics; the document is built in one pass without an intermediate
+//! tree (the extended-JSON objects excepted, which are small); nesting is bounded by
+//! serde_json's recursion limit, the one the commit path applies.
+
+use std::{
+    cell::{Cell, RefCell},
+    fmt,
+};
 
 use bson::{Bson, Document};
+use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, SeqAccess, Visitor};
 
 /// The deepest nesting of objects and arrays accepted: serde_json's recursion limit, which
-/// the commit path applies, so no stored content is deeper. MongoDB itself allows 200.
+/// the commit path applies, so no stored content is deeper. MongoDB itself allows 100 more.
 pub const CONTENT_DEPTH_MAX: usize = 128;
 
 /// The keys that make the C# driver's `JsonReader` read an object as one extended-JSON value
@@ -51,10 +57,12 @@ const EXTENDED_JSON_KEYWORDS: [&str; 18] = [
 
 /// Why a content text cannot become the original's `Content` document, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{fault} at byte {offset} of the content")]
+#[error("{fault} at line {line} column {column} of the content")]
 pub struct ContentError {
-    /// Byte offset in the JSON text where the fault was found.
-    pub offset: usize,
+    /// Line of the JSON text where the fault was found, from 1.
+    pub line: usize,
+    /// Column (in bytes) of that line, from 1; 0 when the fault is at the end of a line.
+    pub column: usize,
     /// What is wrong.
     pub fault: ContentFault,
 }
@@ -68,19 +76,24 @@ pub enum ContentFault {
     NotAnObject,
     /// The text is not JSON.
     #[error("invalid JSON: {0}")]
-    Syntax(&'static str),
+    Syntax(String),
     /// A key repeats within one object.
     #[error("key {0:?} appears twice in one object (the original's parser refuses that)")]
     DuplicateKey(String),
     /// An integer beyond the 64-bit range.
     #[error("integer {0} does not fit in 64 bits (the original's parser refuses it)")]
     IntegerOutOfRange(String),
-    /// An object the original would read as an extended-JSON value.
+    /// An object the original reads as an extended-JSON value, in a form not converted here.
     #[error(
-        "an object starting with key {0:?} is read as MongoDB extended JSON by the original, \
-         which this export does not convert yet"
+        "an object starting with key {key:?} is read as MongoDB extended JSON by the original, \
+         and this form of it cannot be converted: {reason}"
     )]
-    ExtendedJson(String),
+    ExtendedJson {
+        /// The object's first key.
+        key: String,
+        /// Why it cannot be converted.
+        reason: String,
+    },
     /// A key with a NUL character, which a BSON key cannot hold.
     #[error("key {0:?} holds a NUL character, which BSON keys cannot hold")]
     NulInKey(String),
@@ -91,287 +104,326 @@ pub enum ContentFault {
 
 /// Converts committed JSON content into the document the original stores as `Content`.
 pub fn content_to_document(json: &str) -> Result<Document, ContentError> {
-    let mut parser = Parser {
-        text: json,
-        bytes: json.as_bytes(),
-        at: 0,
+    let reading = Reading {
+        fault: RefCell::new(None),
+        huge_whole_double: Cell::new(false),
+        numbers: Cell::new(0),
+        negative_integer_zeros: negative_integer_zeros(json),
     };
-    parser.skip_whitespace();
-    if parser.peek() != Some(b'{') {
-        return parser.fail(ContentFault::NotAnObject);
-    }
-    let document = parser.object(1)?;
-    parser.skip_whitespace();
-    if parser.at != parser.bytes.len() {
-        return parser.fail(ContentFault::Syntax("characters after the object"));
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let result = deserializer
+        .deserialize_any(ContentVisitor {
+            reading: &reading,
+            top: true,
+        })
+        .and_then(|value| deserializer.end().map(|()| value));
+    let value = match result {
+        Ok(value) => value,
+        Err(error) => {
+            let fault = match reading.fault.into_inner() {
+                Some(fault) => fault,
+                None if error.to_string().starts_with("recursion limit exceeded") => {
+                    ContentFault::TooDeep
+                }
+                None => ContentFault::Syntax(syntax_message(&error)),
+            };
+            return Err(ContentError {
+                line: error.line(),
+                column: error.column(),
+                fault,
+            });
+        }
+    };
+    let Bson::Document(document) = value else {
+        return Err(ContentError {
+            line: 1,
+            column: 1,
+            fault: ContentFault::NotAnObject,
+        });
+    };
+    // serde_json reads an integer literal beyond 64 bits as a double. Only a whole double of
+    // that size can have been one, so only then is the text looked at again.
+    if reading.huge_whole_double.get() {
+        if let Some((line, column, literal)) = integer_beyond_64_bits(json) {
+            return Err(ContentError {
+                line,
+                column,
+                fault: ContentFault::IntegerOutOfRange(literal),
+            });
+        }
     }
     Ok(document)
 }
 
-fn fail_at<T>(offset: usize, fault: ContentFault) -> Result<T, ContentError> {
-    Err(ContentError { offset, fault })
+/// serde_json's message without its " at line L column C" tail, which the error carries apart.
+fn syntax_message(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(end) => text[..end].to_owned(),
+        None => text,
+    }
 }
 
-/// A recursive-descent reader over the JSON text; `at` is the next byte to read.
-struct Parser<'a> {
-    text: &'a str,
-    bytes: &'a [u8],
-    at: usize,
+/// What one conversion learned on the way, shared by its nested visitors.
+struct Reading {
+    /// The typed fault behind a custom serde error, which carries only text.
+    fault: RefCell<Option<ContentFault>>,
+    /// A whole double of magnitude 2^63 or more was read.
+    huge_whole_double: Cell<bool>,
+    /// How many numbers were read so far.
+    numbers: Cell<usize>,
+    /// The places among the numbers of the integer literals `-0` (see [`negative_integer_zeros`]).
+    negative_integer_zeros: Vec<usize>,
 }
 
-impl Parser<'_> {
-    fn fail<T>(&self, fault: ContentFault) -> Result<T, ContentError> {
-        fail_at(self.at, fault)
+impl Reading {
+    /// Counts a number read; returns its place among all numbers.
+    fn number(&self) -> usize {
+        let place = self.numbers.get();
+        self.numbers.set(place + 1);
+        place
     }
+}
 
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
+impl Reading {
+    fn fail<E: de::Error>(&self, fault: ContentFault) -> E {
+        let error = E::custom(&fault);
+        *self.fault.borrow_mut() = Some(fault);
+        error
     }
+}
 
-    fn skip_whitespace(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.at += 1;
-        }
-    }
+/// Reads one JSON value as the BSON value the driver makes of it.
+#[derive(Clone, Copy)]
+struct ContentVisitor<'r> {
+    reading: &'r Reading,
+    /// The outermost value, which must be an object.
+    top: bool,
+}
 
-    fn value(&mut self, depth: usize) -> Result<Bson, ContentError> {
-        self.skip_whitespace();
-        match self.peek() {
-            Some(b'{') => Ok(Bson::Document(self.object(depth + 1)?)),
-            Some(b'[') => Ok(Bson::Array(self.array(depth + 1)?)),
-            Some(b'"') => Ok(Bson::String(self.string()?)),
-            Some(b't') => self.literal("true", Bson::Boolean(true)),
-            Some(b'f') => self.literal("false", Bson::Boolean(false)),
-            Some(b'n') => self.literal("null", Bson::Null),
-            Some(b'-' | b'0'..=b'9') => self.number(),
-            Some(_) => self.fail(ContentFault::Syntax("expected a value")),
-            None => self.fail(ContentFault::Syntax("the content ends inside a value")),
-        }
-    }
-
-    fn literal(&mut self, word: &'static str, value: Bson) -> Result<Bson, ContentError> {
-        if self.bytes.get(self.at..self.at + word.len()) == Some(word.as_bytes()) {
-            self.at += word.len();
-            Ok(value)
+impl ContentVisitor<'_> {
+    fn not_top<E: de::Error>(&self) -> Result<(), E> {
+        if self.top {
+            Err(self.reading.fail(ContentFault::NotAnObject))
         } else {
-            self.fail(ContentFault::Syntax("expected true, false or null"))
+            Ok(())
         }
     }
 
-    /// Reads an object; `self.at` is at its `{`.
-    fn object(&mut self, depth: usize) -> Result<Document, ContentError> {
-        if depth > CONTENT_DEPTH_MAX {
-            return self.fail(ContentFault::TooDeep);
-        }
-        self.at += 1;
-        let mut document = Document::new();
-        self.skip_whitespace();
-        if self.peek() == Some(b'}') {
-            self.at += 1;
-            return Ok(document);
-        }
-        loop {
-            self.skip_whitespace();
-            let key_at = self.at;
-            if self.peek() != Some(b'"') {
-                return self.fail(ContentFault::Syntax("expected a key in quotes"));
-            }
-            let key = self.string()?;
-            if document.is_empty() && EXTENDED_JSON_KEYWORDS.contains(&key.as_str()) {
-                return fail_at(key_at, ContentFault::ExtendedJson(key));
-            }
-            if key.contains('\0') {
-                return fail_at(key_at, ContentFault::NulInKey(key));
-            }
-            self.skip_whitespace();
-            if self.peek() != Some(b':') {
-                return self.fail(ContentFault::Syntax("expected ':' after a key"));
-            }
-            self.at += 1;
-            let value = self.value(depth)?;
-            if document.contains_key(&key) {
-                return fail_at(key_at, ContentFault::DuplicateKey(key));
-            }
-            document.insert(key, value);
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b'}') => {
-                    self.at += 1;
-                    return Ok(document);
-                }
-                _ => return self.fail(ContentFault::Syntax("expected ',' or '}' in an object")),
-            }
-        }
+    fn nested(self) -> Self {
+        Self { top: false, ..self }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ContentVisitor<'_> {
+    type Value = Bson;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Bson, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ContentVisitor<'_> {
+    type Value = Bson;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a JSON value")
     }
 
-    /// Reads an array; `self.at` is at its `[`.
-    fn array(&mut self, depth: usize) -> Result<Vec<Bson>, ContentError> {
-        if depth > CONTENT_DEPTH_MAX {
-            return self.fail(ContentFault::TooDeep);
-        }
-        self.at += 1;
-        let mut items = Vec::new();
-        self.skip_whitespace();
-        if self.peek() == Some(b']') {
-            self.at += 1;
-            return Ok(items);
-        }
-        loop {
-            items.push(self.value(depth)?);
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b']') => {
-                    self.at += 1;
-                    return Ok(items);
-                }
-                _ => return self.fail(ContentFault::Syntax("expected ',' or ']' in an array")),
-            }
-        }
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Bson, E> {
+        self.not_top()?;
+        Ok(Bson::Boolean(value))
     }
 
-    /// Reads a string; `self.at` is at its opening quote.
-    fn string(&mut self) -> Result<String, ContentError> {
-        self.at += 1;
-        let mut out = String::new();
-        loop {
-            // Copy the run up to the next quote, backslash or control byte whole. Those are
-            // ASCII, so the run ends on a character boundary of the (valid UTF-8) text.
-            let run_start = self.at;
-            while let Some(b) = self.peek() {
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    break;
-                }
-                self.at += 1;
-            }
-            let Some(run) = self.text.get(run_start..self.at) else {
-                return self.fail(ContentFault::Syntax("string splits a character"));
-            };
-            out.push_str(run);
-            match self.peek() {
-                Some(b'"') => {
-                    self.at += 1;
-                    return Ok(out);
-                }
-                Some(b'\\') => {
-                    self.at += 1;
-                    let c = self.escape()?;
-                    out.push(c);
-                }
-                Some(_) => {
-                    return self.fail(ContentFault::Syntax(
-                        "unescaped control character in a string",
-                    ))
-                }
-                None => return self.fail(ContentFault::Syntax("unterminated string")),
-            }
-        }
-    }
-
-    /// Reads the escape after a backslash.
-    fn escape(&mut self) -> Result<char, ContentError> {
-        let at = self.at;
-        let Some(b) = self.peek() else {
-            return self.fail(ContentFault::Syntax("unterminated escape"));
-        };
-        self.at += 1;
-        Ok(match b {
-            b'"' => '"',
-            b'\\' => '\\',
-            b'/' => '/',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
-            b'u' => {
-                let first = self.hex4()?;
-                let code = if (0xd800..0xdc00).contains(&first) {
-                    // A high surrogate must be followed by an escaped low one: together
-                    // they are one character (the text is UTF-16 to JSON).
-                    if self.bytes.get(self.at..self.at + 2) != Some(b"\\u".as_slice()) {
-                        return fail_at(at, ContentFault::Syntax("lone surrogate escape"));
-                    }
-                    self.at += 2;
-                    let second = self.hex4()?;
-                    if !(0xdc00..0xe000).contains(&second) {
-                        return fail_at(at, ContentFault::Syntax("lone surrogate escape"));
-                    }
-                    0x1_0000 + ((first - 0xd800) << 10) + (second - 0xdc00)
-                } else {
-                    first
-                };
-                let Some(c) = char::from_u32(code) else {
-                    return fail_at(at, ContentFault::Syntax("lone surrogate escape"));
-                };
-                c
-            }
-            _ => return fail_at(at, ContentFault::Syntax("unknown escape")),
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Bson, E> {
+        self.not_top()?;
+        self.reading.number();
+        Ok(match i32::try_from(value) {
+            Ok(small) => Bson::Int32(small),
+            Err(_) => Bson::Int64(value),
         })
     }
 
-    fn hex4(&mut self) -> Result<u32, ContentError> {
-        let mut code = 0;
-        for _ in 0..4 {
-            let Some(digit) = self.peek().and_then(|b| char::from(b).to_digit(16)) else {
-                return self.fail(ContentFault::Syntax("expected four hex digits"));
-            };
-            code = code * 16 + digit;
-            self.at += 1;
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Bson, E> {
+        self.not_top()?;
+        match i64::try_from(value) {
+            Ok(signed) => self.visit_i64(signed),
+            Err(_) => Err(self
+                .reading
+                .fail(ContentFault::IntegerOutOfRange(value.to_string()))),
         }
-        Ok(code)
     }
 
-    fn digits(&mut self) -> Result<(), ContentError> {
-        if !matches!(self.peek(), Some(b'0'..=b'9')) {
-            return self.fail(ContentFault::Syntax("expected a digit"));
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Bson, E> {
+        self.not_top()?;
+        let place = self.reading.number();
+        if value == 0.0
+            && value.is_sign_negative()
+            && self.reading.negative_integer_zeros.contains(&place)
+        {
+            return Ok(Bson::Int32(0));
         }
-        while matches!(self.peek(), Some(b'0'..=b'9')) {
-            self.at += 1;
+        if value.fract() == 0.0 && value.abs() >= 2f64.powi(63) {
+            self.reading.huge_whole_double.set(true);
         }
-        Ok(())
+        Ok(Bson::Double(value))
     }
 
-    /// Reads a number: Int32, Int64 or Double, chosen from its lexeme as the driver does.
-    fn number(&mut self) -> Result<Bson, ContentError> {
-        let start = self.at;
-        if self.peek() == Some(b'-') {
-            self.at += 1;
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Bson, E> {
+        self.visit_string(value.to_owned())
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Bson, E> {
+        self.not_top()?;
+        Ok(Bson::String(value))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Bson, E> {
+        self.not_top()?;
+        Ok(Bson::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Bson, A::Error> {
+        self.not_top()?;
+        let mut array = Vec::with_capacity(items.size_hint().unwrap_or(0));
+        while let Some(item) = items.next_element_seed(self.nested())? {
+            array.push(item);
         }
-        match self.peek() {
-            // JSON has no leading zeros: a 0 stands alone before the fraction.
-            Some(b'0') => self.at += 1,
-            _ => self.digits()?,
-        }
-        let mut integral = true;
-        if self.peek() == Some(b'.') {
-            integral = false;
-            self.at += 1;
-            self.digits()?;
-        }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
-            integral = false;
-            self.at += 1;
-            if matches!(self.peek(), Some(b'+' | b'-')) {
-                self.at += 1;
+        Ok(Bson::Array(array))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Bson, A::Error> {
+        let mut document = Document::new();
+        let mut first = true;
+        while let Some(key) = entries.next_key::<String>()? {
+            if key.contains('\0') {
+                return Err(self.reading.fail(ContentFault::NulInKey(key)));
             }
-            self.digits()?;
+            if first && EXTENDED_JSON_KEYWORDS.contains(&key.as_str()) {
+                return self.extended_json(&key, entries);
+            }
+            first = false;
+            let value = entries.next_value_seed(self.nested())?;
+            if document.contains_key(&key) {
+                return Err(self.reading.fail(ContentFault::DuplicateKey(key)));
+            }
+            document.insert(key, value);
         }
-        let Some(lexeme) = self.text.get(start..self.at) else {
-            return fail_at(start, ContentFault::Syntax("invalid number"));
+        Ok(Bson::Document(document))
+    }
+}
+
+impl ContentVisitor<'_> {
+    /// The rest of an object that starts with an extended-JSON keyword, read as that value.
+    fn extended_json<'de, A: MapAccess<'de>>(
+        self,
+        key: &str,
+        mut entries: A,
+    ) -> Result<Bson, A::Error> {
+        let refuse = |reason: String| {
+            self.reading.fail(ContentFault::ExtendedJson {
+                key: key.to_owned(),
+                reason,
+            })
         };
-        if integral {
-            let Ok(value) = lexeme.parse::<i64>() else {
-                return fail_at(start, ContentFault::IntegerOutOfRange(lexeme.to_owned()));
-            };
-            Ok(i32::try_from(value).map_or(Bson::Int64(value), Bson::Int32))
-        } else {
-            let Ok(value) = lexeme.parse::<f64>() else {
-                return fail_at(start, ContentFault::Syntax("invalid number"));
-            };
-            Ok(Bson::Double(value))
+        if self.top {
+            return Err(refuse("the content itself must be a document".into()));
         }
+        let mut object = serde_json::Map::new();
+        let first: serde_json::Value = entries.next_value()?;
+        self.reading
+            .numbers
+            .set(self.reading.numbers.get() + numbers_in(&first));
+        object.insert(key.to_owned(), first);
+        while let Some((name, value)) = entries.next_entry::<String, serde_json::Value>()? {
+            self.reading
+                .numbers
+                .set(self.reading.numbers.get() + numbers_in(&value));
+            if object.insert(name.clone(), value).is_some() {
+                return Err(self.reading.fail(ContentFault::DuplicateKey(name)));
+            }
+        }
+        match Bson::try_from(serde_json::Value::Object(object)) {
+            Ok(Bson::Document(_)) => Err(refuse(
+                "it is not one of the extended-JSON forms read here".into(),
+            )),
+            Ok(value) => Ok(value),
+            Err(error) => Err(refuse(error.to_string())),
+        }
+    }
+}
+
+/// The number literals of a valid JSON text in the order they appear, each with its line
+/// and column (from 1). Strings are skipped by their quotes and escapes; a number is the run
+/// of number characters outside them.
+fn number_literals(json: &str) -> impl Iterator<Item = (usize, usize, &str)> {
+    let bytes = json.as_bytes();
+    let (mut at, mut line, mut line_start) = (0, 1, 0);
+    std::iter::from_fn(move || {
+        while at < bytes.len() {
+            match bytes[at] {
+                b'"' => {
+                    at += 1;
+                    while at < bytes.len() && bytes[at] != b'"' {
+                        at += if bytes[at] == b'\\' { 2 } else { 1 };
+                    }
+                    at += 1;
+                }
+                b'\n' => {
+                    line += 1;
+                    at += 1;
+                    line_start = at;
+                }
+                b'-' | b'0'..=b'9' => {
+                    let start = at;
+                    while at < bytes.len()
+                        && matches!(bytes[at], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                    {
+                        at += 1;
+                    }
+                    return Some((line, start - line_start + 1, &json[start..at]));
+                }
+                _ => at += 1,
+            }
+        }
+        None
+    })
+}
+
+/// Whether a number literal has neither fraction nor exponent: the driver's integer.
+fn is_integer_literal(literal: &str) -> bool {
+    !literal.contains(['.', 'e', 'E'])
+}
+
+/// The first integer literal that does not fit in 64 bits, with its line and column.
+fn integer_beyond_64_bits(json: &str) -> Option<(usize, usize, String)> {
+    number_literals(json)
+        .find(|&(_, _, literal)| is_integer_literal(literal) && literal.parse::<i64>().is_err())
+        .map(|(line, column, literal)| (line, column, literal.to_owned()))
+}
+
+/// The places (counted among all number literals) of the integer literals that are a
+/// negative zero, which serde_json reads as the double -0.0 and the driver as Int32 0.
+fn negative_integer_zeros(json: &str) -> Vec<usize> {
+    if !json.contains("-0") {
+        return Vec::new();
+    }
+    number_literals(json)
+        .enumerate()
+        .filter(|&(_, (_, _, literal))| {
+            is_integer_literal(literal) && literal.trim_start_matches(['-', '0']).is_empty()
+        })
+        .map(|(place, _)| place)
+        .collect()
+}
+
+/// How many numbers a JSON value holds, nested ones included.
+fn numbers_in(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::Number(_) => 1,
+        serde_json::Value::Array(items) => items.iter().map(numbers_in).sum(),
+        serde_json::Value::Object(entries) => entries.values().map(numbers_in).sum(),
+        _ => 0,
     }
 }
 
@@ -396,7 +448,8 @@ mod tests {
         let got = content_to_document(
             r#"{"i32": 2147483647, "min32": -2147483648, "i64": 2147483648,
                 "neg64": -2147483649, "max64": 9223372036854775807, "zero": 0, "negzero": -0,
-                "d": 1.5, "whole": 1.0, "exp": 1e2, "negexp": -2.5E-3, "big": 1e300}"#,
+                "d": 1.5, "whole": 1.0, "exp": 1e2, "negexp": -2.5E-3, "big": 1e300,
+                "min64": -9223372036854775808, "huge": 1e19, "hugeneg": -9.3e18}"#,
         )
         .unwrap();
         let want = doc! {
@@ -412,6 +465,28 @@ mod tests {
             "exp": Bson::Double(100.0),
             "negexp": Bson::Double(-0.0025),
             "big": Bson::Double(1e300),
+            "min64": Bson::Int64(i64::MIN),
+            "huge": Bson::Double(1e19),
+            "hugeneg": Bson::Double(-9.3e18),
+        };
+        assert_eq!(bytes(&got), bytes(&want));
+    }
+
+    #[test]
+    fn an_integer_negative_zero_is_int32_and_a_double_one_stays() {
+        let got = content_to_document(
+            r#"{"s": "-0 \" -0", "a": -0, "b": -0.0, "c": [-0, 1, -0e0, -0.0e1],
+                "d": {"$numberLong": "-0"}, "x": {"$date": 5}, "e": -0}"#,
+        )
+        .unwrap();
+        let want = doc! {
+            "s": "-0 \" -0",
+            "a": Bson::Int32(0),
+            "b": Bson::Double(-0.0),
+            "c": [Bson::Int32(0), Bson::Int32(1), Bson::Double(-0.0), Bson::Double(-0.0)],
+            "d": Bson::Int64(0),
+            "x": bson::DateTime::from_millis(5),
+            "e": Bson::Int32(0),
         };
         assert_eq!(bytes(&got), bytes(&want));
     }
@@ -455,68 +530,110 @@ mod tests {
             fault(r#"{"n": 9223372036854775808}"#),
             ContentFault::IntegerOutOfRange("9223372036854775808".into())
         );
+        // Beyond u64 serde_json gives a double; the literal is still found, with its place.
+        let error = content_to_document(
+            "{\"s\": \"1e99 \\\" 99999999999999999999\",\n \"n\": [1.5e30, -99999999999999999999]}",
+        )
+        .unwrap_err();
         assert_eq!(
-            fault(r#"{"when": {"$date": 0}}"#),
-            ContentFault::ExtendedJson("$date".into())
+            error.fault,
+            ContentFault::IntegerOutOfRange("-99999999999999999999".into())
         );
-        assert_eq!(
-            fault(r#"{"$numberLong": "1"}"#),
-            ContentFault::ExtendedJson("$numberLong".into())
-        );
+        assert_eq!((error.line, error.column), (2, 16));
         assert_eq!(
             fault(r#"{"a\u0000": 1}"#),
             ContentFault::NulInKey("a\0".into())
         );
-        // A `$` key the driver does not interpret, or not first, is an ordinary key.
-        let got = content_to_document(r#"{"$type": "x", "k": {"a": 1, "$date": 2}}"#).unwrap();
-        let want = doc! { "$type": "x", "k": { "a": Bson::Int32(1), "$date": Bson::Int32(2) } };
+        assert!(matches!(
+            fault(r#"{"$numberLong": "1"}"#),
+            ContentFault::ExtendedJson { key, .. } if key == "$numberLong"
+        ));
+        for refused in [
+            r#"{"when": {"$date": 0, "other": 1}}"#,
+            r#"{"when": {"$date": "yesterday"}}"#,
+            r#"{"n": {"$numberLong": "x"}}"#,
+            r#"{"k": {"$maxkey": 1}}"#,
+        ] {
+            assert!(
+                matches!(fault(refused), ContentFault::ExtendedJson { .. }),
+                "{refused}"
+            );
+        }
+        assert_eq!(
+            fault(r#"{"when": {"$date": 0, "$date": 1}}"#),
+            ContentFault::DuplicateKey("$date".into())
+        );
+    }
+
+    #[test]
+    fn extended_json_values_become_their_bson_types() {
+        let got = content_to_document(
+            r#"{"at": {"$date": 1700000000123}, "iso": {"$date": "2023-11-14T22:13:20.123Z"},
+                "long": {"$numberLong": "5"}, "id": {"$oid": "0123456789abcdef01234567"},
+                "list": [{"$numberInt": "7"}], "$type": "x", "k": {"a": 1, "$date": 2}}"#,
+        )
+        .unwrap();
+        let at = bson::DateTime::from_millis(1_700_000_000_123);
+        let want = doc! {
+            "at": at,
+            "iso": at,
+            "long": Bson::Int64(5),
+            "id": bson::oid::ObjectId::parse_str("0123456789abcdef01234567").unwrap(),
+            "list": [Bson::Int32(7)],
+            // A `$` key the driver does not interpret, or not first, is an ordinary key.
+            "$type": "x",
+            "k": { "a": Bson::Int32(1), "$date": Bson::Int32(2) },
+        };
         assert_eq!(bytes(&got), bytes(&want));
     }
 
     #[test]
-    fn bad_json_is_an_error_with_its_offset() {
-        for (json, offset) in [
-            ("", 0),
-            ("[]", 0),
-            ("1", 0),
-            ("{", 1),
-            ("{} {}", 3),
-            (r#"{"a":}"#, 5),
-            (r#"{"a":01}"#, 6),
-            (r#"{"a":-}"#, 6),
-            (r#"{"a":1.}"#, 7),
-            (r#"{"a":1e}"#, 7),
-            (r#"{"a":tru}"#, 5),
-            (r#"{"a":"\x"}"#, 7),
-            (r#"{"a":"\ud800"}"#, 7),
-            (r#"{"a":"\udc00"}"#, 7),
-            (r#"{"a":"\u12"}"#, 10),
-            ("{\"a\":\"\n\"}", 6),
-            (r#"{"a":"open"#, 10),
-            (r#"{"a" 1}"#, 5),
-            (r#"{"a":1 "b":2}"#, 7),
-            (r#"{"a":[1 2]}"#, 8),
-            (r"{a:1}", 1),
-            (r#"{"a":NaN}"#, 5),
+    fn bad_json_is_an_error_with_its_place() {
+        for (json, line, column) in [
+            ("", 1, 0),
+            ("{", 1, 1),
+            ("{} {}", 1, 4),
+            ("{\n\"a\":}", 2, 5),
+            (r#"{"a":01}"#, 1, 7),
+            (r#"{"a":tru}"#, 1, 9),
+            (r#"{"a":"\ud800"}"#, 1, 13),
+            (r#"{"a":"open"#, 1, 10),
+            (r"{a:1}", 1, 2),
+            (r#"{"a":NaN}"#, 1, 6),
         ] {
             let error = content_to_document(json).unwrap_err();
-            assert_eq!(error.offset, offset, "{json}: {error}");
+            assert!(
+                matches!(error.fault, ContentFault::Syntax(_)),
+                "{json}: {error}"
+            );
+            assert_eq!(
+                (error.line, error.column),
+                (line, column),
+                "{json}: {error}"
+            );
         }
-        assert_eq!(fault("[]"), ContentFault::NotAnObject);
+        for not_object in ["[]", "1", "\"a\"", "null", "true"] {
+            assert_eq!(fault(not_object), ContentFault::NotAnObject, "{not_object}");
+        }
     }
 
     #[test]
-    fn nesting_is_bounded() {
+    fn nesting_is_bounded_as_on_commit() {
         let deep = |levels: usize| {
             let mut json = String::from("{\"a\":");
             json.push_str(&"[".repeat(levels - 1));
+            json.push('0');
             json.push_str(&"]".repeat(levels - 1));
             json.push('}');
             json
         };
-        assert!(content_to_document(&deep(CONTENT_DEPTH_MAX)).is_ok());
-        assert_eq!(fault(&deep(CONTENT_DEPTH_MAX + 1)), ContentFault::TooDeep);
-        // Far deeper than the bound fails cleanly, without exhausting the stack.
+        // Exactly what serde_json reads on commit is read here.
+        let limit = (1..=CONTENT_DEPTH_MAX + 1)
+            .find(|&levels| serde_json::from_str::<serde_json::Value>(&deep(levels)).is_err())
+            .unwrap();
+        assert!(content_to_document(&deep(limit - 1)).is_ok());
+        assert_eq!(fault(&deep(limit)), ContentFault::TooDeep);
+        // Far deeper fails cleanly, without exhausting the stack.
         assert_eq!(fault(&deep(100_000)), ContentFault::TooDeep);
     }
 }

@@ -357,6 +357,6 @@ mod tests {
         };
         assert_eq!(sequence_number, EventLogSequenceNumber(41));
         assert_eq!(source.fault, ContentFault::DuplicateKey("a".into()));
-        assert_eq!(source.offset, 7);
+        assert_eq!((source.line, source.column), (1, 13));
     }
 }
