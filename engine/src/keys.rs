@@ -19,6 +19,7 @@
 //! | `Q` stream processor state | `Q` scope(16) processor(16) source stream(16) | JSON |
 //! | `J` projection state | `J` scope(16) projection(16) key (rest) | JSON text |
 //! | `H` subscription state | `H` producer microservice, tenant, scope, stream (16 each) partition | JSON |
+//! | `F` stream definition | `F` scope(16) stream(16) | JSON |
 //!
 //! `N`, `S` and `P` hold the streams private filters write, by scope; `B`, `C` and `D` hold the
 //! public streams public filters write (what the event horizon serves), with no scope: there is
@@ -57,6 +58,7 @@ pub(crate) const PUBLIC_STREAM: u8 = b'C';
 pub(crate) const PUBLIC_STREAM_PARTITION: u8 = b'D';
 pub(crate) const PROJECTION: u8 = b'J';
 pub(crate) const SUBSCRIPTION: u8 = b'H';
+pub(crate) const STREAM_DEFINITION: u8 = b'F';
 pub(crate) const EVENT_TYPE_ALIAS: u8 = b'T';
 pub(crate) const AGGREGATE_ROOT_ALIAS: u8 = b'R';
 
@@ -224,6 +226,11 @@ pub(crate) fn stream_processor(scope: Uuid, processor: Uuid, source_stream: Uuid
     let mut key = two_ids(STREAM_PROCESSOR, scope, processor);
     key.extend_from_slice(source_stream.as_bytes());
     key
+}
+
+/// `F` scope stream: a stream's definition.
+pub(crate) fn stream_definition(scope: Uuid, stream: Uuid) -> Vec<u8> {
+    two_ids(STREAM_DEFINITION, scope, stream)
 }
 
 /// `J` scope projection: the prefix of a projection's states.

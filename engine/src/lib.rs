@@ -63,8 +63,8 @@ pub use crate::{
     engine::Engine,
     error::{Error, Result},
     state::{
-        FailingPartition, ProcessingFailure, StateBatch, StreamPosition, StreamProcessorId,
-        StreamProcessorState, SubscriptionId, SubscriptionState,
+        FailingPartition, ProcessingFailure, StateBatch, StreamDefinition, StreamFilter,
+        StreamPosition, StreamProcessorId, StreamProcessorState, SubscriptionId, SubscriptionState,
     },
     tenant::{AggregateBatches, IndexRecovery, StreamEntry, Tenant},
 };

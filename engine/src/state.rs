@@ -97,6 +97,29 @@ pub struct SubscriptionState {
     pub failure: Option<ProcessingFailure>,
 }
 
+/// What a registered processor selects from its source, kept so that its stream can be
+/// described to others (the original's `stream-definitions`) and so that a change of it is
+/// visible. Written when a processor registers, per tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamDefinition {
+    /// Whether the stream keeps the order of each partition apart (the registration's flag).
+    pub partitioned: bool,
+    /// Whether it is a public stream (a public filter's).
+    pub public: bool,
+    /// How events are chosen.
+    pub filter: StreamFilter,
+}
+
+/// How a stream's events are chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "types")]
+pub enum StreamFilter {
+    /// By event type (event handlers): these type ids, in the registration's order.
+    EventTypes(Vec<Uuid>),
+    /// By the head's answer for each event (filters).
+    Remote,
+}
+
 /// A subscription's record under its `H` key: its state, and while a received batch is in
 /// flight, what the state was before it (the prepared-state protocol of `tenant/horizon.rs`).
 ///

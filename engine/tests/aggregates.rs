@@ -359,3 +359,45 @@ fn different_aggregates_share_group_commits() {
     assert_eq!(commits, 16 * 40);
     assert!(syncs < commits, "{syncs} fdatasyncs for {commits} commits");
 }
+
+#[test]
+fn instances_are_walked_in_pages_in_the_order_of_the_whole_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let tenant = engine.tenant_or_create(TENANT).unwrap();
+    // Event sources that are prefixes of each other, and two roots.
+    for (root, source, events) in [
+        (2, "ab", 1),
+        (1, "a", 2),
+        (1, "ab", 1),
+        (2, "a", 3),
+        (1, "b", 1),
+    ] {
+        let contents: Vec<(u128, &str)> = (0..events).map(|_| (1, "{}")).collect();
+        tenant
+            .commit_for_aggregate(&aggregate_commit(
+                Uuid::from_u128(root),
+                source,
+                0,
+                &contents,
+            ))
+            .unwrap();
+    }
+    let whole = tenant.aggregate_instances(None).unwrap();
+    assert_eq!(whole.len(), 5);
+    for page_size in 1..=6 {
+        let mut walked = Vec::new();
+        loop {
+            let after = walked
+                .last()
+                .map(|(root, source, _): &(Uuid, String, u64)| (*root, source.as_str()));
+            let page = tenant.aggregate_instances_after(after, page_size).unwrap();
+            assert!(page.len() <= page_size);
+            if page.is_empty() {
+                break;
+            }
+            walked.extend(page);
+        }
+        assert_eq!(walked, whole, "pages of {page_size}");
+    }
+}

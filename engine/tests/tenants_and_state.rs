@@ -9,8 +9,8 @@ mod common;
 
 use annals_engine::{
     uuid::Uuid, Error, EventLogSequenceNumber, FailingPartition, LogError, ProcessingFailure,
-    ScopeId, StateBatch, StreamPosition, StreamProcessorId, StreamProcessorState, SubscriptionId,
-    SubscriptionState, TenantId,
+    ScopeId, StateBatch, StreamDefinition, StreamFilter, StreamPosition, StreamProcessorId,
+    StreamProcessorState, SubscriptionId, SubscriptionState, TenantId,
 };
 use common::*;
 
@@ -340,5 +340,88 @@ fn state_and_aliases_survive_reopen() {
     assert_eq!(
         engine.aggregate_root_aliases().unwrap(),
         vec![(Uuid::from_u128(8), "Cart".to_owned())]
+    );
+}
+
+#[test]
+fn stream_definitions_and_the_streams_written_are_listed_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let scope = ScopeId(Uuid::from_u128(0x5c));
+    let handler = StreamDefinition {
+        partitioned: true,
+        public: false,
+        filter: StreamFilter::EventTypes(vec![Uuid::from_u128(2), Uuid::from_u128(1)]),
+    };
+    let public = StreamDefinition {
+        partitioned: false,
+        public: true,
+        filter: StreamFilter::Remote,
+    };
+    {
+        let engine = open(dir.path());
+        let tenant = engine.tenant_or_create(TENANT).unwrap();
+        assert!(tenant.stream_definitions().unwrap().is_empty());
+        let id = Uuid::from_u128(0xa);
+        assert_eq!(
+            tenant.put_stream_definition(scope, id, &handler).unwrap(),
+            None
+        );
+        // The same again changes nothing; another replaces it and says what it was.
+        assert_eq!(
+            tenant.put_stream_definition(scope, id, &handler).unwrap(),
+            None
+        );
+        let narrower = StreamDefinition {
+            filter: StreamFilter::EventTypes(vec![Uuid::from_u128(2)]),
+            ..handler.clone()
+        };
+        assert_eq!(
+            tenant.put_stream_definition(scope, id, &narrower).unwrap(),
+            Some(handler.clone())
+        );
+        tenant.put_stream_definition(scope, id, &handler).unwrap();
+        tenant
+            .put_stream_definition(ScopeId::DEFAULT, Uuid::from_u128(0xb), &public)
+            .unwrap();
+        tenant
+            .append_to_stream(
+                scope,
+                Uuid::from_u128(0xf),
+                StreamPosition(0),
+                &[
+                    (EventLogSequenceNumber(0), "p"),
+                    (EventLogSequenceNumber(3), "q"),
+                ],
+            )
+            .unwrap();
+        tenant
+            .append_to_stream(
+                ScopeId::DEFAULT,
+                Uuid::from_u128(0xe),
+                StreamPosition(0),
+                &[(EventLogSequenceNumber(1), "p")],
+            )
+            .unwrap();
+        // Another tenant's are not listed.
+        let other = engine.tenant_or_create(OTHER).unwrap();
+        other
+            .put_stream_definition(scope, Uuid::from_u128(0xc), &public)
+            .unwrap();
+    }
+    let engine = open(dir.path());
+    let tenant = engine.tenant(TENANT).unwrap();
+    assert_eq!(
+        tenant.stream_definitions().unwrap(),
+        vec![
+            (ScopeId::DEFAULT, Uuid::from_u128(0xb), public),
+            (scope, Uuid::from_u128(0xa), handler),
+        ]
+    );
+    assert_eq!(
+        tenant.streams().unwrap(),
+        vec![
+            (ScopeId::DEFAULT, Uuid::from_u128(0xe), StreamPosition(1)),
+            (scope, Uuid::from_u128(0xf), StreamPosition(2)),
+        ]
     );
 }

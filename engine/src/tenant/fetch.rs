@@ -46,16 +46,34 @@ impl Tenant {
         }
         self.scan(&prefix, &prefix, usize::MAX)?
             .into_iter()
-            .map(|(k, v)| {
-                let instance = keys::split_aggregate(&k)
-                    .ok_or_else(|| bad_state(&k, "an aggregate key holds a root and a string"))?;
-                let version = v
-                    .as_slice()
-                    .try_into()
-                    .map(u64::from_le_bytes)
-                    .map_err(|_| bad_state(&k, "an aggregate version has 8 bytes"))?;
-                Ok((instance.0, instance.1, version))
-            })
+            .map(|(k, v)| aggregate_instance(&k, &v))
+            .collect()
+    }
+
+    /// A page of the instances of every aggregate root, ordered as
+    /// [`aggregate_instances`](Self::aggregate_instances): at most `max` of them, from the one
+    /// after `after` (root id, event source id), or from the first. For walking them all in
+    /// bounded memory; it sees every commit acknowledged before the call.
+    pub fn aggregate_instances_after(
+        &self,
+        after: Option<(Uuid, &str)>,
+        max: usize,
+    ) -> Result<Vec<(Uuid, String, u64)>> {
+        self.check_live()?;
+        self.wait_indexed(self.event_log.next_sequence_number())?;
+        let prefix = [keys::AGGREGATE];
+        let start = match after {
+            // The next key after it: nothing sorts between a key and itself with a 0 after.
+            Some((root, event_source)) => {
+                let mut key = keys::aggregate(root, event_source);
+                key.push(0);
+                key
+            }
+            None => prefix.to_vec(),
+        };
+        self.scan(&prefix, &start, max)?
+            .into_iter()
+            .map(|(k, v)| aggregate_instance(&k, &v))
             .collect()
     }
 
@@ -288,4 +306,15 @@ fn corruption(log: &Log, what: String) -> Error {
         offset: 0,
         what,
     })
+}
+
+/// An `A` entry as (root id, event source id, events applied).
+fn aggregate_instance(key: &[u8], value: &[u8]) -> Result<(Uuid, String, u64)> {
+    let (root, event_source) = keys::split_aggregate(key)
+        .ok_or_else(|| bad_state(key, "an aggregate key holds a root and a string"))?;
+    let version = value
+        .try_into()
+        .map(u64::from_le_bytes)
+        .map_err(|_| bad_state(key, "an aggregate version has 8 bytes"))?;
+    Ok((root, event_source, version))
 }

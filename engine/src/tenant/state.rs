@@ -16,7 +16,7 @@ use crate::{
     db::{bad_state, Wal},
     error::Result,
     keys,
-    state::{StateBatch, StreamProcessorId, StreamProcessorState},
+    state::{StateBatch, StreamDefinition, StreamProcessorId, StreamProcessorState},
 };
 
 impl Tenant {
@@ -41,6 +41,44 @@ impl Tenant {
         let mut batch = StateBatch::new();
         batch.put_stream_processor(id, state);
         self.write_state(batch)
+    }
+
+    /// Records a stream's definition, durably, unless the same one is recorded already (so a
+    /// processor registering again costs a read, not a synced write). Returns the definition
+    /// it replaced, if it differed.
+    pub fn put_stream_definition(
+        &self,
+        scope: ScopeId,
+        stream: Uuid,
+        definition: &StreamDefinition,
+    ) -> Result<Option<StreamDefinition>> {
+        self.check_live()?;
+        let key = keys::stream_definition(scope.0, stream);
+        let stored: Option<StreamDefinition> =
+            self.get(&key)?.map(|v| from_json(&key, &v)).transpose()?;
+        if stored.as_ref() == Some(definition) {
+            return Ok(None);
+        }
+        let cf = self.cf()?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(&cf, &key, crate::state::to_json(definition));
+        drop(cf);
+        self.write(batch, Wal::Synced)?;
+        Ok(stored)
+    }
+
+    /// Every recorded stream definition: scope, stream id and definition, in that order.
+    pub fn stream_definitions(&self) -> Result<Vec<(ScopeId, Uuid, StreamDefinition)>> {
+        let prefix = [keys::STREAM_DEFINITION];
+        self.scan(&prefix, &prefix, usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| {
+                if k.len() != 33 {
+                    return Err(bad_state(&k, "a stream definition key has 33 bytes"));
+                }
+                Ok((ScopeId(uuid_at(&k, 1)), uuid_at(&k, 17), from_json(&k, &v)?))
+            })
+            .collect()
     }
 
     /// One stream processor's state.

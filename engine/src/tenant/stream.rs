@@ -185,6 +185,27 @@ impl Tenant {
             .collect()
     }
 
+    /// Every stream private filters wrote, with its end: scope, stream id, end, by scope then
+    /// stream. A stream exists once something was appended to it.
+    pub fn streams(&self) -> Result<Vec<(ScopeId, Uuid, StreamPosition)>> {
+        let prefix = [keys::STREAM_END];
+        self.scan(&prefix, &prefix, usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| {
+                if k.len() != 33 {
+                    return Err(bad_state(&k, "a stream end key has 33 bytes"));
+                }
+                let end = <[u8; 8]>::try_from(v.as_slice())
+                    .map_err(|_| bad_state(&k, "a stream end has 8 bytes"))?;
+                Ok((
+                    ScopeId(super::uuid_at(&k, 1)),
+                    super::uuid_at(&k, 17),
+                    StreamPosition(u64::from_le_bytes(end)),
+                ))
+            })
+            .collect()
+    }
+
     /// A listener woken after the next successful append of entries to any public stream of
     /// this tenant (and when the tenant is deleted). It is a `Future`; `.wait()` (from
     /// `event_listener::Listener`) blocks a thread instead.

@@ -13,7 +13,10 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use annals_engine::{EventType, EventView, ExecutionContext, ScopeId, StreamProcessorId};
+use annals_engine::{
+    EventType, EventView, ExecutionContext, ScopeId, StreamDefinition, StreamFilter,
+    StreamProcessorId,
+};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -223,6 +226,31 @@ async fn register<P: Protocol, R: Requests<P>>(
     }
 }
 
+/// The stream a registration describes, as the original's `stream-definitions` keeps it:
+/// an event handler selects event types from its scope's log (its own id is the stream's), a
+/// filter asks its head and writes the stream its target names.
+fn stream_definition(spec: &Spec) -> (ScopeId, Uuid, StreamDefinition) {
+    let partitioned = spec.partitioning.is_partitioned();
+    let remote = |public| StreamDefinition {
+        partitioned,
+        public,
+        filter: StreamFilter::Remote,
+    };
+    match spec.target {
+        Some(TargetStream::Scoped { scope, stream }) => (scope, stream, remote(false)),
+        Some(TargetStream::Public { stream }) => (ScopeId::DEFAULT, stream, remote(true)),
+        None => (
+            ScopeId(spec.source_scope),
+            spec.key.id,
+            StreamDefinition {
+                partitioned,
+                public: false,
+                filter: StreamFilter::EventTypes(spec.event_types.iter().map(|t| t.id).collect()),
+            },
+        ),
+    }
+}
+
 type Built<H> = (HashMap<Uuid, Arc<TenantHandle>>, Vec<TenantProcessor<H>>);
 
 async fn tenants<P: Protocol, H: Handler>(
@@ -237,9 +265,14 @@ async fn tenants<P: Protocol, H: Handler>(
     for &tenant_id in runtime.tenant_ids() {
         let tenant = runtime.tenant(tenant_id)?;
         let scope = ScopeId(spec.source_scope);
+        let (definition_scope, stream, definition) = stream_definition(spec);
         let log = {
             let tenant = Arc::clone(&tenant);
-            blocking(move || Ok(tenant.scoped_log(scope)?)).await?
+            blocking(move || {
+                tenant.put_stream_definition(definition_scope, stream, &definition)?;
+                Ok(tenant.scoped_log(scope)?)
+            })
+            .await?
         };
         let (commands_tx, commands) = mpsc::channel(1);
         let status = Arc::new(Mutex::new(TenantStatus::default()));
