@@ -95,6 +95,18 @@ pub struct SubscriptionState {
     pub last_successfully_processed_ns: i64,
     /// The failure it is waiting out, if any.
     pub failure: Option<ProcessingFailure>,
+    /// The producer's event-log sequence number after the last event received (0 before
+    /// any): the original's `EventLogSequence`. Records written before it was kept read as 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub next_producer_sequence_number: u64,
+}
+
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// What a registered processor selects from its source, kept so that its stream can be
@@ -280,6 +292,7 @@ mod tests {
                 processing_attempts: 2,
                 last_failed_ns: 4,
             }),
+            next_producer_sequence_number: 12,
         }
     }
 

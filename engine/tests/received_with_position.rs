@@ -90,6 +90,7 @@ fn state_at(position: u64) -> SubscriptionState {
         position: StreamPosition(position),
         last_successfully_processed_ns: position.cast_signed() * 10,
         failure: None,
+        ..Default::default()
     }
 }
 

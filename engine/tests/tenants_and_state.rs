@@ -285,6 +285,7 @@ fn state_and_aliases_survive_reopen() {
         position: StreamPosition(17),
         last_successfully_processed_ns: 5,
         failure: None,
+        ..Default::default()
     };
     let second = StreamProcessorId {
         processor: Uuid::from_u128(0xe2),

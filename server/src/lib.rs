@@ -27,6 +27,7 @@
 //! - `config`: configuration compatible with the original (files, environment, flags).
 //! - `server`: start-up: listeners, gRPC health and reflection, the ready file.
 //! - `web`: the HTTP ports: health, status page, metrics text.
+//! - `mongo`: `annals export`, a tenant as the original's MongoDB database (annals-mongo).
 //! - `shutdown`: graceful shutdown: signals, the grace period, closing the engine.
 
 #![warn(missing_docs)]
@@ -36,6 +37,7 @@ mod blocking;
 pub mod config;
 pub mod logging;
 mod metrics;
+pub mod mongo;
 mod processing;
 mod runtime;
 mod server;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use annals_server::{RuntimeConfig, ServeOptions, Sources};
+use annals_server::{mongo, RuntimeConfig, ServeOptions, Sources};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
@@ -22,6 +22,35 @@ struct Cli {
 enum Command {
     /// Run the runtime (the default).
     Serve(ServeArgs),
+    /// Write a tenant as the Dolittle Runtime's MongoDB database, in mongodump's layout
+    /// (OUT/NAME/<collection>.bson and .metadata.json), for mongorestore. The runtime that
+    /// uses the data directory must be stopped.
+    Export(ExportArgs),
+}
+
+/// `annals export`.
+#[derive(clap::Args, Debug)]
+struct ExportArgs {
+    /// The data directory [default: the configured annals:dataDirectory, else ./data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Read this configuration file instead of .dolittle/runtime.{json,yml,yaml} (for the
+    /// data directory, engine settings and the tenant's database name).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// The tenant to export.
+    #[arg(long, value_name = "UUID")]
+    tenant: uuid::Uuid,
+    /// Where the dump goes: the database is written to OUT/NAME.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// The database's name [default: the tenant's configured
+    /// resources:eventStore:database, else event_store].
+    #[arg(long, value_name = "NAME")]
+    database: Option<String>,
+    /// Compress every file as mongodump --gzip does (.bson.gz, .metadata.json.gz).
+    #[arg(long)]
+    gzip: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, Default)]
@@ -131,6 +160,52 @@ impl ServeArgs {
     }
 }
 
+/// The configuration sources of the working directory and environment, with overrides.
+fn sources(
+    config_file: Option<PathBuf>,
+    overrides: Vec<(String, Value)>,
+) -> anyhow::Result<Sources> {
+    Ok(Sources {
+        working_dir: std::env::current_dir().context("reading the working directory")?,
+        config_file,
+        // Variables that are not UTF-8 cannot be configuration keys or values of ours.
+        env: std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
+        overrides,
+    })
+}
+
+fn export(args: ExportArgs) -> anyhow::Result<()> {
+    init_logging(LogFormat::Text);
+    let overrides = args
+        .data_dir
+        .iter()
+        .map(|d| {
+            (
+                "annals:dataDirectory".to_owned(),
+                Value::String(d.display().to_string()),
+            )
+        })
+        .collect();
+    let config =
+        RuntimeConfig::load(&sources(args.config, overrides)?).context("invalid configuration")?;
+    let request = mongo::ExportRequest {
+        database: args
+            .database
+            .or_else(|| mongo::configured_database(&config.merged, args.tenant))
+            .unwrap_or_else(|| mongo::DEFAULT_DATABASE.to_owned()),
+        engine: config.engine,
+        tenant: args.tenant,
+        out: args.out,
+        gzip: args.gzip,
+    };
+    let started = std::time::Instant::now();
+    let summary = mongo::export(&request)?;
+    print!("{}", mongo::report(&request, &summary, started.elapsed()));
+    Ok(())
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -152,18 +227,11 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Export(args)) => return export(args),
         None => cli.serve,
     };
     init_logging(args.log_format);
-    let sources = Sources {
-        working_dir: std::env::current_dir().context("reading the working directory")?,
-        config_file: args.config.clone(),
-        // Variables that are not UTF-8 cannot be configuration keys or values of ours.
-        env: std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect(),
-        overrides: args.overrides()?,
-    };
+    let sources = sources(args.config.clone(), args.overrides()?)?;
     let config = RuntimeConfig::load(&sources).context("invalid configuration")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

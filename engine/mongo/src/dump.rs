@@ -25,6 +25,7 @@ use std::{
 };
 
 use bson::Document;
+use flate2::write::GzEncoder;
 
 use crate::{
     error::{Error, Result},
@@ -48,15 +49,77 @@ pub struct CollectionSummary {
     pub bson_bytes: u64,
 }
 
+/// Whether a dump's files are compressed, as `mongodump --gzip` compresses them: each file
+/// gzipped whole, with `.gz` after its usual name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// `<collection>.bson` and `<collection>.metadata.json`.
+    #[default]
+    None,
+    /// `<collection>.bson.gz` and `<collection>.metadata.json.gz`.
+    Gzip,
+}
+
+impl Compression {
+    /// The file name suffix after `.bson` or `.metadata.json`.
+    fn suffix(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => ".gz",
+        }
+    }
+
+    fn wrap(self, file: File) -> Sink {
+        match self {
+            Compression::None => Sink::Plain(file),
+            Compression::Gzip => Sink::Gzip(GzEncoder::new(file, flate2::Compression::fast())),
+        }
+    }
+}
+
+/// A dump file, compressed or not.
+#[derive(Debug)]
+enum Sink {
+    Plain(File),
+    Gzip(GzEncoder<File>),
+}
+
+impl Sink {
+    /// Ends the file (the gzip trailer) and hands back the file to sync.
+    fn finish(self) -> std::io::Result<File> {
+        match self {
+            Sink::Plain(file) => Ok(file),
+            Sink::Gzip(encoder) => encoder.finish(),
+        }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Plain(file) => file.write(bytes),
+            Sink::Gzip(encoder) => encoder.write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(file) => file.flush(),
+            Sink::Gzip(encoder) => encoder.flush(),
+        }
+    }
+}
+
 /// Writes one collection of a dump; see the module documentation for the format.
 #[derive(Debug)]
 pub struct CollectionWriter {
     collection: String,
     indexes: Vec<IndexSpec>,
+    compression: Compression,
     dir: PathBuf,
     bson_path: PathBuf,
-    /// Buffered so that small documents do not cost a system call each.
-    out: BufWriter<File>,
+    /// Buffered so that small documents do not cost a system call (or a compressor call) each.
+    out: BufWriter<Sink>,
     /// Reused for every document: one encoded document at a time.
     encoded: Vec<u8>,
     documents_count: u64,
@@ -67,15 +130,26 @@ impl CollectionWriter {
     /// Creates `<dir>/<collection>.bson`, refusing a name that cannot be a file name and a file
     /// that already exists. `dir` must exist.
     pub fn create(dir: &Path, collection: &str, indexes: Vec<IndexSpec>) -> Result<Self> {
+        Self::create_compressed(dir, collection, indexes, Compression::None)
+    }
+
+    /// Like [`create`](Self::create), the files compressed as `compression` says.
+    pub fn create_compressed(
+        dir: &Path,
+        collection: &str,
+        indexes: Vec<IndexSpec>,
+        compression: Compression,
+    ) -> Result<Self> {
         check_collection_name(collection)?;
-        let bson_path = dir.join(format!("{collection}.bson"));
+        let bson_path = dir.join(format!("{collection}.bson{}", compression.suffix()));
         let file = create_new(&bson_path)?;
         Ok(Self {
             collection: collection.to_owned(),
             indexes,
+            compression,
             dir: dir.to_owned(),
             bson_path,
-            out: BufWriter::new(file),
+            out: BufWriter::with_capacity(256 * 1024, compression.wrap(file)),
             encoded: Vec::new(),
             documents_count: 0,
             bson_bytes: 0,
@@ -114,18 +188,23 @@ impl CollectionWriter {
         let file = self
             .out
             .into_inner()
-            .map_err(|e| io_error("write", &self.bson_path, e.into_error()))?;
+            .map_err(std::io::IntoInnerError::into_error)
+            .and_then(Sink::finish)
+            .map_err(|source| io_error("write", &self.bson_path, source))?;
         file.sync_all()
             .map_err(|source| io_error("sync", &self.bson_path, source))?;
 
-        let metadata_path = self.dir.join(format!("{}.metadata.json", self.collection));
-        let mut metadata = create_new(&metadata_path)?;
+        let metadata_path = self.dir.join(format!(
+            "{}.metadata.json{}",
+            self.collection,
+            self.compression.suffix()
+        ));
+        let mut metadata = self.compression.wrap(create_new(&metadata_path)?);
         metadata
             .write_all(metadata_json(&self.collection, &self.indexes).as_bytes())
+            .and_then(|()| metadata.finish())
+            .and_then(|file| file.sync_all())
             .map_err(|source| io_error("write", &metadata_path, source))?;
-        metadata
-            .sync_all()
-            .map_err(|source| io_error("sync", &metadata_path, source))?;
         // The directory entries of both files must survive a crash too.
         let dir = File::open(&self.dir).map_err(|source| io_error("open", &self.dir, source))?;
         dir.sync_all()

@@ -57,6 +57,16 @@ pub enum Error {
         /// What does not fit.
         what: &'static str,
     },
+    /// An event-horizon subscription state that the original's layout cannot hold.
+    #[error("subscription to stream {stream} partition {partition:?}: {what}")]
+    SubscriptionState {
+        /// The producer's stream.
+        stream: Uuid,
+        /// The partition.
+        partition: String,
+        /// What does not fit.
+        what: &'static str,
+    },
     /// A collection name that cannot be a dump file name.
     #[error("collection name {name:?} cannot name a dump file: {why}")]
     CollectionName {
@@ -88,6 +98,12 @@ pub enum Error {
         expected: EventLogSequenceNumber,
         /// The one found.
         found: EventLogSequenceNumber,
+    },
+    /// The engine failed to read the tenant's state.
+    #[error("reading the tenant: {source}")]
+    Engine {
+        /// The engine's error.
+        source: annals_engine::Error,
     },
     /// A file operation failed.
     #[error("{op} {}: {source}", .path.display())]

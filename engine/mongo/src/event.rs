@@ -1,4 +1,6 @@
-//! The event document of `event-log` and `x-<scope>-event-log`, built from an engine event.
+//! The event documents of `event-log` and `x-<scope>-event-log`, and of the streams filters
+//! write (`stream-<id>`, `x-<scope>-stream-<id>`, `public-stream-<id>`), built from an engine
+//! event.
 //!
 //! Layout (Runtime v9.9.0, `Events.Store.MongoDB/Events/Event.cs` and the classes it holds;
 //! dolittle.md section 3.3), fields in this order, PascalCase:
@@ -22,10 +24,14 @@
 //! original has written them that way since 9.2.2 and its V9 migration removes the defaults
 //! older versions wrote. A scoped log holds the same document; only the collection differs.
 //!
+//! A stream's document (`StreamEvent.cs`) is the same with three differences: `_id` is the
+//! stream position, `Partition` (String) follows it, and `Metadata` ends with
+//! `EventLogSequenceNumber` (Decimal128), the event's number in its scope's log.
+//!
 //! Invariants: the builder is a pure function of the event; it fails only on content the
 //! original could not have stored, naming the event.
 
-use annals_engine::{EventView, ScopeId};
+use annals_engine::{uuid::Uuid, EventView, ScopeId, StreamPosition};
 use bson::{spec::BinarySubtype, Binary, Bson, Document};
 
 use crate::{
@@ -48,8 +54,40 @@ pub fn event_log_collection(scope: ScopeId) -> String {
     }
 }
 
+/// The name of the collection of a stream a private filter writes: `stream-<id>` in the
+/// default scope, `x-<scope>-stream-<id>` in another.
+pub fn stream_collection(scope: ScopeId, stream: Uuid) -> String {
+    if scope.is_default() {
+        format!("stream-{}", stream.hyphenated())
+    } else {
+        format!("x-{}-stream-{}", scope.0.hyphenated(), stream.hyphenated())
+    }
+}
+
+/// The name of the collection of a public stream: `public-stream-<id>` (public streams have
+/// no scope).
+pub fn public_stream_collection(stream: Uuid) -> String {
+    format!("public-stream-{}", stream.hyphenated())
+}
+
 /// The document the original keeps for one event of an event log.
 pub fn event_document(event: &EventView<'_>) -> Result<Document> {
+    document(event, None)
+}
+
+/// The document the original keeps for one entry of a filtered or public stream: the event
+/// (from its scope's log) under its stream `position`, with the `partition` the filter chose
+/// (the nil GUID's text for an unpartitioned filter) after `_id`, and the event's
+/// `EventLogSequenceNumber` last in `Metadata` (`StreamEvent.cs`, `StreamEventMetadata.cs`).
+pub fn stream_event_document(
+    event: &EventView<'_>,
+    position: StreamPosition,
+    partition: &str,
+) -> Result<Document> {
+    document(event, Some((position, partition)))
+}
+
+fn document(event: &EventView<'_>, stream: Option<(StreamPosition, &str)>) -> Result<Document> {
     let content = content_to_document(event.content).map_err(|source| Error::Content {
         sequence_number: event.sequence_number,
         source,
@@ -99,7 +137,19 @@ pub fn event_document(event: &EventView<'_>) -> Result<Document> {
     metadata.insert("Public", event.public);
 
     let mut document = Document::new();
-    document.insert("_id", counter(event.sequence_number.value()));
+    match stream {
+        None => {
+            document.insert("_id", counter(event.sequence_number.value()));
+        }
+        Some((position, partition)) => {
+            document.insert("_id", counter(position.0));
+            document.insert("Partition", partition);
+            metadata.insert(
+                "EventLogSequenceNumber",
+                counter(event.sequence_number.value()),
+            );
+        }
+    }
     document.insert("ExecutionContext", execution_context);
     document.insert("Metadata", metadata);
     if let Some(aggregate) = &event.aggregate {
@@ -334,6 +384,58 @@ mod tests {
             "Content": { "n": 1_i32 },
         };
         assert_eq!(bytes(&got), bytes(&want), "\n got {got}\nwant {want}");
+    }
+
+    #[test]
+    fn a_stream_entry_has_its_position_partition_and_log_number() {
+        let mut event = plain_event(r#"{"n":1}"#);
+        event.claims = Vec::new();
+        event.aggregate = Some(AppliedByAggregate {
+            root_id: uuid(AGGREGATE_ROOT),
+            version: 0,
+        });
+        let got = stream_event_document(&event, StreamPosition(7), "customer/17").unwrap();
+        let want = doc! {
+            "_id": decimal("7"),
+            "Partition": "customer/17",
+            "ExecutionContext": execution_context(Vec::new(), [1, 2, 3, 4, 5, 6, 7, 8]),
+            "Metadata": {
+                "Occurred": DateTime::from_millis(1_700_000_000_123),
+                "EventSource": "customer/17",
+                "TypeId": guid_bytes(EVENT_TYPE),
+                "TypeGeneration": 3_i64,
+                "Public": true,
+                "EventLogSequenceNumber": decimal("41"),
+            },
+            "Aggregate": {
+                "WasAppliedByAggregate": true,
+                "TypeId": guid_bytes(AGGREGATE_ROOT),
+                "TypeGeneration": 1_i64,
+                "Version": decimal("0"),
+            },
+            "Content": { "n": 1_i32 },
+        };
+        assert_eq!(bytes(&got), bytes(&want), "\n got {got}\nwant {want}");
+    }
+
+    #[test]
+    fn stream_collections_by_scope_and_kind() {
+        let stream = uuid("F00D0000-0000-4000-8000-0000000000AB");
+        assert_eq!(
+            stream_collection(ScopeId::DEFAULT, stream),
+            "stream-f00d0000-0000-4000-8000-0000000000ab"
+        );
+        assert_eq!(
+            stream_collection(
+                ScopeId(uuid("8C3A1B2D-0000-4000-8000-0000000000AB")),
+                stream
+            ),
+            "x-8c3a1b2d-0000-4000-8000-0000000000ab-stream-f00d0000-0000-4000-8000-0000000000ab"
+        );
+        assert_eq!(
+            public_stream_collection(stream),
+            "public-stream-f00d0000-0000-4000-8000-0000000000ab"
+        );
     }
 
     #[test]

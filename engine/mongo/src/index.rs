@@ -115,6 +115,28 @@ pub fn stream_processor_states_indexes() -> Vec<IndexSpec> {
     vec![IndexSpec::on(&["EventProcessor", "SourceStream"]).unique(true)]
 }
 
+/// The indexes of a filter's stream (`stream-<id>`, `x-<scope>-stream-<id>`,
+/// `public-stream-<id>`), in the order the original creates them (`Streams.cs`).
+pub fn stream_indexes() -> Vec<IndexSpec> {
+    vec![
+        IndexSpec::on(&["Metadata.EventLogSequenceNumber"]).unique(true),
+        IndexSpec::on(&["Metadata.EventSource"]),
+        IndexSpec::on(&["Partition"]),
+        IndexSpec::on(&["Metadata.EventSource", "Aggregate.TypeId"]),
+    ]
+}
+
+/// The indexes of `x-<scope>-subscription-states`.
+pub fn subscription_states_indexes() -> Vec<IndexSpec> {
+    vec![IndexSpec::on(&["Microservice", "Tenant", "Stream", "Partition"]).unique(true)]
+}
+
+/// The indexes of `stream-definitions`: none but `_id_` (the original asks for `{_id: 1}`,
+/// which the server takes for the `_id_` index it has).
+pub fn stream_definitions_indexes() -> Vec<IndexSpec> {
+    Vec::new()
+}
+
 #[cfg(test)]
 mod tests {
     use annals_engine::uuid::Uuid;
@@ -141,6 +163,26 @@ mod tests {
             stream_processor_states_indexes()[0].name(),
             "EventProcessor_1_SourceStream_1"
         );
+        let names: Vec<_> = stream_indexes()
+            .iter()
+            .map(|i| (i.name().to_owned(), i.unique_option()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("Metadata.EventLogSequenceNumber_1".to_owned(), Some(true)),
+                ("Metadata.EventSource_1".to_owned(), None),
+                ("Partition_1".to_owned(), None),
+                ("Metadata.EventSource_1_Aggregate.TypeId_1".to_owned(), None),
+            ]
+        );
+        let subscriptions = subscription_states_indexes();
+        assert_eq!(
+            subscriptions[0].name(),
+            "Microservice_1_Tenant_1_Stream_1_Partition_1"
+        );
+        assert_eq!(subscriptions[0].unique_option(), Some(true));
+        assert!(stream_definitions_indexes().is_empty());
     }
 
     #[test]

@@ -17,6 +17,8 @@
 
 mod aggregate;
 mod content;
+mod database;
+mod definition;
 mod dump;
 mod error;
 mod event;
@@ -24,18 +26,32 @@ mod export;
 mod index;
 mod offsets;
 mod processor;
+mod subscription;
+mod tenant_export;
 mod values;
 
 pub use crate::{
     aggregate::{aggregate_document, AGGREGATES_COLLECTION},
     content::{content_to_document, ContentError, ContentFault, CONTENT_DEPTH_MAX},
-    dump::{metadata_json, CollectionSummary, CollectionWriter, BSON_DOCUMENT_SIZE_MAX},
+    database::{database_metadata_document, METADATA_COLLECTION},
+    definition::{stream_definition_document, stream_definitions_collection},
+    dump::{
+        metadata_json, CollectionSummary, CollectionWriter, Compression, BSON_DOCUMENT_SIZE_MAX,
+    },
     error::{Error, Result},
-    event::{event_document, event_log_collection},
+    event::{
+        event_document, event_log_collection, public_stream_collection, stream_collection,
+        stream_event_document,
+    },
     export::{write_event_log, READ_BATCH_BYTES_MAX, READ_BATCH_RECORDS_MAX},
-    index::{aggregates_indexes, event_log_indexes, stream_processor_states_indexes, IndexSpec},
+    index::{
+        aggregates_indexes, event_log_indexes, stream_definitions_indexes, stream_indexes,
+        stream_processor_states_indexes, subscription_states_indexes, IndexSpec,
+    },
     offsets::{event_log_metadata_document, EVENT_LOG_METADATA_COLLECTION},
     processor::{stream_processor_state_document, stream_processor_states_collection},
+    subscription::{subscription_state_document, subscription_states_collection},
+    tenant_export::{export_tenant, ExportOptions, ExportSummary},
 };
 
 /// The BSON library the documents are built with, so callers use the same version.

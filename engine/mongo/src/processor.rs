@@ -35,17 +35,12 @@
 //! is an error, never silently dropped.
 
 use annals_engine::{ProcessingFailure, ScopeId, StreamProcessorId, StreamProcessorState};
-use bson::{oid::ObjectId, Bson, DateTime, Document};
+use bson::{oid::ObjectId, Document};
 
 use crate::{
     error::{Error, Result},
-    values::{counter, date_from_unix_ns, guid},
+    values::{counter, date_from_unix_ns, guid, retry_time, time_or_never},
 };
-
-/// `DateTime.MinValue` as the C# driver writes it: milliseconds from the Unix epoch.
-const DOTNET_DATE_MIN_MILLIS: i64 = -62_135_596_800_000;
-/// `DateTime.MaxValue` as the C# driver writes it.
-const DOTNET_DATE_MAX_MILLIS: i64 = 253_402_300_799_999;
 
 /// The collection of a scope's stream processor states: `stream-processor-states`, or
 /// `x-<scope>-stream-processor-states`.
@@ -76,11 +71,7 @@ pub fn stream_processor_state_document(
             .map_err(|_| refuse("processing attempts beyond Int32, which the original stores"))
     };
 
-    let last_successfully_processed = if state.last_successfully_processed_ns == 0 {
-        Bson::DateTime(DateTime::from_millis(DOTNET_DATE_MIN_MILLIS))
-    } else {
-        date_from_unix_ns(state.last_successfully_processed_ns)
-    };
+    let last_successfully_processed = time_or_never(state.last_successfully_processed_ns);
 
     let mut document = Document::new();
     document.insert("_id", object_id);
@@ -140,15 +131,6 @@ pub fn stream_processor_state_document(
     Ok(document)
 }
 
-/// A retry time: `i64::MAX` (never) is the original's `DateTimeOffset.MaxValue`.
-fn retry_time(retry_time_ns: i64) -> Bson {
-    if retry_time_ns == i64::MAX {
-        Bson::DateTime(DateTime::from_millis(DOTNET_DATE_MAX_MILLIS))
-    } else {
-        date_from_unix_ns(retry_time_ns)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     //! Expected documents written from the layout above with `doc!`, values made without this
@@ -157,7 +139,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use annals_engine::{uuid::Uuid, EventLogSequenceNumber, FailingPartition, StreamPosition};
-    use bson::{doc, spec::BinarySubtype, Binary, Decimal128};
+    use bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Decimal128};
 
     use super::*;
 

@@ -44,6 +44,30 @@ pub fn date_from_unix_ns(unix_ns: i64) -> Bson {
     Bson::DateTime(DateTime::from_millis(unix_ns / 1_000_000))
 }
 
+/// `DateTime.MinValue` as the C# driver writes it: milliseconds from the Unix epoch.
+pub(crate) const DOTNET_DATE_MIN_MILLIS: i64 = -62_135_596_800_000;
+/// `DateTime.MaxValue` as the C# driver writes it.
+pub(crate) const DOTNET_DATE_MAX_MILLIS: i64 = 253_402_300_799_999;
+
+/// A time that annals keeps as 0 when it never happened (the last success of a processor
+/// that never processed): the original's `DateTimeOffset.MinValue` then.
+pub(crate) fn time_or_never(unix_ns: i64) -> Bson {
+    if unix_ns == 0 {
+        Bson::DateTime(DateTime::from_millis(DOTNET_DATE_MIN_MILLIS))
+    } else {
+        date_from_unix_ns(unix_ns)
+    }
+}
+
+/// A retry time: `i64::MAX` (never) is the original's `DateTimeOffset.MaxValue`.
+pub(crate) fn retry_time(retry_time_ns: i64) -> Bson {
+    if retry_time_ns == i64::MAX {
+        Bson::DateTime(DateTime::from_millis(DOTNET_DATE_MAX_MILLIS))
+    } else {
+        date_from_unix_ns(retry_time_ns)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

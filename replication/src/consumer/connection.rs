@@ -451,10 +451,18 @@ async fn write(
         }
         if !commits.is_empty() {
             let count = commits.len() as u64;
+            let next_producer_sequence_number = commits
+                .iter()
+                .flat_map(|commit| &commit.events)
+                .filter_map(|event| event.event_horizon.as_ref())
+                .map(|origin| origin.external_sequence_number + 1)
+                .next_back()
+                .unwrap_or(0);
             let state = SubscriptionState {
                 position: after,
                 last_successfully_processed_ns: received_ns,
                 failure: None,
+                next_producer_sequence_number,
             };
             let written = {
                 let tenant = Arc::clone(tenant);
