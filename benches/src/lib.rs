@@ -5,7 +5,8 @@
 //! [`aggregates`] (commits for and fetches of aggregates, against RocksDB and PostgreSQL 15),
 //! [`tenants`] (opening time and memory at 1, 100 and 1000 tenants), [`grpc`] (the `annals`
 //! server over gRPC against the raw limit), [`delivery`] (event handler delivery to one head),
-//! [`horizon`] (the event horizon between two servers against the consumer's own commits).
+//! [`horizon`] (the event horizon between two servers against the consumer's own commits),
+//! [`mongo`] (the MongoDB export against the engine's catch-up read).
 //! A new suite is a module with a clap `Args` struct
 //! (flattening [`suite::SuiteArgs`] for the common options) and a `run` function, using
 //! [`driver::run_appends`] for closed-loop load, [`data`] for events and [`report`] for
@@ -22,6 +23,7 @@ pub mod driver;
 pub mod engine;
 pub mod grpc;
 pub mod horizon;
+pub mod mongo;
 pub mod pg;
 pub mod raw;
 pub mod report;

@@ -2,7 +2,7 @@
 //! baselines side by side, interleaved in one run, and prints one JSON line per measurement on
 //! stdout (then one line of medians and ratios per shape); progress goes to stderr.
 
-use annals_bench::{aggregates, delivery, engine, grpc, horizon, tenants};
+use annals_bench::{aggregates, delivery, engine, grpc, horizon, mongo, tenants};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -31,6 +31,9 @@ enum Suite {
     /// The event horizon between two servers: a backlog of public events (with the configured
     /// window and stop-and-wait) against the consumer's own commit rate, and live latency.
     Horizon(horizon::HorizonArgs),
+    /// The MongoDB export (`annals export`) against the engine's catch-up read, with its
+    /// peak memory at two sizes.
+    Mongo(mongo::MongoArgs),
     /// Opening time and resident memory of a store with 1, 100 and 1000 tenants.
     Tenants(tenants::TenantsArgs),
     /// (Internal) one probe of `tenants`, in a fresh process.
@@ -46,6 +49,7 @@ fn main() -> Result<()> {
         Suite::Grpc(args) => grpc::run(&args),
         Suite::Delivery(args) => delivery::run(&args),
         Suite::Horizon(args) => horizon::run(&args),
+        Suite::Mongo(args) => mongo::run(&args),
         Suite::Tenants(args) => tenants::run(&args),
         Suite::TenantsProbe(args) => tenants::probe(&args),
     }

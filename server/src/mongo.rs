@@ -238,8 +238,18 @@ pub fn report(request: &ExportRequest, summary: &ExportSummary, elapsed: Duratio
             collection.collection, collection.documents_count, collection.bson_bytes
         );
     }
+    if let Some(kib) = peak_resident_kib() {
+        let _ = writeln!(out, "peak resident memory: {kib} KiB");
+    }
     for note in &summary.notes {
         let _ = writeln!(out, "note: {note}");
     }
     out
+}
+
+/// This process's peak resident memory (VmHWM), in KiB, where /proc tells it.
+fn peak_resident_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

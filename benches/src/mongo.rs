@@ -1,0 +1,291 @@
+//! `annals-bench mongo`: the MongoDB export (`annals export`, the real binary in its own
+//! process) against the engine's own catch-up read of the same log, measured in the same run.
+//!
+//! Workloads (the targets: export >= 300 000 events/s, resident memory under 200 MiB
+//! at 10 M events):
+//! - `catchup_read`: the baseline: the tenant's event log read from 0 to its end through the
+//!   engine, every event decoded (what any export must at least do), in this process.
+//! - `mongo_export`: `annals export` of the tenant into a fresh directory, timed from spawn to
+//!   exit (opening the store, converting every event's JSON content to BSON, writing and
+//!   syncing the files); its peak resident memory is what the export reports (VmHWM).
+//! - `mongo_export_small`: the same export of a tenant of `--small-events` (default 10 000), for
+//!   its peak memory beside the large one's: the memory must not grow with the log.
+//!
+//! The tenant is filled once per run through the engine (commits of `--batch` order-line
+//! events of 250-300 bytes of JSON each, one in ten commits for an aggregate). Rounds alternate
+//! the order of the workloads.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use annals_engine::{
+    uuid::Uuid, AggregateCommit, AggregateEvent, Engine, EngineConfig, EventLogSequenceNumber,
+    RecordBatch, ScopeId, TenantId,
+};
+use anyhow::{bail, ensure, Context, Result};
+use clap::Args;
+use serde_json::json;
+
+use crate::data::EventFactory;
+use crate::grpc::annals_binary;
+use crate::report::{emit, median, now_utc, to_f64, Measurement, Subject};
+use crate::suite::SuiteArgs;
+
+/// The exported tenant.
+const TENANT: TenantId = TenantId(Uuid::from_u128(0x3e3e_0000_0000_4000_8000_0000_0000_0001));
+
+/// Options of `annals-bench mongo`.
+#[derive(Debug, Args)]
+pub struct MongoArgs {
+    #[command(flatten)]
+    suite: SuiteArgs,
+    /// Events in the exported tenant. Default 1 000 000 (quick: 100 000).
+    #[arg(long)]
+    events: Option<u64>,
+    /// Events in the small tenant whose export's memory is compared. Default 10 000.
+    #[arg(long, default_value_t = 10_000)]
+    small_events: u64,
+    /// Events per commit while filling.
+    #[arg(long, default_value_t = 1_000)]
+    batch: usize,
+    /// The `annals` binary [default: next to this tool].
+    #[arg(long)]
+    annals_bin: Option<std::path::PathBuf>,
+}
+
+/// Runs the suite.
+pub fn run(args: &MongoArgs) -> Result<()> {
+    let events = args.suite.or(args.events, 100_000, 1_000_000);
+    let rounds = args.suite.rounds();
+    let binary = annals_binary(args.annals_bin.as_deref())?;
+    let date = now_utc();
+    let run_dir = args.suite.data_dir()?;
+    let large = run_dir.path().join("large");
+    let small = run_dir.path().join("small");
+    eprintln!("filling a tenant with {events} events");
+    let filled = Instant::now();
+    fill(&large, events, args.batch, args.suite.seed)?;
+    eprintln!("filled in {:.1} s", filled.elapsed().as_secs_f64());
+    fill(&small, args.small_events, args.batch, args.suite.seed)?;
+
+    let mut results: Vec<Measurement> = Vec::new();
+    for round in 0..rounds {
+        let export_first = round % 2 == 1;
+        for step in 0..2 {
+            if (step == 0) == export_first {
+                let m = export(&binary, &large, events, "mongo_export", round, &date)?;
+                eprintln!(
+                    "[{}/{rounds}] mongo_export       {:>11.0} ev/s  peak {} MiB",
+                    round + 1,
+                    m.events_per_s,
+                    m.extra["peak_rss_kib"].as_u64().unwrap_or(0) / 1024
+                );
+                emit(&m)?;
+                results.push(m);
+            } else {
+                let m = catch_up(&large, round, &date)?;
+                eprintln!(
+                    "[{}/{rounds}] catchup_read       {:>11.0} ev/s",
+                    round + 1,
+                    m.events_per_s
+                );
+                emit(&m)?;
+                results.push(m);
+            }
+        }
+        let m = export(
+            &binary,
+            &small,
+            args.small_events,
+            "mongo_export_small",
+            round,
+            &date,
+        )?;
+        eprintln!(
+            "[{}/{rounds}] mongo_export_small {:>11.0} ev/s  peak {} MiB",
+            round + 1,
+            m.events_per_s,
+            m.extra["peak_rss_kib"].as_u64().unwrap_or(0) / 1024
+        );
+        emit(&m)?;
+        results.push(m);
+    }
+    summarise(&results, events, args.small_events)
+}
+
+/// Fills `dir` with a tenant of `events` events.
+fn fill(dir: &Path, events: u64, batch: usize, seed: u64) -> Result<()> {
+    let engine = Engine::open(EngineConfig::new(dir)).context("open the engine to fill")?;
+    let tenant = engine.tenant_or_create(TENANT)?;
+    let mut factory = EventFactory::new(seed);
+    let mut written = 0u64;
+    let mut commits = 0u64;
+    let mut versions: Vec<u64> = vec![0; 1000];
+    while written < events {
+        let count = usize::try_from((events - written).min(batch as u64))?;
+        let commit = factory.commit(count);
+        if commits % 10 == 9 {
+            // An aggregate's commit: one of 1000 instances, its next version expected.
+            let instance = usize::try_from(commits / 10 % 1000)?;
+            let aggregate = AggregateCommit {
+                occurred_ns: commit.occurred_ns,
+                execution_context: commit.execution_context,
+                aggregate_root: Uuid::from_u128(0xa99),
+                event_source_id: format!("order-{instance}"),
+                expected_version: versions[instance],
+                events: commit
+                    .events
+                    .into_iter()
+                    .map(|e| AggregateEvent {
+                        event_type: e.event_type,
+                        public: e.public,
+                        content: e.content,
+                    })
+                    .collect(),
+            };
+            tenant.commit_for_aggregate(&aggregate)?;
+            versions[instance] += count as u64;
+        } else {
+            tenant.commit(&commit)?;
+        }
+        written += count as u64;
+        commits += 1;
+    }
+    Ok(())
+}
+
+/// The engine's catch-up read of the whole default log, every event decoded.
+fn catch_up(dir: &Path, round: usize, date: &str) -> Result<Measurement> {
+    let engine = Engine::open(EngineConfig::new(dir))?;
+    let log = engine.tenant(TENANT)?.scoped_log(ScopeId::DEFAULT)?;
+    let end = log.next_sequence_number();
+    let mut batch = RecordBatch::new();
+    let (mut next, mut touched) = (EventLogSequenceNumber::ZERO, 0u64);
+    let started = Instant::now();
+    while next < end {
+        log.read_into(next, 1024, 4 << 20, &mut batch)?;
+        ensure!(!batch.is_empty(), "the log ended at {next} before {end}");
+        for view in batch.views() {
+            let view = view?;
+            touched = touched.wrapping_add(view.content.len() as u64);
+            next = EventLogSequenceNumber(view.sequence_number.0 + 1);
+        }
+    }
+    let elapsed = started.elapsed();
+    std::hint::black_box(touched);
+    let subject = Subject {
+        system: "annals",
+        workload: "catchup_read",
+        writers: 1,
+        batch: None,
+        round,
+    };
+    Ok(Measurement::new(
+        subject,
+        date,
+        end.0,
+        elapsed.as_secs_f64(),
+        (None, None),
+    ))
+}
+
+/// One `annals export` of the tenant in `dir`.
+fn export(
+    binary: &Path,
+    dir: &Path,
+    events: u64,
+    workload: &'static str,
+    round: usize,
+    date: &str,
+) -> Result<Measurement> {
+    let out = dir.join(format!("dump-{round}"));
+    let started = Instant::now();
+    let output = Command::new(binary)
+        .arg("export")
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--tenant")
+        .arg(TENANT.0.to_string())
+        .arg("--out")
+        .arg(&out)
+        .env_remove("RUST_LOG")
+        .output()
+        .context("run annals export")?;
+    let elapsed = started.elapsed();
+    if !output.status.success() {
+        bail!(
+            "annals export failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let report = String::from_utf8_lossy(&output.stdout);
+    let peak_kib: u64 = report
+        .lines()
+        .find_map(|l| l.strip_prefix("peak resident memory: "))
+        .and_then(|rest| rest.strip_suffix(" KiB"))
+        .and_then(|kib| kib.parse().ok())
+        .context("the export reports its peak memory")?;
+    ensure!(
+        report.contains(&format!("({events} events,")),
+        "the export wrote another number of events than {events}:\n{report}"
+    );
+    let bytes = dir_bytes(&out.join("event_store"))?;
+    std::fs::remove_dir_all(&out)?;
+    let subject = Subject {
+        system: "annals",
+        workload,
+        writers: 1,
+        batch: None,
+        round,
+    };
+    let mut m = Measurement::new(subject, date, events, elapsed.as_secs_f64(), (None, None));
+    m.extra.insert("peak_rss_kib".into(), json!(peak_kib));
+    m.extra.insert("dump_bytes".into(), json!(bytes));
+    Ok(m)
+}
+
+fn dir_bytes(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        total += entry?.metadata()?.len();
+    }
+    Ok(total)
+}
+
+/// Medians of each workload and the ratio of the export to the catch-up read.
+fn summarise(results: &[Measurement], events: u64, small_events: u64) -> Result<()> {
+    let rate = |workload: &str| {
+        let rates: Vec<f64> = results
+            .iter()
+            .filter(|m| m.workload == workload)
+            .map(|m| m.events_per_s)
+            .collect();
+        median(&rates)
+    };
+    let peak = |workload: &str| {
+        let peaks: Vec<f64> = results
+            .iter()
+            .filter(|m| m.workload == workload)
+            .filter_map(|m| m.extra["peak_rss_kib"].as_u64())
+            .map(to_f64)
+            .collect();
+        median(&peaks).map(|kib| kib / 1024.0)
+    };
+    let export = rate("mongo_export");
+    let read = rate("catchup_read");
+    let summary = json!({
+        "summary": "mongo",
+        "events": events,
+        "small_events": small_events,
+        "export_events_per_s": export,
+        "catchup_read_events_per_s": read,
+        "export_to_catchup_read": export.zip(read).map(|(e, r)| e / r),
+        "export_peak_rss_mib": peak("mongo_export"),
+        "export_small_peak_rss_mib": peak("mongo_export_small"),
+        "export_target_events_per_s": 300_000,
+        "export_peak_rss_target_mib": 200,
+    });
+    emit(&summary)?;
+    Ok(())
+}
