@@ -52,6 +52,9 @@ pub struct MongoArgs {
     /// The `annals` binary [default: next to this tool].
     #[arg(long)]
     annals_bin: Option<std::path::PathBuf>,
+    /// Keep the filled data directories (their path is printed), to profile an export.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// Runs the suite.
@@ -111,7 +114,11 @@ pub fn run(args: &MongoArgs) -> Result<()> {
         emit(&m)?;
         results.push(m);
     }
-    summarise(&results, events, args.small_events)
+    summarise(&results, events, args.small_events)?;
+    if args.keep {
+        eprintln!("kept {}", run_dir.keep().display());
+    }
+    Ok(())
 }
 
 /// Fills `dir` with a tenant of `events` events.

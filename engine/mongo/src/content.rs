@@ -21,16 +21,23 @@
 //! serde_json's recursion limit, the one the commit path applies.
 
 use std::{
+    borrow::Cow,
     cell::{Cell, RefCell},
+    collections::HashSet,
     fmt,
 };
 
 use bson::{Bson, Document};
 use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, SeqAccess, Visitor};
 
+use crate::raw::{self, BsonWriter};
+
 /// The deepest nesting of objects and arrays accepted: serde_json's recursion limit, which
 /// the commit path applies, so no stored content is deeper. MongoDB itself allows 100 more.
 pub const CONTENT_DEPTH_MAX: usize = 128;
+
+/// Names in one object past which repeats are found with a set instead of a scan.
+const WIDE_OBJECT: usize = 32;
 
 /// The keys that make the C# driver's `JsonReader` read an object as one extended-JSON value
 /// when they come first (its `ParseExtendedJson`).
@@ -104,6 +111,20 @@ pub enum ContentFault {
 
 /// Converts committed JSON content into the document the original stores as `Content`.
 pub fn content_to_document(json: &str) -> Result<Document, ContentError> {
+    let mut writer = BsonWriter::new();
+    write_content(json, &mut writer)?;
+    // What the writer wrote is one well-formed document; reading it back cannot fail.
+    Document::from_reader(writer.bytes()).map_err(|e| ContentError {
+        line: 1,
+        column: 1,
+        fault: ContentFault::Syntax(format!("the written document does not read back: {e}")),
+    })
+}
+
+/// Writes committed JSON content, as the document the original stores, at the writer's
+/// position (the outermost document, or the value of a `Content` element just headed).
+/// On an error the writer holds a partial document: the caller discards it.
+pub(crate) fn write_content(json: &str, writer: &mut BsonWriter) -> Result<(), ContentError> {
     let reading = Reading {
         fault: RefCell::new(None),
         huge_whole_double: Cell::new(false),
@@ -112,35 +133,26 @@ pub fn content_to_document(json: &str) -> Result<Document, ContentError> {
     };
     let mut deserializer = serde_json::Deserializer::from_str(json);
     let result = deserializer
-        .deserialize_any(ContentVisitor {
+        .deserialize_any(Value {
+            writer,
             reading: &reading,
-            top: true,
+            kind_at: None,
         })
-        .and_then(|value| deserializer.end().map(|()| value));
-    let value = match result {
-        Ok(value) => value,
-        Err(error) => {
-            let fault = match reading.fault.into_inner() {
-                Some(fault) => fault,
-                None if error.to_string().starts_with("recursion limit exceeded") => {
-                    ContentFault::TooDeep
-                }
-                None => ContentFault::Syntax(syntax_message(&error)),
-            };
-            return Err(ContentError {
-                line: error.line(),
-                column: error.column(),
-                fault,
-            });
-        }
-    };
-    let Bson::Document(document) = value else {
+        .and_then(|()| deserializer.end());
+    if let Err(error) = result {
+        let fault = match reading.fault.into_inner() {
+            Some(fault) => fault,
+            None if error.to_string().starts_with("recursion limit exceeded") => {
+                ContentFault::TooDeep
+            }
+            None => ContentFault::Syntax(syntax_message(&error)),
+        };
         return Err(ContentError {
-            line: 1,
-            column: 1,
-            fault: ContentFault::NotAnObject,
+            line: error.line(),
+            column: error.column(),
+            fault,
         });
-    };
+    }
     // serde_json reads an integer literal beyond 64 bits as a double. Only a whole double of
     // that size can have been one, so only then is the text looked at again.
     if reading.huge_whole_double.get() {
@@ -152,7 +164,7 @@ pub fn content_to_document(json: &str) -> Result<Document, ContentError> {
             });
         }
     }
-    Ok(document)
+    Ok(())
 }
 
 /// serde_json's message without its " at line L column C" tail, which the error carries apart.
@@ -183,9 +195,7 @@ impl Reading {
         self.numbers.set(place + 1);
         place
     }
-}
 
-impl Reading {
     fn fail<E: de::Error>(&self, fault: ContentFault) -> E {
         let error = E::custom(&fault);
         *self.fault.borrow_mut() = Some(fault);
@@ -193,142 +203,242 @@ impl Reading {
     }
 }
 
-/// Reads one JSON value as the BSON value the driver makes of it.
-#[derive(Clone, Copy)]
-struct ContentVisitor<'r> {
+/// Writes one JSON value as the BSON value the driver makes of it.
+struct Value<'w, 'r> {
+    writer: &'w mut BsonWriter,
     reading: &'r Reading,
-    /// The outermost value, which must be an object.
-    top: bool,
+    /// Where the value's element type goes; `None` for the content itself, which must be an
+    /// object and is written as a bare document.
+    kind_at: Option<usize>,
 }
 
-impl ContentVisitor<'_> {
-    fn not_top<E: de::Error>(&self) -> Result<(), E> {
-        if self.top {
-            Err(self.reading.fail(ContentFault::NotAnObject))
-        } else {
-            Ok(())
+impl Value<'_, '_> {
+    /// Sets the element type of a nested value; the content itself must be an object.
+    fn kind<E: de::Error>(&mut self, kind: u8) -> Result<(), E> {
+        match self.kind_at {
+            Some(at) => {
+                self.writer.set_kind(at, kind);
+                Ok(())
+            }
+            None => Err(self.reading.fail(ContentFault::NotAnObject)),
         }
     }
 
-    fn nested(self) -> Self {
-        Self { top: false, ..self }
+    fn int<E: de::Error>(mut self, value: i64) -> Result<(), E> {
+        if let Ok(small) = i32::try_from(value) {
+            self.kind(raw::kind::INT32)?;
+            self.writer.value_bytes(&small.to_le_bytes());
+        } else {
+            self.kind(raw::kind::INT64)?;
+            self.writer.value_bytes(&value.to_le_bytes());
+        }
+        Ok(())
     }
 }
 
-impl<'de> DeserializeSeed<'de> for ContentVisitor<'_> {
-    type Value = Bson;
+impl<'de> DeserializeSeed<'de> for Value<'_, '_> {
+    type Value = ();
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Bson, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for ContentVisitor<'_> {
-    type Value = Bson;
+impl<'de> Visitor<'de> for Value<'_, '_> {
+    type Value = ();
 
     fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
         formatter.write_str("a JSON value")
     }
 
-    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Bson, E> {
-        self.not_top()?;
-        Ok(Bson::Boolean(value))
+    fn visit_bool<E: de::Error>(mut self, value: bool) -> Result<(), E> {
+        self.kind(raw::kind::BOOLEAN)?;
+        self.writer.value_bytes(&[u8::from(value)]);
+        Ok(())
     }
 
-    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Bson, E> {
-        self.not_top()?;
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<(), E> {
         self.reading.number();
-        Ok(match i32::try_from(value) {
-            Ok(small) => Bson::Int32(small),
-            Err(_) => Bson::Int64(value),
-        })
+        self.int(value)
     }
 
-    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Bson, E> {
-        self.not_top()?;
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<(), E> {
+        self.reading.number();
         match i64::try_from(value) {
-            Ok(signed) => self.visit_i64(signed),
+            Ok(signed) => self.int(signed),
             Err(_) => Err(self
                 .reading
                 .fail(ContentFault::IntegerOutOfRange(value.to_string()))),
         }
     }
 
-    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Bson, E> {
-        self.not_top()?;
+    fn visit_f64<E: de::Error>(mut self, value: f64) -> Result<(), E> {
         let place = self.reading.number();
         if value == 0.0
             && value.is_sign_negative()
             && self.reading.negative_integer_zeros.contains(&place)
         {
-            return Ok(Bson::Int32(0));
+            return self.int(0);
         }
         if value.fract() == 0.0 && value.abs() >= 2f64.powi(63) {
             self.reading.huge_whole_double.set(true);
         }
-        Ok(Bson::Double(value))
+        self.kind(raw::kind::DOUBLE)?;
+        self.writer.value_bytes(&value.to_le_bytes());
+        Ok(())
     }
 
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<Bson, E> {
-        self.visit_string(value.to_owned())
+    fn visit_str<E: de::Error>(mut self, value: &str) -> Result<(), E> {
+        self.kind(raw::kind::STRING)?;
+        self.writer.string_value(value);
+        Ok(())
     }
 
-    fn visit_string<E: de::Error>(self, value: String) -> Result<Bson, E> {
-        self.not_top()?;
-        Ok(Bson::String(value))
+    fn visit_unit<E: de::Error>(mut self) -> Result<(), E> {
+        self.kind(raw::kind::NULL)
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Bson, E> {
-        self.not_top()?;
-        Ok(Bson::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Bson, A::Error> {
-        self.not_top()?;
-        let mut array = Vec::with_capacity(items.size_hint().unwrap_or(0));
-        while let Some(item) = items.next_element_seed(self.nested())? {
-            array.push(item);
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut items: A) -> Result<(), A::Error> {
+        self.kind(raw::kind::ARRAY)?;
+        self.writer.start_document();
+        let mut index = 0;
+        loop {
+            let mark = self.writer.len();
+            let kind_at = self.writer.reserve_kind();
+            self.writer.index_name(index);
+            let item = Value {
+                writer: &mut *self.writer,
+                reading: self.reading,
+                kind_at: Some(kind_at),
+            };
+            if items.next_element_seed(item)?.is_none() {
+                // The element headed above does not exist.
+                self.writer.truncate(mark);
+                break;
+            }
+            index += 1;
         }
-        Ok(Bson::Array(array))
+        self.writer.end_document();
+        Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Bson, A::Error> {
-        let mut document = Document::new();
-        let mut first = true;
-        while let Some(key) = entries.next_key::<String>()? {
-            if key.contains('\0') {
-                return Err(self.reading.fail(ContentFault::NulInKey(key)));
-            }
-            if first && EXTENDED_JSON_KEYWORDS.contains(&key.as_str()) {
-                return self.extended_json(&key, entries);
-            }
-            first = false;
-            let value = entries.next_value_seed(self.nested())?;
-            if document.contains_key(&key) {
-                return Err(self.reading.fail(ContentFault::DuplicateKey(key)));
-            }
-            document.insert(key, value);
+    fn visit_map<A: MapAccess<'de>>(mut self, mut entries: A) -> Result<(), A::Error> {
+        let Some(first) = entries.next_key_seed(Key)? else {
+            self.kind_or_document();
+            self.writer.start_document();
+            self.writer.end_document();
+            return Ok(());
+        };
+        if EXTENDED_JSON_KEYWORDS.contains(&&*first) {
+            return self.extended_json(&first, entries);
         }
-        Ok(Bson::Document(document))
+        self.kind_or_document();
+        self.writer.start_document();
+        // The names written in this object, as ranges of the buffer, to refuse a repeat; a
+        // set of them once there are many, so a wide object costs no quadratic time.
+        let mut names: Vec<(usize, usize)> = Vec::new();
+        let mut many: Option<HashSet<String>> = None;
+        let mut key = Some(first);
+        while let Some(name) = key {
+            if name.contains('\0') {
+                return Err(self.reading.fail(ContentFault::NulInKey(name.into_owned())));
+            }
+            let repeated = match &mut many {
+                Some(set) => !set.insert(name.clone().into_owned()),
+                None => names
+                    .iter()
+                    .any(|&(from, to)| &self.writer.bytes()[from..to] == name.as_bytes()),
+            };
+            if repeated {
+                return Err(self
+                    .reading
+                    .fail(ContentFault::DuplicateKey(name.into_owned())));
+            }
+            let kind_at = self.writer.reserve_kind();
+            self.writer.name(&name);
+            if many.is_none() {
+                names.push((kind_at + 1, kind_at + 1 + name.len()));
+                if names.len() == WIDE_OBJECT {
+                    let bytes = self.writer.bytes();
+                    many = Some(
+                        names
+                            .iter()
+                            .map(|&(from, to)| {
+                                String::from_utf8_lossy(&bytes[from..to]).into_owned()
+                            })
+                            .collect(),
+                    );
+                }
+            }
+            entries.next_value_seed(Value {
+                writer: &mut *self.writer,
+                reading: self.reading,
+                kind_at: Some(kind_at),
+            })?;
+            key = entries.next_key_seed(Key)?;
+        }
+        self.writer.end_document();
+        Ok(())
     }
 }
 
-impl ContentVisitor<'_> {
+/// An object's key, borrowed from the text unless it holds escapes (no allocation per key).
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(key))
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(key.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, key: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(key))
+    }
+}
+
+impl Value<'_, '_> {
+    /// Sets the element type of a nested object; the content itself is the bare document.
+    fn kind_or_document(&mut self) {
+        if let Some(at) = self.kind_at {
+            self.writer.set_kind(at, raw::kind::DOCUMENT);
+        }
+    }
+
     /// The rest of an object that starts with an extended-JSON keyword, read as that value.
     fn extended_json<'de, A: MapAccess<'de>>(
         self,
         key: &str,
         mut entries: A,
-    ) -> Result<Bson, A::Error> {
+    ) -> Result<(), A::Error> {
         let refuse = |reason: String| {
             self.reading.fail(ContentFault::ExtendedJson {
                 key: key.to_owned(),
                 reason,
             })
         };
-        if self.top {
+        let Some(kind_at) = self.kind_at else {
             return Err(refuse("the content itself must be a document".into()));
-        }
+        };
         let mut object = serde_json::Map::new();
         let first: serde_json::Value = entries.next_value()?;
         self.reading
@@ -347,7 +457,7 @@ impl ContentVisitor<'_> {
             Ok(Bson::Document(_)) => Err(refuse(
                 "it is not one of the extended-JSON forms read here".into(),
             )),
-            Ok(value) => Ok(value),
+            Ok(value) => self.writer.bson_value(kind_at, value).map_err(refuse),
             Err(error) => Err(refuse(error.to_string())),
         }
     }
@@ -405,7 +515,15 @@ fn integer_beyond_64_bits(json: &str) -> Option<(usize, usize, String)> {
 /// The places (counted among all number literals) of the integer literals that are a
 /// negative zero, which serde_json reads as the double -0.0 and the driver as Int32 0.
 fn negative_integer_zeros(json: &str) -> Vec<usize> {
-    if !json.contains("-0") {
+    // Cheap first: such a literal is "-0" then a delimiter or the end. "-0" inside GUID
+    // strings, common in content, is followed by a hex digit or '-'.
+    let bytes = json.as_bytes();
+    let possible = json.match_indices("-0").any(|(at, _)| {
+        bytes
+            .get(at + 2)
+            .is_none_or(|next| matches!(next, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'))
+    });
+    if !possible {
         return Vec::new();
     }
     number_literals(json)

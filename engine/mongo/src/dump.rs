@@ -11,8 +11,9 @@
 //!   first. `options` and `uuid` are left out as mongodump leaves out empty ones: mongorestore
 //!   then lets the server create the collection and choose its UUID.
 //!
-//! Invariants: at most one encoded document is held (the reused encode buffer), so memory does
-//! not grow with the collection; no document over MongoDB's 16 MiB limit is written (a restore
+//! Invariants: at most one encoded document and a few 1 MiB chunks on their way to the disk
+//! are held (the writing thread's queue is bounded), so memory does not grow with the
+//! collection; no document over MongoDB's 16 MiB limit is written (a restore
 //! would refuse it); existing files are never overwritten; `finish` makes both files durable
 //! (flush, fsync, directory fsync) before it returns. The metadata file is written last, so a
 //! run cut short leaves a `.bson` without metadata: the caller writes a dump into a fresh
@@ -20,8 +21,10 @@
 
 use std::{
     fs::{File, OpenOptions},
-    io::{BufWriter, Write},
+    io::Write,
     path::{Path, PathBuf},
+    sync::mpsc,
+    thread,
 };
 
 use bson::Document;
@@ -77,6 +80,101 @@ impl Compression {
     }
 }
 
+/// Bytes handed to the writing thread at a time.
+const SPOOL_CHUNK_BYTES: usize = 1 << 20;
+/// Chunks queued for the writing thread at most: with the one being filled, the memory a
+/// collection writer holds.
+const SPOOL_CHUNKS_QUEUED: usize = 8;
+/// The writing thread asks the disk to write what it has every this many bytes, so the data
+/// goes out while documents are still being made instead of all at the final sync.
+const SPOOL_SYNC_EVERY_BYTES: u64 = 16 << 20;
+
+/// Writes a file on a thread of its own: the documents are made on the caller's thread while
+/// this one compresses (with --gzip), writes and syncs what came before, so conversion and
+/// disk overlap (on two cores, both run at once).
+#[derive(Debug)]
+struct Spool {
+    /// The chunk being filled.
+    chunk: Vec<u8>,
+    chunks: Option<mpsc::SyncSender<Vec<u8>>>,
+    /// Chunks written, back for reuse (no fresh pages to fault in for every chunk).
+    written: mpsc::Receiver<Vec<u8>>,
+    thread: Option<thread::JoinHandle<std::io::Result<File>>>,
+}
+
+impl Spool {
+    fn new(sink: Sink) -> std::io::Result<Spool> {
+        let (chunks, queued) = mpsc::sync_channel::<Vec<u8>>(SPOOL_CHUNKS_QUEUED);
+        let (give_back, written) = mpsc::channel::<Vec<u8>>();
+        let thread = thread::Builder::new()
+            .name("annals-dump-writer".into())
+            .spawn(move || {
+                let mut sink = sink;
+                let mut unsynced = 0u64;
+                for mut chunk in queued {
+                    sink.write_all(&chunk)?;
+                    unsynced += chunk.len() as u64;
+                    if unsynced >= SPOOL_SYNC_EVERY_BYTES {
+                        sink.sync_data()?;
+                        unsynced = 0;
+                    }
+                    chunk.clear();
+                    // Nobody to give it back to once the spool is finishing: dropped then.
+                    let _ = give_back.send(chunk);
+                }
+                sink.finish()
+            })?;
+        Ok(Spool {
+            chunk: Vec::with_capacity(SPOOL_CHUNK_BYTES),
+            chunks: Some(chunks),
+            written,
+            thread: Some(thread),
+        })
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.chunk.extend_from_slice(bytes);
+        if self.chunk.len() >= SPOOL_CHUNK_BYTES {
+            let empty = self
+                .written
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(SPOOL_CHUNK_BYTES));
+            let full = std::mem::replace(&mut self.chunk, empty);
+            let sent = self.chunks.as_ref().map(|chunks| chunks.send(full));
+            if !matches!(sent, Some(Ok(()))) {
+                // The thread stopped on an error: that error is the one to report.
+                return Err(self.join().err().unwrap_or_else(|| {
+                    std::io::Error::other("the dump's writing thread stopped")
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the last chunk, waits for the thread, and returns the ended file (not synced).
+    fn finish(mut self) -> std::io::Result<File> {
+        let last = std::mem::take(&mut self.chunk);
+        if !last.is_empty() {
+            if let Some(chunks) = &self.chunks {
+                // A send fails only when the thread stopped; `join` then says why.
+                let _ = chunks.send(last);
+            }
+        }
+        self.join()
+    }
+
+    fn join(&mut self) -> std::io::Result<File> {
+        self.chunks = None;
+        match self.thread.take().map(thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(std::io::Error::other("the dump's writing thread panicked")),
+            None => Err(std::io::Error::other(
+                "the dump's writing thread already stopped",
+            )),
+        }
+    }
+}
+
 /// A dump file, compressed or not.
 #[derive(Debug)]
 enum Sink {
@@ -85,6 +183,14 @@ enum Sink {
 }
 
 impl Sink {
+    /// Makes what reached the file so far durable (a gzip encoder's buffered tail excepted).
+    fn sync_data(&self) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(file) => file.sync_data(),
+            Sink::Gzip(encoder) => encoder.get_ref().sync_data(),
+        }
+    }
+
     /// Ends the file (the gzip trailer) and hands back the file to sync.
     fn finish(self) -> std::io::Result<File> {
         match self {
@@ -118,8 +224,8 @@ pub struct CollectionWriter {
     compression: Compression,
     dir: PathBuf,
     bson_path: PathBuf,
-    /// Buffered so that small documents do not cost a system call (or a compressor call) each.
-    out: BufWriter<Sink>,
+    /// Documents go out in chunks, written by a thread of its own.
+    out: Spool,
     /// Reused for every document: one encoded document at a time.
     encoded: Vec<u8>,
     documents_count: u64,
@@ -143,13 +249,15 @@ impl CollectionWriter {
         check_collection_name(collection)?;
         let bson_path = dir.join(format!("{collection}.bson{}", compression.suffix()));
         let file = create_new(&bson_path)?;
+        let out = Spool::new(compression.wrap(file))
+            .map_err(|source| io_error("start writing", &bson_path, source))?;
         Ok(Self {
             collection: collection.to_owned(),
             indexes,
             compression,
             dir: dir.to_owned(),
             bson_path,
-            out: BufWriter::with_capacity(256 * 1024, compression.wrap(file)),
+            out,
             encoded: Vec::new(),
             documents_count: 0,
             bson_bytes: 0,
@@ -166,19 +274,37 @@ impl CollectionWriter {
                 document_index: self.documents_count,
                 source,
             })?;
-        if self.encoded.len() > BSON_DOCUMENT_SIZE_MAX {
+        let encoded = std::mem::take(&mut self.encoded);
+        let written = self.write_encoded(&encoded);
+        self.encoded = encoded;
+        written
+    }
+
+    /// Appends one document already encoded (one whole BSON document).
+    pub(crate) fn write_encoded(&mut self, encoded: &[u8]) -> Result<()> {
+        if encoded.len() > BSON_DOCUMENT_SIZE_MAX {
             return Err(Error::DocumentTooLarge {
                 collection: self.collection.clone(),
                 document_index: self.documents_count,
-                size_bytes: self.encoded.len(),
+                size_bytes: encoded.len(),
                 limit_bytes: BSON_DOCUMENT_SIZE_MAX,
             });
         }
         self.out
-            .write_all(&self.encoded)
+            .write_all(encoded)
             .map_err(|source| io_error("write", &self.bson_path, source))?;
         self.documents_count += 1;
-        self.bson_bytes += self.encoded.len() as u64;
+        self.bson_bytes += encoded.len() as u64;
+        Ok(())
+    }
+
+    /// Appends `count` documents already encoded and checked, one after the other.
+    pub(crate) fn write_encoded_many(&mut self, documents: &[u8], count: u64) -> Result<()> {
+        self.out
+            .write_all(documents)
+            .map_err(|source| io_error("write", &self.bson_path, source))?;
+        self.documents_count += count;
+        self.bson_bytes += documents.len() as u64;
         Ok(())
     }
 
@@ -187,9 +313,7 @@ impl CollectionWriter {
     pub fn finish(self) -> Result<CollectionSummary> {
         let file = self
             .out
-            .into_inner()
-            .map_err(std::io::IntoInnerError::into_error)
-            .and_then(Sink::finish)
+            .finish()
             .map_err(|source| io_error("write", &self.bson_path, source))?;
         file.sync_all()
             .map_err(|source| io_error("sync", &self.bson_path, source))?;

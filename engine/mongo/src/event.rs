@@ -32,12 +32,12 @@
 //! original could not have stored, naming the event.
 
 use annals_engine::{uuid::Uuid, EventView, ScopeId, StreamPosition};
-use bson::{spec::BinarySubtype, Binary, Bson, Document};
+use bson::Document;
 
 use crate::{
-    content::content_to_document,
+    content::write_content,
     error::{Error, Result},
-    values::{counter, date_from_unix_ns, guid},
+    raw::{self, BsonWriter},
 };
 
 /// The generation the original gives every aggregate root: it commits aggregate events with
@@ -72,7 +72,7 @@ pub fn public_stream_collection(stream: Uuid) -> String {
 
 /// The document the original keeps for one event of an event log.
 pub fn event_document(event: &EventView<'_>) -> Result<Document> {
-    document(event, None)
+    read_back(event, None)
 }
 
 /// The document the original keeps for one entry of a filtered or public stream: the event
@@ -84,95 +84,100 @@ pub fn stream_event_document(
     position: StreamPosition,
     partition: &str,
 ) -> Result<Document> {
-    document(event, Some((position, partition)))
+    read_back(event, Some((position, partition)))
 }
 
-fn document(event: &EventView<'_>, stream: Option<(StreamPosition, &str)>) -> Result<Document> {
-    let content = content_to_document(event.content).map_err(|source| Error::Content {
+/// The document written by [`write_event`], read back into a `Document`.
+fn read_back(event: &EventView<'_>, stream: Option<(StreamPosition, &str)>) -> Result<Document> {
+    let mut writer = BsonWriter::new();
+    write_event(event, stream, &mut writer)?;
+    Document::from_reader(writer.bytes()).map_err(|source| Error::Encode {
+        collection: String::new(),
+        document_index: event.sequence_number.value(),
+        source,
+    })
+}
+
+/// Writes the event's document (of an event log, or with `stream` = (position, partition) of
+/// a stream) into `writer`, which must be empty.
+pub(crate) fn write_event(
+    event: &EventView<'_>,
+    stream: Option<(StreamPosition, &str)>,
+    w: &mut BsonWriter,
+) -> Result<()> {
+    w.start_document();
+    match stream {
+        None => w.counter("_id", event.sequence_number.value()),
+        Some((position, partition)) => {
+            w.counter("_id", position.0);
+            w.string("Partition", partition);
+        }
+    }
+
+    w.document("ExecutionContext");
+    w.guid("Correlation", event.correlation_id);
+    // A byte array, so generic binary; the original stores eight zero bytes without a span.
+    w.bytes_value("SpanId", &event.span_id.unwrap_or([0; 8]));
+    w.guid("Microservice", event.microservice_id);
+    w.guid("Tenant", event.tenant_id);
+    let [major, minor, patch, build] = event.version;
+    w.document("Version");
+    w.int32("Major", major);
+    w.int32("Minor", minor);
+    w.int32("Patch", patch);
+    w.int32("Build", build);
+    w.string("PreRelease", event.pre_release);
+    w.end_document();
+    w.string("Environment", event.environment);
+    w.array("Claims");
+    for (index, (name, value, value_type)) in event.claims.iter().enumerate() {
+        w.index_header(raw::kind::DOCUMENT, index);
+        w.start_document();
+        w.string("Name", name);
+        w.string("Value", value);
+        w.string("ValueType", value_type);
+        w.end_document();
+    }
+    w.end_document();
+    w.end_document();
+
+    w.document("Metadata");
+    w.date_from_unix_ns("Occurred", event.occurred_ns);
+    w.string("EventSource", event.event_source_id);
+    w.guid("TypeId", event.event_type.id);
+    w.int64("TypeGeneration", i64::from(event.event_type.generation));
+    w.boolean("Public", event.public);
+    if stream.is_some() {
+        w.counter("EventLogSequenceNumber", event.sequence_number.value());
+    }
+    w.end_document();
+
+    if let Some(aggregate) = &event.aggregate {
+        w.document("Aggregate");
+        w.boolean("WasAppliedByAggregate", true);
+        w.guid("TypeId", aggregate.root_id);
+        w.int64("TypeGeneration", AGGREGATE_ROOT_GENERATION);
+        w.counter("Version", aggregate.version);
+        w.end_document();
+    }
+    if let Some(origin) = &event.event_horizon {
+        w.document("EventHorizon");
+        w.boolean("FromEventHorizon", true);
+        w.counter(
+            "ExternalEventLogSequenceNumber",
+            origin.external_sequence_number,
+        );
+        w.date_from_unix_ns("Received", origin.received_ns);
+        w.guid("Consent", origin.consent_id);
+        w.end_document();
+    }
+    w.header(raw::kind::DOCUMENT, "Content");
+    write_content(event.content, w).map_err(|source| Error::Content {
         sequence_number: event.sequence_number,
         source,
     })?;
-
-    let [major, minor, patch, build] = event.version;
-    let mut version = Document::new();
-    version.insert("Major", major);
-    version.insert("Minor", minor);
-    version.insert("Patch", patch);
-    version.insert("Build", build);
-    version.insert("PreRelease", event.pre_release);
-
-    let claims: Vec<Bson> = event
-        .claims
-        .iter()
-        .map(|(name, value, value_type)| {
-            let mut claim = Document::new();
-            claim.insert("Name", *name);
-            claim.insert("Value", *value);
-            claim.insert("ValueType", *value_type);
-            Bson::Document(claim)
-        })
-        .collect();
-
-    let mut execution_context = Document::new();
-    execution_context.insert("Correlation", guid(event.correlation_id));
-    // A byte array, so generic binary; the original stores eight zero bytes without a span.
-    execution_context.insert(
-        "SpanId",
-        Binary {
-            subtype: BinarySubtype::Generic,
-            bytes: event.span_id.unwrap_or([0; 8]).to_vec(),
-        },
-    );
-    execution_context.insert("Microservice", guid(event.microservice_id));
-    execution_context.insert("Tenant", guid(event.tenant_id));
-    execution_context.insert("Version", version);
-    execution_context.insert("Environment", event.environment);
-    execution_context.insert("Claims", claims);
-
-    let mut metadata = Document::new();
-    metadata.insert("Occurred", date_from_unix_ns(event.occurred_ns));
-    metadata.insert("EventSource", event.event_source_id);
-    metadata.insert("TypeId", guid(event.event_type.id));
-    metadata.insert("TypeGeneration", i64::from(event.event_type.generation));
-    metadata.insert("Public", event.public);
-
-    let mut document = Document::new();
-    match stream {
-        None => {
-            document.insert("_id", counter(event.sequence_number.value()));
-        }
-        Some((position, partition)) => {
-            document.insert("_id", counter(position.0));
-            document.insert("Partition", partition);
-            metadata.insert(
-                "EventLogSequenceNumber",
-                counter(event.sequence_number.value()),
-            );
-        }
-    }
-    document.insert("ExecutionContext", execution_context);
-    document.insert("Metadata", metadata);
-    if let Some(aggregate) = &event.aggregate {
-        let mut sub = Document::new();
-        sub.insert("WasAppliedByAggregate", true);
-        sub.insert("TypeId", guid(aggregate.root_id));
-        sub.insert("TypeGeneration", AGGREGATE_ROOT_GENERATION);
-        sub.insert("Version", counter(aggregate.version));
-        document.insert("Aggregate", sub);
-    }
-    if let Some(origin) = &event.event_horizon {
-        let mut sub = Document::new();
-        sub.insert("FromEventHorizon", true);
-        sub.insert(
-            "ExternalEventLogSequenceNumber",
-            counter(origin.external_sequence_number),
-        );
-        sub.insert("Received", date_from_unix_ns(origin.received_ns));
-        sub.insert("Consent", guid(origin.consent_id));
-        document.insert("EventHorizon", sub);
-    }
-    document.insert("Content", content);
-    Ok(document)
+    w.end_document();
+    Ok(())
 }
 
 #[cfg(test)]
@@ -185,7 +190,7 @@ mod tests {
     use annals_engine::{
         uuid::Uuid, AppliedByAggregate, EventHorizonOrigin, EventLogSequenceNumber, EventType,
     };
-    use bson::{doc, DateTime, Decimal128};
+    use bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Decimal128};
 
     use super::*;
     use crate::content::ContentFault;
@@ -459,6 +464,6 @@ mod tests {
         };
         assert_eq!(sequence_number, EventLogSequenceNumber(41));
         assert_eq!(source.fault, ContentFault::DuplicateKey("a".into()));
-        assert_eq!((source.line, source.column), (1, 13));
+        assert_eq!((source.line, source.column), (1, 10));
     }
 }

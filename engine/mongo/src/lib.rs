@@ -26,6 +26,7 @@ mod export;
 mod index;
 mod offsets;
 mod processor;
+mod raw;
 mod subscription;
 mod tenant_export;
 mod values;

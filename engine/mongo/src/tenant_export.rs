@@ -37,9 +37,7 @@ use crate::{
     definition::{stream_definition_document, stream_definitions_collection},
     dump::{CollectionSummary, CollectionWriter, Compression},
     error::{Error, Result},
-    event::{
-        event_log_collection, public_stream_collection, stream_collection, stream_event_document,
-    },
+    event::{event_log_collection, public_stream_collection, stream_collection, write_event},
     export::{write_event_log, READ_BATCH_BYTES_MAX},
     index::{
         aggregates_indexes, event_log_indexes, stream_definitions_indexes, stream_indexes,
@@ -47,6 +45,7 @@ use crate::{
     },
     offsets::{event_log_metadata_document, EVENT_LOG_METADATA_COLLECTION},
     processor::{stream_processor_state_document, stream_processor_states_collection},
+    raw::BsonWriter,
     subscription::{subscription_state_document, subscription_states_collection},
 };
 
@@ -219,6 +218,7 @@ impl Export<'_> {
     ) -> Result<()> {
         let mut writer = self.writer(collection, stream_indexes())?;
         let mut batch = RecordBatch::new();
+        let mut encoded = BsonWriter::new();
         let mut next = StreamPosition(0);
         let mut written = 0;
         'pages: loop {
@@ -248,11 +248,13 @@ impl Export<'_> {
                         found: view.sequence_number,
                     });
                 }
-                writer.write(&stream_event_document(
+                encoded.clear();
+                write_event(
                     &view,
-                    entry.position,
-                    &entry.partition,
-                )?)?;
+                    Some((entry.position, &entry.partition)),
+                    &mut encoded,
+                )?;
+                writer.write_encoded(encoded.bytes())?;
                 written += 1;
                 next = entry.position.next();
             }
