@@ -105,6 +105,18 @@ pub enum Error {
         /// The engine's error.
         source: annals_engine::Error,
     },
+    /// A dump file holds something that is not a sequence of BSON documents.
+    #[error("{}: document {document_index} at byte {offset}: {what}", .path.display())]
+    Dump {
+        /// The file.
+        path: PathBuf,
+        /// The document's index in the file (0-based).
+        document_index: u64,
+        /// Its byte offset in the (uncompressed) file.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
     /// A file operation failed.
     #[error("{op} {}: {source}", .path.display())]
     Io {

@@ -20,6 +20,7 @@ mod content;
 mod database;
 mod definition;
 mod dump;
+mod dump_read;
 mod error;
 mod event;
 mod export;
@@ -39,6 +40,7 @@ pub use crate::{
     dump::{
         metadata_json, CollectionSummary, CollectionWriter, Compression, BSON_DOCUMENT_SIZE_MAX,
     },
+    dump_read::{dump_files, DocumentReader, DumpFile},
     error::{Error, Result},
     event::{
         event_document, event_log_collection, public_stream_collection, stream_collection,
