@@ -39,7 +39,10 @@ use bson::{oid::ObjectId, Document};
 
 use crate::{
     error::{Error, Result},
-    values::{counter, date_from_unix_ns, guid, retry_time, time_or_never},
+    values::{
+        counter, date_from_unix_ns, guid, insert_failure_fields, retry_time, time_or_never,
+        ATTEMPTS_BEYOND_INT32,
+    },
 };
 
 /// The collection of a scope's stream processor states: `stream-processor-states`, or
@@ -67,8 +70,7 @@ pub fn stream_processor_state_document(
         what,
     };
     let attempts = |failure: &ProcessingFailure| {
-        i32::try_from(failure.processing_attempts)
-            .map_err(|_| refuse("processing attempts beyond Int32, which the original stores"))
+        i32::try_from(failure.processing_attempts).map_err(|_| refuse(ATTEMPTS_BEYOND_INT32))
     };
 
     let last_successfully_processed = time_or_never(state.last_successfully_processed_ns);
@@ -116,17 +118,12 @@ pub fn stream_processor_state_document(
         if !state.failing_partitions.is_empty() {
             return Err(refuse("an unpartitioned processor with failing partitions"));
         }
-        if let Some(failure) = &state.failure {
-            document.insert("RetryTime", retry_time(failure.retry_time_ns));
-            document.insert("FailureReason", failure.reason.as_str());
-            document.insert("ProcessingAttempts", attempts(failure)?);
-            document.insert("IsFailing", true);
-        } else {
-            document.insert("RetryTime", last_successfully_processed);
-            document.insert("FailureReason", "");
-            document.insert("ProcessingAttempts", 0_i32);
-            document.insert("IsFailing", false);
-        }
+        insert_failure_fields(
+            &mut document,
+            state.failure.as_ref(),
+            last_successfully_processed,
+        )
+        .map_err(|_| refuse(ATTEMPTS_BEYOND_INT32))?;
     }
     Ok(document)
 }

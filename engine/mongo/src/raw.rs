@@ -14,6 +14,8 @@
 use annals_engine::uuid::Uuid;
 use bson::Bson;
 
+use crate::values::counter_bytes;
+
 /// Element types (bsonspec.org).
 pub(crate) mod kind {
     pub(crate) const DOUBLE: u8 = 0x01;
@@ -32,11 +34,6 @@ pub(crate) mod kind {
 /// Binary subtypes used here.
 const BINARY_GENERIC: u8 = 0x00;
 const BINARY_UUID: u8 = 0x04;
-
-/// The exponent bias of IEEE 754-2008 decimal128: a stored exponent of 6176 means 10^0.
-const DECIMAL128_EXPONENT_BIAS: u128 = 6176;
-/// Where the 14-bit exponent starts when the coefficient fits in the low 113 bits.
-const DECIMAL128_EXPONENT_SHIFT: u32 = 113;
 
 /// One buffer and the documents open in it.
 #[derive(Debug, Default)]
@@ -207,8 +204,7 @@ impl BsonWriter {
     /// A 64-bit unsigned counter as the original stores it: Decimal128, exponent 0.
     pub(crate) fn counter(&mut self, name: &str, value: u64) {
         self.header(kind::DECIMAL128, name);
-        let bits = (DECIMAL128_EXPONENT_BIAS << DECIMAL128_EXPONENT_SHIFT) | u128::from(value);
-        self.buf.extend_from_slice(&bits.to_le_bytes());
+        self.buf.extend_from_slice(&counter_bytes(value));
     }
 
     /// Appends raw value bytes (after a header or reserved type byte).

@@ -27,7 +27,7 @@ use bson::{oid::ObjectId, Document};
 
 use crate::{
     error::{Error, Result},
-    values::{counter, guid, retry_time, time_or_never},
+    values::{counter, guid, insert_failure_fields, time_or_never, ATTEMPTS_BEYOND_INT32},
 };
 
 /// The collection of a scope's subscription states: `x-<scope>-subscription-states`.
@@ -55,23 +55,13 @@ pub fn subscription_state_document(
         counter(state.next_producer_sequence_number),
     );
     document.insert("LastSuccessfullyProcessed", last_success.clone());
-    if let Some(failure) = &state.failure {
-        let attempts =
-            i32::try_from(failure.processing_attempts).map_err(|_| Error::SubscriptionState {
-                stream: id.stream,
-                partition: id.partition.clone(),
-                what: "processing attempts beyond Int32, which the original stores",
-            })?;
-        document.insert("RetryTime", retry_time(failure.retry_time_ns));
-        document.insert("FailureReason", failure.reason.as_str());
-        document.insert("ProcessingAttempts", attempts);
-        document.insert("IsFailing", true);
-    } else {
-        document.insert("RetryTime", last_success);
-        document.insert("FailureReason", "");
-        document.insert("ProcessingAttempts", 0_i32);
-        document.insert("IsFailing", false);
-    }
+    insert_failure_fields(&mut document, state.failure.as_ref(), last_success).map_err(|_| {
+        Error::SubscriptionState {
+            stream: id.stream,
+            partition: id.partition.clone(),
+            what: ATTEMPTS_BEYOND_INT32,
+        }
+    })?;
     Ok(document)
 }
 

@@ -14,8 +14,10 @@
 //! Invariants: every function here is total (no input panics or fails); the Decimal128 bytes
 //! are the IEEE 754-2008 BID encoding, pinned by a byte-level test.
 
-use annals_engine::uuid::Uuid;
-use bson::{spec::BinarySubtype, Binary, Bson, DateTime, Decimal128};
+use std::num::TryFromIntError;
+
+use annals_engine::{uuid::Uuid, ProcessingFailure};
+use bson::{spec::BinarySubtype, Binary, Bson, DateTime, Decimal128, Document};
 
 /// The exponent bias of IEEE 754-2008 decimal128: a stored exponent of 6176 means 10^0.
 const DECIMAL128_EXPONENT_BIAS: u128 = 6176;
@@ -33,8 +35,13 @@ pub fn guid(id: Uuid) -> Bson {
 
 /// A 64-bit unsigned counter as the original stores it: Decimal128, exponent 0.
 pub fn counter(value: u64) -> Bson {
+    Bson::Decimal128(Decimal128::from_bytes(counter_bytes(value)))
+}
+
+/// The Decimal128 bytes (little-endian) of a counter, as [`counter`] stores it.
+pub(crate) fn counter_bytes(value: u64) -> [u8; 16] {
     let bits = (DECIMAL128_EXPONENT_BIAS << DECIMAL128_EXPONENT_SHIFT) | u128::from(value);
-    Bson::Decimal128(Decimal128::from_bytes(bits.to_le_bytes()))
+    bits.to_le_bytes()
 }
 
 /// A time given in Unix nanoseconds as a BSON Date (milliseconds, truncated toward zero).
@@ -66,6 +73,35 @@ pub(crate) fn retry_time(retry_time_ns: i64) -> Bson {
     } else {
         date_from_unix_ns(retry_time_ns)
     }
+}
+
+/// Why a state with more attempts than Int32 holds cannot be written.
+pub(crate) const ATTEMPTS_BEYOND_INT32: &str =
+    "processing attempts beyond Int32, which the original stores";
+
+/// The failure fields of a state the original keeps unpartitioned (a processor's or a
+/// subscription's): `RetryTime`, `FailureReason`, `ProcessingAttempts` (Int32), `IsFailing`.
+/// Without a failure they are the original's values after a success: the retry time is the
+/// last success, no reason, no attempts. Fails when the attempts exceed Int32, which the
+/// original's driver refuses to store.
+pub(crate) fn insert_failure_fields(
+    document: &mut Document,
+    failure: Option<&ProcessingFailure>,
+    last_success: Bson,
+) -> Result<(), TryFromIntError> {
+    if let Some(failure) = failure {
+        let attempts = i32::try_from(failure.processing_attempts)?;
+        document.insert("RetryTime", retry_time(failure.retry_time_ns));
+        document.insert("FailureReason", failure.reason.as_str());
+        document.insert("ProcessingAttempts", attempts);
+        document.insert("IsFailing", true);
+    } else {
+        document.insert("RetryTime", last_success);
+        document.insert("FailureReason", "");
+        document.insert("ProcessingAttempts", 0_i32);
+        document.insert("IsFailing", false);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
