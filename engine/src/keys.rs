@@ -117,6 +117,14 @@ fn two_ids(kind: u8, a: Uuid, b: Uuid) -> Vec<u8> {
     key
 }
 
+/// The two ids of a key of `kind` made by [`two_ids`]; `None` for another kind or length.
+pub(crate) fn split_two_ids(key: &[u8], kind: u8) -> Option<(Uuid, Uuid)> {
+    let rest = key.strip_prefix(&[kind])?;
+    let (a, b) = rest.split_first_chunk::<16>()?;
+    let b = <[u8; 16]>::try_from(b).ok()?;
+    Some((Uuid::from_bytes(*a), Uuid::from_bytes(b)))
+}
+
 /// The scope under which versions before the public kinds (`B`, `C`, `D`) kept public streams.
 pub(crate) const LEGACY_PUBLIC_SCOPE: Uuid = Uuid::max();
 

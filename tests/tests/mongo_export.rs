@@ -124,11 +124,17 @@ fn collections(dump: &Value) -> String {
     format!("{names:?}")
 }
 
-/// Runs `annals export` with `args`; returns (success, stdout, stderr).
-fn export(args: &[&str]) -> (bool, String, String) {
+/// Runs `annals export --data-dir DATA --tenant TENANT --out OUT` with `more` arguments;
+/// returns (success, stdout, stderr).
+fn export(data: &Path, tenant: Uuid, out: &Path, more: &[&str]) -> (bool, String, String) {
     let output = Command::new(binary())
         .arg("export")
-        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--tenant", &tenant.to_string()])
+        .arg("--out")
+        .arg(out)
+        .args(more)
         .env_remove("RUST_LOG")
         .output()
         .unwrap();
@@ -137,10 +143,6 @@ fn export(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
-}
-
-fn text(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 /// Sets up the tenant through the gRPC services and heads, then stops the server. Returns
@@ -218,16 +220,8 @@ async fn an_exported_tenant_is_the_originals_database() {
     let plain = populate(&mut server).await;
     let data = server.dir.join("data");
     let out = server.dir.join("dump");
-    let tenant = DEVELOPMENT.to_string();
 
-    let (ok, stdout, stderr) = export(&[
-        "--data-dir",
-        text(&data),
-        "--tenant",
-        &tenant,
-        "--out",
-        text(&out),
-    ]);
+    let (ok, stdout, stderr) = export(&data, DEVELOPMENT, &out, &[]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("default scope: 5"), "{stdout}");
     let dump = decode(&out.join("event_store"));
@@ -525,17 +519,12 @@ async fn an_exported_tenant_is_the_originals_database() {
 
     // The same export compressed: the same documents, ObjectIds aside.
     let zipped = server.dir.join("zipped");
-    let (ok, _, stderr) = export(&[
-        "--data-dir",
-        text(&data),
-        "--tenant",
-        &tenant,
-        "--out",
-        text(&zipped),
-        "--database",
-        "moved",
-        "--gzip",
-    ]);
+    let (ok, _, stderr) = export(
+        &data,
+        DEVELOPMENT,
+        &zipped,
+        &["--database", "moved", "--gzip"],
+    );
     assert!(ok, "{stderr}");
     assert!(zipped.join("moved/event-log.bson.gz").is_file());
     assert!(zipped.join("moved/event-log.metadata.json.gz").is_file());
@@ -558,55 +547,24 @@ async fn an_export_refuses_what_it_cannot_do_cleanly() {
     .await;
     let data = server.dir.join("data");
     let out = server.dir.join("dump");
-    let tenant = DEVELOPMENT.to_string();
-    let args = [
-        "--data-dir",
-        text(&data),
-        "--tenant",
-        &tenant,
-        "--out",
-        text(&out),
-    ];
 
     // While the runtime holds the data directory.
-    let (ok, _, stderr) = export(&args);
+    let (ok, _, stderr) = export(&data, DEVELOPMENT, &out, &[]);
     assert!(!ok);
     assert!(stderr.contains("must be stopped"), "{stderr}");
     assert!(!out.join("event_store").exists());
     assert!(server.stop().await);
 
-    let (ok, _, stderr) = export(&[
-        "--data-dir",
-        text(&data),
-        "--tenant",
-        &Uuid::from_u128(9).to_string(),
-        "--out",
-        text(&out),
-    ]);
+    let (ok, _, stderr) = export(&data, Uuid::from_u128(9), &out, &[]);
     assert!(!ok);
     assert!(stderr.contains("has no tenant"), "{stderr}");
 
-    let (ok, _, stderr) = export(&[
-        "--data-dir",
-        text(&server.dir.join("nothing-here")),
-        "--tenant",
-        &tenant,
-        "--out",
-        text(&out),
-    ]);
+    let nothing = server.dir.join("nothing-here");
+    let (ok, _, stderr) = export(&nothing, DEVELOPMENT, &out, &[]);
     assert!(!ok);
     assert!(stderr.contains("holds no annals data"), "{stderr}");
 
-    let (ok, _, stderr) = export(&[
-        "--data-dir",
-        text(&data),
-        "--tenant",
-        &tenant,
-        "--out",
-        text(&out),
-        "--database",
-        "a.b",
-    ]);
+    let (ok, _, stderr) = export(&data, DEVELOPMENT, &out, &["--database", "a.b"]);
     assert!(!ok);
     assert!(
         stderr.contains("cannot be a MongoDB database name"),
@@ -616,11 +574,11 @@ async fn an_export_refuses_what_it_cannot_do_cleanly() {
     // What an interrupted run left is started over; a finished export is never overwritten.
     std::fs::create_dir_all(out.join(".event_store.partial")).unwrap();
     std::fs::write(out.join(".event_store.partial/event-log.bson"), b"junk").unwrap();
-    let (ok, _, stderr) = export(&args);
+    let (ok, _, stderr) = export(&data, DEVELOPMENT, &out, &[]);
     assert!(ok, "{stderr}");
     let dump = decode(&out.join("event_store"));
     assert_eq!(documents(&dump, "event-log").len(), 1);
-    let (ok, _, stderr) = export(&args);
+    let (ok, _, stderr) = export(&data, DEVELOPMENT, &out, &[]);
     assert!(!ok);
     assert!(stderr.contains("exists already"), "{stderr}");
 }

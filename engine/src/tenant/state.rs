@@ -73,10 +73,9 @@ impl Tenant {
         self.scan(&prefix, &prefix, usize::MAX)?
             .into_iter()
             .map(|(k, v)| {
-                if k.len() != 33 {
-                    return Err(bad_state(&k, "a stream definition key has 33 bytes"));
-                }
-                Ok((ScopeId(uuid_at(&k, 1)), uuid_at(&k, 17), from_json(&k, &v)?))
+                let (scope, stream) = keys::split_two_ids(&k, keys::STREAM_DEFINITION)
+                    .ok_or_else(|| bad_state(&k, "a stream definition key has 33 bytes"))?;
+                Ok((ScopeId(scope), stream, from_json(&k, &v)?))
             })
             .collect()
     }

@@ -52,6 +52,12 @@ fn scoped(scope: ScopeId) -> Result<StreamSpace> {
     Ok(StreamSpace::Scoped(scope.0))
 }
 
+/// The value of a stream end key (`N` or `B`): the next position.
+fn stream_end_value(key: &[u8], value: &[u8]) -> Result<StreamPosition> {
+    let end = <[u8; 8]>::try_from(value).map_err(|_| bad_state(key, "a stream end has 8 bytes"))?;
+    Ok(StreamPosition(u64::from_le_bytes(end)))
+}
+
 impl Tenant {
     /// The next position of a stream (its length).
     pub fn stream_end(&self, scope: ScopeId, stream: Uuid) -> Result<StreamPosition> {
@@ -178,9 +184,7 @@ impl Tenant {
             .map(|(k, v)| {
                 let stream = keys::split_public_stream_end(&k)
                     .ok_or_else(|| bad_state(&k, "a public stream end key has 17 bytes"))?;
-                let end = <[u8; 8]>::try_from(v.as_slice())
-                    .map_err(|_| bad_state(&k, "a stream end has 8 bytes"))?;
-                Ok((stream, StreamPosition(u64::from_le_bytes(end))))
+                Ok((stream, stream_end_value(&k, &v)?))
             })
             .collect()
     }
@@ -192,16 +196,9 @@ impl Tenant {
         self.scan(&prefix, &prefix, usize::MAX)?
             .into_iter()
             .map(|(k, v)| {
-                if k.len() != 33 {
-                    return Err(bad_state(&k, "a stream end key has 33 bytes"));
-                }
-                let end = <[u8; 8]>::try_from(v.as_slice())
-                    .map_err(|_| bad_state(&k, "a stream end has 8 bytes"))?;
-                Ok((
-                    ScopeId(super::uuid_at(&k, 1)),
-                    super::uuid_at(&k, 17),
-                    StreamPosition(u64::from_le_bytes(end)),
-                ))
+                let (scope, stream) = keys::split_two_ids(&k, keys::STREAM_END)
+                    .ok_or_else(|| bad_state(&k, "a stream end key has 33 bytes"))?;
+                Ok((ScopeId(scope), stream, stream_end_value(&k, &v)?))
             })
             .collect()
     }
