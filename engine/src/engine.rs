@@ -167,10 +167,44 @@ impl Engine {
 
     /// Creates a tenant; fails with [`LogError::TenantExists`] if it exists.
     pub fn create_tenant(&self, id: TenantId) -> Result<Arc<Tenant>> {
+        self.create(id, false)
+    }
+
+    /// Creates a tenant that an import is about to fill, like [`Engine::create_tenant`], but
+    /// marked: until [`Engine::finish_import`] marks it complete, the next open removes it
+    /// whole (its logs, indexes and state), so an interrupted import leaves no half-written
+    /// tenant. An import that gives up deletes it with [`Engine::delete_tenant`].
+    pub fn create_tenant_for_import(&self, id: TenantId) -> Result<Arc<Tenant>> {
+        self.create(id, true)
+    }
+
+    /// Marks an imported tenant complete, durably, once every log and state it holds is
+    /// durable (the index is derived and rebuilt from the logs when behind): from here on it
+    /// opens like any other tenant.
+    pub fn finish_import(&self, id: TenantId) -> Result<()> {
+        let _lifecycle = self.inner.lifecycle.lock();
+        self.inner
+            .shared
+            .db
+            .flush_wal(true)
+            .map_err(rocks("sync the write-ahead log"))?;
+        Ok(self.inner.store.finish_import(id)?)
+    }
+
+    /// Tenants whose interrupted import was removed when the engine opened.
+    pub fn interrupted_imports(&self) -> &[TenantId] {
+        self.inner.store.interrupted_imports()
+    }
+
+    fn create(&self, id: TenantId, importing: bool) -> Result<Arc<Tenant>> {
         let _lifecycle = self.inner.lifecycle.lock();
         // The directory first (durably), then the family: a crash between leaves a directory
         // without a family, which the next open completes.
-        let logs = self.inner.store.create_tenant(id)?;
+        let logs = if importing {
+            self.inner.store.create_tenant_for_import(id)?
+        } else {
+            self.inner.store.create_tenant(id)?
+        };
         let name = tenant_cf_name(id);
         self.inner
             .shared

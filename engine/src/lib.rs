@@ -66,5 +66,8 @@ pub use crate::{
         FailingPartition, ProcessingFailure, StateBatch, StreamDefinition, StreamFilter,
         StreamPosition, StreamProcessorId, StreamProcessorState, SubscriptionId, SubscriptionState,
     },
-    tenant::{AggregateBatches, IndexRecovery, StreamEntry, Tenant},
+    tenant::{
+        AggregateBatches, AggregateVersionCheck, AggregateVersionProblem, IndexRecovery,
+        StreamEntry, Tenant,
+    },
 };

@@ -26,6 +26,28 @@ enum Command {
     /// (OUT/NAME/<collection>.bson and .metadata.json), for mongorestore. The runtime that
     /// uses the data directory must be stopped.
     Export(ExportArgs),
+    /// Read a dump of the Dolittle Runtime's MongoDB event store (a directory as mongodump
+    /// writes one database, plain or --gzip) into a new or empty tenant. Events keep their
+    /// sequence numbers; handlers resume where they were. The runtime that uses the data
+    /// directory must be stopped.
+    Import(ImportArgs),
+}
+
+/// `annals import`.
+#[derive(clap::Args, Debug)]
+struct ImportArgs {
+    /// The data directory [default: the configured annals:dataDirectory, else ./data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Read this configuration file instead of .dolittle/runtime.{json,yml,yaml}.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// The tenant to import into (new, or without events and state).
+    #[arg(long, value_name = "UUID")]
+    tenant: uuid::Uuid,
+    /// The dump of the tenant's database: DIR/NAME as mongodump --out DIR writes it.
+    #[arg(value_name = "DUMP")]
+    source: PathBuf,
 }
 
 /// `annals export`.
@@ -176,10 +198,12 @@ fn sources(
     })
 }
 
-fn export(args: ExportArgs) -> anyhow::Result<()> {
-    init_logging(LogFormat::Text);
-    let overrides = args
-        .data_dir
+/// The configuration of a command that works on a data directory (`--data-dir` overriding).
+fn data_dir_config(
+    config: Option<PathBuf>,
+    data_dir: Option<&PathBuf>,
+) -> anyhow::Result<RuntimeConfig> {
+    let overrides = data_dir
         .iter()
         .map(|d| {
             (
@@ -188,8 +212,29 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
             )
         })
         .collect();
-    let config =
-        RuntimeConfig::load(&sources(args.config, overrides)?).context("invalid configuration")?;
+    RuntimeConfig::load(&sources(config, overrides)?).context("invalid configuration")
+}
+
+fn import(args: ImportArgs) -> anyhow::Result<()> {
+    init_logging(LogFormat::Text);
+    let config = data_dir_config(args.config, args.data_dir.as_ref())?;
+    let request = mongo::ImportRequest {
+        engine: config.engine,
+        tenant: args.tenant,
+        source: args.source,
+    };
+    let started = std::time::Instant::now();
+    let summary = mongo::import(&request)?;
+    print!(
+        "{}",
+        mongo::import_report(&request, &summary, started.elapsed())
+    );
+    Ok(())
+}
+
+fn export(args: ExportArgs) -> anyhow::Result<()> {
+    init_logging(LogFormat::Text);
+    let config = data_dir_config(args.config, args.data_dir.as_ref())?;
     let request = mongo::ExportRequest {
         database: args
             .database
@@ -228,6 +273,7 @@ fn main() -> anyhow::Result<()> {
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         Some(Command::Export(args)) => return export(args),
+        Some(Command::Import(args)) => return import(args),
         None => cli.serve,
     };
     init_logging(args.log_format);

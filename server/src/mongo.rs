@@ -1,17 +1,25 @@
-//! `annals export`: a tenant written out as the Dolittle Runtime's MongoDB database, in the
-//! layout `mongodump` writes (see annals-mongo for the documents).
+//! `annals export` and `annals import`: a tenant written out as the Dolittle Runtime's
+//! MongoDB database, in the layout `mongodump` writes (see annals-mongo for the documents),
+//! and such a database read into a new tenant.
 //!
 //! The export reads the data directory directly, so it needs the runtime that owns the
 //! directory stopped (the engine's lock refuses otherwise). It writes into
 //! `OUT/.NAME.partial` and renames that to `OUT/NAME` once every collection is durable: an
 //! interrupted export leaves no `OUT/NAME`, and the next run starts the partial over.
+//!
+//! An import fills a tenant created for it and marked as being imported: a refusal deletes
+//! it, and one that is interrupted is removed when the engine next opens, so a tenant is only
+//! ever seen whole.
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use annals_engine::{Engine, EngineConfig, ScopeId, TenantId};
-use annals_mongo::{export_tenant, Compression, ExportOptions, ExportSummary};
+use annals_mongo::{
+    export_tenant, import_tenant, Compression, DumpDirectory, DumpSource, ExportOptions,
+    ExportSummary, ImportOptions, ImportSummary,
+};
 use anyhow::{bail, Context as _};
 use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
@@ -112,6 +120,173 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<ExportSummary> {
     Ok(summary)
 }
 
+/// What to import and from where.
+#[derive(Debug, Clone)]
+pub struct ImportRequest {
+    /// The engine's settings (its data directory above all).
+    pub engine: EngineConfig,
+    /// The tenant to create.
+    pub tenant: Uuid,
+    /// The dump of one database: a directory as `mongodump --out` writes it.
+    pub source: PathBuf,
+}
+
+/// Runs an import, reporting progress on stderr; returns what was read.
+pub fn import(request: &ImportRequest) -> anyhow::Result<ImportSummary> {
+    let source = DumpDirectory::open(&request.source)
+        .with_context(|| format!("reading the dump {}", request.source.display()))?;
+    let data_dir = request.engine.log.data_dir.clone();
+    let engine = Engine::open(request.engine.clone()).with_context(|| {
+        format!(
+            "opening {} (a runtime using it must be stopped first)",
+            data_dir.display()
+        )
+    })?;
+    for interrupted in engine.interrupted_imports() {
+        tracing::warn!(tenant = %interrupted.0, "removed what an interrupted import had written");
+    }
+    let tenant_id = TenantId(request.tenant);
+    if engine.tenants().contains(&tenant_id) {
+        let existing = engine.tenant(tenant_id)?;
+        if let Some(what) = holds_data(&existing)? {
+            bail!(
+                "tenant {} already holds {what}: an import goes into a new or empty tenant",
+                request.tenant
+            );
+        }
+        drop(existing);
+        engine.delete_tenant(tenant_id)?;
+    }
+    let tenant = engine.create_tenant_for_import(tenant_id)?;
+    let mut progress = Progress::new(countable_documents(&request.source, &source));
+    let options = ImportOptions {
+        now_unix_ns: annals_contract::clock::now_ns(),
+    };
+    let imported = import_tenant(&tenant, &source, &options, &mut |read| {
+        progress.update(read);
+    });
+    progress.done();
+    drop(tenant);
+    match imported {
+        Ok(summary) => {
+            engine
+                .finish_import(tenant_id)
+                .context("marking the imported tenant complete")?;
+            Ok(summary)
+        }
+        Err(e) => {
+            if let Err(cleanup) = engine.delete_tenant(tenant_id) {
+                tracing::error!(
+                    error = %cleanup,
+                    "removing the refused import failed; the next open removes it"
+                );
+            }
+            Err(anyhow::Error::new(e).context(format!(
+                "importing {} into tenant {} (nothing was imported)",
+                request.source.display(),
+                request.tenant
+            )))
+        }
+    }
+}
+
+/// What an existing tenant holds, if anything: an import never mixes with it.
+fn holds_data(tenant: &annals_engine::Tenant) -> anyhow::Result<Option<&'static str>> {
+    for scope in tenant.scopes()? {
+        if tenant.scoped_log(scope)?.next_sequence_number().value() > 0 {
+            return Ok(Some("events"));
+        }
+    }
+    if !tenant.streams()?.is_empty() || !tenant.public_streams()?.is_empty() {
+        return Ok(Some("streams"));
+    }
+    if !tenant.stream_processor_states()?.is_empty() {
+        return Ok(Some("stream processor states"));
+    }
+    if !tenant.subscriptions()?.is_empty() {
+        return Ok(Some("event-horizon subscriptions"));
+    }
+    if !tenant.stream_definitions()?.is_empty() {
+        return Ok(Some("stream definitions"));
+    }
+    Ok(None)
+}
+
+/// The documents of the event logs and streams of a plain dump directory, counted from
+/// their length prefixes without reading them (0 when not countable cheaply: gzipped).
+fn countable_documents(dir: &Path, source: &DumpDirectory) -> u64 {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut total = 0;
+    for collection in source.collections() {
+        let counted = collection.ends_with("event-log")
+            || collection.contains("stream-") && !collection.ends_with("stream-definitions");
+        if !counted {
+            continue;
+        }
+        let Ok(mut file) = std::fs::File::open(dir.join(format!("{collection}.bson"))) else {
+            return 0;
+        };
+        let mut length = [0u8; 4];
+        while file.read_exact(&mut length).is_ok() {
+            let Some(skip) = i64::from(i32::from_le_bytes(length)).checked_sub(4) else {
+                break;
+            };
+            if skip < 1 || file.seek(SeekFrom::Current(skip)).is_err() {
+                break;
+            }
+            total += 1;
+        }
+    }
+    total
+}
+
+/// The report printed after an import.
+pub fn import_report(
+    request: &ImportRequest,
+    summary: &ImportSummary,
+    elapsed: Duration,
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "imported {} into tenant {} in {:.1} s ({} events, {} events/s)",
+        request.source.display(),
+        request.tenant,
+        elapsed.as_secs_f64(),
+        summary.events,
+        rate(summary.events, elapsed),
+    );
+    let _ = writeln!(out, "event logs (each up to, exclusive):");
+    for (scope, end) in &summary.log_ends {
+        let _ = writeln!(out, "  {}: {end}", scope_name(*scope));
+    }
+    let _ = writeln!(
+        out,
+        "aggregate instances: {}, stream entries: {}, stream processors: {}, subscriptions: {}",
+        summary.aggregates, summary.stream_entries, summary.processors, summary.subscriptions
+    );
+    let _ = writeln!(out, "collections read:");
+    for (collection, documents) in &summary.collections {
+        let _ = writeln!(out, "  {collection}: {documents} documents");
+    }
+    if let Some(kib) = peak_resident_kib() {
+        let _ = writeln!(out, "peak resident memory: {kib} KiB");
+    }
+    for note in &summary.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    out
+}
+
+fn scope_name(scope: ScopeId) -> String {
+    if scope == ScopeId::DEFAULT {
+        "default scope".to_owned()
+    } else {
+        format!("scope {}", scope.0)
+    }
+}
+
 /// A name mongorestore can take as a database and a directory can hold.
 fn check_database_name(name: &str) -> anyhow::Result<()> {
     if name.is_empty()
@@ -159,8 +334,17 @@ struct Progress {
 impl Progress {
     const LINE_EVERY: Duration = Duration::from_secs(5);
 
+    /// A bar up to `total` events, or a counter with the rate when the total is unknown (0).
     fn new(total: u64) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
+            if total == 0 {
+                let bar = ProgressBar::new_spinner();
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {human_pos} events  {per_sec}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                return bar;
+            }
             let bar = ProgressBar::new(total);
             bar.set_style(
                 ProgressStyle::with_template(
@@ -189,7 +373,7 @@ impl Progress {
                 written,
                 total = self.total,
                 events_per_second = rate,
-                "exporting"
+                "events so far"
             );
         }
     }
@@ -223,12 +407,7 @@ pub fn report(request: &ExportRequest, summary: &ExportSummary, elapsed: Duratio
     );
     let _ = writeln!(out, "snapshot (each log up to, exclusive):");
     for (scope, end) in &summary.log_ends {
-        let name = if *scope == ScopeId::DEFAULT {
-            "default scope".to_owned()
-        } else {
-            format!("scope {}", scope.0)
-        };
-        let _ = writeln!(out, "  {name}: {end}");
+        let _ = writeln!(out, "  {}: {end}", scope_name(*scope));
     }
     let _ = writeln!(out, "collections:");
     for collection in &summary.collections {

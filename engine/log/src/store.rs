@@ -7,7 +7,12 @@
 //! sealing never takes more than one core, and its queue holds one small job per rolled
 //! segment. It stops when the store drops; unsealed segments are queued again on reopen.
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc, thread::JoinHandle};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    thread::JoinHandle,
+};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -16,7 +21,7 @@ use crate::{
     config::LogConfig,
     error::{Error, Result},
     ids::TenantId,
-    io::{select_backend, IoEngine},
+    io::{select_backend, IoEngine, OpenMode},
     log::{PublishHook, SealJob},
     segment::cache::BlockCache,
     tenant::TenantLogs,
@@ -24,6 +29,10 @@ use crate::{
 
 /// A tenant directory renamed to this prefix is being deleted.
 const DELETING_PREFIX: &str = ".deleting-";
+
+/// The file inside a tenant's directory while an import fills it: a tenant holding it at open
+/// is the remains of an interrupted import and is removed, so an import is visible only whole.
+const IMPORTING_MARKER: &str = "IMPORTING";
 
 /// What every tenant and log of a store shares.
 pub(crate) struct Shared {
@@ -82,6 +91,8 @@ impl SealQueue {
 pub struct LogStore {
     shared: Arc<Shared>,
     tenants: RwLock<HashMap<TenantId, Arc<TenantLogs>>>,
+    /// Tenants whose interrupted import was removed at open.
+    interrupted_imports: Vec<TenantId>,
     /// Dropping it tells the sealer to stop.
     stop_tx: Option<Sender<()>>,
     seal_progress: Arc<SealProgress>,
@@ -156,16 +167,17 @@ impl LogStore {
             on_publish,
             block_cache,
         });
-        let store = LogStore {
+        let mut store = LogStore {
             shared,
             tenants: RwLock::new(HashMap::new()),
+            interrupted_imports: Vec::new(),
             stop_tx: Some(stop_tx),
             seal_progress,
             sealer_thread,
             seal_queue: rx,
             _lock: lock,
         };
-        store.load_tenants()?;
+        store.interrupted_imports = store.load_tenants()?;
         Ok(store)
     }
 
@@ -173,7 +185,7 @@ impl LogStore {
         self.shared.config.data_dir.join("tenants")
     }
 
-    fn load_tenants(&self) -> Result<()> {
+    fn load_tenants(&self) -> Result<Vec<TenantId>> {
         let dir = self.tenants_dir();
         let names = self
             .shared
@@ -181,6 +193,7 @@ impl LogStore {
             .read_dir(&dir)
             .map_err(|e| Error::io("read dir", &dir, e))?;
         let mut tenants = self.tenants.write();
+        let mut interrupted = Vec::new();
         for name in names {
             if let Some(rest) = name.strip_prefix(DELETING_PREFIX) {
                 // A delete that a crash interrupted after its rename: finish it.
@@ -197,6 +210,13 @@ impl LogStore {
                 offset: 0,
                 what: "a tenant directory must be named by a UUID".into(),
             })?;
+            let path = dir.join(&name);
+            if self.shared.io.exists(&path.join(IMPORTING_MARKER)) {
+                tracing::warn!(tenant = %id, "removing the remains of an interrupted import");
+                self.remove_dir_durably(&path, id)?;
+                interrupted.push(id);
+                continue;
+            }
             tenants.insert(
                 id,
                 Arc::new(TenantLogs::new(
@@ -206,7 +226,7 @@ impl LogStore {
                 )),
             );
         }
-        Ok(())
+        Ok(interrupted)
     }
 
     /// The configuration in force.
@@ -221,6 +241,34 @@ impl LogStore {
 
     /// Creates a tenant; fails if it exists.
     pub fn create_tenant(&self, id: TenantId) -> Result<Arc<TenantLogs>> {
+        self.create(id, false)
+    }
+
+    /// Creates a tenant that an import is about to fill: until [`LogStore::finish_import`],
+    /// the next open removes it (an interrupted import leaves nothing behind). Fails if the
+    /// tenant exists.
+    pub fn create_tenant_for_import(&self, id: TenantId) -> Result<Arc<TenantLogs>> {
+        self.create(id, true)
+    }
+
+    /// Marks a tenant created by [`LogStore::create_tenant_for_import`] complete, durably:
+    /// from here on it opens like any other. The caller has made its logs durable first.
+    pub fn finish_import(&self, id: TenantId) -> Result<()> {
+        let tenant = self.tenant(id)?;
+        let marker = tenant.dir().join(IMPORTING_MARKER);
+        let io = &self.shared.io;
+        io.remove_file(&marker)
+            .map_err(|e| Error::io("remove", &marker, e))?;
+        io.sync_dir(tenant.dir())
+            .map_err(|e| Error::io("fsync dir", tenant.dir(), e))
+    }
+
+    /// Tenants whose interrupted import this open removed.
+    pub fn interrupted_imports(&self) -> &[TenantId] {
+        &self.interrupted_imports
+    }
+
+    fn create(&self, id: TenantId, importing: bool) -> Result<Arc<TenantLogs>> {
         let mut tenants = self.tenants.write();
         if tenants.contains_key(&id) {
             return Err(Error::TenantExists(id));
@@ -229,6 +277,16 @@ impl LogStore {
         let io = &self.shared.io;
         io.create_dir_all(&dir.join("logs"))
             .map_err(|e| Error::io("create dir", &dir, e))?;
+        if importing {
+            // Durable before the directory's entry is: a crash can leave an empty tenant
+            // without the marker, never a partly imported one.
+            let marker = dir.join(IMPORTING_MARKER);
+            io.open(&marker, OpenMode::CreateNew)
+                .and_then(|file| {
+                    file.write_all_at_and_sync(b"an import is filling this tenant\n", 0)
+                })
+                .map_err(|e| Error::io("create", &marker, e))?;
+        }
         io.sync_dir(&dir)
             .map_err(|e| Error::io("fsync dir", &dir, e))?;
         let parent = self.tenants_dir();
@@ -276,23 +334,40 @@ impl LogStore {
         let Some(tenant) = tenants.remove(&id) else {
             return Err(Error::TenantUnknown(id));
         };
+        let doomed = match self.rename_for_removal(tenant.dir(), id) {
+            Ok(doomed) => doomed,
+            Err(e) => {
+                tenants.insert(id, tenant);
+                return Err(e);
+            }
+        };
+        drop(tenants);
+        self.remove_renamed(&doomed)
+    }
+
+    /// Removes a tenant's directory so that a crash leaves all of it or none: renamed out of
+    /// the way durably first, removed after (the next open finishes a renamed one).
+    fn remove_dir_durably(&self, dir: &Path, id: TenantId) -> Result<()> {
+        let doomed = self.rename_for_removal(dir, id)?;
+        self.remove_renamed(&doomed)
+    }
+
+    fn rename_for_removal(&self, dir: &Path, id: TenantId) -> Result<PathBuf> {
         let parent = self.tenants_dir();
         let doomed = parent.join(format!("{DELETING_PREFIX}{id}"));
         let io = &self.shared.io;
-        let result = io
-            .rename(tenant.dir(), &doomed)
-            .map_err(|e| Error::io("rename", tenant.dir(), e))
-            .and_then(|()| {
-                io.sync_dir(&parent)
-                    .map_err(|e| Error::io("fsync dir", &parent, e))
-            });
-        if let Err(e) = result {
-            tenants.insert(id, tenant);
-            return Err(e);
-        }
-        drop(tenants);
-        io.remove_dir_all(&doomed)
-            .map_err(|e| Error::io("remove dir", &doomed, e))?;
+        io.rename(dir, &doomed)
+            .map_err(|e| Error::io("rename", dir, e))?;
+        io.sync_dir(&parent)
+            .map_err(|e| Error::io("fsync dir", &parent, e))?;
+        Ok(doomed)
+    }
+
+    fn remove_renamed(&self, doomed: &Path) -> Result<()> {
+        let parent = self.tenants_dir();
+        let io = &self.shared.io;
+        io.remove_dir_all(doomed)
+            .map_err(|e| Error::io("remove dir", doomed, e))?;
         io.sync_dir(&parent)
             .map_err(|e| Error::io("fsync dir", &parent, e))
     }

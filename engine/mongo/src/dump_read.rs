@@ -93,6 +93,47 @@ pub fn dump_files(dir: &Path) -> Result<Vec<DumpFile>> {
     Ok(files)
 }
 
+/// Where an import reads a dump from: a directory (plain or gzipped files) or an archive.
+pub trait DumpSource {
+    /// The collections it holds, sorted by name.
+    fn collections(&self) -> Vec<String>;
+    /// The documents of one of them, in order (read again from the start on each call).
+    fn documents(&self, collection: &str) -> Result<DocumentReader>;
+}
+
+/// A dump directory as `mongodump --out` (with or without `--gzip`) writes one database.
+#[derive(Debug, Clone)]
+pub struct DumpDirectory {
+    files: Vec<DumpFile>,
+}
+
+impl DumpDirectory {
+    /// Lists a dump directory (see [`dump_files`]).
+    pub fn open(dir: &Path) -> Result<DumpDirectory> {
+        Ok(DumpDirectory {
+            files: dump_files(dir)?,
+        })
+    }
+}
+
+impl DumpSource for DumpDirectory {
+    fn collections(&self) -> Vec<String> {
+        self.files.iter().map(|f| f.collection.clone()).collect()
+    }
+
+    fn documents(&self, collection: &str) -> Result<DocumentReader> {
+        let file = self
+            .files
+            .iter()
+            .find(|f| f.collection == collection)
+            .ok_or_else(|| Error::Collection {
+                collection: collection.to_owned(),
+                what: "not in the dump".into(),
+            })?;
+        DocumentReader::open(file)
+    }
+}
+
 /// The documents of one collection file, in order.
 pub struct DocumentReader {
     input: Box<dyn Read + Send>,

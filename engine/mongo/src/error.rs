@@ -117,6 +117,36 @@ pub enum Error {
         /// What is wrong.
         what: String,
     },
+    /// A document of a dump that cannot be imported.
+    #[error(
+        "collection {collection}, document {document_index} (_id {id}), field {field}: {what}"
+    )]
+    Document {
+        /// The collection.
+        collection: String,
+        /// The document's index in the collection (0-based).
+        document_index: u64,
+        /// Its `_id`, as text.
+        id: String,
+        /// The field at fault (dotted path).
+        field: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// A collection of a dump that cannot be imported as a whole.
+    #[error("collection {collection}: {what}")]
+    Collection {
+        /// The collection (empty for the dump as a whole).
+        collection: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// Writing to the tenant failed.
+    #[error("writing the tenant: {source}")]
+    Write {
+        /// The engine's error.
+        source: annals_engine::Error,
+    },
     /// A file operation failed.
     #[error("{op} {}: {source}", .path.display())]
     Io {

@@ -18,18 +18,22 @@
 mod aggregate;
 mod content;
 mod database;
+mod decode;
 mod definition;
 mod dump;
 mod dump_read;
 mod error;
 mod event;
 mod export;
+mod import;
 mod index;
+mod json;
 mod offsets;
 mod processor;
 mod raw;
 mod subscription;
 mod tenant_export;
+mod tenant_import;
 mod values;
 
 pub use crate::{
@@ -40,7 +44,7 @@ pub use crate::{
     dump::{
         metadata_json, CollectionSummary, CollectionWriter, Compression, BSON_DOCUMENT_SIZE_MAX,
     },
-    dump_read::{dump_files, DocumentReader, DumpFile},
+    dump_read::{dump_files, DocumentReader, DumpDirectory, DumpFile, DumpSource},
     error::{Error, Result},
     event::{
         event_document, event_log_collection, public_stream_collection, stream_collection,
@@ -51,10 +55,12 @@ pub use crate::{
         aggregates_indexes, event_log_indexes, stream_definitions_indexes, stream_indexes,
         stream_processor_states_indexes, subscription_states_indexes, IndexSpec,
     },
+    json::document_to_json,
     offsets::{event_log_metadata_document, EVENT_LOG_METADATA_COLLECTION},
     processor::{stream_processor_state_document, stream_processor_states_collection},
     subscription::{subscription_state_document, subscription_states_collection},
     tenant_export::{export_tenant, ExportOptions, ExportSummary},
+    tenant_import::{import_tenant, ImportOptions, ImportSummary},
 };
 
 /// The BSON library the documents are built with, so callers use the same version.

@@ -30,6 +30,7 @@ mod horizon;
 mod index;
 mod state;
 mod stream;
+mod verify;
 
 use std::{
     collections::HashMap,
@@ -54,7 +55,12 @@ use crate::{
     locks::KeyLocks,
 };
 
-pub use self::{fetch::AggregateBatches, index::IndexRecovery, stream::StreamEntry};
+pub use self::{
+    fetch::AggregateBatches,
+    index::IndexRecovery,
+    stream::StreamEntry,
+    verify::{AggregateVersionCheck, AggregateVersionProblem},
+};
 
 /// Aggregates committed but not yet indexed: their version after the commit and the log
 /// position after it (once the index passes that position, RocksDB has the version).
