@@ -8,9 +8,10 @@
 mod common;
 
 use annals_engine::{
-    uuid::Uuid, Error, EventLogSequenceNumber, FailingPartition, LogError, ProcessingFailure,
-    ScopeId, StateBatch, StreamDefinition, StreamFilter, StreamPosition, StreamProcessorId,
-    StreamProcessorState, SubscriptionId, SubscriptionState, TenantId,
+    uuid::Uuid, AppliedByAggregate, Commit, Error, EventLogSequenceNumber, ExecutionContext,
+    FailingPartition, LogError, ProcessingFailure, ScopeId, StateBatch, StreamDefinition,
+    StreamFilter, StreamPosition, StreamProcessorId, StreamProcessorState, SubscriptionId,
+    SubscriptionState, TenantId, UncommittedEvent,
 };
 use common::*;
 
@@ -129,6 +130,124 @@ fn a_delete_cut_short_is_finished_on_open() {
         vec![format!("tenant-{TENANT}")]
     );
     assert!(!tenants.join(format!(".deleting-{TENANT}")).exists());
+}
+
+#[test]
+fn an_import_is_seen_only_once_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Uuid::from_u128(1);
+    {
+        let engine = open(dir.path());
+        let done = engine.create_tenant_for_import(OTHER).unwrap();
+        done.commit_for_aggregate(&aggregate_commit(root, "x", 0, &[(1, "{}")]))
+            .unwrap();
+        engine.finish_import(OTHER).unwrap();
+        // Cut short: events and state written, never finished.
+        let cut = engine.create_tenant_for_import(TENANT).unwrap();
+        cut.commit_for_aggregate(&aggregate_commit(root, "x", 0, &[(1, "{}")]))
+            .unwrap();
+        cut.put_stream_processor_state(&processor(), &failing_state())
+            .unwrap();
+        assert!(matches!(
+            engine.create_tenant_for_import(OTHER),
+            Err(Error::Log(LogError::TenantExists(_)))
+        ));
+    }
+    let engine = open(dir.path());
+    assert_eq!(engine.tenants(), vec![OTHER]);
+    assert_eq!(engine.interrupted_imports(), &[TENANT]);
+    assert_eq!(
+        engine.index_open_report().orphans_dropped,
+        vec![format!("tenant-{TENANT}")]
+    );
+    assert_eq!(
+        engine
+            .tenant(OTHER)
+            .unwrap()
+            .aggregate_version(root, "x")
+            .unwrap(),
+        1
+    );
+    // The id is free again, and nothing of the cut import is in it.
+    let again = engine.create_tenant(TENANT).unwrap();
+    assert_eq!(again.aggregate_version(root, "x").unwrap(), 0);
+    assert!(again.stream_processor_states().unwrap().is_empty());
+    drop(again);
+    drop(engine);
+    assert!(open(dir.path()).interrupted_imports().is_empty());
+}
+
+/// Aggregate events (instance, version) in log order.
+type AggregateEvents<'a> = &'a [(&'a str, u64)];
+/// The problem expected: sequence number, version, part of the message.
+type Expected<'a> = Option<(u64, u64, &'a str)>;
+
+/// Aggregate events written to the log directly (as an import does), and what the check
+/// finds.
+#[test]
+fn aggregate_versions_that_do_not_follow_are_found() {
+    let root = Uuid::from_u128(0xa1);
+    let cases: &[(AggregateEvents<'_>, Expected<'_>)] = &[
+        (&[("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2)], None),
+        // A gap: a's version 1 is missing.
+        (&[("a", 0), ("a", 2)], Some((1, 2, "where 1 follows"))),
+        // Not from 0.
+        (&[("b", 0), ("a", 1)], Some((1, 1, "where 0 follows"))),
+        // Out of order: version 1 before version 0.
+        (
+            &[("a", 1), ("a", 0)],
+            Some((0, 1, "comes before version 0")),
+        ),
+        // Twice the same version: the first is found, the later one named.
+        (
+            &[("a", 0), ("a", 1), ("a", 1)],
+            Some((1, 1, "claimed again by event 2")),
+        ),
+    ];
+    for (events, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open(dir.path());
+        let tenant = engine.create_tenant_for_import(TENANT).unwrap();
+        let commits: Vec<Commit> = events
+            .iter()
+            .map(|(source, version)| Commit {
+                occurred_ns: 1,
+                execution_context: ExecutionContext::default(),
+                events: vec![UncommittedEvent {
+                    event_source_id: (*source).into(),
+                    event_type: event_type(5),
+                    content: "{}".into(),
+                    aggregate: Some(AppliedByAggregate {
+                        root_id: root,
+                        version: *version,
+                    }),
+                    ..UncommittedEvent::default()
+                }],
+            })
+            .collect();
+        tenant.event_log().unwrap().append_all(&commits).unwrap();
+        let check = tenant
+            .verify_aggregate_versions(events.len() as u64)
+            .unwrap();
+        match expected {
+            None => {
+                assert_eq!(check.problem, None, "{events:?}");
+                assert_eq!((check.instances, check.events), (2, 5));
+            }
+            Some((seq, version, what)) => {
+                let problem = check
+                    .problem
+                    .unwrap_or_else(|| panic!("{events:?}: no problem"));
+                assert_eq!(problem.aggregate_root, root);
+                assert_eq!(
+                    (problem.sequence_number.value(), problem.version),
+                    (*seq, *version),
+                    "{events:?}: {problem:?}"
+                );
+                assert!(problem.what.contains(what), "{events:?}: {}", problem.what);
+            }
+        }
+    }
 }
 
 /// Two tenants use the same aggregate, stream, processor and projection ids: nothing written

@@ -302,7 +302,7 @@ pub(crate) fn decimal_to_u64(value: Decimal128) -> Option<u64> {
     if (bits >> 125) & 0b11 == 0b11 {
         // Infinity, NaN, or the large-coefficient form, whose coefficients all exceed the
         // 34-digit maximum and so are zero by the standard: zero only.
-        if (bits >> 122) & 0b1111 == 0b1111 {
+        if (bits >> 123) & 0b1111 == 0b1111 {
             return None;
         }
         return Some(0);
@@ -391,7 +391,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_field_path_and_the_types() {
-        let document = bson::RawDocumentBuf::from_document(&doc! {
+        let document = bson::RawDocumentBuf::try_from(&doc! {
             "Metadata": { "TypeId": "not a guid", "Occurred": DateTime::from_millis(5),
                           "Short": Binary { subtype: BinarySubtype::Uuid, bytes: vec![1, 2] } },
             "Count": -4_i64,
@@ -420,7 +420,7 @@ mod tests {
 
     #[test]
     fn extreme_dotnet_dates_are_never() {
-        let document = bson::RawDocumentBuf::from_document(&doc! {
+        let document = bson::RawDocumentBuf::try_from(&doc! {
             "Min": DateTime::from_millis(DOTNET_DATE_MIN_MILLIS),
             "Max": DateTime::from_millis(DOTNET_DATE_MAX_MILLIS),
         })

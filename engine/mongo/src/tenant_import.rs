@@ -290,8 +290,16 @@ pub fn import_tenant(
     for (name, _) in named(&|k| *k == Kind::Offsets) {
         import.offsets(&name)?;
     }
-    for (name, _) in named(&|k| *k == Kind::Metadata) {
-        import.metadata(&name)?;
+    let metadata = named(&|k| *k == Kind::Metadata);
+    for (name, _) in &metadata {
+        import.metadata(name)?;
+    }
+    if metadata.is_empty() {
+        import.summary.notes.push(
+            "the database has no migration record (written by a runtime before 9.0): forms \
+             of older runtimes were read"
+                .into(),
+        );
     }
     Ok(import.summary)
 }

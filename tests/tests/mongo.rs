@@ -1,23 +1,31 @@
-//! `annals export` against the real binary: a tenant with plain, public and aggregate events,
-//! an event handler with a failing partition, a partitioned filter and a public filter is
-//! exported, and the dump is decoded by pymongo's `bson` (tests/mongo/decode_dump.py, an
-//! implementation independent of ours) and compared with documents written out by hand from
-//! the original's schema (dolittle.md section 3; Runtime v9.9.0's MongoDB models): field
-//! names, order and BSON types.
+//! `annals export` and `annals import` against the real binary.
+//!
+//! Export: a tenant with plain, public and aggregate events, an event handler with a failing
+//! partition, a partitioned filter and a public filter is exported, and the dump is decoded
+//! by pymongo's `bson` (tests/mongo/decode_dump.py, an implementation independent of ours)
+//! and compared with documents written out by hand from the original's schema (dolittle.md
+//! section 3; Runtime v9.9.0's MongoDB models): field names, order and BSON types.
+//!
+//! Import: that dump imported into another runtime's data directory and exported again gives
+//! the same documents, and the runtime goes on from it (sequence numbers, aggregate versions,
+//! a handler's position); a dump written by pymongo from the schema of a runtime before 9.0
+//! (tests/mongo/write_legacy_dump.py) is imported and served; damaged dumps are refused,
+//! naming collection, document and field, with nothing imported.
 //!
 //! The Python with pymongo comes from ANNALS_PYTHON (`.ci/run` makes a venv with it); a test
 //! without it fails rather than pass untested.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use annals_tests::head::{Answer, EventHandler, Filter, Head, Kind, QUIET};
-use annals_tests::proto::dolittle;
-use annals_tests::{
-    aggregate_request, binary, commit_request, send_commit, uuid, Server, DEVELOPMENT,
+use annals_tests::mongo::{
+    array, boolean, collections, date, dec, decode, doc, documents, export, field, guid, guid_text,
+    import, int32, int64, python, string, without_object_ids,
 };
+use annals_tests::proto::dolittle;
+use annals_tests::{aggregate_request, commit_request, send_commit, uuid, Server, DEVELOPMENT};
 use dolittle::runtime::events::event_store_client::EventStoreClient;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -29,121 +37,6 @@ const HANDLER: Uuid = Uuid::from_u128(0x4a4d_0000_0000_4000_8000_0000_0000_0001)
 const FILTER: Uuid = Uuid::from_u128(0xf117_0000_0000_4000_8000_0000_0000_0002);
 const PUBLIC_FILTER: Uuid = Uuid::from_u128(0xb0b1_0000_0000_4000_8000_0000_0000_0003);
 const HEAD_MICROSERVICE: &str = "4a5d2bc3-543f-459a-ab0b-e8e924093260";
-
-// The tagged values of decode_dump.py, built by hand.
-fn doc(fields: &[(&str, Value)]) -> Value {
-    json!([
-        "doc",
-        fields
-            .iter()
-            .map(|(k, v)| json!([k, v]))
-            .collect::<Vec<_>>()
-    ])
-}
-fn array(items: &[Value]) -> Value {
-    json!(["array", items])
-}
-fn dec(n: u64) -> Value {
-    json!(["decimal128", n.to_string()])
-}
-fn guid(id: Uuid) -> Value {
-    json!(["uuid", id.hyphenated().to_string()])
-}
-fn guid_text(id: &str) -> Value {
-    json!(["uuid", id])
-}
-fn string(s: &str) -> Value {
-    json!(["string", s])
-}
-fn int32(n: i32) -> Value {
-    json!(["int32", n])
-}
-fn int64(n: i64) -> Value {
-    json!(["int64", n])
-}
-fn boolean(b: bool) -> Value {
-    json!(["bool", b])
-}
-fn date(ms: i64) -> Value {
-    json!(["date", ms])
-}
-fn field<'a>(document: &'a Value, name: &str) -> &'a Value {
-    document[1]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|pair| pair[0] == name)
-        .map_or_else(|| panic!("no field {name} in {document}"), |pair| &pair[1])
-}
-
-/// Every ObjectId replaced by a placeholder: the server would choose them.
-fn without_object_ids(value: &Value) -> Value {
-    match value {
-        Value::Array(items) if items.first() == Some(&json!("objectid")) => {
-            json!(["objectid", "*"])
-        }
-        Value::Array(items) => Value::Array(items.iter().map(without_object_ids).collect()),
-        Value::Object(fields) => Value::Object(
-            fields
-                .iter()
-                .map(|(k, v)| (k.clone(), without_object_ids(v)))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
-}
-
-/// The dump decoded by pymongo (see the module documentation).
-fn decode(dir: &Path) -> Value {
-    let python = std::env::var("ANNALS_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("mongo/decode_dump.py");
-    let output = Command::new(&python)
-        .arg(&script)
-        .arg(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("running {python}: {e} (set ANNALS_PYTHON, see .ci/run)"));
-    assert!(
-        output.status.success(),
-        "{python} {} failed (pymongo missing? .ci/run installs it into a venv and sets \
-         ANNALS_PYTHON):\n{}",
-        script.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
-fn documents<'a>(dump: &'a Value, collection: &str) -> &'a Vec<Value> {
-    dump[collection]["documents"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no collection {collection} in {}", collections(dump)))
-}
-
-fn collections(dump: &Value) -> String {
-    let mut names: Vec<&String> = dump.as_object().unwrap().keys().collect();
-    names.sort();
-    format!("{names:?}")
-}
-
-/// Runs `annals export --data-dir DATA --tenant TENANT --out OUT` with `more` arguments;
-/// returns (success, stdout, stderr).
-fn export(data: &Path, tenant: Uuid, out: &Path, more: &[&str]) -> (bool, String, String) {
-    let output = Command::new(binary())
-        .arg("export")
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--tenant", &tenant.to_string()])
-        .arg("--out")
-        .arg(out)
-        .args(more)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 /// Sets up the tenant through the gRPC services and heads, then stops the server. Returns
 /// the committed plain events (for their occurred times and correlation ids).
@@ -581,4 +474,263 @@ async fn an_export_refuses_what_it_cannot_do_cleanly() {
     let (ok, _, stderr) = export(&data, DEVELOPMENT, &out, &[]);
     assert!(!ok);
     assert!(stderr.contains("exists already"), "{stderr}");
+}
+
+/// The failure id of a wrong expected aggregate version.
+const CONFLICT: Uuid = annals_tests::failures::CONFLICT;
+
+#[tokio::test]
+async fn an_imported_dump_is_the_tenant_it_came_from() {
+    let mut source = Server::start().await;
+    populate(&mut source).await;
+    let first = source.dir.join("first");
+    let (ok, _, stderr) = export(&source.dir.join("data"), DEVELOPMENT, &first, &[]);
+    assert!(ok, "{stderr}");
+
+    // Into another runtime's directory, where the development tenant exists but is empty.
+    let mut target = Server::start().await;
+    assert!(target.stop().await);
+    let data = target.dir.join("data");
+    let (ok, stdout, stderr) = import(&data, DEVELOPMENT, &first.join("event_store"));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("default scope: 5"), "{stdout}");
+    assert!(stdout.contains("stream processors: 3"), "{stdout}");
+
+    // Exported again: the same documents (ObjectIds and the export's own time aside).
+    let second = target.dir.join("second");
+    let (ok, _, stderr) = export(&data, DEVELOPMENT, &second, &[]);
+    assert!(ok, "{stderr}");
+    let (before, after) = (
+        decode(&first.join("event_store")),
+        decode(&second.join("event_store")),
+    );
+    assert_eq!(collections(&before), collections(&after));
+    for name in before.as_object().unwrap().keys() {
+        if name == "metadata" {
+            continue;
+        }
+        assert_eq!(
+            without_object_ids(&before[name]),
+            without_object_ids(&after[name]),
+            "collection {name}"
+        );
+    }
+
+    // The runtime goes on where the original tenant was.
+    target.relaunch().await;
+    let channel = target.private().await;
+    let committed = send_commit(
+        &channel,
+        commit_request(DEVELOPMENT, &[(TYPE_A, "es-9", "{}")]),
+    )
+    .await;
+    assert_eq!(committed[0].event_log_sequence_number, 5);
+    let mut store = EventStoreClient::new(channel.clone());
+    let stale = store
+        .commit_for_aggregate(aggregate_request(
+            DEVELOPMENT,
+            ROOT,
+            "cart-1",
+            0,
+            &[(TYPE_A, "{}")],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        annals_tests::failure_id(stale.failure.as_ref()),
+        Some(CONFLICT)
+    );
+    let next = store
+        .commit_for_aggregate(aggregate_request(
+            DEVELOPMENT,
+            ROOT,
+            "cart-1",
+            2,
+            &[(TYPE_A, "{}")],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(next.failure.is_none(), "{:?}", next.failure);
+    // The handler resumes where it was: its parked partition first (a head that registers
+    // again is retried at once), with the attempts it had; then the new events, nothing
+    // it had processed.
+    let handler = EventHandler::new(HANDLER, &[TYPE_A]).partitioned(1);
+    let mut head = Head::connect(channel.clone(), handler.message()).await;
+    let r = head.request().await;
+    assert_eq!((r.seq(), r.event_source()), (4, "es-1"), "{r:?}");
+    assert_eq!(r.retry_count(), 1, "{r:?}");
+    assert!(head.succeed(&r).await);
+    let r = head.request().await;
+    assert_eq!((r.seq(), r.event_source()), (5, "es-9"), "{r:?}");
+    assert!(head.succeed(&r).await);
+    let r = head.request().await;
+    assert_eq!((r.seq(), r.event_source()), (6, "cart-1"), "{r:?}");
+}
+
+const LEGACY_HANDLER: Uuid = Uuid::from_u128(0x4a4d_0000_0000_4000_8000_0000_0000_00f1);
+const TYPE_C: Uuid = Uuid::from_u128(0x0c0c_0000_0000_4000_8000_0000_0000_00c1);
+
+/// The dump tests/mongo/write_legacy_dump.py writes (see its documentation), in `dir`.
+fn legacy_dump(dir: &Path) -> std::path::PathBuf {
+    let dump = dir.join("legacy").join("event_store");
+    python(
+        "write_legacy_dump.py",
+        &[dump.as_os_str(), DEVELOPMENT.to_string().as_ref()],
+    );
+    dump
+}
+
+#[tokio::test]
+async fn a_dump_of_a_runtime_before_9_is_imported_and_served() {
+    let mut server = Server::start().await;
+    assert!(server.stop().await);
+    let dump = legacy_dump(&server.dir);
+    let (ok, stdout, stderr) = import(&server.dir.join("data"), DEVELOPMENT, &dump);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("default scope: 6"), "{stdout}");
+    assert!(stdout.contains("translated through stream-"), "{stdout}");
+    assert!(stdout.contains("no migration record"), "{stdout}");
+    server.relaunch().await;
+    let channel = server.private().await;
+
+    // The aggregate and its versions.
+    let mut store = EventStoreClient::new(channel.clone());
+    let next = store
+        .commit_for_aggregate(aggregate_request(
+            DEVELOPMENT,
+            ROOT,
+            "cart-1",
+            2,
+            &[(TYPE_C, "{}")],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(next.failure.is_none(), "{:?}", next.failure);
+    assert_eq!(next.events.unwrap().events[0].aggregate_root_version, 2);
+
+    // The handler's position was stream position 1 of its old stream: event 4.
+    let handler = EventHandler::new(LEGACY_HANDLER, &[TYPE_A]).partitioned(1);
+    let mut head = Head::connect(channel.clone(), handler.message()).await;
+    let r = head.request().await;
+    assert_eq!((r.seq(), r.event_source()), (4, "es-2"), "{r:?}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&r.event.content).unwrap(),
+        json!({"big": 7, "at": {"$date": 1_700_000_000_005_i64}})
+    );
+    assert!(head.succeed(&r).await);
+    let r = head.request().await;
+    assert_eq!((r.seq(), r.event_source()), (5, "es-3"), "{r:?}");
+
+    // A new handler from the start: the Binary event source is its GUID's text, the default
+    // Aggregate and EventHorizon sub-documents are gone.
+    let fresh = EventHandler::new(Uuid::from_u128(0xf2e5), &[TYPE_A]).partitioned(1);
+    let mut head = Head::connect(channel, fresh.message()).await;
+    let r = head.request().await;
+    assert_eq!(
+        (r.seq(), r.event_source()),
+        (0, "e5e50000-0000-4000-8000-0000000000e5"),
+        "{r:?}"
+    );
+    assert!(!r.event.external, "{r:?}");
+}
+
+#[tokio::test]
+async fn a_damaged_dump_is_refused_and_nothing_imported() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tenant_dir = data.join("tenants").join(DEVELOPMENT.to_string());
+    // (collection, edit arguments, what the refusal says)
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            "event-log",
+            &["drop", "2"],
+            "collection event-log, document 2 (_id 3), field _id: sequence number 3 where 2 \
+             follows",
+        ),
+        (
+            "event-log",
+            &[
+                "set",
+                "3",
+                "Aggregate.Version",
+                r#"{"$numberDecimal": "5"}"#,
+            ],
+            "collection event-log, document 3 (_id 3), field Aggregate.Version: aggregate \
+             70070000-0000-4000-8000-000000000007 instance \"cart-1\": version 5 where 1 follows",
+        ),
+        (
+            "event-log",
+            &["set", "1", "Metadata.TypeId", r#""not a guid""#],
+            "collection event-log, document 1 (_id 1), field Metadata.TypeId: a GUID (Binary \
+             subtype 4) expected, found String",
+        ),
+        (
+            "event-log",
+            &["set", "4", "Metadata.Occurred", r#"{"$numberLong": "5"}"#],
+            "field Metadata.Occurred: Date expected, found Int64",
+        ),
+        (
+            "aggregates",
+            &["set", "0", "Version", r#"{"$numberDecimal": "3"}"#],
+            "field Version: 3, but the event log holds 2 event(s) of aggregate",
+        ),
+        (
+            "stream-processor-states",
+            &[
+                "set",
+                "1",
+                "EventLogPosition",
+                r#"{"$numberDecimal": "99"}"#,
+            ],
+            "field EventLogPosition: 99 is beyond its event log, which ends at 6",
+        ),
+        (
+            "stream-definitions",
+            &["set", "0", "Filter.Type", r#""Mystery""#],
+            "field Filter.Type: \"Mystery\" is not a filter annals keeps",
+        ),
+    ];
+    for (index, (collection, edit, refusal)) in cases.iter().enumerate() {
+        let dump = legacy_dump(&dir.path().join(index.to_string()));
+        let mut args: Vec<&std::ffi::OsStr> = vec![dump.as_os_str(), collection.as_ref()];
+        args.extend(edit.iter().map(std::ffi::OsStr::new));
+        python("edit_dump.py", &args);
+        let (ok, _, stderr) = import(&data, DEVELOPMENT, &dump);
+        assert!(!ok, "{collection} {edit:?} was imported");
+        assert!(stderr.contains(refusal), "{collection} {edit:?}: {stderr}");
+        assert!(stderr.contains("nothing was imported"), "{stderr}");
+        assert!(
+            !tenant_dir.exists(),
+            "{collection} {edit:?} left the tenant"
+        );
+    }
+
+    // A file cut short inside a document.
+    let dump = legacy_dump(&dir.path().join("cut"));
+    let file = dump.join("event-log.bson");
+    let length = std::fs::metadata(&file).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(length - 10)
+        .unwrap();
+    let (ok, _, stderr) = import(&data, DEVELOPMENT, &dump);
+    assert!(!ok);
+    assert!(
+        stderr.contains("event-log.bson: document 5 at byte") && stderr.contains("ends inside"),
+        "{stderr}"
+    );
+    assert!(!tenant_dir.exists());
+
+    // The undamaged dump goes in; a second import into the tenant is refused.
+    let dump = legacy_dump(&dir.path().join("whole"));
+    let (ok, _, stderr) = import(&data, DEVELOPMENT, &dump);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = import(&data, DEVELOPMENT, &dump);
+    assert!(!ok);
+    assert!(stderr.contains("already holds events"), "{stderr}");
 }

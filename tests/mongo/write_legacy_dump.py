@@ -1,0 +1,187 @@
+"""Writes, with pymongo's bson, a dump of the event store a Dolittle Runtime before 9.0 left:
+documents written out by hand from the original's schema (dolittle.md section 3; Runtime
+v8.9.5 and v9.9.0's MongoDB class maps), in the forms the V9 migration had not yet converted.
+
+Usage: write_legacy_dump.py DIR TENANT
+
+What it holds (the test importing it checks each point):
+- event-log: six events, _id Decimal128 0..5; event 0's Metadata.EventSource is a Binary
+  subtype 4 GUID (before 9.0); events 0, 2, 4, 5 carry the default Aggregate and EventHorizon
+  sub-documents older runtimes wrote on every event; events 1 and 3 are applied by aggregate
+  ROOT instance "cart-1" at versions 0 and 1; event 4's content holds an Int64 and a Date;
+  event 5 has no SpanId;
+- aggregates: cart-1 at version 2;
+- stream-definitions: the event handler HANDLER of TYPE_A (v8's EventTypeId filter);
+- stream-<HANDLER>: the handler's stream (events 0, 4, 5), partitions as Binary GUIDs and
+  strings;
+- stream-processor-states: the handler's filter state (HANDLER, nil GUID) and its processor
+  state (HANDLER, HANDLER) at stream position 1, both without EventLogPosition;
+- no metadata collection (no migration had run).
+"""
+
+import datetime
+import os
+import sys
+import uuid
+
+import bson
+from bson.binary import Binary
+from bson.decimal128 import Decimal128
+from bson.int64 import Int64
+from bson.objectid import ObjectId
+from bson.son import SON
+
+TYPE_A = uuid.UUID("0a0a0000-0000-4000-8000-0000000000a1")
+TYPE_B = uuid.UUID("0b0b0000-0000-4000-8000-0000000000b1")
+TYPE_C = uuid.UUID("0c0c0000-0000-4000-8000-0000000000c1")
+ROOT = uuid.UUID("70070000-0000-4000-8000-000000000007")
+HANDLER = uuid.UUID("4a4d0000-0000-4000-8000-0000000000f1")
+LEGACY_SOURCE = uuid.UUID("e5e50000-0000-4000-8000-0000000000e5")
+MICROSERVICE = uuid.UUID("4a5d2bc3-543f-459a-ab0b-e8e924093260")
+CORRELATION = uuid.UUID("c0ffee00-0000-4000-8000-00000000beef")
+NIL = uuid.UUID(int=0)
+DOTNET_MIN = datetime.datetime(1, 1, 1, tzinfo=datetime.timezone.utc)
+BASE_MS = 1_700_000_000_000
+
+
+def guid(value):
+    return Binary(value.bytes, 4)
+
+
+def dec(n):
+    return Decimal128(str(n))
+
+
+def when(ms):
+    return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+
+
+def context(tenant, span=True):
+    fields = [("Correlation", guid(CORRELATION))]
+    if span:
+        fields.append(("SpanId", Binary(bytes(8), 0)))
+    fields += [
+        ("Microservice", guid(MICROSERVICE)),
+        ("Tenant", guid(tenant)),
+        ("Version", SON([("Major", 1), ("Minor", 2), ("Patch", 3), ("Build", 4), ("PreRelease", "")])),
+        ("Environment", "Production"),
+        ("Claims", [SON([("Name", "sub"), ("Value", "ada"), ("ValueType", "string")])]),
+    ]
+    return SON(fields)
+
+
+DEFAULT_AGGREGATE = SON([
+    ("WasAppliedByAggregate", False),
+    ("TypeId", guid(NIL)),
+    ("TypeGeneration", Int64(0)),
+    ("Version", dec(0)),
+])
+DEFAULT_HORIZON = SON([
+    ("FromEventHorizon", False),
+    ("ExternalEventLogSequenceNumber", dec(0)),
+    ("Received", DOTNET_MIN),
+    ("Consent", guid(NIL)),
+])
+
+# (event type, event source, aggregate version or None, content)
+EVENTS = [
+    (TYPE_A, guid(LEGACY_SOURCE), None, SON([("n", 0)])),
+    (TYPE_C, "cart-1", 0, SON([("item", "book")])),
+    (TYPE_B, "es-2", None, SON([("n", 2)])),
+    (TYPE_C, "cart-1", 1, SON([("item", "pen")])),
+    (TYPE_A, "es-2", None, SON([("big", Int64(7)), ("at", when(BASE_MS + 5))])),
+    (TYPE_A, "es-3", None, SON([("n", 5)])),
+]
+
+
+def metadata(seq, event_type, source, stream=False):
+    fields = [
+        ("Occurred", when(BASE_MS + seq)),
+        ("EventSource", source),
+        ("TypeId", guid(event_type)),
+        ("TypeGeneration", Int64(1)),
+        ("Public", False),
+    ]
+    if stream:
+        fields.append(("EventLogSequenceNumber", dec(seq)))
+    return SON(fields)
+
+
+def event(tenant, seq, stream_position=None, partition=None):
+    event_type, source, version, content = EVENTS[seq]
+    fields = [("_id", dec(seq if stream_position is None else stream_position))]
+    if stream_position is not None:
+        fields.append(("Partition", partition))
+    fields += [
+        ("ExecutionContext", context(tenant, span=seq != 5)),
+        ("Metadata", metadata(seq, event_type, source, stream=stream_position is not None)),
+    ]
+    if version is None:
+        fields.append(("Aggregate", DEFAULT_AGGREGATE))
+        fields.append(("EventHorizon", DEFAULT_HORIZON))
+    else:
+        fields.append(("Aggregate", SON([
+            ("WasAppliedByAggregate", True),
+            ("TypeId", guid(ROOT)),
+            ("TypeGeneration", Int64(1)),
+            ("Version", dec(version)),
+        ])))
+    fields.append(("Content", content))
+    return SON(fields)
+
+
+def write(directory, name, documents):
+    with open(os.path.join(directory, name + ".bson"), "wb") as out:
+        for document in documents:
+            out.write(bson.encode(document))
+
+
+def main():
+    directory, tenant = sys.argv[1], uuid.UUID(sys.argv[2])
+    os.makedirs(directory, exist_ok=True)
+    write(directory, "event-log", [event(tenant, seq) for seq in range(len(EVENTS))])
+    write(directory, "aggregates", [SON([
+        ("_id", ObjectId()),
+        ("EventSource", "cart-1"),
+        ("AggregateType", guid(ROOT)),
+        ("Version", dec(2)),
+    ])])
+    write(directory, "stream-definitions", [SON([
+        ("_id", guid(HANDLER)),
+        ("Partitioned", True),
+        ("Public", False),
+        ("Filter", SON([("Type", "EventTypeId"), ("Types", [guid(TYPE_A)])])),
+    ])])
+    write(directory, "stream-" + str(HANDLER), [
+        event(tenant, 0, stream_position=0, partition=guid(LEGACY_SOURCE)),
+        event(tenant, 4, stream_position=1, partition="es-2"),
+        event(tenant, 5, stream_position=2, partition="es-3"),
+    ])
+    last = when(BASE_MS + 100)
+    write(directory, "stream-processor-states", [
+        SON([
+            ("_id", ObjectId()),
+            ("Partitioned", False),
+            ("EventProcessor", guid(HANDLER)),
+            ("SourceStream", guid(NIL)),
+            ("Position", dec(6)),
+            ("LastSuccessfullyProcessed", last),
+            ("RetryTime", last),
+            ("FailureReason", ""),
+            ("ProcessingAttempts", 0),
+            ("IsFailing", False),
+        ]),
+        SON([
+            ("_id", ObjectId()),
+            ("Partitioned", True),
+            ("EventProcessor", guid(HANDLER)),
+            ("SourceStream", guid(HANDLER)),
+            ("Position", dec(1)),
+            ("LastSuccessfullyProcessed", last),
+            ("FailingPartitions", SON()),
+        ]),
+    ])
+
+
+if __name__ == "__main__":
+    main()
