@@ -1,15 +1,21 @@
-//! `annals-bench mongo`: the MongoDB export (`annals export`, the real binary in its own
-//! process) against the engine's own catch-up read of the same log, measured in the same run.
+//! `annals-bench mongo`: the MongoDB export and import (`annals export`, `annals import`, the
+//! real binary in its own process) against the engine's own catch-up read of the same log,
+//! measured in the same run.
 //!
-//! Workloads (the targets: export >= 300 000 events/s, resident memory under 200 MiB
-//! at 10 M events):
+//! Workloads (the targets: export >= 300 000 events/s, import >= 200 000 events/s,
+//! resident memory under 200 MiB at 10 M events):
 //! - `catchup_read`: the baseline: the tenant's event log read from 0 to its end through the
 //!   engine, every event decoded (what any export must at least do), in this process.
 //! - `mongo_export`: `annals export` of the tenant into a fresh directory, timed from spawn to
 //!   exit (opening the store, converting every event's JSON content to BSON, writing and
 //!   syncing the files); its peak resident memory is what the export reports (VmHWM).
-//! - `mongo_export_small`: the same export of a tenant of `--small-events` (default 10 000), for
-//!   its peak memory beside the large one's: the memory must not grow with the log.
+//! - `mongo_import`: `annals import` of that export's dump into a fresh data directory, timed
+//!   from spawn to exit (reading and checking every document, converting its content back to
+//!   JSON, appending and syncing the log, checking the aggregate versions), with its peak
+//!   resident memory.
+//! - `mongo_export_small`, `mongo_import_small`: the same of a tenant of `--small-events`
+//!   (default 10 000), for their peak memory beside the large one's: the memory must not grow
+//!   with the log.
 //!
 //! The tenant is filled once per run through the engine (commits of `--batch` order-line
 //! events of 250-300 bytes of JSON each, one in ten commits for an aggregate). Rounds alternate
@@ -73,46 +79,37 @@ pub fn run(args: &MongoArgs) -> Result<()> {
     fill(&small, args.small_events, args.batch, args.suite.seed)?;
 
     let mut results: Vec<Measurement> = Vec::new();
-    for round in 0..rounds {
-        let export_first = round % 2 == 1;
-        for step in 0..2 {
-            if (step == 0) == export_first {
-                let m = export(&binary, &large, events, "mongo_export", round, &date)?;
-                eprintln!(
-                    "[{}/{rounds}] mongo_export       {:>11.0} ev/s  peak {} MiB",
-                    round + 1,
-                    m.events_per_s,
-                    m.extra["peak_rss_kib"].as_u64().unwrap_or(0) / 1024
-                );
-                emit(&m)?;
-                results.push(m);
-            } else {
-                let m = catch_up(&large, round, &date)?;
-                eprintln!(
-                    "[{}/{rounds}] catchup_read       {:>11.0} ev/s",
-                    round + 1,
-                    m.events_per_s
-                );
-                emit(&m)?;
-                results.push(m);
-            }
-        }
-        let m = export(
-            &binary,
-            &small,
-            args.small_events,
-            "mongo_export_small",
-            round,
-            &date,
-        )?;
+    let mut record = |m: Measurement| -> Result<()> {
+        let peak = m
+            .extra
+            .get("peak_rss_kib")
+            .and_then(serde_json::Value::as_u64)
+            .map(|kib| format!("  peak {} MiB", kib / 1024));
         eprintln!(
-            "[{}/{rounds}] mongo_export_small {:>11.0} ev/s  peak {} MiB",
-            round + 1,
+            "[{}/{rounds}] {:<19}{:>11.0} ev/s{}",
+            m.round + 1,
+            m.workload,
             m.events_per_s,
-            m.extra["peak_rss_kib"].as_u64().unwrap_or(0) / 1024
+            peak.unwrap_or_default()
         );
         emit(&m)?;
         results.push(m);
+        Ok(())
+    };
+    for round in 0..rounds {
+        let dumps_first = round % 2 == 1;
+        for step in 0..2 {
+            if (step == 0) == dumps_first {
+                for m in export_and_import(&binary, &large, events, false, round, &date)? {
+                    record(m)?;
+                }
+            } else {
+                record(catch_up(&large, round, &date)?)?;
+            }
+        }
+        for m in export_and_import(&binary, &small, args.small_events, true, round, &date)? {
+            record(m)?;
+        }
     }
     summarise(&results, events, args.small_events)?;
     if args.keep {
@@ -197,32 +194,86 @@ fn catch_up(dir: &Path, round: usize, date: &str) -> Result<Measurement> {
     ))
 }
 
-/// One `annals export` of the tenant in `dir`.
-fn export(
+/// `annals export` of the tenant in `dir`, then `annals import` of its dump into a fresh
+/// data directory: one measurement each (`mongo_export`, `mongo_import`, `_small` for the
+/// small tenant).
+fn export_and_import(
     binary: &Path,
     dir: &Path,
     events: u64,
-    workload: &'static str,
+    small: bool,
     round: usize,
     date: &str,
-) -> Result<Measurement> {
+) -> Result<Vec<Measurement>> {
     let out = dir.join(format!("dump-{round}"));
+    let imported = dir.with_extension(format!("imported-{round}"));
+    let tenant = TENANT.0.to_string();
+    let data = dir.as_os_str();
+    let mut export = run_annals(
+        binary,
+        &[
+            "export".as_ref(),
+            "--data-dir".as_ref(),
+            data,
+            "--tenant".as_ref(),
+            tenant.as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ],
+        events,
+        if small {
+            "mongo_export_small"
+        } else {
+            "mongo_export"
+        },
+        (round, date),
+    )?;
+    let dump = out.join("event_store");
+    export
+        .extra
+        .insert("dump_bytes".into(), json!(dir_bytes(&dump)?));
+    let import = run_annals(
+        binary,
+        &[
+            "import".as_ref(),
+            "--data-dir".as_ref(),
+            imported.as_os_str(),
+            "--tenant".as_ref(),
+            tenant.as_ref(),
+            dump.as_os_str(),
+        ],
+        events,
+        if small {
+            "mongo_import_small"
+        } else {
+            "mongo_import"
+        },
+        (round, date),
+    )?;
+    std::fs::remove_dir_all(&out)?;
+    std::fs::remove_dir_all(&imported)?;
+    Ok(vec![export, import])
+}
+
+/// One run of `annals` with `args`, timed from spawn to exit; its report must say it moved
+/// `events` events and give its peak memory.
+fn run_annals(
+    binary: &Path,
+    args: &[&std::ffi::OsStr],
+    events: u64,
+    workload: &'static str,
+    (round, date): (usize, &str),
+) -> Result<Measurement> {
     let started = Instant::now();
     let output = Command::new(binary)
-        .arg("export")
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--tenant")
-        .arg(TENANT.0.to_string())
-        .arg("--out")
-        .arg(&out)
+        .args(args)
         .env_remove("RUST_LOG")
         .output()
-        .context("run annals export")?;
+        .with_context(|| format!("run annals {args:?}"))?;
     let elapsed = started.elapsed();
     if !output.status.success() {
         bail!(
-            "annals export failed: {}",
+            "annals {args:?} failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
     }
@@ -232,13 +283,11 @@ fn export(
         .find_map(|l| l.strip_prefix("peak resident memory: "))
         .and_then(|rest| rest.strip_suffix(" KiB"))
         .and_then(|kib| kib.parse().ok())
-        .context("the export reports its peak memory")?;
+        .context("the report gives the peak memory")?;
     ensure!(
         report.contains(&format!("({events} events,")),
-        "the export wrote another number of events than {events}:\n{report}"
+        "annals {args:?} moved another number of events than {events}:\n{report}"
     );
-    let bytes = dir_bytes(&out.join("event_store"))?;
-    std::fs::remove_dir_all(&out)?;
     let subject = Subject {
         system: "annals",
         workload,
@@ -248,7 +297,6 @@ fn export(
     };
     let mut m = Measurement::new(subject, date, events, elapsed.as_secs_f64(), (None, None));
     m.extra.insert("peak_rss_kib".into(), json!(peak_kib));
-    m.extra.insert("dump_bytes".into(), json!(bytes));
     Ok(m)
 }
 
@@ -280,6 +328,7 @@ fn summarise(results: &[Measurement], events: u64, small_events: u64) -> Result<
         median(&peaks).map(|kib| kib / 1024.0)
     };
     let export = rate("mongo_export");
+    let import = rate("mongo_import");
     let read = rate("catchup_read");
     let summary = json!({
         "summary": "mongo",
@@ -292,6 +341,11 @@ fn summarise(results: &[Measurement], events: u64, small_events: u64) -> Result<
         "export_small_peak_rss_mib": peak("mongo_export_small"),
         "export_target_events_per_s": 300_000,
         "export_peak_rss_target_mib": 200,
+        "import_events_per_s": import,
+        "import_to_catchup_read": import.zip(read).map(|(i, r)| i / r),
+        "import_peak_rss_mib": peak("mongo_import"),
+        "import_small_peak_rss_mib": peak("mongo_import_small"),
+        "import_target_events_per_s": 200_000,
     });
     emit(&summary)?;
     Ok(())

@@ -120,6 +120,9 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<ExportSummary> {
     Ok(summary)
 }
 
+/// The log's cache of sealed blocks during an import.
+const IMPORT_READ_CACHE: bytesize::ByteSize = bytesize::ByteSize::mib(4);
+
 /// What to import and from where.
 #[derive(Debug, Clone)]
 pub struct ImportRequest {
@@ -136,7 +139,11 @@ pub fn import(request: &ImportRequest) -> anyhow::Result<ImportSummary> {
     let source = DumpDirectory::open(&request.source)
         .with_context(|| format!("reading the dump {}", request.source.display()))?;
     let data_dir = request.engine.log.data_dir.clone();
-    let engine = Engine::open(request.engine.clone()).with_context(|| {
+    let mut config = request.engine.clone();
+    // An import reads back only what the indexer reads, in order: a small cache of sealed
+    // blocks does, and keeps the memory flat.
+    config.log.read_cache_bytes = IMPORT_READ_CACHE;
+    let engine = Engine::open(config).with_context(|| {
         format!(
             "opening {} (a runtime using it must be stopped first)",
             data_dir.display()

@@ -26,13 +26,15 @@ pub(crate) struct FieldError {
 
 pub(crate) type Field<T> = std::result::Result<T, FieldError>;
 
-/// A document (or a sub-document, knowing its path) to read fields from.
-#[derive(Clone, Copy)]
+/// A document (or a sub-document, knowing its path) to read fields from. Its elements are
+/// parsed once, when it is made; looking a field up is then a scan of names only.
+#[derive(Clone)]
 pub(crate) struct Doc<'a> {
-    doc: &'a RawDocument,
+    raw: &'a RawDocument,
     /// The path of this document inside the top-level one, with a trailing dot ("" at the
     /// top).
     path: &'a str,
+    fields: Vec<(&'a str, RawBsonRef<'a>)>,
 }
 
 /// The BSON type's name as the shell and the documentation spell it.
@@ -64,13 +66,29 @@ pub(crate) fn type_name(value: &RawBsonRef<'_>) -> &'static str {
 
 impl<'a> Doc<'a> {
     /// A top-level document.
-    pub(crate) fn top(doc: &'a RawDocument) -> Doc<'a> {
-        Doc { doc, path: "" }
+    pub(crate) fn top(doc: &'a RawDocument) -> Field<Doc<'a>> {
+        Doc::at(doc, "")
+    }
+
+    fn at(doc: &'a RawDocument, path: &'a str) -> Field<Doc<'a>> {
+        let mut fields = Vec::with_capacity(8);
+        for element in doc {
+            let (name, value) = element.map_err(|e| FieldError {
+                field: path.trim_end_matches('.').to_owned(),
+                what: format!("the document does not parse: {e}"),
+            })?;
+            fields.push((name.as_str(), value));
+        }
+        Ok(Doc {
+            raw: doc,
+            path,
+            fields,
+        })
     }
 
     /// The raw document.
     pub(crate) fn raw(&self) -> &'a RawDocument {
-        self.doc
+        self.raw
     }
 
     /// An error about field `name` of this document.
@@ -86,15 +104,16 @@ impl<'a> Doc<'a> {
     }
 
     /// Field `name`, if present.
-    pub(crate) fn get(&self, name: &str) -> Field<Option<RawBsonRef<'a>>> {
-        self.doc
-            .get(name)
-            .map_err(|e| self.error(name, format!("the document does not parse: {e}")))
+    pub(crate) fn get(&self, name: &str) -> Option<RawBsonRef<'a>> {
+        self.fields
+            .iter()
+            .find(|(field, _)| *field == name)
+            .map(|(_, value)| *value)
     }
 
     /// Field `name`, which must be present.
     pub(crate) fn required(&self, name: &str) -> Field<RawBsonRef<'a>> {
-        self.get(name)?
+        self.get(name)
             .ok_or_else(|| self.error(name, "missing (the original always writes it)"))
     }
 
@@ -102,16 +121,16 @@ impl<'a> Doc<'a> {
     /// dot, which the caller keeps (`"Metadata."`).
     pub(crate) fn document(&self, name: &str, path: &'a str) -> Field<Doc<'a>> {
         match self.required(name)? {
-            RawBsonRef::Document(doc) => Ok(Doc { doc, path }),
+            RawBsonRef::Document(doc) => Doc::at(doc, path),
             other => Err(self.wrong_type(name, "Document", &other)),
         }
     }
 
     /// Sub-document `name` if present (and not Null).
     pub(crate) fn optional_document(&self, name: &str, path: &'a str) -> Field<Option<Doc<'a>>> {
-        match self.get(name)? {
+        match self.get(name) {
             None | Some(RawBsonRef::Null) => Ok(None),
-            Some(RawBsonRef::Document(doc)) => Ok(Some(Doc { doc, path })),
+            Some(RawBsonRef::Document(doc)) => Doc::at(doc, path).map(Some),
             Some(other) => Err(self.wrong_type(name, "Document", &other)),
         }
     }
@@ -134,7 +153,7 @@ impl<'a> Doc<'a> {
 
     /// String `name`, or `""` when absent.
     pub(crate) fn optional_string(&self, name: &str) -> Field<&'a str> {
-        match self.get(name)? {
+        match self.get(name) {
             None | Some(RawBsonRef::Null) => Ok(""),
             Some(RawBsonRef::String(s)) => Ok(s),
             Some(other) => Err(self.wrong_type(name, "String", &other)),
@@ -397,7 +416,7 @@ mod tests {
             "Count": -4_i64,
         })
         .unwrap();
-        let top = Doc::top(&document);
+        let top = Doc::top(&document).unwrap();
         let metadata = top.document("Metadata", "Metadata.").unwrap();
         let error = metadata.guid("TypeId").unwrap_err();
         assert_eq!(error.field, "Metadata.TypeId");
@@ -425,7 +444,7 @@ mod tests {
             "Max": DateTime::from_millis(DOTNET_DATE_MAX_MILLIS),
         })
         .unwrap();
-        let top = Doc::top(&document);
+        let top = Doc::top(&document).unwrap();
         assert_eq!(top.time_or_never_ns("Min").unwrap(), 0);
         assert_eq!(top.retry_time_ns("Max").unwrap(), i64::MAX);
         assert!(top.date_ns("Min").is_err());

@@ -64,7 +64,7 @@ pub(crate) fn id_text(document: &RawDocument) -> String {
 
 /// An event document of `event-log` or `x-<scope>-event-log`.
 pub(crate) fn read_event(document: &RawDocument) -> Field<ImportedEvent> {
-    let top = Doc::top(document);
+    let top = Doc::top(document)?;
     let sequence_number = top.counter("_id")?;
     let execution_context = read_execution_context(&top)?;
     let metadata = top.document("Metadata", "Metadata.")?;
@@ -93,7 +93,7 @@ pub(crate) fn read_event(document: &RawDocument) -> Field<ImportedEvent> {
         _ => None,
     };
     let content = read_content(&top)?;
-    let redacted = top.get("RedactedBy")?.is_some();
+    let redacted = top.get("RedactedBy").is_some();
     Ok(ImportedEvent {
         sequence_number,
         occurred_ns,
@@ -133,7 +133,7 @@ fn read_content(top: &Doc<'_>) -> Field<String> {
 fn read_execution_context(top: &Doc<'_>) -> Field<ExecutionContext> {
     let context = top.document("ExecutionContext", "ExecutionContext.")?;
     let version = context.document("Version", "ExecutionContext.Version.")?;
-    let span_id = match context.get("SpanId")? {
+    let span_id = match context.get("SpanId") {
         None | Some(RawBsonRef::Null) => None,
         Some(RawBsonRef::Binary(b)) => {
             let bytes: [u8; 8] = b.bytes.try_into().map_err(|_| {
@@ -167,7 +167,7 @@ fn read_execution_context(top: &Doc<'_>) -> Field<ExecutionContext> {
                 crate::decode::type_name(&claim)
             )));
         };
-        let claim = Doc::top(claim);
+        let claim = Doc::top(claim).map_err(|e| field(e.what))?;
         let text = |name: &str| {
             claim
                 .string(name)
@@ -210,7 +210,7 @@ pub(crate) struct ImportedStreamEntry {
 
 /// A document of `stream-<id>`, `x-<scope>-stream-<id>` or `public-stream-<id>`.
 pub(crate) fn read_stream_entry(document: &RawDocument) -> Field<ImportedStreamEntry> {
-    let top = Doc::top(document);
+    let top = Doc::top(document)?;
     let metadata = top.document("Metadata", "Metadata.")?;
     Ok(ImportedStreamEntry {
         position: top.counter("_id")?,
@@ -221,7 +221,7 @@ pub(crate) fn read_stream_entry(document: &RawDocument) -> Field<ImportedStreamE
 
 /// A document of `aggregates`: root, event source, version.
 pub(crate) fn read_aggregate(document: &RawDocument) -> Field<(Uuid, String, u64)> {
-    let top = Doc::top(document);
+    let top = Doc::top(document)?;
     Ok((
         top.guid("AggregateType")?,
         top.id_text("EventSource")?,
@@ -231,7 +231,7 @@ pub(crate) fn read_aggregate(document: &RawDocument) -> Field<(Uuid, String, u64
 
 /// A document of `stream-definitions`: the stream's id and definition.
 pub(crate) fn read_stream_definition(document: &RawDocument) -> Field<(Uuid, StreamDefinition)> {
-    let top = Doc::top(document);
+    let top = Doc::top(document)?;
     let stream = top.guid("_id")?;
     let filter = top.document("Filter", "Filter.")?;
     let filter = match filter.string("Type")? {
@@ -296,15 +296,15 @@ pub(crate) fn read_processor_state(
     document: &RawDocument,
     now_ns: i64,
 ) -> Field<ImportedProcessorState> {
-    let top = Doc::top(document);
+    let top = Doc::top(document)?;
     let optional_counter = |doc: &Doc<'_>, name: &str| -> Field<Option<u64>> {
-        match doc.get(name)? {
+        match doc.get(name) {
             None | Some(RawBsonRef::Null) => Ok(None),
             Some(value) => doc.counter_of(name, &value).map(Some),
         }
     };
     let failing = top.optional_document("FailingPartitions", "FailingPartitions.")?;
-    let partitioned = match top.get("Partitioned")? {
+    let partitioned = match top.get("Partitioned") {
         Some(RawBsonRef::Boolean(b)) => b,
         None => failing.is_some(),
         Some(other) => {
@@ -345,11 +345,11 @@ pub(crate) fn read_processor_state(
                 ));
             };
             let path = format!("FailingPartitions.{partition}.");
-            let entry = Doc::top(entry);
             let prefixed = |e: FieldError| FieldError {
                 field: format!("{path}{}", e.field),
                 what: e.what,
             };
+            let entry = Doc::top(entry).map_err(prefixed)?;
             let read = || -> Field<(u64, Option<u64>, ProcessingFailure)> {
                 Ok((
                     entry.counter("Position")?,
@@ -422,8 +422,8 @@ pub(crate) fn read_subscription_state(
     document: &RawDocument,
     now_ns: i64,
 ) -> Field<ImportedSubscription> {
-    let top = Doc::top(document);
-    let event_log_sequence = match top.get("EventLogSequence")? {
+    let top = Doc::top(document)?;
+    let event_log_sequence = match top.get("EventLogSequence") {
         None | Some(RawBsonRef::Null) => 0,
         Some(value) => top.counter_of("EventLogSequence", &value)?,
     };
@@ -451,7 +451,7 @@ pub(crate) fn read_subscription_state(
 
 /// A document of `event-log-metadata`: collection name and next offset.
 pub(crate) fn read_offset(document: &RawDocument) -> Field<(String, u64)> {
-    let top = Doc::top(document);
+    let top = Doc::top(document)?;
     Ok((
         top.string("_id")?.to_owned(),
         top.counter("NextEventOffset")?,

@@ -24,7 +24,10 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    sync::mpsc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Mutex,
+    },
 };
 
 use annals_engine::{
@@ -46,13 +49,15 @@ use crate::{
 };
 
 /// Events appended to a log at a time (one durable write each).
-const APPEND_EVENTS_MAX: usize = 8192;
+const APPEND_EVENTS_MAX: usize = 4096;
 /// Payload bytes appended at a time, well under the log's commit limit.
-const APPEND_BYTES_MAX: usize = 8 << 20;
+const APPEND_BYTES_MAX: usize = 4 << 20;
 /// Stream entries appended at a time.
 const STREAM_PAGE: usize = 8192;
 /// Decoded batches waiting for the writer.
-const BATCHES_IN_FLIGHT: usize = 4;
+const BATCHES_IN_FLIGHT: usize = 2;
+/// Threads turning documents into events (the reading and the writing have one each).
+const DECODERS: usize = 2;
 
 /// The scope annals keeps public filters' positions under (the server's
 /// `PUBLIC_STREAMS_SCOPE`; `tenant_export` maps it back).
@@ -374,42 +379,53 @@ impl Import<'_> {
             });
         }
         let documents = self.source.documents(collection)?;
-        let (sender, receiver) =
-            mpsc::sync_channel::<Result<Vec<ImportedEvent>>>(BATCHES_IN_FLIGHT);
-        let name = collection.to_owned();
-        let reader = std::thread::Builder::new()
-            .name("annals-import-read".into())
-            .spawn(move || decode_events(documents, &name, &sender))
-            .map_err(|source| Error::Io {
-                op: "spawn a reader thread for",
-                path: collection.into(),
-                source,
-            })?;
         let mut written = 0u64;
         let mut aggregated = 0u64;
-        let mut result = Ok(());
-        for batch in &receiver {
-            let batch = match batch {
-                Ok(batch) => batch,
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            };
-            aggregated += batch.iter().filter(|e| e.event.aggregate.is_some()).count() as u64;
-            let count = batch.len() as u64;
-            let commits = into_commits(batch);
-            if let Err(source) = log.append_all(&commits) {
-                result = Err(Error::Write {
-                    source: annals_engine::Error::Log(source),
-                });
-                break;
+        let mut redacted = 0u64;
+        let stop = AtomicBool::new(false);
+        let (raw_sender, raw_receiver) = mpsc::sync_channel::<RawBatch>(DECODERS);
+        let raw_receiver = Mutex::new(raw_receiver);
+        let (decoded_sender, decoded) =
+            mpsc::sync_channel::<(u64, Result<Vec<ImportedEvent>>)>(BATCHES_IN_FLIGHT);
+        let result = std::thread::scope(|scope| -> Result<()> {
+            // Owned here, so that returning early drops it and the decoders stop sending.
+            let decoded = decoded;
+            let reader_sender = decoded_sender.clone();
+            let stop = &stop;
+            spawn_in(scope, "annals-import-read", collection, move || {
+                read_batches(documents, &raw_sender, &reader_sender, stop);
+            })?;
+            for _ in 0..DECODERS {
+                let (raw_receiver, decoded_sender) = (&raw_receiver, decoded_sender.clone());
+                spawn_in(scope, "annals-import-decode", collection, move || {
+                    decode_batches(raw_receiver, &decoded_sender, collection);
+                })?;
             }
-            written += count;
-            self.advance(count);
-        }
-        drop(receiver);
-        let redacted = reader.join().unwrap_or(0);
+            drop(decoded_sender);
+            // Batches come back in any order; they are appended in the order read.
+            let mut waiting = BTreeMap::new();
+            let mut next = 0u64;
+            for (number, batch) in &decoded {
+                waiting.insert(number, batch);
+                while let Some(batch) = waiting.remove(&next) {
+                    next += 1;
+                    let batch = batch.inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
+                    aggregated +=
+                        batch.iter().filter(|e| e.event.aggregate.is_some()).count() as u64;
+                    redacted += batch.iter().filter(|e| e.redacted).count() as u64;
+                    let count = batch.len() as u64;
+                    log.append_all(&into_commits(batch)).map_err(|source| {
+                        stop.store(true, Ordering::Relaxed);
+                        Error::Write {
+                            source: annals_engine::Error::Log(source),
+                        }
+                    })?;
+                    written += count;
+                    self.advance(count);
+                }
+            }
+            Ok(())
+        });
         result?;
         if redacted > 0 {
             self.summary.notes.push(format!(
@@ -829,60 +845,116 @@ impl Import<'_> {
     }
 }
 
-/// Reads and decodes an event log's documents in batches, checking that `_id`s run 0, 1,
-/// 2, ...; returns how many events the original had redacted.
-fn decode_events(
-    documents: crate::DocumentReader,
+/// A batch of an event log's documents as read: its number (from 0), the index of its first
+/// document, and the documents (or what stopped the reading there).
+type RawBatch = (u64, u64, Vec<RawDocumentBuf>);
+
+/// Spawns a named thread of the import in `scope`.
+fn spawn_in<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    name: &str,
     collection: &str,
-    sender: &mpsc::SyncSender<Result<Vec<ImportedEvent>>>,
-) -> u64 {
+    f: impl FnOnce() + Send + 'scope,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn_scoped(scope, f)
+        .map(|_| ())
+        .map_err(|source| Error::Io {
+            op: "spawn a thread to import",
+            path: collection.into(),
+            source,
+        })
+}
+
+/// Reads an event log's documents into batches for the decoders. A damaged file ends the
+/// reading with an error, sent straight to the writer under the next batch's number.
+fn read_batches(
+    documents: crate::DocumentReader,
+    raw: &mpsc::SyncSender<RawBatch>,
+    decoded: &mpsc::SyncSender<(u64, Result<Vec<ImportedEvent>>)>,
+    stop: &AtomicBool,
+) {
+    let mut number = 0;
+    let mut first = 0;
     let mut batch = Vec::with_capacity(APPEND_EVENTS_MAX);
     let mut bytes = 0;
-    let mut redacted = 0;
-    for (next, document) in (0u64..).zip(documents) {
-        let document = match document {
-            Ok(document) => document,
+    for document in documents {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        match document {
+            Ok(document) => {
+                bytes += document.as_bytes().len();
+                batch.push(document);
+            }
             Err(e) => {
-                let _ = sender.send(Err(e));
-                return redacted;
+                if !batch.is_empty() {
+                    let full = std::mem::take(&mut batch);
+                    if raw.send((number, first, full)).is_err() {
+                        return;
+                    }
+                    number += 1;
+                }
+                let _ = decoded.send((number, Err(e)));
+                return;
             }
-        };
-        let decoded = read_event(&document).and_then(|event| {
-            if event.sequence_number == next {
-                Ok(event)
-            } else {
-                Err(FieldError {
-                    field: "_id".into(),
-                    what: format!(
-                        "sequence number {} where {next} follows: an event log runs 0, 1, 2, \
-                         ... in order, without gaps",
-                        event.sequence_number
-                    ),
-                })
-            }
-        });
-        let event = match decoded {
-            Ok(event) => event,
-            Err(e) => {
-                let _ = sender.send(Err(document_error(collection, next, &document, e)));
-                return redacted;
-            }
-        };
-        redacted += u64::from(event.redacted);
-        bytes += event.event.content.len() + event.event.event_source_id.len() + 128;
-        batch.push(event);
+        }
         if batch.len() >= APPEND_EVENTS_MAX || bytes >= APPEND_BYTES_MAX {
-            bytes = 0;
             let full = std::mem::replace(&mut batch, Vec::with_capacity(APPEND_EVENTS_MAX));
-            if sender.send(Ok(full)).is_err() {
-                return redacted;
+            let count = full.len() as u64;
+            if raw.send((number, first, full)).is_err() {
+                return;
             }
+            number += 1;
+            first += count;
+            bytes = 0;
         }
     }
     if !batch.is_empty() {
-        let _ = sender.send(Ok(batch));
+        let _ = raw.send((number, first, batch));
     }
-    redacted
+}
+
+/// Decodes batches until there are none, checking that `_id`s run 0, 1, 2, ...; after the
+/// writer has gone, only drains what is left so that the reader is never stuck.
+fn decode_batches(
+    raw: &Mutex<mpsc::Receiver<RawBatch>>,
+    decoded: &mpsc::SyncSender<(u64, Result<Vec<ImportedEvent>>)>,
+    collection: &str,
+) {
+    let mut writer_gone = false;
+    loop {
+        let received = raw.lock().map(|receiver| receiver.recv());
+        let Ok(Ok((number, first, documents))) = received else {
+            return;
+        };
+        if writer_gone {
+            continue;
+        }
+        let events = (first..)
+            .zip(&documents)
+            .map(|(index, document)| {
+                read_event(document)
+                    .and_then(|event| {
+                        if event.sequence_number == index {
+                            Ok(event)
+                        } else {
+                            Err(FieldError {
+                                field: "_id".into(),
+                                what: format!(
+                                    "sequence number {} where {index} follows: an event log \
+                                     runs 0, 1, 2, ... in order, without gaps",
+                                    event.sequence_number
+                                ),
+                            })
+                        }
+                    })
+                    .map_err(|e| document_error(collection, index, document, e))
+            })
+            .collect();
+        writer_gone = decoded.send((number, events)).is_err();
+    }
 }
 
 /// Consecutive events that share their occurred time and execution context become one commit,
