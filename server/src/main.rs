@@ -27,7 +27,8 @@ enum Command {
     /// uses the data directory must be stopped.
     Export(ExportArgs),
     /// Read a dump of the Dolittle Runtime's MongoDB event store (a directory as mongodump
-    /// writes one database, plain or --gzip) into a new or empty tenant. Events keep their
+    /// writes one database, plain or --gzip, or a mongodump --archive file) into a new or
+    /// empty tenant. Events keep their
     /// sequence numbers; handlers resume where they were. The runtime that uses the data
     /// directory must be stopped.
     Import(ImportArgs),
@@ -45,9 +46,20 @@ struct ImportArgs {
     /// The tenant to import into (new, or without events and state).
     #[arg(long, value_name = "UUID")]
     tenant: uuid::Uuid,
-    /// The dump of the tenant's database: DIR/NAME as mongodump --out DIR writes it.
+    /// The dump of the tenant's database: DIR/NAME as mongodump --out DIR writes it (plain
+    /// or --gzip), or with --archive the file mongodump --archive=FILE writes.
     #[arg(value_name = "DUMP")]
     source: PathBuf,
+    /// DUMP is a mongodump --archive file.
+    #[arg(long)]
+    archive: bool,
+    /// The archive is gzipped as a whole (mongodump --archive --gzip). A directory's
+    /// gzipped files are recognised by their names.
+    #[arg(long, requires = "archive")]
+    gzip: bool,
+    /// The database to read from an archive of several [default: its only one].
+    #[arg(long, value_name = "NAME", requires = "archive")]
+    database: Option<String>,
 }
 
 /// `annals export`.
@@ -222,6 +234,7 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
         engine: config.engine,
         tenant: args.tenant,
         source: args.source,
+        archive: args.archive.then_some((args.gzip, args.database)),
     };
     let started = std::time::Instant::now();
     let summary = mongo::import(&request)?;

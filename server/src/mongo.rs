@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use annals_engine::{Engine, EngineConfig, ScopeId, TenantId};
 use annals_mongo::{
-    export_tenant, import_tenant, Compression, DumpDirectory, DumpSource, ExportOptions,
-    ExportSummary, ImportOptions, ImportSummary,
+    export_tenant, import_tenant, Compression, DumpArchive, DumpDirectory, DumpSource,
+    ExportOptions, ExportSummary, ImportOptions, ImportSummary,
 };
 use anyhow::{bail, Context as _};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -130,14 +130,28 @@ pub struct ImportRequest {
     pub engine: EngineConfig,
     /// The tenant to create.
     pub tenant: Uuid,
-    /// The dump of one database: a directory as `mongodump --out` writes it.
+    /// The dump of one database: a directory as `mongodump --out` writes it, or an archive.
     pub source: PathBuf,
+    /// `Some` when `source` is a `mongodump --archive` file: whether it is gzipped, and the
+    /// database to read from it (`None`: its only one).
+    pub archive: Option<(bool, Option<String>)>,
 }
 
 /// Runs an import, reporting progress on stderr; returns what was read.
 pub fn import(request: &ImportRequest) -> anyhow::Result<ImportSummary> {
-    let source = DumpDirectory::open(&request.source)
-        .with_context(|| format!("reading the dump {}", request.source.display()))?;
+    let (source, countable): (Box<dyn DumpSource>, u64) = match &request.archive {
+        None => {
+            let directory = DumpDirectory::open(&request.source)
+                .with_context(|| format!("reading the dump {}", request.source.display()))?;
+            let countable = countable_documents(&request.source, &directory);
+            (Box::new(directory), countable)
+        }
+        Some((gzip, database)) => {
+            let archive = DumpArchive::open(&request.source, *gzip, database.as_deref())
+                .with_context(|| format!("reading the archive {}", request.source.display()))?;
+            (Box::new(archive), 0)
+        }
+    };
     let data_dir = request.engine.log.data_dir.clone();
     let mut config = request.engine.clone();
     // An import reads back only what the indexer reads, in order: a small cache of sealed
@@ -165,11 +179,11 @@ pub fn import(request: &ImportRequest) -> anyhow::Result<ImportSummary> {
         engine.delete_tenant(tenant_id)?;
     }
     let tenant = engine.create_tenant_for_import(tenant_id)?;
-    let mut progress = Progress::new(countable_documents(&request.source, &source));
+    let mut progress = Progress::new(countable);
     let options = ImportOptions {
         now_unix_ns: annals_contract::clock::now_ns(),
     };
-    let imported = import_tenant(&tenant, &source, &options, &mut |read| {
+    let imported = import_tenant(&tenant, source.as_ref(), &options, &mut |read| {
         progress.update(read);
     });
     progress.done();

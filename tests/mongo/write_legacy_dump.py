@@ -2,7 +2,11 @@
 documents written out by hand from the original's schema (dolittle.md section 3; Runtime
 v8.9.5 and v9.9.0's MongoDB class maps), in the forms the V9 migration had not yet converted.
 
-Usage: write_legacy_dump.py DIR TENANT
+Usage: write_legacy_dump.py DIR TENANT [ARCHIVE [--gzip]]
+
+With ARCHIVE, the same collections are also written as `mongodump --archive` writes them
+(mongo-tools common/archive: magic number, prelude, interleaved blocks, each collection's
+end with the CRC-64/XZ of its documents), gzipped whole with --gzip.
 
 What it holds (the test importing it checks each point):
 - event-log: six events, _id Decimal128 0..5; event 0's Metadata.EventSource is a Binary
@@ -20,6 +24,7 @@ What it holds (the test importing it checks each point):
 """
 
 import datetime
+import gzip
 import os
 import sys
 import uuid
@@ -130,10 +135,61 @@ def event(tenant, seq, stream_position=None, partition=None):
     return SON(fields)
 
 
+WRITTEN = {}
+
+
 def write(directory, name, documents):
+    WRITTEN[name] = [bson.encode(document) for document in documents]
     with open(os.path.join(directory, name + ".bson"), "wb") as out:
-        for document in documents:
-            out.write(bson.encode(document))
+        for encoded in WRITTEN[name]:
+            out.write(encoded)
+
+
+def crc64_xz(data, crc=0):
+    """CRC-64/XZ (Go's crc64.ECMA table with the standard inversions), bit by bit."""
+    crc ^= 0xFFFFFFFFFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0xC96C5795D7870F42 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFFFFFFFFFF
+
+
+def write_archive(path, database, gzipped):
+    terminator = b"\xff\xff\xff\xff"
+    out = bytearray((0x8199E26D).to_bytes(4, "little"))
+    out += bson.encode(SON([("concurrent_collections", 4), ("version", "0.1"),
+                            ("server_version", "7.0.14"), ("tool_version", "100.9.4")]))
+    for name in sorted(WRITTEN):
+        out += bson.encode(SON([("db", database), ("collection", name), ("metadata", "{}"),
+                                ("size", 0), ("type", "")]))
+    out += terminator
+
+    def block(name, documents):
+        out.extend(bson.encode(SON([("db", database), ("collection", name), ("EOF", False),
+                                    ("CRC", Int64(0))])))
+        for encoded in documents:
+            out.extend(encoded)
+        out.extend(terminator)
+
+    # Interleaved: the event log in two blocks around the others.
+    events = WRITTEN["event-log"]
+    block("event-log", events[:3])
+    for name in sorted(WRITTEN):
+        if name != "event-log":
+            block(name, WRITTEN[name])
+    block("event-log", events[3:])
+    for name in sorted(WRITTEN):
+        crc = 0
+        for encoded in WRITTEN[name]:
+            crc = crc64_xz(encoded, crc)
+        signed = crc - (1 << 64) if crc >= 1 << 63 else crc
+        out += bson.encode(SON([("db", database), ("collection", name), ("EOF", True),
+                                ("CRC", Int64(signed))]))
+        out += terminator
+    data = gzip.compress(bytes(out)) if gzipped else bytes(out)
+    with open(path, "wb") as file:
+        file.write(data)
 
 
 def main():
@@ -181,6 +237,8 @@ def main():
             ("FailingPartitions", SON()),
         ]),
     ])
+    if len(sys.argv) > 3:
+        write_archive(sys.argv[3], os.path.basename(directory), "--gzip" in sys.argv[4:])
 
 
 if __name__ == "__main__":

@@ -127,7 +127,19 @@ pub fn export(data: &Path, tenant: Uuid, out: &Path, more: &[&str]) -> (bool, St
 /// Runs `annals import --data-dir DATA --tenant TENANT DUMP`; returns (success, stdout,
 /// stderr).
 pub fn import(data: &Path, tenant: Uuid, dump: &Path) -> (bool, String, String) {
-    annals("import", data, tenant, &[dump.as_os_str()])
+    import_with(data, tenant, dump, &[])
+}
+
+/// [`import`] with `more` arguments (`--archive`, `--gzip`).
+pub fn import_with(
+    data: &Path,
+    tenant: Uuid,
+    dump: &Path,
+    more: &[&str],
+) -> (bool, String, String) {
+    let mut args: Vec<&std::ffi::OsStr> = more.iter().map(std::ffi::OsStr::new).collect();
+    args.push(dump.as_os_str());
+    annals("import", data, tenant, &args)
 }
 
 fn annals(

@@ -22,7 +22,7 @@ use std::time::Duration;
 use annals_tests::head::{Answer, EventHandler, Filter, Head, Kind, QUIET};
 use annals_tests::mongo::{
     array, boolean, collections, date, dec, decode, doc, documents, export, field, guid, guid_text,
-    import, int32, int64, python, string, without_object_ids,
+    import, import_with, int32, int64, python, string, without_object_ids,
 };
 use annals_tests::proto::dolittle;
 use annals_tests::{aggregate_request, commit_request, send_commit, uuid, Server, DEVELOPMENT};
@@ -635,6 +635,57 @@ async fn a_dump_of_a_runtime_before_9_is_imported_and_served() {
         "{r:?}"
     );
     assert!(!r.event.external, "{r:?}");
+}
+
+/// What an import reports, past its first line (which names the source and the time) and its
+/// peak memory.
+fn imported_summary(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("peak resident memory"))
+        .collect()
+}
+
+#[test]
+fn an_archive_is_imported_as_its_directory_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("event_store");
+    let plain = dir.path().join("dump.archive");
+    let gzipped = dir.path().join("dump.archive.gz");
+    let tenant = DEVELOPMENT.to_string();
+    python(
+        "write_legacy_dump.py",
+        &[dump.as_os_str(), tenant.as_ref(), plain.as_os_str()],
+    );
+    python(
+        "write_legacy_dump.py",
+        &[
+            dump.as_os_str(),
+            tenant.as_ref(),
+            gzipped.as_os_str(),
+            "--gzip".as_ref(),
+        ],
+    );
+    let (ok, expected, stderr) = import(&dir.path().join("from-dir"), DEVELOPMENT, &dump);
+    assert!(ok, "{stderr}");
+    for (archive, more) in [
+        (&plain, &["--archive"][..]),
+        (&gzipped, &["--archive", "--gzip"]),
+    ] {
+        let data = dir.path().join("data").join(archive.file_name().unwrap());
+        let (ok, stdout, stderr) = import_with(&data, DEVELOPMENT, archive, more);
+        assert!(ok, "{stderr}");
+        assert_eq!(imported_summary(&stdout), imported_summary(&expected));
+    }
+    let (ok, _, stderr) = import_with(
+        &dir.path().join("wrong"),
+        DEVELOPMENT,
+        &gzipped,
+        &["--archive"],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("add --gzip"), "{stderr}");
 }
 
 #[tokio::test]

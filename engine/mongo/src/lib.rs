@@ -16,6 +16,7 @@
 #![deny(unsafe_code)]
 
 mod aggregate;
+mod archive;
 mod content;
 mod database;
 mod decode;
@@ -38,6 +39,7 @@ mod values;
 
 pub use crate::{
     aggregate::{aggregate_document, AGGREGATES_COLLECTION},
+    archive::DumpArchive,
     content::{content_to_document, ContentError, ContentFault, CONTENT_DEPTH_MAX},
     database::{database_metadata_document, METADATA_COLLECTION},
     definition::{stream_definition_document, stream_definitions_collection},
