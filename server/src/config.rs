@@ -123,6 +123,9 @@ pub struct RuntimeConfig {
     pub data_dir: PathBuf,
     /// Engine settings (`annals:engine:*`); its `data_dir` is `data_dir`.
     pub engine: EngineConfig,
+    /// Where `POST /export` on the web port writes dumps (`annals:exportDirectory`); exports
+    /// of the running runtime are refused unless it is set.
+    pub export_dir: Option<PathBuf>,
     /// The event horizon: consents, producer addresses, whether consent is required, and TLS
     /// to producers.
     pub horizon: HorizonConfig,
@@ -292,6 +295,7 @@ impl RuntimeConfig {
             None => working_dir.join("data"),
             Some(value) => working_dir.join(scalar(value)),
         };
+        let export_dir = get("annals:exportdirectory").map(|value| working_dir.join(scalar(value)));
         let engine_value = nest(&merged, "annals:engine:");
         let mut engine: EngineConfig = serde_json::from_value(engine_value)
             .map_err(|e| invalid("annals:engine", e.to_string()))?;
@@ -309,6 +313,7 @@ impl RuntimeConfig {
             listen_address,
             data_dir,
             engine,
+            export_dir,
             horizon,
             public_tls,
             merged,
@@ -404,6 +409,7 @@ const NAMES: &[(&str, &str)] = &[
     ("reversecalls", "reverseCalls"),
     ("useactors", "useActors"),
     ("datadirectory", "dataDirectory"),
+    ("exportdirectory", "exportDirectory"),
     ("listenaddress", "listenAddress"),
     ("maxconnectionpoolsize", "maxConnectionPoolSize"),
     ("usessl", "useSSL"),

@@ -66,8 +66,13 @@ struct ImportArgs {
 #[derive(clap::Args, Debug)]
 struct ExportArgs {
     /// The data directory [default: the configured annals:dataDirectory, else ./data].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "runtime")]
     data_dir: Option<PathBuf>,
+    /// Export from this running runtime instead (its web port, e.g. http://host:8001),
+    /// while it serves: the runtime writes the dump under its annals:exportDirectory, in
+    /// OUT/NAME there (OUT a plain name), as a consistent snapshot.
+    #[arg(long, value_name = "URL")]
+    runtime: Option<String>,
     /// Read this configuration file instead of .dolittle/runtime.{json,yml,yaml} (for the
     /// data directory, engine settings and the tenant's database name).
     #[arg(long, value_name = "PATH")]
@@ -75,7 +80,8 @@ struct ExportArgs {
     /// The tenant to export.
     #[arg(long, value_name = "UUID")]
     tenant: uuid::Uuid,
-    /// Where the dump goes: the database is written to OUT/NAME.
+    /// Where the dump goes: the database is written to OUT/NAME (with --runtime: OUT is a
+    /// name under the runtime's export directory).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// The database's name [default: the tenant's configured
@@ -245,8 +251,58 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `annals export --runtime URL`: asks the running runtime to export (`POST /export`).
+fn export_running(url: &str, args: &ExportArgs) -> anyhow::Result<()> {
+    use http_body_util::{BodyExt as _, Full};
+    let body = serde_json::json!({
+        "tenant": args.tenant,
+        "out": args.out.display().to_string(),
+        "database": args.database,
+        "gzip": args.gzip,
+    });
+    let uri = format!("{}/export", url.trim_end_matches('/'));
+    let request = hyper::Request::post(&uri)
+        .header("content-type", "application/json")
+        .body(Full::new(hyper::body::Bytes::from(body.to_string())))
+        .with_context(|| format!("{uri} is not a URL"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (status, answer) = runtime.block_on(async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let response = client
+            .request(request)
+            .await
+            .with_context(|| format!("calling {uri}"))?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .with_context(|| format!("reading the answer of {uri}"))?
+            .to_bytes();
+        anyhow::Ok((status, bytes))
+    })?;
+    let answer: Value = serde_json::from_slice(&answer)
+        .unwrap_or_else(|_| serde_json::json!({ "error": String::from_utf8_lossy(&answer) }));
+    if !status.is_success() {
+        anyhow::bail!(
+            "the runtime refused the export ({status}): {}",
+            answer["error"].as_str().unwrap_or("no reason given")
+        );
+    }
+    print!("{}", answer["report"].as_str().unwrap_or_default());
+    Ok(())
+}
+
 fn export(args: ExportArgs) -> anyhow::Result<()> {
     init_logging(LogFormat::Text);
+    if let Some(url) = &args.runtime {
+        return export_running(url, &args);
+    }
     let config = data_dir_config(args.config, args.data_dir.as_ref())?;
     let request = mongo::ExportRequest {
         database: args

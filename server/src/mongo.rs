@@ -79,16 +79,29 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<ExportSummary> {
     }
     let tenant = engine.tenant(tenant_id)?;
 
-    let target = request.out.join(&request.database);
+    let summary = write_dump(&tenant, &request.out, &request.database, request.gzip)?;
+    Ok(summary)
+}
+
+/// Writes `tenant` as `out/<database>` (through `out/.<database>.partial`, renamed once
+/// durable), with progress on stderr. The tenant may be in use: the dump is a consistent
+/// snapshot (see annals-mongo's `export_tenant`).
+pub fn write_dump(
+    tenant: &annals_engine::Tenant,
+    out: &Path,
+    database: &str,
+    gzip: bool,
+) -> anyhow::Result<ExportSummary> {
+    check_database_name(database)?;
+    let target = out.join(database);
     if target.exists() {
         bail!(
             "{} exists already: the export never overwrites",
             target.display()
         );
     }
-    std::fs::create_dir_all(&request.out)
-        .with_context(|| format!("creating {}", request.out.display()))?;
-    let partial = request.out.join(format!(".{}.partial", request.database));
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let partial = out.join(format!(".{database}.partial"));
     if partial.exists() {
         // What an interrupted export left: never published, so started over.
         std::fs::remove_dir_all(&partial)
@@ -96,27 +109,27 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<ExportSummary> {
     }
     std::fs::create_dir(&partial).with_context(|| format!("creating {}", partial.display()))?;
 
-    let total = events_to_write(&tenant)?;
+    let total = events_to_write(tenant)?;
     let mut progress = Progress::new(total);
     let options = ExportOptions {
-        compression: if request.gzip {
+        compression: if gzip {
             Compression::Gzip
         } else {
             Compression::None
         },
         now_unix_ns: annals_contract::clock::now_ns(),
     };
-    let summary = export_tenant(&tenant, &partial, &options, &mut |written| {
+    let summary = export_tenant(tenant, &partial, &options, &mut |written| {
         progress.update(written);
     })
-    .with_context(|| format!("exporting tenant {}", request.tenant))?;
+    .with_context(|| format!("exporting tenant {}", tenant.id().0))?;
     progress.done();
 
     std::fs::rename(&partial, &target)
         .with_context(|| format!("renaming {} to {}", partial.display(), target.display()))?;
-    std::fs::File::open(&request.out)
+    std::fs::File::open(out)
         .and_then(|dir| dir.sync_all())
-        .with_context(|| format!("syncing {}", request.out.display()))?;
+        .with_context(|| format!("syncing {}", out.display()))?;
     Ok(summary)
 }
 

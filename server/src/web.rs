@@ -1,5 +1,7 @@
-//! The plain-HTTP ports: the web port (`GET /healthz`, a status page at `/`) and the metrics
-//! port (`GET /metrics`, Prometheus text). Read-only: nothing here changes the runtime.
+//! The plain-HTTP ports: the web port (`GET /healthz`, a status page at `/`, and `POST
+//! /export` when an export directory is configured) and the metrics port (`GET /metrics`,
+//! Prometheus text). Nothing here changes the runtime: an export only reads it, and writes
+//! its dump under the configured directory alone.
 //!
 //! Health runs each tenant's check on a blocking thread (it touches the store); the status
 //! page escapes the configured names it shows.
@@ -10,7 +12,7 @@ use anyhow::Context as _;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -23,7 +25,97 @@ pub(crate) fn web(runtime: Arc<Runtime>) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/", get(status_page))
+        .route("/export", post(export))
         .with_state(runtime)
+}
+
+/// What `POST /export` takes.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportBody {
+    /// The tenant to export.
+    tenant: uuid::Uuid,
+    /// The dump goes to `<export directory>/<out>/<database>`: a plain name.
+    out: String,
+    /// Default: the tenant's configured event-store database, else `event_store`.
+    database: Option<String>,
+    /// Compress as `mongodump --gzip`.
+    #[serde(default)]
+    gzip: bool,
+}
+
+/// Whether an export is running: one at a time.
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `POST /export`: writes a tenant of the running runtime as the original's MongoDB database
+/// (mongodump's layout) under the configured export directory, while commits go on, as a
+/// consistent snapshot; answers with the report (what each log covers). 404 when no export
+/// directory is configured, 409 while another export runs.
+async fn export(
+    State(runtime): State<Arc<Runtime>>,
+    axum::Json(body): axum::Json<ExportBody>,
+) -> axum::response::Response {
+    use std::sync::atomic::Ordering;
+    let refuse = |code: StatusCode, error: String| {
+        (code, axum::Json(serde_json::json!({ "error": error }))).into_response()
+    };
+    let Some(dir) = runtime.config.export_dir.clone() else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "exports of the running runtime are off: set annals:exportDirectory".into(),
+        );
+    };
+    let plain = !body.out.is_empty()
+        && body.out.len() <= 100
+        && !body.out.starts_with('.')
+        && body
+            .out
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !plain {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "out {:?} must be a plain name (letters, digits, - _ .), not a path",
+                body.out
+            ),
+        );
+    }
+    let tenant = match runtime.tenant(body.tenant) {
+        Ok(tenant) => tenant,
+        Err(failure) => return refuse(StatusCode::NOT_FOUND, failure.reason),
+    };
+    if EXPORTING.swap(true, Ordering::AcqRel) {
+        return refuse(StatusCode::CONFLICT, "another export is running".into());
+    }
+    let database = body
+        .database
+        .or_else(|| crate::mongo::configured_database(&runtime.config.merged, body.tenant))
+        .unwrap_or_else(|| crate::mongo::DEFAULT_DATABASE.to_owned());
+    let out = dir.join(&body.out);
+    let started = std::time::Instant::now();
+    let result = tokio::task::spawn_blocking(move || {
+        let written = crate::mongo::write_dump(&tenant, &out, &database, body.gzip);
+        (written, out, database)
+    })
+    .await;
+    EXPORTING.store(false, Ordering::Release);
+    match result {
+        Ok((Ok(summary), out, database)) => {
+            let request = crate::mongo::ExportRequest {
+                engine: runtime.config.engine.clone(),
+                tenant: body.tenant,
+                out,
+                database,
+                gzip: body.gzip,
+            };
+            let report = crate::mongo::report(&request, &summary, started.elapsed());
+            tracing::info!(tenant = %body.tenant, "exported: {report}");
+            axum::Json(serde_json::json!({ "report": report })).into_response()
+        }
+        Ok((Err(e), _, _)) => refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// The metrics port's route: `/metrics`.

@@ -785,3 +785,161 @@ async fn a_damaged_dump_is_refused_and_nothing_imported() {
     assert!(!ok);
     assert!(stderr.contains("already holds events"), "{stderr}");
 }
+
+/// `annals export --runtime URL ...` against `server`; returns (success, stdout, stderr).
+fn export_running(server: &Server, out: &str) -> (bool, String, String) {
+    export_at(
+        &format!("http://127.0.0.1:{}", server.ports.web.unwrap()),
+        out,
+    )
+}
+
+/// `annals export --runtime URL --tenant DEVELOPMENT --out OUT`.
+fn export_at(url: &str, out: &str) -> (bool, String, String) {
+    let output = std::process::Command::new(annals_tests::binary())
+        .args([
+            "export",
+            "--runtime",
+            url,
+            "--tenant",
+            &DEVELOPMENT.to_string(),
+        ])
+        .args(["--out", out])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The number in `line` after `prefix` ("  default scope: 12" gives 12).
+fn number_after(text: &str, prefix: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(prefix))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix:?} in {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_runtime_exports_a_consistent_snapshot_while_commits_go_on() {
+    let mut server =
+        Server::start_with(&[], &["--set", "annals:exportDirectory=exports"], &[]).await;
+    let channel = server.private().await;
+    // A log long enough for the export to take a while.
+    for batch in 0..20 {
+        let contents: Vec<String> = (0..500)
+            .map(|i| format!(r#"{{"batch":{batch},"i":{i}}}"#))
+            .collect();
+        let events: Vec<(Uuid, &str, &str)> = contents
+            .iter()
+            .map(|c| (TYPE_A, "bulk", c.as_str()))
+            .collect();
+        send_commit(&channel, commit_request(DEVELOPMENT, &events)).await;
+    }
+    // Commits for ten aggregates go on during the export.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (channel, stop) = (channel.clone(), std::sync::Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut store = EventStoreClient::new(channel);
+            let mut versions = [0u64; 10];
+            let mut round = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let instance = round % 10;
+                let response = store
+                    .commit_for_aggregate(aggregate_request(
+                        DEVELOPMENT,
+                        ROOT,
+                        &format!("cart-{instance}"),
+                        versions[instance],
+                        &[(TYPE_A, "{}"), (TYPE_B, "{}")],
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert!(response.failure.is_none(), "{:?}", response.failure);
+                versions[instance] += 2;
+                round += 1;
+            }
+            round
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The command blocks: on a thread of its own, while the writer goes on.
+    let url = format!("http://127.0.0.1:{}", server.ports.web.unwrap());
+    let (ok, report, stderr) = tokio::task::spawn_blocking(move || export_at(&url, "snap"))
+        .await
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = writer.await.unwrap();
+    assert!(ok, "{stderr}");
+    assert!(rounds > 0);
+    let end = number_after(&report, "default scope:");
+    // Commits came before the snapshot and after it: the export ran amid them.
+    let after = send_commit(
+        &channel,
+        commit_request(DEVELOPMENT, &[(TYPE_A, "late", "{}")]),
+    )
+    .await[0]
+        .event_log_sequence_number;
+    assert!(
+        end > 10_000 && after > end,
+        "snapshot at {end}, log end {after}: {report}"
+    );
+
+    // A prefix of the log, each aggregate at the version its events in it give.
+    let dump_dir = server.dir.join("exports/snap/event_store");
+    let dump = decode(&dump_dir);
+    let events = documents(&dump, "event-log");
+    assert_eq!(events.len() as u64, end);
+    let mut counted = std::collections::BTreeMap::<String, u64>::new();
+    for (seq, event) in events.iter().enumerate() {
+        assert_eq!(field(event, "_id"), &dec(seq as u64));
+        let metadata = field(event, "Metadata");
+        if let Some(aggregate) = event[1]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|pair| pair[0] == "Aggregate")
+        {
+            let version = field(&aggregate[1], "Version");
+            let source = field(metadata, "EventSource")[1]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let next = counted.entry(source).or_default();
+            assert_eq!(version, &dec(*next));
+            *next += 1;
+        }
+    }
+    let aggregates = documents(&dump, "aggregates");
+    assert_eq!(aggregates.len(), counted.len());
+    for aggregate in aggregates {
+        let source = field(aggregate, "EventSource")[1].as_str().unwrap();
+        assert_eq!(
+            field(aggregate, "Version"),
+            &dec(counted[source]),
+            "{source}"
+        );
+    }
+    // And the snapshot imports cleanly (the import checks the same and more).
+    let (ok, _, stderr) = import(&server.dir.join("imported"), DEVELOPMENT, &dump_dir);
+    assert!(ok, "{stderr}");
+
+    // Refusals: a path for a name, an export already there, no export directory.
+    let (ok, _, stderr) = export_running(&server, "../elsewhere");
+    assert!(!ok);
+    assert!(stderr.contains("must be a plain name"), "{stderr}");
+    let (ok, _, stderr) = export_running(&server, "snap");
+    assert!(!ok);
+    assert!(stderr.contains("exists already"), "{stderr}");
+    assert!(server.stop().await);
+    let mut plain = Server::start().await;
+    let (ok, _, stderr) = export_running(&plain, "snap");
+    assert!(!ok);
+    assert!(stderr.contains("set annals:exportDirectory"), "{stderr}");
+    assert!(plain.stop().await);
+}

@@ -27,7 +27,8 @@ use std::{collections::HashMap, path::Path};
 
 use annals_engine::{
     uuid::Uuid, EventLogSequenceNumber, Log, RecordBatch, ScopeId, StreamDefinition, StreamEntry,
-    StreamPosition, Tenant,
+    StreamPosition, StreamProcessorId, StreamProcessorState, SubscriptionId, SubscriptionState,
+    Tenant,
 };
 use bson::{oid::ObjectId, Document};
 
@@ -95,15 +96,32 @@ pub fn export_tenant(
     };
     let engine = |source| Error::Engine { source };
 
-    // The snapshot: each log's end now. Everything below stops there.
+    // The snapshot, consistent while commits go on: what refers to positions in a log (the
+    // processors' states) is read before that log's end, so no state is beyond its log; each
+    // scope's subscriptions are read with its end under the scope's lock; the aggregates'
+    // versions and the streams are cut at the ends. Everything below stops there.
+    let definitions = tenant.stream_definitions().map_err(engine)?;
+    let states = tenant.stream_processor_states().map_err(engine)?;
     let mut scopes = tenant.scopes().map_err(engine)?;
-    if !scopes.contains(&ScopeId::DEFAULT) {
-        scopes.insert(0, ScopeId::DEFAULT);
+    for (id, _) in tenant.subscriptions().map_err(engine)? {
+        if !scopes.contains(&ScopeId(id.scope)) {
+            scopes.push(ScopeId(id.scope));
+        }
     }
+    scopes.retain(|scope| !scope.is_default());
+    scopes.sort();
+    scopes.insert(0, ScopeId::DEFAULT);
     let mut logs = HashMap::new();
+    let mut subscriptions = Vec::new();
     for &scope in &scopes {
         let log = tenant.scoped_log(scope).map_err(engine)?;
-        let end = log.next_sequence_number();
+        let end = if scope.is_default() {
+            log.next_sequence_number()
+        } else {
+            let (end, received) = tenant.scope_snapshot(scope).map_err(engine)?;
+            subscriptions.extend(received);
+            end
+        };
         export.summary.log_ends.push((scope, end));
         logs.insert(scope, (log, end));
     }
@@ -121,28 +139,42 @@ pub fn export_tenant(
         export.offsets.push((collection, written));
     }
 
-    export.aggregates(tenant)?;
+    let (default_log, default_end) = &logs[&ScopeId::DEFAULT];
+    export.aggregates(tenant, *default_end)?;
 
-    let streams = tenant.streams().map_err(engine)?;
-    for (scope, stream, _) in streams {
+    // A filter's stream is cut where the filter's state is, so that the two agree.
+    let filtered_to = |scope: Uuid, stream: Uuid| {
+        states
+            .iter()
+            .find(|(id, _)| {
+                id.scope == scope && id.processor == stream && id.source_stream.is_nil()
+            })
+            .map(|(_, state)| state.event_log_position)
+    };
+    for (scope, stream, _) in tenant.streams().map_err(engine)? {
         let Some((log, end)) = logs.get(&scope) else {
             continue;
         };
+        let cut = filtered_to(scope.0, stream).map_or(*end, |at| at.min(*end));
         let collection = stream_collection(scope, stream);
         let read = |from, max| tenant.read_stream(scope, stream, from, max);
-        export.stream(&collection, log, *end, read)?;
+        export.stream(&collection, log, cut, read)?;
     }
-    let (default_log, default_end) = &logs[&ScopeId::DEFAULT];
     for (stream, _) in tenant.public_streams().map_err(engine)? {
+        let cut = filtered_to(PUBLIC_FILTER_STATE_SCOPE, stream)
+            .map_or(*default_end, |at| at.min(*default_end));
         let collection = public_stream_collection(stream);
         let read = |from, max| tenant.read_public_stream(stream, from, max);
-        export.stream(&collection, default_log, *default_end, read)?;
+        export.stream(&collection, default_log, cut, read)?;
     }
 
-    let definitions = tenant.stream_definitions().map_err(engine)?;
     export.definitions(&definitions)?;
-    export.processor_states(tenant, &definitions)?;
-    export.subscription_states(tenant)?;
+    let ends: HashMap<ScopeId, EventLogSequenceNumber> = logs
+        .iter()
+        .map(|(scope, (_, end))| (*scope, *end))
+        .collect();
+    export.processor_states(states, &definitions, &ends)?;
+    export.subscription_states(subscriptions)?;
 
     let mut writer = export.writer(EVENT_LOG_METADATA_COLLECTION, Vec::new())?;
     for (collection, next) in std::mem::take(&mut export.offsets) {
@@ -180,12 +212,12 @@ impl Export<'_> {
         (self.progress)(self.summary.events_written);
     }
 
-    fn aggregates(&mut self, tenant: &Tenant) -> Result<()> {
+    fn aggregates(&mut self, tenant: &Tenant, end: EventLogSequenceNumber) -> Result<()> {
         let mut writer: Option<CollectionWriter> = None;
         let mut after: Option<(Uuid, String)> = None;
         loop {
             let page = tenant
-                .aggregate_instances_after(after.as_ref().map(|(r, s)| (*r, s.as_str())), PAGE)
+                .aggregate_instances_at(end, after.as_ref().map(|(r, s)| (*r, s.as_str())), PAGE)
                 .map_err(|source| Error::Engine { source })?;
             let Some(last) = page.last() else { break };
             after = Some((last.0, last.1.clone()));
@@ -298,8 +330,9 @@ impl Export<'_> {
 
     fn processor_states(
         &mut self,
-        tenant: &Tenant,
+        states: Vec<(StreamProcessorId, StreamProcessorState)>,
         definitions: &[(ScopeId, Uuid, StreamDefinition)],
+        ends: &HashMap<ScopeId, EventLogSequenceNumber>,
     ) -> Result<()> {
         let partitioned: HashMap<(ScopeId, Uuid), bool> = definitions
             .iter()
@@ -307,14 +340,15 @@ impl Export<'_> {
             .collect();
         let mut items = Vec::new();
         let mut unknown = 0;
-        for (mut id, mut state) in tenant
-            .stream_processor_states()
-            .map_err(|source| Error::Engine { source })?
-        {
+        for (mut id, mut state) in states {
             if id.scope == PUBLIC_FILTER_STATE_SCOPE {
                 id.scope = Uuid::nil();
             }
             let scope = ScopeId(id.scope);
+            // Read before its log's end, so within it; kept so should a log have shrunk.
+            if let Some(end) = ends.get(&scope) {
+                state.event_log_position = state.event_log_position.min(*end);
+            }
             let kind = if id.source_stream.is_nil() {
                 // The original's filters read the event log itself: their position in it is
                 // their stream position, and they keep an unpartitioned state unless a
@@ -347,10 +381,11 @@ impl Export<'_> {
         )
     }
 
-    fn subscription_states(&mut self, tenant: &Tenant) -> Result<()> {
-        let mut items: Vec<_> = tenant
-            .subscriptions()
-            .map_err(|source| Error::Engine { source })?
+    fn subscription_states(
+        &mut self,
+        subscriptions: Vec<(SubscriptionId, SubscriptionState)>,
+    ) -> Result<()> {
+        let mut items: Vec<_> = subscriptions
             .into_iter()
             .map(|(id, state)| (ScopeId(id.scope), (id, state)))
             .collect();

@@ -77,6 +77,77 @@ impl Tenant {
             .collect()
     }
 
+    /// Like [`aggregate_instances_after`](Self::aggregate_instances_after), with each
+    /// instance's version as of the event log's `end` (the events below it), leaving out
+    /// instances with none: what an export of a running tenant, cut at `end`, holds. Waits for
+    /// the index to reach `end`.
+    pub fn aggregate_instances_at(
+        &self,
+        end: EventLogSequenceNumber,
+        after: Option<(Uuid, &str)>,
+        max: usize,
+    ) -> Result<Vec<(Uuid, String, u64)>> {
+        self.check_live()?;
+        self.wait_indexed(end)?;
+        let prefix = [keys::AGGREGATE];
+        let mut start = match after {
+            Some((root, event_source)) => {
+                let mut key = keys::aggregate(root, event_source);
+                key.push(0);
+                key
+            }
+            None => prefix.to_vec(),
+        };
+        let mut out = Vec::new();
+        while out.len() < max {
+            let page = self.scan(&prefix, &start, max - out.len())?;
+            let Some((last, _)) = page.last() else { break };
+            start.clone_from(last);
+            start.push(0);
+            for (key, value) in page {
+                let (root, event_source, version) = aggregate_instance(&key, &value)?;
+                let at = self.version_at(root, &event_source, version, end)?;
+                if at > 0 {
+                    out.push((root, event_source, at));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// An instance's version as of `end`: `version` when its last event is below `end`, else
+    /// the number of its events below `end`, found by bisecting its index entries (their
+    /// sequence numbers rise with the version).
+    fn version_at(
+        &self,
+        root: Uuid,
+        event_source: &str,
+        version: u64,
+        end: EventLogSequenceNumber,
+    ) -> Result<u64> {
+        let below = |v: u64| -> Result<bool> {
+            let key = keys::event_source_entry(root, event_source, v);
+            let value = self
+                .get(&key)?
+                .ok_or_else(|| bad_state(&key, "an aggregate's version has its index entry"))?;
+            Ok(split_seq(&key, &value)?.0 < end.0)
+        };
+        if version == 0 || below(version - 1)? {
+            return Ok(version);
+        }
+        // Versions 0..lo have events below `end`; hi.. do not.
+        let (mut lo, mut hi) = (0, version - 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if below(mid)? {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
     /// Every event of an aggregate instance (only the given event type ids, unless empty), in
     /// version order. Sees every commit acknowledged before the call.
     pub fn fetch_for_aggregate(

@@ -46,7 +46,7 @@
 
 use std::collections::BTreeMap;
 
-use annals_log::{Commit, CommitReceipt, Error as LogError, ScopeId};
+use annals_log::{Commit, CommitReceipt, Error as LogError, EventLogSequenceNumber, ScopeId};
 use rocksdb::WriteBatch;
 use uuid::Uuid;
 
@@ -171,6 +171,29 @@ impl Tenant {
             None => Ok(None),
             Some(record) => self.in_force(ScopeId(id.scope), record),
         }
+    }
+
+    /// A scope's log end and the subscriptions storing into it, read together under the
+    /// scope's lock, so that no received batch is half way between them: every event below
+    /// the end is covered by the states, and no state covers an event beyond it. What an
+    /// export of a running tenant takes of a scope.
+    pub fn scope_snapshot(
+        &self,
+        scope: ScopeId,
+    ) -> Result<(
+        EventLogSequenceNumber,
+        Vec<(SubscriptionId, SubscriptionState)>,
+    )> {
+        self.check_live()?;
+        let log = self.logs.log(scope)?;
+        let _held = self.lock_scope(scope)?;
+        let end = log.next_sequence_number();
+        let subscriptions = self
+            .subscriptions()?
+            .into_iter()
+            .filter(|(id, _)| id.scope == scope.0)
+            .collect();
+        Ok((end, subscriptions))
     }
 
     /// Every subscription with a state, with the state in force, in key order (producer
