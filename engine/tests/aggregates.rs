@@ -401,3 +401,74 @@ fn instances_are_walked_in_pages_in_the_order_of_the_whole_list() {
         assert_eq!(walked, whole, "pages of {page_size}");
     }
 }
+
+/// Versions as of a log position: what an export cut there holds.
+#[test]
+fn versions_as_of_a_position_count_the_events_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let tenant = engine.create_tenant(TENANT).unwrap();
+    let root = Uuid::from_u128(0xab);
+    // a at 0, 2, 3, 6; b at 1, 5; a plain event at 4.
+    let mut versions = (0u64, 0u64);
+    for (seq, who) in ["a", "b", "a", "a", "-", "b", "a"].iter().enumerate() {
+        let version = match *who {
+            "a" => &mut versions.0,
+            "b" => &mut versions.1,
+            _ => {
+                tenant
+                    .commit(&Commit {
+                        events: vec![UncommittedEvent {
+                            event_type: event_type(1),
+                            content: "{}".into(),
+                            ..UncommittedEvent::default()
+                        }],
+                        ..Commit::default()
+                    })
+                    .unwrap();
+                continue;
+            }
+        };
+        let receipt = tenant
+            .commit_for_aggregate(&aggregate_commit(root, who, *version, &[(1, "{}")]))
+            .unwrap();
+        assert_eq!(receipt.first.value(), seq as u64);
+        *version += 1;
+    }
+    let at = |end: u64| {
+        tenant
+            .aggregate_instances_at(annals_engine::EventLogSequenceNumber(end), None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, source, version)| (source, version))
+            .collect::<Vec<_>>()
+    };
+    let pair = |a: u64, b: u64| {
+        [("a", a), ("b", b)]
+            .into_iter()
+            .filter(|(_, v)| *v > 0)
+            .map(|(s, v)| (s.to_owned(), v))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(at(0), pair(0, 0));
+    assert_eq!(at(1), pair(1, 0));
+    assert_eq!(at(2), pair(1, 1));
+    assert_eq!(at(3), pair(2, 1));
+    assert_eq!(at(4), pair(3, 1));
+    assert_eq!(at(6), pair(3, 2));
+    assert_eq!(at(7), pair(4, 2));
+    assert_eq!(at(100), pair(4, 2));
+    // Paged: one at a time, after the previous.
+    let first = tenant
+        .aggregate_instances_at(annals_engine::EventLogSequenceNumber(7), None, 1)
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    let rest = tenant
+        .aggregate_instances_at(
+            annals_engine::EventLogSequenceNumber(7),
+            Some((first[0].0, first[0].1.as_str())),
+            10,
+        )
+        .unwrap();
+    assert_eq!(rest.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(), ["b"]);
+}

@@ -80,7 +80,7 @@ impl Tenant {
     /// Like [`aggregate_instances_after`](Self::aggregate_instances_after), with each
     /// instance's version as of the event log's `end` (the events below it), leaving out
     /// instances with none: what an export of a running tenant, cut at `end`, holds. Waits for
-    /// the index to reach `end`.
+    /// the index to reach `end` (or the log's end, if that is before).
     pub fn aggregate_instances_at(
         &self,
         end: EventLogSequenceNumber,
@@ -88,7 +88,7 @@ impl Tenant {
         max: usize,
     ) -> Result<Vec<(Uuid, String, u64)>> {
         self.check_live()?;
-        self.wait_indexed(end)?;
+        self.wait_indexed(end.min(self.event_log.next_sequence_number()))?;
         let prefix = [keys::AGGREGATE];
         let mut start = match after {
             Some((root, event_source)) => {
