@@ -170,6 +170,9 @@ pub fn import(request: &ImportRequest) -> anyhow::Result<ImportSummary> {
     // An import reads back only what the indexer reads, in order: a small cache of sealed
     // blocks does, and keeps the memory flat.
     config.log.read_cache_bytes = IMPORT_READ_CACHE;
+    // Every batch durable before the tenant is marked complete, whatever the runtime's own
+    // durability setting.
+    config.log.durability = annals_engine::Durability::SyncData;
     let engine = Engine::open(config).with_context(|| {
         format!(
             "opening {} (a runtime using it must be stopped first)",

@@ -47,6 +47,16 @@ struct ExportBody {
 /// Whether an export is running: one at a time.
 static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Clears [`EXPORTING`] when the export ends, held by the blocking export itself: also when
+/// the client goes away and the request's future is dropped mid-way.
+struct Exporting;
+
+impl Drop for Exporting {
+    fn drop(&mut self) {
+        EXPORTING.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// `POST /export`: writes a tenant of the running runtime as the original's MongoDB database
 /// (mongodump's layout) under the configured export directory, while commits go on, as a
 /// consistent snapshot; answers with the report (what each log covers). 404 when no export
@@ -95,11 +105,11 @@ async fn export(
     let out = dir.join(&body.out);
     let started = std::time::Instant::now();
     let result = tokio::task::spawn_blocking(move || {
+        let _exporting = Exporting;
         let written = crate::mongo::write_dump(&tenant, &out, &database, body.gzip);
         (written, out, database)
     })
     .await;
-    EXPORTING.store(false, Ordering::Release);
     match result {
         Ok((Ok(summary), out, database)) => {
             let request = crate::mongo::ExportRequest {

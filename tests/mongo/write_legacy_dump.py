@@ -19,7 +19,11 @@ What it holds (the test importing it checks each point):
 - stream-<HANDLER>: the handler's stream (events 0, 4, 5), partitions as Binary GUIDs and
   strings;
 - stream-processor-states: the handler's filter state (HANDLER, nil GUID) and its processor
-  state (HANDLER, HANDLER) at stream position 1, both without EventLogPosition;
+  state (HANDLER, HANDLER) at stream position 1, both without EventLogPosition; and the state
+  of the private filter FILTER at event 3;
+- stream-definitions and stream-<FILTER>: that filter (Remote) and its stream of events 0, 2
+  and 4, the last written past the filter's state (as the original writes an entry before
+  the filter's position);
 - no metadata collection (no migration had run).
 """
 
@@ -41,6 +45,7 @@ TYPE_B = uuid.UUID("0b0b0000-0000-4000-8000-0000000000b1")
 TYPE_C = uuid.UUID("0c0c0000-0000-4000-8000-0000000000c1")
 ROOT = uuid.UUID("70070000-0000-4000-8000-000000000007")
 HANDLER = uuid.UUID("4a4d0000-0000-4000-8000-0000000000f1")
+FILTER = uuid.UUID("f1170000-0000-4000-8000-0000000000f2")
 LEGACY_SOURCE = uuid.UUID("e5e50000-0000-4000-8000-0000000000e5")
 MICROSERVICE = uuid.UUID("4a5d2bc3-543f-459a-ab0b-e8e924093260")
 CORRELATION = uuid.UUID("c0ffee00-0000-4000-8000-00000000beef")
@@ -207,7 +212,17 @@ def main():
         ("Partitioned", True),
         ("Public", False),
         ("Filter", SON([("Type", "EventTypeId"), ("Types", [guid(TYPE_A)])])),
+    ]), SON([
+        ("_id", guid(FILTER)),
+        ("Partitioned", False),
+        ("Public", False),
+        ("Filter", SON([("Type", "Remote")])),
     ])])
+    write(directory, "stream-" + str(FILTER), [
+        event(tenant, 0, stream_position=0, partition=str(NIL)),
+        event(tenant, 2, stream_position=1, partition=str(NIL)),
+        event(tenant, 4, stream_position=2, partition=str(NIL)),
+    ])
     write(directory, "stream-" + str(HANDLER), [
         event(tenant, 0, stream_position=0, partition=guid(LEGACY_SOURCE)),
         event(tenant, 4, stream_position=1, partition="es-2"),
@@ -235,6 +250,19 @@ def main():
             ("Position", dec(1)),
             ("LastSuccessfullyProcessed", last),
             ("FailingPartitions", SON()),
+        ]),
+        SON([
+            ("_id", ObjectId()),
+            ("Partitioned", False),
+            ("EventProcessor", guid(FILTER)),
+            ("SourceStream", guid(NIL)),
+            ("Position", dec(3)),
+            ("EventLogPosition", dec(3)),
+            ("LastSuccessfullyProcessed", last),
+            ("RetryTime", last),
+            ("FailureReason", ""),
+            ("ProcessingAttempts", 0),
+            ("IsFailing", False),
         ]),
     ])
     if len(sys.argv) > 3:

@@ -592,6 +592,15 @@ async fn a_dump_of_a_runtime_before_9_is_imported_and_served() {
     assert!(stdout.contains("default scope: 6"), "{stdout}");
     assert!(stdout.contains("translated through stream-"), "{stdout}");
     assert!(stdout.contains("no migration record"), "{stdout}");
+    // The filter's stream stops where its state does: the filter writes event 4 again.
+    assert!(
+        stdout.contains(
+            "stream-f1170000-0000-4000-8000-0000000000f2: 1 entr(ies) past its \
+                         filter's position left out"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("stream entries: 2"), "{stdout}");
     server.relaunch().await;
     let channel = server.private().await;
 

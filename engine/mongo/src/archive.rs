@@ -248,14 +248,13 @@ impl CollectionStream {
                     match self.input.read_exact(&mut length) {
                         Ok(()) => {}
                         Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
-                            if self.seen {
-                                return Err(
-                                    self.invalid("the archive ends before the collection's end")
-                                );
-                            }
-                            // Not in the archive's blocks at all: no documents.
-                            self.state = State::Done;
-                            return Ok(());
+                            // mongodump ends every collection it lists, empty ones too: an
+                            // archive without the end was cut short.
+                            return Err(self.invalid(if self.seen {
+                                "the archive ends before the collection's end"
+                            } else {
+                                "the archive ends before any of the collection's blocks"
+                            }));
                         }
                         Err(e) => return Err(e),
                     }
@@ -463,6 +462,22 @@ mod tests {
         let opened = DumpArchive::open(&path, false, None).unwrap();
         let error = read_all(&opened, "a").unwrap_err().to_string();
         assert!(error.contains("ends"), "{error}");
+
+        // Cut after the prelude: every listed collection is refused, none read as empty.
+        let prelude_end = whole
+            .windows(4)
+            .position(|w| w == TERMINATOR.to_le_bytes())
+            .unwrap()
+            + 4;
+        std::fs::write(&path, &whole[..prelude_end + 2]).unwrap();
+        let opened = DumpArchive::open(&path, false, None).unwrap();
+        for collection in ["a", "b", "c"] {
+            let error = read_all(&opened, collection).unwrap_err().to_string();
+            assert!(
+                error.contains("before any of the collection's blocks"),
+                "{error}"
+            );
+        }
 
         std::fs::write(&path, b"not an archive at all").unwrap();
         let error = DumpArchive::open(&path, false, None)

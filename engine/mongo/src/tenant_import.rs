@@ -250,6 +250,8 @@ pub fn import_tenant(
         .filter(|(_, _, d)| matches!(d.filter, StreamFilter::EventTypes(_)) && !d.public)
         .map(|(scope, stream, _)| (*scope, *stream))
         .collect();
+    let states = named(&|k| matches!(k, Kind::ProcessorStates(_)));
+    let filter_positions = import.filter_positions(&states)?;
     let mut public_streams = HashSet::new();
     let mut legacy_streams = HashMap::new();
     for (name, kind) in named(&|k| matches!(k, Kind::Stream(..) | Kind::PublicStream(_))) {
@@ -257,10 +259,14 @@ pub fn import_tenant(
             Kind::Stream(scope, stream) if handler_streams.contains(&(scope, stream)) => {
                 legacy_streams.insert((scope, stream), name);
             }
-            Kind::Stream(scope, stream) => import.stream(&name, scope, stream, false)?,
+            Kind::Stream(scope, stream) => {
+                let at = filter_positions.get(&(scope, stream)).copied();
+                import.stream(&name, scope, stream, false, at)?;
+            }
             Kind::PublicStream(stream) => {
                 public_streams.insert(stream);
-                import.stream(&name, ScopeId::DEFAULT, stream, true)?;
+                let at = filter_positions.get(&(ScopeId::DEFAULT, stream)).copied();
+                import.stream(&name, ScopeId::DEFAULT, stream, true, at)?;
             }
             _ => {}
         }
@@ -282,7 +288,6 @@ pub fn import_tenant(
         }
     }
 
-    let states = named(&|k| matches!(k, Kind::ProcessorStates(_)));
     import.processor_states(&states, &definitions, &public_streams, &legacy_streams)?;
 
     for (name, kind) in named(&|k| matches!(k, Kind::Subscriptions(_))) {
@@ -388,19 +393,21 @@ impl Import<'_> {
         let (decoded_sender, decoded) =
             mpsc::sync_channel::<(u64, Result<Vec<ImportedEvent>>)>(BATCHES_IN_FLIGHT);
         let result = std::thread::scope(|scope| -> Result<()> {
-            // Owned here, so that returning early drops it and the decoders stop sending.
+            // Owned here, so that returning early drops them: the decoders stop sending, and
+            // find no more batches.
             let decoded = decoded;
-            let reader_sender = decoded_sender.clone();
+            let raw_sender = raw_sender;
             let stop = &stop;
-            spawn_in(scope, "annals-import-read", collection, move || {
-                read_batches(documents, &raw_sender, &reader_sender, stop);
-            })?;
             for _ in 0..DECODERS {
                 let (raw_receiver, decoded_sender) = (&raw_receiver, decoded_sender.clone());
                 spawn_in(scope, "annals-import-decode", collection, move || {
                     decode_batches(raw_receiver, &decoded_sender, collection);
                 })?;
             }
+            let reader_sender = decoded_sender.clone();
+            spawn_in(scope, "annals-import-read", collection, move || {
+                read_batches(documents, &raw_sender, &reader_sender, stop);
+            })?;
             drop(decoded_sender);
             // Batches come back in any order; they are appended in the order read.
             let mut waiting = BTreeMap::new();
@@ -413,15 +420,28 @@ impl Import<'_> {
                     aggregated +=
                         batch.iter().filter(|e| e.event.aggregate.is_some()).count() as u64;
                     redacted += batch.iter().filter(|e| e.redacted).count() as u64;
-                    let count = batch.len() as u64;
-                    log.append_all(&into_commits(batch)).map_err(|source| {
-                        stop.store(true, Ordering::Relaxed);
-                        Error::Write {
-                            source: annals_engine::Error::Log(source),
+                    // Appended in units bounded by their size as JSON (a batch is bounded by
+                    // its BSON, which the JSON may outgrow).
+                    let mut events = batch.into_iter().peekable();
+                    while events.peek().is_some() {
+                        let mut unit = Vec::new();
+                        let mut bytes = 0;
+                        while let Some(event) = events.next_if(|e| {
+                            unit.is_empty() || bytes + encoded_size(e) <= APPEND_BYTES_MAX
+                        }) {
+                            bytes += encoded_size(&event);
+                            unit.push(event);
                         }
-                    })?;
-                    written += count;
-                    self.advance(count);
+                        let count = unit.len() as u64;
+                        log.append_all(&into_commits(unit)).map_err(|source| {
+                            stop.store(true, Ordering::Relaxed);
+                            Error::Write {
+                                source: annals_engine::Error::Log(source),
+                            }
+                        })?;
+                        written += count;
+                        self.advance(count);
+                    }
                 }
             }
             Ok(())
@@ -505,9 +525,14 @@ impl Import<'_> {
         scope: ScopeId,
         stream: Uuid,
         public: bool,
+        filtered_to: Option<u64>,
     ) -> Result<()> {
         let log_end = self.log_ends.get(&scope).copied().unwrap_or(0);
         let tenant = self.tenant;
+        // Entries of events the filter's state has not passed are left out: the original
+        // writes an entry before the filter's position, and annals' filter writes it again
+        // from there (the original skips it by its unique index; annals would append it twice).
+        let mut beyond_filter = 0u64;
         let mut page: Vec<(EventLogSequenceNumber, String)> = Vec::with_capacity(STREAM_PAGE);
         let mut next = 0u64;
         let mut flushed = 0u64;
@@ -530,12 +555,13 @@ impl Import<'_> {
         };
         let count = self.each(collection, |_, document| {
             let entry = read_stream_entry(document)?;
-            if entry.position != next {
+            if entry.position != next + beyond_filter {
                 return Err(FieldError {
                     field: "_id".into(),
                     what: format!(
-                        "position {} where {next} follows: a stream's positions run 0, 1, 2, ...",
-                        entry.position
+                        "position {} where {} follows: a stream's positions run 0, 1, 2, ...",
+                        entry.position,
+                        next + beyond_filter
                     ),
                 });
             }
@@ -547,6 +573,12 @@ impl Import<'_> {
                         entry.event_log_sequence_number
                     ),
                 });
+            }
+            if beyond_filter > 0
+                || filtered_to.is_some_and(|at| entry.event_log_sequence_number >= at)
+            {
+                beyond_filter += 1;
+                return Ok(());
             }
             page.push((
                 EventLogSequenceNumber(entry.event_log_sequence_number),
@@ -572,9 +604,40 @@ impl Import<'_> {
         if !page.is_empty() {
             flush(&mut page, flushed).map_err(|source| Error::Write { source })?;
         }
+        if beyond_filter > 0 {
+            self.summary.notes.push(format!(
+                "{collection}: {beyond_filter} entr(ies) past its filter's position left out \
+                 (written by the original before the filter's state; the filter writes them \
+                 again)"
+            ));
+        }
         self.summary.stream_entries += next;
         self.advance(next);
         Ok(())
+    }
+
+    /// Where each filter (a processor reading its scope's event log) is: the event-log
+    /// position of its state, by (scope, filter id).
+    fn filter_positions(
+        &mut self,
+        collections: &[(String, Kind)],
+    ) -> Result<HashMap<(ScopeId, Uuid), u64>> {
+        let mut positions = HashMap::new();
+        for (name, kind) in collections {
+            let Kind::ProcessorStates(scope) = *kind else {
+                continue;
+            };
+            for (index, document) in (0u64..).zip(self.source.documents(name)?) {
+                let document = document?;
+                let state = read_processor_state(&document, self.now_ns)
+                    .map_err(|e| document_error(name, index, &document, e))?;
+                if state.source_stream.is_nil() {
+                    let at = state.event_log_position.unwrap_or(state.position);
+                    positions.insert((scope, state.processor), at);
+                }
+            }
+        }
+        Ok(positions)
     }
 
     fn processor_states(
@@ -663,11 +726,12 @@ impl Import<'_> {
         // whose event-log position the state does not give.
         // As the original up-converts (its `Streams/Legacy`): a missing event-log position,
         // or 0 past the stream's start, is the stream entry's event at that position; past
-        // the stream's end, the event after its last; in an empty stream, 0.
+        // the stream's end, the event after its last; at stream position 0 (or in an empty
+        // stream), 0.
         let needs = |position: u64, known: Option<u64>| {
             !reads_log
-                && (known.is_none()
-                    || (known == Some(0) && position > 0 && legacy_stream.is_some()))
+                && position > 0
+                && (known.is_none() || (known == Some(0) && legacy_stream.is_some()))
         };
         let mut wanted = BTreeMap::new();
         if needs(state.position, state.event_log_position) {
@@ -955,6 +1019,20 @@ fn decode_batches(
             .collect();
         writer_gone = decoded.send((number, events)).is_err();
     }
+}
+
+/// About how many bytes an event takes in the log: its texts and a fixed part.
+fn encoded_size(event: &ImportedEvent) -> usize {
+    let context = &event.execution_context;
+    event.event.content.len()
+        + event.event.event_source_id.len()
+        + context.environment.len()
+        + context
+            .claims
+            .iter()
+            .map(|c| c.key.len() + c.value.len() + c.value_type.len() + 12)
+            .sum::<usize>()
+        + 160
 }
 
 /// Consecutive events that share their occurred time and execution context become one commit,
