@@ -135,6 +135,10 @@ pub fn write_dump(
 
 /// The log's cache of sealed blocks during an import.
 const IMPORT_READ_CACHE: bytesize::ByteSize = bytesize::ByteSize::mib(4);
+/// RocksDB's block cache during an import: the index is written and checked in order.
+const IMPORT_BLOCK_CACHE: bytesize::ByteSize = bytesize::ByteSize::mib(8);
+/// The largest log segment an import writes.
+const IMPORT_SEGMENT_BYTES: bytesize::ByteSize = bytesize::ByteSize::mib(32);
 
 /// What to import and from where.
 #[derive(Debug, Clone)]
@@ -170,6 +174,10 @@ pub fn import(request: &ImportRequest) -> anyhow::Result<ImportSummary> {
     // An import reads back only what the indexer reads, in order: a small cache of sealed
     // blocks does, and keeps the memory flat.
     config.log.read_cache_bytes = IMPORT_READ_CACHE;
+    config.index.block_cache_bytes = IMPORT_BLOCK_CACHE;
+    // Sealing reads a whole segment into memory: smaller ones keep the import's peak down.
+    // Segments of any size below the configured one read as any other.
+    config.log.segment_bytes_max = config.log.segment_bytes_max.min(IMPORT_SEGMENT_BYTES);
     // Every batch durable before the tenant is marked complete, whatever the runtime's own
     // durability setting.
     config.log.durability = annals_engine::Durability::SyncData;

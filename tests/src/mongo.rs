@@ -148,12 +148,22 @@ fn annals(
     tenant: Uuid,
     more: &[&std::ffi::OsStr],
 ) -> (bool, String, String) {
+    let tenant = tenant.to_string();
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        command.as_ref(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "--tenant".as_ref(),
+        tenant.as_ref(),
+    ];
+    args.extend_from_slice(more);
+    run_annals(&args)
+}
+
+/// Runs the `annals` binary with `args`; returns (success, stdout, stderr).
+pub fn run_annals(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
     let output = Command::new(binary())
-        .arg(command)
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--tenant", &tenant.to_string()])
-        .args(more)
+        .args(args)
         .env_remove("RUST_LOG")
         .output()
         .unwrap();

@@ -22,7 +22,7 @@ use std::time::Duration;
 use annals_tests::head::{Answer, EventHandler, Filter, Head, Kind, QUIET};
 use annals_tests::mongo::{
     array, boolean, collections, date, dec, decode, doc, documents, export, field, guid, guid_text,
-    import, import_with, int32, int64, python, string, without_object_ids,
+    import, import_with, int32, int64, python, run_annals, string, without_object_ids,
 };
 use annals_tests::proto::dolittle;
 use annals_tests::{aggregate_request, commit_request, send_commit, uuid, Server, DEVELOPMENT};
@@ -55,17 +55,13 @@ async fn populate(server: &mut Server) -> Vec<dolittle::runtime::events::Committ
     );
     request.events[1].public = true;
     let plain = send_commit(&channel, request).await;
-    let response = EventStoreClient::new(channel.clone())
-        .commit_for_aggregate(aggregate_request(
-            DEVELOPMENT,
-            ROOT,
-            "cart-1",
-            0,
-            &[(TYPE_A, "{}"), (TYPE_A, r#"{"k":-0}"#)],
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let response = for_aggregate(
+        &channel,
+        "cart-1",
+        0,
+        &[(TYPE_A, "{}"), (TYPE_A, r#"{"k":-0}"#)],
+    )
+    .await;
     assert!(response.failure.is_none(), "{:?}", response.failure);
 
     // A partitioned handler of TYPE_A: es-0 and cart-1 succeed, es-1 never reaches it (B).
@@ -476,6 +472,26 @@ async fn an_export_refuses_what_it_cannot_do_cleanly() {
     assert!(stderr.contains("exists already"), "{stderr}");
 }
 
+/// A CommitForAggregate of `events` to ROOT's `event_source` at `expected`.
+async fn for_aggregate(
+    channel: &tonic::transport::Channel,
+    event_source: &str,
+    expected: u64,
+    events: &[(Uuid, &str)],
+) -> dolittle::runtime::events::CommitAggregateEventsResponse {
+    EventStoreClient::new(channel.clone())
+        .commit_for_aggregate(aggregate_request(
+            DEVELOPMENT,
+            ROOT,
+            event_source,
+            expected,
+            events,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// The failure id of a wrong expected aggregate version.
 const CONFLICT: Uuid = annals_tests::failures::CONFLICT;
 
@@ -525,33 +541,12 @@ async fn an_imported_dump_is_the_tenant_it_came_from() {
     )
     .await;
     assert_eq!(committed[0].event_log_sequence_number, 5);
-    let mut store = EventStoreClient::new(channel.clone());
-    let stale = store
-        .commit_for_aggregate(aggregate_request(
-            DEVELOPMENT,
-            ROOT,
-            "cart-1",
-            0,
-            &[(TYPE_A, "{}")],
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let stale = for_aggregate(&channel, "cart-1", 0, &[(TYPE_A, "{}")]).await;
     assert_eq!(
         annals_tests::failure_id(stale.failure.as_ref()),
         Some(CONFLICT)
     );
-    let next = store
-        .commit_for_aggregate(aggregate_request(
-            DEVELOPMENT,
-            ROOT,
-            "cart-1",
-            2,
-            &[(TYPE_A, "{}")],
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let next = for_aggregate(&channel, "cart-1", 2, &[(TYPE_A, "{}")]).await;
     assert!(next.failure.is_none(), "{:?}", next.failure);
     // The handler resumes where it was: its parked partition first (a head that registers
     // again is retried at once), with the attempts it had; then the new events, nothing
@@ -605,18 +600,7 @@ async fn a_dump_of_a_runtime_before_9_is_imported_and_served() {
     let channel = server.private().await;
 
     // The aggregate and its versions.
-    let mut store = EventStoreClient::new(channel.clone());
-    let next = store
-        .commit_for_aggregate(aggregate_request(
-            DEVELOPMENT,
-            ROOT,
-            "cart-1",
-            2,
-            &[(TYPE_C, "{}")],
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let next = for_aggregate(&channel, "cart-1", 2, &[(TYPE_C, "{}")]).await;
     assert!(next.failure.is_none(), "{:?}", next.failure);
     assert_eq!(next.events.unwrap().events[0].aggregate_root_version, 2);
 
@@ -805,23 +789,17 @@ fn export_running(server: &Server, out: &str) -> (bool, String, String) {
 
 /// `annals export --runtime URL --tenant DEVELOPMENT --out OUT`.
 fn export_at(url: &str, out: &str) -> (bool, String, String) {
-    let output = std::process::Command::new(annals_tests::binary())
-        .args([
-            "export",
-            "--runtime",
-            url,
-            "--tenant",
-            &DEVELOPMENT.to_string(),
-        ])
-        .args(["--out", out])
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let tenant = DEVELOPMENT.to_string();
+    let args = [
+        "export",
+        "--runtime",
+        url,
+        "--tenant",
+        &tenant,
+        "--out",
+        out,
+    ];
+    run_annals(&args.map(std::ffi::OsStr::new))
 }
 
 /// The number in `line` after `prefix` ("  default scope: 12" gives 12).
@@ -853,22 +831,17 @@ async fn a_running_runtime_exports_a_consistent_snapshot_while_commits_go_on() {
     let writer = {
         let (channel, stop) = (channel.clone(), std::sync::Arc::clone(&stop));
         tokio::spawn(async move {
-            let mut store = EventStoreClient::new(channel);
             let mut versions = [0u64; 10];
             let mut round = 0usize;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let instance = round % 10;
-                let response = store
-                    .commit_for_aggregate(aggregate_request(
-                        DEVELOPMENT,
-                        ROOT,
-                        &format!("cart-{instance}"),
-                        versions[instance],
-                        &[(TYPE_A, "{}"), (TYPE_B, "{}")],
-                    ))
-                    .await
-                    .unwrap()
-                    .into_inner();
+                let response = for_aggregate(
+                    &channel,
+                    &format!("cart-{instance}"),
+                    versions[instance],
+                    &[(TYPE_A, "{}"), (TYPE_B, "{}")],
+                )
+                .await;
                 assert!(response.failure.is_none(), "{:?}", response.failure);
                 versions[instance] += 2;
                 round += 1;

@@ -3,18 +3,26 @@
 //!
 //! What is written (each collection only when it has documents, except `event-log`,
 //! `event-log-metadata` and `metadata`, which the original always has):
-//! - `event-log` and each scope's `x-<scope>-event-log`, up to the end each log had when the
-//!   export began (the snapshot: commits arriving meanwhile are left out);
-//! - `aggregates`, walked in pages;
+//! - `event-log` and each scope's `x-<scope>-event-log`, up to the snapshot's end of each log
+//!   (commits arriving meanwhile are left out);
+//! - `aggregates`, walked in pages, each instance at its version as of the snapshot;
 //! - every stream a filter wrote (`stream-<id>`, `x-<scope>-stream-<id>`,
-//!   `public-stream-<id>`), each entry with its event, entries of events beyond the snapshot
-//!   left out;
+//!   `public-stream-<id>`), each entry with its event, cut where the filter's state is (and
+//!   at the snapshot);
 //! - `stream-definitions` per scope, from the definitions recorded at registration;
 //! - `stream-processor-states` per scope, for event handlers and filters (a public filter's
 //!   in the default scope's, as the original keeps it);
 //! - `x-<scope>-subscription-states` for event-horizon subscriptions;
 //! - `event-log-metadata`: each event log's and stream's next offset;
 //! - `metadata`: the V9 migration done.
+//!
+//! The snapshot holds while the tenant is in use (commits, handlers, subscriptions going on):
+//! the processors' states are read before their logs' ends, so none is ahead of the dumped
+//! events; each scope's end and its subscriptions are read together under the scope's lock
+//! (`Tenant::scope_snapshot`), so no received batch is half in; the aggregate versions are
+//! counted below the default log's end (`Tenant::aggregate_instances_at`); and a filter's
+//! stream stops where its state does, so a restored filter neither skips nor repeats an
+//! entry.
 //!
 //! Translations that are not one to one are listed in [`ExportSummary::notes`].
 //!
