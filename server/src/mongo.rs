@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use annals_engine::{Engine, EngineConfig, ScopeId, TenantId};
 use annals_mongo::{
-    export_tenant, import_tenant, Compression, DumpArchive, DumpDirectory, DumpSource,
-    ExportOptions, ExportSummary, ImportOptions, ImportSummary,
+    export_tenant, import_tenant, recorded_event_count, Compression, DumpArchive, DumpDirectory,
+    DumpSource, ExportOptions, ExportSummary, ImportOptions, ImportSummary,
 };
 use anyhow::{bail, Context as _};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -156,19 +156,25 @@ pub struct ImportRequest {
 
 /// Runs an import, reporting progress on stderr; returns what was read.
 pub fn import(request: &ImportRequest) -> anyhow::Result<ImportSummary> {
-    let (source, countable): (Box<dyn DumpSource>, u64) = match &request.archive {
-        None => {
-            let directory = DumpDirectory::open(&request.source)
-                .with_context(|| format!("reading the dump {}", request.source.display()))?;
-            let countable = countable_documents(&request.source, &directory);
-            (Box::new(directory), countable)
-        }
-        Some((gzip, database)) => {
-            let archive = DumpArchive::open(&request.source, *gzip, database.as_deref())
-                .with_context(|| format!("reading the archive {}", request.source.display()))?;
-            (Box::new(archive), 0)
-        }
+    let source: Box<dyn DumpSource> = match &request.archive {
+        None => Box::new(
+            DumpDirectory::open(&request.source)
+                .with_context(|| format!("reading the dump {}", request.source.display()))?,
+        ),
+        Some((gzip, database)) => Box::new(
+            DumpArchive::open(&request.source, *gzip, database.as_deref())
+                .with_context(|| format!("reading the archive {}", request.source.display()))?,
+        ),
     };
+    // What the dump says it holds, else (older dumps) the plain files' documents counted.
+    let expected = recorded_event_count(source.as_ref())
+        .or_else(|| {
+            request
+                .archive
+                .is_none()
+                .then(|| countable_documents(&request.source, source.as_ref()))
+        })
+        .unwrap_or(0);
     let data_dir = request.engine.log.data_dir.clone();
     let mut config = request.engine.clone();
     // An import reads back only what the indexer reads, in order: a small cache of sealed
@@ -203,7 +209,7 @@ pub fn import(request: &ImportRequest) -> anyhow::Result<ImportSummary> {
         engine.delete_tenant(tenant_id)?;
     }
     let tenant = engine.create_tenant_for_import(tenant_id)?;
-    let mut progress = Progress::new(countable);
+    let mut progress = Progress::new(expected);
     let options = ImportOptions {
         now_unix_ns: annals_contract::clock::now_ns(),
     };
@@ -259,12 +265,14 @@ fn holds_data(tenant: &annals_engine::Tenant) -> anyhow::Result<Option<&'static 
 
 /// The documents of the event logs and streams of a plain dump directory, counted from
 /// their length prefixes without reading them (0 when not countable cheaply: gzipped).
-fn countable_documents(dir: &Path, source: &DumpDirectory) -> u64 {
+fn countable_documents(dir: &Path, source: &dyn DumpSource) -> u64 {
     use std::io::{Read as _, Seek as _, SeekFrom};
     let mut total = 0;
     for collection in source.collections() {
         let counted = collection.ends_with("event-log")
-            || collection.contains("stream-") && !collection.ends_with("stream-definitions");
+            || collection.contains("stream-")
+                && !collection.ends_with("stream-definitions")
+                && !collection.ends_with("stream-processor-states");
         if !counted {
             continue;
         }

@@ -62,7 +62,7 @@ pub use crate::{
     processor::{stream_processor_state_document, stream_processor_states_collection},
     subscription::{subscription_state_document, subscription_states_collection},
     tenant_export::{export_tenant, ExportOptions, ExportSummary},
-    tenant_import::{import_tenant, ImportOptions, ImportSummary},
+    tenant_import::{import_tenant, recorded_event_count, ImportOptions, ImportSummary},
 };
 
 /// The BSON library the documents are built with, so callers use the same version.
