@@ -515,6 +515,28 @@ pub fn aggregate_request(
     }
 }
 
+/// Commits `events` to the Development tenant's aggregate (`root`, `event_source`) at
+/// `expected` through `client`; returns the response (a failure included).
+pub async fn for_aggregate(
+    client: &mut dolittle::runtime::events::event_store_client::EventStoreClient<Channel>,
+    root: Uuid,
+    event_source: &str,
+    expected: u64,
+    events: &[(Uuid, &str)],
+) -> dolittle::runtime::events::CommitAggregateEventsResponse {
+    client
+        .commit_for_aggregate(aggregate_request(
+            DEVELOPMENT,
+            root,
+            event_source,
+            expected,
+            events,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// The failure id in a response's failure, if any.
 pub fn failure_id(failure: Option<&dolittle::protobuf::Failure>) -> Option<Uuid> {
     failure.map(|f| uuid(f.id.as_ref().unwrap()))

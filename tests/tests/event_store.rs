@@ -55,17 +55,7 @@ async fn for_aggregate(
     expected: u64,
     events: &[(Uuid, &str)],
 ) -> CommitAggregateEventsResponse {
-    client
-        .commit_for_aggregate(aggregate_request(
-            DEVELOPMENT,
-            ROOT,
-            event_source,
-            expected,
-            events,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
+    annals_tests::for_aggregate(client, ROOT, event_source, expected, events).await
 }
 
 async fn batches(

@@ -25,7 +25,7 @@ use annals_tests::mongo::{
     import, import_with, int32, int64, python, run_annals, string, without_object_ids,
 };
 use annals_tests::proto::dolittle;
-use annals_tests::{aggregate_request, commit_request, send_commit, uuid, Server, DEVELOPMENT};
+use annals_tests::{commit_request, send_commit, uuid, Server, DEVELOPMENT};
 use dolittle::runtime::events::event_store_client::EventStoreClient;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -479,17 +479,8 @@ async fn for_aggregate(
     expected: u64,
     events: &[(Uuid, &str)],
 ) -> dolittle::runtime::events::CommitAggregateEventsResponse {
-    EventStoreClient::new(channel.clone())
-        .commit_for_aggregate(aggregate_request(
-            DEVELOPMENT,
-            ROOT,
-            event_source,
-            expected,
-            events,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
+    let mut client = EventStoreClient::new(channel.clone());
+    annals_tests::for_aggregate(&mut client, ROOT, event_source, expected, events).await
 }
 
 /// The failure id of a wrong expected aggregate version.
