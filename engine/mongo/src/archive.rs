@@ -137,10 +137,8 @@ impl DumpSource for DumpArchive {
 }
 
 fn fault(path: &Path, what: String) -> Error {
-    Error::Dump {
+    Error::Archive {
         path: path.to_owned(),
-        document_index: 0,
-        offset: 0,
         what,
     }
 }

@@ -117,6 +117,14 @@ pub enum Error {
         /// What is wrong.
         what: String,
     },
+    /// A `mongodump --archive` file that cannot be read as one.
+    #[error("{}: {what}", .path.display())]
+    Archive {
+        /// The archive.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
     /// A document of a dump that cannot be imported.
     #[error(
         "collection {collection}, document {document_index} (_id {id}), field {field}: {what}"
