@@ -99,7 +99,8 @@ impl<'a> Doc<'a> {
         }
     }
 
-    fn wrong_type(&self, name: &str, want: &str, found: &RawBsonRef<'_>) -> FieldError {
+    /// Field `name` holds a `found` where a `want` belongs.
+    pub(crate) fn wrong_type(&self, name: &str, want: &str, found: &RawBsonRef<'_>) -> FieldError {
         self.error(name, format!("{want} expected, found {}", type_name(found)))
     }
 
@@ -232,6 +233,14 @@ impl<'a> Doc<'a> {
     pub(crate) fn counter(&self, name: &str) -> Field<u64> {
         let value = self.required(name)?;
         self.counter_of(name, &value)
+    }
+
+    /// Like [`Doc::counter`], for a field that may be missing or Null.
+    pub(crate) fn optional_counter(&self, name: &str) -> Field<Option<u64>> {
+        match self.get(name) {
+            None | Some(RawBsonRef::Null) => Ok(None),
+            Some(value) => self.counter_of(name, &value).map(Some),
+        }
     }
 
     /// Like [`Doc::counter`], for a value already taken out of the document.

@@ -120,13 +120,7 @@ fn read_content(top: &Doc<'_>) -> Field<String> {
             Ok(serde_json::Value::Object(_)) => Ok(text.to_owned()),
             _ => Err(top.error("Content", "a String that is not a JSON object")),
         },
-        other => Err(top.error(
-            "Content",
-            format!(
-                "Document expected, found {}",
-                crate::decode::type_name(&other)
-            ),
-        )),
+        other => Err(top.wrong_type("Content", "Document", &other)),
     }
 }
 
@@ -144,15 +138,7 @@ fn read_execution_context(top: &Doc<'_>) -> Field<ExecutionContext> {
             })?;
             (bytes != [0; 8]).then_some(bytes)
         }
-        Some(other) => {
-            return Err(context.error(
-                "SpanId",
-                format!(
-                    "Binary expected, found {}",
-                    crate::decode::type_name(&other)
-                ),
-            ))
-        }
+        Some(other) => return Err(context.wrong_type("SpanId", "Binary", &other)),
     };
     let mut claims = Vec::new();
     for (index, claim) in context.array("Claims")?.into_iter().enumerate() {
@@ -297,32 +283,18 @@ pub(crate) fn read_processor_state(
     now_ns: i64,
 ) -> Field<ImportedProcessorState> {
     let top = Doc::top(document)?;
-    let optional_counter = |doc: &Doc<'_>, name: &str| -> Field<Option<u64>> {
-        match doc.get(name) {
-            None | Some(RawBsonRef::Null) => Ok(None),
-            Some(value) => doc.counter_of(name, &value).map(Some),
-        }
-    };
     let failing = top.optional_document("FailingPartitions", "FailingPartitions.")?;
     let partitioned = match top.get("Partitioned") {
         Some(RawBsonRef::Boolean(b)) => b,
         None => failing.is_some(),
-        Some(other) => {
-            return Err(top.error(
-                "Partitioned",
-                format!(
-                    "Boolean expected, found {}",
-                    crate::decode::type_name(&other)
-                ),
-            ))
-        }
+        Some(other) => return Err(top.wrong_type("Partitioned", "Boolean", &other)),
     };
     let mut state = ImportedProcessorState {
         processor: top.guid("EventProcessor")?,
         source_stream: top.guid("SourceStream")?,
         partitioned,
         position: top.counter("Position")?,
-        event_log_position: optional_counter(&top, "EventLogPosition")?,
+        event_log_position: top.optional_counter("EventLogPosition")?,
         last_successfully_processed_ns: top.time_or_never_ns("LastSuccessfullyProcessed")?,
         failure: None,
         failing_partitions: BTreeMap::new(),
@@ -336,13 +308,7 @@ pub(crate) fn read_processor_state(
                 .map_err(|e| top.error("FailingPartitions", format!("does not parse: {e}")))?;
             let partition = partition.as_str();
             let RawBsonRef::Document(entry) = value else {
-                return Err(failing.error(
-                    partition,
-                    format!(
-                        "Document expected, found {}",
-                        crate::decode::type_name(&value)
-                    ),
-                ));
+                return Err(failing.wrong_type(partition, "Document", &value));
             };
             let path = format!("FailingPartitions.{partition}.");
             let prefixed = |e: FieldError| FieldError {
@@ -353,7 +319,7 @@ pub(crate) fn read_processor_state(
             let read = || -> Field<(u64, Option<u64>, ProcessingFailure)> {
                 Ok((
                     entry.counter("Position")?,
-                    optional_counter(&entry, "EventLogPosition")?,
+                    entry.optional_counter("EventLogPosition")?,
                     ProcessingFailure {
                         reason: entry.string("Reason")?.to_owned(),
                         retry_time_ns: entry.retry_time_ns("RetryTime")?,
@@ -423,10 +389,7 @@ pub(crate) fn read_subscription_state(
     now_ns: i64,
 ) -> Field<ImportedSubscription> {
     let top = Doc::top(document)?;
-    let event_log_sequence = match top.get("EventLogSequence") {
-        None | Some(RawBsonRef::Null) => 0,
-        Some(value) => top.counter_of("EventLogSequence", &value)?,
-    };
+    let event_log_sequence = top.optional_counter("EventLogSequence")?.unwrap_or(0);
     let failure = if top.boolean("IsFailing")? {
         Some(ProcessingFailure {
             reason: top.string("FailureReason")?.to_owned(),

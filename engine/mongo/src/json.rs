@@ -30,12 +30,18 @@ pub fn document_to_json(document: &RawDocument) -> Result<String, String> {
     Ok(out)
 }
 
-fn write_document(document: &RawDocument, out: &mut String, depth: usize) -> Result<(), String> {
+/// Refuses content nested deeper than annals accepts.
+fn check_depth(depth: usize) -> Result<(), String> {
     if depth > CONTENT_DEPTH_MAX {
         return Err(format!(
             "content nested deeper than {CONTENT_DEPTH_MAX} levels, which annals does not accept"
         ));
     }
+    Ok(())
+}
+
+fn write_document(document: &RawDocument, out: &mut String, depth: usize) -> Result<(), String> {
+    check_depth(depth)?;
     out.push('{');
     for (index, element) in document.iter().enumerate() {
         let (key, value) = element.map_err(|e| format!("the content does not parse: {e}"))?;
@@ -51,11 +57,7 @@ fn write_document(document: &RawDocument, out: &mut String, depth: usize) -> Res
 }
 
 fn write_array(array: &RawArray, out: &mut String, depth: usize) -> Result<(), String> {
-    if depth > CONTENT_DEPTH_MAX {
-        return Err(format!(
-            "content nested deeper than {CONTENT_DEPTH_MAX} levels, which annals does not accept"
-        ));
-    }
+    check_depth(depth)?;
     out.push('[');
     for (index, element) in array.into_iter().enumerate() {
         let value = element.map_err(|e| format!("the content does not parse: {e}"))?;

@@ -251,7 +251,8 @@ pub fn import_tenant(
         .map(|(scope, stream, _)| (*scope, *stream))
         .collect();
     let states = named(&|k| matches!(k, Kind::ProcessorStates(_)));
-    let filter_positions = import.filter_positions(&states)?;
+    let states = import.read_processor_states(&states)?;
+    let filter_positions = filter_positions(&states);
     let mut public_streams = HashSet::new();
     let mut legacy_streams = HashMap::new();
     for (name, kind) in named(&|k| matches!(k, Kind::Stream(..) | Kind::PublicStream(_))) {
@@ -288,7 +289,7 @@ pub fn import_tenant(
         }
     }
 
-    import.processor_states(&states, &definitions, &public_streams, &legacy_streams)?;
+    import.processor_states(states, &definitions, &public_streams, &legacy_streams)?;
 
     for (name, kind) in named(&|k| matches!(k, Kind::Subscriptions(_))) {
         let Kind::Subscriptions(scope) = kind else {
@@ -336,6 +337,24 @@ pub fn recorded_event_count(source: &dyn DumpSource) -> Option<u64> {
 
 /// The collection of the original's next offsets.
 const EVENT_LOG_METADATA: &str = "event-log-metadata";
+
+/// A processor-state collection as read: its name, its scope, and each state with its
+/// document's index and `_id`.
+type ReadStates = (String, ScopeId, Vec<(u64, String, ImportedProcessorState)>);
+
+/// Where each filter (a processor reading its scope's event log) is: the event-log position
+/// of its state, by (scope, filter id).
+fn filter_positions(states: &[ReadStates]) -> HashMap<(ScopeId, Uuid), u64> {
+    states
+        .iter()
+        .flat_map(|(_, scope, read)| read.iter().map(move |(_, _, state)| (*scope, state)))
+        .filter(|(_, state)| state.source_stream.is_nil())
+        .map(|(scope, state)| {
+            let at = state.event_log_position.unwrap_or(state.position);
+            ((scope, state.processor), at)
+        })
+        .collect()
+}
 
 /// One import under way.
 struct Import<'a> {
@@ -639,42 +658,10 @@ impl Import<'_> {
         Ok(())
     }
 
-    /// Where each filter (a processor reading its scope's event log) is: the event-log
-    /// position of its state, by (scope, filter id).
-    fn filter_positions(
-        &mut self,
-        collections: &[(String, Kind)],
-    ) -> Result<HashMap<(ScopeId, Uuid), u64>> {
-        let mut positions = HashMap::new();
-        for (name, kind) in collections {
-            let Kind::ProcessorStates(scope) = *kind else {
-                continue;
-            };
-            for (index, document) in (0u64..).zip(self.source.documents(name)?) {
-                let document = document?;
-                let state = read_processor_state(&document, self.now_ns)
-                    .map_err(|e| document_error(name, index, &document, e))?;
-                if state.source_stream.is_nil() {
-                    let at = state.event_log_position.unwrap_or(state.position);
-                    positions.insert((scope, state.processor), at);
-                }
-            }
-        }
-        Ok(positions)
-    }
-
-    fn processor_states(
-        &mut self,
-        collections: &[(String, Kind)],
-        definitions: &[(ScopeId, Uuid, StreamDefinition)],
-        public_streams: &HashSet<Uuid>,
-        legacy_streams: &HashMap<(ScopeId, Uuid), String>,
-    ) -> Result<()> {
-        let handlers: HashSet<(ScopeId, Uuid)> = definitions
-            .iter()
-            .filter(|(_, _, d)| matches!(d.filter, StreamFilter::EventTypes(_)))
-            .map(|(scope, stream, _)| (*scope, *stream))
-            .collect();
+    /// Every processor state document, read once: by collection, its scope, and each state
+    /// with its index and `_id`.
+    fn read_processor_states(&mut self, collections: &[(String, Kind)]) -> Result<Vec<ReadStates>> {
+        let mut all = Vec::new();
         for (name, kind) in collections {
             let Kind::ProcessorStates(scope) = *kind else {
                 continue;
@@ -689,6 +676,25 @@ impl Import<'_> {
                 ));
                 Ok(())
             })?;
+            all.push((name.clone(), scope, read));
+        }
+        Ok(all)
+    }
+
+    fn processor_states(
+        &mut self,
+        states: Vec<ReadStates>,
+        definitions: &[(ScopeId, Uuid, StreamDefinition)],
+        public_streams: &HashSet<Uuid>,
+        legacy_streams: &HashMap<(ScopeId, Uuid), String>,
+    ) -> Result<()> {
+        let handlers: HashSet<(ScopeId, Uuid)> = definitions
+            .iter()
+            .filter(|(_, _, d)| matches!(d.filter, StreamFilter::EventTypes(_)))
+            .map(|(scope, stream, _)| (*scope, *stream))
+            .collect();
+        for (name, scope, read) in states {
+            let name = &name;
             // A handler of a runtime before 9.0 kept two states: its filter's (reading the
             // event log) and its processor's (reading its stream). Only the latter is a
             // handler's position now.
