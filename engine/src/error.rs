@@ -55,6 +55,19 @@ pub enum Error {
         /// The stream's next position.
         actual: StreamPosition,
     },
+
+    /// A projection's state was asked for as of a position whose history its retention has
+    /// trimmed.
+    #[error(
+        "the projection's history before event-log position {floor} has been trimmed by its \
+         retention; position {requested} is before it"
+    )]
+    HistoryTrimmed {
+        /// The position asked for.
+        requested: u64,
+        /// Where the kept history begins.
+        floor: u64,
+    },
 }
 
 impl Error {

@@ -18,6 +18,9 @@
 //! | `D` public stream by partition | `D` stream len partition position(8) | seq(8) |
 //! | `Q` stream processor state | `Q` scope(16) processor(16) source stream(16) | JSON |
 //! | `J` projection state | `J` scope(16) projection(16) key (rest) | JSON text |
+//! | `K` projection history | `K` scope(16) projection(16) len key seq(8) | 1 occurred(8) JSON, or 0 occurred(8) (deleted) |
+//! | `W` projection history floor | `W` scope(16) projection(16) | u64: history before it is trimmed |
+//! | `G` projection definition | `G` scope(16) projection(16) | the server's text |
 //! | `H` subscription state | `H` producer microservice, tenant, scope, stream (16 each) partition | JSON |
 //! | `F` stream definition | `F` scope(16) stream(16) | JSON |
 //!
@@ -57,6 +60,9 @@ pub(crate) const PUBLIC_STREAM_END: u8 = b'B';
 pub(crate) const PUBLIC_STREAM: u8 = b'C';
 pub(crate) const PUBLIC_STREAM_PARTITION: u8 = b'D';
 pub(crate) const PROJECTION: u8 = b'J';
+pub(crate) const PROJECTION_HISTORY: u8 = b'K';
+pub(crate) const PROJECTION_HISTORY_FLOOR: u8 = b'W';
+pub(crate) const PROJECTION_DEFINITION: u8 = b'G';
 pub(crate) const SUBSCRIPTION: u8 = b'H';
 pub(crate) const STREAM_DEFINITION: u8 = b'F';
 pub(crate) const EVENT_TYPE_ALIAS: u8 = b'T';
@@ -251,6 +257,57 @@ pub(crate) fn projection(scope: Uuid, projection: Uuid, state_key: &str) -> Vec<
     let mut key = projection_prefix(scope, projection);
     key.extend_from_slice(state_key.as_bytes());
     key
+}
+
+/// `K` scope projection: the prefix of a projection's history.
+pub(crate) fn projection_history_prefix(scope: Uuid, projection: Uuid) -> Vec<u8> {
+    two_ids(PROJECTION_HISTORY, scope, projection)
+}
+
+/// `K` scope projection len key: the prefix of one key's history.
+pub(crate) fn projection_key_history(scope: Uuid, projection: Uuid, state_key: &str) -> Vec<u8> {
+    let mut key = projection_history_prefix(scope, projection);
+    put_str(&mut key, state_key);
+    key
+}
+
+/// `K` scope projection len key seq: the state of one key after the event at `seq`.
+pub(crate) fn projection_history(
+    scope: Uuid,
+    projection: Uuid,
+    state_key: &str,
+    seq: u64,
+) -> Vec<u8> {
+    projection_history_at(&projection_key_history(scope, projection, state_key), seq)
+}
+
+/// One key's history prefix (see [`projection_key_history`]) and `seq`.
+pub(crate) fn projection_history_at(group: &[u8], seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(group.len() + 8);
+    key.extend_from_slice(group);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// Splits a `K` key after its 33-byte prefix: the key's own history prefix (everything but
+/// the sequence number), the state key and the sequence number.
+pub(crate) fn split_projection_history(key: &[u8]) -> Option<(&[u8], &str, u64)> {
+    let rest = key.get(33..)?;
+    let (len, rest) = rest.split_first_chunk::<4>()?;
+    let len = u32::from_be_bytes(*len) as usize;
+    let state_key = std::str::from_utf8(rest.get(..len)?).ok()?;
+    let seq: [u8; 8] = rest.get(len..)?.try_into().ok()?;
+    Some((&key[..33 + 4 + len], state_key, u64::from_be_bytes(seq)))
+}
+
+/// `W` scope projection: where a projection's history begins.
+pub(crate) fn projection_history_floor(scope: Uuid, projection: Uuid) -> Vec<u8> {
+    two_ids(PROJECTION_HISTORY_FLOOR, scope, projection)
+}
+
+/// `G` scope projection: a projection's definition.
+pub(crate) fn projection_definition(scope: Uuid, projection: Uuid) -> Vec<u8> {
+    two_ids(PROJECTION_DEFINITION, scope, projection)
 }
 
 /// `H` producer-microservice producer-tenant scope stream partition.

@@ -68,6 +68,6 @@ pub use crate::{
     },
     tenant::{
         AggregateBatches, AggregateVersionCheck, AggregateVersionProblem, IndexRecovery,
-        StreamEntry, Tenant,
+        ProjectionHistorySize, StreamEntry, Tenant,
     },
 };

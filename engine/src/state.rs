@@ -222,11 +222,20 @@ impl SubscriptionId {
     }
 }
 
-/// Several state writes that become durable together with one sync.
+/// Several state writes that become durable together with one sync, applied in the order
+/// they were added (a later write to a key wins over an earlier one).
 #[derive(Debug, Default)]
 pub struct StateBatch {
-    pub(crate) puts: Vec<(Vec<u8>, Vec<u8>)>,
-    pub(crate) deletes: Vec<Vec<u8>>,
+    pub(crate) ops: Vec<StateOp>,
+}
+
+/// One write of a [`StateBatch`].
+#[derive(Debug)]
+pub(crate) enum StateOp {
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+    /// Every key from the first up to (not including) the second.
+    DeleteRange(Vec<u8>, Vec<u8>),
 }
 
 impl StateBatch {
@@ -237,30 +246,79 @@ impl StateBatch {
 
     /// Whether the batch holds no write.
     pub fn is_empty(&self) -> bool {
-        self.puts.is_empty() && self.deletes.is_empty()
+        self.ops.is_empty()
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push(StateOp::Put(key, value));
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        self.ops.push(StateOp::Delete(key));
+    }
+
+    fn delete_prefix(&mut self, prefix: Vec<u8>) {
+        let end = keys::prefix_end(&prefix);
+        self.ops.push(StateOp::DeleteRange(prefix, end));
     }
 
     /// Sets a stream processor's state.
     pub fn put_stream_processor(&mut self, id: &StreamProcessorId, state: &StreamProcessorState) {
-        self.puts.push((id.key(), to_json(state)));
+        self.put(id.key(), to_json(state));
     }
 
     /// Removes a stream processor's state.
     pub fn delete_stream_processor(&mut self, id: &StreamProcessorId) {
-        self.deletes.push(id.key());
+        self.delete(id.key());
     }
 
     /// Sets a projection's state for one key (`state` is the projection's JSON text).
     pub fn put_projection(&mut self, scope: Uuid, projection: Uuid, key: &str, state: &str) {
-        self.puts.push((
+        self.put(
             keys::projection(scope, projection, key),
             state.as_bytes().to_vec(),
-        ));
+        );
     }
 
     /// Removes a projection's state for one key.
     pub fn delete_projection(&mut self, scope: Uuid, projection: Uuid, key: &str) {
-        self.deletes.push(keys::projection(scope, projection, key));
+        self.delete(keys::projection(scope, projection, key));
+    }
+
+    /// Records what a projection's state for `key` became after the event at `position`
+    /// (which occurred at `occurred_ns`): the new state, or `None` when the key was deleted.
+    /// This is the key's history, read by [`Tenant::projection_state_at`]; the current state
+    /// is set apart, with [`StateBatch::put_projection`] or [`StateBatch::delete_projection`].
+    ///
+    /// [`Tenant::projection_state_at`]: crate::Tenant::projection_state_at
+    pub fn record_projection_history(
+        &mut self,
+        scope: Uuid,
+        projection: Uuid,
+        key: &str,
+        position: EventLogSequenceNumber,
+        occurred_ns: i64,
+        state: Option<&str>,
+    ) {
+        self.put(
+            keys::projection_history(scope, projection, key, position.0),
+            projection_history_value(occurred_ns, state),
+        );
+    }
+
+    /// Sets a projection's definition (the caller's own text: the engine only keeps it).
+    pub fn put_projection_definition(&mut self, scope: Uuid, projection: Uuid, definition: &str) {
+        self.put(
+            keys::projection_definition(scope, projection),
+            definition.as_bytes().to_vec(),
+        );
+    }
+
+    /// Removes every state of a projection and its whole history (its definition stays).
+    pub fn drop_projection_states(&mut self, scope: Uuid, projection: Uuid) {
+        self.delete_prefix(keys::projection_prefix(scope, projection));
+        self.delete_prefix(keys::projection_history_prefix(scope, projection));
+        self.delete(keys::projection_history_floor(scope, projection));
     }
 
     /// Sets an event-horizon subscription's state. Unlike
@@ -268,8 +326,20 @@ impl StateBatch {
     /// not wait for a [`Tenant::commit_received`](crate::Tenant::commit_received) to the
     /// subscription's scope under way: use it only while none can run.
     pub fn put_subscription(&mut self, id: &SubscriptionId, state: &SubscriptionState) {
-        self.puts.push((id.key(), to_json(state)));
+        self.put(id.key(), to_json(state));
     }
+}
+
+/// A history entry's value: 1 and the state, or 0 for a deleted key, after the event's
+/// occurred time (i64 little-endian).
+fn projection_history_value(occurred_ns: i64, state: Option<&str>) -> Vec<u8> {
+    let mut value = Vec::with_capacity(9 + state.map_or(0, str::len));
+    value.push(u8::from(state.is_some()));
+    value.extend_from_slice(&occurred_ns.to_le_bytes());
+    if let Some(state) = state {
+        value.extend_from_slice(state.as_bytes());
+    }
+    value
 }
 
 pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {

@@ -11,7 +11,7 @@ use annals_engine::{
     uuid::Uuid, AppliedByAggregate, Commit, Error, EventLogSequenceNumber, ExecutionContext,
     FailingPartition, LogError, ProcessingFailure, ScopeId, StateBatch, StreamDefinition,
     StreamFilter, StreamPosition, StreamProcessorId, StreamProcessorState, SubscriptionId,
-    SubscriptionState, TenantId, UncommittedEvent,
+    SubscriptionState, Tenant, TenantId, UncommittedEvent,
 };
 use common::*;
 
@@ -543,5 +543,195 @@ fn stream_definitions_and_the_streams_written_are_listed_and_survive_reopen() {
             (ScopeId::DEFAULT, Uuid::from_u128(0xe), StreamPosition(1)),
             (scope, Uuid::from_u128(0xf), StreamPosition(2)),
         ]
+    );
+}
+
+/// A projection's history against a model: random changes (keys that are prefixes of each
+/// other among them) written in random batches, each key's state and all keys' states as of
+/// every position, then a trim and a drop.
+#[test]
+fn projection_history_answers_every_position_before_and_after_a_trim() {
+    use std::collections::BTreeMap;
+
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let t = engine.create_tenant(TENANT).unwrap();
+    let (scope, projection) = (ScopeId(Uuid::from_u128(5)), Uuid::from_u128(30));
+    let keys = ["", "a", "ab", "b", "a\u{0}", "\u{e9}t\u{e9}"];
+    // The model: for each position, the states after the event there.
+    let mut states: BTreeMap<&str, String> = BTreeMap::new();
+    let mut after: Vec<BTreeMap<&str, String>> = Vec::new();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let mut batch = StateBatch::new();
+    for position in 0..400u64 {
+        // About one event in four changes nothing (another event type).
+        if next(4) > 0 {
+            let key = keys[usize::try_from(next(keys.len() as u64)).unwrap()];
+            let state = (next(5) > 0).then(|| format!("{{\"at\":{position}}}"));
+            if let Some(state) = &state {
+                batch.put_projection(scope.0, projection, key, state);
+                states.insert(key, state.clone());
+            } else {
+                batch.delete_projection(scope.0, projection, key);
+                states.remove(key);
+            }
+            let occurred = i64::try_from(position).unwrap();
+            let seq = EventLogSequenceNumber(position);
+            batch.record_projection_history(
+                scope.0,
+                projection,
+                key,
+                seq,
+                occurred,
+                state.as_deref(),
+            );
+        }
+        after.push(states.clone());
+        if next(10) == 0 {
+            t.write_state(std::mem::take(&mut batch)).unwrap();
+        }
+    }
+    t.write_state(batch).unwrap();
+    let as_of = |p: u64| -> BTreeMap<&str, String> {
+        p.checked_sub(1)
+            .map(|p| after[usize::try_from(p).unwrap()].clone())
+            .unwrap_or_default()
+    };
+    let all_at = |t: &Tenant, p: u64, page: usize| -> Result<Vec<(String, String)>, Error> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        loop {
+            let last = out.last().map(|(k, _)| k.clone());
+            let got = t.projection_states_at(
+                scope,
+                projection,
+                EventLogSequenceNumber(p),
+                last.as_deref(),
+                page,
+            )?;
+            let done = got.len() < page;
+            out.extend(got);
+            if done {
+                return Ok(out);
+            }
+        }
+    };
+    let check = |t: &Tenant, from: u64| {
+        for p in from..=400 {
+            let model = as_of(p);
+            for key in keys {
+                assert_eq!(
+                    t.projection_state_at(scope, projection, key, EventLogSequenceNumber(p))
+                        .unwrap(),
+                    model.get(key).cloned(),
+                    "key {key:?} as of {p}"
+                );
+            }
+            for page in [1, 4, 100] {
+                let mut got = all_at(t, p, page).unwrap();
+                got.sort();
+                let want: Vec<(String, String)> = model
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                    .collect();
+                assert_eq!(got, want, "all keys as of {p}, pages of {page}");
+            }
+        }
+    };
+    check(&t, 0);
+    // The current states are those after the last event, in key order.
+    let current: Vec<(String, String)> = after[399]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    assert_eq!(t.projection_states(scope, projection).unwrap(), current);
+    let mut paged = Vec::new();
+    loop {
+        let last = paged.last().map(|(k, _): &(String, String)| k.clone());
+        let page = t
+            .projection_states_page(scope, projection, last.as_deref(), 2)
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        paged.extend(page);
+    }
+    assert_eq!(paged, current);
+
+    let before = t.projection_history_size(scope, projection).unwrap();
+    let removed = t
+        .trim_projection_history(scope, projection, EventLogSequenceNumber(250))
+        .unwrap();
+    let trimmed = t.projection_history_size(scope, projection).unwrap();
+    assert!(removed > 0);
+    assert_eq!(trimmed.entries, before.entries - removed);
+    assert_eq!(trimmed.floor, EventLogSequenceNumber(250));
+    check(&t, 250);
+    assert!(matches!(
+        t.projection_state_at(scope, projection, "a", EventLogSequenceNumber(249)),
+        Err(Error::HistoryTrimmed {
+            requested: 249,
+            floor: 250
+        })
+    ));
+    // A lower floor changes nothing.
+    assert_eq!(
+        t.trim_projection_history(scope, projection, EventLogSequenceNumber(10))
+            .unwrap(),
+        0
+    );
+    drop(t);
+    drop(engine);
+
+    let engine = open(dir.path());
+    let t = engine.tenant(TENANT).unwrap();
+    check(&t, 250);
+    let mut batch = StateBatch::new();
+    batch.put_projection_definition(scope.0, projection, "v2");
+    batch.drop_projection_states(scope.0, projection);
+    // In the same batch, after the drop: the first state of the new definition.
+    batch.put_projection(scope.0, projection, "a", "{}");
+    t.write_state(batch).unwrap();
+    assert_eq!(
+        t.projection_states(scope, projection).unwrap(),
+        vec![("a".to_owned(), "{}".to_owned())]
+    );
+    assert_eq!(
+        t.projection_history_size(scope, projection).unwrap(),
+        annals_engine::ProjectionHistorySize::default()
+    );
+    assert_eq!(
+        t.projection_definitions().unwrap(),
+        vec![(scope, projection, "v2".to_owned())]
+    );
+    assert_eq!(
+        t.projection_state_at(scope, projection, "a", EventLogSequenceNumber(400))
+            .unwrap(),
+        None
+    );
+}
+
+/// The writes of one batch apply in order: a key set then deleted ends deleted, deleted then
+/// set ends set.
+#[test]
+fn a_state_batch_applies_its_writes_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let t = engine.create_tenant(TENANT).unwrap();
+    let projection = Uuid::from_u128(30);
+    let mut batch = StateBatch::new();
+    batch.put_projection(Uuid::nil(), projection, "gone", "{}");
+    batch.delete_projection(Uuid::nil(), projection, "gone");
+    batch.delete_projection(Uuid::nil(), projection, "kept");
+    batch.put_projection(Uuid::nil(), projection, "kept", "{\"n\":1}");
+    t.write_state(batch).unwrap();
+    assert_eq!(
+        t.projection_states(ScopeId::DEFAULT, projection).unwrap(),
+        vec![("kept".to_owned(), "{\"n\":1}".to_owned())]
     );
 }

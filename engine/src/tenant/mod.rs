@@ -28,6 +28,7 @@ mod commit;
 mod fetch;
 mod horizon;
 mod index;
+mod projection;
 mod state;
 mod stream;
 mod verify;
@@ -58,6 +59,7 @@ use crate::{
 pub use self::{
     fetch::AggregateBatches,
     index::IndexRecovery,
+    projection::ProjectionHistorySize,
     stream::StreamEntry,
     verify::{AggregateVersionCheck, AggregateVersionProblem},
 };

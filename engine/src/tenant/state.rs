@@ -16,7 +16,7 @@ use crate::{
     db::{bad_state, Wal},
     error::Result,
     keys,
-    state::{StateBatch, StreamDefinition, StreamProcessorId, StreamProcessorState},
+    state::{StateBatch, StateOp, StreamDefinition, StreamProcessorId, StreamProcessorState},
 };
 
 impl Tenant {
@@ -154,10 +154,11 @@ pub(super) fn add_state(
     cf: &Arc<BoundColumnFamily<'_>>,
     state: StateBatch,
 ) {
-    for key in state.deletes {
-        batch.delete_cf(cf, key);
-    }
-    for (key, value) in state.puts {
-        batch.put_cf(cf, key, value);
+    for op in state.ops {
+        match op {
+            StateOp::Put(key, value) => batch.put_cf(cf, key, value),
+            StateOp::Delete(key) => batch.delete_cf(cf, key),
+            StateOp::DeleteRange(from, to) => batch.delete_range_cf(cf, from, to),
+        }
     }
 }
