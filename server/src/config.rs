@@ -131,6 +131,10 @@ pub struct RuntimeConfig {
     pub horizon: HorizonConfig,
     /// TLS on the public port (`annals:tls:public:*`); none serves plaintext, as the original.
     pub public_tls: Option<PublicTls>,
+    /// How long projections keep the history of their states
+    /// (`annals:projections:historyRetention`, e.g. `30d`, `12h`): states as of points older
+    /// than that are trimmed. None (the default) keeps all of it.
+    pub projection_history_retention: Option<std::time::Duration>,
     /// The merged key-value map (lower-case keys below `dolittle:runtime`), for the
     /// management Configuration service.
     pub merged: BTreeMap<String, Value>,
@@ -306,6 +310,17 @@ impl RuntimeConfig {
         let mut horizon = horizon(&merged)?;
         horizon.consumer_tls = consumer_tls(&merged, working_dir)?;
         let public_tls = public_tls(&merged, working_dir)?;
+        let projection_history_retention = match get("annals:projections:historyretention") {
+            None => None,
+            Some(value) => Some(retention(&scalar(value)).ok_or_else(|| {
+                invalid(
+                    "annals:projections:historyRetention",
+                    format!(
+                        "{value} is not a duration: a whole number and d, h, m or s (30d, 12h)"
+                    ),
+                )
+            })?),
+        };
         Ok(RuntimeConfig {
             platform,
             tenants,
@@ -316,6 +331,7 @@ impl RuntimeConfig {
             export_dir,
             horizon,
             public_tls,
+            projection_history_retention,
             merged,
         })
     }
@@ -708,6 +724,22 @@ fn horizon(merged: &BTreeMap<String, Value>) -> Result<HorizonConfig, ConfigErro
         consumer_tls: None,
         window_events,
     })
+}
+
+/// A duration as a whole number and its unit: `d`, `h`, `m` or `s` (at least a second).
+fn retention(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let unit = text.chars().last()?;
+    let seconds_per = match unit {
+        'd' => 86_400,
+        'h' => 3600,
+        'm' => 60,
+        's' => 1,
+        _ => return None,
+    };
+    let count: u64 = text[..text.len() - 1].parse().ok()?;
+    let seconds = count.checked_mul(seconds_per).filter(|&s| s > 0)?;
+    Some(std::time::Duration::from_secs(seconds))
 }
 
 fn read_file(path: &Path) -> Result<Value, ConfigError> {

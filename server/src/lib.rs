@@ -39,6 +39,7 @@ pub mod logging;
 mod metrics;
 pub mod mongo;
 mod processing;
+mod projections;
 mod runtime;
 mod server;
 mod services;

@@ -32,6 +32,36 @@ enum Command {
     /// sequence numbers; handlers resume where they were. The runtime that uses the data
     /// directory must be stopped.
     Import(ImportArgs),
+    /// Show a projection's states as they were at any point of the event log (its
+    /// history), or now, from a running runtime's web port, as JSON.
+    Projection(ProjectionArgs),
+}
+
+/// `annals projection`.
+#[derive(clap::Args, Debug)]
+struct ProjectionArgs {
+    /// The running runtime's web port, e.g. http://localhost:8001.
+    #[arg(long, value_name = "URL")]
+    runtime: String,
+    /// The tenant.
+    #[arg(long, value_name = "UUID")]
+    tenant: uuid::Uuid,
+    /// The projection.
+    #[arg(long, value_name = "UUID")]
+    projection: uuid::Uuid,
+    /// Its scope.
+    #[arg(long, value_name = "UUID", default_value_t = uuid::Uuid::nil())]
+    scope: uuid::Uuid,
+    /// One key only [default: every key that had a state].
+    #[arg(long, value_name = "KEY")]
+    key: Option<String>,
+    /// As of this event-log position: after the events before it.
+    #[arg(long, value_name = "POSITION", conflicts_with = "time")]
+    at: Option<u64>,
+    /// As of this time: after the events that occurred at or before it (RFC 3339, e.g.
+    /// 2026-12-01T09:30:00Z, or a date for midnight UTC).
+    #[arg(long, value_name = "TIME")]
+    time: Option<String>,
 }
 
 /// `annals import`.
@@ -251,20 +281,17 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `annals export --runtime URL`: asks the running runtime to export (`POST /export`).
-fn export_running(url: &str, args: &ExportArgs) -> anyhow::Result<()> {
+/// Calls the web port of a running runtime: `body` is POSTed as JSON, else it is a GET.
+/// Returns the status and the JSON answer (an `error` member when it is not JSON).
+fn call_runtime(uri: &str, body: Option<&Value>) -> anyhow::Result<(hyper::StatusCode, Value)> {
     use http_body_util::{BodyExt as _, Full};
-    let body = serde_json::json!({
-        "tenant": args.tenant,
-        "out": args.out.display().to_string(),
-        "database": args.database,
-        "gzip": args.gzip,
-    });
-    let uri = format!("{}/export", url.trim_end_matches('/'));
-    let request = hyper::Request::post(&uri)
-        .header("content-type", "application/json")
-        .body(Full::new(hyper::body::Bytes::from(body.to_string())))
-        .with_context(|| format!("{uri} is not a URL"))?;
+    let request = match body {
+        Some(body) => hyper::Request::post(uri)
+            .header("content-type", "application/json")
+            .body(Full::new(hyper::body::Bytes::from(body.to_string()))),
+        None => hyper::Request::get(uri).body(Full::new(hyper::body::Bytes::new())),
+    }
+    .with_context(|| format!("{uri} is not a URL"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -288,6 +315,19 @@ fn export_running(url: &str, args: &ExportArgs) -> anyhow::Result<()> {
     })?;
     let answer: Value = serde_json::from_slice(&answer)
         .unwrap_or_else(|_| serde_json::json!({ "error": String::from_utf8_lossy(&answer) }));
+    Ok((status, answer))
+}
+
+/// `annals export --runtime URL`: asks the running runtime to export (`POST /export`).
+fn export_running(url: &str, args: &ExportArgs) -> anyhow::Result<()> {
+    let body = serde_json::json!({
+        "tenant": args.tenant,
+        "out": args.out.display().to_string(),
+        "database": args.database,
+        "gzip": args.gzip,
+    });
+    let uri = format!("{}/export", url.trim_end_matches('/'));
+    let (status, answer) = call_runtime(&uri, Some(&body))?;
     if !status.is_success() {
         anyhow::bail!(
             "the runtime refused the export ({status}): {}",
@@ -295,6 +335,70 @@ fn export_running(url: &str, args: &ExportArgs) -> anyhow::Result<()> {
         );
     }
     print!("{}", answer["report"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+/// `annals projection`: a projection's states as of a point, from a running runtime.
+fn projection(args: &ProjectionArgs) -> anyhow::Result<()> {
+    fn encode(text: &str) -> String {
+        text.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+    let mut query = Vec::new();
+    if let Some(key) = &args.key {
+        query.push(format!("key={}", encode(key)));
+    }
+    if let Some(at) = args.at {
+        query.push(format!("at={at}"));
+    }
+    if let Some(time) = &args.time {
+        query.push(format!("time={}", encode(time)));
+    }
+    let mut after: Option<String> = None;
+    let mut states = Vec::new();
+    let mut first: Option<Value> = None;
+    loop {
+        let mut page = query.clone();
+        if let Some(after) = &after {
+            page.push(format!("after={}", encode(after)));
+        }
+        let uri = format!(
+            "{}/projections/{}/{}/{}/states?{}",
+            args.runtime.trim_end_matches('/'),
+            args.tenant,
+            args.scope,
+            args.projection,
+            page.join("&")
+        );
+        let (status, mut answer) = call_runtime(&uri, None)?;
+        if !status.is_success() {
+            anyhow::bail!(
+                "{status}: {}",
+                answer["error"].as_str().unwrap_or("no reason given")
+            );
+        }
+        if let Some(Value::Array(page)) = answer.get_mut("states").map(Value::take) {
+            states.extend(page);
+        }
+        after = answer["next"].as_str().map(str::to_owned);
+        first.get_or_insert(answer);
+        if after.is_none() {
+            break;
+        }
+    }
+    let mut answer = first.unwrap_or_default();
+    answer["states"] = Value::Array(states);
+    if let Some(object) = answer.as_object_mut() {
+        object.remove("next");
+    }
+    println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())
 }
 
@@ -343,6 +447,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Serve(args)) => args,
         Some(Command::Export(args)) => return export(args),
         Some(Command::Import(args)) => return import(args),
+        Some(Command::Projection(args)) => return projection(&args),
         None => cli.serve,
     };
     init_logging(args.log_format);

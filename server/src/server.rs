@@ -27,6 +27,7 @@ use tower::layer::util::{Identity, Stack};
 use tower::util::MapResponseLayer;
 
 use crate::config::{Endpoint, RuntimeConfig};
+use crate::proto::annals::projections::projection_history_server::ProjectionHistoryServer;
 use crate::proto::dolittle::runtime::aggregates::aggregate_roots_server::AggregateRootsServer;
 use crate::proto::dolittle::runtime::aggregates::management::aggregate_roots_server::AggregateRootsServer as ManagementAggregateRootsServer;
 use crate::proto::dolittle::runtime::client::management::client_server::ClientServer;
@@ -39,7 +40,10 @@ use crate::proto::dolittle::runtime::events::management::event_types_server::Eve
 use crate::proto::dolittle::runtime::events::processing::event_handlers_server::EventHandlersServer;
 use crate::proto::dolittle::runtime::events::processing::filters_server::FiltersServer;
 use crate::proto::dolittle::runtime::events::processing::management::event_handlers_server::EventHandlersServer as ManagementEventHandlersServer;
+use crate::proto::dolittle::runtime::events::processing::management::projections_server::ProjectionsServer as ManagementProjectionsServer;
+use crate::proto::dolittle::runtime::events::processing::projections_server::ProjectionsServer;
 use crate::proto::dolittle::runtime::handshake::handshake_server::HandshakeServer;
+use crate::proto::dolittle::runtime::projections::projections_server::ProjectionsServer as ProjectionStoreServer;
 use crate::proto::dolittle::runtime::resources::resources_server::ResourcesServer;
 use crate::proto::dolittle::runtime::tenancy::tenants_server::TenantsServer;
 use crate::runtime::Runtime;
@@ -50,6 +54,10 @@ use crate::services::filters::FiltersService;
 use crate::services::management::ManagementServices;
 use crate::services::platform::PlatformServices;
 use crate::services::processing_management::EventHandlersManagement;
+use crate::services::projection_history::ProjectionHistoryService;
+use crate::services::projection_store::ProjectionStoreService;
+use crate::services::projections::ProjectionsService;
+use crate::services::projections_management::ProjectionsManagement;
 use crate::{shutdown, web};
 
 /// A gRPC service with the runtime's message limits, the same on every port and service
@@ -159,6 +167,9 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
             name::<EventHandlersServer<EventHandlersService>>(),
             name::<FiltersServer<FiltersService>>(),
             name::<SubscriptionsServer<SubscriptionsService>>(),
+            name::<ProjectionsServer<ProjectionsService>>(),
+            name::<ProjectionStoreServer<ProjectionStoreService>>(),
+            name::<ProjectionHistoryServer<ProjectionHistoryService>>(),
         ];
         let router = grpc_base(&names, None)
             .await?
@@ -178,6 +189,15 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
             ))))
             .add_service(limited!(SubscriptionsServer::new(
                 SubscriptionsService::new(Arc::clone(&runtime))
+            )))
+            .add_service(limited!(ProjectionsServer::new(ProjectionsService::new(
+                Arc::clone(&runtime)
+            ))))
+            .add_service(limited!(ProjectionStoreServer::new(
+                ProjectionStoreService::new(Arc::clone(&runtime))
+            )))
+            .add_service(limited!(ProjectionHistoryServer::new(
+                ProjectionHistoryService::new(Arc::clone(&runtime))
             )));
         tasks.spawn(run_grpc("private", router, listener, stop_rx.clone()));
     }
@@ -195,6 +215,7 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
             name::<ClientServer<ManagementServices>>(),
             name::<ConfigurationServer<ManagementServices>>(),
             name::<ManagementEventHandlersServer<EventHandlersManagement>>(),
+            name::<ManagementProjectionsServer<ProjectionsManagement>>(),
         ];
         let router = grpc_base(&names, None)
             .await?
@@ -210,6 +231,9 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
             )))
             .add_service(limited!(ManagementEventHandlersServer::new(
                 EventHandlersManagement::new(Arc::clone(&runtime))
+            )))
+            .add_service(limited!(ManagementProjectionsServer::new(
+                ProjectionsManagement::new(Arc::clone(&runtime))
             )));
         tasks.spawn(run_grpc("management", router, listener, stop_rx.clone()));
     }
@@ -229,6 +253,12 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
         Ok(0) => {}
         Ok(resumed) => tracing::info!(resumed, "event horizon subscriptions resumed"),
         Err(e) => tracing::error!(error = %e, "reading the persisted event horizon subscriptions"),
+    }
+    if let Some(retention) = runtime.config.projection_history_retention {
+        tokio::spawn(crate::projections::retention::run(
+            Arc::clone(&runtime),
+            retention,
+        ));
     }
     if let Some(path) = &options.ready_file {
         write_ready_file(path, &ports)

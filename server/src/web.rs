@@ -1,5 +1,6 @@
-//! The plain-HTTP ports: the web port (`GET /healthz`, a status page at `/`, and `POST
-//! /export` when an export directory is configured) and the metrics port (`GET /metrics`,
+//! The plain-HTTP ports: the web port (`GET /healthz`, a status page at `/`, `POST
+//! /export` when an export directory is configured, and projections' states as of any
+//! point under `/projections`) and the metrics port (`GET /metrics`,
 //! Prometheus text). Nothing here changes the runtime: an export only reads it, and writes
 //! its dump under the configured directory alone.
 //!
@@ -26,7 +27,238 @@ pub(crate) fn web(runtime: Arc<Runtime>) -> axum::Router {
         .route("/healthz", get(healthz))
         .route("/", get(status_page))
         .route("/export", post(export))
+        .route("/projections", get(projections))
+        .route(
+            "/projections/{tenant}/{scope}/{projection}/states",
+            get(projection_states),
+        )
         .with_state(runtime)
+}
+
+/// A JSON error answer.
+fn refusal(code: StatusCode, error: impl Into<String>) -> axum::response::Response {
+    let error: String = error.into();
+    (code, axum::Json(serde_json::json!({ "error": error }))).into_response()
+}
+
+/// `GET /projections`: every stored projection of every tenant, with the position it has
+/// processed and what its history holds (entries, bytes before compression, where it
+/// begins).
+async fn projections(State(runtime): State<Arc<Runtime>>) -> axum::response::Response {
+    let tenants: Result<Vec<_>, _> = runtime
+        .tenant_ids()
+        .iter()
+        .map(|id| runtime.tenant(*id).map(|t| (*id, t)))
+        .collect();
+    let tenants = match tenants {
+        Ok(tenants) => tenants,
+        Err(failure) => return refusal(StatusCode::INTERNAL_SERVER_ERROR, failure.reason),
+    };
+    let listed =
+        tokio::task::spawn_blocking(move || -> Result<serde_json::Value, annals_engine::Error> {
+            let mut out = Vec::new();
+            for (tenant_id, tenant) in tenants {
+                for (scope, projection, _) in tenant.projection_definitions()? {
+                    let position = tenant
+                        .stream_processor_state(&annals_engine::StreamProcessorId {
+                            scope: scope.0,
+                            processor: projection,
+                            source_stream: uuid::Uuid::nil(),
+                        })?
+                        .map_or(0, |s| s.event_log_position.0);
+                    let history = tenant.projection_history_size(scope, projection)?;
+                    out.push(serde_json::json!({
+                        "tenant": tenant_id,
+                        "scope": scope.0,
+                        "projection": projection,
+                        "eventLogPosition": position,
+                        "history": {
+                            "entries": history.entries,
+                            "bytes": history.bytes,
+                            "from": history.floor.0,
+                        },
+                    }));
+                }
+            }
+            Ok(serde_json::Value::Array(out))
+        })
+        .await;
+    match listed {
+        Ok(Ok(list)) => axum::Json(serde_json::json!({ "projections": list })).into_response(),
+        Ok(Err(e)) => refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            without_paths(&e.to_string()),
+        ),
+        Err(e) => refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// The decoded `name=value` pairs of a query string.
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    fn decode(text: &str) -> String {
+        let bytes = text.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' => match bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|hex| std::str::from_utf8(hex).ok())
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                },
+                byte => out.push(byte),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(name), decode(value))
+        })
+        .collect()
+}
+
+/// `GET /projections/{tenant}/{scope}/{projection}/states`: a projection's states as of a
+/// point, as JSON. `key=K` asks for one key (its initial state when it had none then);
+/// without it, the keys that had a state, `limit` (default 1000, at most 10000) after the
+/// key `after`, with `next` naming the key to continue after when there are more. `at=N`
+/// is an event-log position, `time=T` a time (RFC 3339, or a date for midnight UTC);
+/// neither: what the projection has processed so far.
+async fn projection_states(
+    State(runtime): State<Arc<Runtime>>,
+    axum::extract::Path((tenant, scope, projection)): axum::extract::Path<(String, String, String)>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> axum::response::Response {
+    use crate::projections::history::{parse_time, Point, Subject};
+    let ids = (
+        tenant.parse::<uuid::Uuid>(),
+        scope.parse::<uuid::Uuid>(),
+        projection.parse::<uuid::Uuid>(),
+    );
+    let (Ok(tenant_id), Ok(scope), Ok(projection)) = ids else {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "tenant, scope and projection are UUIDs",
+        );
+    };
+    let mut key = None;
+    let mut point = Point::Now;
+    let mut after = None;
+    let mut limit = 1000usize;
+    for (name, value) in query_pairs(query.as_deref()) {
+        match name.as_str() {
+            "key" => key = Some(value),
+            "after" => after = Some(value),
+            "at" => match value.parse() {
+                Ok(at) => point = Point::Position(annals_engine::EventLogSequenceNumber(at)),
+                Err(_) => {
+                    return refusal(
+                        StatusCode::BAD_REQUEST,
+                        format!("at={value} is not an event-log position"),
+                    )
+                }
+            },
+            "time" => match parse_time(&value) {
+                Some(at) => point = Point::Time(at),
+                None => {
+                    return refusal(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "time={value} is not an RFC 3339 time (2026-12-01T09:30:00Z) or a date"
+                        ),
+                    )
+                }
+            },
+            "limit" => match value.parse::<usize>() {
+                Ok(n) if (1..=10_000).contains(&n) => limit = n,
+                _ => {
+                    return refusal(
+                        StatusCode::BAD_REQUEST,
+                        format!("limit={value} is not from 1 to 10000"),
+                    )
+                }
+            },
+            other => {
+                return refusal(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown parameter {other}"),
+                )
+            }
+        }
+    }
+    let tenant = match runtime.tenant(tenant_id) {
+        Ok(tenant) => tenant,
+        Err(failure) => return refusal(StatusCode::NOT_FOUND, failure.reason),
+    };
+    let subject = Subject {
+        tenant,
+        scope: annals_engine::ScopeId(scope),
+        projection,
+    };
+    let state_json = |text: &str| {
+        serde_json::from_str::<serde_json::Value>(text)
+            .unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
+    };
+    let answer = async {
+        let at = subject.resolve(point).await?;
+        let mut body = serde_json::json!({
+            "tenant": tenant_id,
+            "scope": scope,
+            "projection": projection,
+            "eventLogPosition": at.0,
+        });
+        if let Some(key) = key {
+            let (state, persisted) = subject.state_at(key.clone(), at).await?;
+            body["states"] = serde_json::json!([{
+                "key": key,
+                "type": if persisted { "PERSISTED" } else { "CREATED_FROM_INITIAL_STATE" },
+                "state": state_json(&state),
+            }]);
+        } else {
+            let page = subject.states_at(at, after, limit).await?;
+            if page.len() == limit {
+                body["next"] = serde_json::json!(page.last().map(|(k, _)| k.clone()));
+            }
+            body["states"] = page
+                .iter()
+                .map(|(key, state)| {
+                    serde_json::json!({ "key": key, "type": "PERSISTED", "state": state_json(state) })
+                })
+                .collect();
+        }
+        Ok::<_, crate::api::failure::Failure>(body)
+    };
+    match answer.await {
+        Ok(body) => axum::Json(body).into_response(),
+        Err(failure) => {
+            let code = if failure.id == crate::projections::history::NOT_PROCESSED_YET
+                || failure.id == crate::projections::history::HISTORY_TRIMMED
+            {
+                StatusCode::CONFLICT
+            } else if failure.id == crate::services::projection_store::NO_DEFINITION {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            (
+                code,
+                axum::Json(serde_json::json!({ "error": failure.reason, "failure": failure.id })),
+            )
+                .into_response()
+        }
+    }
 }
 
 /// What `POST /export` takes.

@@ -524,14 +524,14 @@ async fn every_grpc_port_has_health_and_reflection_and_the_rest_is_unimplemented
         );
     }
 
-    // Not served yet: UNIMPLEMENTED, never a hang or a crash.
+    // An rpc no service has: UNIMPLEMENTED, never a hang or a crash.
     let mut grpc = tonic::client::Grpc::new(Server::channel(server.ports.management).await);
     grpc.ready().await.unwrap();
     let status = grpc
         .unary::<RawHealthRequest, RawHealth, _>(
             tonic::Request::new(RawHealthRequest::default()),
             PathAndQuery::from_static(
-                "/dolittle.runtime.events.processing.management.Projections/GetAll",
+                "/dolittle.runtime.events.processing.management.Projections/GetNothing",
             ),
             tonic_prost::ProstCodec::default(),
         )

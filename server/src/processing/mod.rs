@@ -57,6 +57,8 @@ pub(crate) enum Kind {
     /// A public filter: public events only, written to a public stream (what the event
     /// horizon serves), kept apart from private streams of the same id.
     PublicFilter,
+    /// A projection: reads the event log, keeps a state per key.
+    Projection,
 }
 
 impl Kind {
@@ -66,6 +68,7 @@ impl Kind {
             Kind::EventHandler => "event_handler",
             Kind::Filter => "filter",
             Kind::PublicFilter => "public_filter",
+            Kind::Projection => "projection",
         }
     }
 }
@@ -173,6 +176,8 @@ pub(crate) struct Registration {
     /// Cancelled when its connection has ended (its processors may still be writing their
     /// positions).
     pub(crate) ended: tokio_util::sync::CancellationToken,
+    /// Projections: what it was registered with.
+    pub(crate) projection: Option<Arc<crate::projections::Definition>>,
 }
 
 /// The connected processors.

@@ -16,7 +16,8 @@
 //! - Writes land in the order they were made: one write at a time, and a write waits for the
 //!   one under way before it starts.
 //! - A filter writes the events it included and its position in one atomic write, so its
-//!   stream never holds an event twice. The state is published to management only once it is
+//!   stream never holds an event twice; a projection writes the states changed by the events
+//!   before the position with it, so no event is applied to a state twice. The state is published to management only once it is
 //!   durable.
 
 use std::collections::BTreeMap;
@@ -35,6 +36,7 @@ use crate::processing::processor::{Delivery, TargetStream};
 use crate::processing::read::Selected;
 use crate::processing::slot::{Pending, Slot};
 use crate::processing::TenantStatus;
+use crate::projections::states::{Sent, TenantStates};
 
 /// How often positions are written while events are processed.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
@@ -55,25 +57,52 @@ pub(crate) struct Writer {
     pub(crate) target: Option<TargetStream>,
     /// Where management sees the state once it is durable.
     pub(crate) status: Arc<Mutex<TenantStatus>>,
+    /// Projections: the states the head's answers changed, written with the position.
+    pub(crate) states: Option<Arc<TenantStates>>,
 }
 
 impl Writer {
-    /// A write of `state` (a snapshot) and the included events, published to management once
-    /// durable.
+    /// A write of `state` (a snapshot) and the included events (a projection's: the states
+    /// changed by the events before its position), published to management once durable.
     pub(crate) fn write(
         &self,
         state: &StreamProcessorState,
         included: Included,
+    ) -> Pending<Result<(), Failure>> {
+        let mut batch = StateBatch::new();
+        let sent = self
+            .states
+            .as_ref()
+            .map(|states| states.send(state.event_log_position, &mut batch));
+        self.write_batch(state, included, batch, sent)
+    }
+
+    /// A write of `state` that starts the processor over: a projection's states and their
+    /// history are dropped with it.
+    pub(crate) fn write_reset(&self, state: &StreamProcessorState) -> Pending<Result<(), Failure>> {
+        let mut batch = StateBatch::new();
+        if let Some(states) = &self.states {
+            states.reset(&mut batch);
+        }
+        self.write_batch(state, Vec::new(), batch, None)
+    }
+
+    fn write_batch(
+        &self,
+        state: &StreamProcessorState,
+        included: Included,
+        mut batch: StateBatch,
+        sent: Option<Sent>,
     ) -> Pending<Result<(), Failure>> {
         let tenant = Arc::clone(&self.tenant);
         let id = self.id;
         let target = self.target;
         let snapshot = state.clone();
         let status = Arc::clone(&self.status);
+        let states = self.states.clone();
         Box::pin(async move {
             let published = snapshot.clone();
             blocking(move || {
-                let mut batch = StateBatch::new();
                 batch.put_stream_processor(&id, &snapshot);
                 let entries: Vec<(EventLogSequenceNumber, &str)> = included
                     .iter()
@@ -93,6 +122,9 @@ impl Writer {
                 Ok(())
             })
             .await?;
+            if let (Some(states), Some(sent)) = (states, sent) {
+                states.landed(sent);
+            }
             status.lock().state = published;
             Ok(())
         })

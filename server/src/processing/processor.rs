@@ -42,6 +42,7 @@ use crate::processing::parking::{self, CatchUp};
 use crate::processing::positions::{Progress, Writer, Writes};
 use crate::processing::read::{Reader, Reading};
 use crate::processing::{Command, Inbox, Partitioning, TenantStatus};
+use crate::projections::states::TenantStates;
 use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::runtime::events::processing::RetryProcessingState;
 use crate::proto::dolittle::runtime::events::CommittedEvent;
@@ -152,6 +153,8 @@ pub(crate) struct TenantProcessor<H: Handler> {
     /// correlation id.
     pub(crate) execution_context: WireExecutionContext,
     pub(crate) target: Option<TargetStream>,
+    /// Projections: the states its head's answers change.
+    pub(crate) states: Option<Arc<TenantStates>>,
     pub(crate) status: Arc<Mutex<TenantStatus>>,
     pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) ended: CancellationToken,
@@ -195,6 +198,7 @@ impl<H: Handler> TenantProcessor<H> {
             bounds,
             execution_context,
             target,
+            states,
             status,
             commands,
             ended,
@@ -223,6 +227,7 @@ impl<H: Handler> TenantProcessor<H> {
                 id,
                 target,
                 status,
+                states,
             },
             inbox: Inbox::new(commands),
             concurrency,
@@ -254,7 +259,7 @@ impl<H: Handler> Running<H> {
                     state.failure = None;
                     state.failing_partitions.clear();
                     self.writer.status.lock().retrying = None;
-                    let written = self.writer.write(&state, Vec::new()).await;
+                    let written = self.writer.write_reset(&state).await;
                     let _ = done.send(written.clone());
                     if let Err(failure) = written {
                         tracing::error!(reason = %failure.reason, "cannot reset a processor");
@@ -590,6 +595,7 @@ mod tests {
             bounds: Bounds::default(),
             execution_context: WireExecutionContext::default(),
             target: None,
+            states: None,
             status: Arc::new(Mutex::new(TenantStatus::default())),
             commands,
             ended: ended.clone(),

@@ -243,5 +243,6 @@ fn spec(request: &EventHandlerRegistrationRequest) -> Result<Spec, Failure> {
         },
         bounds,
         target: None,
+        projection: None,
     })
 }

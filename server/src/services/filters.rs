@@ -361,5 +361,6 @@ fn spec(
         concurrency: 1,
         bounds: Bounds::default(),
         target: Some(target),
+        projection: None,
     })
 }

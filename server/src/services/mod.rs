@@ -12,4 +12,8 @@ pub(crate) mod management;
 pub(crate) mod platform;
 pub(crate) mod processing_management;
 pub(crate) mod processor_session;
+pub(crate) mod projection_history;
+pub(crate) mod projection_store;
+pub(crate) mod projections;
+pub(crate) mod projections_management;
 pub(crate) mod request;

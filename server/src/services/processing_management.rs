@@ -160,7 +160,7 @@ fn status(registration: &Registration, tenant: Option<Uuid>) -> EventHandlerStat
     }
 }
 
-fn tenant_status(
+pub(crate) fn tenant_status(
     tenant: Uuid,
     state: &StreamProcessorState,
     retrying: Option<&annals_engine::ProcessingFailure>,

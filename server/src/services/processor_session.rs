@@ -14,8 +14,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use annals_engine::{
-    EventType, EventView, ExecutionContext, ScopeId, StreamDefinition, StreamFilter,
-    StreamProcessorId,
+    EventType, EventView, ExecutionContext, ScopeId, StateBatch, StreamDefinition, StreamFilter,
+    StreamProcessorId, StreamProcessorState, Tenant,
 };
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
@@ -37,6 +37,8 @@ use crate::processing::PUBLIC_STREAMS_SCOPE;
 use crate::processing::{
     Partitioning, ProcessorKey, Registered, Registration, TenantHandle, TenantStatus,
 };
+use crate::projections::states::TenantStates;
+use crate::projections::Definition;
 use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::runtime::events::processing::RetryProcessingState;
 use crate::proto::dolittle::services::ReverseCallRequestContext;
@@ -59,7 +61,12 @@ pub(crate) struct Spec {
     pub(crate) bounds: Bounds,
     /// Filters: where included events go.
     pub(crate) target: Option<TargetStream>,
+    /// Projections: what it was registered with.
+    pub(crate) projection: Option<Arc<Definition>>,
 }
+
+/// A projection's states per tenant, by tenant id (empty for other kinds).
+pub(crate) type StatesByTenant = HashMap<Uuid, Arc<TenantStates>>;
 
 /// What a kind of processor asks its head over protocol `P`, and what the answers mean.
 pub(crate) trait Requests<P: Protocol>: Send + Sync + 'static {
@@ -127,6 +134,26 @@ where
     P: Protocol,
     R: Requests<P>,
 {
+    let head = move |spec: &Spec, call: &Arc<ReverseCall<P>>, _: &StatesByTenant| Head {
+        call: Arc::clone(call),
+        requests: requests(spec),
+    };
+    connect_with(runtime, incoming, spec, head, already)
+}
+
+/// Like [`connect`], with a handler of its own: `handler` makes it from the registration,
+/// the call and (projections) the states of each tenant.
+pub(crate) fn connect_with<P, H>(
+    runtime: Arc<Runtime>,
+    incoming: Streaming<P::ClientMessage>,
+    spec: impl FnOnce(&P::Arguments) -> Result<Spec, Failure> + Send + 'static,
+    handler: impl FnOnce(&Spec, &Arc<ReverseCall<P>>, &StatesByTenant) -> H + Send + 'static,
+    already: impl FnOnce(&ProcessorKey) -> Failure + Send + 'static,
+) -> BoxStream<P::ServerMessage>
+where
+    P: Protocol,
+    H: Handler,
+{
     let (outbound, to_head) = mpsc::channel(reverse_call::OUTBOUND_MESSAGES_MAX);
     tokio::spawn(async move {
         let Some(connected) = ReverseCall::<P>::accept(
@@ -140,18 +167,18 @@ where
             return;
         };
         let spec = spec(&connected.arguments);
-        serve(runtime, connected, spec, requests, already).await;
+        serve(runtime, connected, spec, handler, already).await;
     });
     Box::pin(ReceiverStream::new(to_head))
 }
 
 /// Runs a connected processor until its call ends. `already` is the failure for a processor
 /// another connection holds.
-async fn serve<P: Protocol, R: Requests<P>>(
+async fn serve<P: Protocol, H: Handler>(
     runtime: Arc<Runtime>,
     connected: Connected<P>,
     spec: Result<Spec, Failure>,
-    requests: impl FnOnce(&Spec) -> R,
+    handler: impl FnOnce(&Spec, &Arc<ReverseCall<P>>, &StatesByTenant) -> H,
     already: impl FnOnce(&ProcessorKey) -> Failure,
 ) {
     let Connected {
@@ -162,7 +189,7 @@ async fn serve<P: Protocol, R: Requests<P>>(
     } = connected;
     let reader = tokio::spawn(reader);
     let (spec, registered, processors) =
-        match register(&runtime, spec, requests, already, &call, &execution_context).await {
+        match register(&runtime, spec, handler, already, &call, &execution_context).await {
             Ok(accepted) => accepted,
             Err(failure) => {
                 call.respond_to_connect(Some(failure)).await;
@@ -198,20 +225,26 @@ async fn serve<P: Protocol, R: Requests<P>>(
 
 /// Checks the registration, builds its tenants' processors and takes its place in the
 /// registry: the failure to answer with when any of that fails.
-async fn register<P: Protocol, R: Requests<P>>(
+async fn register<P: Protocol, H: Handler>(
     runtime: &Arc<Runtime>,
     spec: Result<Spec, Failure>,
-    requests: impl FnOnce(&Spec) -> R,
+    handler: impl FnOnce(&Spec, &Arc<ReverseCall<P>>, &StatesByTenant) -> H,
     already: impl FnOnce(&ProcessorKey) -> Failure,
     call: &Arc<ReverseCall<P>>,
     execution_context: &ExecutionContext,
-) -> Result<(Spec, Registered, Vec<TenantProcessor<Head<P, R>>>), Failure> {
+) -> Result<(Spec, Registered, Vec<TenantProcessor<H>>), Failure> {
     let spec = spec?;
-    let handler = Arc::new(Head {
-        call: Arc::clone(call),
-        requests: requests(&spec),
-    });
-    let (handles, processors) = tenants(runtime, &spec, &handler, call, execution_context).await?;
+    let mut states = StatesByTenant::new();
+    if spec.projection.is_some() {
+        for &tenant_id in runtime.tenant_ids() {
+            let tenant = runtime.tenant(tenant_id)?;
+            let tenant_states = TenantStates::new(tenant, ScopeId(spec.key.scope), spec.key.id);
+            states.insert(tenant_id, Arc::new(tenant_states));
+        }
+    }
+    let handler = Arc::new(handler(&spec, call, &states));
+    let (handles, processors) =
+        tenants(runtime, &spec, &handler, &states, call, execution_context).await?;
     let registration = Arc::new(Registration {
         key: spec.key,
         event_types: spec.event_types.clone(),
@@ -219,11 +252,25 @@ async fn register<P: Protocol, R: Requests<P>>(
         alias: spec.alias.clone(),
         tenants: handles,
         ended: call.ended().clone(),
+        projection: spec.projection.clone(),
     });
-    match runtime.processors.register(registration).await {
-        Some(registered) => Ok((spec, registered, processors)),
-        None => Err(already(&spec.key)),
+    let Some(registered) = runtime.processors.register(registration).await else {
+        return Err(already(&spec.key));
+    };
+    // Only once its place is taken are a projection's stored states compared and reset: a
+    // second connection of the same projection is refused before it touches them.
+    if let Some(projection) = &spec.projection {
+        for processor in &processors {
+            let tenant = Arc::clone(&processor.tenant);
+            let (scope, id, projection) = (
+                ScopeId(spec.key.scope),
+                processor.id,
+                Arc::clone(projection),
+            );
+            blocking(move || prepare_projection(&tenant, scope, id, &projection)).await?;
+        }
     }
+    Ok((spec, registered, processors))
 }
 
 /// The stream a registration describes, as the original's `stream-definitions` keeps it:
@@ -257,6 +304,7 @@ async fn tenants<P: Protocol, H: Handler>(
     runtime: &Arc<Runtime>,
     spec: &Spec,
     handler: &Arc<H>,
+    states: &StatesByTenant,
     call: &Arc<ReverseCall<P>>,
     execution_context: &ExecutionContext,
 ) -> Result<Built<H>, Failure> {
@@ -266,10 +314,19 @@ async fn tenants<P: Protocol, H: Handler>(
         let tenant = runtime.tenant(tenant_id)?;
         let scope = ScopeId(spec.source_scope);
         let (definition_scope, stream, definition) = stream_definition(spec);
+        let processor_id = StreamProcessorId {
+            scope: spec.state_scope,
+            processor: spec.key.id,
+            source_stream: spec.source_stream,
+        };
         let log = {
             let tenant = Arc::clone(&tenant);
+            // A projection reads the event log: no stream is defined for it.
+            let defines_stream = spec.projection.is_none();
             blocking(move || {
-                tenant.put_stream_definition(definition_scope, stream, &definition)?;
+                if defines_stream {
+                    tenant.put_stream_definition(definition_scope, stream, &definition)?;
+                }
                 Ok(tenant.scoped_log(scope)?)
             })
             .await?
@@ -303,16 +360,13 @@ async fn tenants<P: Protocol, H: Handler>(
             handler: Arc::clone(handler),
             tenant,
             log,
-            id: StreamProcessorId {
-                scope: spec.state_scope,
-                processor: spec.key.id,
-                source_stream: spec.source_stream,
-            },
+            id: processor_id,
             partitioning: spec.partitioning,
             concurrency: spec.concurrency,
             bounds,
             execution_context: context,
             target: spec.target,
+            states: states.get(&tenant_id).cloned(),
             status,
             commands,
             ended: call.ended().clone(),
@@ -322,4 +376,39 @@ async fn tenants<P: Protocol, H: Handler>(
         });
     }
     Ok((handles, processors))
+}
+
+/// Before a projection's processor starts for a tenant: when its stored definition differs
+/// from the one it registers with, its states and their history are dropped and its position
+/// goes back to the start, in one atomic write with the new definition (which is stored at
+/// every registration, as the original does).
+fn prepare_projection(
+    tenant: &Tenant,
+    scope: ScopeId,
+    processor: StreamProcessorId,
+    definition: &Definition,
+) -> Result<(), Failure> {
+    let stored = tenant.projection_definition(scope, processor.processor)?;
+    let text = definition.to_stored();
+    let changed = stored
+        .as_deref()
+        .and_then(Definition::from_stored)
+        .and_then(|stored| definition.changed_from(&stored));
+    let mut batch = StateBatch::new();
+    if let Some(reason) = changed {
+        tracing::info!(
+            projection = %processor.processor,
+            scope = %scope.0,
+            tenant = %tenant.id().0,
+            %reason,
+            "the projection's definition changed: its states are rebuilt from the start"
+        );
+        batch.drop_projection_states(scope.0, processor.processor);
+        batch.put_stream_processor(&processor, &StreamProcessorState::default());
+    } else if stored.as_deref() == Some(text.as_str()) {
+        return Ok(());
+    }
+    batch.put_projection_definition(scope.0, processor.processor, &text);
+    tenant.write_state(batch)?;
+    Ok(())
 }

@@ -8,7 +8,9 @@
 //! in band with a response not listed here adds its line here.
 
 use crate::proto::dolittle::runtime::events::processing::management as handlers;
-use crate::proto::dolittle::runtime::{aggregates, eventhorizon, events, resources, tenancy};
+use crate::proto::dolittle::runtime::{
+    aggregates, eventhorizon, events, projections, resources, tenancy,
+};
 
 /// `in_band!(Response, field: Type)`: the response's payload is `field`, optional (a message,
 /// absent on failure) or a list or plain value (empty on failure); `in_band!(Response)`: the
@@ -96,6 +98,13 @@ in_band!(
 // Management: EventHandlers.
 in_band!(handlers::GetAllResponse, event_handlers: Vec<handlers::EventHandlerStatus>);
 in_band!(handlers::GetOneResponse, event_handlers: Option<handlers::EventHandlerStatus>);
+in_band!(handlers::ReplayProjectionResponse);
+in_band!(handlers::GetAllProjectionsResponse, projections: Vec<handlers::ProjectionStatus>);
+in_band!(handlers::GetOneProjectionResponse, projection: Option<handlers::ProjectionStatus>);
+
+// Projection store.
+in_band!(projections::GetOneResponse, state: Option<projections::ProjectionCurrentState>);
+in_band!(projections::GetAllResponse, states: Vec<projections::ProjectionCurrentState>);
 in_band!(handlers::ReprocessEventsFromResponse);
 in_band!(handlers::ReprocessAllEventsResponse);
 in_band!(handlers::ReprocessEventsFromTimestampResponse);
