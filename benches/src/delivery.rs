@@ -65,8 +65,8 @@ pub struct DeliveryArgs {
 }
 
 /// The server's default platform: a head's registration must carry it.
-const MICROSERVICE: Uuid = Uuid::from_u128(0x4a5d_2bc3_543f_459a_ab0b_e8e9_2409_3260);
-const ENVIRONMENT: &str = "Development";
+pub(crate) const MICROSERVICE: Uuid = Uuid::from_u128(0x4a5d_2bc3_543f_459a_ab0b_e8e9_2409_3260);
+pub(crate) const ENVIRONMENT: &str = "Development";
 
 /// How the handler is registered.
 #[derive(Debug, Clone, Copy)]
@@ -242,7 +242,7 @@ pub fn run(args: &DeliveryArgs) -> Result<()> {
 }
 
 /// Commits `events` events (in commits of 100) with 8 clients.
-fn fill(
+pub(crate) fn fill(
     runtime: &tokio::runtime::Runtime,
     port: u16,
     requests: &Arc<Vec<dolittle::runtime::events::CommitEventsRequest>>,
@@ -325,7 +325,7 @@ pub(crate) fn run_head(
 }
 
 /// The handler of the delivery workloads: the default platform and scope.
-fn registration(
+pub(crate) fn registration(
     port: u16,
     tenant: Uuid,
     event_types: Vec<Uuid>,

@@ -64,6 +64,7 @@ pub(crate) struct ServerProcess {
     child: Child,
     pub(crate) private_port: u16,
     pub(crate) public_port: u16,
+    pub(crate) web_port: u16,
     metrics_port: u16,
 }
 
@@ -144,6 +145,7 @@ impl ServerProcess {
                 return Ok(ServerProcess {
                     private_port: port("private")?,
                     public_port: port("public")?,
+                    web_port: port("web")?,
                     metrics_port: port("metrics")?,
                     child,
                 });
@@ -222,6 +224,18 @@ impl Drop for ServerProcess {
 }
 
 /// The text of `/metrics` on `port` of this machine.
+/// A plain-HTTP GET of `path` on a local port: the whole response, headers and body.
+pub(crate) fn http_get(port: u16, path: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).context("connect")?;
+    stream.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    Ok(text)
+}
+
 fn metrics_of(port: u16) -> Result<String> {
     use std::io::{Read, Write};
     let mut stream =

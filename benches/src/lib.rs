@@ -25,6 +25,7 @@ pub mod grpc;
 pub mod horizon;
 pub mod mongo;
 pub mod pg;
+pub mod projections;
 pub mod raw;
 pub mod report;
 pub mod rocks;

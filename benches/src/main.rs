@@ -2,7 +2,7 @@
 //! baselines side by side, interleaved in one run, and prints one JSON line per measurement on
 //! stdout (then one line of medians and ratios per shape); progress goes to stderr.
 
-use annals_bench::{aggregates, delivery, engine, grpc, horizon, mongo, tenants};
+use annals_bench::{aggregates, delivery, engine, grpc, horizon, mongo, projections, tenants};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -34,6 +34,9 @@ enum Suite {
     /// The MongoDB export (`annals export`) against the engine's catch-up read, with its
     /// peak memory at two sizes.
     Mongo(mongo::MongoArgs),
+    /// A projection replaying the log against event handler delivery of the same events,
+    /// with the disk cost of its states' history.
+    Projections(projections::ProjectionsArgs),
     /// Opening time and resident memory of a store with 1, 100 and 1000 tenants.
     Tenants(tenants::TenantsArgs),
     /// (Internal) one probe of `tenants`, in a fresh process.
@@ -50,6 +53,7 @@ fn main() -> Result<()> {
         Suite::Delivery(args) => delivery::run(&args),
         Suite::Horizon(args) => horizon::run(&args),
         Suite::Mongo(args) => mongo::run(&args),
+        Suite::Projections(args) => projections::run(&args),
         Suite::Tenants(args) => tenants::run(&args),
         Suite::TenantsProbe(args) => tenants::probe(&args),
     }
