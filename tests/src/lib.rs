@@ -230,6 +230,11 @@ impl Server {
         self.args.push(format!("endpoints:public:port={port}"));
     }
 
+    /// Adds arguments to every later launch (after the ones it was started with).
+    pub fn args_push(&mut self, args: &[&str]) {
+        self.args.extend(args.iter().map(|a| (*a).to_owned()));
+    }
+
     /// Starts the server again on the same directory (new ports) after `stop` or `kill`.
     pub async fn relaunch(&mut self) {
         assert!(self.child.is_none(), "the server is still running");

@@ -1226,3 +1226,145 @@ async fn killed_while_processing_the_states_are_a_fold_of_the_log_up_to_the_stor
     }
     folding.stop().await;
 }
+
+/// Processes `sources` (one TYPE_A event each, in order) with `count`; returns once the last
+/// state is durable.
+async fn project(server: &Server, projection: Uuid, sources: &[&str]) {
+    let (head, failure) = Head::connect(server.private().await, &Projection::new(projection)).await;
+    assert_eq!(failure, None);
+    let folding = head.fold_in_background(count);
+    let channel = server.private().await;
+    let mut last = BTreeMap::new();
+    for source in sources {
+        let event = commit(&channel, DEVELOPMENT, &[(TYPE_A, source, "{}")]).await;
+        let n = last.get(*source).map_or(0, |(n, _)| *n) + 1;
+        last.insert(
+            (*source).to_owned(),
+            (n, event[0].event_log_sequence_number),
+        );
+    }
+    for (source, (n, seq)) in &last {
+        let want = format!(r#"{{"n":{n},"last":{seq}}}"#);
+        eventually_state(server, DEVELOPMENT, projection, source, &want).await;
+    }
+    folding.stop().await;
+}
+
+#[tokio::test]
+async fn the_web_port_and_the_cli_answer_states_as_of_a_point() {
+    let server = Server::start().await;
+    let projection = Uuid::new_v4();
+    project(&server, projection, &["a", "b", "a", "c w"]).await;
+    let base = format!(
+        "/projections/{DEVELOPMENT}/{}/{projection}/states",
+        Uuid::nil()
+    );
+    let get = |query: String| {
+        let path = format!("{base}?{query}");
+        async move { Server::http_get(server.ports.web, &path).await }
+    };
+    let (status, body) = get("key=a&at=2".into()).await;
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["eventLogPosition"], 2);
+    assert_eq!(
+        json["states"][0]["state"],
+        serde_json::json!({"n": 1, "last": 0})
+    );
+    assert_eq!(json["states"][0]["type"], "PERSISTED");
+    let (_, body) = get("key=c%20w&at=3".into()).await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["states"][0]["type"], "CREATED_FROM_INITIAL_STATE");
+    assert_eq!(json["states"][0]["key"], "c w");
+    // Every key, two per page.
+    let (_, body) = get("limit=2".into()).await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["eventLogPosition"], 4);
+    assert_eq!(json["states"].as_array().unwrap().len(), 2);
+    let next = json["next"].as_str().unwrap().to_owned();
+    let (_, body) = get(format!("limit=2&after={}", next.replace(' ', "%20"))).await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["states"].as_array().unwrap().len(), 1);
+    let (status, body) = get("at=99".into()).await;
+    assert_eq!(status, 409, "{body}");
+    let (status, _) = get("time=yesterday".into()).await;
+    assert_eq!(status, 400);
+    let (status, body) = Server::http_get(server.ports.web, "/projections").await;
+    assert_eq!(status, 200);
+    let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let entry = &listed["projections"][0];
+    assert_eq!(entry["eventLogPosition"], 4);
+    assert_eq!(entry["history"]["entries"], 4);
+
+    // The CLI reads the same, every key as of position 3.
+    let output = std::process::Command::new(annals_tests::binary())
+        .args(["projection", "--runtime"])
+        .arg(format!("http://127.0.0.1:{}", server.ports.web.unwrap()))
+        .args([
+            "--tenant",
+            &DEVELOPMENT.to_string(),
+            "--projection",
+            &projection.to_string(),
+            "--at",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["eventLogPosition"], 3);
+    let keys: Vec<&str> = json["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["a", "b"]);
+    assert_eq!(
+        json["states"][0]["state"],
+        serde_json::json!({"n": 2, "last": 2})
+    );
+}
+
+#[tokio::test]
+async fn the_retention_trims_history_but_every_kept_point_still_answers() {
+    use history::as_of::Point;
+    let mut server = Server::start().await;
+    let projection = Uuid::new_v4();
+    project(&server, projection, &["a", "b", "a"]).await;
+    assert!(server.stop().await);
+    // Everything committed so far is older than the retention now.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    server.args_push(&["--set", "annals:projections:historyRetention=2s"]);
+    server.relaunch().await;
+    // Trimmed at start-up to the end of what was processed: the current states still answer.
+    let deadline = tokio::time::Instant::now() + MUST;
+    loop {
+        let old = state_at(&server, projection, "a", Point::EventLogPosition(1)).await;
+        if let Some(failure) = old.failure {
+            assert_eq!(
+                failure_id(Some(&failure)),
+                Some(Uuid::from_u128(0x2f8b_d4c7_61a3_4e95_b0d2_7c4e_9a13_f6b8)),
+                "{}",
+                failure.reason
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing was trimmed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let now = state_at(&server, projection, "a", Point::EventLogPosition(3)).await;
+    assert_eq!(now.state.unwrap().state, r#"{"n":2,"last":2}"#);
+    let b = state_at(&server, projection, "b", Point::EventLogPosition(3)).await;
+    assert_eq!(b.state.unwrap().state, r#"{"n":1,"last":1}"#);
+    assert!(server
+        .log()
+        .contains("projection history older than the retention trimmed"));
+}
