@@ -130,17 +130,7 @@ impl Tenant {
         scope: ScopeId,
         projection: Uuid,
     ) -> Result<Vec<(String, String)>> {
-        let prefix = keys::projection_prefix(scope.0, projection);
-        self.scan(&prefix, &prefix, usize::MAX)?
-            .into_iter()
-            .map(|(k, v)| {
-                let key = String::from_utf8(k[prefix.len()..].to_vec())
-                    .map_err(|_| bad_state(&k, "the projection key is not UTF-8"))?;
-                let state =
-                    String::from_utf8(v).map_err(|_| bad_state(&k, "the state is not UTF-8"))?;
-                Ok((key, state))
-            })
-            .collect()
+        self.projection_states_page(scope, projection, None, usize::MAX)
     }
 }
 

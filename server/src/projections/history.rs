@@ -49,13 +49,7 @@ impl Subject {
         let tenant = Arc::clone(&self.tenant);
         let (scope, projection) = (self.scope, self.projection);
         blocking(move || {
-            let processed = tenant
-                .stream_processor_state(&StreamProcessorId {
-                    scope: scope.0,
-                    processor: projection,
-                    source_stream: Uuid::nil(),
-                })?
-                .map_or(EventLogSequenceNumber::ZERO, |s| s.event_log_position);
+            let processed = processed(&tenant, scope, projection)?;
             let at = match point {
                 Point::Now => processed,
                 Point::Position(at) => at,
@@ -116,6 +110,21 @@ impl Subject {
         })
         .await
     }
+}
+
+/// The event-log position a projection has processed, and written, for a tenant.
+pub(crate) fn processed(
+    tenant: &Tenant,
+    scope: ScopeId,
+    projection: Uuid,
+) -> Result<EventLogSequenceNumber, EngineError> {
+    Ok(tenant
+        .stream_processor_state(&StreamProcessorId {
+            scope: scope.0,
+            processor: projection,
+            source_stream: Uuid::nil(),
+        })?
+        .map_or(EventLogSequenceNumber::ZERO, |s| s.event_log_position))
 }
 
 fn history_failure(e: EngineError) -> Failure {

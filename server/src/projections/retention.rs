@@ -6,12 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals_engine::{StreamProcessorId, Tenant};
-use uuid::Uuid;
+use annals_engine::Tenant;
 
 use crate::blocking::blocking;
 use crate::clock::now_ns;
-use crate::projections::history::first_after;
+use crate::projections::history::{first_after, processed};
 use crate::runtime::Runtime;
 
 /// How often the history is trimmed.
@@ -52,15 +51,8 @@ pub(crate) async fn run(runtime: Arc<Runtime>, retention: Duration) {
 fn trim(tenant: &Tenant, horizon_ns: i64) -> Result<u64, crate::api::failure::Failure> {
     let mut removed = 0;
     for (scope, projection, _) in tenant.projection_definitions()? {
-        let processed = tenant
-            .stream_processor_state(&StreamProcessorId {
-                scope: scope.0,
-                processor: projection,
-                source_stream: Uuid::nil(),
-            })?
-            .map(|s| s.event_log_position)
-            .unwrap_or_default();
-        let floor = first_after(tenant, scope, horizon_ns)?.min(processed);
+        let floor =
+            first_after(tenant, scope, horizon_ns)?.min(processed(tenant, scope, projection)?);
         removed += tenant.trim_projection_history(scope, projection, floor)?;
     }
     Ok(removed)

@@ -126,12 +126,6 @@ async fn position_at(handle: &TenantHandle, at_ns: i64) -> Result<EventLogSequen
 }
 
 fn status(registration: &Registration, tenant: Option<Uuid>) -> EventHandlerStatus {
-    let mut tenants: Vec<_> = registration
-        .tenants
-        .iter()
-        .filter(|(id, _)| tenant.is_none_or(|t| t == **id))
-        .collect();
-    tenants.sort_by_key(|(id, _)| **id);
     EventHandlerStatus {
         scope_id: Some(ids::to_wire(registration.key.scope)),
         event_handler_id: Some(ids::to_wire(registration.key.id)),
@@ -145,22 +139,37 @@ fn status(registration: &Registration, tenant: Option<Uuid>) -> EventHandlerStat
             .alias
             .clone()
             .unwrap_or_else(|| NO_ALIAS.to_owned()),
-        tenants: tenants
-            .into_iter()
-            .map(|(id, handle)| {
-                let status = handle.status.lock();
-                tenant_status(
-                    *id,
-                    &status.state,
-                    status.retrying.as_ref(),
-                    registration.partitioning,
-                )
-            })
-            .collect(),
+        tenants: tenant_statuses(registration, tenant),
     }
 }
 
-pub(crate) fn tenant_status(
+/// The status of each tenant of a connected processor (only `tenant`'s when one is named), in
+/// tenant order.
+pub(crate) fn tenant_statuses(
+    registration: &Registration,
+    tenant: Option<Uuid>,
+) -> Vec<TenantScopedStreamProcessorStatus> {
+    let mut tenants: Vec<_> = registration
+        .tenants
+        .iter()
+        .filter(|(id, _)| tenant.is_none_or(|t| t == **id))
+        .collect();
+    tenants.sort_by_key(|(id, _)| **id);
+    tenants
+        .into_iter()
+        .map(|(id, handle)| {
+            let status = handle.status.lock();
+            tenant_status(
+                *id,
+                &status.state,
+                status.retrying.as_ref(),
+                registration.partitioning,
+            )
+        })
+        .collect()
+}
+
+fn tenant_status(
     tenant: Uuid,
     state: &StreamProcessorState,
     retrying: Option<&annals_engine::ProcessingFailure>,
@@ -318,6 +327,6 @@ impl EventHandlers for EventHandlersManagement {
 }
 
 /// The tenant a request names in its optional `tenantId`, if it names one.
-fn optional_tenant(tenant: Option<&WireUuid>) -> Result<Option<Uuid>, Failure> {
+pub(crate) fn optional_tenant(tenant: Option<&WireUuid>) -> Result<Option<Uuid>, Failure> {
     tenant.map(|t| ids::from_wire("tenantId", t)).transpose()
 }

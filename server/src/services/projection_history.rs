@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -21,15 +20,10 @@ use crate::proto::dolittle::runtime::projections::{
     ProjectionCurrentState, ProjectionCurrentStateType,
 };
 use crate::runtime::Runtime;
-use crate::services::projection_store::projection_of;
+use crate::services::projection_store::{projection_of, send_in_batches, PAGE_STATES};
 use crate::services::request::{with_call_context, Call};
 
 with_call_context!(GetOneAtRequest, GetAllAtRequest);
-
-/// The most state bytes one GetAllAt response carries; one larger state still goes alone.
-const BATCH_BYTES_MAX: usize = 2 * 1024 * 1024;
-/// States read at a time.
-const PAGE_STATES: usize = 1024;
 
 /// The point an `AsOf` names; none: now.
 fn point(at: Option<&AsOf>) -> Point {
@@ -157,32 +151,6 @@ async fn stream_states(
         failure: None,
         event_log_position: at.0,
     };
-    let mut after: Option<String> = None;
-    let mut batch = Vec::new();
-    let mut bytes = 0usize;
-    loop {
-        let page = subject.states_at(at, after.clone(), PAGE_STATES).await?;
-        let last_page = page.len() < PAGE_STATES;
-        after = page.last().map(|(key, _)| key.clone());
-        for (key, text) in page {
-            let state = state(key, text, true);
-            let size = state.encoded_len();
-            if !batch.is_empty() && bytes + size > BATCH_BYTES_MAX {
-                if sender
-                    .send(Ok(respond(std::mem::take(&mut batch))))
-                    .await
-                    .is_err()
-                {
-                    return Ok(());
-                }
-                bytes = 0;
-            }
-            bytes += size;
-            batch.push(state);
-        }
-        if last_page {
-            let _ = sender.send(Ok(respond(batch))).await;
-            return Ok(());
-        }
-    }
+    let page = |after| subject.states_at(at, after, PAGE_STATES);
+    send_in_batches(sender, page, respond).await
 }

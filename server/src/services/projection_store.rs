@@ -37,7 +37,7 @@ pub(crate) const NO_DEFINITION: Uuid = Uuid::from_u128(0x0cbd_47f6_50b4_4488_afc
 const BATCH_BYTES_MAX: usize = 2 * 1024 * 1024;
 
 /// States read from the store at a time while batches are streamed.
-const PAGE_STATES: usize = 1024;
+pub(crate) const PAGE_STATES: usize = 1024;
 
 /// The projection a request names: its scope (the default when absent) and id.
 pub(crate) fn projection_of(
@@ -188,31 +188,42 @@ async fn stream_states(
     scope: ScopeId,
     projection: Uuid,
 ) -> Result<(), Failure> {
+    let page = |after: Option<String>| {
+        let tenant = Arc::clone(&tenant);
+        blocking(move || {
+            Ok(tenant.projection_states_page(scope, projection, after.as_deref(), PAGE_STATES)?)
+        })
+    };
+    send_in_batches(sender, page, GetAllResponse::ok).await
+}
+
+/// Sends states read `PAGE_STATES` at a time by `page` (the states after a key), as
+/// responses `respond` makes of at most `BATCH_BYTES_MAX` of them, and always a last one
+/// (empty when there are none); `Ok` also when the reader went away.
+pub(crate) async fn send_in_batches<R, Page>(
+    sender: &mpsc::Sender<Result<R, Status>>,
+    page: impl Fn(Option<String>) -> Page,
+    respond: impl Fn(Vec<ProjectionCurrentState>) -> R,
+) -> Result<(), Failure>
+where
+    Page: std::future::Future<Output = Result<Vec<(String, String)>, Failure>>,
+{
     let mut after: Option<String> = None;
     let mut batch = Vec::new();
     let mut bytes = 0usize;
     loop {
-        let page = {
-            let tenant = Arc::clone(&tenant);
-            let after = after.clone();
-            blocking(move || {
-                Ok(tenant.projection_states_page(
-                    scope,
-                    projection,
-                    after.as_deref(),
-                    PAGE_STATES,
-                )?)
-            })
-            .await?
-        };
-        let last_page = page.len() < PAGE_STATES;
-        after = page.last().map(|(key, _)| key.clone());
-        for (key, state) in page {
+        let read = page(after.clone()).await?;
+        let last_page = read.len() < PAGE_STATES;
+        after = read.last().map(|(key, _)| key.clone());
+        for (key, state) in read {
             let state = persisted(key, state);
             let size = state.encoded_len();
             if !batch.is_empty() && bytes + size > BATCH_BYTES_MAX {
-                let full = GetAllResponse::ok(std::mem::take(&mut batch));
-                if sender.send(Ok(full)).await.is_err() {
+                if sender
+                    .send(Ok(respond(std::mem::take(&mut batch))))
+                    .await
+                    .is_err()
+                {
                     return Ok(());
                 }
                 bytes = 0;
@@ -221,7 +232,7 @@ async fn stream_states(
             batch.push(state);
         }
         if last_page {
-            let _ = sender.send(Ok(GetAllResponse::ok(batch))).await;
+            let _ = sender.send(Ok(respond(batch))).await;
             return Ok(());
         }
     }

@@ -28,7 +28,7 @@ use crate::proto::dolittle::runtime::events::processing::{
 };
 use crate::runtime::Runtime;
 use crate::services::platform::NO_ALIAS;
-use crate::services::processing_management::tenant_status;
+use crate::services::processing_management::{optional_tenant, tenant_statuses};
 use crate::services::request;
 
 /// The projection is not connected (the original's).
@@ -127,12 +127,6 @@ async fn replay(registration: &Registration, tenant: Uuid) -> Result<(), Failure
 }
 
 fn status(registration: &Registration, tenant: Option<Uuid>) -> ProjectionStatus {
-    let mut tenants: Vec<_> = registration
-        .tenants
-        .iter()
-        .filter(|(id, _)| tenant.is_none_or(|t| t == **id))
-        .collect();
-    tenants.sort_by_key(|(id, _)| **id);
     let definition = registration.projection.as_deref();
     ProjectionStatus {
         scope_id: Some(ids::to_wire(registration.key.scope)),
@@ -181,18 +175,7 @@ fn status(registration: &Registration, tenant: Option<Uuid>) -> ProjectionStatus
             .alias
             .clone()
             .unwrap_or_else(|| NO_ALIAS.to_owned()),
-        tenants: tenants
-            .into_iter()
-            .map(|(id, handle)| {
-                let status = handle.status.lock();
-                tenant_status(
-                    *id,
-                    &status.state,
-                    status.retrying.as_ref(),
-                    registration.partitioning,
-                )
-            })
-            .collect(),
+        tenants: tenant_statuses(registration, tenant),
     }
 }
 
@@ -245,9 +228,4 @@ impl Projections for ProjectionsManagement {
         };
         request::unary(&self.runtime, "Projections/GetOne", work).await
     }
-}
-
-/// The tenant a request names in its optional `tenantId`, if it names one.
-fn optional_tenant(tenant: Option<&WireUuid>) -> Result<Option<Uuid>, Failure> {
-    tenant.map(|t| ids::from_wire("tenantId", t)).transpose()
 }
