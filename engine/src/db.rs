@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use annals_log::{Error as LogError, TenantId};
 use rocksdb::{
-    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
-    DBWithThreadMode, MultiThreaded, Options, WriteBufferManager, WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DBWithThreadMode,
+    LruCacheOptions, MultiThreaded, Options, WriteBufferManager, WriteOptions,
 };
 
 use crate::{
@@ -69,7 +69,14 @@ pub(crate) struct DbOptions {
 
 impl DbOptions {
     pub(crate) fn new(config: &IndexConfig) -> Self {
-        let cache = Cache::new_lru_cache(config.block_cache_bytes.as_u64() as usize);
+        // Four shards, not RocksDB's one per 512 KiB: a table's whole filter passes 512 KiB
+        // once it holds about half a million keys, and a block larger than its shard is
+        // evicted as soon as it is read, so every point read read the filter from the file
+        // again (a quarter of the server's time in a projection's replay of a million events).
+        let mut cache_options = LruCacheOptions::default();
+        cache_options.set_capacity(config.block_cache_bytes.as_u64() as usize);
+        cache_options.set_num_shard_bits(2);
+        let cache = Cache::new_lru_cache_opts(&cache_options);
         let buffers = WriteBufferManager::new_write_buffer_manager(
             config.write_buffer_total_bytes.as_u64() as usize,
             false,
@@ -79,16 +86,7 @@ impl DbOptions {
         table.set_bloom_filter(10.0, false);
         table.set_cache_index_and_filter_blocks(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-        // Filters and indexes in partitions of a few KiB, cached like data blocks: a table's
-        // whole filter grows past a shard of the block cache (32 MiB in 64 shards) once it
-        // holds about a million keys, and would then be read from the file again for every
-        // point read (a quarter of the server's time in a projection's replay of a million
-        // events, and the head waiting on it).
-        table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
-        table.set_partition_filters(true);
-        table.set_metadata_block_size(4096);
         table.set_cache_index_and_filter_blocks_with_high_priority(true);
-        table.set_pin_top_level_index_and_filter(true);
 
         let mut family = Options::default();
         family.set_block_based_table_factory(&table);
