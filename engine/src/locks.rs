@@ -4,13 +4,21 @@
 //! group commits freely. Memory is one entry per key currently held.
 
 use std::collections::HashSet;
+use std::task::{Poll, Waker};
 
 use parking_lot::{Condvar, Mutex};
 
 #[derive(Debug, Default)]
 pub(crate) struct KeyLocks {
-    busy: Mutex<HashSet<Vec<u8>>>,
+    busy: Mutex<Busy>,
     released: Condvar,
+}
+
+/// The keys held, and the tasks waiting for one of them.
+#[derive(Debug, Default)]
+struct Busy {
+    keys: HashSet<Vec<u8>>,
+    waiting: Vec<Waker>,
 }
 
 pub(crate) struct KeyGuard<'a> {
@@ -22,20 +30,50 @@ impl KeyLocks {
     /// Blocks until `key` is free, then holds it until the guard drops.
     pub(crate) fn lock(&self, key: Vec<u8>) -> KeyGuard<'_> {
         let mut busy = self.busy.lock();
-        while busy.contains(&key) {
+        while busy.keys.contains(&key) {
             self.released.wait(&mut busy);
         }
-        busy.insert(key.clone());
+        busy.keys.insert(key.clone());
         KeyGuard { locks: self, key }
+    }
+
+    /// Waits (without blocking the thread) until `key` is free, then holds it until the
+    /// guard drops.
+    pub(crate) async fn lock_async(&self, key: Vec<u8>) -> KeyGuard<'_> {
+        let mut key = Some(key);
+        std::future::poll_fn(|cx| {
+            let mut busy = self.busy.lock();
+            let Some(wanted) = key.take() else {
+                unreachable!("polled again after it was ready");
+            };
+            if busy.keys.contains(&wanted) {
+                busy.waiting.push(cx.waker().clone());
+                key = Some(wanted);
+                return Poll::Pending;
+            }
+            busy.keys.insert(wanted.clone());
+            Poll::Ready(KeyGuard {
+                locks: self,
+                key: wanted,
+            })
+        })
+        .await
     }
 }
 
 impl Drop for KeyGuard<'_> {
     fn drop(&mut self) {
-        let held = self.locks.busy.lock().remove(&self.key);
-        assert!(held, "a key lock was released that was not held");
+        let waiting = {
+            let mut busy = self.locks.busy.lock();
+            let held = busy.keys.remove(&self.key);
+            assert!(held, "a key lock was released that was not held");
+            std::mem::take(&mut busy.waiting)
+        };
         // Contention on one key is rare; waking every waiter keeps this simple.
         self.locks.released.notify_all();
+        for waker in waiting {
+            waker.wake();
+        }
     }
 }
 
@@ -69,6 +107,6 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert!(locks.busy.lock().is_empty());
+        assert!(locks.busy.lock().keys.is_empty());
     }
 }

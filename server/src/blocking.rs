@@ -1,5 +1,7 @@
-//! Blocking engine work (durable commits, index and log reads) runs on tokio's blocking
-//! threads, never on the async workers.
+//! Blocking engine work (index and log reads, stream writes) runs on tokio's blocking
+//! threads, never on the async workers. Commits do not block: the engine's asynchronous
+//! commits queue on the async worker and are completed by the log's committer thread, which
+//! wakes the request's task (no hop to a blocking thread and back per commit).
 //!
 //! Invariant: a worker that ends abnormally (a panic) answers its caller with a `Failure`; it
 //! never takes the caller's task down with it.
@@ -18,5 +20,28 @@ where
             failure::id::OTHER,
             format!("the request's worker ended abnormally: {e}"),
         )),
+    }
+}
+
+/// Runs engine work that waits without blocking (a commit's durable append through the log's
+/// committer thread) on the caller's task; a panic in it answers with a `Failure`, as a
+/// blocking worker's does.
+pub(crate) async fn engine<T>(
+    work: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    use futures_util::FutureExt as _;
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            Err(Failure::new(
+                failure::id::OTHER,
+                format!("the request's work ended abnormally: {what}"),
+            ))
+        }
     }
 }

@@ -391,7 +391,35 @@ impl LogStore {
     }
 }
 
+/// The sealer's nice value: sealing (compressing a full segment) is background work that
+/// yields the cores to appends and reads when they are busy, as RocksDB's compactions run in
+/// a low-priority pool. Raw segments are durable and readable as they are; sealing only
+/// catches up later.
+const SEALER_NICE: libc::c_int = 10;
+
+/// Lowers the calling thread's scheduling priority to [`SEALER_NICE`] (best effort: a thread
+/// that cannot lower it runs at the normal priority).
+#[expect(
+    unsafe_code,
+    reason = "setpriority on the calling thread: no memory is touched"
+)]
+fn lower_this_threads_priority() {
+    // SAFETY: gettid and setpriority take plain integers and touch no memory of ours; on
+    // Linux, PRIO_PROCESS with a thread id sets that one thread's nice value.
+    let result = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid.unsigned_abs(), SEALER_NICE)
+    };
+    if result != 0 {
+        tracing::debug!(
+            error = %std::io::Error::last_os_error(),
+            "the sealer runs at the normal priority"
+        );
+    }
+}
+
 fn sealer_loop(rx: &Receiver<SealJob>, stop: &Receiver<()>, progress: &SealProgress) {
+    lower_this_threads_priority();
     loop {
         let job = crossbeam_channel::select! {
             recv(stop) -> _ => return,

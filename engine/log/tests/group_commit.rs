@@ -71,6 +71,106 @@ fn concurrent_commits_share_fdatasyncs_and_get_disjoint_gapless_ranges() {
     }
 }
 
+/// Asynchronous appends (the committer thread leads for them) and blocking appends share
+/// groups: every commit gets its own gapless range, its events as committed, and all of them
+/// are there after a reopen.
+#[test]
+fn async_and_blocking_appends_share_groups_and_survive_a_reopen() {
+    for io in real_backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config(dir.path());
+        let receipts = std::sync::Mutex::new(Vec::new());
+        {
+            let engine = LogStore::open_with_io(config.clone(), Arc::clone(&io)).unwrap();
+            let log = test_log(&engine);
+            std::thread::scope(|s| {
+                for w in 0..12u64 {
+                    let (log, receipts) = (&log, &receipts);
+                    s.spawn(move || {
+                        let mut r = rng(w);
+                        for i in 0..40 {
+                            let c = commit(&mut r, w * 100 + i, 1 + (i as usize % 3));
+                            // Even writers append asynchronously, odd ones block.
+                            let receipt = if w % 2 == 0 {
+                                block_on(log.append_async(&c)).unwrap()
+                            } else {
+                                log.append(&c).unwrap()
+                            };
+                            receipts.lock().unwrap().push((receipt, c));
+                        }
+                    });
+                }
+            });
+            let syncs = log.stats().data_syncs.load(Ordering::Relaxed);
+            let commits = receipts.lock().unwrap().len() as u64;
+            assert!(
+                syncs >= 1 && syncs <= commits,
+                "{syncs} syncs for {commits} commits"
+            );
+        }
+        let receipts = receipts.into_inner().unwrap();
+        let mut covered = BTreeSet::new();
+        for (receipt, _) in &receipts {
+            for s in receipt.first.0..receipt.next().0 {
+                assert!(covered.insert(s), "sequence {s} assigned twice");
+            }
+        }
+        let total = covered.len() as u64;
+        assert_eq!(
+            covered.iter().copied().collect::<Vec<_>>(),
+            (0..total).collect::<Vec<_>>()
+        );
+        let engine = LogStore::open_with_io(config, Arc::clone(&io)).unwrap();
+        let log = test_log(&engine);
+        let events = read_all(&log);
+        assert_eq!(
+            events.len() as u64,
+            total,
+            "{}: events after reopen",
+            io.name()
+        );
+        for (receipt, c) in &receipts {
+            for i in 0..c.events.len() {
+                assert_event_matches(&events[receipt.first.0 as usize + i], c, i);
+            }
+        }
+    }
+}
+
+/// An asynchronous append to a poisoned log fails at once, like a blocking one.
+#[test]
+fn an_async_append_to_a_poisoned_log_fails() {
+    let fs = FaultIo::new();
+    let config = small_config("/data");
+    let engine = open_fault(&fs, &config).unwrap();
+    let log = test_log(&engine);
+    let mut r = rng(7);
+    block_on(log.append_async(&commit(&mut r, 1, 1))).unwrap();
+    fs.fail_syncs_after_ops(0);
+    let err = block_on(log.append_async(&commit(&mut r, 2, 1))).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Io {
+                op: "write+fdatasync",
+                ..
+            }
+        ),
+        "the append whose fsync failed fails: {err}"
+    );
+    fs.heal();
+    let err = block_on(log.append_async(&commit(&mut r, 3, 1))).unwrap_err();
+    assert!(
+        matches!(err, Error::Poisoned { .. }),
+        "later appends are refused: {err}"
+    );
+    assert_eq!(
+        read_all(&log).len(),
+        1,
+        "what was acknowledged is still read"
+    );
+}
+
 #[test]
 fn a_failed_fsync_poisons_the_log_until_reopen() {
     let fs = FaultIo::new();

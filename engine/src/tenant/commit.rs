@@ -35,6 +35,20 @@ impl Tenant {
         Ok(self.event_log.append(commit)?)
     }
 
+    /// [`Tenant::commit`] without blocking the caller's thread (for async servers): the
+    /// future resolves once the events are durable. The commit is checked and encoded when
+    /// called; the log's committer thread writes it with the group it lands in.
+    pub async fn commit_async(&self, commit: &Commit) -> Result<CommitReceipt> {
+        self.check_live()?;
+        check_events(commit)?;
+        if commit.events.iter().any(|e| e.event_horizon.is_some()) {
+            return Err(invalid(
+                "events received over the event horizon go to a scoped log",
+            ));
+        }
+        Ok(self.event_log.append_async(commit).await?)
+    }
+
     /// Commits events received over the event horizon to the log of `scope` (not the default
     /// scope), without a subscription position; a subscription stores its events with
     /// [`Tenant::commit_received`]. Takes the scope's lock like it, so the two never
@@ -55,6 +69,32 @@ impl Tenant {
     /// Commits to the same aggregate are serialised (the check and the durable append are one
     /// step for them); commits to different aggregates share group commits.
     pub fn commit_for_aggregate(&self, commit: &AggregateCommit) -> Result<AggregateCommitReceipt> {
+        let (key, log_commit) = self.aggregate_log_commit(commit)?;
+        let _held = self.aggregate_locks.lock(key.clone());
+        self.check_version(&key, commit.expected_version)?;
+        let receipt = self.event_log.append(&log_commit)?;
+        Ok(self.aggregate_appended(key, commit, receipt))
+    }
+
+    /// [`Tenant::commit_for_aggregate`] without blocking the caller's thread (for async
+    /// servers): it waits for the aggregate's lock and for the durable append as futures. The
+    /// version check is one point read of the indexes.
+    pub async fn commit_for_aggregate_async(
+        &self,
+        commit: &AggregateCommit,
+    ) -> Result<AggregateCommitReceipt> {
+        let (key, log_commit) = self.aggregate_log_commit(commit)?;
+        let _held = self.aggregate_locks.lock_async(key.clone()).await;
+        self.check_version(&key, commit.expected_version)?;
+        let receipt = self.event_log.append_async(&log_commit).await?;
+        Ok(self.aggregate_appended(key, commit, receipt))
+    }
+
+    /// Checks a commit for an aggregate and builds the log's commit of it, with the
+    /// aggregate's key. The log's commit is built before the aggregate's lock is taken: its
+    /// versions follow from the expected version alone, and commits to the aggregate wait
+    /// only for the check and the append.
+    fn aggregate_log_commit(&self, commit: &AggregateCommit) -> Result<(Vec<u8>, Commit)> {
         self.check_live()?;
         self.index_failure()?;
         if commit.events.is_empty() {
@@ -69,9 +109,6 @@ impl Tenant {
         }
         let root = commit.aggregate_root;
         let key = keys::aggregate(root, &commit.event_source_id);
-        // The log's commit is built before the aggregate's lock is taken: its versions follow
-        // from `expected` alone, and commits to the aggregate wait only for the check and the
-        // append.
         let events = commit
             .events
             .iter()
@@ -93,12 +130,26 @@ impl Tenant {
             execution_context: commit.execution_context.clone(),
             events,
         };
-        let _held = self.aggregate_locks.lock(key.clone());
-        let actual = self.version_of(&key)?;
+        Ok((key, log_commit))
+    }
+
+    /// Fails unless the aggregate (whose lock the caller holds) is at `expected`.
+    fn check_version(&self, key: &[u8], expected: u64) -> Result<()> {
+        let actual = self.version_of(key)?;
         if actual != expected {
             return Err(Error::WrongExpectedVersion { expected, actual });
         }
-        let receipt = self.event_log.append(&log_commit)?;
+        Ok(())
+    }
+
+    /// Records the aggregate's new version after its commit was appended (under its lock).
+    fn aggregate_appended(
+        &self,
+        key: Vec<u8>,
+        commit: &AggregateCommit,
+        receipt: CommitReceipt,
+    ) -> AggregateCommitReceipt {
+        let (expected, count) = (commit.expected_version, commit.events.len() as u64);
         assert_eq!(
             receipt.count, count,
             "the log appended another number of events"
@@ -114,11 +165,11 @@ impl Tenant {
                 "a pending aggregate version changed under the aggregate's lock"
             );
         }
-        Ok(AggregateCommitReceipt {
+        AggregateCommitReceipt {
             first: receipt.first,
             count,
             version_before: expected,
-        })
+        }
     }
 
     /// The aggregate's version for a caller that holds its lock (or accepts a racing value).

@@ -180,7 +180,7 @@ fn spec(request: &EventHandlerRegistrationRequest) -> Result<Spec, Failure> {
         .event_types
         .iter()
         .enumerate()
-        .map(|(i, t)| convert::event_type(&format!("eventTypes[{i}]"), Some(t)))
+        .map(|(i, t)| convert::event_type(format!("eventTypes[{i}]"), Some(t)))
         .collect::<Result<Vec<EventType>, Failure>>()
         .map_err(|f| invalid(f.reason))?;
     let partitioning = Partitioning::from(request.partitioned);

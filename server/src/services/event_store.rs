@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::api::failure::{id, Failure, InBand};
 use crate::api::{committed, convert, ids};
-use crate::blocking::blocking;
+use crate::blocking::{self, blocking};
 use crate::clock;
 use crate::proto::dolittle::runtime::events::event_store_server::EventStore;
 use crate::proto::dolittle::runtime::events::fetch_for_aggregate_in_batches_request::Request as BatchesRequest;
@@ -114,17 +114,13 @@ async fn commit(
     if request.events.is_empty() {
         return Err(Failure::no_events());
     }
-    let events = convert::uncommitted_events(&request.events)?;
+    let events = convert::uncommitted_events(request.events)?;
     let commit = Commit {
         occurred_ns: clock::now_ns(),
         execution_context: context,
         events,
     };
-    let (commit, receipt) = blocking(move || {
-        let receipt = tenant.commit(&commit)?;
-        Ok((commit, receipt))
-    })
-    .await?;
+    let receipt = blocking::engine(async { Ok(tenant.commit_async(&commit).await?) }).await?;
     runtime
         .metrics
         .committed(commit.execution_context.tenant_id, receipt.count);
@@ -149,9 +145,9 @@ async fn commit_for_aggregate(
     if aggregate.events.is_empty() {
         return Err(Failure::no_events());
     }
-    let events = convert::aggregate_events(&aggregate.events)?;
-    // Commits to one aggregate run one at a time (each waits on the aggregate's lock, holding
-    // a thread): past a bound, refuse as the original does for any second one.
+    let events = convert::aggregate_events(aggregate.events)?;
+    // Commits to one aggregate run one at a time (each waits for the aggregate's lock): past
+    // a bound, refuse as the original does for any second one.
     let _turn = waiting
         .enter(context.tenant_id, aggregate_root, &event_source_id)
         .ok_or_else(|| {
@@ -169,17 +165,19 @@ async fn commit_for_aggregate(
         expected_version: aggregate.expected_aggregate_root_version,
         events,
     };
-    let (commit, receipt) = blocking(move || match tenant.commit_for_aggregate(&commit) {
-        Ok(receipt) => Ok((commit, receipt)),
-        Err(annals_engine::Error::WrongExpectedVersion { expected, actual }) => {
-            Err(Failure::concurrency_conflict(
-                &commit.event_source_id,
-                aggregate_root,
-                expected,
-                actual,
-            ))
+    let receipt = blocking::engine(async {
+        match tenant.commit_for_aggregate_async(&commit).await {
+            Ok(receipt) => Ok(receipt),
+            Err(annals_engine::Error::WrongExpectedVersion { expected, actual }) => {
+                Err(Failure::concurrency_conflict(
+                    &commit.event_source_id,
+                    aggregate_root,
+                    expected,
+                    actual,
+                ))
+            }
+            Err(e) => Err(e.into()),
         }
-        Err(e) => Err(e.into()),
     })
     .await?;
     runtime
@@ -337,7 +335,7 @@ fn batches_request(
                 .iter()
                 .enumerate()
                 .map(|(i, t)| {
-                    convert::event_type(&format!("fetchEvents.eventTypes[{i}]"), Some(t))
+                    convert::event_type(format!("fetchEvents.eventTypes[{i}]"), Some(t))
                         .map(|t| t.id)
                 })
                 .collect::<Result<Vec<_>, _>>()?,

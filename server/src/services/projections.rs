@@ -287,7 +287,7 @@ fn spec(request: &ProjectionRegistrationRequest) -> Result<Spec, Failure> {
     let mut selectors = Vec::with_capacity(request.events.len());
     for (i, selector) in request.events.iter().enumerate() {
         let event_type = convert::event_type(
-            &format!("events[{i}].eventType"),
+            format!("events[{i}].eventType"),
             selector.event_type.as_ref(),
         )
         .map_err(|f| refuse(f.reason))?;

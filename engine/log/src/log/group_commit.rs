@@ -1,7 +1,10 @@
 //! Group commit: the leader/follower barrier in front of a log's writer.
 //!
-//! Appenders queue their encoded commits here. An appender that finds no leader active becomes
-//! the leader; the others (followers) wait for their results. The leader takes a group from the
+//! Appenders queue their encoded commits here. A blocking appender that finds no leader active
+//! becomes the leader; the others (followers) wait for their results. An asynchronous appender
+//! (`enqueue` then [`Pending::poll_result`]) never blocks: it queues its commit and, when no
+//! leader is active, wakes the log's committer thread, which leads like any appender until the
+//! queue is empty and completes each commit by waking its task. Both kinds share groups. The leader takes a group from the
 //! front of the queue, lets go of the queue lock, hands the group to the log's writer
 //! (`writer.rs`), takes the lock again and wakes everyone. It keeps leading groups until its own
 //! commit has its result; then leadership is free, and a waiting appender whose commit is still
@@ -27,6 +30,7 @@
 use std::{
     collections::VecDeque,
     sync::Arc,
+    task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
 
@@ -41,27 +45,67 @@ use crate::{
 /// A queued commit and, once its group is written, its result.
 pub(super) struct Pending {
     pub(super) commit: EncodedCommit,
-    result: Mutex<Option<Result<CommitReceipt>>>,
+    slot: Mutex<Slot>,
+}
+
+/// A commit's result, and the task to wake when it is set.
+#[derive(Default)]
+struct Slot {
+    result: Option<Result<CommitReceipt>>,
+    waker: Option<Waker>,
 }
 
 impl Pending {
+    fn new(commit: EncodedCommit) -> Arc<Pending> {
+        Arc::new(Pending {
+            commit,
+            slot: Mutex::new(Slot::default()),
+        })
+    }
+
     /// Sets the commit's result; the leader sets each commit's result once.
     pub(super) fn complete(&self, result: Result<CommitReceipt>) {
-        let mut slot = self.result.lock();
-        assert!(slot.is_none(), "a commit's result is set twice");
-        *slot = Some(result);
+        let waker = {
+            let mut slot = self.slot.lock();
+            assert!(slot.result.is_none(), "a commit's result is set twice");
+            slot.result = Some(result);
+            slot.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// Fails the commit with `error()` unless its result is set already.
     pub(super) fn fail_unless_complete(&self, error: impl FnOnce() -> Error) {
-        let mut slot = self.result.lock();
-        if slot.is_none() {
-            *slot = Some(Err(error()));
+        let waker = {
+            let mut slot = self.slot.lock();
+            if slot.result.is_some() {
+                return;
+            }
+            slot.result = Some(Err(error()));
+            slot.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 
     fn take_result(&self) -> Option<Result<CommitReceipt>> {
-        self.result.lock().take()
+        self.slot.lock().result.take()
+    }
+
+    /// The commit's result once its group is written; until then, `cx`'s task is woken when
+    /// it is (checked and registered under one lock, so no completion is missed).
+    pub(super) fn poll_result(&self, cx: &mut Context<'_>) -> Poll<Result<CommitReceipt>> {
+        let mut slot = self.slot.lock();
+        if let Some(result) = slot.result.take() {
+            return Poll::Ready(result);
+        }
+        if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            slot.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 }
 
@@ -77,15 +121,27 @@ struct Queue {
     expected_writers: usize,
     /// Duration of the last group's write (and sync).
     last_write: Duration,
+    /// Asynchronous appenders waiting for room in the queue.
+    room_waiters: Vec<Waker>,
+    /// The log is gone: the committer thread ends.
+    closed: bool,
 }
 
 /// The barrier of one log. Guarded apart from the writer, so queuing never waits for I/O.
 pub(super) struct GroupCommit {
+    shared: Arc<Barrier>,
+}
+
+/// What the appenders, the leader and the committer thread share.
+struct Barrier {
     queue: Mutex<Queue>,
     /// Signalled when a group completes (results are ready, leadership is free, queue room).
     group_done: Condvar,
     /// Signalled on enqueue while a leader gathers.
     arrived: Condvar,
+    /// Signalled for the committer thread: asynchronous commits wait and nobody leads, or the
+    /// log is closed.
+    work: Condvar,
     /// `group-bytes-max`.
     group_bytes_max: usize,
     /// The queue's bound: `4 x group-bytes-max`.
@@ -94,20 +150,116 @@ pub(super) struct GroupCommit {
     gather_delay_max: Duration,
 }
 
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        self.shared.queue.lock().closed = true;
+        self.shared.work.notify_all();
+    }
+}
+
 impl GroupCommit {
     pub(super) fn new(config: &LogConfig) -> Self {
         let group_bytes_max = config.group_bytes_max.as_u64() as usize;
         Self {
-            queue: Mutex::new(Queue::default()),
-            group_done: Condvar::new(),
-            arrived: Condvar::new(),
-            group_bytes_max,
-            queue_bytes_max: group_bytes_max * 4,
-            gather_delay_max: if config.durability == Durability::SyncData {
-                Duration::from_micros(config.group_commit_delay_max_us)
-            } else {
-                Duration::ZERO
-            },
+            shared: Arc::new(Barrier {
+                queue: Mutex::new(Queue::default()),
+                group_done: Condvar::new(),
+                arrived: Condvar::new(),
+                work: Condvar::new(),
+                group_bytes_max,
+                queue_bytes_max: group_bytes_max * 4,
+                gather_delay_max: if config.durability == Durability::SyncData {
+                    Duration::from_micros(config.group_commit_delay_max_us)
+                } else {
+                    Duration::ZERO
+                },
+            }),
+        }
+    }
+
+    /// Queues `commit` (taking it out of its option) without blocking, once the queue has room
+    /// (until then `cx`'s task is woken when a group completes, and `commit` stays put). `admit` runs under the
+    /// queue lock and refuses the commit by returning an error. When no leader is active, the
+    /// committer thread is woken to lead. The result comes from [`Pending::poll_result`].
+    pub(super) fn enqueue(
+        &self,
+        commit: &mut Option<EncodedCommit>,
+        admit: impl FnOnce() -> Result<()>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Arc<Pending>>> {
+        let shared = &*self.shared;
+        let Some(bytes) = commit.as_ref().map(EncodedCommit::framed_len) else {
+            return Poll::Ready(Err(Error::InvalidRequest(
+                "a commit was queued twice".to_owned(),
+            )));
+        };
+        let mut queue = shared.queue.lock();
+        if !queue.pending.is_empty() && queue.queued_bytes + bytes > shared.queue_bytes_max {
+            queue.room_waiters.push(cx.waker().clone());
+            return Poll::Pending;
+        }
+        admit()?;
+        let Some(commit) = commit.take() else {
+            unreachable!("checked above, under no lock that another poll could race");
+        };
+        let pending = Pending::new(commit);
+        queue.queued_bytes += bytes;
+        queue.pending.push_back(Arc::clone(&pending));
+        if queue.gathering {
+            shared.arrived.notify_one();
+        }
+        if !queue.leader {
+            shared.work.notify_one();
+        }
+        Poll::Ready(Ok(pending))
+    }
+
+    /// A handle the committer thread keeps: it outlives no log (the thread ends when the
+    /// log's barrier is dropped).
+    pub(super) fn committer_handle(&self) -> CommitterHandle {
+        CommitterHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    fn committer_loop<L>(
+        shared: &Barrier,
+        log: impl Fn() -> Option<L>,
+        write: impl Fn(&L, &[Arc<Pending>]),
+        gone: impl Fn() -> Error,
+    ) {
+        let mut queue = shared.queue.lock();
+        loop {
+            while !queue.closed && (queue.leader || queue.pending.is_empty()) {
+                shared.work.wait(&mut queue);
+            }
+            let held = if queue.closed { None } else { log() };
+            let Some(held) = held else {
+                for p in queue.pending.drain(..) {
+                    p.fail_unless_complete(&gone);
+                }
+                queue.queued_bytes = 0;
+                shared.group_finished(&mut queue);
+                return;
+            };
+            queue.leader = true;
+            while !queue.pending.is_empty() {
+                shared.gather(&mut queue);
+                let group = shared.take_group(&mut queue);
+                drop(queue);
+                let started = Instant::now();
+                write(&held, &group);
+                let elapsed = started.elapsed();
+                queue = shared.queue.lock();
+                queue.last_write = elapsed;
+                queue.expected_writers = group.len() + queue.pending.len();
+                shared.group_finished(&mut queue);
+            }
+            queue.leader = false;
+            // The log may be dropped here, on this thread: not under the queue lock.
+            drop(queue);
+            drop(held);
+            queue = shared.queue.lock();
         }
     }
 
@@ -121,22 +273,20 @@ impl GroupCommit {
         admit: impl FnOnce() -> Result<()>,
         mut write: impl FnMut(&[Arc<Pending>]),
     ) -> Result<CommitReceipt> {
+        let shared = &*self.shared;
         let bytes = commit.framed_len();
-        let pending = Arc::new(Pending {
-            commit,
-            result: Mutex::new(None),
-        });
+        let pending = Pending::new(commit);
 
-        let mut queue = self.queue.lock();
+        let mut queue = shared.queue.lock();
         // Backpressure: wait while the queue is over its bound (an empty queue always admits).
-        while !queue.pending.is_empty() && queue.queued_bytes + bytes > self.queue_bytes_max {
-            self.group_done.wait(&mut queue);
+        while !queue.pending.is_empty() && queue.queued_bytes + bytes > shared.queue_bytes_max {
+            shared.group_done.wait(&mut queue);
         }
         admit()?;
         queue.queued_bytes += bytes;
         queue.pending.push_back(Arc::clone(&pending));
         if queue.gathering {
-            self.arrived.notify_one();
+            shared.arrived.notify_one();
         }
         // Follower: wait for the result, or for leadership to be free.
         loop {
@@ -147,25 +297,60 @@ impl GroupCommit {
                 queue.leader = true;
                 break;
             }
-            self.group_done.wait(&mut queue);
+            shared.group_done.wait(&mut queue);
         }
         // Leader: write groups until our own commit is done.
         loop {
-            self.gather(&mut queue);
-            let group = self.take_group(&mut queue);
+            shared.gather(&mut queue);
+            let group = shared.take_group(&mut queue);
             drop(queue);
             let started = Instant::now();
             write(&group);
             let elapsed = started.elapsed();
-            queue = self.queue.lock();
+            queue = shared.queue.lock();
             queue.last_write = elapsed;
             queue.expected_writers = group.len() + queue.pending.len();
             if let Some(result) = pending.take_result() {
                 queue.leader = false;
-                self.group_done.notify_all();
+                // Commits queued by asynchronous appenders need a leader too.
+                if !queue.pending.is_empty() {
+                    shared.work.notify_one();
+                }
+                shared.group_finished(&mut queue);
                 return result;
             }
-            self.group_done.notify_all();
+            shared.group_finished(&mut queue);
+        }
+    }
+}
+
+/// The committer thread's hold on a log's barrier.
+pub(super) struct CommitterHandle {
+    shared: Arc<Barrier>,
+}
+
+impl CommitterHandle {
+    /// The committer thread's loop: while the log lives, leads whenever commits wait and no
+    /// appender leads, until the queue is empty. `log` holds the log for a round of groups
+    /// (None once it is gone: the thread then ends, failing whatever is still queued with
+    /// `gone()`); `write` is called with the queue unlocked.
+    pub(super) fn run<L>(
+        &self,
+        log: impl Fn() -> Option<L>,
+        write: impl Fn(&L, &[Arc<Pending>]),
+        gone: impl Fn() -> Error,
+    ) {
+        GroupCommit::committer_loop(&self.shared, log, write, gone);
+    }
+}
+
+impl Barrier {
+    /// A group is done: wakes blocked appenders (results, leadership, room) and asynchronous
+    /// appenders waiting for room.
+    fn group_finished(&self, queue: &mut Queue) {
+        self.group_done.notify_all();
+        for waker in queue.room_waiters.drain(..) {
+            waker.wake();
         }
     }
 

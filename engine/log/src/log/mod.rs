@@ -103,6 +103,9 @@ pub struct Log {
     config: Arc<LogConfig>,
     /// Commits waiting for a leader, and who leads.
     group: GroupCommit,
+    /// The committer thread that leads for asynchronous appenders, started by the first of
+    /// them (an error if it could not be started).
+    committer: std::sync::OnceLock<std::result::Result<(), String>>,
     /// The leader's state; locked only by the leader (and by the sealer swapping segments).
     writer: Mutex<Writer>,
     /// Readers' view of the segment chain, ascending by base.
@@ -166,6 +169,7 @@ impl Log {
             io,
             config,
             group,
+            committer: std::sync::OnceLock::new(),
             writer: Mutex::new(Writer {
                 prealloc_end: recovered
                     .active
@@ -265,6 +269,55 @@ impl Log {
             || self.check_writable(),
             |group| self.write_group(group),
         )
+    }
+
+    /// Appends a commit without blocking the caller's thread: the future resolves once the
+    /// commit is durable (or written, in buffered mode), as [`Log::append`] returns. The
+    /// commit is checked and encoded at once; the future queues it (waiting, without blocking,
+    /// while the queue is over its bound) and the log's committer thread writes it with the
+    /// group it lands in, blocking appenders' commits included. Dropping the future after it
+    /// has queued the commit does not take the commit back.
+    pub fn append_async<'a>(
+        &'a self,
+        commit: &Commit,
+    ) -> impl std::future::Future<Output = Result<CommitReceipt>> + Send + 'a {
+        let encoded = self.encode(std::slice::from_ref(commit));
+        async move {
+            let mut encoded = Some(encoded?);
+            self.start_committer()?;
+            let pending = std::future::poll_fn(|cx| {
+                self.group
+                    .enqueue(&mut encoded, || self.check_writable(), cx)
+            })
+            .await?;
+            std::future::poll_fn(|cx| pending.poll_result(cx)).await
+        }
+    }
+
+    /// Starts the committer thread once.
+    fn start_committer(&self) -> Result<()> {
+        let started = self.committer.get_or_init(|| {
+            let handle = self.group.committer_handle();
+            let me = self.me.clone();
+            std::thread::Builder::new()
+                .name("annals-commit".into())
+                .spawn(move || {
+                    handle.run(
+                        || me.upgrade(),
+                        |log: &Arc<Log>, group| log.write_group(group),
+                        || Error::InvalidRequest("the log was closed".to_owned()),
+                    );
+                })
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+        started.clone().map_err(|cause| {
+            Error::io(
+                "start the committer thread of",
+                &self.dir,
+                std::io::Error::other(cause),
+            )
+        })
     }
 
     fn queue_seal(&self, raw: Arc<RawSegment>) {

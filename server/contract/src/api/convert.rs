@@ -43,7 +43,7 @@ pub fn execution_context(
     context: Option<&WireExecutionContext>,
 ) -> Result<ExecutionContext, Failure> {
     let context = context.ok_or_else(|| Failure::invalid(format!("{field} is missing")))?;
-    let id = |name: &str, id| ids::required(&format!("{field}.{name}"), id);
+    let id = |name: &str, id| ids::required(format!("{field}.{name}"), id);
     let span_id = match &context.span_id {
         None => None,
         Some(bytes) if bytes.is_empty() => None,
@@ -108,12 +108,33 @@ pub fn execution_context_to_wire(context: &ExecutionContext) -> WireExecutionCon
 }
 
 /// An event type (artifact) from the wire.
-pub fn event_type(field: &str, artifact: Option<&Artifact>) -> Result<EventType, Failure> {
+pub fn event_type(
+    field: impl std::fmt::Display,
+    artifact: Option<&Artifact>,
+) -> Result<EventType, Failure> {
     let artifact = artifact.ok_or_else(|| Failure::invalid(format!("{field} is missing")))?;
     Ok(EventType {
-        id: ids::required(&format!("{field}.id"), artifact.id.as_ref())?,
+        id: ids::required(Field::Id(&field), artifact.id.as_ref())?,
         generation: artifact.generation,
     })
+}
+
+/// A field's name in a failure's reason, written out only when a failure needs it (the
+/// checks of every event of a commit would otherwise format names nobody reads).
+enum Field<'a> {
+    /// `<prefix>[<index>].<name>`: a field of one event of a list.
+    Of(&'a str, usize, &'a str),
+    /// `<field>.id`.
+    Id(&'a dyn std::fmt::Display),
+}
+
+impl std::fmt::Display for Field<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Field::Of(prefix, index, name) => write!(f, "{prefix}[{index}].{name}"),
+            Field::Id(field) => write!(f, "{field}.id"),
+        }
+    }
 }
 
 /// The wire form (artifact) of an event type.
@@ -125,7 +146,7 @@ pub fn event_type_to_wire(event_type: EventType) -> Artifact {
 }
 
 /// An event source id: any non-empty string (the original keeps them as strings since v7).
-pub fn event_source_id(field: &str, id: &str) -> Result<String, Failure> {
+pub fn event_source_id(field: impl std::fmt::Display, id: &str) -> Result<String, Failure> {
     if id.is_empty() {
         return Err(Failure::invalid(format!("{field} is empty")));
     }
@@ -133,7 +154,7 @@ pub fn event_source_id(field: &str, id: &str) -> Result<String, Failure> {
 }
 
 /// Content must be a JSON object. Checked without building a tree.
-pub fn content(field: &str, content: &str) -> Result<(), Failure> {
+pub fn content(field: impl std::fmt::Display, content: &str) -> Result<(), Failure> {
     struct ObjectOnly;
     impl<'de> Visitor<'de> for ObjectOnly {
         type Value = ();
@@ -152,18 +173,24 @@ pub fn content(field: &str, content: &str) -> Result<(), Failure> {
 }
 
 /// The events of a Commit request, checked.
-pub fn uncommitted_events(events: &[WireEvent]) -> Result<Vec<UncommittedEvent>, Failure> {
+pub fn uncommitted_events(events: Vec<WireEvent>) -> Result<Vec<UncommittedEvent>, Failure> {
     events
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, e)| {
-            let at = |name: &str| format!("events[{i}].{name}");
-            content(&at("content"), &e.content)?;
+            let at = |name| Field::Of("events", i, name);
+            content(at("content"), &e.content)?;
+            if e.event_source_id.is_empty() {
+                return Err(Failure::invalid(format!(
+                    "{} is empty",
+                    at("eventSourceId")
+                )));
+            }
             Ok(UncommittedEvent {
-                event_source_id: event_source_id(&at("eventSourceId"), &e.event_source_id)?,
-                event_type: event_type(&at("eventType"), e.event_type.as_ref())?,
+                event_type: event_type(at("eventType"), e.event_type.as_ref())?,
+                event_source_id: e.event_source_id,
                 public: e.public,
-                content: e.content.clone(),
+                content: e.content,
                 aggregate: None,
                 event_horizon: None,
             })
@@ -173,18 +200,18 @@ pub fn uncommitted_events(events: &[WireEvent]) -> Result<Vec<UncommittedEvent>,
 
 /// The events of a CommitForAggregate request, checked.
 pub fn aggregate_events(
-    events: &[UncommittedAggregateEvent],
+    events: Vec<UncommittedAggregateEvent>,
 ) -> Result<Vec<AggregateEvent>, Failure> {
     events
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, e)| {
-            let at = |name: &str| format!("events.events[{i}].{name}");
-            content(&at("content"), &e.content)?;
+            let at = |name| Field::Of("events.events", i, name);
+            content(at("content"), &e.content)?;
             Ok(AggregateEvent {
-                event_type: event_type(&at("eventType"), e.event_type.as_ref())?,
+                event_type: event_type(at("eventType"), e.event_type.as_ref())?,
                 public: e.public,
-                content: e.content.clone(),
+                content: e.content,
             })
         })
         .collect()
@@ -211,13 +238,10 @@ pub fn aggregate(field: &str, aggregate: Option<&Aggregate>) -> Result<(Uuid, St
     let aggregate = aggregate.ok_or_else(|| Failure::invalid(format!("{field} is missing")))?;
     Ok((
         ids::required(
-            &format!("{field}.aggregateRootId"),
+            format!("{field}.aggregateRootId"),
             aggregate.aggregate_root_id.as_ref(),
         )?,
-        event_source_id(
-            &format!("{field}.eventSourceId"),
-            &aggregate.event_source_id,
-        )?,
+        event_source_id(format!("{field}.eventSourceId"), &aggregate.event_source_id)?,
     ))
 }
 

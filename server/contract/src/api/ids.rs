@@ -16,7 +16,7 @@ pub fn to_wire(id: Uuid) -> WireUuid {
 }
 
 /// The id a wire Uuid holds, or why it holds none. `field` names the field for the reason.
-pub fn from_wire(field: &str, id: &WireUuid) -> Result<Uuid, Failure> {
+pub fn from_wire(field: impl std::fmt::Display, id: &WireUuid) -> Result<Uuid, Failure> {
     let bytes: [u8; 16] = id.value.as_slice().try_into().map_err(|_| {
         Failure::invalid(format!(
             "{field} is not a GUID: {} bytes where 16 were expected",
@@ -27,7 +27,7 @@ pub fn from_wire(field: &str, id: &WireUuid) -> Result<Uuid, Failure> {
 }
 
 /// A required id field: missing is as bad as malformed.
-pub fn required(field: &str, id: Option<&WireUuid>) -> Result<Uuid, Failure> {
+pub fn required(field: impl std::fmt::Display, id: Option<&WireUuid>) -> Result<Uuid, Failure> {
     match id {
         Some(id) => from_wire(field, id),
         None => Err(Failure::invalid(format!("{field} is missing"))),
