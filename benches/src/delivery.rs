@@ -13,6 +13,11 @@
 //!   head's receipt (same machine, same clock).
 //! - `delivery_catchup_1m`: as `delivery_catchup` over `--catch-up-events` (1 M) events, once.
 //!
+//! `delivery_catchup` also runs against the gRPC ceiling (`ceiling`: a tonic server sending
+//! canned events of the same size over the same reverse call, with the same number in flight,
+//! and doing no I/O), interleaved with the runtime, so its rate is said as a share of what the
+//! reverse call itself allows here.
+//!
 //! The head is a tonic client in this process, built from our protos; it answers without
 //! doing any work, so the figures are the runtime's delivery limit on this machine (head,
 //! server and committers share the 2 cores).
@@ -36,6 +41,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
+use crate::ceiling::{Canned, Ceiling};
 use crate::data::EventFactory;
 use crate::grpc::{annals_binary, commit_request, connect, ServerProcess, StoreClient};
 use crate::report::{emit, median, now_utc, percentiles_us, record, Measurement, Subject};
@@ -170,27 +176,38 @@ pub fn run(args: &DeliveryArgs) -> Result<()> {
             .collect(),
     );
 
+    // The ceiling sends events of the same shapes as the store holds (10 000 of them, in turn).
+    let canned: Vec<_> = (0..100).map(|_| factory.commit(100)).collect();
+    let ceiling = Ceiling::start(Canned::new(&factory.commit(1), &canned))?;
+
     let mut measurements = Vec::new();
     for round in 0..rounds {
         let dir = root.path().join(format!("round-{round}"));
         let server = ServerProcess::start(&binary, &dir, tenant)?;
         fill(&runtime, server.private_port, &fill_requests, events)?;
         for shape in SHAPES {
-            let outcome = run_head(
-                registration(
-                    server.private_port,
-                    tenant,
-                    event_types.clone(),
+            // The runtime and the ceiling take turns going first, round by round.
+            let mut systems = [("annals", server.private_port), ("ceiling", ceiling.port)];
+            systems.rotate_left(round % 2);
+            for (system, port) in systems {
+                let outcome = run_head(
+                    registration(port, tenant, event_types.clone(), shape, false),
+                    Target::Known(events),
+                )
+                .join()
+                .map_err(|_| anyhow::anyhow!("the head panicked"))??;
+                let m = measurement(
+                    system,
+                    "delivery_catchup",
                     shape,
+                    round,
+                    &date,
+                    &outcome,
                     false,
-                ),
-                Target::Known(events),
-            )
-            .join()
-            .map_err(|_| anyhow::anyhow!("the head panicked"))??;
-            let m = measurement("delivery_catchup", shape, round, &date, &outcome, false);
-            progress(rounds, &m);
-            record(&mut measurements, m)?;
+                );
+                progress(rounds, &m);
+                record(&mut measurements, m)?;
+            }
         }
         for shape in SHAPES {
             let outcome = measure_live(
@@ -202,7 +219,15 @@ pub fn run(args: &DeliveryArgs) -> Result<()> {
                 &live_requests,
                 (live, args.live_rate),
             )?;
-            let m = measurement("delivery_live", shape, round, &date, &outcome, true);
+            let m = measurement(
+                "annals",
+                "delivery_live",
+                shape,
+                round,
+                &date,
+                &outcome,
+                true,
+            );
             progress(rounds, &m);
             record(&mut measurements, m)?;
         }
@@ -228,13 +253,22 @@ pub fn run(args: &DeliveryArgs) -> Result<()> {
             )
             .join()
             .map_err(|_| anyhow::anyhow!("the head panicked"))??;
-            let m = measurement("delivery_catchup_1m", *shape, 0, &date, &outcome, false);
+            let m = measurement(
+                "annals",
+                "delivery_catchup_1m",
+                *shape,
+                0,
+                &date,
+                &outcome,
+                false,
+            );
             progress(1, &m);
             record(&mut measurements, m)?;
         }
         server.stop()?;
     }
     summarise(&measurements)?;
+    drop(ceiling);
     drop(runtime);
     root.close().context("remove the data directory")?;
     eprintln!("done in {:.1?}", started.elapsed());
@@ -538,6 +572,7 @@ fn measure_live(
 }
 
 fn measurement(
+    system: &'static str,
     workload: &'static str,
     shape: Shape,
     round: usize,
@@ -551,7 +586,7 @@ fn measurement(
         (None, None)
     };
     let subject = Subject {
-        system: "annals",
+        system,
         workload,
         writers: usize::try_from(shape.concurrency).unwrap_or(1),
         batch: None,
@@ -559,7 +594,7 @@ fn measurement(
     };
     let seconds = outcome.elapsed.as_secs_f64();
     let mut m = Measurement::new(subject, date, outcome.events, seconds, (p50_us, p99_us));
-    m.io_backend = "server".into();
+    m.io_backend = if system == "annals" { "server" } else { "none" }.into();
     m.extra
         .insert("partitioned".to_owned(), json!(shape.partitioned));
     m
@@ -568,10 +603,11 @@ fn measurement(
 fn progress(rounds: usize, m: &Measurement) {
     let us = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}us"));
     eprintln!(
-        "[{}/{}] {:<20} concurrency {:>2}  {:>9} events {:>11.0} ev/s  delivery p50 {:>8}  p99 {:>8}",
+        "[{}/{}] {:<20} {:<7} concurrency {:>2}  {:>9} events {:>11.0} ev/s  delivery p50 {:>8}  p99 {:>8}",
         m.round + 1,
         rounds,
         m.workload,
+        m.system,
         m.writers,
         m.events,
         m.events_per_s,
@@ -580,27 +616,50 @@ fn progress(rounds: usize, m: &Measurement) {
     );
 }
 
-/// Medians per workload and concurrency, against design.md's targets (one JSON line each).
+/// Medians per workload, concurrency and system, against design.md's and issue 15's targets
+/// (one JSON line each); the runtime's catch-up also as a share of the ceiling's, paired per
+/// round.
 fn summarise(measurements: &[Measurement]) -> Result<()> {
-    let mut groups: BTreeMap<(&str, usize), Vec<&Measurement>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, usize, &str), Vec<&Measurement>> = BTreeMap::new();
     for m in measurements {
-        groups.entry((m.workload, m.writers)).or_default().push(m);
+        groups
+            .entry((m.workload, m.writers, m.system))
+            .or_default()
+            .push(m);
     }
     eprintln!("\nmedians:");
-    for ((workload, concurrency), ms) in groups {
+    for ((workload, concurrency, system), ms) in groups {
         let pick = |f: fn(&Measurement) -> Option<f64>| {
             let values: Vec<f64> = ms.iter().filter_map(|m| f(m)).collect();
             median(&values)
         };
         let events_per_s = pick(|m| Some(m.events_per_s));
-        let target = if workload.starts_with("delivery_catchup") {
+        let target = if workload.starts_with("delivery_catchup") && system == "annals" {
             Some(if concurrency > 1 { 100_000.0 } else { 20_000.0 })
         } else {
             None
         };
         let met = target.zip(events_per_s).map(|(t, v)| v >= t);
+        // The runtime's rate over the ceiling's of the same round, then the median of those.
+        let vs_ceiling = (system == "annals")
+            .then(|| {
+                let ratios: Vec<f64> = ms
+                    .iter()
+                    .filter_map(|m| {
+                        let ceiling = measurements.iter().find(|c| {
+                            c.system == "ceiling"
+                                && (c.workload, c.writers, c.round)
+                                    == (m.workload, m.writers, m.round)
+                        })?;
+                        (ceiling.events_per_s > 0.0).then(|| m.events_per_s / ceiling.events_per_s)
+                    })
+                    .collect();
+                median(&ratios)
+            })
+            .flatten();
         let line = json!({
             "summary": true,
+            "system": system,
             "workload": workload,
             "concurrency": concurrency,
             "rounds": ms.len(),
@@ -609,10 +668,12 @@ fn summarise(measurements: &[Measurement]) -> Result<()> {
             "p99_us_median": pick(|m| m.p99_us),
             "target_events_per_s": target,
             "target_met": met,
+            "vs_ceiling_paired": vs_ceiling,
         });
         eprintln!(
-            "  {workload:<20} concurrency {concurrency:>2}: {:>9.0} ev/s{}",
+            "  {workload:<20} {system:<7} concurrency {concurrency:>2}: {:>9.0} ev/s{}{}",
             events_per_s.unwrap_or(0.0),
+            vs_ceiling.map_or_else(String::new, |v| format!("  {v:.2} x the ceiling")),
             target.map_or_else(String::new, |t| format!(
                 "  (target {t:.0}: {})",
                 if met == Some(true) { "met" } else { "NOT met" }

@@ -1,14 +1,17 @@
 //! `annals-bench grpc`: the `annals` server over gRPC, driven like heads drive it, against the
-//! raw group-commit limit measured in the same run.
+//! raw group-commit limit and the gRPC ceiling (`ceiling`: the same clients against a tonic
+//! server that answers in kind and does no I/O), all measured in the same run, interleaved,
+//! the order turning round by round.
 //!
-//! Workloads (design.md section 7):
+//! Workloads (design.md section 7, issue 15):
 //! - `grpc_commit`: for each shape (clients x events per Commit), every client commits in a
 //!   closed loop over its own HTTP/2 connection; the raw baseline runs the same shape with the
-//!   same events framed (`append` through the shared driver), interleaved with it.
+//!   same events framed (`append` through the shared driver), the ceiling the same requests.
 //! - `grpc_commit_aggregate`: 16 clients, each committing one event at a time to its own
-//!   aggregate with the right expected version (CommitForAggregate).
+//!   aggregate with the right expected version (CommitForAggregate); also said as a share of
+//!   the runtime's Commit 16 x 1.
 //! - `grpc_fetch`: 16 clients fetching random 10-event aggregates (FetchForAggregate) from a
-//!   store filled before the window.
+//!   store filled before the window (the ceiling answers a canned aggregate of that size).
 //!
 //! The server is the real binary (next to this tool, or `--annals-bin`), started fresh on an
 //! empty data directory for each measurement, on free ports, with the default (durable)
@@ -28,11 +31,13 @@ use serde_json::json;
 use std::sync::Arc;
 use tonic::transport::Channel;
 
+use crate::ceiling::{Canned, Ceiling};
 use crate::data::{CommitPool, EventFactory};
 use crate::driver::{AppendOutcome, Window};
 use crate::raw::{RawLayout, RawLog};
 use crate::report::{
-    now_utc, percentiles_us, progress_line, ratio, record, summarise, to_f64, Measurement, Subject,
+    emit, median, now_utc, percentiles_us, progress_line, ratio, record, summarise_against, to_f64,
+    Measurement, Subject,
 };
 use crate::suite::{parse_shape, SuiteArgs, WindowArgs};
 
@@ -250,23 +255,30 @@ fn wire_uuid(id: uuid::Uuid) -> dolittle::protobuf::Uuid {
     annals_server::wire::uuid(id)
 }
 
+/// The wire form of an execution context (no claims).
+pub(crate) fn wire_execution_context(
+    context: &ExecutionContext,
+) -> dolittle::execution::ExecutionContext {
+    dolittle::execution::ExecutionContext {
+        microservice_id: Some(wire_uuid(context.microservice_id)),
+        tenant_id: Some(wire_uuid(context.tenant_id)),
+        version: Some(dolittle::versioning::Version {
+            major: context.version.major,
+            minor: context.version.minor,
+            patch: context.version.patch,
+            build: context.version.build,
+            pre_release_string: context.version.pre_release.clone(),
+        }),
+        correlation_id: Some(wire_uuid(context.correlation_id)),
+        claims: Vec::new(),
+        environment: context.environment.clone(),
+        span_id: None,
+    }
+}
+
 fn call_context(context: &ExecutionContext) -> dolittle::services::CallRequestContext {
     dolittle::services::CallRequestContext {
-        execution_context: Some(dolittle::execution::ExecutionContext {
-            microservice_id: Some(wire_uuid(context.microservice_id)),
-            tenant_id: Some(wire_uuid(context.tenant_id)),
-            version: Some(dolittle::versioning::Version {
-                major: context.version.major,
-                minor: context.version.minor,
-                patch: context.version.patch,
-                build: context.version.build,
-                pre_release_string: context.version.pre_release.clone(),
-            }),
-            correlation_id: Some(wire_uuid(context.correlation_id)),
-            claims: Vec::new(),
-            environment: context.environment.clone(),
-            span_id: None,
-        }),
+        execution_context: Some(wire_execution_context(context)),
         head_id: None,
     }
 }
@@ -384,6 +396,8 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
         .build()
         .context("start the client runtime")?;
 
+    let fetch_aggregate = factory.commit(FETCH_EVENTS_PER_AGGREGATE);
+    let ceiling = Ceiling::start(Canned::new(&fetch_aggregate, &[]))?;
     let setup = Setup {
         binary: &binary,
         root: root.path(),
@@ -391,85 +405,147 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
         tenant,
         window,
         date: &date,
+        ceiling: ceiling.port,
     };
     let mut measurements = Vec::new();
     for round in 0..rounds {
+        // The systems take turns going first, round by round.
+        let order = |systems: &[&'static str]| {
+            let mut order = systems.to_vec();
+            order.rotate_left(round % systems.len());
+            order
+        };
         for (shape_index, &(clients, batch)) in args.shapes.iter().enumerate() {
-            let pool = &pools[shape_index];
-            let order: [&str; 2] = if round % 2 == 0 {
-                ["annals", "raw"]
-            } else {
-                ["raw", "annals"]
-            };
-            for system in order {
+            for system in order(&["annals", "raw", "ceiling"]) {
                 let m = if system == "raw" {
-                    measure_raw(&raw, pool, (clients, batch), window, round, &date)?
-                } else {
-                    let dir = root.path().join(format!("grpc-r{round}-{clients}x{batch}"));
-                    let server = ServerProcess::start(&binary, &dir, tenant)?;
-                    let connections = Arc::new(connect(&runtime, server.private_port, clients)?);
-                    let reqs = Arc::new(requests[shape_index].clone());
-                    let per_writer = reqs.len() / clients;
-                    let mut before = None;
-                    let outcome = run_requests(
-                        &runtime,
-                        clients,
+                    measure_raw(
+                        &raw,
+                        &pools[shape_index],
+                        (clients, batch),
                         window,
-                        || before = server.counters().ok(),
-                        move |w, i| {
-                            let mut client = connections[w].clone();
-                            let request = reqs[w * per_writer + (i as usize % per_writer)].clone();
-                            async move {
-                                let events = request.events.len() as u64;
-                                let response = client.commit(request).await?.into_inner();
-                                if let Some(f) = response.failure {
-                                    bail!("commit failed: {}", f.reason);
-                                }
-                                Ok(events)
-                            }
-                        },
-                    )?;
-                    let after = server.counters().ok();
-                    let (syncs, server_us) = match (before, after) {
-                        (Some(b), Some(a)) => (
-                            Some(a.fdatasyncs.saturating_sub(b.fdatasyncs)),
-                            ratio_f(
-                                (a.commit_seconds - b.commit_seconds) * 1e6,
-                                a.commits.saturating_sub(b.commits),
-                            ),
-                        ),
-                        _ => (None, None),
-                    };
-                    let mut m = setup.finish(
-                        server,
-                        &dir,
-                        "grpc_commit",
+                        round,
+                        &date,
+                    )?
+                } else {
+                    measure_commits(
+                        &setup,
+                        system,
+                        &requests[shape_index],
                         (clients, batch),
                         round,
-                        &outcome,
-                    )?;
-                    m.fdatasyncs = syncs;
-                    m.events_per_fdatasync = syncs.and_then(|s| ratio(outcome.events, s));
-                    // The server's own time per Commit (receipt to answer), beside the round
-                    // trip the clients measured.
-                    m.extra.insert("server_mean_us".into(), json!(server_us));
-                    m
+                    )?
                 };
                 progress(rounds, &m);
                 record(&mut measurements, m)?;
             }
         }
-        let m = measure_aggregates(&setup, &aggregate_events, round)?;
-        progress(rounds, &m);
-        record(&mut measurements, m)?;
-        let m = measure_fetch(&setup, &mut factory, round, quick)?;
-        progress(rounds, &m);
-        record(&mut measurements, m)?;
+        for system in order(&["annals", "ceiling"]) {
+            let m = measure_aggregates(&setup, system, &aggregate_events, round)?;
+            progress(rounds, &m);
+            record(&mut measurements, m)?;
+        }
+        for system in order(&["annals", "ceiling"]) {
+            let m = measure_fetch(&setup, system, &mut factory, round, quick)?;
+            progress(rounds, &m);
+            record(&mut measurements, m)?;
+        }
     }
-    summarise(&measurements, &date)?;
+    summarise_against(&measurements, &date, "ceiling")?;
+    aggregate_vs_commit(&measurements)?;
+    drop(ceiling);
     drop(raw);
     root.close().context("remove the data directory")?;
     eprintln!("done in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+/// Events of each aggregate `grpc_fetch` fetches.
+const FETCH_EVENTS_PER_AGGREGATE: usize = 10;
+
+/// `grpc_commit` of one shape against `system` (`annals`: a fresh server; `ceiling`).
+fn measure_commits(
+    setup: &Setup<'_>,
+    system: &'static str,
+    requests: &[dolittle::runtime::events::CommitEventsRequest],
+    (clients, batch): (usize, usize),
+    round: usize,
+) -> Result<Measurement> {
+    let served = setup.serve(system, &format!("grpc-r{round}-{clients}x{batch}"))?;
+    let connections = Arc::new(connect(setup.runtime, served.port, clients)?);
+    let reqs = Arc::new(requests.to_vec());
+    let per_writer = reqs.len() / clients;
+    let mut before = None;
+    let outcome = run_requests(
+        setup.runtime,
+        clients,
+        setup.window,
+        || before = served.counters(),
+        move |w, i| {
+            let mut client = connections[w].clone();
+            let request = reqs[w * per_writer + (i as usize % per_writer)].clone();
+            async move {
+                let events = request.events.len() as u64;
+                let response = client.commit(request).await?.into_inner();
+                if let Some(f) = response.failure {
+                    bail!("commit failed: {}", f.reason);
+                }
+                Ok(events)
+            }
+        },
+    )?;
+    let after = served.counters();
+    let (syncs, server_us) = match (before, after) {
+        (Some(b), Some(a)) => (
+            Some(a.fdatasyncs.saturating_sub(b.fdatasyncs)),
+            ratio_f(
+                (a.commit_seconds - b.commit_seconds) * 1e6,
+                a.commits.saturating_sub(b.commits),
+            ),
+        ),
+        _ => (None, None),
+    };
+    let mut m = setup.finish(served, "grpc_commit", (clients, batch), round, &outcome)?;
+    m.fdatasyncs = syncs;
+    m.events_per_fdatasync = syncs.and_then(|s| ratio(outcome.events, s));
+    // The server's own time per Commit (receipt to answer), beside the round trip the
+    // clients measured.
+    if system == "annals" {
+        m.extra.insert("server_mean_us".into(), json!(server_us));
+    }
+    Ok(m)
+}
+
+/// CommitForAggregate 16 x 1 against its median Commit 16 x 1 (the target's ratio), one JSON
+/// line and one line for people.
+fn aggregate_vs_commit(measurements: &[Measurement]) -> Result<()> {
+    let median_of = |workload: &str| {
+        let values: Vec<f64> = measurements
+            .iter()
+            .filter(|m| {
+                m.system == "annals"
+                    && m.workload == workload
+                    && (m.writers, m.batch) == (16, Some(1))
+            })
+            .map(|m| m.events_per_s)
+            .collect();
+        median(&values)
+    };
+    let (aggregate, commit) = (median_of("grpc_commit_aggregate"), median_of("grpc_commit"));
+    let vs = aggregate.zip(commit).map(|(a, c)| a / c);
+    emit(&json!({
+        "workload": "ratio",
+        "of_workload": "grpc_commit_aggregate_vs_commit",
+        "writers": 16,
+        "batch": 1,
+        "annals_commit_aggregate_events_per_s": aggregate,
+        "annals_commit_events_per_s": commit,
+        "ratio": vs,
+        "target": 0.85,
+    }))?;
+    eprintln!(
+        "CommitForAggregate 16x1 vs Commit 16x1: {} (target 0.85)",
+        vs.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+    );
     Ok(())
 }
 
@@ -566,9 +642,42 @@ struct Setup<'a> {
     window: Window,
     /// The run's date, stamped on every measurement.
     date: &'a str,
+    /// The ceiling's port.
+    ceiling: u16,
+}
+
+/// What a measurement's clients talk to: a fresh `annals` server, or the ceiling.
+struct Served {
+    port: u16,
+    /// The server and its directory (None for the ceiling).
+    annals: Option<(ServerProcess, PathBuf)>,
+}
+
+impl Served {
+    /// The server's counters, for annals.
+    fn counters(&self) -> Option<ServerCounters> {
+        self.annals.as_ref().and_then(|(s, _)| s.counters().ok())
+    }
 }
 
 impl Setup<'_> {
+    /// `system`'s port: a fresh annals server in `dir_name` below the run's directory, or
+    /// the ceiling.
+    fn serve(&self, system: &str, dir_name: &str) -> Result<Served> {
+        if system == "ceiling" {
+            return Ok(Served {
+                port: self.ceiling,
+                annals: None,
+            });
+        }
+        let dir = self.root.join(dir_name);
+        let server = ServerProcess::start(self.binary, &dir, self.tenant)?;
+        Ok(Served {
+            port: server.private_port,
+            annals: Some((server, dir)),
+        })
+    }
+
     /// Runs `clients` clients in the closed loop of [`run_requests`] for the run's window.
     fn run_clients<F, Fut>(&self, clients: usize, request: F) -> Result<AppendOutcome>
     where
@@ -578,30 +687,38 @@ impl Setup<'_> {
         run_requests(self.runtime, clients, self.window, || {}, request)
     }
 
-    /// Stops the server of an annals measurement, removes its directory, and makes the
+    /// Stops the server of an annals measurement and removes its directory, and makes the
     /// measurement of what its clients saw.
     fn finish(
         &self,
-        server: ServerProcess,
-        dir: &Path,
+        served: Served,
         workload: &'static str,
         shape: (usize, usize),
         round: usize,
         outcome: &AppendOutcome,
     ) -> Result<Measurement> {
-        server.stop()?;
-        std::fs::remove_dir_all(dir).ok();
+        let system = if let Some((server, dir)) = served.annals {
+            server.stop()?;
+            std::fs::remove_dir_all(dir).ok();
+            "annals"
+        } else {
+            "ceiling"
+        };
         Ok(measurement(
-            "annals", workload, shape, round, self.date, outcome,
+            system, workload, shape, round, self.date, outcome,
         ))
     }
 }
 
-fn measure_aggregates(setup: &Setup<'_>, events: &[Commit], round: usize) -> Result<Measurement> {
+fn measure_aggregates(
+    setup: &Setup<'_>,
+    system: &'static str,
+    events: &[Commit],
+    round: usize,
+) -> Result<Measurement> {
     const CLIENTS: usize = 16;
-    let dir = setup.root.join(format!("grpc-aggregates-r{round}"));
-    let server = ServerProcess::start(setup.binary, &dir, setup.tenant)?;
-    let connections = Arc::new(connect(setup.runtime, server.private_port, CLIENTS)?);
+    let served = setup.serve(system, &format!("grpc-aggregates-r{round}"))?;
+    let connections = Arc::new(connect(setup.runtime, served.port, CLIENTS)?);
     let root_id = uuid::Uuid::from_u128(0xa66);
     let events = Arc::new(events.to_vec());
     let outcome = setup.run_clients(CLIENTS, move |w, i| {
@@ -634,8 +751,7 @@ fn measure_aggregates(setup: &Setup<'_>, events: &[Commit], round: usize) -> Res
             }
     })?;
     setup.finish(
-        server,
-        &dir,
+        served,
         "grpc_commit_aggregate",
         (CLIENTS, 1),
         round,
@@ -645,19 +761,20 @@ fn measure_aggregates(setup: &Setup<'_>, events: &[Commit], round: usize) -> Res
 
 fn measure_fetch(
     setup: &Setup<'_>,
+    system: &'static str,
     factory: &mut EventFactory,
     round: usize,
     quick: bool,
 ) -> Result<Measurement> {
     const CLIENTS: usize = 16;
-    const EVENTS_PER_AGGREGATE: usize = 10;
+    const EVENTS_PER_AGGREGATE: usize = FETCH_EVENTS_PER_AGGREGATE;
     let aggregates: usize = if quick { 200 } else { 2000 };
-    let dir = setup.root.join(format!("grpc-fetch-r{round}"));
-    let server = ServerProcess::start(setup.binary, &dir, setup.tenant)?;
-    let mut connections = connect(setup.runtime, server.private_port, CLIENTS)?;
+    let served = setup.serve(system, &format!("grpc-fetch-r{round}"))?;
+    let mut connections = connect(setup.runtime, served.port, CLIENTS)?;
     let root_id = uuid::Uuid::from_u128(0xfe7c);
     let context = factory.commit(1).execution_context;
-    for a in 0..aggregates {
+    // The ceiling answers a canned aggregate of the same size: nothing to fill.
+    for a in 0..if system == "annals" { aggregates } else { 0 } {
         let commit = factory.commit(EVENTS_PER_AGGREGATE);
         let request = dolittle::runtime::events::CommitAggregateEventsRequest {
             call_context: Some(call_context(&context)),
@@ -710,8 +827,7 @@ fn measure_fetch(
     })?;
     drop(shared);
     let mut m = setup.finish(
-        server,
-        &dir,
+        served,
         "grpc_fetch",
         (CLIENTS, EVENTS_PER_AGGREGATE),
         round,
@@ -743,10 +859,10 @@ fn measurement(
         outcome.elapsed.as_secs_f64(),
         percentiles_us(&outcome.latency_ns),
     );
-    m.io_backend = if system == "annals" {
-        "server".into()
-    } else {
-        "std".into()
+    m.io_backend = match system {
+        "annals" => "server".into(),
+        "ceiling" => "none".into(),
+        _ => "std".into(),
     };
     m.extra
         .insert("requests".to_owned(), json!(outcome.commits));

@@ -17,6 +17,7 @@
 
 pub mod aggregates;
 pub mod annals;
+pub(crate) mod ceiling;
 pub mod data;
 pub mod delivery;
 pub mod driver;

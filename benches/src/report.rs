@@ -18,7 +18,7 @@ use serde_json::Value;
 /// One measurement of one system on one workload shape in one round.
 #[derive(Debug, Clone, Serialize)]
 pub struct Measurement {
-    /// `annals`, `raw` or `rocksdb`.
+    /// `annals`, `raw`, `rocksdb`, `postgres` or `ceiling`.
     pub system: &'static str,
     /// `append` or `catchup_read`.
     pub workload: &'static str,
@@ -220,14 +220,18 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
-/// The target of design.md section 7 for a shape, as (vs raw, vs RocksDB).
+/// The target of design.md section 7 for a shape, as (vs raw, vs the peer: RocksDB for the
+/// engine, the gRPC ceiling for the server).
 pub fn targets(workload: &str, writers: usize, batch: Option<usize>) -> (Option<f64>, Option<f64>) {
     match (workload, writers, batch) {
         ("append", 16, Some(1)) => (Some(0.9), Some(2.0)),
         ("append", 16, Some(100)) => (Some(0.7), Some(10.0)),
         ("append", 1, Some(100)) => (Some(0.8), None),
         ("catchup_read", _, _) => (None, Some(5.0)),
-        ("grpc_commit", 16, Some(1)) => (Some(0.6), None),
+        // Issue 15: against the raw group commit and the gRPC ceiling of the same run.
+        ("grpc_commit", 16, Some(1)) => (Some(0.6), Some(0.6)),
+        ("grpc_commit", 16 | 1, Some(100)) => (None, Some(0.6)),
+        ("grpc_fetch", _, _) => (None, Some(0.8)),
         _ => (None, None),
     }
 }
@@ -242,9 +246,15 @@ macro_rules! row_format {
     };
 }
 
-/// Prints the medians of each shape and its ratios (one JSON line per shape), and a table for
-/// people on stderr.
+/// Prints the medians of each shape and its ratios to raw and RocksDB (one JSON line per
+/// shape), and a table for people on stderr.
 pub fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
+    summarise_against(measurements, date, "rocksdb")
+}
+
+/// As [`summarise`], with `peer` (a system of the measurements) in RocksDB's place: its
+/// figures and the ratios to it under `<peer>_...` and `annals_vs_<peer>...`.
+pub fn summarise_against(measurements: &[Measurement], date: &str, peer: &str) -> Result<()> {
     // Shapes in first-measured order.
     let mut shapes: Vec<(&'static str, usize, Option<usize>)> = Vec::new();
     for m in measurements {
@@ -261,14 +271,14 @@ pub fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
         "batch",
         "annals ev/s",
         "raw ev/s",
-        "rocksdb ev/s",
+        format!("{peer} ev/s"),
         "vs raw",
         "(paired)",
-        "vs rocks",
+        format!("vs {}", &peer[..peer.len().min(5)]),
         "(paired)",
         "ev/sync",
         "raw",
-        "rocks"
+        &peer[..peer.len().min(5)]
     );
     for (workload, writers, batch) in shapes {
         let of = |system: &str, field: fn(&Measurement) -> Option<f64>| {
@@ -285,7 +295,7 @@ pub fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
         let rate = |m: &Measurement| Some(m.events_per_s);
         let per_sync = |m: &Measurement| m.events_per_fdatasync;
         let p99 = |m: &Measurement| m.p99_us;
-        let (annals, raw, rocks) = (of("annals", rate), of("raw", rate), of("rocksdb", rate));
+        let (annals, raw, peer_rate) = (of("annals", rate), of("raw", rate), of(peer, rate));
         let vs = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) if b > 0.0 => Some(a / b),
             _ => None,
@@ -313,7 +323,7 @@ pub fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
                 .collect();
             median(&ratios)
         };
-        let (target_vs_raw, target_vs_rocksdb) = targets(workload, writers, batch);
+        let (target_vs_raw, target_vs_peer) = targets(workload, writers, batch);
         let rounds = measurements
             .iter()
             .filter(|m| {
@@ -321,7 +331,7 @@ pub fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
                     && (m.workload, m.writers, m.batch) == (workload, writers, batch)
             })
             .count();
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "workload": "ratio",
             "of_workload": workload,
             "writers": writers,
@@ -329,21 +339,25 @@ pub fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
             "rounds": rounds,
             "annals_events_per_s": annals,
             "raw_events_per_s": raw,
-            "rocksdb_events_per_s": rocks,
             "annals_vs_raw": vs(annals, raw),
-            "annals_vs_rocksdb": vs(annals, rocks),
             "annals_vs_raw_paired": paired("raw"),
-            "annals_vs_rocksdb_paired": paired("rocksdb"),
             "target_vs_raw": target_vs_raw,
-            "target_vs_rocksdb": target_vs_rocksdb,
             "annals_events_per_fdatasync": of("annals", per_sync),
             "raw_events_per_fdatasync": of("raw", per_sync),
-            "rocksdb_events_per_fdatasync": of("rocksdb", per_sync),
             "annals_p99_us": of("annals", p99),
             "raw_p99_us": of("raw", p99),
-            "rocksdb_p99_us": of("rocksdb", p99),
             "date": date,
         });
+        for (key, value) in [
+            (format!("{peer}_events_per_s"), peer_rate),
+            (format!("annals_vs_{peer}"), vs(annals, peer_rate)),
+            (format!("annals_vs_{peer}_paired"), paired(peer)),
+            (format!("target_vs_{peer}"), target_vs_peer),
+            (format!("{peer}_events_per_fdatasync"), of(peer, per_sync)),
+            (format!("{peer}_p99_us"), of(peer, p99)),
+        ] {
+            line[key] = serde_json::json!(value);
+        }
         emit(&line)?;
         let num = |v: Option<f64>, digits: usize| {
             v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
@@ -355,14 +369,14 @@ pub fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
             batch.map_or_else(|| "-".to_owned(), |b| b.to_string()),
             num(annals, 0),
             num(raw, 0),
-            num(rocks, 0),
+            num(peer_rate, 0),
             num(vs(annals, raw), 2),
             num(paired("raw"), 2),
-            num(vs(annals, rocks), 2),
-            num(paired("rocksdb"), 2),
+            num(vs(annals, peer_rate), 2),
+            num(paired(peer), 2),
             num(of("annals", per_sync), 1),
             num(of("raw", per_sync), 1),
-            num(of("rocksdb", per_sync), 1),
+            num(of(peer, per_sync), 1),
         );
     }
     Ok(())
