@@ -19,6 +19,23 @@ use std::{
 use annals_log::{testing::FaultIo, Error, EventLogSequenceNumber, IoEngine, LogStore};
 use common::*;
 
+/// Checks that the receipts' ranges are disjoint and cover 0.. without a gap; returns the
+/// number of events they cover.
+fn assert_gapless(receipts: impl Iterator<Item = annals_log::CommitReceipt>) -> u64 {
+    let mut covered = BTreeSet::new();
+    for receipt in receipts {
+        for s in receipt.first.0..receipt.next().0 {
+            assert!(covered.insert(s), "sequence {s} assigned twice");
+        }
+    }
+    let total = covered.len() as u64;
+    assert_eq!(
+        covered.iter().copied().collect::<Vec<_>>(),
+        (0..total).collect::<Vec<_>>()
+    );
+    total
+}
+
 #[test]
 fn concurrent_commits_share_fdatasyncs_and_get_disjoint_gapless_ranges() {
     for io in real_backends() {
@@ -41,17 +58,7 @@ fn concurrent_commits_share_fdatasyncs_and_get_disjoint_gapless_ranges() {
             }
         });
         let receipts = receipts.into_inner().unwrap();
-        let mut covered = BTreeSet::new();
-        for (receipt, _) in &receipts {
-            for s in receipt.first.0..receipt.next().0 {
-                assert!(covered.insert(s), "sequence {s} assigned twice");
-            }
-        }
-        let total = covered.len() as u64;
-        assert_eq!(
-            covered.iter().copied().collect::<Vec<_>>(),
-            (0..total).collect::<Vec<_>>()
-        );
+        assert_gapless(receipts.iter().map(|(receipt, _)| *receipt));
         let events = read_all(&log);
         for (receipt, c) in &receipts {
             for i in 0..c.events.len() {
@@ -109,17 +116,7 @@ fn async_and_blocking_appends_share_groups_and_survive_a_reopen() {
             );
         }
         let receipts = receipts.into_inner().unwrap();
-        let mut covered = BTreeSet::new();
-        for (receipt, _) in &receipts {
-            for s in receipt.first.0..receipt.next().0 {
-                assert!(covered.insert(s), "sequence {s} assigned twice");
-            }
-        }
-        let total = covered.len() as u64;
-        assert_eq!(
-            covered.iter().copied().collect::<Vec<_>>(),
-            (0..total).collect::<Vec<_>>()
-        );
+        let total = assert_gapless(receipts.iter().map(|(receipt, _)| *receipt));
         let engine = LogStore::open_with_io(config, Arc::clone(&io)).unwrap();
         let log = test_log(&engine);
         let events = read_all(&log);

@@ -25,13 +25,7 @@ impl Tenant {
     /// to be applied by an aggregate (use [`Tenant::commit_for_aggregate`]) nor to come over
     /// the event horizon (use [`Tenant::commit_to_scope`]).
     pub fn commit(&self, commit: &Commit) -> Result<CommitReceipt> {
-        self.check_live()?;
-        check_events(commit)?;
-        if commit.events.iter().any(|e| e.event_horizon.is_some()) {
-            return Err(invalid(
-                "events received over the event horizon go to a scoped log",
-            ));
-        }
+        self.check_plain_commit(commit)?;
         Ok(self.event_log.append(commit)?)
     }
 
@@ -39,6 +33,12 @@ impl Tenant {
     /// future resolves once the events are durable. The commit is checked and encoded when
     /// called; the log's committer thread writes it with the group it lands in.
     pub async fn commit_async(&self, commit: &Commit) -> Result<CommitReceipt> {
+        self.check_plain_commit(commit)?;
+        Ok(self.event_log.append_async(commit).await?)
+    }
+
+    /// What [`Tenant::commit`] and [`Tenant::commit_async`] check before appending.
+    fn check_plain_commit(&self, commit: &Commit) -> Result<()> {
         self.check_live()?;
         check_events(commit)?;
         if commit.events.iter().any(|e| e.event_horizon.is_some()) {
@@ -46,7 +46,7 @@ impl Tenant {
                 "events received over the event horizon go to a scoped log",
             ));
         }
-        Ok(self.event_log.append_async(commit).await?)
+        Ok(())
     }
 
     /// Commits events received over the event horizon to the log of `scope` (not the default

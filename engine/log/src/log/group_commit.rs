@@ -244,15 +244,7 @@ impl GroupCommit {
             };
             queue.leader = true;
             while !queue.pending.is_empty() {
-                shared.gather(&mut queue);
-                let group = shared.take_group(&mut queue);
-                drop(queue);
-                let started = Instant::now();
-                write(&held, &group);
-                let elapsed = started.elapsed();
-                queue = shared.queue.lock();
-                queue.last_write = elapsed;
-                queue.expected_writers = group.len() + queue.pending.len();
+                queue = shared.write_next_group(queue, |group| write(&held, group));
                 shared.group_finished(&mut queue);
             }
             queue.leader = false;
@@ -301,15 +293,7 @@ impl GroupCommit {
         }
         // Leader: write groups until our own commit is done.
         loop {
-            shared.gather(&mut queue);
-            let group = shared.take_group(&mut queue);
-            drop(queue);
-            let started = Instant::now();
-            write(&group);
-            let elapsed = started.elapsed();
-            queue = shared.queue.lock();
-            queue.last_write = elapsed;
-            queue.expected_writers = group.len() + queue.pending.len();
+            queue = shared.write_next_group(queue, &mut write);
             if let Some(result) = pending.take_result() {
                 queue.leader = false;
                 // Commits queued by asynchronous appenders need a leader too.
@@ -345,6 +329,26 @@ impl CommitterHandle {
 }
 
 impl Barrier {
+    /// The leader's step: gathers and takes the next group, writes it with the queue unlocked,
+    /// and notes what the write took and how many writers were about; returns the queue locked
+    /// again (the caller wakes the group's appenders).
+    fn write_next_group<'q>(
+        &'q self,
+        mut queue: MutexGuard<'q, Queue>,
+        write: impl FnOnce(&[Arc<Pending>]),
+    ) -> MutexGuard<'q, Queue> {
+        self.gather(&mut queue);
+        let group = self.take_group(&mut queue);
+        drop(queue);
+        let started = Instant::now();
+        write(&group);
+        let elapsed = started.elapsed();
+        let mut queue = self.queue.lock();
+        queue.last_write = elapsed;
+        queue.expected_writers = group.len() + queue.pending.len();
+        queue
+    }
+
     /// A group is done: wakes blocked appenders (results, leadership, room) and asynchronous
     /// appenders waiting for room.
     fn group_finished(&self, queue: &mut Queue) {

@@ -147,10 +147,16 @@ pub fn event_type_to_wire(event_type: EventType) -> Artifact {
 
 /// An event source id: any non-empty string (the original keeps them as strings since v7).
 pub fn event_source_id(field: impl std::fmt::Display, id: &str) -> Result<String, Failure> {
+    check_event_source_id(field, id)?;
+    Ok(id.to_owned())
+}
+
+/// Fails unless `id` is an event source id (see [`event_source_id`]).
+fn check_event_source_id(field: impl std::fmt::Display, id: &str) -> Result<(), Failure> {
     if id.is_empty() {
         return Err(Failure::invalid(format!("{field} is empty")));
     }
-    Ok(id.to_owned())
+    Ok(())
 }
 
 /// Content must be a JSON object. Checked without building a tree.
@@ -180,12 +186,7 @@ pub fn uncommitted_events(events: Vec<WireEvent>) -> Result<Vec<UncommittedEvent
         .map(|(i, e)| {
             let at = |name| Field::Of("events", i, name);
             content(at("content"), &e.content)?;
-            if e.event_source_id.is_empty() {
-                return Err(Failure::invalid(format!(
-                    "{} is empty",
-                    at("eventSourceId")
-                )));
-            }
+            check_event_source_id(at("eventSourceId"), &e.event_source_id)?;
             Ok(UncommittedEvent {
                 event_type: event_type(at("eventType"), e.event_type.as_ref())?,
                 event_source_id: e.event_source_id,
