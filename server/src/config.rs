@@ -93,17 +93,44 @@ pub struct Endpoints {
     pub web: Endpoint,
     /// Prometheus `/metrics`: 9700.
     pub metrics: Endpoint,
+    /// Heads of Contracts 5.4 (JavaScript SDK 17): 50055, annals' own (the original has no
+    /// such port: Runtime 6 served those heads on its private port).
+    pub legacy: Endpoint,
+    /// The contract the private port speaks (`endpoints:private:contract`): 7.8.1, or 5.4 for
+    /// heads that cannot be pointed at the legacy port.
+    pub private_contract: Contract,
+}
+
+/// A generation of the Dolittle contracts a head port speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Contract {
+    /// Contracts 7.8.1 (Runtime 9 and its SDKs).
+    #[default]
+    Current,
+    /// Contracts 5.4 (Runtime 6 and JavaScript SDK 17).
+    Legacy,
+}
+
+impl Contract {
+    /// As configured.
+    pub fn name(self) -> &'static str {
+        match self {
+            Contract::Current => "7.8.1",
+            Contract::Legacy => "5.4",
+        }
+    }
 }
 
 impl Endpoints {
     /// Each endpoint with its configuration name (`endpoints:<name>`).
-    pub fn named(&self) -> [(&'static str, Endpoint); 5] {
+    pub fn named(&self) -> [(&'static str, Endpoint); 6] {
         [
             ("private", self.private),
             ("public", self.public),
             ("management", self.management),
             ("web", self.web),
             ("metrics", self.metrics),
+            ("legacy", self.legacy),
         ]
     }
 }
@@ -268,6 +295,17 @@ impl RuntimeConfig {
             management: endpoint("management", 51052)?,
             web: endpoint("web", 8001)?,
             metrics: endpoint("metrics", 9700)?,
+            legacy: endpoint("legacy", 50055)?,
+            private_contract: match get("endpoints:private:contract").map(scalar).as_deref() {
+                None | Some("7.8.1" | "7") => Contract::Current,
+                Some("5.4" | "5") => Contract::Legacy,
+                Some(other) => {
+                    return Err(invalid(
+                        "endpoints:private:contract",
+                        format!("{other} is not a contracts version annals speaks (7.8.1 or 5.4)"),
+                    ))
+                }
+            },
         };
         let mut used = BTreeMap::new();
         for (name, e) in endpoints.named() {
@@ -374,6 +412,10 @@ impl RuntimeConfig {
             put(&format!("endpoints:{name}:port"), Value::from(e.port));
             put(&format!("endpoints:{name}:enabled"), Value::Bool(e.enabled));
         }
+        put(
+            "endpoints:private:contract",
+            Value::String(self.endpoints.private_contract.name().to_owned()),
+        );
         for tenant in &self.tenants {
             let key = format!("tenants:{tenant}");
             if !self.merged.keys().any(|k| k.starts_with(&key)) {
@@ -463,7 +505,9 @@ fn spell(key: &str, path: &[String]) -> String {
         || key.chars().all(|c| c.is_ascii_digit())
         || (section == Some("tenants")
             && ["resources", "eventstore", "readmodels", "eventhorizons"].contains(&key))
-        || (section == Some("endpoints") && path.len() == 1 && ["web", "metrics"].contains(&key))
+        || (section == Some("endpoints")
+            && path.len() == 1
+            && ["web", "metrics", "legacy"].contains(&key))
         || (section == Some("annals") && path.iter().any(|p| p == "engine"))
         || (section == Some("annals") && key == "engine");
     if camel_here {

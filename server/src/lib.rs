@@ -46,10 +46,15 @@ mod services;
 mod shutdown;
 mod web;
 
+/// The id a 5.4 head sees for an event source or partition that is not a Guid.
+pub use annals_contract::legacy::legacy_id;
 /// The Dolittle Contracts v7.8.1 wire types and service stubs (annals-contract's), for
 /// clients in tests and the load tool.
 pub use annals_contract::proto;
-use annals_contract::{api, clock, reverse_call};
+/// The Dolittle Contracts v5.4.0 wire types and clients (JavaScript SDK 17's generation),
+/// which the legacy port speaks; for clients in tests.
+pub use annals_contract::proto_v5;
+use annals_contract::{api, clock, legacy, reverse_call};
 
 pub use crate::config::{ConfigError, RuntimeConfig, Sources};
 pub use crate::server::{serve, BoundPorts, ServeOptions};

@@ -157,6 +157,10 @@ struct ServeArgs {
     /// Port for Prometheus /metrics [default: 9700] (endpoints:metrics:port).
     #[arg(long, value_name = "PORT")]
     metrics_port: Option<u16>,
+    /// Port for heads of Contracts 5.4, such as JavaScript SDK 17 [default: 50055]
+    /// (endpoints:legacy:port).
+    #[arg(long, value_name = "PORT")]
+    legacy_port: Option<u16>,
     /// Address every listener binds [default: 0.0.0.0] (annals:listenAddress).
     #[arg(long, value_name = "IP")]
     listen_address: Option<String>,
@@ -195,6 +199,7 @@ impl ServeArgs {
             ("management", self.management_port),
             ("web", self.web_port),
             ("metrics", self.metrics_port),
+            ("legacy", self.legacy_port),
         ] {
             if let Some(p) = port {
                 out.push((format!("endpoints:{name}:port"), text(&p)));

@@ -3,7 +3,9 @@
 //!
 //! Ports (defaults as the original): private 50053 (heads), public 50052 (other runtimes),
 //! management 51052 (CLI), web 8001 (`/healthz`, a status page), metrics 9700 (`/metrics`);
-//! the two HTTP ones are served by `web`. Every gRPC port also serves `grpc.health.v1.Health`
+//! the two HTTP ones are served by `web`; and annals' own legacy port 50055 for heads of
+//! Contracts 5.4 (JavaScript SDK 17), served by the same services through `legacy`
+//! (`endpoints:private:contract: 5.4` makes the private port speak 5.4 instead). Every gRPC port also serves `grpc.health.v1.Health`
 //! and server reflection (v1 and v1alpha), so grpcurl works without the .proto files.
 //!
 //! Every listener is bound before any serves, and the ready file is written only once all are:
@@ -26,12 +28,15 @@ use tonic::Status;
 use tower::layer::util::{Identity, Stack};
 use tower::util::MapResponseLayer;
 
-use crate::config::{Endpoint, RuntimeConfig};
+use crate::config::{Contract, Endpoint, RuntimeConfig};
+use crate::legacy;
 use crate::proto::annals::projections::projection_history_server::ProjectionHistoryServer;
 use crate::proto::dolittle::runtime::aggregates::aggregate_roots_server::AggregateRootsServer;
 use crate::proto::dolittle::runtime::aggregates::management::aggregate_roots_server::AggregateRootsServer as ManagementAggregateRootsServer;
 use crate::proto::dolittle::runtime::client::management::client_server::ClientServer;
 use crate::proto::dolittle::runtime::configuration::management::configuration_server::ConfigurationServer;
+use crate::proto::dolittle::runtime::embeddings::embedding_store_server::EmbeddingStoreServer;
+use crate::proto::dolittle::runtime::embeddings::embeddings_server::EmbeddingsServer;
 use crate::proto::dolittle::runtime::eventhorizon::consumer_server::ConsumerServer;
 use crate::proto::dolittle::runtime::eventhorizon::subscriptions_server::SubscriptionsServer;
 use crate::proto::dolittle::runtime::events::event_store_server::EventStoreServer;
@@ -47,6 +52,7 @@ use crate::proto::dolittle::runtime::projections::projections_server::Projection
 use crate::proto::dolittle::runtime::resources::resources_server::ResourcesServer;
 use crate::proto::dolittle::runtime::tenancy::tenants_server::TenantsServer;
 use crate::runtime::Runtime;
+use crate::services::embeddings::EmbeddingsService;
 use crate::services::event_handlers::EventHandlersService;
 use crate::services::event_horizon::SubscriptionsService;
 use crate::services::event_store::EventStoreService;
@@ -96,6 +102,8 @@ pub struct BoundPorts {
     pub web: Option<u16>,
     /// Metrics.
     pub metrics: Option<u16>,
+    /// Heads of Contracts 5.4.
+    pub legacy: Option<u16>,
 }
 
 async fn bind(
@@ -145,65 +153,30 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
     let management = bind(config, "management", config.endpoints.management).await?;
     let web = bind(config, "web", config.endpoints.web).await?;
     let metrics = bind(config, "metrics", config.endpoints.metrics).await?;
+    let legacy = bind(config, "legacy", config.endpoints.legacy).await?;
     let ports = BoundPorts {
         private: port(private.as_ref()),
         public: port(public.as_ref()),
         management: port(management.as_ref()),
         web: port(web.as_ref()),
         metrics: port(metrics.as_ref()),
+        legacy: port(legacy.as_ref()),
     };
 
     let mut tasks = tokio::task::JoinSet::new();
     let platform = PlatformServices::new(Arc::clone(&runtime));
     let management_services = ManagementServices::new(Arc::clone(&runtime));
     if let Some(listener) = private {
-        let names = [
-            name::<HandshakeServer<PlatformServices>>(),
-            name::<TenantsServer<PlatformServices>>(),
-            name::<EventTypesServer<PlatformServices>>(),
-            name::<AggregateRootsServer<PlatformServices>>(),
-            name::<ResourcesServer<PlatformServices>>(),
-            name::<EventStoreServer<EventStoreService>>(),
-            name::<EventHandlersServer<EventHandlersService>>(),
-            name::<FiltersServer<FiltersService>>(),
-            name::<SubscriptionsServer<SubscriptionsService>>(),
-            name::<ProjectionsServer<ProjectionsService>>(),
-            name::<ProjectionStoreServer<ProjectionStoreService>>(),
-            name::<ProjectionHistoryServer<ProjectionHistoryService>>(),
-        ];
-        let router = grpc_base(&names, None)
-            .await?
-            .add_service(limited!(HandshakeServer::new(platform.clone())))
-            .add_service(limited!(TenantsServer::new(platform.clone())))
-            .add_service(limited!(EventTypesServer::new(platform.clone())))
-            .add_service(limited!(AggregateRootsServer::new(platform.clone())))
-            .add_service(limited!(ResourcesServer::new(platform.clone())))
-            .add_service(limited!(EventStoreServer::new(EventStoreService::new(
-                Arc::clone(&runtime)
-            ))))
-            .add_service(limited!(EventHandlersServer::new(
-                EventHandlersService::new(Arc::clone(&runtime))
-            )))
-            .add_service(limited!(FiltersServer::new(FiltersService::new(
-                Arc::clone(&runtime)
-            ))))
-            .add_service(limited!(SubscriptionsServer::new(
-                SubscriptionsService::new(Arc::clone(&runtime))
-            )))
-            .add_service(limited!(ProjectionsServer::new(ProjectionsService::new(
-                Arc::clone(&runtime)
-            ))))
-            .add_service(limited!(ProjectionStoreServer::new(
-                ProjectionStoreService::new(Arc::clone(&runtime))
-            )))
-            .add_service(limited!(ProjectionHistoryServer::new(
-                ProjectionHistoryService::new(Arc::clone(&runtime))
-            )));
+        let router = head_router(&runtime, &platform, config.endpoints.private_contract).await?;
         tasks.spawn(run_grpc("private", router, listener, stop_rx.clone()));
+    }
+    if let Some(listener) = legacy {
+        let router = head_router(&runtime, &platform, Contract::Legacy).await?;
+        tasks.spawn(run_grpc("legacy", router, listener, stop_rx.clone()));
     }
     if let Some(listener) = public {
         let names = [name::<ConsumerServer<Producer>>()];
-        let router = grpc_base(&names, public_tls(config))
+        let router = grpc_base(&names, public_tls(config), Contract::Current)
             .await?
             .add_service(limited!(runtime.horizon.producer.service()));
         tasks.spawn(run_grpc("public", router, listener, stop_rx.clone()));
@@ -217,7 +190,7 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
             name::<ManagementEventHandlersServer<EventHandlersManagement>>(),
             name::<ManagementProjectionsServer<ProjectionsManagement>>(),
         ];
-        let router = grpc_base(&names, None)
+        let router = grpc_base(&names, None, Contract::Current)
             .await?
             .add_service(limited!(ManagementAggregateRootsServer::new(
                 management_services.clone()
@@ -286,9 +259,104 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
     }
 }
 
+/// A port for heads: the platform, the event store, processing, projections and the event
+/// horizon's Subscriptions, speaking `contract`. For 5.4 every service is wrapped in
+/// `legacy::Legacy`, which rewrites the messages that differ, and embeddings (which 5.4 had
+/// and Runtime 9 has not) are refused in band.
+async fn head_router(
+    runtime: &Arc<Runtime>,
+    platform: &PlatformServices,
+    contract: Contract,
+) -> anyhow::Result<GrpcRouter> {
+    let routes = match contract {
+        Contract::Current => None,
+        Contract::Legacy => Some(
+            legacy::routes()
+                .map_err(|e| anyhow::anyhow!("deriving the Contracts 5.4 rewrites: {e}"))?,
+        ),
+    };
+    let mut names = vec![
+        name::<HandshakeServer<PlatformServices>>(),
+        name::<TenantsServer<PlatformServices>>(),
+        name::<EventTypesServer<PlatformServices>>(),
+        name::<AggregateRootsServer<PlatformServices>>(),
+        name::<ResourcesServer<PlatformServices>>(),
+        name::<EventStoreServer<EventStoreService>>(),
+        name::<EventHandlersServer<EventHandlersService>>(),
+        name::<FiltersServer<FiltersService>>(),
+        name::<SubscriptionsServer<SubscriptionsService>>(),
+        name::<ProjectionsServer<ProjectionsService>>(),
+        name::<ProjectionStoreServer<ProjectionStoreService>>(),
+        name::<ProjectionHistoryServer<ProjectionHistoryService>>(),
+    ];
+    if routes.is_some() {
+        names.push(name::<EmbeddingsServer<EmbeddingsService>>());
+        names.push(name::<EmbeddingStoreServer<EmbeddingsService>>());
+    }
+    // Each service as this contract serves it.
+    macro_rules! serve {
+        ($router:expr, $service:expr) => {
+            match routes {
+                Some(routes) => {
+                    $router.add_service(legacy::Legacy::new(limited!($service), routes))
+                }
+                None => $router.add_service(limited!($service)),
+            }
+        };
+    }
+    let mut router = grpc_base(&names, None, contract).await?;
+    router = serve!(router, HandshakeServer::new(platform.clone()));
+    router = serve!(router, TenantsServer::new(platform.clone()));
+    router = serve!(router, EventTypesServer::new(platform.clone()));
+    router = serve!(router, AggregateRootsServer::new(platform.clone()));
+    router = serve!(router, ResourcesServer::new(platform.clone()));
+    router = serve!(
+        router,
+        EventStoreServer::new(EventStoreService::new(Arc::clone(runtime)))
+    );
+    router = serve!(
+        router,
+        EventHandlersServer::new(EventHandlersService::new(Arc::clone(runtime)))
+    );
+    router = serve!(
+        router,
+        FiltersServer::new(FiltersService::new(Arc::clone(runtime)))
+    );
+    router = serve!(
+        router,
+        SubscriptionsServer::new(SubscriptionsService::new(Arc::clone(runtime)))
+    );
+    router = serve!(
+        router,
+        ProjectionsServer::new(ProjectionsService::new(Arc::clone(runtime)))
+    );
+    router = serve!(
+        router,
+        ProjectionStoreServer::new(ProjectionStoreService::new(Arc::clone(runtime)))
+    );
+    router = serve!(
+        router,
+        ProjectionHistoryServer::new(ProjectionHistoryService::new(Arc::clone(runtime)))
+    );
+    if routes.is_some() {
+        router = serve!(router, EmbeddingsServer::new(EmbeddingsService));
+        router = serve!(router, EmbeddingStoreServer::new(EmbeddingsService));
+    }
+    Ok(router)
+}
+
 /// A gRPC router with health and reflection (what every gRPC port serves). Health answers
-/// SERVING for the server as a whole ("") and for each of `services` by name.
-async fn grpc_base(services: &[&str], tls: Option<ServerTlsConfig>) -> anyhow::Result<GrpcRouter> {
+/// SERVING for the server as a whole ("") and for each of `services` by name; reflection
+/// describes `contract`.
+async fn grpc_base(
+    services: &[&str],
+    tls: Option<ServerTlsConfig>,
+    contract: Contract,
+) -> anyhow::Result<GrpcRouter> {
+    let descriptors = match contract {
+        Contract::Current => crate::proto::FILE_DESCRIPTOR_SET,
+        Contract::Legacy => annals_contract::proto_v5::FILE_DESCRIPTOR_SET,
+    };
     let (reporter, health) = tonic_health::server::health_reporter();
     for name in services {
         reporter
@@ -299,7 +367,7 @@ async fn grpc_base(services: &[&str], tls: Option<ServerTlsConfig>) -> anyhow::R
     // the contract, served here or not).
     let reflection = || {
         let mut builder = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(descriptors)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .with_service_name("grpc.health.v1.Health");
         for name in services {

@@ -30,6 +30,7 @@ pub use annals_server::proto;
 
 pub mod head;
 pub mod mongo;
+pub mod sdk17;
 
 /// The Development tenant (the default configuration's only tenant).
 pub const DEVELOPMENT: Uuid = Uuid::from_u128(0x445f_8ea8_1a6f_40d7_b2fc_796d_ba92_dc44);
@@ -42,6 +43,7 @@ pub struct Ports {
     pub management: Option<u16>,
     pub web: Option<u16>,
     pub metrics: Option<u16>,
+    pub legacy: Option<u16>,
 }
 
 /// A running `annals` process.
@@ -94,6 +96,7 @@ impl Server {
                 management: None,
                 web: None,
                 metrics: None,
+                legacy: None,
             },
             dir: temp.path().to_owned(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
@@ -120,7 +123,14 @@ impl Server {
                 "--management-port",
                 "0",
             ])
-            .args(["--web-port", "0", "--metrics-port", "0"])
+            .args([
+                "--web-port",
+                "0",
+                "--metrics-port",
+                "0",
+                "--legacy-port",
+                "0",
+            ])
             .arg("--ready-file")
             .arg(self.dir.join("ready.json"))
             .args(&self.args)

@@ -360,7 +360,7 @@ impl consumer_server::Consumer for Producer {
             let Some(connected) = ReverseCall::<HorizonProtocol>::accept(
                 incoming,
                 outbound_tx,
-                &inner.platform,
+                Some(&inner.platform),
                 inner.stopping.clone(),
             )
             .await

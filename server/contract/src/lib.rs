@@ -8,6 +8,8 @@
 //! - `api`: wire to domain and back, the one place for Guid byte order, Failures and
 //!   committed events on the wire; stateless.
 //! - `clock`: wall-clock time as the engine stores it (Unix nanoseconds).
+//! - `legacy`, `proto_v5`: Contracts 5.4 heads (JavaScript SDK 17), served by the same
+//!   services through one layer that rewrites their messages.
 //! - `reverse_call`: the reverse-call protocol (the runtime calls the head over a stream the
 //!   head opened): connect, pings, calls and answers, disconnects.
 //! - [`Platform`]: this runtime's identity, which a reverse call's head must share.
@@ -20,9 +22,11 @@
 
 pub mod api;
 pub mod clock;
+pub mod legacy;
 pub mod limits;
 mod platform;
 pub mod proto;
+pub mod proto_v5;
 pub mod reverse_call;
 
 pub use crate::platform::Platform;

@@ -141,7 +141,7 @@ impl EventHandlers for EventHandlersService {
     {
         Ok(Response::new(processor_session::connect(
             Arc::clone(&self.runtime),
-            request.into_inner(),
+            request,
             spec,
             |spec| EventHandlerRequests {
                 types: spec.event_types.iter().map(|t| t.id).collect(),

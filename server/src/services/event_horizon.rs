@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use crate::api::failure::Failure;
 use crate::api::ids;
+use crate::legacy;
 use crate::proto::dolittle::runtime::eventhorizon::{
     subscriptions_server::Subscriptions, Subscription, SubscriptionResponse,
 };
@@ -37,10 +38,14 @@ impl Subscriptions for SubscriptionsService {
         request: Request<Subscription>,
     ) -> Result<Response<SubscriptionResponse>, Status> {
         let runtime = &self.runtime;
+        // A 5.4 head is taken as Runtime 6 took it, without comparing its identity.
+        let legacy = legacy::is_legacy(&request);
         request::unary_for_tenant(runtime, "Subscribe", request, |(context, _), request| async move {
             // The head's identity must be this runtime's, as the original requires.
             let platform = &runtime.config.platform;
-            let conflict = if context.microservice_id != platform.microservice_id {
+            let conflict = if legacy {
+                None
+            } else if context.microservice_id != platform.microservice_id {
                 Some(("Microservice", platform.microservice_id.to_string(), context.microservice_id.to_string()))
             } else if context.environment != platform.environment {
                 Some(("Environment", platform.environment.clone(), context.environment.clone()))

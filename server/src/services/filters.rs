@@ -243,7 +243,7 @@ impl FiltersService {
     /// Accepts one filter connection of protocol `P` and serves it on a task of its own.
     fn connect<P>(
         &self,
-        incoming: Streaming<P::ClientMessage>,
+        request: Request<Streaming<P::ClientMessage>>,
         partitioning: Partitioning,
         visibility: Visibility,
     ) -> tonic::codegen::BoxStream<FilterRuntimeToClientMessage>
@@ -254,7 +254,7 @@ impl FiltersService {
     {
         processor_session::connect::<P, FilterRequests>(
             Arc::clone(&self.runtime),
-            incoming,
+            request,
             move |arguments| spec(arguments, partitioning, visibility),
             move |spec| FilterRequests {
                 scope: ids::to_wire(spec.key.scope),
@@ -280,7 +280,7 @@ impl Filters for FiltersService {
         request: Request<Streaming<FilterClientToRuntimeMessage>>,
     ) -> Result<Response<tonic::codegen::BoxStream<FilterRuntimeToClientMessage>>, Status> {
         Ok(Response::new(self.connect::<FilterProtocol>(
-            request.into_inner(),
+            request,
             Partitioning::Unpartitioned,
             Visibility::Private,
         )))
@@ -291,7 +291,7 @@ impl Filters for FiltersService {
         request: Request<Streaming<PartitionedFilterClientToRuntimeMessage>>,
     ) -> Result<Response<tonic::codegen::BoxStream<FilterRuntimeToClientMessage>>, Status> {
         Ok(Response::new(self.connect::<PartitionedFilterProtocol>(
-            request.into_inner(),
+            request,
             Partitioning::Partitioned,
             Visibility::Private,
         )))
@@ -302,7 +302,7 @@ impl Filters for FiltersService {
         request: Request<Streaming<PublicFilterClientToRuntimeMessage>>,
     ) -> Result<Response<tonic::codegen::BoxStream<FilterRuntimeToClientMessage>>, Status> {
         Ok(Response::new(self.connect::<PublicFilterProtocol>(
-            request.into_inner(),
+            request,
             Partitioning::Partitioned,
             Visibility::Public,
         )))

@@ -4,6 +4,7 @@
 //! `processing`. The event horizon's Subscriptions service hands its requests to
 //! annals-replication.
 
+pub(crate) mod embeddings;
 pub(crate) mod event_handlers;
 pub(crate) mod event_horizon;
 pub(crate) mod event_store;

@@ -22,13 +22,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
-use tonic::{Status, Streaming};
+use tonic::{Request, Status, Streaming};
 use uuid::Uuid;
 
 use crate::api::convert;
 use crate::api::failure::Failure;
 use crate::api::ids;
 use crate::blocking::blocking;
+use crate::legacy;
 use crate::processing::processor::{
     Bounds, Delivery, Handler, Outcome, StartFrom, TargetStream, TenantProcessor,
 };
@@ -123,9 +124,11 @@ impl<P: Protocol, R: Requests<P>> Handler for Head<P, R> {
 /// Serves one reverse call of protocol `P` on a task of its own: takes the head's
 /// registration, checks it with `spec`, and runs the processor asking the head with
 /// `requests`. The returned stream is what the head reads (bounded: see `reverse_call`).
+/// A 5.4 head (`legacy`) is not held to this runtime's microservice and environment, as
+/// Runtime 6 did not hold it.
 pub(crate) fn connect<P, R>(
     runtime: Arc<Runtime>,
-    incoming: Streaming<P::ClientMessage>,
+    request: Request<Streaming<P::ClientMessage>>,
     spec: impl FnOnce(&P::Arguments) -> Result<Spec, Failure> + Send + 'static,
     requests: impl FnOnce(&Spec) -> R + Send + 'static,
     already: impl FnOnce(&ProcessorKey) -> Failure + Send + 'static,
@@ -138,14 +141,14 @@ where
         call: Arc::clone(call),
         requests: requests(spec),
     };
-    connect_with(runtime, incoming, spec, head, already)
+    connect_with(runtime, request, spec, head, already)
 }
 
 /// Like [`connect`], with a handler of its own: `handler` makes it from the registration,
 /// the call and (projections) the states of each tenant.
 pub(crate) fn connect_with<P, H>(
     runtime: Arc<Runtime>,
-    incoming: Streaming<P::ClientMessage>,
+    request: Request<Streaming<P::ClientMessage>>,
     spec: impl FnOnce(&P::Arguments) -> Result<Spec, Failure> + Send + 'static,
     handler: impl FnOnce(&Spec, &Arc<ReverseCall<P>>, &StatesByTenant) -> H + Send + 'static,
     already: impl FnOnce(&ProcessorKey) -> Failure + Send + 'static,
@@ -155,14 +158,12 @@ where
     H: Handler,
 {
     let (outbound, to_head) = mpsc::channel(reverse_call::OUTBOUND_MESSAGES_MAX);
+    let legacy = legacy::is_legacy(&request);
+    let incoming = request.into_inner();
     tokio::spawn(async move {
-        let Some(connected) = ReverseCall::<P>::accept(
-            incoming,
-            outbound,
-            &runtime.config.platform,
-            runtime.stopping.clone(),
-        )
-        .await
+        let platform = (!legacy).then_some(&runtime.config.platform);
+        let Some(connected) =
+            ReverseCall::<P>::accept(incoming, outbound, platform, runtime.stopping.clone()).await
         else {
             return;
         };

@@ -241,7 +241,7 @@ impl Projections for ProjectionsService {
     ) -> Result<Response<tonic::codegen::BoxStream<ProjectionRuntimeToClientMessage>>, Status> {
         Ok(Response::new(processor_session::connect_with(
             Arc::clone(&self.runtime),
-            request.into_inner(),
+            request,
             spec,
             |spec: &Spec, call: &Arc<ReverseCall<ProjectionProtocol>>, states: &StatesByTenant| {
                 ProjectionHead {

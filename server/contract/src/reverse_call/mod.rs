@@ -186,13 +186,14 @@ fn client_message<P: Protocol>() -> String {
 }
 
 impl<P: Protocol> ReverseCall<P> {
-    /// Receives the head's connect arguments and checks them. On failure the head gets a
+    /// Receives the head's connect arguments and checks them (against `platform`, when given
+    /// and `P::CHECKS_PLATFORM`). On failure the head gets a
     /// failed registration response (or a status when it sent no message at all) and `None`
     /// comes back: the stream is over.
     pub async fn accept(
         mut incoming: Streaming<P::ClientMessage>,
         outbound: mpsc::Sender<Result<P::ServerMessage, Status>>,
-        platform: &Platform,
+        platform: Option<&Platform>,
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Option<Connected<P>> {
         let mut shutdown = stopping.clone();
@@ -229,7 +230,7 @@ impl<P: Protocol> ReverseCall<P> {
         };
         let checked = P::arguments_context(&arguments)
             .ok_or_else(|| "callContext is missing".to_owned())
-            .and_then(|context| check_context(context, P::CHECKS_PLATFORM.then_some(platform)));
+            .and_then(|context| check_context(context, platform.filter(|_| P::CHECKS_PLATFORM)));
         let (execution_context, ping_interval) = match checked {
             Ok(checked) => checked,
             Err(reason) => {
