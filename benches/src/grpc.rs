@@ -123,6 +123,8 @@ impl ServerProcess {
                 "0",
                 "--metrics-port",
                 "0",
+                "--legacy-port",
+                "0",
             ])
             .arg("--data-dir")
             .arg(dir.join("data"))

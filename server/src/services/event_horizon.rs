@@ -40,10 +40,14 @@ impl Subscriptions for SubscriptionsService {
         let runtime = &self.runtime;
         // A 5.4 head is taken as Runtime 6 took it, without comparing its identity.
         let legacy = legacy::is_legacy(&request);
-        request::unary_for_tenant(runtime, "Subscribe", request, |(context, _), request| async move {
+        request::unary_for_tenant(runtime, "Subscribe", request, |(mut context, _), request| async move {
             // The head's identity must be this runtime's, as the original requires.
             let platform = &runtime.config.platform;
             let conflict = if legacy {
+                // Its identity is not checked, so it is not passed on either: the producer is
+                // asked by this runtime, as this microservice, whatever the head calls itself.
+                context.microservice_id = platform.microservice_id;
+                context.environment.clone_from(&platform.environment);
                 None
             } else if context.microservice_id != platform.microservice_id {
                 Some(("Microservice", platform.microservice_id.to_string(), context.microservice_id.to_string()))
