@@ -23,6 +23,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use annals_engine::EngineConfig;
+
+use crate::connections::ConnectionLimits;
 use annals_replication::{Consent, ConsumerTls, HorizonConfig, ProducerAddress};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -162,6 +164,8 @@ pub struct RuntimeConfig {
     /// (`annals:projections:historyRetention`, e.g. `30d`, `12h`): states as of points older
     /// than that are trimmed. None (the default) keeps all of it.
     pub projection_history_retention: Option<std::time::Duration>,
+    /// What one client may hold of a gRPC port (`annals:connections:*`, `annals:http2:*`).
+    pub connections: ConnectionLimits,
     /// The merged key-value map (lower-case keys below `dolittle:runtime`), for the
     /// management Configuration service.
     pub merged: BTreeMap<String, Value>,
@@ -359,6 +363,7 @@ impl RuntimeConfig {
                 )
             })?),
         };
+        let connections = connection_limits(&get)?;
         Ok(RuntimeConfig {
             platform,
             tenants,
@@ -370,6 +375,7 @@ impl RuntimeConfig {
             horizon,
             public_tls,
             projection_history_retention,
+            connections,
             merged,
         })
     }
@@ -472,6 +478,11 @@ const NAMES: &[(&str, &str)] = &[
     ("maxconnectionpoolsize", "maxConnectionPoolSize"),
     ("usessl", "useSSL"),
     ("servicename", "serviceName"),
+    ("maxperport", "maxPerPort"),
+    ("handshaketimeout", "handshakeTimeout"),
+    ("maxconcurrentstreams", "maxConcurrentStreams"),
+    ("keepaliveinterval", "keepAliveInterval"),
+    ("keepalivetimeout", "keepAliveTimeout"),
 ];
 
 /// Spells keys as the original's configuration YAML does: section names (and the resource
@@ -770,6 +781,61 @@ fn horizon(merged: &BTreeMap<String, Value>) -> Result<HorizonConfig, ConfigErro
     })
 }
 
+/// `annals:connections:*` and `annals:http2:*`, each defaulting to `ConnectionLimits`'.
+fn connection_limits<'a>(
+    get: &impl Fn(&str) -> Option<&'a Value>,
+) -> Result<ConnectionLimits, ConfigError> {
+    let defaults = ConnectionLimits::default();
+    let count = |key: &str, name: &str, default: u64| -> Result<u64, ConfigError> {
+        match get(key) {
+            None => Ok(default),
+            Some(value) => scalar(value)
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=u64::from(u32::MAX)).contains(n))
+                .ok_or_else(|| invalid(name, format!("{value} is not a whole number from 1"))),
+        }
+    };
+    let duration = |key: &str, name: &str, default: std::time::Duration| match get(key) {
+        None => Ok(default),
+        Some(value) => retention(&scalar(value)).ok_or_else(|| {
+            invalid(
+                name,
+                format!("{value} is not a duration: a whole number and d, h, m or s (10s)"),
+            )
+        }),
+    };
+    Ok(ConnectionLimits {
+        max_per_port: usize::try_from(count(
+            "annals:connections:maxperport",
+            "annals:connections:maxPerPort",
+            defaults.max_per_port as u64,
+        )?)
+        .unwrap_or(usize::MAX),
+        handshake_timeout: duration(
+            "annals:connections:handshaketimeout",
+            "annals:connections:handshakeTimeout",
+            defaults.handshake_timeout,
+        )?,
+        max_concurrent_streams: u32::try_from(count(
+            "annals:http2:maxconcurrentstreams",
+            "annals:http2:maxConcurrentStreams",
+            u64::from(defaults.max_concurrent_streams),
+        )?)
+        .unwrap_or(u32::MAX),
+        keep_alive_interval: duration(
+            "annals:http2:keepaliveinterval",
+            "annals:http2:keepAliveInterval",
+            defaults.keep_alive_interval,
+        )?,
+        keep_alive_timeout: duration(
+            "annals:http2:keepalivetimeout",
+            "annals:http2:keepAliveTimeout",
+            defaults.keep_alive_timeout,
+        )?,
+    })
+}
+
 /// A duration as a whole number and its unit: `d`, `h`, `m` or `s` (at least a second).
 fn retention(text: &str) -> Option<std::time::Duration> {
     let text = text.trim();
@@ -970,6 +1036,9 @@ mod tests {
         assert_eq!(c.endpoints.management.port, 51052);
         assert_eq!(c.endpoints.web.port, 8001);
         assert_eq!(c.endpoints.metrics.port, 9700);
+        assert_eq!(c.endpoints.legacy.port, 50055);
+        assert_eq!(c.endpoints.private_contract, Contract::Current);
+        assert_eq!(c.connections, ConnectionLimits::default());
         assert_eq!(c.platform.environment, "Development");
         assert_eq!(c.platform.microservice_id, NOT_SET_MICROSERVICE);
         assert!(c.data_dir.ends_with("data"));
@@ -1034,6 +1103,46 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.endpoints.public.port, 6666);
+    }
+
+    #[test]
+    fn connection_limits_and_the_private_ports_contract() {
+        let c = load(
+            &[(
+                ".dolittle/runtime.yml",
+                "endpoints:\n  private:\n    contract: \"5.4\"\nannals:\n  connections:\n    \
+                 maxPerPort: 8\n    handshakeTimeout: 2s\n  http2:\n    keepAliveInterval: 1m\n",
+            )],
+            &[],
+            &[("annals:http2:maxConcurrentStreams", "16")],
+        )
+        .unwrap();
+        assert_eq!(c.endpoints.private_contract, Contract::Legacy);
+        assert_eq!(c.connections.max_per_port, 8);
+        assert_eq!(
+            c.connections.handshake_timeout,
+            std::time::Duration::from_secs(2)
+        );
+        assert_eq!(c.connections.max_concurrent_streams, 16);
+        assert_eq!(
+            c.connections.keep_alive_interval,
+            std::time::Duration::from_secs(60)
+        );
+        assert_eq!(
+            c.connections.keep_alive_timeout,
+            ConnectionLimits::default().keep_alive_timeout
+        );
+        let e = load(&[], &[], &[("annals:connections:maxPerPort", "0")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "dolittle:runtime:annals:connections:maxPerPort: \"0\" is not a whole number from 1"
+        );
+        let e = load(&[], &[], &[("annals:connections:handshakeTimeout", "soon")]).unwrap_err();
+        assert!(e.to_string().contains("handshakeTimeout"), "{e}");
+        let e = load(&[], &[], &[("endpoints:private:contract", "6")]).unwrap_err();
+        assert!(e.to_string().contains("endpoints:private:contract"), "{e}");
+        let e = load(&[], &[], &[("endpoints:legacy:port", "50053")]).unwrap_err();
+        assert!(e.to_string().contains("also the private endpoint"), "{e}");
     }
 
     #[test]

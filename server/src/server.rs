@@ -29,6 +29,7 @@ use tower::layer::util::{Identity, Stack};
 use tower::util::MapResponseLayer;
 
 use crate::config::{Contract, Endpoint, RuntimeConfig};
+use crate::connections::{self, ConnectionLimits};
 use crate::legacy;
 use crate::proto::annals::projections::projection_history_server::ProjectionHistoryServer;
 use crate::proto::dolittle::runtime::aggregates::aggregate_roots_server::AggregateRootsServer;
@@ -168,18 +169,41 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
     let management_services = ManagementServices::new(Arc::clone(&runtime));
     if let Some(listener) = private {
         let router = head_router(&runtime, &platform, config.endpoints.private_contract).await?;
-        tasks.spawn(run_grpc("private", router, listener, stop_rx.clone()));
+        tasks.spawn(run_grpc(
+            "private",
+            router,
+            listener,
+            config.connections,
+            stop_rx.clone(),
+        ));
     }
     if let Some(listener) = legacy {
         let router = head_router(&runtime, &platform, Contract::Legacy).await?;
-        tasks.spawn(run_grpc("legacy", router, listener, stop_rx.clone()));
+        tasks.spawn(run_grpc(
+            "legacy",
+            router,
+            listener,
+            config.connections,
+            stop_rx.clone(),
+        ));
     }
     if let Some(listener) = public {
         let names = [name::<ConsumerServer<Producer>>()];
-        let router = grpc_base(&names, public_tls(config), Contract::Current)
-            .await?
-            .add_service(limited!(runtime.horizon.producer.service()));
-        tasks.spawn(run_grpc("public", router, listener, stop_rx.clone()));
+        let router = grpc_base(
+            &names,
+            public_tls(config),
+            Contract::Current,
+            config.connections,
+        )
+        .await?
+        .add_service(limited!(runtime.horizon.producer.service()));
+        tasks.spawn(run_grpc(
+            "public",
+            router,
+            listener,
+            config.connections,
+            stop_rx.clone(),
+        ));
     }
     if let Some(listener) = management {
         let names = [
@@ -190,7 +214,7 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
             name::<ManagementEventHandlersServer<EventHandlersManagement>>(),
             name::<ManagementProjectionsServer<ProjectionsManagement>>(),
         ];
-        let router = grpc_base(&names, None, Contract::Current)
+        let router = grpc_base(&names, None, Contract::Current, config.connections)
             .await?
             .add_service(limited!(ManagementAggregateRootsServer::new(
                 management_services.clone()
@@ -208,7 +232,13 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
             .add_service(limited!(ManagementProjectionsServer::new(
                 ProjectionsManagement::new(Arc::clone(&runtime))
             )));
-        tasks.spawn(run_grpc("management", router, listener, stop_rx.clone()));
+        tasks.spawn(run_grpc(
+            "management",
+            router,
+            listener,
+            config.connections,
+            stop_rx.clone(),
+        ));
     }
     if let Some(listener) = web {
         let app = web::web(Arc::clone(&runtime));
@@ -304,7 +334,7 @@ async fn head_router(
             }
         };
     }
-    let mut router = grpc_base(&names, None, contract).await?;
+    let mut router = grpc_base(&names, None, contract, runtime.config.connections).await?;
     router = serve!(router, HandshakeServer::new(platform.clone()));
     router = serve!(router, TenantsServer::new(platform.clone()));
     router = serve!(router, EventTypesServer::new(platform.clone()));
@@ -352,6 +382,7 @@ async fn grpc_base(
     services: &[&str],
     tls: Option<ServerTlsConfig>,
     contract: Contract,
+    limits: ConnectionLimits,
 ) -> anyhow::Result<GrpcRouter> {
     let descriptors = match contract {
         Contract::Current => crate::proto::FILE_DESCRIPTOR_SET,
@@ -394,6 +425,10 @@ async fn grpc_base(
         // waiting for window updates (HTTP/2's default is 64 KiB).
         .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
         .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
+        // A connection's streams, and pings that find a peer that is gone (`connections`).
+        .max_concurrent_streams(Some(limits.max_concurrent_streams))
+        .http2_keepalive_interval(Some(limits.keep_alive_interval))
+        .http2_keepalive_timeout(Some(limits.keep_alive_timeout))
         .add_service(limited!(health))
         .add_service(limited!(reflection_v1))
         .add_service(limited!(reflection_v1alpha)))
@@ -408,11 +443,13 @@ async fn run_grpc(
     name: &'static str,
     router: GrpcRouter,
     listener: TcpListener,
+    limits: ConnectionLimits,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     // No Nagle: a commit's answer is one small write that must leave at once (with Nagle
     // and the peer's delayed ACK, each request/response would wait ~40 ms).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = connections::guarded(name, incoming, limits);
     router
         .serve_with_incoming_shutdown(incoming, shutdown::stopped(stop))
         .await
