@@ -10,11 +10,14 @@
 //!   connections whose peer is gone, and each connection may have at most
 //!   `max_concurrent_streams` streams open (HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS).
 //!
+//! The same gate stands before the HTTP ports (web, metrics), but for the HTTP/2 settings.
+//!
 //! Invariant: every accepted connection holds one permit of its port's semaphore until it is
 //! dropped, so the count of open connections never exceeds the limit.
 
 use std::future::Future as _;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
@@ -58,42 +61,108 @@ impl Default for ConnectionLimits {
 /// How often a port says it refuses connections.
 const REFUSAL_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
-/// The connections `incoming` accepts for the port `name`, within `limits`.
+/// Who gets in on one port: its permits and when it last said it refused someone.
+struct Gate {
+    name: &'static str,
+    limits: ConnectionLimits,
+    permits: Arc<Semaphore>,
+    started: Instant,
+    /// Seconds since `started` of the last warning, plus one (0: never warned).
+    last_warning: AtomicU64,
+}
+
+impl Gate {
+    fn new(name: &'static str, limits: ConnectionLimits) -> Gate {
+        Gate {
+            name,
+            limits,
+            permits: Arc::new(Semaphore::new(limits.max_per_port)),
+            started: Instant::now(),
+            last_warning: AtomicU64::new(0),
+        }
+    }
+
+    /// `stream` with its permit, or None when the port is full (dropping the stream closes
+    /// it).
+    fn admit(&self, stream: TcpStream) -> Option<Guarded> {
+        if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
+            return Some(Guarded::new(stream, permit, self.limits.handshake_timeout));
+        }
+        let now = self.started.elapsed().as_secs() + 1;
+        let last = self.last_warning.load(Ordering::Relaxed);
+        if last == 0 || now >= last + REFUSAL_WARNING_INTERVAL.as_secs() {
+            self.last_warning.store(now, Ordering::Relaxed);
+            tracing::warn!(
+                endpoint = self.name,
+                peer = ?stream.peer_addr().ok(),
+                open = self.limits.max_per_port,
+                "refusing connections: the endpoint has as many open as \
+                 annals:connections:maxPerPort allows (said at most once a minute)"
+            );
+        }
+        None
+    }
+}
+
+/// The connections `incoming` accepts for the gRPC port `name`, within `limits`.
 pub(crate) fn guarded(
     name: &'static str,
     incoming: TcpIncoming,
     limits: ConnectionLimits,
 ) -> impl Stream<Item = io::Result<Guarded>> {
-    let permits = Arc::new(Semaphore::new(limits.max_per_port));
-    let started = Instant::now();
-    // Seconds since `started` of the last warning, plus one (0: never warned).
-    let last_warning = Arc::new(AtomicU64::new(0));
+    let gate = Gate::new(name, limits);
     incoming.filter_map(move |accepted| {
-        let outcome = match accepted {
+        std::future::ready(match accepted {
             Err(e) => Some(Err(e)),
-            Ok(stream) => {
-                if let Ok(permit) = Arc::clone(&permits).try_acquire_owned() {
-                    Some(Ok(Guarded::new(stream, permit, limits.handshake_timeout)))
-                } else {
-                    let now = started.elapsed().as_secs() + 1;
-                    let last = last_warning.load(Ordering::Relaxed);
-                    if last == 0 || now >= last + REFUSAL_WARNING_INTERVAL.as_secs() {
-                        last_warning.store(now, Ordering::Relaxed);
-                        tracing::warn!(
-                            endpoint = name,
-                            peer = ?stream.peer_addr().ok(),
-                            open = limits.max_per_port,
-                            "refusing connections: the endpoint has as many open as \
-                             annals:connections:maxPerPort allows (said at most once a minute)"
-                        );
+            Ok(stream) => gate.admit(stream).map(Ok),
+        })
+    })
+}
+
+/// An HTTP port's listener (web, metrics), within the same limits as the gRPC ports.
+pub(crate) struct GuardedListener {
+    listener: TcpListener,
+    gate: Gate,
+}
+
+impl GuardedListener {
+    /// `listener`, the HTTP port `name`.
+    pub(crate) fn new(
+        name: &'static str,
+        listener: TcpListener,
+        limits: ConnectionLimits,
+    ) -> GuardedListener {
+        GuardedListener {
+            listener,
+            gate: Gate::new(name, limits),
+        }
+    }
+}
+
+impl axum::serve::Listener for GuardedListener {
+    type Io = Guarded;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Guarded, SocketAddr) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, address)) => {
+                    if let Some(guarded) = self.gate.admit(stream) {
+                        return (guarded, address);
                     }
-                    // Dropping the stream closes it.
-                    None
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait for some to be freed.
+                    tracing::debug!(endpoint = self.gate.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
-        };
-        std::future::ready(outcome)
-    })
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
 }
 
 /// An accepted connection: its permit, and the deadline for its first bytes.

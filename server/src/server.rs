@@ -242,11 +242,23 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
     }
     if let Some(listener) = web {
         let app = web::web(Arc::clone(&runtime));
-        tasks.spawn(web::run("web", app, listener, stop_rx.clone()));
+        tasks.spawn(web::run(
+            "web",
+            app,
+            listener,
+            config.connections,
+            stop_rx.clone(),
+        ));
     }
     if let Some(listener) = metrics {
         let app = web::metrics(Arc::clone(&runtime));
-        tasks.spawn(web::run("metrics", app, listener, stop_rx.clone()));
+        tasks.spawn(web::run(
+            "metrics",
+            app,
+            listener,
+            config.connections,
+            stop_rx.clone(),
+        ));
     }
     // The routers hold their own handles now.
     drop((platform, management_services));

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::failure::without_paths;
+use crate::connections::{ConnectionLimits, GuardedListener};
 use crate::runtime::Runtime;
 use crate::shutdown;
 
@@ -372,9 +373,10 @@ pub(crate) async fn run(
     name: &'static str,
     app: axum::Router,
     listener: TcpListener,
+    limits: ConnectionLimits,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, app)
+    axum::serve(GuardedListener::new(name, listener, limits), app)
         .with_graceful_shutdown(shutdown::stopped(stop))
         .await
         .with_context(|| format!("serving the {name} endpoint"))

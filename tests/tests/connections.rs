@@ -1,6 +1,7 @@
 //! What one client may hold of a gRPC port (`annals:connections:*`): connections that never
 //! send anything are closed after the handshake timeout, one over the limit is closed at once
-//! and the refusal logged, and neither keeps a real head out for longer than the timeout.
+//! and the refusal logged, and neither keeps a real head out for longer than the timeout; the
+//! HTTP ports close silent connections alike.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 use std::time::Duration;
@@ -63,6 +64,14 @@ async fn silent_connections_are_closed_and_do_not_keep_heads_out() {
     let channel = Server::channel(Some(port)).await;
     let committed = commit(&channel, DEVELOPMENT, &[(Uuid::from_u128(1), "s", "{}")]).await;
     assert_eq!(committed.len(), 1);
+    // The HTTP ports stand behind the same gate: a silent connection to /healthz's port is
+    // closed too, and the port still answers.
+    let mut web = TcpStream::connect(("127.0.0.1", server.ports.web.unwrap()))
+        .await
+        .unwrap();
+    closed_by_server(&mut web).await;
+    let (status, _) = Server::http_get(server.ports.web, "/healthz").await;
+    assert_eq!(status, 200);
     // Only the connection over the limit was refused.
     assert_eq!(
         server.log().matches("refusing connections").count(),
