@@ -406,7 +406,8 @@ async fn killed_at_random_under_load_nothing_acknowledged_is_lost_moved_or_repea
     };
     let handler = Head::connect(server.private().await, handler_head().message()).await;
     let handler = Answering::start(handler, |_| Answer::Success);
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // The handler lags the writers in every cycle: a minute, and a second per 10 000 events.
+    let deadline = Instant::now() + Duration::from_secs(60 + total / 10_000);
     loop {
         let mut answered = record.lock().unwrap().handler_answered.clone();
         answered.extend(handler.answered().iter().map(Request::seq));
