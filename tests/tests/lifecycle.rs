@@ -10,6 +10,9 @@ use annals_tests::{
 };
 use uuid::Uuid;
 
+/// The event store is unavailable (the original's failure id).
+const EVENT_STORE_UNAVAILABLE: Uuid = Uuid::from_u128(0xb6fc_b5dd_a32b_435b_8bf4_ed96_e846_d460);
+
 const TYPE: Uuid = Uuid::from_u128(0x77);
 const ROOT: Uuid = Uuid::from_u128(0x88);
 const TENANT_A: &str = "aaaaaaaa-0000-4000-8000-00000000000a";
@@ -95,23 +98,32 @@ async fn sigterm_under_load_keeps_every_acknowledged_commit() {
     for w in 0..8u32 {
         let mut client = EventStoreClient::new(channel.clone());
         writers.push(tokio::spawn(async move {
+            // (sequence number, content) of each acknowledged event, and why the writer
+            // stopped.
             let mut acknowledged = Vec::new();
-            for _ in 0..10_000 {
+            for n in 0..10_000 {
+                let content = format!("{{\"w\":{w},\"n\":{n}}}");
                 match client
-                    .commit(commit_request(tenant, &[(TYPE, &format!("w{w}"), "{}")]))
+                    .commit(commit_request(
+                        tenant,
+                        &[(TYPE, &format!("w{w}"), &content)],
+                    ))
                     .await
                 {
                     Ok(r) => {
                         let r = r.into_inner();
-                        if r.failure.is_some() {
-                            break;
+                        if let Some(failure) = r.failure {
+                            return (
+                                acknowledged,
+                                format!("failure {}", failure_id(Some(&failure)).unwrap()),
+                            );
                         }
-                        acknowledged.push(r.events[0].event_log_sequence_number);
+                        acknowledged.push((r.events[0].event_log_sequence_number, content));
                     }
-                    Err(_) => break,
+                    Err(status) => return (acknowledged, format!("status {:?}", status.code())),
                 }
             }
-            acknowledged
+            (acknowledged, "done".to_owned())
         }));
     }
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -120,17 +132,32 @@ async fn sigterm_under_load_keeps_every_acknowledged_commit() {
         "annals did not exit cleanly:\n{}",
         server.log()
     );
-    let mut acknowledged: Vec<u64> = Vec::new();
+    let mut acknowledged: Vec<(u64, String)> = Vec::new();
     for w in writers {
-        acknowledged.extend(w.await.unwrap());
+        let (events, stopped) = w.await.unwrap();
+        acknowledged.extend(events);
+        // A commit the stopping runtime did not take is refused as unavailable, in band or as
+        // the status of a connection it no longer serves: never as a failure of the commit.
+        assert!(
+            ["status Unavailable", "status Cancelled"].contains(&stopped.as_str())
+                || stopped == format!("failure {EVENT_STORE_UNAVAILABLE}"),
+            "a writer stopped on {stopped}"
+        );
     }
     acknowledged.sort_unstable();
     assert!(!acknowledged.is_empty());
     assert_eq!(
-        acknowledged,
+        acknowledged.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
         (0..acknowledged.len() as u64).collect::<Vec<_>>(),
         "gapless acknowledgements"
     );
+    // Every acknowledged event is in the stopped runtime's log, where and as acknowledged.
+    let logged = annals_tests::read_scoped_log(&server.dir, tenant, Uuid::nil());
+    assert!(logged.len() >= acknowledged.len());
+    for (sequence, content) in &acknowledged {
+        let event = &logged[usize::try_from(*sequence).unwrap()];
+        assert_eq!(&event.content, content, "event {sequence}");
+    }
 
     server.restart().await;
     let mut client = EventStoreClient::new(server.private().await);
@@ -139,13 +166,8 @@ async fn sigterm_under_load_keeps_every_acknowledged_commit() {
         .await
         .unwrap()
         .into_inner();
-    let next = r.events[0].event_log_sequence_number;
-    // Everything acknowledged is there; commits received but not answered may be there too.
-    assert!(
-        next >= acknowledged.len() as u64,
-        "next {next}, acknowledged {}",
-        acknowledged.len()
-    );
+    // Commits received but not answered may be there too; the next one comes after them all.
+    assert_eq!(r.events[0].event_log_sequence_number, logged.len() as u64);
 }
 
 #[tokio::test]
