@@ -1763,15 +1763,22 @@ async fn two_parked_partitions_recover_independently() {
 /// Random sequences of odd but well-formed messages (pongs, empty messages, second
 /// registrations, answers to unknown calls, failures with negative timeouts, disconnects with
 /// negative grace periods, half-closes) on 30 streams never bring the server down: a
-/// handler registered afterwards gets every event. The seed is printed.
+/// handler registered afterwards gets every event. The seed is printed, and taken from
+/// ANNALS_TEST_SEED when set.
 #[tokio::test]
 async fn odd_message_sequences_never_crash_the_server() {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("seed {seed}");
+    // ANNALS_TEST_SEED replays a failed run.
+    let seed = std::env::var("ANNALS_TEST_SEED").ok().map_or_else(
+        || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        },
+        |v| v.parse::<u64>().expect("ANNALS_TEST_SEED is a number") | 1,
+    );
+    eprintln!("seed {seed} (ANNALS_TEST_SEED={seed} replays it)");
     let mut state = seed;
     let mut next = move |n: u64| {
         state ^= state << 13;
