@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use annals_engine::EngineConfig;
 
 use crate::connections::ConnectionLimits;
+use crate::disk::LowSpace;
 use annals_replication::{Consent, ConsumerTls, HorizonConfig, ProducerAddress};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -166,6 +167,8 @@ pub struct RuntimeConfig {
     pub projection_history_retention: Option<std::time::Duration>,
     /// What one client may hold of a gRPC port (`annals:connections:*`, `annals:http2:*`).
     pub connections: ConnectionLimits,
+    /// Below how much free space the data directory's disk is low (`annals:disk:lowSpace`).
+    pub disk_low_space: LowSpace,
     /// The merged key-value map (lower-case keys below `dolittle:runtime`), for the
     /// management Configuration service.
     pub merged: BTreeMap<String, Value>,
@@ -364,6 +367,15 @@ impl RuntimeConfig {
             })?),
         };
         let connections = connection_limits(&get)?;
+        let disk_low_space = match get("annals:disk:lowspace") {
+            None => LowSpace::default(),
+            Some(value) => LowSpace::parse(&scalar(value)).ok_or_else(|| {
+                invalid(
+                    "annals:disk:lowSpace",
+                    format!("{value} is neither a share (5%) nor a size (2 GiB)"),
+                )
+            })?,
+        };
         Ok(RuntimeConfig {
             platform,
             tenants,
@@ -376,6 +388,7 @@ impl RuntimeConfig {
             public_tls,
             projection_history_retention,
             connections,
+            disk_low_space,
             merged,
         })
     }
@@ -479,6 +492,7 @@ const NAMES: &[(&str, &str)] = &[
     ("usessl", "useSSL"),
     ("servicename", "serviceName"),
     ("maxperport", "maxPerPort"),
+    ("lowspace", "lowSpace"),
     ("handshaketimeout", "handshakeTimeout"),
     ("maxconcurrentstreams", "maxConcurrentStreams"),
     ("keepaliveinterval", "keepAliveInterval"),

@@ -28,6 +28,7 @@
 //! - `server`: start-up: listeners, gRPC health and reflection, the ready file.
 //! - `web`: the HTTP ports: health, status page, metrics text.
 //! - `mongo`: `annals export`, a tenant as the original's MongoDB database (annals-mongo).
+//! - `disk`: the data directory's free space, watched and warned of before it runs out.
 //! - `connections`: what one client may hold of a gRPC port (connections, silence, streams).
 //! - `shutdown`: graceful shutdown: signals, the grace period, closing the engine.
 
@@ -37,6 +38,7 @@
 mod blocking;
 pub mod config;
 mod connections;
+mod disk;
 pub mod logging;
 mod metrics;
 pub mod mongo;
@@ -60,6 +62,7 @@ use annals_contract::{api, clock, legacy, reverse_call};
 
 pub use crate::config::{ConfigError, RuntimeConfig, Sources};
 pub use crate::connections::ConnectionLimits;
+pub use crate::disk::LowSpace;
 pub use crate::server::{serve, BoundPorts, ServeOptions};
 
 /// Converts between domain UUIDs and the wire's `dolittle.protobuf.Uuid` (.NET Guid byte

@@ -283,6 +283,9 @@ pub(crate) struct Metrics {
     fetched: Family<TenantLabels, Counter>,
     processed: Family<ProcessorLabels, Counter>,
     processor_failures: Family<ProcessorLabels, Counter>,
+    disk_free: Gauge<i64>,
+    disk_total: Gauge<i64>,
+    disk_low: Gauge<i64>,
 }
 
 /// The counter of a log's stats a log series reads.
@@ -393,6 +396,26 @@ impl Metrics {
         let up = Gauge::<i64>::default();
         up.set(1);
         registry.register("up", "1 while the runtime serves", up);
+        let (disk_free, disk_total, disk_low) = (
+            Gauge::<i64>::default(),
+            Gauge::<i64>::default(),
+            Gauge::<i64>::default(),
+        );
+        registry.register(
+            "disk_free_bytes",
+            "Bytes free on the data directory's file system (for this runtime's user)",
+            disk_free.clone(),
+        );
+        registry.register(
+            "disk_total_bytes",
+            "Size of the data directory's file system",
+            disk_total.clone(),
+        );
+        registry.register(
+            "disk_low",
+            "1 while the data directory's free space is below annals:disk:lowSpace",
+            disk_low.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -401,7 +424,18 @@ impl Metrics {
             fetched,
             processed,
             processor_failures,
+            disk_free,
+            disk_total,
+            disk_low,
         }
+    }
+
+    /// The latest reading of the data directory's free space.
+    pub(crate) fn record_disk(&self, reading: crate::disk::Reading) {
+        let bytes = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
+        self.disk_free.set(bytes(reading.free_bytes));
+        self.disk_total.set(bytes(reading.total_bytes));
+        self.disk_low.set(i64::from(reading.low));
     }
 
     /// A processor's (processed, failures) counters for one tenant; the same across

@@ -35,6 +35,8 @@ pub(crate) struct Runtime {
     pub(crate) build_results: Mutex<Option<BuildResults>>,
     /// Turns true when shutdown begins: long-running work (batch streams) ends early.
     pub(crate) stopping: watch::Receiver<bool>,
+    /// The free space of the data directory's file system (`disk`).
+    pub(crate) disk: crate::disk::DiskSpace,
 }
 
 /// The event horizon's two sides.
@@ -108,6 +110,7 @@ impl Runtime {
             processors,
             build_results: Mutex::new(None),
             stopping,
+            disk: crate::disk::DiskSpace::default(),
         })
     }
 

@@ -385,6 +385,8 @@ pub(crate) async fn run(
 /// `GET /healthz`: 200 with a report when every configured tenant's store takes writes and
 /// its index works, 503 naming the ones that do not. Shaped like the original's report (Status, Entries).
 async fn healthz(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
+    let disk = runtime.disk.reading();
+    let low_space = runtime.config.disk_low_space;
     let checks = tokio::task::spawn_blocking(move || {
         runtime
             .tenant_ids()
@@ -414,15 +416,41 @@ async fn healthz(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
             (id.to_string(), serde_json::Value::String(text))
         })
         .collect();
-    let status = if healthy { "Healthy" } else { "Unhealthy" };
+    let store = if healthy { "Healthy" } else { "Unhealthy" };
+    // A disk running out of space degrades the runtime before it fails commits.
+    let disk_low = disk.is_some_and(|d| d.low);
+    let status = match (healthy, disk_low) {
+        (false, _) => "Unhealthy",
+        (true, true) => "Degraded",
+        (true, false) => "Healthy",
+    };
+    let disk_entry = match disk {
+        Some(reading) => serde_json::json!({
+            "Status": if reading.low { "Degraded" } else { "Healthy" },
+            "Description": format!(
+                "Free space of the data directory's file system (low below {})",
+                low_space.describe()
+            ),
+            "Data": {
+                "FreeBytes": reading.free_bytes,
+                "TotalBytes": reading.total_bytes,
+            },
+        }),
+        None => serde_json::json!({
+            "Status": "Healthy",
+            "Description": "The free space of the data directory's file system could not be read",
+            "Data": {},
+        }),
+    };
     let body = serde_json::json!({
         "Status": status,
         "Entries": {
             "EventStoreHealthCheck": {
-                "Status": status,
+                "Status": store,
                 "Description": "Every configured tenant's event store takes writes and its index works",
                 "Data": data,
-            }
+            },
+            "DiskSpaceHealthCheck": disk_entry,
         }
     });
     let code = if healthy {
