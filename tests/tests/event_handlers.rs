@@ -78,6 +78,37 @@ async fn refused(server: &Server, first: ClientMessage) -> dolittle::protobuf::F
     failure
 }
 
+/// The scope annals keeps public streams' positions under (the largest Uuid) is no scope a
+/// head may name: an event handler or a filter registered in it is refused, with the reason.
+#[tokio::test]
+async fn the_scope_reserved_for_public_streams_is_refused() {
+    let server = Server::start().await;
+    let handler = EventHandler::new(Uuid::new_v4(), &[TYPE_A]).scope(Uuid::max());
+    let failure = refused(&server, handler.message()).await;
+    assert_eq!(
+        failure_id(Some(&failure)),
+        Some(failures::HANDLER_ARGUMENTS)
+    );
+    assert!(
+        failure.reason.contains("reserved for public streams"),
+        "{failure:?}"
+    );
+    for kind in [Kind::Filter, Kind::PartitionedFilter] {
+        let mut filter = annals_tests::head::Filter::new(kind, Uuid::new_v4());
+        filter.scope = Uuid::max();
+        let failure = refused(&server, filter.message()).await;
+        assert_eq!(
+            failure_id(Some(&failure)),
+            Some(failures::FILTER_ARGUMENTS),
+            "{kind:?}"
+        );
+        assert!(
+            failure.reason.contains("reserved for public streams"),
+            "{failure:?}"
+        );
+    }
+}
+
 /// A head whose first message is a pong is refused with the arguments failure.
 #[tokio::test]
 async fn first_message_not_a_registration_is_refused() {
