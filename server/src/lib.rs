@@ -30,6 +30,7 @@
 //! - `mongo`: `annals export`, a tenant as the original's MongoDB database (annals-mongo).
 //! - `disk`: the data directory's free space, watched and warned of before it runs out.
 //! - `connections`: what one client may hold of a gRPC port (connections, silence, streams).
+//! - `rest`: the original's REST twin of the event store and its OpenAPI document (web port).
 //! - `shutdown`: graceful shutdown: signals, the grace period, closing the engine.
 
 #![warn(missing_docs)]
@@ -44,6 +45,7 @@ mod metrics;
 pub mod mongo;
 mod processing;
 mod projections;
+mod rest;
 mod runtime;
 mod server;
 mod services;

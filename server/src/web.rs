@@ -33,6 +33,7 @@ pub(crate) fn web(runtime: Arc<Runtime>) -> axum::Router {
             "/projections/{tenant}/{scope}/{projection}/states",
             get(projection_states),
         )
+        .merge(crate::rest::routes())
         .with_state(runtime)
 }
 

@@ -282,18 +282,43 @@ impl Server {
         Server::channel(self.ports.public).await
     }
 
+    /// `POST path` with `body` of `content_type` (none: no header) on a port over plain
+    /// HTTP/1.1: (status code, body).
+    pub async fn http_post(
+        port: Option<u16>,
+        path: &str,
+        content_type: Option<&str>,
+        body: &str,
+    ) -> (u16, String) {
+        let header = content_type
+            .map(|c| format!("Content-Type: {c}\r\n"))
+            .unwrap_or_default();
+        Server::http(
+            port,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{header}\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+        .await
+    }
+
     /// `GET path` on a port over plain HTTP/1.1: (status code, body).
     pub async fn http_get(port: Option<u16>, path: &str) -> (u16, String) {
+        Server::http(
+            port,
+            &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+        )
+        .await
+    }
+
+    /// Sends `request` on a new connection and reads the answer to its end.
+    async fn http(port: Option<u16>, request: &str) -> (u16, String) {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port.unwrap()))
             .await
             .unwrap();
-        stream
-            .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await
-            .unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
         let status = response
