@@ -342,6 +342,25 @@ impl Drop for Server {
     }
 }
 
+/// A seed for a randomised test: the number in the environment variable `variable` (to replay
+/// a failed run), else one from the clock; printed either way, odd (xorshift needs non-zero).
+pub fn seed(variable: &str) -> u64 {
+    let seed = std::env::var(variable).ok().map_or_else(
+        || {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
+            u64::try_from(now.as_nanos() % u128::from(u64::MAX)).unwrap()
+        },
+        |v| {
+            v.parse::<u64>()
+                .unwrap_or_else(|_| panic!("{variable} is not a number"))
+        },
+    ) | 1;
+    eprintln!("seed {seed} ({variable}={seed} replays it)");
+    seed
+}
+
 /// The wire Uuid of an id.
 pub fn id(id: Uuid) -> dolittle::protobuf::Uuid {
     wire::uuid(id)

@@ -319,17 +319,8 @@ async fn killed_at_random_under_load_nothing_acknowledged_is_lost_moved_or_repea
     let cycles: usize = std::env::var("ANNALS_CRASH_CYCLES")
         .ok()
         .map_or(4, |v| v.parse().expect("ANNALS_CRASH_CYCLES is a number"));
-    let seed: u64 = std::env::var("ANNALS_CRASH_SEED").ok().map_or_else(
-        || {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        },
-        |v| v.parse().expect("ANNALS_CRASH_SEED is a number"),
-    );
-    eprintln!("crash loop: {cycles} cycles, ANNALS_CRASH_SEED={seed}");
+    let seed = annals_tests::seed("ANNALS_CRASH_SEED");
+    eprintln!("crash loop: {cycles} cycles");
     let mut random = Random(seed);
     let record = Arc::new(Mutex::new(Record::default()));
     let mut server = Server::start().await;

@@ -1798,18 +1798,7 @@ async fn two_parked_partitions_recover_independently() {
 /// ANNALS_TEST_SEED when set.
 #[tokio::test]
 async fn odd_message_sequences_never_crash_the_server() {
-    // ANNALS_TEST_SEED replays a failed run.
-    let seed = std::env::var("ANNALS_TEST_SEED").ok().map_or_else(
-        || {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        },
-        |v| v.parse::<u64>().expect("ANNALS_TEST_SEED is a number") | 1,
-    );
-    eprintln!("seed {seed} (ANNALS_TEST_SEED={seed} replays it)");
+    let seed = annals_tests::seed("ANNALS_TEST_SEED");
     let mut state = seed;
     let mut next = move |n: u64| {
         state ^= state << 13;
