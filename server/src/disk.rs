@@ -135,29 +135,27 @@ impl DiskSpace {
     }
 }
 
-/// Reads the free space every `CHECK_INTERVAL` until the runtime stops, into the runtime's
-/// `DiskSpace` and metrics.
+/// Reads the free space of the runtime's data directory into its `DiskSpace` and metrics.
+pub(crate) fn refresh(runtime: &Runtime) {
+    if let Some(reading) = runtime
+        .disk
+        .check(&runtime.config.data_dir, runtime.config.disk_low_space)
+    {
+        runtime.metrics.record_disk(reading);
+    }
+}
+
+/// Reads the free space every `CHECK_INTERVAL` until the runtime stops (the first reading
+/// is the caller's, at startup).
 pub(crate) async fn watch(runtime: Arc<Runtime>) {
     let mut stopping = runtime.stopping.clone();
     loop {
-        let checked = {
-            let runtime = Arc::clone(&runtime);
-            tokio::task::spawn_blocking(move || {
-                runtime
-                    .disk
-                    .check(&runtime.config.data_dir, runtime.config.disk_low_space)
-            })
-            .await
-            .ok()
-            .flatten()
-        };
-        if let Some(reading) = checked {
-            runtime.metrics.record_disk(reading);
-        }
         tokio::select! {
             () = tokio::time::sleep(CHECK_INTERVAL) => {}
             _ = stopping.wait_for(|s| *s) => return,
         }
+        let runtime = Arc::clone(&runtime);
+        let _ = tokio::task::spawn_blocking(move || refresh(&runtime)).await;
     }
 }
 

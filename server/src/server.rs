@@ -270,12 +270,7 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
         Err(e) => tracing::error!(error = %e, "reading the persisted event horizon subscriptions"),
     }
     // The first reading before anyone can ask /healthz; then one every few seconds.
-    if let Some(reading) = runtime
-        .disk
-        .check(&runtime.config.data_dir, runtime.config.disk_low_space)
-    {
-        runtime.metrics.record_disk(reading);
-    }
+    crate::disk::refresh(&runtime);
     tokio::spawn(crate::disk::watch(Arc::clone(&runtime)));
     if let Some(retention) = runtime.config.projection_history_retention {
         tokio::spawn(crate::projections::retention::run(
