@@ -380,14 +380,10 @@ impl ExecutionContext {
 
     fn from_wire(wire: Option<dolittle::execution::ExecutionContext>) -> ExecutionContext {
         let wire = wire.unwrap_or_default();
-        let id = |id: Option<&dolittle::protobuf::Uuid>| {
-            id.and_then(|id| ids::from_wire("id", id).ok())
-                .unwrap_or_default()
-        };
         let version = wire.version.unwrap_or_default();
         ExecutionContext {
-            microservice: id(wire.microservice_id.as_ref()),
-            tenant: id(wire.tenant_id.as_ref()),
+            microservice: id_or_nil(wire.microservice_id.as_ref()),
+            tenant: id_or_nil(wire.tenant_id.as_ref()),
             version: Version {
                 major: version.major,
                 minor: version.minor,
@@ -397,7 +393,7 @@ impl ExecutionContext {
                 pre_release_string: version.pre_release_string,
             },
             environment: wire.environment,
-            correlation_id: id(wire.correlation_id.as_ref()),
+            correlation_id: id_or_nil(wire.correlation_id.as_ref()),
             claims: wire
                 .claims
                 .into_iter()
@@ -422,11 +418,7 @@ impl Artifact {
     fn from_wire(wire: Option<dolittle::artifacts::Artifact>) -> Artifact {
         let wire = wire.unwrap_or_default();
         Artifact {
-            id: wire
-                .id
-                .as_ref()
-                .and_then(|id| ids::from_wire("type.id", id).ok())
-                .unwrap_or_default(),
+            id: id_or_nil(wire.id.as_ref()),
             generation: wire.generation,
         }
     }
@@ -452,11 +444,7 @@ fn aggregate_answer(
     let events = events
         .filter(|_| !failed)
         .map(|events| CommittedAggregateEvents {
-            aggregate_root: events
-                .aggregate_root_id
-                .as_ref()
-                .and_then(|id| ids::from_wire("aggregateRootId", id).ok())
-                .unwrap_or_default(),
+            aggregate_root: id_or_nil(events.aggregate_root_id.as_ref()),
             aggregate_root_version: events.current_aggregate_root_version.saturating_sub(1),
             event_source_id: events.event_source_id,
             events: events
@@ -481,13 +469,16 @@ fn aggregate_answer(
     )
 }
 
+/// An id the runtime wrote (always a Guid), the nil Guid when absent, as ASP.NET writes an
+/// unset `Guid`.
+fn id_or_nil(id: Option<&dolittle::protobuf::Uuid>) -> Uuid {
+    id.and_then(|id| ids::from_wire("id", id).ok())
+        .unwrap_or_default()
+}
+
 fn failure(wire: dolittle::protobuf::Failure) -> Failure {
     Failure {
-        id: wire
-            .id
-            .as_ref()
-            .and_then(|id| ids::from_wire("failure.id", id).ok())
-            .unwrap_or_default(),
+        id: id_or_nil(wire.id.as_ref()),
         reason: wire.reason,
     }
 }
