@@ -47,7 +47,7 @@ pub mod testing;
 
 pub use annals_log::{
     uuid, AppliedByAggregate, Claim, Commit, CommitReceipt, Durability, Error as LogError, Event,
-    EventHorizonOrigin, EventLogSequenceNumber, EventType, EventView, ExecutionContext,
+    EventHorizonOrigin, EventLogSequenceNumber, EventType, EventView, ExecutionContext, Healed,
     IoBackendChoice, Log, LogConfig, LogStats, RecordBatch, RecoveryMode, ScopeId, TailReader,
     TenantId, UncommittedEvent, Version,
 };
@@ -68,6 +68,6 @@ pub use crate::{
     },
     tenant::{
         AggregateBatches, AggregateVersionCheck, AggregateVersionProblem, IndexRecovery,
-        ProjectionHistorySize, StreamEntry, Tenant,
+        ProjectionHistorySize, StreamEntry, Tenant, TenantHealed,
     },
 };

@@ -4,7 +4,8 @@
 //! batch the log refuses is rolled back at once; a crash that loses the log append leaves the
 //! previous state, reopening settles it, and a second subscription writing to the same scope
 //! afterwards does not make the lost write look done; a batch whose fsync failed but whose bytes
-//! stayed in the file keeps its state; a disk failure at every I/O operation of a workload, then
+//! stayed in the file keeps its state; a failed batch is healed while the engine runs (cut from
+//! the log, its scope settled); a disk failure at every I/O operation of a workload, then
 //! a crash or a plain reopen, keeps position and events in step; listing parses ids with odd
 //! partitions; records as older versions wrote them read back as settled.
 
@@ -279,6 +280,78 @@ fn a_lost_append_leaves_the_previous_state_and_a_later_write_to_the_scope_does_n
 fn a_batch_whose_fsync_failed_but_which_reached_the_file_keeps_its_state() {
     // A rollback to the previous state here would make the batch's events arrive twice.
     assert_eq!(failed_sync_then(After::Reopen), 5);
+}
+
+/// The fsync of a received batch fails; the tenant is healed while the engine runs: the heal
+/// fails while syncs do, then cuts the batch from the scoped log and settles the scope, whose
+/// subscriptions write again from states that match their events, before and after a crash.
+#[test]
+fn a_failed_batch_is_healed_without_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = synced_config(dir.path());
+    let first = subscription(1, "");
+    let second = subscription(2, "");
+    let fs = FaultIo::new();
+    let engine = Engine::open_with_io(config.clone(), Arc::new(fs.clone())).unwrap();
+    let t = engine.create_tenant(TENANT).unwrap();
+    t.put_subscription_state(&first, &state_at(0)).unwrap();
+    t.commit_received(SCOPE, &first, &batch(1, 0, &[2]), &state_at(2))
+        .unwrap();
+    fs.fail_syncs_after_ops(0);
+    assert!(t
+        .commit_received(SCOPE, &first, &batch(1, 2, &[1, 2]), &state_at(5))
+        .is_err());
+    assert!(
+        t.check_healthy().is_err(),
+        "an unsettled scope is not healthy"
+    );
+
+    // While syncs fail, the heal fails and the scope keeps refusing.
+    assert!(t.heal().is_err());
+    assert!(t.check_healthy().is_err());
+    assert!(matches!(
+        t.commit_received(SCOPE, &second, &batch(2, 0, &[4]), &state_at(4)),
+        Err(Error::Log(LogError::Poisoned { .. }))
+    ));
+
+    fs.heal();
+    let healed = t.heal().unwrap();
+    assert_eq!(healed.logs.len(), 1, "{healed:?}");
+    let (scope, log) = &healed.logs[0];
+    assert_eq!(*scope, SCOPE);
+    assert_eq!(log.dropped_events, 3, "the failed batch's events are cut");
+    assert_eq!(log.next, EventLogSequenceNumber(2));
+    assert_eq!(healed.scopes, vec![SCOPE]);
+    t.check_healthy().unwrap();
+    assert!(t.heal().unwrap().is_empty(), "nothing left to heal");
+    // The cut batch is surely not in the log, so the state in force is the one before it.
+    assert_eq!(t.subscription_state(&first).unwrap(), Some(state_at(2)));
+    assert_eq!(origins(&t), expected_origins(1, 0..2));
+
+    // Both subscriptions write again; the first resumes from its state, nothing twice.
+    t.commit_received(SCOPE, &second, &batch(2, 0, &[3, 3]), &state_at(6))
+        .unwrap();
+    assert_eq!(t.subscription_state(&first).unwrap(), Some(state_at(2)));
+    t.commit_received(SCOPE, &first, &batch(1, 2, &[1, 2]), &state_at(5))
+        .unwrap();
+    let mine = |t: &Tenant| -> Vec<(Uuid, u64)> {
+        origins(t)
+            .into_iter()
+            .filter(|(p, _)| *p == Uuid::from_u128(1))
+            .collect()
+    };
+    assert_eq!(mine(&t), expected_origins(1, 0..5));
+    drop(t);
+    drop(engine);
+
+    let engine =
+        Engine::open_with_io(config, Arc::new(fs.crash_with(CrashMode::DropUnsynced))).unwrap();
+    let t = engine.tenant(TENANT).unwrap();
+    assert_eq!(mine(&t), expected_origins(1, 0..5));
+    assert_eq!(
+        t.subscriptions().unwrap(),
+        vec![(first, state_at(5)), (second, state_at(6))]
+    );
 }
 
 /// A subscription stores events 0..2, then the fsync of its batch 2..5 fails. After `after`,

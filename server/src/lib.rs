@@ -40,6 +40,7 @@ mod blocking;
 pub mod config;
 mod connections;
 mod disk;
+mod heal;
 pub mod logging;
 mod metrics;
 pub mod mongo;

@@ -286,6 +286,7 @@ pub(crate) struct Metrics {
     disk_free: Gauge<i64>,
     disk_total: Gauge<i64>,
     disk_low: Gauge<i64>,
+    unhealthy: Family<TenantLabels, Gauge<i64>>,
 }
 
 /// The counter of a log's stats a log series reads.
@@ -293,11 +294,12 @@ type ReadStats = fn(&LogStats) -> &AtomicU64;
 
 /// The log collector's series: name, help, and the counter of the log's stats each reads.
 #[rustfmt::skip] // a table: one series a row
-const LOG_SERIES: [(&str, &str, ReadStats); 4] = [
+const LOG_SERIES: [(&str, &str, ReadStats); 5] = [
     ("log_commits", "Commits acknowledged by the tenant's event log", |s| &s.commits),
     ("log_events", "Events acknowledged by the tenant's event log", |s| &s.events),
     ("log_groups", "Group commits (one write each) of the tenant's event log", |s| &s.groups),
     ("log_fdatasyncs", "Data syncs of the tenant's event log", |s| &s.data_syncs),
+    ("log_heals", "Heals of the tenant's event log after an I/O failure", |s| &s.heals),
 ];
 
 /// Encodes one series read at this scrape: each value under its labels.
@@ -416,6 +418,12 @@ impl Metrics {
             "1 while the data directory's free space is below annals:disk:lowSpace",
             disk_low.clone(),
         );
+        let unhealthy = Family::<TenantLabels, Gauge<i64>>::default();
+        registry.register(
+            "tenant_unhealthy",
+            "1 while a tenant refuses writes after an I/O failure (healed with backoff)",
+            unhealthy.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -427,7 +435,17 @@ impl Metrics {
             disk_free,
             disk_total,
             disk_low,
+            unhealthy,
         }
+    }
+
+    /// Whether a tenant refuses writes after an I/O failure.
+    pub(crate) fn tenant_unhealthy(&self, tenant: Uuid, unhealthy: bool) {
+        self.unhealthy
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_string(),
+            })
+            .set(i64::from(unhealthy));
     }
 
     /// The latest reading of the data directory's free space.

@@ -548,9 +548,13 @@ impl Drop for Unmount {
 /// On a full disk (a 32 MiB tmpfs, filled by commits), a Commit fails with the persistence or
 /// unavailability failure, whose reason does not show the server's data directory; later
 /// commits are refused as unavailable (the log is poisoned) and /healthz reports the tenant
-/// Unhealthy with 503; the server's log keeps the whole error, path included, at ERROR.
+/// Unhealthy with 503; the server's log keeps the whole error, path included, at ERROR. Once
+/// the file system has room again (remounted larger), the runtime heals the tenant itself,
+/// without a restart: /healthz is Healthy again, the next commit lands right after the last
+/// acknowledged event (the failed commit's events are gone), and the log says both at ERROR
+/// and INFO; the data directory then holds exactly the acknowledged events.
 #[tokio::test]
-async fn a_full_disk_fails_commits_without_showing_the_servers_paths() {
+async fn a_full_disk_fails_commits_without_showing_the_servers_paths_and_heals_without_a_restart() {
     let mount = tempfile::tempdir().unwrap();
     let status = std::process::Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=32m", "annals-e2e"])
@@ -572,6 +576,7 @@ async fn a_full_disk_fails_commits_without_showing_the_servers_paths() {
     // Events of 256 KiB until the disk is full (32 MiB: at most 128 commits get through).
     let content = format!(r#"{{"fill":"{}"}}"#, "x".repeat(256 << 10));
     let mut failure = None;
+    let mut acknowledged = 0u64;
     for _ in 0..256 {
         let response = client
             .commit(commit_request(DEVELOPMENT, &[(TYPE_A, "es", &content)]))
@@ -583,6 +588,8 @@ async fn a_full_disk_fails_commits_without_showing_the_servers_paths() {
             failure = Some(f);
             break;
         }
+        assert_eq!(response.events[0].event_log_sequence_number, acknowledged);
+        acknowledged += 1;
     }
     let failure = failure.expect("a commit fails once the disk is full");
     let reason = failure.reason.clone();
@@ -626,6 +633,41 @@ async fn a_full_disk_fails_commits_without_showing_the_servers_paths() {
     assert!(entry.contains("poisoned"), "{body}");
     assert!(!body.contains(&data_arg), "/healthz shows a path: {body}");
 
+    // Room again: the runtime heals the tenant by itself (its first attempts, on the full
+    // disk, fail and back off: 1 s, 2 s, 4 s...).
+    let remounted = std::process::Command::new("mount")
+        .args(["-o", "remount,size=96m"])
+        .arg(mount.path())
+        .status()
+        .unwrap();
+    assert!(remounted.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (status, body) = Server::http_get(server.ports.web, "/healthz").await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not healed within 60 s: {body}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let response = client
+        .commit(commit_request(
+            DEVELOPMENT,
+            &[(TYPE_A, "es", r#"{"after":"heal"}"#)],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.failure, None);
+    assert_eq!(
+        response.events[0].event_log_sequence_number, acknowledged,
+        "the commit after the heal follows the last acknowledged event"
+    );
+
     assert!(server.stop().await);
     let log = server.log();
     assert!(
@@ -633,4 +675,29 @@ async fn a_full_disk_fails_commits_without_showing_the_servers_paths() {
             .any(|l| l.contains("ERROR") && l.contains(&data_arg) && l.contains("storage failure")),
         "the log keeps the full error at ERROR:\n{log}"
     );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ERROR") && l.contains("refuses writes after an I/O failure")),
+        "the refusal is logged at ERROR:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("INFO") && l.contains("is healed") && l.contains("No space")),
+        "the heal is logged at INFO with its cause:\n{log}"
+    );
+    // What is on disk: the acknowledged events, then the one after the heal, nothing else.
+    let engine = annals_engine::Engine::open(annals_engine::EngineConfig::new(&data)).unwrap();
+    let tenant = engine.tenant(annals_engine::TenantId(DEVELOPMENT)).unwrap();
+    let events = tenant
+        .event_log()
+        .unwrap()
+        .read(annals_engine::EventLogSequenceNumber(0), 10_000, usize::MAX)
+        .unwrap()
+        .events()
+        .unwrap();
+    assert_eq!(events.len() as u64, acknowledged + 1);
+    assert!(events[..acknowledged as usize]
+        .iter()
+        .all(|e| e.content == content));
+    assert_eq!(events[acknowledged as usize].content, r#"{"after":"heal"}"#);
 }

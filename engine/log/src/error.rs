@@ -84,8 +84,9 @@ pub enum Error {
     #[error("tenant {0} exists already")]
     TenantExists(TenantId),
 
-    /// A write or fsync of this log failed earlier; the log refuses writes until reopened.
-    #[error("log of tenant {tenant} scope {scope} is poisoned by an earlier I/O failure ({cause}); reopen the engine to recover")]
+    /// A write or fsync of this log failed earlier; the log refuses writes until it is healed
+    /// ([`Log::heal`](crate::Log::heal)) or reopened.
+    #[error("log of tenant {tenant} scope {scope} is poisoned by an earlier I/O failure ({cause}); writes resume once it is healed or the engine is reopened")]
     Poisoned {
         /// The tenant of the poisoned log.
         tenant: TenantId,

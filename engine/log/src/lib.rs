@@ -53,7 +53,7 @@ pub use crate::{
     },
     ids::{EventLogSequenceNumber, FileOffset, ScopeId, SegmentId, TenantId},
     io::{select_backend, IoEngine, IoFile, OpenMode, StdIo, UringIo},
-    log::{CommitReceipt, Log, LogStats, PublishHook, TailReader},
+    log::{CommitReceipt, Healed, Log, LogStats, PublishHook, TailReader},
     segment::{reader::RecordBatch, recovery::RecoveryReport},
     store::LogStore,
     tenant::TenantLogs,

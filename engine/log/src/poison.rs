@@ -3,12 +3,13 @@
 //! After a failed write or fdatasync the kernel may have dropped dirty pages and cleared the
 //! error (the 2018 "fsyncgate" lesson), so retrying the fsync can report success for data that
 //! is gone. A log therefore never retries: the first failure poisons it, every later append
-//! fails with [`Error::Poisoned`](crate::Error::Poisoned), and only a reopen, which re-reads and
-//! re-validates what is really on disk, clears it.
+//! fails with [`Error::Poisoned`](crate::Error::Poisoned), and only a reopen or a heal
+//! ([`Log::heal`](crate::Log::heal)), which cut the log back to what was acknowledged, make it
+//! durable again and re-validate it, clear it.
 
 use parking_lot::Mutex;
 
-/// Set once, never cleared for the lifetime of the open log.
+/// Set by the first failure; cleared only by a heal that made the log whole again.
 #[derive(Debug, Default)]
 pub(crate) struct Poison {
     cause: Mutex<Option<String>>,
@@ -21,6 +22,11 @@ impl Poison {
         if slot.is_none() {
             *slot = Some(cause);
         }
+    }
+
+    /// Clears the flag; returns the cause it held.
+    pub(crate) fn clear(&self) -> Option<String> {
+        self.cause.lock().take()
     }
 
     /// The cause, if poisoned.

@@ -73,6 +73,11 @@ impl TenantLogs {
         Ok(log)
     }
 
+    /// The logs opened so far (each scope's log opens on first use).
+    pub fn open_logs(&self) -> Vec<Arc<Log>> {
+        self.logs.lock().values().cloned().collect()
+    }
+
     /// The scopes that have a log on disk.
     pub fn scopes(&self) -> Result<Vec<ScopeId>> {
         let dir = self.logs_dir();

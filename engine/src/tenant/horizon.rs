@@ -26,11 +26,13 @@
 //!   `previous`, in one synced batch;
 //! - while running, a failed append whose outcome is unknown (an I/O failure: the bytes may be
 //!   in the file) leaves the scope *unsettled*: every later write to it is refused, as the
-//!   log's poisoning refuses appends, until the engine is reopened and settles it. Only an
+//!   log's poisoning refuses appends, until the engine is reopened and settles it, or the
+//!   tenant is healed ([`Tenant::heal`]): the heal cuts the log back to what was acknowledged,
+//!   so the failed unit is surely not in it, and then settles the scope under its lock. Only an
 //!   append refused before it wrote anything (`InvalidRequest`) is rolled back at once, by
 //!   writing `previous` back; if that write fails too, the scope is unsettled likewise. Writing
-//!   `previous` back after an I/O failure would be wrong: the unit may yet be in the log after a
-//!   reopen, and the position would then be behind its events (duplicates).
+//!   `previous` back right after an I/O failure would be wrong: the unit may yet be in the log
+//!   after a reopen, and the position would then be behind its events (duplicates).
 //!
 //! Everything that writes a scoped log takes the scope's lock ([`Tenant::commit_to_scope`] too).
 //! `Tenant::scoped_log` hands out the log for reading; appending through it directly would
@@ -38,8 +40,9 @@
 //!
 //! Invariants: a pending record's `previous` is a settled state (one level, never a chain); a
 //! pending record whose batch reached the log stays pending, harmlessly, until the next open
-//! settles it, since the log's end only grows while the engine runs; a scope holds at most one
-//! batch of unknown outcome (the lock, then the refusal), and stays refused until reopen.
+//! settles it, since the log's end only grows while the engine runs (a heal never moves it); a
+//! scope holds at most one batch of unknown outcome (the lock, then the refusal), and stays
+//! refused until it is settled by a heal or a reopen.
 //!
 //! With `buffered` durability a machine crash can lose acknowledged appends; the record then
 //! falls back one batch (`previous`), which is right for the last batch only.
@@ -71,7 +74,8 @@ impl Tenant {
     /// public again). `scope` must be the subscription's scope and not the default one.
     ///
     /// Writes to one scope are serialised. After an I/O failure the scope refuses writes
-    /// (`Poisoned`) until the engine is reopened (module documentation).
+    /// (`Poisoned`) until it is healed ([`Tenant::heal`]) or the engine is reopened (module
+    /// documentation).
     pub fn commit_received(
         &self,
         scope: ScopeId,
@@ -215,6 +219,12 @@ impl Tenant {
     /// scoped log's end), in one synced batch. Run at open, before the tenant is handed out:
     /// nothing can write a scoped log meanwhile. Returns how many records were settled.
     pub(super) fn settle_subscriptions(&self) -> Result<usize> {
+        self.settle_pending(None)
+    }
+
+    /// Settles the pending records of `only` (every scope with `None`), by their scoped logs'
+    /// ends. The caller makes sure nothing writes those logs meanwhile.
+    fn settle_pending(&self, only: Option<ScopeId>) -> Result<usize> {
         let prefix = [keys::SUBSCRIPTION];
         let mut settled: Vec<(Vec<u8>, Option<SubscriptionState>)> = Vec::new();
         let mut ends: BTreeMap<Uuid, u64> = BTreeMap::new();
@@ -224,6 +234,9 @@ impl Tenant {
                 continue;
             }
             let scope = subscription_id(&k)?.scope;
+            if only.is_some_and(|only| only.0 != scope) {
+                continue;
+            }
             let end = if let Some(end) = ends.get(&scope) {
                 *end
             } else {
@@ -255,28 +268,70 @@ impl Tenant {
         tracing::info!(
             tenant = %self.id,
             records = settled.len(),
-            "settled subscription states left pending by the last run"
+            "settled subscription states left pending by a failed or interrupted write"
         );
         Ok(settled.len())
+    }
+
+    /// Settles the scopes left unsettled by a failed write, once their logs take writes again
+    /// (healed): under each scope's lock its pending records are judged by the log's end, which
+    /// holds exactly the acknowledged batches after a heal, and the scope takes writes again.
+    /// A scope whose log is still poisoned is left as it is. Returns the scopes settled, and
+    /// the first failure of a settling write (the scope stays unsettled).
+    pub(super) fn settle_unsettled(&self) -> (Vec<ScopeId>, Option<Error>) {
+        let scopes: Vec<ScopeId> = self.unsettled.lock().keys().copied().collect();
+        let mut done = Vec::new();
+        for scope in scopes {
+            let writable = self.logs.log(scope).and_then(|log| log.check_writable());
+            if let Err(e) = writable {
+                return (done, Some(e.into()));
+            }
+            let _held = self.scope_locks.lock(scope.0.as_bytes().to_vec());
+            if let Err(e) = self.settle_pending(Some(scope)) {
+                return (done, Some(e));
+            }
+            if let Some(cause) = self.unsettled.lock().remove(&scope) {
+                tracing::info!(
+                    tenant = %self.id,
+                    scope = %scope.0,
+                    %cause,
+                    "a scope's subscription state is settled again: writes to it resume"
+                );
+            }
+            done.push(scope);
+        }
+        (done, None)
+    }
+
+    /// `Poisoned` naming the first unsettled scope, if any is.
+    pub(super) fn check_settled(&self) -> Result<()> {
+        match self.unsettled.lock().iter().next() {
+            Some((scope, cause)) => Err(self.unsettled_error(*scope, cause)),
+            None => Ok(()),
+        }
+    }
+
+    fn unsettled_error(&self, scope: ScopeId, cause: &str) -> Error {
+        Error::Log(LogError::Poisoned {
+            tenant: self.id,
+            scope,
+            cause: format!(
+                "a received batch's outcome is unknown until the scope is healed ({cause})"
+            ),
+        })
     }
 
     /// Takes the scope's write lock; refused while the scope is unsettled.
     pub(super) fn lock_scope(&self, scope: ScopeId) -> Result<KeyGuard<'_>> {
         let held = self.scope_locks.lock(scope.0.as_bytes().to_vec());
         if let Some(cause) = self.unsettled.lock().get(&scope) {
-            return Err(Error::Log(LogError::Poisoned {
-                tenant: self.id,
-                scope,
-                cause: format!(
-                    "a received batch's outcome is unknown until the engine is reopened ({cause})"
-                ),
-            }));
+            return Err(self.unsettled_error(scope, cause));
         }
         Ok(held)
     }
 
     /// After a failed append of a prepared batch: roll the record back when the log wrote
-    /// nothing, else leave the scope unsettled until reopen.
+    /// nothing, else leave the scope unsettled until a heal or a reopen.
     fn settle_failed(
         &self,
         scope: ScopeId,
@@ -300,7 +355,7 @@ impl Tenant {
             tenant = %self.id,
             scope = %scope.0,
             %cause,
-            "a scope's subscription state is unsettled: writes to it are refused until reopen"
+            "a scope's subscription state is unsettled: writes to it are refused until it is healed or reopened"
         );
         self.unsettled.lock().entry(scope).or_insert(cause);
     }

@@ -6,7 +6,8 @@
 //! the new recovery point (`Mindexed`) in one RocksDB batch that bypasses the WAL (so a crash
 //! loses both together, never entries without their recovery point); `indexed` only moves
 //! forward, and only after that batch is written; a step that fails leaves the tenant's indexing
-//! failed (and quiet) until the tenant is reopened.
+//! failed (and quiet) until the tenant is reopened or healed (`heal`), which resumes it from the
+//! recovery point.
 
 use std::{
     collections::HashMap,
@@ -151,7 +152,7 @@ impl Tenant {
     fn index_step_locked(&self, batch: &mut RecordBatch) -> Result<bool> {
         self.check_live()?;
         if self.progress.lock().is_some() {
-            // Failed before: stays failed (and quiet) until the tenant is reopened.
+            // Failed before: stays failed (and quiet) until the tenant is reopened or healed.
             return Ok(false);
         }
         let from = EventLogSequenceNumber(self.indexed.load(Ordering::Acquire));
@@ -275,6 +276,24 @@ impl Tenant {
             }
         }
         Ok(())
+    }
+
+    /// Sets a failed indexer going again from its recovery point (the failed step's batch,
+    /// entries and recovery point together, is rewritten whole); returns the failure it had
+    /// stopped on, `None` when it had not failed.
+    pub(super) fn resume_indexer(&self) -> Option<String> {
+        // No step is under way while this is held.
+        let _step = self.indexing.lock();
+        let cause = self.progress.lock().take()?;
+        tracing::info!(
+            tenant = %self.id,
+            %cause,
+            indexed = self.indexed.load(Ordering::Acquire),
+            "the indexer stopped by a failure resumes from its recovery point"
+        );
+        self.progressed.notify_all();
+        self.shared.wake_indexer(self.id);
+        Some(cause)
     }
 
     pub(super) fn index_failure(&self) -> Result<()> {

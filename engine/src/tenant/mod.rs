@@ -26,6 +26,7 @@
 
 mod commit;
 mod fetch;
+mod heal;
 mod horizon;
 mod index;
 mod projection;
@@ -58,6 +59,7 @@ use crate::{
 
 pub use self::{
     fetch::AggregateBatches,
+    heal::TenantHealed,
     index::IndexRecovery,
     projection::ProjectionHistorySize,
     stream::StreamEntry,
@@ -88,7 +90,8 @@ pub struct Tenant {
     /// One writer per scoped log at a time (`horizon`), keyed by the scope's bytes.
     scope_locks: KeyLocks,
     /// Scopes whose last received batch has an unknown outcome, with why: refused until the
-    /// engine is reopened and settles them (`horizon`). Entries are never removed.
+    /// engine is reopened and settles them, or a heal does once their logs take writes
+    /// (`horizon`, `heal`).
     unsettled: Mutex<HashMap<ScopeId, String>>,
     /// Notified after every successful append to a public stream, and on delete.
     public_appended: Notify,
@@ -237,11 +240,16 @@ impl Tenant {
             .map_err(rocks("write"))
     }
 
-    /// Whether the tenant serves everything: not deleted, its event log takes writes (not
-    /// poisoned by a failed write or fsync), and its indexer has not failed.
+    /// Whether the tenant serves everything: not deleted, its logs take writes (none poisoned
+    /// by a failed write or fsync), no scope is unsettled by one (`horizon`), and its indexer
+    /// has not failed. What is not is mended by [`heal`](Self::heal).
     pub fn check_healthy(&self) -> Result<()> {
         self.check_live()?;
         self.event_log.check_writable()?;
+        for log in self.logs.open_logs() {
+            log.check_writable()?;
+        }
+        self.check_settled()?;
         self.index_failure()
     }
 }

@@ -21,7 +21,10 @@
 //! Bounds: those of [`group_commit`] (the queue) and the read limits each caller passes.
 
 mod group_commit;
+mod heal;
 mod writer;
+
+pub use self::heal::Healed;
 
 use std::{
     path::PathBuf,
@@ -84,6 +87,8 @@ pub struct LogStats {
     pub rolls: AtomicU64,
     /// Segments sealed.
     pub seals: AtomicU64,
+    /// Times the log was healed after a failed write or sync poisoned it.
+    pub heals: AtomicU64,
 }
 
 /// A job for the engine's sealer thread.
@@ -230,8 +235,8 @@ impl Log {
         EventLogSequenceNumber(self.visible_next.load(Ordering::Acquire))
     }
 
-    /// Whether the log takes writes: `Err(Poisoned)` once a write or fsync failed (until the
-    /// store is reopened and recovered).
+    /// Whether the log takes writes: `Err(Poisoned)` once a write or fsync failed (until it is
+    /// healed, [`Log::heal`], or the store is reopened and recovered).
     pub fn check_writable(&self) -> Result<()> {
         match self.poison.cause() {
             Some(cause) => Err(self.poisoned(cause)),

@@ -338,6 +338,38 @@ fn scan_raw(file: &dyn IoFile, path: &Path, id: SegmentId, config: &LogConfig) -
     })
 }
 
+/// Checks that the raw segment in `file` reads as whole commits exactly up to `end` (records
+/// before `next`) with nothing after them: what healing a poisoned log requires of its active
+/// segment once the unacknowledged tail is cut.
+pub(crate) fn check_raw_end(
+    file: &dyn IoFile,
+    path: &Path,
+    id: SegmentId,
+    config: &LogConfig,
+    end: FileOffset,
+    next: EventLogSequenceNumber,
+) -> Result<()> {
+    let scan = scan_raw(file, path, id, config)?;
+    if scan.commit_end == end && scan.next_seq == next && scan.dirty_end == end {
+        return Ok(());
+    }
+    Err(Error::Corruption {
+        path: path.to_path_buf(),
+        offset: end.0,
+        what: format!(
+            "cut to its last acknowledged commit (records before {next}, ending at offset \
+             {end}), the segment reads as whole commits before {} ending at offset {}, with \
+             bytes to offset {}{}",
+            scan.next_seq,
+            scan.commit_end,
+            scan.dirty_end,
+            scan.torn
+                .map(|(at, why)| format!(", torn at offset {at}: {why}"))
+                .unwrap_or_default()
+        ),
+    })
+}
+
 /// Opens a sealed segment: header and trailer checked, blocks not read.
 fn open_sealed(
     io: &dyn IoEngine,
