@@ -6,7 +6,6 @@
 //! readable with RocksDB's own tools when something goes wrong.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use annals_log::EventLogSequenceNumber;
 use serde::{Deserialize, Serialize};
@@ -14,36 +13,7 @@ use uuid::Uuid;
 
 use crate::keys;
 
-/// A position in a stream: gapless, from 0. A stream processor reads a stream (the event log
-/// itself, read as a stream, or a filtered or public stream) and counts the events it selects
-/// by their stream position; an event's place in its log is its [`EventLogSequenceNumber`],
-/// another number wherever a stream skips events. Serialised as its number.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct StreamPosition(pub u64);
-
-impl StreamPosition {
-    /// The first position of every stream.
-    pub const ZERO: Self = Self(0);
-
-    /// The position after this one.
-    #[must_use]
-    pub fn next(self) -> Self {
-        Self(self.0 + 1)
-    }
-}
-
-impl fmt::Display for StreamPosition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl fmt::Debug for StreamPosition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pos#{}", self.0)
-    }
-}
+pub use annals_engine_types::StreamPosition;
 
 /// Why a processor (or one partition of it) is failing, and when it is retried.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,4 +1,4 @@
-//! Fuzz harnesses of the annals engine, as plain functions.
+//! Fuzz harnesses of the annals engine and of the runtime's request layer, as plain functions.
 //!
 //! Each `pub fn <target>(data: &[u8])` is one fuzz target: `fuzz_targets/<target>.rs` hands it
 //! libFuzzer's input, and `tests/corpus.rs` runs it over every file of `corpus/<target>/` on
@@ -14,6 +14,8 @@
 //! | [`seal_trailer`] | mode byte, trailer bytes | like the header |
 //! | [`open_log()`] | a log directory ([`mod@open_log`] module docs) | opening and reading never panic; an opened log reads gaplessly, accepts an append and reopens cleanly |
 //! | [`ops()`] | an operation sequence ([`mod@ops`] module docs) | after every reopen and crash: acknowledged commits present, commits whole, sequence numbers gapless |
+//! | [`requests()`] | a kind byte, a request message ([`mod@requests`] module docs) | conversion and validation never panic; refusals name a field; what is accepted round-trips to the wire and through the log's record format; 5.4 rewrites are stable |
+//! | [`reverse_call()`] | a head's frames ([`mod@reverse_call`] module docs) | the reverse-call machine never panics or hangs, ends bad streams with INVALID_ARGUMENT, and leaves no request waiting |
 //!
 //! "Mode" bytes let the fuzzer ask the harness to recompute a checksum before decoding, so it
 //! reaches the checks behind the checksum (reserved bytes, kinds, versions) instead of stopping
@@ -24,6 +26,8 @@
 mod decoders;
 pub mod open_log;
 pub mod ops;
+pub mod requests;
+pub mod reverse_call;
 pub mod seeds;
 
 use std::path::PathBuf;
@@ -38,6 +42,8 @@ pub use crate::{
     decoders::{record_frame, record_payload, seal_trailer, segment_header},
     open_log::open_log,
     ops::ops,
+    requests::requests,
+    reverse_call::reverse_call,
 };
 
 /// Every harness's tenant.

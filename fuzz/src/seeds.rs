@@ -22,6 +22,27 @@ use annals_log::{
     EventLogSequenceNumber, ScopeId,
 };
 
+use annals_contract::proto::dolittle::artifacts::Artifact;
+use annals_contract::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
+use annals_contract::proto::dolittle::protobuf::Uuid as WireUuid;
+use annals_contract::proto::dolittle::runtime::events::fetch_for_aggregate_in_batches_request::Request as BatchRequest;
+use annals_contract::proto::dolittle::runtime::events::processing::event_handler_client_to_runtime_message::Message as FromHead;
+use annals_contract::proto::dolittle::runtime::events::processing::{
+    EventHandlerClientToRuntimeMessage, EventHandlerRegistrationRequest, EventHandlerResponse,
+    InitiateDisconnect,
+};
+use annals_contract::proto::dolittle::runtime::events::uncommitted_aggregate_events::UncommittedAggregateEvent;
+use annals_contract::proto::dolittle::runtime::events::{
+    Aggregate, CommitAggregateEventsRequest, CommitEventsRequest,
+    FetchEventsForAggregateInBatchesRequest, FetchForAggregateInBatchesRequest,
+    FetchForAggregateRequest, UncommittedAggregateEvents, UncommittedEvent as WireEvent,
+};
+use annals_contract::proto::dolittle::services::{
+    CallRequestContext, Pong, ReverseCallArgumentsContext,
+    ReverseCallResponseContext,
+};
+use prost::Message;
+
 use crate::{
     commit, fuzz_config, log_dir,
     open_log::{
@@ -545,5 +566,277 @@ pub fn seed_corpus() -> Vec<Seed> {
     trailer_seeds(&sealed, &mut seeds);
     open_log_seeds(&sealed, &unsealed, &mut seeds);
     ops_seeds(&mut seeds);
+    request_seeds(&mut seeds);
+    reverse_call_seeds(&mut seeds);
     seeds
+}
+
+fn wire_id(n: u128) -> WireUuid {
+    annals_contract::api::ids::to_wire(Uuid::from_u128(n))
+}
+
+/// A well-formed execution context on the wire, with claims and a span id.
+fn wire_context() -> WireExecutionContext {
+    let mut context = rich_commit(1).execution_context;
+    context.microservice_id = Uuid::from_u128(3);
+    context.environment = "Development".into();
+    annals_contract::api::convert::execution_context_to_wire(&context)
+}
+
+fn call_context() -> CallRequestContext {
+    CallRequestContext {
+        head_id: Some(wire_id(0x4ead)),
+        execution_context: Some(wire_context()),
+    }
+}
+
+fn artifact(n: u128) -> Artifact {
+    Artifact {
+        id: Some(wire_id(n)),
+        generation: 1,
+    }
+}
+
+/// One request of each kind the `requests` target takes, well formed and broken.
+fn request_seeds(seeds: &mut Vec<Seed>) {
+    let mut push = |name: &'static str, kind: u8, message: Vec<u8>| {
+        let mut bytes = vec![kind];
+        bytes.extend(message);
+        seeds.push(Seed {
+            target: "requests",
+            name,
+            bytes,
+        });
+    };
+    let event = |content: &str, source: &str| WireEvent {
+        event_type: Some(artifact(7)),
+        event_source_id: source.into(),
+        public: true,
+        content: content.into(),
+    };
+    push(
+        "commit",
+        0,
+        CommitEventsRequest {
+            call_context: Some(call_context()),
+            events: vec![
+                event(r#"{"a":1,"b":[true,null,"x"]}"#, "source"),
+                event("{}", "f6e2d4c1-0b6a-4e0e-9a8e-7d1b2c3a4f5e"),
+            ],
+        }
+        .encode_to_vec(),
+    );
+    push(
+        "commit-not-an-object",
+        0,
+        CommitEventsRequest {
+            call_context: Some(call_context()),
+            events: vec![event("[1,2]", "source")],
+        }
+        .encode_to_vec(),
+    );
+    let mut no_context = call_context();
+    no_context.execution_context = None;
+    push(
+        "commit-no-execution-context",
+        0,
+        CommitEventsRequest {
+            call_context: Some(no_context),
+            events: vec![event("{}", "source")],
+        }
+        .encode_to_vec(),
+    );
+    push(
+        "commit-for-aggregate",
+        1,
+        CommitAggregateEventsRequest {
+            call_context: Some(call_context()),
+            events: Some(UncommittedAggregateEvents {
+                aggregate_root_id: Some(wire_id(0xa66)),
+                event_source_id: "account-1".into(),
+                expected_aggregate_root_version: 2,
+                events: vec![UncommittedAggregateEvent {
+                    event_type: Some(artifact(8)),
+                    public: false,
+                    content: r#"{"amount":12.5}"#.into(),
+                }],
+            }),
+        }
+        .encode_to_vec(),
+    );
+    push(
+        "commit-for-aggregate-at-the-largest-version",
+        1,
+        CommitAggregateEventsRequest {
+            call_context: Some(call_context()),
+            events: Some(UncommittedAggregateEvents {
+                aggregate_root_id: Some(wire_id(0xa66)),
+                event_source_id: "account-1".into(),
+                expected_aggregate_root_version: u64::MAX,
+                events: vec![
+                    UncommittedAggregateEvent {
+                        event_type: Some(artifact(8)),
+                        public: false,
+                        content: "{}".into(),
+                    };
+                    2
+                ],
+            }),
+        }
+        .encode_to_vec(),
+    );
+    push(
+        "fetch-for-aggregate",
+        2,
+        FetchForAggregateRequest {
+            call_context: Some(call_context()),
+            aggregate: Some(Aggregate {
+                aggregate_root_id: Some(wire_id(0xa66)),
+                event_source_id: "account-1".into(),
+            }),
+        }
+        .encode_to_vec(),
+    );
+    push(
+        "event-handler-registration",
+        3,
+        EventHandlerRegistrationRequest {
+            call_context: Some(ReverseCallArgumentsContext {
+                head_id: Some(wire_id(0x4ead)),
+                execution_context: Some(wire_context()),
+                ping_interval: Some(prost_types::Duration {
+                    seconds: 5,
+                    nanos: 0,
+                }),
+            }),
+            event_handler_id: Some(wire_id(0xe4)),
+            event_types: vec![artifact(7), artifact(8)],
+            partitioned: true,
+            scope_id: Some(wire_id(0)),
+            alias: Some("fuzz".into()),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    );
+    push(
+        "fetch-in-batches",
+        4,
+        FetchForAggregateInBatchesRequest {
+            call_context: Some(call_context()),
+            aggregate: Some(Aggregate {
+                aggregate_root_id: Some(wire_id(0xa66)),
+                event_source_id: "account-1".into(),
+            }),
+            request: Some(BatchRequest::FetchEvents(
+                FetchEventsForAggregateInBatchesRequest {
+                    event_types: vec![artifact(7), artifact(9)],
+                },
+            )),
+        }
+        .encode_to_vec(),
+    );
+    // A 5.4 commit: the event source a Uuid message, as 5.4 heads send it.
+    let mut legacy = Vec::new();
+    let uuid = |n: u128| {
+        let mut m = Vec::new();
+        m.push(0x0a); // field 1, bytes
+        m.push(16);
+        m.extend_from_slice(Uuid::from_u128(n).as_bytes());
+        m
+    };
+    let mut event = Vec::new();
+    event.push(0x0a); // eventSourceId = 1
+    let source = uuid(0x5);
+    event.push(source.len() as u8);
+    event.extend(source);
+    event.extend([0x22, 2, b'{', b'}']); // content = 4
+    legacy.extend([0x12, event.len() as u8]);
+    legacy.extend(event);
+    let routes = annals_contract::legacy::routes().unwrap_or_else(|e| panic!("routes: {e}"));
+    let commit_route = routes
+        .all()
+        .iter()
+        .position(|(path, _)| path.ends_with("EventStore/Commit"))
+        .unwrap_or(0);
+    let pick = u8::try_from(commit_route * 2).unwrap_or(0);
+    let mut with_pick = vec![pick];
+    with_pick.extend(&legacy);
+    push("legacy-commit", 5, with_pick.clone());
+    with_pick[0] |= 1; // the same bytes as an answer toward a 5.4 head
+    push("legacy-commit-answer", 5, with_pick);
+}
+
+/// Head streams for the `reverse_call` target: a registration, then answers, pongs, a
+/// disconnect; and broken ones.
+fn reverse_call_seeds(seeds: &mut Vec<Seed>) {
+    let frame = |message: &[u8]| {
+        let mut f = vec![0u8];
+        f.extend((message.len() as u16).to_le_bytes());
+        f.extend_from_slice(message);
+        f
+    };
+    let registration = EventHandlerClientToRuntimeMessage {
+        message: Some(FromHead::RegistrationRequest(EventHandlerRegistrationRequest {
+            call_context: Some(ReverseCallArgumentsContext {
+                head_id: Some(wire_id(0x4ead)),
+                execution_context: Some(wire_context()),
+                ping_interval: Some(prost_types::Duration {
+                    seconds: 1,
+                    nanos: 0,
+                }),
+            }),
+            event_handler_id: Some(wire_id(0xe4)),
+            event_types: vec![artifact(7)],
+            ..Default::default()
+        })),
+    }
+    .encode_to_vec();
+    let answer = EventHandlerClientToRuntimeMessage {
+        message: Some(FromHead::HandleResult(EventHandlerResponse {
+            call_context: Some(ReverseCallResponseContext {
+                call_id: Some(wire_id(0xca11)),
+            }),
+            failure: None,
+        })),
+    }
+    .encode_to_vec();
+    let pong = EventHandlerClientToRuntimeMessage {
+        message: Some(FromHead::Pong(Pong {})),
+    }
+    .encode_to_vec();
+    let disconnect = EventHandlerClientToRuntimeMessage {
+        message: Some(FromHead::InitiateDisconnect(InitiateDisconnect {
+            grace_period: Some(prost_types::Duration {
+                seconds: 0,
+                nanos: 1000,
+            }),
+        })),
+    }
+    .encode_to_vec();
+    let mut push = |name: &'static str, flags: u8, messages: &[&[u8]]| {
+        let mut bytes = vec![flags];
+        for m in messages {
+            bytes.extend(frame(m));
+        }
+        seeds.push(Seed {
+            target: "reverse_call",
+            name,
+            bytes,
+        });
+    };
+    push("registered-answers-pongs", 0b0110, &[&registration, &answer, &pong, &answer]);
+    push("platform-checked", 0b0011, &[&registration, &pong]);
+    push("disconnect", 0b0100, &[&registration, &disconnect, &answer]);
+    push("garbage-first", 0, &[&[0xff, 0xff, 0xff]]);
+    push("garbage-later", 0b0010, &[&registration, &pong, &[0x0a, 0x80]]);
+    push("empty-later", 0b0010, &[&registration, &[]]);
+    push("second-registration", 0b0010, &[&registration, &registration]);
+    let mut cut = vec![0b0010];
+    cut.extend(frame(&registration));
+    cut.extend([0, 200, 0, 1, 2]); // a frame of 200 bytes, cut at 2
+    seeds.push(Seed {
+        target: "reverse_call",
+        name: "cut-short",
+        bytes: cut,
+    });
 }

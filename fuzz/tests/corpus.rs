@@ -76,6 +76,8 @@ const TARGETS: &[(&str, Harness)] = &[
     ("seal_trailer", annals_fuzz::seal_trailer),
     ("open_log", annals_fuzz::open_log),
     ("ops", annals_fuzz::ops),
+    ("requests", annals_fuzz::requests),
+    ("reverse_call", annals_fuzz::reverse_call),
 ];
 
 static ENGINE_THREAD_PANICS: AtomicUsize = AtomicUsize::new(0);
@@ -181,6 +183,16 @@ fn open_log_corpus() {
 #[test]
 fn ops_corpus() {
     run_corpus("ops");
+}
+
+#[test]
+fn requests_corpus() {
+    run_corpus("requests");
+}
+
+#[test]
+fn reverse_call_corpus() {
+    run_corpus("reverse_call");
 }
 
 #[test]

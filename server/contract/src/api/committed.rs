@@ -9,10 +9,8 @@
 //! `external` with its producer's sequence number and the time it was received, any other is
 //! not; an aggregate's event carries the aggregate version it was applied at.
 
-use annals_engine::{
-    AggregateCommit, AggregateCommitReceipt, AggregateEvent, Commit, CommitReceipt, Event,
-    EventView, UncommittedEvent,
-};
+use annals_engine_types::{AggregateCommit, AggregateCommitReceipt, AggregateEvent};
+use annals_log::{Commit, CommitReceipt, Event, EventView, UncommittedEvent};
 use prost_types::Timestamp;
 use uuid::Uuid;
 
@@ -175,7 +173,7 @@ fn deprecated_aggregate_root_version(current: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use annals_engine::{
+    use annals_log::{
         AppliedByAggregate, Claim, EventLogSequenceNumber, EventType, ExecutionContext, Version,
     };
 

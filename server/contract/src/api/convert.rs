@@ -6,9 +6,8 @@
 
 use std::time::Duration;
 
-use annals_engine::{
-    AggregateEvent, Claim, EventType, ExecutionContext, UncommittedEvent, Version,
-};
+use annals_engine_types::AggregateEvent;
+use annals_log::{Claim, EventType, ExecutionContext, UncommittedEvent, Version};
 use prost_types::Timestamp;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use uuid::Uuid;

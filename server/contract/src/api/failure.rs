@@ -1,11 +1,12 @@
 //! Dolittle Failures: the in-band errors of the contract (`dolittle.protobuf.Failure { id,
 //! reason }`, absent means success). The ids are the original runtime's, so SDKs that branch
 //! on them (a concurrency conflict above all) behave the same against annals. Engine errors
-//! become Failures in exactly one place, `From<annals_engine::Error>`, which logs a storage
+//! become Failures in exactly one place, `From<annals_engine::Error>` (defined in `annals-engine-types`), which logs a storage
 //! error with its full text and gives the client a reason that names tenants, scopes and
 //! segments instead of the server's file paths.
 
-use annals_engine::{Error, LogError};
+use annals_engine_types::Error;
+use annals_log::Error as LogError;
 use uuid::Uuid;
 
 use crate::api::ids;

@@ -1,0 +1,264 @@
+//! The reverse-call state machine (`annals_contract::reverse_call`) fed a head's message
+//! sequence, as gRPC frames through tonic's own stream decoder, on the EventHandlers protocol.
+//!
+//! Input: a flags byte (bit 0: check the platform; bits 1-3: how many requests the runtime
+//! sends once the head is registered), then frames until the input ends, each a compression
+//! flag byte, a `u16` length and that many bytes of an `EventHandlerClientToRuntimeMessage`
+//! (any bytes: the decoder decides). A length past the end leaves a frame cut short.
+//!
+//! Checks: nothing panics or hangs; a first message that does not decode is answered
+//! INVALID_ARGUMENT; once registered, the first message that does not decode, is empty or is a
+//! second registration ends the stream with INVALID_ARGUMENT; when the head's stream is over
+//! the call is ended and every request still waiting gets its answer or `Ended`.
+//!
+//! The protocol glue (`classify` and the message builders) restates the server's
+//! `EventHandlerProtocol` in a few lines: the server crate needs RocksDB, and what is under test
+//! is the machine around it.
+
+use std::sync::Arc;
+
+use annals_contract::api::convert;
+use annals_contract::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
+use annals_contract::proto::dolittle::runtime::events::processing::event_handler_client_to_runtime_message::Message as FromHead;
+use annals_contract::proto::dolittle::runtime::events::processing::event_handler_runtime_to_client_message::Message as ToHead;
+use annals_contract::proto::dolittle::runtime::events::processing::{
+    EventHandlerClientToRuntimeMessage, EventHandlerRegistrationRequest,
+    EventHandlerRegistrationResponse, EventHandlerResponse, EventHandlerRuntimeToClientMessage,
+    HandleEventRequest,
+};
+use annals_contract::proto::dolittle::services::{Ping, ReverseCallArgumentsContext};
+use annals_contract::reverse_call::{Incoming, Protocol, ReverseCall};
+use annals_contract::Platform;
+use annals_log::uuid::Uuid;
+use bytes::Bytes;
+use prost::Message;
+use tonic::codec::Codec;
+use tonic::{Code, Status};
+
+use crate::Input;
+
+/// The EventHandlers reverse call's messages.
+struct Handlers;
+
+impl Protocol for Handlers {
+    type ClientMessage = EventHandlerClientToRuntimeMessage;
+    type ServerMessage = EventHandlerRuntimeToClientMessage;
+    type Arguments = EventHandlerRegistrationRequest;
+    type Response = EventHandlerResponse;
+
+    const FAILED_TO_CONNECT: Uuid = Uuid::from_u128(0x209a_79c7_8c61_4c5a_9d5c_f5c7_2b3a_1a0f);
+
+    fn classify(message: Self::ClientMessage) -> Incoming<Self::Arguments, Self::Response> {
+        match message.message {
+            Some(FromHead::RegistrationRequest(arguments)) => Incoming::Arguments(arguments),
+            Some(FromHead::HandleResult(response)) => Incoming::Response(response),
+            Some(FromHead::Pong(_)) => Incoming::Pong,
+            Some(FromHead::InitiateDisconnect(disconnect)) => {
+                Incoming::InitiateDisconnect(convert::duration(disconnect.grace_period.as_ref()))
+            }
+            None => Incoming::Empty,
+        }
+    }
+
+    fn arguments_context(arguments: &Self::Arguments) -> Option<&ReverseCallArgumentsContext> {
+        arguments.call_context.as_ref()
+    }
+
+    fn response_call_id(response: &Self::Response) -> Option<&WireUuid> {
+        response.call_context.as_ref()?.call_id.as_ref()
+    }
+
+    fn connect_response(failure: Option<WireFailure>) -> Self::ServerMessage {
+        EventHandlerRuntimeToClientMessage {
+            message: Some(ToHead::RegistrationResponse(
+                EventHandlerRegistrationResponse { failure },
+            )),
+        }
+    }
+
+    fn ping() -> Self::ServerMessage {
+        EventHandlerRuntimeToClientMessage {
+            message: Some(ToHead::Ping(Ping {})),
+        }
+    }
+}
+
+/// One frame of the head's stream.
+struct Frame {
+    compressed: bool,
+    message: Vec<u8>,
+    whole: bool,
+}
+
+impl Frame {
+    /// How the machine must take this frame, if it is whole and plain.
+    fn decoded(&self) -> Option<Option<EventHandlerClientToRuntimeMessage>> {
+        (self.whole && !self.compressed)
+            .then(|| EventHandlerClientToRuntimeMessage::decode(self.message.as_slice()).ok())
+    }
+}
+
+/// The `reverse_call` fuzz target (module documentation).
+pub fn reverse_call(data: &[u8]) {
+    let mut input = Input::new(data);
+    let flags = input.u8();
+    let check_platform = flags & 1 == 1;
+    let calls = usize::from((flags >> 1) & 7);
+    let mut frames = Vec::new();
+    let mut body = Vec::new();
+    while !input.is_empty() {
+        let flag = input.u8();
+        let len = usize::from(input.u16());
+        let message = input.bytes(len).to_vec();
+        let whole = message.len() == len;
+        body.push(flag);
+        body.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+        body.extend_from_slice(&message);
+        frames.push(Frame {
+            compressed: flag != 0,
+            message,
+            whole,
+        });
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("a tokio runtime: {e}"));
+    runtime.block_on(run(&frames, body, check_platform, calls));
+}
+
+fn platform() -> Platform {
+    Platform {
+        customer_id: Uuid::from_u128(1),
+        customer_name: "fuzz".into(),
+        application_id: Uuid::from_u128(2),
+        application_name: "fuzz".into(),
+        microservice_id: Uuid::from_u128(3),
+        microservice_name: "fuzz".into(),
+        environment: "Development".into(),
+    }
+}
+
+async fn run(frames: &[Frame], body: Vec<u8>, check_platform: bool, calls: usize) {
+    let decoder = tonic_prost::ProstCodec::<
+        EventHandlerRuntimeToClientMessage,
+        EventHandlerClientToRuntimeMessage,
+    >::default()
+    .decoder();
+    let incoming = tonic::Streaming::new_request(
+        decoder,
+        http_body_util::Full::new(Bytes::from(body)),
+        None,
+        Some(annals_contract::limits::MESSAGE_BYTES_MAX),
+    );
+    let (outbound, mut to_head) = tokio::sync::mpsc::channel(
+        annals_contract::reverse_call::OUTBOUND_MESSAGES_MAX,
+    );
+    // The head's side: everything the runtime sent it, drained as a head would.
+    let sent = tokio::spawn(async move {
+        let mut sent = Vec::new();
+        while let Some(message) = to_head.recv().await {
+            sent.push(message);
+        }
+        sent
+    });
+    let (_stop_tx, stopping) = tokio::sync::watch::channel(false);
+    let platform = platform();
+    let connected = ReverseCall::<Handlers>::accept(
+        incoming,
+        outbound,
+        check_platform.then_some(&platform),
+        stopping,
+    )
+    .await;
+    let registered = connected.is_some();
+    if let Some(connected) = connected {
+        let call = Arc::clone(&connected.call);
+        let reader = tokio::spawn(connected.reader);
+        call.respond_to_connect(None).await;
+        let mut waiting = Vec::new();
+        for _ in 0..calls {
+            let context = convert::execution_context_to_wire(&connected.execution_context);
+            match call
+                .send_call(context, |call_context| EventHandlerRuntimeToClientMessage {
+                    message: Some(ToHead::HandleRequest(HandleEventRequest {
+                        call_context: Some(call_context),
+                        event: None,
+                        retry_processing_state: None,
+                    })),
+                })
+                .await
+            {
+                Ok(answer) => waiting.push(answer),
+                Err(_) => assert!(call.ended().is_cancelled(), "a call refused on a live stream"),
+            }
+        }
+        reader
+            .await
+            .unwrap_or_else(|e| panic!("the reader panicked: {e}"));
+        assert!(
+            call.ended().is_cancelled(),
+            "the head's stream is over but the call is not ended"
+        );
+        for mut answer in waiting {
+            assert!(
+                !matches!(
+                    answer.try_recv(),
+                    Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+                ),
+                "a request still waits after the stream ended"
+            );
+        }
+        drop(call);
+    }
+    let sent = sent
+        .await
+        .unwrap_or_else(|e| panic!("the head's side panicked: {e}"));
+    check_ending(frames, registered, &sent);
+}
+
+/// The stream must end with INVALID_ARGUMENT at the first frame the machine cannot take.
+fn check_ending(
+    frames: &[Frame],
+    registered: bool,
+    sent: &[Result<EventHandlerRuntimeToClientMessage, Status>],
+) {
+    let invalid = || {
+        sent.iter()
+            .any(|m| matches!(m, Err(status) if status.code() == Code::InvalidArgument))
+    };
+    let Some(first) = frames.first() else {
+        return;
+    };
+    match first.decoded() {
+        Some(None) => {
+            assert!(!registered, "an undecodable registration was taken");
+            assert!(invalid(), "an undecodable first message got {sent:?}");
+            return;
+        }
+        Some(Some(_)) => {}
+        None => return,
+    }
+    if !registered {
+        return;
+    }
+    for frame in &frames[1..] {
+        match frame.decoded() {
+            // Cut short or compressed (this stream has no encoding): tonic's error decides.
+            None => return,
+            Some(None) => {
+                assert!(invalid(), "an undecodable message got {sent:?}");
+                return;
+            }
+            Some(Some(message)) => match message.message {
+                None | Some(FromHead::RegistrationRequest(_)) => {
+                    assert!(invalid(), "an empty message or a second registration got {sent:?}");
+                    return;
+                }
+                // Its grace period may end the stream (with OK) before the next one is read.
+                Some(FromHead::InitiateDisconnect(_)) => return,
+                Some(_) => {}
+            },
+        }
+    }
+}
