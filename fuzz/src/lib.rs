@@ -33,7 +33,7 @@ pub mod seeds;
 use std::path::PathBuf;
 
 use annals_log::{
-    uuid::Uuid, Commit, LogConfig, EventType, ExecutionContext, ScopeId, TenantId,
+    uuid::Uuid, Commit, EventType, ExecutionContext, LogConfig, ScopeId, TenantId,
     UncommittedEvent, Version,
 };
 use bytesize::ByteSize;

@@ -21,6 +21,7 @@
 
 use annals_contract::api::{convert, failure::Failure, ids};
 use annals_contract::legacy::{self, Direction};
+use annals_contract::proto::dolittle::runtime::events::fetch_for_aggregate_in_batches_request::Request;
 use annals_contract::proto::dolittle::runtime::events::processing::EventHandlerRegistrationRequest;
 use annals_contract::proto::dolittle::runtime::events::{
     CommitAggregateEventsRequest, CommitEventsRequest, FetchForAggregateInBatchesRequest,
@@ -61,9 +62,15 @@ fn refused(failure: &Failure) {
 
 /// The call context, checked, and its round trip through the wire.
 fn context_round_trips(context: &ExecutionContext) {
-    let again = convert::execution_context("again", Some(&convert::execution_context_to_wire(context)))
-        .unwrap_or_else(|f| panic!("an accepted execution context is refused on its way back: {f:?}"));
-    assert_eq!(&again, context, "an execution context changed on its round trip");
+    let again =
+        convert::execution_context("again", Some(&convert::execution_context_to_wire(context)))
+            .unwrap_or_else(|f| {
+                panic!("an accepted execution context is refused on its way back: {f:?}")
+            });
+    assert_eq!(
+        &again, context,
+        "an execution context changed on its round trip"
+    );
 }
 
 /// An accepted event goes through the log's record format unchanged.
@@ -71,7 +78,10 @@ fn stored_unchanged(event: &Event) {
     let payload = encode_payload(event);
     let back = decode_payload(&payload)
         .unwrap_or_else(|e| panic!("an accepted event does not decode from its record: {e}"));
-    assert_eq!(&back, event, "an accepted event changed in the log's record format");
+    assert_eq!(
+        &back, event,
+        "an accepted event changed in the log's record format"
+    );
 }
 
 fn event(
@@ -140,8 +150,10 @@ fn commit_for_aggregate(bytes: &[u8]) {
     let Some(aggregate) = request.events else {
         return;
     };
-    let root = match ids::required("events.aggregateRootId", aggregate.aggregate_root_id.as_ref())
-    {
+    let root = match ids::required(
+        "events.aggregateRootId",
+        aggregate.aggregate_root_id.as_ref(),
+    ) {
         Ok(root) => root,
         Err(f) => return refused(&f),
     };
@@ -196,7 +208,6 @@ fn fetch_in_batches(bytes: &[u8]) {
     if let Err(f) = convert::aggregate("aggregate", request.aggregate.as_ref()) {
         return refused(&f);
     }
-    use annals_contract::proto::dolittle::runtime::events::fetch_for_aggregate_in_batches_request::Request;
     if let Some(Request::FetchEvents(fetch)) = &request.request {
         for (i, t) in fetch.event_types.iter().enumerate() {
             match convert::event_type(format!("fetchEvents.eventTypes[{i}]"), Some(t)) {
@@ -279,7 +290,10 @@ fn legacy_rewrite(pick: u8, bytes: &[u8]) {
     }
     let mut returned = Vec::new();
     legacy::rewrite(plan, back, &first, &mut returned).unwrap_or_else(|e| {
-        panic!("the layer cannot take back what it wrote ({:?}): {e}", plan.message())
+        panic!(
+            "the layer cannot take back what it wrote ({:?}): {e}",
+            plan.message()
+        )
     });
     let mut again = Vec::new();
     legacy::rewrite(plan, there, &returned, &mut again)

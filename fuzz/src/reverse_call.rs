@@ -90,11 +90,25 @@ struct Frame {
     whole: bool,
 }
 
+/// What the machine must make of a frame.
+enum Taken {
+    /// A whole, plain frame holding this message.
+    Message(Box<EventHandlerClientToRuntimeMessage>),
+    /// A whole, plain frame that does not decode.
+    Undecodable,
+    /// Cut short or compressed (this stream has no encoding): tonic's error decides.
+    TransportError,
+}
+
 impl Frame {
-    /// How the machine must take this frame, if it is whole and plain.
-    fn decoded(&self) -> Option<Option<EventHandlerClientToRuntimeMessage>> {
-        (self.whole && !self.compressed)
-            .then(|| EventHandlerClientToRuntimeMessage::decode(self.message.as_slice()).ok())
+    fn taken(&self) -> Taken {
+        if !self.whole || self.compressed {
+            return Taken::TransportError;
+        }
+        match EventHandlerClientToRuntimeMessage::decode(self.message.as_slice()) {
+            Ok(message) => Taken::Message(Box::new(message)),
+            Err(_) => Taken::Undecodable,
+        }
     }
 }
 
@@ -112,7 +126,12 @@ pub fn reverse_call(data: &[u8]) {
         let message = input.bytes(len).to_vec();
         let whole = message.len() == len;
         body.push(flag);
-        body.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+        #[allow(
+            clippy::big_endian_bytes,
+            reason = "gRPC frames a message's length big-endian"
+        )]
+        let length = u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes();
+        body.extend_from_slice(&length);
         body.extend_from_slice(&message);
         frames.push(Frame {
             compressed: flag != 0,
@@ -151,9 +170,8 @@ async fn run(frames: &[Frame], body: Vec<u8>, check_platform: bool, calls: usize
         None,
         Some(annals_contract::limits::MESSAGE_BYTES_MAX),
     );
-    let (outbound, mut to_head) = tokio::sync::mpsc::channel(
-        annals_contract::reverse_call::OUTBOUND_MESSAGES_MAX,
-    );
+    let (outbound, mut to_head) =
+        tokio::sync::mpsc::channel(annals_contract::reverse_call::OUTBOUND_MESSAGES_MAX);
     // The head's side: everything the runtime sent it, drained as a head would.
     let sent = tokio::spawn(async move {
         let mut sent = Vec::new();
@@ -190,7 +208,10 @@ async fn run(frames: &[Frame], body: Vec<u8>, check_platform: bool, calls: usize
                 .await
             {
                 Ok(answer) => waiting.push(answer),
-                Err(_) => assert!(call.ended().is_cancelled(), "a call refused on a live stream"),
+                Err(_) => assert!(
+                    call.ended().is_cancelled(),
+                    "a call refused on a live stream"
+                ),
             }
         }
         reader
@@ -230,29 +251,31 @@ fn check_ending(
     let Some(first) = frames.first() else {
         return;
     };
-    match first.decoded() {
-        Some(None) => {
+    match first.taken() {
+        Taken::Undecodable => {
             assert!(!registered, "an undecodable registration was taken");
             assert!(invalid(), "an undecodable first message got {sent:?}");
             return;
         }
-        Some(Some(_)) => {}
-        None => return,
+        Taken::Message(_) => {}
+        Taken::TransportError => return,
     }
     if !registered {
         return;
     }
     for frame in &frames[1..] {
-        match frame.decoded() {
-            // Cut short or compressed (this stream has no encoding): tonic's error decides.
-            None => return,
-            Some(None) => {
+        match frame.taken() {
+            Taken::TransportError => return,
+            Taken::Undecodable => {
                 assert!(invalid(), "an undecodable message got {sent:?}");
                 return;
             }
-            Some(Some(message)) => match message.message {
+            Taken::Message(message) => match message.message {
                 None | Some(FromHead::RegistrationRequest(_)) => {
-                    assert!(invalid(), "an empty message or a second registration got {sent:?}");
+                    assert!(
+                        invalid(),
+                        "an empty message or a second registration got {sent:?}"
+                    );
                     return;
                 }
                 // Its grace period may end the stream (with OK) before the next one is read.

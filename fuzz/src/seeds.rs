@@ -18,8 +18,8 @@ use annals_log::{
         CrashMode, FaultIo,
     },
     uuid::Uuid,
-    AppliedByAggregate, Claim, Commit, LogStore, LogConfig, EventHorizonOrigin,
-    EventLogSequenceNumber, ScopeId,
+    AppliedByAggregate, Claim, Commit, EventHorizonOrigin, EventLogSequenceNumber, LogConfig,
+    LogStore, ScopeId,
 };
 
 use annals_contract::proto::dolittle::artifacts::Artifact;
@@ -776,19 +776,21 @@ fn reverse_call_seeds(seeds: &mut Vec<Seed>) {
         f
     };
     let registration = EventHandlerClientToRuntimeMessage {
-        message: Some(FromHead::RegistrationRequest(EventHandlerRegistrationRequest {
-            call_context: Some(ReverseCallArgumentsContext {
-                head_id: Some(wire_id(0x4ead)),
-                execution_context: Some(wire_context()),
-                ping_interval: Some(prost_types::Duration {
-                    seconds: 1,
-                    nanos: 0,
+        message: Some(FromHead::RegistrationRequest(
+            EventHandlerRegistrationRequest {
+                call_context: Some(ReverseCallArgumentsContext {
+                    head_id: Some(wire_id(0x4ead)),
+                    execution_context: Some(wire_context()),
+                    ping_interval: Some(prost_types::Duration {
+                        seconds: 1,
+                        nanos: 0,
+                    }),
                 }),
-            }),
-            event_handler_id: Some(wire_id(0xe4)),
-            event_types: vec![artifact(7)],
-            ..Default::default()
-        })),
+                event_handler_id: Some(wire_id(0xe4)),
+                event_types: vec![artifact(7)],
+                ..Default::default()
+            },
+        )),
     }
     .encode_to_vec();
     let answer = EventHandlerClientToRuntimeMessage {
@@ -824,13 +826,25 @@ fn reverse_call_seeds(seeds: &mut Vec<Seed>) {
             bytes,
         });
     };
-    push("registered-answers-pongs", 0b0110, &[&registration, &answer, &pong, &answer]);
+    push(
+        "registered-answers-pongs",
+        0b0110,
+        &[&registration, &answer, &pong, &answer],
+    );
     push("platform-checked", 0b0011, &[&registration, &pong]);
     push("disconnect", 0b0100, &[&registration, &disconnect, &answer]);
     push("garbage-first", 0, &[&[0xff, 0xff, 0xff]]);
-    push("garbage-later", 0b0010, &[&registration, &pong, &[0x0a, 0x80]]);
+    push(
+        "garbage-later",
+        0b0010,
+        &[&registration, &pong, &[0x0a, 0x80]],
+    );
     push("empty-later", 0b0010, &[&registration, &[]]);
-    push("second-registration", 0b0010, &[&registration, &registration]);
+    push(
+        "second-registration",
+        0b0010,
+        &[&registration, &registration],
+    );
     let mut cut = vec![0b0010];
     cut.extend(frame(&registration));
     cut.extend([0, 200, 0, 1, 2]); // a frame of 200 bytes, cut at 2
