@@ -797,6 +797,18 @@ impl Head {
         self.shared.outbound.lock().unwrap().take();
     }
 
+    /// Ends the head's half of the stream and waits (up to `MUST`) for the runtime to end its
+    /// half, which it does once it has taken everything the head sent before and its
+    /// processors on the stream have stopped, their positions written: how a test leaves a
+    /// stream whose last answers must be stored, without guessing how long that takes.
+    pub async fn close(mut self) {
+        self.half_close();
+        assert!(
+            self.ended(MUST).await.is_some(),
+            "the runtime did not end the stream within {MUST:?} of the head's end"
+        );
+    }
+
     /// Drops the call and its connection at once, as a head process that dies would.
     pub fn abort(self) {
         self.reader.abort();

@@ -1,8 +1,10 @@
 //! The harness of the end-to-end tests: starts the real `annals` binary on free ports with a
 //! temporary data directory, and builds gRPC clients and requests from our protos.
 //!
-//! The binary is `target/<profile>/annals` next to the test executable's `deps/` folder (cargo
-//! builds it for the server package's own tests in the same run), or `$ANNALS_BIN`.
+//! The binary is `$ANNALS_BIN`, or else `target/<profile>/annals` next to the test executable's
+//! `deps/` folder (cargo builds it for the server package's own tests in the same run, with the
+//! engine's test hooks, which a test build turns on). `.ci/run` sets `ANNALS_BIN` to the binary
+//! as `cargo build --bin annals` makes it, without them: the one users get.
 
 #![allow(
     clippy::unwrap_used,
@@ -631,6 +633,9 @@ pub mod failures {
     pub const HANDLER_NOT_REGISTERED: Uuid =
         Uuid::from_u128(0x0006_69b7_2ad3_4c4c_a245_55ba_33c4_8a4d);
     /// Management: the position is beyond the end of the stream.
+    /// Management: a reprocess of the processor is already under way.
+    pub const ALREADY_SETTING_POSITION: Uuid =
+        Uuid::from_u128(0xf5d9_c2db_c6e3_4d12_848c_c298_1c4f_fb85);
     pub const BEYOND_END: Uuid = Uuid::from_u128(0xd3a0_bafc_4746_41ed_b4a4_e67b_5055_9703);
     /// Management: the tenant is not configured.
     pub const UNKNOWN_TENANT: Uuid = Uuid::from_u128(0x7bc3_40c0_c0e1_4ef6_9c44_2030_4bfc_2ef2);

@@ -158,9 +158,7 @@ async fn unpartitioned_filter_writes_the_included_events_in_order() {
         assert!(r.call_id.is_some());
         assert!(r.retry.is_none());
     }
-    // Let the last answer be written before stopping.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    drop(head);
+    head.close().await;
     assert!(server.stop().await);
     let expected: Vec<(u64, u64, String)> = [0u64, 2, 4, 6]
         .iter()
@@ -186,8 +184,7 @@ async fn partitioned_filter_writes_the_answered_partitions() {
         assert!(head.filter(&r, r.seq() != 1, &partition).await);
     }
     head.no_request(QUIET).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    drop(head);
+    head.close().await;
     assert!(server.stop().await);
     let expected = vec![
         (0, 0, "p-es-0-0".to_owned()),
@@ -234,8 +231,7 @@ async fn public_filter_sees_only_public_events() {
     }
     head.no_request(QUIET).await;
     assert_eq!(asked, vec![1, 2, 4]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    drop(head);
+    head.close().await;
     assert!(server.stop().await);
     let expected = vec![(0, 1, "public".to_owned()), (1, 4, "public".to_owned())];
     assert_eq!(entries(&public_stream(&server, filter.id)), expected);
@@ -279,8 +275,7 @@ async fn a_retried_filter_event_is_written_once() {
     assert_eq!((second.seq(), second.retry_count()), (1, 0));
     assert!(head.filter(&second, true, "").await);
     head.no_request(QUIET).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    drop(head);
+    head.close().await;
     assert!(server.stop().await);
     let seqs: Vec<u64> = stream(&server, Uuid::nil(), filter.id)
         .iter()
@@ -336,8 +331,7 @@ async fn a_killed_server_never_duplicates_stream_entries() {
         last = r.seq();
     }
     head.no_request(QUIET).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    drop(head);
+    head.close().await;
     assert!(server.stop().await);
     let stream = stream(&server, Uuid::nil(), filter.id);
     let expected: Vec<(u64, u64, String)> = (0..30u64)
@@ -442,8 +436,7 @@ async fn a_stopped_server_resumes_the_filter() {
         assert!(head.filter(&r, true, "p").await);
     }
     head.no_request(QUIET).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    drop(head);
+    head.close().await;
     assert!(server.stop().await);
     let seqs: Vec<u64> = stream(&server, Uuid::nil(), filter.id)
         .iter()
@@ -478,8 +471,7 @@ async fn filter_catch_up_meets_concurrent_commits() {
     }
     writer.await.unwrap();
     head.no_request(QUIET).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    drop(head);
+    head.close().await;
     assert!(server.stop().await);
     let stream = stream(&server, Uuid::nil(), filter.id);
     let expected: Vec<(u64, u64, String)> = (0..180u64)
@@ -530,8 +522,7 @@ async fn a_server_killed_under_load_never_duplicates_stream_entries() {
         "resumed at {first} after {} answered",
         answered.len()
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    drop(head);
+    head.close().await;
     assert!(server.stop().await);
     let expected: Vec<(u64, u64, String)> = (0..2000u64)
         .filter(|s| s % 4 != 3)
@@ -566,8 +557,7 @@ async fn a_partitioned_filter_failure_writes_each_included_event_once() {
         answered.push(r.seq());
     }
     head.no_request(QUIET).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    drop(head);
+    head.close().await;
     assert!(server.stop().await);
     let stream = stream(&server, Uuid::nil(), filter.id);
     let positions: Vec<u64> = stream.iter().map(|e| e.position.0).collect();
@@ -623,8 +613,7 @@ async fn an_answer_during_shutdown_is_written_at_most_once() {
         assert!(head.filter(&r, true, "").await);
     }
     head.no_request(QUIET).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    drop(head);
+    head.close().await;
     assert!(server.stop().await);
     let seqs: Vec<u64> = stream(&server, Uuid::nil(), filter.id)
         .iter()
@@ -660,8 +649,7 @@ async fn each_tenant_gets_its_own_filtered_stream() {
     head.no_request(QUIET).await;
     asked.sort();
     assert_eq!(asked, vec![(tenant_a, 0), (tenant_a, 1), (tenant_b, 0)]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    drop(head);
+    head.close().await;
     assert!(server.stop().await);
     let engine = Engine::open(EngineConfig::new(server.dir.join("data"))).unwrap();
     for (tenant, expected) in [(tenant_a, vec![0, 1]), (tenant_b, vec![0])] {
@@ -707,8 +695,7 @@ async fn a_filter_failing_without_retry_stops_until_it_registers_again() {
         assert!(head.filter(&r, true, "").await);
     }
     head.no_request(QUIET).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    drop(head);
+    head.close().await;
     assert!(server.stop().await);
     let seqs: Vec<u64> = stream(&server, Uuid::nil(), filter.id)
         .iter()

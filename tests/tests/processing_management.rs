@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use annals_tests::head::{time, Answer, EventHandler, Head, Request, MUST, QUIET};
+use annals_tests::head::{time, Answer, Answering, EventHandler, Head, Request, MUST, QUIET};
 use annals_tests::proto::dolittle;
 use annals_tests::{
     artifact, commit, failure_id, failures, get_one, id, uuid, Server, DEVELOPMENT,
@@ -226,6 +226,78 @@ async fn reprocess_events_from_a_sequence_number() {
     head.no_request(QUIET).await;
     commit_n(&server, DEVELOPMENT, 1).await;
     assert_eq!(handle(&mut head, 1).await[0].seq(), 5);
+}
+
+/// Reprocess calls for one processor at the same time: each either sets the position or is
+/// refused with the original's "already setting position" failure while another is under way;
+/// nothing else. Rounds of 8 simultaneous calls go on until a round shows the refusal (one
+/// call's reset takes a durable write, so the others overlap it). Every round ends with the
+/// handler at the position asked for, given the events again from there.
+#[tokio::test]
+async fn concurrent_reprocess_calls_set_the_position_once_and_refuse_the_others() {
+    let server = Server::start().await;
+    commit_n(&server, DEVELOPMENT, 5).await;
+    let handler = EventHandler::new(Uuid::new_v4(), &[TYPE_A]);
+    let head = Head::connect(server.private().await, handler.message()).await;
+    let answering = Answering::start(head, |_| Answer::Success);
+    answering.wait_answered(5).await;
+    wait_position(&server, handler.id, DEVELOPMENT, 5).await;
+    let management = server.management().await;
+    let mut refused_seen = 0;
+    for round in 0..20 {
+        let calls = (0..8).map(|_| {
+            let mut client = EventHandlersClient::new(management.clone());
+            let request = ReprocessEventsFromRequest {
+                tenant_id: Some(id(DEVELOPMENT)),
+                scope_id: Some(id(Uuid::nil())),
+                event_handler_id: Some(id(handler.id)),
+                stream_position: 3,
+            };
+            tokio::spawn(async move { client.reprocess_events_from(request).await })
+        });
+        let answers: Vec<_> = futures_join(calls.collect()).await;
+        let mut set = 0;
+        for answer in answers {
+            match answer.unwrap().into_inner().failure {
+                None => set += 1,
+                Some(f) => {
+                    assert_eq!(
+                        failure_id(Some(&f)),
+                        Some(failures::ALREADY_SETTING_POSITION),
+                        "round {round}: {f:?}"
+                    );
+                    assert!(!f.reason.is_empty());
+                    refused_seen += 1;
+                }
+            }
+        }
+        assert!(set >= 1, "round {round}: no call set the position");
+        // The handler is given events 3 and 4 again: its stream, restarted at event 3, is at
+        // position 2 once they are handled.
+        wait_position(&server, handler.id, DEVELOPMENT, 2).await;
+        if refused_seen > 0 && round >= 2 {
+            break;
+        }
+    }
+    assert!(
+        refused_seen > 0,
+        "20 rounds of 8 simultaneous reprocess calls never overlapped"
+    );
+    let (_, answered) = answering.stop().await;
+    assert!(answered.len() > 5, "the events were given again");
+    assert!(
+        answered[5..].iter().all(|r| r.seq() >= 3),
+        "redelivered from before the position asked for"
+    );
+}
+
+/// Waits for every task; panics of the tasks propagate.
+async fn futures_join<T: Send + 'static>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        out.push(task.await.unwrap());
+    }
+    out
 }
 
 /// ReprocessEventsFrom fails beyond the end of the log, for a handler that is not connected

@@ -197,7 +197,7 @@ fn a_real_full_tmpfs_heals_in_place_once_it_has_room() {
             std::env::var("ANNALS_ALLOW_NO_MOUNT").is_ok_and(|v| v == "1"),
             "mounting a tmpfs failed (needs root); set ANNALS_ALLOW_NO_MOUNT=1 to skip"
         );
-        eprintln!("SKIPPED: no tmpfs mount (ANNALS_ALLOW_NO_MOUNT=1)");
+        eprintln!("skipped: no tmpfs mount");
         return;
     }
     let _guard = Unmount(mount.path().to_path_buf());
