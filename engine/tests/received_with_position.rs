@@ -292,6 +292,8 @@ fn a_failed_batch_is_healed_without_a_reopen() {
     let first = subscription(1, "");
     let second = subscription(2, "");
     let fs = FaultIo::new();
+    // A failed sync drops what it did not write from writeback, as Linux does.
+    fs.model_fsyncgate();
     let engine = Engine::open_with_io(config.clone(), Arc::new(fs.clone())).unwrap();
     let t = engine.create_tenant(TENANT).unwrap();
     t.put_subscription_state(&first, &state_at(0)).unwrap();

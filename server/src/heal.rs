@@ -64,8 +64,8 @@ fn round(runtime: &Runtime, mut refusing: HashMap<Uuid, Refusing>) -> HashMap<Uu
         let cause = match tenant.check_healthy() {
             Ok(()) => {
                 if let Some(was) = refusing.remove(&id) {
-                    // Mended between two rounds (a failed indexer step is retried by the
-                    // indexer, for one).
+                    // Mended between two rounds (by a heal of the round before that reported
+                    // a failure of another part, since mended).
                     healed(runtime, id, &was);
                 }
                 continue;
@@ -76,7 +76,7 @@ fn round(runtime: &Runtime, mut refusing: HashMap<Uuid, Refusing>) -> HashMap<Uu
             tracing::error!(
                 tenant = %id,
                 %cause,
-                "the tenant refuses writes after an I/O failure; the runtime heals it, with backoff"
+                "the tenant refuses work after a storage failure; the runtime heals it, with backoff"
             );
             runtime.metrics.tenant_unhealthy(id, true);
             Refusing {
@@ -90,10 +90,15 @@ fn round(runtime: &Runtime, mut refusing: HashMap<Uuid, Refusing>) -> HashMap<Uu
             continue;
         }
         entry.attempts += 1;
-        let result = tenant
-            .heal()
-            .map_err(|e| e.to_string())
-            .and_then(|_| tenant.check_healthy().map_err(|e| e.to_string()));
+        // A panic in one tenant's heal (an assertion about data on disk) fails that attempt
+        // only, and the backoff state of every tenant is kept.
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tenant
+                .heal()
+                .map_err(|e| e.to_string())
+                .and_then(|_| tenant.check_healthy().map_err(|e| e.to_string()))
+        }));
+        let result = attempt.unwrap_or_else(|_| Err("the heal panicked (see above)".to_owned()));
         match result {
             Ok(()) => {
                 if let Some(was) = refusing.remove(&id) {

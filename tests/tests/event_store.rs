@@ -677,7 +677,7 @@ async fn a_full_disk_fails_commits_without_showing_the_servers_paths_and_heals_w
     );
     assert!(
         log.lines()
-            .any(|l| l.contains("ERROR") && l.contains("refuses writes after an I/O failure")),
+            .any(|l| l.contains("ERROR") && l.contains("refuses work after a storage failure")),
         "the refusal is logged at ERROR:\n{log}"
     );
     assert!(

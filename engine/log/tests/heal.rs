@@ -2,7 +2,9 @@
 //! mutating operation of a workload (writes, syncs, rolls), while the disk still fails the heal
 //! fails and the log keeps refusing; once it takes writes again the heal cuts the log back to
 //! what was acknowledged, writes resume right after it, and a crash afterwards keeps exactly
-//! the acknowledged commits. A real full tmpfs is healed the same way once it has room.
+//! the acknowledged commits. In `buffered` mode the acknowledged but unsynced commits that a
+//! failed sync dropped from writeback are written again. A real full tmpfs is healed the same
+//! way once it has room.
 
 #![allow(
     clippy::unwrap_used,
@@ -15,7 +17,7 @@ use std::sync::Arc;
 
 use annals_log::{
     testing::{CrashMode, FaultIo},
-    Commit, Error, EventLogSequenceNumber, Log, LogConfig, LogStore,
+    Commit, Durability, Error, EventLogSequenceNumber, Log, LogConfig, LogStore,
 };
 use common::*;
 
@@ -58,6 +60,14 @@ fn assert_holds_exactly(log: &Log, acknowledged: &[Commit], what: &str) {
     }
 }
 
+/// A fault file system where a failed sync drops what it did not write from writeback, as
+/// Linux does: a heal that only synced again would lose data on these.
+fn fsyncgate() -> FaultIo {
+    let fs = FaultIo::new();
+    fs.model_fsyncgate();
+    fs
+}
+
 fn unsealed(config: LogConfig) -> LogConfig {
     // No sealer thread: its operations would make the fault countdown nondeterministic.
     LogConfig {
@@ -70,7 +80,7 @@ fn unsealed(config: LogConfig) -> LogConfig {
 fn a_log_poisoned_at_any_operation_heals_in_place() {
     let config = unsealed(small_config("/data"));
     let ops = {
-        let fs = FaultIo::new();
+        let fs = fsyncgate();
         let engine = open_fault(&fs, &config).unwrap();
         let log = test_log(&engine);
         let before = fs.ops_count();
@@ -89,7 +99,7 @@ fn a_log_poisoned_at_any_operation_heals_in_place() {
     for fail_at in 0..ops {
         for crash in [CrashMode::DropUnsynced, CrashMode::TornPrefix(fail_at + 1)] {
             let what = format!("disk fails at op {fail_at}/{ops}, crash {crash:?}");
-            let fs = FaultIo::new();
+            let fs = fsyncgate();
             let engine = open_fault(&fs, &config).unwrap();
             let log = test_log(&engine);
             let mut r = rng(1);
@@ -147,7 +157,7 @@ fn a_log_poisoned_at_any_operation_heals_in_place() {
 
 #[test]
 fn a_full_disk_heals_once_it_has_room_and_not_before() {
-    let fs = FaultIo::new();
+    let fs = fsyncgate();
     let config = unsealed(small_config("/data"));
     let engine = open_fault(&fs, &config).unwrap();
     let log = test_log(&engine);
@@ -172,6 +182,46 @@ fn a_full_disk_heals_once_it_has_room_and_not_before() {
     let engine = open_fault(&fs.crash_with(CrashMode::DropUnsynced), &config).unwrap();
     let log = engine.tenant(TENANT).unwrap().event_log().unwrap();
     assert_holds_exactly(&log, &acknowledged, "reopened");
+}
+
+/// `buffered` durability acknowledges commits written but not synced. A failed sync (at a
+/// roll) drops them from writeback, as Linux does and `FaultIo` models, so a heal that only
+/// synced again would lose them in a crash; the heal writes them again before its sync.
+#[test]
+fn a_buffered_log_keeps_what_it_acknowledged_across_a_failed_sync_and_a_heal() {
+    let fs = fsyncgate();
+    let config = LogConfig {
+        durability: Durability::Buffered,
+        ..unsealed(small_config("/data"))
+    };
+    let engine = open_fault(&fs, &config).unwrap();
+    let log = test_log(&engine);
+    let mut r = rng(5);
+    let mut acknowledged = Vec::new();
+    fs.fail_syncs_after_ops(0);
+    let failure = append_until_failure(&log, &mut r, 0..1000, &mut acknowledged).unwrap();
+    assert!(
+        matches!(
+            failure,
+            Error::Io {
+                op: "fdatasync",
+                ..
+            }
+        ),
+        "the roll's sync fails: {failure}"
+    );
+    assert!(
+        acknowledged.len() > 3,
+        "commits were acknowledged before the roll"
+    );
+    fs.heal();
+    log.heal().unwrap().unwrap();
+    assert_holds_exactly(&log, &acknowledged, "healed");
+    drop(log);
+    drop(engine);
+    let engine = open_fault(&fs.crash_with(CrashMode::DropUnsynced), &config).unwrap();
+    let log = engine.tenant(TENANT).unwrap().event_log().unwrap();
+    assert_holds_exactly(&log, &acknowledged, "after a crash");
 }
 
 /// Unmounts the test tmpfs when dropped.

@@ -72,7 +72,12 @@ impl Tenant {
             first_failure.get_or_insert(e);
         }
         if self.event_log.check_writable().is_ok() {
-            healed.indexer = self.resume_indexer();
+            match self.resume_indexer() {
+                Ok(resumed) => healed.indexer = resumed,
+                Err(e) => {
+                    first_failure.get_or_insert(e);
+                }
+            }
         }
         match first_failure {
             Some(e) => Err(e),

@@ -276,19 +276,22 @@ impl Tenant {
     /// Settles the scopes left unsettled by a failed write, once their logs take writes again
     /// (healed): under each scope's lock its pending records are judged by the log's end, which
     /// holds exactly the acknowledged batches after a heal, and the scope takes writes again.
-    /// A scope whose log is still poisoned is left as it is. Returns the scopes settled, and
-    /// the first failure of a settling write (the scope stays unsettled).
+    /// A scope whose log is still poisoned, or whose settling write fails, is left as it is
+    /// and the others are settled. Returns the scopes settled, and the first failure.
     pub(super) fn settle_unsettled(&self) -> (Vec<ScopeId>, Option<Error>) {
         let scopes: Vec<ScopeId> = self.unsettled.lock().keys().copied().collect();
         let mut done = Vec::new();
+        let mut first_failure = None;
         for scope in scopes {
             let writable = self.logs.log(scope).and_then(|log| log.check_writable());
             if let Err(e) = writable {
-                return (done, Some(e.into()));
+                first_failure.get_or_insert(e.into());
+                continue;
             }
             let _held = self.scope_locks.lock(scope.0.as_bytes().to_vec());
             if let Err(e) = self.settle_pending(Some(scope)) {
-                return (done, Some(e));
+                first_failure.get_or_insert(e);
+                continue;
             }
             if let Some(cause) = self.unsettled.lock().remove(&scope) {
                 tracing::info!(
@@ -300,7 +303,7 @@ impl Tenant {
             }
             done.push(scope);
         }
-        (done, None)
+        (done, first_failure)
     }
 
     /// `Poisoned` naming the first unsettled scope, if any is.

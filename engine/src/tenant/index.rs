@@ -279,12 +279,18 @@ impl Tenant {
     }
 
     /// Sets a failed indexer going again from its recovery point (the failed step's batch,
-    /// entries and recovery point together, is rewritten whole); returns the failure it had
-    /// stopped on, `None` when it had not failed.
-    pub(super) fn resume_indexer(&self) -> Option<String> {
+    /// entries and recovery point together, is rewritten whole), taking one step at once;
+    /// returns the failure it had stopped on, `None` when it had not failed, or the step's
+    /// failure (the indexer is failed again).
+    pub(super) fn resume_indexer(&self) -> Result<Option<String>> {
         // No step is under way while this is held.
-        let _step = self.indexing.lock();
-        let cause = self.progress.lock().take()?;
+        let mut batch = self.indexing.lock();
+        let Some(cause) = self.progress.lock().take() else {
+            return Ok(None);
+        };
+        // One step here, so a failure that persists is reported to the healer now (and the
+        // indexer stays failed) instead of the tenant looking healed until the next step.
+        self.index_step_locked(&mut batch)?;
         tracing::info!(
             tenant = %self.id,
             %cause,
@@ -293,7 +299,7 @@ impl Tenant {
         );
         self.progressed.notify_all();
         self.shared.wake_indexer(self.id);
-        Some(cause)
+        Ok(Some(cause))
     }
 
     pub(super) fn index_failure(&self) -> Result<()> {
