@@ -11,23 +11,18 @@
 //! second registration ends the stream with INVALID_ARGUMENT; when the head's stream is over
 //! the call is ended and every request still waiting gets its answer or `Ended`.
 //!
-//! The protocol glue (`classify` and the message builders) restates the server's
-//! `EventHandlerProtocol` in a few lines: the server crate needs RocksDB, and what is under test
-//! is the machine around it.
+//! The protocol is the runtime's own (`annals_contract::reverse_call::event_handlers`).
 
 use std::sync::Arc;
 
 use annals_contract::api::convert;
-use annals_contract::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
 use annals_contract::proto::dolittle::runtime::events::processing::event_handler_client_to_runtime_message::Message as FromHead;
 use annals_contract::proto::dolittle::runtime::events::processing::event_handler_runtime_to_client_message::Message as ToHead;
 use annals_contract::proto::dolittle::runtime::events::processing::{
-    EventHandlerClientToRuntimeMessage, EventHandlerRegistrationRequest,
-    EventHandlerRegistrationResponse, EventHandlerResponse, EventHandlerRuntimeToClientMessage,
-    HandleEventRequest,
+    EventHandlerClientToRuntimeMessage, EventHandlerRuntimeToClientMessage, HandleEventRequest,
 };
-use annals_contract::proto::dolittle::services::{Ping, ReverseCallArgumentsContext};
-use annals_contract::reverse_call::{Incoming, Protocol, ReverseCall};
+use annals_contract::reverse_call::event_handlers::EventHandlerProtocol;
+use annals_contract::reverse_call::ReverseCall;
 use annals_contract::Platform;
 use annals_log::uuid::Uuid;
 use bytes::Bytes;
@@ -36,52 +31,6 @@ use tonic::codec::Codec;
 use tonic::{Code, Status};
 
 use crate::Input;
-
-/// The EventHandlers reverse call's messages.
-struct Handlers;
-
-impl Protocol for Handlers {
-    type ClientMessage = EventHandlerClientToRuntimeMessage;
-    type ServerMessage = EventHandlerRuntimeToClientMessage;
-    type Arguments = EventHandlerRegistrationRequest;
-    type Response = EventHandlerResponse;
-
-    const FAILED_TO_CONNECT: Uuid = Uuid::from_u128(0x209a_79c7_8c61_4c5a_9d5c_f5c7_2b3a_1a0f);
-
-    fn classify(message: Self::ClientMessage) -> Incoming<Self::Arguments, Self::Response> {
-        match message.message {
-            Some(FromHead::RegistrationRequest(arguments)) => Incoming::Arguments(arguments),
-            Some(FromHead::HandleResult(response)) => Incoming::Response(response),
-            Some(FromHead::Pong(_)) => Incoming::Pong,
-            Some(FromHead::InitiateDisconnect(disconnect)) => {
-                Incoming::InitiateDisconnect(convert::duration(disconnect.grace_period.as_ref()))
-            }
-            None => Incoming::Empty,
-        }
-    }
-
-    fn arguments_context(arguments: &Self::Arguments) -> Option<&ReverseCallArgumentsContext> {
-        arguments.call_context.as_ref()
-    }
-
-    fn response_call_id(response: &Self::Response) -> Option<&WireUuid> {
-        response.call_context.as_ref()?.call_id.as_ref()
-    }
-
-    fn connect_response(failure: Option<WireFailure>) -> Self::ServerMessage {
-        EventHandlerRuntimeToClientMessage {
-            message: Some(ToHead::RegistrationResponse(
-                EventHandlerRegistrationResponse { failure },
-            )),
-        }
-    }
-
-    fn ping() -> Self::ServerMessage {
-        EventHandlerRuntimeToClientMessage {
-            message: Some(ToHead::Ping(Ping {})),
-        }
-    }
-}
 
 /// One frame of the head's stream.
 struct Frame {
@@ -182,7 +131,7 @@ async fn run(frames: &[Frame], body: Vec<u8>, check_platform: bool, calls: usize
     });
     let (_stop_tx, stopping) = tokio::sync::watch::channel(false);
     let platform = platform();
-    let connected = ReverseCall::<Handlers>::accept(
+    let connected = ReverseCall::<EventHandlerProtocol>::accept(
         incoming,
         outbound,
         check_platform.then_some(&platform),

@@ -299,7 +299,7 @@ pub(crate) mod failures {
 
     /// Event handlers: no registration arrived, or it was not valid.
     pub(crate) const EVENT_HANDLER_FAILED_TO_REGISTER: Uuid =
-        Uuid::from_u128(0xdbfd_fa15_e727_49f6_bed8_7a78_7954_a4c6);
+        crate::api::failure::id::EVENT_HANDLER_FAILED_TO_REGISTER;
     /// Event handlers: the handler (scope, id) is connected already.
     pub(crate) const EVENT_HANDLER_ALREADY_REGISTERED: Uuid =
         Uuid::from_u128(0x19dc_6254_1732_4625_90af_4447_32bc_e795);

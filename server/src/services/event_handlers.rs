@@ -18,17 +18,14 @@ use crate::api::failure::Failure;
 use crate::api::ids;
 use crate::processing::processor::{Bounds, Outcome, StartFrom};
 use crate::processing::{failures, Kind, Partitioning, ProcessorKey, PUBLIC_STREAMS_SCOPE};
-use crate::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
-use crate::proto::dolittle::runtime::events::processing::event_handler_client_to_runtime_message::Message as FromHead;
+use crate::proto::dolittle::protobuf::Uuid as WireUuid;
 use crate::proto::dolittle::runtime::events::processing::event_handler_runtime_to_client_message::Message as ToHead;
 use crate::proto::dolittle::runtime::events::processing::event_handlers_server::EventHandlers;
 use crate::proto::dolittle::runtime::events::processing::{
     start_from, EventHandlerClientToRuntimeMessage, EventHandlerRegistrationRequest,
-    EventHandlerRegistrationResponse, EventHandlerResponse, EventHandlerRuntimeToClientMessage,
-    HandleEventRequest, StreamEvent,
+    EventHandlerResponse, EventHandlerRuntimeToClientMessage, HandleEventRequest, StreamEvent,
 };
-use crate::proto::dolittle::services::{Ping, ReverseCallArgumentsContext};
-use crate::reverse_call::{Incoming, Protocol};
+use crate::reverse_call::event_handlers::EventHandlerProtocol;
 use crate::runtime::Runtime;
 use crate::services::processor_session::{self, Question, Requests, Spec};
 
@@ -36,52 +33,6 @@ use crate::services::processor_session::{self, Question, Requests, Spec};
 /// asking for more gets this many (the bound on what a head that never answers can make the
 /// runtime hold).
 const CONCURRENCY_MAX: usize = 256;
-
-/// The event handler reverse call's messages.
-pub(crate) struct EventHandlerProtocol;
-
-impl Protocol for EventHandlerProtocol {
-    type ClientMessage = EventHandlerClientToRuntimeMessage;
-    type ServerMessage = EventHandlerRuntimeToClientMessage;
-    type Arguments = EventHandlerRegistrationRequest;
-    type Response = EventHandlerResponse;
-
-    const FAILED_TO_CONNECT: Uuid = failures::EVENT_HANDLER_FAILED_TO_REGISTER;
-
-    fn classify(message: Self::ClientMessage) -> Incoming<Self::Arguments, Self::Response> {
-        match message.message {
-            Some(FromHead::RegistrationRequest(arguments)) => Incoming::Arguments(arguments),
-            Some(FromHead::HandleResult(response)) => Incoming::Response(response),
-            Some(FromHead::Pong(_)) => Incoming::Pong,
-            Some(FromHead::InitiateDisconnect(disconnect)) => {
-                Incoming::InitiateDisconnect(convert::duration(disconnect.grace_period.as_ref()))
-            }
-            None => Incoming::Empty,
-        }
-    }
-
-    fn arguments_context(arguments: &Self::Arguments) -> Option<&ReverseCallArgumentsContext> {
-        arguments.call_context.as_ref()
-    }
-
-    fn response_call_id(response: &Self::Response) -> Option<&WireUuid> {
-        response.call_context.as_ref()?.call_id.as_ref()
-    }
-
-    fn connect_response(failure: Option<WireFailure>) -> Self::ServerMessage {
-        EventHandlerRuntimeToClientMessage {
-            message: Some(ToHead::RegistrationResponse(
-                EventHandlerRegistrationResponse { failure },
-            )),
-        }
-    }
-
-    fn ping() -> Self::ServerMessage {
-        EventHandlerRuntimeToClientMessage {
-            message: Some(ToHead::Ping(Ping {})),
-        }
-    }
-}
 
 /// Asks the head to handle events of its types.
 pub(crate) struct EventHandlerRequests {

@@ -35,6 +35,9 @@ pub mod id {
     /// A commit without events.
     pub const NO_EVENTS_TO_COMMIT: Uuid =
         Uuid::from_u128(0xef3f_1a42_9bc3_4d98_aa2a_942d_b7c5_6ac1);
+    /// Event handlers: no registration arrived, or it was not valid.
+    pub const EVENT_HANDLER_FAILED_TO_REGISTER: Uuid =
+        Uuid::from_u128(0xdbfd_fa15_e727_49f6_bed8_7a78_7954_a4c6);
     /// Handshake: a mandatory field is missing.
     pub const HANDSHAKE_MISSING_INFORMATION: Uuid =
         Uuid::from_u128(0x8f5b_a2c2_6543_47ce_b2a8_d92a_872e_7280);

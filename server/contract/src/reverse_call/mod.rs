@@ -26,6 +26,8 @@
 //!   position is the resume point).
 //! - Malformed or out-of-order messages end the call with INVALID_ARGUMENT; they never panic.
 
+pub mod event_handlers;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
