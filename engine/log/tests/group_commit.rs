@@ -241,38 +241,12 @@ fn a_full_disk_fails_the_commit_poisons_and_recovers_after_reopen() {
     log.append(&commit(&mut r, 100, 1)).unwrap();
 }
 
-/// Unmounts the test tmpfs when dropped.
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// A real ENOSPC from the kernel: a 256 KiB tmpfs, filled until the commit fails.
 #[test]
 fn a_real_full_tmpfs_is_survived() {
-    let mount = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=256k",
-            "annals-test",
-            &mount.path().display().to_string(),
-        ])
-        .status();
-    if !status.is_ok_and(|s| s.success()) {
-        assert!(
-            std::env::var("ANNALS_ALLOW_NO_MOUNT").is_ok_and(|v| v == "1"),
-            "mounting a tmpfs failed (needs root); set ANNALS_ALLOW_NO_MOUNT=1 to skip"
-        );
-        eprintln!("skipped: no tmpfs mount");
+    let Some((mount, _unmount)) = mount_tmpfs("256k", "annals-test") else {
         return;
-    }
-    let _guard = Unmount(mount.path().to_path_buf());
+    };
     for io in real_backends() {
         let data = mount.path().join(io.name());
         let config = annals_log::LogConfig {

@@ -224,33 +224,14 @@ fn a_buffered_log_keeps_what_it_acknowledged_across_a_failed_sync_and_a_heal() {
     assert_holds_exactly(&log, &acknowledged, "after a crash");
 }
 
-/// Unmounts the test tmpfs when dropped.
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// A real ENOSPC from the kernel, on both real backends: a 256 KiB tmpfs filled by commits,
 /// healed in place once it is remounted larger.
 #[test]
 fn a_real_full_tmpfs_heals_in_place_once_it_has_room() {
-    let mount = tempfile::tempdir().unwrap();
-    let point = mount.path().display().to_string();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "annals-heal", &point])
-        .status();
-    if !mounted.is_ok_and(|s| s.success()) {
-        assert!(
-            std::env::var("ANNALS_ALLOW_NO_MOUNT").is_ok_and(|v| v == "1"),
-            "mounting a tmpfs failed (needs root); set ANNALS_ALLOW_NO_MOUNT=1 to skip"
-        );
-        eprintln!("skipped: no tmpfs mount");
+    let Some((mount, _unmount)) = mount_tmpfs("256k", "annals-heal") else {
         return;
-    }
-    let _guard = Unmount(mount.path().to_path_buf());
+    };
+    let point = mount.path().display().to_string();
     let remount = |size: &str| {
         let status = std::process::Command::new("mount")
             .args(["-o", &format!("remount,size={size}"), &point])

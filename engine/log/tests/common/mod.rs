@@ -152,3 +152,33 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
         std::thread::park();
     }
 }
+
+/// Unmounts a test's tmpfs when dropped.
+pub struct Unmount(pub std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A tmpfs of `size` (such as `256k`) mounted on a fresh directory, unmounted when the guard
+/// drops; `None` when mounting is not possible and `ANNALS_ALLOW_NO_MOUNT=1` allows skipping
+/// (the test then says it skipped), a failure otherwise (mounting needs root).
+pub fn mount_tmpfs(size: &str, name: &str) -> Option<(tempfile::TempDir, Unmount)> {
+    let mount = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), name])
+        .arg(mount.path())
+        .status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var("ANNALS_ALLOW_NO_MOUNT").is_ok_and(|v| v == "1"),
+            "mounting a tmpfs failed (needs root); set ANNALS_ALLOW_NO_MOUNT=1 to skip"
+        );
+        eprintln!("skipped: no tmpfs mount");
+        return None;
+    }
+    let guard = Unmount(mount.path().to_path_buf());
+    Some((mount, guard))
+}
