@@ -5,7 +5,7 @@
 //! Input: a kind byte, then the bytes of one protobuf message of that kind, decoded as tonic
 //! would (a message prost cannot decode is tonic's INVALID_ARGUMENT and ends the run):
 //!
-//! | kind % 6 | message | what runs |
+//! | kind % 7 | message | what runs |
 //! | --- | --- | --- |
 //! | 0 | `CommitEventsRequest` | call context, events |
 //! | 1 | `CommitAggregateEventsRequest` | call context, aggregate root and event source, events |
@@ -13,13 +13,15 @@
 //! | 3 | `EventHandlerRegistrationRequest` | the reverse call's context, event types, grace and ping durations |
 //! | 4 | `FetchForAggregateInBatchesRequest` | call context, aggregate, event types |
 //! | 5 | any message of a 5.4 rpc (the next byte picks the route and direction) | the legacy rewrite |
+//! | 6 | `HandshakeRequest` | the handshake's field and compatibility checks |
 //!
 //! Checks: nothing panics; every refusal is a Failure with a reason naming a field; whatever is
 //! accepted round-trips: an execution context back to the wire and in again unchanged, each
 //! accepted event through the log's record encoder and decoder unchanged, and a 5.4 message
 //! rewritten to 7.8.1 rewrites back to 5.4 and again to the same 7.8.1 bytes.
 
-use annals_contract::api::{convert, failure::Failure, ids};
+use annals_contract::api::failure::{id, Failure};
+use annals_contract::api::{convert, handshake as checks, ids};
 use annals_contract::legacy::{self, Direction};
 use annals_contract::proto::dolittle::runtime::events::fetch_for_aggregate_in_batches_request::Request;
 use annals_contract::proto::dolittle::runtime::events::processing::EventHandlerRegistrationRequest;
@@ -27,6 +29,7 @@ use annals_contract::proto::dolittle::runtime::events::{
     CommitAggregateEventsRequest, CommitEventsRequest, FetchForAggregateInBatchesRequest,
     FetchForAggregateRequest,
 };
+use annals_contract::proto::dolittle::runtime::handshake::HandshakeRequest;
 use annals_log::{
     testing::{decode_payload, encode_payload},
     AppliedByAggregate, Event, EventLogSequenceNumber, EventType, ExecutionContext,
@@ -39,16 +42,17 @@ use crate::Input;
 pub fn requests(data: &[u8]) {
     let mut input = Input::new(data);
     let kind = input.u8();
-    match kind % 6 {
+    match kind % 7 {
         0 => commit(input.rest()),
         1 => commit_for_aggregate(input.rest()),
         2 => fetch(input.rest()),
         3 => registration(input.rest()),
         4 => fetch_in_batches(input.rest()),
-        _ => {
+        5 => {
             let pick = input.u8();
             legacy_rewrite(pick, input.rest());
         }
+        _ => handshake(input.rest()),
     }
 }
 
@@ -304,4 +308,52 @@ fn legacy_rewrite(pick: u8, bytes: &[u8]) {
         "{}: the rewrite's output changes on a round trip",
         plan.message()
     );
+}
+
+fn handshake(bytes: &[u8]) {
+    let Ok(request) = HandshakeRequest::decode(bytes) else {
+        return;
+    };
+    for v in [
+        &request.head_version,
+        &request.sdk_version,
+        &request.contracts_version,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let _ = checks::version_text(v);
+    }
+    match checks::check_handshake(&request) {
+        Ok(()) => {
+            let (major, minor, _) = checks::CONTRACTS_VERSION;
+            let head = request
+                .contracts_version
+                .as_ref()
+                .unwrap_or_else(|| panic!("a handshake without contracts was accepted"));
+            assert!(
+                head.major == major && head.minor <= minor,
+                "contracts {head:?} were accepted"
+            );
+            assert!(
+                !request.sdk_identifier.trim().is_empty()
+                    && request.head_version.is_some()
+                    && request.sdk_version.is_some()
+                    && request.time_spent.is_some(),
+                "a handshake missing a field was accepted"
+            );
+        }
+        Err(f) => {
+            refused(&f);
+            assert!(
+                [
+                    id::HANDSHAKE_MISSING_INFORMATION,
+                    id::HANDSHAKE_SDK_MUST_BE_UPDATED,
+                    id::HANDSHAKE_RUNTIME_MUST_BE_UPDATED,
+                ]
+                .contains(&f.id),
+                "a handshake refused with another failure: {f:?}"
+            );
+        }
+    }
 }

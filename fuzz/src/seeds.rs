@@ -22,7 +22,9 @@ use annals_log::{
     LogStore, ScopeId,
 };
 
+use annals_contract::api::handshake as checks;
 use annals_contract::proto::dolittle::artifacts::Artifact;
+use annals_contract::proto::dolittle::runtime::handshake::HandshakeRequest;
 use annals_contract::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use annals_contract::proto::dolittle::protobuf::Uuid as WireUuid;
 use annals_contract::proto::dolittle::runtime::events::fetch_for_aggregate_in_batches_request::Request as BatchRequest;
@@ -735,6 +737,27 @@ fn request_seeds(seeds: &mut Vec<Seed>) {
         }
         .encode_to_vec(),
     );
+    let handshake = |contracts: (i32, i32, i32)| HandshakeRequest {
+        sdk_identifier: "JavaScript".into(),
+        head_version: Some(checks::version(1, 0, 0, "")),
+        sdk_version: Some(checks::version(24, 0, 0, "")),
+        contracts_version: Some(checks::version(contracts.0, contracts.1, contracts.2, "")),
+        attempt: 1,
+        time_spent: Some(prost_types::Duration {
+            seconds: 0,
+            nanos: 1000,
+        }),
+        build_results: None,
+    };
+    push("handshake", 6, handshake((7, 8, 1)).encode_to_vec());
+    push(
+        "handshake-runtime-too-old",
+        6,
+        handshake((7, 9, 0)).encode_to_vec(),
+    );
+    let mut missing = handshake((7, 8, 1));
+    missing.sdk_identifier = " ".into();
+    push("handshake-missing-sdk", 6, missing.encode_to_vec());
     // A 5.4 commit: the event source a Uuid message, as 5.4 heads send it.
     let mut legacy = Vec::new();
     let uuid = |n: u128| {

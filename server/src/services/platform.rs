@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::api::convert;
 use crate::api::failure::{id, Failure, InBand};
+use crate::api::handshake::{check_handshake, version, version_text, CONTRACTS_VERSION};
 use crate::api::ids;
 use crate::blocking::blocking;
 use crate::proto::dolittle::artifacts::Artifact;
@@ -34,9 +35,6 @@ use crate::proto::dolittle::services::CallRequestContext;
 use crate::proto::dolittle::versioning::Version;
 use crate::runtime::Runtime;
 use crate::services::request::{self, Call};
-
-/// The contracts this runtime speaks.
-pub(crate) const CONTRACTS_VERSION: (i32, i32, i32) = (7, 8, 1);
 
 /// What an alias-less registration is listed as (the original's text).
 pub(crate) const NO_ALIAS: &str = "No alias";
@@ -73,73 +71,6 @@ impl PlatformServices {
         };
         request::unary(&self.runtime, rpc, work).await
     }
-}
-
-fn version(major: i32, minor: i32, patch: i32, pre_release: &str) -> Version {
-    Version {
-        major,
-        minor,
-        patch,
-        build: 0,
-        pre_release_string: pre_release.to_owned(),
-    }
-}
-
-/// Major.Minor.Patch.Build[-PreRelease], as the original prints versions.
-fn version_text(v: &Version) -> String {
-    let mut text = format!("{}.{}.{}.{}", v.major, v.minor, v.patch, v.build);
-    if !v.pre_release_string.is_empty() {
-        text.push('-');
-        text.push_str(&v.pre_release_string);
-    }
-    text
-}
-
-/// Checks a handshake's fields (in the original's order), then the contracts' compatibility.
-fn check_handshake(request: &HandshakeRequest) -> Result<(), Failure> {
-    let missing = |field: &str| {
-        Failure::new(
-            id::HANDSHAKE_MISSING_INFORMATION,
-            format!("The received handshake is missing the field {field}"),
-        )
-    };
-    if request.sdk_identifier.trim().is_empty() {
-        return Err(missing("SdkIdentifier"));
-    }
-    if request.head_version.is_none() {
-        return Err(missing("HeadVersion"));
-    }
-    if request.sdk_version.is_none() {
-        return Err(missing("SdkVersion"));
-    }
-    let Some(head) = &request.contracts_version else {
-        return Err(missing("ContractsVersion"));
-    };
-    if request.time_spent.is_none() {
-        return Err(missing("TimeSpent"));
-    }
-    let (major, minor, patch) = CONTRACTS_VERSION;
-    if head.major > major || (head.major == major && head.minor > minor) {
-        return Err(Failure::new(
-            id::HANDSHAKE_RUNTIME_MUST_BE_UPDATED,
-            format!(
-                "This version of the Runtime is too old to be used with the SDK you are currently \
-                 using. Please upgrade your Runtime to a version that supports Contracts {}.",
-                version_text(head)
-            ),
-        ));
-    }
-    if head.major < major {
-        return Err(Failure::new(
-            id::HANDSHAKE_SDK_MUST_BE_UPDATED,
-            format!(
-                "The version of your currently used SDK is too old to be used with this version \
-                 of the Runtime. Please upgrade your SDK to a version that supports Contracts {}.",
-                version_text(&version(major, minor, patch, ""))
-            ),
-        ));
-    }
-    Ok(())
 }
 
 #[tonic::async_trait]

@@ -8,9 +8,11 @@
 //! - `ids`: Guid byte order, the one place it is handled.
 //! - `failure`: Dolittle Failures and in-band answers; engine errors become Failures here.
 //! - `in_band`: which responses carry a Failure in band (one `InBand` impl each).
+//! - `handshake`: the Handshake rpc's checks (fields, contracts compatibility).
 
 pub mod committed;
 pub mod convert;
 pub mod failure;
+pub mod handshake;
 pub mod ids;
 mod in_band;
