@@ -347,6 +347,20 @@ impl Drop for Server {
     }
 }
 
+/// Awaits every future, each in its own task so they run at once; results in order.
+pub async fn join_all<F>(futures: Vec<F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        out.push(task.await.unwrap());
+    }
+    out
+}
+
 /// A seed for a randomised test: the number in the environment variable `variable` (to replay
 /// a failed run), else one from the clock; printed either way, odd (xorshift needs non-zero).
 pub fn seed(variable: &str) -> u64 {

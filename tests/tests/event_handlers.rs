@@ -1595,7 +1595,7 @@ async fn concurrent_registrations_of_one_handler_accept_exactly_one() {
     let attempts = channels
         .into_iter()
         .map(|channel| Head::register(channel, handler.message()));
-    let results = futures_join_all(attempts.collect()).await;
+    let results = annals_tests::join_all(attempts.collect()).await;
     let mut accepted = 0;
     let mut heads = Vec::new();
     for (head, response) in results {
@@ -1610,20 +1610,6 @@ async fn concurrent_registrations_of_one_handler_accept_exactly_one() {
         heads.push(head);
     }
     assert_eq!(accepted, 1);
-}
-
-/// Awaits every future (in its own task each).
-async fn futures_join_all<F>(futures: Vec<F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let tasks: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::new();
-    for task in tasks {
-        out.push(task.await.unwrap());
-    }
-    out
 }
 
 /// A parked partition whose retry fails again is retried again, the retry count growing.

@@ -253,9 +253,9 @@ async fn concurrent_reprocess_calls_set_the_position_once_and_refuse_the_others(
                 event_handler_id: Some(id(handler.id)),
                 stream_position: 3,
             };
-            tokio::spawn(async move { client.reprocess_events_from(request).await })
+            async move { client.reprocess_events_from(request).await }
         });
-        let answers: Vec<_> = futures_join(calls.collect()).await;
+        let answers = annals_tests::join_all(calls.collect()).await;
         let mut set = 0;
         for answer in answers {
             match answer.unwrap().into_inner().failure {
@@ -289,15 +289,6 @@ async fn concurrent_reprocess_calls_set_the_position_once_and_refuse_the_others(
         answered[5..].iter().all(|r| r.seq() >= 3),
         "redelivered from before the position asked for"
     );
-}
-
-/// Waits for every task; panics of the tasks propagate.
-async fn futures_join<T: Send + 'static>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
-    let mut out = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        out.push(task.await.unwrap());
-    }
-    out
 }
 
 /// ReprocessEventsFrom fails beyond the end of the log, for a handler that is not connected

@@ -245,7 +245,7 @@ impl Tenant {
     /// has not failed. What is not is mended by [`heal`](Self::heal).
     pub fn check_healthy(&self) -> Result<()> {
         self.check_live()?;
-        self.event_log.check_writable()?;
+        // The event log is among the open logs (it is opened with the tenant).
         for log in self.logs.open_logs() {
             log.check_writable()?;
         }
