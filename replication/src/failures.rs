@@ -10,8 +10,7 @@ pub(crate) const MISSING_CONSENT: Uuid = Uuid::from_u128(0xbe1b_a4e6_81e3_49c4_b
 pub(crate) const MISSING_PRODUCER_TENANT: Uuid =
     Uuid::from_u128(0x733d_0c4f_fc25_4b60_acdf_cac5_ee66_1f23);
 /// Producer: the subscription request lacks what it needs.
-pub(crate) const MISSING_SUBSCRIPTION_ARGUMENTS: Uuid =
-    Uuid::from_u128(0x3f88_dfb6_93d6_40d3_9d28_8be1_49f9_e02d);
+pub(crate) use annals_contract::api::event_horizon::MISSING_SUBSCRIPTION_ARGUMENTS;
 /// Producer: the same consumer already holds this subscription.
 pub(crate) const SUBSCRIPTION_ALREADY_ACTIVE: Uuid =
     Uuid::from_u128(0x8ba0_c1a1_3a42_444b_9206_7090_3392_de17);

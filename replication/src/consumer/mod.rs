@@ -38,23 +38,7 @@ use crate::Tenants;
 
 use self::subscription::Subscription;
 
-/// A head's request for a subscription, checked by the server.
-#[derive(Debug, Clone)]
-pub struct SubscriptionRequest {
-    /// The head's execution context: its tenant is the consumer tenant, and it is what this
-    /// runtime presents to the producer.
-    pub execution_context: ExecutionContext,
-    /// The producer microservice.
-    pub producer_microservice: Uuid,
-    /// The producer tenant.
-    pub producer_tenant: Uuid,
-    /// The producer's public stream.
-    pub stream: Uuid,
-    /// Its partition.
-    pub partition: String,
-    /// The scope to write the events to here.
-    pub scope: Uuid,
-}
+pub use annals_contract::api::event_horizon::SubscriptionRequest;
 
 /// One subscription's identity: the consumer tenant and the engine's subscription id.
 type Key = (Uuid, SubscriptionId);

@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use annals_contract::api::event_horizon::{self, ConsumerArguments};
 use annals_contract::api::failure::Failure;
 use annals_contract::api::ids;
 use annals_contract::proto::dolittle::runtime::eventhorizon::{
@@ -266,10 +267,6 @@ impl Inner {
         )))
     }
 
-    #[expect(
-        deprecated,
-        reason = "a consumer of Contracts 5 names the partition only by the legacy Guid field"
-    )]
     /// The original's checks, in its order: the arguments, then the consent (with the
     /// producer tenant); the caller then checks that no identical subscription is served.
     fn check(
@@ -277,28 +274,12 @@ impl Inner {
         request: &ConsumerSubscriptionRequest,
         consumer: &annals_engine::ExecutionContext,
     ) -> Result<Accepted, Failure> {
-        let missing = |what: &str| {
-            failures::failure(
-                failures::MISSING_SUBSCRIPTION_ARGUMENTS,
-                format!("Missing subscription arguments: {what} is missing"),
-            )
-        };
-        let producer_tenant = request
-            .tenant_id
-            .as_ref()
-            .ok_or_else(|| missing("tenantId"))
-            .and_then(|id| ids::from_wire("tenantId", id))?;
-        let stream = request
-            .stream_id
-            .as_ref()
-            .ok_or_else(|| missing("streamId"))
-            .and_then(|id| ids::from_wire("streamId", id))?;
-        // The partition is text since Contracts 7; older consumers send only the legacy Guid.
-        let partition = match (&request.partition_id, &request.partition_id_legacy) {
-            (Some(text), _) => text.clone(),
-            (None, Some(legacy)) => ids::from_wire("partitionIdLegacy", legacy)?.to_string(),
-            (None, None) => return Err(missing("partitionId")),
-        };
+        let ConsumerArguments {
+            producer_tenant,
+            stream,
+            partition,
+            stream_position,
+        } = event_horizon::consumer_arguments(request)?;
         let consent = self.consent(
             producer_tenant,
             consumer.microservice_id,
@@ -327,7 +308,7 @@ impl Inner {
                 partition,
             },
             consent,
-            from: StreamPosition(request.stream_position),
+            from: StreamPosition(stream_position),
         })
     }
 }

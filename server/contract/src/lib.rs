@@ -13,6 +13,8 @@
 //! - `reverse_call`: the reverse-call protocol (the runtime calls the head over a stream the
 //!   head opened): connect, pings, calls and answers, disconnects.
 //! - [`Platform`]: this runtime's identity, which a reverse call's head must share.
+//! - `processors`: what a stream processor is, and each kind's registration checked;
+//!   `projections`: a projection's definition (key selectors, the .NET text of keys).
 //!
 //! Dependency direction: annals-server -> annals-replication -> annals-contract ->
 //! annals-engine; nothing here knows the server.
@@ -25,6 +27,8 @@ pub mod clock;
 pub mod legacy;
 pub mod limits;
 mod platform;
+pub mod processors;
+pub mod projections;
 pub mod proto;
 pub mod proto_v5;
 pub mod reverse_call;

@@ -38,77 +38,7 @@ use crate::api::failure::Failure;
 /// How long a registration waits for an ended connection of the same processor to finish.
 const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The scope public filters' positions (their processor state) are kept under, so a private
-/// filter with the same id in the default scope never shares its position (the original keeps
-/// `public-stream-<id>` apart from `stream-<id>` the same way). Public streams themselves are
-/// in the engine's own namespace (`Tenant::append_to_public_stream_with_state`); older
-/// versions kept them under this scope too, and the engine moves them out when a tenant
-/// opens. No event-horizon scope is this id: scopes are producer microservice ids chosen by
-/// consumers, and the all-ones id is refused as a scope at registration.
-pub(crate) const PUBLIC_STREAMS_SCOPE: Uuid = Uuid::max();
-
-/// What a processor is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) enum Kind {
-    /// An event handler (reads the event log, writes nothing).
-    EventHandler,
-    /// A private filter: writes the events the head includes to its stream.
-    Filter,
-    /// A public filter: public events only, written to a public stream (what the event
-    /// horizon serves), kept apart from private streams of the same id.
-    PublicFilter,
-    /// A projection: reads the event log, keeps a state per key.
-    Projection,
-}
-
-impl Kind {
-    /// The `kind` label of its metrics.
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Kind::EventHandler => "event_handler",
-            Kind::Filter => "filter",
-            Kind::PublicFilter => "public_filter",
-            Kind::Projection => "projection",
-        }
-    }
-}
-
-/// A processor's identity: at most one connection holds it at a time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct ProcessorKey {
-    pub(crate) kind: Kind,
-    pub(crate) scope: Uuid,
-    pub(crate) id: Uuid,
-}
-
-/// Whether a processor keeps the order of each partition (the event source) apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Partitioning {
-    /// One event in flight, in log order; a failing event stops the processor (retried in
-    /// flight while the head asks for a retry).
-    Unpartitioned,
-    /// Up to its concurrency in flight, never two of one partition; a failing partition is
-    /// parked while the others go on.
-    Partitioned,
-}
-
-impl Partitioning {
-    /// The wire's `partitioned` flag.
-    pub(crate) fn is_partitioned(self) -> bool {
-        self == Partitioning::Partitioned
-    }
-}
-
-impl From<bool> for Partitioning {
-    /// From the wire's `partitioned` flag.
-    fn from(partitioned: bool) -> Partitioning {
-        if partitioned {
-            Partitioning::Partitioned
-        } else {
-            Partitioning::Unpartitioned
-        }
-    }
-}
+pub(crate) use annals_contract::processors::{failures, Kind, Partitioning, ProcessorKey};
 
 /// A command to a tenant's processor, from management.
 pub(crate) enum Command {
@@ -291,37 +221,4 @@ impl Drop for ClearOnDrop<'_> {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
     }
-}
-
-/// Failure ids of processing (the original's).
-pub(crate) mod failures {
-    use uuid::Uuid;
-
-    /// Event handlers: no registration arrived, or it was not valid.
-    pub(crate) const EVENT_HANDLER_FAILED_TO_REGISTER: Uuid =
-        crate::api::failure::id::EVENT_HANDLER_FAILED_TO_REGISTER;
-    /// Event handlers: the handler (scope, id) is connected already.
-    pub(crate) const EVENT_HANDLER_ALREADY_REGISTERED: Uuid =
-        Uuid::from_u128(0x19dc_6254_1732_4625_90af_4447_32bc_e795);
-    /// Event handlers: the id cannot be a stream's (the empty id is the event log's).
-    pub(crate) const EVENT_HANDLER_ON_NON_WRITEABLE_STREAM: Uuid =
-        Uuid::from_u128(0x45b4_c918_37a5_405c_9865_d032_869b_1d24);
-    /// Filters: the id cannot be a stream's.
-    pub(crate) const FILTER_ON_NON_WRITEABLE_STREAM: Uuid =
-        Uuid::from_u128(0x2cdb_6143_4f3d_49cb_bd58_68fd_1376_dab1);
-    /// Filters: no registration arrived, it was not valid, or the filter is connected already.
-    pub(crate) const FILTER_FAILED_TO_REGISTER: Uuid =
-        Uuid::from_u128(0xf048_0899_8aed_4191_b339_5121_f4d9_f2e2);
-    /// Management: the event handler is not connected.
-    pub(crate) const NOT_REGISTERED: Uuid =
-        Uuid::from_u128(0x0006_69b7_2ad3_4c4c_a245_55ba_33c4_8a4d);
-    /// Management: the event handler does not run for that tenant.
-    pub(crate) const NOT_REGISTERED_FOR_TENANT: Uuid =
-        Uuid::from_u128(0x7bc3_40c0_c0e1_4ef6_9c44_2030_4bfc_2ef2);
-    /// Management: a reset of the same processor is under way.
-    pub(crate) const ALREADY_SETTING_POSITION: Uuid =
-        Uuid::from_u128(0xf5d9_c2db_c6e3_4d12_848c_c298_1c4f_fb85);
-    /// Management: the position is past the end of the log.
-    pub(crate) const CANNOT_REPROCESS_ABOVE_CURRENT: Uuid =
-        Uuid::from_u128(0xd3a0_bafc_4746_41ed_b4a4_e67b_5055_9703);
 }

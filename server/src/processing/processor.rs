@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use annals_engine::{
-    EventLogSequenceNumber, EventView, Log, ScopeId, StreamPosition, StreamProcessorId,
+    EventLogSequenceNumber, EventView, Log, StreamPosition, StreamProcessorId,
     StreamProcessorState, Tenant,
 };
 use parking_lot::Mutex;
@@ -106,38 +106,7 @@ pub(crate) trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Outcome, CallError>> + Send;
 }
 
-/// Where a processor without a stored position starts, and what it skips.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Bounds {
-    /// The first event-log position when nothing is stored.
-    pub(crate) start: StartFrom,
-    /// Events that occurred before this (Unix ns) are not delivered.
-    pub(crate) not_before_ns: Option<i64>,
-    /// Events that occurred at or after this (Unix ns) are not delivered.
-    pub(crate) stop_at_ns: Option<i64>,
-}
-
-/// Where a new processor starts.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) enum StartFrom {
-    /// At the first event.
-    #[default]
-    Start,
-    /// After the last event committed when it registers.
-    Latest,
-    /// At an event-log sequence number.
-    Position(EventLogSequenceNumber),
-}
-
-/// Where a filter writes what it includes.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum TargetStream {
-    /// A private filter's stream, in its scope.
-    Scoped { scope: ScopeId, stream: Uuid },
-    /// A public filter's public stream: the engine keeps public streams in a namespace of
-    /// their own, which no scope reaches (what the event horizon serves).
-    Public { stream: Uuid },
-}
+pub(crate) use annals_contract::processors::{Bounds, StartFrom, TargetStream};
 
 /// Everything one tenant's processor runs with.
 pub(crate) struct TenantProcessor<H: Handler> {

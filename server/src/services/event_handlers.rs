@@ -9,30 +9,25 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use annals_engine::{EventLogSequenceNumber, EventType, EventView};
+use annals_contract::processors::registration;
+use annals_engine::EventView;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
-use crate::api::convert;
 use crate::api::failure::Failure;
 use crate::api::ids;
-use crate::processing::processor::{Bounds, Outcome, StartFrom};
-use crate::processing::{failures, Kind, Partitioning, ProcessorKey, PUBLIC_STREAMS_SCOPE};
+use crate::processing::processor::Outcome;
+use crate::processing::{failures, Partitioning};
 use crate::proto::dolittle::protobuf::Uuid as WireUuid;
 use crate::proto::dolittle::runtime::events::processing::event_handler_runtime_to_client_message::Message as ToHead;
 use crate::proto::dolittle::runtime::events::processing::event_handlers_server::EventHandlers;
 use crate::proto::dolittle::runtime::events::processing::{
-    start_from, EventHandlerClientToRuntimeMessage, EventHandlerRegistrationRequest,
-    EventHandlerResponse, EventHandlerRuntimeToClientMessage, HandleEventRequest, StreamEvent,
+    EventHandlerClientToRuntimeMessage, EventHandlerResponse, EventHandlerRuntimeToClientMessage,
+    HandleEventRequest, StreamEvent,
 };
 use crate::reverse_call::event_handlers::EventHandlerProtocol;
 use crate::runtime::Runtime;
-use crate::services::processor_session::{self, Question, Requests, Spec};
-
-/// The most events a partitioned handler has in flight at once per tenant; a registration
-/// asking for more gets this many (the bound on what a head that never answers can make the
-/// runtime hold).
-const CONCURRENCY_MAX: usize = 256;
+use crate::services::processor_session::{self, Question, Requests};
 
 /// Asks the head to handle events of its types.
 pub(crate) struct EventHandlerRequests {
@@ -93,7 +88,7 @@ impl EventHandlers for EventHandlersService {
         Ok(Response::new(processor_session::connect(
             Arc::clone(&self.runtime),
             request,
-            spec,
+            registration::event_handler,
             |spec| EventHandlerRequests {
                 types: spec.event_types.iter().map(|t| t.id).collect(),
                 scope: ids::to_wire(spec.key.scope),
@@ -110,90 +105,4 @@ impl EventHandlers for EventHandlersService {
             },
         )))
     }
-}
-
-/// The registration, checked.
-fn spec(request: &EventHandlerRegistrationRequest) -> Result<Spec, Failure> {
-    let invalid = |reason: String| Failure::new(failures::EVENT_HANDLER_FAILED_TO_REGISTER, reason);
-    let id = ids::required("eventHandlerId", request.event_handler_id.as_ref())
-        .map_err(|f| invalid(f.reason))?;
-    if id.is_nil() {
-        return Err(Failure::new(
-            failures::EVENT_HANDLER_ON_NON_WRITEABLE_STREAM,
-            "the event handler id cannot be the empty id (it is the event log's)",
-        ));
-    }
-    let scope = match request.scope_id.as_ref() {
-        None => Uuid::nil(),
-        Some(scope) => ids::from_wire("scopeId", scope).map_err(|f| invalid(f.reason))?,
-    };
-    let event_types = request
-        .event_types
-        .iter()
-        .enumerate()
-        .map(|(i, t)| convert::event_type(format!("eventTypes[{i}]"), Some(t)))
-        .collect::<Result<Vec<EventType>, Failure>>()
-        .map_err(|f| invalid(f.reason))?;
-    let partitioning = Partitioning::from(request.partitioned);
-    let concurrency = usize::try_from(request.concurrency).map_err(|_| {
-        invalid(format!(
-            "concurrency is {}; it must be 0 or more",
-            request.concurrency
-        ))
-    })?;
-    let mut bounds = Bounds {
-        stop_at_ns: request.stop_at.as_ref().map(convert::timestamp_ns),
-        ..Bounds::default()
-    };
-    match request
-        .start_from
-        .as_ref()
-        .and_then(|s| s.selected.as_ref())
-    {
-        None => {}
-        Some(start_from::Selected::Position(position)) => {
-            bounds.start = match start_from::Position::try_from(*position) {
-                Ok(start_from::Position::Start) => StartFrom::Start,
-                Ok(start_from::Position::Latest) => StartFrom::Latest,
-                Err(_) => {
-                    return Err(invalid(format!(
-                        "startFrom.position {position} is neither Start (0) nor Latest (1)"
-                    )))
-                }
-            };
-        }
-        Some(start_from::Selected::Timestamp(at)) => {
-            bounds.not_before_ns = Some(convert::timestamp_ns(at));
-        }
-        Some(start_from::Selected::EventLogSequenceNumber(n)) => {
-            bounds.start = StartFrom::Position(EventLogSequenceNumber(*n));
-        }
-    }
-    if scope == PUBLIC_STREAMS_SCOPE {
-        return Err(invalid(format!(
-            "scope {scope} is reserved for public streams"
-        )));
-    }
-    Ok(Spec {
-        key: ProcessorKey {
-            kind: Kind::EventHandler,
-            scope,
-            id,
-        },
-        source_scope: scope,
-        state_scope: scope,
-        source_stream: id,
-        event_types,
-        partitioning,
-        alias: request.alias.clone().filter(|a| !a.is_empty()),
-        // Concurrency applies to partitioned handlers only (0 means 1), up to
-        // CONCURRENCY_MAX: each event in flight is held in memory until answered.
-        concurrency: match partitioning {
-            Partitioning::Partitioned => concurrency.clamp(1, CONCURRENCY_MAX),
-            Partitioning::Unpartitioned => 1,
-        },
-        bounds,
-        target: None,
-        projection: None,
-    })
 }

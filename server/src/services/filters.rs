@@ -13,14 +13,15 @@
 
 use std::sync::Arc;
 
-use annals_engine::{EventView, ScopeId};
+use annals_contract::processors::registration::{self, FilterArguments, Visibility};
+use annals_engine::EventView;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use crate::api::failure::Failure;
 use crate::api::ids;
-use crate::processing::processor::{Bounds, Outcome, TargetStream};
-use crate::processing::{failures, Kind, Partitioning, ProcessorKey, PUBLIC_STREAMS_SCOPE};
+use crate::processing::processor::Outcome;
+use crate::processing::{failures, Partitioning};
 use crate::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
 use crate::proto::dolittle::runtime::events::processing::filter_runtime_to_client_message::Message as ToHead;
 use crate::proto::dolittle::runtime::events::processing::filters_server::Filters;
@@ -37,20 +38,10 @@ use crate::proto::dolittle::services::{
 };
 use crate::reverse_call::{Incoming, Protocol};
 use crate::runtime::Runtime;
-use crate::services::processor_session::{self, Question, Requests, Spec};
+use crate::services::processor_session::{self, Question, Requests};
 
 /// The partition of every entry of an unpartitioned filter's stream (the original's).
 const UNPARTITIONED: &str = "00000000-0000-0000-0000-000000000000";
-
-/// Which events a filter reads and which streams it writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Visibility {
-    /// Every event of its scope's log, written to a stream of its scope.
-    Private,
-    /// Public events of the event log only, written to a public stream (the engine's
-    /// namespace of public streams; its position under `PUBLIC_STREAMS_SCOPE`).
-    Public,
-}
 
 /// What the three filter kinds' answers have in common.
 pub(crate) trait FilterAnswer: Send + 'static {
@@ -74,47 +65,6 @@ impl FilterAnswer for PartitionedFilterResponse {
     }
     fn into_parts(self) -> (bool, Option<String>, Option<ProcessorFailure>) {
         (self.is_included, Some(self.partition_id), self.failure)
-    }
-}
-
-/// The registration message of each kind.
-pub(crate) trait FilterArguments: Send + 'static {
-    fn call_context(&self) -> Option<&ReverseCallArgumentsContext>;
-    fn filter_id(&self) -> Option<&WireUuid>;
-    /// None for public filters (always the default scope).
-    fn scope_id(&self) -> Option<&WireUuid>;
-}
-
-/// The registrations that name a scope (unpartitioned and partitioned filters).
-macro_rules! scoped_filter_arguments {
-    ($($arguments:ty),*) => {$(
-        impl FilterArguments for $arguments {
-            fn call_context(&self) -> Option<&ReverseCallArgumentsContext> {
-                self.call_context.as_ref()
-            }
-            fn filter_id(&self) -> Option<&WireUuid> {
-                self.filter_id.as_ref()
-            }
-            fn scope_id(&self) -> Option<&WireUuid> {
-                self.scope_id.as_ref()
-            }
-        }
-    )*};
-}
-scoped_filter_arguments!(
-    FilterRegistrationRequest,
-    PartitionedFilterRegistrationRequest
-);
-
-impl FilterArguments for PublicFilterRegistrationRequest {
-    fn call_context(&self) -> Option<&ReverseCallArgumentsContext> {
-        self.call_context.as_ref()
-    }
-    fn filter_id(&self) -> Option<&WireUuid> {
-        self.filter_id.as_ref()
-    }
-    fn scope_id(&self) -> Option<&WireUuid> {
-        None
     }
 }
 
@@ -255,7 +205,7 @@ impl FiltersService {
         processor_session::connect::<P, FilterRequests>(
             Arc::clone(&self.runtime),
             request,
-            move |arguments| spec(arguments, partitioning, visibility),
+            move |arguments| registration::filter(arguments, partitioning, visibility),
             move |spec| FilterRequests {
                 scope: ids::to_wire(spec.key.scope),
                 visibility,
@@ -307,60 +257,4 @@ impl Filters for FiltersService {
             Visibility::Public,
         )))
     }
-}
-
-/// The registration, checked.
-fn spec(
-    arguments: &impl FilterArguments,
-    partitioning: Partitioning,
-    visibility: Visibility,
-) -> Result<Spec, Failure> {
-    let invalid = |reason: String| Failure::new(failures::FILTER_FAILED_TO_REGISTER, reason);
-    let id = ids::required("filterId", arguments.filter_id()).map_err(|f| invalid(f.reason))?;
-    if id.is_nil() {
-        return Err(Failure::new(
-            failures::FILTER_ON_NON_WRITEABLE_STREAM,
-            "the filter id cannot be the empty id (it is the event log's)",
-        ));
-    }
-    let scope = match arguments.scope_id() {
-        None => Uuid::nil(),
-        Some(scope) => ids::from_wire("scopeId", scope).map_err(|f| invalid(f.reason))?,
-    };
-    if scope == PUBLIC_STREAMS_SCOPE {
-        return Err(invalid(format!(
-            "scope {scope} is reserved for public streams"
-        )));
-    }
-    // Public filters read the event log and write a public stream (the engine's own namespace
-    // of public streams); their position is kept under `PUBLIC_STREAMS_SCOPE`, apart from a
-    // private filter's with the same id.
-    let (kind, state_scope, target) = match visibility {
-        Visibility::Public => (
-            Kind::PublicFilter,
-            PUBLIC_STREAMS_SCOPE,
-            TargetStream::Public { stream: id },
-        ),
-        Visibility::Private => (
-            Kind::Filter,
-            scope,
-            TargetStream::Scoped {
-                scope: ScopeId(scope),
-                stream: id,
-            },
-        ),
-    };
-    Ok(Spec {
-        key: ProcessorKey { kind, scope, id },
-        source_scope: scope,
-        state_scope,
-        source_stream: Uuid::nil(),
-        event_types: Vec::new(),
-        partitioning,
-        alias: None,
-        concurrency: 1,
-        bounds: Bounds::default(),
-        target: Some(target),
-        projection: None,
-    })
 }

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use annals_contract::api::management;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -84,7 +85,7 @@ fn tenants_of(
     match tenant {
         None => Ok(runtime.tenant_ids().to_vec()),
         Some(t) => {
-            let t = ids::from_wire("tenantId", t)?;
+            let t = management::tenant(Some(t))?;
             Ok(runtime
                 .tenant_ids()
                 .iter()
@@ -169,7 +170,7 @@ impl AggregateRoots for ManagementServices {
     ) -> Result<Response<GetEventsResponse>, Status> {
         let request = request.into_inner();
         self.unary("AggregateRoots/GetEvents", move |runtime| {
-            let tenant_id = ids::required("tenantId", request.tenant_id.as_ref())?;
+            let tenant_id = management::tenant(request.tenant_id.as_ref())?;
             let tenant = runtime.tenant(tenant_id)?;
             let (root, event_source_id) =
                 convert::aggregate("aggregate", request.aggregate.as_ref())?;

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use annals_contract::api::management;
 use annals_engine::{EventLogSequenceNumber, StreamProcessorState};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -18,7 +19,7 @@ use crate::api::convert;
 use crate::api::failure::Failure;
 use crate::api::ids;
 use crate::blocking::blocking;
-use crate::processing::{failures, Kind, Partitioning, ProcessorKey, Registration, TenantHandle};
+use crate::processing::{failures, Kind, Partitioning, Registration, TenantHandle};
 use crate::proto::dolittle::protobuf::Uuid as WireUuid;
 use crate::proto::dolittle::runtime::events::processing::management::event_handlers_server::EventHandlers;
 use crate::proto::dolittle::runtime::events::processing::management::{
@@ -49,24 +50,14 @@ impl EventHandlersManagement {
         scope: Option<&WireUuid>,
         id: Option<&WireUuid>,
     ) -> Result<Arc<Registration>, Failure> {
-        let scope = match scope {
-            None => Uuid::nil(),
-            Some(scope) => ids::from_wire("scopeId", scope)?,
-        };
-        let id = ids::required("eventHandlerId", id)?;
-        self.runtime
-            .processors
-            .get(&ProcessorKey {
-                kind: Kind::EventHandler,
-                scope,
-                id,
-            })
-            .ok_or_else(|| {
-                Failure::new(
-                    failures::NOT_REGISTERED,
-                    format!("Event handler {id} in scope {scope} is not registered"),
-                )
-            })
+        let key = management::event_handler(scope, id)?;
+        let (scope, id) = (key.scope, key.id);
+        self.runtime.processors.get(&key).ok_or_else(|| {
+            Failure::new(
+                failures::NOT_REGISTERED,
+                format!("Event handler {id} in scope {scope} is not registered"),
+            )
+        })
     }
 
     fn tenant_of(registration: &Registration, tenant: Uuid) -> Result<&Arc<TenantHandle>, Failure> {
@@ -235,7 +226,7 @@ impl EventHandlers for EventHandlersManagement {
         let work = async {
             let registration =
                 self.handler(request.scope_id.as_ref(), request.event_handler_id.as_ref())?;
-            let tenant = ids::required("tenantId", request.tenant_id.as_ref())?;
+            let tenant = management::tenant(request.tenant_id.as_ref())?;
             let handle = Self::tenant_of(&registration, tenant)?;
             reset(handle, EventLogSequenceNumber(request.stream_position)).await
         };
@@ -250,15 +241,7 @@ impl EventHandlers for EventHandlersManagement {
         let work = async {
             let registration =
                 self.handler(request.scope_id.as_ref(), request.event_handler_id.as_ref())?;
-            let at_ns = i64::try_from(request.stream_position)
-                .ok()
-                .and_then(|ms| ms.checked_mul(1_000_000))
-                .ok_or_else(|| {
-                    Failure::invalid(format!(
-                        "streamPosition {} is not a Unix time in milliseconds",
-                        request.stream_position
-                    ))
-                })?;
+            let at_ns = management::reprocess_time_ns(request.stream_position)?;
             let handles: Vec<&Arc<TenantHandle>> =
                 match optional_tenant(request.tenant_id.as_ref())? {
                     Some(tenant) => vec![Self::tenant_of(&registration, tenant)?],
@@ -326,7 +309,4 @@ impl EventHandlers for EventHandlersManagement {
     }
 }
 
-/// The tenant a request names in its optional `tenantId`, if it names one.
-pub(crate) fn optional_tenant(tenant: Option<&WireUuid>) -> Result<Option<Uuid>, Failure> {
-    tenant.map(|t| ids::from_wire("tenantId", t)).transpose()
-}
+pub(crate) use annals_contract::api::management::optional_tenant;

@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use annals_engine::{
-    EventType, EventView, ExecutionContext, ScopeId, StateBatch, StreamDefinition, StreamFilter,
+    EventView, ExecutionContext, ScopeId, StateBatch, StreamDefinition, StreamFilter,
     StreamProcessorId, StreamProcessorState, Tenant,
 };
 use parking_lot::Mutex;
@@ -31,13 +31,9 @@ use crate::api::ids;
 use crate::blocking::blocking;
 use crate::legacy;
 use crate::processing::processor::{
-    Bounds, Delivery, Handler, Outcome, StartFrom, TargetStream, TenantProcessor,
+    Delivery, Handler, Outcome, StartFrom, TargetStream, TenantProcessor,
 };
-#[cfg(doc)]
-use crate::processing::PUBLIC_STREAMS_SCOPE;
-use crate::processing::{
-    Partitioning, ProcessorKey, Registered, Registration, TenantHandle, TenantStatus,
-};
+use crate::processing::{ProcessorKey, Registered, Registration, TenantHandle, TenantStatus};
 use crate::projections::states::TenantStates;
 use crate::projections::Definition;
 use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
@@ -45,26 +41,11 @@ use crate::proto::dolittle::runtime::events::processing::RetryProcessingState;
 use crate::proto::dolittle::services::ReverseCallRequestContext;
 use crate::reverse_call::{self, CallError, Connected, Protocol, ReverseCall};
 use crate::runtime::Runtime;
+#[cfg(doc)]
+use annals_contract::processors::PUBLIC_STREAMS_SCOPE;
 
-/// What a registration asks for, checked.
-pub(crate) struct Spec {
-    pub(crate) key: ProcessorKey,
-    /// The scope whose log it reads.
-    pub(crate) source_scope: Uuid,
-    /// The scope its position is kept under (public filters: [`PUBLIC_STREAMS_SCOPE`]).
-    pub(crate) state_scope: Uuid,
-    /// The stream it reads: the event handler's own id, nil for filters (the event log).
-    pub(crate) source_stream: Uuid,
-    pub(crate) event_types: Vec<EventType>,
-    pub(crate) partitioning: Partitioning,
-    pub(crate) alias: Option<String>,
-    pub(crate) concurrency: usize,
-    pub(crate) bounds: Bounds,
-    /// Filters: where included events go.
-    pub(crate) target: Option<TargetStream>,
-    /// Projections: what it was registered with.
-    pub(crate) projection: Option<Arc<Definition>>,
-}
+/// What a registration asks for, checked (annals-contract's `processors::registration`).
+pub(crate) use annals_contract::processors::Spec;
 
 /// A projection's states per tenant, by tenant id (empty for other kinds).
 pub(crate) type StatesByTenant = HashMap<Uuid, Arc<TenantStates>>;

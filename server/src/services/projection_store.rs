@@ -15,10 +15,8 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::api::failure::{Failure, InBand};
-use crate::api::ids;
 use crate::blocking::blocking;
 use crate::projections::Definition;
-use crate::proto::dolittle::protobuf::Uuid as WireUuid;
 use crate::proto::dolittle::runtime::projections::projections_server::Projections;
 use crate::proto::dolittle::runtime::projections::{
     GetAllRequest, GetAllResponse, GetOneRequest, GetOneResponse, ProjectionCurrentState,
@@ -39,17 +37,8 @@ const BATCH_BYTES_MAX: usize = 2 * 1024 * 1024;
 /// States read from the store at a time while batches are streamed.
 pub(crate) const PAGE_STATES: usize = 1024;
 
-/// The projection a request names: its scope (the default when absent) and id.
-pub(crate) fn projection_of(
-    scope: Option<&WireUuid>,
-    projection: Option<&WireUuid>,
-) -> Result<(ScopeId, Uuid), Failure> {
-    let scope = match scope {
-        None => Uuid::nil(),
-        Some(scope) => ids::from_wire("scopeId", scope)?,
-    };
-    Ok((ScopeId(scope), ids::required("projectionId", projection)?))
-}
+/// The projection a query names: its scope (the default when absent) and id.
+pub(crate) use annals_contract::api::management::stored_projection as projection_of;
 
 /// A stored state, as the store answers it.
 fn persisted(key: String, state: String) -> ProjectionCurrentState {

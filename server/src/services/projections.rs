@@ -3,31 +3,27 @@
 //! the next state of the event's key, given the key's current state; the states and the
 //! position are written together (`projections::states`).
 //!
-//! Registration is refused (the original's failure id, `eb82f4d3`) for a missing id, a
-//! selector without a key or event type, an event type given twice, an occurred format .NET
-//! refuses, an initial state that is not a JSON object (the original left such a projection
-//! half-registered), MongoDB copies (annals keeps no read-model database), and a projection
-//! connected already. Unlike the original, which checked only the first occurred format,
-//! every occurred format is checked.
+//! Registration is checked by annals-contract (`processors::registration::projection`, the
+//! original's failure id `eb82f4d3`); a projection connected already is refused here with the
+//! same id.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use annals_engine::{EventType, EventView};
+use annals_contract::processors::registration::{self, is_json_object};
+use annals_engine::EventView;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use crate::api::convert;
 use crate::api::failure::Failure;
 use crate::api::ids;
-use crate::processing::processor::{Bounds, Delivery, Handler, Outcome};
-use crate::processing::{Kind, Partitioning, ProcessorKey, PUBLIC_STREAMS_SCOPE};
+use crate::processing::failures;
+use crate::processing::processor::{Delivery, Handler, Outcome};
 use crate::projections::states::TenantStates;
-use crate::projections::{dotnet, Definition, KeySelector, Selector, EVENT_LOG_PARTITION};
+use crate::projections::{Definition, EVENT_LOG_PARTITION};
 use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
 use crate::proto::dolittle::runtime::events::processing::projection_client_to_runtime_message::Message as FromHead;
-use crate::proto::dolittle::runtime::events::processing::projection_event_selector::Selector as WireSelector;
 use crate::proto::dolittle::runtime::events::processing::projection_response::Response as Answer;
 use crate::proto::dolittle::runtime::events::processing::projection_runtime_to_client_message::Message as ToHead;
 use crate::proto::dolittle::runtime::events::processing::projections_server::Projections;
@@ -45,12 +41,7 @@ use crate::runtime::Runtime;
 use crate::services::processor_session::{self, Spec, StatesByTenant};
 
 /// Every refusal of a registration (the original's).
-pub(crate) const FAILED_TO_REGISTER: Uuid =
-    Uuid::from_u128(0xeb82_f4d3_06e5_45cc_ac97_7d77_dd1e_5d07);
-
-/// The .NET exception Runtime 8 named for an empty occurred format.
-const EMPTY_FORMAT: &str = "Dolittle.Runtime.Events.Processing.Projections.\
-                            OccurredFormatCannotBeNullOrEmpty: Occurred format cannot be null or empty";
+pub(crate) const FAILED_TO_REGISTER: Uuid = failures::PROJECTION_FAILED_TO_REGISTER;
 
 /// The projection reverse call's messages.
 pub(crate) struct ProjectionProtocol;
@@ -215,12 +206,6 @@ impl Handler for ProjectionHead {
     }
 }
 
-/// Whether `text` is a JSON object.
-fn is_json_object(text: &str) -> bool {
-    text.trim_start().starts_with('{')
-        && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
-}
-
 /// The Projections service.
 #[derive(Clone)]
 pub(crate) struct ProjectionsService {
@@ -242,7 +227,7 @@ impl Projections for ProjectionsService {
         Ok(Response::new(processor_session::connect_with(
             Arc::clone(&self.runtime),
             request,
-            spec,
+            registration::projection,
             |spec: &Spec, call: &Arc<ReverseCall<ProjectionProtocol>>, states: &StatesByTenant| {
                 ProjectionHead {
                     call: Arc::clone(call),
@@ -268,117 +253,4 @@ impl Projections for ProjectionsService {
             },
         )))
     }
-}
-
-/// The registration, checked.
-fn spec(request: &ProjectionRegistrationRequest) -> Result<Spec, Failure> {
-    let refuse = |reason: String| Failure::new(FAILED_TO_REGISTER, reason);
-    let id = ids::required("projectionId", request.projection_id.as_ref())
-        .map_err(|f| refuse(f.reason))?;
-    let scope = match request.scope_id.as_ref() {
-        None => Uuid::nil(),
-        Some(scope) => ids::from_wire("scopeId", scope).map_err(|f| refuse(f.reason))?,
-    };
-    if scope == PUBLIC_STREAMS_SCOPE {
-        return Err(refuse(format!(
-            "scope {scope} is reserved for public streams"
-        )));
-    }
-    let mut selectors = Vec::with_capacity(request.events.len());
-    for (i, selector) in request.events.iter().enumerate() {
-        let event_type = convert::event_type(
-            format!("events[{i}].eventType"),
-            selector.event_type.as_ref(),
-        )
-        .map_err(|f| refuse(f.reason))?;
-        let key = match &selector.selector {
-            Some(WireSelector::EventSourceKeySelector(_)) => KeySelector::EventSourceId,
-            Some(WireSelector::PartitionKeySelector(_)) => KeySelector::PartitionId,
-            Some(WireSelector::EventPropertyKeySelector(p)) => {
-                KeySelector::Property(p.property_name.clone())
-            }
-            Some(WireSelector::StaticKeySelector(s)) => KeySelector::Static(s.static_key.clone()),
-            Some(WireSelector::EventOccurredKeySelector(o)) => {
-                KeySelector::Occurred(o.format.clone())
-            }
-            None => {
-                return Err(refuse(format!(
-                    "events[{i}] (event type {}) has no key selector",
-                    event_type.id
-                )))
-            }
-        };
-        selectors.push(Selector {
-            event_type: event_type.id,
-            key,
-        });
-    }
-    let mut seen = HashSet::new();
-    if let Some(twice) = selectors.iter().find(|s| !seen.insert(s.event_type)) {
-        return Err(refuse(format!(
-            "Event {} was specified more than once",
-            twice.event_type
-        )));
-    }
-    for selector in &selectors {
-        if let KeySelector::Occurred(format) = &selector.key {
-            let error = if format.is_empty() {
-                Some(EMPTY_FORMAT.to_owned())
-            } else {
-                dotnet::format_time(0, format).err()
-            };
-            if let Some(error) = error {
-                return Err(refuse(format!(
-                    "Event {} has key from event occurred selector with an invalid occurred \
-                     format {format}. {error}",
-                    selector.event_type
-                )));
-            }
-        }
-    }
-    if !is_json_object(&request.initial_state) {
-        return Err(refuse(format!(
-            "Failed to register Projection {id}. The initial state is not a JSON object"
-        )));
-    }
-    if request
-        .copies
-        .as_ref()
-        .is_some_and(|c| c.mongo_db.is_some())
-    {
-        return Err(refuse(format!(
-            "Failed to register Projection {id}. Copying projection read models to MongoDB is \
-             not supported"
-        )));
-    }
-    let event_types = selectors
-        .iter()
-        .map(|s| EventType {
-            id: s.event_type,
-            generation: 1,
-        })
-        .collect();
-    let definition = Definition {
-        selectors,
-        initial_state: request.initial_state.clone(),
-        alias: request.alias.clone(),
-    };
-    Ok(Spec {
-        key: ProcessorKey {
-            kind: Kind::Projection,
-            scope,
-            id,
-        },
-        source_scope: scope,
-        state_scope: scope,
-        // The event log, as the original's projection processors read it.
-        source_stream: Uuid::nil(),
-        event_types,
-        partitioning: Partitioning::Unpartitioned,
-        alias: request.alias.clone(),
-        concurrency: 1,
-        bounds: Bounds::default(),
-        target: None,
-        projection: Some(Arc::new(definition)),
-    })
 }

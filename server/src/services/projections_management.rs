@@ -6,13 +6,14 @@
 
 use std::sync::Arc;
 
+use annals_contract::api::management;
 use annals_engine::EventLogSequenceNumber;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::api::failure::{id, Failure};
 use crate::api::ids;
-use crate::processing::{failures, Kind, ProcessorKey, Registration};
+use crate::processing::{failures, Kind, Registration};
 use crate::projections::KeySelector;
 use crate::proto::dolittle::artifacts::Artifact;
 use crate::proto::dolittle::protobuf::Uuid as WireUuid;
@@ -55,35 +56,14 @@ impl ProjectionsManagement {
         scope: Option<&WireUuid>,
         projection: Option<&WireUuid>,
     ) -> Result<Arc<Registration>, Failure> {
-        let scope = scope
-            .ok_or_else(|| {
-                Failure::new(
-                    id::OTHER,
-                    "Scope id is missing in request (Parameter 'scope')",
-                )
-            })
-            .and_then(|s| ids::from_wire("scopeId", s))?;
-        let projection = projection
-            .ok_or_else(|| {
-                Failure::new(
-                    id::OTHER,
-                    "Projection id is missing in request (Parameter 'projection')",
-                )
-            })
-            .and_then(|p| ids::from_wire("projectionId", p))?;
-        self.runtime
-            .processors
-            .get(&ProcessorKey {
-                kind: Kind::Projection,
-                scope,
-                id: projection,
-            })
-            .ok_or_else(|| {
-                Failure::new(
-                    NOT_REGISTERED,
-                    format!("The projection {projection} in scope {scope} is not registered"),
-                )
-            })
+        let key = management::projection(scope, projection)?;
+        let (scope, projection) = (key.scope, key.id);
+        self.runtime.processors.get(&key).ok_or_else(|| {
+            Failure::new(
+                NOT_REGISTERED,
+                format!("The projection {projection} in scope {scope} is not registered"),
+            )
+        })
     }
 }
 

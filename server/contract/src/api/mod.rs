@@ -9,10 +9,14 @@
 //! - `failure`: Dolittle Failures and in-band answers; engine errors become Failures here.
 //! - `in_band`: which responses carry a Failure in band (one `InBand` impl each).
 //! - `handshake`: the Handshake rpc's checks (fields, contracts compatibility).
+//! - `management`: what management requests and projection-store queries name, checked.
+//! - `event_horizon`: a head's subscription and a consumer runtime's arguments, checked.
 
 pub mod committed;
 pub mod convert;
+pub mod event_horizon;
 pub mod failure;
 pub mod handshake;
 pub mod ids;
 mod in_band;
+pub mod management;

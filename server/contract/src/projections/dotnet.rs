@@ -10,8 +10,7 @@
 use std::fmt::Write as _;
 
 /// Why a format is invalid: the text of the .NET exception.
-pub(crate) const FORMAT_ERROR: &str =
-    "System.FormatException: Input string was not in a correct format.";
+pub const FORMAT_ERROR: &str = "System.FormatException: Input string was not in a correct format.";
 
 const MONTHS: [&str; 12] = [
     "January",
@@ -111,7 +110,7 @@ fn standard(letter: char) -> Option<&'static str> {
 
 /// Formats the UTC time `unix_ns` as .NET formats a `DateTimeOffset` at offset zero with
 /// `format` and the invariant culture; `Err` with the exception's text where .NET throws.
-pub(crate) fn format_time(unix_ns: i64, format: &str) -> Result<String, String> {
+pub fn format_time(unix_ns: i64, format: &str) -> Result<String, String> {
     let mut letters = format.chars();
     let pattern = match (letters.next(), letters.next()) {
         (None, _) => return Err(FORMAT_ERROR.to_owned()),
@@ -284,7 +283,7 @@ fn two(out: &mut String, value: u32, n: usize) {
 /// `MM/dd/yyyy HH:mm:ss`, as Newtonsoft's default date handling did), integers in decimal,
 /// other numbers as .NET prints a double, `True`/`False`, an empty text for null, objects
 /// and arrays as indented JSON. `raw` is the value's JSON text, already valid.
-pub(crate) fn json_value_text(raw: &str) -> String {
+pub fn json_value_text(raw: &str) -> String {
     let raw = raw.trim();
     match raw.as_bytes().first() {
         Some(b'"') => {
@@ -317,7 +316,7 @@ fn number_text(raw: &str) -> String {
 
 /// A double as .NET Core prints it: the shortest text that reads back the same, in
 /// scientific notation (`1E+20`, `1E-05`) when its exponent is 15 or more or -5 or less.
-pub(crate) fn double_text(value: f64) -> String {
+pub fn double_text(value: f64) -> String {
     if value == 0.0 {
         return if value.is_sign_negative() { "-0" } else { "0" }.to_owned();
     }
@@ -426,7 +425,8 @@ fn iso_date_text(text: &str) -> Option<String> {
     ))
 }
 
-pub(crate) fn days_in_month(year: i64, month: i64) -> i64 {
+/// The days in a month of the proleptic Gregorian calendar.
+pub fn days_in_month(year: i64, month: i64) -> i64 {
     match month {
         2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
         2 => 28,
@@ -436,7 +436,7 @@ pub(crate) fn days_in_month(year: i64, month: i64) -> i64 {
 }
 
 /// Days since 1970-01-01 of a civil date (the inverse of [`civil_from_days`]).
-pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);
