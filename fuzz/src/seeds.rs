@@ -569,6 +569,7 @@ pub fn seed_corpus() -> Vec<Seed> {
     open_log_seeds(&sealed, &unsealed, &mut seeds);
     ops_seeds(&mut seeds);
     request_seeds(&mut seeds);
+    registration_seeds(&mut seeds);
     reverse_call_seeds(&mut seeds);
     seeds
 }
@@ -787,6 +788,177 @@ fn request_seeds(seeds: &mut Vec<Seed>) {
     push("legacy-commit", 5, with_pick.clone());
     with_pick[0] |= 1; // the same bytes as an answer toward a 5.4 head
     push("legacy-commit-answer", 5, with_pick);
+}
+
+/// The `requests` target's registrations, event-horizon requests and management requests
+/// (kinds 7 to 11), well formed and broken.
+fn registration_seeds(seeds: &mut Vec<Seed>) {
+    use annals_contract::proto::dolittle::runtime::aggregates::management::GetEventsRequest;
+    use annals_contract::proto::dolittle::runtime::eventhorizon::{
+        ConsumerSubscriptionRequest, Subscription,
+    };
+    use annals_contract::proto::dolittle::runtime::events::processing::management::{
+        ReplayProjectionRequest, ReprocessEventsFromTimestampRequest,
+    };
+    use annals_contract::proto::dolittle::runtime::events::processing::projection_event_selector::Selector;
+    use annals_contract::proto::dolittle::runtime::events::processing::{
+        EventOccurredKeySelector, EventPropertyKeySelector, EventSourceIdKeySelector,
+        FilterRegistrationRequest, PartitionedFilterRegistrationRequest, ProjectionEventSelector,
+        ProjectionRegistrationRequest, PublicFilterRegistrationRequest, StaticKeySelector,
+    };
+
+    let mut push = |name: &'static str, head: &[u8], message: Vec<u8>| {
+        let mut bytes = head.to_vec();
+        bytes.extend(message);
+        seeds.push(Seed {
+            target: "requests",
+            name,
+            bytes,
+        });
+    };
+    let arguments = || {
+        Some(ReverseCallArgumentsContext {
+            head_id: Some(wire_id(0x4ead)),
+            execution_context: Some(wire_context()),
+            ping_interval: Some(prost_types::Duration {
+                seconds: 5,
+                nanos: 0,
+            }),
+        })
+    };
+    push(
+        "filter-registration",
+        &[7, 0],
+        FilterRegistrationRequest {
+            call_context: arguments(),
+            filter_id: Some(wire_id(0xf1)),
+            scope_id: Some(wire_id(0x5c)),
+        }
+        .encode_to_vec(),
+    );
+    push(
+        "partitioned-filter-on-the-event-log",
+        &[7, 1],
+        PartitionedFilterRegistrationRequest {
+            call_context: arguments(),
+            filter_id: Some(wire_id(0)),
+            scope_id: None,
+        }
+        .encode_to_vec(),
+    );
+    push(
+        "public-filter-registration",
+        &[7, 2],
+        PublicFilterRegistrationRequest {
+            call_context: arguments(),
+            filter_id: Some(wire_id(0xf2)),
+        }
+        .encode_to_vec(),
+    );
+    let selector = |n: u128, selector: Selector| ProjectionEventSelector {
+        event_type: Some(artifact(n)),
+        selector: Some(selector),
+    };
+    let projection = |occurred: &str| ProjectionRegistrationRequest {
+        call_context: arguments(),
+        projection_id: Some(wire_id(0x9e)),
+        scope_id: None,
+        events: vec![
+            selector(
+                7,
+                Selector::EventSourceKeySelector(EventSourceIdKeySelector {}),
+            ),
+            selector(
+                8,
+                Selector::EventPropertyKeySelector(EventPropertyKeySelector {
+                    property_name: "id".into(),
+                }),
+            ),
+            selector(
+                9,
+                Selector::StaticKeySelector(StaticKeySelector {
+                    static_key: "all".into(),
+                }),
+            ),
+            selector(
+                10,
+                Selector::EventOccurredKeySelector(EventOccurredKeySelector {
+                    format: occurred.into(),
+                }),
+            ),
+        ],
+        initial_state: r#"{"count":0}"#.into(),
+        copies: None,
+        alias: Some("fuzz".into()),
+    };
+    push(
+        "projection-registration",
+        &[8],
+        projection("yyyy-MM-dd HH:mm:ss.fff").encode_to_vec(),
+    );
+    push(
+        "projection-bad-occurred-format",
+        &[8],
+        projection("yyyy-'MM").encode_to_vec(),
+    );
+    let subscription = Subscription {
+        call_context: Some(call_context()),
+        microservice_id: Some(wire_id(0x9d)),
+        tenant_id: Some(wire_id(0x7e)),
+        stream_id: Some(wire_id(0x5a)),
+        partition_id: "partition".into(),
+        scope_id: Some(wire_id(0x9d)),
+    };
+    push("subscription", &[9, 1], subscription.encode_to_vec());
+    push(
+        "subscription-from-another-microservice",
+        &[9, 0],
+        subscription.encode_to_vec(),
+    );
+    push("subscription-legacy", &[9, 2], subscription.encode_to_vec());
+    #[expect(deprecated, reason = "the legacy partition is what Contracts 5 sends")]
+    let consumer = ConsumerSubscriptionRequest {
+        call_context: arguments(),
+        tenant_id: Some(wire_id(0x7e)),
+        stream_id: Some(wire_id(0x5a)),
+        partition_id: None,
+        partition_id_legacy: Some(wire_id(0x11)),
+        stream_position: 42,
+    };
+    push("consumer-legacy-partition", &[10], consumer.encode_to_vec());
+    push(
+        "reprocess-from-timestamp",
+        &[11, 1],
+        ReprocessEventsFromTimestampRequest {
+            scope_id: None,
+            event_handler_id: Some(wire_id(0xe4)),
+            tenant_id: Some(wire_id(0x7e)),
+            stream_position: 1_700_000_000_000,
+        }
+        .encode_to_vec(),
+    );
+    push(
+        "replay-projection-without-scope",
+        &[11, 5],
+        ReplayProjectionRequest {
+            scope_id: None,
+            projection_id: Some(wire_id(0x9e)),
+            tenant_id: None,
+        }
+        .encode_to_vec(),
+    );
+    push(
+        "aggregate-events",
+        &[11, 8],
+        GetEventsRequest {
+            tenant_id: Some(wire_id(0x7e)),
+            aggregate: Some(Aggregate {
+                aggregate_root_id: Some(wire_id(0xa66)),
+                event_source_id: "account-1".into(),
+            }),
+        }
+        .encode_to_vec(),
+    );
 }
 
 /// Head streams for the `reverse_call` target: a registration, then answers, pongs, a
