@@ -152,6 +152,15 @@ pub fn time(t: &prost_types::Timestamp) -> SystemTime {
     SystemTime::try_from(*t).unwrap()
 }
 
+/// Waits until the clock (the runtime's: same machine) is past `t`, so what is committed next
+/// occurred strictly after it.
+pub async fn clock_past(t: &prost_types::Timestamp) {
+    let t = time(t);
+    while SystemTime::now() <= t {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// An event handler registration, with the defaults a head would send.
 #[derive(Debug, Clone)]
 pub struct EventHandler {

@@ -566,6 +566,28 @@ pub async fn get_one(
         .into_inner()
 }
 
+/// Polls GetOne until the default scope's handler `handler` is at stream position `position`
+/// for `tenant` (positions may be saved a moment after the answer).
+pub async fn wait_position(server: &Server, handler: Uuid, tenant: Uuid, position: u64) {
+    let deadline = tokio::time::Instant::now() + head::MUST;
+    loop {
+        let status = get_one(server, Uuid::nil(), handler, Some(tenant)).await;
+        let at = status
+            .event_handlers
+            .as_ref()
+            .and_then(|h| h.tenants.first())
+            .map(|t| t.stream_position);
+        if at == Some(position) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "position {at:?}, waiting for {position}: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A CommitForAggregate request.
 pub fn aggregate_request(
     tenant: Uuid,

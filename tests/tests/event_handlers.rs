@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use annals_tests::head::{
-    registration_message, time, Answer, Answering, ClientMessage, EventHandler, Head, Incoming,
-    Kind, Position, Request, Selected, MUST, QUIET,
+    clock_past, registration_message, time, Answer, Answering, ClientMessage, EventHandler, Head,
+    Incoming, Kind, Position, Request, Selected, MUST, QUIET,
 };
 use annals_tests::proto::dolittle;
 use annals_tests::{commit, failure_id, failures, get_one, id, Server, DEVELOPMENT};
@@ -458,8 +458,8 @@ async fn start_from_a_sequence_number() {
 #[tokio::test]
 async fn start_from_a_timestamp() {
     let server = Server::start().await;
-    commit_n(&server, "es", 2).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let early = commit_n(&server, "es", 2).await;
+    clock_past(early[1].occurred.as_ref().unwrap()).await;
     let later = commit_n(&server, "es", 2).await;
     let handler = EventHandler::new(Uuid::new_v4(), &[TYPE_A])
         .start_from(Selected::Timestamp(later[0].occurred.unwrap()));
@@ -490,8 +490,8 @@ async fn start_from_is_ignored_once_the_handler_has_a_position() {
 #[tokio::test]
 async fn stop_at_holds_back_later_events() {
     let server = Server::start().await;
-    commit_n(&server, "es", 2).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let early = commit_n(&server, "es", 2).await;
+    clock_past(early[1].occurred.as_ref().unwrap()).await;
     let later = commit_n(&server, "es", 1).await;
     let mut handler = EventHandler::new(Uuid::new_v4(), &[TYPE_A]);
     handler.stop_at = Some(time(later[0].occurred.as_ref().unwrap()));
@@ -1347,7 +1347,7 @@ async fn a_retrying_partition_leaves_the_other_slots_working() {
 async fn start_from_a_timestamp_moves_a_stored_position_forward_only() {
     let server = Server::start().await;
     let early = commit_n(&server, "es", 2).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    clock_past(early[1].occurred.as_ref().unwrap()).await;
     let later = commit_n(&server, "es", 3).await;
     let handler = EventHandler::new(Uuid::new_v4(), &[TYPE_A]);
     let mut head = Head::connect(server.private().await, handler.message()).await;
@@ -1419,8 +1419,8 @@ async fn a_parked_partition_is_not_caught_up_after_the_head_initiated_a_disconne
     }
     let retry = retry.expect("a0 is retried");
     assert_eq!(retry.seq(), 0);
+    // The disconnect and the answer after it are read in the order sent (one stream).
     assert!(head.initiate_disconnect(Some(Duration::from_secs(3))).await);
-    tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
         head.succeed(&retry).await,
         "an outstanding answer is still taken"
@@ -1478,7 +1478,8 @@ async fn a_huge_ping_interval_never_wedges_a_handler() {
 }
 
 /// A grace period far out of range (i64::MAX s) never wedges the handler: the outstanding
-/// answer is taken, and once the head goes away the handler registers again.
+/// answer is taken, the call then ends (nothing is outstanding), and the handler registers
+/// again.
 #[tokio::test]
 async fn a_huge_grace_period_never_wedges_a_handler() {
     let server = Server::start().await;
@@ -1497,10 +1498,13 @@ async fn a_huge_grace_period_never_wedges_a_handler() {
         )),
     });
     assert!(head.send(disconnect).await);
-    tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(head.succeed(&r).await);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    head.abort();
+    // With nothing outstanding, the runtime ends the call (the grace period does not hold it).
+    let (seen, _) = head
+        .ended(MUST)
+        .await
+        .expect("the call ends once nothing is outstanding");
+    assert!(seen.is_empty(), "a request after the disconnect: {seen:?}");
     let mut head = Head::reconnect(server.private().await, handler.message()).await;
     assert_eq!(
         head.request().await.seq(),

@@ -95,8 +95,11 @@ async fn sigterm_under_load_keeps_every_acknowledged_commit() {
     let tenant = annals_tests::DEVELOPMENT;
     let channel = server.private().await;
     let mut writers = Vec::new();
+    // Acknowledged commits so far, over every writer: the stop comes under load.
+    let so_far = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for w in 0..8u32 {
         let mut client = EventStoreClient::new(channel.clone());
+        let so_far = std::sync::Arc::clone(&so_far);
         writers.push(tokio::spawn(async move {
             // (sequence number, content) of each acknowledged event, and why the writer
             // stopped.
@@ -119,6 +122,7 @@ async fn sigterm_under_load_keeps_every_acknowledged_commit() {
                             );
                         }
                         acknowledged.push((r.events[0].event_log_sequence_number, content));
+                        so_far.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     Err(status) => return (acknowledged, format!("status {:?}", status.code())),
                 }
@@ -126,7 +130,15 @@ async fn sigterm_under_load_keeps_every_acknowledged_commit() {
             (acknowledged, "done".to_owned())
         }));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let deadline = tokio::time::Instant::now() + annals_tests::head::MUST;
+    while so_far.load(std::sync::atomic::Ordering::Relaxed) < 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the writers got no load going:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     assert!(
         server.stop().await,
         "annals did not exit cleanly:\n{}",

@@ -819,8 +819,10 @@ async fn a_running_runtime_exports_a_consistent_snapshot_while_commits_go_on() {
     }
     // Commits for ten aggregates go on during the export.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let going = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writer = {
         let (channel, stop) = (channel.clone(), std::sync::Arc::clone(&stop));
+        let going = std::sync::Arc::clone(&going);
         tokio::spawn(async move {
             let mut versions = [0u64; 10];
             let mut round = 0usize;
@@ -836,11 +838,20 @@ async fn a_running_runtime_exports_a_consistent_snapshot_while_commits_go_on() {
                 assert!(response.failure.is_none(), "{:?}", response.failure);
                 versions[instance] += 2;
                 round += 1;
+                going.store(round, std::sync::atomic::Ordering::Relaxed);
             }
             round
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The export starts once the writer is under way.
+    let deadline = tokio::time::Instant::now() + annals_tests::head::MUST;
+    while going.load(std::sync::atomic::Ordering::Relaxed) < 10 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the writer never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     // The command blocks: on a thread of its own, while the writer goes on.
     let url = format!("http://127.0.0.1:{}", server.ports.web.unwrap());
     let (ok, report, stderr) = tokio::task::spawn_blocking(move || export_at(&url, "snap"))

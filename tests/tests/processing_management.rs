@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use annals_tests::head::{time, Answer, Answering, EventHandler, Head, Request, MUST, QUIET};
 use annals_tests::proto::dolittle;
 use annals_tests::{
-    artifact, commit, failure_id, failures, get_one, id, uuid, Server, DEVELOPMENT,
+    artifact, commit, failure_id, failures, get_one, id, uuid, wait_position, Server, DEVELOPMENT,
 };
 use dolittle::runtime::events::processing::management as m;
 use m::event_handlers_client::EventHandlersClient;
@@ -46,28 +46,6 @@ async fn get_all(server: &Server, tenant: Option<Uuid>) -> Vec<EventHandlerStatu
 fn find(all: &[EventHandlerStatus], handler: Uuid) -> Option<&EventHandlerStatus> {
     all.iter()
         .find(|h| h.event_handler_id.as_ref().map(uuid) == Some(handler))
-}
-
-/// Polls GetOne until the tenant's stream position is `position` (positions may be saved
-/// a moment after the answer).
-async fn wait_position(server: &Server, handler: Uuid, tenant: Uuid, position: u64) {
-    let deadline = tokio::time::Instant::now() + MUST;
-    loop {
-        let status = get_one(server, Uuid::nil(), handler, Some(tenant)).await;
-        let at = status
-            .event_handlers
-            .as_ref()
-            .and_then(|h| h.tenants.first())
-            .map(|t| t.stream_position);
-        if at == Some(position) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "position {at:?}, waiting for {position}: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn commit_n(server: &Server, tenant: Uuid, n: usize) {
