@@ -356,3 +356,209 @@ pub fn projection(request: &ProjectionRegistrationRequest) -> Result<Spec, Failu
         projection: Some(Arc::new(definition)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::dolittle::artifacts::Artifact;
+    use crate::proto::dolittle::runtime::events::processing::{
+        EventOccurredKeySelector, EventSourceIdKeySelector, ProjectionCopies,
+        ProjectionCopyToMongoDb, ProjectionEventSelector, StartFrom as WireStartFrom,
+    };
+
+    fn wire(n: u128) -> Option<WireUuid> {
+        Some(ids::to_wire(Uuid::from_u128(n)))
+    }
+
+    fn handler(id: u128, partitioned: bool, concurrency: i32) -> EventHandlerRegistrationRequest {
+        EventHandlerRegistrationRequest {
+            event_handler_id: wire(id),
+            event_types: vec![Artifact {
+                id: wire(7),
+                generation: 1,
+            }],
+            partitioned,
+            concurrency,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_event_handler_keeps_what_it_asked_for_within_bounds() {
+        let spec = event_handler(&handler(1, true, 0)).unwrap();
+        assert_eq!(
+            (spec.key.kind, spec.key.id, spec.key.scope),
+            (Kind::EventHandler, Uuid::from_u128(1), Uuid::nil())
+        );
+        assert_eq!(spec.source_stream, spec.key.id);
+        assert_eq!(spec.concurrency, 1, "0 means 1");
+        assert_eq!(
+            event_handler(&handler(1, true, 100_000))
+                .unwrap()
+                .concurrency,
+            CONCURRENCY_MAX
+        );
+        assert_eq!(
+            event_handler(&handler(1, false, 5)).unwrap().concurrency,
+            1,
+            "an unpartitioned handler has one event in flight"
+        );
+        let negative = event_handler(&handler(1, true, -1)).unwrap_err();
+        assert_eq!(negative.id, failures::EVENT_HANDLER_FAILED_TO_REGISTER);
+        assert!(negative.reason.contains("concurrency"), "{negative:?}");
+    }
+
+    #[test]
+    fn an_event_handler_on_the_event_log_or_the_public_scope_is_refused() {
+        let nil = event_handler(&handler(0, false, 0)).unwrap_err();
+        assert_eq!(nil.id, failures::EVENT_HANDLER_ON_NON_WRITEABLE_STREAM);
+        let mut public = handler(1, false, 0);
+        public.scope_id = Some(ids::to_wire(PUBLIC_STREAMS_SCOPE));
+        let refused = event_handler(&public).unwrap_err();
+        assert_eq!(refused.id, failures::EVENT_HANDLER_FAILED_TO_REGISTER);
+        assert!(refused.reason.contains("reserved"), "{refused:?}");
+    }
+
+    #[test]
+    fn start_from_reads_each_choice_and_refuses_an_unknown_position() {
+        let with = |selected| {
+            let mut request = handler(1, false, 0);
+            request.start_from = Some(WireStartFrom {
+                selected: Some(selected),
+            });
+            event_handler(&request)
+        };
+        assert_eq!(
+            with(start_from::Selected::Position(1))
+                .unwrap()
+                .bounds
+                .start,
+            StartFrom::Latest
+        );
+        assert_eq!(
+            with(start_from::Selected::EventLogSequenceNumber(9))
+                .unwrap()
+                .bounds
+                .start,
+            StartFrom::Position(EventLogSequenceNumber(9))
+        );
+        let unknown = with(start_from::Selected::Position(2)).unwrap_err();
+        assert!(
+            unknown.reason.contains("startFrom.position 2"),
+            "{unknown:?}"
+        );
+    }
+
+    #[test]
+    fn a_public_filter_writes_a_public_stream_and_keeps_its_position_apart() {
+        let request = PublicFilterRegistrationRequest {
+            filter_id: wire(5),
+            ..Default::default()
+        };
+        let spec = filter(&request, Partitioning::Partitioned, Visibility::Public).unwrap();
+        assert_eq!(spec.key.kind, Kind::PublicFilter);
+        assert_eq!(spec.state_scope, PUBLIC_STREAMS_SCOPE);
+        assert_eq!(
+            spec.target,
+            Some(TargetStream::Public {
+                stream: Uuid::from_u128(5)
+            })
+        );
+        let private = FilterRegistrationRequest {
+            filter_id: wire(5),
+            scope_id: wire(3),
+            ..Default::default()
+        };
+        let spec = filter(&private, Partitioning::Unpartitioned, Visibility::Private).unwrap();
+        assert_eq!(spec.state_scope, Uuid::from_u128(3));
+        assert_eq!(
+            spec.target,
+            Some(TargetStream::Scoped {
+                scope: ScopeId(Uuid::from_u128(3)),
+                stream: Uuid::from_u128(5)
+            })
+        );
+        let on_the_log = FilterRegistrationRequest {
+            filter_id: wire(0),
+            ..Default::default()
+        };
+        assert_eq!(
+            filter(
+                &on_the_log,
+                Partitioning::Unpartitioned,
+                Visibility::Private
+            )
+            .unwrap_err()
+            .id,
+            failures::FILTER_ON_NON_WRITEABLE_STREAM
+        );
+    }
+
+    fn selector(event_type: u128, occurred: Option<&str>) -> ProjectionEventSelector {
+        ProjectionEventSelector {
+            event_type: Some(Artifact {
+                id: wire(event_type),
+                generation: 1,
+            }),
+            selector: Some(match occurred {
+                Some(format) => WireSelector::EventOccurredKeySelector(EventOccurredKeySelector {
+                    format: format.into(),
+                }),
+                None => WireSelector::EventSourceKeySelector(EventSourceIdKeySelector {}),
+            }),
+        }
+    }
+
+    fn registration(events: Vec<ProjectionEventSelector>) -> ProjectionRegistrationRequest {
+        ProjectionRegistrationRequest {
+            projection_id: wire(9),
+            events,
+            initial_state: "{}".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_projection_is_refused_as_the_original_refuses_it() {
+        let refused = |request: ProjectionRegistrationRequest| {
+            let failure = projection(&request).unwrap_err();
+            assert_eq!(failure.id, failures::PROJECTION_FAILED_TO_REGISTER);
+            failure.reason
+        };
+        assert_eq!(
+            refused(registration(vec![selector(7, None), selector(7, None)])),
+            format!("Event {} was specified more than once", Uuid::from_u128(7))
+        );
+        assert!(refused(registration(vec![selector(7, Some(""))])).ends_with(EMPTY_FORMAT));
+        assert!(
+            refused(registration(vec![selector(7, Some("yyyy%"))])).ends_with(dotnet::FORMAT_ERROR)
+        );
+        assert!(refused(registration(vec![selector(7, Some("yyyy'"))]))
+            .contains("with an invalid occurred format yyyy'. System.FormatException"));
+        let mut not_an_object = registration(vec![selector(7, None)]);
+        not_an_object.initial_state = "[]".into();
+        assert!(refused(not_an_object).ends_with("The initial state is not a JSON object"));
+        let mut copies = registration(vec![selector(7, None)]);
+        copies.copies = Some(ProjectionCopies {
+            mongo_db: Some(ProjectionCopyToMongoDb::default()),
+        });
+        assert!(refused(copies).contains("MongoDB is not supported"));
+    }
+
+    #[test]
+    fn an_accepted_projection_carries_its_definition() {
+        let spec = projection(&registration(vec![
+            selector(7, None),
+            selector(8, Some("yyyy")),
+        ]))
+        .unwrap();
+        let definition = spec.projection.unwrap();
+        assert_eq!(definition.selectors.len(), 2);
+        assert_eq!(
+            definition.selector(Uuid::from_u128(8)),
+            Some(&KeySelector::Occurred("yyyy".into()))
+        );
+        assert_eq!(spec.event_types.len(), 2);
+        assert_eq!(spec.partitioning, Partitioning::Unpartitioned);
+    }
+}
