@@ -37,6 +37,7 @@
 #![deny(unsafe_code)]
 
 mod blocking;
+pub mod cli;
 pub mod config;
 mod connections;
 mod disk;

@@ -35,6 +35,10 @@ enum Command {
     /// Show a projection's states as they were at any point of the event log (its
     /// history), or now, from a running runtime's web port, as JSON.
     Projection(ProjectionArgs),
+    /// Manage a running Runtime through its management port, as the Dolittle CLI's
+    /// `dolittle runtime` commands do (event handlers, aggregates, event types,
+    /// configuration).
+    Runtime(annals_server::cli::RuntimeArgs),
 }
 
 /// `annals projection`.
@@ -453,6 +457,13 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Export(args)) => return export(args),
         Some(Command::Import(args)) => return import(args),
         Some(Command::Projection(args)) => return projection(&args),
+        Some(Command::Runtime(args)) => {
+            if let Err(e) = annals_server::cli::run(args) {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+            return Ok(());
+        }
         None => cli.serve,
     };
     init_logging(args.log_format);

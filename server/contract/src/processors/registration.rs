@@ -366,15 +366,15 @@ mod tests {
         ProjectionCopyToMongoDb, ProjectionEventSelector, StartFrom as WireStartFrom,
     };
 
-    fn wire(n: u128) -> Option<WireUuid> {
-        Some(ids::to_wire(Uuid::from_u128(n)))
+    fn wire(n: u128) -> WireUuid {
+        ids::to_wire(Uuid::from_u128(n))
     }
 
     fn handler(id: u128, partitioned: bool, concurrency: i32) -> EventHandlerRegistrationRequest {
         EventHandlerRegistrationRequest {
-            event_handler_id: wire(id),
+            event_handler_id: Some(wire(id)),
             event_types: vec![Artifact {
-                id: wire(7),
+                id: Some(wire(7)),
                 generation: 1,
             }],
             partitioned,
@@ -452,7 +452,7 @@ mod tests {
     #[test]
     fn a_public_filter_writes_a_public_stream_and_keeps_its_position_apart() {
         let request = PublicFilterRegistrationRequest {
-            filter_id: wire(5),
+            filter_id: Some(wire(5)),
             ..Default::default()
         };
         let spec = filter(&request, Partitioning::Partitioned, Visibility::Public).unwrap();
@@ -465,8 +465,8 @@ mod tests {
             })
         );
         let private = FilterRegistrationRequest {
-            filter_id: wire(5),
-            scope_id: wire(3),
+            filter_id: Some(wire(5)),
+            scope_id: Some(wire(3)),
             ..Default::default()
         };
         let spec = filter(&private, Partitioning::Unpartitioned, Visibility::Private).unwrap();
@@ -479,7 +479,7 @@ mod tests {
             })
         );
         let on_the_log = FilterRegistrationRequest {
-            filter_id: wire(0),
+            filter_id: Some(wire(0)),
             ..Default::default()
         };
         assert_eq!(
@@ -497,7 +497,7 @@ mod tests {
     fn selector(event_type: u128, occurred: Option<&str>) -> ProjectionEventSelector {
         ProjectionEventSelector {
             event_type: Some(Artifact {
-                id: wire(event_type),
+                id: Some(wire(event_type)),
                 generation: 1,
             }),
             selector: Some(match occurred {
@@ -511,7 +511,7 @@ mod tests {
 
     fn registration(events: Vec<ProjectionEventSelector>) -> ProjectionRegistrationRequest {
         ProjectionRegistrationRequest {
-            projection_id: wire(9),
+            projection_id: Some(wire(9)),
             events,
             initial_state: "{}".into(),
             ..Default::default()
