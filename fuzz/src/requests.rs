@@ -661,6 +661,22 @@ fn names(key: &ProcessorKey, kind: Kind, scope: Option<&WireUuid>, id: Option<&W
     assert_eq!(id.map(|i| ids::from_wire("id", i).ok()), Some(Some(key.id)));
 }
 
+/// A request naming a processor, then perhaps a tenant: the processor is checked first (a
+/// projection's scope is required there), and what it names must be what was asked.
+fn key_then_tenant(
+    key: Result<ProcessorKey, Failure>,
+    (kind, scope, id): (Kind, Option<&WireUuid>, Option<&WireUuid>),
+    tenant: Option<&WireUuid>,
+) {
+    if let Some(key) = part(key) {
+        if kind == Kind::Projection {
+            assert!(scope.is_some(), "a projection named without its scope");
+        }
+        names(&key, kind, scope, id);
+        part(management::optional_tenant(tenant));
+    }
+}
+
 /// The management services' requests and the projection store's queries, each checked as its
 /// service checks it, in its order.
 fn management_request(pick: u8, bytes: &[u8]) {
@@ -722,14 +738,12 @@ fn management_request(pick: u8, bytes: &[u8]) {
             let Ok(r) = processing::GetOneRequest::decode(bytes) else {
                 return;
             };
-            if part(management::event_handler(
-                r.scope_id.as_ref(),
-                r.event_handler_id.as_ref(),
-            ))
-            .is_some()
-            {
-                part(management::optional_tenant(r.tenant_id.as_ref()));
-            }
+            let (scope, id) = (r.scope_id.as_ref(), r.event_handler_id.as_ref());
+            key_then_tenant(
+                management::event_handler(scope, id),
+                (Kind::EventHandler, scope, id),
+                r.tenant_id.as_ref(),
+            );
         }
         4 => {
             let Ok(r) = processing::GetAllRequest::decode(bytes) else {
@@ -741,32 +755,23 @@ fn management_request(pick: u8, bytes: &[u8]) {
             let Ok(r) = processing::ReplayProjectionRequest::decode(bytes) else {
                 return;
             };
-            if let Some(key) = part(management::projection(
-                r.scope_id.as_ref(),
-                r.projection_id.as_ref(),
-            )) {
-                assert!(r.scope_id.is_some(), "a projection named without its scope");
-                names(
-                    &key,
-                    Kind::Projection,
-                    r.scope_id.as_ref(),
-                    r.projection_id.as_ref(),
-                );
-                part(management::optional_tenant(r.tenant_id.as_ref()));
-            }
+            let (scope, id) = (r.scope_id.as_ref(), r.projection_id.as_ref());
+            key_then_tenant(
+                management::projection(scope, id),
+                (Kind::Projection, scope, id),
+                r.tenant_id.as_ref(),
+            );
         }
         6 => {
             let Ok(r) = processing::GetOneProjectionRequest::decode(bytes) else {
                 return;
             };
-            if part(management::projection(
-                r.scope_id.as_ref(),
-                r.projection_id.as_ref(),
-            ))
-            .is_some()
-            {
-                part(management::optional_tenant(r.tenant_id.as_ref()));
-            }
+            let (scope, id) = (r.scope_id.as_ref(), r.projection_id.as_ref());
+            key_then_tenant(
+                management::projection(scope, id),
+                (Kind::Projection, scope, id),
+                r.tenant_id.as_ref(),
+            );
         }
         7 => {
             let Ok(r) = store::GetOneRequest::decode(bytes) else {
