@@ -8,7 +8,9 @@
 //! 1. built-in defaults (no file at all runs: data in `./data`, the Development tenant);
 //! 2. `appsettings.json` in the working directory (its `dolittle:runtime` section);
 //! 3. `.dolittle/runtime.json`, `.dolittle/runtime.yml` or `.dolittle/runtime.yaml` in the
-//!    working directory, or the file given with `--config` (JSON or YAML by extension);
+//!    working directory, or the file given with `--config` (JSON or YAML by extension); then,
+//!    without `--config`, the original's older files in `.dolittle/` (`endpoints`, `metrics`,
+//!    `platform`, `microservices`, `resources`, `event-horizon-consents`), key by key over it;
 //! 4. environment variables `DOLITTLE__RUNTIME__<KEY>__<KEY>...` (`__` separates segments);
 //! 5. command-line flags.
 //!
@@ -216,6 +218,9 @@ impl RuntimeConfig {
         };
         for path in &files {
             flatten(&read_file(path)?, String::new(), &mut merged);
+        }
+        if sources.config_file.is_none() {
+            legacy_files(&sources.working_dir.join(".dolittle"), &mut merged)?;
         }
         for (name, value) in &sources.env {
             if name.len() > ENV_PREFIX.len()
@@ -893,6 +898,102 @@ fn read_file(path: &Path) -> Result<Value, ConfigError> {
     }
 }
 
+/// The files of the original's older layout in `.dolittle/` (the name without its extension
+/// counts: `.json`, `.yml` or `.yaml`), which it still reads after `runtime.*`, each setting
+/// what it names key by key over it:
+/// - `endpoints`: `endpoints:*`; `metrics` (`{"port": 9700}`): `endpoints:metrics:*`;
+/// - `platform`: `platform:*`; `microservices`: `microservices:*`;
+/// - `resources` (keyed by tenant): `tenants:<tenant>:resources:*`, replacing every `tenants`
+///   key set before it, as the original;
+/// - `event-horizon-consents` (keyed by producer tenant, a list of `{microservice, tenant,
+///   stream, partition, consent}`): `tenants:<producer>:eventHorizons:<microservice>:consents`,
+///   each `tenant` as `consumerTenant`.
+///
+/// The original maps them in the directory's listing order, so consents listed before
+/// `resources` are lost; here `resources` always comes first.
+fn legacy_files(dir: &Path, merged: &mut BTreeMap<String, Value>) -> Result<(), ConfigError> {
+    let find = |name: &str| {
+        ["json", "yml", "yaml"]
+            .iter()
+            .map(|ext| dir.join(format!("{name}.{ext}")))
+            .find(|path| path.is_file())
+    };
+    let read = |name: &str| {
+        find(name)
+            .map(|path| read_file(&path).map(|v| (path, v)))
+            .transpose()
+    };
+    if let Some((_, resources)) = read("resources")? {
+        merged.retain(|key, _| key.split(':').next() != Some("tenants"));
+        if let Value::Object(tenants) = &resources {
+            for (tenant, resources) in tenants {
+                flatten(
+                    resources,
+                    format!("tenants:{}:resources", tenant.to_ascii_lowercase()),
+                    merged,
+                );
+            }
+        }
+    }
+    for (name, prefix) in [
+        ("endpoints", "endpoints"),
+        ("metrics", "endpoints:metrics"),
+        ("platform", "platform"),
+        ("microservices", "microservices"),
+    ] {
+        if let Some((_, value)) = read(name)? {
+            flatten(&value, prefix.to_owned(), merged);
+        }
+    }
+    if let Some((path, consents)) = read("event-horizon-consents")? {
+        let problem = |problem: &str| ConfigError::File {
+            path: path.clone(),
+            problem: problem.to_owned(),
+        };
+        let Value::Object(producers) = &consents else {
+            return Err(problem(
+                "the top level must be a mapping of producer tenants",
+            ));
+        };
+        for (producer, entries) in producers {
+            let Value::Array(entries) = entries else {
+                return Err(problem(&format!(
+                    "the consents of producer tenant {producer} must be a list"
+                )));
+            };
+            let mut per_microservice: BTreeMap<String, usize> = BTreeMap::new();
+            for entry in entries {
+                let field = |name: &str| section(entry, &[name]).cloned();
+                let microservice = match field("microservice") {
+                    Some(Value::String(id)) => id.to_ascii_lowercase(),
+                    _ => {
+                        return Err(problem(&format!(
+                            "a consent of producer tenant {producer} has no microservice"
+                        )))
+                    }
+                };
+                let index = per_microservice.entry(microservice.clone()).or_insert(0);
+                let at = format!(
+                    "tenants:{}:eventhorizons:{microservice}:consents:{index}",
+                    producer.to_ascii_lowercase()
+                );
+                *index += 1;
+                for (from, to) in [
+                    ("tenant", "consumertenant"),
+                    ("stream", "stream"),
+                    ("partition", "partition"),
+                    ("consent", "consent"),
+                ] {
+                    if let Some(value) = field(from) {
+                        merged.insert(format!("{at}:{to}"), value);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The sub-object at a path of keys (matched case-insensitively).
 fn section<'v>(value: &'v Value, path: &[&str]) -> Option<&'v Value> {
     let mut at = value;
@@ -1214,6 +1315,101 @@ mod tests {
         assert_eq!(c.engine.log.seal_zstd_level, 5);
         let e = load(&[], &[], &[("annals:engine:no-such-setting", "1")]).unwrap_err();
         assert!(e.to_string().contains("no-such-setting"), "{e}");
+    }
+
+    #[test]
+    fn the_originals_older_files_in_dolittle_are_read_as_it_reads_them() {
+        let producer = "11111111-1111-1111-1111-111111111111";
+        let other = "77777777-7777-7777-7777-777777777777";
+        let files = [
+            (
+                ".dolittle/runtime.yml",
+                "endpoints:\n  private:\n    port: 1111\n  public:\n    port: 2222\n\
+                 tenants:\n  88888888-8888-8888-8888-888888888888: {}\n",
+            ),
+            (
+                ".dolittle/endpoints.json",
+                r#"{"private": {"port": 50101}}"#,
+            ),
+            (".dolittle/metrics.json", r#"{"Port": 9800}"#),
+            (
+                ".dolittle/platform.json",
+                r#"{"applicationName": "Shop", "microserviceID": "99999999-9999-9999-9999-999999999999", "environment": "Prod"}"#,
+            ),
+            (
+                ".dolittle/microservices.json",
+                r#"{"66666666-6666-6666-6666-666666666666": {"host": "producer.local", "port": 50100}}"#,
+            ),
+            (
+                ".dolittle/resources.json",
+                &format!(
+                    r#"{{"{producer}": {{"eventStore": {{"servers": ["mongo"], "database": "es"}}}}, "{other}": {{}}}}"#
+                ),
+            ),
+            (
+                ".dolittle/event-horizon-consents.yml",
+                &format!(
+                    "{producer}:\n  - microservice: 22222222-2222-2222-2222-222222222222\n    \
+                     tenant: 33333333-3333-3333-3333-333333333333\n    \
+                     stream: 44444444-4444-4444-4444-444444444444\n    partition: p\n    \
+                     consent: 55555555-5555-5555-5555-555555555555\n"
+                ),
+            ),
+        ];
+        let c = load(&files, &[], &[]).unwrap();
+        // Key by key over runtime.yml: its public port stays, the private one is replaced.
+        assert_eq!(c.endpoints.private.port, 50101);
+        assert_eq!(c.endpoints.public.port, 2222);
+        assert_eq!(c.endpoints.metrics.port, 9800);
+        assert_eq!(c.platform.application_name, "Shop");
+        assert_eq!(c.platform.environment, "Prod");
+        assert_eq!(
+            c.platform.microservice_id,
+            Uuid::from_u128(0x9999_9999_9999_9999_9999_9999_9999_9999)
+        );
+        // resources.json names the tenants (runtime.yml's are replaced, as the original).
+        assert_eq!(
+            c.tenants,
+            vec![
+                Uuid::parse_str(producer).unwrap(),
+                Uuid::parse_str(other).unwrap()
+            ]
+        );
+        assert_eq!(
+            c.horizon.consents,
+            vec![Consent {
+                producer_tenant: Uuid::parse_str(producer).unwrap(),
+                consumer_microservice: Uuid::from_u128(0x2222_2222_2222_2222_2222_2222_2222_2222),
+                consumer_tenant: Uuid::from_u128(0x3333_3333_3333_3333_3333_3333_3333_3333),
+                stream: Uuid::from_u128(0x4444_4444_4444_4444_4444_4444_4444_4444),
+                partition: "p".into(),
+                consent: Uuid::from_u128(0x5555_5555_5555_5555_5555_5555_5555_5555),
+            }]
+        );
+        assert_eq!(
+            c.horizon
+                .producers
+                .get(&Uuid::from_u128(0x6666_6666_6666_6666_6666_6666_6666_6666)),
+            Some(&ProducerAddress {
+                host: "producer.local".into(),
+                port: 50100
+            })
+        );
+        // A consent without its microservice names the file.
+        let e = load(
+            &[(
+                ".dolittle/event-horizon-consents.json",
+                &format!(r#"{{"{producer}": [{{"tenant": "{other}"}}]}}"#),
+            )],
+            &[],
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("event-horizon-consents.json")
+                && e.to_string().contains("has no microservice"),
+            "{e}"
+        );
     }
 
     #[test]
