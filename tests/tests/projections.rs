@@ -343,6 +343,10 @@ async fn state_of(
     (StateType::try_from(state.r#type).unwrap(), state.state)
 }
 
+/// Every state of the projection, read with GetAll and with GetAllInBatches, which must
+/// agree. While the projection is still processing, states may move between the reads: the
+/// two forms are compared only when GetAll answers the same before and after the batched
+/// read.
 async fn all_states(server: &Server, tenant: Uuid, projection: Uuid) -> BTreeMap<String, String> {
     let mut client = store::projections_client::ProjectionsClient::new(server.private().await);
     let request = store::GetAllRequest {
@@ -350,28 +354,44 @@ async fn all_states(server: &Server, tenant: Uuid, projection: Uuid) -> BTreeMap
         scope_id: Some(id(Uuid::nil())),
         projection_id: Some(id(projection)),
     };
+    let deadline = tokio::time::Instant::now() + MUST;
+    loop {
+        let before = unbatched(&mut client, &request).await;
+        let mut stream = client
+            .get_all_in_batches(request.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        let mut batched = BTreeMap::new();
+        let mut responses = 0;
+        while let Some(batch) = stream.message().await.unwrap() {
+            assert!(batch.failure.is_none());
+            responses += 1;
+            for state in batch.states {
+                assert_eq!(state.r#type, i32::from(StateType::Persisted));
+                batched.insert(state.key, state.state);
+            }
+        }
+        assert!(responses >= 1, "GetAllInBatches always sends a batch");
+        if unbatched(&mut client, &request).await == before {
+            assert_eq!(batched, before);
+            return batched;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the states never held still for a read"
+        );
+    }
+}
+
+/// GetAll's states by key.
+async fn unbatched(
+    client: &mut store::projections_client::ProjectionsClient<tonic::transport::Channel>,
+    request: &store::GetAllRequest,
+) -> BTreeMap<String, String> {
     let all = client.get_all(request.clone()).await.unwrap().into_inner();
     assert!(all.failure.is_none());
-    let mut stream = client
-        .get_all_in_batches(request)
-        .await
-        .unwrap()
-        .into_inner();
-    let mut batched = BTreeMap::new();
-    let mut responses = 0;
-    while let Some(batch) = stream.message().await.unwrap() {
-        assert!(batch.failure.is_none());
-        responses += 1;
-        for state in batch.states {
-            assert_eq!(state.r#type, i32::from(StateType::Persisted));
-            batched.insert(state.key, state.state);
-        }
-    }
-    assert!(responses >= 1, "GetAllInBatches always sends a batch");
-    let unbatched: BTreeMap<String, String> =
-        all.states.into_iter().map(|s| (s.key, s.state)).collect();
-    assert_eq!(batched, unbatched);
-    batched
+    all.states.into_iter().map(|s| (s.key, s.state)).collect()
 }
 
 /// Waits until GetOne answers `want` (the states are written shortly after the answers).
@@ -1193,10 +1213,19 @@ async fn killed_while_processing_the_states_are_a_fold_of_the_log_up_to_the_stor
     let (_head, seen) = folding.stop().await;
     let (position, states) = stored(&server, projection);
     assert!(position >= 800, "stored position {position}");
+    let mut asked: Vec<u64> = seen.iter().map(seq).collect();
+    asked.sort_unstable();
+    let twice: Vec<u64> = asked
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .collect();
     assert_eq!(
         states,
         fold(&events, position),
-        "the states at stored position {position}"
+        "the states at stored position {position} (events the head was asked about twice: \
+         {twice:?}; the last it was asked about: {:?})",
+        seen.last().map(seq)
     );
     assert!(seen.len() as u64 >= position);
 
