@@ -82,18 +82,11 @@ fn tenants_of(
     runtime: &Runtime,
     tenant: Option<&crate::proto::dolittle::protobuf::Uuid>,
 ) -> Result<Vec<Uuid>, Failure> {
-    match tenant {
-        None => Ok(runtime.tenant_ids().to_vec()),
-        Some(t) => {
-            let t = management::tenant(Some(t))?;
-            Ok(runtime
-                .tenant_ids()
-                .iter()
-                .copied()
-                .filter(|c| *c == t)
-                .collect())
-        }
-    }
+    let all = runtime.tenant_ids().iter().copied();
+    Ok(match management::optional_tenant(tenant)? {
+        None => all.collect(),
+        Some(t) => all.filter(|c| *c == t).collect(),
+    })
 }
 
 /// Registered aggregate roots (or only `only`) with their instances in `tenants`.
