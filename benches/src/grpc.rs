@@ -119,6 +119,8 @@ impl ServerProcess {
             .args([
                 "--management-port",
                 "0",
+                "--management-web-port",
+                "0",
                 "--web-port",
                 "0",
                 "--metrics-port",

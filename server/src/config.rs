@@ -94,6 +94,8 @@ pub struct Endpoints {
     pub public: Endpoint,
     /// Management (CLI): 51052.
     pub management: Endpoint,
+    /// Management over gRPC-Web (browsers), HTTP/1.1: 51152 (`endpoints:managementweb`).
+    pub management_web: Endpoint,
     /// HTTP: `/healthz`: 8001.
     pub web: Endpoint,
     /// Prometheus `/metrics`: 9700.
@@ -128,11 +130,12 @@ impl Contract {
 
 impl Endpoints {
     /// Each endpoint with its configuration name (`endpoints:<name>`).
-    pub fn named(&self) -> [(&'static str, Endpoint); 6] {
+    pub fn named(&self) -> [(&'static str, Endpoint); 7] {
         [
             ("private", self.private),
             ("public", self.public),
             ("management", self.management),
+            ("managementweb", self.management_web),
             ("web", self.web),
             ("metrics", self.metrics),
             ("legacy", self.legacy),
@@ -169,6 +172,11 @@ pub struct RuntimeConfig {
     pub projection_history_retention: Option<std::time::Duration>,
     /// What one client may hold of a gRPC port (`annals:connections:*`, `annals:http2:*`).
     pub connections: ConnectionLimits,
+    /// The web origins (`https://studio.example:8080`, or `*` for any) whose pages may call
+    /// the gRPC-Web port (`endpoints:managementweb:allowedOrigins`, a list or one
+    /// comma-separated text). Empty (the default, as the original) answers no CORS request:
+    /// only pages served from the port's own origin, or tools that are not browsers, call it.
+    pub management_web_origins: Vec<String>,
     /// Below how much free space the data directory's disk is low (`annals:disk:lowSpace`).
     pub disk_low_space: LowSpace,
     /// The merged key-value map (lower-case keys below `dolittle:runtime`), for the
@@ -305,6 +313,7 @@ impl RuntimeConfig {
             private: endpoint("private", 50053)?,
             public: endpoint("public", 50052)?,
             management: endpoint("management", 51052)?,
+            management_web: endpoint("managementweb", 51152)?,
             web: endpoint("web", 8001)?,
             metrics: endpoint("metrics", 9700)?,
             legacy: endpoint("legacy", 50055)?,
@@ -372,6 +381,7 @@ impl RuntimeConfig {
             })?),
         };
         let connections = connection_limits(&get)?;
+        let management_web_origins = allowed_origins(&merged)?;
         let disk_low_space = match get("annals:disk:lowspace") {
             None => LowSpace::default(),
             Some(value) => LowSpace::parse(&scalar(value)).ok_or_else(|| {
@@ -393,6 +403,7 @@ impl RuntimeConfig {
             public_tls,
             projection_history_retention,
             connections,
+            management_web_origins,
             disk_low_space,
             merged,
         })
@@ -1009,6 +1020,48 @@ fn section<'v>(value: &'v Value, path: &[&str]) -> Option<&'v Value> {
 
 /// Flattens a tree into lower-case `:`-joined keys; arrays by index. Empty objects stay as
 /// keys of their own (a tenant configured with no settings is still a tenant).
+/// `endpoints:managementweb:allowedOrigins`: each origin a browser sends (scheme, host and
+/// port, no path), or `*`.
+fn allowed_origins(merged: &BTreeMap<String, Value>) -> Result<Vec<String>, ConfigError> {
+    const KEY: &str = "endpoints:managementweb:allowedorigins";
+    const NAME: &str = "endpoints:managementweb:allowedOrigins";
+    let mut origins = Vec::new();
+    for (key, value) in merged.range(KEY.to_owned()..) {
+        if !key.starts_with(KEY) {
+            break;
+        }
+        if key.len() > KEY.len() && !key[KEY.len()..].starts_with(':') {
+            continue;
+        }
+        for origin in scalar(value)
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+        {
+            let well_formed = origin == "*"
+                || origin.split_once("://").is_some_and(|(scheme, rest)| {
+                    matches!(scheme, "http" | "https")
+                        && !rest.is_empty()
+                        && !rest.contains(['/', '?', '#', ' '])
+                        && rest.is_ascii()
+                });
+            if !well_formed {
+                return Err(invalid(
+                    NAME,
+                    format!(
+                        "{origin} is not an origin: scheme, host and port as a browser sends \
+                         it (https://studio.example.com:8080), or * for any"
+                    ),
+                ));
+            }
+            if !origins.iter().any(|o| o == origin) {
+                origins.push(origin.to_owned());
+            }
+        }
+    }
+    Ok(origins)
+}
+
 fn flatten(value: &Value, prefix: String, out: &mut BTreeMap<String, Value>) {
     let join = |k: &str| {
         if prefix.is_empty() {
@@ -1149,14 +1202,54 @@ mod tests {
         assert_eq!(c.endpoints.private.port, 50053);
         assert_eq!(c.endpoints.public.port, 50052);
         assert_eq!(c.endpoints.management.port, 51052);
+        assert_eq!(c.endpoints.management_web.port, 51152);
         assert_eq!(c.endpoints.web.port, 8001);
         assert_eq!(c.endpoints.metrics.port, 9700);
         assert_eq!(c.endpoints.legacy.port, 50055);
         assert_eq!(c.endpoints.private_contract, Contract::Current);
+        assert!(c.management_web_origins.is_empty());
         assert_eq!(c.connections, ConnectionLimits::default());
         assert_eq!(c.platform.environment, "Development");
         assert_eq!(c.platform.microservice_id, NOT_SET_MICROSERVICE);
         assert!(c.data_dir.ends_with("data"));
+    }
+
+    #[test]
+    fn grpc_web_origins_as_a_list_or_one_text() {
+        let yaml = "endpoints:\n  managementWeb:\n    port: 6152\n    allowedOrigins:\n      - https://studio.example.com\n      - http://localhost:3000\n";
+        let c = load(&[(".dolittle/runtime.yml", yaml)], &[], &[]).unwrap();
+        assert_eq!(c.endpoints.management_web.port, 6152);
+        assert_eq!(
+            c.management_web_origins,
+            ["https://studio.example.com", "http://localhost:3000"]
+        );
+        let c = load(
+            &[],
+            &[(
+                "DOLITTLE__RUNTIME__ENDPOINTS__MANAGEMENTWEB__ALLOWEDORIGINS",
+                "*, https://a.example",
+            )],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.management_web_origins, ["*", "https://a.example"]);
+        for bad in [
+            "studio.example.com",
+            "https://a.example/path",
+            "ftp://a.example",
+        ] {
+            let e = load(&[], &[], &[("endpoints:managementweb:allowedorigins", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("allowedOrigins") && e.contains(bad),
+                "{bad}: {e}"
+            );
+        }
+        let e = load(&[], &[], &[("endpoints:managementweb:port", "51052")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("management"), "{e}");
     }
 
     #[test]

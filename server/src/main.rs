@@ -155,6 +155,10 @@ struct ServeArgs {
     /// Port for management (CLI) [default: 51052] (endpoints:management:port).
     #[arg(long, value_name = "PORT")]
     management_port: Option<u16>,
+    /// Port for management over gRPC-Web (browsers, HTTP/1.1) [default: 51152]
+    /// (endpoints:managementweb:port).
+    #[arg(long, value_name = "PORT")]
+    management_web_port: Option<u16>,
     /// Port for /healthz and the status page [default: 8001] (endpoints:web:port).
     #[arg(long, value_name = "PORT")]
     web_port: Option<u16>,
@@ -201,6 +205,7 @@ impl ServeArgs {
             ("private", self.private_port),
             ("public", self.public_port),
             ("management", self.management_port),
+            ("managementweb", self.management_web_port),
             ("web", self.web_port),
             ("metrics", self.metrics_port),
             ("legacy", self.legacy_port),

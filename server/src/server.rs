@@ -2,11 +2,13 @@
 //! SIGTERM or SIGINT, then stop in order (`shutdown`).
 //!
 //! Ports (defaults as the original): private 50053 (heads), public 50052 (other runtimes),
-//! management 51052 (CLI), web 8001 (`/healthz`, a status page), metrics 9700 (`/metrics`);
-//! the two HTTP ones are served by `web`; and annals' own legacy port 50055 for heads of
-//! Contracts 5.4 (JavaScript SDK 17), served by the same services through `legacy`
-//! (`endpoints:private:contract: 5.4` makes the private port speak 5.4 instead). Every gRPC port also serves `grpc.health.v1.Health`
-//! and server reflection (v1 and v1alpha), so grpcurl works without the .proto files.
+//! management 51052 (CLI), management-web 51152 (the same services over gRPC-Web on
+//! HTTP/1.1, for browsers), web 8001 (`/healthz`, the console, the REST twin), metrics 9700
+//! (`/metrics`); the two HTTP ones are served by `web`; and annals' own legacy port 50055 for
+//! heads of Contracts 5.4 (JavaScript SDK 17), served by the same services through `legacy`
+//! (`endpoints:private:contract: 5.4` makes the private port speak 5.4 instead). Every gRPC
+//! port also serves `grpc.health.v1.Health` and server reflection (v1 and v1alpha), so grpcurl
+//! works without the .proto files.
 //!
 //! Every listener is bound before any serves, and the ready file is written only once all are:
 //! a supervisor that reads it can connect to every port it names.
@@ -99,6 +101,8 @@ pub struct BoundPorts {
     pub public: Option<u16>,
     /// Management.
     pub management: Option<u16>,
+    /// Management over gRPC-Web.
+    pub management_web: Option<u16>,
     /// Web (`/healthz`).
     pub web: Option<u16>,
     /// Metrics.
@@ -152,6 +156,7 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
     let private = bind(config, "private", config.endpoints.private).await?;
     let public = bind(config, "public", config.endpoints.public).await?;
     let management = bind(config, "management", config.endpoints.management).await?;
+    let management_web = bind(config, "managementweb", config.endpoints.management_web).await?;
     let web = bind(config, "web", config.endpoints.web).await?;
     let metrics = bind(config, "metrics", config.endpoints.metrics).await?;
     let legacy = bind(config, "legacy", config.endpoints.legacy).await?;
@@ -159,12 +164,14 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
         private: port(private.as_ref()),
         public: port(public.as_ref()),
         management: port(management.as_ref()),
+        management_web: port(management_web.as_ref()),
         web: port(web.as_ref()),
         metrics: port(metrics.as_ref()),
         legacy: port(legacy.as_ref()),
     };
 
     let mut tasks = tokio::task::JoinSet::new();
+    let stop_rx_web = stop_rx.clone();
     let platform = PlatformServices::new(Arc::clone(&runtime));
     let management_services = ManagementServices::new(Arc::clone(&runtime));
     if let Some(listener) = private {
@@ -205,40 +212,77 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
             stop_rx.clone(),
         ));
     }
+    // The management services, the same on the gRPC port and the gRPC-Web port.
+    macro_rules! with_management {
+        ($router:expr) => {
+            $router
+                .add_service(limited!(ManagementAggregateRootsServer::new(
+                    management_services.clone()
+                )))
+                .add_service(limited!(ManagementEventTypesServer::new(
+                    management_services.clone()
+                )))
+                .add_service(limited!(ClientServer::new(management_services.clone())))
+                .add_service(limited!(ConfigurationServer::new(
+                    management_services.clone()
+                )))
+                .add_service(limited!(ManagementEventHandlersServer::new(
+                    EventHandlersManagement::new(Arc::clone(&runtime))
+                )))
+                .add_service(limited!(ManagementProjectionsServer::new(
+                    ProjectionsManagement::new(Arc::clone(&runtime))
+                )))
+        };
+    }
+    let management_names = [
+        name::<ManagementAggregateRootsServer<ManagementServices>>(),
+        name::<ManagementEventTypesServer<ManagementServices>>(),
+        name::<ClientServer<ManagementServices>>(),
+        name::<ConfigurationServer<ManagementServices>>(),
+        name::<ManagementEventHandlersServer<EventHandlersManagement>>(),
+        name::<ManagementProjectionsServer<ProjectionsManagement>>(),
+    ];
     if let Some(listener) = management {
-        let names = [
-            name::<ManagementAggregateRootsServer<ManagementServices>>(),
-            name::<ManagementEventTypesServer<ManagementServices>>(),
-            name::<ClientServer<ManagementServices>>(),
-            name::<ConfigurationServer<ManagementServices>>(),
-            name::<ManagementEventHandlersServer<EventHandlersManagement>>(),
-            name::<ManagementProjectionsServer<ProjectionsManagement>>(),
-        ];
-        let router = grpc_base(&names, None, Contract::Current, config.connections)
-            .await?
-            .add_service(limited!(ManagementAggregateRootsServer::new(
-                management_services.clone()
-            )))
-            .add_service(limited!(ManagementEventTypesServer::new(
-                management_services.clone()
-            )))
-            .add_service(limited!(ClientServer::new(management_services.clone())))
-            .add_service(limited!(ConfigurationServer::new(
-                management_services.clone()
-            )))
-            .add_service(limited!(ManagementEventHandlersServer::new(
-                EventHandlersManagement::new(Arc::clone(&runtime))
-            )))
-            .add_service(limited!(ManagementProjectionsServer::new(
-                ProjectionsManagement::new(Arc::clone(&runtime))
-            )));
+        let router = grpc_base(
+            &management_names,
+            None,
+            Contract::Current,
+            config.connections,
+        )
+        .await?;
         tasks.spawn(run_grpc(
             "management",
-            router,
+            with_management!(router),
             listener,
             config.connections,
             stop_rx.clone(),
         ));
+    }
+    if let Some(listener) = management_web {
+        let (health, reflection_v1, reflection_v1alpha) =
+            base_services(&management_names, Contract::Current).await?;
+        let router = Server::builder()
+            // gRPC-Web is HTTP/1.1 (as the original's Kestrel endpoint); tonic-web
+            // translates it to the services' gRPC, and answers CORS per
+            // `endpoints:managementweb:allowedOrigins`.
+            .accept_http1(true)
+            .layer(tower::util::option_layer(management_web_cors(
+                &config.management_web_origins,
+            )))
+            .layer(tonic_web::GrpcWebLayer::new())
+            .add_service(limited!(health))
+            .add_service(limited!(reflection_v1))
+            .add_service(limited!(reflection_v1alpha));
+        let router = with_management!(router);
+        let limits = config.connections;
+        tasks.spawn(async move {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            let incoming = connections::guarded("managementweb", incoming, limits);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown::stopped(stop_rx_web))
+                .await
+                .context("serving the managementweb endpoint")
+        });
     }
     if let Some(listener) = web {
         let app = web::web(Arc::clone(&runtime));
@@ -401,6 +445,42 @@ async fn grpc_base(
     contract: Contract,
     limits: ConnectionLimits,
 ) -> anyhow::Result<GrpcRouter> {
+    let (health, reflection_v1, reflection_v1alpha) = base_services(services, contract).await?;
+    let mut server = Server::builder().layer(MapResponseLayer::new(
+        clients_fault as fn(http::Response<tonic::body::Body>) -> _,
+    ));
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(tls)
+            .context("configuring TLS on the public port")?;
+    }
+    Ok(server
+        // Room for a whole commit of many events or a 2 MiB fetch batch in flight without
+        // waiting for window updates (HTTP/2's default is 64 KiB).
+        .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
+        // A connection's streams, and pings that find a peer that is gone (`connections`).
+        .max_concurrent_streams(Some(limits.max_concurrent_streams))
+        .http2_keepalive_interval(Some(limits.keep_alive_interval))
+        .http2_keepalive_timeout(Some(limits.keep_alive_timeout))
+        .add_service(limited!(health))
+        .add_service(limited!(reflection_v1))
+        .add_service(limited!(reflection_v1alpha)))
+}
+
+/// Health and reflection (v1, v1alpha) for a port that serves `services` of `contract`.
+async fn base_services(
+    services: &[&str],
+    contract: Contract,
+) -> anyhow::Result<(
+    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    >,
+)> {
     let descriptors = match contract {
         Contract::Current => crate::proto::FILE_DESCRIPTOR_SET,
         Contract::Legacy => annals_contract::proto_v5::FILE_DESCRIPTOR_SET,
@@ -429,26 +509,44 @@ async fn grpc_base(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .context("building gRPC reflection")?;
-    let mut server = Server::builder().layer(MapResponseLayer::new(
-        clients_fault as fn(http::Response<tonic::body::Body>) -> _,
-    ));
-    if let Some(tls) = tls {
-        server = server
-            .tls_config(tls)
-            .context("configuring TLS on the public port")?;
+    Ok((health, reflection_v1, reflection_v1alpha))
+}
+
+/// The gRPC-Web port's CORS answers: none without configured origins (a browser then calls
+/// it only from a page of its own origin), else preflights and responses that let pages of
+/// those origins send gRPC-Web and read its status.
+fn management_web_cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
     }
-    Ok(server
-        // Room for a whole commit of many events or a 2 MiB fetch batch in flight without
-        // waiting for window updates (HTTP/2's default is 64 KiB).
-        .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
-        .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
-        // A connection's streams, and pings that find a peer that is gone (`connections`).
-        .max_concurrent_streams(Some(limits.max_concurrent_streams))
-        .http2_keepalive_interval(Some(limits.keep_alive_interval))
-        .http2_keepalive_timeout(Some(limits.keep_alive_timeout))
-        .add_service(limited!(health))
-        .add_service(limited!(reflection_v1))
-        .add_service(limited!(reflection_v1alpha)))
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| http::HeaderValue::from_str(o).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([http::Method::POST, http::Method::OPTIONS])
+            .allow_headers([
+                http::header::CONTENT_TYPE,
+                http::HeaderName::from_static("x-grpc-web"),
+                http::HeaderName::from_static("x-user-agent"),
+                http::HeaderName::from_static("grpc-timeout"),
+                http::HeaderName::from_static("authorization"),
+            ])
+            .expose_headers([
+                http::HeaderName::from_static("grpc-status"),
+                http::HeaderName::from_static("grpc-message"),
+                http::HeaderName::from_static("grpc-status-details-bin"),
+            ])
+            .max_age(std::time::Duration::from_secs(24 * 3600)),
+    )
 }
 
 /// The gRPC name of a generated server type.

@@ -43,6 +43,7 @@ pub struct Ports {
     pub private: Option<u16>,
     pub public: Option<u16>,
     pub management: Option<u16>,
+    pub management_web: Option<u16>,
     pub web: Option<u16>,
     pub metrics: Option<u16>,
     pub legacy: Option<u16>,
@@ -96,6 +97,7 @@ impl Server {
                 private: None,
                 public: None,
                 management: None,
+                management_web: None,
                 web: None,
                 metrics: None,
                 legacy: None,
@@ -123,6 +125,8 @@ impl Server {
                 "--public-port",
                 "0",
                 "--management-port",
+                "0",
+                "--management-web-port",
                 "0",
             ])
             .args([

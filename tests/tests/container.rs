@@ -43,6 +43,7 @@ fn default_ports() -> BTreeSet<u16> {
         e.private.port,
         e.public.port,
         e.management.port,
+        e.management_web.port,
         e.web.port,
         e.metrics.port,
         e.legacy.port,
@@ -97,7 +98,8 @@ async fn the_assembled_image_runs_from_app_with_its_configuration_and_data() {
         .arg("serve")
         .args(["--listen-address", "127.0.0.1"])
         .args(["--private-port", "0", "--public-port", "0"])
-        .args(["--management-port", "0", "--web-port", "0"])
+        .args(["--management-port", "0", "--management-web-port", "0"])
+        .args(["--web-port", "0"])
         .args(["--metrics-port", "0", "--legacy-port", "0"])
         .args(["--set", "annals:disk:lowSpace=0"])
         .arg("--ready-file")

@@ -652,3 +652,281 @@ async fn healthz_and_metrics() {
         "{text}"
     );
 }
+
+/// One HTTP/1.1 exchange on a new connection: (status, lower-case headers, body de-chunked).
+async fn http1_exchange(port: u16, request: Vec<u8>) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream.write_all(&request).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    assert!(status_line.starts_with("HTTP/1.1 "), "{status_line}");
+    let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size_text = std::str::from_utf8(&rest[..end]).unwrap();
+            let size =
+                usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+            rest = &rest[end + 2..];
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[..size]);
+            rest = &rest[size + 2..];
+        }
+        body = out;
+    }
+    (status, headers, body)
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A gRPC-Web call over HTTP/1.1 (binary or base64 text): the message and the trailers.
+#[allow(clippy::big_endian_bytes, reason = "gRPC frame lengths are big-endian")]
+async fn grpc_web_call<M: prost::Message, R: prost::Message + Default>(
+    port: u16,
+    path: &str,
+    message: &M,
+    text: bool,
+    extra_headers: &str,
+) -> (u16, Vec<(String, String)>, Option<R>, String) {
+    let encoded = message.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(encoded.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(&encoded);
+    // A text client asks for a text answer (as grpc-web's browser client does).
+    let (content_type, body) = if text {
+        (
+            "application/grpc-web-text\r\nAccept: application/grpc-web-text",
+            base64_encode(&frame).into_bytes(),
+        )
+    } else {
+        ("application/grpc-web+proto", frame)
+    };
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: {content_type}\r\nX-Grpc-Web: 1\r\n{extra_headers}\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    let (status, headers, mut body) = http1_exchange(port, request).await;
+    if text {
+        body = base64_decode(std::str::from_utf8(&body).unwrap());
+    }
+    // Frames: 0x00 = a message, 0x80 = the trailers (as HTTP/1 header lines).
+    let mut reply = None;
+    let mut trailers = String::new();
+    let mut rest = &body[..];
+    while rest.len() >= 5 {
+        let flag = rest[0];
+        let len = u32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
+        let payload = &rest[5..5 + len];
+        if flag & 0x80 == 0 {
+            reply = Some(R::decode(payload).unwrap());
+        } else {
+            trailers.push_str(std::str::from_utf8(payload).unwrap());
+        }
+        rest = &rest[5 + len..];
+    }
+    (status, headers, reply, trailers)
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut n, mut bits) = (0u32, 0);
+    for c in text.bytes() {
+        if c == b'=' {
+            // Padding ends a group; a text body may hold several (one per frame).
+            n = 0;
+            bits = 0;
+            continue;
+        }
+        let Some(v) = TABLE.iter().position(|t| *t == c) else {
+            continue;
+        };
+        n = n << 6 | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((n >> bits & 0xff) as u8);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn management_over_grpc_web_on_http1_as_the_original() {
+    use dolittle::runtime::events::management::{GetAllRequest, GetAllResponse};
+    use dolittle::runtime::events::processing::management::{GetOneRequest, GetOneResponse};
+    let studio = "https://studio.example:8443";
+    let server = Server::start_with(
+        &[],
+        &[
+            "--set",
+            &format!("endpoints:managementweb:allowedOrigins={studio}, http://localhost:3000"),
+        ],
+        &[],
+    )
+    .await;
+    let web = server.ports.management_web.unwrap();
+    EventTypesClient::new(server.private().await)
+        .register(dolittle::runtime::events::EventTypeRegistrationRequest {
+            call_context: Some(call_context(DEVELOPMENT)),
+            event_type: Some(artifact(Uuid::from_u128(0x0b0b))),
+            alias: Some("OrderShipped".into()),
+        })
+        .await
+        .unwrap();
+    let over_grpc = ManagementEventTypesClient::new(server.management().await)
+        .get_all(GetAllRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(format!("{over_grpc:?}").contains("OrderShipped"));
+
+    // The same rpc over gRPC-Web, binary and base64 text: the same answer, status 0 in the
+    // trailers frame.
+    for text in [false, true] {
+        let (status, headers, reply, trailers) = grpc_web_call::<_, GetAllResponse>(
+            web,
+            "/dolittle.runtime.events.management.EventTypes/GetAll",
+            &GetAllRequest {},
+            text,
+            "",
+        )
+        .await;
+        assert_eq!(status, 200);
+        let content_type = header(&headers, "content-type").unwrap();
+        assert!(
+            content_type.starts_with(if text {
+                "application/grpc-web-text"
+            } else {
+                "application/grpc-web"
+            }),
+            "{content_type}"
+        );
+        assert_eq!(reply.as_ref(), Some(&over_grpc), "text: {text}");
+        assert!(trailers.contains("grpc-status:0"), "{trailers:?}");
+    }
+
+    // A failure the service answers in band: an unknown event handler.
+    let (status, _, reply, trailers) = grpc_web_call::<_, GetOneResponse>(
+        web,
+        "/dolittle.runtime.events.processing.management.EventHandlers/GetOne",
+        &GetOneRequest {
+            scope_id: Some(id(Uuid::nil())),
+            event_handler_id: Some(id(Uuid::from_u128(0xdead))),
+            tenant_id: None,
+        },
+        false,
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(trailers.contains("grpc-status:0"), "{trailers:?}");
+    assert!(reply.unwrap().failure.is_some());
+
+    // Health on the same port, as the original's gRPC-Web host serves it.
+    let (_, _, reply, trailers) = grpc_web_call::<_, RawHealth>(
+        web,
+        "/grpc.health.v1.Health/Check",
+        &RawHealthRequest {
+            service: String::new(),
+        },
+        false,
+        "",
+    )
+    .await;
+    assert_eq!(reply.map(|r| r.status), Some(1), "{trailers:?}");
+
+    // CORS: a configured origin's preflight is answered for gRPC-Web's headers, and its call
+    // may read the status; any other origin is not let in.
+    let preflight = |origin: &str| {
+        format!(
+            "OPTIONS /dolittle.runtime.events.management.EventTypes/GetAll HTTP/1.1\r\n\
+             Host: localhost\r\nConnection: close\r\nOrigin: {origin}\r\n\
+             Access-Control-Request-Method: POST\r\n\
+             Access-Control-Request-Headers: content-type,x-grpc-web,x-user-agent\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    let (status, headers, _) = http1_exchange(web, preflight(studio)).await;
+    assert!(status < 300, "{status} {headers:?}");
+    assert_eq!(
+        header(&headers, "access-control-allow-origin"),
+        Some(studio)
+    );
+    let allowed = header(&headers, "access-control-allow-headers").unwrap_or_default();
+    assert!(allowed.contains("x-grpc-web"), "{allowed}");
+    let (_, headers, _) = http1_exchange(web, preflight("https://evil.example")).await;
+    assert_eq!(header(&headers, "access-control-allow-origin"), None);
+    let (_, headers, reply, _) = grpc_web_call::<_, GetAllResponse>(
+        web,
+        "/dolittle.runtime.events.management.EventTypes/GetAll",
+        &GetAllRequest {},
+        false,
+        "Origin: http://localhost:3000\r\n",
+    )
+    .await;
+    assert_eq!(reply.as_ref(), Some(&over_grpc));
+    assert_eq!(
+        header(&headers, "access-control-allow-origin"),
+        Some("http://localhost:3000")
+    );
+    assert!(header(&headers, "access-control-expose-headers")
+        .unwrap_or_default()
+        .contains("grpc-status"));
+
+    // Without configured origins (the default, as the original), no CORS answer at all.
+    let plain = Server::start().await;
+    let (_, headers, _) =
+        http1_exchange(plain.ports.management_web.unwrap(), preflight(studio)).await;
+    assert_eq!(header(&headers, "access-control-allow-origin"), None);
+}
