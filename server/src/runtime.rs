@@ -101,6 +101,12 @@ impl Runtime {
             Arc::clone(&processors),
             (Arc::clone(&horizon.consumer), horizon.producer.clone()),
         );
+        for (id, alias) in engine.event_type_aliases()? {
+            metrics.dolittle.event_type_alias(id, &alias);
+        }
+        for (id, alias) in engine.aggregate_root_aliases()? {
+            metrics.dolittle.aggregate_root_alias(id, &alias);
+        }
         Ok(Runtime {
             engine,
             config,

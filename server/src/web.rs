@@ -562,13 +562,32 @@ fn html_escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// `GET /metrics`: every series in the text exposition format.
-async fn metrics_text(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        runtime.metrics.encode(),
-    )
+/// `GET /metrics`: every series, in OpenMetrics when the scraper accepts it (Prometheus
+/// asks for it first), else in the classic text format.
+async fn metrics_text(
+    State(runtime): State<Arc<Runtime>>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
+    let open_metrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if open_metrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            runtime.metrics.encode(),
+        )
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            runtime.metrics.encode_classic(),
+        )
+    }
 }

@@ -653,6 +653,220 @@ async fn healthz_and_metrics() {
     );
 }
 
+/// The original's series (`dolittle_*`, names, labels and label values as Runtime 9's
+/// prometheus-net exposes them) beside annals' own, and the whole exposition in the classic
+/// format checked by Prometheus' own `promtool check metrics`; OpenMetrics when asked for.
+#[tokio::test]
+async fn the_originals_metric_names_pass_promtool() {
+    let server = Server::start().await;
+    let (placed, unnamed, root) = (
+        Uuid::from_u128(0x0a01),
+        Uuid::from_u128(0x0a02),
+        Uuid::from_u128(0x0a03),
+    );
+    EventTypesClient::new(server.private().await)
+        .register(dolittle::runtime::events::EventTypeRegistrationRequest {
+            call_context: Some(call_context(DEVELOPMENT)),
+            event_type: Some(artifact(placed)),
+            alias: Some("OrderPlaced".into()),
+        })
+        .await
+        .unwrap();
+    AggregateRootsClient::new(server.private().await)
+        .register_alias(
+            dolittle::runtime::aggregates::AggregateRootAliasRegistrationRequest {
+                call_context: Some(call_context(DEVELOPMENT)),
+                aggregate_root: Some(artifact(root)),
+                alias: Some("Order".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let mut store = EventStoreClient::new(server.private().await);
+    let r = store
+        .commit(commit_request(
+            DEVELOPMENT,
+            &[
+                (placed, "a", "{}"),
+                (unnamed, "a", "{}"),
+                (placed, "b", "{}"),
+            ],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.failure.is_none());
+    let events = [(placed, "{}"), (placed, "{}")];
+    let r = store
+        .commit_for_aggregate(aggregate_request(DEVELOPMENT, root, "o-1", 0, &events))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.failure.is_none());
+    let r = store
+        .commit_for_aggregate(aggregate_request(DEVELOPMENT, root, "o-1", 0, &events))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.failure.is_some());
+
+    let (status, text) = Server::http_get(server.ports.metrics, "/metrics").await;
+    assert_eq!(status, 200);
+    let tenant = DEVELOPMENT.to_string();
+    let (placed, unnamed, root) = (placed.to_string(), unnamed.to_string(), root.to_string());
+    let value = |name: &str, labels: &[(&str, &str)]| annals_tests::metric(&text, name, labels);
+    let committed = "dolittle_customer_runtime_events_store_committed_events_total";
+    let by_type = |id: &str, alias: &str| {
+        value(
+            committed,
+            &[
+                ("tenantId", &tenant),
+                ("eventTypeId", id),
+                ("eventTypeAlias", alias),
+            ],
+        )
+    };
+    assert_eq!(by_type(&placed, "OrderPlaced"), Some(4.0), "{text}");
+    assert_eq!(by_type(&unnamed, ""), Some(1.0), "{text}");
+    assert_eq!(
+        value(
+            "dolittle_customer_runtime_events_store_committed_aggregate_events_total",
+            &[
+                ("tenantId", &tenant),
+                ("eventTypeId", &placed),
+                ("eventTypeAlias", "OrderPlaced"),
+                ("aggregateRootId", &root),
+                ("aggregateRootAlias", "Order"),
+            ],
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "dolittle_customer_runtime_events_store_aggregate_concurrency_conflicts_total",
+            &[
+                ("tenantId", &tenant),
+                ("aggregateRootId", &root),
+                ("aggregateRootAlias", "Order")
+            ],
+        ),
+        Some(1.0)
+    );
+    for (name, want) in [
+        (
+            "dolittle_system_runtime_events_store_commits_received_total",
+            1.0,
+        ),
+        (
+            "dolittle_system_runtime_events_store_commits_for_aggregate_received_total",
+            2.0,
+        ),
+        (
+            "dolittle_system_runtime_events_store_batched_events_successfully_persisted_total",
+            5.0,
+        ),
+        (
+            "dolittle_shared_runtime_event_horizon_consumer_connected_subscriptions_current",
+            0.0,
+        ),
+    ] {
+        assert_eq!(value(name, &[]), Some(want), "{name}\n{text}");
+    }
+    assert!(value(
+        "dolittle_system_runtime_events_store_batches_successfully_persisted_total",
+        &[]
+    )
+    .is_some_and(|n| (1.0..=2.0).contains(&n)));
+    let nil = Uuid::nil().to_string();
+    assert_eq!(
+        value(
+            "dolittle_system_runtime_events_store_offset",
+            &[("tenantId", &tenant), ("scopeId", &nil)],
+        ),
+        Some(4.0)
+    );
+    // The original's help texts, word for word, on the classic format's family names.
+    assert!(text.contains(&format!(
+        "# HELP {committed} EventStore total number of committed events by type\n# TYPE {committed} counter\n"
+    )), "{text}");
+    assert!(!text.contains("# EOF"));
+
+    // Prometheus' own check of the exposition: its parser and its lint rules. The one rule
+    // the original's series break is its style rule for label names (Runtime 9 names them
+    // in camelCase, and dashboards query them so); nothing else may be reported, and
+    // annals' own series pass with nothing to say.
+    let (ok, said) = promtool(&text);
+    let camel = only_camel_case_labels(&said);
+    assert!(
+        camel,
+        "promtool check metrics said more than the original's camelCase labels:\n{said}\n{text}"
+    );
+    assert!(ok || !said.is_empty());
+    let own: String = text
+        .lines()
+        .filter(|l| {
+            !l.starts_with("dolittle_")
+                && !l.starts_with("# HELP dolittle_")
+                && !l.starts_with("# TYPE dolittle_")
+        })
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    assert!(own.contains("annals_committed_events_total"), "{own}");
+    let (ok, said) = promtool(&own);
+    assert!(
+        ok && said.is_empty(),
+        "promtool check metrics: {said}\n{own}"
+    );
+
+    // A scraper that asks for OpenMetrics gets it.
+    let (_, headers, body) = http1_exchange(
+        server.ports.metrics.unwrap(),
+        b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+          Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n\r\n"
+            .to_vec(),
+    )
+    .await;
+    let body = String::from_utf8(body).unwrap();
+    assert!(header(&headers, "content-type")
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    assert!(body.contains(&format!(
+        "# TYPE {} counter",
+        committed.trim_end_matches("_total")
+    )));
+}
+
+/// `promtool check metrics` on `text`: whether it exited 0, and what it said.
+fn promtool(text: &str) -> (bool, String) {
+    let temp = tempfile::tempdir().unwrap();
+    let path = temp.path().join("metrics.txt");
+    std::fs::write(&path, text).unwrap();
+    let checked = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&path).unwrap())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("running promtool: {e} (Debian's prometheus package; .ci/run installs it)")
+        });
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    (checked.status.success(), said)
+}
+
+/// Whether every line promtool said is its camelCase rule for the label names of one of
+/// the original's families.
+fn only_camel_case_labels(said: &str) -> bool {
+    said.lines().filter(|l| !l.trim().is_empty()).all(|line| {
+        line.strip_suffix(" label names should be written in 'snake_case' not 'camelCase'")
+            .is_some_and(|family| family.starts_with("dolittle_") && !family.contains(' '))
+    })
+}
+
 /// One HTTP/1.1 exchange on a new connection: (status, lower-case headers, body de-chunked).
 async fn http1_exchange(port: u16, request: Vec<u8>) -> (u16, Vec<(String, String)>, Vec<u8>) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

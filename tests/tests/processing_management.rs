@@ -403,7 +403,8 @@ async fn reprocess_events_from_a_timestamp() {
 async fn processor_metrics_follow_the_answers() {
     let server = Server::start().await;
     commit_n(&server, DEVELOPMENT, 3).await;
-    let handler = EventHandler::new(Uuid::new_v4(), &[TYPE_A]);
+    let mut handler = EventHandler::new(Uuid::new_v4(), &[TYPE_A]);
+    handler.alias = Some("Orders".into());
     let mut head = Head::connect(server.private().await, handler.message()).await;
     handle(&mut head, 2).await;
     let third = head.request().await;
@@ -431,6 +432,86 @@ async fn processor_metrics_follow_the_answers() {
         ],
     )
     .await;
+    // The original's series: each attempt (three successes, one failure) by event type, the
+    // registration, the stream processor kind ("Actor" for event handlers), and what it
+    // exports over OpenTelemetry only (offset, processed, lag).
+    let type_a = TYPE_A.to_string();
+    let handler_event = [
+        ("scope", scope.as_str()),
+        ("eventHandlerId", processor.as_str()),
+        ("eventHandlerAlias", "Orders"),
+        ("tenantId", tenant.as_str()),
+        ("eventTypeId", type_a.as_str()),
+        ("eventTypeAlias", ""),
+    ];
+    wait_metrics(
+        &server,
+        &handler_event,
+        &[
+            expect(
+                "dolittle_customer_runtime_eventhandlers_event_processing_time_seconds_count",
+                4.0,
+            ),
+            expect(
+                "dolittle_customer_runtime_eventhandlers_event_processing_failures_total",
+                1.0,
+            ),
+        ],
+    )
+    .await;
+    wait_metrics(
+        &server,
+        &[
+            ("eventHandlerId", processor.as_str()),
+            ("eventHandlerAlias", "Orders"),
+        ],
+        &[expect(
+            "dolittle_customer_runtime_eventhandlers_registrations_total",
+            1.0,
+        )],
+    )
+    .await;
+    wait_metrics(
+        &server,
+        &[("eventProcessorKind", "Actor")],
+        &[
+            expect(
+                "dolittle_system_runtime_streamprocessors_initializations_total",
+                1.0,
+            ),
+            expect(
+                "dolittle_system_runtime_streamprocessors_event_processing_time_seconds_count",
+                4.0,
+            ),
+            expect(
+                "dolittle_system_runtime_streamprocessors_failed_event_processings_total",
+                1.0,
+            ),
+        ],
+    )
+    .await;
+    let offsets = [
+        ("tenantId", tenant.as_str()),
+        ("scopeId", scope.as_str()),
+        ("eventProcessorId", processor.as_str()),
+        ("alias", "Orders"),
+    ];
+    wait_metrics(
+        &server,
+        &offsets,
+        &[
+            expect("dolittle_customer_runtime_stream_processors_offset", 2.0),
+            expect(
+                "dolittle_customer_runtime_stream_processors_processed_total",
+                3.0,
+            ),
+            expect(
+                "dolittle_customer_runtime_stream_processor_consumer_lag",
+                0.0,
+            ),
+        ],
+    )
+    .await;
 
     commit_n(&server, DEVELOPMENT, 3).await;
     let _outstanding = head.request().await;
@@ -442,6 +523,15 @@ async fn processor_metrics_follow_the_answers() {
             expect("annals_processor_position", 3.0),
             expect("annals_processor_lag_events", 3.0),
         ],
+    )
+    .await;
+    wait_metrics(
+        &server,
+        &offsets,
+        &[expect(
+            "dolittle_customer_runtime_stream_processor_consumer_lag",
+            3.0,
+        )],
     )
     .await;
 }
@@ -467,7 +557,7 @@ async fn wait_metrics(server: &Server, labels: &[(&str, &str)], expected: &[(&st
             tokio::time::Instant::now() < deadline,
             "wanted {expected:?} for {labels:?}, got {got:?}:\n{}",
             text.lines()
-                .filter(|l| l.starts_with("annals_processor"))
+                .filter(|l| l.starts_with("annals_processor") || l.contains("processor"))
                 .collect::<Vec<_>>()
                 .join("\n")
         );

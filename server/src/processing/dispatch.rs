@@ -22,6 +22,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ids;
+use crate::metrics::Attempts;
 use crate::processing::parking;
 use crate::processing::positions::Progress;
 use crate::processing::processor::{Delivery, Handler, Outcome};
@@ -53,6 +54,8 @@ pub(crate) struct Asker<H> {
     pub(crate) status: Arc<Mutex<TenantStatus>>,
     pub(crate) processed: Counter,
     pub(crate) failures: Counter,
+    /// The original's series of each attempt.
+    pub(crate) attempts: Attempts,
     /// Cancelled when the call is over.
     pub(crate) ended: CancellationToken,
     /// Cancelled when the call drains: nothing new is asked.
@@ -66,9 +69,35 @@ impl<H: Handler> Asker<H> {
         delivery: &Delivery,
         retry: Option<RetryProcessingState>,
     ) -> Result<Outcome, CallError> {
-        self.handler
-            .handle(self.context_for(delivery), delivery, retry)
+        self.attempt(self.context_for(delivery), delivery, retry)
             .await
+    }
+
+    /// One attempt at `delivery`, timed and recorded by its event type when the head
+    /// answered.
+    async fn attempt(
+        &self,
+        context: WireExecutionContext,
+        delivery: &Delivery,
+        retry: Option<RetryProcessingState>,
+    ) -> Result<Outcome, CallError> {
+        let started = std::time::Instant::now();
+        let outcome = self.handler.handle(context, delivery, retry).await;
+        if let Ok(answered) = &outcome {
+            let event_type = delivery
+                .event
+                .event_type
+                .as_ref()
+                .and_then(|t| t.id.as_ref())
+                .and_then(|id| ids::from_wire("eventType", id).ok())
+                .unwrap_or_default();
+            self.attempts.record(
+                event_type,
+                started.elapsed().as_secs_f64(),
+                matches!(answered, Outcome::Done { .. }),
+            );
+        }
+        outcome
     }
 
     /// Delivers `delivery` in flight, answering with it (one shared handle per event).
@@ -99,8 +128,7 @@ impl<H: Handler> Asker<H> {
         loop {
             // The call's end answers every outstanding request with `Ended`.
             let outcome = self
-                .handler
-                .handle(context.clone(), delivery, retry.take())
+                .attempt(context.clone(), delivery, retry.take())
                 .await?;
             match outcome {
                 Outcome::Failed {

@@ -37,6 +37,7 @@ use uuid::Uuid;
 use crate::api::failure::Failure;
 use crate::blocking::blocking;
 use crate::clock::now_ns;
+use crate::metrics::Attempts;
 use crate::processing::dispatch::{Asker, Dispatch};
 use crate::processing::parking::{self, CatchUp};
 use crate::processing::positions::{Progress, Writer, Writes};
@@ -130,6 +131,8 @@ pub(crate) struct TenantProcessor<H: Handler> {
     pub(crate) draining: CancellationToken,
     pub(crate) processed: Counter,
     pub(crate) failures: Counter,
+    /// The original's series of each attempt (`metrics::dolittle`).
+    pub(crate) attempts: Attempts,
 }
 
 /// A tenant's processor while it runs, in parts that each own what they touch.
@@ -174,6 +177,7 @@ impl<H: Handler> TenantProcessor<H> {
             draining,
             processed,
             failures,
+            attempts,
         } = self;
         let mut running = Running {
             asker: Arc::new(Asker {
@@ -183,6 +187,7 @@ impl<H: Handler> TenantProcessor<H> {
                 status: Arc::clone(&status),
                 processed,
                 failures,
+                attempts,
                 ended,
                 draining,
             }),
@@ -571,6 +576,11 @@ mod tests {
             draining: CancellationToken::new(),
             processed: Counter::default(),
             failures: Counter::default(),
+            attempts: Arc::new(crate::metrics::Dolittle::default()).attempts(
+                crate::processing::Kind::EventHandler,
+                (Uuid::from_u128(5), Uuid::nil(), None),
+                Uuid::nil(),
+            ),
         }
     }
 

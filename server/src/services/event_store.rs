@@ -121,9 +121,13 @@ async fn commit(
         events,
     };
     let receipt = blocking::engine(async { Ok(tenant.commit_async(&commit).await?) }).await?;
-    runtime
-        .metrics
-        .committed(commit.execution_context.tenant_id, receipt.count);
+    let tenant_id = commit.execution_context.tenant_id;
+    runtime.metrics.committed(tenant_id, receipt.count);
+    runtime.metrics.dolittle.committed(
+        tenant_id,
+        commit.events.iter().map(|e| e.event_type.id),
+        None,
+    );
     Ok(committed::committed_events(commit, receipt))
 }
 
@@ -169,6 +173,10 @@ async fn commit_for_aggregate(
         match tenant.commit_for_aggregate_async(&commit).await {
             Ok(receipt) => Ok(receipt),
             Err(annals_engine::Error::WrongExpectedVersion { expected, actual }) => {
+                runtime
+                    .metrics
+                    .dolittle
+                    .concurrency_conflict(commit.execution_context.tenant_id, aggregate_root);
                 Err(Failure::concurrency_conflict(
                     &commit.event_source_id,
                     aggregate_root,
@@ -180,9 +188,13 @@ async fn commit_for_aggregate(
         }
     })
     .await?;
-    runtime
-        .metrics
-        .committed(commit.execution_context.tenant_id, receipt.count);
+    let tenant_id = commit.execution_context.tenant_id;
+    runtime.metrics.committed(tenant_id, receipt.count);
+    runtime.metrics.dolittle.committed(
+        tenant_id,
+        commit.events.iter().map(|e| e.event_type.id),
+        Some(aggregate_root),
+    );
     Ok(committed::committed_aggregate_events(commit, receipt))
 }
 
@@ -220,6 +232,7 @@ impl EventStore for EventStoreService {
         request: Request<CommitEventsRequest>,
     ) -> Result<Response<CommitEventsResponse>, Status> {
         let runtime = &self.runtime;
+        runtime.metrics.dolittle.commit_received();
         request::unary_for_tenant(runtime, "Commit", request, |tenant, request| {
             commit(runtime, tenant, request)
         })
@@ -231,6 +244,7 @@ impl EventStore for EventStoreService {
         request: Request<CommitAggregateEventsRequest>,
     ) -> Result<Response<CommitAggregateEventsResponse>, Status> {
         let (runtime, waiting) = (&self.runtime, &self.aggregate_waiters);
+        runtime.metrics.dolittle.commit_for_aggregate_received();
         request::unary_for_tenant(runtime, "CommitForAggregate", request, |tenant, request| {
             commit_for_aggregate(runtime, waiting, tenant, request)
         })

@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use annals_engine::Engine;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -58,7 +57,7 @@ impl PlatformServices {
         context: Option<&CallRequestContext>,
         (field, artifact): (&str, Option<&Artifact>),
         alias: Option<String>,
-        register: fn(&Engine, Uuid, &str) -> Result<(), Failure>,
+        register: fn(&Runtime, Uuid, &str) -> Result<(), Failure>,
     ) -> Result<Response<R>, Status> {
         let runtime = Arc::clone(&self.runtime);
         let work = async {
@@ -67,7 +66,7 @@ impl PlatformServices {
             convert::call_context(context)?;
             let artifact = convert::event_type(field, artifact)?;
             let alias = alias.unwrap_or_else(|| NO_ALIAS.to_owned());
-            blocking(move || register(&runtime.engine, artifact.id, &alias)).await
+            blocking(move || register(&runtime, artifact.id, &alias)).await
         };
         request::unary(&self.runtime, rpc, work).await
     }
@@ -172,7 +171,11 @@ impl EventTypes for PlatformServices {
             request.call_context.as_ref(),
             artifact,
             request.alias,
-            |e, id, alias| Ok(e.register_event_type_alias(id, alias)?),
+            |r, id, alias| {
+                r.engine.register_event_type_alias(id, alias)?;
+                r.metrics.dolittle.event_type_alias(id, alias);
+                Ok(())
+            },
         )
         .await
     }
@@ -188,8 +191,10 @@ impl AggregateRoots for PlatformServices {
         let artifact = ("aggregateRoot", request.aggregate_root.as_ref());
         let rpc = "AggregateRoots/RegisterAlias";
         let context = request.call_context.as_ref();
-        self.register_artifact(rpc, context, artifact, request.alias, |e, id, alias| {
-            Ok(e.register_aggregate_root_alias(id, alias)?)
+        self.register_artifact(rpc, context, artifact, request.alias, |r, id, alias| {
+            r.engine.register_aggregate_root_alias(id, alias)?;
+            r.metrics.dolittle.aggregate_root_alias(id, alias);
+            Ok(())
         })
         .await
     }

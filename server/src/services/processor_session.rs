@@ -216,17 +216,44 @@ async fn register<P: Protocol, H: Handler>(
     execution_context: &ExecutionContext,
 ) -> Result<(Spec, Registered, Vec<TenantProcessor<H>>), Failure> {
     let spec = spec?;
+    let dolittle = &runtime.metrics.dolittle;
+    let (kind, id, alias) = (spec.key.kind, spec.key.id, spec.alias.clone());
+    let alias = alias.as_deref();
+    dolittle.registering(kind, id, alias);
+    match take_place(runtime, spec, handler, already, call, execution_context).await {
+        Ok(registered) => {
+            dolittle.started(kind);
+            Ok(registered)
+        }
+        Err((failure, is_already)) => {
+            dolittle.registration_failed(kind, id, alias, is_already);
+            Err(failure)
+        }
+    }
+}
+
+/// `register`'s work: the failure, and whether it is that the processor is registered
+/// already.
+async fn take_place<P: Protocol, H: Handler>(
+    runtime: &Arc<Runtime>,
+    spec: Spec,
+    handler: impl FnOnce(&Spec, &Arc<ReverseCall<P>>, &StatesByTenant) -> H,
+    already: impl FnOnce(&ProcessorKey) -> Failure,
+    call: &Arc<ReverseCall<P>>,
+    execution_context: &ExecutionContext,
+) -> Result<(Spec, Registered, Vec<TenantProcessor<H>>), (Failure, bool)> {
     let mut states = StatesByTenant::new();
     if spec.projection.is_some() {
         for &tenant_id in runtime.tenant_ids() {
-            let tenant = runtime.tenant(tenant_id)?;
+            let tenant = runtime.tenant(tenant_id).map_err(|f| (f, false))?;
             let tenant_states = TenantStates::new(tenant, ScopeId(spec.key.scope), spec.key.id);
             states.insert(tenant_id, Arc::new(tenant_states));
         }
     }
     let handler = Arc::new(handler(&spec, call, &states));
-    let (handles, processors) =
-        tenants(runtime, &spec, &handler, &states, call, execution_context).await?;
+    let (handles, processors) = tenants(runtime, &spec, &handler, &states, call, execution_context)
+        .await
+        .map_err(|f| (f, false))?;
     let registration = Arc::new(Registration {
         key: spec.key,
         event_types: spec.event_types.clone(),
@@ -237,7 +264,7 @@ async fn register<P: Protocol, H: Handler>(
         projection: spec.projection.clone(),
     });
     let Some(registered) = runtime.processors.register(registration).await else {
-        return Err(already(&spec.key));
+        return Err((already(&spec.key), true));
     };
     // Only once its place is taken are a projection's stored states compared and reset: a
     // second connection of the same projection is refused before it touches them.
@@ -249,7 +276,9 @@ async fn register<P: Protocol, H: Handler>(
                 processor.id,
                 Arc::clone(projection),
             );
-            blocking(move || prepare_projection(&tenant, scope, id, &projection)).await?;
+            blocking(move || prepare_projection(&tenant, scope, id, &projection))
+                .await
+                .map_err(|f| (f, false))?;
         }
     }
     Ok((spec, registered, processors))
@@ -321,6 +350,11 @@ async fn tenants<P: Protocol, H: Handler>(
             spec.key.scope,
             tenant_id,
         );
+        let attempts = runtime.metrics.dolittle.attempts(
+            spec.key.kind,
+            (spec.key.id, spec.key.scope, spec.alias.as_deref()),
+            tenant_id,
+        );
         handles.insert(
             tenant_id,
             Arc::new(TenantHandle {
@@ -355,6 +389,7 @@ async fn tenants<P: Protocol, H: Handler>(
             draining: call.draining().clone(),
             processed,
             failures,
+            attempts,
         });
     }
     Ok((handles, processors))

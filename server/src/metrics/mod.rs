@@ -1,4 +1,7 @@
-//! Prometheus metrics, served as text on the metrics port (`GET /metrics`, default 9700).
+//! Prometheus metrics, served as text on the metrics port (`GET /metrics`, default 9700):
+//! annals' own series (`annals_*`, below) and the original's (`dolittle_*`, `dolittle`).
+//! A scraper that asks for OpenMetrics gets it; any other gets the classic text format
+//! (0.0.4), as the original's prometheus-net answers.
 //!
 //! Series are labelled by tenant and rpc; both sets are bounded (tenants come from the
 //! configuration, rpcs from the contract), so the number of series is too. Every unary rpc is
@@ -48,6 +51,10 @@ use prometheus_client::registry::Registry;
 use uuid::Uuid;
 
 use crate::processing::{Kind, Processors};
+
+mod dolittle;
+
+pub(crate) use dolittle::{Attempts, Dolittle};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -277,6 +284,8 @@ pub(crate) enum Outcome {
 /// Every series the runtime exports.
 pub(crate) struct Metrics {
     registry: Registry,
+    /// The original's series.
+    pub(crate) dolittle: Arc<Dolittle>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<LatencyLabels, Histogram>,
     committed: Family<TenantLabels, Counter>,
@@ -352,7 +361,15 @@ impl Metrics {
         processors: Arc<Processors>,
         (consumer, producer): (Arc<Consumer>, Producer),
     ) -> Metrics {
-        let mut registry = Registry::with_prefix("annals");
+        let mut root = Registry::default();
+        let dolittle = Arc::new(Dolittle::default());
+        root.register_collector(Box::new(dolittle::DolittleCollector {
+            dolittle: Arc::clone(&dolittle),
+            logs: logs.clone(),
+            processors: Arc::clone(&processors),
+            consumer: Arc::clone(&consumer),
+        }));
+        let registry = root.sub_registry_with_prefix("annals");
         registry.register_collector(Box::new(LogCollector { logs }));
         registry.register_collector(Box::new(ProcessorCollector { processors }));
         registry.register_collector(Box::new(HorizonCollector { consumer, producer }));
@@ -425,7 +442,8 @@ impl Metrics {
             unhealthy.clone(),
         );
         Metrics {
-            registry,
+            registry: root,
+            dolittle,
             requests,
             latency,
             committed,
@@ -514,7 +532,7 @@ impl Metrics {
             .inc_by(events);
     }
 
-    /// The text exposition format.
+    /// The OpenMetrics text format.
     pub(crate) fn encode(&self) -> String {
         let mut text = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
@@ -522,4 +540,51 @@ impl Metrics {
         }
         text
     }
+
+    /// The classic Prometheus text format (0.0.4).
+    pub(crate) fn encode_classic(&self) -> String {
+        classic(&self.encode())
+    }
+}
+
+/// OpenMetrics text as the classic format: a counter family is named as its samples are
+/// (`x_total`, where OpenMetrics names the family `x`), and the `# EOF` and `# UNIT` lines
+/// the classic format does not have are left out. Nothing else differs for what is encoded
+/// here (no exemplars, no `_created` samples, no info or state sets).
+fn classic(open_metrics: &str) -> String {
+    let mut out = String::with_capacity(open_metrics.len() + open_metrics.len() / 16);
+    let mut counters = std::collections::HashSet::new();
+    for line in open_metrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some(name) = rest.strip_suffix(" counter") {
+                counters.insert(name.to_owned());
+            }
+        }
+    }
+    for line in open_metrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let descriptor = line
+            .strip_prefix("# HELP ")
+            .map(|rest| ("# HELP ", rest))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|rest| ("# TYPE ", rest)));
+        match descriptor {
+            Some((kind, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(kind);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                if !tail.is_empty() {
+                    out.push(' ');
+                    out.push_str(tail);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
