@@ -30,6 +30,8 @@
 //! - `mongo`: `annals export`, a tenant as the original's MongoDB database (annals-mongo).
 //! - `disk`: the data directory's free space, watched and warned of before it runs out.
 //! - `connections`: what one client may hold of a gRPC port (connections, silence, streams).
+//! - `console`: the web console (web port): tenants, event logs, aggregates, processors,
+//!   plots, the event horizon.
 //! - `rest`: the original's REST twin of the event store and its OpenAPI document (web port).
 //! - `shutdown`: graceful shutdown: signals, the grace period, closing the engine.
 
@@ -40,6 +42,7 @@ mod blocking;
 pub mod cli;
 pub mod config;
 mod connections;
+mod console;
 mod disk;
 mod heal;
 pub mod logging;

@@ -509,6 +509,11 @@ fn status_failure(status: &tonic::Status) -> Response {
 /// fraction digits, trailing zeros dropped, and `+00:00`.
 fn occurred(at: Option<&prost_types::Timestamp>) -> String {
     let (seconds, nanos) = at.map_or((0, 0), |t| (t.seconds, t.nanos));
+    utc_text(seconds, i64::from(nanos))
+}
+
+/// A UTC time (Unix seconds and nanoseconds) as ASP.NET writes it.
+pub(crate) fn utc_text(seconds: i64, nanos: i64) -> String {
     let days = seconds.div_euclid(86_400);
     let in_day = seconds.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);

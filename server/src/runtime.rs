@@ -27,6 +27,8 @@ pub(crate) struct Runtime {
     pub(crate) config: RuntimeConfig,
     tenants: Arc<HashMap<Uuid, Arc<Tenant>>>,
     pub(crate) metrics: Metrics,
+    /// What the console's plots show (sampled by `console::plots::run`).
+    pub(crate) plots: crate::console::plots::Plots,
     /// The event horizon: this runtime's subscriptions and the public streams it serves.
     pub(crate) horizon: Horizon,
     /// The connected event handlers and filters.
@@ -113,6 +115,7 @@ impl Runtime {
             tenants,
             horizon,
             metrics,
+            plots: crate::console::plots::Plots::default(),
             processors,
             build_results: Mutex::new(None),
             stopping,

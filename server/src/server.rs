@@ -315,6 +315,7 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
     }
     // The first reading before anyone can ask /healthz; then one every few seconds.
     crate::disk::refresh(&runtime);
+    tokio::spawn(crate::console::plots::run(Arc::clone(&runtime)));
     tokio::spawn(crate::disk::watch(Arc::clone(&runtime)));
     // A tenant that refuses writes after an I/O failure is healed without a restart.
     tokio::spawn(crate::heal::watch(Arc::clone(&runtime)));

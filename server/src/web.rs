@@ -1,4 +1,4 @@
-//! The plain-HTTP ports: the web port (`GET /healthz`, a status page at `/`, `POST
+//! The plain-HTTP ports: the web port (`GET /healthz`, the console (`console`), `POST
 //! /export` when an export directory is configured, and projections' states as of any
 //! point under `/projections`) and the metrics port (`GET /metrics`,
 //! Prometheus text). Nothing here changes the runtime: an export only reads it, and writes
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -22,11 +22,11 @@ use crate::connections::{ConnectionLimits, GuardedListener};
 use crate::runtime::Runtime;
 use crate::shutdown;
 
-/// The web port's routes: `/healthz` and the status page.
+/// The web port's routes: `/healthz`, exports, projections' states, the REST twin and the
+/// console.
 pub(crate) fn web(runtime: Arc<Runtime>) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(healthz))
-        .route("/", get(status_page))
         .route("/export", post(export))
         .route("/projections", get(projections))
         .route(
@@ -34,6 +34,7 @@ pub(crate) fn web(runtime: Arc<Runtime>) -> axum::Router {
             get(projection_states),
         )
         .merge(crate::rest::routes())
+        .merge(crate::console::routes())
         .with_state(runtime)
 }
 
@@ -460,106 +461,6 @@ async fn healthz(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, axum::Json(body))
-}
-
-/// `GET /`: who this runtime is, which tenants it serves, and its event horizon (the
-/// subscriptions it holds and the ones it serves).
-async fn status_page(State(runtime): State<Arc<Runtime>>) -> Html<String> {
-    use std::fmt::Write as _;
-    let p = &runtime.config.platform;
-    let mut tenants = String::new();
-    for t in runtime.tenant_ids() {
-        tenants.push_str("<li><code>");
-        tenants.push_str(&t.to_string());
-        tenants.push_str("</code></li>");
-    }
-    let mut horizon = String::new();
-    let subscriptions = runtime.horizon.consumer.subscriptions();
-    if !subscriptions.is_empty() {
-        horizon.push_str(
-            "<h2>Event horizon subscriptions</h2><table><tr><th>tenant</th>\
-             <th>producer microservice</th><th>producer tenant</th><th>stream</th>\
-             <th>partition</th><th>scope</th><th>position</th><th>stored</th>\
-             <th>connected</th><th>reconnects</th><th>last error</th></tr>",
-        );
-        for s in &subscriptions {
-            let _ = write!(
-                horizon,
-                "<tr><td><code>{}</code></td><td><code>{}</code></td><td><code>{}</code></td>\
-                 <td><code>{}</code></td><td>{}</td><td><code>{}</code></td><td>{}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                s.consumer_tenant,
-                s.producer_microservice,
-                s.producer_tenant,
-                s.stream,
-                html_escape(&s.partition),
-                s.scope,
-                s.position,
-                s.events_stored,
-                if s.connected { "yes" } else { "no" },
-                s.reconnects,
-                html_escape(s.last_error.as_deref().unwrap_or("")),
-            );
-        }
-        horizon.push_str("</table>");
-    }
-    let producer = runtime.horizon.producer.clone();
-    let streams = tokio::task::spawn_blocking(move || producer.public_streams())
-        .await
-        .unwrap_or_default();
-    if !streams.is_empty() {
-        horizon.push_str(
-            "<h2>Public streams</h2><table><tr><th>tenant</th><th>stream</th><th>events</th></tr>",
-        );
-        for (tenant, stream, end) in &streams {
-            let _ = write!(
-                horizon,
-                "<tr><td><code>{tenant}</code></td><td><code>{stream}</code></td><td>{end}</td></tr>"
-            );
-        }
-        horizon.push_str("</table>");
-    }
-    let served = runtime.horizon.producer.served();
-    if !served.is_empty() {
-        horizon.push_str(
-            "<h2>Public streams served</h2><table><tr><th>consumer microservice</th>\
-             <th>consumer tenant</th><th>tenant</th><th>stream</th><th>partition</th>\
-             <th>sent up to</th><th>acknowledged up to</th><th>lag (at most)</th></tr>",
-        );
-        for s in &served {
-            let _ = write!(
-                horizon,
-                "<tr><td><code>{}</code></td><td><code>{}</code></td><td><code>{}</code></td>\
-                 <td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                s.consumer_microservice,
-                s.consumer_tenant,
-                s.producer_tenant,
-                s.stream,
-                html_escape(&s.partition),
-                s.sent_position,
-                s.acknowledged_position,
-                s.lag_events,
-            );
-        }
-        horizon.push_str("</table>");
-    }
-    Html(format!(
-        "<!doctype html><title>annals</title><h1>annals {}</h1>\
-         <p>Dolittle Contracts 7.8.1 runtime. Microservice <code>{}</code> ({}), environment {}.</p>\
-         <h2>Tenants</h2><ul>{tenants}</ul>{horizon}\
-         <p><a href=\"/healthz\">/healthz</a></p>",
-        env!("CARGO_PKG_VERSION"),
-        p.microservice_id,
-        html_escape(&p.microservice_name),
-        html_escape(&p.environment),
-    ))
-}
-
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// `GET /metrics`: every series, in OpenMetrics when the scraper accepts it (Prometheus

@@ -33,6 +33,7 @@ pub use annals_server::proto;
 pub mod head;
 pub mod mongo;
 pub mod sdk17;
+pub mod webdriver;
 
 /// The Development tenant (the default configuration's only tenant).
 pub const DEVELOPMENT: Uuid = Uuid::from_u128(0x445f_8ea8_1a6f_40d7_b2fc_796d_ba92_dc44);

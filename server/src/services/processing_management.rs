@@ -74,7 +74,7 @@ impl EventHandlersManagement {
 }
 
 /// Resets one tenant's processor to `event_log_position`, which must not be past the log's end.
-async fn reset(
+pub(crate) async fn reset(
     handle: &TenantHandle,
     event_log_position: EventLogSequenceNumber,
 ) -> Result<(), Failure> {

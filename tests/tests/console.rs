@@ -1,0 +1,443 @@
+//! The web console in a real browser: Debian's headless Chromium, driven over WebDriver by
+//! its chromedriver, clicks through the pages and checks what they show against what was
+//! committed; once with JavaScript (live updates, plots), once without (everything else).
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::time::Duration;
+
+use annals_tests::head::{Answer, EventHandler, Head};
+use annals_tests::proto::dolittle;
+use annals_tests::webdriver::{Client, Locator};
+use annals_tests::{
+    aggregate_request, artifact, call_context, commit, free_port, Server, DEVELOPMENT,
+};
+use dolittle::runtime::aggregates::aggregate_roots_client::AggregateRootsClient;
+use dolittle::runtime::events::event_store_client::EventStoreClient;
+use dolittle::runtime::events::event_types_client::EventTypesClient;
+use uuid::Uuid;
+
+const PLACED: Uuid = Uuid::from_u128(0xc001);
+const SHIPPED: Uuid = Uuid::from_u128(0xc002);
+const ROOT: Uuid = Uuid::from_u128(0xc0a7);
+
+/// A headless Chromium session; its chromedriver is killed with it.
+struct Browser {
+    client: Client,
+    _driver: tokio::process::Child,
+}
+
+async fn browser(javascript: bool) -> Browser {
+    let port = free_port();
+    let driver = tokio::process::Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("running chromedriver: {e} (Debian's chromium-driver; .ci/run installs it)")
+        });
+    let mut args = vec![
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+    ];
+    if !javascript {
+        args.push("--blink-settings=scriptEnabled=false");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let client = loop {
+        match Client::new_session(port, &args).await {
+            Ok(client) => break client,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no WebDriver session: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    Browser {
+        client,
+        _driver: driver,
+    }
+}
+
+/// The text of every element `css` finds, read in one go (a live refresh may replace them
+/// between two reads).
+async fn texts(client: &Client, css: &str) -> Vec<String> {
+    let script =
+        "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.innerText);";
+    let value = client
+        .execute(script, vec![serde_json::json!(css)])
+        .await
+        .unwrap();
+    serde_json::from_value(value).unwrap()
+}
+
+/// The sequence numbers of the listed events, in the page's order.
+async fn sequences(client: &Client) -> Vec<u64> {
+    let script = "return Array.from(document.querySelectorAll('tr.event')).map(r => Number(r.dataset.sequence));";
+    serde_json::from_value(client.execute(script, vec![]).await.unwrap()).unwrap()
+}
+
+/// Polls `check` on the page for up to 30 s.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// 60 events: 55 `OrderPlaced` over five event sources, then five unnamed ones the handler
+/// fails on for one source; and an aggregate instance with three events.
+async fn setup(server: &Server) {
+    EventTypesClient::new(server.private().await)
+        .register(dolittle::runtime::events::EventTypeRegistrationRequest {
+            call_context: Some(call_context(DEVELOPMENT)),
+            event_type: Some(artifact(PLACED)),
+            alias: Some("OrderPlaced".into()),
+        })
+        .await
+        .unwrap();
+    AggregateRootsClient::new(server.private().await)
+        .register_alias(
+            dolittle::runtime::aggregates::AggregateRootAliasRegistrationRequest {
+                call_context: Some(call_context(DEVELOPMENT)),
+                aggregate_root: Some(artifact(ROOT)),
+                alias: Some("Order".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let channel = server.private().await;
+    let sources: Vec<String> = (0..55).map(|i| format!("es-{}", i % 5)).collect();
+    let contents: Vec<String> = (0..55)
+        .map(|i| format!("{{\"n\":{i},\"note\":\"<b>{i}</b>\"}}"))
+        .collect();
+    let events: Vec<(Uuid, &str, &str)> = sources
+        .iter()
+        .zip(&contents)
+        .map(|(s, c)| (PLACED, s.as_str(), c.as_str()))
+        .collect();
+    commit(&channel, DEVELOPMENT, &events).await;
+    let shipped: Vec<(Uuid, &str, &str)> = ["x-0", "x-1", "x-2", "x-3", "x-4"]
+        .iter()
+        .map(|s| (SHIPPED, *s, "{}"))
+        .collect();
+    commit(&channel, DEVELOPMENT, &shipped).await;
+    let r = EventStoreClient::new(channel)
+        .commit_for_aggregate(aggregate_request(
+            DEVELOPMENT,
+            ROOT,
+            "o-1",
+            0,
+            &[
+                (PLACED, "{\"a\":1}"),
+                (PLACED, "{\"a\":2}"),
+                (PLACED, "{\"a\":3}"),
+            ],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.failure.is_none());
+}
+
+#[tokio::test]
+async fn the_console_in_a_browser() {
+    let server = Server::start().await;
+    setup(&server).await;
+    let web = format!("http://127.0.0.1:{}", server.ports.web.unwrap());
+    // A partitioned handler of the unnamed type that fails on x-0 (retrying in an hour).
+    let mut handler = EventHandler::new(Uuid::new_v4(), &[SHIPPED]).partitioned(1);
+    handler.alias = Some("Shipping".into());
+    let mut head = Head::connect(server.private().await, handler.message()).await;
+    for _ in 0..5 {
+        let request = head.request().await;
+        if request.event_source() == "x-0" {
+            let fail = Answer::failure(
+                "boom: the database is down",
+                true,
+                Duration::from_secs(3600),
+            );
+            assert!(head.answer(&request, fail).await);
+        } else {
+            assert!(head.succeed(&request).await);
+        }
+    }
+
+    let b = browser(true).await;
+    let c = &b.client;
+    // The overview: the tenant, and links to its pages.
+    c.goto(&format!("{web}/")).await.unwrap();
+    let main = texts(c, "main").await.join("");
+    assert!(main.contains(&DEVELOPMENT.to_string()), "{main}");
+    assert!(main.contains("63"), "the tenant's event count: {main}");
+    c.find(Locator::LinkText("events"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // The log, newest first, 50 a page, and the older page with the rest.
+    assert_eq!(sequences(c).await, (13..63).rev().collect::<Vec<_>>());
+    c.find(Locator::Css("a[rel=next]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(sequences(c).await, (0..13).rev().collect::<Vec<_>>());
+    assert!(c
+        .find_all(Locator::Css("a[rel=next]"))
+        .await
+        .unwrap()
+        .is_empty());
+    c.find(Locator::Css("a[rel=prev]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(sequences(c).await, (13..63).rev().collect::<Vec<_>>());
+
+    // Filtered by event type (by its alias) and by event source.
+    let form_type = c.find(Locator::Css("input[name=type]")).await.unwrap();
+    form_type.send_keys("OrderPlaced").await.unwrap();
+    c.find(Locator::Css("form.filter button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let placed = sequences(c).await;
+    assert_eq!(placed.len(), 50);
+    assert!(!placed.iter().any(|s| (55..60).contains(s)), "{placed:?}");
+    for row in texts(c, "tr.event").await {
+        assert!(row.contains("OrderPlaced"), "{row}");
+    }
+    c.goto(&format!("{web}/console/tenants/{DEVELOPMENT}/events"))
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=source]"))
+        .await
+        .unwrap()
+        .send_keys("es-3")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.filter button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(
+        sequences(c).await,
+        (0..11).rev().map(|i| i * 5 + 3).collect::<Vec<_>>()
+    );
+
+    // One event whole: the content pretty-printed, the execution context.
+    c.find(Locator::LinkText("8"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let content = c
+        .find(Locator::Id("content"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        content.contains("\"n\": 8") && content.contains("<b>8</b>"),
+        "{content}"
+    );
+    let context = c
+        .find(Locator::Id("execution-context"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(context.contains(&DEVELOPMENT.to_string()), "{context}");
+
+    // Aggregates: the root by its alias, its instance and version, the instance's events.
+    c.find(Locator::LinkText("Aggregates"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let roots = texts(c, "#roots tr").await.join("\n");
+    assert!(
+        roots.contains("Order") && roots.contains(&ROOT.to_string()),
+        "{roots}"
+    );
+    c.find(Locator::LinkText(&ROOT.to_string()))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let instances = texts(c, "#instances tr").await.join("\n");
+    assert!(instances.contains("o-1\t3"), "{instances}");
+    c.find(Locator::LinkText("o-1"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(
+        c.find(Locator::Id("version"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "3"
+    );
+    assert_eq!(texts(c, "#instance-events tr").await.len(), 4);
+
+    // Processors: the handler's position, lag and failing partition with its reason.
+    c.find(Locator::LinkText("Processors"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let rows = texts(c, "#processors tr.processor").await.join("\n");
+    assert!(
+        rows.contains("Shipping") && rows.contains("1 failing"),
+        "{rows}"
+    );
+    let failing = texts(c, "#failing tr").await.join("\n");
+    assert!(
+        failing.contains("x-0") && failing.contains("boom: the database is down"),
+        "{failing}"
+    );
+
+    // Live: a new commit shows up without a reload (the page's own state survives).
+    c.goto(&format!("{web}/console/tenants/{DEVELOPMENT}/events"))
+        .await
+        .unwrap();
+    c.execute("window.stayed = 42; return null;", vec![])
+        .await
+        .unwrap();
+    commit(
+        &server.private().await,
+        DEVELOPMENT,
+        &[(PLACED, "live", "{}")],
+    )
+    .await;
+    eventually("the new event listed live", || async {
+        sequences(c).await.first() == Some(&63)
+    })
+    .await;
+    let stayed = c.execute("return window.stayed;", vec![]).await.unwrap();
+    assert_eq!(stayed, serde_json::json!(42), "the page was reloaded");
+
+    // The commits plot, drawn from samples taken every few seconds.
+    c.goto(&format!("{web}/")).await.unwrap();
+    eventually("a line in the commits plot", || async {
+        let script = "const p = document.querySelector('#commits-plot polyline'); \
+                      return p ? p.getAttribute('points') : '';";
+        let value = c.execute(script, vec![]).await.unwrap();
+        value.as_str().is_some_and(|p| !p.trim().is_empty())
+    })
+    .await;
+    b.client.close().await.unwrap();
+    drop(head);
+}
+
+/// Without JavaScript: pages, paging, filters and the reprocess action all work; the live
+/// switch stays hidden.
+#[tokio::test]
+async fn the_console_without_javascript() {
+    let server = Server::start().await;
+    setup(&server).await;
+    let web = format!("http://127.0.0.1:{}", server.ports.web.unwrap());
+    let handler = EventHandler::new(Uuid::new_v4(), &[SHIPPED]);
+    let mut head = Head::connect(server.private().await, handler.message()).await;
+    for _ in 0..5 {
+        let request = head.request().await;
+        assert!(head.succeed(&request).await);
+    }
+
+    let b = browser(false).await;
+    let c = &b.client;
+    c.goto(&format!("{web}/console/tenants/{DEVELOPMENT}/events"))
+        .await
+        .unwrap();
+    assert!(!c
+        .find(Locator::Id("live"))
+        .await
+        .unwrap()
+        .is_displayed()
+        .await
+        .unwrap());
+    assert_eq!(sequences(c).await.len(), 50);
+    c.find(Locator::Css("a[rel=next]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(sequences(c).await, (0..13).rev().collect::<Vec<_>>());
+
+    // Reprocess: the link leads to a confirmation, its button to the reprocessing.
+    c.goto(&format!("{web}/console/tenants/{DEVELOPMENT}/processors"))
+        .await
+        .unwrap();
+    let rows = texts(c, "#processors tr.processor").await.join("\n");
+    assert!(
+        rows.contains(&handler.id.to_string()) && rows.contains("processing"),
+        "{rows}"
+    );
+    c.find(Locator::Css("tr.processor a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let title = c
+        .find(Locator::Css("h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(title, "Reprocess?");
+    c.find(Locator::Css("#reprocess button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let notice = c
+        .find(Locator::Css("p.notice"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        notice.contains("reprocesses from event-log position 0"),
+        "{notice}"
+    );
+    // The head handles the events again, from the first.
+    let again = head.request().await;
+    assert_eq!(again.seq(), 55);
+    b.client.close().await.unwrap();
+}
