@@ -19,6 +19,8 @@ use uuid::Uuid;
 const PLACED: Uuid = Uuid::from_u128(0xc001);
 const SHIPPED: Uuid = Uuid::from_u128(0xc002);
 const ROOT: Uuid = Uuid::from_u128(0xc0a7);
+/// Another root, on either side of `ROOT` in key order.
+const ROOTS_BESIDE: [Uuid; 2] = [Uuid::from_u128(0xc0a6), Uuid::from_u128(0xc0a8)];
 
 /// A headless Chromium session; its chromedriver is killed with it.
 struct Browser {
@@ -97,8 +99,9 @@ where
     }
 }
 
-/// 60 events: 55 `OrderPlaced` over five event sources, then five unnamed ones the handler
-/// fails on for one source; and an aggregate instance with three events.
+/// 65 events: 55 `OrderPlaced` over five event sources, then five unnamed ones the handler
+/// fails on for one source; an aggregate instance with three events, and one instance of
+/// each of two other roots.
 async fn setup(server: &Server) {
     EventTypesClient::new(server.private().await)
         .register(dolittle::runtime::events::EventTypeRegistrationRequest {
@@ -150,6 +153,21 @@ async fn setup(server: &Server) {
         .unwrap()
         .into_inner();
     assert!(r.failure.is_none());
+    let mut store = EventStoreClient::new(server.private().await);
+    for root in ROOTS_BESIDE {
+        let r = store
+            .commit_for_aggregate(aggregate_request(
+                DEVELOPMENT,
+                root,
+                "p-1",
+                0,
+                &[(PLACED, "{}")],
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.failure.is_none());
+    }
 }
 
 #[tokio::test]
@@ -181,7 +199,7 @@ async fn the_console_in_a_browser() {
     c.goto(&format!("{web}/")).await.unwrap();
     let main = texts(c, "main").await.join("");
     assert!(main.contains(&DEVELOPMENT.to_string()), "{main}");
-    assert!(main.contains("63"), "the tenant's event count: {main}");
+    assert!(main.contains("65"), "the tenant's event count: {main}");
     c.find(Locator::LinkText("events"))
         .await
         .unwrap()
@@ -190,14 +208,14 @@ async fn the_console_in_a_browser() {
         .unwrap();
 
     // The log, newest first, 50 a page, and the older page with the rest.
-    assert_eq!(sequences(c).await, (13..63).rev().collect::<Vec<_>>());
+    assert_eq!(sequences(c).await, (15..65).rev().collect::<Vec<_>>());
     c.find(Locator::Css("a[rel=next]"))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
-    assert_eq!(sequences(c).await, (0..13).rev().collect::<Vec<_>>());
+    assert_eq!(sequences(c).await, (0..15).rev().collect::<Vec<_>>());
     assert!(c
         .find_all(Locator::Css("a[rel=next]"))
         .await
@@ -209,7 +227,7 @@ async fn the_console_in_a_browser() {
         .click()
         .await
         .unwrap();
-    assert_eq!(sequences(c).await, (13..63).rev().collect::<Vec<_>>());
+    assert_eq!(sequences(c).await, (15..65).rev().collect::<Vec<_>>());
 
     // Filtered by event type (by its alias) and by event source.
     let form_type = c.find(Locator::Css("input[name=type]")).await.unwrap();
@@ -293,6 +311,12 @@ async fn the_console_in_a_browser() {
         .unwrap();
     let instances = texts(c, "#instances tr").await.join("\n");
     assert!(instances.contains("o-1\t3"), "{instances}");
+    assert!(
+        !instances.contains("p-1"),
+        "another root's instance: {instances}"
+    );
+    let main = texts(c, "main").await.join("");
+    assert!(main.contains(": 1 instances."), "{main}");
     c.find(Locator::LinkText("o-1"))
         .await
         .unwrap()
@@ -342,7 +366,7 @@ async fn the_console_in_a_browser() {
     )
     .await;
     eventually("the new event listed live", || async {
-        sequences(c).await.first() == Some(&63)
+        sequences(c).await.first() == Some(&65)
     })
     .await;
     let stayed = c.execute("return window.stayed;", vec![]).await.unwrap();
@@ -394,7 +418,48 @@ async fn the_console_without_javascript() {
         .click()
         .await
         .unwrap();
-    assert_eq!(sequences(c).await, (0..13).rev().collect::<Vec<_>>());
+    assert_eq!(sequences(c).await, (0..15).rev().collect::<Vec<_>>());
+
+    // By time: events from the moment the second commit occurred, and events before it.
+    c.goto(&format!("{web}/console/tenants/{DEVELOPMENT}/events/55"))
+        .await
+        .unwrap();
+    let detail = texts(c, "table.event-detail tr").await;
+    let occurred = detail
+        .iter()
+        .find_map(|row| row.strip_prefix("occurred (UTC)\t"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let encoded = occurred.replace('+', "%2B").replace(':', "%3A");
+    c.goto(&format!(
+        "{web}/console/tenants/{DEVELOPMENT}/events?from={encoded}"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        sequences(c).await,
+        (55..65).rev().collect::<Vec<_>>(),
+        "{occurred}"
+    );
+    c.goto(&format!(
+        "{web}/console/tenants/{DEVELOPMENT}/events?to={encoded}"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        sequences(c).await,
+        (5..55).rev().collect::<Vec<_>>(),
+        "{occurred}"
+    );
+    // A time that is none is said, not ignored.
+    c.goto(&format!(
+        "{web}/console/tenants/{DEVELOPMENT}/events?from=yesterday"
+    ))
+    .await
+    .unwrap();
+    let error = texts(c, "p.error").await.join("");
+    assert!(error.contains("yesterday is not a time"), "{error}");
 
     // Reprocess: the link leads to a confirmation, its button to the reprocessing.
     c.goto(&format!("{web}/console/tenants/{DEVELOPMENT}/processors"))

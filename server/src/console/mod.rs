@@ -40,6 +40,8 @@ const PAGE: usize = 50;
 const SCAN_MAX: u64 = 200_000;
 /// Instances listed for one aggregate root.
 const INSTANCES_MAX: usize = 1000;
+/// Instances the aggregate roots page counts at most.
+const ROOTS_SCAN_MAX: usize = 100_000;
 
 /// The console's routes.
 pub(crate) fn routes() -> axum::Router<Arc<Runtime>> {
@@ -120,8 +122,24 @@ var cur=document.querySelector('main');if(m&&!busy()&&m.innerHTML!==cur.innerHTM
 document.body.setAttribute('data-refreshed',String(Date.now()))}}).catch(function(){})\
 .then(function(){setTimeout(tick,2000)})}setTimeout(tick,2000)})();";
 
-/// A whole page: the header with the runtime's name and links, then `body` as `main`.
+/// A whole page that updates live: the header with the runtime's name and links, then
+/// `body` as `main`.
 fn page(runtime: &Runtime, title: &str, tenant: Option<Uuid>, body: &str) -> Html<String> {
+    page_as(runtime, (title, tenant), body, true)
+}
+
+/// A page that does not update live: what does not change, or costs more than a refresh
+/// every two seconds should (a scan of every aggregate instance).
+fn still(runtime: &Runtime, title: &str, tenant: Option<Uuid>, body: &str) -> Html<String> {
+    page_as(runtime, (title, tenant), body, false)
+}
+
+fn page_as(
+    runtime: &Runtime,
+    (title, tenant): (&str, Option<Uuid>),
+    body: &str,
+    live: bool,
+) -> Html<String> {
     let p = &runtime.config.platform;
     let mut nav = String::from("<a href=\"/\">Overview</a>");
     if let Some(t) = tenant {
@@ -139,11 +157,21 @@ fn page(runtime: &Runtime, title: &str, tenant: Option<Uuid>, body: &str) -> Htm
          <title>{title} - annals</title><style>{STYLE}</style></head><body>\
          <header><strong>annals {version}</strong><span>{name} <code>{microservice}</code> \
          &middot; {environment}{tenant_text}</span>{nav}\
-         <label id=\"live\" hidden><input type=\"checkbox\" id=\"live-on\" checked> live</label>\
-         </header><main><h1>{title}</h1>{body}</main>\
-         <noscript><p style=\"padding:0 1.4em\">JavaScript is off: reload the page for what \
-         changed.</p></noscript><script>{LIVE}</script></body></html>",
+         {live_switch}</header><main><h1>{title}</h1>{body}</main>{live_script}</body></html>",
         title = escape(title),
+        live_switch = if live {
+            "<label id=\"live\" hidden><input type=\"checkbox\" id=\"live-on\" checked> live</label>"
+        } else {
+            ""
+        },
+        live_script = if live {
+            format!(
+                "<noscript><p style=\"padding:0 1.4em\">JavaScript is off: reload the page for \
+                 what changed.</p></noscript><script>{LIVE}</script>"
+            )
+        } else {
+            String::new()
+        },
         version = env!("CARGO_PKG_VERSION"),
         name = escape(&p.microservice_name),
         microservice = p.microservice_id,
@@ -157,7 +185,7 @@ fn page(runtime: &Runtime, title: &str, tenant: Option<Uuid>, body: &str) -> Htm
 /// A page that says what went wrong.
 fn problem(runtime: &Runtime, code: StatusCode, text: &str) -> Response {
     let body = format!("<p class=\"error\">{}</p>", escape(text));
-    (code, page(runtime, "Not shown", None, &body)).into_response()
+    (code, still(runtime, "Not shown", None, &body)).into_response()
 }
 
 /// The tenant named by the path, if this runtime serves it.
@@ -771,7 +799,7 @@ async fn event(
         correlation = c.correlation_id,
         environment = escape(&c.environment),
     );
-    page(
+    still(
         &runtime,
         &format!("Event {sequence}"),
         Some(tenant_id),
@@ -805,8 +833,23 @@ async fn aggregate_roots(
         Ok(t) => t,
         Err(f) => return problem(&runtime, StatusCode::NOT_FOUND, &f.reason),
     };
-    let instances = read(move || tenant.aggregate_instances(None).map_err(|e| e.to_string())).await;
-    let instances = match instances {
+    // Counted in pages, up to ROOTS_SCAN_MAX instances: beyond that the counts say "at least".
+    let instances = read(move || {
+        let mut all: Vec<(Uuid, String, u64)> = Vec::new();
+        loop {
+            let after = all.last().map(|(r, s, _)| (*r, s.as_str()));
+            let page = tenant
+                .aggregate_instances_after(after, 10_000)
+                .map_err(|e| e.to_string())?;
+            let done = page.len() < 10_000;
+            all.extend(page);
+            if done || all.len() >= ROOTS_SCAN_MAX {
+                return Ok((all, !done));
+            }
+        }
+    })
+    .await;
+    let (instances, more) = match instances {
         Ok(i) => i,
         Err(text) => return problem(&runtime, StatusCode::INTERNAL_SERVER_ERROR, &text),
     };
@@ -826,7 +869,15 @@ async fn aggregate_roots(
             roots.push((*id, 0, 0));
         }
     }
-    let mut body = String::from(
+    let mut body = if more {
+        format!(
+            "<p>The counts are of the first {ROOTS_SCAN_MAX} instances (by root, then event \
+             source): there are more.</p>"
+        )
+    } else {
+        String::new()
+    };
+    body.push_str(
         "<table id=\"roots\"><tr><th>aggregate root</th><th>alias</th><th>instances</th><th>events</th></tr>",
     );
     for (root, n, events) in &roots {
@@ -844,7 +895,7 @@ async fn aggregate_roots(
         );
     }
     body.push_str("</table>");
-    page(&runtime, "Aggregate roots", Some(tenant_id), &body).into_response()
+    still(&runtime, "Aggregate roots", Some(tenant_id), &body).into_response()
 }
 
 async fn instances(
@@ -866,10 +917,16 @@ async fn instances(
         Ok(t) => t,
         Err(f) => return problem(&runtime, StatusCode::NOT_FOUND, &f.reason),
     };
+    // The first INSTANCES_MAX of them, and whether there are more (the root's instances
+    // begin after the key of its empty event source).
     let instances = read(move || {
-        tenant
-            .aggregate_instances(Some(root))
-            .map_err(|e| e.to_string())
+        let page = tenant
+            .aggregate_instances_after(Some((root, "")), INSTANCES_MAX + 1)
+            .map_err(|e| e.to_string())?;
+        Ok(page
+            .into_iter()
+            .take_while(|(r, _, _)| *r == root)
+            .collect::<Vec<_>>())
     })
     .await;
     let instances = match instances {
@@ -881,13 +938,12 @@ async fn instances(
         None => format!("Aggregate root {root}"),
     };
     let mut body = format!(
-        "<p>Root <code>{root}</code>: {} instances{}.</p><table id=\"instances\">\
+        "<p>Root <code>{root}</code>: {}.</p><table id=\"instances\">\
          <tr><th>event source</th><th>version</th></tr>",
-        instances.len(),
         if instances.len() > INSTANCES_MAX {
-            format!(", the first {INSTANCES_MAX} shown")
+            format!("more than {INSTANCES_MAX} instances, the first {INSTANCES_MAX} shown")
         } else {
-            String::new()
+            format!("{} instances", instances.len())
         }
     );
     for (_, source, version) in instances.iter().take(INSTANCES_MAX) {
@@ -899,7 +955,7 @@ async fn instances(
         );
     }
     body.push_str("</table>");
-    page(&runtime, &title, Some(tenant_id), &body).into_response()
+    still(&runtime, &title, Some(tenant_id), &body).into_response()
 }
 
 async fn instance_events(
@@ -1128,7 +1184,7 @@ async fn reprocess_confirm(
          <a href=\"/console/tenants/{tenant_id}/processors\">cancel</a></form>",
         name = escape(&name)
     );
-    page(&runtime, "Reprocess?", Some(tenant_id), &body).into_response()
+    still(&runtime, "Reprocess?", Some(tenant_id), &body).into_response()
 }
 
 async fn reprocess(
