@@ -1018,8 +1018,6 @@ fn section<'v>(value: &'v Value, path: &[&str]) -> Option<&'v Value> {
     Some(at)
 }
 
-/// Flattens a tree into lower-case `:`-joined keys; arrays by index. Empty objects stay as
-/// keys of their own (a tenant configured with no settings is still a tenant).
 /// `endpoints:managementweb:allowedOrigins`: each origin a browser sends (scheme, host and
 /// port, no path), or `*`.
 fn allowed_origins(merged: &BTreeMap<String, Value>) -> Result<Vec<String>, ConfigError> {
@@ -1054,14 +1052,18 @@ fn allowed_origins(merged: &BTreeMap<String, Value>) -> Result<Vec<String>, Conf
                     ),
                 ));
             }
-            if !origins.iter().any(|o| o == origin) {
-                origins.push(origin.to_owned());
+            // Browsers send scheme and host in lower case.
+            let origin = origin.to_ascii_lowercase();
+            if !origins.contains(&origin) {
+                origins.push(origin);
             }
         }
     }
     Ok(origins)
 }
 
+/// Flattens a tree into lower-case `:`-joined keys; arrays by index. Empty objects stay as
+/// keys of their own (a tenant configured with no settings is still a tenant).
 fn flatten(value: &Value, prefix: String, out: &mut BTreeMap<String, Value>) {
     let join = |k: &str| {
         if prefix.is_empty() {

@@ -270,6 +270,9 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
                 &config.management_web_origins,
             )))
             .layer(tonic_web::GrpcWebLayer::new())
+            .layer(MapResponseLayer::new(
+                clients_fault as fn(http::Response<tonic::body::Body>) -> _,
+            ))
             .add_service(limited!(health))
             .add_service(limited!(reflection_v1))
             .add_service(limited!(reflection_v1alpha));

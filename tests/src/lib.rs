@@ -491,6 +491,38 @@ pub fn commit_request(
     }
 }
 
+/// Registers an event type's alias on the server's private port; panics on a failure.
+pub async fn register_event_type(server: &Server, event_type: Uuid, alias: &str) {
+    use dolittle::runtime::events::event_types_client::EventTypesClient;
+    let r = EventTypesClient::new(server.private().await)
+        .register(dolittle::runtime::events::EventTypeRegistrationRequest {
+            call_context: Some(call_context(DEVELOPMENT)),
+            event_type: Some(artifact(event_type)),
+            alias: Some(alias.to_owned()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+}
+
+/// Registers an aggregate root's alias on the server's private port; panics on a failure.
+pub async fn register_aggregate_root(server: &Server, root: Uuid, alias: &str) {
+    use dolittle::runtime::aggregates::aggregate_roots_client::AggregateRootsClient;
+    let r = AggregateRootsClient::new(server.private().await)
+        .register_alias(
+            dolittle::runtime::aggregates::AggregateRootAliasRegistrationRequest {
+                call_context: Some(call_context(DEVELOPMENT)),
+                aggregate_root: Some(artifact(root)),
+                alias: Some(alias.to_owned()),
+            },
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+}
+
 /// Commits `events` (event type, event source, content) for `tenant` over `channel` and
 /// returns the committed events; panics on a failure.
 pub async fn commit(

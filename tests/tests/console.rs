@@ -9,11 +9,10 @@ use annals_tests::head::{Answer, EventHandler, Head};
 use annals_tests::proto::dolittle;
 use annals_tests::webdriver::{Client, Locator};
 use annals_tests::{
-    aggregate_request, artifact, call_context, commit, free_port, Server, DEVELOPMENT,
+    aggregate_request, commit, free_port, register_aggregate_root, register_event_type, Server,
+    DEVELOPMENT,
 };
-use dolittle::runtime::aggregates::aggregate_roots_client::AggregateRootsClient;
 use dolittle::runtime::events::event_store_client::EventStoreClient;
-use dolittle::runtime::events::event_types_client::EventTypesClient;
 use uuid::Uuid;
 
 const PLACED: Uuid = Uuid::from_u128(0xc001);
@@ -86,6 +85,43 @@ async fn sequences(client: &Client) -> Vec<u64> {
     serde_json::from_value(client.execute(script, vec![]).await.unwrap()).unwrap()
 }
 
+/// Opens the console's page of a tenant: `path` is the tenant and what follows it.
+async fn open(client: &Client, web: &str, path: &str) {
+    client
+        .goto(&format!("{web}/console/tenants/{path}"))
+        .await
+        .unwrap();
+}
+
+/// Submits the filter form and waits for the page it leads to (its address holds `asked`).
+async fn filter(client: &Client, asked: &str) {
+    client
+        .find(Locator::Css("form.filter button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually(&format!("the filtered page ({asked})"), || async {
+        let script = "return document.readyState === 'complete' ? location.search : '';";
+        let search = client.execute(script, vec![]).await.unwrap_or_default();
+        search.as_str().is_some_and(|s| s.contains(asked))
+    })
+    .await;
+}
+
+/// Sends `request` as it is on a new connection; the whole answer.
+async fn raw_http(port: u16, request: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
 /// Polls `check` on the page for up to 30 s.
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
@@ -103,24 +139,8 @@ where
 /// fails on for one source; an aggregate instance with three events, and one instance of
 /// each of two other roots.
 async fn setup(server: &Server) {
-    EventTypesClient::new(server.private().await)
-        .register(dolittle::runtime::events::EventTypeRegistrationRequest {
-            call_context: Some(call_context(DEVELOPMENT)),
-            event_type: Some(artifact(PLACED)),
-            alias: Some("OrderPlaced".into()),
-        })
-        .await
-        .unwrap();
-    AggregateRootsClient::new(server.private().await)
-        .register_alias(
-            dolittle::runtime::aggregates::AggregateRootAliasRegistrationRequest {
-                call_context: Some(call_context(DEVELOPMENT)),
-                aggregate_root: Some(artifact(ROOT)),
-                alias: Some("Order".into()),
-            },
-        )
-        .await
-        .unwrap();
+    register_event_type(server, PLACED, "OrderPlaced").await;
+    register_aggregate_root(server, ROOT, "Order").await;
     let channel = server.private().await;
     let sources: Vec<String> = (0..55).map(|i| format!("es-{}", i % 5)).collect();
     let contents: Vec<String> = (0..55)
@@ -200,6 +220,13 @@ async fn the_console_in_a_browser() {
     let main = texts(c, "main").await.join("");
     assert!(main.contains(&DEVELOPMENT.to_string()), "{main}");
     assert!(main.contains("65"), "the tenant's event count: {main}");
+    // (The overview refreshes as plots move: paused, the link stays the one found.)
+    c.execute(
+        "document.getElementById('live-on').checked = false; return null;",
+        vec![],
+    )
+    .await
+    .unwrap();
     c.find(Locator::LinkText("events"))
         .await
         .unwrap()
@@ -232,33 +259,21 @@ async fn the_console_in_a_browser() {
     // Filtered by event type (by its alias) and by event source.
     let form_type = c.find(Locator::Css("input[name=type]")).await.unwrap();
     form_type.send_keys("OrderPlaced").await.unwrap();
-    c.find(Locator::Css("form.filter button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    filter(c, "type=OrderPlaced").await;
     let placed = sequences(c).await;
     assert_eq!(placed.len(), 50);
     assert!(!placed.iter().any(|s| (55..60).contains(s)), "{placed:?}");
     for row in texts(c, "tr.event").await {
         assert!(row.contains("OrderPlaced"), "{row}");
     }
-    c.goto(&format!("{web}/console/tenants/{DEVELOPMENT}/events"))
-        .await
-        .unwrap();
+    open(c, &web, &format!("{DEVELOPMENT}/events")).await;
     c.find(Locator::Css("input[name=source]"))
         .await
         .unwrap()
         .send_keys("es-3")
         .await
         .unwrap();
-    c.find(Locator::Css("form.filter button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    filter(c, "source=es-3").await;
     assert_eq!(
         sequences(c).await,
         (0..11).rev().map(|i| i * 5 + 3).collect::<Vec<_>>()
@@ -353,9 +368,7 @@ async fn the_console_in_a_browser() {
     );
 
     // Live: a new commit shows up without a reload (the page's own state survives).
-    c.goto(&format!("{web}/console/tenants/{DEVELOPMENT}/events"))
-        .await
-        .unwrap();
+    open(c, &web, &format!("{DEVELOPMENT}/events")).await;
     c.execute("window.stayed = 42; return null;", vec![])
         .await
         .unwrap();
@@ -401,9 +414,7 @@ async fn the_console_without_javascript() {
 
     let b = browser(false).await;
     let c = &b.client;
-    c.goto(&format!("{web}/console/tenants/{DEVELOPMENT}/events"))
-        .await
-        .unwrap();
+    open(c, &web, &format!("{DEVELOPMENT}/events")).await;
     assert!(!c
         .find(Locator::Id("live"))
         .await
@@ -421,9 +432,7 @@ async fn the_console_without_javascript() {
     assert_eq!(sequences(c).await, (0..15).rev().collect::<Vec<_>>());
 
     // By time: events from the moment the second commit occurred, and events before it.
-    c.goto(&format!("{web}/console/tenants/{DEVELOPMENT}/events/55"))
-        .await
-        .unwrap();
+    open(c, &web, &format!("{DEVELOPMENT}/events/55")).await;
     let detail = texts(c, "table.event-detail tr").await;
     let occurred = detail
         .iter()
@@ -432,39 +441,43 @@ async fn the_console_without_javascript() {
         .trim()
         .to_owned();
     let encoded = occurred.replace('+', "%2B").replace(':', "%3A");
-    c.goto(&format!(
-        "{web}/console/tenants/{DEVELOPMENT}/events?from={encoded}"
-    ))
-    .await
-    .unwrap();
+    open(c, &web, &format!("{DEVELOPMENT}/events?from={encoded}")).await;
     assert_eq!(
         sequences(c).await,
         (55..65).rev().collect::<Vec<_>>(),
         "{occurred}"
     );
-    c.goto(&format!(
-        "{web}/console/tenants/{DEVELOPMENT}/events?to={encoded}"
-    ))
-    .await
-    .unwrap();
+    open(c, &web, &format!("{DEVELOPMENT}/events?to={encoded}")).await;
     assert_eq!(
         sequences(c).await,
         (5..55).rev().collect::<Vec<_>>(),
         "{occurred}"
     );
     // A time that is none is said, not ignored.
-    c.goto(&format!(
-        "{web}/console/tenants/{DEVELOPMENT}/events?from=yesterday"
-    ))
-    .await
-    .unwrap();
+    open(c, &web, &format!("{DEVELOPMENT}/events?from=yesterday")).await;
     let error = texts(c, "p.error").await.join("");
     assert!(error.contains("yesterday is not a time"), "{error}");
 
+    // Another site's form cannot reprocess.
+    let path = format!(
+        "/console/tenants/{DEVELOPMENT}/processors/{}/{}/reprocess",
+        Uuid::nil(),
+        handler.id
+    );
+    let form = "position=0&confirm=yes";
+    let forged = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: https://evil.example\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{form}",
+        form.len(),
+        port = server.ports.web.unwrap()
+    );
+    let answer = raw_http(server.ports.web.unwrap(), &forged).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    head.no_request(Duration::from_millis(300)).await;
+
     // Reprocess: the link leads to a confirmation, its button to the reprocessing.
-    c.goto(&format!("{web}/console/tenants/{DEVELOPMENT}/processors"))
-        .await
-        .unwrap();
+    open(c, &web, &format!("{DEVELOPMENT}/processors")).await;
     let rows = texts(c, "#processors tr.processor").await.join("\n");
     assert!(
         rows.contains(&handler.id.to_string()) && rows.contains("processing"),

@@ -664,24 +664,8 @@ async fn the_originals_metric_names_pass_promtool() {
         Uuid::from_u128(0x0a02),
         Uuid::from_u128(0x0a03),
     );
-    EventTypesClient::new(server.private().await)
-        .register(dolittle::runtime::events::EventTypeRegistrationRequest {
-            call_context: Some(call_context(DEVELOPMENT)),
-            event_type: Some(artifact(placed)),
-            alias: Some("OrderPlaced".into()),
-        })
-        .await
-        .unwrap();
-    AggregateRootsClient::new(server.private().await)
-        .register_alias(
-            dolittle::runtime::aggregates::AggregateRootAliasRegistrationRequest {
-                call_context: Some(call_context(DEVELOPMENT)),
-                aggregate_root: Some(artifact(root)),
-                alias: Some("Order".into()),
-            },
-        )
-        .await
-        .unwrap();
+    annals_tests::register_event_type(&server, placed, "OrderPlaced").await;
+    annals_tests::register_aggregate_root(&server, root, "Order").await;
     let mut store = EventStoreClient::new(server.private().await);
     let r = store
         .commit(commit_request(

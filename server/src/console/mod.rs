@@ -40,6 +40,8 @@ const PAGE: usize = 50;
 const SCAN_MAX: u64 = 200_000;
 /// Instances listed for one aggregate root.
 const INSTANCES_MAX: usize = 1000;
+/// Events of one aggregate instance listed.
+const INSTANCE_EVENTS_MAX: usize = 1000;
 /// Instances the aggregate roots page counts at most.
 const ROOTS_SCAN_MAX: usize = 100_000;
 
@@ -114,7 +116,7 @@ nav.pages a{margin-right:1em}svg{background:#fbfcfe;border:1px solid #dde}#live{
 /// The script of live updates: the page's `main` is fetched again and swapped in place.
 const LIVE: &str = "(function(){var box=document.getElementById('live-on');\
 if(!box)return;document.getElementById('live').hidden=false;\
-function busy(){var a=document.activeElement;return a&&/^(INPUT|SELECT|TEXTAREA|BUTTON)$/.test(a.tagName)}\
+function busy(){var a=document.activeElement;return a&&a!==box&&/^(INPUT|SELECT|TEXTAREA|BUTTON)$/.test(a.tagName)}\
 function tick(){if(!box.checked||busy()||document.hidden){return setTimeout(tick,2000)}\
 fetch(location.href,{headers:{'X-Console-Live':'1'},cache:'no-store'}).then(function(r){return r.text()})\
 .then(function(t){var d=new DOMParser().parseFromString(t,'text/html');var m=d.querySelector('main');\
@@ -348,6 +350,13 @@ struct Filter {
 }
 
 impl Filter {
+    fn is_empty(&self) -> bool {
+        self.event_type.is_none()
+            && self.source.is_none()
+            && self.from_ns.is_none()
+            && self.to_ns.is_none()
+    }
+
     fn matches(&self, e: &Event) -> bool {
         self.event_type.is_none_or(|t| e.event_type.id == t)
             && self
@@ -419,12 +428,14 @@ fn log_page(
 ) -> Result<LogPage, String> {
     let end = log.next_sequence_number().0;
     let mut events = Vec::new();
+    // Unfiltered, a page's worth is read at a time; filtered, larger chunks.
+    let chunk = if filter.is_empty() { PAGE as u64 } else { 4096 };
     if let Some(after) = after {
         // Newer: forwards from `after`.
         let mut at = after.min(end);
         let stop = at.saturating_add(SCAN_MAX).min(end);
         while at < stop && events.len() < PAGE {
-            let to = (at + 4096).min(stop);
+            let to = (at + chunk).min(stop);
             let mut chunk = Vec::new();
             read_range(log, at, to, &mut chunk)?;
             for e in chunk {
@@ -451,7 +462,7 @@ fn log_page(
     let mut at = before.unwrap_or(end).min(end);
     let stop = at.saturating_sub(SCAN_MAX);
     while at > stop && events.len() < PAGE {
-        let from = at.saturating_sub(4096).max(stop);
+        let from = at.saturating_sub(chunk).max(stop);
         let mut chunk = Vec::new();
         read_range(log, from, at, &mut chunk)?;
         let mut matched: Vec<Event> = chunk.into_iter().filter(|e| filter.matches(e)).collect();
@@ -466,13 +477,32 @@ fn log_page(
         matched.append(&mut events);
         events = matched;
     }
-    let last = events.last().map_or(at, |e| e.sequence_number.0 + 1);
+    let last = events.last().map_or_else(
+        || before.unwrap_or(at).min(end),
+        |e| e.sequence_number.0 + 1,
+    );
     Ok(LogPage {
         end,
         older_from: (at > 0).then_some(at),
         newer_from: (before.is_some() && last < end).then_some(last),
         events,
     })
+}
+
+/// The log of `scope` (the event log for the nil scope), only if the tenant has it: a page
+/// never creates a scope.
+fn existing_log(
+    tenant: &annals_engine::Tenant,
+    scope: Uuid,
+) -> Result<Arc<annals_engine::Log>, String> {
+    if scope.is_nil() {
+        return tenant.event_log().map_err(|e| e.to_string());
+    }
+    let scopes = tenant.scopes().map_err(|e| e.to_string())?;
+    if !scopes.iter().any(|s| s.0 == scope) {
+        return Err(format!("the tenant has no scope {scope}"));
+    }
+    tenant.scoped_log(ScopeId(scope)).map_err(|e| e.to_string())
 }
 
 /// The scope of a query (the event log when none).
@@ -495,7 +525,11 @@ async fn events(
         Err(r) => return *r,
     };
     match events_body(&runtime, tenant, &query).await {
-        Ok(body) => page(&runtime, "Event log", Some(tenant), &body).into_response(),
+        // A filtered page may scan far for its matches: it is not refreshed live.
+        Ok(body) if filter_is_empty(&query) => {
+            page(&runtime, "Event log", Some(tenant), &body).into_response()
+        }
+        Ok(body) => still(&runtime, "Event log", Some(tenant), &body).into_response(),
         Err(text) => problem(&runtime, StatusCode::BAD_REQUEST, &text),
     }
 }
@@ -506,10 +540,9 @@ async fn events_body(
     query: &LogQuery,
 ) -> Result<String, String> {
     let scope = scope_of(query)?;
-    let aliases = runtime
-        .engine
-        .event_type_aliases()
-        .map_err(|e| e.to_string())?;
+    let engine = Arc::clone(&runtime.engine);
+    let mut aliases = read(move || engine.event_type_aliases().map_err(|e| e.to_string())).await?;
+    aliases.retain(|(_, alias)| alias != crate::services::platform::NO_ALIAS);
     let text = |v: &Option<String>| {
         v.as_deref()
             .map(str::trim)
@@ -544,12 +577,7 @@ async fn events_body(
     let tenant = runtime.tenant(tenant_id).map_err(|f| f.reason)?;
     let (before, after) = (query.before, query.after);
     let (scopes, page_read) = read(move || {
-        let log = if scope.is_nil() {
-            tenant.event_log()
-        } else {
-            tenant.scoped_log(ScopeId(scope))
-        }
-        .map_err(|e| e.to_string())?;
+        let log = existing_log(&tenant, scope)?;
         let scopes = tenant.scopes().map_err(|e| e.to_string())?;
         Ok((scopes, log_page(&log, &filter, before, after)?))
     })
@@ -564,6 +592,13 @@ async fn events_body(
     let mut body = String::new();
     // The filter form (GET: it works without JavaScript, and the URL keeps it).
     let value = |v: &Option<String>| escape(v.as_deref().unwrap_or(""));
+    // A time field shows what its input type takes (UTC, to the second), whatever the link
+    // gave (RFC 3339 with a zone, a fraction).
+    let time_value = |v: &Option<String>| {
+        v.as_deref()
+            .and_then(field_time)
+            .map_or_else(|| value(v), |ns| time(ns).chars().take(19).collect())
+    };
     let mut scope_options = String::from("<option value=\"\">event log</option>");
     for s in scopes.iter().filter(|s| !s.0.is_nil()) {
         let _ = write!(
@@ -584,8 +619,8 @@ async fn events_body(
          <button type=\"submit\">Filter</button> <a href=\"/console/tenants/{tenant_id}/events\">clear</a></form>",
         value(&query.event_type),
         value(&query.source),
-        value(&query.from),
-        value(&query.to),
+        time_value(&query.from),
+        time_value(&query.to),
     );
     let page_read_end = page_read.end;
     let _ = write!(
@@ -704,12 +739,7 @@ async fn event(
         Err(f) => return problem(&runtime, StatusCode::NOT_FOUND, &f.reason),
     };
     let found = read(move || {
-        let log = if scope.is_nil() {
-            tenant.event_log()
-        } else {
-            tenant.scoped_log(ScopeId(scope))
-        }
-        .map_err(|e| e.to_string())?;
+        let log = existing_log(&tenant, scope)?;
         let mut events = Vec::new();
         read_range(&log, sequence, sequence.saturating_add(1), &mut events)?;
         Ok(events.pop())
@@ -810,15 +840,14 @@ async fn event(
 
 // ---- aggregates -------------------------------------------------------------------------
 
-fn root_alias(runtime: &Runtime, root: Uuid) -> Option<String> {
-    runtime
-        .engine
-        .aggregate_root_aliases()
-        .ok()?
-        .into_iter()
-        .find(|(id, _)| *id == root)
-        .map(|(_, a)| a)
-        .filter(|a| a != crate::services::platform::NO_ALIAS)
+/// The registered aliases of aggregate roots (read on a blocking thread).
+async fn root_aliases(runtime: &Runtime) -> Vec<(Uuid, String)> {
+    let engine = Arc::clone(&runtime.engine);
+    let mut aliases = read(move || engine.aggregate_root_aliases().map_err(|e| e.to_string()))
+        .await
+        .unwrap_or_default();
+    aliases.retain(|(_, alias)| alias != crate::services::platform::NO_ALIAS);
+    aliases
 }
 
 async fn aggregate_roots(
@@ -863,7 +892,7 @@ async fn aggregate_roots(
             _ => roots.push((*root, 1, *version)),
         }
     }
-    let aliases = runtime.engine.aggregate_root_aliases().unwrap_or_default();
+    let aliases = root_aliases(&runtime).await;
     for (id, alias) in &aliases {
         if !roots.iter().any(|(r, _, _)| r == id) && alias != crate::services::platform::NO_ALIAS {
             roots.push((*id, 0, 0));
@@ -898,24 +927,33 @@ async fn aggregate_roots(
     still(&runtime, "Aggregate roots", Some(tenant_id), &body).into_response()
 }
 
+/// The tenant and the aggregate root a path names.
+fn tenant_and_root(
+    runtime: &Runtime,
+    tenant: &str,
+    root: &str,
+) -> Result<(Uuid, Arc<annals_engine::Tenant>, Uuid), Box<Response>> {
+    let tenant_id = tenant_of(runtime, tenant)?;
+    let Ok(root) = root.parse::<Uuid>() else {
+        return Err(Box::new(problem(
+            runtime,
+            StatusCode::BAD_REQUEST,
+            &format!("{root} is not an aggregate root id"),
+        )));
+    };
+    let tenant = runtime
+        .tenant(tenant_id)
+        .map_err(|f| Box::new(problem(runtime, StatusCode::NOT_FOUND, &f.reason)))?;
+    Ok((tenant_id, tenant, root))
+}
+
 async fn instances(
     State(runtime): State<Arc<Runtime>>,
     Path((tenant, root)): Path<(String, String)>,
 ) -> Response {
-    let tenant_id = match tenant_of(&runtime, &tenant) {
-        Ok(t) => t,
+    let (tenant_id, tenant, root) = match tenant_and_root(&runtime, &tenant, &root) {
+        Ok(found) => found,
         Err(r) => return *r,
-    };
-    let Ok(root) = root.parse::<Uuid>() else {
-        return problem(
-            &runtime,
-            StatusCode::BAD_REQUEST,
-            &format!("{root} is not an aggregate root id"),
-        );
-    };
-    let tenant = match runtime.tenant(tenant_id) {
-        Ok(t) => t,
-        Err(f) => return problem(&runtime, StatusCode::NOT_FOUND, &f.reason),
     };
     // The first INSTANCES_MAX of them, and whether there are more (the root's instances
     // begin after the key of its empty event source).
@@ -933,8 +971,12 @@ async fn instances(
         Ok(i) => i,
         Err(text) => return problem(&runtime, StatusCode::INTERNAL_SERVER_ERROR, &text),
     };
-    let title = match root_alias(&runtime, root) {
-        Some(a) => format!("Aggregate root {a}"),
+    let title = match root_aliases(&runtime)
+        .await
+        .into_iter()
+        .find(|(id, _)| *id == root)
+    {
+        Some((_, a)) => format!("Aggregate root {a}"),
         None => format!("Aggregate root {root}"),
     };
     let mut body = format!(
@@ -962,20 +1004,9 @@ async fn instance_events(
     State(runtime): State<Arc<Runtime>>,
     Path((tenant, root, source)): Path<(String, String, String)>,
 ) -> Response {
-    let tenant_id = match tenant_of(&runtime, &tenant) {
-        Ok(t) => t,
+    let (tenant_id, tenant, root) = match tenant_and_root(&runtime, &tenant, &root) {
+        Ok(found) => found,
         Err(r) => return *r,
-    };
-    let Ok(root) = root.parse::<Uuid>() else {
-        return problem(
-            &runtime,
-            StatusCode::BAD_REQUEST,
-            &format!("{root} is not an aggregate root id"),
-        );
-    };
-    let tenant = match runtime.tenant(tenant_id) {
-        Ok(t) => t,
-        Err(f) => return problem(&runtime, StatusCode::NOT_FOUND, &f.reason),
     };
     let source_for_read = source.clone();
     let fetched = read(move || {
@@ -996,7 +1027,14 @@ async fn instance_events(
         escape(&source),
         fetched.current_version
     );
-    for e in &fetched.events {
+    if fetched.events.len() > INSTANCE_EVENTS_MAX {
+        let _ = write!(
+            body,
+            "<p>The first {INSTANCE_EVENTS_MAX} of its {} events are shown.</p>",
+            fetched.events.len()
+        );
+    }
+    for e in fetched.events.iter().take(INSTANCE_EVENTS_MAX) {
         let _ = write!(
             body,
             "<tr><td>{}</td><td><a href=\"/console/tenants/{tenant_id}/events/{seq}\">{seq}</a></td>\
@@ -1009,7 +1047,7 @@ async fn instance_events(
         );
     }
     body.push_str("</table>");
-    page(
+    still(
         &runtime,
         &format!("Instance {source}"),
         Some(tenant_id),
@@ -1022,8 +1060,11 @@ async fn instance_events(
 
 #[derive(Debug, Default, serde::Deserialize)]
 struct Notice {
+    /// The event handler reprocessing was asked of, and from where.
     #[serde(default)]
-    done: Option<String>,
+    reprocessed: Option<Uuid>,
+    #[serde(default)]
+    from: Option<u64>,
 }
 
 fn kind_text(kind: Kind) -> &'static str {
@@ -1045,8 +1086,12 @@ async fn processors(
         Err(r) => return *r,
     };
     let mut body = String::new();
-    if let Some(done) = &notice.done {
-        let _ = write!(body, "<p class=\"notice\">{}</p>", escape(done));
+    if let (Some(handler), Some(from)) = (notice.reprocessed, notice.from) {
+        let _ = write!(
+            body,
+            "<p class=\"notice\">Event handler <code>{handler}</code> reprocesses from \
+             event-log position {from}.</p>"
+        );
     }
     let registrations = runtime.processors.every();
     if registrations.is_empty() {
@@ -1187,15 +1232,40 @@ async fn reprocess_confirm(
     still(&runtime, "Reprocess?", Some(tenant_id), &body).into_response()
 }
 
+/// Whether a request came from a page of another site: its `Sec-Fetch-Site` says so, or
+/// its `Origin` is not the host it was sent to. A form of another site could otherwise
+/// make an operator's browser reprocess.
+fn cross_site(headers: &axum::http::HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if header("sec-fetch-site").is_some_and(|site| site.eq_ignore_ascii_case("cross-site")) {
+        return true;
+    }
+    match (header("origin"), header("host")) {
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_none_or(|(_, origin_host)| !origin_host.eq_ignore_ascii_case(host)),
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
 async fn reprocess(
     State(runtime): State<Arc<Runtime>>,
     Path((tenant, scope, id)): Path<(String, String, String)>,
+    headers: axum::http::HeaderMap,
     axum::Form(form): axum::Form<ReprocessForm>,
 ) -> Response {
     let tenant_id = match tenant_of(&runtime, &tenant) {
         Ok(t) => t,
         Err(r) => return *r,
     };
+    if cross_site(&headers) {
+        return problem(
+            &runtime,
+            StatusCode::FORBIDDEN,
+            "reprocessing is only asked from this console's own pages",
+        );
+    }
     if form.confirm.as_deref() != Some("yes") {
         return problem(
             &runtime,
@@ -1231,18 +1301,10 @@ async fn reprocess(
     };
     match crate::services::processing_management::reset(handle, position).await {
         Ok(()) => {
-            let done = format!(
-                "Event handler {} reprocesses from event-log position {}.",
-                registration
-                    .alias
-                    .clone()
-                    .unwrap_or_else(|| registration.key.id.to_string()),
-                position.0
-            );
             tracing::info!(tenant = %tenant_id, handler = %registration.key.id, position = position.0, "reprocessing asked from the console");
             Redirect::to(&format!(
-                "/console/tenants/{tenant_id}/processors?done={}",
-                url(&done)
+                "/console/tenants/{tenant_id}/processors?reprocessed={}&from={}",
+                registration.key.id, position.0
             ))
             .into_response()
         }

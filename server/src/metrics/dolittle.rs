@@ -51,6 +51,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use uuid::Uuid;
 
+use super::encode_series;
 use crate::processing::{Kind, Processors};
 
 /// The original's buckets for processing times.
@@ -335,8 +336,12 @@ impl Dolittle {
         }
     }
 
-    /// A processor was registered and starts for every tenant.
+    /// A processor was registered and starts for every tenant (projections, which Runtime 9
+    /// no longer runs, are not counted).
     pub(crate) fn started(&self, kind: Kind) {
+        if kind == Kind::Projection {
+            return;
+        }
         let labels = KindLabels {
             eventProcessorKind: kind_label(kind),
         };
@@ -463,20 +468,6 @@ fn family(
     metric.encode(family)
 }
 
-/// One family read now: each value under its labels.
-fn read<'l, L: EncodeLabelSet + 'l, M: EncodeMetric>(
-    encoder: &mut DescriptorEncoder<'_>,
-    (name, help): (&str, &str),
-    metric_type: MetricType,
-    values: impl IntoIterator<Item = (&'l L, M)>,
-) -> Result<(), std::fmt::Error> {
-    let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
-    for (labels, value) in values {
-        value.encode(family.encode_family(labels)?)?;
-    }
-    Ok(())
-}
-
 fn signed(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
@@ -524,7 +515,7 @@ impl Collector for DolittleCollector {
             OffsetLabels { tenantId: tenant.to_string(), scopeId: Uuid::nil().to_string() },
             signed(log.next_sequence_number().0) - 1,
         )).collect();
-        read(e, ("dolittle_system_runtime_events_store_offset", "The current offset of the event log"), MetricType::Gauge, offsets.iter().map(|(l, v)| (l, ConstGauge::new(*v))))?;
+        encode_series(e, ("dolittle_system_runtime_events_store_offset", "The current offset of the event log"), MetricType::Gauge, offsets.iter().map(|(l, v)| (l, ConstGauge::new(*v))))?;
         let mut rows: Vec<(ProcessorOffsetLabels, u64, u64, u64)> = Vec::new();
         for registration in self.processors.every() {
             for (tenant, handle) in &registration.tenants {
@@ -546,9 +537,9 @@ impl Collector for DolittleCollector {
                 ));
             }
         }
-        read(e, ("dolittle_customer_runtime_stream_processors_offset", "The current offset of the stream processor"), MetricType::Gauge, rows.iter().map(|r| (&r.0, ConstGauge::new(signed(r.1) - 1))))?;
-        read(e, ("dolittle_customer_runtime_stream_processors_processed", "The total number of events processed by the stream processor"), MetricType::Counter, rows.iter().map(|r| (&r.0, ConstCounter::new(r.2))))?;
-        read(e, ("dolittle_customer_runtime_stream_processor_consumer_lag", "The number of events in the log the stream processor has not passed"), MetricType::Gauge, rows.iter().map(|r| (&r.0, ConstGauge::new(signed(r.3)))))?;
+        encode_series(e, ("dolittle_customer_runtime_stream_processors_offset", "The current offset of the stream processor"), MetricType::Gauge, rows.iter().map(|r| (&r.0, ConstGauge::new(signed(r.1) - 1))))?;
+        encode_series(e, ("dolittle_customer_runtime_stream_processors_processed", "The total number of events processed by the stream processor"), MetricType::Counter, rows.iter().map(|r| (&r.0, ConstCounter::new(r.2))))?;
+        encode_series(e, ("dolittle_customer_runtime_stream_processor_consumer_lag", "The number of events in the log the stream processor has not passed"), MetricType::Gauge, rows.iter().map(|r| (&r.0, ConstGauge::new(signed(r.3)))))?;
         Ok(())
     }
 }

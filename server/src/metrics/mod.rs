@@ -312,7 +312,7 @@ const LOG_SERIES: [(&str, &str, ReadStats); 5] = [
 ];
 
 /// Encodes one series read at this scrape: each value under its labels.
-fn encode_series<'l, L: EncodeLabelSet + 'l, M: EncodeMetric>(
+pub(super) fn encode_series<'l, L: EncodeLabelSet + 'l, M: EncodeMetric>(
     encoder: &mut DescriptorEncoder<'_>,
     (name, help): (&str, &str),
     metric_type: MetricType,
