@@ -93,6 +93,16 @@ async fn open(client: &Client, web: &str, path: &str) {
         .unwrap();
 }
 
+/// Clicks what `locator` finds first (waiting for a page it leads to).
+async fn click(client: &Client, locator: Locator<'_>) {
+    client.find(locator).await.unwrap().click().await.unwrap();
+}
+
+/// The text of what `locator` finds first.
+async fn text_of(client: &Client, locator: Locator<'_>) -> String {
+    client.find(locator).await.unwrap().text().await.unwrap()
+}
+
 /// Submits the filter form and waits for the page it leads to (its address holds `asked`).
 async fn filter(client: &Client, asked: &str) {
     client
@@ -227,33 +237,18 @@ async fn the_console_in_a_browser() {
     )
     .await
     .unwrap();
-    c.find(Locator::LinkText("events"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::LinkText("events")).await;
 
     // The log, newest first, 50 a page, and the older page with the rest.
     assert_eq!(sequences(c).await, (15..65).rev().collect::<Vec<_>>());
-    c.find(Locator::Css("a[rel=next]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::Css("a[rel=next]")).await;
     assert_eq!(sequences(c).await, (0..15).rev().collect::<Vec<_>>());
     assert!(c
         .find_all(Locator::Css("a[rel=next]"))
         .await
         .unwrap()
         .is_empty());
-    c.find(Locator::Css("a[rel=prev]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::Css("a[rel=prev]")).await;
     assert_eq!(sequences(c).await, (15..65).rev().collect::<Vec<_>>());
 
     // Filtered by event type (by its alias) and by event source.
@@ -280,50 +275,23 @@ async fn the_console_in_a_browser() {
     );
 
     // One event whole: the content pretty-printed, the execution context.
-    c.find(Locator::LinkText("8"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let content = c
-        .find(Locator::Id("content"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    click(c, Locator::LinkText("8")).await;
+    let content = text_of(c, Locator::Id("content")).await;
     assert!(
         content.contains("\"n\": 8") && content.contains("<b>8</b>"),
         "{content}"
     );
-    let context = c
-        .find(Locator::Id("execution-context"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let context = text_of(c, Locator::Id("execution-context")).await;
     assert!(context.contains(&DEVELOPMENT.to_string()), "{context}");
 
     // Aggregates: the root by its alias, its instance and version, the instance's events.
-    c.find(Locator::LinkText("Aggregates"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::LinkText("Aggregates")).await;
     let roots = texts(c, "#roots tr").await.join("\n");
     assert!(
         roots.contains("Order") && roots.contains(&ROOT.to_string()),
         "{roots}"
     );
-    c.find(Locator::LinkText(&ROOT.to_string()))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::LinkText(&ROOT.to_string())).await;
     let instances = texts(c, "#instances tr").await.join("\n");
     assert!(instances.contains("o-1\t3"), "{instances}");
     assert!(
@@ -332,30 +300,12 @@ async fn the_console_in_a_browser() {
     );
     let main = texts(c, "main").await.join("");
     assert!(main.contains(": 1 instances."), "{main}");
-    c.find(Locator::LinkText("o-1"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    assert_eq!(
-        c.find(Locator::Id("version"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "3"
-    );
+    click(c, Locator::LinkText("o-1")).await;
+    assert_eq!(text_of(c, Locator::Id("version")).await, "3");
     assert_eq!(texts(c, "#instance-events tr").await.len(), 4);
 
     // Processors: the handler's position, lag and failing partition with its reason.
-    c.find(Locator::LinkText("Processors"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::LinkText("Processors")).await;
     let rows = texts(c, "#processors tr.processor").await.join("\n");
     assert!(
         rows.contains("Shipping") && rows.contains("1 failing"),
@@ -423,12 +373,7 @@ async fn the_console_without_javascript() {
         .await
         .unwrap());
     assert_eq!(sequences(c).await.len(), 50);
-    c.find(Locator::Css("a[rel=next]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::Css("a[rel=next]")).await;
     assert_eq!(sequences(c).await, (0..15).rev().collect::<Vec<_>>());
 
     // By time: events from the moment the second commit occurred, and events before it.
@@ -483,33 +428,11 @@ async fn the_console_without_javascript() {
         rows.contains(&handler.id.to_string()) && rows.contains("processing"),
         "{rows}"
     );
-    c.find(Locator::Css("tr.processor a"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let title = c
-        .find(Locator::Css("h1"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    click(c, Locator::Css("tr.processor a")).await;
+    let title = text_of(c, Locator::Css("h1")).await;
     assert_eq!(title, "Reprocess?");
-    c.find(Locator::Css("#reprocess button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let notice = c
-        .find(Locator::Css("p.notice"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    click(c, Locator::Css("#reprocess button")).await;
+    let notice = text_of(c, Locator::Css("p.notice")).await;
     assert!(
         notice.contains("reprocesses from event-log position 0"),
         "{notice}"
