@@ -6,12 +6,8 @@
 
 use annals_tests::head::{EventHandler, Head};
 use annals_tests::proto::dolittle;
-use annals_tests::{
-    artifact, binary, call_context, commit, for_aggregate, wait_position, Server, DEVELOPMENT,
-};
-use dolittle::runtime::aggregates::aggregate_roots_client::AggregateRootsClient;
+use annals_tests::{binary, commit, for_aggregate, wait_position, Server, DEVELOPMENT};
 use dolittle::runtime::events::event_store_client::EventStoreClient;
-use dolittle::runtime::events::event_types_client::EventTypesClient;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -170,28 +166,8 @@ async fn event_handlers_are_listed_got_and_replayed_by_id_or_alias() {
 #[tokio::test]
 async fn aggregates_event_types_and_the_configuration_are_shown() {
     let server = Server::start().await;
-    let r = EventTypesClient::new(server.private().await)
-        .register(dolittle::runtime::events::EventTypeRegistrationRequest {
-            call_context: Some(call_context(DEVELOPMENT)),
-            event_type: Some(artifact(TYPE_A)),
-            alias: Some("OrderPlaced".into()),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(r.failure.is_none());
-    let r = AggregateRootsClient::new(server.private().await)
-        .register_alias(
-            dolittle::runtime::aggregates::AggregateRootAliasRegistrationRequest {
-                call_context: Some(call_context(DEVELOPMENT)),
-                aggregate_root: Some(artifact(ROOT)),
-                alias: Some("Order".into()),
-            },
-        )
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(r.failure.is_none());
+    annals_tests::register_event_type(&server, TYPE_A, "OrderPlaced").await;
+    annals_tests::register_aggregate_root(&server, ROOT, "Order").await;
     let mut store = EventStoreClient::new(server.private().await);
     let committed = for_aggregate(
         &mut store,
