@@ -516,12 +516,21 @@ impl Metrics {
             .observe(seconds);
     }
 
-    pub(crate) fn committed(&self, tenant: Uuid, events: u64) {
+    /// A commit of `events` events for `tenant`, of these types, applied by
+    /// `aggregate_root` if any: annals' series and the original's.
+    pub(crate) fn committed(
+        &self,
+        tenant: Uuid,
+        events: u64,
+        event_types: impl IntoIterator<Item = Uuid>,
+        aggregate_root: Option<Uuid>,
+    ) {
         self.committed
             .get_or_create(&TenantLabels {
                 tenant: tenant.to_string(),
             })
             .inc_by(events);
+        self.dolittle.committed(tenant, event_types, aggregate_root);
     }
 
     pub(crate) fn fetched(&self, tenant: Uuid, events: u64) {

@@ -121,10 +121,9 @@ async fn commit(
         events,
     };
     let receipt = blocking::engine(async { Ok(tenant.commit_async(&commit).await?) }).await?;
-    let tenant_id = commit.execution_context.tenant_id;
-    runtime.metrics.committed(tenant_id, receipt.count);
-    runtime.metrics.dolittle.committed(
-        tenant_id,
+    runtime.metrics.committed(
+        commit.execution_context.tenant_id,
+        receipt.count,
         commit.events.iter().map(|e| e.event_type.id),
         None,
     );
@@ -188,10 +187,9 @@ async fn commit_for_aggregate(
         }
     })
     .await?;
-    let tenant_id = commit.execution_context.tenant_id;
-    runtime.metrics.committed(tenant_id, receipt.count);
-    runtime.metrics.dolittle.committed(
-        tenant_id,
+    runtime.metrics.committed(
+        commit.execution_context.tenant_id,
+        receipt.count,
         commit.events.iter().map(|e| e.event_type.id),
         Some(aggregate_root),
     );
