@@ -235,6 +235,10 @@ fn fetch_sees_every_acknowledged_commit_even_while_the_indexer_is_held() {
             actual: 5
         })
     ));
+    // The fetch that does not wait declines while the index lags, and reads nothing.
+    assert!(tenant
+        .try_fetch_for_aggregate(root, "a", &[], 100)
+        .is_none());
     let engine = Arc::new(engine);
     let fetcher = {
         let tenant = Arc::clone(&tenant);
@@ -245,6 +249,18 @@ fn fetch_sees_every_acknowledged_commit_even_while_the_indexer_is_held() {
     let fetched = fetcher.join().unwrap();
     assert_eq!(fetched.current_version, 5);
     assert_eq!(fetched.events.len(), 5);
+    // Once the index covers the log it answers as the waiting fetch does, up to its bound.
+    let now = tenant
+        .try_fetch_for_aggregate(root, "a", &[], 5)
+        .expect("the index covers every acknowledged commit")
+        .unwrap();
+    assert_eq!(now, fetched);
+    assert!(tenant.try_fetch_for_aggregate(root, "a", &[], 4).is_none());
+    let none = tenant
+        .try_fetch_for_aggregate(root, "never-committed", &[], 0)
+        .expect("nothing to wait for")
+        .unwrap();
+    assert_eq!((none.current_version, none.events.len()), (0, 0));
 }
 
 /// Many writers race on a few aggregates, each reading the version and committing at it:

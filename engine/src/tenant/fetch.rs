@@ -7,7 +7,7 @@
 //! every event read is checked against its index entry (root, event source, version), and a
 //! mismatch is corruption naming the log, never data; one error ends an iteration.
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, sync::atomic::Ordering};
 
 use annals_log::{
     decode_payload, AppliedByAggregate, Error as LogError, Event, EventLogSequenceNumber, Log,
@@ -156,19 +156,57 @@ impl Tenant {
         event_source_id: &str,
         event_types: &[Uuid],
     ) -> Result<AggregateEvents> {
-        let mut batches = self.fetch_for_aggregate_in_batches(
+        let batches = self.fetch_for_aggregate_in_batches(
             aggregate_root,
             event_source_id,
             event_types,
             usize::MAX,
         )?;
+        Self::gather(batches)
+    }
+
+    /// [`fetch_for_aggregate`](Self::fetch_for_aggregate) when it needs no waiting: the index
+    /// already covers every acknowledged commit and the instance has at most `events_max`
+    /// events. Otherwise `None`, and nothing was read. For async servers, which answer small
+    /// fetches on their own threads and send the rest (and any fetch that must wait for the
+    /// indexer) to a blocking thread.
+    pub fn try_fetch_for_aggregate(
+        &self,
+        aggregate_root: Uuid,
+        event_source_id: &str,
+        event_types: &[Uuid],
+        events_max: u64,
+    ) -> Option<Result<AggregateEvents>> {
+        if let Err(e) = self.check_live() {
+            return Some(Err(e));
+        }
+        if self.indexed.load(Ordering::Acquire) < self.event_log.next_sequence_number().0 {
+            return None;
+        }
+        let batches = match self.aggregate_batches(
+            aggregate_root,
+            event_source_id,
+            event_types,
+            usize::MAX,
+        ) {
+            Ok(batches) => batches,
+            Err(e) => return Some(Err(e)),
+        };
+        if batches.current_version > events_max {
+            return None;
+        }
+        Some(Self::gather(batches))
+    }
+
+    /// Every event of a fetch's batches, as one answer.
+    fn gather(mut batches: AggregateBatches<'_>) -> Result<AggregateEvents> {
         let mut events = Vec::new();
         for batch in &mut batches {
             events.extend(batch?);
         }
         Ok(AggregateEvents {
-            aggregate_root,
-            event_source_id: event_source_id.to_owned(),
+            aggregate_root: batches.root,
+            event_source_id: std::mem::take(&mut batches.event_source_id),
             current_version: batches.current_version(),
             events,
         })
@@ -186,6 +224,22 @@ impl Tenant {
         self.check_live()?;
         // Read-your-writes: wait until the index covers everything acknowledged so far.
         self.wait_indexed(self.event_log.next_sequence_number())?;
+        self.aggregate_batches(
+            aggregate_root,
+            event_source_id,
+            event_types,
+            batch_bytes_max,
+        )
+    }
+
+    /// The batches of a fetch once the index covers what it must see.
+    fn aggregate_batches(
+        &self,
+        aggregate_root: Uuid,
+        event_source_id: &str,
+        event_types: &[Uuid],
+        batch_bytes_max: usize,
+    ) -> Result<AggregateBatches<'_>> {
         let current_version = self
             .get_u64(&keys::aggregate(aggregate_root, event_source_id))?
             .unwrap_or(0);

@@ -84,6 +84,10 @@ impl Drop for AggregateTurn<'_> {
     }
 }
 
+/// Aggregates of at most this many events are fetched on the request's own worker (when the
+/// index needs no waiting for); larger ones on a blocking thread.
+const FETCH_INLINE_EVENTS_MAX: u64 = 64;
+
 /// FetchForAggregateInBatches streams running at once; more wait for one to end.
 const BATCH_STREAMS_MAX: usize = 64;
 
@@ -202,8 +206,19 @@ async fn fetch(
     request: FetchForAggregateRequest,
 ) -> Result<CommittedAggregateEvents, Failure> {
     let (root, event_source_id) = convert::aggregate("aggregate", request.aggregate.as_ref())?;
-    let fetched =
-        blocking(move || Ok(tenant.fetch_for_aggregate(root, &event_source_id, &[])?)).await?;
+    // A small aggregate whose fetch needs no wait for the indexer is read here: a few index
+    // and log reads cost less than the hop to a blocking thread and back.
+    let fetched = match tenant.try_fetch_for_aggregate(
+        root,
+        &event_source_id,
+        &[],
+        FETCH_INLINE_EVENTS_MAX,
+    ) {
+        Some(fetched) => fetched?,
+        None => {
+            blocking(move || Ok(tenant.fetch_for_aggregate(root, &event_source_id, &[])?)).await?
+        }
+    };
     runtime
         .metrics
         .fetched(context.tenant_id, fetched.events.len() as u64);

@@ -115,8 +115,9 @@ struct Queue {
     pending: VecDeque<Arc<Pending>>,
     queued_bytes: usize,
     leader: bool,
-    /// A leader is gathering: enqueuers signal `arrived`.
-    gathering: bool,
+    /// A leader is gathering until this many commits are queued: the enqueuer that brings
+    /// the queue to it signals `arrived` (one wake-up per group, not one per commit).
+    gathering: Option<usize>,
     /// Writers seen around the last group: its size plus those already queued when it ended.
     expected_writers: usize,
     /// Duration of the last group's write (and sync).
@@ -205,9 +206,7 @@ impl GroupCommit {
         let pending = Pending::new(commit);
         queue.queued_bytes += bytes;
         queue.pending.push_back(Arc::clone(&pending));
-        if queue.gathering {
-            shared.arrived.notify_one();
-        }
+        shared.note_arrival(&queue);
         if !queue.leader {
             shared.work.notify_one();
         }
@@ -277,9 +276,7 @@ impl GroupCommit {
         admit()?;
         queue.queued_bytes += bytes;
         queue.pending.push_back(Arc::clone(&pending));
-        if queue.gathering {
-            shared.arrived.notify_one();
-        }
+        shared.note_arrival(&queue);
         // Follower: wait for the result, or for leadership to be free.
         loop {
             if let Some(result) = pending.take_result() {
@@ -400,12 +397,22 @@ impl Barrier {
             return;
         }
         let deadline = Instant::now() + self.gather_delay_max.min(queue.last_write / 2);
-        queue.gathering = true;
+        queue.gathering = Some(expected);
         while queue.pending.len() < expected {
             if self.arrived.wait_until(queue, deadline).timed_out() {
                 break;
             }
         }
-        queue.gathering = false;
+        queue.gathering = None;
+    }
+
+    /// A commit was queued: wakes a gathering leader once the queue holds what it waits for.
+    fn note_arrival(&self, queue: &Queue) {
+        if queue
+            .gathering
+            .is_some_and(|expected| queue.pending.len() >= expected)
+        {
+            self.arrived.notify_one();
+        }
     }
 }

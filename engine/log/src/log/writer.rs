@@ -142,9 +142,21 @@ impl Log {
         Ok(encoded)
     }
 
-    /// Writes one group; sets every member's result.
+    /// Writes one group; sets every member's result. The publish hook (the engine's indexer
+    /// wake-up) is called once the members are completed and the writer is unlocked: it is
+    /// nobody's answer, so it waits behind them.
     pub(super) fn write_group(&self, group: &[Arc<Pending>]) {
         let mut w = self.writer.lock();
+        let before = self.visible_next.load(Ordering::Relaxed);
+        self.write_group_locked(&mut w, group);
+        let after = self.visible_next.load(Ordering::Relaxed);
+        drop(w);
+        if let (Some(hook), true) = (&self.on_publish, after > before) {
+            hook(self.tenant, self.scope, EventLogSequenceNumber(after));
+        }
+    }
+
+    fn write_group_locked(&self, w: &mut Writer, group: &[Arc<Pending>]) {
         if let Some(cause) = self.poison.cause() {
             for p in group {
                 p.complete(Err(self.poisoned(cause.clone())));
@@ -169,13 +181,13 @@ impl Log {
                 continue;
             }
             if (w.write_offset + framed).0 > segment_max && w.write_offset > FIRST_FRAME {
-                if let Err(e) = self.flush(&mut w, &buf, buf_start, &sparse) {
+                if let Err(e) = self.flush(w, &buf, buf_start, &sparse) {
                     return self.fail_from(group, e);
                 }
                 self.finish(group, &mut flushed, &receipts);
                 buf.clear();
                 sparse.clear();
-                if let Err(e) = self.roll(&mut w) {
+                if let Err(e) = self.roll(w) {
                     return self.fail_from(group, e);
                 }
                 buf_start = w.write_offset;
@@ -217,7 +229,7 @@ impl Log {
                 },
             ));
         }
-        if let Err(e) = self.flush(&mut w, &buf, buf_start, &sparse) {
+        if let Err(e) = self.flush(w, &buf, buf_start, &sparse) {
             return self.fail_from(group, e);
         }
         self.finish(group, &mut flushed, &receipts);
@@ -315,9 +327,6 @@ impl Log {
         }
         self.visible_next.store(w.next_seq.0, Ordering::Release);
         self.tail.notify(usize::MAX);
-        if let Some(hook) = &self.on_publish {
-            hook(self.tenant, self.scope, w.next_seq);
-        }
         Ok(())
     }
 
