@@ -12,6 +12,8 @@
 //!   the runtime's Commit 16 x 1.
 //! - `grpc_fetch`: 16 clients fetching random 10-event aggregates (FetchForAggregate) from a
 //!   store filled before the window (the ceiling answers a canned aggregate of that size).
+//! - `grpc_memory`: the runtime's resident memory idle, under 256 connections committing one
+//!   event at a time, and after they hung up (bounded memory per connection).
 //!
 //! The server is the real binary (next to this tool, or `--annals-bin`), started fresh on an
 //! empty data directory for each measurement, on free ports, with the default (durable)
@@ -453,6 +455,13 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
             progress(rounds, &m);
             record(&mut measurements, m)?;
         }
+        let m = measure_memory(&setup, &aggregate_events, MEMORY_CLIENTS, round)?;
+        progress(rounds, &m);
+        eprintln!(
+            "      server resident memory: {} MiB idle, {} MiB at most under {MEMORY_CLIENTS} clients (peak {} MiB), {} MiB after they left",
+            m.extra["rss_idle_mib"], m.extra["rss_max_mib"], m.extra["rss_hwm_mib"], m.extra["rss_after_mib"]
+        );
+        record(&mut measurements, m)?;
     }
     summarise_against(&measurements, &date, "ceiling")?;
     aggregate_vs_commit(&measurements)?;
@@ -461,6 +470,89 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
     root.close().context("remove the data directory")?;
     eprintln!("done in {:.1?}", started.elapsed());
     Ok(())
+}
+
+/// Connections of `grpc_memory`.
+const MEMORY_CLIENTS: usize = 256;
+
+/// `grpc_memory`: a fresh annals server's resident memory idle, at most while `clients`
+/// connections (one per head) each commit one event at a time for the window (sampled every
+/// 20 ms; also the process's own peak, VmHWM), and a second after they all hung up.
+fn measure_memory(
+    setup: &Setup<'_>,
+    events: &[Commit],
+    clients: usize,
+    round: usize,
+) -> Result<Measurement> {
+    let served = setup.serve("annals", &format!("grpc-memory-r{round}"))?;
+    let pid = served
+        .annals
+        .as_ref()
+        .map(|(server, _)| server.pid())
+        .context("a memory measurement needs an annals server")?;
+    let status = move |field: &str| -> Result<f64> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .context("read the server's status")?;
+        let kib: f64 = text
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse().ok())
+            .with_context(|| format!("no {field} in the server's status"))?;
+        Ok((kib / 1024.0 * 10.0).round() / 10.0)
+    };
+    let idle = status("VmRSS:")?;
+    let connections = Arc::new(connect(setup.runtime, served.port, clients)?);
+    let requests: Arc<Vec<_>> = Arc::new(events.iter().map(commit_request).collect());
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = Arc::clone(&sampling);
+        std::thread::spawn(move || {
+            let mut max = 0.0f64;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(rss) = status("VmRSS:") {
+                    max = max.max(rss);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            max
+        })
+    };
+    let outcome = {
+        let connections = Arc::clone(&connections);
+        run_requests(
+            setup.runtime,
+            clients,
+            setup.window,
+            || {},
+            move |w, i| {
+                let mut client = connections[w].clone();
+                let request = requests[(w + i as usize) % requests.len()].clone();
+                async move {
+                    let response = client.commit(request).await?.into_inner();
+                    if let Some(f) = response.failure {
+                        bail!("commit failed: {}", f.reason);
+                    }
+                    Ok(1)
+                }
+            },
+        )
+    };
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let max = sampler
+        .join()
+        .map_err(|_| anyhow::anyhow!("the memory sampler panicked"))?;
+    let outcome = outcome?;
+    let hwm = status("VmHWM:")?;
+    drop(connections);
+    std::thread::sleep(Duration::from_secs(1));
+    let after = status("VmRSS:")?;
+    let mut m = setup.finish(served, "grpc_memory", (clients, 1), round, &outcome)?;
+    m.extra.insert("rss_idle_mib".into(), json!(idle));
+    m.extra.insert("rss_max_mib".into(), json!(max));
+    m.extra.insert("rss_hwm_mib".into(), json!(hwm));
+    m.extra.insert("rss_after_mib".into(), json!(after));
+    Ok(m)
 }
 
 /// Events of each aggregate `grpc_fetch` fetches.
