@@ -6,7 +6,8 @@
 //! [`tenants`] (opening time and memory at 1, 100 and 1000 tenants), [`grpc`] (the `annals`
 //! server over gRPC against the raw limit), [`delivery`] (event handler delivery to one head),
 //! [`horizon`] (the event horizon between two servers against the consumer's own commits),
-//! [`mongo`] (the MongoDB export against the engine's catch-up read).
+//! [`mongo`] (the MongoDB export against the engine's catch-up read), [`reopen`] (opening a
+//! store after a crash, at two log sizes).
 //! A new suite is a module with a clap `Args` struct
 //! (flattening [`suite::SuiteArgs`] for the common options) and a `run` function, using
 //! [`driver::run_appends`] for closed-loop load, [`data`] for events and [`report`] for
@@ -28,6 +29,7 @@ pub mod mongo;
 pub mod pg;
 pub mod projections;
 pub mod raw;
+pub mod reopen;
 pub mod report;
 pub mod rocks;
 pub mod suite;

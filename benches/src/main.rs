@@ -2,7 +2,9 @@
 //! baselines side by side, interleaved in one run, and prints one JSON line per measurement on
 //! stdout (then one line of medians and ratios per shape); progress goes to stderr.
 
-use annals_bench::{aggregates, delivery, engine, grpc, horizon, mongo, projections, tenants};
+use annals_bench::{
+    aggregates, delivery, engine, grpc, horizon, mongo, projections, reopen, tenants,
+};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -42,6 +44,12 @@ enum Suite {
     /// (Internal) one probe of `tenants`, in a fresh process.
     #[command(hide = true)]
     TenantsProbe(tenants::ProbeArgs),
+    /// Opening a store after a crash (SIGKILL during appends) and its first commit, with
+    /// resident memory, at 1 M and 10 M events.
+    Reopen(reopen::ReopenArgs),
+    /// (Internal) one process of `reopen`: the appender that is killed, or the opener.
+    #[command(hide = true)]
+    ReopenProbe(reopen::ReopenProbeArgs),
 }
 
 fn main() -> Result<()> {
@@ -56,5 +64,7 @@ fn main() -> Result<()> {
         Suite::Projections(args) => projections::run(&args),
         Suite::Tenants(args) => tenants::run(&args),
         Suite::TenantsProbe(args) => tenants::probe(&args),
+        Suite::Reopen(args) => reopen::run(&args),
+        Suite::ReopenProbe(args) => reopen::probe(&args),
     }
 }

@@ -57,6 +57,10 @@ pub struct IndexConfig {
     pub indexer_batch_events: usize,
     /// What to do with a damaged index. Default `rebuild`.
     pub on_damage: IndexDamage,
+    /// Most events the index may run ahead of its recovery point on disk: past this the
+    /// indexer flushes the tenant's index, so reopening after a crash re-indexes at most about
+    /// this many events however long the log. Default 1 000 000, minimum 1.
+    pub reindex_after_crash_max_events: u64,
 }
 
 impl Default for IndexConfig {
@@ -68,6 +72,7 @@ impl Default for IndexConfig {
             wal_bytes_max: ByteSize::mib(64),
             indexer_batch_events: 4096,
             on_damage: IndexDamage::Rebuild,
+            reindex_after_crash_max_events: 1_000_000,
         }
     }
 }
@@ -112,6 +117,13 @@ impl EngineConfig {
                 }
                 .into());
             }
+        }
+        if index.reindex_after_crash_max_events == 0 {
+            return Err(LogError::InvalidConfig {
+                key: "index.reindex-after-crash-max-events",
+                reason: "must be at least 1".into(),
+            }
+            .into());
         }
         if index.indexer_batch_events == 0 {
             return Err(LogError::InvalidConfig {

@@ -18,10 +18,12 @@ use std::{
     time::Duration,
 };
 
-use annals_engine::{testing::hold_indexer, uuid::Uuid, Durability, Engine};
+use annals_engine::{testing::hold_indexer, uuid::Uuid, Durability, Engine, UncommittedEvent};
 use common::*;
 
 const CHILD_ENV: &str = "ANNALS_KILL_CHILD";
+/// The child's `reindex-after-crash-max-events`.
+const REINDEX_BOUND: u64 = 1000;
 const ROOT: Uuid = Uuid::from_u128(0xa66);
 
 /// The child's body: commits for aggregates, acknowledging each on stdout.
@@ -30,14 +32,33 @@ fn kill_child() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return; // Only does something as the child of the tests below.
     };
-    let (dir, hold) = spec.split_once(';').unwrap();
+    let (dir, mode) = spec.split_once(';').unwrap();
     let mut config = config(std::path::Path::new(dir));
     // Durable at the fsync: the point of the test is the gap between it and the index.
     config.log.durability = Durability::SyncData;
+    config.index.reindex_after_crash_max_events = REINDEX_BOUND;
     let engine = Engine::open(config).unwrap();
     let tenant = engine.tenant_or_create(TENANT).unwrap();
-    if hold == "hold" {
+    if mode == "hold" {
         hold_indexer(&engine);
+    }
+    if mode == "plain" {
+        // Plain commits of 100 events: nothing to index but the recovery point.
+        let events: Vec<UncommittedEvent> = (0..100)
+            .map(|_| UncommittedEvent {
+                event_source_id: "p".into(),
+                content: "{}".into(),
+                ..Default::default()
+            })
+            .collect();
+        let commit = annals_engine::Commit {
+            events,
+            ..Default::default()
+        };
+        for i in 0u64.. {
+            let receipt = tenant.commit(&commit).unwrap();
+            println!("ACK p {} {i}", receipt.first.0);
+        }
     }
     let sources = ["a", "b", "c"];
     for i in 0u64.. {
@@ -59,13 +80,10 @@ fn kill_child() {
 /// An acknowledged commit: event source, version before it, and its number in the child.
 type Ack = (String, u64, u64);
 
-fn run_child(dir: &std::path::Path, hold: bool, acks_before_kill: usize) -> Vec<Ack> {
+fn run_child(dir: &std::path::Path, mode: &str, acks_before_kill: usize) -> Vec<Ack> {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "kill_child", "--nocapture", "--test-threads=1"])
-        .env(
-            CHILD_ENV,
-            format!("{};{}", dir.display(), if hold { "hold" } else { "run" }),
-        )
+        .env(CHILD_ENV, format!("{};{mode}", dir.display()))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -145,7 +163,7 @@ fn check(dir: &std::path::Path, acks: &[Ack], children: u64) {
 #[test]
 fn killed_between_log_fsync_and_index_write() {
     let dir = tempfile::tempdir().unwrap();
-    let acks = run_child(dir.path(), true, 30);
+    let acks = run_child(dir.path(), "hold", 30);
     assert!(acks.len() >= 30);
     {
         let engine = open(dir.path());
@@ -164,10 +182,39 @@ fn killed_at_random_moments() {
     let dir = tempfile::tempdir().unwrap();
     let mut all = Vec::new();
     for round in 0..4 {
-        let acks = run_child(dir.path(), false, 5 + round * 17);
+        let acks = run_child(dir.path(), "run", 5 + round * 17);
         // Rounds continue where the last left off; versions of later rounds are higher.
         all.extend(acks);
         std::thread::sleep(Duration::from_millis(5));
     }
     check(dir.path(), &all, 4);
+}
+
+/// A log of plain commits gives the index nothing to write but its recovery point, so its
+/// memtable never fills and is never flushed on its own: killed after 30 000 events, the store
+/// must still re-index only about `reindex-after-crash-max-events` of them, not the whole log.
+#[test]
+fn a_crash_re_indexes_a_bounded_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let acks = run_child(dir.path(), "plain", 300);
+    let acked_end = acks.last().unwrap().1 + 100;
+    let engine = open(dir.path());
+    let tenant = engine.tenant(TENANT).unwrap();
+    let recovery = tenant.index_recovery().clone();
+    assert!(!recovery.rebuilt, "{recovery:?}");
+    assert!(
+        recovery.to.0 >= acked_end,
+        "{recovery:?} short of {acked_end}"
+    );
+    // The bound, plus what one step and the indexer's lag at the kill can add.
+    assert!(
+        recovery.to.0 - recovery.from.0 < 10 * REINDEX_BOUND,
+        "re-indexed {} of {} events: {recovery:?}",
+        recovery.to.0 - recovery.from.0,
+        recovery.to.0
+    );
+    assert_eq!(
+        tenant.event_log().unwrap().next_sequence_number(),
+        recovery.to
+    );
 }

@@ -7,7 +7,9 @@
 //! loses both together, never entries without their recovery point); `indexed` only moves
 //! forward, and only after that batch is written; a step that fails leaves the tenant's indexing
 //! failed (and quiet) until the tenant is reopened or healed (`heal`), which resumes it from the
-//! recovery point.
+//! recovery point. The recovery point on disk lags `indexed` by at most
+//! `reindex-after-crash-max-events` plus one step: past that bound a step flushes the tenant's
+//! index, so a crash costs a bounded re-read, not the whole log.
 
 use std::{
     collections::HashMap,
@@ -23,7 +25,7 @@ use rocksdb::WriteBatch;
 
 use super::Tenant;
 use crate::{
-    db::Wal,
+    db::{rocks, Wal},
     error::{Error, Result},
     keys,
 };
@@ -81,6 +83,7 @@ impl Tenant {
             stored.unwrap_or(0)
         };
         self.indexed.store(from, Ordering::Release);
+        self.durable_indexed.store(from, Ordering::Release);
         let mut last_report = Instant::now();
         while self.index_step()? {
             if last_report.elapsed() >= Duration::from_secs(1) {
@@ -185,7 +188,28 @@ impl Tenant {
             self.progressed.notify_all();
         }
         self.pending.lock().retain(|_, (_, after)| *after > next.0);
+        self.bound_reindexing(next)?;
         Ok(next < end)
+    }
+
+    /// Flushes the tenant's index (entries and recovery point together, as one memtable)
+    /// when the recovery point on disk lags `indexed` by `reindex-after-crash-max-events`.
+    /// Index writes bypass the WAL and reach the disk when their memtable is flushed, which a
+    /// log of plain commits (nothing to index but the recovery point) might never fill; without
+    /// this, reopening after a crash would re-read the whole log. Called under the step lock.
+    fn bound_reindexing(&self, indexed: EventLogSequenceNumber) -> Result<()> {
+        let durable = self.durable_indexed.load(Ordering::Acquire);
+        let bound = self.shared.config.index.reindex_after_crash_max_events;
+        if indexed.0.saturating_sub(durable) < bound {
+            return Ok(());
+        }
+        let cf = self.cf()?;
+        self.shared
+            .db
+            .flush_cf(&cf)
+            .map_err(rocks("flush the index"))?;
+        self.durable_indexed.store(indexed.0, Ordering::Release);
+        Ok(())
     }
 
     fn index_range(

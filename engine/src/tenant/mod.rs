@@ -79,6 +79,9 @@ pub struct Tenant {
     event_log: Arc<Log>,
     /// The event log is indexed up to here (exclusive).
     indexed: AtomicU64,
+    /// A recovery point known to be on disk (index writes bypass the WAL): a crash re-indexes
+    /// at most from here, and the indexer flushes before `indexed` runs too far ahead of it.
+    durable_indexed: AtomicU64,
     /// Signalled (under `progress`) when `indexed` moves or indexing fails.
     progress: Mutex<Option<String>>,
     progressed: Condvar,
@@ -124,6 +127,7 @@ impl Tenant {
             logs,
             event_log,
             indexed: AtomicU64::new(0),
+            durable_indexed: AtomicU64::new(0),
             progress: Mutex::new(None),
             progressed: Condvar::new(),
             indexing: Mutex::new(RecordBatch::new()),
