@@ -85,8 +85,9 @@ impl Drop for AggregateTurn<'_> {
 }
 
 /// Aggregates of at most this many events are fetched on the request's own worker (when the
-/// index needs no waiting for); larger ones on a blocking thread.
-const FETCH_INLINE_EVENTS_MAX: u64 = 64;
+/// index needs no waiting for); larger ones on a blocking thread. The bound keeps the worker's
+/// worst case (every event in another sealed block, none cached) to a few milliseconds.
+const FETCH_INLINE_EVENTS_MAX: u64 = 32;
 
 /// FetchForAggregateInBatches streams running at once; more wait for one to end.
 const BATCH_STREAMS_MAX: usize = 64;
