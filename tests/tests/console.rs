@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use annals_tests::head::{Answer, EventHandler, Head};
 use annals_tests::proto::dolittle;
-use annals_tests::webdriver::{Client, Locator};
+use annals_tests::webdriver::{Client, Element, Locator};
 use annals_tests::{
     aggregate_request, commit, free_port, register_aggregate_root, register_event_type, Server,
     DEVELOPMENT,
@@ -93,14 +93,29 @@ async fn open(client: &Client, web: &str, path: &str) {
         .unwrap();
 }
 
+/// What `locator` finds first, waiting up to 10 s for it: a click that submits a form can
+/// return before the page it leads to has replaced the old one.
+async fn find(client: &Client, locator: Locator<'_>) -> Element {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match client.find(locator).await {
+            Ok(element) => return element,
+            Err(e) if e.contains("no such element") && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 /// Clicks what `locator` finds first (waiting for a page it leads to).
 async fn click(client: &Client, locator: Locator<'_>) {
-    client.find(locator).await.unwrap().click().await.unwrap();
+    find(client, locator).await.click().await.unwrap();
 }
 
 /// The text of what `locator` finds first.
 async fn text_of(client: &Client, locator: Locator<'_>) -> String {
-    client.find(locator).await.unwrap().text().await.unwrap()
+    find(client, locator).await.text().await.unwrap()
 }
 
 /// Submits the filter form and waits for the page it leads to (its address holds `asked`).
