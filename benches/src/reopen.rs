@@ -21,11 +21,11 @@ use std::{
 use annals_engine::{uuid::Uuid, Commit, Engine, EngineConfig, TenantId, UncommittedEvent};
 use anyhow::{ensure, Context, Result};
 use clap::{Args, ValueEnum};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::{
     data::EventFactory,
-    report::{emit, median, now_utc},
+    report::{emit, median, now_utc, run_probe},
 };
 
 /// Options of `annals-bench reopen`.
@@ -90,10 +90,10 @@ pub fn run(args: &ReopenArgs) -> Result<()> {
         args.append_ms,
         run_dir.path().display()
     );
-    let mut medians = Vec::new();
+    let mut medians: Vec<serde_json::Value> = Vec::new();
     for &size in &sizes {
         let data = run_dir.path().join(format!("reopen-{size}"));
-        let mut lines = Vec::new();
+        let mut lines: Vec<serde_json::Value> = Vec::new();
         for round in 0..args.rounds.max(1) {
             let filled = Instant::now();
             crash_while_appending(&exe, &data, size, Duration::from_millis(args.append_ms))?;
@@ -103,18 +103,13 @@ pub fn run(args: &ReopenArgs) -> Result<()> {
                     filled.elapsed()
                 );
             }
-            let output = Command::new(&exe)
-                .args(["reopen-probe", "--mode", "open", "--data"])
-                .arg(&data)
-                .output()
-                .context("run the open probe")?;
-            ensure!(
-                output.status.success(),
-                "the open probe failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            let mut line: Value =
-                serde_json::from_slice(&output.stdout).context("parse the probe's line")?;
+            let mut line = run_probe(&[
+                "reopen-probe".as_ref(),
+                "--mode".as_ref(),
+                "open".as_ref(),
+                "--data".as_ref(),
+                data.as_os_str(),
+            ])?;
             line["system"] = json!("annals");
             line["workload"] = json!("reopen");
             line["size"] = json!(size);

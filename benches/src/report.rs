@@ -115,6 +115,23 @@ pub fn proc_self_status(field: &str, column: usize) -> Option<String> {
     line.split_whitespace().nth(column).map(str::to_owned)
 }
 
+/// Runs this tool again as a fresh process with `args` (a hidden probe subcommand) and parses
+/// the one JSON line it prints; fails with the probe's stderr if it failed.
+pub fn run_probe(args: &[&std::ffi::OsStr]) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context as _;
+    let exe = std::env::current_exe().context("find this program")?;
+    let output = std::process::Command::new(exe)
+        .args(args)
+        .output()
+        .context("run the probe")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "the probe failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).context("parse the probe's line")
+}
+
 /// `a / b`, or `None` when `b` is zero.
 pub fn ratio(a: u64, b: u64) -> Option<f64> {
     (b != 0).then(|| to_f64(a) / to_f64(b))

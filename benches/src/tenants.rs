@@ -12,7 +12,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Command,
     time::Instant,
 };
 
@@ -22,9 +21,12 @@ use annals_engine::{
 };
 use anyhow::{ensure, Context, Result};
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::{data::EventFactory, report::emit, report::now_utc};
+use crate::{
+    data::EventFactory,
+    report::{emit, now_utc, run_probe},
+};
 
 /// Options of `annals-bench tenants`.
 #[derive(Debug, Args)]
@@ -58,7 +60,6 @@ fn tenant_id(i: usize) -> TenantId {
 pub fn run(args: &TenantsArgs) -> Result<()> {
     let run_dir = crate::suite::data_dir(args.dir.as_deref())?;
     let date = now_utc();
-    let exe = std::env::current_exe().context("find this program")?;
     eprintln!(
         "{:>7} | {:>8} {:>9} | {:>9} {:>10} {:>9} {:>9} | {:>9} {:>6}",
         "tenants",
@@ -74,18 +75,11 @@ pub fn run(args: &TenantsArgs) -> Result<()> {
     for &count in &args.counts {
         let data = run_dir.path().join(format!("t{count}"));
         fill(&data, count, args.events_per_tenant)?;
-        let output = Command::new(&exe)
-            .args(["tenants-probe", "--data"])
-            .arg(&data)
-            .output()
-            .context("run the probe")?;
-        ensure!(
-            output.status.success(),
-            "the probe failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let mut line: Value =
-            serde_json::from_slice(&output.stdout).context("parse the probe's line")?;
+        let mut line = run_probe(&[
+            "tenants-probe".as_ref(),
+            "--data".as_ref(),
+            data.as_os_str(),
+        ])?;
         line["workload"] = json!("tenants");
         line["tenants"] = json!(count);
         line["events_per_tenant"] = json!(args.events_per_tenant);
