@@ -41,9 +41,11 @@ use crate::projections::states::{Sent, TenantStates};
 /// How often positions are written while events are processed.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// How often a caught-up filter's included events are written at most: short, as the
-/// stream's readers (the event horizon above all) wait for them, yet long enough that a
-/// trickle of events does not cost a synced write each.
-const INCLUDED_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
+/// stream's readers (the event horizon above all) wait for them. Writes go one at a time, so
+/// under load they batch whatever arrived during the synced write before (measured at 2 000
+/// events/s through the event horizon: 1 ms against 5 ms took the live delay's median from
+/// 5.4 to 4.5 ms, with the producer's commits no slower).
+const INCLUDED_FLUSH_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Events a filter included (sequence number, stream partition), not yet written.
 pub(crate) type Included = Vec<(EventLogSequenceNumber, String)>;
