@@ -169,14 +169,7 @@ impl Tenant {
         } else {
             self.index_range(from, batch)
         };
-        let next = match result {
-            Ok(next) => next,
-            Err(e) => {
-                *self.progress.lock() = Some(e.to_string());
-                self.progressed.notify_all();
-                return Err(e);
-            }
-        };
+        let next = result.map_err(|e| self.step_failed(e))?;
         // Steps are serialised by `indexing`, so nothing moved `indexed` since `from` was read.
         assert!(
             next >= from,
@@ -188,8 +181,17 @@ impl Tenant {
             self.progressed.notify_all();
         }
         self.pending.lock().retain(|_, (_, after)| *after > next.0);
-        self.bound_reindexing(next)?;
+        // After `indexed` is published, so no fetch waits for the flush.
+        self.bound_reindexing(next)
+            .map_err(|e| self.step_failed(e))?;
         Ok(next < end)
+    }
+
+    /// Leaves the tenant's indexing failed (and quiet) with `e`, waking its waiters; returns `e`.
+    fn step_failed(&self, e: Error) -> Error {
+        *self.progress.lock() = Some(e.to_string());
+        self.progressed.notify_all();
+        e
     }
 
     /// Flushes the tenant's index (entries and recovery point together, as one memtable)
