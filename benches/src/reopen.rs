@@ -25,7 +25,7 @@ use serde_json::json;
 
 use crate::{
     data::EventFactory,
-    report::{emit, median, now_utc, run_probe},
+    report::{emit, median, now_utc, rss_mib, run_probe},
 };
 
 /// Options of `annals-bench reopen`.
@@ -276,10 +276,4 @@ fn open_and_commit(data: &Path) -> Result<()> {
     });
     println!("{line}");
     Ok(())
-}
-
-fn rss_mib(field: &str) -> f64 {
-    crate::report::proc_self_status(field, 1)
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }

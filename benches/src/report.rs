@@ -132,6 +132,13 @@ pub fn run_probe(args: &[&std::ffi::OsStr]) -> anyhow::Result<serde_json::Value>
     serde_json::from_slice(&output.stdout).context("parse the probe's line")
 }
 
+/// This process's `field` of /proc/self/status (`"VmRSS:"`, `"VmHWM:"`) in MiB; NaN if absent.
+pub fn rss_mib(field: &str) -> f64 {
+    proc_self_status(field, 1)
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
 /// `a / b`, or `None` when `b` is zero.
 pub fn ratio(a: u64, b: u64) -> Option<f64> {
     (b != 0).then(|| to_f64(a) / to_f64(b))

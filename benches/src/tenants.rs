@@ -25,7 +25,7 @@ use serde_json::json;
 
 use crate::{
     data::EventFactory,
-    report::{emit, now_utc, run_probe},
+    report::{emit, now_utc, rss_mib, run_probe},
 };
 
 /// Options of `annals-bench tenants`.
@@ -138,12 +138,6 @@ fn fill(data: &Path, count: usize, events: usize) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn rss_mib(field: &str) -> f64 {
-    crate::report::proc_self_status(field, 1)
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 /// The probe: opens the store, touches every tenant, prints one JSON line.
