@@ -75,6 +75,10 @@ pub struct AggregatesArgs {
         default_value = "annals,annals-plain,rocksdb,postgres"
     )]
     systems: Vec<System>,
+    /// annals' `index.aggregate-versions-cached` for the commits (a diagnostic: 0 reads the
+    /// index for every aggregate the indexer has passed). Default the engine's.
+    #[arg(long, hide = true)]
+    versions_cached: Option<usize>,
 }
 
 /// A system under test.
@@ -284,7 +288,11 @@ fn measure_commits(
     };
     let outcome = match system {
         System::Annals | System::AnnalsPlain => {
-            let engine = Engine::open(EngineConfig::new(&dir)).context("open annals")?;
+            let mut config = EngineConfig::new(&dir);
+            if let Some(cached) = args.versions_cached {
+                config.index.aggregate_versions_cached = cached;
+            }
+            let engine = Engine::open(config).context("open annals")?;
             let tenant = engine.tenant_or_create(TENANT)?;
             let outcome = drive(&|_, source, version, event| {
                 if system == System::Annals {

@@ -61,6 +61,11 @@ pub struct IndexConfig {
     /// indexer flushes the tenant's index, so reopening after a crash re-indexes at most about
     /// this many events however long the log. Default 1 000 000, minimum 1.
     pub reindex_after_crash_max_events: u64,
+    /// Aggregate versions each tenant keeps in memory once the index holds them, so that a
+    /// commit for an aggregate committed to recently checks its version without reading the
+    /// index (about 100 bytes each). Past this, half of them are dropped at random. 0 keeps
+    /// only the versions the index does not hold yet. Default 16 384.
+    pub aggregate_versions_cached: usize,
 }
 
 impl Default for IndexConfig {
@@ -73,6 +78,7 @@ impl Default for IndexConfig {
             indexer_batch_events: 4096,
             on_damage: IndexDamage::Rebuild,
             reindex_after_crash_max_events: 1_000_000,
+            aggregate_versions_cached: 16_384,
         }
     }
 }

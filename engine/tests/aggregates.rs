@@ -488,3 +488,133 @@ fn versions_as_of_a_position_count_the_events_below_it() {
         .unwrap();
     assert_eq!(rest.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(), ["b"]);
 }
+
+/// The versions the commit path keeps in memory are trimmed at random past
+/// `index.aggregate-versions-cached`: commits and fetches stay exact with a bound far below
+/// the aggregates in use, and with none at all.
+#[test]
+fn versions_stay_exact_however_few_are_kept_in_memory() {
+    for cached in [0, 4, 16_384] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path());
+        config.index.aggregate_versions_cached = cached;
+        let engine = annals_engine::Engine::open(config).unwrap();
+        let tenant = engine.tenant_or_create(TENANT).unwrap();
+        let root = Uuid::from_u128(10);
+        let sources: Vec<String> = (0..40).map(|i| format!("agg-{i}")).collect();
+        for round in 0..4u64 {
+            for source in &sources {
+                let stale = tenant.commit_for_aggregate(&aggregate_commit(
+                    root,
+                    source,
+                    round + 1,
+                    &[(1, "{}")],
+                ));
+                assert!(
+                    matches!(
+                        stale,
+                        Err(Error::WrongExpectedVersion { expected, actual })
+                            if expected == round + 1 && actual == round
+                    ),
+                    "bound {cached}, round {round}, {source}: {stale:?}"
+                );
+                let receipt = tenant
+                    .commit_for_aggregate(&aggregate_commit(root, source, round, &[(1, "{}")]))
+                    .unwrap();
+                assert_eq!(receipt.current_version(), round + 1);
+            }
+            // Lets the index pass the round's commits, so the next round trims.
+            let fetched = tenant.fetch_for_aggregate(root, &sources[0], &[]).unwrap();
+            assert_eq!(fetched.current_version, round + 1);
+        }
+        for source in &sources {
+            assert_eq!(tenant.aggregate_version(root, source).unwrap(), 4);
+            assert_eq!(
+                tenant
+                    .fetch_for_aggregate(root, source, &[])
+                    .unwrap()
+                    .events
+                    .len(),
+                4
+            );
+        }
+    }
+}
+
+/// Writers on their own aggregates, with the index trailing them and the kept versions trimmed
+/// under them all the while: every commit at the version the writer knows succeeds, so no
+/// version the index does not hold yet is ever dropped.
+#[test]
+fn trimming_never_drops_a_version_the_index_lacks() {
+    for cached in [0, 4] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path());
+        config.index.aggregate_versions_cached = cached;
+        let engine = annals_engine::Engine::open(config).unwrap();
+        let tenant = engine.tenant_or_create(TENANT).unwrap();
+        let root = Uuid::from_u128(10);
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let tenant = Arc::clone(&tenant);
+                std::thread::spawn(move || {
+                    for version in 0..150u64 {
+                        for a in 0..10 {
+                            let source = format!("w{w}-{a}");
+                            tenant
+                                .commit_for_aggregate(&aggregate_commit(
+                                    root,
+                                    &source,
+                                    version,
+                                    &[(1, "{}")],
+                                ))
+                                .unwrap_or_else(|e| panic!("bound {cached}, {source}: {e}"));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+    }
+}
+
+/// A fetch racing commits to the same aggregate sees a whole aggregate every time: its version
+/// and the events the index holds for it always agree, even when a commit lands between the
+/// fetch's wait for the index and its read of the version.
+#[test]
+fn fetches_racing_commits_see_whole_aggregates() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let tenant = engine.tenant_or_create(TENANT).unwrap();
+    let root = Uuid::from_u128(10);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fetchers: Vec<_> = (0..2)
+        .map(|_| {
+            let (tenant, done) = (Arc::clone(&tenant), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut fetches = 0u64;
+                while !done.load(Ordering::Acquire) {
+                    let fetched = tenant.fetch_for_aggregate(root, "a", &[]).unwrap();
+                    let versions: Vec<u64> = fetched
+                        .events
+                        .iter()
+                        .map(|e| e.aggregate.unwrap().version)
+                        .collect();
+                    assert_eq!(versions, (0..fetched.current_version).collect::<Vec<_>>());
+                    fetches += 1;
+                }
+                fetches
+            })
+        })
+        .collect();
+    for version in 0..2000 {
+        tenant
+            .commit_for_aggregate(&aggregate_commit(root, "a", version, &[(1, "{}")]))
+            .unwrap();
+    }
+    done.store(true, Ordering::Release);
+    for fetcher in fetchers {
+        assert!(fetcher.join().unwrap() > 0);
+    }
+}

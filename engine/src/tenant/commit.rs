@@ -3,8 +3,8 @@
 //!
 //! Invariants: a commit for an aggregate holds the aggregate's key lock across the version check
 //! and the durable append, so two commits to one aggregate never both pass the check for the
-//! same version; an aggregate's pending version is added only under that lock, after the append,
-//! and only while the indexer has not passed the commit; nothing is appended when a check fails.
+//! same version; an aggregate's known version is set only under that lock, after the append;
+//! nothing is appended when a check fails.
 
 use std::sync::atomic::Ordering;
 
@@ -155,16 +155,14 @@ impl Tenant {
             "the log appended another number of events"
         );
         let after = receipt.next().0;
-        if self.indexed.load(Ordering::Acquire) < after {
-            // Until the indexer passes the commit, this entry is the aggregate's version. If
-            // the indexer got there first, the entry is merely redundant until its next step.
-            let replaced = self.pending.lock().insert(key, (expected + count, after));
-            // Only this lock's holder adds entries, so one still there is the version it read.
-            assert!(
-                replaced.is_none_or(|(version, _)| version == expected),
-                "a pending aggregate version changed under the aggregate's lock"
-            );
-        }
+        // Until the indexer passes the commit, this entry is the aggregate's version; after
+        // it, it spares the next commit a read of the index.
+        let replaced = self.versions.lock().insert(key, (expected + count, after));
+        // Only this lock's holder sets entries, so one still there is the version it read.
+        assert!(
+            replaced.is_none_or(|(version, _)| version == expected),
+            "a known aggregate version changed under the aggregate's lock"
+        );
         AggregateCommitReceipt {
             first: receipt.first,
             count,
@@ -174,11 +172,23 @@ impl Tenant {
 
     /// The aggregate's version for a caller that holds its lock (or accepts a racing value).
     fn version_of(&self, key: &[u8]) -> Result<u64> {
-        if let Some((version, _)) = self.pending.lock().get(key) {
+        if let Some((version, _)) = self.versions.lock().get(key) {
             return Ok(*version);
         }
-        // Not pending: either never committed since open, or indexed; only a holder of the
-        // aggregate's lock adds a pending entry, and the indexer writes before it removes one.
+        // Not known: either not committed since open, or dropped once indexed; only a holder
+        // of the aggregate's lock sets an entry, and the indexer writes before it drops one.
+        Ok(self.get_u64(key)?.unwrap_or(0))
+    }
+
+    /// The aggregate's version as the index has it (for readers of the index, which must not
+    /// see a version whose events the index does not hold yet).
+    pub(super) fn indexed_version_of(&self, key: &[u8]) -> Result<u64> {
+        let indexed = self.indexed.load(Ordering::Acquire);
+        if let Some(&(version, after)) = self.versions.lock().get(key) {
+            if after <= indexed {
+                return Ok(version);
+            }
+        }
         Ok(self.get_u64(key)?.unwrap_or(0))
     }
 

@@ -240,9 +240,8 @@ impl Tenant {
         event_types: &[Uuid],
         batch_bytes_max: usize,
     ) -> Result<AggregateBatches<'_>> {
-        let current_version = self
-            .get_u64(&keys::aggregate(aggregate_root, event_source_id))?
-            .unwrap_or(0);
+        let current_version =
+            self.indexed_version_of(&keys::aggregate(aggregate_root, event_source_id))?;
         Ok(AggregateBatches {
             tenant: self,
             root: aggregate_root,

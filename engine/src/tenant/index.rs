@@ -180,11 +180,30 @@ impl Tenant {
             self.indexed.store(next.0, Ordering::Release);
             self.progressed.notify_all();
         }
-        self.pending.lock().retain(|_, (_, after)| *after > next.0);
+        self.trim_versions(next);
         // After `indexed` is published, so no fetch waits for the flush.
         self.bound_reindexing(next)
             .map_err(|e| self.step_failed(e))?;
         Ok(next < end)
+    }
+
+    /// Drops known aggregate versions the index holds (at random: in the map's order) until
+    /// half of `aggregate-versions-cached` remain, once there are more than that; versions the
+    /// index does not hold yet always stay.
+    fn trim_versions(&self, indexed: EventLogSequenceNumber) {
+        let cached = self.shared.config.index.aggregate_versions_cached;
+        let mut versions = self.versions.lock();
+        if versions.len() <= cached {
+            return;
+        }
+        let mut excess = versions.len() - cached / 2;
+        versions.retain(|_, (_, after)| {
+            if excess == 0 || *after > indexed.0 {
+                return true;
+            }
+            excess -= 1;
+            false
+        });
     }
 
     /// Leaves the tenant's indexing failed (and quiet) with `e`, waking its waiters; returns `e`.

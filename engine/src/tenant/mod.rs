@@ -18,9 +18,9 @@
 //! - `horizon`: events received over the event horizon, stored with their subscription's
 //!   position in one step (the prepared-state protocol), and subscription state.
 //!
-//! Invariants: the indexed position only grows while the tenant is open; a pending aggregate
-//! version is added only by the holder of that aggregate's lock and removed only once the index
-//! holds it; once `deleted` is set, every call that starts fails with `TenantUnknown`. Opening
+//! Invariants: the indexed position only grows while the tenant is open; a known aggregate
+//! version is set only by the holder of that aggregate's lock, after its commit was appended,
+//! and dropped only once the index holds it; once `deleted` is set, every call that starts fails with `TenantUnknown`. Opening
 //! moves legacy public streams and settles pending subscription records before the tenant is
 //! handed out, so no call ever sees either half done.
 
@@ -66,9 +66,14 @@ pub use self::{
     verify::{AggregateVersionCheck, AggregateVersionProblem},
 };
 
-/// Aggregates committed but not yet indexed: their version after the commit and the log
-/// position after it (once the index passes that position, RocksDB has the version).
-type PendingVersions = HashMap<Vec<u8>, (u64, u64)>;
+/// Aggregates committed since the tenant was opened: their version after their last commit and
+/// the log position after that commit. Until the index passes that position the entry is the
+/// aggregate's version; after it, the entry equals what the index holds and saves the commit
+/// path a read of it. Only commits for aggregates change versions while the tenant is open
+/// (plain commits refuse aggregate events; a heal never keeps a failed commit), so an entry
+/// never goes stale. Entries the index holds are dropped at random once there are more than
+/// `index.aggregate-versions-cached`.
+type KnownVersions = HashMap<Vec<u8>, (u64, u64)>;
 
 /// One tenant of an engine.
 pub struct Tenant {
@@ -87,7 +92,7 @@ pub struct Tenant {
     progressed: Condvar,
     /// Serialises index steps; holds the step's reusable read buffer.
     indexing: Mutex<RecordBatch>,
-    pending: Mutex<PendingVersions>,
+    versions: Mutex<KnownVersions>,
     aggregate_locks: KeyLocks,
     stream_locks: KeyLocks,
     /// One writer per scoped log at a time (`horizon`), keyed by the scope's bytes.
@@ -131,7 +136,7 @@ impl Tenant {
             progress: Mutex::new(None),
             progressed: Condvar::new(),
             indexing: Mutex::new(RecordBatch::new()),
-            pending: Mutex::new(HashMap::new()),
+            versions: Mutex::new(HashMap::new()),
             aggregate_locks: KeyLocks::default(),
             stream_locks: KeyLocks::default(),
             scope_locks: KeyLocks::default(),
