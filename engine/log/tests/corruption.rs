@@ -16,6 +16,7 @@ use std::{
 };
 
 use annals_log::{Error, EventLogSequenceNumber, LogConfig, LogStore, RecoveryMode, StdIo};
+use bytesize::ByteSize;
 use common::*;
 
 fn log_dir(data: &Path) -> PathBuf {
@@ -455,4 +456,82 @@ fn an_interrupted_roll_with_a_partial_header_is_rewritten() {
     let mut r = rng(1);
     assert_eq!(log.append(&commit(&mut r, 1, 1)).unwrap().first.0, n);
     assert_eq!(read_all(&log).len() as u64, n + 1);
+}
+
+/// Frames a raw read steps over (between the sparse-index entry and the first record wanted)
+/// are not checksummed, but what a read returns always is, and a damaged length among the
+/// frames stepped over is an error, never a wrong or short answer. The damage is made while
+/// the log is open, past recovery's checks, as a failing disk or a stray write would.
+#[test]
+fn a_read_steps_over_frames_without_missing_damage_in_them() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        seal_enabled: false,
+        segment_bytes_max: ByteSize::mib(1),
+        sparse_index_interval_bytes: ByteSize::kib(64),
+        ..small_config(dir.path())
+    };
+    let engine = open(&config).unwrap();
+    let log = test_log(&engine);
+    let mut r = rng(11);
+    for t in 0..10 {
+        log.append(&commit(&mut r, t + 1, 3)).unwrap();
+    }
+    let whole = read_all(&log);
+    assert_eq!(whole.len(), 30);
+    let active = files(&log_dir(dir.path()), ".log").pop().unwrap();
+    // Frame offsets, walked by their lengths from the first (offset 64).
+    let bytes = fs::read(&active).unwrap();
+    let mut offsets = vec![64usize];
+    for _ in 0..30 {
+        let at = *offsets.last().unwrap();
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        offsets.push(at + 24 + len);
+    }
+    let file = fs::OpenOptions::new().write(true).open(&active).unwrap();
+    let read_from = |from: u64| {
+        log.read(EventLogSequenceNumber(from), 1000, 1 << 20)
+            .and_then(|batch| batch.events())
+    };
+
+    // A damaged payload in a frame stepped over: the records after it read exactly; the
+    // damaged record itself fails its checksum.
+    let payload_byte = offsets[2] + 30;
+    file.write_all_at(&[bytes[payload_byte] ^ 0x10], payload_byte as u64)
+        .unwrap();
+    assert_eq!(read_from(5).unwrap(), whole[5..]);
+    let err = read_from(2).unwrap_err();
+    assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
+    file.write_all_at(&bytes[payload_byte..=payload_byte], payload_byte as u64)
+        .unwrap();
+
+    // A damaged length in a frame stepped over: it lands the walk inside another frame, or
+    // on a later frame boundary (past a record), or past the end; a read either fails or
+    // returns exactly the records asked for.
+    let len_at = offsets[2];
+    let spans = [
+        offsets[3] - offsets[2] - 24 + 8,  // inside frame 3
+        offsets[4] - offsets[2] - 24,      // frame 4's boundary, as if frame 3 were not there
+        offsets[30] - offsets[2] - 24,     // exactly at the visible end
+        offsets[30] - offsets[2] - 24 + 4, // past the visible end
+    ];
+    for span in spans {
+        file.write_all_at(&(span as u32).to_le_bytes(), len_at as u64)
+            .unwrap();
+        for from in 2..8 {
+            match read_from(from) {
+                Err(e) => assert!(e.is_corruption(), "length {span}, from {from}: {e}"),
+                // Only records the walk reaches at their own, checked, frames.
+                Ok(events) => assert_eq!(events, whole[from as usize..], "length {span}"),
+            }
+        }
+        // The damaged record, and the one the walk would step past, are never read.
+        for from in [2, 3] {
+            assert!(read_from(from).is_err(), "length {span}, from {from}");
+        }
+        file.write_all_at(&bytes[len_at..len_at + 4], len_at as u64)
+            .unwrap();
+    }
+    assert_eq!(read_all(&log), whole);
 }

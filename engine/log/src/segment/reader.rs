@@ -1,7 +1,9 @@
 //! Reading records from raw and sealed segments.
 //!
-//! Every frame read is checked again (length bound, checksum bound to its location, sequence
-//! number in order): the same checks the writer's encoder guarantees, paired on the way back.
+//! Every frame returned is checked again (length bound, checksum bound to its location,
+//! sequence number in order): the same checks the writer's encoder guarantees, paired on the
+//! way back. Frames a raw read steps over (from the sparse-index entry to the first record
+//! wanted) get the structural checks only (FORMAT.md section 7).
 //! A batch owns one buffer; events are decoded from it without copying ([`EventView`]).
 //!
 //! Invariants:
@@ -232,6 +234,43 @@ pub(crate) fn read_raw(
         let mut stop = false;
         while at < filled {
             let frame_offset = offset + (at - start) as u64;
+            // The frame's structure first; its checksum only once it is to be returned.
+            let header = match parse_frame_in_verified_block(
+                &batch.buf[at..filled],
+                raw.id.base(),
+                frame_offset.0,
+                limits.payload_max,
+            ) {
+                FrameParse::Frame(frame) => FrameInfo::of(&frame),
+                FrameParse::Incomplete(needed) => {
+                    if frame_offset + needed as u64 > end {
+                        return Err(Error::Corruption {
+                            path: raw.path.clone(),
+                            offset: frame_offset.0,
+                            what: format!(
+                                "frame of {needed} bytes runs past the visible end {end}"
+                            ),
+                        });
+                    }
+                    // Read again from this frame, at least whole.
+                    at_least = needed;
+                    break;
+                }
+                FrameParse::Bad(e) => return Err(frame_error(&raw.path, frame_offset.0, e)),
+            };
+            if header.seq < from {
+                // Between the sparse-index entry and the first record wanted: stepped over by
+                // its length, not returned, so its checksum is not computed. A damaged length
+                // cannot go unnoticed: it lands the walk where no frame with its checksum
+                // starts (the first record returned fails its check there), past the visible
+                // end (an error above), or at the end without the record (an error below).
+                at += header.total_len;
+                continue;
+            }
+            if !batch.has_room(limits, header.total_len - FRAME_HEADER_LEN) {
+                stop = true;
+                break;
+            }
             match parse_frame(
                 &batch.buf[at..filled],
                 raw.id.base(),
@@ -287,6 +326,14 @@ pub(crate) fn read_raw(
         if stop {
             break;
         }
+    }
+    if next == from && next < end_seq && offset >= end {
+        // Only frames before `from` were found up to the visible end, which holds `from`.
+        return Err(Error::Corruption {
+            path: raw.path.clone(),
+            offset: end.0,
+            what: format!("the frames run to the visible end without sequence number {from}"),
+        });
     }
     Ok(next)
 }
