@@ -252,6 +252,7 @@ impl Tenant {
             entries: VecDeque::new(),
             batch_bytes_max: batch_bytes_max.max(1),
             records: RecordBatch::new(),
+            wanted: Vec::new(),
         })
     }
 }
@@ -268,6 +269,8 @@ pub struct AggregateBatches<'t> {
     entries: VecDeque<(u64, u64)>,
     batch_bytes_max: usize,
     records: RecordBatch,
+    /// The sequence numbers of one read, reused.
+    wanted: Vec<EventLogSequenceNumber>,
 }
 
 impl std::fmt::Debug for AggregateBatches<'_> {
@@ -332,20 +335,20 @@ impl AggregateBatches<'_> {
             let Some(&(_, first)) = self.entries.front() else {
                 break;
             };
-            // One read covers the entries that lie within a short window of the first.
-            let run = self
-                .entries
-                .iter()
-                .take_while(|(_, seq)| *seq >= first && seq - first < FETCH_READ_WINDOW)
-                .count();
-            let last = self.entries[run - 1].1;
+            // One read covers the entries that lie within a short window of the first (in
+            // ascending order, as an aggregate's events are); it steps over the records
+            // between them.
+            self.wanted.clear();
+            for &(_, seq) in &self.entries {
+                let ascending = self.wanted.last().is_none_or(|last| seq > last.0);
+                if !ascending || seq - first >= FETCH_READ_WINDOW {
+                    break;
+                }
+                self.wanted.push(EventLogSequenceNumber(seq));
+            }
+            let run = self.wanted.len();
             let log = &self.tenant.event_log;
-            log.read_into_cached(
-                EventLogSequenceNumber(first),
-                (last - first + 1) as usize,
-                FETCH_READ_BYTES_MAX,
-                &mut self.records,
-            )?;
+            log.read_selected_into(&self.wanted, FETCH_READ_BYTES_MAX, &mut self.records)?;
             let mut taken = 0;
             for (seq, payload) in self.records.payloads() {
                 let Some(&(version, wanted)) = self.entries.get(taken) else {

@@ -48,7 +48,7 @@ use crate::{
     poison::Poison,
     segment::{
         cache::BlockCache,
-        reader::{read_raw, read_sealed, ReadLimits, RecordBatch},
+        reader::{read_raw, read_sealed, ReadLimits, RecordBatch, Selection},
         recovery::{recover, RecoveryReport},
         seal::seal_segment,
         RawSegment, Segment,
@@ -413,7 +413,7 @@ impl Log {
         bytes_max: usize,
         batch: &mut RecordBatch,
     ) -> Result<()> {
-        self.read_batch(from, records_max, bytes_max, batch, false)
+        self.read_batch(from, Selection::All, records_max, bytes_max, batch, false)
     }
 
     /// Like [`read_into`](Self::read_into), for reads of a few records at scattered places
@@ -427,12 +427,44 @@ impl Log {
         bytes_max: usize,
         batch: &mut RecordBatch,
     ) -> Result<()> {
-        self.read_batch(from, records_max, bytes_max, batch, true)
+        self.read_batch(from, Selection::All, records_max, bytes_max, batch, true)
+    }
+
+    /// Like [`read_into_cached`](Self::read_into_cached), for the records `wanted` only
+    /// (ascending, no repeats; about `bytes_max` bytes of their payload, at least one record):
+    /// the records between them are stepped over, their frames' structure checked but neither
+    /// their checksums computed nor their payloads kept as records. For reads of a few records
+    /// spread over a stretch of the log (an aggregate's events). Fails with `InvalidRequest`
+    /// unless `wanted` ascends strictly.
+    pub fn read_selected_into(
+        &self,
+        wanted: &[EventLogSequenceNumber],
+        bytes_max: usize,
+        batch: &mut RecordBatch,
+    ) -> Result<()> {
+        batch.clear();
+        if wanted.windows(2).any(|pair| pair[0] >= pair[1]) {
+            return Err(Error::InvalidRequest(
+                "the records wanted must ascend without repeats".into(),
+            ));
+        }
+        let Some(&first) = wanted.first() else {
+            return Ok(());
+        };
+        self.read_batch(
+            first,
+            Selection::Only(wanted),
+            wanted.len(),
+            bytes_max,
+            batch,
+            true,
+        )
     }
 
     fn read_batch(
         &self,
         from: EventLogSequenceNumber,
+        select: Selection<'_>,
         records_max: usize,
         bytes_max: usize,
         batch: &mut RecordBatch,
@@ -453,24 +485,25 @@ impl Log {
             fill_cache,
         };
         let mut next = from;
-        while next < end
-            && batch.len() < limits.records_max
-            && batch.payload_bytes() < limits.bytes_max
-        {
-            let Some(segment) = self.segment_for(next) else {
+        while let Some(want) = select.at_or_after(next).filter(|want| {
+            *want < end
+                && batch.len() < limits.records_max
+                && batch.payload_bytes() < limits.bytes_max
+        }) {
+            let Some(segment) = self.segment_for(want) else {
                 return Err(Error::Corruption {
                     path: self.dir.clone(),
                     offset: 0,
-                    what: format!("no segment holds sequence number {next}"),
+                    what: format!("no segment holds sequence number {want}"),
                 });
             };
             let after = match &segment {
-                Segment::Raw(raw) => read_raw(raw, next, limits, batch)?,
+                Segment::Raw(raw) => read_raw(raw, want, select, limits, batch)?,
                 Segment::Sealed(sealed) => {
-                    read_sealed(sealed, next, limits, batch, self.cache.as_deref())?
+                    read_sealed(sealed, want, select, limits, batch, self.cache.as_deref())?
                 }
             };
-            if after == next {
+            if after <= want {
                 // The segment had nothing more visible: the end moved under us, or the
                 // segment is the active one and we are at its end.
                 break;

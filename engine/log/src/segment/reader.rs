@@ -199,26 +199,51 @@ pub(crate) fn frame_error(path: &std::path::Path, offset: u64, e: FormatError) -
     }
 }
 
-/// Appends records `>= from` of `raw` (up to its visible end) to `batch`, reading straight
-/// into the batch's buffer. Returns the next sequence number to read.
+/// Which records a read returns.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Selection<'a> {
+    /// Every record from where the read starts, consecutively.
+    All,
+    /// Only these (ascending, no repeats); the records between them are stepped over.
+    Only(&'a [EventLogSequenceNumber]),
+}
+
+impl Selection<'_> {
+    /// The first record wanted at or after `seq`; `None` when none is.
+    pub(crate) fn at_or_after(self, seq: EventLogSequenceNumber) -> Option<EventLogSequenceNumber> {
+        match self {
+            Selection::All => Some(seq),
+            Selection::Only(wanted) => wanted.get(wanted.partition_point(|w| *w < seq)).copied(),
+        }
+    }
+}
+
+/// Appends the selected records `>= from` of `raw` (up to its visible end) to `batch`, reading
+/// straight into the batch's buffer; `from` is a selected record. Returns the sequence number
+/// after the last record taken (`from` when none was).
 pub(crate) fn read_raw(
     raw: &RawSegment,
     from: EventLogSequenceNumber,
+    select: Selection<'_>,
     limits: ReadLimits,
     batch: &mut RecordBatch,
 ) -> Result<EventLogSequenceNumber> {
-    let end = raw.visible_end();
+    // The sequence number first: the writer publishes the end before it, so every record
+    // below `end_seq` lies before `end`.
     let end_seq = raw.visible_next();
+    let end = raw.visible_end();
     let mut offset = raw.seek(from);
     let mut next = from;
+    let mut want = from;
     let mut at_least = 0usize;
-    while offset < end && next < end_seq && batch.has_room(limits, 0) {
+    let mut stop = false;
+    while offset < end && want < end_seq && batch.has_room(limits, 0) {
         let room = limits.bytes_max.saturating_sub(batch.payload_bytes);
         let records_left = limits.records_max.saturating_sub(batch.len());
         let guess = records_left
             .saturating_mul(RAW_READ_GUESS_PER_RECORD)
             .saturating_add(RAW_READ_GUESS_SLACK);
-        let want = room
+        let want_bytes = room
             .saturating_add(room / 8)
             .min(guess)
             .clamp(RAW_READ_MIN_BYTES, RAW_READ_MAX_BYTES)
@@ -227,11 +252,10 @@ pub(crate) fn read_raw(
         let start = batch.used;
         let got = raw
             .file
-            .read_at(batch.space(start, want), offset.0)
+            .read_at(batch.space(start, want_bytes), offset.0)
             .map_err(|e| Error::io("read", &raw.path, e))?;
         let filled = start + got;
         let mut at = start;
-        let mut stop = false;
         while at < filled {
             let frame_offset = offset + (at - start) as u64;
             // The frame's structure first; its checksum only once it is to be returned.
@@ -258,12 +282,13 @@ pub(crate) fn read_raw(
                 }
                 FrameParse::Bad(e) => return Err(frame_error(&raw.path, frame_offset.0, e)),
             };
-            if header.seq < from {
-                // Between the sparse-index entry and the first record wanted: stepped over by
-                // its length, not returned, so its checksum is not computed. A damaged length
-                // cannot go unnoticed: it lands the walk where no frame with its checksum
-                // starts (the first record returned fails its check there), past the visible
-                // end (an error above), or at the end without the record (an error below).
+            if header.seq < want {
+                // Not wanted (before the first record wanted, or between selected ones):
+                // stepped over by its length, not returned, so its checksum is not computed.
+                // A damaged length cannot go unnoticed: it lands the walk where no frame with
+                // its checksum starts (the next record returned fails its check there), past
+                // the visible end (an error above), or at the end without the record wanted
+                // (an error below).
                 at += header.total_len;
                 continue;
             }
@@ -271,55 +296,42 @@ pub(crate) fn read_raw(
                 stop = true;
                 break;
             }
-            match parse_frame(
+            let frame = match parse_frame(
                 &batch.buf[at..filled],
                 raw.id.base(),
                 frame_offset.0,
                 limits.payload_max,
             ) {
-                FrameParse::Frame(frame) => {
-                    let frame = FrameInfo::of(&frame);
-                    if frame.seq >= end_seq {
-                        stop = true;
-                        break;
-                    }
-                    let payload = at + FRAME_HEADER_LEN..at + frame.total_len;
-                    if frame.seq >= from {
-                        if frame.seq != next {
-                            return Err(Error::Corruption {
-                                path: raw.path.clone(),
-                                offset: frame_offset.0,
-                                what: format!(
-                                    "sequence number: expected {next}, found {}",
-                                    frame.seq
-                                ),
-                            });
-                        }
-                        if !batch.has_room(limits, payload.len()) {
-                            stop = true;
-                            break;
-                        }
-                        batch.accept(frame.seq, payload);
-                        next = EventLogSequenceNumber(frame.seq.0 + 1);
-                    }
-                    at += frame.total_len;
-                }
+                FrameParse::Frame(frame) => FrameInfo::of(&frame),
+                // The structure passed above on the same bytes: only the checksum can fail.
                 FrameParse::Incomplete(needed) => {
-                    if frame_offset + needed as u64 > end {
-                        return Err(Error::Corruption {
-                            path: raw.path.clone(),
-                            offset: frame_offset.0,
-                            what: format!(
-                                "frame of {needed} bytes runs past the visible end {end}"
-                            ),
-                        });
-                    }
-                    // Read again from this frame, at least whole.
-                    at_least = needed;
-                    break;
+                    return Err(Error::Corruption {
+                        path: raw.path.clone(),
+                        offset: frame_offset.0,
+                        what: format!("frame of {needed} bytes incomplete on a second look"),
+                    })
                 }
                 FrameParse::Bad(e) => return Err(frame_error(&raw.path, frame_offset.0, e)),
+            };
+            if frame.seq >= end_seq {
+                stop = true;
+                break;
             }
+            if frame.seq != want {
+                return Err(Error::Corruption {
+                    path: raw.path.clone(),
+                    offset: frame_offset.0,
+                    what: format!("sequence number: expected {want}, found {}", frame.seq),
+                });
+            }
+            batch.accept(frame.seq, at + FRAME_HEADER_LEN..at + frame.total_len);
+            at += frame.total_len;
+            next = EventLogSequenceNumber(frame.seq.0 + 1);
+            let Some(w) = select.at_or_after(next) else {
+                stop = true;
+                break;
+            };
+            want = w;
         }
         offset += (at - start) as u64;
         batch.used = at;
@@ -327,12 +339,12 @@ pub(crate) fn read_raw(
             break;
         }
     }
-    if next == from && next < end_seq && offset >= end {
-        // Only frames before `from` were found up to the visible end, which holds `from`.
+    if !stop && want < end_seq && offset >= end {
+        // Every record below `end_seq` lies before `end`, so the walk missed `want`.
         return Err(Error::Corruption {
             path: raw.path.clone(),
             offset: end.0,
-            what: format!("the frames run to the visible end without sequence number {from}"),
+            what: format!("the frames run to the visible end without sequence number {want}"),
         });
     }
     Ok(next)
@@ -524,23 +536,33 @@ fn load_block(
 pub(crate) fn read_sealed(
     sealed: &Arc<SealedSegment>,
     from: EventLogSequenceNumber,
+    select: Selection<'_>,
     limits: ReadLimits,
     batch: &mut RecordBatch,
     cache: Option<&BlockCache>,
 ) -> Result<EventLogSequenceNumber> {
     let blocks = sealed_blocks(sealed)?;
-    let mut i = blocks
-        .partition_point(|b| b.first_seq <= from)
-        .saturating_sub(1);
+    let block_of = |seq: EventLogSequenceNumber| {
+        blocks
+            .partition_point(|b| b.first_seq <= seq)
+            .saturating_sub(1)
+    };
+    let mut i = block_of(from);
     let mut next = from;
+    let mut want = Some(from);
     while i < blocks.len() && batch.has_room(limits, 0) {
         let block = &blocks[i];
         if let Some(cached) = cache.and_then(|c| c.get(sealed.cache_id, i as u32)) {
-            // A verified block: jump to the wanted record and copy only the frames taken.
-            let first =
-                usize::try_from(next.0.saturating_sub(block.first_seq.0)).unwrap_or(usize::MAX);
+            // A verified block: jump to each wanted record and copy only the frames taken.
             let mut stop = false;
-            for k in first..cached.frames() {
+            while let Some(w) = want {
+                let Some(k) =
+                    w.0.checked_sub(block.first_seq.0)
+                        .and_then(|k| usize::try_from(k).ok())
+                        .filter(|k| *k < cached.frames())
+                else {
+                    break;
+                };
                 let frame = cached.frame(k);
                 let payload_len = frame.len() - FRAME_HEADER_LEN;
                 if !batch.has_room(limits, payload_len) {
@@ -550,13 +572,14 @@ pub(crate) fn read_sealed(
                 let at = batch.used;
                 batch.space(at, frame.len()).copy_from_slice(frame);
                 batch.used = at + frame.len();
-                batch.accept(next, at + FRAME_HEADER_LEN..at + frame.len());
-                next = EventLogSequenceNumber(next.0 + 1);
+                batch.accept(w, at + FRAME_HEADER_LEN..at + frame.len());
+                next = EventLogSequenceNumber(w.0 + 1);
+                want = select.at_or_after(next);
             }
-            if stop {
+            let Some(w) = want.filter(|_| !stop) else {
                 break;
-            }
-            i += 1;
+            };
+            i = block_of(w).max(i + 1);
             continue;
         }
         let start = load_block(sealed, block, batch)?;
@@ -587,10 +610,12 @@ pub(crate) fn read_sealed(
                         });
                     }
                     let payload = at + FRAME_HEADER_LEN..at + frame.total_len;
-                    if frame.seq >= next && !stop {
+                    if Some(frame.seq) == want && !stop {
                         if batch.has_room(limits, payload.len()) {
                             batch.accept(frame.seq, payload);
                             next = EventLogSequenceNumber(frame.seq.0 + 1);
+                            want = select.at_or_after(next);
+                            stop = want.is_none();
                         } else {
                             stop = true;
                         }
@@ -624,10 +649,10 @@ pub(crate) fn read_sealed(
                 offsets,
             );
         }
-        if stop {
+        let Some(w) = want.filter(|_| !stop) else {
             break;
-        }
-        i += 1;
+        };
+        i = block_of(w).max(i + 1);
     }
     Ok(next)
 }
