@@ -4,9 +4,9 @@
 //! read would decompress a whole block (64 KiB by default) for one record. The cache keeps
 //! recently decompressed blocks, keyed by the segment (an id unique to the open segment, so a
 //! re-sealed or re-created segment never sees another's blocks) and the block's index. Only
-//! reads that ask for it fill the cache (`Log::read_into_cached`); a catch-up reader that
-//! streams through a log once would only evict what others use, so its reads look up but never
-//! insert. A block is cached only after its checksum, its decompression and every frame in it
+//! reads that ask for it fill the cache (`Log::read_into_cached`, `Log::read_selected_into`); a
+//! catch-up reader that streams through a log once would only evict what others use, so its
+//! reads look up but never insert. A block is cached only after its checksum, its decompression and every frame in it
 //! have been checked, with the offset of each frame, so a hit copies just the frames wanted.
 //!
 //! Invariants:
