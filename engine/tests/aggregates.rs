@@ -316,13 +316,7 @@ fn racing_writers_never_lose_an_update() {
     }
     let mut total = 0;
     for source in sources {
-        let fetched = tenant.fetch_for_aggregate(root, source, &[]).unwrap();
-        let versions: Vec<u64> = fetched
-            .events
-            .iter()
-            .map(|e| e.aggregate.unwrap().version)
-            .collect();
-        assert_eq!(versions, (0..fetched.current_version).collect::<Vec<_>>());
+        let fetched = fetch_whole(&tenant, root, source);
         // Both events of a commit are adjacent in version and in the log.
         for pair in fetched.events.chunks(2) {
             assert_eq!(pair[0].content, pair[1].content);
@@ -489,6 +483,34 @@ fn versions_as_of_a_position_count_the_events_below_it() {
     assert_eq!(rest.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(), ["b"]);
 }
 
+/// Fetches an aggregate and checks it is whole: every version from 0 to its current one.
+fn fetch_whole(
+    tenant: &annals_engine::Tenant,
+    root: Uuid,
+    source: &str,
+) -> annals_engine::AggregateEvents {
+    let fetched = tenant.fetch_for_aggregate(root, source, &[]).unwrap();
+    let versions: Vec<u64> = fetched
+        .events
+        .iter()
+        .map(|e| e.aggregate.unwrap().version)
+        .collect();
+    assert_eq!(versions, (0..fetched.current_version).collect::<Vec<_>>());
+    fetched
+}
+
+/// An engine keeping at most `cached` aggregate versions in memory, and its test tenant.
+fn open_keeping_versions(
+    dir: &std::path::Path,
+    cached: usize,
+) -> (annals_engine::Engine, Arc<annals_engine::Tenant>) {
+    let mut config = config(dir);
+    config.index.aggregate_versions_cached = cached;
+    let engine = annals_engine::Engine::open(config).unwrap();
+    let tenant = engine.tenant_or_create(TENANT).unwrap();
+    (engine, tenant)
+}
+
 /// The versions the commit path keeps in memory are trimmed at random past
 /// `index.aggregate-versions-cached`: commits and fetches stay exact with a bound far below
 /// the aggregates in use, and with none at all.
@@ -496,10 +518,7 @@ fn versions_as_of_a_position_count_the_events_below_it() {
 fn versions_stay_exact_however_few_are_kept_in_memory() {
     for cached in [0, 4, 16_384] {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = config(dir.path());
-        config.index.aggregate_versions_cached = cached;
-        let engine = annals_engine::Engine::open(config).unwrap();
-        let tenant = engine.tenant_or_create(TENANT).unwrap();
+        let (_engine, tenant) = open_keeping_versions(dir.path(), cached);
         let root = Uuid::from_u128(10);
         let sources: Vec<String> = (0..40).map(|i| format!("agg-{i}")).collect();
         for round in 0..4u64 {
@@ -548,10 +567,7 @@ fn versions_stay_exact_however_few_are_kept_in_memory() {
 fn trimming_never_drops_a_version_the_index_lacks() {
     for cached in [0, 4] {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = config(dir.path());
-        config.index.aggregate_versions_cached = cached;
-        let engine = annals_engine::Engine::open(config).unwrap();
-        let tenant = engine.tenant_or_create(TENANT).unwrap();
+        let (_engine, tenant) = open_keeping_versions(dir.path(), cached);
         let root = Uuid::from_u128(10);
         let writers: Vec<_> = (0..4)
             .map(|w| {
@@ -595,13 +611,7 @@ fn fetches_racing_commits_see_whole_aggregates() {
             std::thread::spawn(move || {
                 let mut fetches = 0u64;
                 while !done.load(Ordering::Acquire) {
-                    let fetched = tenant.fetch_for_aggregate(root, "a", &[]).unwrap();
-                    let versions: Vec<u64> = fetched
-                        .events
-                        .iter()
-                        .map(|e| e.aggregate.unwrap().version)
-                        .collect();
-                    assert_eq!(versions, (0..fetched.current_version).collect::<Vec<_>>());
+                    fetch_whole(&tenant, root, "a");
                     fetches += 1;
                 }
                 fetches

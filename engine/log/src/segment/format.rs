@@ -312,6 +312,26 @@ pub fn parse_frame_in_verified_block(
     parse_frame_checked(buf, segment_base, offset, payload_max, false)
 }
 
+/// Checks the checksum of `frame`, one whole frame (header and payload) at file offset
+/// `offset` of the segment with base `segment_base`: what [`parse_frame`] adds to the
+/// structural checks of [`parse_frame_in_verified_block`].
+pub fn check_frame_crc(
+    frame: &[u8],
+    segment_base: EventLogSequenceNumber,
+    offset: u64,
+) -> Result<(), FormatError> {
+    let expected = read_u32(frame, 4);
+    let mut fields = [0u8; FRAME_HEADER_LEN - 4];
+    fields[0..4].copy_from_slice(&frame[0..4]);
+    fields[4..20].copy_from_slice(&frame[8..FRAME_HEADER_LEN]);
+    let actual = frame_crc(segment_base, offset, &fields, &frame[FRAME_HEADER_LEN..]);
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(FormatError::Checksum { expected, actual })
+    }
+}
+
 fn parse_frame_checked(
     buf: &[u8],
     segment_base: EventLogSequenceNumber,
@@ -334,13 +354,8 @@ fn parse_frame_checked(
     }
     let payload = &buf[FRAME_HEADER_LEN..total_len];
     if verify_crc {
-        let expected = read_u32(buf, 4);
-        let mut fields = [0u8; FRAME_HEADER_LEN - 4];
-        fields[0..4].copy_from_slice(&buf[0..4]);
-        fields[4..20].copy_from_slice(&buf[8..FRAME_HEADER_LEN]);
-        let actual = frame_crc(segment_base, offset, &fields, payload);
-        if expected != actual {
-            return FrameParse::Bad(FormatError::Checksum { expected, actual });
+        if let Err(e) = check_frame_crc(&buf[..total_len], segment_base, offset) {
+            return FrameParse::Bad(e);
         }
     }
     let group_back = read_u32(buf, 20);

@@ -19,7 +19,7 @@ use std::{ops::Range, sync::Arc};
 use super::{
     cache::BlockCache,
     format::{
-        parse_frame, parse_frame_in_verified_block, BlockEntry, FormatError, FrameParse,
+        check_frame_crc, parse_frame_in_verified_block, BlockEntry, FormatError, FrameParse,
         BLOCK_ENTRY_LEN, FRAME_HEADER_LEN, TRAILER_LEN,
     },
     RawSegment, SealedSegment,
@@ -296,37 +296,26 @@ pub(crate) fn read_raw(
                 stop = true;
                 break;
             }
-            let frame = match parse_frame(
-                &batch.buf[at..filled],
+            check_frame_crc(
+                &batch.buf[at..at + header.total_len],
                 raw.id.base(),
                 frame_offset.0,
-                limits.payload_max,
-            ) {
-                FrameParse::Frame(frame) => FrameInfo::of(&frame),
-                // The structure passed above on the same bytes: only the checksum can fail.
-                FrameParse::Incomplete(needed) => {
-                    return Err(Error::Corruption {
-                        path: raw.path.clone(),
-                        offset: frame_offset.0,
-                        what: format!("frame of {needed} bytes incomplete on a second look"),
-                    })
-                }
-                FrameParse::Bad(e) => return Err(frame_error(&raw.path, frame_offset.0, e)),
-            };
-            if frame.seq >= end_seq {
+            )
+            .map_err(|e| frame_error(&raw.path, frame_offset.0, e))?;
+            if header.seq >= end_seq {
                 stop = true;
                 break;
             }
-            if frame.seq != want {
+            if header.seq != want {
                 return Err(Error::Corruption {
                     path: raw.path.clone(),
                     offset: frame_offset.0,
-                    what: format!("sequence number: expected {want}, found {}", frame.seq),
+                    what: format!("sequence number: expected {want}, found {}", header.seq),
                 });
             }
-            batch.accept(frame.seq, at + FRAME_HEADER_LEN..at + frame.total_len);
-            at += frame.total_len;
-            next = EventLogSequenceNumber(frame.seq.0 + 1);
+            batch.accept(header.seq, at + FRAME_HEADER_LEN..at + header.total_len);
+            at += header.total_len;
+            next = EventLogSequenceNumber(header.seq.0 + 1);
             let Some(w) = select.at_or_after(next) else {
                 stop = true;
                 break;
