@@ -20,9 +20,9 @@
 //!
 //! Invariants: the indexed position only grows while the tenant is open; a known aggregate
 //! version is set only by the holder of that aggregate's lock, after its commit was appended,
-//! and dropped only once the index holds it; once `deleted` is set, every call that starts fails with `TenantUnknown`. Opening
-//! moves legacy public streams and settles pending subscription records before the tenant is
-//! handed out, so no call ever sees either half done.
+//! and dropped only once the index holds it; once `deleted` is set, every call that starts
+//! fails with `TenantUnknown`. Opening moves legacy public streams and settles pending
+//! subscription records before the tenant is handed out, so no call ever sees either half done.
 
 mod commit;
 mod fetch;

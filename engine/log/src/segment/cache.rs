@@ -6,8 +6,9 @@
 //! re-sealed or re-created segment never sees another's blocks) and the block's index. Only
 //! reads that ask for it fill the cache (`Log::read_into_cached`, `Log::read_selected_into`); a
 //! catch-up reader that streams through a log once would only evict what others use, so its
-//! reads look up but never insert. A block is cached only after its checksum, its decompression and every frame in it
-//! have been checked, with the offset of each frame, so a hit copies just the frames wanted.
+//! reads look up but never insert. A block is cached only after its checksum, its
+//! decompression and every frame in it have been checked, with the offset of each frame, so a
+//! hit copies just the frames wanted.
 //!
 //! Invariants:
 //! - a cached block is exactly a verified block of the open segment its key names, and a key

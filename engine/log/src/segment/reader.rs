@@ -3,7 +3,8 @@
 //! Every frame returned is checked again (length bound, checksum bound to its location,
 //! sequence number in order): the same checks the writer's encoder guarantees, paired on the
 //! way back. Frames a raw read steps over (from the sparse-index entry to the first record
-//! wanted) get the structural checks only (FORMAT.md section 7).
+//! wanted, and between the records of a selected read) get the structural checks only
+//! (FORMAT.md section 7).
 //! A batch owns one buffer; events are decoded from it without copying ([`EventView`]).
 //!
 //! Invariants:
