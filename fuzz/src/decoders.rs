@@ -7,6 +7,7 @@
 //! (`annals_log::testing::encode_payload`).
 
 use annals_log::{
+    decode_index_fields,
     testing::{
         decode_payload,
         format::{
@@ -133,14 +134,33 @@ pub fn record_frame(data: &[u8]) {
     }
 }
 
-/// The payload bytes, as is: decodes one record payload.
+/// The payload bytes, as is: decodes one record payload, with the full decoder and with the
+/// indexer's (`decode_index_fields`), which must agree.
 pub fn record_payload(data: &[u8]) {
-    if let Ok(event) = decode_payload(data) {
-        let encoded = annals_log::testing::encode_payload(&event);
-        assert!(
-            encoded == data,
-            "payload decoded to {event:?}, which encodes to other bytes:\n  input   {data:02x?}\n  encoded {encoded:02x?}"
-        );
+    let index = decode_index_fields(data);
+    match decode_payload(data) {
+        Ok(event) => {
+            let encoded = annals_log::testing::encode_payload(&event);
+            assert!(
+                encoded == data,
+                "payload decoded to {event:?}, which encodes to other bytes:\n  input   {data:02x?}\n  encoded {encoded:02x?}"
+            );
+            let fields = index.unwrap_or_else(|e| {
+                panic!("the index decoder refused a payload that decodes to {event:?}: {}", e.0)
+            });
+            assert_eq!(fields.event_type, event.event_type);
+            assert_eq!(fields.event_source_id, event.event_source_id);
+            assert_eq!(fields.aggregate, event.aggregate);
+        }
+        // It may accept what only the strings it steps over make invalid, nothing else.
+        Err(e) => {
+            if index.is_ok() {
+                assert!(
+                    e.contains("invalid UTF-8") && !e.contains("event source id"),
+                    "the index decoder accepted a payload the full decoder refuses: {e}"
+                );
+            }
+        }
     }
 }
 

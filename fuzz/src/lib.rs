@@ -10,7 +10,7 @@
 //! | --- | --- | --- |
 //! | [`segment_header`] | mode byte, header bytes | decode never panics; decoded => re-encodes to the same 64 bytes |
 //! | [`record_frame`] | mode, base, offset, limit, frame bytes | parse never panics; parsed => re-encodes to the input prefix |
-//! | [`record_payload`] | payload bytes | decode never panics; decoded => an independent encoder reproduces the input |
+//! | [`record_payload`] | payload bytes | decode never panics; decoded => an independent encoder reproduces the input, and the indexer's decoder (`decode_index_fields`) gives the same fields; refused => the indexer's refuses too, unless only a string it steps over is not UTF-8 |
 //! | [`seal_trailer`] | mode byte, trailer bytes | like the header |
 //! | [`open_log()`] | a log directory ([`mod@open_log`] module docs) | opening and reading never panic; an opened log reads gaplessly, accepts an append and reopens cleanly |
 //! | [`ops()`] | an operation sequence ([`mod@ops`] module docs) | after every reopen and crash: acknowledged commits present, commits whole, sequence numbers gapless |

@@ -405,6 +405,13 @@ impl<'a> Cursor<'a> {
         };
         valid.ok_or(Fault::Utf8 { what, at })
     }
+
+    /// Steps over a length-prefixed string, checking only that it is all there.
+    #[inline]
+    fn skip_str(&mut self, what: &'static str) -> Result<(), Fault> {
+        let len = self.u32(what)? as usize;
+        self.take(len, what).map(|_| ())
+    }
 }
 
 /// Whether a record payload (as `RecordBatch::payloads` yields it) says its event was applied
@@ -413,6 +420,98 @@ pub fn payload_applied_by_aggregate(payload: &[u8]) -> bool {
     payload
         .get(1)
         .is_some_and(|flags| flags & FLAG_AGGREGATE != 0)
+}
+
+/// What the index derives from a record: the event's type, its event source and, when an
+/// aggregate applied it, the aggregate's root and version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexFields<'a> {
+    /// Event type.
+    pub event_type: EventType,
+    /// Event source id.
+    pub event_source_id: &'a str,
+    /// Set when applied by an aggregate.
+    pub aggregate: Option<AppliedByAggregate>,
+}
+
+/// Decodes only what the index needs from a payload, for the indexer, which reads every
+/// aggregate event back from the log. It checks the payload's structure as
+/// [`decode_payload`] does (record version, flags, every length, the claims' bound, nothing
+/// after the content) but validates UTF-8 only in the event source id, the one string it
+/// returns: the strings it steps over (the execution context and the content) are not looked
+/// at, so it allocates nothing and does not read the content. Whatever it refuses,
+/// [`decode_payload`] refuses too, and whatever [`decode_payload`] accepts it decodes to the
+/// same fields.
+pub fn decode_index_fields(payload: &[u8]) -> Result<IndexFields<'_>, DecodeError> {
+    index_fields(payload).map_err(|f| f.into_error(payload.len()))?
+}
+
+#[inline]
+fn index_fields(payload: &[u8]) -> Result<Result<IndexFields<'_>, DecodeError>, Fault> {
+    let mut c = Cursor {
+        bytes: payload,
+        at: 0,
+    };
+    let version = c.u8("record version")?;
+    if version != RECORD_VERSION {
+        return Ok(Err(DecodeError(format!(
+            "record version: expected {RECORD_VERSION}, found {version}"
+        ))));
+    }
+    let flags = c.u8("flags")?;
+    if flags & !FLAGS_KNOWN != 0 {
+        return Ok(Err(DecodeError(format!(
+            "flags: unknown bits in {flags:#04x}"
+        ))));
+    }
+    c.take(8, "occurred")?;
+    let event_type = EventType {
+        id: c.uuid("event type id")?,
+        generation: c.u32("generation")?,
+    };
+    let event_source_id = c.str("event source id")?;
+    // Microservice id, tenant id and the four version numbers.
+    c.take(16 + 16 + 16, "execution context")?;
+    c.skip_str("pre-release")?;
+    c.take(16, "correlation id")?;
+    let claims_count = c.u32("claims count")? as usize;
+    if claims_count > payload.len() / 12 {
+        return Ok(Err(DecodeError(format!(
+            "claims count {claims_count} exceeds payload size"
+        ))));
+    }
+    for _ in 0..claims_count {
+        c.skip_str("claim key")?;
+        c.skip_str("claim value")?;
+        c.skip_str("claim value type")?;
+    }
+    c.skip_str("environment")?;
+    if flags & FLAG_SPAN_ID != 0 {
+        c.take(8, "span id")?;
+    }
+    let aggregate = if flags & FLAG_AGGREGATE != 0 {
+        Some(AppliedByAggregate {
+            root_id: c.uuid("aggregate root id")?,
+            version: c.u64("aggregate version")?,
+        })
+    } else {
+        None
+    };
+    if flags & FLAG_EVENT_HORIZON != 0 {
+        c.take(8 + 8 + 16, "event horizon origin")?;
+    }
+    c.skip_str("content")?;
+    if c.at != payload.len() {
+        return Ok(Err(DecodeError(format!(
+            "{} trailing bytes after content",
+            payload.len() - c.at
+        ))));
+    }
+    Ok(Ok(IndexFields {
+        event_type,
+        event_source_id,
+        aggregate,
+    }))
 }
 
 /// Decodes a payload borrowed from `payload`.
@@ -618,5 +717,85 @@ mod tests {
         }
         payload.push(0);
         assert!(decode_payload(EventLogSequenceNumber(0), &payload).is_err());
+    }
+
+    /// Payloads of the sample commit with each optional part there or not.
+    fn payload_variants() -> Vec<Vec<u8>> {
+        let mut payloads = Vec::new();
+        for variant in 0..16u32 {
+            let mut commit = sample_commit();
+            let context = &mut commit.execution_context;
+            if variant & 1 != 0 {
+                context.span_id = None;
+            }
+            if variant & 2 != 0 {
+                context.claims.push(Claim {
+                    key: "\u{e9}l\u{e8}ve".into(),
+                    value: String::new(),
+                    value_type: "x".repeat(70),
+                });
+            } else {
+                context.claims.clear();
+            }
+            let event = &mut commit.events[0];
+            if variant & 4 != 0 {
+                event.aggregate = None;
+            }
+            if variant & 8 != 0 {
+                event.event_horizon = None;
+                event.content = format!("{{\"text\":\"{}\"}}", "\u{263a}".repeat(40));
+            }
+            let ec_bytes = encode_execution_context(&commit.execution_context);
+            let mut payload = Vec::new();
+            encode_payload(
+                &mut payload,
+                7,
+                &commit.execution_context,
+                &ec_bytes,
+                &commit.events[0],
+            );
+            payloads.push(payload);
+        }
+        payloads
+    }
+
+    /// The index decoder agrees with the full one wherever the full one decodes, and refuses
+    /// nothing the full one accepts.
+    fn check_index_fields(payload: &[u8]) {
+        let full = decode_payload(EventLogSequenceNumber(0), payload);
+        let index = decode_index_fields(payload);
+        match (&full, &index) {
+            (Ok(view), Ok(fields)) => {
+                assert_eq!(fields.event_type, view.event_type);
+                assert_eq!(fields.event_source_id, view.event_source_id);
+                assert_eq!(fields.aggregate, view.aggregate);
+            }
+            (Ok(view), Err(e)) => panic!("the index decoder refused {view:?}: {}", e.0),
+            (Err(_), _) => {}
+        }
+    }
+
+    #[test]
+    fn index_fields_are_the_full_decoders_and_refuse_what_it_refuses() {
+        for payload in payload_variants() {
+            let view = decode_payload(EventLogSequenceNumber(0), &payload).unwrap();
+            let fields = decode_index_fields(&payload).unwrap();
+            assert_eq!(fields.event_type, view.event_type);
+            assert_eq!(fields.event_source_id, view.event_source_id);
+            assert_eq!(fields.aggregate, view.aggregate);
+            for len in 0..payload.len() {
+                assert!(decode_index_fields(&payload[..len]).is_err(), "len {len}");
+            }
+            let mut longer = payload.clone();
+            longer.push(0);
+            assert!(decode_index_fields(&longer).is_err());
+            for at in 0..payload.len() {
+                for value in [0u8, 1, 0x7f, 0x80, 0xff, payload[at] ^ 0x20] {
+                    let mut changed = payload.clone();
+                    changed[at] = value;
+                    check_index_fields(&changed);
+                }
+            }
+        }
     }
 }

@@ -47,9 +47,9 @@ pub use crate::{
     config::{Durability, IoBackendChoice, LogConfig, RecoveryMode},
     error::{Error, Result},
     event::{
-        decode_payload, payload_applied_by_aggregate, AppliedByAggregate, Claim, Commit,
-        DecodeError, Event, EventHorizonOrigin, EventType, EventView, ExecutionContext,
-        UncommittedEvent, Version,
+        decode_index_fields, decode_payload, payload_applied_by_aggregate, AppliedByAggregate,
+        Claim, Commit, DecodeError, Event, EventHorizonOrigin, EventType, EventView,
+        ExecutionContext, IndexFields, UncommittedEvent, Version,
     },
     ids::{EventLogSequenceNumber, FileOffset, ScopeId, SegmentId, TenantId},
     io::{select_backend, IoEngine, IoFile, OpenMode, StdIo, UringIo},

@@ -18,7 +18,7 @@ use std::{
 };
 
 use annals_log::{
-    decode_payload, payload_applied_by_aggregate, Error as LogError, EventLogSequenceNumber,
+    decode_index_fields, payload_applied_by_aggregate, Error as LogError, EventLogSequenceNumber,
     EventType, RecordBatch,
 };
 use rocksdb::WriteBatch;
@@ -258,7 +258,9 @@ impl Tenant {
             if !payload_applied_by_aggregate(payload) {
                 continue;
             }
-            let view = decode_payload(seq, payload).map_err(|e| LogError::UndecodableRecord {
+            // Only the fields the index needs: the execution context and the content are
+            // stepped over, not validated or copied (the full decoder reads them on fetch).
+            let view = decode_index_fields(payload).map_err(|e| LogError::UndecodableRecord {
                 sequence_number: seq,
                 what: e.0,
             })?;
