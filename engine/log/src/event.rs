@@ -111,6 +111,38 @@ pub struct UncommittedEvent {
     pub event_horizon: Option<EventHorizonOrigin>,
 }
 
+/// One event of a commit, borrowed: what the log encodes ([`UncommittedEvent`] lends itself as
+/// one), so that a caller holding the parts elsewhere appends without copying them into an
+/// owned commit first ([`Log::append_events_async`](crate::Log::append_events_async)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    /// Event source id (the partition key).
+    pub event_source_id: &'a str,
+    /// Event type.
+    pub event_type: EventType,
+    /// Whether the event may leave the microservice through public streams.
+    pub public: bool,
+    /// Content: JSON text as committed.
+    pub content: &'a str,
+    /// Set when applied by an aggregate.
+    pub aggregate: Option<AppliedByAggregate>,
+    /// Set when received over the event horizon.
+    pub event_horizon: Option<EventHorizonOrigin>,
+}
+
+impl<'a> From<&'a UncommittedEvent> for EventRef<'a> {
+    fn from(event: &'a UncommittedEvent) -> EventRef<'a> {
+        EventRef {
+            event_source_id: &event.event_source_id,
+            event_type: event.event_type,
+            public: event.public,
+            content: &event.content,
+            aggregate: event.aggregate,
+            event_horizon: event.event_horizon,
+        }
+    }
+}
+
 /// A commit: events that get consecutive sequence numbers and become durable together.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Commit {
@@ -260,7 +292,7 @@ pub(crate) fn encode_payload(
     occurred_ns: i64,
     ec: &ExecutionContext,
     ec_bytes: &[u8],
-    event: &UncommittedEvent,
+    event: &EventRef<'_>,
 ) {
     let mut flags = 0u8;
     if event.public {
@@ -280,7 +312,7 @@ pub(crate) fn encode_payload(
     out.extend_from_slice(&occurred_ns.to_le_bytes());
     out.extend_from_slice(event.event_type.id.as_bytes());
     out.extend_from_slice(&event.event_type.generation.to_le_bytes());
-    put_str(out, &event.event_source_id);
+    put_str(out, event.event_source_id);
     out.extend_from_slice(ec_bytes);
     if let Some(aggregate) = &event.aggregate {
         out.extend_from_slice(aggregate.root_id.as_bytes());
@@ -291,7 +323,7 @@ pub(crate) fn encode_payload(
         out.extend_from_slice(&origin.received_ns.to_le_bytes());
         out.extend_from_slice(origin.consent_id.as_bytes());
     }
-    put_str(out, &event.content);
+    put_str(out, event.content);
 }
 
 /// Why a payload failed to decode.
@@ -681,7 +713,7 @@ mod tests {
             commit.occurred_ns,
             &commit.execution_context,
             &ec_bytes,
-            &commit.events[0],
+            &(&commit.events[0]).into(),
         );
         let view = decode_payload(EventLogSequenceNumber(3), &payload).unwrap();
         let event = view.to_event();
@@ -707,7 +739,7 @@ mod tests {
             0,
             &commit.execution_context,
             &ec_bytes,
-            &commit.events[0],
+            &(&commit.events[0]).into(),
         );
         for len in 0..payload.len() {
             assert!(
@@ -752,7 +784,7 @@ mod tests {
                 7,
                 &commit.execution_context,
                 &ec_bytes,
-                &commit.events[0],
+                &(&commit.events[0]).into(),
             );
             payloads.push(payload);
         }

@@ -48,7 +48,7 @@ pub use crate::{
     error::{Error, Result},
     event::{
         decode_index_fields, decode_payload, payload_applied_by_aggregate, AppliedByAggregate,
-        Claim, Commit, DecodeError, Event, EventHorizonOrigin, EventType, EventView,
+        Claim, Commit, DecodeError, Event, EventHorizonOrigin, EventRef, EventType, EventView,
         ExecutionContext, IndexFields, UncommittedEvent, Version,
     },
     ids::{EventLogSequenceNumber, FileOffset, ScopeId, SegmentId, TenantId},

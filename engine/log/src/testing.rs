@@ -16,11 +16,11 @@ pub fn decode_payload(payload: &[u8]) -> Result<crate::Event, String> {
 pub fn encode_payload(event: &crate::Event) -> Vec<u8> {
     let ec = &event.execution_context;
     let ec_bytes = crate::event::encode_execution_context(ec);
-    let uncommitted = crate::UncommittedEvent {
-        event_source_id: event.event_source_id.clone(),
+    let uncommitted = crate::EventRef {
+        event_source_id: &event.event_source_id,
         event_type: event.event_type,
         public: event.public,
-        content: event.content.clone(),
+        content: &event.content,
         aggregate: event.aggregate,
         event_horizon: event.event_horizon,
     };

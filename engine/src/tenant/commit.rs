@@ -8,9 +8,7 @@
 
 use std::sync::atomic::Ordering;
 
-use annals_log::{
-    AppliedByAggregate, Commit, CommitReceipt, Error as LogError, ScopeId, UncommittedEvent,
-};
+use annals_log::{AppliedByAggregate, Commit, CommitReceipt, Error as LogError, EventRef, ScopeId};
 use uuid::Uuid;
 
 use super::Tenant;
@@ -69,10 +67,12 @@ impl Tenant {
     /// Commits to the same aggregate are serialised (the check and the durable append are one
     /// step for them); commits to different aggregates share group commits.
     pub fn commit_for_aggregate(&self, commit: &AggregateCommit) -> Result<AggregateCommitReceipt> {
-        let (key, log_commit) = self.aggregate_log_commit(commit)?;
+        let (key, events) = self.aggregate_events(commit)?;
         let _held = self.aggregate_locks.lock(key.clone());
         self.check_version(&key, commit.expected_version)?;
-        let receipt = self.event_log.append(&log_commit)?;
+        let receipt =
+            self.event_log
+                .append_events(commit.occurred_ns, &commit.execution_context, &events)?;
         Ok(self.aggregate_appended(key, commit, receipt))
     }
 
@@ -83,18 +83,24 @@ impl Tenant {
         &self,
         commit: &AggregateCommit,
     ) -> Result<AggregateCommitReceipt> {
-        let (key, log_commit) = self.aggregate_log_commit(commit)?;
+        let (key, events) = self.aggregate_events(commit)?;
         let _held = self.aggregate_locks.lock_async(key.clone()).await;
         self.check_version(&key, commit.expected_version)?;
-        let receipt = self.event_log.append_async(&log_commit).await?;
+        let receipt = self
+            .event_log
+            .append_events_async(commit.occurred_ns, &commit.execution_context, &events)
+            .await?;
         Ok(self.aggregate_appended(key, commit, receipt))
     }
 
-    /// Checks a commit for an aggregate and builds the log's commit of it, with the
-    /// aggregate's key. The log's commit is built before the aggregate's lock is taken: its
-    /// versions follow from the expected version alone, and commits to the aggregate wait
-    /// only for the check and the append.
-    fn aggregate_log_commit(&self, commit: &AggregateCommit) -> Result<(Vec<u8>, Commit)> {
+    /// Checks a commit for an aggregate and lends its events as the log encodes them (nothing
+    /// copied), with the aggregate's key. They are built before the aggregate's lock is taken:
+    /// their versions follow from the expected version alone, and commits to the aggregate
+    /// wait only for the check and the append.
+    fn aggregate_events<'c>(
+        &self,
+        commit: &'c AggregateCommit,
+    ) -> Result<(Vec<u8>, Vec<EventRef<'c>>)> {
         self.check_live()?;
         self.index_failure()?;
         if commit.events.is_empty() {
@@ -113,11 +119,11 @@ impl Tenant {
             .events
             .iter()
             .zip(expected..)
-            .map(|(event, version)| UncommittedEvent {
-                event_source_id: commit.event_source_id.clone(),
+            .map(|(event, version)| EventRef {
+                event_source_id: &commit.event_source_id,
                 event_type: event.event_type,
                 public: event.public,
-                content: event.content.clone(),
+                content: &event.content,
                 aggregate: Some(AppliedByAggregate {
                     root_id: root,
                     version,
@@ -125,12 +131,7 @@ impl Tenant {
                 event_horizon: None,
             })
             .collect();
-        let log_commit = Commit {
-            occurred_ns: commit.occurred_ns,
-            execution_context: commit.execution_context.clone(),
-            events,
-        };
-        Ok((key, log_commit))
+        Ok((key, events))
     }
 
     /// Fails unless the aggregate (whose lock the caller holds) is at `expected`.

@@ -42,7 +42,7 @@ use self::{group_commit::GroupCommit, writer::Writer};
 use crate::{
     config::LogConfig,
     error::{Error, Result},
-    event::Commit,
+    event::{Commit, EventRef, ExecutionContext},
     ids::{EventLogSequenceNumber, FileOffset, ScopeId, TenantId},
     io::IoEngine,
     poison::Poison,
@@ -286,17 +286,51 @@ impl Log {
         &'a self,
         commit: &Commit,
     ) -> impl std::future::Future<Output = Result<CommitReceipt>> + Send + 'a {
-        let encoded = self.encode(std::slice::from_ref(commit));
-        async move {
-            let mut encoded = Some(encoded?);
-            self.start_committer()?;
-            let pending = std::future::poll_fn(|cx| {
-                self.group
-                    .enqueue(&mut encoded, || self.check_writable(), cx)
-            })
-            .await?;
-            std::future::poll_fn(|cx| pending.poll_result(cx)).await
-        }
+        self.append_encoded_async(self.encode(std::slice::from_ref(commit)))
+    }
+
+    /// Appends one commit of borrowed events (`occurred_ns` and `execution_context` shared by
+    /// all), as [`Log::append`] appends an owned one: for a caller that holds the events'
+    /// parts elsewhere and would otherwise copy them into a [`Commit`].
+    pub fn append_events(
+        &self,
+        occurred_ns: i64,
+        execution_context: &ExecutionContext,
+        events: &[EventRef<'_>],
+    ) -> Result<CommitReceipt> {
+        let encoded = self.encode_events(occurred_ns, execution_context, events)?;
+        self.group.commit(
+            encoded,
+            || self.check_writable(),
+            |group| self.write_group(group),
+        )
+    }
+
+    /// Appends one commit of borrowed events without blocking the caller's thread, as
+    /// [`Log::append_async`] appends an owned one. The events are encoded at once.
+    pub fn append_events_async<'a>(
+        &'a self,
+        occurred_ns: i64,
+        execution_context: &ExecutionContext,
+        events: &[EventRef<'_>],
+    ) -> impl std::future::Future<Output = Result<CommitReceipt>> + Send + 'a {
+        self.append_encoded_async(self.encode_events(occurred_ns, execution_context, events))
+    }
+
+    /// Queues a commit encoded already (or fails with why it could not be) and waits for it
+    /// without blocking.
+    async fn append_encoded_async(
+        &self,
+        encoded: Result<writer::EncodedCommit>,
+    ) -> Result<CommitReceipt> {
+        let mut encoded = Some(encoded?);
+        self.start_committer()?;
+        let pending = std::future::poll_fn(|cx| {
+            self.group
+                .enqueue(&mut encoded, || self.check_writable(), cx)
+        })
+        .await?;
+        std::future::poll_fn(|cx| pending.poll_result(cx)).await
     }
 
     /// Starts the committer thread once.

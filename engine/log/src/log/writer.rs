@@ -26,7 +26,7 @@ use super::{group_commit::Pending, CommitReceipt, Log};
 use crate::{
     config::Durability,
     error::{Error, Result},
-    event::{encode_execution_context, encode_payload, Commit},
+    event::{encode_execution_context, encode_payload, Commit, EventRef, ExecutionContext},
     ids::{EventLogSequenceNumber, FileOffset, SegmentId},
     segment::{
         format::{encode_frame, FRAME_HEADER_LEN, SEQUENCE_NUMBER_MAX},
@@ -50,6 +50,88 @@ impl EncodedCommit {
     /// Bytes the commit takes in the log: its frames, headers included.
     pub(super) fn framed_len(&self) -> usize {
         self.payloads.len() + self.lens.len() * FRAME_HEADER_LEN
+    }
+}
+
+/// Encodes the commits of one unit back to back, checking the record and commit limits as
+/// the unit grows (so a huge unit is refused before it is all encoded).
+struct Encoder {
+    payloads: Vec<u8>,
+    lens: Vec<u32>,
+    aggregate: bool,
+    record_max: usize,
+    commit_max: usize,
+    /// The unit holds several commits (errors then say which).
+    several: bool,
+}
+
+impl Encoder {
+    fn new(log: &Log, events_count: usize, several: bool) -> Encoder {
+        Encoder {
+            payloads: Vec::with_capacity(events_count * 256),
+            lens: Vec::with_capacity(events_count),
+            aggregate: false,
+            record_max: log.config.record_bytes_max.as_u64() as usize,
+            commit_max: log.config.commit_bytes_max.as_u64() as usize,
+            several,
+        }
+    }
+
+    /// Encodes commit `c` of the unit.
+    fn commit<'e>(
+        &mut self,
+        c: usize,
+        occurred_ns: i64,
+        execution_context: &ExecutionContext,
+        events: impl Iterator<Item = EventRef<'e>>,
+    ) -> Result<()> {
+        // Encoded once per source commit and copied into each of its records.
+        let ec_bytes = encode_execution_context(execution_context);
+        for (i, event) in events.enumerate() {
+            let start = self.payloads.len();
+            encode_payload(
+                &mut self.payloads,
+                occurred_ns,
+                execution_context,
+                &ec_bytes,
+                &event,
+            );
+            let len = self.payloads.len() - start;
+            if len > self.record_max {
+                let which = if self.several {
+                    format!("event {i} of commit {c}")
+                } else {
+                    format!("event {i}")
+                };
+                return Err(Error::InvalidRequest(format!(
+                    "{which} encodes to {len} bytes, above the record limit of {}",
+                    self.record_max
+                )));
+            }
+            self.lens.push(len as u32);
+            self.aggregate |= event.aggregate.is_some();
+        }
+        let framed = self.payloads.len() + self.lens.len() * FRAME_HEADER_LEN;
+        if framed > self.commit_max {
+            return Err(Error::InvalidRequest(format!(
+                "{} encodes to at least {framed} bytes, above the commit limit of {}",
+                if self.several {
+                    "the unit of commits"
+                } else {
+                    "commit"
+                },
+                self.commit_max
+            )));
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> EncodedCommit {
+        EncodedCommit {
+            payloads: self.payloads,
+            lens: self.lens,
+            aggregate: self.aggregate,
+        }
     }
 }
 
@@ -88,58 +170,37 @@ impl Log {
                 format!("commit {c} of the unit has no event; a commit needs at least one")
             }));
         }
-        let record_max = self.config.record_bytes_max.as_u64() as usize;
-        let commit_max = self.config.commit_bytes_max.as_u64() as usize;
         let events_count: usize = commits.iter().map(|c| c.events.len()).sum();
-        let mut payloads = Vec::with_capacity(events_count * 256);
-        let mut lens = Vec::with_capacity(events_count);
+        let mut encoder = Encoder::new(self, events_count, commits.len() > 1);
         for (c, commit) in commits.iter().enumerate() {
-            // Encoded once per source commit and copied into each of its records.
-            let ec_bytes = encode_execution_context(&commit.execution_context);
-            for (i, event) in commit.events.iter().enumerate() {
-                let start = payloads.len();
-                encode_payload(
-                    &mut payloads,
-                    commit.occurred_ns,
-                    &commit.execution_context,
-                    &ec_bytes,
-                    event,
-                );
-                let len = payloads.len() - start;
-                if len > record_max {
-                    let which = if commits.len() == 1 {
-                        format!("event {i}")
-                    } else {
-                        format!("event {i} of commit {c}")
-                    };
-                    return Err(Error::InvalidRequest(format!(
-                        "{which} encodes to {len} bytes, above the record limit of {record_max}"
-                    )));
-                }
-                lens.push(len as u32);
-            }
-            // Checked as the unit grows, so a huge unit is refused before it is all encoded.
-            let framed = payloads.len() + lens.len() * FRAME_HEADER_LEN;
-            if framed > commit_max {
-                return Err(Error::InvalidRequest(format!(
-                    "{} encodes to at least {framed} bytes, above the commit limit of {commit_max}",
-                    if commits.len() == 1 {
-                        "commit"
-                    } else {
-                        "the unit of commits"
-                    }
-                )));
-            }
+            encoder.commit(
+                c,
+                commit.occurred_ns,
+                &commit.execution_context,
+                commit.events.iter().map(EventRef::from),
+            )?;
         }
-        let encoded = EncodedCommit {
-            payloads,
-            lens,
-            aggregate: commits
-                .iter()
-                .any(|c| c.events.iter().any(|e| e.aggregate.is_some())),
-        };
+        let encoded = encoder.finish();
         assert_eq!(encoded.lens.len(), events_count, "an event left unencoded");
         Ok(encoded)
+    }
+
+    /// Validates and encodes one commit of borrowed events, as [`Log::encode`] does an owned
+    /// one.
+    pub(super) fn encode_events(
+        &self,
+        occurred_ns: i64,
+        execution_context: &ExecutionContext,
+        events: &[EventRef<'_>],
+    ) -> Result<EncodedCommit> {
+        if events.is_empty() {
+            return Err(Error::InvalidRequest(
+                "a commit needs at least one event".into(),
+            ));
+        }
+        let mut encoder = Encoder::new(self, events.len(), false);
+        encoder.commit(0, occurred_ns, execution_context, events.iter().copied())?;
+        Ok(encoder.finish())
     }
 
     /// Writes one group; sets every member's result. The publish hook (the engine's indexer
