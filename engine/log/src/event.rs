@@ -438,6 +438,47 @@ impl<'a> Cursor<'a> {
         valid.ok_or(Fault::Utf8 { what, at })
     }
 
+    /// Reads the record version and the flags at the start of a payload.
+    fn record_flags(&mut self) -> Result<Result<u8, DecodeError>, Fault> {
+        let version = self.u8("record version")?;
+        if version != RECORD_VERSION {
+            return Ok(Err(DecodeError(format!(
+                "record version: expected {RECORD_VERSION}, found {version}"
+            ))));
+        }
+        let flags = self.u8("flags")?;
+        if flags & !FLAGS_KNOWN != 0 {
+            return Ok(Err(DecodeError(format!(
+                "flags: unknown bits in {flags:#04x}"
+            ))));
+        }
+        Ok(Ok(flags))
+    }
+
+    /// Reads the number of claims, bounded by what the payload can hold.
+    fn claims_count(&mut self) -> Result<Result<usize, DecodeError>, Fault> {
+        let count = self.u32("claims count")? as usize;
+        // Each claim needs at least 12 bytes: bound the allocation by what the payload can hold.
+        if count > self.bytes.len() / 12 {
+            return Ok(Err(DecodeError(format!(
+                "claims count {count} exceeds payload size"
+            ))));
+        }
+        Ok(Ok(count))
+    }
+
+    /// Fails unless the whole payload has been read.
+    fn at_end(&self) -> Result<(), DecodeError> {
+        if self.at == self.bytes.len() {
+            Ok(())
+        } else {
+            Err(DecodeError(format!(
+                "{} trailing bytes after content",
+                self.bytes.len() - self.at
+            )))
+        }
+    }
+
     /// Steps over a length-prefixed string, checking only that it is all there.
     #[inline]
     fn skip_str(&mut self, what: &'static str) -> Result<(), Fault> {
@@ -484,18 +525,10 @@ fn index_fields(payload: &[u8]) -> Result<Result<IndexFields<'_>, DecodeError>, 
         bytes: payload,
         at: 0,
     };
-    let version = c.u8("record version")?;
-    if version != RECORD_VERSION {
-        return Ok(Err(DecodeError(format!(
-            "record version: expected {RECORD_VERSION}, found {version}"
-        ))));
-    }
-    let flags = c.u8("flags")?;
-    if flags & !FLAGS_KNOWN != 0 {
-        return Ok(Err(DecodeError(format!(
-            "flags: unknown bits in {flags:#04x}"
-        ))));
-    }
+    let flags = match c.record_flags()? {
+        Ok(flags) => flags,
+        Err(e) => return Ok(Err(e)),
+    };
     c.take(8, "occurred")?;
     let event_type = EventType {
         id: c.uuid("event type id")?,
@@ -506,12 +539,10 @@ fn index_fields(payload: &[u8]) -> Result<Result<IndexFields<'_>, DecodeError>, 
     c.take(16 + 16 + 16, "execution context")?;
     c.skip_str("pre-release")?;
     c.take(16, "correlation id")?;
-    let claims_count = c.u32("claims count")? as usize;
-    if claims_count > payload.len() / 12 {
-        return Ok(Err(DecodeError(format!(
-            "claims count {claims_count} exceeds payload size"
-        ))));
-    }
+    let claims_count = match c.claims_count()? {
+        Ok(count) => count,
+        Err(e) => return Ok(Err(e)),
+    };
     for _ in 0..claims_count {
         c.skip_str("claim key")?;
         c.skip_str("claim value")?;
@@ -533,11 +564,8 @@ fn index_fields(payload: &[u8]) -> Result<Result<IndexFields<'_>, DecodeError>, 
         c.take(8 + 8 + 16, "event horizon origin")?;
     }
     c.skip_str("content")?;
-    if c.at != payload.len() {
-        return Ok(Err(DecodeError(format!(
-            "{} trailing bytes after content",
-            payload.len() - c.at
-        ))));
+    if let Err(e) = c.at_end() {
+        return Ok(Err(e));
     }
     Ok(Ok(IndexFields {
         event_type,
@@ -563,18 +591,10 @@ fn decode_view(
         bytes: payload,
         at: 0,
     };
-    let version = c.u8("record version")?;
-    if version != RECORD_VERSION {
-        return Ok(Err(DecodeError(format!(
-            "record version: expected {RECORD_VERSION}, found {version}"
-        ))));
-    }
-    let flags = c.u8("flags")?;
-    if flags & !FLAGS_KNOWN != 0 {
-        return Ok(Err(DecodeError(format!(
-            "flags: unknown bits in {flags:#04x}"
-        ))));
-    }
+    let flags = match c.record_flags()? {
+        Ok(flags) => flags,
+        Err(e) => return Ok(Err(e)),
+    };
     let occurred_ns = c.i64("occurred")?;
     let event_type = EventType {
         id: c.uuid("event type id")?,
@@ -591,13 +611,10 @@ fn decode_view(
     ];
     let pre_release = c.str("pre-release")?;
     let correlation_id = c.uuid("correlation id")?;
-    let claims_count = c.u32("claims count")? as usize;
-    // Each claim needs at least 12 bytes: bound the allocation by what the payload can hold.
-    if claims_count > payload.len() / 12 {
-        return Ok(Err(DecodeError(format!(
-            "claims count {claims_count} exceeds payload size"
-        ))));
-    }
+    let claims_count = match c.claims_count()? {
+        Ok(count) => count,
+        Err(e) => return Ok(Err(e)),
+    };
     let mut claims = Vec::with_capacity(claims_count);
     for _ in 0..claims_count {
         claims.push((
@@ -630,11 +647,8 @@ fn decode_view(
         None
     };
     let content = c.str("content")?;
-    if c.at != payload.len() {
-        return Ok(Err(DecodeError(format!(
-            "{} trailing bytes after content",
-            payload.len() - c.at
-        ))));
+    if let Err(e) = c.at_end() {
+        return Ok(Err(e));
     }
     Ok(Ok(EventView {
         sequence_number,
@@ -703,18 +717,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn round_trips_every_field() {
-        let commit = sample_commit();
+    /// The record payload of `commit`'s first event.
+    fn first_payload(commit: &Commit, occurred_ns: i64) -> Vec<u8> {
         let ec_bytes = encode_execution_context(&commit.execution_context);
         let mut payload = Vec::new();
         encode_payload(
             &mut payload,
-            commit.occurred_ns,
+            occurred_ns,
             &commit.execution_context,
             &ec_bytes,
             &(&commit.events[0]).into(),
         );
+        payload
+    }
+
+    #[test]
+    fn round_trips_every_field() {
+        let commit = sample_commit();
+        let payload = first_payload(&commit, commit.occurred_ns);
         let view = decode_payload(EventLogSequenceNumber(3), &payload).unwrap();
         let event = view.to_event();
         let e = &commit.events[0];
@@ -732,15 +752,7 @@ mod tests {
     #[test]
     fn every_truncation_and_trailing_byte_is_rejected() {
         let commit = sample_commit();
-        let ec_bytes = encode_execution_context(&commit.execution_context);
-        let mut payload = Vec::new();
-        encode_payload(
-            &mut payload,
-            0,
-            &commit.execution_context,
-            &ec_bytes,
-            &(&commit.events[0]).into(),
-        );
+        let mut payload = first_payload(&commit, 0);
         for len in 0..payload.len() {
             assert!(
                 decode_payload(EventLogSequenceNumber(0), &payload[..len]).is_err(),
@@ -777,16 +789,7 @@ mod tests {
                 event.event_horizon = None;
                 event.content = format!("{{\"text\":\"{}\"}}", "\u{263a}".repeat(40));
             }
-            let ec_bytes = encode_execution_context(&commit.execution_context);
-            let mut payload = Vec::new();
-            encode_payload(
-                &mut payload,
-                7,
-                &commit.execution_context,
-                &ec_bytes,
-                &(&commit.events[0]).into(),
-            );
-            payloads.push(payload);
+            payloads.push(first_payload(&commit, 7));
         }
         payloads
     }

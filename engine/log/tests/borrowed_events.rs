@@ -12,9 +12,7 @@ mod common;
 
 use std::sync::Arc;
 
-use annals_log::{
-    uuid::Uuid, AppliedByAggregate, Commit, Error, EventRef, LogConfig, LogStore, StdIo,
-};
+use annals_log::{uuid::Uuid, AppliedByAggregate, Commit, EventRef, LogConfig, LogStore, StdIo};
 use bytesize::ByteSize;
 use common::*;
 
@@ -124,17 +122,13 @@ fn borrowed_events_are_refused_by_the_same_limits_and_write_nothing() {
     let store = LogStore::open_with_io(config, Arc::new(StdIo)).unwrap();
     let log = test_log(&store);
     let mut r = rng(9);
-    let refused = |result: annals_log::Result<_>, what: &str| match result {
-        Err(Error::InvalidRequest(m)) => m,
-        other => panic!("{what}: expected InvalidRequest, got {other:?}"),
-    };
     let c = commit(&mut r, 1, 2);
-    let m = refused(
+    let m = invalid_request(
         log.append_events(c.occurred_ns, &c.execution_context, &[]),
         "no events",
     );
     assert!(m.contains("at least one event"), "{m}");
-    let m = refused(
+    let m = invalid_request(
         block_on(log.append_events_async(c.occurred_ns, &c.execution_context, &[])),
         "no events, async",
     );
@@ -143,7 +137,7 @@ fn borrowed_events_are_refused_by_the_same_limits_and_write_nothing() {
     let big = "z".repeat(1100);
     let mut events = lend(&c, 0);
     events[1].content = &big;
-    let m = refused(
+    let m = invalid_request(
         log.append_events(c.occurred_ns, &c.execution_context, &events),
         "record over the limit",
     );
@@ -153,7 +147,7 @@ fn borrowed_events_are_refused_by_the_same_limits_and_write_nothing() {
     for event in &mut many.events {
         event.content = format!(r#""{}""#, "y".repeat(600));
     }
-    let m = refused(
+    let m = invalid_request(
         block_on(log.append_events_async(
             many.occurred_ns,
             &many.execution_context,

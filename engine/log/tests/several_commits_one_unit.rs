@@ -16,7 +16,7 @@ use std::{collections::HashMap, fs, path::Path, sync::Arc};
 use annals_log::{
     testing::{CrashMode, FaultIo},
     uuid::Uuid,
-    Commit, Error, Event, LogConfig, LogStore, StdIo,
+    Commit, Event, LogConfig, LogStore, StdIo,
 };
 use bytesize::ByteSize;
 use common::*;
@@ -104,15 +104,11 @@ fn limits_apply_to_the_whole_unit_and_bad_units_are_refused() {
     let store = LogStore::open_with_io(config, Arc::new(StdIo)).unwrap();
     let log = test_log(&store);
     let mut r = rng(5);
-    let invalid = |result: annals_log::Result<_>, what: &str| match result {
-        Err(Error::InvalidRequest(m)) => m,
-        other => panic!("{what}: expected InvalidRequest, got {other:?}"),
-    };
 
-    invalid(log.append_all(&[]), "empty unit");
+    invalid_request(log.append_all(&[]), "empty unit");
     let mut with_empty = unit(&mut r, 1, 3);
     with_empty[1].events.clear();
-    let m = invalid(log.append_all(&with_empty), "empty commit");
+    let m = invalid_request(log.append_all(&with_empty), "empty commit");
     assert!(m.contains("commit 1"), "{m}");
 
     // Each commit alone is within the commit limit; together they are not.
@@ -126,13 +122,13 @@ fn limits_apply_to_the_whole_unit_and_bad_units_are_refused() {
     for c in &small {
         assert!(log.append_all(std::slice::from_ref(c)).is_ok());
     }
-    let m = invalid(log.append_all(&small), "unit over the commit limit");
+    let m = invalid_request(log.append_all(&small), "unit over the commit limit");
     assert!(m.contains("commit limit"), "{m}");
 
     // One record over the record limit fails the whole unit, naming it.
     let mut big = unit(&mut r, 2, 2);
     big[1].events[0].content = format!(r#""{}""#, "z".repeat(2000));
-    let m = invalid(log.append_all(&big), "record over the limit");
+    let m = invalid_request(log.append_all(&big), "record over the limit");
     assert!(m.contains("event 0 of commit 1"), "{m}");
 
     // Nothing of a refused unit was written.

@@ -86,6 +86,14 @@ pub fn commit(rng: &mut SmallRng, tag: u64, n: usize) -> Commit {
     }
 }
 
+/// The message of an `InvalidRequest`; any other outcome fails the test, saying `what`.
+pub fn invalid_request<T: std::fmt::Debug>(result: annals_log::Result<T>, what: &str) -> String {
+    match result {
+        Err(annals_log::Error::InvalidRequest(m)) => m,
+        other => panic!("{what}: expected InvalidRequest, got {other:?}"),
+    }
+}
+
 /// Checks that `event` is event `index` of `commit`.
 pub fn assert_event_matches(event: &Event, commit: &Commit, index: usize) {
     let expected = &commit.events[index];
