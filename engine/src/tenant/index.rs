@@ -260,24 +260,24 @@ impl Tenant {
             }
             // Only the fields the index needs: the execution context and the content are
             // stepped over, not validated or copied (the full decoder reads them on fetch).
-            let view = decode_index_fields(payload).map_err(|e| LogError::UndecodableRecord {
+            let fields = decode_index_fields(payload).map_err(|e| LogError::UndecodableRecord {
                 sequence_number: seq,
                 what: e.0,
             })?;
-            let Some(aggregate) = view.aggregate else {
+            let Some(aggregate) = fields.aggregate else {
                 continue;
             };
             write.put_cf(
                 &cf,
                 keys::event_source_entry(
                     aggregate.root_id,
-                    view.event_source_id,
+                    fields.event_source_id,
                     aggregate.version,
                 ),
-                entry_value(seq, view.event_type),
+                entry_value(seq, fields.event_type),
             );
             versions.insert(
-                keys::aggregate(aggregate.root_id, view.event_source_id),
+                keys::aggregate(aggregate.root_id, fields.event_source_id),
                 aggregate.version + 1,
             );
         }
