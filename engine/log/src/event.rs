@@ -143,6 +143,20 @@ impl<'a> From<&'a UncommittedEvent> for EventRef<'a> {
     }
 }
 
+/// A committed event's fields as the writer encodes them (to re-encode a record exactly).
+impl<'a> From<&'a Event> for EventRef<'a> {
+    fn from(event: &'a Event) -> EventRef<'a> {
+        EventRef {
+            event_source_id: &event.event_source_id,
+            event_type: event.event_type,
+            public: event.public,
+            content: &event.content,
+            aggregate: event.aggregate,
+            event_horizon: event.event_horizon,
+        }
+    }
+}
+
 /// A commit: events that get consecutive sequence numbers and become durable together.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Commit {
@@ -439,6 +453,30 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads the record version and the flags at the start of a payload.
+    /// A cursor at the start of a record's payload.
+    fn new(bytes: &'a [u8]) -> Self {
+        Cursor { bytes, at: 0 }
+    }
+
+    /// Reads an event type (id and generation).
+    fn event_type(&mut self) -> Result<EventType, Fault> {
+        Ok(EventType {
+            id: self.uuid("event type id")?,
+            generation: self.u32("generation")?,
+        })
+    }
+
+    /// Reads the aggregate fields, present when `flags` say the event was applied by one.
+    fn aggregate(&mut self, flags: u8) -> Result<Option<AppliedByAggregate>, Fault> {
+        if flags & FLAG_AGGREGATE == 0 {
+            return Ok(None);
+        }
+        Ok(Some(AppliedByAggregate {
+            root_id: self.uuid("aggregate root id")?,
+            version: self.u64("aggregate version")?,
+        }))
+    }
+
     fn record_flags(&mut self) -> Result<Result<u8, DecodeError>, Fault> {
         let version = self.u8("record version")?;
         if version != RECORD_VERSION {
@@ -521,19 +559,13 @@ pub fn decode_index_fields(payload: &[u8]) -> Result<IndexFields<'_>, DecodeErro
 
 #[inline]
 fn index_fields(payload: &[u8]) -> Result<Result<IndexFields<'_>, DecodeError>, Fault> {
-    let mut c = Cursor {
-        bytes: payload,
-        at: 0,
-    };
+    let mut c = Cursor::new(payload);
     let flags = match c.record_flags()? {
         Ok(flags) => flags,
         Err(e) => return Ok(Err(e)),
     };
     c.take(8, "occurred")?;
-    let event_type = EventType {
-        id: c.uuid("event type id")?,
-        generation: c.u32("generation")?,
-    };
+    let event_type = c.event_type()?;
     let event_source_id = c.str("event source id")?;
     // Microservice id, tenant id and the four version numbers.
     c.take(16 + 16 + 16, "execution context")?;
@@ -552,14 +584,7 @@ fn index_fields(payload: &[u8]) -> Result<Result<IndexFields<'_>, DecodeError>, 
     if flags & FLAG_SPAN_ID != 0 {
         c.take(8, "span id")?;
     }
-    let aggregate = if flags & FLAG_AGGREGATE != 0 {
-        Some(AppliedByAggregate {
-            root_id: c.uuid("aggregate root id")?,
-            version: c.u64("aggregate version")?,
-        })
-    } else {
-        None
-    };
+    let aggregate = c.aggregate(flags)?;
     if flags & FLAG_EVENT_HORIZON != 0 {
         c.take(8 + 8 + 16, "event horizon origin")?;
     }
@@ -587,19 +612,13 @@ fn decode_view(
     sequence_number: EventLogSequenceNumber,
     payload: &[u8],
 ) -> Result<Result<EventView<'_>, DecodeError>, Fault> {
-    let mut c = Cursor {
-        bytes: payload,
-        at: 0,
-    };
+    let mut c = Cursor::new(payload);
     let flags = match c.record_flags()? {
         Ok(flags) => flags,
         Err(e) => return Ok(Err(e)),
     };
     let occurred_ns = c.i64("occurred")?;
-    let event_type = EventType {
-        id: c.uuid("event type id")?,
-        generation: c.u32("generation")?,
-    };
+    let event_type = c.event_type()?;
     let event_source_id = c.str("event source id")?;
     let microservice_id = c.uuid("microservice id")?;
     let tenant_id = c.uuid("tenant id")?;
@@ -629,14 +648,7 @@ fn decode_view(
     } else {
         None
     };
-    let aggregate = if flags & FLAG_AGGREGATE != 0 {
-        Some(AppliedByAggregate {
-            root_id: c.uuid("aggregate root id")?,
-            version: c.u64("aggregate version")?,
-        })
-    } else {
-        None
-    };
+    let aggregate = c.aggregate(flags)?;
     let event_horizon = if flags & FLAG_EVENT_HORIZON != 0 {
         Some(EventHorizonOrigin {
             external_sequence_number: c.u64("external sequence number")?,

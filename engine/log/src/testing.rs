@@ -16,15 +16,7 @@ pub fn decode_payload(payload: &[u8]) -> Result<crate::Event, String> {
 pub fn encode_payload(event: &crate::Event) -> Vec<u8> {
     let ec = &event.execution_context;
     let ec_bytes = crate::event::encode_execution_context(ec);
-    let uncommitted = crate::EventRef {
-        event_source_id: &event.event_source_id,
-        event_type: event.event_type,
-        public: event.public,
-        content: &event.content,
-        aggregate: event.aggregate,
-        event_horizon: event.event_horizon,
-    };
     let mut out = Vec::new();
-    crate::event::encode_payload(&mut out, event.occurred_ns, ec, &ec_bytes, &uncommitted);
+    crate::event::encode_payload(&mut out, event.occurred_ns, ec, &ec_bytes, &event.into());
     out
 }

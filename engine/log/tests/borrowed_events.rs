@@ -12,8 +12,7 @@ mod common;
 
 use std::sync::Arc;
 
-use annals_log::{uuid::Uuid, AppliedByAggregate, Commit, EventRef, LogConfig, LogStore, StdIo};
-use bytesize::ByteSize;
+use annals_log::{uuid::Uuid, AppliedByAggregate, Commit, EventRef, LogStore, StdIo};
 use common::*;
 
 /// The commit's events, borrowed, as applied by an aggregate from version `first_version`.
@@ -114,12 +113,7 @@ fn borrowed_events_are_written_as_the_same_commit_owned() {
 #[test]
 fn borrowed_events_are_refused_by_the_same_limits_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        record_bytes_max: ByteSize::kib(1),
-        commit_bytes_max: ByteSize::kib(4),
-        ..small_config(dir.path())
-    };
-    let store = LogStore::open_with_io(config, Arc::new(StdIo)).unwrap();
+    let store = open_limited(dir.path());
     let log = test_log(&store);
     let mut r = rng(9);
     let c = commit(&mut r, 1, 2);

@@ -96,12 +96,7 @@ fn every_record_of_a_unit_reads_back_with_its_own_commits_context() {
 #[test]
 fn limits_apply_to_the_whole_unit_and_bad_units_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        record_bytes_max: ByteSize::kib(1),
-        commit_bytes_max: ByteSize::kib(4),
-        ..small_config(dir.path())
-    };
-    let store = LogStore::open_with_io(config, Arc::new(StdIo)).unwrap();
+    let store = open_limited(dir.path());
     let log = test_log(&store);
     let mut r = rng(5);
 

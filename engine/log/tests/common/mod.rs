@@ -41,6 +41,17 @@ pub fn small_config(dir: impl Into<std::path::PathBuf>) -> LogConfig {
     }
 }
 
+/// A log on [`small_config`] in `dir` whose records take at most 1 KiB and commits 4 KiB, for
+/// tests of the limits, opened with the plain I/O backend.
+pub fn open_limited(dir: &std::path::Path) -> LogStore {
+    let config = LogConfig {
+        record_bytes_max: ByteSize::kib(1),
+        commit_bytes_max: ByteSize::kib(4),
+        ..small_config(dir)
+    };
+    LogStore::open_with_io(config, Arc::new(StdIo)).unwrap()
+}
+
 pub fn seed_from_env(default: u64) -> u64 {
     std::env::var("ANNALS_TEST_SEED")
         .ok()
