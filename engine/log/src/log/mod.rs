@@ -268,12 +268,7 @@ impl Log {
     /// The event horizon uses this: a batch received from a producer holds events of several
     /// producer commits, and must land whole with the subscription position stored for it.
     pub fn append_all(&self, commits: &[Commit]) -> Result<CommitReceipt> {
-        let encoded = self.encode(commits)?;
-        self.group.commit(
-            encoded,
-            || self.check_writable(),
-            |group| self.write_group(group),
-        )
+        self.append_encoded(self.encode(commits)?)
     }
 
     /// Appends a commit without blocking the caller's thread: the future resolves once the
@@ -298,7 +293,12 @@ impl Log {
         execution_context: &ExecutionContext,
         events: &[EventRef<'_>],
     ) -> Result<CommitReceipt> {
-        let encoded = self.encode_events(occurred_ns, execution_context, events)?;
+        self.append_encoded(self.encode_events(occurred_ns, execution_context, events)?)
+    }
+
+    /// Queues an encoded commit and waits for its group to be written, leading groups while
+    /// no other appender does (the blocking twin of `append_encoded_async`).
+    fn append_encoded(&self, encoded: writer::EncodedCommit) -> Result<CommitReceipt> {
         self.group.commit(
             encoded,
             || self.check_writable(),
