@@ -32,6 +32,8 @@ pub struct Counters {
     pub groups: u64,
     /// Segments rolled.
     pub rolls: u64,
+    /// Rolls into a spare segment.
+    pub spare_rolls: u64,
     /// Segments sealed.
     pub seals: u64,
 }
@@ -68,6 +70,7 @@ impl Annals {
             data_syncs: stats.data_syncs.load(Ordering::Relaxed),
             groups: stats.groups.load(Ordering::Relaxed),
             rolls: stats.rolls.load(Ordering::Relaxed),
+            spare_rolls: stats.spare_rolls.load(Ordering::Relaxed),
             seals: stats.seals.load(Ordering::Relaxed),
         }
     }

@@ -419,6 +419,10 @@ fn measure_append(
             let before = before.unwrap_or_default();
             extra.insert("groups".to_owned(), json!(after.groups - before.groups));
             extra.insert("rolls".to_owned(), json!(after.rolls - before.rolls));
+            extra.insert(
+                "spare_rolls".to_owned(),
+                json!(after.spare_rolls - before.spare_rolls),
+            );
             extra.insert("seals".to_owned(), json!(after.seals - before.seals));
             let backend = annals.io_backend();
             drop(annals);

@@ -89,6 +89,12 @@ pub struct LogConfig {
     /// `fdatasync` has no file-size change to journal: measured here, that makes each sync of
     /// a small append about 1.5x faster on ext4. 0 disables. Default 4 MiB, at most 1 GiB.
     pub preallocate_bytes: ByteSize,
+    /// Segment files kept ready for the next rolls: zero-filled to `segment-bytes-max` and
+    /// synced by a background thread, so a new segment starts with every block allocated and
+    /// written and no append of it waits for zeros. They live in `<data-dir>/spares/`, cost
+    /// `segment-bytes-max` of disk each, and are only made once some log of the store has
+    /// rolled. 0 disables. Default 1, at most 16.
+    pub spare_segments: u32,
     /// Uncompressed size of one zstd block in a sealed segment. Default 64 KiB, minimum 1 KiB.
     pub seal_block_bytes: ByteSize,
     /// zstd level for sealing. Default 3, range 1..=19.
@@ -116,6 +122,7 @@ impl Default for LogConfig {
             group_bytes_max: ByteSize::mib(4),
             group_commit_delay_max_us: 500,
             preallocate_bytes: ByteSize::mib(4),
+            spare_segments: 1,
             seal_block_bytes: ByteSize::kib(64),
             seal_zstd_level: 3,
             seal_enabled: true,
@@ -171,6 +178,12 @@ impl LogConfig {
             return bad(
                 "preallocate-bytes",
                 format!("{} is above 1 GiB", self.preallocate_bytes),
+            );
+        }
+        if self.spare_segments > 16 {
+            return bad(
+                "spare-segments",
+                format!("{} is above 16", self.spare_segments),
             );
         }
         if self.group_commit_delay_max_us > 100_000 {

@@ -37,6 +37,7 @@ mod io;
 mod log;
 mod poison;
 mod segment;
+mod spare;
 mod store;
 mod tenant;
 

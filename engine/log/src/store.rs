@@ -6,6 +6,9 @@
 //! The sealer is one background thread per store; it seals full segments one at a time, so
 //! sealing never takes more than one core, and its queue holds one small job per rolled
 //! segment. It stops when the store drops; unsealed segments are queued again on reopen.
+//!
+//! The zeroer is a second background thread per store (unless `spare-segments` is 0): it keeps
+//! spare segments zero-filled and synced for the next rolls (`spare.rs`).
 
 use std::{
     collections::HashMap,
@@ -24,6 +27,7 @@ use crate::{
     io::{select_backend, IoEngine, OpenMode},
     log::{PublishHook, SealJob},
     segment::cache::BlockCache,
+    spare::Spares,
     tenant::TenantLogs,
 };
 
@@ -39,6 +43,8 @@ pub(crate) struct Shared {
     pub(crate) io: Arc<dyn IoEngine>,
     pub(crate) config: Arc<LogConfig>,
     pub(crate) sealer: Option<SealQueue>,
+    /// Spare segments for rolls (none when `spare-segments` is 0).
+    pub(crate) spares: Option<Arc<Spares>>,
     pub(crate) on_publish: Option<PublishHook>,
     pub(crate) block_cache: Option<Arc<BlockCache>>,
 }
@@ -97,6 +103,7 @@ pub struct LogStore {
     stop_tx: Option<Sender<()>>,
     seal_progress: Arc<SealProgress>,
     sealer_thread: Option<JoinHandle<()>>,
+    zeroer_thread: Option<JoinHandle<()>>,
     /// A receiver kept to see how many seal jobs are queued.
     seal_queue: Receiver<SealJob>,
     _lock: Box<dyn std::any::Any + Send + Sync>,
@@ -145,6 +152,7 @@ impl LogStore {
         let seal_progress = Arc::new(SealProgress::default());
         let sealer_thread = if config.seal_enabled {
             let rx = rx.clone();
+            let stop_rx = stop_rx.clone();
             let progress = Arc::clone(&seal_progress);
             Some(
                 std::thread::Builder::new()
@@ -155,6 +163,18 @@ impl LogStore {
         } else {
             None
         };
+        let (spares, zeroer_thread) = if config.spare_segments > 0 {
+            let (spares, woken) = Spares::open(Arc::clone(&io), &config)?;
+            let zeroer = Arc::clone(&spares);
+            let stop = stop_rx.clone();
+            let handle = std::thread::Builder::new()
+                .name("annals-zeroer".into())
+                .spawn(move || zeroer_loop(&zeroer, &woken, &stop))
+                .map_err(|e| Error::io("spawn zeroer thread", &data, e))?;
+            (Some(spares), Some(handle))
+        } else {
+            (None, None)
+        };
         let sealer = config.seal_enabled.then(|| SealQueue {
             tx: tx.clone(),
             progress: Arc::clone(&seal_progress),
@@ -164,6 +184,7 @@ impl LogStore {
             io,
             config: Arc::new(config),
             sealer,
+            spares,
             on_publish,
             block_cache,
         });
@@ -174,6 +195,7 @@ impl LogStore {
             stop_tx: Some(stop_tx),
             seal_progress,
             sealer_thread,
+            zeroer_thread,
             seal_queue: rx,
             _lock: lock,
         };
@@ -227,6 +249,15 @@ impl LogStore {
             );
         }
         Ok(interrupted)
+    }
+
+    /// Waits until the zeroer has made the spare segments that rolls asked for so far
+    /// (`spare-segments`); returns at once when there are none. For tests and benchmarks that
+    /// want rolls to find their spare.
+    pub fn wait_for_spares(&self) {
+        if let Some(spares) = &self.shared.spares {
+            spares.wait_idle();
+        }
     }
 
     /// The configuration in force.
@@ -418,6 +449,17 @@ fn lower_this_threads_priority() {
     }
 }
 
+/// Keeps the spare segments filled each time a roll takes one, until the store stops it.
+fn zeroer_loop(spares: &Spares, woken: &Receiver<()>, stop: &Receiver<()>) {
+    loop {
+        crossbeam_channel::select! {
+            recv(stop) -> _ => return,
+            recv(woken) -> wake => if wake.is_err() { return },
+        }
+        spares.fill();
+    }
+}
+
 fn sealer_loop(rx: &Receiver<SealJob>, stop: &Receiver<()>, progress: &SealProgress) {
     lower_this_threads_priority();
     loop {
@@ -444,9 +486,16 @@ fn sealer_loop(rx: &Receiver<SealJob>, stop: &Receiver<()>, progress: &SealProgr
 impl Drop for LogStore {
     fn drop(&mut self) {
         // Disconnecting the stop channel ends the sealer after the seal it is running, if any;
-        // queued jobs are dropped and their segments are queued again on the next open.
+        // queued jobs are dropped and their segments are queued again on the next open. The
+        // zeroer stops after the chunk it is writing; the next open deletes the spares.
+        if let Some(spares) = &self.shared.spares {
+            spares.stop();
+        }
         self.stop_tx = None;
         if let Some(handle) = self.sealer_thread.take() {
+            let _ = handle.join();
+        }
+        if let Some(handle) = self.zeroer_thread.take() {
             let _ = handle.join();
         }
         while self.seal_queue.try_recv().is_ok() {}

@@ -12,7 +12,10 @@
 
 mod common;
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{atomic::Ordering, Arc},
+};
 
 use annals_log::{
     testing::{CrashMode, FaultIo},
@@ -23,6 +26,8 @@ use common::*;
 struct Outcome {
     acknowledged: Vec<(Arc<Commit>, u64)>, // commit and its first sequence number
     attempted: Vec<Arc<Commit>>,
+    /// Rolls whose new segment was a spare.
+    spare_rolls: u64,
 }
 
 /// Appends `commits` one by one (waiting for sealing after each when `seal_sync`), stopping at
@@ -31,6 +36,7 @@ fn workload(fs: &FaultIo, config: &LogConfig, commits: &[Arc<Commit>], seal_sync
     let mut out = Outcome {
         acknowledged: Vec::new(),
         attempted: Vec::new(),
+        spare_rolls: 0,
     };
     let Ok(engine) = open_fault(fs, config) else {
         return out;
@@ -49,8 +55,10 @@ fn workload(fs: &FaultIo, config: &LogConfig, commits: &[Arc<Commit>], seal_sync
         }
         if seal_sync {
             engine.wait_for_sealing();
+            engine.wait_for_spares();
         }
     }
+    out.spare_rolls = log.stats().spare_rolls.load(Ordering::Relaxed);
     out
 }
 
@@ -124,6 +132,12 @@ fn crash_every_op(seal_sync: bool) {
     let clean = FaultIo::new();
     let outcome = workload(&clean, &config, &commits, seal_sync);
     assert_eq!(outcome.acknowledged.len(), commits.len());
+    if seal_sync {
+        assert!(
+            outcome.spare_rolls > 0,
+            "the workload should roll into spares"
+        );
+    }
     let ops = clean.ops_count();
     assert!(
         ops > 100,
@@ -191,6 +205,7 @@ fn crash_mid_group_commit_of_concurrent_writers() {
         let outcome = Outcome {
             acknowledged: acknowledged.into_inner().unwrap(),
             attempted: attempted.into_inner().unwrap(),
+            spare_rolls: 0,
         };
         check_after_crash(
             &fs.crash(Some(crash_at)),

@@ -53,6 +53,7 @@ use crate::{
         seal::seal_segment,
         RawSegment, Segment,
     },
+    spare::Spares,
     store::{SealQueue, Shared},
 };
 
@@ -85,6 +86,8 @@ pub struct LogStats {
     pub data_syncs: AtomicU64,
     /// Segments rolled.
     pub rolls: AtomicU64,
+    /// Rolls whose new segment was a spare, zeroed ahead (`spare-segments`).
+    pub spare_rolls: AtomicU64,
     /// Segments sealed.
     pub seals: AtomicU64,
     /// Times the log was healed after a failed write or sync poisoned it.
@@ -121,6 +124,8 @@ pub struct Log {
     tail: Notify,
     poison: Poison,
     sealer: Option<SealQueue>,
+    /// The store's spare segments, which rolls start their new segment in.
+    spares: Option<Arc<Spares>>,
     on_publish: Option<PublishHook>,
     cache: Option<Arc<BlockCache>>,
     stats: LogStats,
@@ -192,6 +197,7 @@ impl Log {
             tail: Notify::new(),
             poison: Poison::default(),
             sealer,
+            spares: shared.spares.clone(),
             on_publish,
             cache,
             stats: LogStats::default(),

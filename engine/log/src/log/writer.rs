@@ -30,7 +30,7 @@ use crate::{
     ids::{EventLogSequenceNumber, FileOffset, SegmentId},
     segment::{
         format::{encode_frame, FRAME_HEADER_LEN, SEQUENCE_NUMBER_MAX},
-        recovery::{create_raw_segment, zero_range},
+        recovery::{adopt_spare, create_raw_segment, zero_range},
         RawSegment, Segment, FIRST_FRAME,
     },
 };
@@ -405,17 +405,30 @@ impl Log {
                 .sync_data()
                 .map_err(|e| Error::io("fdatasync", &w.active.path, e))?;
         }
-        let raw = create_raw_segment(
-            self.io.as_ref(),
-            &self.dir,
-            self.tenant,
-            self.scope,
-            SegmentId(w.next_seq),
-        )?;
+        let id = SegmentId(w.next_seq);
+        let (raw, zeroed_to) = match self.spares.as_ref().and_then(|s| s.take()) {
+            Some(spare) => {
+                let len = spare.len;
+                self.stats.spare_rolls.fetch_add(1, Ordering::Relaxed);
+                let raw = adopt_spare(
+                    self.io.as_ref(),
+                    &self.dir,
+                    self.tenant,
+                    self.scope,
+                    id,
+                    spare,
+                )?;
+                (raw, FileOffset(len))
+            }
+            None => (
+                create_raw_segment(self.io.as_ref(), &self.dir, self.tenant, self.scope, id)?,
+                FIRST_FRAME,
+            ),
+        };
         self.segments.write().push(Segment::Raw(Arc::clone(&raw)));
         let full = std::mem::replace(&mut w.active, raw);
         w.write_offset = FIRST_FRAME;
-        w.prealloc_end = FIRST_FRAME;
+        w.prealloc_end = zeroed_to.max(FIRST_FRAME);
         w.last_sparse_offset = None;
         self.stats.rolls.fetch_add(1, Ordering::Relaxed);
         self.queue_seal(full);

@@ -48,6 +48,7 @@ use crate::{
     error::{Error, Result},
     ids::{EventLogSequenceNumber, FileOffset, ScopeId, SegmentId, TenantId},
     io::{IoEngine, IoFile, OpenMode},
+    spare::Spare,
 };
 
 /// What opening a log found and did.
@@ -648,6 +649,34 @@ pub(crate) fn create_raw_segment(
         .open(&path, OpenMode::CreateNew)
         .map_err(|e| Error::io("create", &path, e))?;
     let raw = start_raw_segment(path, file, tenant, scope, id)?;
+    io.sync_dir(dir)
+        .map_err(|e| Error::io("fsync dir", dir, e))?;
+    Ok(raw)
+}
+
+/// Makes `spare` (zeros, synced) the new raw segment `id` of `dir` durably: header written and
+/// synced while it is still a spare, then renamed into place and the directory synced, so the
+/// segment's name never appears without its header (FORMAT.md section 8.3).
+pub(crate) fn adopt_spare(
+    io: &dyn IoEngine,
+    dir: &Path,
+    tenant: TenantId,
+    scope: ScopeId,
+    id: SegmentId,
+    spare: Spare,
+) -> Result<Arc<RawSegment>> {
+    let path = dir.join(raw_name(id));
+    if io.exists(&path) {
+        // A rename would replace it; creating a segment is exclusive.
+        return Err(Error::io(
+            "create",
+            &path,
+            std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+        ));
+    }
+    let raw = start_raw_segment(path.clone(), spare.file, tenant, scope, id)?;
+    io.rename(&spare.path, &path)
+        .map_err(|e| Error::io("rename a spare segment to", &path, e))?;
     io.sync_dir(dir)
         .map_err(|e| Error::io("fsync dir", dir, e))?;
     Ok(raw)
