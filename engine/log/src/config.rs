@@ -92,8 +92,9 @@ pub struct LogConfig {
     /// Segment files kept ready for the next rolls: zero-filled to `segment-bytes-max` and
     /// synced by a background thread, so a new segment starts with every block allocated and
     /// written and no append of it waits for zeros. They live in `<data-dir>/spares/`, cost
-    /// `segment-bytes-max` of disk each, and are only made once some log of the store has
-    /// rolled. 0 disables. Default 1, at most 16.
+    /// `segment-bytes-max` of disk each, and are only made once a log rolls out of a segment
+    /// written mostly in small groups (at most `preallocate-bytes` / 16, the groups the
+    /// leader zeroes ahead for). 0 disables. Default 1, at most 16.
     pub spare_segments: u32,
     /// Uncompressed size of one zstd block in a sealed segment. Default 64 KiB, minimum 1 KiB.
     pub seal_block_bytes: ByteSize,

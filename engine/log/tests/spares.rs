@@ -138,6 +138,23 @@ fn no_spares_when_turned_off() {
 }
 
 #[test]
+fn rolls_out_of_large_groups_do_not_ask_for_spares() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        // Every group is above preallocate-bytes / 16 = 64 bytes.
+        preallocate_bytes: bytesize::ByteSize::kib(1),
+        ..small_config(dir.path())
+    };
+    let store = LogStore::open_with_io(config.clone(), Arc::new(StdIo)).unwrap();
+    let commits = append_waiting_for_spares(&store, 60, 1);
+    let log = test_log(&store);
+    assert!(log.stats().rolls.load(Ordering::Relaxed) >= 3);
+    assert_eq!(log.stats().spare_rolls.load(Ordering::Relaxed), 0);
+    assert!(spare_files(&config).is_empty(), "no spare made");
+    check_reads_back(&store, &commits);
+}
+
+#[test]
 fn spare_segments_above_16_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {

@@ -190,6 +190,8 @@ impl Log {
                 write_offset: recovered.write_offset,
                 next_seq: recovered.next_seq,
                 last_sparse_offset: None,
+                small_groups: 0,
+                large_groups: 0,
                 unpublished_aggregate: false,
             }),
             segments: RwLock::new(recovered.segments),

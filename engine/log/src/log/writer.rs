@@ -142,6 +142,11 @@ pub(super) struct Writer {
     pub(super) write_offset: FileOffset,
     /// The active file is zero-filled (written, to be synced with the next group) up to here.
     pub(super) prealloc_end: FileOffset,
+    /// Groups written to the active segment that were small enough for the leader to zero
+    /// ahead for (at most `preallocate-bytes` / 16), and the others: a roll asks for spare
+    /// segments when most were small.
+    pub(super) small_groups: u64,
+    pub(super) large_groups: u64,
     /// The sequence number the next frame gets.
     pub(super) next_seq: EventLogSequenceNumber,
     pub(super) last_sparse_offset: Option<FileOffset>,
@@ -348,7 +353,13 @@ impl Log {
             "a sparse-index entry outside the group's bytes"
         );
         let prealloc = self.config.preallocate_bytes.as_u64();
-        if prealloc > 0 && end > w.prealloc_end && (buf.len() as u64) <= prealloc / 16 {
+        let small = (buf.len() as u64) <= prealloc / 16;
+        if small {
+            w.small_groups += 1;
+        } else {
+            w.large_groups += 1;
+        }
+        if prealloc > 0 && end > w.prealloc_end && small {
             // Zero the next stretch now; the group's fdatasync below makes it durable together
             // with the data, so only one sync per `preallocate-bytes` journals a size change.
             // Only for small writes: their syncs are dominated by that journal commit, while
@@ -406,7 +417,13 @@ impl Log {
                 .map_err(|e| Error::io("fdatasync", &w.active.path, e))?;
         }
         let id = SegmentId(w.next_seq);
-        let (raw, zeroed_to) = match self.spares.as_ref().and_then(|s| s.take()) {
+        // Spares pay where the leader zeroes inline: for small groups. Large ones amortise a
+        // growing file's journal and would only pay the zeroer's writes (measured: 16 writers
+        // x 100 events ran about 15% slower rolling into spares, 1 x 100 about 6% faster).
+        let ask = w.small_groups > w.large_groups;
+        w.small_groups = 0;
+        w.large_groups = 0;
+        let (raw, zeroed_to) = match self.spares.as_ref().and_then(|s| s.take(ask)) {
             Some(spare) => {
                 let len = spare.len;
                 self.stats.spare_rolls.fetch_add(1, Ordering::Relaxed);
