@@ -22,7 +22,9 @@
 //! faster, its p99 from 4.5 to 1.5 ms). A ready spare is used by any roll.
 //!
 //! Bounds: at most `spare-segments` spares exist, each `segment-bytes-max` long. None is made
-//! before a roll asks, so a store whose logs never fill a segment keeps none.
+//! before a roll asks, so a store whose logs never fill a segment keeps none, and none while
+//! the file system has less than 8 times a spare's size free: on a filling disk the room goes
+//! to the logs' own appends.
 
 use std::{
     path::{Path, PathBuf},
@@ -47,6 +49,10 @@ use crate::{
 pub(crate) const SPARES_DIR: &str = "spares";
 
 const EXTENSION: &str = ".spare";
+
+/// A spare is made only while the file system keeps at least this many times its size free,
+/// so that on a filling disk the zeroer never takes the room the logs' own appends need.
+const FREE_SPACE_FACTOR: u64 = 8;
 
 /// Zeros are written and synced this many bytes at a time: a leader's `fdatasync` ends with a
 /// cache flush that waits for whatever the device is writing, so the zeroer keeps each of its
@@ -182,12 +188,25 @@ impl Spares {
                 format!("{}{EXTENSION}", state.next_name)
             };
             let path = self.dir.join(name);
+            if let Some(free) = free_bytes(&self.dir) {
+                if free < self.len.saturating_mul(FREE_SPACE_FACTOR) {
+                    tracing::debug!(
+                        free,
+                        "too little free space to keep a spare segment; rolls create theirs"
+                    );
+                    return;
+                }
+            }
             match self.make(&path) {
                 Ok(file) => self.state.lock().ready.push(Spare {
                     path,
                     file,
                     len: self.len,
                 }),
+                Err(_) if self.stopping.load(Ordering::Relaxed) => {
+                    let _ = self.io.remove_file(&path);
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(
                         path = %path.display(),
@@ -223,6 +242,27 @@ impl Spares {
     }
 }
 
+/// Bytes free for unprivileged writers on the file system of `dir`; `None` when it cannot be
+/// read (a directory that only exists in a test's simulated file system).
+#[expect(
+    unsafe_code,
+    reason = "statvfs fills a struct we own from a NUL-terminated path we own"
+)]
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a valid NUL-terminated string and `stats` points to writable memory
+    // of the struct's size; statvfs initialises it when it returns 0, and only then is it read.
+    let stats = unsafe {
+        if libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) != 0 {
+            return None;
+        }
+        stats.assume_init()
+    };
+    Some(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
 fn is_spare_name(name: &str) -> bool {
     name.strip_suffix(EXTENSION)
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
@@ -231,6 +271,13 @@ fn is_spare_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_space_of_a_real_and_a_missing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(free_bytes(dir.path()).is_some_and(|b| b > 0));
+        assert_eq!(free_bytes(&dir.path().join("missing")), None);
+    }
 
     #[test]
     fn spare_names() {

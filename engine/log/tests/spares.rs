@@ -121,6 +121,17 @@ fn a_stranger_among_the_spares_fails_the_open() {
     assert!(stranger.exists(), "a file we did not make is never deleted");
 }
 
+/// Opens a store on `config`, appends across several rolls and checks that none of them took
+/// a spare and that everything reads back.
+fn rolls_without_spares(config: &LogConfig) {
+    let store = LogStore::open_with_io(config.clone(), Arc::new(StdIo)).unwrap();
+    let commits = append_waiting_for_spares(&store, 60, 1);
+    let log = test_log(&store);
+    assert!(log.stats().rolls.load(Ordering::Relaxed) >= 3);
+    assert_eq!(log.stats().spare_rolls.load(Ordering::Relaxed), 0);
+    check_reads_back(&store, &commits);
+}
+
 #[test]
 fn no_spares_when_turned_off() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,13 +139,8 @@ fn no_spares_when_turned_off() {
         spare_segments: 0,
         ..small_config(dir.path())
     };
-    let store = LogStore::open_with_io(config.clone(), Arc::new(StdIo)).unwrap();
-    let commits = append_waiting_for_spares(&store, 60, 1);
-    let log = test_log(&store);
-    assert!(log.stats().rolls.load(Ordering::Relaxed) >= 3);
-    assert_eq!(log.stats().spare_rolls.load(Ordering::Relaxed), 0);
+    rolls_without_spares(&config);
     assert!(!config.data_dir.join("spares").exists());
-    check_reads_back(&store, &commits);
 }
 
 #[test]
@@ -145,13 +151,8 @@ fn rolls_out_of_large_groups_do_not_ask_for_spares() {
         preallocate_bytes: bytesize::ByteSize::kib(1),
         ..small_config(dir.path())
     };
-    let store = LogStore::open_with_io(config.clone(), Arc::new(StdIo)).unwrap();
-    let commits = append_waiting_for_spares(&store, 60, 1);
-    let log = test_log(&store);
-    assert!(log.stats().rolls.load(Ordering::Relaxed) >= 3);
-    assert_eq!(log.stats().spare_rolls.load(Ordering::Relaxed), 0);
+    rolls_without_spares(&config);
     assert!(spare_files(&config).is_empty(), "no spare made");
-    check_reads_back(&store, &commits);
 }
 
 #[test]
