@@ -78,7 +78,10 @@ pub(crate) struct Spares {
     state: Mutex<State>,
     /// Notified when the zeroer finishes what it was asked for.
     idle: Condvar,
+    /// Wakes the zeroer ([`Spares::run`]): a roll asked, or the store is closing. At most one
+    /// wake-up waits, since the zeroer refills everything each time it wakes.
     wake: Sender<()>,
+    woken: Receiver<()>,
     /// The store is closing: the zeroer stops after the chunk it is writing.
     stopping: AtomicBool,
 }
@@ -88,20 +91,16 @@ struct State {
     ready: Vec<Spare>,
     /// Names are never reused within one open store.
     next_name: u64,
-    /// A roll has asked for spares: from then on the zeroer keeps `target` of them ready.
-    wanted: bool,
-    /// Times a roll asked for spares, and how many of those asks the zeroer has answered.
+    /// Times a roll asked for spares (from the first on, the zeroer keeps `target` of them
+    /// ready), and how many of those asks the zeroer has answered.
     asked: u64,
     answered: u64,
 }
 
 impl Spares {
     /// Opens the spares' directory (creating it, or deleting the spares a previous run left)
-    /// for `config.spare_segments` spares; the returned receiver wakes the zeroer.
-    pub(crate) fn open(
-        io: Arc<dyn IoEngine>,
-        config: &LogConfig,
-    ) -> Result<(Arc<Spares>, Receiver<()>)> {
+    /// for `config.spare_segments` spares.
+    pub(crate) fn open(io: Arc<dyn IoEngine>, config: &LogConfig) -> Result<Arc<Spares>> {
         let dir = config.data_dir.join(SPARES_DIR);
         if io.exists(&dir) {
             let names = io
@@ -126,9 +125,8 @@ impl Spares {
             io.sync_dir(&config.data_dir)
                 .map_err(|e| Error::io("fsync dir", &config.data_dir, e))?;
         }
-        // At most one wake-up waits: the zeroer refills everything each time it wakes.
         let (wake, woken) = crossbeam_channel::bounded(1);
-        let spares = Arc::new(Spares {
+        Ok(Arc::new(Spares {
             io,
             dir,
             len: config.segment_bytes_max.as_u64(),
@@ -136,9 +134,17 @@ impl Spares {
             state: Mutex::new(State::default()),
             idle: Condvar::new(),
             wake,
+            woken,
             stopping: AtomicBool::new(false),
-        });
-        Ok((spares, woken))
+        }))
+    }
+
+    /// The zeroer thread's loop: makes the missing spares each time it is woken, until
+    /// [`Spares::stop`].
+    pub(crate) fn run(&self) {
+        while self.woken.recv().is_ok() && !self.stopping.load(Ordering::Relaxed) {
+            self.fill();
+        }
     }
 
     /// A ready spare, if there is one; with `ask`, asks the zeroer for more.
@@ -146,7 +152,6 @@ impl Spares {
         let spare = {
             let mut state = self.state.lock();
             if ask {
-                state.wanted = true;
                 state.asked += 1;
             }
             state.ready.pop()
@@ -157,10 +162,9 @@ impl Spares {
         spare
     }
 
-    /// Run by the zeroer thread when woken: makes spares until `target` are ready. Gives up on
-    /// the first error (a full disk): the rolls create their segments as before until the
-    /// next wake-up tries again.
-    pub(crate) fn fill(&self) {
+    /// Makes spares until `target` are ready. Gives up on the first error (a full disk): the
+    /// rolls create their segments as before until the next wake-up tries again.
+    fn fill(&self) {
         let asked = self.state.lock().asked;
         self.make_missing();
         let mut state = self.state.lock();
@@ -179,15 +183,12 @@ impl Spares {
 
     fn make_missing(&self) {
         loop {
-            let name = {
-                let mut state = self.state.lock();
-                if !state.wanted || state.ready.len() >= self.target {
+            {
+                let state = self.state.lock();
+                if state.asked == 0 || state.ready.len() >= self.target {
                     return;
                 }
-                state.next_name += 1;
-                format!("{}{EXTENSION}", state.next_name)
-            };
-            let path = self.dir.join(name);
+            }
             if let Some(free) = free_bytes(&self.dir) {
                 if free < self.len.saturating_mul(FREE_SPACE_FACTOR) {
                     tracing::debug!(
@@ -197,6 +198,12 @@ impl Spares {
                     return;
                 }
             }
+            let name = {
+                let mut state = self.state.lock();
+                state.next_name += 1;
+                format!("{}{EXTENSION}", state.next_name)
+            };
+            let path = self.dir.join(name);
             match self.make(&path) {
                 Ok(file) => self.state.lock().ready.push(Spare {
                     path,
@@ -220,9 +227,10 @@ impl Spares {
         }
     }
 
-    /// Tells a running [`Spares::fill`] to stop after its current chunk.
+    /// Stops the zeroer: after the chunk it is writing, or at once if it waits.
     pub(crate) fn stop(&self) {
         self.stopping.store(true, Ordering::Relaxed);
+        let _ = self.wake.try_send(());
     }
 
     fn make(&self, path: &Path) -> std::io::Result<Arc<dyn IoFile>> {

@@ -152,7 +152,6 @@ impl LogStore {
         let seal_progress = Arc::new(SealProgress::default());
         let sealer_thread = if config.seal_enabled {
             let rx = rx.clone();
-            let stop_rx = stop_rx.clone();
             let progress = Arc::clone(&seal_progress);
             Some(
                 std::thread::Builder::new()
@@ -164,12 +163,11 @@ impl LogStore {
             None
         };
         let (spares, zeroer_thread) = if config.spare_segments > 0 {
-            let (spares, woken) = Spares::open(Arc::clone(&io), &config)?;
+            let spares = Spares::open(Arc::clone(&io), &config)?;
             let zeroer = Arc::clone(&spares);
-            let stop = stop_rx.clone();
             let handle = std::thread::Builder::new()
                 .name("annals-zeroer".into())
-                .spawn(move || zeroer_loop(&zeroer, &woken, &stop))
+                .spawn(move || zeroer.run())
                 .map_err(|e| Error::io("spawn zeroer thread", &data, e))?;
             (Some(spares), Some(handle))
         } else {
@@ -446,17 +444,6 @@ fn lower_this_threads_priority() {
             error = %std::io::Error::last_os_error(),
             "the sealer runs at the normal priority"
         );
-    }
-}
-
-/// Keeps the spare segments filled each time a roll takes one, until the store stops it.
-fn zeroer_loop(spares: &Spares, woken: &Receiver<()>, stop: &Receiver<()>) {
-    loop {
-        crossbeam_channel::select! {
-            recv(stop) -> _ => return,
-            recv(woken) -> wake => if wake.is_err() { return },
-        }
-        spares.fill();
     }
 }
 
