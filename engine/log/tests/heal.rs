@@ -69,9 +69,11 @@ fn fsyncgate() -> FaultIo {
 }
 
 fn unsealed(config: LogConfig) -> LogConfig {
-    // No sealer thread: its operations would make the fault countdown nondeterministic.
+    // No sealer thread and no zeroer: their operations would make the fault countdown
+    // nondeterministic.
     LogConfig {
         seal_enabled: false,
+        spare_segments: 0,
         ..config
     }
 }
