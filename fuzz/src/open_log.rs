@@ -12,6 +12,8 @@
 //!   engine must refuse (or, for `.sealed.tmp`, remove), picked by `base`.
 //! - [`TAG_HEADER`]: the content is prefixed with a valid header of the name's kind and base,
 //!   so mutations of the content never fail the header check.
+//! - [`TAG_RECYCLED`]: with [`TAG_HEADER`] on a raw name, the header is that of a raw segment
+//!   in a recycled file (format version 2), whose bytes after the last commit may be stale.
 //! - [`TAG_FIX_CHECKSUMS`]: after assembly, the harness recomputes the checksums a mutation
 //!   breaks, so the fuzzer reaches the checks behind them: every frame CRC of a raw file (walking
 //!   the length fields from the header on), and the block CRCs, index CRC and trailer CRC of a
@@ -33,7 +35,7 @@ use annals_log::{
         },
         FaultIo,
     },
-    LogStore, LogConfig, Error, EventLogSequenceNumber, IoEngine, Log, OpenMode, RecoveryMode,
+    Error, EventLogSequenceNumber, IoEngine, Log, LogConfig, LogStore, OpenMode, RecoveryMode,
     ScopeId,
 };
 
@@ -60,6 +62,8 @@ pub const NAME_STRAY: u8 = 3;
 pub const TAG_HEADER: u8 = 4;
 /// Tag bit: recompute checksums after assembly.
 pub const TAG_FIX_CHECKSUMS: u8 = 8;
+/// Tag bit: a recycled raw segment's header (with [`TAG_HEADER`]).
+pub const TAG_RECYCLED: u8 = 16;
 
 /// At most this many files per input.
 pub const FILES_MAX: usize = 16;
@@ -210,7 +214,12 @@ pub fn assemble(spec: &FileSpec) -> Vec<u8> {
             SegmentKind::Raw
         };
         let base = EventLogSequenceNumber(spec.base);
-        file.extend_from_slice(&SegmentHeader::new(kind, TENANT, ScopeId::DEFAULT, base).encode());
+        let header = if kind == SegmentKind::Raw && spec.tag & TAG_RECYCLED != 0 {
+            SegmentHeader::new_recycled(TENANT, ScopeId::DEFAULT, base)
+        } else {
+            SegmentHeader::new(kind, TENANT, ScopeId::DEFAULT, base)
+        };
+        file.extend_from_slice(&header.encode());
     }
     file.extend_from_slice(&spec.content);
     if spec.tag & TAG_FIX_CHECKSUMS != 0 {
@@ -365,7 +374,8 @@ pub fn open_log(data: &[u8]) {
     drop(engine);
 
     // Recovery is idempotent: what it accepted (plus the append) opens again, untouched.
-    let engine = LogStore::open_with_io(config, Arc::new(fs.clone())).expect("reopening the engine");
+    let engine =
+        LogStore::open_with_io(config, Arc::new(fs.clone())).expect("reopening the engine");
     let log = engine
         .tenant(TENANT)
         .and_then(|t| t.event_log())

@@ -49,7 +49,7 @@ use crate::{
     commit, fuzz_config, log_dir,
     open_log::{
         FileSpec, LogDirSpec, FLAG_NO_SEALING, MODE_SALVAGE, MODE_STRICT, NAME_RAW, NAME_SEALED,
-        NAME_SEALING, NAME_STRAY, TAG_FIX_CHECKSUMS, TAG_HEADER,
+        NAME_SEALING, NAME_STRAY, TAG_FIX_CHECKSUMS, TAG_HEADER, TAG_RECYCLED,
     },
     ops::{self, Op, Plan, FLAG_BACKGROUND_SEALING, FLAG_BUFFERED},
     TENANT,
@@ -243,6 +243,9 @@ fn header_seeds(sealed: &Reference, seeds: &mut Vec<Seed>) {
     too_new.min_compatible_version = FORMAT_VERSION + 1;
     too_new.format_version = FORMAT_VERSION + 1;
     push("too-new", with_mode(0, &too_new.encode()));
+    let recycled =
+        SegmentHeader::new_recycled(TENANT, ScopeId::DEFAULT, EventLogSequenceNumber(4096));
+    push("recycled-raw", with_mode(0, &recycled.encode()));
     push(
         "unknown-kind-crc-fixed",
         with_mode(1, &flip(raw[..HEADER_LEN].to_vec(), 12, 0x02)),
@@ -404,6 +407,21 @@ fn open_log_seeds(sealed: &Reference, unsealed: &Reference, seeds: &mut Vec<Seed
     active.content.truncate(active.content.len() - 7);
     push("torn-tail", dir(0, torn.clone()));
     push("torn-tail-strict", dir(MODE_STRICT, torn));
+
+    // Recycled files (format version 2): the frames of other segments after the last commit
+    // of the active segment and of a full one awaiting sealing are their clean ends.
+    let stale = unsealed.specs(true)[0].content.clone();
+    let mut recycled = sealed.specs(true);
+    let active = recycled.last_mut().expect("an active segment");
+    active.tag |= TAG_RECYCLED;
+    active.content.extend_from_slice(&stale);
+    push("recycled-active", dir(0, recycled.clone()));
+    push("recycled-active-strict", dir(MODE_STRICT, recycled));
+    let mut recycled = unsealed.specs(true);
+    let other = recycled.last().expect("an active segment").content.clone();
+    recycled[0].tag |= TAG_RECYCLED;
+    recycled[0].content.extend_from_slice(&other);
+    push("recycled-awaiting-sealing", dir(0, recycled));
 
     // Damage in the first frame of the active segment, valid frames after it: corruption.
     let mut damaged = unsealed.specs(true);

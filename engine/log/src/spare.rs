@@ -1,35 +1,48 @@
-//! Spare segments: files zero-filled to a whole segment and synced ahead of time, by the
-//! store's zeroer thread, so that a roll starts the next segment in blocks that are already
-//! allocated and written.
+//! Spare segments: files whose blocks are already allocated and written, so that a roll starts
+//! the next segment in them. Two kinds: files the store's zeroer thread zero-fills to a whole
+//! segment and syncs ahead of time, and *recycled* files, the raw segment files of sealed-away
+//! segments, which the sealer moves here instead of deleting them.
 //!
-//! Why: an `fdatasync` that only overwrites such blocks has no file-size or extent change to
+//! Why: an `fdatasync` that only overwrites written blocks has no file-size or extent change to
 //! journal, which on ext4 makes it much faster (`preallocate-bytes` in config.rs). The leader
-//! could only afford those zeros for small groups, and paid for a whole stretch inside one of
-//! them (that group was the 1 x 100 shape's p99). Zeroing in the background in the active file
+//! could only afford zeros for small groups, and paid for a whole stretch inside one of them
+//! (that group was the 1 x 100 shape's p99). Zeroing in the background in the active file
 //! itself does not work either: an `fdatasync` waits for every dirty page of its file, so each
 //! of the leader's syncs would carry the zeros written since the last one (measured: the
-//! 1 x 100 shape's median latency doubled). A spare is a different file until the roll.
+//! 1 x 100 shape's median latency doubled). A spare is a different file until the roll. A
+//! recycled file costs no write at all, where zeros cost a segment's worth each: in the engine
+//! benchmark, 16 x 100 went from 0.29-0.32 to 0.34-0.41 x raw with recycling.
 //!
-//! Layout: `<data-dir>/spares/<n>.spare`. A spare holds nothing: every one found at open is
-//! deleted. A roll ([`crate::segment::recovery::adopt_spare`]) writes the segment header into
-//! the spare and syncs it, renames it to `<next>.log` in the log directory and syncs that
-//! directory, so the name appears only with its header durable (FORMAT.md section 8.3).
+//! Layout: `<data-dir>/spares/<n>.spare`. A spare holds nothing of any log: every one found at
+//! open is deleted. A roll ([`crate::segment::recovery::adopt_spare`]) writes the segment header
+//! into the spare and syncs it, renames it to `<next>.log` in the log directory and syncs that
+//! directory, so the name appears only with its header durable (FORMAT.md section 8.3). The
+//! header of a segment in a recycled file is of format version 2 and says so, because the old
+//! segment's bytes follow its records (FORMAT.md sections 4 and 8.2).
 //!
-//! Who asks: a roll, when most groups written to the segment it leaves were small enough for
-//! the leader to zero ahead for (`preallocate-bytes` / 16); those are the appends a growing
-//! file slows. Large groups amortise the journal, and spares would only add the zeroer's writes
-//! to theirs (measured: 16 writers x 100 events about 15% slower with spares, 1 x 100 about 6%
-//! faster, its p99 from 4.5 to 1.5 ms). A ready spare is used by any roll.
+//! Who asks for zeros: a roll, when most groups written to the segment it leaves were small
+//! enough for the leader to zero ahead for (`preallocate-bytes` / 16); those are the appends a
+//! growing file slows. Large groups amortise the journal, and zeros would only add the zeroer's
+//! writes to theirs (measured: 16 writers x 100 events about 15% slower with zeroed spares for
+//! every roll). No zeros are written while a full segment is being sealed whose file may come
+//! back instead ([`Spares::expect_recycled`]). A ready spare of either kind is used by any roll.
 //!
-//! Bounds: at most `spare-segments` spares exist, each `segment-bytes-max` long. None is made
-//! before a roll asks, so a store whose logs never fill a segment keeps none, and none while
-//! the file system has less than 8 times a spare's size free: on a filling disk the room goes
-//! to the logs' own appends.
+//! Safety of recycling: a frame's checksum binds its segment's base and offset, so the old
+//! frames in a recycled file fail their checks in a segment of any other base. A spare carries
+//! the bases of every segment it held, and never starts a segment of one of them (it is deleted
+//! instead); a file is recycled only once no reader holds its raw segment (readers keep reading
+//! through their descriptor, which would then see the new segment's bytes).
+//!
+//! Bounds: at most `spare-segments` spares exist, each at most `segment-bytes-max` +
+//! `preallocate-bytes` long, and a recycled one for at most 64 segments. No zeros are made
+//! before a roll asks, so a store whose logs never fill a segment keeps none, and no spare of
+//! either kind is kept while the file system has less than 8 times a spare's size free: on a
+//! filling disk the room goes to the logs' own appends.
 
 use std::{
     path::{Path, PathBuf},
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
     },
 };
@@ -40,7 +53,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::{
     config::LogConfig,
     error::{Error, Result},
-    ids::FileOffset,
+    ids::{EventLogSequenceNumber, FileOffset},
     io::{IoEngine, IoFile, OpenMode},
     segment::recovery::zero_range,
 };
@@ -60,12 +73,19 @@ const FREE_SPACE_FACTOR: u64 = 8;
 /// with 1 MiB, against 4.5 ms with the leader zeroing inline).
 const CHUNK_BYTES: u64 = 1 << 20;
 
-/// A file ready to become a segment: `len` bytes of zeros, written and synced.
+/// A recycled file is kept for at most this many segments, so that the bases it may hold
+/// (which no segment of the same base may be given) stay a short list.
+const HELD_MAX: usize = 64;
+
+/// A file ready to become a segment: `len` bytes of zeros, written and synced, or a recycled
+/// segment file whose bytes are those of the segments of bases `held`.
 #[derive(Debug)]
 pub(crate) struct Spare {
     pub(crate) path: PathBuf,
     pub(crate) file: Arc<dyn IoFile>,
     pub(crate) len: u64,
+    /// Empty for zeros.
+    pub(crate) held: Vec<EventLogSequenceNumber>,
 }
 
 /// The store's spares and the zeroer's wake-up.
@@ -74,6 +94,9 @@ pub(crate) struct Spares {
     io: Arc<dyn IoEngine>,
     dir: PathBuf,
     len: u64,
+    /// The longest segment file a roll may leave: the leader zeroes up to `preallocate-bytes`
+    /// past the data, so a segment created without a spare can end that far past `len`.
+    recycle_len_max: u64,
     target: usize,
     state: Mutex<State>,
     /// Notified when the zeroer finishes what it was asked for.
@@ -84,6 +107,9 @@ pub(crate) struct Spares {
     woken: Receiver<()>,
     /// The store is closing: the zeroer stops after the chunk it is writing.
     stopping: AtomicBool,
+    /// Full segments queued for sealing, each of which may come back recycled: the zeroer
+    /// writes no zeros for a spare that one of them will be.
+    incoming: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -130,12 +156,14 @@ impl Spares {
             io,
             dir,
             len: config.segment_bytes_max.as_u64(),
+            recycle_len_max: config.segment_bytes_max.as_u64() + config.preallocate_bytes.as_u64(),
             target: config.spare_segments as usize,
             state: Mutex::new(State::default()),
             idle: Condvar::new(),
             wake,
             woken,
             stopping: AtomicBool::new(false),
+            incoming: AtomicUsize::new(0),
         }))
     }
 
@@ -147,19 +175,109 @@ impl Spares {
         }
     }
 
-    /// A ready spare, if there is one; with `ask`, asks the zeroer for more.
-    pub(crate) fn take(&self, ask: bool) -> Option<Spare> {
-        let spare = {
+    /// A ready spare for a segment of base `base`, if there is one; with `ask`, asks the
+    /// zeroer for more. A recycled file that held a segment of that base is deleted instead:
+    /// its old frames would pass their checksums in the new segment (FORMAT.md section 4.1).
+    pub(crate) fn take(&self, ask: bool, base: EventLogSequenceNumber) -> Option<Spare> {
+        let (spare, unfit) = {
             let mut state = self.state.lock();
             if ask {
                 state.asked += 1;
             }
-            state.ready.pop()
+            match state.ready.iter().position(|s| !s.held.contains(&base)) {
+                Some(i) => (Some(state.ready.swap_remove(i)), None),
+                None => (None, state.ready.pop()),
+            }
         };
+        if let Some(unfit) = unfit {
+            let _ = self.io.remove_file(&unfit.path);
+        }
         if ask {
             let _ = self.wake.try_send(());
         }
         spare
+    }
+
+    /// A full segment was queued for sealing: it may come back as a spare ([`Self::recycle`]).
+    pub(crate) fn expect_recycled(&self) {
+        self.incoming.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The segment [`Self::expect_recycled`] announced was sealed, or failed to be. If it
+    /// did not become a spare and rolls have asked for them, the zeroer makes the one missing.
+    pub(crate) fn expected_recycled_done(&self) {
+        let coming = self.incoming.fetch_sub(1, Ordering::Relaxed) - 1;
+        let mut state = self.state.lock();
+        if state.asked > 0 && state.ready.len() + coming < self.target {
+            state.asked += 1;
+            drop(state);
+            let _ = self.wake.try_send(());
+        }
+    }
+
+    /// Offers the file of a raw segment of base `base` whose sealed copy is durable and which
+    /// nobody reads any more, `file` open on `path` in the log directory `log_dir`, which held
+    /// the segments of bases `held_before` before it, as a spare. `Ok(true)` when it moved it
+    /// into the spares; `Ok(false)` when no spare is wanted (the caller deletes it as before).
+    ///
+    /// Kept only while fewer than `spare-segments` spares are ready, the file system has room
+    /// to spare (as for zeros) and the file is no longer than a roll leaves one; the log
+    /// directory is synced before the file can be used, so that its old name never comes back.
+    pub(crate) fn recycle(
+        &self,
+        log_dir: &Path,
+        path: &Path,
+        file: Arc<dyn IoFile>,
+        base: EventLogSequenceNumber,
+        held_before: &[EventLogSequenceNumber],
+    ) -> Result<bool> {
+        let len = file.len().map_err(|e| Error::io("stat", path, e))?;
+        let wanted = !self.stopping.load(Ordering::Relaxed)
+            && self.state.lock().ready.len() < self.target
+            && held_before.len() < HELD_MAX
+            && len <= self.recycle_len_max
+            && free_bytes(&self.dir)
+                .is_none_or(|free| free >= self.len.saturating_mul(FREE_SPACE_FACTOR));
+        if !wanted {
+            return Ok(false);
+        }
+        let name = {
+            let mut state = self.state.lock();
+            state.next_name += 1;
+            format!("{}{EXTENSION}", state.next_name)
+        };
+        let spare_path = self.dir.join(name);
+        self.io
+            .rename(path, &spare_path)
+            .map_err(|e| Error::io("rename a sealed-away segment to", &spare_path, e))?;
+        let synced = self
+            .io
+            .sync_dir(log_dir)
+            .map_err(|e| Error::io("fsync dir", log_dir, e))
+            .and_then(|()| {
+                self.io
+                    .sync_dir(&self.dir)
+                    .map_err(|e| Error::io("fsync dir", &self.dir, e))
+            });
+        if let Err(e) = synced {
+            let _ = self.io.remove_file(&spare_path);
+            return Err(e);
+        }
+        let mut held = held_before.to_vec();
+        held.push(base);
+        let mut state = self.state.lock();
+        if state.ready.len() < self.target {
+            state.ready.push(Spare {
+                path: spare_path,
+                file,
+                len,
+                held,
+            });
+        } else {
+            drop(state);
+            let _ = self.io.remove_file(&spare_path);
+        }
+        Ok(true)
     }
 
     /// Makes spares until `target` are ready. Gives up on the first error (a full disk): the
@@ -185,7 +303,8 @@ impl Spares {
         loop {
             {
                 let state = self.state.lock();
-                if state.asked == 0 || state.ready.len() >= self.target {
+                let coming = self.incoming.load(Ordering::Relaxed);
+                if state.asked == 0 || state.ready.len() + coming >= self.target {
                     return;
                 }
             }
@@ -205,11 +324,22 @@ impl Spares {
             };
             let path = self.dir.join(name);
             match self.make(&path) {
-                Ok(file) => self.state.lock().ready.push(Spare {
-                    path,
-                    file,
-                    len: self.len,
-                }),
+                Ok(file) => {
+                    let mut state = self.state.lock();
+                    if state.ready.len() < self.target {
+                        state.ready.push(Spare {
+                            path,
+                            file,
+                            len: self.len,
+                            held: Vec::new(),
+                        });
+                    } else {
+                        // A recycled file came while these zeros were written.
+                        drop(state);
+                        let _ = self.io.remove_file(&path);
+                        return;
+                    }
+                }
                 Err(_) if self.stopping.load(Ordering::Relaxed) => {
                     let _ = self.io.remove_file(&path);
                     return;
@@ -285,6 +415,64 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(free_bytes(dir.path()).is_some_and(|b| b > 0));
         assert_eq!(free_bytes(&dir.path().join("missing")), None);
+    }
+
+    #[test]
+    fn a_recycled_file_never_starts_a_segment_of_a_base_it_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig::new(dir.path());
+        let io: Arc<dyn IoEngine> = Arc::new(crate::io::StdIo);
+        let spares = Spares::open(Arc::clone(&io), &config).unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let sealed_away = |name: &str| {
+            let path = logs.join(name);
+            std::fs::write(&path, [7u8; 4096]).unwrap();
+            let file = io.open(&path, OpenMode::ReadWrite).unwrap();
+            (path, file)
+        };
+        let seq = EventLogSequenceNumber;
+
+        // A file that held the segments of bases 7 and 100 goes to no segment of either base:
+        // it is deleted instead.
+        let (path, file) = sealed_away("a.log");
+        assert!(spares
+            .recycle(&logs, &path, file, seq(100), &[seq(7)])
+            .unwrap());
+        assert!(!path.exists(), "moved into the spares");
+        let spare_path = spares.state.lock().ready[0].path.clone();
+        assert!(spares.take(false, seq(100)).is_none());
+        assert!(!spare_path.exists(), "an unfit spare is deleted");
+        let (path, file) = sealed_away("b.log");
+        assert!(spares
+            .recycle(&logs, &path, file, seq(100), &[seq(7)])
+            .unwrap());
+        assert!(spares.take(false, seq(7)).is_none());
+
+        // Any other base takes it, with what it held.
+        let (path, file) = sealed_away("c.log");
+        assert!(spares
+            .recycle(&logs, &path, file, seq(100), &[seq(7)])
+            .unwrap());
+        let spare = spares.take(false, seq(200)).unwrap();
+        assert_eq!(spare.held, vec![seq(7), seq(100)]);
+        assert_eq!(spare.len, 4096);
+
+        // No more than `spare-segments` are kept; a file longer than a roll leaves one, or one
+        // that has held too many segments, is not kept either: the caller deletes those.
+        let (path, file) = sealed_away("d.log");
+        assert!(spares.recycle(&logs, &path, file, seq(300), &[]).unwrap());
+        let (path, file) = sealed_away("e.log");
+        assert!(!spares.recycle(&logs, &path, file, seq(400), &[]).unwrap());
+        assert!(path.exists(), "left to the caller");
+        assert!(spares.take(false, seq(500)).is_some());
+        let long = logs.join("f.log");
+        std::fs::write(&long, vec![7u8; (spares.recycle_len_max + 1) as usize]).unwrap();
+        let file = io.open(&long, OpenMode::ReadWrite).unwrap();
+        assert!(!spares.recycle(&logs, &long, file, seq(600), &[]).unwrap());
+        let held: Vec<_> = (0..HELD_MAX as u64).map(seq).collect();
+        let file = io.open(&path, OpenMode::ReadWrite).unwrap();
+        assert!(!spares.recycle(&logs, &path, file, seq(700), &held).unwrap());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! machine crashes, with unsynced bytes dropped, torn, or landed out of order with a hole.
 //! Reopening must then succeed and show:
 //! every acknowledged commit, every present commit whole, sequence numbers gapless from 0.
-//! Covers crash mid-write, mid-commit, mid-roll and mid-seal.
+//! Covers crash mid-write, mid-commit, mid-roll (into a new file, into zeros and into a recycled
+//! file) and mid-seal (and the recycling of the sealed-away file).
 
 #![allow(
     clippy::unwrap_used,
@@ -28,6 +29,8 @@ struct Outcome {
     attempted: Vec<Arc<Commit>>,
     /// Rolls whose new segment was a spare.
     spare_rolls: u64,
+    /// Of those, rolls into the file of a sealed-away segment.
+    recycled_rolls: u64,
 }
 
 /// Appends `commits` one by one (waiting for sealing after each when `seal_sync`), stopping at
@@ -37,6 +40,7 @@ fn workload(fs: &FaultIo, config: &LogConfig, commits: &[Arc<Commit>], seal_sync
         acknowledged: Vec::new(),
         attempted: Vec::new(),
         spare_rolls: 0,
+        recycled_rolls: 0,
     };
     let Ok(engine) = open_fault(fs, config) else {
         return out;
@@ -59,6 +63,7 @@ fn workload(fs: &FaultIo, config: &LogConfig, commits: &[Arc<Commit>], seal_sync
         }
     }
     out.spare_rolls = log.stats().spare_rolls.load(Ordering::Relaxed);
+    out.recycled_rolls = log.stats().recycled_rolls.load(Ordering::Relaxed);
     out
 }
 
@@ -118,9 +123,11 @@ fn check_after_crash(fs: &FaultIo, config: &LogConfig, outcome: &Outcome, what: 
     );
 }
 
-fn crash_every_op(seal_sync: bool) {
+/// `seal_sync`: wait for the sealer and the zeroer after each commit, else they run in the
+/// background (or, with `sealing` false, not at all: every spare is then one of zeros).
+fn crash_every_op(seal_sync: bool, sealing: bool) {
     let config = LogConfig {
-        seal_enabled: true,
+        seal_enabled: sealing,
         ..small_config("/data")
     };
     let mut r = rng(seed_from_env(42));
@@ -136,6 +143,14 @@ fn crash_every_op(seal_sync: bool) {
         assert!(
             outcome.spare_rolls > 0,
             "the workload should roll into spares"
+        );
+        // With sealing, the files of sealed-away segments; without, zeros.
+        assert_eq!(
+            outcome.recycled_rolls > 0,
+            sealing,
+            "{} rolls into spares, {} of them recycled",
+            outcome.spare_rolls,
+            outcome.recycled_rolls
         );
     }
     let ops = clean.ops_count();
@@ -162,12 +177,17 @@ fn crash_every_op(seal_sync: bool) {
 
 #[test]
 fn crash_at_every_operation_with_sealing_in_step() {
-    crash_every_op(true);
+    crash_every_op(true, true);
+}
+
+#[test]
+fn crash_at_every_operation_without_sealing() {
+    crash_every_op(true, false);
 }
 
 #[test]
 fn crash_at_every_operation_with_background_sealing() {
-    crash_every_op(false);
+    crash_every_op(false, true);
 }
 
 #[test]
@@ -206,6 +226,7 @@ fn crash_mid_group_commit_of_concurrent_writers() {
             acknowledged: acknowledged.into_inner().unwrap(),
             attempted: attempted.into_inner().unwrap(),
             spare_rolls: 0,
+            recycled_rolls: 0,
         };
         check_after_crash(
             &fs.crash(Some(crash_at)),

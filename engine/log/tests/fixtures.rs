@@ -1,10 +1,13 @@
-//! Format version 1 fixtures: a data directory written by this format version (sealed
-//! segments and an active one, every record field in use) must open and read back exactly
-//! forever; a deliberately corrupt copy must be refused with a precise error.
+//! Format fixtures: for every format version, a data directory written by it (sealed segments
+//! and an active one, every record field in use) must open and read back exactly forever; a
+//! deliberately corrupt copy must be refused with a precise error.
 //!
-//! The fixtures are checked in under tests/fixtures/v1/. They were written by
-//! `cargo test -p annals-engine --test fixtures_v1 -- --ignored write_fixtures`; never
-//! regenerate them for an existing version: a new format version gets a new directory.
+//! The fixtures are checked in under tests/fixtures/v<version>/. Version 1's were written by
+//! `cargo test -p annals-log --test fixtures_v1 -- --ignored write_fixtures` (this file's name
+//! then), version 2's by `cargo test -p annals-log --test fixtures -- --ignored
+//! write_v2_fixtures`: its active segment is in a recycled file, with an older segment's bytes
+//! after its records. Never regenerate them for an existing version: a new format version gets a
+//! new directory.
 
 #![allow(
     clippy::unwrap_used,
@@ -20,14 +23,16 @@ use std::{
 };
 
 use annals_log::{
-    uuid::Uuid, AppliedByAggregate, Claim, Commit, Error, EventHorizonOrigin, EventType,
-    ExecutionContext, LogConfig, LogStore, StdIo, UncommittedEvent, Version,
+    testing::format::{SegmentHeader, HEADER_LEN},
+    uuid::Uuid,
+    AppliedByAggregate, Claim, Commit, Error, EventHorizonOrigin, EventType, ExecutionContext,
+    LogConfig, LogStore, StdIo, UncommittedEvent, Version,
 };
 use common::*;
 
-fn fixture_dir(name: &str) -> PathBuf {
+fn fixture_dir(version: u16, name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/v1")
+        .join(format!("tests/fixtures/v{version}"))
         .join(name)
 }
 
@@ -122,33 +127,20 @@ fn log_dir(data: &Path) -> PathBuf {
         .join(Uuid::nil().to_string())
 }
 
-#[test]
-#[ignore = "writes the checked-in fixtures; run only when adding a format version"]
-fn write_fixtures() {
-    let good = fixture_dir("good");
-    assert!(
-        !good.exists(),
-        "fixtures of a released version are never rewritten"
-    );
-    {
-        let engine = LogStore::open_with_io(config(&good), Arc::new(StdIo)).unwrap();
-        let log = engine.create_tenant(TENANT).unwrap().event_log().unwrap();
-        for c in fixture_commits() {
-            log.append(&c).unwrap();
-        }
-        assert!(engine.wait_for_sealing().is_empty());
-    }
-    fs::remove_file(good.join("LOCK")).unwrap();
-    // The corrupt copy: one byte flipped in the first record of the active segment, with
-    // valid records after it (not a torn tail).
-    let corrupt = fixture_dir("corrupt-active-frame");
-    copy_dir(&good, &corrupt);
-    let active = fs::read_dir(log_dir(&corrupt))
+fn active_segment(data: &Path) -> PathBuf {
+    fs::read_dir(log_dir(data))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "log"))
         .max()
-        .unwrap();
+        .unwrap()
+}
+
+/// The corrupt copy of `good`: one byte flipped in the first record of the active segment,
+/// with valid records after it (not a torn tail).
+fn write_corrupt_copy(good: &Path, corrupt: &Path) {
+    copy_dir(good, corrupt);
+    let active = active_segment(corrupt);
     let mut bytes = fs::read(&active).unwrap();
     assert!(
         bytes.len() > 400,
@@ -159,9 +151,35 @@ fn write_fixtures() {
 }
 
 #[test]
-fn v1_fixture_opens_and_reads_back_exactly() {
+#[ignore = "wrote the checked-in fixtures of version 2; never run again"]
+fn write_v2_fixtures() {
+    let good = fixture_dir(2, "good");
+    assert!(
+        !good.exists(),
+        "fixtures of a released version are never rewritten"
+    );
+    {
+        let engine = LogStore::open_with_io(config(&good), Arc::new(StdIo)).unwrap();
+        let log = engine.create_tenant(TENANT).unwrap().event_log().unwrap();
+        for c in fixture_commits() {
+            log.append(&c).unwrap();
+            // So that every roll after the first finds a sealed-away file ready.
+            assert!(engine.wait_for_sealing().is_empty());
+            engine.wait_for_spares();
+        }
+    }
+    fs::remove_file(good.join("LOCK")).unwrap();
+    // Spares are deleted at open anyway: keep the fixture small.
+    fs::remove_dir_all(good.join("spares")).unwrap();
+    let active = fs::read(active_segment(&good)).unwrap();
+    let header = SegmentHeader::decode(&active[..HEADER_LEN]).unwrap();
+    assert!(header.recycled && header.format_version == 2, "{header:?}");
+    write_corrupt_copy(&good, &fixture_dir(2, "corrupt-active-frame"));
+}
+
+fn fixture_opens_and_reads_back_exactly(version: u16) {
     let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&fixture_dir("good"), tmp.path());
+    copy_dir(&fixture_dir(version, "good"), tmp.path());
     let names: Vec<String> = fs::read_dir(log_dir(tmp.path()))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -198,10 +216,9 @@ fn v1_fixture_opens_and_reads_back_exactly() {
     }
 }
 
-#[test]
-fn v1_corrupt_fixture_is_refused_with_file_and_offset() {
+fn corrupt_fixture_is_refused_with_file_and_offset(version: u16) {
     let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&fixture_dir("corrupt-active-frame"), tmp.path());
+    copy_dir(&fixture_dir(version, "corrupt-active-frame"), tmp.path());
     let engine = LogStore::open_with_io(config(tmp.path()), Arc::new(StdIo)).unwrap();
     let err = engine.tenant(TENANT).unwrap().event_log().unwrap_err();
     match &err {
@@ -214,4 +231,30 @@ fn v1_corrupt_fixture_is_refused_with_file_and_offset() {
         }
         other => panic!("expected a checksum mismatch, got {other}"),
     }
+}
+
+#[test]
+fn v1_fixture_opens_and_reads_back_exactly() {
+    fixture_opens_and_reads_back_exactly(1);
+}
+
+#[test]
+fn v1_corrupt_fixture_is_refused_with_file_and_offset() {
+    corrupt_fixture_is_refused_with_file_and_offset(1);
+}
+
+#[test]
+fn v2_fixture_opens_and_reads_back_exactly() {
+    let active = fs::read(active_segment(&fixture_dir(2, "good"))).unwrap();
+    let header = SegmentHeader::decode(&active[..HEADER_LEN]).unwrap();
+    assert!(
+        header.recycled,
+        "the v2 fixture's active segment is recycled: {header:?}"
+    );
+    fixture_opens_and_reads_back_exactly(2);
+}
+
+#[test]
+fn v2_corrupt_fixture_is_refused_with_file_and_offset() {
+    corrupt_fixture_is_refused_with_file_and_offset(2);
 }

@@ -1,7 +1,9 @@
 //! Spare segments on real backends (std and io_uring): rolls start their new segment in a spare
-//! the zeroer made (zero-filled to a whole segment), the data reads back whole across them, a
-//! reopen deletes what a previous run left among the spares, and a stranger there fails the
-//! open. The crash tests (crash.rs) cover a crash at every operation of rolls into spares.
+//! the zeroer made (zero-filled to a whole segment) or in the file of a sealed-away segment, the
+//! data reads back whole across them, a reopen deletes what a previous run left among the
+//! spares, a stranger there fails the open, and a recycled active segment's old bytes are its
+//! clean end after a crash, strict mode included, while a commit torn in it is cut. The crash
+//! tests (crash.rs) cover a crash at every operation of rolls into both kinds of spare.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,11 +14,14 @@ mod common;
 
 use std::sync::{atomic::Ordering, Arc};
 
-use annals_log::{Error, LogConfig, LogStore, StdIo};
+use annals_log::{
+    testing::format::{encode_frame, SegmentHeader, HEADER_LEN},
+    Error, EventLogSequenceNumber, LogConfig, LogStore, RecoveryMode, StdIo,
+};
 use common::*;
 
-/// Appends `n` commits, waiting for the zeroer after each so that every roll but the first
-/// finds its spare; returns the commits.
+/// Appends `n` commits, waiting for the sealer and the zeroer after each so that every roll
+/// but the first finds its spare (a sealed-away file, or zeros); returns the commits.
 fn append_waiting_for_spares(
     store: &LogStore,
     n: u64,
@@ -28,6 +33,7 @@ fn append_waiting_for_spares(
         .map(|tag| {
             let c = Arc::new(commit(&mut r, tag, 1 + (tag as usize % 5)));
             log.append(&c).unwrap();
+            assert_eq!(store.wait_for_sealing(), Vec::<String>::new());
             store.wait_for_spares();
             c
         })
@@ -79,16 +85,10 @@ fn rolls_start_in_spares_and_a_reopen_deletes_leftovers() {
             io.name()
         );
         assert_eq!(spare_files(&config).len(), 1, "one spare kept ready");
-        // The active segment came from a spare: zeros already cover a whole segment.
-        let active = std::fs::read_dir(log.dir())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "log"))
-            .max()
-            .unwrap();
-        assert_eq!(
-            std::fs::metadata(&active).unwrap().len(),
-            config.segment_bytes_max.as_u64(),
+        // The active segment came from a spare: written blocks already cover a whole segment.
+        let active = active_segment(&log);
+        assert!(
+            std::fs::metadata(&active).unwrap().len() >= config.segment_bytes_max.as_u64(),
             "{}",
             active.display()
         );
@@ -122,14 +122,16 @@ fn a_stranger_among_the_spares_fails_the_open() {
 }
 
 /// Opens a store on `config`, appends across several rolls and checks that none of them took
-/// a spare and that everything reads back.
-fn rolls_without_spares(config: &LogConfig) {
+/// a spare of zeros and that everything reads back; returns the rolls into recycled files.
+fn rolls_without_zeroed_spares(config: &LogConfig) -> u64 {
     let store = LogStore::open_with_io(config.clone(), Arc::new(StdIo)).unwrap();
     let commits = append_waiting_for_spares(&store, 60, 1);
     let log = test_log(&store);
     assert!(log.stats().rolls.load(Ordering::Relaxed) >= 3);
-    assert_eq!(log.stats().spare_rolls.load(Ordering::Relaxed), 0);
+    let recycled = log.stats().recycled_rolls.load(Ordering::Relaxed);
+    assert_eq!(log.stats().spare_rolls.load(Ordering::Relaxed), recycled);
     check_reads_back(&store, &commits);
+    recycled
 }
 
 #[test]
@@ -139,7 +141,7 @@ fn no_spares_when_turned_off() {
         spare_segments: 0,
         ..small_config(dir.path())
     };
-    rolls_without_spares(&config);
+    assert_eq!(rolls_without_zeroed_spares(&config), 0);
     assert!(!config.data_dir.join("spares").exists());
 }
 
@@ -151,8 +153,8 @@ fn rolls_out_of_large_groups_do_not_ask_for_spares() {
         preallocate_bytes: bytesize::ByteSize::kib(1),
         ..small_config(dir.path())
     };
-    rolls_without_spares(&config);
-    assert!(spare_files(&config).is_empty(), "no spare made");
+    // Nothing asks the zeroer; sealed-away files may still start later segments.
+    rolls_without_zeroed_spares(&config);
 }
 
 #[test]
@@ -166,4 +168,149 @@ fn spare_segments_above_16_is_refused() {
         Err(e) => assert!(e.to_string().contains("spare-segments"), "{e}"),
         Ok(_) => panic!("17 spare segments accepted"),
     }
+}
+
+/// The newest raw segment file of `log` (the active one).
+fn active_segment(log: &annals_log::Log) -> std::path::PathBuf {
+    std::fs::read_dir(log.dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .max()
+        .unwrap()
+}
+
+/// Copies a data directory as a crash would leave it: every byte written so far (the tests
+/// write synced data only), nothing of what a clean close does.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_name() != "LOCK" {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn sealed_away_segments_start_later_segments_and_their_old_bytes_are_no_torn_tail() {
+    for io in real_backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config(dir.path().join("a"));
+        let store = LogStore::open_with_io(config.clone(), Arc::clone(&io)).unwrap();
+        let commits = append_waiting_for_spares(&store, 120, 1);
+        let log = test_log(&store);
+        let rolls = log.stats().rolls.load(Ordering::Relaxed);
+        let recycled = log.stats().recycled_rolls.load(Ordering::Relaxed);
+        assert!(
+            recycled * 2 >= rolls,
+            "{}: most rolls should land in sealed-away files: {recycled} of {rolls}",
+            io.name()
+        );
+        // The active segment is one: a version-2 header with the recycled flag.
+        let active = active_segment(&log);
+        let bytes = std::fs::read(&active).unwrap();
+        let header = SegmentHeader::decode(&bytes[..HEADER_LEN]).unwrap();
+        assert!(header.recycled && header.format_version == 2, "{header:?}");
+        check_reads_back(&store, &commits);
+
+        // A crash now. The copy opens and is cut to its own records.
+        let crashed = LogConfig {
+            data_dir: dir.path().join("b"),
+            ..config.clone()
+        };
+        copy_dir(&config.data_dir, &crashed.data_dir);
+        let next = {
+            let store = LogStore::open_with_io(crashed.clone(), Arc::clone(&io)).unwrap();
+            check_reads_back(&store, &commits);
+            test_log(&store).next_sequence_number()
+        };
+        let active = active_segment_in(&crashed);
+        let end = std::fs::metadata(&active).unwrap().len();
+        assert!(end < bytes.len() as u64, "the old bytes are cut");
+        let base = header.base;
+
+        // What a recycled file holds after the end: frames of another segment, valid there.
+        // They are its clean end in every mode, strict included, and nothing of them is counted
+        // as torn.
+        let mut stale = Vec::new();
+        let other = EventLogSequenceNumber(base.0 + 1_000_000);
+        encode_frame(
+            &mut stale,
+            other,
+            end,
+            other,
+            0,
+            0,
+            b"a record of another segment",
+        );
+        append_bytes(&active, &stale);
+        for mode in [RecoveryMode::Strict, RecoveryMode::TolerateTornTail] {
+            let store = LogStore::open_with_io(
+                LogConfig {
+                    recovery_mode: mode,
+                    ..crashed.clone()
+                },
+                Arc::clone(&io),
+            )
+            .unwrap_or_else(|e| panic!("{}: {mode:?}: {e}", io.name()));
+            let log = test_log(&store);
+            let report = log.recovery_report();
+            assert_eq!((report.truncated_bytes, report.dropped_records), (0, 0));
+            assert_eq!(log.next_sequence_number(), next);
+            check_reads_back(&store, &commits);
+            assert_eq!(std::fs::metadata(&active).unwrap().len(), end);
+            drop(log);
+            drop(store);
+            append_bytes(&active, &stale);
+        }
+
+        // A commit torn in it: its first record written, not the second, old bytes after it.
+        // Strict recovery refuses it; the default cuts it.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&active)
+            .unwrap()
+            .set_len(end)
+            .unwrap();
+        let mut torn = Vec::new();
+        encode_frame(&mut torn, base, end, next, 1, 0, b"half of a commit");
+        append_bytes(&active, &torn);
+        append_bytes(&active, &stale);
+        let strict = LogConfig {
+            recovery_mode: RecoveryMode::Strict,
+            ..crashed.clone()
+        };
+        let opened = LogStore::open_with_io(strict, Arc::clone(&io))
+            .and_then(|s| s.tenant(TENANT))
+            .and_then(|t| t.event_log());
+        match opened {
+            Err(Error::Corruption { what, .. }) => assert!(what.contains("torn tail"), "{what}"),
+            other => panic!("strict recovery cut a torn commit: {other:?}"),
+        }
+        let store = LogStore::open_with_io(crashed.clone(), Arc::clone(&io)).unwrap();
+        let log = test_log(&store);
+        assert_eq!(log.recovery_report().dropped_records, 1);
+        assert_eq!(log.recovery_report().truncated_bytes, torn.len() as u64);
+        assert_eq!(std::fs::metadata(&active).unwrap().len(), end);
+        check_reads_back(&store, &commits);
+        let mut all = commits.clone();
+        all.extend(append_waiting_for_spares(&store, 40, 5000));
+        check_reads_back(&store, &all);
+    }
+}
+
+/// The newest raw segment file of the test tenant's event log under `config`'s data directory.
+fn active_segment_in(config: &LogConfig) -> std::path::PathBuf {
+    let store = LogStore::open_with_io(config.clone(), Arc::new(StdIo)).unwrap();
+    active_segment(&test_log(&store))
+}
+
+fn append_bytes(path: &std::path::Path, bytes: &[u8]) {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    file.write_all(bytes).unwrap();
 }

@@ -86,8 +86,10 @@ pub struct LogStats {
     pub data_syncs: AtomicU64,
     /// Segments rolled.
     pub rolls: AtomicU64,
-    /// Rolls whose new segment was a spare, zeroed ahead (`spare-segments`).
+    /// Rolls whose new segment was a spare (`spare-segments`): zeroed ahead, or recycled.
     pub spare_rolls: AtomicU64,
+    /// Rolls of those into the file of a sealed-away segment (a recycled spare).
+    pub recycled_rolls: AtomicU64,
     /// Segments sealed.
     pub seals: AtomicU64,
     /// Times the log was healed after a failed write or sync poisoned it.
@@ -208,7 +210,7 @@ impl Log {
             aggregate_end: AtomicU64::new(0),
         });
         for raw in recovered.to_seal {
-            log.queue_seal(raw);
+            log.queue_seal(raw, false);
         }
         Ok(log)
     }
@@ -367,16 +369,46 @@ impl Log {
         })
     }
 
-    fn queue_seal(&self, raw: Arc<RawSegment>) {
+    /// Queues a full segment for sealing. `announced`: the roll that filled it already told
+    /// the spares it may come back ([`Self::announce_seal`]).
+    fn queue_seal(&self, raw: Arc<RawSegment>, announced: bool) {
+        if !announced {
+            self.announce_seal();
+        }
         if let (Some(sealer), Some(log)) = (&self.sealer, self.me.upgrade()) {
             // The sealer only goes away when the engine shuts down; the raw segment then
             // stays raw and is queued again on the next open.
             sealer.send(SealJob { log, raw });
+        } else {
+            self.unannounce_seal();
+        }
+    }
+
+    /// Tells the spares that a full segment is about to be queued for sealing, so that the
+    /// zeroer writes no zeros for the spare its file may become.
+    fn announce_seal(&self) {
+        if let (Some(_), Some(spares)) = (&self.sealer, &self.spares) {
+            spares.expect_recycled();
+        }
+    }
+
+    /// Takes back an [`Self::announce_seal`] whose segment was not queued after all.
+    fn unannounce_seal(&self) {
+        if let (Some(_), Some(spares)) = (&self.sealer, &self.spares) {
+            spares.expected_recycled_done();
         }
     }
 
     /// Seals a full raw segment now and swaps it in for readers. Run by the sealer thread.
     pub(crate) fn seal(&self, raw: &Arc<RawSegment>) -> Result<()> {
+        let sealed = self.seal_and_swap(raw);
+        if let Some(spares) = &self.spares {
+            spares.expected_recycled_done();
+        }
+        sealed
+    }
+
+    fn seal_and_swap(&self, raw: &Arc<RawSegment>) -> Result<()> {
         let sealed = seal_segment(
             self.io.as_ref(),
             &self.config,
@@ -391,14 +423,24 @@ impl Log {
                 *slot = Segment::Sealed(sealed);
             }
         }
-        // Readers that still hold the raw segment keep reading it through their open handle.
+        self.stats.seals.fetch_add(1, Ordering::Relaxed);
+        // A file nobody else holds any more (readers that still hold the raw segment keep
+        // reading it through their open handle, so theirs is deleted) may start a later
+        // segment as a spare: its blocks exist, so appends to it journal nothing.
+        if let (Some(spares), Some(held_before), 1) =
+            (&self.spares, &raw.held_before, Arc::strong_count(raw))
+        {
+            let file = Arc::clone(&raw.file);
+            if spares.recycle(&self.dir, &raw.path, file, raw.id.base(), held_before)? {
+                return Ok(());
+            }
+        }
         self.io
             .remove_file(&raw.path)
             .map_err(|e| Error::io("remove", &raw.path, e))?;
         self.io
             .sync_dir(&self.dir)
             .map_err(|e| Error::io("fsync dir", &self.dir, e))?;
-        self.stats.seals.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

@@ -423,24 +423,39 @@ impl Log {
         let ask = w.small_groups > w.large_groups;
         w.small_groups = 0;
         w.large_groups = 0;
-        let (raw, zeroed_to) = match self.spares.as_ref().and_then(|s| s.take(ask)) {
+        // Before asking: a zeroer woken by the ask must already count the full segment, whose
+        // file may become a spare once it is sealed.
+        self.announce_seal();
+        let started = match self.spares.as_ref().and_then(|s| s.take(ask, id.base())) {
             Some(spare) => {
                 let len = spare.len;
-                self.stats.spare_rolls.fetch_add(1, Ordering::Relaxed);
-                let raw = adopt_spare(
+                let recycled = !spare.held.is_empty();
+                adopt_spare(
                     self.io.as_ref(),
                     &self.dir,
                     self.tenant,
                     self.scope,
                     id,
                     spare,
-                )?;
-                (raw, FileOffset(len))
+                )
+                .map(|raw| {
+                    self.stats.spare_rolls.fetch_add(1, Ordering::Relaxed);
+                    if recycled {
+                        self.stats.recycled_rolls.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (raw, FileOffset(len))
+                })
             }
-            None => (
-                create_raw_segment(self.io.as_ref(), &self.dir, self.tenant, self.scope, id)?,
-                FIRST_FRAME,
-            ),
+            None => create_raw_segment(self.io.as_ref(), &self.dir, self.tenant, self.scope, id)
+                .map(|raw| (raw, FIRST_FRAME)),
+        };
+        let (raw, zeroed_to) = match started {
+            Ok(started) => started,
+            Err(e) => {
+                // The full segment stays active, and is announced again by the next roll.
+                self.unannounce_seal();
+                return Err(e);
+            }
         };
         self.segments.write().push(Segment::Raw(Arc::clone(&raw)));
         let full = std::mem::replace(&mut w.active, raw);
@@ -448,7 +463,7 @@ impl Log {
         w.prealloc_end = zeroed_to.max(FIRST_FRAME);
         w.last_sparse_offset = None;
         self.stats.rolls.fetch_add(1, Ordering::Relaxed);
-        self.queue_seal(full);
+        self.queue_seal(full, true);
         Ok(())
     }
 }

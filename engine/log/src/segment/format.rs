@@ -12,13 +12,18 @@
 
 use crate::ids::{EventLogSequenceNumber, ScopeId, TenantId};
 
-/// Written by this build.
-pub const FORMAT_VERSION: u16 = 1;
-/// Written into every file as `min_compatible_version`: the oldest reader version that can
-/// read what this build writes.
-pub const MIN_COMPATIBLE_VERSION: u16 = 1;
+/// The newest format version this build reads, and the version of the files that use a
+/// feature of it (today: a raw segment in a recycled file, [`FLAG_RECYCLED`]).
+pub const FORMAT_VERSION: u16 = 2;
+/// The version (`format_version` and `min_compatible_version`) of every file that uses no
+/// feature newer than version 1, so that builds of version 1 still read it.
+pub const BASE_FORMAT_VERSION: u16 = 1;
 /// The oldest file format version this build reads.
 pub const OLDEST_READABLE_VERSION: u16 = 1;
+
+/// Header flag (version 2, raw segments only): the file held other segments before this one,
+/// so bytes after its last complete commit may be theirs (FORMAT.md sections 3 and 8.2).
+pub const FLAG_RECYCLED: u8 = 0x01;
 
 /// Segment header magic: a non-ASCII first byte, CR LF and ^Z catch text-mode mangling.
 pub const SEGMENT_MAGIC: [u8; 8] = [0x89, b'A', b'N', b'L', b'\r', b'\n', 0x1A, b'\n'];
@@ -74,6 +79,8 @@ pub struct SegmentHeader {
     pub scope: ScopeId,
     /// Sequence number of the first record.
     pub base: EventLogSequenceNumber,
+    /// A raw segment in a recycled file ([`FLAG_RECYCLED`]).
+    pub recycled: bool,
 }
 
 /// Why a header, frame or trailer failed to decode.
@@ -128,7 +135,8 @@ impl SegmentHeader {
         b[8..10].copy_from_slice(&self.format_version.to_le_bytes());
         b[10..12].copy_from_slice(&self.min_compatible_version.to_le_bytes());
         b[12] = self.kind as u8;
-        // 13: flags, 14..16: reserved, zero.
+        b[13] = if self.recycled { FLAG_RECYCLED } else { 0 };
+        // 14..16: reserved, zero.
         b[16..32].copy_from_slice(self.tenant.as_bytes());
         b[32..48].copy_from_slice(self.scope.as_bytes());
         b[48..56].copy_from_slice(&self.base.0.to_le_bytes());
@@ -138,7 +146,8 @@ impl SegmentHeader {
         b
     }
 
-    /// A current-version header.
+    /// The header of a segment that uses no version-2 feature: version 1, which every build
+    /// reads.
     pub fn new(
         kind: SegmentKind,
         tenant: TenantId,
@@ -146,12 +155,24 @@ impl SegmentHeader {
         base: EventLogSequenceNumber,
     ) -> Self {
         Self {
-            format_version: FORMAT_VERSION,
-            min_compatible_version: MIN_COMPATIBLE_VERSION,
+            format_version: BASE_FORMAT_VERSION,
+            min_compatible_version: BASE_FORMAT_VERSION,
             kind,
             tenant,
             scope,
             base,
+            recycled: false,
+        }
+    }
+
+    /// The header of a raw segment written into a recycled file: version 2, which builds of
+    /// version 1 refuse by its version.
+    pub fn new_recycled(tenant: TenantId, scope: ScopeId, base: EventLogSequenceNumber) -> Self {
+        Self {
+            format_version: FORMAT_VERSION,
+            min_compatible_version: FORMAT_VERSION,
+            recycled: true,
+            ..Self::new(SegmentKind::Raw, tenant, scope, base)
         }
     }
 
@@ -201,11 +222,23 @@ impl SegmentHeader {
                 )))
             }
         };
-        if b[13] != 0 || b[14..16] != [0, 0] || b[56..60] != [0; 4] {
+        if b[14..16] != [0, 0] || b[56..60] != [0; 4] {
             return Err(FormatError::Invalid(
-                "flags and reserved header bytes must be zero".into(),
+                "reserved header bytes must be zero".into(),
             ));
         }
+        // Version 1 defines no flag; version 2 defines one, for raw segments, and a file that
+        // uses it needs a reader of version 2.
+        let recycled = match b[13] {
+            0 => false,
+            FLAG_RECYCLED if kind == SegmentKind::Raw && min_compatible_version >= 2 => true,
+            other => {
+                return Err(FormatError::Invalid(format!(
+                    "flags {other:#04x} are not valid in a {kind:?} segment of minimum \
+                     compatible version {min_compatible_version}"
+                )))
+            }
+        };
         Ok(Self {
             format_version,
             min_compatible_version,
@@ -213,6 +246,7 @@ impl SegmentHeader {
             tenant: TenantId::from_bytes(read_16(b, 16)),
             scope: ScopeId::from_bytes(read_16(b, 32)),
             base: EventLogSequenceNumber(read_u64(b, 48)),
+            recycled,
         })
     }
 }
@@ -530,6 +564,37 @@ mod tests {
                 SegmentHeader::decode(&damaged).is_err(),
                 "bit {bit} flip undetected"
             );
+        }
+    }
+
+    #[test]
+    fn a_recycled_raw_header_is_version_2_and_its_flag_is_checked() {
+        let tenant = TenantId::from_bytes([7; 16]);
+        let h = SegmentHeader::new_recycled(tenant, ScopeId::DEFAULT, EventLogSequenceNumber(9));
+        assert_eq!((h.format_version, h.min_compatible_version), (2, 2));
+        let bytes = h.encode();
+        assert_eq!(bytes[13], FLAG_RECYCLED);
+        assert_eq!(SegmentHeader::decode(&bytes), Ok(h));
+        assert_eq!(
+            header().encode()[8..12],
+            [1, 0, 1, 0],
+            "plain segments stay version 1"
+        );
+        // The flag in a header that version 1 readers would accept, in a sealed segment, or an
+        // unknown flag: damage, not a newer format.
+        let mut v1_flagged = header();
+        v1_flagged.recycled = true;
+        let mut sealed_flagged = h;
+        sealed_flagged.kind = SegmentKind::Sealed;
+        let mut unknown = h.encode();
+        unknown[13] = 0x02;
+        let crc = crc32fast::hash(&unknown[..60]);
+        unknown[60..64].copy_from_slice(&crc.to_le_bytes());
+        for bad in [v1_flagged.encode(), sealed_flagged.encode(), unknown] {
+            assert!(matches!(
+                SegmentHeader::decode(&bad),
+                Err(FormatError::Invalid(_))
+            ));
         }
     }
 

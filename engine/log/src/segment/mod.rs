@@ -72,6 +72,10 @@ pub(crate) struct RawSegment {
     /// Sparse index: (sequence number, file offset) of some frames, ascending, first frame
     /// always included. Bounded by segment size / sparse interval.
     sparse: RwLock<Vec<(EventLogSequenceNumber, FileOffset)>>,
+    /// The bases of the segments whose bytes the file may still hold after this one's end,
+    /// when known: empty for a file that held nothing else, `None` for a recycled segment
+    /// found at open (such a file is never recycled again, see `spare.rs`).
+    pub(crate) held_before: Option<Vec<EventLogSequenceNumber>>,
 }
 
 impl RawSegment {
@@ -90,7 +94,14 @@ impl RawSegment {
             visible_end: AtomicU64::new(visible_end.0),
             visible_next: AtomicU64::new(visible_next.0),
             sparse: RwLock::new(sparse),
+            held_before: Some(Vec::new()),
         }
+    }
+
+    /// The same segment, in a file that may hold the bytes of the segments `held_before`.
+    pub(crate) fn holding(mut self, held_before: Option<Vec<EventLogSequenceNumber>>) -> Self {
+        self.held_before = held_before;
+        self
     }
 
     /// Where the visible frames end.

@@ -127,7 +127,7 @@ fn check_header(
     tenant: TenantId,
     scope: ScopeId,
     id: SegmentId,
-) -> Result<()> {
+) -> Result<SegmentHeader> {
     let h = SegmentHeader::decode(bytes).map_err(|e| header_error(path, e))?;
     let base = id.base();
     let expected = format!("{kind:?} segment of tenant {tenant} scope {scope} base {base}");
@@ -142,7 +142,7 @@ fn check_header(
             found,
         });
     }
-    Ok(())
+    Ok(h)
 }
 
 struct RawScan {
@@ -158,6 +158,22 @@ struct RawScan {
     dirty_end: FileOffset,
     /// Records after `next_seq` that belong to an incomplete commit.
     dropped_records: u64,
+}
+
+impl RawScan {
+    /// Whether, in a recycled file, the scan's stop is the clean end of the segment's own
+    /// bytes: it stopped exactly at the end of a complete commit, no valid frame of a later
+    /// write follows (the scan fails otherwise), and a segment that is not the last holds
+    /// every record before the next one's base. What fails there is then either what the
+    /// file held before (frames of another base never pass their checksum here, section 4.1)
+    /// or a write lost whole, which took no part of any commit with it.
+    fn stale_end(&self, next_base: Option<EventLogSequenceNumber>) -> bool {
+        self.torn
+            .as_ref()
+            .is_none_or(|(at, _)| *at == self.commit_end)
+            && self.dropped_records == 0
+            && next_base.is_none_or(|next| next == self.next_seq)
+    }
 }
 
 /// Looks, after damage at file offset `damage`, for a valid frame of a *later write group*
@@ -454,11 +470,13 @@ pub(crate) fn recover(
 
     let mut segments: Vec<Segment> = Vec::new();
     let mut to_seal = Vec::new();
-    let all: std::collections::BTreeSet<_> = raws.union(&sealeds).copied().collect();
-    let last = all.iter().next_back().copied();
+    let all: Vec<SegmentId> = raws.union(&sealeds).copied().collect();
+    let last = all.last().copied();
     let mut expected_base: Option<EventLogSequenceNumber> = None;
     let mut active: Option<(Arc<RawSegment>, FileOffset, EventLogSequenceNumber)> = None;
-    for id in all {
+    for (i, &id) in all.iter().enumerate() {
+        // Where this segment must end: at the next one's base (none for the last).
+        let next_base = all.get(i + 1).map(|next| next.base());
         let base = id.base();
         if let Some(expected) = expected_base {
             if base != expected {
@@ -538,14 +556,19 @@ pub(crate) fn recover(
             }
             file.set_len(0)
                 .map_err(|e| Error::io("truncate", &path, e))?;
-            let raw = start_raw_segment(path, file, tenant, scope, id)?;
+            let raw = start_raw_segment(path, file, tenant, scope, id, Vec::new())?;
             segments.push(Segment::Raw(Arc::clone(&raw)));
             active = Some((raw, FIRST_FRAME, base));
             expected_base = Some(base);
             continue;
         }
-        header_check?;
-        let scan = scan_raw(file.as_ref(), &path, id, config)?;
+        let recycled = header_check?.recycled;
+        let mut scan = scan_raw(file.as_ref(), &path, id, config)?;
+        if recycled && scan.stale_end(next_base) {
+            // Bytes of the segments the file held before follow the last commit: not a
+            // torn tail, whatever the mode (FORMAT.md section 8.2).
+            scan.torn = None;
+        }
         if let Some((offset, why)) = &scan.torn {
             if !is_last || config.recovery_mode == RecoveryMode::Strict {
                 return Err(Error::Corruption {
@@ -562,7 +585,9 @@ pub(crate) fn recover(
         if is_last && scan.dirty_end > scan.commit_end {
             // Remove the torn bytes so that nothing stale can ever be read back as a frame:
             // zero them where a preallocated tail follows (keeping its blocks), else truncate.
-            if scan.dirty_end < FileOffset(file_len) {
+            // A recycled file is cut: what follows its last commit may be a whole segment of
+            // older bytes, and none of them is worth a write.
+            if !recycled && scan.dirty_end < FileOffset(file_len) {
                 zero_range(file.as_ref(), scan.commit_end, scan.dirty_end)
                     .map_err(|e| Error::io("zero torn tail", &path, e))?;
             } else {
@@ -571,21 +596,26 @@ pub(crate) fn recover(
             }
             file.sync_data()
                 .map_err(|e| Error::io("fdatasync", &path, e))?;
-            report.truncated_bytes = scan.dirty_end - scan.commit_end;
+            // In a recycled file only this segment's own bytes count: those of the frames of
+            // an incomplete commit before the scan stopped.
+            report.truncated_bytes = if recycled {
+                scan.torn
+                    .as_ref()
+                    .map_or(0, |(at, _)| *at - scan.commit_end)
+            } else {
+                scan.dirty_end - scan.commit_end
+            };
             report.dropped_records = scan.dropped_records;
         }
         // What recovery accepts must be durable before the log serves it: after a failed
         // fdatasync and a restart the page cache may hold bytes the disk never got.
         file.sync_data()
             .map_err(|e| Error::io("fdatasync", &path, e))?;
-        let raw = Arc::new(RawSegment::new(
-            path,
-            file,
-            id,
-            scan.commit_end,
-            scan.next_seq,
-            scan.sparse,
-        ));
+        // What an earlier life of a recycled file left in it is not known after a restart.
+        let raw = Arc::new(
+            RawSegment::new(path, file, id, scan.commit_end, scan.next_seq, scan.sparse)
+                .holding((!recycled).then(Vec::new)),
+        );
         segments.push(Segment::Raw(Arc::clone(&raw)));
         expected_base = Some(scan.next_seq);
         if is_last {
@@ -648,15 +678,17 @@ pub(crate) fn create_raw_segment(
     let file = io
         .open(&path, OpenMode::CreateNew)
         .map_err(|e| Error::io("create", &path, e))?;
-    let raw = start_raw_segment(path, file, tenant, scope, id)?;
+    let raw = start_raw_segment(path, file, tenant, scope, id, Vec::new())?;
     io.sync_dir(dir)
         .map_err(|e| Error::io("fsync dir", dir, e))?;
     Ok(raw)
 }
 
-/// Makes `spare` (zeros, synced) the new raw segment `id` of `dir` durably: header written and
-/// synced while it is still a spare, then renamed into place and the directory synced, so the
-/// segment's name never appears without its header (FORMAT.md section 8.3).
+/// Makes `spare` (zeros, synced, or a recycled file, whose header then says so) the new raw
+/// segment `id` of `dir` durably: header written and synced while it is still a spare, then
+/// renamed into place and the directory synced, so the segment's name never appears without
+/// its header (FORMAT.md section 8.3). The caller checks that a recycled file never held a
+/// segment of the same base (section 4.1).
 pub(crate) fn adopt_spare(
     io: &dyn IoEngine,
     dir: &Path,
@@ -674,7 +706,7 @@ pub(crate) fn adopt_spare(
             std::io::Error::from(std::io::ErrorKind::AlreadyExists),
         ));
     }
-    let raw = start_raw_segment(path.clone(), spare.file, tenant, scope, id)?;
+    let raw = start_raw_segment(path.clone(), spare.file, tenant, scope, id, spare.held)?;
     io.rename(&spare.path, &path)
         .map_err(|e| Error::io("rename a spare segment to", &path, e))?;
     io.sync_dir(dir)
@@ -689,16 +721,18 @@ fn start_raw_segment(
     tenant: TenantId,
     scope: ScopeId,
     id: SegmentId,
+    held_before: Vec<EventLogSequenceNumber>,
 ) -> Result<Arc<RawSegment>> {
-    let header = SegmentHeader::new(SegmentKind::Raw, tenant, scope, id.base()).encode();
+    let header = if held_before.is_empty() {
+        SegmentHeader::new(SegmentKind::Raw, tenant, scope, id.base())
+    } else {
+        SegmentHeader::new_recycled(tenant, scope, id.base())
+    }
+    .encode();
     file.write_all_at_and_sync(&header, 0)
         .map_err(|e| Error::io("write+fdatasync", &path, e))?;
-    Ok(Arc::new(RawSegment::new(
-        path,
-        file,
-        id,
-        FIRST_FRAME,
-        id.base(),
-        Vec::new(),
-    )))
+    Ok(Arc::new(
+        RawSegment::new(path, file, id, FIRST_FRAME, id.base(), Vec::new())
+            .holding(Some(held_before)),
+    ))
 }
