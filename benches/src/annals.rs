@@ -34,6 +34,8 @@ pub struct Counters {
     pub rolls: u64,
     /// Rolls into a spare segment.
     pub spare_rolls: u64,
+    /// Of those, rolls into the file of a sealed-away segment.
+    pub recycled_rolls: u64,
     /// Segments sealed.
     pub seals: u64,
 }
@@ -71,6 +73,7 @@ impl Annals {
             groups: stats.groups.load(Ordering::Relaxed),
             rolls: stats.rolls.load(Ordering::Relaxed),
             spare_rolls: stats.spare_rolls.load(Ordering::Relaxed),
+            recycled_rolls: stats.recycled_rolls.load(Ordering::Relaxed),
             seals: stats.seals.load(Ordering::Relaxed),
         }
     }

@@ -423,6 +423,10 @@ fn measure_append(
                 "spare_rolls".to_owned(),
                 json!(after.spare_rolls - before.spare_rolls),
             );
+            extra.insert(
+                "recycled_rolls".to_owned(),
+                json!(after.recycled_rolls - before.recycled_rolls),
+            );
             extra.insert("seals".to_owned(), json!(after.seals - before.seals));
             let backend = annals.io_backend();
             drop(annals);
