@@ -11,7 +11,10 @@
 //! [`FLAG_PREALLOCATE`] keeps the 1 KiB zeroed tail of [`fuzz_config`] ahead of the active
 //! segment's data (else none). Without it, data writes extend their file, which is what
 //! `FaultIo`'s torn and reordered crash modes act on; with it, most data writes overwrite
-//! durable zeros, which a `FaultIo` crash keeps or drops whole.
+//! durable zeros, which a `FaultIo` crash keeps or drops whole. [`FLAG_SPARES`] keeps one spare
+//! segment: rolls then start in zeros or in the file of a sealed-away segment (a recycled
+//! one, format version 2), and the harness waits for the zeroer wherever it waits for the
+//! sealer.
 //!
 //! The engine runs on a `FaultIo` with tiny segments ([`fuzz_config`]), so a few appends roll
 //! and seal. The model is the list of commits visible in the log, plus the commits whose
@@ -50,6 +53,8 @@ pub const FLAG_BACKGROUND_SEALING: u8 = 2;
 pub const FLAG_NO_SEALING: u8 = 4;
 /// Flag: preallocate the active segment's tail.
 pub const FLAG_PREALLOCATE: u8 = 8;
+/// Flag: one spare segment (zeros or a recycled file).
+pub const FLAG_SPARES: u8 = 16;
 
 /// At most this many operations per input.
 pub const OPS_MAX: usize = 64;
@@ -92,7 +97,7 @@ pub enum Op {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// [`FLAG_BUFFERED`], [`FLAG_BACKGROUND_SEALING`], [`FLAG_NO_SEALING`],
-    /// [`FLAG_PREALLOCATE`].
+    /// [`FLAG_PREALLOCATE`], [`FLAG_SPARES`].
     pub flags: u8,
     /// The operations.
     pub ops: Vec<Op>,
@@ -228,6 +233,7 @@ impl Harness {
                 } else {
                     fuzz_config().preallocate_bytes
                 },
+                spare_segments: u32::from(flags & FLAG_SPARES != 0),
                 ..fuzz_config()
             },
             background_sealing: flags & FLAG_BACKGROUND_SEALING != 0,
@@ -318,6 +324,7 @@ impl Harness {
     fn settle_sealing(&self) {
         if !self.background_sealing {
             self.wait_for_sealing();
+            self.engine().wait_for_spares();
         }
     }
 

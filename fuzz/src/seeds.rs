@@ -569,7 +569,8 @@ fn ops_seeds(seeds: &mut Vec<Seed>) {
         Op::Crash(CrashMode::Reordered(5)),
     ]);
     push("no-sealing", ops::FLAG_NO_SEALING, raw_only.clone());
-    push("preallocated", ops::FLAG_PREALLOCATE, raw_only);
+    push("preallocated", ops::FLAG_PREALLOCATE, raw_only.clone());
+    push("spares", ops::FLAG_SPARES, raw_only);
     let mut background = vec![append(5, 180); 10];
     background.extend([read(0, 63), Op::Reopen, read(10, 5)]);
     push("background-sealing", FLAG_BACKGROUND_SEALING, background);

@@ -28,10 +28,12 @@
 //! back instead ([`Spares::expect_recycled`]). A ready spare of either kind is used by any roll.
 //!
 //! Safety of recycling: a frame's checksum binds its segment's base and offset, so the old
-//! frames in a recycled file fail their checks in a segment of any other base. A spare carries
-//! the bases of every segment it held, and never starts a segment of one of them (it is deleted
-//! instead); a file is recycled only once no reader holds its raw segment (readers keep reading
-//! through their descriptor, which would then see the new segment's bytes).
+//! frames in a recycled file fail their checks in a segment at any base that does not check
+//! alike ([`checks_alike`]). A spare carries the bases of every segment it held, and never
+//! starts a segment at a base that checks alike with one of them (it is deleted instead); a
+//! recycled file holds its tenant's data, so it only goes to that tenant's logs, and deleting the
+//! tenant deletes it; a file is recycled only once no reader holds its raw segment (readers keep
+//! reading through their descriptor, which would then see the new segment's bytes).
 //!
 //! Bounds: at most `spare-segments` spares exist, each at most `segment-bytes-max` +
 //! `preallocate-bytes` long, and a recycled one for at most 64 segments. No zeros are made
@@ -53,7 +55,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::{
     config::LogConfig,
     error::{Error, Result},
-    ids::{EventLogSequenceNumber, FileOffset},
+    ids::{EventLogSequenceNumber, FileOffset, TenantId},
     io::{IoEngine, IoFile, OpenMode},
     segment::recovery::zero_range,
 };
@@ -78,7 +80,7 @@ const CHUNK_BYTES: u64 = 1 << 20;
 const HELD_MAX: usize = 64;
 
 /// A file ready to become a segment: `len` bytes of zeros, written and synced, or a recycled
-/// segment file whose bytes are those of the segments of bases `held`.
+/// segment file of tenant `tenant` whose bytes are those of the segments of bases `held`.
 #[derive(Debug)]
 pub(crate) struct Spare {
     pub(crate) path: PathBuf,
@@ -86,6 +88,27 @@ pub(crate) struct Spare {
     pub(crate) len: u64,
     /// Empty for zeros.
     pub(crate) held: Vec<EventLogSequenceNumber>,
+    /// Whose bytes a recycled file holds (`None` for zeros).
+    pub(crate) tenant: Option<TenantId>,
+}
+
+impl Spare {
+    /// Whether a segment of `tenant` at `base` may start in this file: zeros may start any; a
+    /// recycled file only one of the same tenant (its old bytes are that tenant's data), and
+    /// only at a base none of whose frames would pass a check of the segments it held.
+    fn fits(&self, tenant: TenantId, base: EventLogSequenceNumber) -> bool {
+        self.tenant.is_none_or(|t| t == tenant)
+            && !self.held.iter().any(|held| checks_alike(*held, base))
+    }
+}
+
+/// Whether frames of segments at bases `a` and `b` get the same checksum wherever their other
+/// bytes are the same. A frame's CRC-32 covers the base first (FORMAT.md section 4.1), and CRC-32
+/// is linear: two bases check alike exactly when their XOR is a multiple of the CRC polynomial,
+/// which is when their own 8-byte CRCs are equal. Equal bases do, and so do some far apart (0 and
+/// 7 976 584 769, say).
+pub(crate) fn checks_alike(a: EventLogSequenceNumber, b: EventLogSequenceNumber) -> bool {
+    crc32fast::hash(&a.0.to_le_bytes()) == crc32fast::hash(&b.0.to_le_bytes())
 }
 
 /// The store's spares and the zeroer's wake-up.
@@ -175,16 +198,21 @@ impl Spares {
         }
     }
 
-    /// A ready spare for a segment of base `base`, if there is one; with `ask`, asks the
-    /// zeroer for more. A recycled file that held a segment of that base is deleted instead:
-    /// its old frames would pass their checksums in the new segment (FORMAT.md section 4.1).
-    pub(crate) fn take(&self, ask: bool, base: EventLogSequenceNumber) -> Option<Spare> {
+    /// A ready spare for a segment of `tenant` at `base`, if there is one ([`Spare::fits`]);
+    /// with `ask`, asks the zeroer for more. When none fits, one that does not is deleted, so
+    /// that the room it took goes to a spare that will.
+    pub(crate) fn take(
+        &self,
+        ask: bool,
+        tenant: TenantId,
+        base: EventLogSequenceNumber,
+    ) -> Option<Spare> {
         let (spare, unfit) = {
             let mut state = self.state.lock();
             if ask {
                 state.asked += 1;
             }
-            match state.ready.iter().position(|s| !s.held.contains(&base)) {
+            match state.ready.iter().position(|s| s.fits(tenant, base)) {
                 Some(i) => (Some(state.ready.swap_remove(i)), None),
                 None => (None, state.ready.pop()),
             }
@@ -215,10 +243,10 @@ impl Spares {
         }
     }
 
-    /// Offers the file of a raw segment of base `base` whose sealed copy is durable and which
-    /// nobody reads any more, `file` open on `path` in the log directory `log_dir`, which held
-    /// the segments of bases `held_before` before it, as a spare. `Ok(true)` when it moved it
-    /// into the spares; `Ok(false)` when no spare is wanted (the caller deletes it as before).
+    /// Offers the file of a raw segment of `tenant` at `base` whose sealed copy is durable and
+    /// which nobody reads any more, `file` open on `path` in the log directory `log_dir`, which
+    /// held the segments of bases `held_before` before it, as a spare. `Ok(true)` when it moved
+    /// it into the spares; `Ok(false)` when no spare is wanted (the caller deletes it as before).
     ///
     /// Kept only while fewer than `spare-segments` spares are ready, the file system has room
     /// to spare (as for zeros) and the file is no longer than a roll leaves one; the log
@@ -228,7 +256,7 @@ impl Spares {
         log_dir: &Path,
         path: &Path,
         file: Arc<dyn IoFile>,
-        base: EventLogSequenceNumber,
+        (tenant, base): (TenantId, EventLogSequenceNumber),
         held_before: &[EventLogSequenceNumber],
     ) -> Result<bool> {
         let len = file.len().map_err(|e| Error::io("stat", path, e))?;
@@ -272,6 +300,7 @@ impl Spares {
                 file,
                 len,
                 held,
+                tenant: Some(tenant),
             });
         } else {
             drop(state);
@@ -332,6 +361,7 @@ impl Spares {
                             file,
                             len: self.len,
                             held: Vec::new(),
+                            tenant: None,
                         });
                     } else {
                         // A recycled file came while these zeros were written.
@@ -354,6 +384,21 @@ impl Spares {
                     return;
                 }
             }
+        }
+    }
+
+    /// Deletes the recycled spares that hold bytes of `tenant`, which is being deleted.
+    pub(crate) fn forget_tenant(&self, tenant: TenantId) {
+        let gone: Vec<Spare> = {
+            let mut state = self.state.lock();
+            let (gone, kept) = std::mem::take(&mut state.ready)
+                .into_iter()
+                .partition(|s| s.tenant == Some(tenant));
+            state.ready = kept;
+            gone
+        };
+        for spare in gone {
+            let _ = self.io.remove_file(&spare.path);
         }
     }
 
@@ -418,7 +463,17 @@ mod tests {
     }
 
     #[test]
-    fn a_recycled_file_never_starts_a_segment_of_a_base_it_held() {
+    fn bases_whose_frames_check_alike() {
+        let seq = EventLogSequenceNumber;
+        assert!(checks_alike(seq(42), seq(42)));
+        assert!(!checks_alike(seq(0), seq(1)));
+        // 0x1_DB71_0641 is the CRC-32 polynomial (bit-reflected, with its x^32 term).
+        assert!(checks_alike(seq(0), seq(0x1_DB71_0641)));
+        assert!(checks_alike(seq(5), seq(5 ^ (0x1_DB71_0641 << 3))));
+    }
+
+    #[test]
+    fn a_recycled_file_goes_only_to_its_tenant_and_never_to_a_base_that_checks_alike() {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig::new(dir.path());
         let io: Arc<dyn IoEngine> = Arc::new(crate::io::StdIo);
@@ -432,47 +487,63 @@ mod tests {
             (path, file)
         };
         let seq = EventLogSequenceNumber;
+        let (a, b) = (TenantId::from_bytes([1; 16]), TenantId::from_bytes([2; 16]));
+        let recycle = |name: &str, base: u64| {
+            let (path, file) = sealed_away(name);
+            assert!(spares
+                .recycle(&logs, &path, file, (a, seq(base)), &[seq(7)])
+                .unwrap());
+            assert!(!path.exists(), "moved into the spares");
+            spares.state.lock().ready[0].path.clone()
+        };
 
-        // A file that held the segments of bases 7 and 100 goes to no segment of either base:
-        // it is deleted instead.
-        let (path, file) = sealed_away("a.log");
-        assert!(spares
-            .recycle(&logs, &path, file, seq(100), &[seq(7)])
-            .unwrap());
-        assert!(!path.exists(), "moved into the spares");
-        let spare_path = spares.state.lock().ready[0].path.clone();
-        assert!(spares.take(false, seq(100)).is_none());
-        assert!(!spare_path.exists(), "an unfit spare is deleted");
-        let (path, file) = sealed_away("b.log");
-        assert!(spares
-            .recycle(&logs, &path, file, seq(100), &[seq(7)])
-            .unwrap());
-        assert!(spares.take(false, seq(7)).is_none());
-
-        // Any other base takes it, with what it held.
-        let (path, file) = sealed_away("c.log");
-        assert!(spares
-            .recycle(&logs, &path, file, seq(100), &[seq(7)])
-            .unwrap());
-        let spare = spares.take(false, seq(200)).unwrap();
-        assert_eq!(spare.held, vec![seq(7), seq(100)]);
+        // A file that held the segments of bases 7 and 100 goes to no segment at either base,
+        // nor at one whose frames check alike: it is deleted instead.
+        for base in [100, 7, 0x1_DB71_0641 ^ 0x64] {
+            let spare_path = recycle("a.log", 100);
+            assert!(spares.take(false, a, seq(base)).is_none(), "base {base}");
+            assert!(!spare_path.exists(), "an unfit spare is deleted");
+        }
+        // Nor to another tenant's segment.
+        let spare_path = recycle("b.log", 100);
+        assert!(spares.take(false, b, seq(200)).is_none());
+        assert!(!spare_path.exists());
+        // Its own tenant's segment at any other base takes it, with what it held.
+        recycle("c.log", 100);
+        let spare = spares.take(false, a, seq(200)).unwrap();
+        assert_eq!(
+            (spare.held, spare.tenant),
+            (vec![seq(7), seq(100)], Some(a))
+        );
         assert_eq!(spare.len, 4096);
+        // Deleting the tenant deletes its recycled spares.
+        let spare_path = recycle("d.log", 300);
+        spares.forget_tenant(b);
+        assert!(spare_path.exists());
+        spares.forget_tenant(a);
+        assert!(!spare_path.exists());
+        assert!(spares.state.lock().ready.is_empty());
 
         // No more than `spare-segments` are kept; a file longer than a roll leaves one, or one
         // that has held too many segments, is not kept either: the caller deletes those.
-        let (path, file) = sealed_away("d.log");
-        assert!(spares.recycle(&logs, &path, file, seq(300), &[]).unwrap());
-        let (path, file) = sealed_away("e.log");
-        assert!(!spares.recycle(&logs, &path, file, seq(400), &[]).unwrap());
+        recycle("e.log", 300);
+        let (path, file) = sealed_away("f.log");
+        assert!(!spares
+            .recycle(&logs, &path, file, (a, seq(400)), &[])
+            .unwrap());
         assert!(path.exists(), "left to the caller");
-        assert!(spares.take(false, seq(500)).is_some());
-        let long = logs.join("f.log");
+        assert!(spares.take(false, a, seq(500)).is_some());
+        let long = logs.join("g.log");
         std::fs::write(&long, vec![7u8; (spares.recycle_len_max + 1) as usize]).unwrap();
         let file = io.open(&long, OpenMode::ReadWrite).unwrap();
-        assert!(!spares.recycle(&logs, &long, file, seq(600), &[]).unwrap());
+        assert!(!spares
+            .recycle(&logs, &long, file, (a, seq(600)), &[])
+            .unwrap());
         let held: Vec<_> = (0..HELD_MAX as u64).map(seq).collect();
         let file = io.open(&path, OpenMode::ReadWrite).unwrap();
-        assert!(!spares.recycle(&logs, &path, file, seq(700), &held).unwrap());
+        assert!(!spares
+            .recycle(&logs, &path, file, (a, seq(700)), &held)
+            .unwrap());
     }
 
     #[test]

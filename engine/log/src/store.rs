@@ -371,6 +371,9 @@ impl LogStore {
             }
         };
         drop(tenants);
+        if let Some(spares) = &self.shared.spares {
+            spares.forget_tenant(id);
+        }
         self.remove_renamed(&doomed)
     }
 

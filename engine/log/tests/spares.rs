@@ -300,7 +300,60 @@ fn sealed_away_segments_start_later_segments_and_their_old_bytes_are_no_torn_tai
         let mut all = commits.clone();
         all.extend(append_waiting_for_spares(&store, 40, 5000));
         check_reads_back(&store, &all);
+        drop(log);
+        drop(store);
+
+        // Damage to a commit that a later write follows is corruption, as in any segment;
+        // salvage cuts there and counts what it cut, old bytes included.
+        let crashed = LogConfig {
+            data_dir: dir.path().join("c"),
+            ..config.clone()
+        };
+        copy_dir(&config.data_dir, &crashed.data_dir);
+        let active = active_segment_in(&crashed);
+        let mut file = std::fs::read(&active).unwrap();
+        let starts = commit_starts(&file);
+        assert!(
+            starts.len() >= 3,
+            "the active segment holds several commits"
+        );
+        let damaged = starts[starts.len() - 2];
+        file[damaged + 30] ^= 0x40;
+        std::fs::write(&active, &file).unwrap();
+        let opened = LogStore::open_with_io(crashed.clone(), Arc::clone(&io))
+            .and_then(|s| s.tenant(TENANT))
+            .and_then(|t| t.event_log());
+        assert!(
+            matches!(opened, Err(Error::ChecksumMismatch { offset, .. }) if offset == damaged as u64),
+            "{opened:?}"
+        );
+        let salvage = LogConfig {
+            recovery_mode: RecoveryMode::Salvage,
+            ..crashed.clone()
+        };
+        let store = LogStore::open_with_io(salvage, Arc::clone(&io)).unwrap();
+        let log = test_log(&store);
+        assert!(log.recovery_report().truncated_bytes > (file.len() - damaged) as u64 / 2);
+        assert_eq!(std::fs::metadata(&active).unwrap().len(), damaged as u64);
     }
+}
+
+/// File offsets of the first frames of the commits in a raw segment's bytes (frames walked by
+/// their lengths from offset 64 while their sequence numbers follow on; FORMAT.md section 4).
+fn commit_starts(file: &[u8]) -> Vec<usize> {
+    let u32_at = |at: usize| u32::from_le_bytes(file[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(file[at..at + 8].try_into().unwrap());
+    let base = u64_at(48);
+    let (mut at, mut seq, mut starts, mut in_commit) = (HEADER_LEN, base, Vec::new(), false);
+    while at + 24 <= file.len() && u64_at(at + 8) == seq {
+        if !in_commit {
+            starts.push(at);
+        }
+        in_commit = u32_at(at + 16) != 0;
+        at += 24 + u32_at(at) as usize;
+        seq += 1;
+    }
+    starts
 }
 
 /// The newest raw segment file of the test tenant's event log under `config`'s data directory.

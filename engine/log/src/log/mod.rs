@@ -431,7 +431,8 @@ impl Log {
             (&self.spares, &raw.held_before, Arc::strong_count(raw))
         {
             let file = Arc::clone(&raw.file);
-            if spares.recycle(&self.dir, &raw.path, file, raw.id.base(), held_before)? {
+            let owner = (self.tenant, raw.id.base());
+            if spares.recycle(&self.dir, &raw.path, file, owner, held_before)? {
                 return Ok(());
             }
         }

@@ -426,7 +426,11 @@ impl Log {
         // Before asking: a zeroer woken by the ask must already count the full segment, whose
         // file may become a spare once it is sealed.
         self.announce_seal();
-        let started = match self.spares.as_ref().and_then(|s| s.take(ask, id.base())) {
+        let spare = self
+            .spares
+            .as_ref()
+            .and_then(|s| s.take(ask, self.tenant, id.base()));
+        let started = match spare {
             Some(spare) => {
                 let len = spare.len;
                 let recycled = !spare.held.is_empty();

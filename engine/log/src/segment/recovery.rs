@@ -158,6 +158,12 @@ struct RawScan {
     dirty_end: FileOffset,
     /// Records after `next_seq` that belong to an incomplete commit.
     dropped_records: u64,
+    /// End of the last frame that passed its check (= `commit_end` when no frame of an
+    /// incomplete commit follows the last complete one).
+    frames_end: FileOffset,
+    /// `salvage` cut at damage that a valid frame of a later write follows: acknowledged
+    /// records went with the cut.
+    salvaged_over_later_write: bool,
 }
 
 impl RawScan {
@@ -172,6 +178,7 @@ impl RawScan {
             .as_ref()
             .is_none_or(|(at, _)| *at == self.commit_end)
             && self.dropped_records == 0
+            && !self.salvaged_over_later_write
             && next_base.is_none_or(|next| next == self.next_seq)
     }
 }
@@ -242,6 +249,7 @@ fn scan_raw(file: &dyn IoFile, path: &Path, id: SegmentId, config: &LogConfig) -
     let mut sparse = Vec::new();
     let mut last_sparse: Option<FileOffset> = None;
     let mut torn = None;
+    let mut salvaged_over_later_write = false;
     while at < data.len() {
         let offset = FIRST_FRAME + at as u64;
         match parse_frame(&data[at..], base, offset.0, payload_max) {
@@ -295,6 +303,11 @@ fn scan_raw(file: &dyn IoFile, path: &Path, id: SegmentId, config: &LogConfig) -
             FrameParse::Bad(e) => {
                 if config.recovery_mode == RecoveryMode::Salvage {
                     torn = Some((offset, format!("{e:?}; salvage cuts here")));
+                    // Salvage cuts whatever follows; whether acknowledged records went with
+                    // the cut only matters to what a recycled segment reports.
+                    salvaged_over_later_write =
+                        frame_of_later_group(&data[..nonzero_len], at + 1, offset, id, seq)
+                            .is_some();
                     break;
                 }
                 if let Some(later) =
@@ -352,6 +365,8 @@ fn scan_raw(file: &dyn IoFile, path: &Path, id: SegmentId, config: &LogConfig) -
         sparse,
         torn,
         dropped_records: seq.0 - commit_next.0,
+        frames_end: FIRST_FRAME + at.min(data.len()) as u64,
+        salvaged_over_later_write,
     })
 }
 
@@ -564,7 +579,8 @@ pub(crate) fn recover(
         }
         let recycled = header_check?.recycled;
         let mut scan = scan_raw(file.as_ref(), &path, id, config)?;
-        if recycled && scan.stale_end(next_base) {
+        let stale_end = recycled && scan.stale_end(next_base);
+        if stale_end {
             // Bytes of the segments the file held before follow the last commit: not a
             // torn tail, whatever the mode (FORMAT.md section 8.2).
             scan.torn = None;
@@ -597,11 +613,10 @@ pub(crate) fn recover(
             file.sync_data()
                 .map_err(|e| Error::io("fdatasync", &path, e))?;
             // In a recycled file only this segment's own bytes count: those of the frames of
-            // an incomplete commit before the scan stopped.
-            report.truncated_bytes = if recycled {
-                scan.torn
-                    .as_ref()
-                    .map_or(0, |(at, _)| *at - scan.commit_end)
+            // an incomplete commit it cut, none at a clean end. Where salvage cut acknowledged
+            // records, every non-zero byte cut counts, old ones included: at most that went.
+            report.truncated_bytes = if recycled && !scan.salvaged_over_later_write {
+                scan.frames_end - scan.commit_end
             } else {
                 scan.dirty_end - scan.commit_end
             };
@@ -698,17 +713,28 @@ pub(crate) fn adopt_spare(
     spare: Spare,
 ) -> Result<Arc<RawSegment>> {
     let path = dir.join(raw_name(id));
-    if io.exists(&path) {
+    let started = if io.exists(&path) {
         // A rename would replace it; creating a segment is exclusive.
-        return Err(Error::io(
+        Err(Error::io(
             "create",
             &path,
             std::io::Error::from(std::io::ErrorKind::AlreadyExists),
-        ));
-    }
-    let raw = start_raw_segment(path.clone(), spare.file, tenant, scope, id, spare.held)?;
-    io.rename(&spare.path, &path)
-        .map_err(|e| Error::io("rename a spare segment to", &path, e))?;
+        ))
+    } else {
+        start_raw_segment(path.clone(), spare.file, tenant, scope, id, spare.held).and_then(|raw| {
+            io.rename(&spare.path, &path)
+                .map_err(|e| Error::io("rename a spare segment to", &path, e))?;
+            Ok(raw)
+        })
+    };
+    let raw = match started {
+        Ok(raw) => raw,
+        Err(e) => {
+            // Still a spare, and no longer counted as one: nothing may keep it.
+            let _ = io.remove_file(&spare.path);
+            return Err(e);
+        }
+    };
     io.sync_dir(dir)
         .map_err(|e| Error::io("fsync dir", dir, e))?;
     Ok(raw)
