@@ -1,7 +1,7 @@
 //! Model test: random sequences of appends, reads, waits for sealing and reopens, checked
 //! against an in-memory `Vec` model, on every backend (std, io_uring, fault). Tiny segments
-//! make the sequences roll and seal constantly. The seed is printed; rerun one with
-//! `ANNALS_TEST_SEED=<seed>`.
+//! make the sequences roll and seal constantly, and roll into recycled files (format version 2)
+//! that reopens then find. The seed is printed; rerun one with `ANNALS_TEST_SEED=<seed>`.
 
 #![allow(
     clippy::unwrap_used,
@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{atomic::Ordering, Arc};
 
 use annals_log::{testing::FaultIo, Commit, EventLogSequenceNumber, IoEngine, LogConfig, LogStore};
 use common::*;
@@ -22,6 +22,7 @@ fn run_model(io: &Arc<dyn IoEngine>, config: &LogConfig, seed: u64, ops: usize) 
     let mut model: Vec<(Arc<Commit>, usize)> = Vec::new();
     let mut engine = Some(LogStore::open_with_io(config.clone(), Arc::clone(io)).unwrap());
     let mut tag = 0u64;
+    let mut recycled_rolls = 0;
     for step in 0..ops {
         let e = engine.as_ref().unwrap();
         let log = test_log(e);
@@ -64,6 +65,7 @@ fn run_model(io: &Arc<dyn IoEngine>, config: &LogConfig, seed: u64, ops: usize) 
                 assert!(beyond.is_err(), "reading beyond the end must fail");
             }
             _ => {
+                recycled_rolls += log.stats().recycled_rolls.load(Ordering::Relaxed);
                 drop(log);
                 drop(engine.take());
                 engine = Some(LogStore::open_with_io(config.clone(), Arc::clone(io)).unwrap());
@@ -98,6 +100,11 @@ fn run_model(io: &Arc<dyn IoEngine>, config: &LogConfig, seed: u64, ops: usize) 
     assert!(
         log.segments().iter().any(|(_, sealed)| *sealed),
         "the model never sealed a segment"
+    );
+    recycled_rolls += log.stats().recycled_rolls.load(Ordering::Relaxed);
+    assert!(
+        recycled_rolls > 0,
+        "the model never rolled into a recycled file"
     );
 }
 
