@@ -89,12 +89,14 @@ pub struct LogConfig {
     /// `fdatasync` has no file-size change to journal: measured here, that makes each sync of
     /// a small append about 1.5x faster on ext4. 0 disables. Default 4 MiB, at most 1 GiB.
     pub preallocate_bytes: ByteSize,
-    /// Segment files kept ready for the next rolls: zero-filled to `segment-bytes-max` and
-    /// synced by a background thread, so a new segment starts with every block allocated and
-    /// written and no append of it waits for zeros. They live in `<data-dir>/spares/`, cost
-    /// `segment-bytes-max` of disk each, and are only made once a log rolls out of a segment
-    /// written mostly in small groups (at most `preallocate-bytes` / 16, the groups the
-    /// leader zeroes ahead for). 0 disables. Default 1, at most 16.
+    /// Segment files kept ready for the next rolls, so a new segment starts with every block
+    /// allocated and written and no append of it waits for zeros: the raw files of sealed
+    /// segments (recycled instead of deleted; a segment in one is of format version 2), or
+    /// files zero-filled to `segment-bytes-max` and synced by a background thread. They live
+    /// in `<data-dir>/spares/` and cost up to `segment-bytes-max` + `preallocate-bytes` of
+    /// disk each; zeros are only made once a log rolls out of a segment written mostly in
+    /// small groups (at most `preallocate-bytes` / 16, the groups the leader zeroes ahead for)
+    /// and no sealed segment's file is on its way. 0 disables both. Default 1, at most 16.
     pub spare_segments: u32,
     /// Uncompressed size of one zstd block in a sealed segment. Default 64 KiB, minimum 1 KiB.
     pub seal_block_bytes: ByteSize,

@@ -8,7 +8,8 @@
 //! segment. It stops when the store drops; unsealed segments are queued again on reopen.
 //!
 //! The zeroer is a second background thread per store (unless `spare-segments` is 0): it keeps
-//! spare segments zero-filled and synced for the next rolls (`spare.rs`).
+//! spare segments zero-filled and synced for the next rolls, where the sealer's recycled files
+//! do not (`spare.rs`).
 
 use std::{
     collections::HashMap,
