@@ -180,21 +180,6 @@ fn active_segment(log: &annals_log::Log) -> std::path::PathBuf {
         .unwrap()
 }
 
-/// Copies a data directory as a crash would leave it: every byte written so far (the tests
-/// write synced data only), nothing of what a clean close does.
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if entry.file_name() != "LOCK" {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn sealed_away_segments_start_later_segments_and_their_old_bytes_are_no_torn_tail() {
     for io in real_backends() {

@@ -201,3 +201,18 @@ pub fn mount_tmpfs(size: &str, name: &str) -> Option<(tempfile::TempDir, Unmount
     let guard = Unmount(mount.path().to_path_buf());
     Some((mount, guard))
 }
+
+/// Copies a data directory, as a crash would leave it when the tests wrote synced data only
+/// (the lock file, which a running store holds, is left out).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_name() != "LOCK" {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
