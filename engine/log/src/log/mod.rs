@@ -432,13 +432,23 @@ impl Log {
         {
             let file = Arc::clone(&raw.file);
             let owner = (self.tenant, raw.id.base());
-            if spares.recycle(&self.dir, &raw.path, file, owner, held_before)? {
-                return Ok(());
+            match spares.recycle(&self.dir, &raw.path, file, owner, held_before) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                // The seal itself succeeded: the file is deleted as it would have been.
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "keeping a sealed-away segment's file as a spare failed; it is deleted"
+                ),
             }
         }
-        self.io
-            .remove_file(&raw.path)
-            .map_err(|e| Error::io("remove", &raw.path, e))?;
+        // Gone already when recycling failed after its rename (it deletes the spare then).
+        match self.io.remove_file(&raw.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("remove", &raw.path, e));
+            }
+            _ => {}
+        }
         self.io
             .sync_dir(&self.dir)
             .map_err(|e| Error::io("fsync dir", &self.dir, e))?;
