@@ -19,13 +19,6 @@ use annals_log::{Error, EventLogSequenceNumber, LogConfig, LogStore, RecoveryMod
 use bytesize::ByteSize;
 use common::*;
 
-fn log_dir(data: &Path) -> PathBuf {
-    data.join("tenants")
-        .join(TENANT.to_string())
-        .join("logs")
-        .join("00000000-0000-0000-0000-000000000000")
-}
-
 fn open(config: &LogConfig) -> annals_log::Result<LogStore> {
     LogStore::open_with_io(config.clone(), Arc::new(StdIo))
 }

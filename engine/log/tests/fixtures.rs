@@ -107,22 +107,6 @@ fn fixture_commits() -> Vec<Commit> {
         .collect()
 }
 
-fn log_dir(data: &Path) -> PathBuf {
-    data.join("tenants")
-        .join(TENANT.to_string())
-        .join("logs")
-        .join(Uuid::nil().to_string())
-}
-
-fn active_segment(data: &Path) -> PathBuf {
-    fs::read_dir(log_dir(data))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .max()
-        .unwrap()
-}
-
 /// The corrupt copy of `good`: one byte flipped in the first record of the active segment,
 /// with valid records after it (not a torn tail).
 fn write_corrupt_copy(good: &Path, corrupt: &Path) {

@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::{collections::HashMap, fs, path::Path, sync::Arc};
+use std::{collections::HashMap, fs, sync::Arc};
 
 use annals_log::{
     testing::{CrashMode, FaultIo},
@@ -226,21 +226,6 @@ fn a_crash_at_every_operation_leaves_each_unit_whole_or_absent() {
 /// Where the data of a (preallocated, zero-tailed) active segment ends.
 fn data_end(bytes: &[u8]) -> usize {
     bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1)
-}
-
-fn active_segment(data: &Path) -> std::path::PathBuf {
-    let dir = data
-        .join("tenants")
-        .join(TENANT.to_string())
-        .join("logs")
-        .join(Uuid::nil().to_string());
-    let mut v: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".log"))
-        .collect();
-    v.sort();
-    v.pop().unwrap()
 }
 
 #[test]

@@ -86,7 +86,7 @@ fn rolls_start_in_spares_and_a_reopen_deletes_leftovers() {
         );
         assert_eq!(spare_files(&config).len(), 1, "one spare kept ready");
         // The active segment came from a spare: written blocks already cover a whole segment.
-        let active = active_segment(&log);
+        let active = active_segment(&config.data_dir);
         assert!(
             std::fs::metadata(&active).unwrap().len() >= config.segment_bytes_max.as_u64(),
             "{}",
@@ -170,16 +170,6 @@ fn spare_segments_above_16_is_refused() {
     }
 }
 
-/// The newest raw segment file of `log` (the active one).
-fn active_segment(log: &annals_log::Log) -> std::path::PathBuf {
-    std::fs::read_dir(log.dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .max()
-        .unwrap()
-}
-
 #[test]
 fn sealed_away_segments_start_later_segments_and_their_old_bytes_are_no_torn_tail() {
     for io in real_backends() {
@@ -196,7 +186,7 @@ fn sealed_away_segments_start_later_segments_and_their_old_bytes_are_no_torn_tai
             io.name()
         );
         // The active segment is one: a version-2 header with the recycled flag.
-        let active = active_segment(&log);
+        let active = active_segment(&config.data_dir);
         let bytes = std::fs::read(&active).unwrap();
         let header = SegmentHeader::decode(&bytes[..HEADER_LEN]).unwrap();
         assert!(header.recycled && header.format_version == 2, "{header:?}");
@@ -213,7 +203,7 @@ fn sealed_away_segments_start_later_segments_and_their_old_bytes_are_no_torn_tai
             check_reads_back(&store, &commits);
             test_log(&store).next_sequence_number()
         };
-        let active = active_segment_in(&crashed);
+        let active = active_segment(&crashed.data_dir);
         let end = std::fs::metadata(&active).unwrap().len();
         assert!(end < bytes.len() as u64, "the old bytes are cut");
         let base = header.base;
@@ -295,7 +285,9 @@ fn sealed_away_segments_start_later_segments_and_their_old_bytes_are_no_torn_tai
             ..config.clone()
         };
         copy_dir(&config.data_dir, &crashed.data_dir);
-        let active = active_segment_in(&crashed);
+        // A first open cuts the old bytes after the records, so the file is the segment's own.
+        test_log(&LogStore::open_with_io(crashed.clone(), Arc::clone(&io)).unwrap());
+        let active = active_segment(&crashed.data_dir);
         let mut file = std::fs::read(&active).unwrap();
         let starts = commit_starts(&file);
         assert!(
@@ -339,12 +331,6 @@ fn commit_starts(file: &[u8]) -> Vec<usize> {
         seq += 1;
     }
     starts
-}
-
-/// The newest raw segment file of the test tenant's event log under `config`'s data directory.
-fn active_segment_in(config: &LogConfig) -> std::path::PathBuf {
-    let store = LogStore::open_with_io(config.clone(), Arc::new(StdIo)).unwrap();
-    active_segment(&test_log(&store))
 }
 
 fn append_bytes(path: &std::path::Path, bytes: &[u8]) {

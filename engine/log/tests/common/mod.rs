@@ -216,3 +216,21 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// The test tenant's event log directory in the data directory `data`.
+pub fn log_dir(data: &std::path::Path) -> std::path::PathBuf {
+    data.join("tenants")
+        .join(TENANT.to_string())
+        .join("logs")
+        .join(Uuid::nil().to_string())
+}
+
+/// The newest raw segment file (the active one) of the test tenant's event log in `data`.
+pub fn active_segment(data: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(log_dir(data))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .max()
+        .unwrap()
+}
