@@ -380,7 +380,7 @@ impl Log {
             // stays raw and is queued again on the next open.
             sealer.send(SealJob { log, raw });
         } else {
-            self.unannounce_seal();
+            self.announced_seal_done();
         }
     }
 
@@ -392,8 +392,9 @@ impl Log {
         }
     }
 
-    /// Takes back an [`Self::announce_seal`] whose segment was not queued after all.
-    fn unannounce_seal(&self) {
+    /// The segment of an [`Self::announce_seal`] was sealed (or failed to be), or was not
+    /// queued after all: it no longer counts as a spare on its way.
+    fn announced_seal_done(&self) {
         if let (Some(_), Some(spares)) = (&self.sealer, &self.spares) {
             spares.expected_recycled_done();
         }
@@ -402,9 +403,7 @@ impl Log {
     /// Seals a full raw segment now and swaps it in for readers. Run by the sealer thread.
     pub(crate) fn seal(&self, raw: &Arc<RawSegment>) -> Result<()> {
         let sealed = self.seal_and_swap(raw);
-        if let Some(spares) = &self.spares {
-            spares.expected_recycled_done();
-        }
+        self.announced_seal_done();
         sealed
     }
 

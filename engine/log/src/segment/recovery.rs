@@ -161,8 +161,8 @@ struct RawScan {
     /// End of the last frame that passed its check (= `commit_end` when no frame of an
     /// incomplete commit follows the last complete one).
     frames_end: FileOffset,
-    /// `salvage` cut at damage that a valid frame of a later write follows: acknowledged
-    /// records went with the cut.
+    /// `salvage` cut a recycled segment at damage that a valid frame of a later write follows:
+    /// acknowledged records went with the cut.
     salvaged_over_later_write: bool,
 }
 
@@ -228,7 +228,15 @@ fn frame_of_later_group(
     None
 }
 
-fn scan_raw(file: &dyn IoFile, path: &Path, id: SegmentId, config: &LogConfig) -> Result<RawScan> {
+/// Checks the frames of a raw segment file. `recycled`: its header says it is in a recycled
+/// file, whose stop `salvage` then also classifies ([`RawScan::salvaged_over_later_write`]).
+fn scan_raw(
+    file: &dyn IoFile,
+    path: &Path,
+    id: SegmentId,
+    config: &LogConfig,
+    recycled: bool,
+) -> Result<RawScan> {
     let len = file.len().map_err(|e| Error::io("stat", path, e))?;
     let mut data = vec![0u8; (len as usize).saturating_sub(HEADER_LEN)];
     let got = file
@@ -305,8 +313,8 @@ fn scan_raw(file: &dyn IoFile, path: &Path, id: SegmentId, config: &LogConfig) -
                     torn = Some((offset, format!("{e:?}; salvage cuts here")));
                     // Salvage cuts whatever follows; whether acknowledged records went with
                     // the cut only matters to what a recycled segment reports.
-                    salvaged_over_later_write =
-                        frame_of_later_group(&data[..nonzero_len], at + 1, offset, id, seq)
+                    salvaged_over_later_write = recycled
+                        && frame_of_later_group(&data[..nonzero_len], at + 1, offset, id, seq)
                             .is_some();
                     break;
                 }
@@ -381,7 +389,7 @@ pub(crate) fn check_raw_end(
     end: FileOffset,
     next: EventLogSequenceNumber,
 ) -> Result<()> {
-    let scan = scan_raw(file, path, id, config)?;
+    let scan = scan_raw(file, path, id, config, false)?;
     if scan.commit_end == end && scan.next_seq == next && scan.dirty_end == end {
         return Ok(());
     }
@@ -578,9 +586,8 @@ pub(crate) fn recover(
             continue;
         }
         let recycled = header_check?.recycled;
-        let mut scan = scan_raw(file.as_ref(), &path, id, config)?;
-        let stale_end = recycled && scan.stale_end(next_base);
-        if stale_end {
+        let mut scan = scan_raw(file.as_ref(), &path, id, config, recycled)?;
+        if recycled && scan.stale_end(next_base) {
             // Bytes of the segments the file held before follow the last commit: not a
             // torn tail, whatever the mode (FORMAT.md section 8.2).
             scan.torn = None;
@@ -702,8 +709,9 @@ pub(crate) fn create_raw_segment(
 /// Makes `spare` (zeros, synced, or a recycled file, whose header then says so) the new raw
 /// segment `id` of `dir` durably: header written and synced while it is still a spare, then
 /// renamed into place and the directory synced, so the segment's name never appears without
-/// its header (FORMAT.md section 8.3). The caller checks that a recycled file never held a
-/// segment of the same base (section 4.1).
+/// its header (FORMAT.md section 8.3). The caller ([`crate::spare::Spares::take`]) checks that
+/// a recycled file goes to its own tenant at a base that does not check alike with one it held
+/// (section 4.1).
 pub(crate) fn adopt_spare(
     io: &dyn IoEngine,
     dir: &Path,
