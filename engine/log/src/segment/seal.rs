@@ -12,7 +12,8 @@
 //!   frame by frame on the way, or sealing fails with an `Error` and the raw segment stays;
 //! - `<base>.sealed` exists only complete and durable (written and synced before the rename).
 //!
-//! Memory: one raw segment (`segment-bytes-max`) is held while sealing it.
+//! Memory: a sealer streams: about 1 MiB of the raw segment and 1 MiB of compressed output at
+//! a time (more for a record larger than that), whatever `segment-bytes-max` is.
 
 use std::{
     path::Path,
@@ -31,8 +32,13 @@ use crate::{
     config::LogConfig,
     error::{Error, Result},
     ids::{EventLogSequenceNumber, ScopeId, TenantId},
-    io::{IoEngine, OpenMode},
+    io::{IoEngine, IoFile, OpenMode},
 };
+
+/// Raw segment bytes read at a time (more only for a frame that does not fit).
+const READ_CHUNK: usize = 1 << 20;
+/// Compressed bytes gathered before they are written to the sealed file.
+const WRITE_CHUNK: usize = 1 << 20;
 
 /// Seals `raw` (which must be full and immutable) in `dir`; returns the sealed segment.
 pub(crate) fn seal_segment(
@@ -43,114 +49,6 @@ pub(crate) fn seal_segment(
     scope: ScopeId,
     raw: &RawSegment,
 ) -> Result<Arc<SealedSegment>> {
-    let end = raw.visible_end();
-    let next_seq = raw.visible_next();
-    let base = raw.id.base();
-    let mut area = vec![0u8; (end.0 as usize).saturating_sub(HEADER_LEN)];
-    let got = raw
-        .file
-        .read_at(&mut area, FIRST_FRAME.0)
-        .map_err(|e| Error::io("read", &raw.path, e))?;
-    if got != area.len() {
-        return Err(Error::Corruption {
-            path: raw.path.clone(),
-            offset: (FIRST_FRAME + got as u64).0,
-            what: format!("raw segment shorter than its visible end {end}"),
-        });
-    }
-
-    // Cut the record area into blocks at frame boundaries, checking every frame on the way.
-    let block_target = config.seal_block_bytes.as_u64() as usize;
-    let payload_max = super::format::RECORD_BYTES_LIMIT;
-    let mut cuts: Vec<(usize, usize, EventLogSequenceNumber, u32)> = Vec::new(); // (start, end, first, count)
-    let mut at = 0usize;
-    let mut seq = base;
-    let mut block_start = 0usize;
-    let mut block_first = seq;
-    let mut block_count = 0u32;
-    while at < area.len() {
-        let offset = (HEADER_LEN + at) as u64;
-        match parse_frame(&area[at..], base, offset, payload_max) {
-            FrameParse::Frame(f) if f.seq == seq => {
-                at += f.total_len;
-                seq = EventLogSequenceNumber(seq.0 + 1);
-                block_count += 1;
-                if at - block_start >= block_target {
-                    cuts.push((block_start, at, block_first, block_count));
-                    block_start = at;
-                    block_first = seq;
-                    block_count = 0;
-                }
-            }
-            FrameParse::Frame(f) => {
-                return Err(Error::Corruption {
-                    path: raw.path.clone(),
-                    offset,
-                    what: format!("sequence number: expected {seq}, found {}", f.seq),
-                })
-            }
-            FrameParse::Incomplete(n) => {
-                return Err(Error::Corruption {
-                    path: raw.path.clone(),
-                    offset,
-                    what: format!("full segment ends inside a {n}-byte frame"),
-                })
-            }
-            FrameParse::Bad(e) => return Err(frame_error(&raw.path, offset, e)),
-        }
-    }
-    if block_count > 0 {
-        cuts.push((block_start, at, block_first, block_count));
-    }
-    if seq != next_seq || cuts.is_empty() {
-        return Err(Error::Corruption {
-            path: raw.path.clone(),
-            offset: end.0,
-            what: format!(
-                "segment holds records up to {seq}, expected up to {next_seq} (and at least one)"
-            ),
-        });
-    }
-
-    // Compose the sealed image.
-    let header = SegmentHeader::new(SegmentKind::Sealed, tenant, scope, base);
-    let mut out = Vec::with_capacity(area.len() / 3 + 4096);
-    out.extend_from_slice(&header.encode());
-    let mut blocks = Vec::with_capacity(cuts.len());
-    // One compression context for the whole segment.
-    let mut compressor = zstd::bulk::Compressor::new(config.seal_zstd_level)
-        .map_err(|e| Error::io("zstd context", &raw.path, e))?;
-    for (start, stop, first, count) in cuts {
-        let compressed = compressor
-            .compress(&area[start..stop])
-            .map_err(|e| Error::io("zstd compress", &raw.path, e))?;
-        blocks.push(BlockEntry {
-            first_seq: first,
-            logical_offset: (HEADER_LEN + start) as u64,
-            file_offset: out.len() as u64,
-            compressed_len: compressed.len() as u32,
-            uncompressed_len: (stop - start) as u32,
-            records_count: count,
-            crc: crc32fast::hash(&compressed),
-        });
-        out.extend_from_slice(&compressed);
-    }
-    let index_offset = out.len() as u64;
-    let mut index = Vec::with_capacity(blocks.len() * super::format::BLOCK_ENTRY_LEN);
-    for b in &blocks {
-        b.encode(&mut index);
-    }
-    let trailer = SealTrailer {
-        index_offset,
-        blocks_count: blocks.len() as u32,
-        records_count: next_seq.0 - base.0,
-        next_seq,
-        raw_len: area.len() as u64,
-        index_crc: crc32fast::hash(&index),
-    };
-    out.extend_from_slice(&index);
-    out.extend_from_slice(&trailer.encode());
-
     // Write, sync, rename, sync the directory.
     let tmp = dir.join(sealing_name(raw.id));
     let dst = dir.join(sealed_name(raw.id));
@@ -161,9 +59,17 @@ pub(crate) fn seal_segment(
     let file = io
         .open(&tmp, OpenMode::CreateNew)
         .map_err(|e| Error::io("create", &tmp, e))?;
-    file.write_all_at_and_sync(&out, 0)
-        .map_err(|e| Error::io("write+fdatasync", &tmp, e))?;
+    let written = SealedWriter::new(file.as_ref(), &tmp, config, raw)
+        .and_then(|writer| writer.write(config, tenant, scope, raw));
     drop(file);
+    let (blocks, trailer) = match written {
+        Ok(done) => done,
+        Err(e) => {
+            // Recovery deletes a `.tmp` too; this only spares the disk until then.
+            let _ = io.remove_file(&tmp);
+            return Err(e);
+        }
+    };
     io.rename(&tmp, &dst)
         .map_err(|e| Error::io("rename", &dst, e))?;
     io.sync_dir(dir)
@@ -181,4 +87,216 @@ pub(crate) fn seal_segment(
         blocks: blocks_cell,
         cache_id: CacheId::next(),
     }))
+}
+
+/// Streams a raw segment into a sealed file: reads the record area a chunk at a time, checks
+/// every frame, cuts blocks at frame boundaries, compresses each and writes the compressed
+/// blocks out as they gather, then the block index and the trailer, and syncs.
+///
+/// Memory: one read chunk (grown to hold a frame larger than it, and the part of the block
+/// under way that came before it) and one write chunk, whatever the segment's size.
+struct SealedWriter<'a> {
+    file: &'a dyn IoFile,
+    path: &'a Path,
+    compressor: zstd::bulk::Compressor<'static>,
+    /// One block's compressed bytes.
+    scratch: Vec<u8>,
+    /// Compressed bytes not yet written, which start at `written` in the file.
+    pending: Vec<u8>,
+    written: u64,
+}
+
+impl<'a> SealedWriter<'a> {
+    fn new(
+        file: &'a dyn IoFile,
+        path: &'a Path,
+        config: &LogConfig,
+        raw: &RawSegment,
+    ) -> Result<Self> {
+        Ok(SealedWriter {
+            file,
+            path,
+            compressor: zstd::bulk::Compressor::new(config.seal_zstd_level)
+                .map_err(|e| Error::io("zstd context", &raw.path, e))?,
+            scratch: Vec::new(),
+            pending: Vec::with_capacity(WRITE_CHUNK + (WRITE_CHUNK >> 2)),
+            written: 0,
+        })
+    }
+
+    /// Where the next byte appended goes in the file.
+    fn position(&self) -> u64 {
+        self.written + self.pending.len() as u64
+    }
+
+    /// Writes what has gathered once it is a chunk's worth.
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.len() < WRITE_CHUNK {
+            return Ok(());
+        }
+        self.file
+            .write_all_at(&self.pending, self.written)
+            .map_err(|e| Error::io("write", self.path, e))?;
+        self.written += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Compresses one block (records `first..first + count` at `logical_offset`) and appends it.
+    fn block(
+        &mut self,
+        records: &[u8],
+        logical_offset: u64,
+        first: EventLogSequenceNumber,
+        count: u32,
+    ) -> Result<BlockEntry> {
+        // zstd writes from the start of the buffer, within its capacity.
+        self.scratch.clear();
+        self.scratch
+            .reserve(zstd::zstd_safe::compress_bound(records.len()));
+        self.compressor
+            .compress_to_buffer(records, &mut self.scratch)
+            .map_err(|e| Error::io("zstd compress", self.path, e))?;
+        let entry = BlockEntry {
+            first_seq: first,
+            logical_offset,
+            file_offset: self.position(),
+            compressed_len: self.scratch.len() as u32,
+            uncompressed_len: records.len() as u32,
+            records_count: count,
+            crc: crc32fast::hash(&self.scratch),
+        };
+        self.pending.extend_from_slice(&self.scratch);
+        self.flush()?;
+        Ok(entry)
+    }
+
+    /// Writes the whole sealed image of `raw` and syncs it; returns its blocks and trailer.
+    fn write(
+        mut self,
+        config: &LogConfig,
+        tenant: TenantId,
+        scope: ScopeId,
+        raw: &RawSegment,
+    ) -> Result<(Vec<BlockEntry>, SealTrailer)> {
+        let end = raw.visible_end();
+        let next_seq = raw.visible_next();
+        let base = raw.id.base();
+        let area_len = (end.0 as usize).saturating_sub(HEADER_LEN);
+        let header = SegmentHeader::new(SegmentKind::Sealed, tenant, scope, base);
+        self.pending.extend_from_slice(&header.encode());
+
+        let block_target = config.seal_block_bytes.as_u64() as usize;
+        let payload_max = super::format::RECORD_BYTES_LIMIT;
+        let mut blocks = Vec::new();
+        // The record area from `buf_at` lies in `buf[..filled]`.
+        let mut buf = vec![0u8; (READ_CHUNK + block_target).min(area_len)];
+        let (mut buf_at, mut filled) = (0usize, 0usize);
+        // The next frame starts at `at`, the block under way at `block_start` (area offsets).
+        let (mut at, mut block_start) = (0usize, 0usize);
+        let mut seq = base;
+        let mut block_first = seq;
+        let mut block_count = 0u32;
+        while at < area_len {
+            let offset = (HEADER_LEN + at) as u64;
+            match parse_frame(&buf[at - buf_at..filled], base, offset, payload_max) {
+                FrameParse::Frame(f) if f.seq == seq => {
+                    at += f.total_len;
+                    seq = EventLogSequenceNumber(seq.0 + 1);
+                    block_count += 1;
+                    if at - block_start >= block_target {
+                        blocks.push(self.block(
+                            &buf[block_start - buf_at..at - buf_at],
+                            (HEADER_LEN + block_start) as u64,
+                            block_first,
+                            block_count,
+                        )?);
+                        block_start = at;
+                        block_first = seq;
+                        block_count = 0;
+                    }
+                }
+                FrameParse::Frame(f) => {
+                    return Err(Error::Corruption {
+                        path: raw.path.clone(),
+                        offset,
+                        what: format!("sequence number: expected {seq}, found {}", f.seq),
+                    })
+                }
+                FrameParse::Incomplete(n) if buf_at + filled == area_len => {
+                    return Err(Error::Corruption {
+                        path: raw.path.clone(),
+                        offset,
+                        what: format!("full segment ends inside a {n}-byte frame"),
+                    })
+                }
+                FrameParse::Incomplete(n) => {
+                    // Keep the block under way, make room for the frame (and a chunk), read on.
+                    let keep = block_start - buf_at;
+                    buf.copy_within(keep..filled, 0);
+                    filled -= keep;
+                    buf_at = block_start;
+                    let room = (at - block_start + n).max(READ_CHUNK + block_target);
+                    let room = room.min(area_len - buf_at);
+                    if buf.len() < room {
+                        buf.resize(room, 0);
+                    }
+                    let want = room.min(buf.len()) - filled;
+                    let got = raw
+                        .file
+                        .read_at(
+                            &mut buf[filled..filled + want],
+                            (FIRST_FRAME.0) + (buf_at + filled) as u64,
+                        )
+                        .map_err(|e| Error::io("read", &raw.path, e))?;
+                    if got != want {
+                        return Err(Error::Corruption {
+                            path: raw.path.clone(),
+                            offset: (FIRST_FRAME + (buf_at + filled + got) as u64).0,
+                            what: format!("raw segment shorter than its visible end {end}"),
+                        });
+                    }
+                    filled += got;
+                }
+                FrameParse::Bad(e) => return Err(frame_error(&raw.path, offset, e)),
+            }
+        }
+        if block_count > 0 {
+            blocks.push(self.block(
+                &buf[block_start - buf_at..at - buf_at],
+                (HEADER_LEN + block_start) as u64,
+                block_first,
+                block_count,
+            )?);
+        }
+        if seq != next_seq || blocks.is_empty() {
+            return Err(Error::Corruption {
+                path: raw.path.clone(),
+                offset: end.0,
+                what: format!(
+                    "segment holds records up to {seq}, expected up to {next_seq} (and at least one)"
+                ),
+            });
+        }
+
+        let index_offset = self.position();
+        let mut index = Vec::with_capacity(blocks.len() * super::format::BLOCK_ENTRY_LEN);
+        for b in &blocks {
+            b.encode(&mut index);
+        }
+        let trailer = SealTrailer {
+            index_offset,
+            blocks_count: blocks.len() as u32,
+            records_count: next_seq.0 - base.0,
+            next_seq,
+            raw_len: area_len as u64,
+            index_crc: crc32fast::hash(&index),
+        };
+        self.pending.extend_from_slice(&index);
+        self.pending.extend_from_slice(&trailer.encode());
+        self.file
+            .write_all_at_and_sync(&self.pending, self.written)
+            .map_err(|e| Error::io("write+fdatasync", self.path, e))?;
+        Ok((blocks, trailer))
+    }
 }
