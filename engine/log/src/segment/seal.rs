@@ -204,7 +204,8 @@ impl<'a> SealedWriter<'a> {
                     at += f.total_len;
                     seq = EventLogSequenceNumber(seq.0 + 1);
                     block_count += 1;
-                    if at - block_start >= block_target {
+                    // A block ends once it is big enough, and with the segment's last record.
+                    if at - block_start >= block_target || at == area_len {
                         blocks.push(self.block(
                             &buf[block_start - buf_at..at - buf_at],
                             (HEADER_LEN + block_start) as u64,
@@ -260,14 +261,6 @@ impl<'a> SealedWriter<'a> {
                 }
                 FrameParse::Bad(e) => return Err(frame_error(&raw.path, offset, e)),
             }
-        }
-        if block_count > 0 {
-            blocks.push(self.block(
-                &buf[block_start - buf_at..at - buf_at],
-                (HEADER_LEN + block_start) as u64,
-                block_first,
-                block_count,
-            )?);
         }
         if seq != next_seq || blocks.is_empty() {
             return Err(Error::Corruption {
