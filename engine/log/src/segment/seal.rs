@@ -59,8 +59,7 @@ pub(crate) fn seal_segment(
     let file = io
         .open(&tmp, OpenMode::CreateNew)
         .map_err(|e| Error::io("create", &tmp, e))?;
-    let written = SealedWriter::new(file.as_ref(), &tmp, config, raw)
-        .and_then(|writer| writer.write(config, tenant, scope, raw));
+    let written = SealedWriter::write(file.as_ref(), &tmp, config, tenant, scope, raw);
     drop(file);
     let (blocks, trailer) = match written {
         Ok(done) => done,
@@ -106,24 +105,7 @@ struct SealedWriter<'a> {
     written: u64,
 }
 
-impl<'a> SealedWriter<'a> {
-    fn new(
-        file: &'a dyn IoFile,
-        path: &'a Path,
-        config: &LogConfig,
-        raw: &RawSegment,
-    ) -> Result<Self> {
-        Ok(SealedWriter {
-            file,
-            path,
-            compressor: zstd::bulk::Compressor::new(config.seal_zstd_level)
-                .map_err(|e| Error::io("zstd context", &raw.path, e))?,
-            scratch: Vec::new(),
-            pending: Vec::with_capacity(WRITE_CHUNK + (WRITE_CHUNK >> 2)),
-            written: 0,
-        })
-    }
-
+impl SealedWriter<'_> {
     /// Where the next byte appended goes in the file.
     fn position(&self) -> u64 {
         self.written + self.pending.len() as u64
@@ -171,26 +153,37 @@ impl<'a> SealedWriter<'a> {
         Ok(entry)
     }
 
-    /// Writes the whole sealed image of `raw` and syncs it; returns its blocks and trailer.
+    /// Writes the whole sealed image of `raw` into `file` (at `path`) and syncs it; returns
+    /// its blocks and trailer.
     fn write(
-        mut self,
+        file: &dyn IoFile,
+        path: &Path,
         config: &LogConfig,
         tenant: TenantId,
         scope: ScopeId,
         raw: &RawSegment,
     ) -> Result<(Vec<BlockEntry>, SealTrailer)> {
+        let mut this = SealedWriter {
+            file,
+            path,
+            compressor: zstd::bulk::Compressor::new(config.seal_zstd_level)
+                .map_err(|e| Error::io("zstd context", &raw.path, e))?,
+            scratch: Vec::new(),
+            pending: Vec::with_capacity(WRITE_CHUNK + (WRITE_CHUNK >> 2)),
+            written: 0,
+        };
         let end = raw.visible_end();
         let next_seq = raw.visible_next();
         let base = raw.id.base();
         let area_len = (end.0 as usize).saturating_sub(HEADER_LEN);
         let header = SegmentHeader::new(SegmentKind::Sealed, tenant, scope, base);
-        self.pending.extend_from_slice(&header.encode());
+        this.pending.extend_from_slice(&header.encode());
 
         let block_target = config.seal_block_bytes.as_u64() as usize;
         let payload_max = super::format::RECORD_BYTES_LIMIT;
         let mut blocks = Vec::new();
-        // The record area from `buf_at` lies in `buf[..filled]`.
-        let mut buf = vec![0u8; (READ_CHUNK + block_target).min(area_len)];
+        // The record area from `buf_at` lies in `buf[..filled]` (the first read sizes it).
+        let mut buf = Vec::new();
         let (mut buf_at, mut filled) = (0usize, 0usize);
         // The next frame starts at `at`, the block under way at `block_start` (area offsets).
         let (mut at, mut block_start) = (0usize, 0usize);
@@ -206,7 +199,7 @@ impl<'a> SealedWriter<'a> {
                     block_count += 1;
                     // A block ends once it is big enough, and with the segment's last record.
                     if at - block_start >= block_target || at == area_len {
-                        blocks.push(self.block(
+                        blocks.push(this.block(
                             &buf[block_start - buf_at..at - buf_at],
                             (HEADER_LEN + block_start) as u64,
                             block_first,
@@ -242,12 +235,12 @@ impl<'a> SealedWriter<'a> {
                     if buf.len() < room {
                         buf.resize(room, 0);
                     }
-                    let want = room.min(buf.len()) - filled;
+                    let want = room - filled;
                     let got = raw
                         .file
                         .read_at(
                             &mut buf[filled..filled + want],
-                            (FIRST_FRAME.0) + (buf_at + filled) as u64,
+                            FIRST_FRAME.0 + (buf_at + filled) as u64,
                         )
                         .map_err(|e| Error::io("read", &raw.path, e))?;
                     if got != want {
@@ -272,7 +265,7 @@ impl<'a> SealedWriter<'a> {
             });
         }
 
-        let index_offset = self.position();
+        let index_offset = this.position();
         let mut index = Vec::with_capacity(blocks.len() * super::format::BLOCK_ENTRY_LEN);
         for b in &blocks {
             b.encode(&mut index);
@@ -285,11 +278,11 @@ impl<'a> SealedWriter<'a> {
             raw_len: area_len as u64,
             index_crc: crc32fast::hash(&index),
         };
-        self.pending.extend_from_slice(&index);
-        self.pending.extend_from_slice(&trailer.encode());
-        self.file
-            .write_all_at_and_sync(&self.pending, self.written)
-            .map_err(|e| Error::io("write+fdatasync", self.path, e))?;
+        this.pending.extend_from_slice(&index);
+        this.pending.extend_from_slice(&trailer.encode());
+        this.file
+            .write_all_at_and_sync(&this.pending, this.written)
+            .map_err(|e| Error::io("write+fdatasync", this.path, e))?;
         Ok((blocks, trailer))
     }
 }
