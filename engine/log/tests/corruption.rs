@@ -9,11 +9,7 @@
 
 mod common;
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::{fs, path::Path, sync::Arc};
 
 use annals_log::{Error, EventLogSequenceNumber, LogConfig, LogStore, RecoveryMode, StdIo};
 use bytesize::ByteSize;
@@ -39,16 +35,6 @@ fn populate(dir: &Path, commits: u64, seal: bool) -> (LogConfig, u64) {
     (config, commits * 3)
 }
 
-fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(ext))
-        .collect();
-    v.sort();
-    v
-}
-
 fn flip(path: &Path, offset: usize) {
     let mut bytes = fs::read(path).unwrap();
     bytes[offset] ^= 0x10;
@@ -57,11 +43,6 @@ fn flip(path: &Path, offset: usize) {
 
 fn count(engine: &LogStore) -> usize {
     read_all(&engine.tenant(TENANT).unwrap().event_log().unwrap()).len()
-}
-
-/// Where the data of a (preallocated, zero-tailed) active segment ends.
-fn data_end(bytes: &[u8]) -> usize {
-    bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1)
 }
 
 #[test]

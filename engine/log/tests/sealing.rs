@@ -59,16 +59,6 @@ fn append_all(io: Arc<dyn IoEngine>, dir: &Path, seal: bool, commits: &[Commit])
     engine
 }
 
-fn sealed_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = fs::read_dir(log_dir(dir))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "sealed"))
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn segments_of_many_read_chunks_seal_and_read_back_exactly() {
     let commits = commits(260, 97);
@@ -77,7 +67,7 @@ fn segments_of_many_read_chunks_seal_and_read_back_exactly() {
         let engine = append_all(io.clone(), dir.path(), true, &commits);
         assert!(engine.wait_for_sealing().is_empty());
         assert!(
-            sealed_files(dir.path()).len() >= 2,
+            files(&log_dir(dir.path()), ".sealed").len() >= 2,
             "expected at least two sealed segments ({})",
             io.name()
         );
@@ -115,7 +105,9 @@ fn damage_past_the_first_read_chunk_fails_the_seal_at_its_frame() {
     let mut rest = commits.iter();
     for c in rest.by_ref() {
         log.append(c).unwrap();
-        if fs::metadata(&first).unwrap().len() > 4 << 20 && data_len(&first) > 7 << 19 {
+        if fs::metadata(&first).unwrap().len() > 4 << 20
+            && data_end(&fs::read(&first).unwrap()) > 7 << 19
+        {
             break;
         }
     }
@@ -147,10 +139,4 @@ fn damage_past_the_first_read_chunk_fails_the_seal_at_its_frame() {
         "a failed seal leaves no sealed file behind"
     );
     assert!(first.exists(), "the raw segment stays");
-}
-
-/// Bytes of frames at the start of a raw segment (its tail is zeros).
-fn data_len(path: &Path) -> usize {
-    let bytes = fs::read(path).unwrap();
-    bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1)
 }

@@ -223,11 +223,6 @@ fn a_crash_at_every_operation_leaves_each_unit_whole_or_absent() {
     }
 }
 
-/// Where the data of a (preallocated, zero-tailed) active segment ends.
-fn data_end(bytes: &[u8]) -> usize {
-    bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1)
-}
-
 #[test]
 fn a_torn_unit_disappears_whole_on_recovery() {
     let dir = tempfile::tempdir().unwrap();

@@ -234,3 +234,19 @@ pub fn active_segment(data: &std::path::Path) -> std::path::PathBuf {
         .max()
         .unwrap()
 }
+
+/// The files in `dir` whose names end in `ext`, sorted.
+pub fn files(dir: &std::path::Path, ext: &str) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(ext))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Where the data of a (preallocated, zero-tailed) raw segment's bytes end.
+pub fn data_end(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1)
+}
