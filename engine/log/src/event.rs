@@ -599,6 +599,54 @@ fn index_fields(payload: &[u8]) -> Result<Result<IndexFields<'_>, DecodeError>, 
     }))
 }
 
+/// Where a payload's execution context lies (fields 7 to 15) and where the payload ends, found
+/// by stepping over its fields from the start of `bytes`, which may go on past the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PayloadLayout {
+    /// The execution context's bytes; empty (at the place it would be) when walked without it.
+    pub(crate) context: std::ops::Range<usize>,
+    /// The payload's length: its content's last byte is `end - 1`.
+    pub(crate) end: usize,
+}
+
+/// Walks the structure of a payload at the start of `bytes` (FORMAT.md section 5): record
+/// version 1, known flags, every length within `bytes`, the claims' bound. `with_context`
+/// false walks a payload whose execution context has been left out (a compact sealed entry,
+/// FORMAT.md section 6.5). No string is validated: this finds boundaries, the decoders check
+/// content. `None` when the bytes are not such a payload.
+pub(crate) fn walk_payload(bytes: &[u8], with_context: bool) -> Option<PayloadLayout> {
+    let mut c = Cursor::new(bytes);
+    let flags = c.record_flags().ok()?.ok()?;
+    c.take(8, "occurred").ok()?;
+    c.event_type().ok()?;
+    c.skip_str("event source id").ok()?;
+    let context_start = c.at;
+    if with_context {
+        c.take(16 + 16 + 16, "execution context").ok()?;
+        c.skip_str("pre-release").ok()?;
+        c.take(16, "correlation id").ok()?;
+        let claims_count = c.claims_count().ok()?.ok()?;
+        for _ in 0..claims_count {
+            c.skip_str("claim key").ok()?;
+            c.skip_str("claim value").ok()?;
+            c.skip_str("claim value type").ok()?;
+        }
+        c.skip_str("environment").ok()?;
+        if flags & FLAG_SPAN_ID != 0 {
+            c.take(8, "span id").ok()?;
+        }
+    }
+    let context = context_start..c.at;
+    if flags & FLAG_AGGREGATE != 0 {
+        c.take(16 + 8, "aggregate").ok()?;
+    }
+    if flags & FLAG_EVENT_HORIZON != 0 {
+        c.take(8 + 8 + 16, "event horizon origin").ok()?;
+    }
+    c.skip_str("content").ok()?;
+    Some(PayloadLayout { context, end: c.at })
+}
+
 /// Decodes a payload borrowed from `payload`.
 pub fn decode_payload(
     sequence_number: EventLogSequenceNumber,

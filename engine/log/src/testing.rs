@@ -2,7 +2,7 @@
 //! fixtures and fuzzing.
 
 pub use crate::io::fault::{CrashMode, FaultIo};
-pub use crate::segment::format;
+pub use crate::segment::{compact, format};
 
 /// Decodes one record payload (for fuzzing the decoder).
 pub fn decode_payload(payload: &[u8]) -> Result<crate::Event, String> {

@@ -225,6 +225,87 @@ fn a_flipped_bit_in_a_sealed_block_fails_the_read_that_touches_it() {
     }
 }
 
+/// Rewrites block 0 of a sealed segment with `edit` applied to its decompressed bytes, with
+/// every checksum, offset and length after it made to match, as a writer bug would leave it.
+fn rewrite_first_block(path: &Path, edit: impl FnOnce(&mut Vec<u8>)) {
+    use annals_log::testing::format::{BlockEntry, SealTrailer, BLOCK_ENTRY_LEN, TRAILER_LEN};
+    let file = fs::read(path).unwrap();
+    let trailer = SealTrailer::decode(&file[file.len() - TRAILER_LEN..]).unwrap();
+    let index_at = trailer.index_offset as usize;
+    let mut blocks: Vec<BlockEntry> = file[index_at..file.len() - TRAILER_LEN]
+        .chunks_exact(BLOCK_ENTRY_LEN)
+        .map(BlockEntry::decode)
+        .collect();
+    let first = blocks[0];
+    let start = first.file_offset as usize;
+    let end = start + first.compressed_len as usize;
+    let mut plain = zstd::bulk::decompress(&file[start..end], 1 << 20).unwrap();
+    edit(&mut plain);
+    let compressed = zstd::bulk::compress(&plain, 1).unwrap();
+    let mut out = file[..start].to_vec();
+    out.extend_from_slice(&compressed);
+    out.extend_from_slice(&file[end..index_at]);
+    let old_len = u64::from(first.compressed_len);
+    blocks[0].compressed_len = compressed.len() as u32;
+    blocks[0].uncompressed_len = plain.len() as u32;
+    blocks[0].crc = crc32fast::hash(&compressed);
+    for b in &mut blocks[1..] {
+        b.file_offset = b.file_offset - old_len + compressed.len() as u64;
+    }
+    let mut index = Vec::new();
+    for b in &blocks {
+        b.encode(&mut index);
+    }
+    let trailer = SealTrailer {
+        index_offset: out.len() as u64,
+        index_crc: crc32fast::hash(&index),
+        ..trailer
+    };
+    out.extend_from_slice(&index);
+    out.extend_from_slice(&trailer.encode());
+    fs::write(path, out).unwrap();
+}
+
+/// An edit of a decompressed block.
+type Edit = fn(&mut Vec<u8>);
+
+#[test]
+fn a_compact_block_that_does_not_expand_is_refused_with_its_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = populate(dir.path(), 60, true);
+    let sealed = files(&log_dir(dir.path()), ".sealed");
+    let read_first = |config: &LogConfig| {
+        let engine = open(config).unwrap();
+        let log = engine.tenant(TENANT).unwrap().event_log().unwrap();
+        log.read(EventLogSequenceNumber(0), 1000, 1 << 20)
+            .map(|b| b.len())
+    };
+    assert!(read_first(&config).unwrap() > 0);
+    let original = fs::read(&sealed[0]).unwrap();
+    let cases: [(&str, Edit); 3] = [
+        ("shares a context before any whole entry", |b| b[0] = 1),
+        ("bytes after the last entry", |b| b.push(0)),
+        ("unknown tag", |b| b[0] = 7),
+    ];
+    for (expected, edit) in cases {
+        fs::write(&sealed[0], &original).unwrap();
+        rewrite_first_block(&sealed[0], edit);
+        match read_first(&config).unwrap_err() {
+            Error::Corruption { path, offset, what } => {
+                assert_eq!(path, sealed[0]);
+                assert_eq!(offset, 64, "{what}");
+                assert!(what.contains(expected), "{what}");
+                assert!(what.contains("compact entry"), "{what}");
+            }
+            other => panic!("{expected}: {other}"),
+        }
+    }
+    // The rewrite itself keeps a good block readable.
+    fs::write(&sealed[0], &original).unwrap();
+    rewrite_first_block(&sealed[0], |_| {});
+    assert!(read_first(&config).unwrap() > 0);
+}
+
 #[test]
 fn a_damaged_seal_trailer_or_index_is_refused() {
     let dir = tempfile::tempdir().unwrap();

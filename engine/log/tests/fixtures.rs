@@ -6,8 +6,9 @@
 //! `cargo test -p annals-log --test fixtures_v1 -- --ignored write_fixtures` (this file's name
 //! then), version 2's by `cargo test -p annals-log --test fixtures -- --ignored
 //! write_v2_fixtures`: its active segment is in a recycled file, with an older segment's bytes
-//! after its records. Never regenerate them for an existing version: a new format version gets a
-//! new directory.
+//! after its records. Version 3's (`write_v3_fixtures`) have sealed segments of compact
+//! blocks. Never regenerate them for an existing version: a new format version gets a new
+//! directory.
 
 #![allow(
     clippy::unwrap_used,
@@ -148,6 +149,40 @@ fn write_v2_fixtures() {
     write_corrupt_copy(&good, &fixture_dir(2, "corrupt-active-frame"));
 }
 
+#[test]
+#[ignore = "wrote the checked-in fixtures of version 3; never run again"]
+fn write_v3_fixtures() {
+    let good = fixture_dir(3, "good");
+    assert!(
+        !good.exists(),
+        "fixtures of a released version are never rewritten"
+    );
+    {
+        let engine = LogStore::open_with_io(config(&good), Arc::new(StdIo)).unwrap();
+        let log = engine.create_tenant(TENANT).unwrap().event_log().unwrap();
+        for c in fixture_commits() {
+            log.append(&c).unwrap();
+            assert!(engine.wait_for_sealing().is_empty());
+        }
+    }
+    fs::remove_file(good.join("LOCK")).unwrap();
+    let _ = fs::remove_dir_all(good.join("spares"));
+    for sealed in sealed_segments(&good) {
+        let header = SegmentHeader::decode(&fs::read(sealed).unwrap()[..HEADER_LEN]).unwrap();
+        assert!(header.compact() && header.format_version == 3, "{header:?}");
+    }
+    write_corrupt_copy(&good, &fixture_dir(3, "corrupt-active-frame"));
+}
+
+/// The sealed segments of the fixture's log.
+fn sealed_segments(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(log_dir(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sealed"))
+        .collect()
+}
+
 fn fixture_opens_and_reads_back_exactly(version: u16) {
     let tmp = tempfile::tempdir().unwrap();
     copy_dir(&fixture_dir(version, "good"), tmp.path());
@@ -228,4 +263,20 @@ fn v2_fixture_opens_and_reads_back_exactly() {
 #[test]
 fn v2_corrupt_fixture_is_refused_with_file_and_offset() {
     corrupt_fixture_is_refused_with_file_and_offset(2);
+}
+
+#[test]
+fn v3_fixture_opens_and_reads_back_exactly() {
+    let sealed = sealed_segments(&fixture_dir(3, "good"));
+    assert!(sealed.len() >= 3, "{sealed:?}");
+    for path in sealed {
+        let header = SegmentHeader::decode(&fs::read(&path).unwrap()[..HEADER_LEN]).unwrap();
+        assert!(header.compact(), "{}: {header:?}", path.display());
+    }
+    fixture_opens_and_reads_back_exactly(3);
+}
+
+#[test]
+fn v3_corrupt_fixture_is_refused_with_file_and_offset() {
+    corrupt_fixture_is_refused_with_file_and_offset(3);
 }

@@ -7,8 +7,8 @@
 //! reads that ask for it fill the cache (`Log::read_into_cached`, `Log::read_selected_into`); a
 //! catch-up reader that streams through a log once would only evict what others use, so its
 //! reads look up but never insert. A block is cached only after its checksum, its
-//! decompression and every frame in it have been checked, with the offset of each frame, so a
-//! hit copies just the frames wanted.
+//! decompression and every record in it have been checked, with the place of each record's
+//! payload, so a hit copies just the payloads wanted.
 //!
 //! Invariants:
 //! - a cached block is exactly a verified block of the open segment its key names, and a key
@@ -38,27 +38,23 @@ impl CacheId {
     }
 }
 
-/// A decompressed, verified block and where each of its frames starts.
+/// A decompressed, verified block: its records' payloads and where each lies.
 #[derive(Debug)]
 pub(crate) struct CachedBlock {
     bytes: Box<[u8]>,
-    offsets: Box<[u32]>,
+    payloads: Box<[(u32, u32)]>,
 }
 
 impl CachedBlock {
-    /// Frames in the block.
-    pub(crate) fn frames(&self) -> usize {
-        self.offsets.len()
+    /// Records in the block.
+    pub(crate) fn records(&self) -> usize {
+        self.payloads.len()
     }
 
-    /// Frame `k` (header and payload).
-    pub(crate) fn frame(&self, k: usize) -> &[u8] {
-        let start = self.offsets[k] as usize;
-        let end = self
-            .offsets
-            .get(k + 1)
-            .map_or(self.bytes.len(), |o| *o as usize);
-        &self.bytes[start..end]
+    /// The payload of record `k` of the block.
+    pub(crate) fn payload(&self, k: usize) -> &[u8] {
+        let (start, end) = self.payloads[k];
+        &self.bytes[start as usize..end as usize]
     }
 }
 
@@ -68,7 +64,7 @@ struct BlockWeight;
 impl Weighter<(CacheId, u32), Arc<CachedBlock>> for BlockWeight {
     fn weight(&self, _key: &(CacheId, u32), block: &Arc<CachedBlock>) -> u64 {
         // Never zero (a zero-weight item is never evicted).
-        (block.bytes.len() + block.offsets.len() * 4) as u64 + 64
+        (block.bytes.len() + block.payloads.len() * 8) as u64 + 64
     }
 }
 
@@ -104,13 +100,25 @@ impl BlockCache {
         self.blocks.get(&(segment, block))
     }
 
-    /// Caches a block whose frames (starting at `offsets`) have all been verified.
-    pub(crate) fn insert(&self, segment: CacheId, block: u32, bytes: &[u8], offsets: Vec<u32>) {
+    /// Caches a block whose records have all been verified: `bytes` were at `start` of the
+    /// buffer that `payloads` index.
+    pub(crate) fn insert(
+        &self,
+        segment: CacheId,
+        block: u32,
+        bytes: &[u8],
+        start: usize,
+        payloads: &[std::ops::Range<usize>],
+    ) {
+        let payloads = payloads
+            .iter()
+            .map(|r| ((r.start - start) as u32, (r.end - start) as u32))
+            .collect();
         self.blocks.insert(
             (segment, block),
             Arc::new(CachedBlock {
                 bytes: bytes.into(),
-                offsets: offsets.into_boxed_slice(),
+                payloads,
             }),
         );
     }

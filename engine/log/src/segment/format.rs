@@ -12,9 +12,15 @@
 
 use crate::ids::{EventLogSequenceNumber, ScopeId, TenantId};
 
-/// The newest format version this build reads, and the version of the files that use a
-/// feature of it (today: a raw segment in a recycled file, [`FLAG_RECYCLED`]).
-pub const FORMAT_VERSION: u16 = 2;
+/// The newest format version this build reads and writes: version 3, whose sealed segments
+/// hold compact blocks ([`COMPACT_SEALED_VERSION`]).
+pub const FORMAT_VERSION: u16 = 3;
+/// The version of a raw segment in a recycled file ([`FLAG_RECYCLED`]), the one feature of
+/// version 2: such a file needs a reader of version 2 or later, not 3.
+pub const RECYCLED_VERSION: u16 = 2;
+/// The version of a sealed segment whose blocks are compact (FORMAT.md section 6.5): every
+/// sealed segment this build writes. A sealed segment of an older version holds raw frames.
+pub const COMPACT_SEALED_VERSION: u16 = 3;
 /// The version (`format_version` and `min_compatible_version`) of every file that uses no
 /// feature newer than version 1, so that builds of version 1 still read it.
 pub const BASE_FORMAT_VERSION: u16 = 1;
@@ -169,11 +175,30 @@ impl SegmentHeader {
     /// version 1 refuse by its version.
     pub fn new_recycled(tenant: TenantId, scope: ScopeId, base: EventLogSequenceNumber) -> Self {
         Self {
-            format_version: FORMAT_VERSION,
-            min_compatible_version: FORMAT_VERSION,
+            format_version: RECYCLED_VERSION,
+            min_compatible_version: RECYCLED_VERSION,
             recycled: true,
             ..Self::new(SegmentKind::Raw, tenant, scope, base)
         }
+    }
+
+    /// The header of a sealed segment of compact blocks: version 3, which older builds refuse
+    /// by its version (they would read its blocks as raw frames).
+    pub fn new_compact_sealed(
+        tenant: TenantId,
+        scope: ScopeId,
+        base: EventLogSequenceNumber,
+    ) -> Self {
+        Self {
+            format_version: COMPACT_SEALED_VERSION,
+            min_compatible_version: COMPACT_SEALED_VERSION,
+            ..Self::new(SegmentKind::Sealed, tenant, scope, base)
+        }
+    }
+
+    /// Whether this is a sealed segment of compact blocks (FORMAT.md section 6.5).
+    pub fn compact(&self) -> bool {
+        self.kind == SegmentKind::Sealed && self.min_compatible_version >= COMPACT_SEALED_VERSION
     }
 
     /// Decodes and checks a header.
@@ -415,14 +440,15 @@ fn parse_frame_checked(
 pub struct BlockEntry {
     /// Sequence number of the block's first record.
     pub first_seq: EventLogSequenceNumber,
-    /// Offset of the block's first frame in the raw segment (frames keep their raw offsets,
-    /// so their checksums still verify after decompression).
+    /// Offset of the block's first frame in the raw segment (in a version-1 block frames keep
+    /// their raw offsets, so their checksums still verify after decompression; in a compact
+    /// block it places the records in the raw segment they came from).
     pub logical_offset: u64,
     /// Where the compressed block starts in the sealed file.
     pub file_offset: u64,
     /// Compressed length.
     pub compressed_len: u32,
-    /// Uncompressed length.
+    /// Uncompressed length (of the frames, or of the compact entries).
     pub uncompressed_len: u32,
     /// Records in the block.
     pub records_count: u32,

@@ -14,9 +14,11 @@
 //! - a raw segment's sparse index is ascending, and what a publish adds lies at or beyond the
 //!   end published before it (asserted);
 //! - a segment's records are exactly `[base, next_seq)`, consecutive;
-//! - a sealed segment's blocks decompress to the raw segment's record area byte for byte.
+//! - a sealed segment's blocks hold the raw segment's records, every payload byte for byte:
+//!   as the raw record area itself (version 1) or as compact entries (version 3).
 
 pub(crate) mod cache;
+pub mod compact;
 pub mod format;
 pub(crate) mod reader;
 pub(crate) mod recovery;
@@ -157,6 +159,9 @@ pub(crate) struct SealedSegment {
     pub(crate) file: Arc<dyn IoFile>,
     pub(crate) id: SegmentId,
     pub(crate) trailer: SealTrailer,
+    /// Whether its blocks are compact (format version 3, FORMAT.md section 6.5) rather than
+    /// raw frames.
+    pub(crate) compact: bool,
     /// Loaded on first read, so opening a log reads only headers and trailers.
     pub(crate) blocks: OnceLock<Vec<BlockEntry>>,
     /// This open segment's key in the block cache.

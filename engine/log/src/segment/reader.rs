@@ -19,6 +19,7 @@ use std::{ops::Range, sync::Arc};
 
 use super::{
     cache::BlockCache,
+    compact::{expand, ENTRY_MIN_LEN},
     format::{
         check_frame_crc, parse_frame_in_verified_block, BlockEntry, FormatError, FrameParse,
         BLOCK_ENTRY_LEN, FRAME_HEADER_LEN, TRAILER_LEN,
@@ -58,6 +59,10 @@ pub struct RecordBatch {
     payload_bytes: usize,
     /// Compressed block bytes, reused.
     scratch: Vec<u8>,
+    /// A compact block decompressed, before its payloads are rebuilt into `buf`; reused.
+    plain: Vec<u8>,
+    /// Where each record of the block just loaded lies in `buf`; reused.
+    block_payloads: Vec<Range<usize>>,
     /// zstd context, reused.
     decompressor: Option<zstd::bulk::Decompressor<'static>>,
 }
@@ -409,15 +414,23 @@ pub(crate) fn sealed_blocks(sealed: &SealedSegment) -> Result<&[BlockEntry]> {
         .collect();
     // Check the index's own consistency once, so reads can trust it.
     // Blocks tile the data area and the raw record area exactly, in sequence order.
+    // A version-1 block's frames are the raw record area itself, so its logical offset follows
+    // from the block before; a compact block's raw span is checked when it is expanded, and
+    // here its logical offset must only leave each block before it room for its frames.
     let header_len = super::format::HEADER_LEN as u64;
     let mut expect_seq = sealed.id.base();
     let mut expect_file = header_len;
     let mut expect_logical = header_len;
     let mut records = 0u64;
     for (i, b) in blocks.iter().enumerate() {
+        let logical_ok = if sealed.compact && i > 0 {
+            b.logical_offset >= expect_logical
+        } else {
+            b.logical_offset == expect_logical
+        };
         if b.first_seq != expect_seq
             || b.file_offset != expect_file
-            || b.logical_offset != expect_logical
+            || !logical_ok
             || b.records_count == 0
         {
             return Err(Error::Corruption {
@@ -431,13 +444,23 @@ pub(crate) fn sealed_blocks(sealed: &SealedSegment) -> Result<&[BlockEntry]> {
         }
         expect_seq = EventLogSequenceNumber(b.first_seq.0 + u64::from(b.records_count));
         expect_file += u64::from(b.compressed_len);
-        expect_logical += u64::from(b.uncompressed_len);
+        expect_logical = if sealed.compact {
+            b.logical_offset + FRAME_HEADER_LEN as u64 * u64::from(b.records_count)
+        } else {
+            expect_logical + u64::from(b.uncompressed_len)
+        };
         records += u64::from(b.records_count);
     }
+    let raw_ok = if sealed.compact {
+        // The last block's records must fit in what is left of the raw record area.
+        expect_logical - header_len <= t.raw_len
+    } else {
+        expect_logical - header_len == t.raw_len
+    };
     if expect_seq != t.next_seq
         || records != t.records_count
         || expect_file != t.index_offset
-        || expect_logical - header_len != t.raw_len
+        || !raw_ok
     {
         return Err(Error::Corruption {
             path: sealed.path.clone(),
@@ -457,13 +480,27 @@ pub(crate) fn sealed_blocks(sealed: &SealedSegment) -> Result<&[BlockEntry]> {
     Ok(sealed.blocks.get().map_or(&[], Vec::as_slice))
 }
 
-/// Reads one block into the batch's scratch buffer and decompresses it onto the end of the
-/// batch's buffer, checking its checksum and length. Returns where the block starts in it.
+/// How many bytes block `i`'s records took in the raw segment (frame headers included): up
+/// to the next block's logical offset, or to the end of the raw record area.
+fn raw_span(sealed: &SealedSegment, blocks: &[BlockEntry], i: usize) -> u64 {
+    let end = blocks.get(i + 1).map_or(
+        super::format::HEADER_LEN as u64 + sealed.trailer.raw_len,
+        |next| next.logical_offset,
+    );
+    end.saturating_sub(blocks[i].logical_offset)
+}
+
+/// Loads block `i` of `sealed` into the batch: reads it, checks its checksum, sizes and every
+/// record in it, and leaves each record's payload in `batch.buf` from `batch.used` on, their
+/// ranges in `batch.block_payloads` (in sequence order from the block's `first_seq`).
 fn load_block(
     sealed: &SealedSegment,
-    block: &BlockEntry,
+    blocks: &[BlockEntry],
+    i: usize,
     batch: &mut RecordBatch,
-) -> Result<usize> {
+    payload_max: usize,
+) -> Result<()> {
+    let block = &blocks[i];
     let corruption = |what: String| Error::Corruption {
         path: sealed.path.clone(),
         offset: block.file_offset,
@@ -497,8 +534,13 @@ fn load_block(
     // decodes to at most 128 KiB and takes at least 4 bytes (an RLE block), so a frame of
     // `c` bytes decodes to at most `c * 32768`. A larger claim is corruption, caught before
     // allocating anything from it.
+    let record_min = if sealed.compact {
+        ENTRY_MIN_LEN
+    } else {
+        FRAME_HEADER_LEN
+    };
     if u64::from(block.uncompressed_len) > u64::from(block.compressed_len) * 32_768
-        || (block.uncompressed_len as usize) < block.records_count as usize * FRAME_HEADER_LEN
+        || (block.uncompressed_len as usize) < block.records_count as usize * record_min
     {
         return Err(corruption(format!(
             "block of {} compressed bytes and {} records claims {} uncompressed bytes",
@@ -507,9 +549,15 @@ fn load_block(
     }
     let start = batch.used;
     let len = block.uncompressed_len as usize;
-    batch.space(start, len);
+    let target = if sealed.compact {
+        batch.plain.resize(len, 0);
+        &mut batch.plain[..]
+    } else {
+        batch.space(start, len);
+        &mut batch.buf[start..start + len]
+    };
     let decompressed = match batch.decompressor.as_mut() {
-        Some(d) => d.decompress_to_buffer(&batch.scratch, &mut batch.buf[start..start + len]),
+        Some(d) => d.decompress_to_buffer(&batch.scratch, target),
         None => unreachable!("set above"),
     }
     .map_err(|e| corruption(format!("block does not decompress: {e}")))?;
@@ -518,8 +566,61 @@ fn load_block(
             "block decompresses to {decompressed} bytes, index says {len}"
         )));
     }
-    batch.used = start + len;
-    Ok(start)
+    batch.block_payloads.clear();
+    if sealed.compact {
+        let span = raw_span(sealed, blocks, i);
+        batch.used = expand(
+            &batch.plain,
+            block.records_count,
+            span,
+            &mut batch.buf,
+            start,
+            &mut batch.block_payloads,
+        )
+        .map_err(|e| corruption(format!("{e} (records from {})", block.first_seq)))?;
+        return Ok(());
+    }
+    let block_end = start + len;
+    let mut at = start;
+    let mut seq = block.first_seq;
+    for _ in 0..block.records_count {
+        let offset = block.logical_offset + (at - start) as u64;
+        match parse_frame_in_verified_block(
+            &batch.buf[at..block_end],
+            sealed.id.base(),
+            offset,
+            payload_max,
+        ) {
+            FrameParse::Frame(frame) => {
+                let frame = FrameInfo::of(&frame);
+                if frame.seq != seq {
+                    return Err(corruption(format!(
+                        "sequence number: expected {seq}, found {}",
+                        frame.seq
+                    )));
+                }
+                batch
+                    .block_payloads
+                    .push(at + FRAME_HEADER_LEN..at + frame.total_len);
+                at += frame.total_len;
+                seq = EventLogSequenceNumber(seq.0 + 1);
+            }
+            FrameParse::Incomplete(_) => {
+                return Err(corruption(format!(
+                    "block ends inside the frame of record {seq}"
+                )))
+            }
+            FrameParse::Bad(e) => return Err(frame_error(&sealed.path, block.file_offset, e)),
+        }
+    }
+    if at != block_end {
+        return Err(corruption(format!(
+            "{} bytes after the last frame of the block",
+            block_end - at
+        )));
+    }
+    batch.used = block_end;
+    Ok(())
 }
 
 /// Appends records `>= from` of a sealed segment to `batch`; returns the next sequence number.
@@ -542,102 +643,59 @@ pub(crate) fn read_sealed(
     let mut want = Some(from);
     while i < blocks.len() && batch.has_room(limits, 0) {
         let block = &blocks[i];
+        let mut stop = false;
         if let Some(cached) = cache.and_then(|c| c.get(sealed.cache_id, i as u32)) {
-            // A verified block: jump to each wanted record and copy only the frames taken.
-            let mut stop = false;
+            // A verified block: jump to each wanted record and copy only the payloads taken.
             while let Some(w) = want {
                 let Some(k) =
                     w.0.checked_sub(block.first_seq.0)
                         .and_then(|k| usize::try_from(k).ok())
-                        .filter(|k| *k < cached.frames())
+                        .filter(|k| *k < cached.records())
                 else {
                     break;
                 };
-                let frame = cached.frame(k);
-                let payload_len = frame.len() - FRAME_HEADER_LEN;
-                if !batch.has_room(limits, payload_len) {
+                let payload = cached.payload(k);
+                if !batch.has_room(limits, payload.len()) {
                     stop = true;
                     break;
                 }
                 let at = batch.used;
-                batch.space(at, frame.len()).copy_from_slice(frame);
-                batch.used = at + frame.len();
-                batch.accept(w, at + FRAME_HEADER_LEN..at + frame.len());
+                batch.space(at, payload.len()).copy_from_slice(payload);
+                batch.used = at + payload.len();
+                batch.accept(w, at..at + payload.len());
                 next = EventLogSequenceNumber(w.0 + 1);
                 want = select.at_or_after(next);
             }
-            let Some(w) = want.filter(|_| !stop) else {
-                break;
-            };
-            i = block_of(w).max(i + 1);
-            continue;
-        }
-        let start = load_block(sealed, block, batch)?;
-        let fill = cache.filter(|_| limits.fill_cache);
-        let mut offsets = Vec::new();
-        let block_end = batch.used;
-        let mut at = start;
-        let mut seq = block.first_seq;
-        let mut stop = false;
-        for _ in 0..block.records_count {
-            if fill.is_some() {
-                offsets.push((at - start) as u32);
+        } else {
+            let start = batch.used;
+            load_block(sealed, blocks, i, batch, limits.payload_max)?;
+            if let Some(cache) = cache.filter(|_| limits.fill_cache) {
+                // Every record of the block has just been checked: it is cached with its place.
+                cache.insert(
+                    sealed.cache_id,
+                    i as u32,
+                    &batch.buf[start..batch.used],
+                    start,
+                    &batch.block_payloads,
+                );
             }
-            let offset = block.logical_offset + (at - start) as u64;
-            match parse_frame_in_verified_block(
-                &batch.buf[at..block_end],
-                sealed.id.base(),
-                offset,
-                limits.payload_max,
-            ) {
-                FrameParse::Frame(frame) => {
-                    let frame = FrameInfo::of(&frame);
-                    if frame.seq != seq {
-                        return Err(Error::Corruption {
-                            path: sealed.path.clone(),
-                            offset: block.file_offset,
-                            what: format!("sequence number: expected {seq}, found {}", frame.seq),
-                        });
-                    }
-                    let payload = at + FRAME_HEADER_LEN..at + frame.total_len;
-                    if Some(frame.seq) == want && !stop {
-                        if batch.has_room(limits, payload.len()) {
-                            batch.accept(frame.seq, payload);
-                            next = EventLogSequenceNumber(frame.seq.0 + 1);
-                            want = select.at_or_after(next);
-                            stop = want.is_none();
-                        } else {
-                            stop = true;
-                        }
-                    }
-                    at += frame.total_len;
-                    seq = EventLogSequenceNumber(seq.0 + 1);
+            while let Some(w) = want {
+                let Some(k) =
+                    w.0.checked_sub(block.first_seq.0)
+                        .and_then(|k| usize::try_from(k).ok())
+                        .filter(|k| *k < batch.block_payloads.len())
+                else {
+                    break;
+                };
+                let payload = batch.block_payloads[k].clone();
+                if !batch.has_room(limits, payload.len()) {
+                    stop = true;
+                    break;
                 }
-                FrameParse::Incomplete(_) => {
-                    return Err(Error::Corruption {
-                        path: sealed.path.clone(),
-                        offset: block.file_offset,
-                        what: format!("block ends inside the frame of record {seq}"),
-                    })
-                }
-                FrameParse::Bad(e) => return Err(frame_error(&sealed.path, block.file_offset, e)),
+                batch.accept(w, payload);
+                next = EventLogSequenceNumber(w.0 + 1);
+                want = select.at_or_after(next);
             }
-        }
-        if at != block_end {
-            return Err(Error::Corruption {
-                path: sealed.path.clone(),
-                offset: block.file_offset,
-                what: format!("{} bytes after the last frame of the block", block_end - at),
-            });
-        }
-        if let Some(cache) = fill {
-            // Every frame of the block has just been checked: it is cached with their offsets.
-            cache.insert(
-                sealed.cache_id,
-                i as u32,
-                &batch.buf[start..block_end],
-                offsets,
-            );
         }
         let Some(w) = want.filter(|_| !stop) else {
             break;

@@ -425,7 +425,8 @@ fn open_sealed(
     let got = file
         .read_at(&mut header, 0)
         .map_err(|e| Error::io("read", path, e))?;
-    check_header(path, &header[..got], SegmentKind::Sealed, tenant, scope, id)?;
+    let compact =
+        check_header(path, &header[..got], SegmentKind::Sealed, tenant, scope, id)?.compact();
     let base = id.base();
     let trailer = read_trailer(file.as_ref(), path)?;
     if trailer.next_seq.0 <= base.0
@@ -446,6 +447,7 @@ fn open_sealed(
         file,
         id,
         trailer,
+        compact,
         blocks: OnceLock::new(),
         cache_id: CacheId::next(),
     }))

@@ -12,8 +12,12 @@
 //!   frame by frame on the way, or sealing fails with an `Error` and the raw segment stays;
 //! - `<base>.sealed` exists only complete and durable (written and synced before the rename).
 //!
-//! Memory: a sealer streams: about 1 MiB of the raw segment and 1 MiB of compressed output at
-//! a time (more for a record larger than that), whatever `segment-bytes-max` is.
+//! Blocks are compact (format version 3, FORMAT.md section 6.5): each frame's checksum is
+//! verified here, then its payload goes into the block without the frame header and without an
+//! execution context the record before it in the block already holds ([`CompactEncoder`]).
+//!
+//! Memory: a sealer streams: about 1 MiB of the raw segment, one block and 1 MiB of compressed
+//! output at a time (more for a record larger than that), whatever `segment-bytes-max` is.
 
 use std::{
     path::Path,
@@ -22,9 +26,8 @@ use std::{
 
 use super::{
     cache::CacheId,
-    format::{
-        parse_frame, BlockEntry, FrameParse, SealTrailer, SegmentHeader, SegmentKind, HEADER_LEN,
-    },
+    compact::CompactEncoder,
+    format::{parse_frame, BlockEntry, FrameParse, SealTrailer, SegmentHeader, HEADER_LEN},
     reader::frame_error,
     sealed_name, sealing_name, RawSegment, SealedSegment, FIRST_FRAME,
 };
@@ -83,21 +86,25 @@ pub(crate) fn seal_segment(
         file,
         id: raw.id,
         trailer,
+        compact: true,
         blocks: blocks_cell,
         cache_id: CacheId::next(),
     }))
 }
 
 /// Streams a raw segment into a sealed file: reads the record area a chunk at a time, checks
-/// every frame, cuts blocks at frame boundaries, compresses each and writes the compressed
-/// blocks out as they gather, then the block index and the trailer, and syncs.
+/// every frame, gathers the records into compact blocks cut at record boundaries, compresses
+/// each and writes the compressed blocks out as they gather, then the block index and the
+/// trailer, and syncs.
 ///
-/// Memory: one read chunk (grown to hold a frame larger than it, and the part of the block
-/// under way that came before it) and one write chunk, whatever the segment's size.
+/// Memory: one read chunk (grown to hold a frame larger than it), one block and one write
+/// chunk, whatever the segment's size.
 struct SealedWriter<'a> {
     file: &'a dyn IoFile,
     path: &'a Path,
     compressor: zstd::bulk::Compressor<'static>,
+    /// The block under way.
+    encoder: CompactEncoder,
     /// One block's compressed bytes.
     scratch: Vec<u8>,
     /// Compressed bytes not yet written, which start at `written` in the file.
@@ -124,14 +131,15 @@ impl SealedWriter<'_> {
         Ok(())
     }
 
-    /// Compresses one block (records `first..first + count` at `logical_offset`) and appends it.
+    /// Compresses the block under way (records `first..first + count`, whose frames started
+    /// at `logical_offset` in the raw segment), appends it and starts the next.
     fn block(
         &mut self,
-        records: &[u8],
         logical_offset: u64,
         first: EventLogSequenceNumber,
         count: u32,
     ) -> Result<BlockEntry> {
+        let records = self.encoder.block();
         // zstd writes from the start of the buffer, within its capacity.
         self.scratch.clear();
         self.scratch
@@ -148,6 +156,7 @@ impl SealedWriter<'_> {
             records_count: count,
             crc: crc32fast::hash(&self.scratch),
         };
+        self.encoder.clear();
         self.pending.extend_from_slice(&self.scratch);
         self.flush()?;
         Ok(entry)
@@ -168,6 +177,7 @@ impl SealedWriter<'_> {
             path,
             compressor: zstd::bulk::Compressor::new(config.seal_zstd_level)
                 .map_err(|e| Error::io("zstd context", &raw.path, e))?,
+            encoder: CompactEncoder::new(),
             scratch: Vec::new(),
             pending: Vec::with_capacity(WRITE_CHUNK + (WRITE_CHUNK >> 2)),
             written: 0,
@@ -176,7 +186,7 @@ impl SealedWriter<'_> {
         let next_seq = raw.visible_next();
         let base = raw.id.base();
         let area_len = (end.0 as usize).saturating_sub(HEADER_LEN);
-        let header = SegmentHeader::new(SegmentKind::Sealed, tenant, scope, base);
+        let header = SegmentHeader::new_compact_sealed(tenant, scope, base);
         this.pending.extend_from_slice(&header.encode());
 
         let block_target = config.seal_block_bytes.as_u64() as usize;
@@ -194,13 +204,13 @@ impl SealedWriter<'_> {
             let offset = (HEADER_LEN + at) as u64;
             match parse_frame(&buf[at - buf_at..filled], base, offset, payload_max) {
                 FrameParse::Frame(f) if f.seq == seq => {
+                    this.encoder.push(f.payload);
                     at += f.total_len;
                     seq = EventLogSequenceNumber(seq.0 + 1);
                     block_count += 1;
                     // A block ends once it is big enough, and with the segment's last record.
-                    if at - block_start >= block_target || at == area_len {
+                    if this.encoder.len() >= block_target || at == area_len {
                         blocks.push(this.block(
-                            &buf[block_start - buf_at..at - buf_at],
                             (HEADER_LEN + block_start) as u64,
                             block_first,
                             block_count,
@@ -225,12 +235,12 @@ impl SealedWriter<'_> {
                     })
                 }
                 FrameParse::Incomplete(n) => {
-                    // Keep the block under way, make room for the frame (and a chunk), read on.
-                    let keep = block_start - buf_at;
+                    // Keep what there is of the frame, make room for it (and a chunk), read on.
+                    let keep = at - buf_at;
                     buf.copy_within(keep..filled, 0);
                     filled -= keep;
-                    buf_at = block_start;
-                    let room = (at - block_start + n).max(READ_CHUNK + block_target);
+                    buf_at = at;
+                    let room = n.max(READ_CHUNK);
                     let room = room.min(area_len - buf_at);
                     if buf.len() < room {
                         buf.resize(room, 0);
