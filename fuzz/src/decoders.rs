@@ -1,4 +1,5 @@
-//! The decoder targets: segment header, record frame, record payload, seal trailer.
+//! The decoder targets: segment header, record frame, record payload, seal trailer, compact
+//! sealed block.
 //!
 //! Every decoder of `segment::format` promises to reject whatever its encoder cannot produce,
 //! so anything that decodes must re-encode to exactly the bytes it came from: a decoder that
@@ -9,6 +10,7 @@
 use annals_log::{
     decode_index_fields,
     testing::{
+        compact::{expand, CompactEncoder},
         decode_payload,
         format::{
             encode_frame, frame_crc, parse_frame, FrameParse, SealTrailer, SegmentHeader,
@@ -146,7 +148,10 @@ pub fn record_payload(data: &[u8]) {
                 "payload decoded to {event:?}, which encodes to other bytes:\n  input   {data:02x?}\n  encoded {encoded:02x?}"
             );
             let fields = index.unwrap_or_else(|e| {
-                panic!("the index decoder refused a payload that decodes to {event:?}: {}", e.0)
+                panic!(
+                    "the index decoder refused a payload that decodes to {event:?}: {}",
+                    e.0
+                )
             });
             assert_eq!(fields.event_type, event.event_type);
             assert_eq!(fields.event_source_id, event.event_source_id);
@@ -180,5 +185,83 @@ pub fn seal_trailer(data: &[u8]) {
             "trailer {trailer:?} decoded from bytes it does not encode to"
         );
         assert_eq!(SealTrailer::decode(&encoded), Ok(trailer));
+    }
+}
+
+/// Mode of [`compact_block`]: expand the input as a block.
+pub(crate) const COMPACT_EXPAND: u8 = 0;
+/// Mode of [`compact_block`]: encode the input's payloads into a block and expand it back.
+pub(crate) const COMPACT_ROUND_TRIP: u8 = 1;
+
+/// Records the encoder's block of `payloads` takes in a raw segment.
+fn raw_span(payloads: &[Vec<u8>]) -> u64 {
+    payloads
+        .iter()
+        .map(|p| (FRAME_HEADER_LEN + p.len()) as u64)
+        .sum()
+}
+
+/// Encodes `payloads` into one compact block and expands it: they must come back exactly.
+fn round_trip(payloads: &[Vec<u8>]) {
+    let mut encoder = CompactEncoder::new();
+    for p in payloads {
+        encoder.push(p);
+    }
+    let mut out = Vec::new();
+    let mut ranges = Vec::new();
+    let count = u32::try_from(payloads.len()).expect("a fuzz input holds few payloads");
+    let end = expand(
+        encoder.block(),
+        count,
+        raw_span(payloads),
+        &mut out,
+        0,
+        &mut ranges,
+    )
+    .unwrap_or_else(|e| panic!("the encoder's own block does not expand: {e}"));
+    let back: Vec<&[u8]> = ranges.iter().map(|r| &out[r.clone()]).collect();
+    assert_eq!(back.len(), payloads.len());
+    for (got, want) in back.iter().zip(payloads) {
+        assert!(
+            got == want,
+            "payload changed: {want:02x?} came back as {got:02x?}"
+        );
+    }
+    assert_eq!(ranges.last().map_or(0, |r| r.end), end);
+}
+
+/// `[mode: u8][count: u16][raw span: u32][bytes]`. Mode [`COMPACT_EXPAND`] expands `bytes` as a
+/// compact block of `count` entries whose records took `raw span` bytes in their raw segment:
+/// it never panics, writes no more than the span, and what it accepts re-encodes into a block
+/// that expands to the same payloads. Mode [`COMPACT_ROUND_TRIP`] cuts `bytes` into payloads (a
+/// `u16` length, then that many bytes, each) and round-trips them through the sealer's encoder.
+pub fn compact_block(data: &[u8]) {
+    let mut input = Input::new(data);
+    let mode = input.u8();
+    let count = u32::from(input.u16());
+    let span = u64::from(input.u32());
+    if mode & 1 == COMPACT_ROUND_TRIP {
+        let mut payloads = Vec::new();
+        while !input.is_empty() {
+            let len = usize::from(input.u16());
+            payloads.push(input.bytes(len).to_vec());
+        }
+        round_trip(&payloads);
+        return;
+    }
+    let block = input.rest();
+    let mut out = Vec::new();
+    let mut ranges = Vec::new();
+    if let Ok(end) = expand(block, count, span, &mut out, 0, &mut ranges) {
+        assert_eq!(ranges.len(), count as usize);
+        assert!(
+            (out.len() as u64) <= span,
+            "expanded {} bytes from a block whose span is {span}",
+            out.len()
+        );
+        let payloads: Vec<Vec<u8>> = ranges.iter().map(|r| out[r.clone()].to_vec()).collect();
+        assert_eq!(raw_span(&payloads), span);
+        assert_eq!(ranges.last().map_or(0, |r| r.end), end);
+        round_trip(&payloads);
     }
 }

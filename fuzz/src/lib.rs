@@ -12,6 +12,7 @@
 //! | [`record_frame`] | mode, base, offset, limit, frame bytes | parse never panics; parsed => re-encodes to the input prefix |
 //! | [`record_payload`] | payload bytes | decode never panics; decoded => an independent encoder reproduces the input, and the indexer's decoder (`decode_index_fields`) gives the same fields; refused => the indexer's refuses too, unless only a string it steps over is not UTF-8 |
 //! | [`seal_trailer`] | mode byte, trailer bytes | like the header |
+//! | [`compact_block`] | mode, record count, raw span, block bytes or payloads | expanding a sealed block never panics or writes past the span; what expands re-encodes and expands to the same payloads; the sealer's encoder round-trips any payloads |
 //! | [`open_log()`] | a log directory ([`mod@open_log`] module docs) | opening and reading never panic; an opened log reads gaplessly, accepts an append and reopens cleanly |
 //! | [`ops()`] | an operation sequence ([`mod@ops`] module docs) | after every reopen and crash: acknowledged commits present, commits whole, sequence numbers gapless |
 //! | [`requests()`] | a kind byte, a request message ([`mod@requests`] module docs) | conversion and validation never panic; refusals name a field; what is accepted round-trips to the wire and through the log's record format; 5.4 rewrites are stable |
@@ -39,7 +40,7 @@ use annals_log::{
 use bytesize::ByteSize;
 
 pub use crate::{
-    decoders::{record_frame, record_payload, seal_trailer, segment_header},
+    decoders::{compact_block, record_frame, record_payload, seal_trailer, segment_header},
     open_log::open_log,
     ops::ops,
     requests::requests,

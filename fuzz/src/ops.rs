@@ -38,7 +38,7 @@ use std::{collections::HashMap, fmt, sync::Arc};
 
 use annals_log::{
     testing::{CrashMode, FaultIo},
-    Commit, Durability, LogStore, LogConfig, Event, EventLogSequenceNumber, Log, RecoveryMode,
+    Commit, Durability, Event, EventLogSequenceNumber, Log, LogConfig, LogStore, RecoveryMode,
 };
 
 use bytesize::ByteSize;

@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use annals_log::{
     testing::{
+        compact::CompactEncoder,
         decode_payload,
         format::{
-            encode_frame, SegmentHeader, SegmentKind, FORMAT_VERSION, HEADER_LEN, SAMPLE_TRAILER,
-            TRAILER_LEN,
+            encode_frame, SegmentHeader, SegmentKind, FORMAT_VERSION, FRAME_HEADER_LEN, HEADER_LEN,
+            SAMPLE_TRAILER, TRAILER_LEN,
         },
         CrashMode, FaultIo,
     },
@@ -381,6 +382,92 @@ fn trailer_seeds(sealed: &Reference, seeds: &mut Vec<Seed>) {
     push("short", with_mode(0, &real[..TRAILER_LEN - 1]));
 }
 
+/// `[mode][count: u16][span: u32][bytes]` for the `compact_block` harness.
+fn compact_input(mode: u8, count: usize, span: u64, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![mode];
+    out.extend_from_slice(&u16::try_from(count).expect("few records").to_le_bytes());
+    out.extend_from_slice(&u32::try_from(span).expect("a small span").to_le_bytes());
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn compact_seeds(unsealed: &Reference, seeds: &mut Vec<Seed>) {
+    use crate::decoders::{COMPACT_EXPAND, COMPACT_ROUND_TRIP};
+    let mut push = |name, bytes| {
+        seeds.push(Seed {
+            target: "compact_block",
+            name,
+            bytes,
+        });
+    };
+    // The first commits (shared and changing contexts) and the rich one (every optional field).
+    let mut payloads: Vec<Vec<u8>> = unsealed.payloads[..6].to_vec();
+    payloads.extend(
+        unsealed
+            .payloads
+            .iter()
+            .filter(|p| {
+                decode_payload(p).is_ok_and(|e| e.execution_context.correlation_id.as_u128() == 5)
+            })
+            .cloned(),
+    );
+    let span: u64 = payloads
+        .iter()
+        .map(|p| (FRAME_HEADER_LEN + p.len()) as u64)
+        .sum();
+    let mut encoder = CompactEncoder::new();
+    for p in &payloads {
+        encoder.push(p);
+    }
+    let block = encoder.block().to_vec();
+    let n = payloads.len();
+    push("block", compact_input(COMPACT_EXPAND, n, span, &block));
+    push(
+        "block-span-short",
+        compact_input(COMPACT_EXPAND, n, span - 1, &block),
+    );
+    push(
+        "block-count-short",
+        compact_input(COMPACT_EXPAND, n - 1, span, &block),
+    );
+    push(
+        "block-shared-first",
+        compact_input(COMPACT_EXPAND, n, span, &flip(block.clone(), 0, 0x01)),
+    );
+    push(
+        "block-truncated",
+        compact_input(COMPACT_EXPAND, n, span, &block[..block.len() - 2]),
+    );
+    // An opaque entry (a payload no walk accepts) among whole ones.
+    let mut odd = payloads[..2].to_vec();
+    odd.insert(1, b"not a record".to_vec());
+    let mut encoder = CompactEncoder::new();
+    for p in &odd {
+        encoder.push(p);
+    }
+    let odd_span = odd
+        .iter()
+        .map(|p| (FRAME_HEADER_LEN + p.len()) as u64)
+        .sum();
+    push(
+        "block-opaque",
+        compact_input(COMPACT_EXPAND, odd.len(), odd_span, encoder.block()),
+    );
+    let mut listed = Vec::new();
+    for p in payloads.iter().take(4).chain(&odd) {
+        listed.extend_from_slice(
+            &u16::try_from(p.len())
+                .expect("a small payload")
+                .to_le_bytes(),
+        );
+        listed.extend_from_slice(p);
+    }
+    push(
+        "round-trip",
+        compact_input(COMPACT_ROUND_TRIP, 0, 0, &listed),
+    );
+}
+
 fn open_log_seeds(sealed: &Reference, unsealed: &Reference, seeds: &mut Vec<Seed>) {
     let mut push = |name, spec: LogDirSpec| {
         seeds.push(Seed {
@@ -585,6 +672,7 @@ pub fn seed_corpus() -> Vec<Seed> {
     frame_seeds(&unsealed, &mut seeds);
     payload_seeds(&unsealed, &mut seeds);
     trailer_seeds(&sealed, &mut seeds);
+    compact_seeds(&unsealed, &mut seeds);
     open_log_seeds(&sealed, &unsealed, &mut seeds);
     ops_seeds(&mut seeds);
     request_seeds(&mut seeds);

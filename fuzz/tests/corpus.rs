@@ -74,6 +74,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("record_frame", annals_fuzz::record_frame),
     ("record_payload", annals_fuzz::record_payload),
     ("seal_trailer", annals_fuzz::seal_trailer),
+    ("compact_block", annals_fuzz::compact_block),
     ("open_log", annals_fuzz::open_log),
     ("ops", annals_fuzz::ops),
     ("requests", annals_fuzz::requests),
@@ -176,6 +177,11 @@ fn seal_trailer_corpus() {
 }
 
 #[test]
+fn compact_block_corpus() {
+    run_corpus("compact_block");
+}
+
+#[test]
 fn open_log_corpus() {
     run_corpus("open_log");
 }
@@ -225,7 +231,7 @@ fn every_fuzz_target_has_a_harness_and_a_corpus() {
 /// inputs per target: a quick deterministic fuzz that runs wherever the tests do.
 #[test]
 fn decoders_survive_bit_flips_of_their_seeds() {
-    for (target, harness) in &TARGETS[..4] {
+    for (target, harness) in &TARGETS[..5] {
         for path in corpus_files(target) {
             let seed = fs::read(&path).expect("reading a corpus file");
             let bits = seed.len() * 8;
