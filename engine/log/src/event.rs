@@ -731,7 +731,7 @@ fn decode_view(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample_commit() -> Commit {

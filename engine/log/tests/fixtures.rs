@@ -122,10 +122,11 @@ fn write_corrupt_copy(good: &Path, corrupt: &Path) {
     fs::write(&active, bytes).unwrap();
 }
 
-#[test]
-#[ignore = "wrote the checked-in fixtures of version 2; never run again"]
-fn write_v2_fixtures() {
-    let good = fixture_dir(2, "good");
+/// Writes the good fixture of `version` with this build (`spares`: wait for the recycled file
+/// of the segment just sealed after every commit, so that each roll takes one); returns its
+/// directory.
+fn write_good_fixture(version: u16, spares: bool) -> PathBuf {
+    let good = fixture_dir(version, "good");
     assert!(
         !good.exists(),
         "fixtures of a released version are never rewritten"
@@ -135,14 +136,22 @@ fn write_v2_fixtures() {
         let log = engine.create_tenant(TENANT).unwrap().event_log().unwrap();
         for c in fixture_commits() {
             log.append(&c).unwrap();
-            // So that every roll after the first finds a sealed-away file ready.
             assert!(engine.wait_for_sealing().is_empty());
-            engine.wait_for_spares();
+            if spares {
+                engine.wait_for_spares();
+            }
         }
     }
     fs::remove_file(good.join("LOCK")).unwrap();
     // Spares are deleted at open anyway: keep the fixture small.
-    fs::remove_dir_all(good.join("spares")).unwrap();
+    let _ = fs::remove_dir_all(good.join("spares"));
+    good
+}
+
+#[test]
+#[ignore = "wrote the checked-in fixtures of version 2; never run again"]
+fn write_v2_fixtures() {
+    let good = write_good_fixture(2, true);
     let active = fs::read(active_segment(&good)).unwrap();
     let header = SegmentHeader::decode(&active[..HEADER_LEN]).unwrap();
     assert!(header.recycled && header.format_version == 2, "{header:?}");
@@ -152,21 +161,7 @@ fn write_v2_fixtures() {
 #[test]
 #[ignore = "wrote the checked-in fixtures of version 3; never run again"]
 fn write_v3_fixtures() {
-    let good = fixture_dir(3, "good");
-    assert!(
-        !good.exists(),
-        "fixtures of a released version are never rewritten"
-    );
-    {
-        let engine = LogStore::open_with_io(config(&good), Arc::new(StdIo)).unwrap();
-        let log = engine.create_tenant(TENANT).unwrap().event_log().unwrap();
-        for c in fixture_commits() {
-            log.append(&c).unwrap();
-            assert!(engine.wait_for_sealing().is_empty());
-        }
-    }
-    fs::remove_file(good.join("LOCK")).unwrap();
-    let _ = fs::remove_dir_all(good.join("spares"));
+    let good = write_good_fixture(3, false);
     for sealed in sealed_segments(&good) {
         let header = SegmentHeader::decode(&fs::read(sealed).unwrap()[..HEADER_LEN]).unwrap();
         assert!(header.compact() && header.format_version == 3, "{header:?}");

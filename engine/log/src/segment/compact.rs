@@ -216,62 +216,33 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::event::{encode_execution_context, encode_payload};
-    use crate::{
-        AppliedByAggregate, Claim, Commit, EventHorizonOrigin, EventType, ExecutionContext,
-        UncommittedEvent, Version,
-    };
+    use crate::event::{encode_execution_context, encode_payload, tests::sample_commit};
+    use crate::{Commit, UncommittedEvent};
 
     /// A commit of `events` events; `variant` changes its execution context.
     fn commit(variant: u8, events: usize) -> Commit {
-        Commit {
-            occurred_ns: 1_700_000_000_000_000_000 + i64::from(variant),
-            execution_context: ExecutionContext {
-                microservice_id: Uuid::from_u128(1),
-                tenant_id: Uuid::from_u128(2),
-                version: Version {
-                    major: 1,
-                    minor: 2,
-                    patch: 3,
-                    build: i32::from(variant),
-                    pre_release: if variant.is_multiple_of(2) {
-                        String::new()
-                    } else {
-                        "rc.1".into()
-                    },
-                },
-                correlation_id: Uuid::from_u128(u128::from(variant)),
-                claims: (0..variant % 3)
-                    .map(|c| Claim {
-                        key: format!("k{c}"),
-                        value: "v".into(),
-                        value_type: "t".into(),
-                    })
-                    .collect(),
-                environment: "Production".into(),
-                span_id: (variant % 4 == 1).then_some([variant, 2, 3, 4, 5, 6, 7, 8]),
-            },
-            events: (0..events)
-                .map(|i| UncommittedEvent {
-                    event_source_id: format!("source-{i}"),
-                    event_type: EventType {
-                        id: Uuid::from_u128(9),
-                        generation: 1,
-                    },
-                    public: i % 2 == 0,
-                    content: format!(r#"{{"i":{i},"v":{variant}}}"#),
-                    aggregate: (i % 3 == 1).then_some(AppliedByAggregate {
-                        root_id: Uuid::from_u128(7),
-                        version: i as u64,
-                    }),
-                    event_horizon: (i % 4 == 2).then_some(EventHorizonOrigin {
-                        external_sequence_number: 42,
-                        received_ns: 99,
-                        consent_id: Uuid::from_u128(8),
-                    }),
-                })
-                .collect(),
+        let mut commit = sample_commit();
+        commit.occurred_ns += i64::from(variant);
+        let ec = &mut commit.execution_context;
+        ec.version.build = i32::from(variant);
+        if variant.is_multiple_of(2) {
+            ec.version.pre_release.clear();
         }
+        ec.correlation_id = Uuid::from_u128(u128::from(variant));
+        ec.claims.truncate(usize::from(variant % 2));
+        ec.span_id = (variant % 4 == 1).then_some([variant, 2, 3, 4, 5, 6, 7, 8]);
+        let template = commit.events[0].clone();
+        commit.events = (0..events)
+            .map(|i| UncommittedEvent {
+                event_source_id: format!("source-{i}"),
+                public: i % 2 == 0,
+                content: format!(r#"{{"i":{i},"v":{variant}}}"#),
+                aggregate: template.aggregate.filter(|_| i % 3 == 1),
+                event_horizon: template.event_horizon.filter(|_| i % 4 == 2),
+                ..template.clone()
+            })
+            .collect();
+        commit
     }
 
     fn payloads(commit: &Commit) -> Vec<Vec<u8>> {
