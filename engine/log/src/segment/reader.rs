@@ -1,10 +1,12 @@
 //! Reading records from raw and sealed segments.
 //!
-//! Every frame returned is checked again (length bound, checksum bound to its location,
-//! sequence number in order): the same checks the writer's encoder guarantees, paired on the
-//! way back. Frames a raw read steps over (from the sparse-index entry to the first record
-//! wanted, and between the records of a selected read) get the structural checks only
-//! (FORMAT.md section 7).
+//! Every frame returned from a raw segment is checked again (length bound, checksum bound to
+//! its location, sequence number in order): the same checks the writer's encoder guarantees,
+//! paired on the way back. Frames a raw read steps over (from the sparse-index entry to the
+//! first record wanted, and between the records of a selected read) get the structural checks
+//! only (FORMAT.md section 7). A sealed block is checked whole by its CRC-32, then each record
+//! in it structurally: its frame (version 1) or its compact entry (version 3, FORMAT.md section
+//! 6.5), whose payload is rebuilt into the batch's buffer.
 //! A batch owns one buffer; events are decoded from it without copying ([`EventView`]).
 //!
 //! Invariants:
