@@ -211,10 +211,17 @@ fn reference(seal: bool) -> Reference {
     Reference { files, payloads }
 }
 
-fn with_mode(mode: u8, bytes: &[u8]) -> Vec<u8> {
+/// A harness input: the mode byte, then each field's bytes in order.
+fn input(mode: u8, fields: &[&[u8]]) -> Vec<u8> {
     let mut out = vec![mode];
-    out.extend_from_slice(bytes);
+    for field in fields {
+        out.extend_from_slice(field);
+    }
     out
+}
+
+fn with_mode(mode: u8, bytes: &[u8]) -> Vec<u8> {
+    input(mode, &[bytes])
 }
 
 fn flip(mut bytes: Vec<u8>, at: usize, mask: u8) -> Vec<u8> {
@@ -263,12 +270,15 @@ fn header_seeds(sealed: &Reference, seeds: &mut Vec<Seed>) {
 }
 
 fn frame_input(mode: u8, base: u64, offset: u64, payload_max: u32, frame: &[u8]) -> Vec<u8> {
-    let mut out = vec![mode];
-    out.extend_from_slice(&base.to_le_bytes());
-    out.extend_from_slice(&offset.to_le_bytes());
-    out.extend_from_slice(&payload_max.to_le_bytes());
-    out.extend_from_slice(frame);
-    out
+    input(
+        mode,
+        &[
+            &base.to_le_bytes(),
+            &offset.to_le_bytes(),
+            &payload_max.to_le_bytes(),
+            frame,
+        ],
+    )
 }
 
 fn frame_seeds(unsealed: &Reference, seeds: &mut Vec<Seed>) {
@@ -384,11 +394,9 @@ fn trailer_seeds(sealed: &Reference, seeds: &mut Vec<Seed>) {
 
 /// `[mode][count: u16][span: u32][bytes]` for the `compact_block` harness.
 fn compact_input(mode: u8, count: usize, span: u64, bytes: &[u8]) -> Vec<u8> {
-    let mut out = vec![mode];
-    out.extend_from_slice(&u16::try_from(count).expect("few records").to_le_bytes());
-    out.extend_from_slice(&u32::try_from(span).expect("a small span").to_le_bytes());
-    out.extend_from_slice(bytes);
-    out
+    let count = u16::try_from(count).expect("few records").to_le_bytes();
+    let span = u32::try_from(span).expect("a small span").to_le_bytes();
+    input(mode, &[&count, &span, bytes])
 }
 
 fn compact_seeds(unsealed: &Reference, seeds: &mut Vec<Seed>) {
