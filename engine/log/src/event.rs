@@ -523,6 +523,29 @@ impl<'a> Cursor<'a> {
         let len = self.u32(what)? as usize;
         self.take(len, what).map(|_| ())
     }
+
+    /// Steps over an execution context (fields 7 to 15; the span id when `flags` say so),
+    /// checking its lengths and the claims' bound but no string's content.
+    fn skip_execution_context(&mut self, flags: u8) -> Result<Result<(), DecodeError>, Fault> {
+        // Microservice id, tenant id and the four version numbers.
+        self.take(16 + 16 + 16, "execution context")?;
+        self.skip_str("pre-release")?;
+        self.take(16, "correlation id")?;
+        let claims_count = match self.claims_count()? {
+            Ok(count) => count,
+            Err(e) => return Ok(Err(e)),
+        };
+        for _ in 0..claims_count {
+            self.skip_str("claim key")?;
+            self.skip_str("claim value")?;
+            self.skip_str("claim value type")?;
+        }
+        self.skip_str("environment")?;
+        if flags & FLAG_SPAN_ID != 0 {
+            self.take(8, "span id")?;
+        }
+        Ok(Ok(()))
+    }
 }
 
 /// Whether a record payload (as `RecordBatch::payloads` yields it) says its event was applied
@@ -567,22 +590,8 @@ fn index_fields(payload: &[u8]) -> Result<Result<IndexFields<'_>, DecodeError>, 
     c.take(8, "occurred")?;
     let event_type = c.event_type()?;
     let event_source_id = c.str("event source id")?;
-    // Microservice id, tenant id and the four version numbers.
-    c.take(16 + 16 + 16, "execution context")?;
-    c.skip_str("pre-release")?;
-    c.take(16, "correlation id")?;
-    let claims_count = match c.claims_count()? {
-        Ok(count) => count,
-        Err(e) => return Ok(Err(e)),
-    };
-    for _ in 0..claims_count {
-        c.skip_str("claim key")?;
-        c.skip_str("claim value")?;
-        c.skip_str("claim value type")?;
-    }
-    c.skip_str("environment")?;
-    if flags & FLAG_SPAN_ID != 0 {
-        c.take(8, "span id")?;
+    if let Err(e) = c.skip_execution_context(flags)? {
+        return Ok(Err(e));
     }
     let aggregate = c.aggregate(flags)?;
     if flags & FLAG_EVENT_HORIZON != 0 {
@@ -622,19 +631,7 @@ pub(crate) fn walk_payload(bytes: &[u8], with_context: bool) -> Option<PayloadLa
     c.skip_str("event source id").ok()?;
     let context_start = c.at;
     if with_context {
-        c.take(16 + 16 + 16, "execution context").ok()?;
-        c.skip_str("pre-release").ok()?;
-        c.take(16, "correlation id").ok()?;
-        let claims_count = c.claims_count().ok()?.ok()?;
-        for _ in 0..claims_count {
-            c.skip_str("claim key").ok()?;
-            c.skip_str("claim value").ok()?;
-            c.skip_str("claim value type").ok()?;
-        }
-        c.skip_str("environment").ok()?;
-        if flags & FLAG_SPAN_ID != 0 {
-            c.take(8, "span id").ok()?;
-        }
+        c.skip_execution_context(flags).ok()?.ok()?;
     }
     let context = context_start..c.at;
     if flags & FLAG_AGGREGATE != 0 {
