@@ -10,7 +10,7 @@
 use annals_log::{
     decode_index_fields,
     testing::{
-        compact::{expand, CompactEncoder},
+        compact::{expand, raw_span, CompactEncoder},
         decode_payload,
         format::{
             encode_frame, frame_crc, parse_frame, FrameParse, SealTrailer, SegmentHeader,
@@ -193,25 +193,13 @@ pub(crate) const COMPACT_EXPAND: u8 = 0;
 /// Mode of [`compact_block`]: encode the input's payloads into a block and expand it back.
 pub(crate) const COMPACT_ROUND_TRIP: u8 = 1;
 
-/// Records the encoder's block of `payloads` takes in a raw segment.
-fn raw_span(payloads: &[Vec<u8>]) -> u64 {
-    payloads
-        .iter()
-        .map(|p| (FRAME_HEADER_LEN + p.len()) as u64)
-        .sum()
-}
-
 /// Encodes `payloads` into one compact block and expands it: they must come back exactly.
 fn round_trip(payloads: &[Vec<u8>]) {
-    let mut encoder = CompactEncoder::new();
-    for p in payloads {
-        encoder.push(p);
-    }
     let mut out = Vec::new();
     let mut ranges = Vec::new();
     let count = u32::try_from(payloads.len()).expect("a fuzz input holds few payloads");
     let end = expand(
-        encoder.block(),
+        &CompactEncoder::block_of(payloads),
         count,
         raw_span(payloads),
         &mut out,

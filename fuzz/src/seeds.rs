@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use annals_log::{
     testing::{
-        compact::CompactEncoder,
+        compact::{raw_span, CompactEncoder},
         decode_payload,
         format::{
-            encode_frame, SegmentHeader, SegmentKind, FORMAT_VERSION, FRAME_HEADER_LEN, HEADER_LEN,
-            SAMPLE_TRAILER, TRAILER_LEN,
+            encode_frame, SegmentHeader, SegmentKind, FORMAT_VERSION, HEADER_LEN, SAMPLE_TRAILER,
+            TRAILER_LEN,
         },
         CrashMode, FaultIo,
     },
@@ -419,15 +419,8 @@ fn compact_seeds(unsealed: &Reference, seeds: &mut Vec<Seed>) {
             })
             .cloned(),
     );
-    let span: u64 = payloads
-        .iter()
-        .map(|p| (FRAME_HEADER_LEN + p.len()) as u64)
-        .sum();
-    let mut encoder = CompactEncoder::new();
-    for p in &payloads {
-        encoder.push(p);
-    }
-    let block = encoder.block().to_vec();
+    let span = raw_span(&payloads);
+    let block = CompactEncoder::block_of(&payloads);
     let n = payloads.len();
     push("block", compact_input(COMPACT_EXPAND, n, span, &block));
     push(
@@ -449,17 +442,14 @@ fn compact_seeds(unsealed: &Reference, seeds: &mut Vec<Seed>) {
     // An opaque entry (a payload no walk accepts) among whole ones.
     let mut odd = payloads[..2].to_vec();
     odd.insert(1, b"not a record".to_vec());
-    let mut encoder = CompactEncoder::new();
-    for p in &odd {
-        encoder.push(p);
-    }
-    let odd_span = odd
-        .iter()
-        .map(|p| (FRAME_HEADER_LEN + p.len()) as u64)
-        .sum();
     push(
         "block-opaque",
-        compact_input(COMPACT_EXPAND, odd.len(), odd_span, encoder.block()),
+        compact_input(
+            COMPACT_EXPAND,
+            odd.len(),
+            raw_span(&odd),
+            &CompactEncoder::block_of(&odd),
+        ),
     );
     let mut listed = Vec::new();
     for p in payloads.iter().take(4).chain(&odd) {

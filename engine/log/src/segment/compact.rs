@@ -53,6 +53,16 @@ impl CompactEncoder {
         Self::default()
     }
 
+    /// The one block that `payloads` make, in order (for tools and tests; the sealer cuts
+    /// blocks as it goes).
+    pub fn block_of<P: AsRef<[u8]>>(payloads: &[P]) -> Vec<u8> {
+        let mut encoder = Self::new();
+        for p in payloads {
+            encoder.push(p.as_ref());
+        }
+        encoder.block
+    }
+
     /// Appends the entry of one payload.
     pub fn push(&mut self, payload: &[u8]) {
         let layout = walk_payload(payload, true).filter(|l| l.end == payload.len());
@@ -100,6 +110,15 @@ impl CompactEncoder {
     }
 }
 
+/// The bytes `payloads` take as records of a raw segment (a frame header and a payload each):
+/// the raw span that [`expand`] checks a block of them against.
+pub fn raw_span<P: AsRef<[u8]>>(payloads: &[P]) -> u64 {
+    payloads
+        .iter()
+        .map(|p| (FRAME_HEADER_LEN + p.as_ref().len()) as u64)
+        .sum()
+}
+
 /// What expanding a block found wrong: the entry and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpandError {
@@ -124,12 +143,12 @@ impl std::fmt::Display for ExpandError {
 /// Reconstructs the `count` payloads of a compact `block` into `out` from `out_at` on (growing
 /// `out` as needed and never shrinking it), pushing each payload's range in `out` onto
 /// `ranges`; returns the end of the last payload in `out`. The block must hold exactly `count`
-/// entries whose records took exactly `raw_span` bytes in their raw segment (a frame header and
+/// entries whose records took exactly `span` bytes in their raw segment (a frame header and
 /// a payload each, what the block index says): this also bounds what is written to `out`.
 pub fn expand(
     block: &[u8],
     count: u32,
-    raw_span: u64,
+    span: u64,
     out: &mut Vec<u8>,
     out_at: usize,
     ranges: &mut Vec<Range<usize>>,
@@ -181,7 +200,7 @@ pub fn expand(
             return Err(fail("payload longer than any record"));
         }
         raw_bytes += (FRAME_HEADER_LEN + len) as u64;
-        if raw_bytes > raw_span {
+        if raw_bytes > span {
             return Err(fail("records take more than the block's raw span"));
         }
         let payload_end = put + len;
@@ -205,7 +224,7 @@ pub fn expand(
     if at != block.len() {
         return Err(fail("bytes after the last entry"));
     }
-    if raw_bytes != raw_span {
+    if raw_bytes != span {
         return Err(fail("records take less than the block's raw span"));
     }
     Ok(put)
@@ -264,13 +283,6 @@ mod tests {
             .collect()
     }
 
-    fn raw_span(payloads: &[Vec<u8>]) -> u64 {
-        payloads
-            .iter()
-            .map(|p| (FRAME_HEADER_LEN + p.len()) as u64)
-            .sum()
-    }
-
     fn expand_all(block: &[u8], count: u32, span: u64) -> Result<Vec<Vec<u8>>, ExpandError> {
         // Start past a few bytes of an earlier read, as in a batch.
         let mut out = vec![0xAA; 7];
@@ -279,14 +291,6 @@ mod tests {
         assert_eq!(ranges.len(), count as usize);
         assert_eq!(ranges.last().map_or(7, |r| r.end), end);
         Ok(ranges.into_iter().map(|r| out[r].to_vec()).collect())
-    }
-
-    fn encode(payloads: &[Vec<u8>]) -> Vec<u8> {
-        let mut encoder = CompactEncoder::new();
-        for p in payloads {
-            encoder.push(p);
-        }
-        encoder.block().to_vec()
     }
 
     #[test]
@@ -304,7 +308,7 @@ mod tests {
         trailing.push(0);
         all.push(trailing);
         all.extend(payloads(&commit(3, 2)));
-        let block = encode(&all);
+        let block = CompactEncoder::block_of(&all);
         let count = all.len() as u32;
         assert_eq!(expand_all(&block, count, raw_span(&all)).unwrap(), all);
 
@@ -359,7 +363,7 @@ mod tests {
     #[test]
     fn damaged_blocks_are_refused_with_the_entry() {
         let p = payloads(&commit(2, 3));
-        let block = encode(&p);
+        let block = CompactEncoder::block_of(&p);
         let span = raw_span(&p);
         let err = |block: &[u8], count: u32, span: u64| expand_all(block, count, span).unwrap_err();
 
@@ -398,7 +402,7 @@ mod tests {
         let mut c = commit(0, 200);
         c.execution_context.environment = "e".repeat(4000);
         let p = payloads(&c);
-        let block = encode(&p);
+        let block = CompactEncoder::block_of(&p);
         assert!(block.len() * 10 < raw_span(&p) as usize);
         let e = expand_all(&block, 200, 10_000).unwrap_err();
         assert!(e.what.contains("more than the block's raw span"), "{e}");
