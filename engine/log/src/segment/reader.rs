@@ -625,6 +625,18 @@ fn load_block(
     Ok(())
 }
 
+/// Where record `seq` is among the `records` of `block`, if it is in it.
+fn index_in_block(
+    seq: EventLogSequenceNumber,
+    block: &BlockEntry,
+    records: usize,
+) -> Option<usize> {
+    seq.0
+        .checked_sub(block.first_seq.0)
+        .and_then(|k| usize::try_from(k).ok())
+        .filter(|k| *k < records)
+}
+
 /// Appends records `>= from` of a sealed segment to `batch`; returns the next sequence number.
 pub(crate) fn read_sealed(
     sealed: &Arc<SealedSegment>,
@@ -649,11 +661,7 @@ pub(crate) fn read_sealed(
         if let Some(cached) = cache.and_then(|c| c.get(sealed.cache_id, i as u32)) {
             // A verified block: jump to each wanted record and copy only the payloads taken.
             while let Some(w) = want {
-                let Some(k) =
-                    w.0.checked_sub(block.first_seq.0)
-                        .and_then(|k| usize::try_from(k).ok())
-                        .filter(|k| *k < cached.records())
-                else {
+                let Some(k) = index_in_block(w, block, cached.records()) else {
                     break;
                 };
                 let payload = cached.payload(k);
@@ -682,11 +690,7 @@ pub(crate) fn read_sealed(
                 );
             }
             while let Some(w) = want {
-                let Some(k) =
-                    w.0.checked_sub(block.first_seq.0)
-                        .and_then(|k| usize::try_from(k).ok())
-                        .filter(|k| *k < batch.block_payloads.len())
-                else {
+                let Some(k) = index_in_block(w, block, batch.block_payloads.len()) else {
                     break;
                 };
                 let payload = batch.block_payloads[k].clone();
