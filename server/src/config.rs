@@ -46,6 +46,8 @@ pub const NOT_SET_APPLICATION: Uuid = Uuid::from_u128(0x4fe9_492c_1d19_4e6b_be72
 pub const NOT_SET_MICROSERVICE: Uuid = Uuid::from_u128(0x4a5d_2bc3_543f_459a_ab0b_e8e9_2409_3260);
 
 const ROOT: &str = "dolittle:runtime";
+/// `annals:fetchCache` when it is not set.
+const FETCH_CACHE_BYTES_DEFAULT: u64 = 32 << 20;
 const ENV_PREFIX: &str = "DOLITTLE__RUNTIME__";
 
 /// A configuration error: which key, which value, what was expected.
@@ -179,6 +181,9 @@ pub struct RuntimeConfig {
     pub management_web_origins: Vec<String>,
     /// Below how much free space the data directory's disk is low (`annals:disk:lowSpace`).
     pub disk_low_space: LowSpace,
+    /// The bytes of FetchForAggregate answers kept for aggregates that have not changed
+    /// since (`annals:fetchCache`, a size such as `32 MiB`; default 32 MiB, 0 keeps none).
+    pub fetch_cache_bytes: u64,
     /// The merged key-value map (lower-case keys below `dolittle:runtime`), for the
     /// management Configuration service.
     pub merged: BTreeMap<String, Value>,
@@ -391,6 +396,19 @@ impl RuntimeConfig {
                 )
             })?,
         };
+        let fetch_cache_bytes = match get("annals:fetchcache") {
+            None => FETCH_CACHE_BYTES_DEFAULT,
+            Some(value) => scalar(value)
+                .trim()
+                .parse::<bytesize::ByteSize>()
+                .map_err(|_| {
+                    invalid(
+                        "annals:fetchCache",
+                        format!("{value} is not a size (32 MiB, 0 for none)"),
+                    )
+                })?
+                .as_u64(),
+        };
         Ok(RuntimeConfig {
             platform,
             tenants,
@@ -405,6 +423,7 @@ impl RuntimeConfig {
             connections,
             management_web_origins,
             disk_low_space,
+            fetch_cache_bytes,
             merged,
         })
     }
@@ -509,6 +528,7 @@ const NAMES: &[(&str, &str)] = &[
     ("servicename", "serviceName"),
     ("maxperport", "maxPerPort"),
     ("lowspace", "lowSpace"),
+    ("fetchcache", "fetchCache"),
     ("handshaketimeout", "handshakeTimeout"),
     ("maxconcurrentstreams", "maxConcurrentStreams"),
     ("keepaliveinterval", "keepAliveInterval"),
@@ -1410,6 +1430,25 @@ mod tests {
         assert_eq!(c.engine.log.seal_zstd_level, 5);
         let e = load(&[], &[], &[("annals:engine:no-such-setting", "1")]).unwrap_err();
         assert!(e.to_string().contains("no-such-setting"), "{e}");
+    }
+
+    #[test]
+    fn the_fetch_cache_is_a_size_and_zero_turns_it_off() {
+        assert_eq!(load(&[], &[], &[]).unwrap().fetch_cache_bytes, 32 << 20);
+        let c = load(
+            &[],
+            &[("DOLITTLE__RUNTIME__ANNALS__FETCHCACHE", "8 MiB")],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.fetch_cache_bytes, 8 << 20);
+        let c = load(&[], &[], &[("annals:fetchCache", "0")]).unwrap();
+        assert_eq!(c.fetch_cache_bytes, 0);
+        let e = load(&[], &[], &[("annals:fetchCache", "lots")]).unwrap_err();
+        assert!(
+            e.to_string().contains("annals:fetchCache") && e.to_string().contains("not a size"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub(crate) struct Runtime {
     pub(crate) stopping: watch::Receiver<bool>,
     /// The free space of the data directory's file system (`disk`).
     pub(crate) disk: crate::disk::DiskSpace,
+    /// FetchForAggregate answers kept encoded (`services::fetch_answers`).
+    pub(crate) fetch_answers: crate::services::fetch_answers::FetchAnswers,
 }
 
 /// The event horizon's two sides.
@@ -109,6 +111,8 @@ impl Runtime {
         for (id, alias) in engine.aggregate_root_aliases()? {
             metrics.dolittle.aggregate_root_alias(id, &alias);
         }
+        let fetch_answers =
+            crate::services::fetch_answers::FetchAnswers::new(config.fetch_cache_bytes);
         Ok(Runtime {
             engine,
             config,
@@ -120,6 +124,7 @@ impl Runtime {
             build_results: Mutex::new(None),
             stopping,
             disk: crate::disk::DiskSpace::default(),
+            fetch_answers,
         })
     }
 

@@ -197,6 +197,107 @@ async fn commit_for_aggregate_counts_versions_and_refuses_a_stale_expectation() 
     );
 }
 
+/// FetchForAggregate answers by where they came from: (kept from an earlier fetch, read).
+async fn fetch_answers(server: &Server) -> (f64, f64) {
+    let (_, text) = Server::http_get(server.ports.metrics, "/metrics").await;
+    let count = |answer| {
+        annals_tests::metric(&text, "annals_fetch_answers_total", &[("answer", answer)]).unwrap()
+    };
+    (count("kept"), count("read"))
+}
+
+/// A fetch of an aggregate that has not changed since its last fetch gets the answer kept
+/// then, the same as one read from the store; every commit to the aggregate is seen by the
+/// next fetch, and the same aggregate ids in another tenant are another aggregate.
+#[tokio::test]
+async fn fetches_of_an_unchanged_aggregate_reuse_the_kept_answer_and_see_every_commit() {
+    const OTHER_TENANT: Uuid = Uuid::from_u128(0x0f7e_11a7_0000_4000_8000_0000_0000_0001);
+    let yaml = format!("tenants:\n  {DEVELOPMENT}: {{}}\n  {OTHER_TENANT}: {{}}\n");
+    let server = Server::start_with(&[(".dolittle/runtime.yml", &yaml)], &[], &[]).await;
+    let mut client = EventStoreClient::new(server.private().await);
+    let reader = client.clone();
+    let fetch = async |tenant: Uuid| {
+        let response = reader
+            .clone()
+            .fetch_for_aggregate(fetch_request(tenant, ROOT, "cart"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(response.failure.is_none(), "{:?}", response.failure);
+        response.events.unwrap()
+    };
+
+    // Nothing committed yet: an empty answer at version 0.
+    let empty = fetch(DEVELOPMENT).await;
+    assert!(empty.events.is_empty());
+    assert_eq!(empty.current_aggregate_root_version, 0);
+
+    let r = for_aggregate(
+        &mut client,
+        "cart",
+        0,
+        &[(TYPE_A, r#"{"n":1}"#), (TYPE_B, "{}")],
+    )
+    .await;
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    let other = client
+        .commit_for_aggregate(aggregate_request(
+            OTHER_TENANT,
+            ROOT,
+            "cart",
+            0,
+            &[(TYPE_A, r#"{"other":true}"#)],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(other.failure.is_none(), "{:?}", other.failure);
+
+    let first = fetch(DEVELOPMENT).await;
+    assert_eq!(first.events.len(), 2);
+    assert_eq!(first.current_aggregate_root_version, 2);
+    let (kept_before, read_before) = fetch_answers(&server).await;
+    let again = fetch(DEVELOPMENT).await;
+    assert_eq!(again, first);
+    assert_eq!(
+        fetch_answers(&server).await,
+        (kept_before + 1.0, read_before)
+    );
+
+    // The other tenant's aggregate of the same ids is its own.
+    let theirs = fetch(OTHER_TENANT).await;
+    assert_eq!(theirs.events.len(), 1);
+    assert_eq!(theirs.events[0].content, r#"{"other":true}"#);
+    assert_eq!(fetch(DEVELOPMENT).await, first);
+
+    // A commit is seen by the very next fetch, which reads and keeps the new answer: the same
+    // as the batches (never kept) read from the store.
+    let r = for_aggregate(&mut client, "cart", 2, &[(TYPE_A, r#"{"n":3}"#)]).await;
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    let (kept, read) = fetch_answers(&server).await;
+    let after = fetch(DEVELOPMENT).await;
+    assert_eq!(fetch_answers(&server).await, (kept, read + 1.0));
+    assert_eq!(after.current_aggregate_root_version, 3);
+    assert_eq!(after.events[..2], first.events[..]);
+    assert_eq!(after.events[2].content, r#"{"n":3}"#);
+    let streamed = batches(
+        &mut client,
+        batches_request(
+            DEVELOPMENT,
+            ROOT,
+            "cart",
+            Some(BatchKind::FetchAllEvents(
+                FetchAllEventsForAggregateInBatchesRequest {},
+            )),
+        ),
+    )
+    .await;
+    assert_eq!(streamed.len(), 1);
+    assert_eq!(streamed[0].events.as_ref(), Some(&after));
+    assert_eq!(fetch(DEVELOPMENT).await, after);
+    assert_eq!(fetch_answers(&server).await, (kept + 1.0, read + 1.0));
+}
+
 #[tokio::test]
 async fn fetches_whole_in_bounded_batches_and_by_event_type() {
     let server = Server::start().await;

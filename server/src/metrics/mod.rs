@@ -16,6 +16,7 @@
 //! | `annals_request_duration_seconds` | histogram | rpc, tenant |
 //! | `annals_committed_events_total` | counter | tenant |
 //! | `annals_fetched_events_total` | counter | tenant |
+//! | `annals_fetch_answers_total` | counter | answer (`kept`: a FetchForAggregate answered with the answer kept from an earlier fetch of the unchanged aggregate; `read`: from the store) |
 //! | `annals_log_commits_total`, `annals_log_events_total` | counter | tenant |
 //! | `annals_log_groups_total`, `annals_log_fdatasyncs_total` | counter | tenant (group commits and data syncs of the tenant's event log) |
 //! | `annals_processor_events_processed_total` | counter | kind (`event_handler`, `filter`), processor, scope, tenant |
@@ -273,6 +274,11 @@ struct TenantLabels {
     tenant: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AnswerLabels {
+    answer: &'static str,
+}
+
 /// How a request ended, for the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -290,6 +296,8 @@ pub(crate) struct Metrics {
     latency: Family<LatencyLabels, Histogram>,
     committed: Family<TenantLabels, Counter>,
     fetched: Family<TenantLabels, Counter>,
+    /// FetchForAggregate answers: [kept, read].
+    fetch_answers: [Counter; 2],
     processed: Family<ProcessorLabels, Counter>,
     processor_failures: Family<ProcessorLabels, Counter>,
     disk_free: Gauge<i64>,
@@ -412,6 +420,15 @@ impl Metrics {
             "Events returned by fetches for aggregates, by tenant",
             fetched.clone(),
         );
+        let answers = Family::<AnswerLabels, Counter>::default();
+        let fetch_answers =
+            ["kept", "read"].map(|answer| answers.get_or_create_owned(&AnswerLabels { answer }));
+        registry.register(
+            "fetch_answers",
+            "FetchForAggregate answers, by where they came from: kept from an earlier fetch of \
+             the unchanged aggregate, or read from the store",
+            answers,
+        );
         let up = Gauge::<i64>::default();
         up.set(1);
         registry.register("up", "1 while the runtime serves", up);
@@ -448,6 +465,7 @@ impl Metrics {
             latency,
             committed,
             fetched,
+            fetch_answers,
             processed,
             processor_failures,
             disk_free,
@@ -531,6 +549,11 @@ impl Metrics {
             })
             .inc_by(events);
         self.dolittle.committed(tenant, event_types, aggregate_root);
+    }
+
+    /// One FetchForAggregate answered: with the answer kept from an earlier fetch, or read.
+    pub(crate) fn fetch_answer(&self, kept: bool) {
+        self.fetch_answers[usize::from(!kept)].inc();
     }
 
     pub(crate) fn fetched(&self, tenant: Uuid, events: u64) {

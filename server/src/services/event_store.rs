@@ -203,22 +203,29 @@ async fn commit_for_aggregate(
 
 async fn fetch(
     runtime: &Runtime,
-    (context, tenant): (ExecutionContext, Arc<Tenant>),
+    tenant: (ExecutionContext, Arc<Tenant>),
     request: FetchForAggregateRequest,
 ) -> Result<CommittedAggregateEvents, Failure> {
     let (root, event_source_id) = convert::aggregate("aggregate", request.aggregate.as_ref())?;
+    fetch_events(runtime, tenant, root, &event_source_id).await
+}
+
+/// Every event of an aggregate instance, as the answer carries them.
+pub(crate) async fn fetch_events(
+    runtime: &Runtime,
+    (context, tenant): (ExecutionContext, Arc<Tenant>),
+    root: Uuid,
+    event_source_id: &str,
+) -> Result<CommittedAggregateEvents, Failure> {
     // A small aggregate whose fetch needs no wait for the indexer is read here: a few index
     // and log reads cost less than the hop to a blocking thread and back.
-    let fetched = match tenant.try_fetch_for_aggregate(
-        root,
-        &event_source_id,
-        &[],
-        FETCH_INLINE_EVENTS_MAX,
-    ) {
-        Some(fetched) => fetched?,
-        None => {
-            blocking(move || Ok(tenant.fetch_for_aggregate(root, &event_source_id, &[])?)).await?
-        }
+    let fetched = if let Some(fetched) =
+        tenant.try_fetch_for_aggregate(root, event_source_id, &[], FETCH_INLINE_EVENTS_MAX)
+    {
+        fetched?
+    } else {
+        let event_source_id = event_source_id.to_owned();
+        blocking(move || Ok(tenant.fetch_for_aggregate(root, &event_source_id, &[])?)).await?
     };
     runtime
         .metrics
