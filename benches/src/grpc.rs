@@ -12,6 +12,11 @@
 //!   the runtime's Commit 16 x 1.
 //! - `grpc_fetch`: 16 clients fetching random 10-event aggregates (FetchForAggregate) from a
 //!   store filled before the window (the ceiling answers a canned aggregate of that size).
+//!   None of them changes during the window, so after its first fetch each is answered with
+//!   the answer the runtime kept (`annals:fetchCache`).
+//! - `grpc_fetch_read`: the same with no answers kept (`annals:fetchCache: 0`), so every fetch
+//!   reads the index and the log and encodes its answer; against the same round's ceiling
+//!   fetch (one ceiling measurement, reported under both workloads).
 //! - `grpc_memory`: the runtime's resident memory idle, under 256 connections committing one
 //!   event at a time, and after they hung up (bounded memory per connection).
 //!
@@ -451,10 +456,18 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
             record(&mut measurements, m)?;
         }
         for system in order(&["annals", "ceiling"]) {
-            let m = measure_fetch(&setup, system, &mut factory, round, quick)?;
+            let m = measure_fetch(&setup, system, &mut factory, round, quick, true)?;
             progress(rounds, &m);
+            if system == "ceiling" {
+                let mut again = m.clone();
+                again.workload = "grpc_fetch_read";
+                record(&mut measurements, again)?;
+            }
             record(&mut measurements, m)?;
         }
+        let m = measure_fetch(&setup, "annals", &mut factory, round, quick, false)?;
+        progress(rounds, &m);
+        record(&mut measurements, m)?;
         let m = measure_memory(&setup, &aggregate_events, MEMORY_CLIENTS, round)?;
         progress(rounds, &m);
         eprintln!(
@@ -760,6 +773,11 @@ impl Setup<'_> {
     /// `system`'s port: a fresh annals server in `dir_name` below the run's directory, or
     /// the ceiling.
     fn serve(&self, system: &str, dir_name: &str) -> Result<Served> {
+        self.serve_configured(system, dir_name, "")
+    }
+
+    /// [`serve`](Self::serve) with `runtime_yml` as the server's configuration.
+    fn serve_configured(&self, system: &str, dir_name: &str, runtime_yml: &str) -> Result<Served> {
         if system == "ceiling" {
             return Ok(Served {
                 port: self.ceiling,
@@ -767,7 +785,8 @@ impl Setup<'_> {
             });
         }
         let dir = self.root.join(dir_name);
-        let server = ServerProcess::start(self.binary, &dir, self.tenant)?;
+        let args = ["--tenant".to_owned(), self.tenant.to_string()];
+        let server = ServerProcess::start_configured(self.binary, &dir, runtime_yml, &args)?;
         Ok(Served {
             port: server.private_port,
             annals: Some((server, dir)),
@@ -861,11 +880,17 @@ fn measure_fetch(
     factory: &mut EventFactory,
     round: usize,
     quick: bool,
+    keep_answers: bool,
 ) -> Result<Measurement> {
     const CLIENTS: usize = 16;
     const EVENTS_PER_AGGREGATE: usize = FETCH_EVENTS_PER_AGGREGATE;
     let aggregates: usize = if quick { 200 } else { 2000 };
-    let served = setup.serve(system, &format!("grpc-fetch-r{round}"))?;
+    let (workload, runtime_yml) = if keep_answers {
+        ("grpc_fetch", "")
+    } else {
+        ("grpc_fetch_read", "annals:\n  fetchCache: 0\n")
+    };
+    let served = setup.serve_configured(system, &format!("{workload}-r{round}"), runtime_yml)?;
     let mut connections = connect(setup.runtime, served.port, CLIENTS)?;
     let root_id = uuid::Uuid::from_u128(0xfe7c);
     let context = factory.commit(1).execution_context;
@@ -924,7 +949,7 @@ fn measure_fetch(
     drop(shared);
     let mut m = setup.finish(
         served,
-        "grpc_fetch",
+        workload,
         (CLIENTS, EVENTS_PER_AGGREGATE),
         round,
         &outcome,

@@ -255,7 +255,7 @@ pub fn targets(workload: &str, writers: usize, batch: Option<usize>) -> (Option<
         // Issue 15: against the raw group commit and the gRPC ceiling of the same run.
         ("grpc_commit", 16, Some(1)) => (Some(0.6), Some(0.6)),
         ("grpc_commit", 16 | 1, Some(100)) => (None, Some(0.6)),
-        ("grpc_fetch", _, _) => (None, Some(0.8)),
+        ("grpc_fetch" | "grpc_fetch_read", _, _) => (None, Some(0.8)),
         _ => (None, None),
     }
 }
