@@ -198,24 +198,6 @@ impl Tenant {
         Some(Self::gather(batches))
     }
 
-    /// The number of events a [`fetch_for_aggregate`](Self::fetch_for_aggregate) begun now
-    /// would return, when finding it needs no waiting (the index covers every acknowledged
-    /// commit); otherwise `None`. Events are never changed, so an answer fetched earlier at
-    /// this version is still the whole answer: for servers that keep answers.
-    pub fn try_aggregate_version(
-        &self,
-        aggregate_root: Uuid,
-        event_source_id: &str,
-    ) -> Option<Result<u64>> {
-        if let Err(e) = self.check_live() {
-            return Some(Err(e));
-        }
-        if self.indexed.load(Ordering::Acquire) < self.event_log.next_sequence_number().0 {
-            return None;
-        }
-        Some(self.indexed_version_of(&keys::aggregate(aggregate_root, event_source_id)))
-    }
-
     /// Every event of a fetch's batches, as one answer.
     fn gather(mut batches: AggregateBatches<'_>) -> Result<AggregateEvents> {
         let mut events = Vec::new();

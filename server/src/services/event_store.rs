@@ -198,7 +198,12 @@ async fn commit_for_aggregate(
         commit.events.iter().map(|e| e.event_type.id),
         Some(aggregate_root),
     );
-    Ok(committed::committed_aggregate_events(commit, receipt))
+    let (tenant_id, version_before) = (commit.execution_context.tenant_id, receipt.version_before);
+    let committed = committed::committed_aggregate_events(commit, receipt);
+    runtime
+        .fetch_answers
+        .committed(tenant_id, aggregate_root, version_before, &committed);
+    Ok(committed)
 }
 
 async fn fetch(
