@@ -59,7 +59,7 @@ use crate::services::embeddings::EmbeddingsService;
 use crate::services::event_handlers::EventHandlersService;
 use crate::services::event_horizon::SubscriptionsService;
 use crate::services::event_store::EventStoreService;
-use crate::services::fetch_answers::{FetchAnswering, MessageLimits as _};
+use crate::services::event_store_wire::{EventStoreWire, MessageLimits as _};
 use crate::services::filters::FiltersService;
 use crate::services::management::ManagementServices;
 use crate::services::platform::PlatformServices;
@@ -408,7 +408,7 @@ async fn head_router(
     router = serve!(router, ResourcesServer::new(platform.clone()));
     router = serve!(
         router,
-        FetchAnswering::new(
+        EventStoreWire::new(
             EventStoreServer::new(EventStoreService::new(Arc::clone(runtime))),
             Arc::clone(runtime)
         )

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals_engine::{AggregateCommit, Commit, ExecutionContext, Tenant};
+use annals_engine::{AggregateCommit, Commit, CommitReceipt, ExecutionContext, Tenant};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -113,9 +113,19 @@ impl EventStoreService {
 
 async fn commit(
     runtime: &Runtime,
-    (context, tenant): (ExecutionContext, Arc<Tenant>),
+    tenant: (ExecutionContext, Arc<Tenant>),
     request: CommitEventsRequest,
 ) -> Result<Vec<CommittedEvent>, Failure> {
+    commit_as(runtime, tenant, request, committed::committed_events).await
+}
+
+/// Commits the request's events; the acknowledged commit is answered as `answer` makes it.
+pub(crate) async fn commit_as<T>(
+    runtime: &Runtime,
+    (context, tenant): (ExecutionContext, Arc<Tenant>),
+    request: CommitEventsRequest,
+    answer: fn(Commit, CommitReceipt) -> T,
+) -> Result<T, Failure> {
     if request.events.is_empty() {
         return Err(Failure::no_events());
     }
@@ -132,7 +142,7 @@ async fn commit(
         commit.events.iter().map(|e| e.event_type.id),
         None,
     );
-    Ok(committed::committed_events(commit, receipt))
+    Ok(answer(commit, receipt))
 }
 
 async fn commit_for_aggregate(

@@ -13,26 +13,17 @@
 //! bound in bytes (`dolittle:runtime:annals:fetchCache`, default 32 MiB, `0` turns them off);
 //! the least used go first.
 //!
-//! The generated EventStore server can only answer with a message, so [`FetchAnswering`]
-//! wraps it and answers `FetchForAggregate` itself, with a codec whose responses are bytes
-//! already encoded (failures are encoded when they happen). Every other rpc of the service
-//! goes to the generated server unchanged.
+//! The answers go out through `event_store_wire`, whose codec sends bytes already encoded
+//! (failures are encoded when they happen).
 
-use std::convert::Infallible;
 use std::ops::Range;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
 use prost::encoding::{encode_key, encode_varint, WireType};
 use prost::Message;
 use quick_cache::sync::Cache;
 use quick_cache::{Equivalent, Weighter};
-use tonic::body::Body;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::codegen::{http, BoxFuture, Service};
-use tonic::server::{Grpc, NamedService, UnaryService};
-use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::api::failure::{Failure, InBand};
@@ -42,9 +33,6 @@ use crate::proto::dolittle::runtime::events::{
 };
 use crate::runtime::Runtime;
 use crate::services::event_store;
-
-/// The gRPC path this module answers.
-const PATH: &str = "/dolittle.runtime.events.EventStore/FetchForAggregate";
 
 /// The largest answer kept, and at most this share of the bound each.
 const ANSWER_BYTES_MAX: usize = 1 << 20;
@@ -251,6 +239,12 @@ impl FetchAnswers {
 /// A FetchForAggregateResponse, encoded.
 pub(crate) struct Encoded(Bytes);
 
+impl Encoded {
+    pub(crate) fn into_bytes(self) -> Bytes {
+        self.0
+    }
+}
+
 impl InBand<Bytes> for Encoded {
     fn ok(encoded: Bytes) -> Self {
         Encoded(encoded)
@@ -289,150 +283,6 @@ pub(crate) async fn fetch(
     let answer = Answer::of(events);
     answers.keep(tenant_id, root, &event_source, answer.clone());
     Ok(answer.encoded)
-}
-
-/// Answers FetchForAggregate with encoded responses; every other rpc of the wrapped
-/// EventStore server `S` goes to it.
-#[derive(Clone)]
-pub(crate) struct FetchAnswering<S> {
-    inner: S,
-    runtime: Arc<Runtime>,
-    max_decoding_message_size: Option<usize>,
-    max_encoding_message_size: Option<usize>,
-}
-
-impl<S> FetchAnswering<S> {
-    pub(crate) fn new(inner: S, runtime: Arc<Runtime>) -> FetchAnswering<S> {
-        FetchAnswering {
-            inner,
-            runtime,
-            max_decoding_message_size: None,
-            max_encoding_message_size: None,
-        }
-    }
-}
-
-/// The generated server's limits, set on both (the `limited!` of `server`).
-pub(crate) trait MessageLimits {
-    #[must_use]
-    fn max_decoding_message_size(self, limit: usize) -> Self;
-    #[must_use]
-    fn max_encoding_message_size(self, limit: usize) -> Self;
-}
-
-impl<T: crate::proto::dolittle::runtime::events::event_store_server::EventStore> MessageLimits
-    for FetchAnswering<
-        crate::proto::dolittle::runtime::events::event_store_server::EventStoreServer<T>,
-    >
-{
-    fn max_decoding_message_size(mut self, limit: usize) -> Self {
-        self.inner = self.inner.max_decoding_message_size(limit);
-        self.max_decoding_message_size = Some(limit);
-        self
-    }
-
-    fn max_encoding_message_size(mut self, limit: usize) -> Self {
-        self.inner = self.inner.max_encoding_message_size(limit);
-        self.max_encoding_message_size = Some(limit);
-        self
-    }
-}
-
-impl<S: NamedService> NamedService for FetchAnswering<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S> Service<http::Request<Body>> for FetchAnswering<S>
-where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Self::Response, Infallible>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        if request.uri().path() != PATH {
-            return Box::pin(self.inner.call(request));
-        }
-        let (decoding, encoding) = (
-            self.max_decoding_message_size,
-            self.max_encoding_message_size,
-        );
-        let method = Fetch(Arc::clone(&self.runtime));
-        Box::pin(async move {
-            let mut grpc =
-                Grpc::new(EncodedCodec).apply_max_message_size_config(decoding, encoding);
-            Ok(grpc.unary(method, request).await)
-        })
-    }
-}
-
-/// The rpc, as tonic's unary server calls it.
-struct Fetch(Arc<Runtime>);
-
-impl UnaryService<FetchForAggregateRequest> for Fetch {
-    type Response = Bytes;
-    type Future = BoxFuture<Response<Bytes>, Status>;
-
-    fn call(&mut self, request: Request<FetchForAggregateRequest>) -> Self::Future {
-        let runtime = Arc::clone(&self.0);
-        Box::pin(async move {
-            let runtime = &runtime;
-            let answer: Response<Encoded> = crate::services::request::unary_for_tenant(
-                runtime,
-                "FetchForAggregate",
-                request,
-                |tenant, request| fetch(runtime, tenant, request),
-            )
-            .await?;
-            Ok(answer.map(|Encoded(bytes)| bytes))
-        })
-    }
-}
-
-/// Requests decoded as prost decodes them; responses already encoded.
-#[derive(Debug, Clone, Copy, Default)]
-struct EncodedCodec;
-
-impl Codec for EncodedCodec {
-    type Encode = Bytes;
-    type Decode = FetchForAggregateRequest;
-    type Encoder = EncodedCodec;
-    type Decoder = EncodedCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        EncodedCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        EncodedCodec
-    }
-}
-
-impl Encoder for EncodedCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for EncodedCodec {
-    type Item = FetchForAggregateRequest;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
-        FetchForAggregateRequest::decode(src)
-            .map(Some)
-            .map_err(|e| Status::internal(format!("could not decode the request: {e}")))
-    }
 }
 
 #[cfg(test)]

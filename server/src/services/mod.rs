@@ -8,6 +8,7 @@ pub(crate) mod embeddings;
 pub(crate) mod event_handlers;
 pub(crate) mod event_horizon;
 pub(crate) mod event_store;
+pub(crate) mod event_store_wire;
 pub(crate) mod fetch_answers;
 pub(crate) mod filters;
 pub(crate) mod management;

@@ -11,9 +11,12 @@
 
 use annals_engine_types::{AggregateCommit, AggregateCommitReceipt, AggregateEvent};
 use annals_log::{Commit, CommitReceipt, Event, EventView, UncommittedEvent};
+use bytes::Bytes;
+use prost::Message;
 use prost_types::Timestamp;
 use uuid::Uuid;
 
+use crate::api::wire::CommittedEventWire;
 use crate::api::{convert, ids};
 use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::runtime::events::committed_aggregate_events::CommittedAggregateEvent;
@@ -72,6 +75,35 @@ pub fn committed_events(commit: Commit, receipt: CommitReceipt) -> Vec<Committed
         .zip(receipt.first.0..)
         .map(|(event, sequence_number)| {
             committed_event_of(sequence_number, occurred, context.clone(), event)
+        })
+        .collect()
+}
+
+/// [`committed_events`] as their wire twins: the commit's time and execution context are
+/// encoded once and shared by every event, the same bytes on the wire.
+pub fn committed_events_wire(commit: Commit, receipt: CommitReceipt) -> Vec<CommittedEventWire> {
+    let occurred = Bytes::from(convert::timestamp(commit.occurred_ns).encode_to_vec());
+    let context =
+        Bytes::from(convert::execution_context_to_wire(&commit.execution_context).encode_to_vec());
+    commit
+        .events
+        .into_iter()
+        .zip(receipt.first.0..)
+        .map(|(event, sequence_number)| {
+            let horizon = event.event_horizon;
+            CommittedEventWire {
+                event_log_sequence_number: sequence_number,
+                occurred: Some(occurred.clone()),
+                event_source_id: event.event_source_id,
+                execution_context: Some(context.clone()),
+                event_type: Some(convert::event_type_to_wire(event.event_type)),
+                public: event.public,
+                content: event.content,
+                external: horizon.is_some(),
+                external_event_log_sequence_number: horizon
+                    .map_or(0, |h| h.external_sequence_number),
+                external_event_received: horizon.map(|h| convert::timestamp(h.received_ns)),
+            }
         })
         .collect()
 }
@@ -204,6 +236,57 @@ mod tests {
         generation: 1,
     };
     const OCCURRED_NS: i64 = 1_700_000_000_123_456_789;
+
+    /// The wire twin of a commit's answer is byte for byte the contract's answer.
+    #[test]
+    fn a_commits_answer_and_its_wire_twin_are_the_same_bytes() {
+        use crate::api::failure::InBand;
+        use crate::api::wire::CommitEventsResponseWire;
+        use crate::proto::dolittle::runtime::events::CommitEventsResponse;
+        use annals_log::EventHorizonOrigin;
+        let event = |content: &str, public, horizon| UncommittedEvent {
+            event_source_id: if public { "es".into() } else { String::new() },
+            event_type: EVENT_TYPE,
+            public,
+            content: content.into(),
+            aggregate: None,
+            event_horizon: horizon,
+        };
+        let received = EventHorizonOrigin {
+            external_sequence_number: 9,
+            received_ns: OCCURRED_NS + 5,
+            consent_id: Uuid::from_u128(8),
+        };
+        let at_zero = EventHorizonOrigin {
+            external_sequence_number: 0,
+            received_ns: 0,
+            consent_id: Uuid::nil(),
+        };
+        for (occurred_ns, first, context) in [
+            (OCCURRED_NS, 41, context()),
+            (0, 0, ExecutionContext::default()),
+            (-1_500_000_000, 7, context()),
+        ] {
+            let commit = Commit {
+                occurred_ns,
+                execution_context: context,
+                events: vec![
+                    event(r#"{"a":1}"#, true, None),
+                    event("", false, Some(received)),
+                    event("{}", true, Some(at_zero)),
+                ],
+            };
+            let receipt = CommitReceipt {
+                first: EventLogSequenceNumber(first),
+                count: 3,
+            };
+            let contract =
+                CommitEventsResponse::ok(committed_events(commit.clone(), receipt)).encode_to_vec();
+            let twin = CommitEventsResponseWire::ok(committed_events_wire(commit, receipt))
+                .encode_to_vec();
+            assert_eq!(twin, contract, "occurred {occurred_ns}, first {first}");
+        }
+    }
 
     /// A commit's answer and the same events delivered from the log are the same on the wire.
     #[test]

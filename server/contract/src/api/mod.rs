@@ -5,6 +5,7 @@
 //! - `convert`: requests to engine types (checked whole, a bad field named in a Failure), and
 //!   the small values (execution contexts, event types, times) back to the wire.
 //! - `committed`: committed events on the wire, the one place they are built.
+//! - `wire`: twins of contract messages that carry a shared sub-message encoded once.
 //! - `ids`: Guid byte order, the one place it is handled.
 //! - `failure`: Dolittle Failures and in-band answers; engine errors become Failures here.
 //! - `in_band`: which responses carry a Failure in band (one `InBand` impl each).
@@ -20,3 +21,4 @@ pub mod handshake;
 pub mod ids;
 mod in_band;
 pub mod management;
+pub mod wire;
