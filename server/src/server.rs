@@ -406,13 +406,14 @@ async fn head_router(
     router = serve!(router, EventTypesServer::new(platform.clone()));
     router = serve!(router, AggregateRootsServer::new(platform.clone()));
     router = serve!(router, ResourcesServer::new(platform.clone()));
-    router = serve!(
-        router,
+    router = serve!(router, {
+        let store = Arc::new(EventStoreService::new(Arc::clone(runtime)));
         EventStoreWire::new(
-            EventStoreServer::new(EventStoreService::new(Arc::clone(runtime))),
-            Arc::clone(runtime)
+            EventStoreServer::from_arc(Arc::clone(&store)),
+            Arc::clone(runtime),
+            store,
         )
-    );
+    });
     router = serve!(
         router,
         EventHandlersServer::new(EventHandlersService::new(Arc::clone(runtime)))

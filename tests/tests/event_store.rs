@@ -8,7 +8,7 @@ use annals_tests::proto::dolittle::runtime::events::fetch_for_aggregate_in_batch
 use annals_tests::proto::dolittle::runtime::events::{
     Aggregate, CommitAggregateEventsResponse, FetchAllEventsForAggregateInBatchesRequest,
     FetchEventsForAggregateInBatchesRequest, FetchForAggregateInBatchesRequest,
-    FetchForAggregateRequest,
+    FetchForAggregateRequest, FetchForAggregateResponse,
 };
 use annals_tests::proto::dolittle::services::CallRequestContext;
 use annals_tests::{
@@ -208,8 +208,9 @@ async fn fetch_answers(server: &Server) -> (f64, f64) {
 
 /// A fetch of an aggregate that has not changed since its last fetch gets the answer kept
 /// then, the same as one read from the store; every commit to the aggregate is seen by the
-/// next fetch (a commit at the kept version extends the kept answer), the same aggregate ids
-/// in another tenant are another aggregate, and a restart starts with nothing kept.
+/// next fetch (a commit at the kept version extends the kept answer), FetchForAggregateInBatches
+/// keeps an answer per selection of event types, the same aggregate ids in another tenant are
+/// another aggregate, and a restart starts with nothing kept.
 #[tokio::test]
 async fn fetches_of_an_unchanged_aggregate_reuse_the_kept_answer_and_see_every_commit() {
     const OTHER_TENANT: Uuid = Uuid::from_u128(0x0f7e_11a7_0000_4000_8000_0000_0000_0001);
@@ -272,7 +273,7 @@ async fn fetches_of_an_unchanged_aggregate_reuse_the_kept_answer_and_see_every_c
     assert_eq!(fetch(DEVELOPMENT).await, first);
 
     // A commit at the kept answer's version extends it: the very next fetch sees the commit
-    // without reading the store, the same as the batches (never kept) read from it.
+    // without reading the store.
     let r = for_aggregate(&mut client, "cart", 2, &[(TYPE_A, r#"{"n":3}"#)]).await;
     assert!(r.failure.is_none(), "{:?}", r.failure);
     let (kept, read) = fetch_answers(&server).await;
@@ -281,8 +282,10 @@ async fn fetches_of_an_unchanged_aggregate_reuse_the_kept_answer_and_see_every_c
     assert_eq!(after.current_aggregate_root_version, 3);
     assert_eq!(after.events[..2], first.events[..]);
     assert_eq!(after.events[2].content, r#"{"n":3}"#);
-    let streamed = batches(
-        &mut client,
+
+    // FetchForAggregateInBatches gets the same kept answer for all events, in one response; a
+    // selection of event types is read once and then kept on its own.
+    let all = || {
         batches_request(
             DEVELOPMENT,
             ROOT,
@@ -290,26 +293,70 @@ async fn fetches_of_an_unchanged_aggregate_reuse_the_kept_answer_and_see_every_c
             Some(BatchKind::FetchAllEvents(
                 FetchAllEventsForAggregateInBatchesRequest {},
             )),
-        ),
+        )
+    };
+    let only_a = || {
+        batches_request(
+            DEVELOPMENT,
+            ROOT,
+            "cart",
+            Some(BatchKind::FetchEvents(
+                FetchEventsForAggregateInBatchesRequest {
+                    event_types: vec![artifact(TYPE_A)],
+                },
+            )),
+        )
+    };
+    let one = |responses: Vec<FetchForAggregateResponse>| {
+        assert_eq!(responses.len(), 1, "{responses:?}");
+        let response = responses.into_iter().next().unwrap();
+        assert!(response.failure.is_none(), "{:?}", response.failure);
+        response.events.unwrap()
+    };
+    let (kept, read) = fetch_answers(&server).await;
+    assert_eq!(one(batches(&mut client, all()).await), after);
+    assert_eq!(fetch_answers(&server).await, (kept + 1.0, read));
+    let a = one(batches(&mut client, only_a()).await);
+    assert_eq!(fetch_answers(&server).await, (kept + 1.0, read + 1.0));
+    assert_eq!(a.current_aggregate_root_version, 3);
+    let contents: Vec<_> = a.events.iter().map(|e| e.content.as_str()).collect();
+    assert_eq!(contents, [r#"{"n":1}"#, r#"{"n":3}"#]);
+    assert_eq!(one(batches(&mut client, only_a()).await), a);
+    assert_eq!(fetch_answers(&server).await, (kept + 2.0, read + 1.0));
+
+    // A commit of both types extends both answers, each with its own events.
+    let r = for_aggregate(
+        &mut client,
+        "cart",
+        3,
+        &[(TYPE_B, r#"{"n":4}"#), (TYPE_A, r#"{"n":5}"#)],
     )
     .await;
-    assert_eq!(streamed.len(), 1);
-    assert_eq!(streamed[0].events.as_ref(), Some(&after));
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    let (kept, read) = fetch_answers(&server).await;
+    let whole = fetch(DEVELOPMENT).await;
+    let a = one(batches(&mut client, only_a()).await);
+    assert_eq!(fetch_answers(&server).await, (kept + 2.0, read));
+    assert_eq!(whole.current_aggregate_root_version, 5);
+    assert_eq!(whole.events.len(), 5);
+    assert_eq!(a.current_aggregate_root_version, 5);
+    let contents: Vec<_> = a.events.iter().map(|e| e.content.as_str()).collect();
+    assert_eq!(contents, [r#"{"n":1}"#, r#"{"n":3}"#, r#"{"n":5}"#]);
 
-    // A restart keeps nothing: the first fetch reads, and sees every commit.
+    // A restart keeps nothing: what is read from the store is what was kept.
     drop(client);
     drop(reader);
     let mut server = server;
     server.restart().await;
-    let client = EventStoreClient::new(server.private().await);
+    let mut client = EventStoreClient::new(server.private().await);
     let response = client
-        .clone()
         .fetch_for_aggregate(fetch_request(DEVELOPMENT, ROOT, "cart"))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(response.events.as_ref(), Some(&after));
-    assert_eq!(fetch_answers(&server).await, (0.0, 1.0));
+    assert_eq!(response.events.as_ref(), Some(&whole));
+    assert_eq!(one(batches(&mut client, only_a()).await), a);
+    assert_eq!(fetch_answers(&server).await, (0.0, 2.0));
 }
 
 #[tokio::test]

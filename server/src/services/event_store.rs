@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use annals_engine::{AggregateCommit, Commit, CommitReceipt, ExecutionContext, Tenant};
+use bytes::Bytes;
+use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -33,6 +35,7 @@ use crate::proto::dolittle::runtime::events::{
     FetchForAggregateInBatchesRequest, FetchForAggregateRequest, FetchForAggregateResponse,
 };
 use crate::runtime::Runtime;
+use crate::services::fetch_answers;
 use crate::services::request::{self, with_call_context, Call};
 
 /// The most a FetchForAggregateInBatches response carries (the original's 2 MiB), counted
@@ -209,10 +212,15 @@ async fn commit_for_aggregate(
         Some(aggregate_root),
     );
     let (tenant_id, version_before) = (commit.execution_context.tenant_id, receipt.version_before);
+    let event_types: Vec<Uuid> = commit.events.iter().map(|e| e.event_type.id).collect();
     let committed = committed::committed_aggregate_events(commit, receipt);
-    runtime
-        .fetch_answers
-        .committed(tenant_id, aggregate_root, version_before, &committed);
+    runtime.fetch_answers.committed(
+        tenant_id,
+        aggregate_root,
+        version_before,
+        &committed,
+        &event_types,
+    );
     Ok(committed)
 }
 
@@ -259,8 +267,6 @@ with_call_context!(
     FetchForAggregateRequest
 );
 
-type BatchStream = tonic::codegen::BoxStream<FetchForAggregateResponse>;
-
 #[tonic::async_trait]
 impl EventStore for EventStoreService {
     async fn commit(
@@ -297,17 +303,26 @@ impl EventStore for EventStoreService {
         })
         .await
     }
+}
 
-    async fn fetch_for_aggregate_in_batches(
+/// The encoded responses of a FetchForAggregateInBatches call.
+pub(crate) type EncodedStream = tonic::codegen::BoxStream<Bytes>;
+
+impl EventStoreService {
+    /// FetchForAggregateInBatches, its responses encoded (`event_store_wire` serves it): the
+    /// answer kept for the aggregate's selection when it has not changed since (one response),
+    /// else batches read from the store on a blocking thread, the whole answer kept when it
+    /// came in one batch.
+    pub(crate) async fn fetch_batches(
         &self,
         request: Request<FetchForAggregateInBatchesRequest>,
-    ) -> Result<Response<BatchStream>, Status> {
+    ) -> Result<Response<EncodedStream>, Status> {
         let mut call = Call::start("FetchForAggregateInBatches");
         let request = request.into_inner();
         // One slot more than the batches buffered ahead: the last word of a stream that has to
         // end early (a failure, shutdown, a reader that stopped reading) always has room.
         let (sender, receiver) = mpsc::channel(BATCHES_AHEAD + 1);
-        let stream = |receiver| -> Result<Response<BatchStream>, Status> {
+        let stream = |receiver| -> Result<Response<EncodedStream>, Status> {
             Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
         };
         let prepared = batches_request(&self.runtime, &mut call, &request);
@@ -316,10 +331,29 @@ impl EventStore for EventStoreService {
             Err(f) => {
                 call.end(&self.runtime.metrics, Some(&f));
                 // The channel is fresh and has room for this one message.
-                let _ = sender.try_send(Ok(FetchForAggregateResponse::failed(&f)));
+                let _ = sender.try_send(Ok(encoded(&FetchForAggregateResponse::failed(&f))));
                 return stream(receiver);
             }
         };
+        let selection = fetch_answers::selection(event_types.as_deref());
+        let aggregate = (tenant.id().0, root, event_source_id.as_str());
+        // An empty selection is answered without reading anything (stream_batches); an error
+        // finding the version is the fetch's to report.
+        if event_types.as_ref().is_none_or(|types| !types.is_empty()) {
+            if let Ok(version) = tenant.aggregate_version(root, &event_source_id) {
+                let answers = &self.runtime.fetch_answers;
+                if let Some(answer) = answers.get(aggregate, &selection, version) {
+                    let metrics = &self.runtime.metrics;
+                    metrics.fetch_answer(true);
+                    metrics.fetched(aggregate.0, answer.events());
+                    call.end(metrics, None);
+                    // The channel is fresh and has room for this one message.
+                    let _ = sender.try_send(Ok(answer.encoded()));
+                    return stream(receiver);
+                }
+                self.runtime.metrics.fetch_answer(false);
+            }
+        }
         let Ok(last_word) = sender.clone().try_reserve_owned() else {
             return Err(Status::internal("a fresh channel has no room"));
         };
@@ -341,13 +375,13 @@ impl EventStore for EventStoreService {
                 &runtime,
                 &tenant,
                 (root, &event_source_id),
-                event_types.as_deref(),
+                (event_types.as_deref(), selection),
                 &mut out,
             );
             let failure = match ended {
                 Ended::Done | Ended::ReaderGone => None,
                 Ended::Failed(f) => {
-                    last_word.send(Ok(FetchForAggregateResponse::failed(&f)));
+                    last_word.send(Ok(encoded(&FetchForAggregateResponse::failed(&f))));
                     Some(f)
                 }
                 Ended::Aborted(status) => {
@@ -360,6 +394,11 @@ impl EventStore for EventStoreService {
         });
         stream(receiver)
     }
+}
+
+/// A response, encoded.
+fn encoded(response: &FetchForAggregateResponse) -> Bytes {
+    response.encode_to_vec().into()
 }
 
 /// A checked FetchForAggregateInBatches request: tenant, aggregate, and the event types
@@ -410,7 +449,7 @@ enum Ended {
 /// gives up on a reader that takes nothing for [`READER_STALL_MAX`].
 struct Batches<'a> {
     handle: &'a tokio::runtime::Handle,
-    sender: &'a mpsc::Sender<Result<FetchForAggregateResponse, Status>>,
+    sender: &'a mpsc::Sender<Result<Bytes, Status>>,
     stopping: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -418,7 +457,7 @@ struct Batches<'a> {
 const READER_STALL_MAX: Duration = Duration::from_secs(60);
 
 impl Batches<'_> {
-    fn send(&mut self, response: FetchForAggregateResponse) -> Result<(), Ended> {
+    fn send(&mut self, response: Bytes) -> Result<(), Ended> {
         let (sender, stopping) = (self.sender, &mut self.stopping);
         self.handle.block_on(async move {
             tokio::select! {
@@ -434,12 +473,13 @@ impl Batches<'_> {
     }
 }
 
-/// Sends an aggregate's events in batches.
+/// Sends an aggregate's events in batches (`types`: the event types asked for, None for all,
+/// and the selection they make). A fetch whose first batch is its whole answer keeps it.
 fn stream_batches(
     runtime: &Runtime,
     tenant: &Tenant,
     (root, event_source_id): (Uuid, &str),
-    event_types: Option<&[Uuid]>,
+    (event_types, selection): (Option<&[Uuid]>, fetch_answers::Selection),
     out: &mut Batches<'_>,
 ) -> Ended {
     let event_types = match event_types {
@@ -449,7 +489,7 @@ fn stream_batches(
                 Err(e) => return Ended::Failed(e.into()),
             };
             let header = committed::aggregate_events(root, event_source_id, current, &[]);
-            return match out.send(FetchForAggregateResponse::ok(header)) {
+            return match out.send(encoded(&FetchForAggregateResponse::ok(header))) {
                 Ok(()) => Ended::Done,
                 Err(ended) => ended,
             };
@@ -467,22 +507,35 @@ fn stream_batches(
         Err(e) => return Ended::Failed(e.into()),
     };
     let current = batches.current_version();
+    let mut selection = Some(selection);
     let mut sent = 0usize;
+    let mut next = batches.next();
     loop {
-        let events = match batches.next() {
+        let events = match next.take() {
             None if sent > 0 => return Ended::Done,
             // No events: one response with the header and an empty list.
             None => Vec::new(),
             Some(Ok(events)) => events,
             Some(Err(e)) => return Ended::Failed(e.into()),
         };
+        // The next batch is read before this one is sent, so the first batch is known to be
+        // the whole answer when it is.
+        if !events.is_empty() {
+            next = batches.next();
+        }
         runtime.metrics.fetched(tenant.id().0, events.len() as u64);
-        let response = FetchForAggregateResponse::ok(committed::aggregate_events(
-            root,
-            event_source_id,
-            current,
-            &events,
-        ));
+        let answer = committed::aggregate_events(root, event_source_id, current, &events);
+        let response = match selection.take() {
+            Some(selection) if next.is_none() => {
+                let answer = fetch_answers::Answer::of(answer);
+                let aggregate = (tenant.id().0, root, event_source_id);
+                runtime
+                    .fetch_answers
+                    .keep(aggregate, selection, answer.clone());
+                answer.encoded()
+            }
+            _ => encoded(&FetchForAggregateResponse::ok(answer)),
+        };
         if let Err(ended) = out.send(response) {
             return ended;
         }

@@ -1,17 +1,20 @@
 //! The event store's rpcs whose answers this runtime encodes itself: the generated EventStore
 //! server can only answer with its contract messages, so [`EventStoreWire`] wraps it and
-//! answers two rpcs with their own codecs, byte for byte what the contract message would be.
+//! answers three rpcs with their own codecs, byte for byte what the contract message would be.
 //! Every other rpc goes to the generated server unchanged.
 //!
 //! - `Commit` answers with the wire twin of CommitEventsResponse (`api::wire`): the commit's
 //!   execution context and time are encoded once, not once per event.
 //! - `FetchForAggregate` answers with bytes, kept from an earlier fetch when the aggregate has
 //!   not changed since (`fetch_answers`).
+//! - `FetchForAggregateInBatches` streams bytes: the kept answer of the selection asked for,
+//!   or batches encoded as they are read (`event_store`).
 //!
 //! Both go through the same request step as every unary rpc (`request`): tenant, metrics,
 //! failures in band.
 
 use std::convert::Infallible;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -21,33 +24,44 @@ use prost::Message;
 use tonic::body::Body;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{http, BoxFuture, Service};
-use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::server::{Grpc, NamedService, ServerStreamingService, UnaryService};
 use tonic::{Request, Response, Status};
 use tonic_prost::ProstCodec;
 
 use crate::proto::dolittle::runtime::events::event_store_server::{EventStore, EventStoreServer};
-use crate::proto::dolittle::runtime::events::{CommitEventsRequest, FetchForAggregateRequest};
+use crate::proto::dolittle::runtime::events::{
+    CommitEventsRequest, FetchForAggregateInBatchesRequest, FetchForAggregateRequest,
+};
 use crate::runtime::Runtime;
+use crate::services::event_store::{EncodedStream, EventStoreService};
 use crate::services::request::unary_for_tenant;
 use crate::services::{event_store, fetch_answers};
 
 const COMMIT: &str = "/dolittle.runtime.events.EventStore/Commit";
 const FETCH_FOR_AGGREGATE: &str = "/dolittle.runtime.events.EventStore/FetchForAggregate";
+const FETCH_IN_BATCHES: &str = "/dolittle.runtime.events.EventStore/FetchForAggregateInBatches";
 
 /// The EventStore server `S`, with Commit and FetchForAggregate answered here.
 #[derive(Clone)]
 pub(crate) struct EventStoreWire<S> {
     inner: S,
     runtime: Arc<Runtime>,
+    service: Arc<EventStoreService>,
     max_decoding_message_size: Option<usize>,
     max_encoding_message_size: Option<usize>,
 }
 
 impl<S> EventStoreWire<S> {
-    pub(crate) fn new(inner: S, runtime: Arc<Runtime>) -> EventStoreWire<S> {
+    /// `inner` serves `service`.
+    pub(crate) fn new(
+        inner: S,
+        runtime: Arc<Runtime>,
+        service: Arc<EventStoreService>,
+    ) -> EventStoreWire<S> {
         EventStoreWire {
             inner,
             runtime,
+            service,
             max_decoding_message_size: None,
             max_encoding_message_size: None,
         }
@@ -107,10 +121,19 @@ where
                 Ok(grpc.unary(Commit(runtime), request).await)
             }),
             FETCH_FOR_AGGREGATE => Box::pin(async move {
-                let mut grpc =
-                    Grpc::new(EncodedCodec).apply_max_message_size_config(limits.0, limits.1);
+                let codec = EncodedCodec::<FetchForAggregateRequest>::default();
+                let mut grpc = Grpc::new(codec).apply_max_message_size_config(limits.0, limits.1);
                 Ok(grpc.unary(Fetch(runtime), request).await)
             }),
+            FETCH_IN_BATCHES => {
+                let service = Arc::clone(&self.service);
+                Box::pin(async move {
+                    let codec = EncodedCodec::<FetchForAggregateInBatchesRequest>::default();
+                    let mut grpc =
+                        Grpc::new(codec).apply_max_message_size_config(limits.0, limits.1);
+                    Ok(grpc.server_streaming(Batches(service), request).await)
+                })
+            }
             _ => Box::pin(self.inner.call(request)),
         }
     }
@@ -162,27 +185,46 @@ impl UnaryService<FetchForAggregateRequest> for Fetch {
     }
 }
 
-/// FetchForAggregate's codec: requests decoded as prost decodes them; answers already
-/// encoded.
-#[derive(Debug, Clone, Copy, Default)]
-struct EncodedCodec;
+/// FetchForAggregateInBatches, as tonic's streaming server calls it.
+struct Batches(Arc<EventStoreService>);
 
-impl Codec for EncodedCodec {
-    type Encode = Bytes;
-    type Decode = FetchForAggregateRequest;
-    type Encoder = EncodedCodec;
-    type Decoder = EncodedCodec;
+impl ServerStreamingService<FetchForAggregateInBatchesRequest> for Batches {
+    type Response = Bytes;
+    type ResponseStream = EncodedStream;
+    type Future = BoxFuture<Response<EncodedStream>, Status>;
 
-    fn encoder(&mut self) -> Self::Encoder {
-        EncodedCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        EncodedCodec
+    fn call(&mut self, request: Request<FetchForAggregateInBatchesRequest>) -> Self::Future {
+        let service = Arc::clone(&self.0);
+        Box::pin(async move { service.fetch_batches(request).await })
     }
 }
 
-impl Encoder for EncodedCodec {
+/// The codec of the fetches: requests `Q` decoded as prost decodes them; answers already
+/// encoded.
+struct EncodedCodec<Q>(PhantomData<fn() -> Q>);
+
+impl<Q> Default for EncodedCodec<Q> {
+    fn default() -> Self {
+        EncodedCodec(PhantomData)
+    }
+}
+
+impl<Q: Message + Default + Send + 'static> Codec for EncodedCodec<Q> {
+    type Encode = Bytes;
+    type Decode = Q;
+    type Encoder = EncodedCodec<Q>;
+    type Decoder = EncodedCodec<Q>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        EncodedCodec::default()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        EncodedCodec::default()
+    }
+}
+
+impl<Q: Send + 'static> Encoder for EncodedCodec<Q> {
     type Item = Bytes;
     type Error = Status;
 
@@ -192,12 +234,12 @@ impl Encoder for EncodedCodec {
     }
 }
 
-impl Decoder for EncodedCodec {
-    type Item = FetchForAggregateRequest;
+impl<Q: Message + Default + Send + 'static> Decoder for EncodedCodec<Q> {
+    type Item = Q;
     type Error = Status;
 
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
-        FetchForAggregateRequest::decode(src)
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Q>, Status> {
+        Q::decode(src)
             .map(Some)
             .map_err(|e| Status::internal(e.to_string()))
     }

@@ -66,7 +66,7 @@ impl Equivalent<Key> for KeyRef<'_> {
 /// A kept answer: the encoded FetchForAggregateResponse of the aggregate at `version`, which
 /// holds `events` events, their entries at `body`.
 #[derive(Debug, Clone)]
-struct Answer {
+pub(crate) struct Answer {
     version: u64,
     events: u64,
     encoded: Bytes,
@@ -79,7 +79,7 @@ const EVENTS_FIELD: u32 = 4;
 
 impl Answer {
     /// The answer holding `events`.
-    fn of(mut events: CommittedAggregateEvents) -> Answer {
+    pub(crate) fn of(mut events: CommittedAggregateEvents) -> Answer {
         let list = std::mem::take(&mut events.events);
         let mut body = Vec::new();
         encode_events(&list, &mut body);
@@ -138,19 +138,52 @@ fn encode_events(events: &[CommittedAggregateEvent], out: &mut Vec<u8>) {
     }
 }
 
-#[derive(Debug, Clone)]
-struct AnswerWeight;
+/// Which events an answer holds: all of the aggregate's (`None`), or those of the listed event
+/// types (sorted, without repeats), as FetchForAggregateInBatches selects them.
+pub(crate) type Selection = Option<Box<[Uuid]>>;
 
-impl Weighter<Key, Answer> for AnswerWeight {
-    fn weight(&self, key: &Key, answer: &Answer) -> u64 {
-        // The bytes, the key's text, and about what the table and the two headers take.
-        (answer.encoded.len() + key.event_source.len() + 96) as u64
+/// The most answers kept per aggregate, one per selection (a head asks with one or two).
+const SELECTIONS_MAX: usize = 4;
+
+/// What is kept of one aggregate: its answers at `version`, one per selection.
+#[derive(Debug, Clone)]
+struct Kept {
+    version: u64,
+    answers: Vec<(Selection, Answer)>,
+}
+
+#[derive(Debug, Clone)]
+struct KeptWeight;
+
+impl Weighter<Key, Kept> for KeptWeight {
+    fn weight(&self, key: &Key, kept: &Kept) -> u64 {
+        // The bytes and selections, the key's text, and about what the table and the headers
+        // take.
+        let answers: usize = kept
+            .answers
+            .iter()
+            .map(|(selection, answer)| {
+                answer.encoded.len() + selection.as_ref().map_or(0, |s| s.len() * 16) + 64
+            })
+            .sum();
+        (answers + key.event_source.len() + 64) as u64
     }
+}
+
+/// The selection of a fetch: `None` for all events, else the event types sorted and without
+/// repeats.
+pub(crate) fn selection(event_types: Option<&[Uuid]>) -> Selection {
+    event_types.map(|types| {
+        let mut types = types.to_vec();
+        types.sort_unstable();
+        types.dedup();
+        types.into_boxed_slice()
+    })
 }
 
 /// The kept answers of every tenant, under one bound.
 pub(crate) struct FetchAnswers {
-    cache: Option<Cache<Key, Answer, AnswerWeight>>,
+    cache: Option<Cache<Key, Kept, KeptWeight>>,
     answer_bytes_max: usize,
 }
 
@@ -168,26 +201,41 @@ impl FetchAnswers {
             .max(16);
         let share = usize::try_from(bytes / ANSWER_SHARE_OF_BOUND).unwrap_or(usize::MAX);
         FetchAnswers {
-            cache: Some(Cache::with_weighter(items, bytes, AnswerWeight)),
+            cache: Some(Cache::with_weighter(items, bytes, KeptWeight)),
             answer_bytes_max: ANSWER_BYTES_MAX.min(share),
         }
     }
 
-    /// The answer kept for the aggregate at `version`, if any.
-    fn get(&self, tenant: Uuid, root: Uuid, event_source: &str, version: u64) -> Option<Answer> {
+    /// The answer kept for the aggregate's `selection` at `version`, if any.
+    pub(crate) fn get(
+        &self,
+        (tenant, root, event_source): (Uuid, Uuid, &str),
+        selection: &Selection,
+        version: u64,
+    ) -> Option<Answer> {
         let key = KeyRef {
             tenant,
             root,
             event_source,
         };
-        self.cache
-            .as_ref()?
-            .get(&key)
-            .filter(|answer| answer.version == version)
+        let kept = self.cache.as_ref()?.get(&key)?;
+        if kept.version != version {
+            return None;
+        }
+        kept.answers
+            .into_iter()
+            .find(|(s, _)| s == selection)
+            .map(|(_, answer)| answer)
     }
 
-    /// Keeps `answer`, unless it is too large or the one kept is newer.
-    fn keep(&self, tenant: Uuid, root: Uuid, event_source: &str, answer: Answer) {
+    /// Keeps `answer` of the aggregate's `selection`, unless it is too large or what is kept
+    /// is newer.
+    pub(crate) fn keep(
+        &self,
+        (tenant, root, event_source): (Uuid, Uuid, &str),
+        selection: Selection,
+        answer: Answer,
+    ) {
         let Some(cache) = &self.cache else { return };
         if answer.encoded.len() > self.answer_bytes_max {
             return;
@@ -197,42 +245,94 @@ impl FetchAnswers {
             root,
             event_source,
         };
-        if cache
-            .peek(&key)
-            .is_some_and(|kept| kept.version >= answer.version)
-        {
-            return;
-        }
+        let kept = match cache.peek(&key) {
+            Some(kept) if kept.version > answer.version => return,
+            Some(mut kept) if kept.version == answer.version => {
+                kept.answers.retain(|(s, _)| *s != selection);
+                if kept.answers.len() >= SELECTIONS_MAX {
+                    kept.answers.remove(0);
+                }
+                kept.answers.push((selection, answer));
+                kept
+            }
+            _ => Kept {
+                version: answer.version,
+                answers: vec![(selection, answer)],
+            },
+        };
+        self.put(tenant, root, event_source, kept);
+    }
+
+    fn put(&self, tenant: Uuid, root: Uuid, event_source: &str, kept: Kept) {
+        let Some(cache) = &self.cache else { return };
         let key = Key {
             tenant,
             root,
             event_source: event_source.to_owned(),
         };
-        cache.insert(key, answer);
+        cache.insert(key, kept);
     }
 
     /// A commit for the aggregate (`root`, `committed.event_source_id`) that expected
-    /// `version_before` was acknowledged with `committed`: an answer kept at that version gets
-    /// its events. Any other kept answer is left as it is (the next fetch reads the aggregate).
+    /// `version_before` was acknowledged with `committed`, whose events have the event types
+    /// `event_types`: answers kept at that version get its events (each the ones its
+    /// selection holds). Answers kept at any other version are left as they are (the next
+    /// fetch reads the aggregate).
     pub(crate) fn committed(
         &self,
         tenant: Uuid,
         root: Uuid,
         version_before: u64,
         committed: &CommittedAggregateEvents,
+        event_types: &[Uuid],
     ) {
-        let count = committed.events.len() as u64;
-        if version_before.checked_add(count) != Some(committed.current_aggregate_root_version) {
+        let Some(cache) = &self.cache else { return };
+        let count = committed.events.len();
+        if event_types.len() != count
+            || version_before.checked_add(count as u64)
+                != Some(committed.current_aggregate_root_version)
+        {
             return;
         }
-        let Some(kept) = self.get(tenant, root, &committed.event_source_id, version_before) else {
-            return;
+        let event_source = committed.event_source_id.as_str();
+        let key = KeyRef {
+            tenant,
+            root,
+            event_source,
         };
-        let mut body = Vec::with_capacity(kept.body.len() + committed.encoded_len());
-        body.extend_from_slice(&kept.encoded[kept.body.clone()]);
-        encode_events(&committed.events, &mut body);
-        let answer = Answer::assemble(&header_of(committed), kept.events + count, &body);
-        self.keep(tenant, root, &committed.event_source_id, answer);
+        let Some(kept) = cache.peek(&key) else { return };
+        if kept.version != version_before {
+            return;
+        }
+        let header = header_of(committed);
+        let answers = kept
+            .answers
+            .into_iter()
+            .map(|(selection, answer)| {
+                let selected: Vec<_> = committed
+                    .events
+                    .iter()
+                    .zip(event_types)
+                    .filter(|(_, t)| selection.as_ref().is_none_or(|s| s.contains(t)))
+                    .map(|(event, _)| event.clone())
+                    .collect();
+                let mut body = Vec::with_capacity(answer.body.len() + committed.encoded_len());
+                body.extend_from_slice(&answer.encoded[answer.body.clone()]);
+                encode_events(&selected, &mut body);
+                let answer =
+                    Answer::assemble(&header, answer.events + selected.len() as u64, &body);
+                (selection, answer)
+            })
+            .filter(|(_, answer)| answer.encoded.len() <= self.answer_bytes_max)
+            .collect();
+        if cache
+            .peek(&key)
+            .is_some_and(|now| now.version > version_before)
+        {
+            return;
+        }
+        let version = committed.current_aggregate_root_version;
+        self.put(tenant, root, event_source, Kept { version, answers });
     }
 }
 
@@ -268,21 +368,34 @@ pub(crate) async fn fetch(
 ) -> Result<Bytes, Failure> {
     let (root, event_source) =
         crate::api::convert::aggregate("aggregate", request.aggregate.as_ref())?;
-    let tenant_id = context.tenant_id;
+    let aggregate = (context.tenant_id, root, event_source.as_str());
     let answers = &runtime.fetch_answers;
     // An error finding the version is the fetch's to report, below.
     if let Ok(version) = tenant.aggregate_version(root, &event_source) {
-        if let Some(answer) = answers.get(tenant_id, root, &event_source, version) {
+        if let Some(answer) = answers.get(aggregate, &None, version) {
             runtime.metrics.fetch_answer(true);
-            runtime.metrics.fetched(tenant_id, answer.events);
+            runtime.metrics.fetched(context.tenant_id, answer.events);
             return Ok(answer.encoded);
         }
     }
     runtime.metrics.fetch_answer(false);
+    let tenant_id = context.tenant_id;
     let events = event_store::fetch_events(runtime, (context, tenant), root, &event_source).await?;
     let answer = Answer::of(events);
-    answers.keep(tenant_id, root, &event_source, answer.clone());
+    answers.keep((tenant_id, root, &event_source), None, answer.clone());
     Ok(answer.encoded)
+}
+
+impl Answer {
+    /// The encoded FetchForAggregateResponse.
+    pub(crate) fn encoded(&self) -> Bytes {
+        self.encoded.clone()
+    }
+
+    /// The number of events it holds.
+    pub(crate) fn events(&self) -> u64 {
+        self.events
+    }
 }
 
 #[cfg(test)]
@@ -310,6 +423,30 @@ mod tests {
         events
     }
 
+    const TYPE_A: Uuid = Uuid::from_u128(0xa);
+    const TYPE_B: Uuid = Uuid::from_u128(0xb);
+
+    /// The event types of `events`: A at even versions, B at odd ones.
+    fn types_of(events: &CommittedAggregateEvents) -> Vec<Uuid> {
+        events
+            .events
+            .iter()
+            .map(|e| {
+                if e.aggregate_root_version % 2 == 0 {
+                    TYPE_A
+                } else {
+                    TYPE_B
+                }
+            })
+            .collect()
+    }
+
+    /// `events` with only the events of type A.
+    fn only_a(mut events: CommittedAggregateEvents) -> CommittedAggregateEvents {
+        events.events.retain(|e| e.aggregate_root_version % 2 == 0);
+        events
+    }
+
     fn encoded(events: &CommittedAggregateEvents) -> Vec<u8> {
         FetchForAggregateResponse::ok(events.clone()).encode_to_vec()
     }
@@ -330,69 +467,106 @@ mod tests {
     #[test]
     fn answers_are_kept_per_tenant_aggregate_and_version() {
         let answers = FetchAnswers::new(1 << 20);
-        answers.keep(TENANT, ROOT, "cart", Answer::of(aggregate(0..3)));
-        assert!(answers.get(TENANT, ROOT, "cart", 3).is_some());
-        assert!(answers.get(TENANT, ROOT, "cart", 2).is_none());
-        assert!(answers.get(TENANT, ROOT, "cart", 4).is_none());
-        assert!(answers.get(Uuid::from_u128(9), ROOT, "cart", 3).is_none());
-        assert!(answers.get(TENANT, Uuid::from_u128(9), "cart", 3).is_none());
-        assert!(answers.get(TENANT, ROOT, "cart2", 3).is_none());
+        answers.keep((TENANT, ROOT, "cart"), None, Answer::of(aggregate(0..3)));
+        assert!(answers.get((TENANT, ROOT, "cart"), &None, 3).is_some());
+        assert!(answers.get((TENANT, ROOT, "cart"), &None, 2).is_none());
+        assert!(answers.get((TENANT, ROOT, "cart"), &None, 4).is_none());
+        assert!(answers
+            .get((Uuid::from_u128(9), ROOT, "cart"), &None, 3)
+            .is_none());
+        assert!(answers
+            .get((TENANT, Uuid::from_u128(9), "cart"), &None, 3)
+            .is_none());
+        assert!(answers.get((TENANT, ROOT, "cart2"), &None, 3).is_none());
         // An older answer never replaces a newer one; a newer one does.
-        answers.keep(TENANT, ROOT, "cart", Answer::of(aggregate(0..2)));
-        assert!(answers.get(TENANT, ROOT, "cart", 3).is_some());
-        answers.keep(TENANT, ROOT, "cart", Answer::of(aggregate(0..5)));
-        assert!(answers.get(TENANT, ROOT, "cart", 5).is_some());
+        answers.keep((TENANT, ROOT, "cart"), None, Answer::of(aggregate(0..2)));
+        assert!(answers.get((TENANT, ROOT, "cart"), &None, 3).is_some());
+        answers.keep((TENANT, ROOT, "cart"), None, Answer::of(aggregate(0..5)));
+        assert!(answers.get((TENANT, ROOT, "cart"), &None, 5).is_some());
         // None kept when off, and none larger than its share of the bound.
         let off = FetchAnswers::new(0);
-        off.keep(TENANT, ROOT, "cart", Answer::of(aggregate(0..1)));
-        assert!(off.get(TENANT, ROOT, "cart", 1).is_none());
+        off.keep((TENANT, ROOT, "cart"), None, Answer::of(aggregate(0..1)));
+        assert!(off.get((TENANT, ROOT, "cart"), &None, 1).is_none());
         let small = FetchAnswers::new(8 << 10);
-        small.keep(TENANT, ROOT, "cart", Answer::of(aggregate(0..40)));
-        assert!(small.get(TENANT, ROOT, "cart", 40).is_none());
-        small.keep(TENANT, ROOT, "cart", Answer::of(aggregate(0..1)));
-        assert!(small.get(TENANT, ROOT, "cart", 1).is_some());
+        small.keep((TENANT, ROOT, "cart"), None, Answer::of(aggregate(0..40)));
+        assert!(small.get((TENANT, ROOT, "cart"), &None, 40).is_none());
+        small.keep((TENANT, ROOT, "cart"), None, Answer::of(aggregate(0..1)));
+        assert!(small.get((TENANT, ROOT, "cart"), &None, 1).is_some());
     }
 
     #[test]
     fn a_commit_at_the_kept_version_extends_the_kept_answer() {
         let answers = FetchAnswers::new(1 << 20);
-        answers.keep(TENANT, ROOT, "cart", Answer::of(aggregate(0..3)));
+        answers.keep((TENANT, ROOT, "cart"), None, Answer::of(aggregate(0..3)));
         // The commit of versions 3 and 4, as its response carries them.
         let mut commit = aggregate(0..5);
         commit.events.drain(..3);
-        answers.committed(TENANT, ROOT, 3, &commit);
-        let extended = answers.get(TENANT, ROOT, "cart", 5).unwrap();
+        answers.committed(TENANT, ROOT, 3, &commit, &types_of(&commit));
+        let extended = answers.get((TENANT, ROOT, "cart"), &None, 5).unwrap();
         assert_eq!(extended.encoded[..], encoded(&aggregate(0..5))[..]);
         assert_eq!(extended.events, 5);
         // And again from there.
         let mut commit = aggregate(0..6);
         commit.events.drain(..5);
-        answers.committed(TENANT, ROOT, 5, &commit);
-        let again = answers.get(TENANT, ROOT, "cart", 6).unwrap();
+        answers.committed(TENANT, ROOT, 5, &commit, &types_of(&commit));
+        let again = answers.get((TENANT, ROOT, "cart"), &None, 6).unwrap();
         assert_eq!(again.encoded[..], encoded(&aggregate(0..6))[..]);
     }
 
     #[test]
     fn a_commit_at_another_version_or_to_an_aggregate_not_kept_keeps_nothing() {
         let answers = FetchAnswers::new(1 << 20);
-        answers.keep(TENANT, ROOT, "cart", Answer::of(aggregate(0..3)));
+        answers.keep((TENANT, ROOT, "cart"), None, Answer::of(aggregate(0..3)));
         let mut commit = aggregate(0..5);
         commit.events.drain(..3);
         // Expected 2: the kept answer (3) is not this commit's base.
         let mut other = commit.clone();
         other.current_aggregate_root_version = 4;
-        answers.committed(TENANT, ROOT, 2, &other);
-        assert!(answers.get(TENANT, ROOT, "cart", 4).is_none());
+        answers.committed(TENANT, ROOT, 2, &other, &types_of(&other));
+        assert!(answers.get((TENANT, ROOT, "cart"), &None, 4).is_none());
         // A version that does not add up.
-        answers.committed(TENANT, ROOT, 2, &commit);
-        assert!(answers.get(TENANT, ROOT, "cart", 5).is_none());
+        answers.committed(TENANT, ROOT, 2, &commit, &types_of(&commit));
+        assert!(answers.get((TENANT, ROOT, "cart"), &None, 5).is_none());
         // Another tenant's aggregate of the same ids.
-        answers.committed(Uuid::from_u128(9), ROOT, 3, &commit);
-        assert!(answers.get(Uuid::from_u128(9), ROOT, "cart", 5).is_none());
-        assert!(answers.get(TENANT, ROOT, "cart", 3).is_some());
+        answers.committed(Uuid::from_u128(9), ROOT, 3, &commit, &types_of(&commit));
+        assert!(answers
+            .get((Uuid::from_u128(9), ROOT, "cart"), &None, 5)
+            .is_none());
+        assert!(answers.get((TENANT, ROOT, "cart"), &None, 3).is_some());
         // Nothing kept: nothing made from a commit.
         let answers = FetchAnswers::new(1 << 20);
-        answers.committed(TENANT, ROOT, 3, &commit);
-        assert!(answers.get(TENANT, ROOT, "cart", 5).is_none());
+        answers.committed(TENANT, ROOT, 3, &commit, &types_of(&commit));
+        assert!(answers.get((TENANT, ROOT, "cart"), &None, 5).is_none());
+    }
+
+    #[test]
+    fn each_selection_of_an_aggregate_has_its_answer_and_a_commit_extends_each() {
+        let answers = FetchAnswers::new(1 << 20);
+        let aggregate_id = (TENANT, ROOT, "cart");
+        let a = selection(Some(&[TYPE_A, TYPE_A][..]));
+        let b_and_a = selection(Some(&[TYPE_B, TYPE_A][..]));
+        assert_eq!(b_and_a, selection(Some(&[TYPE_A, TYPE_B][..])));
+        answers.keep(aggregate_id, None, Answer::of(aggregate(0..3)));
+        answers.keep(aggregate_id, a.clone(), Answer::of(only_a(aggregate(0..3))));
+        let kept_a = answers.get(aggregate_id, &a, 3).unwrap();
+        assert_eq!(kept_a.encoded[..], encoded(&only_a(aggregate(0..3)))[..]);
+        assert_eq!(kept_a.events, 2);
+        assert!(answers.get(aggregate_id, &b_and_a, 3).is_none());
+        // Versions 3 (B) and 4 (A): the whole answer gets both, A's answer only version 4.
+        let mut commit = aggregate(0..5);
+        commit.events.drain(..3);
+        answers.committed(TENANT, ROOT, 3, &commit, &types_of(&commit));
+        let all = answers.get(aggregate_id, &None, 5).unwrap();
+        assert_eq!(all.encoded[..], encoded(&aggregate(0..5))[..]);
+        let only = answers.get(aggregate_id, &a, 5).unwrap();
+        assert_eq!(only.encoded[..], encoded(&only_a(aggregate(0..5)))[..]);
+        assert_eq!(only.events, 3);
+        // A newer version drops the older selections; the same version adds to them.
+        answers.keep(aggregate_id, b_and_a.clone(), Answer::of(aggregate(0..6)));
+        assert!(answers.get(aggregate_id, &None, 5).is_none());
+        assert!(answers.get(aggregate_id, &b_and_a, 6).is_some());
+        answers.keep(aggregate_id, None, Answer::of(aggregate(0..6)));
+        assert!(answers.get(aggregate_id, &b_and_a, 6).is_some());
+        assert!(answers.get(aggregate_id, &None, 6).is_some());
     }
 }
