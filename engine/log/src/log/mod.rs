@@ -573,6 +573,7 @@ impl Log {
             });
         }
         let limits = ReadLimits {
+            end,
             records_max: records_max.max(1),
             bytes_max: bytes_max.max(1),
             payload_max: crate::segment::format::RECORD_BYTES_LIMIT,
@@ -700,5 +701,49 @@ impl TailReader {
             self.next = next;
         }
         Ok(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use crate::{Commit, ExecutionContext, LogConfig, LogStore, TenantId, UncommittedEvent};
+
+    /// The writer shows a group in its segment before it moves the log's end: a read in
+    /// between returns only what the log's end covers, and a read from that end is empty (not
+    /// beyond the end).
+    #[test]
+    fn a_read_returns_nothing_past_the_logs_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(LogConfig::new(dir.path())).unwrap();
+        let log = store
+            .tenant_or_create(TenantId(uuid::Uuid::from_u128(1)))
+            .unwrap()
+            .event_log()
+            .unwrap();
+        let commit = |n| Commit {
+            occurred_ns: 1,
+            execution_context: ExecutionContext::default(),
+            events: (0..n)
+                .map(|_| UncommittedEvent {
+                    event_source_id: "s".into(),
+                    content: "{}".into(),
+                    ..UncommittedEvent::default()
+                })
+                .collect(),
+        };
+        log.append(&commit(2)).unwrap();
+        log.append(&commit(3)).unwrap();
+        // As between the writer's two publishes: the segment shows 5 records, the log 2.
+        log.visible_next.store(2, Ordering::Release);
+        let batch = log.read(EventLogSequenceNumber(0), 1000, 1 << 20).unwrap();
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch.next(), Some(EventLogSequenceNumber(2)));
+        let at_end = log.read(EventLogSequenceNumber(2), 1000, 1 << 20).unwrap();
+        assert!(at_end.is_empty());
+        log.visible_next.store(5, Ordering::Release);
+        let batch = log.read(EventLogSequenceNumber(0), 1000, 1 << 20).unwrap();
+        assert_eq!(batch.len(), 5);
     }
 }

@@ -178,6 +178,10 @@ impl FrameInfo {
 /// Limits of one read.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ReadLimits {
+    /// The log's end when the read began: no record at or after it is returned, though the
+    /// active segment may already show it (the writer publishes a segment's end before the
+    /// log's, so a read never returns what the log does not show yet).
+    pub(crate) end: EventLogSequenceNumber,
     pub(crate) records_max: usize,
     pub(crate) bytes_max: usize,
     pub(crate) payload_max: usize,
@@ -237,8 +241,8 @@ pub(crate) fn read_raw(
     batch: &mut RecordBatch,
 ) -> Result<EventLogSequenceNumber> {
     // The sequence number first: the writer publishes the end before it, so every record
-    // below `end_seq` lies before `end`.
-    let end_seq = raw.visible_next();
+    // below `end_seq` lies before `end`. And no further than the log's end.
+    let end_seq = raw.visible_next().min(limits.end);
     let end = raw.visible_end();
     let mut offset = raw.seek(from);
     let mut next = from;
