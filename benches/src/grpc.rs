@@ -17,6 +17,9 @@
 //! - `grpc_fetch_read`: the same with no answers kept (`annals:fetchCache: 0`), so every fetch
 //!   reads the index and the log and encodes its answer; against the same round's ceiling
 //!   fetch (one ceiling measurement, reported under both workloads).
+//! - `grpc_fetch_batches`, `grpc_fetch_batches_read`: the same two through
+//!   FetchForAggregateInBatches (all events), as the .NET SDK fetches; the ceiling has no such
+//!   rpc, so these are annals' figures alone.
 //! - `grpc_memory`: the runtime's resident memory idle, under 256 connections committing one
 //!   event at a time, and after they hung up (bounded memory per connection).
 //!
@@ -456,7 +459,7 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
             record(&mut measurements, m)?;
         }
         for system in order(&["annals", "ceiling"]) {
-            let m = measure_fetch(&setup, system, &mut factory, round, quick, true)?;
+            let m = measure_fetch(&setup, system, &mut factory, round, quick, (true, false))?;
             progress(rounds, &m);
             if system == "ceiling" {
                 let mut again = m.clone();
@@ -465,9 +468,19 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
             }
             record(&mut measurements, m)?;
         }
-        let m = measure_fetch(&setup, "annals", &mut factory, round, quick, false)?;
-        progress(rounds, &m);
-        record(&mut measurements, m)?;
+        // The rest have no ceiling: it has no FetchForAggregateInBatches.
+        for kept_and_batches in [(false, false), (true, true), (false, true)] {
+            let m = measure_fetch(
+                &setup,
+                "annals",
+                &mut factory,
+                round,
+                quick,
+                kept_and_batches,
+            )?;
+            progress(rounds, &m);
+            record(&mut measurements, m)?;
+        }
         let m = measure_memory(&setup, &aggregate_events, MEMORY_CLIENTS, round)?;
         progress(rounds, &m);
         eprintln!(
@@ -880,15 +893,16 @@ fn measure_fetch(
     factory: &mut EventFactory,
     round: usize,
     quick: bool,
-    keep_answers: bool,
+    (keep_answers, in_batches): (bool, bool),
 ) -> Result<Measurement> {
     const CLIENTS: usize = 16;
     const EVENTS_PER_AGGREGATE: usize = FETCH_EVENTS_PER_AGGREGATE;
     let aggregates: usize = if quick { 200 } else { 2000 };
-    let (workload, runtime_yml) = if keep_answers {
-        ("grpc_fetch", "")
-    } else {
-        ("grpc_fetch_read", "annals:\n  fetchCache: 0\n")
+    let (workload, runtime_yml) = match (keep_answers, in_batches) {
+        (true, false) => ("grpc_fetch", ""),
+        (false, false) => ("grpc_fetch_read", "annals:\n  fetchCache: 0\n"),
+        (true, true) => ("grpc_fetch_batches", ""),
+        (false, true) => ("grpc_fetch_batches_read", "annals:\n  fetchCache: 0\n"),
     };
     let served = setup.serve_configured(system, &format!("{workload}-r{round}"), runtime_yml)?;
     let mut connections = connect(setup.runtime, served.port, CLIENTS)?;
@@ -927,19 +941,44 @@ fn measure_fetch(
     let outcome = setup.run_clients(CLIENTS, move |w, i| {
         let mut client = clients[w].clone();
         let a = (w * 7919 + i as usize * 104_729) % aggregates;
-        let request = dolittle::runtime::events::FetchForAggregateRequest {
-            call_context: Some(call_context(&context)),
-            aggregate: Some(dolittle::runtime::events::Aggregate {
-                event_source_id: format!("aggregate-{a}"),
-                aggregate_root_id: Some(wire_uuid(root_id)),
-            }),
+        let aggregate = dolittle::runtime::events::Aggregate {
+            event_source_id: format!("aggregate-{a}"),
+            aggregate_root_id: Some(wire_uuid(root_id)),
         };
+        let context = call_context(&context);
         async move {
-            let response = client.fetch_for_aggregate(request).await?.into_inner();
-            if let Some(f) = response.failure {
+            let responses = if in_batches {
+                use dolittle::runtime::events::fetch_for_aggregate_in_batches_request::Request;
+                let request = dolittle::runtime::events::FetchForAggregateInBatchesRequest {
+                    call_context: Some(context),
+                    aggregate: Some(aggregate),
+                    request: Some(Request::FetchAllEvents(
+                        dolittle::runtime::events::FetchAllEventsForAggregateInBatchesRequest {},
+                    )),
+                };
+                let mut stream = client
+                    .fetch_for_aggregate_in_batches(request)
+                    .await?
+                    .into_inner();
+                let mut responses = Vec::new();
+                while let Some(response) = stream.message().await? {
+                    responses.push(response);
+                }
+                responses
+            } else {
+                let request = dolittle::runtime::events::FetchForAggregateRequest {
+                    call_context: Some(context),
+                    aggregate: Some(aggregate),
+                };
+                vec![client.fetch_for_aggregate(request).await?.into_inner()]
+            };
+            if let Some(f) = responses.iter().find_map(|r| r.failure.as_ref()) {
                 bail!("fetch failed: {}", f.reason);
             }
-            let n = response.events.map_or(0, |e| e.events.len());
+            let n: usize = responses
+                .iter()
+                .map(|r| r.events.as_ref().map_or(0, |e| e.events.len()))
+                .sum();
             if n != EVENTS_PER_AGGREGATE {
                 bail!("fetched {n} events of aggregate-{a}, expected {EVENTS_PER_AGGREGATE}");
             }
