@@ -501,6 +501,19 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
 /// Connections of `grpc_memory`.
 const MEMORY_CLIENTS: usize = 256;
 
+/// A field of the server's `/proc/PID/status` (`VmRSS:`, `VmHWM:`) in MiB, to a tenth.
+fn server_memory_mib(pid: u32, field: &str) -> Result<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .context("read the server's status")?;
+    let kib: f64 = text
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse().ok())
+        .with_context(|| format!("no {field} in the server's status"))?;
+    Ok((kib / 1024.0 * 10.0).round() / 10.0)
+}
+
 /// `grpc_memory`: a fresh annals server's resident memory idle, at most while `clients`
 /// connections (one per head) each commit one event at a time for the window (sampled every
 /// 20 ms; also the process's own peak, VmHWM), and a second after they all hung up.
@@ -516,17 +529,7 @@ fn measure_memory(
         .as_ref()
         .map(|(server, _)| server.pid())
         .context("a memory measurement needs an annals server")?;
-    let status = move |field: &str| -> Result<f64> {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .context("read the server's status")?;
-        let kib: f64 = text
-            .lines()
-            .find(|l| l.starts_with(field))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kib| kib.parse().ok())
-            .with_context(|| format!("no {field} in the server's status"))?;
-        Ok((kib / 1024.0 * 10.0).round() / 10.0)
-    };
+    let status = move |field: &str| server_memory_mib(pid, field);
     let idle = status("VmRSS:")?;
     let connections = Arc::new(connect(setup.runtime, served.port, clients)?);
     let requests: Arc<Vec<_>> = Arc::new(events.iter().map(commit_request).collect());
@@ -986,6 +989,11 @@ fn measure_fetch(
         }
     })?;
     drop(shared);
+    // What the server holds after the window (the kept answers among it).
+    let rss = match &served.annals {
+        Some((server, _)) => Some(server_memory_mib(server.pid(), "VmRSS:")?),
+        None => None,
+    };
     let mut m = setup.finish(
         served,
         workload,
@@ -994,6 +1002,9 @@ fn measure_fetch(
         &outcome,
     )?;
     m.extra.insert("aggregates".into(), json!(aggregates));
+    if let Some(rss) = rss {
+        m.extra.insert("rss_after_mib".into(), json!(rss));
+    }
     Ok(m)
 }
 
