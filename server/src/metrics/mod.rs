@@ -16,7 +16,7 @@
 //! | `annals_request_duration_seconds` | histogram | rpc, tenant |
 //! | `annals_committed_events_total` | counter | tenant |
 //! | `annals_fetched_events_total` | counter | tenant |
-//! | `annals_fetch_answers_total` | counter | answer (`kept`: a FetchForAggregate answered with the answer kept from an earlier fetch of the unchanged aggregate; `read`: from the store) |
+//! | `annals_fetch_answers_total` | counter | answer (`kept`: a FetchForAggregate or FetchForAggregateInBatches answered with the answer kept from an earlier fetch of the unchanged aggregate; `read`: from the store) |
 //! | `annals_log_commits_total`, `annals_log_events_total` | counter | tenant |
 //! | `annals_log_groups_total`, `annals_log_fdatasyncs_total` | counter | tenant (group commits and data syncs of the tenant's event log) |
 //! | `annals_processor_events_processed_total` | counter | kind (`event_handler`, `filter`), processor, scope, tenant |
@@ -296,7 +296,7 @@ pub(crate) struct Metrics {
     latency: Family<LatencyLabels, Histogram>,
     committed: Family<TenantLabels, Counter>,
     fetched: Family<TenantLabels, Counter>,
-    /// FetchForAggregate answers: [kept, read].
+    /// FetchForAggregate and FetchForAggregateInBatches answers: [kept, read].
     fetch_answers: [Counter; 2],
     processed: Family<ProcessorLabels, Counter>,
     processor_failures: Family<ProcessorLabels, Counter>,
@@ -425,8 +425,8 @@ impl Metrics {
             ["kept", "read"].map(|answer| answers.get_or_create_owned(&AnswerLabels { answer }));
         registry.register(
             "fetch_answers",
-            "FetchForAggregate answers, by where they came from: kept from an earlier fetch of \
-             the unchanged aggregate, or read from the store",
+            "FetchForAggregate and FetchForAggregateInBatches answers, by where they came from: \
+             kept from an earlier fetch of the unchanged aggregate, or read from the store",
             answers,
         );
         let up = Gauge::<i64>::default();
@@ -551,7 +551,7 @@ impl Metrics {
         self.dolittle.committed(tenant, event_types, aggregate_root);
     }
 
-    /// One FetchForAggregate answered: with the answer kept from an earlier fetch, or read.
+    /// One fetch for an aggregate answered: with the answer kept from an earlier fetch, or read.
     pub(crate) fn fetch_answer(&self, kept: bool) {
         self.fetch_answers[usize::from(!kept)].inc();
     }

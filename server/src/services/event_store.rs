@@ -336,22 +336,17 @@ impl EventStoreService {
             }
         };
         let selection = fetch_answers::selection(event_types.as_deref());
-        let aggregate = (tenant.id().0, root, event_source_id.as_str());
-        // An empty selection is answered without reading anything (stream_batches); an error
-        // finding the version is the fetch's to report.
+        // An empty selection is answered without reading any event (stream_batches).
         if event_types.as_ref().is_none_or(|types| !types.is_empty()) {
-            if let Ok(version) = tenant.aggregate_version(root, &event_source_id) {
-                let answers = &self.runtime.fetch_answers;
-                if let Some(answer) = answers.get(aggregate, &selection, version) {
-                    let metrics = &self.runtime.metrics;
-                    metrics.fetch_answer(true);
-                    metrics.fetched(aggregate.0, answer.events());
-                    call.end(metrics, None);
-                    // The channel is fresh and has room for this one message.
-                    let _ = sender.try_send(Ok(answer.encoded()));
-                    return stream(receiver);
-                }
-                self.runtime.metrics.fetch_answer(false);
+            let aggregate = (root, event_source_id.as_str());
+            let runtime = &self.runtime;
+            if let Some(answer) =
+                fetch_answers::kept_answer(runtime, &tenant, aggregate, &selection)
+            {
+                call.end(&runtime.metrics, None);
+                // The channel is fresh and has room for this one message.
+                let _ = sender.try_send(Ok(answer.encoded()));
+                return stream(receiver);
             }
         }
         let Ok(last_word) = sender.clone().try_reserve_owned() else {

@@ -368,33 +368,45 @@ pub(crate) async fn fetch(
 ) -> Result<Bytes, Failure> {
     let (root, event_source) =
         crate::api::convert::aggregate("aggregate", request.aggregate.as_ref())?;
-    let aggregate = (context.tenant_id, root, event_source.as_str());
-    let answers = &runtime.fetch_answers;
-    // An error finding the version is the fetch's to report, below.
-    if let Ok(version) = tenant.aggregate_version(root, &event_source) {
-        if let Some(answer) = answers.get(aggregate, &None, version) {
-            runtime.metrics.fetch_answer(true);
-            runtime.metrics.fetched(context.tenant_id, answer.events);
-            return Ok(answer.encoded);
-        }
+    if let Some(answer) = kept_answer(runtime, &tenant, (root, &event_source), &None) {
+        return Ok(answer.encoded);
     }
-    runtime.metrics.fetch_answer(false);
     let tenant_id = context.tenant_id;
     let events = event_store::fetch_events(runtime, (context, tenant), root, &event_source).await?;
     let answer = Answer::of(events);
-    answers.keep((tenant_id, root, &event_source), None, answer.clone());
+    let aggregate = (tenant_id, root, event_source.as_str());
+    runtime.fetch_answers.keep(aggregate, None, answer.clone());
     Ok(answer.encoded)
+}
+
+/// The answer kept for the aggregate's `selection`, if the aggregate has not changed since it
+/// was kept; counted as kept or read either way, and its events as fetched when kept. An
+/// error finding the aggregate's version finds nothing: the fetch that follows reports it.
+pub(crate) fn kept_answer(
+    runtime: &Runtime,
+    tenant: &annals_engine::Tenant,
+    (root, event_source): (Uuid, &str),
+    selection: &Selection,
+) -> Option<Answer> {
+    let tenant_id = tenant.id().0;
+    let answer = tenant
+        .aggregate_version(root, event_source)
+        .ok()
+        .and_then(|version| {
+            let aggregate = (tenant_id, root, event_source);
+            runtime.fetch_answers.get(aggregate, selection, version)
+        });
+    runtime.metrics.fetch_answer(answer.is_some());
+    if let Some(answer) = &answer {
+        runtime.metrics.fetched(tenant_id, answer.events);
+    }
+    answer
 }
 
 impl Answer {
     /// The encoded FetchForAggregateResponse.
     pub(crate) fn encoded(&self) -> Bytes {
         self.encoded.clone()
-    }
-
-    /// The number of events it holds.
-    pub(crate) fn events(&self) -> u64 {
-        self.events
     }
 }
 
