@@ -82,8 +82,8 @@ impl Answer {
     pub(crate) fn of(mut events: CommittedAggregateEvents) -> Answer {
         let list = std::mem::take(&mut events.events);
         let mut body = Vec::new();
-        encode_events(&list, &mut body);
-        Answer::assemble(&events, list.len() as u64, &body)
+        let count = encode_events(&list, &mut body);
+        Answer::assemble(&events, count, &body)
     }
 
     /// The answer whose header is `header` (an aggregate's events with the list left empty)
@@ -131,11 +131,18 @@ fn header_of(events: &CommittedAggregateEvents) -> CommittedAggregateEvents {
     }
 }
 
-/// Appends the entries of `events` (field 4 of CommittedAggregateEvents) to `out`.
-fn encode_events(events: &[CommittedAggregateEvent], out: &mut Vec<u8>) {
+/// Appends the entries of `events` (field 4 of CommittedAggregateEvents) to `out`; returns
+/// how many.
+fn encode_events<'e>(
+    events: impl IntoIterator<Item = &'e CommittedAggregateEvent>,
+    out: &mut Vec<u8>,
+) -> u64 {
+    let mut count = 0;
     for event in events {
         prost::encoding::message::encode(EVENTS_FIELD, event, out);
+        count += 1;
     }
+    count
 }
 
 /// Which events an answer holds: all of the aggregate's (`None`), or those of the listed event
@@ -309,18 +316,16 @@ impl FetchAnswers {
             .answers
             .into_iter()
             .map(|(selection, answer)| {
-                let selected: Vec<_> = committed
+                let selected = committed
                     .events
                     .iter()
                     .zip(event_types)
                     .filter(|(_, t)| selection.as_ref().is_none_or(|s| s.contains(t)))
-                    .map(|(event, _)| event.clone())
-                    .collect();
+                    .map(|(event, _)| event);
                 let mut body = Vec::with_capacity(answer.body.len() + committed.encoded_len());
                 body.extend_from_slice(&answer.encoded[answer.body.clone()]);
-                encode_events(&selected, &mut body);
-                let answer =
-                    Answer::assemble(&header, answer.events + selected.len() as u64, &body);
+                let added = encode_events(selected, &mut body);
+                let answer = Answer::assemble(&header, answer.events + added, &body);
                 (selection, answer)
             })
             .filter(|(_, answer)| answer.encoded.len() <= self.answer_bytes_max)
