@@ -23,19 +23,20 @@ use crate::proto::dolittle::runtime::events::committed_aggregate_events::Committ
 use crate::proto::dolittle::runtime::events::{CommittedAggregateEvents, CommittedEvent};
 
 /// A committed event: `event` as it was committed, at `sequence_number`, with its commit's
-/// time and execution context (already in wire form).
+/// time and execution context (already in wire form; left out for a wire twin, which carries
+/// them encoded).
 fn committed_event_of(
     sequence_number: u64,
-    occurred: Timestamp,
-    execution_context: WireExecutionContext,
+    occurred: Option<Timestamp>,
+    execution_context: Option<WireExecutionContext>,
     event: UncommittedEvent,
 ) -> CommittedEvent {
     let horizon = event.event_horizon;
     CommittedEvent {
         event_log_sequence_number: sequence_number,
-        occurred: Some(occurred),
+        occurred,
         event_source_id: event.event_source_id,
-        execution_context: Some(execution_context),
+        execution_context,
         event_type: Some(convert::event_type_to_wire(event.event_type)),
         public: event.public,
         content: event.content,
@@ -74,7 +75,12 @@ pub fn committed_events(commit: Commit, receipt: CommitReceipt) -> Vec<Committed
         .into_iter()
         .zip(receipt.first.0..)
         .map(|(event, sequence_number)| {
-            committed_event_of(sequence_number, occurred, context.clone(), event)
+            committed_event_of(
+                sequence_number,
+                Some(occurred),
+                Some(context.clone()),
+                event,
+            )
         })
         .collect()
 }
@@ -90,20 +96,8 @@ pub fn committed_events_wire(commit: Commit, receipt: CommitReceipt) -> Vec<Comm
         .into_iter()
         .zip(receipt.first.0..)
         .map(|(event, sequence_number)| {
-            let horizon = event.event_horizon;
-            CommittedEventWire {
-                event_log_sequence_number: sequence_number,
-                occurred: Some(occurred.clone()),
-                event_source_id: event.event_source_id,
-                execution_context: Some(context.clone()),
-                event_type: Some(convert::event_type_to_wire(event.event_type)),
-                public: event.public,
-                content: event.content,
-                external: horizon.is_some(),
-                external_event_log_sequence_number: horizon
-                    .map_or(0, |h| h.external_sequence_number),
-                external_event_received: horizon.map(|h| convert::timestamp(h.received_ns)),
-            }
+            let event = committed_event_of(sequence_number, None, None, event);
+            CommittedEventWire::sharing(event, &occurred, &context)
         })
         .collect()
 }
@@ -113,8 +107,8 @@ pub fn committed_event(view: &EventView<'_>) -> CommittedEvent {
     let event = view.to_event();
     committed_event_of(
         event.sequence_number.0,
-        convert::timestamp(event.occurred_ns),
-        convert::execution_context_to_wire(&event.execution_context),
+        Some(convert::timestamp(event.occurred_ns)),
+        Some(convert::execution_context_to_wire(&event.execution_context)),
         UncommittedEvent {
             event_source_id: event.event_source_id,
             event_type: event.event_type,

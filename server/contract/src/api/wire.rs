@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use crate::proto::dolittle::artifacts::Artifact;
 use crate::proto::dolittle::protobuf::Failure;
+use crate::proto::dolittle::runtime::events::CommittedEvent;
 
 /// `dolittle.runtime.events.CommittedEvent`, with its time and execution context encoded.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -47,6 +48,39 @@ pub struct CommittedEventWire {
     /// When an external event was received.
     #[prost(message, optional, tag = "10")]
     pub external_event_received: Option<prost_types::Timestamp>,
+}
+
+impl CommittedEventWire {
+    /// `event`, built without its time and execution context, with them as `occurred` and
+    /// `execution_context` encoded (shared by the events of one commit).
+    pub fn sharing(event: CommittedEvent, occurred: &Bytes, execution_context: &Bytes) -> Self {
+        debug_assert!(event.occurred.is_none() && event.execution_context.is_none());
+        // Every field named, so a field added to the contract's message is not forgotten here.
+        let CommittedEvent {
+            event_log_sequence_number,
+            occurred: _,
+            event_source_id,
+            execution_context: _,
+            event_type,
+            public,
+            content,
+            external,
+            external_event_log_sequence_number,
+            external_event_received,
+        } = event;
+        CommittedEventWire {
+            event_log_sequence_number,
+            occurred: Some(occurred.clone()),
+            event_source_id,
+            execution_context: Some(execution_context.clone()),
+            event_type,
+            public,
+            content,
+            external,
+            external_event_log_sequence_number,
+            external_event_received,
+        }
+    }
 }
 
 /// `dolittle.runtime.events.CommitEventsResponse`, with [`CommittedEventWire`] events.
