@@ -406,14 +406,10 @@ async fn head_router(
     router = serve!(router, EventTypesServer::new(platform.clone()));
     router = serve!(router, AggregateRootsServer::new(platform.clone()));
     router = serve!(router, ResourcesServer::new(platform.clone()));
-    router = serve!(router, {
-        let store = Arc::new(EventStoreService::new(Arc::clone(runtime)));
-        EventStoreWire::new(
-            EventStoreServer::from_arc(Arc::clone(&store)),
-            Arc::clone(runtime),
-            store,
-        )
-    });
+    router = serve!(
+        router,
+        EventStoreWire::new(EventStoreService::new(Arc::clone(runtime)))
+    );
     router = serve!(
         router,
         EventHandlersServer::new(EventHandlersService::new(Arc::clone(runtime)))

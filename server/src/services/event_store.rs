@@ -105,6 +105,11 @@ pub(crate) struct EventStoreService {
 }
 
 impl EventStoreService {
+    /// The runtime it serves.
+    pub(crate) fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
     pub(crate) fn new(runtime: Arc<Runtime>) -> EventStoreService {
         EventStoreService {
             runtime,

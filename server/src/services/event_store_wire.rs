@@ -41,26 +41,22 @@ const COMMIT: &str = "/dolittle.runtime.events.EventStore/Commit";
 const FETCH_FOR_AGGREGATE: &str = "/dolittle.runtime.events.EventStore/FetchForAggregate";
 const FETCH_IN_BATCHES: &str = "/dolittle.runtime.events.EventStore/FetchForAggregateInBatches";
 
-/// The EventStore server `S`, with Commit and FetchForAggregate answered here.
+/// The EventStore server `S` of the event store, with Commit, FetchForAggregate and
+/// FetchForAggregateInBatches answered here.
 #[derive(Clone)]
 pub(crate) struct EventStoreWire<S> {
     inner: S,
-    runtime: Arc<Runtime>,
     service: Arc<EventStoreService>,
     max_decoding_message_size: Option<usize>,
     max_encoding_message_size: Option<usize>,
 }
 
-impl<S> EventStoreWire<S> {
-    /// `inner` serves `service`.
-    pub(crate) fn new(
-        inner: S,
-        runtime: Arc<Runtime>,
-        service: Arc<EventStoreService>,
-    ) -> EventStoreWire<S> {
+impl EventStoreWire<EventStoreServer<EventStoreService>> {
+    /// The event store `service`, its generated server wrapped.
+    pub(crate) fn new(service: EventStoreService) -> Self {
+        let service = Arc::new(service);
         EventStoreWire {
-            inner,
-            runtime,
+            inner: EventStoreServer::from_arc(Arc::clone(&service)),
             service,
             max_decoding_message_size: None,
             max_encoding_message_size: None,
@@ -113,7 +109,7 @@ where
             self.max_decoding_message_size,
             self.max_encoding_message_size,
         );
-        let runtime = Arc::clone(&self.runtime);
+        let runtime = Arc::clone(self.service.runtime());
         match request.uri().path() {
             COMMIT => Box::pin(async move {
                 let codec = ProstCodec::<CommitEventsResponseWire, CommitEventsRequest>::default();
