@@ -22,11 +22,11 @@ use annals_contract::api::wire::CommitEventsResponseWire;
 use bytes::{BufMut, Bytes};
 use prost::Message;
 use tonic::body::Body;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{Codec, EncodeBuf, Encoder};
 use tonic::codegen::{http, BoxFuture, Service};
 use tonic::server::{Grpc, NamedService, ServerStreamingService, UnaryService};
 use tonic::{Request, Response, Status};
-use tonic_prost::ProstCodec;
+use tonic_prost::{ProstCodec, ProstDecoder};
 
 use crate::proto::dolittle::runtime::events::event_store_server::{EventStore, EventStoreServer};
 use crate::proto::dolittle::runtime::events::{
@@ -195,8 +195,8 @@ impl ServerStreamingService<FetchForAggregateInBatchesRequest> for Batches {
     }
 }
 
-/// The codec of the fetches: requests `Q` decoded as prost decodes them; answers already
-/// encoded.
+/// The codec of the fetches: requests `Q` decoded by prost's own decoder (as the generated
+/// server decodes them); answers already encoded.
 struct EncodedCodec<Q>(PhantomData<fn() -> Q>);
 
 impl<Q> Default for EncodedCodec<Q> {
@@ -209,14 +209,14 @@ impl<Q: Message + Default + Send + 'static> Codec for EncodedCodec<Q> {
     type Encode = Bytes;
     type Decode = Q;
     type Encoder = EncodedCodec<Q>;
-    type Decoder = EncodedCodec<Q>;
+    type Decoder = ProstDecoder<Q>;
 
     fn encoder(&mut self) -> Self::Encoder {
         EncodedCodec::default()
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        EncodedCodec::default()
+        ProstDecoder::default()
     }
 }
 
@@ -227,16 +227,5 @@ impl<Q: Send + 'static> Encoder for EncodedCodec<Q> {
     fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         dst.put_slice(&item);
         Ok(())
-    }
-}
-
-impl<Q: Message + Default + Send + 'static> Decoder for EncodedCodec<Q> {
-    type Item = Q;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Q>, Status> {
-        Q::decode(src)
-            .map(Some)
-            .map_err(|e| Status::internal(e.to_string()))
     }
 }
