@@ -397,7 +397,7 @@ impl EventStoreService {
 }
 
 /// A response, encoded.
-fn encoded(response: &FetchForAggregateResponse) -> Bytes {
+pub(crate) fn encoded(response: &FetchForAggregateResponse) -> Bytes {
     response.encode_to_vec().into()
 }
 

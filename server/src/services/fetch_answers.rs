@@ -114,6 +114,11 @@ impl Answer {
             body: start..end,
         }
     }
+
+    /// The encoded FetchForAggregateResponse.
+    pub(crate) fn encoded(&self) -> Bytes {
+        self.encoded.clone()
+    }
 }
 
 /// `events` without its list of events.
@@ -356,11 +361,9 @@ impl InBand<Bytes> for Encoded {
     }
 
     fn failed(failure: &Failure) -> Self {
-        Encoded(
-            FetchForAggregateResponse::failed(failure)
-                .encode_to_vec()
-                .into(),
-        )
+        Encoded(event_store::encoded(&FetchForAggregateResponse::failed(
+            failure,
+        )))
     }
 }
 
@@ -406,13 +409,6 @@ pub(crate) fn kept_answer(
         runtime.metrics.fetched(tenant_id, answer.events);
     }
     answer
-}
-
-impl Answer {
-    /// The encoded FetchForAggregateResponse.
-    pub(crate) fn encoded(&self) -> Bytes {
-        self.encoded.clone()
-    }
 }
 
 #[cfg(test)]
