@@ -45,6 +45,7 @@ mod connections;
 mod console;
 mod disk;
 mod heal;
+mod joint;
 pub mod logging;
 mod metrics;
 pub mod mongo;

@@ -19,7 +19,6 @@ use annals_engine::{
 };
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Status, Streaming};
@@ -29,6 +28,7 @@ use crate::api::convert;
 use crate::api::failure::Failure;
 use crate::api::ids;
 use crate::blocking::blocking;
+use crate::joint::Joint;
 use crate::legacy;
 use crate::processing::processor::{
     Delivery, Handler, Outcome, StartFrom, TargetStream, TenantProcessor,
@@ -169,17 +169,22 @@ async fn serve<P: Protocol, H: Handler>(
         execution_context,
         reader,
     } = connected;
-    let reader = tokio::spawn(reader);
-    let (spec, registered, processors) =
-        match register(&runtime, spec, handler, already, &call, &execution_context).await {
-            Ok(accepted) => accepted,
-            Err(failure) => {
-                call.respond_to_connect(Some(failure)).await;
-                let _ = reader.await;
-                return;
-            }
-        };
-    call.respond_to_connect(None).await;
+    // The reader and the processors answer each other for every event: one task polls them
+    // all (see `joint`).
+    let mut joint = Joint::new();
+    let reader = joint.push(reader);
+    let registering = register(&runtime, spec, handler, already, &call, &execution_context);
+    let (spec, registered, processors) = match joint.alongside(registering).await {
+        Ok(accepted) => accepted,
+        Err(failure) => {
+            joint
+                .alongside(call.respond_to_connect(Some(failure)))
+                .await;
+            joint.until(|joint| joint.is_finished(reader)).await;
+            return;
+        }
+    };
+    joint.alongside(call.respond_to_connect(None)).await;
     tracing::info!(
         kind = spec.key.kind.label(),
         id = %spec.key.id,
@@ -188,11 +193,13 @@ async fn serve<P: Protocol, H: Handler>(
         concurrency = spec.concurrency,
         "processor connected"
     );
-    let mut running = JoinSet::new();
-    for processor in processors {
-        running.spawn(processor.run());
-    }
-    while running.join_next().await.is_some() {}
+    let processors: Vec<usize> = processors
+        .into_iter()
+        .map(|processor| joint.push(Box::pin(processor.run())))
+        .collect();
+    joint
+        .until(|joint| processors.iter().all(|&p| joint.is_finished(p)))
+        .await;
     drop(registered);
     if call.ended().is_cancelled() || call.draining().is_cancelled() {
         call.end(None);
@@ -201,7 +208,7 @@ async fn serve<P: Protocol, H: Handler>(
             "the processor stopped on an error of the store; see the runtime's log",
         )));
     }
-    let _ = reader.await;
+    joint.until(|joint| joint.is_finished(reader)).await;
     tracing::info!(kind = spec.key.kind.label(), id = %spec.key.id, "processor disconnected");
 }
 
