@@ -102,10 +102,9 @@ impl<H: Handler> Asker<H> {
 
     /// Delivers `delivery` in flight, answering with it (one shared handle per event).
     fn in_flight(self: &Arc<Self>, delivery: Delivery) -> InFlight {
-        let context = self.context_for(&delivery);
         let asker = Arc::clone(self);
         Box::pin(async move {
-            let outcome = asker.deliver(context, &delivery).await;
+            let outcome = asker.deliver(&delivery).await;
             (delivery, outcome)
         })
     }
@@ -116,19 +115,16 @@ impl<H: Handler> Asker<H> {
         context
     }
 
-    /// Delivers one event; an unpartitioned processor asks again after the head's timeout
+    /// Delivers one event (each attempt builds its own context: none is kept waiting in
+    /// flight); an unpartitioned processor asks again after the head's timeout
     /// for as long as the head fails with retry, showing the failure to management meanwhile.
-    async fn deliver(
-        &self,
-        context: WireExecutionContext,
-        delivery: &Delivery,
-    ) -> Result<Outcome, CallError> {
+    async fn deliver(&self, delivery: &Delivery) -> Result<Outcome, CallError> {
         let mut retry = None;
         let mut attempts = 0u32;
         loop {
             // The call's end answers every outstanding request with `Ended`.
             let outcome = self
-                .attempt(context.clone(), delivery, retry.take())
+                .attempt(self.context_for(delivery), delivery, retry.take())
                 .await?;
             match outcome {
                 Outcome::Failed {
