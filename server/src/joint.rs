@@ -8,6 +8,11 @@
 //! joint the reader's wake only marks the processor ready, and it runs in the same turn on the
 //! same thread, as the gRPC ceiling's one task does.
 //!
+//! What it costs: the processors of all the tenants of one registration share that task, so
+//! one handler's delivery runs on one worker at a time (its reads of the log still run on
+//! blocking threads); other handlers, filters and projections are other calls with tasks of
+//! their own.
+//!
 //! Invariants:
 //! - A future woken while the joint is being polled is polled again in that same poll,
 //!   without waking the task (which would only queue a running task again); one woken while

@@ -104,7 +104,8 @@ impl<P: Protocol, R: Requests<P>> Handler for Head<P, R> {
 
 /// Serves one reverse call of protocol `P` on a task of its own: takes the head's
 /// registration, checks it with `spec`, and runs the processor asking the head with
-/// `requests`. The returned stream is what the head reads (bounded: see `reverse_call`).
+/// `requests` (the call's reader and the processors of every tenant are polled together by
+/// that one task: see `joint`). The returned stream is what the head reads (bounded: see `reverse_call`).
 /// A 5.4 head (`legacy`) is not held to this runtime's microservice and environment, as
 /// Runtime 6 did not hold it.
 pub(crate) fn connect<P, R>(

@@ -129,7 +129,8 @@ pub struct Connected<P: Protocol> {
     pub arguments: P::Arguments,
     /// The head's execution context from the arguments' call context, checked.
     pub execution_context: ExecutionContext,
-    /// The reader: runs until the stream ends (the service spawns it as a task of its own).
+    /// The reader: runs until the stream ends (the service polls it, on a task of its own or
+    /// on the task of the callers it answers).
     pub reader: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
