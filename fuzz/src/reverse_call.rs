@@ -16,11 +16,10 @@
 use std::sync::Arc;
 
 use annals_contract::api::convert;
+use annals_contract::api::wire::event_handler_to_head::Message as ToHead;
+use annals_contract::api::wire::{EventHandlerRuntimeToClientMessageWire, HandleEventRequestWire};
 use annals_contract::proto::dolittle::runtime::events::processing::event_handler_client_to_runtime_message::Message as FromHead;
-use annals_contract::proto::dolittle::runtime::events::processing::event_handler_runtime_to_client_message::Message as ToHead;
-use annals_contract::proto::dolittle::runtime::events::processing::{
-    EventHandlerClientToRuntimeMessage, EventHandlerRuntimeToClientMessage, HandleEventRequest,
-};
+use annals_contract::proto::dolittle::runtime::events::processing::EventHandlerClientToRuntimeMessage;
 use annals_contract::reverse_call::event_handlers::EventHandlerProtocol;
 use annals_contract::reverse_call::ReverseCall;
 use annals_contract::Platform;
@@ -109,7 +108,7 @@ fn platform() -> Platform {
 
 async fn run(frames: &[Frame], body: Vec<u8>, check_platform: bool, calls: usize) {
     let decoder = tonic_prost::ProstCodec::<
-        EventHandlerRuntimeToClientMessage,
+        EventHandlerRuntimeToClientMessageWire,
         EventHandlerClientToRuntimeMessage,
     >::default()
     .decoder();
@@ -147,8 +146,8 @@ async fn run(frames: &[Frame], body: Vec<u8>, check_platform: bool, calls: usize
         for _ in 0..calls {
             let context = convert::execution_context_to_wire(&connected.execution_context);
             match call
-                .send_call(context, |call_context| EventHandlerRuntimeToClientMessage {
-                    message: Some(ToHead::HandleRequest(HandleEventRequest {
+                .send_call(context, |call_context| EventHandlerRuntimeToClientMessageWire {
+                    message: Some(ToHead::HandleRequest(HandleEventRequestWire {
                         call_context: Some(call_context),
                         event: None,
                         retry_processing_state: None,
@@ -191,7 +190,7 @@ async fn run(frames: &[Frame], body: Vec<u8>, check_platform: bool, calls: usize
 fn check_ending(
     frames: &[Frame],
     registered: bool,
-    sent: &[Result<EventHandlerRuntimeToClientMessage, Status>],
+    sent: &[Result<EventHandlerRuntimeToClientMessageWire, Status>],
 ) {
     let invalid = || {
         sent.iter()

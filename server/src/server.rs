@@ -45,7 +45,6 @@ use crate::proto::dolittle::runtime::eventhorizon::subscriptions_server::Subscri
 use crate::proto::dolittle::runtime::events::event_store_server::EventStoreServer;
 use crate::proto::dolittle::runtime::events::event_types_server::EventTypesServer;
 use crate::proto::dolittle::runtime::events::management::event_types_server::EventTypesServer as ManagementEventTypesServer;
-use crate::proto::dolittle::runtime::events::processing::event_handlers_server::EventHandlersServer;
 use crate::proto::dolittle::runtime::events::processing::filters_server::FiltersServer;
 use crate::proto::dolittle::runtime::events::processing::management::event_handlers_server::EventHandlersServer as ManagementEventHandlersServer;
 use crate::proto::dolittle::runtime::events::processing::management::projections_server::ProjectionsServer as ManagementProjectionsServer;
@@ -56,7 +55,7 @@ use crate::proto::dolittle::runtime::resources::resources_server::ResourcesServe
 use crate::proto::dolittle::runtime::tenancy::tenants_server::TenantsServer;
 use crate::runtime::Runtime;
 use crate::services::embeddings::EmbeddingsService;
-use crate::services::event_handlers::EventHandlersService;
+use crate::services::event_handlers::EventHandlersWire;
 use crate::services::event_horizon::SubscriptionsService;
 use crate::services::event_store::EventStoreService;
 use crate::services::event_store_wire::{EventStoreWire, MessageLimits as _};
@@ -378,7 +377,7 @@ async fn head_router(
         name::<AggregateRootsServer<PlatformServices>>(),
         name::<ResourcesServer<PlatformServices>>(),
         name::<EventStoreServer<EventStoreService>>(),
-        name::<EventHandlersServer<EventHandlersService>>(),
+        name::<EventHandlersWire>(),
         name::<FiltersServer<FiltersService>>(),
         name::<SubscriptionsServer<SubscriptionsService>>(),
         name::<ProjectionsServer<ProjectionsService>>(),
@@ -410,10 +409,7 @@ async fn head_router(
         router,
         EventStoreWire::new(EventStoreService::new(Arc::clone(runtime)))
     );
-    router = serve!(
-        router,
-        EventHandlersServer::new(EventHandlersService::new(Arc::clone(runtime)))
-    );
+    router = serve!(router, EventHandlersWire::new(Arc::clone(runtime)));
     router = serve!(
         router,
         FiltersServer::new(FiltersService::new(Arc::clone(runtime)))

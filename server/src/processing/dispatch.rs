@@ -84,15 +84,8 @@ impl<H: Handler> Asker<H> {
         let started = std::time::Instant::now();
         let outcome = self.handler.handle(context, delivery, retry).await;
         if let Ok(answered) = &outcome {
-            let event_type = delivery
-                .event
-                .event_type
-                .as_ref()
-                .and_then(|t| t.id.as_ref())
-                .and_then(|id| ids::from_wire("eventType", id).ok())
-                .unwrap_or_default();
             self.attempts.record(
-                event_type,
+                delivery.event_type,
                 started.elapsed().as_secs_f64(),
                 matches!(answered, Outcome::Done { .. }),
             );

@@ -28,6 +28,7 @@ use annals_engine::{
     EventLogSequenceNumber, EventView, Log, StreamPosition, StreamProcessorId,
     StreamProcessorState, Tenant,
 };
+use bytes::Bytes;
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
@@ -60,8 +61,13 @@ pub(crate) struct Delivery {
     pub(crate) partition: String,
     /// The event's correlation id (the request's execution context carries it).
     pub(crate) correlation_id: Uuid,
-    /// The event as the head sees it.
+    /// Its event type's id.
+    pub(crate) event_type: Uuid,
+    /// The event as the head sees it (empty when the handler takes it encoded).
     pub(crate) event: Arc<CommittedEvent>,
+    /// The event encoded, when the handler takes it so (see `Handler::encodes_events`); else
+    /// empty.
+    pub(crate) encoded: Bytes,
 }
 
 /// What the head answered.
@@ -96,6 +102,12 @@ impl Outcome {
 pub(crate) trait Handler: Send + Sync + 'static {
     /// Whether the head is asked about this event at all (event types, public flag).
     fn selects(&self, event: &EventView<'_>) -> bool;
+
+    /// Whether this handler's requests carry the event encoded (`Delivery::encoded`, made
+    /// where the log is read) rather than as a message (`Delivery::event`).
+    fn encodes_events(&self) -> bool {
+        false
+    }
 
     /// Asks the head about `delivery` with the request's execution context; `retry` when the
     /// event failed before.

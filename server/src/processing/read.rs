@@ -13,6 +13,8 @@
 use std::sync::Arc;
 
 use annals_engine::{EventLogSequenceNumber, Log, StreamPosition};
+use bytes::Bytes;
+use prost::Message as _;
 use uuid::Uuid;
 
 use crate::api::committed::committed_event;
@@ -33,8 +35,14 @@ pub(crate) struct Selected {
     /// Its partition: the event source id.
     pub(crate) partition: String,
     pub(crate) correlation_id: Uuid,
-    /// The wire event (empty when a partition's catch-up reads another partition's event).
+    /// Its event type's id.
+    pub(crate) event_type: Uuid,
+    /// The wire event (empty when a partition's catch-up reads another partition's event, or
+    /// when the handler takes it encoded).
     pub(crate) event: CommittedEvent,
+    /// The wire event encoded, for a handler that takes it so (see `Handler::encodes_events`);
+    /// else empty.
+    pub(crate) encoded: Bytes,
 }
 
 impl Selected {
@@ -45,7 +53,9 @@ impl Selected {
             position,
             partition: self.partition,
             correlation_id: self.correlation_id,
+            event_type: self.event_type,
             event: Arc::new(self.event),
+            encoded: self.encoded,
         }
     }
 }
@@ -108,6 +118,7 @@ async fn read_selected<H: Handler>(
 ) -> Result<Read, Failure> {
     blocking(move || {
         let batch = log.read(from, READ_RECORDS_MAX, READ_BYTES_MAX)?;
+        let encodes = handler.encodes_events();
         let mut events = Vec::new();
         for view in batch.views() {
             let view = view?;
@@ -122,16 +133,22 @@ async fn read_selected<H: Handler>(
                 .is_none_or(|p| p == view.event_source_id);
             // A partition's catch-up counts every selected event for positions but decodes
             // only its own.
-            let event = if wanted {
-                committed_event(&view)
-            } else {
-                CommittedEvent::default()
+            let (event, encoded) = match (wanted, encodes) {
+                (false, _) => (CommittedEvent::default(), Bytes::new()),
+                (true, false) => (committed_event(&view), Bytes::new()),
+                // Encoded here, off the async workers, once for every request about it.
+                (true, true) => (
+                    CommittedEvent::default(),
+                    Bytes::from(committed_event(&view).encode_to_vec()),
+                ),
             };
             events.push(Selected {
                 sequence_number: view.sequence_number,
                 partition: view.event_source_id.to_owned(),
                 correlation_id: view.correlation_id,
+                event_type: view.event_type.id,
                 event,
+                encoded,
             });
         }
         Ok(Read {

@@ -7,11 +7,21 @@
 //! (scope, handler id) at a time; another gets the original's "already registered" failure.
 
 use std::collections::HashSet;
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use annals_contract::api::wire::event_handler_to_head::Message as ToHead;
+use annals_contract::api::wire::{
+    EventHandlerRuntimeToClientMessageWire, HandleEventRequestWire, StreamEventWire,
+};
 use annals_contract::processors::registration;
 use annals_engine::EventView;
+use tonic::body::Body;
+use tonic::codegen::{http, BoxFuture, BoxStream, Service};
+use tonic::server::{Grpc, NamedService, StreamingService};
 use tonic::{Request, Response, Status, Streaming};
+use tonic_prost::ProstCodec;
 use uuid::Uuid;
 
 use crate::api::failure::Failure;
@@ -19,14 +29,12 @@ use crate::api::ids;
 use crate::processing::processor::Outcome;
 use crate::processing::{failures, Partitioning};
 use crate::proto::dolittle::protobuf::Uuid as WireUuid;
-use crate::proto::dolittle::runtime::events::processing::event_handler_runtime_to_client_message::Message as ToHead;
-use crate::proto::dolittle::runtime::events::processing::event_handlers_server::EventHandlers;
 use crate::proto::dolittle::runtime::events::processing::{
-    EventHandlerClientToRuntimeMessage, EventHandlerResponse, EventHandlerRuntimeToClientMessage,
-    HandleEventRequest, StreamEvent,
+    EventHandlerClientToRuntimeMessage, EventHandlerResponse,
 };
 use crate::reverse_call::event_handlers::EventHandlerProtocol;
 use crate::runtime::Runtime;
+use crate::services::event_store_wire::MessageLimits;
 use crate::services::processor_session::{self, Question, Requests};
 
 /// Asks the head to handle events of its types.
@@ -41,13 +49,17 @@ impl Requests<EventHandlerProtocol> for EventHandlerRequests {
         self.types.contains(&event.event_type.id)
     }
 
-    fn request(&self, question: Question<'_>) -> EventHandlerRuntimeToClientMessage {
+    fn encodes_events(&self) -> bool {
+        true
+    }
+
+    fn request(&self, question: Question<'_>) -> EventHandlerRuntimeToClientMessageWire {
         let delivery = question.delivery;
-        EventHandlerRuntimeToClientMessage {
-            message: Some(ToHead::HandleRequest(HandleEventRequest {
+        EventHandlerRuntimeToClientMessageWire {
+            message: Some(ToHead::HandleRequest(HandleEventRequestWire {
                 call_context: Some(question.call_context),
-                event: Some(StreamEvent {
-                    event: Some((*delivery.event).clone()),
+                event: Some(StreamEventWire {
+                    event: Some(delivery.encoded.clone()),
                     partition_id: delivery.partition.clone(),
                     scope_id: Some(self.scope.clone()),
                     partitioned: self.partitioning.is_partitioned(),
@@ -66,43 +78,108 @@ impl Requests<EventHandlerProtocol> for EventHandlerRequests {
     }
 }
 
-/// The EventHandlers service.
+/// The EventHandlers service: its one rpc, Connect, answered with the wire twin of the
+/// contract's messages (`api::wire`), so each request carries its event as the bytes encoded
+/// where the log was read. The generated server can only send the contract's messages, so this
+/// serves the rpc itself, as tonic's generated code would (same codec for the head's messages,
+/// same limits, UNIMPLEMENTED for any other method).
 #[derive(Clone)]
-pub(crate) struct EventHandlersService {
+pub(crate) struct EventHandlersWire {
     runtime: Arc<Runtime>,
+    max_decoding_message_size: Option<usize>,
+    max_encoding_message_size: Option<usize>,
 }
 
-impl EventHandlersService {
-    pub(crate) fn new(runtime: Arc<Runtime>) -> EventHandlersService {
-        EventHandlersService { runtime }
+const CONNECT: &str = "/dolittle.runtime.events.processing.EventHandlers/Connect";
+
+impl EventHandlersWire {
+    pub(crate) fn new(runtime: Arc<Runtime>) -> EventHandlersWire {
+        EventHandlersWire {
+            runtime,
+            max_decoding_message_size: None,
+            max_encoding_message_size: None,
+        }
     }
 }
 
-#[tonic::async_trait]
-impl EventHandlers for EventHandlersService {
-    async fn connect(
-        &self,
+impl MessageLimits for EventHandlersWire {
+    fn max_decoding_message_size(mut self, limit: usize) -> Self {
+        self.max_decoding_message_size = Some(limit);
+        self
+    }
+
+    fn max_encoding_message_size(mut self, limit: usize) -> Self {
+        self.max_encoding_message_size = Some(limit);
+        self
+    }
+}
+
+impl NamedService for EventHandlersWire {
+    const NAME: &'static str = "dolittle.runtime.events.processing.EventHandlers";
+}
+
+impl Service<http::Request<Body>> for EventHandlersWire {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if request.uri().path() != CONNECT {
+            return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
+        }
+        let (decoding, encoding) = (
+            self.max_decoding_message_size,
+            self.max_encoding_message_size,
+        );
+        let connect = Connect(Arc::clone(&self.runtime));
+        Box::pin(async move {
+            let codec = ProstCodec::<
+                EventHandlerRuntimeToClientMessageWire,
+                EventHandlerClientToRuntimeMessage,
+            >::default();
+            let mut grpc = Grpc::new(codec).apply_max_message_size_config(decoding, encoding);
+            Ok(grpc.streaming(connect, request).await)
+        })
+    }
+}
+
+/// Connect, as tonic's streaming server calls it.
+struct Connect(Arc<Runtime>);
+
+impl StreamingService<EventHandlerClientToRuntimeMessage> for Connect {
+    type Response = EventHandlerRuntimeToClientMessageWire;
+    type ResponseStream = BoxStream<EventHandlerRuntimeToClientMessageWire>;
+    type Future = BoxFuture<Response<Self::ResponseStream>, Status>;
+
+    fn call(
+        &mut self,
         request: Request<Streaming<EventHandlerClientToRuntimeMessage>>,
-    ) -> Result<Response<tonic::codegen::BoxStream<EventHandlerRuntimeToClientMessage>>, Status>
-    {
-        Ok(Response::new(processor_session::connect(
-            Arc::clone(&self.runtime),
-            request,
-            registration::event_handler,
-            |spec| EventHandlerRequests {
-                types: spec.event_types.iter().map(|t| t.id).collect(),
-                scope: ids::to_wire(spec.key.scope),
-                partitioning: spec.partitioning,
-            },
-            |key| {
-                Failure::new(
-                    failures::EVENT_HANDLER_ALREADY_REGISTERED,
-                    format!(
-                        "The event handler {} in scope {} is already registered",
-                        key.id, key.scope
-                    ),
-                )
-            },
-        )))
+    ) -> Self::Future {
+        let runtime = Arc::clone(&self.0);
+        Box::pin(async move {
+            Ok(Response::new(processor_session::connect(
+                runtime,
+                request,
+                registration::event_handler,
+                |spec| EventHandlerRequests {
+                    types: spec.event_types.iter().map(|t| t.id).collect(),
+                    scope: ids::to_wire(spec.key.scope),
+                    partitioning: spec.partitioning,
+                },
+                |key| {
+                    Failure::new(
+                        failures::EVENT_HANDLER_ALREADY_REGISTERED,
+                        format!(
+                            "The event handler {} in scope {} is already registered",
+                            key.id, key.scope
+                        ),
+                    )
+                },
+            )))
+        })
     }
 }

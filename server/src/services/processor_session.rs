@@ -55,6 +55,11 @@ pub(crate) trait Requests<P: Protocol>: Send + Sync + 'static {
     /// Whether the head is asked about this event at all (event types, public flag).
     fn selects(&self, event: &EventView<'_>) -> bool;
 
+    /// Whether the requests carry the event encoded (see `Handler::encodes_events`).
+    fn encodes_events(&self) -> bool {
+        false
+    }
+
     /// The request about one event.
     fn request(&self, question: Question<'_>) -> P::ServerMessage;
 
@@ -80,6 +85,10 @@ pub(crate) struct Head<P: Protocol, R> {
 impl<P: Protocol, R: Requests<P>> Handler for Head<P, R> {
     fn selects(&self, event: &EventView<'_>) -> bool {
         self.requests.selects(event)
+    }
+
+    fn encodes_events(&self) -> bool {
+        self.requests.encodes_events()
     }
 
     async fn handle(

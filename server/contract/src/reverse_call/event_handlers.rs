@@ -6,22 +6,24 @@ use uuid::Uuid;
 
 use crate::api::convert;
 use crate::api::failure::id;
+use crate::api::wire::event_handler_to_head::Message as ToHead;
+use crate::api::wire::EventHandlerRuntimeToClientMessageWire;
 use crate::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
 use crate::proto::dolittle::runtime::events::processing::event_handler_client_to_runtime_message::Message as FromHead;
-use crate::proto::dolittle::runtime::events::processing::event_handler_runtime_to_client_message::Message as ToHead;
 use crate::proto::dolittle::runtime::events::processing::{
     EventHandlerClientToRuntimeMessage, EventHandlerRegistrationRequest,
-    EventHandlerRegistrationResponse, EventHandlerResponse, EventHandlerRuntimeToClientMessage,
+    EventHandlerRegistrationResponse, EventHandlerResponse,
 };
 use crate::proto::dolittle::services::{Ping, ReverseCallArgumentsContext};
 use crate::reverse_call::{Incoming, Protocol};
 
-/// The event handler reverse call's messages.
+/// The event handler reverse call's messages; the runtime's are the wire twin of the contract's
+/// (`api::wire`), so requests carry their events encoded once.
 pub struct EventHandlerProtocol;
 
 impl Protocol for EventHandlerProtocol {
     type ClientMessage = EventHandlerClientToRuntimeMessage;
-    type ServerMessage = EventHandlerRuntimeToClientMessage;
+    type ServerMessage = EventHandlerRuntimeToClientMessageWire;
     type Arguments = EventHandlerRegistrationRequest;
     type Response = EventHandlerResponse;
 
@@ -48,7 +50,7 @@ impl Protocol for EventHandlerProtocol {
     }
 
     fn connect_response(failure: Option<WireFailure>) -> Self::ServerMessage {
-        EventHandlerRuntimeToClientMessage {
+        EventHandlerRuntimeToClientMessageWire {
             message: Some(ToHead::RegistrationResponse(
                 EventHandlerRegistrationResponse { failure },
             )),
@@ -56,7 +58,7 @@ impl Protocol for EventHandlerProtocol {
     }
 
     fn ping() -> Self::ServerMessage {
-        EventHandlerRuntimeToClientMessage {
+        EventHandlerRuntimeToClientMessageWire {
             message: Some(ToHead::Ping(Ping {})),
         }
     }
