@@ -32,16 +32,21 @@ pub(crate) async fn engine<T>(
     use futures_util::FutureExt as _;
     match std::panic::AssertUnwindSafe(work).catch_unwind().await {
         Ok(result) => result,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".to_owned());
-            Err(Failure::new(
-                failure::id::OTHER,
-                format!("the request's work ended abnormally: {what}"),
-            ))
-        }
+        Err(panic) => Err(Failure::new(
+            failure::id::OTHER,
+            format!(
+                "the request's work ended abnormally: {}",
+                panic_message(&*panic)
+            ),
+        )),
     }
+}
+
+/// What a panic said, when it said it with a string.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
 }

@@ -33,6 +33,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 
+use crate::blocking::panic_message;
+
 /// Polls of futures in one poll of the joint at most.
 const POLLS_PER_TURN: usize = 64;
 
@@ -180,11 +182,7 @@ impl Joint {
         })) {
             Ok(poll) => poll.is_ready(),
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".to_owned());
+                let what = panic_message(&*panic);
                 tracing::error!(panic = %what, "a future of a reverse call panicked; it is over");
                 true
             }
