@@ -64,8 +64,9 @@ impl EventStoreWire<EventStoreServer<EventStoreService>> {
     }
 }
 
-/// The generated server's message limits, set on it and kept for the rpcs answered here (the
-/// `limited!` of `server`).
+/// The message limits of a service that answers rpcs with its own codecs (the `limited!` of
+/// `server`): set on the generated server it wraps, if any, and kept for the rpcs it answers
+/// itself (`EventStoreWire` here, `EventHandlersWire` in `event_handlers`).
 pub(crate) trait MessageLimits {
     #[must_use]
     fn max_decoding_message_size(self, limit: usize) -> Self;

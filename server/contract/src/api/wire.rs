@@ -2,7 +2,8 @@
 //! sub-message that many of them share carried as its encoded bytes. A length-delimited field
 //! reads the same whether it was written as a message or as bytes, so a reader built from the
 //! contract cannot tell them apart; the writer encodes the shared sub-message once instead of
-//! once per event (a commit's execution context and time, in every event of its answer).
+//! once per event (a commit's execution context and time, in every event of its answer) or once
+//! per request (an event handler's event, in every request about it, retries included).
 //!
 //! Invariants: a twin has the fields of its contract message with the same numbers, kinds and
 //! order, and encodes byte for byte as that message would (the tests compare the two); the
