@@ -8,9 +8,13 @@
 //!   head answers each request at once; events/s from the registration's acceptance to the
 //!   last event.
 //! - `delivery_live`: the handler registers on the tail (start from latest), then 16 clients
-//!   commit one event at a time, paced to `--live-rate` events/s in all, for
+//!   commit one event at a time, paced to `--live-rate` events/s in all and staggered, so
+//!   the events arrive evenly spread (at 2 000 events/s, one every 0.5 ms), for
 //!   `--live-seconds`; latency is from the commit's `occurred` (the server's clock) to the
 //!   head's receipt (same machine, same clock).
+//! - `delivery_live_burst`: the same rate with the 16 clients in step: 16 events committed
+//!   at the same instant every 8 ms (at 2 000 events/s), so a strictly ordered handler's
+//!   16th event waits for the 15 before it.
 //! - `delivery_catchup_1m`: as `delivery_catchup` over `--catch-up-events` (1 M) events, once.
 //!
 //! `delivery_catchup` also runs against the gRPC ceiling (`ceiling`: a tonic server sending
@@ -209,27 +213,24 @@ pub fn run(args: &DeliveryArgs) -> Result<()> {
                 record(&mut measurements, m)?;
             }
         }
-        for shape in SHAPES {
-            let outcome = measure_live(
-                &runtime,
-                server.private_port,
-                tenant,
-                &event_types,
-                shape,
-                &live_requests,
-                (live, args.live_rate),
-            )?;
-            let m = measurement(
-                "annals",
-                "delivery_live",
-                shape,
-                round,
-                &date,
-                &outcome,
-                true,
-            );
-            progress(rounds, &m);
-            record(&mut measurements, m)?;
+        for (workload, pacing) in [
+            ("delivery_live", Pacing::Staggered),
+            ("delivery_live_burst", Pacing::InStep),
+        ] {
+            for shape in SHAPES {
+                let outcome = measure_live(
+                    &runtime,
+                    server.private_port,
+                    tenant,
+                    &event_types,
+                    shape,
+                    &live_requests,
+                    (live, args.live_rate, pacing),
+                )?;
+                let m = measurement("annals", workload, shape, round, &date, &outcome, true);
+                progress(rounds, &m);
+                record(&mut measurements, m)?;
+            }
         }
         server.stop()?;
         std::fs::remove_dir_all(&dir).context("remove the round's data")?;
@@ -519,6 +520,16 @@ async fn head(registration: &Registration, target: Target) -> Result<HeadOutcome
 }
 
 /// A head registered at the tail while 16 clients commit one event at a time for `window`.
+/// How the live workload's 16 clients are paced.
+#[derive(Debug, Clone, Copy)]
+enum Pacing {
+    /// Each client's ticks are offset by 1/16 of the period from the one before: the events
+    /// arrive evenly spread.
+    Staggered,
+    /// All 16 tick at the same instants: bursts of 16 events.
+    InStep,
+}
+
 fn measure_live(
     runtime: &tokio::runtime::Runtime,
     port: u16,
@@ -526,7 +537,7 @@ fn measure_live(
     event_types: &[Uuid],
     shape: Shape,
     requests: &Arc<Vec<dolittle::runtime::events::CommitEventsRequest>>,
-    (window, rate): (Duration, u32),
+    (window, rate, pacing): (Duration, u32, Pacing),
 ) -> Result<HeadOutcome> {
     let committed = Arc::new(AtomicU64::new(u64::MAX));
     let head = run_head(
@@ -537,6 +548,9 @@ fn measure_live(
     std::thread::sleep(Duration::from_millis(300));
     let clients = connect(runtime, port, 16)?;
     let end = Instant::now() + window;
+    // Each of the 16 clients commits every 16 / rate seconds.
+    let period = Duration::from_secs_f64(16.0 / f64::from(rate.max(1)));
+    let start = tokio::time::Instant::now();
     let tasks: Vec<_> = clients
         .into_iter()
         .enumerate()
@@ -545,9 +559,11 @@ fn measure_live(
             runtime.spawn(async move {
                 let mut count = 0u64;
                 let mut i = n;
-                // Each of the 16 clients commits every 16 / rate seconds.
-                let mut pace =
-                    tokio::time::interval(Duration::from_secs_f64(16.0 / f64::from(rate.max(1))));
+                let offset = match pacing {
+                    Pacing::Staggered => period * u32::try_from(n).unwrap_or(0) / 16,
+                    Pacing::InStep => Duration::ZERO,
+                };
+                let mut pace = tokio::time::interval_at(start + offset, period);
                 pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 while Instant::now() < end {
                     pace.tick().await;
