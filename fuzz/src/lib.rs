@@ -17,6 +17,7 @@
 //! | [`ops()`] | an operation sequence ([`mod@ops`] module docs) | after every reopen and crash: acknowledged commits present, commits whole, sequence numbers gapless |
 //! | [`requests()`] | a kind byte, a request message ([`mod@requests`] module docs) | conversion and validation never panic; refusals name a field; what is accepted round-trips to the wire and through the log's record format; 5.4 rewrites are stable |
 //! | [`reverse_call()`] | a head's frames ([`mod@reverse_call`] module docs) | the reverse-call machine never panics or hangs, ends bad streams with INVALID_ARGUMENT, and leaves no request waiting |
+//! | [`json_object()`] | an event's content | the quick JSON-object check never accepts what `serde_json` refuses; the commit's check gives `serde_json`'s verdict and reason |
 //!
 //! "Mode" bytes let the fuzzer ask the harness to recompute a checksum before decoding, so it
 //! reaches the checks behind the checksum (reserved bytes, kinds, versions) instead of stopping
@@ -25,6 +26,7 @@
 #![deny(unsafe_code)]
 
 mod decoders;
+pub mod json_object;
 pub mod open_log;
 pub mod ops;
 pub mod requests;
@@ -41,6 +43,7 @@ use bytesize::ByteSize;
 
 pub use crate::{
     decoders::{compact_block, record_frame, record_payload, seal_trailer, segment_header},
+    json_object::json_object,
     open_log::open_log,
     ops::ops,
     requests::requests,

@@ -676,6 +676,7 @@ pub fn seed_corpus() -> Vec<Seed> {
     request_seeds(&mut seeds);
     registration_seeds(&mut seeds);
     reverse_call_seeds(&mut seeds);
+    json_object_seeds(&mut seeds);
     seeds
 }
 
@@ -1153,4 +1154,37 @@ fn reverse_call_seeds(seeds: &mut Vec<Seed>) {
         name: "cut-short",
         bytes: cut,
     });
+}
+
+/// Contents for the `json_object` target: objects the quick check accepts, and texts it
+/// leaves to `serde_json` (accepted or refused there).
+fn json_object_seeds(seeds: &mut Vec<Seed>) {
+    for (name, text) in [
+        ("empty", "{}"),
+        (
+            "order-line",
+            r#"{"orderId":"5f0c9a57-3c1e-4c7e-9d43-1b2a3c4d5e6f","customerNo":1234567,"sku":"SKU-000042","quantity":3,"unitPrice":19.99,"amount":59.97,"currency":"NOK","placedAt":"2026-12-05T05:00:00.123Z"}"#,
+        ),
+        (
+            "nested",
+            r#" {"a": [1, -2.5e+3, {"b": null, "c": [true, false]}], "d": {}} "#,
+        ),
+        (
+            "escapes",
+            r#"{"s": "\" \\ \/ \b \f \n \r \t \u00e9 é 日本"}"#,
+        ),
+        ("surrogate-pair", r#"{"s": "\ud83d\ude00"}"#),
+        ("lone-surrogate-key", r#"{"\udc00": 1}"#),
+        ("trailing-comma", r#"{"a": 1,}"#),
+        ("leading-zero", r#"{"a": 01}"#),
+        ("control-character", "{\"a\": \"\u{1}\"}"),
+        ("array", "[1, 2]"),
+        ("two-objects", "{} {}"),
+    ] {
+        seeds.push(Seed {
+            target: "json_object",
+            name,
+            bytes: text.as_bytes().to_vec(),
+        });
+    }
 }

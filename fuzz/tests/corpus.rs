@@ -79,6 +79,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("ops", annals_fuzz::ops),
     ("requests", annals_fuzz::requests),
     ("reverse_call", annals_fuzz::reverse_call),
+    ("json_object", annals_fuzz::json_object),
 ];
 
 static ENGINE_THREAD_PANICS: AtomicUsize = AtomicUsize::new(0);
@@ -199,6 +200,11 @@ fn requests_corpus() {
 #[test]
 fn reverse_call_corpus() {
     run_corpus("reverse_call");
+}
+
+#[test]
+fn json_object_corpus() {
+    run_corpus("json_object");
 }
 
 #[test]

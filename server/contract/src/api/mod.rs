@@ -7,6 +7,8 @@
 //! - `committed`: committed events on the wire, the one place they are built.
 //! - `wire`: twins of contract messages that carry a shared sub-message encoded once.
 //! - `ids`: Guid byte order, the one place it is handled.
+//! - `json_object`: the quick check that a content is a JSON object (`serde_json` decides
+//!   whatever it is not sure of).
 //! - `failure`: Dolittle Failures and in-band answers; engine errors become Failures here.
 //! - `in_band`: which responses carry a Failure in band (one `InBand` impl each).
 //! - `handshake`: the Handshake rpc's checks (fields, contracts compatibility).
@@ -20,5 +22,6 @@ pub mod failure;
 pub mod handshake;
 pub mod ids;
 mod in_band;
+pub mod json_object;
 pub mod management;
 pub mod wire;

@@ -235,8 +235,9 @@ pub fn filter(
 
 /// Whether `text` is a JSON object (a projection's state must be one).
 pub fn is_json_object(text: &str) -> bool {
-    text.trim_start().starts_with('{')
-        && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+    crate::api::json_object::surely_object(text)
+        || (text.trim_start().starts_with('{')
+            && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok())
 }
 
 /// A projection's registration, checked as the original checks it (failure id `eb82f4d3`):
