@@ -229,34 +229,58 @@ pub struct EventView<'a> {
 }
 
 impl EventView<'_> {
+    /// An owned copy of its execution context.
+    pub fn execution_context(&self) -> ExecutionContext {
+        ExecutionContext {
+            microservice_id: self.microservice_id,
+            tenant_id: self.tenant_id,
+            version: Version {
+                major: self.version[0],
+                minor: self.version[1],
+                patch: self.version[2],
+                build: self.version[3],
+                pre_release: self.pre_release.to_owned(),
+            },
+            correlation_id: self.correlation_id,
+            claims: self
+                .claims
+                .iter()
+                .map(|(k, v, t)| Claim {
+                    key: (*k).to_owned(),
+                    value: (*v).to_owned(),
+                    value_type: (*t).to_owned(),
+                })
+                .collect(),
+            environment: self.environment.to_owned(),
+            span_id: self.span_id,
+        }
+    }
+
+    /// Whether its execution context is `context` (what [`Self::execution_context`] would
+    /// copy), compared without copying.
+    pub fn has_execution_context(&self, context: &ExecutionContext) -> bool {
+        let version = &context.version;
+        self.microservice_id == context.microservice_id
+            && self.tenant_id == context.tenant_id
+            && self.version == [version.major, version.minor, version.patch, version.build]
+            && self.pre_release == version.pre_release
+            && self.correlation_id == context.correlation_id
+            && self.claims.len() == context.claims.len()
+            && self
+                .claims
+                .iter()
+                .zip(&context.claims)
+                .all(|(&(k, v, t), c)| k == c.key && v == c.value && t == c.value_type)
+            && self.environment == context.environment
+            && self.span_id == context.span_id
+    }
+
     /// An owned copy.
     pub fn to_event(&self) -> Event {
         Event {
             sequence_number: self.sequence_number,
             occurred_ns: self.occurred_ns,
-            execution_context: ExecutionContext {
-                microservice_id: self.microservice_id,
-                tenant_id: self.tenant_id,
-                version: Version {
-                    major: self.version[0],
-                    minor: self.version[1],
-                    patch: self.version[2],
-                    build: self.version[3],
-                    pre_release: self.pre_release.to_owned(),
-                },
-                correlation_id: self.correlation_id,
-                claims: self
-                    .claims
-                    .iter()
-                    .map(|(k, v, t)| Claim {
-                        key: (*k).to_owned(),
-                        value: (*v).to_owned(),
-                        value_type: (*t).to_owned(),
-                    })
-                    .collect(),
-                environment: self.environment.to_owned(),
-                span_id: self.span_id,
-            },
+            execution_context: self.execution_context(),
             event_source_id: self.event_source_id.to_owned(),
             event_type: self.event_type,
             public: self.public,

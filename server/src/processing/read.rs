@@ -14,10 +14,9 @@ use std::sync::Arc;
 
 use annals_engine::{EventLogSequenceNumber, Log, StreamPosition};
 use bytes::Bytes;
-use prost::Message as _;
 use uuid::Uuid;
 
-use crate::api::committed::committed_event;
+use crate::api::committed::{committed_event, CommittedEventEncoder};
 use crate::api::failure::Failure;
 use crate::blocking::blocking;
 use crate::processing::processor::{Bounds, Delivery, Handler};
@@ -119,6 +118,7 @@ async fn read_selected<H: Handler>(
     blocking(move || {
         let batch = log.read(from, READ_RECORDS_MAX, READ_BYTES_MAX)?;
         let encodes = handler.encodes_events();
+        let mut encoder = CommittedEventEncoder::default();
         let mut events = Vec::new();
         for view in batch.views() {
             let view = view?;
@@ -137,10 +137,7 @@ async fn read_selected<H: Handler>(
                 (false, _) => (CommittedEvent::default(), Bytes::new()),
                 (true, false) => (committed_event(&view), Bytes::new()),
                 // Encoded here, off the async workers, once for every request about it.
-                (true, true) => (
-                    CommittedEvent::default(),
-                    Bytes::from(committed_event(&view).encode_to_vec()),
-                ),
+                (true, true) => (CommittedEvent::default(), encoder.encode(&view)),
             };
             events.push(Selected {
                 sequence_number: view.sequence_number,
