@@ -7,7 +7,7 @@
 //! the page cache. Run with `cargo bench --profile dev -p annals-bench`;
 //! `cargo test -p annals-bench --benches` runs each once as a smoke test.
 
-use std::{hint::black_box, sync::Arc, time::Duration};
+use std::{hint::black_box, sync::Arc};
 
 use annals_bench::data::{CommitPool, EventFactory};
 use annals_engine::{
@@ -20,6 +20,8 @@ use annals_engine::{
     RecordBatch, TenantId,
 };
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
+mod common;
 
 /// An engine in a temp dir with buffered appends and no sealing.
 struct Fixture {
@@ -186,10 +188,7 @@ fn codec(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = common::config();
     targets = append, read, codec
 }
 criterion_main!(benches);

@@ -9,11 +9,13 @@
 //! Run with `cargo bench --profile dev -p annals-bench --bench server`;
 //! `cargo test -p annals-bench --benches` runs each once as a smoke test.
 
-use std::{hint::black_box, time::Duration};
+use std::hint::black_box;
 
 use annals_bench::data::EventFactory;
 use annals_contract::api::convert;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+mod common;
 
 fn content_check(c: &mut Criterion) {
     let mut factory = EventFactory::new(7);
@@ -41,10 +43,7 @@ fn content_check(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = common::config();
     targets = content_check
 }
 criterion_main!(benches);

@@ -1171,7 +1171,7 @@ fn json_object_seeds(seeds: &mut Vec<Seed>) {
         ),
         (
             "escapes",
-            r#"{"s": "\" \\ \/ \b \f \n \r \t \u00e9 é 日本"}"#,
+            "{\"s\": \"\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u00e9 \u{e9} \u{65e5}\u{672c}\"}",
         ),
         ("surrogate-pair", r#"{"s": "\ud83d\ude00"}"#),
         ("lone-surrogate-key", r#"{"\udc00": 1}"#),

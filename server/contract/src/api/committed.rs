@@ -438,7 +438,7 @@ mod tests {
                 "{}",
                 true,
             ),
-            view(4, vec![("k", "v", "u")], 3, at_zero, "é", "{}", false),
+            view(4, vec![("k", "v", "u")], 3, at_zero, "\u{e9}", "{}", false),
             view(5, vec![("k", "v", "u")], 4, None, "es", "{\"b\":[]}", true),
             view(5, vec![("k", "v", "u")], 4, None, "es", "{\"b\":[]}", true),
             view(u64::MAX, vec![], 4, received, "es", "{}", true),
