@@ -128,8 +128,9 @@ const STOP: [bool; 256] = {
 fn skip_plain(b: &[u8], mut i: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
-    // A byte of `x` is zero exactly where the high bit of the result is set (no false
-    // positives below the first zero byte, which is all that is used here).
+    // The lowest high bit set in the result marks the first zero byte of `x`; bits above it
+    // may be false positives (a borrow carried upwards), so only the lowest is used. The same
+    // holds for `control` below.
     let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
     while let Some(chunk) = b.get(i..i + 8) {
         let mut word = [0; 8];
