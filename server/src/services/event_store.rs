@@ -124,15 +124,25 @@ async fn commit(
     tenant: (ExecutionContext, Arc<Tenant>),
     request: CommitEventsRequest,
 ) -> Result<Vec<CommittedEvent>, Failure> {
-    commit_as(runtime, tenant, request, committed::committed_events).await
+    commit_as(
+        runtime,
+        tenant,
+        request,
+        |_| (),
+        |(), commit, receipt| committed::committed_events(commit, receipt),
+    )
+    .await
 }
 
-/// Commits the request's events; the acknowledged commit is answered as `answer` makes it.
-pub(crate) async fn commit_as<T>(
+/// Commits the request's events; the acknowledged commit is answered as `answer` makes it
+/// from what `prepare` made of the commit while it was on its way to disk (the commit is
+/// queued for its group before `prepare` runs, so the two overlap).
+pub(crate) async fn commit_as<P, T>(
     runtime: &Runtime,
     (context, tenant): (ExecutionContext, Arc<Tenant>),
     request: CommitEventsRequest,
-    answer: fn(Commit, CommitReceipt) -> T,
+    prepare: fn(&Commit) -> P,
+    answer: fn(P, Commit, CommitReceipt) -> T,
 ) -> Result<T, Failure> {
     if request.events.is_empty() {
         return Err(Failure::no_events());
@@ -143,14 +153,21 @@ pub(crate) async fn commit_as<T>(
         execution_context: context,
         events,
     };
-    let receipt = blocking::engine(async { Ok(tenant.commit_async(&commit).await?) }).await?;
+    // `join` polls the commit first: its first poll checks, encodes and queues it.
+    let (receipt, prepared) = blocking::engine(async {
+        let (receipt, prepared) =
+            futures_util::future::join(tenant.commit_async(&commit), async { prepare(&commit) })
+                .await;
+        Ok((receipt?, prepared))
+    })
+    .await?;
     runtime.metrics.committed(
         commit.execution_context.tenant_id,
         receipt.count,
         commit.events.iter().map(|e| e.event_type.id),
         None,
     );
-    Ok(answer(commit, receipt))
+    Ok(answer(prepared, commit, receipt))
 }
 
 async fn commit_for_aggregate(

@@ -3,8 +3,10 @@
 //! answers three rpcs with their own codecs, byte for byte what the contract message would be.
 //! Every other rpc goes to the generated server unchanged.
 //!
-//! - `Commit` answers with the wire twin of CommitEventsResponse (`api::wire`): the commit's
-//!   execution context and time are encoded once, not once per event.
+//! - `Commit` answers with its events written while the commit is on its way to disk
+//!   (`api::committed::CommitAnswer`, numbered once the commit is acknowledged): the commit's
+//!   execution context and time are encoded once, not once per event, and the events go
+//!   straight into the response's buffer.
 //! - `FetchForAggregate` answers with bytes, kept from an earlier fetch when the aggregate has
 //!   not changed since (`fetch_answers`).
 //! - `FetchForAggregateInBatches` streams bytes: the kept answer of the selection asked for,
@@ -18,7 +20,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use annals_contract::api::wire::CommitEventsResponseWire;
+use annals_contract::api::committed::{CommitEventsAnswer, PreparedCommitAnswer};
 use bytes::{BufMut, Bytes};
 use prost::Message;
 use tonic::body::Body;
@@ -26,7 +28,7 @@ use tonic::codec::{Codec, EncodeBuf, Encoder};
 use tonic::codegen::{http, BoxFuture, Service};
 use tonic::server::{Grpc, NamedService, ServerStreamingService, UnaryService};
 use tonic::{Request, Response, Status};
-use tonic_prost::{ProstCodec, ProstDecoder};
+use tonic_prost::ProstDecoder;
 
 use crate::proto::dolittle::runtime::events::event_store_server::{EventStore, EventStoreServer};
 use crate::proto::dolittle::runtime::events::{
@@ -113,7 +115,7 @@ where
         let runtime = Arc::clone(self.service.runtime());
         match request.uri().path() {
             COMMIT => Box::pin(async move {
-                let codec = ProstCodec::<CommitEventsResponseWire, CommitEventsRequest>::default();
+                let codec = CommitCodec;
                 let mut grpc = Grpc::new(codec).apply_max_message_size_config(limits.0, limits.1);
                 Ok(grpc.unary(Commit(runtime), request).await)
             }),
@@ -140,8 +142,8 @@ where
 struct Commit(Arc<Runtime>);
 
 impl UnaryService<CommitEventsRequest> for Commit {
-    type Response = CommitEventsResponseWire;
-    type Future = BoxFuture<Response<CommitEventsResponseWire>, Status>;
+    type Response = CommitEventsAnswer;
+    type Future = BoxFuture<Response<CommitEventsAnswer>, Status>;
 
     fn call(&mut self, request: Request<CommitEventsRequest>) -> Self::Future {
         let runtime = Arc::clone(&self.0);
@@ -153,11 +155,43 @@ impl UnaryService<CommitEventsRequest> for Commit {
                     runtime,
                     tenant,
                     request,
-                    crate::api::committed::committed_events_wire,
+                    PreparedCommitAnswer::of,
+                    |prepared, _, receipt| prepared.numbered(receipt),
                 )
             })
             .await
         })
+    }
+}
+
+/// The codec of Commit: requests decoded by prost's own decoder (as the generated server
+/// decodes them); answers written straight into the response's buffer.
+#[derive(Default)]
+struct CommitCodec;
+
+impl Codec for CommitCodec {
+    type Encode = CommitEventsAnswer;
+    type Decode = CommitEventsRequest;
+    type Encoder = CommitCodec;
+    type Decoder = ProstDecoder<CommitEventsRequest>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        CommitCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstDecoder::default()
+    }
+}
+
+impl Encoder for CommitCodec {
+    type Item = CommitEventsAnswer;
+    type Error = Status;
+
+    fn encode(&mut self, item: CommitEventsAnswer, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.reserve(item.encoded_len());
+        item.encode(dst);
+        Ok(())
     }
 }
 

@@ -10,17 +10,22 @@
 //! not; an aggregate's event carries the aggregate version it was applied at.
 
 use annals_engine_types::{AggregateCommit, AggregateCommitReceipt, AggregateEvent};
-use annals_log::{Commit, CommitReceipt, Event, EventView, ExecutionContext, UncommittedEvent};
-use bytes::Bytes;
+use annals_log::{
+    Commit, CommitReceipt, Event, EventHorizonOrigin, EventType, EventView, ExecutionContext,
+    UncommittedEvent,
+};
+use bytes::{BufMut, Bytes};
 use prost::Message;
 use prost_types::Timestamp;
 use uuid::Uuid;
 
-use crate::api::wire::CommittedEventWire;
+use crate::api::failure::{Failure, InBand};
 use crate::api::{convert, ids};
 use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::runtime::events::committed_aggregate_events::CommittedAggregateEvent;
-use crate::proto::dolittle::runtime::events::{CommittedAggregateEvents, CommittedEvent};
+use crate::proto::dolittle::runtime::events::{
+    CommitEventsResponse, CommittedAggregateEvents, CommittedEvent,
+};
 
 /// A committed event: `event` as it was committed, at `sequence_number`, with its commit's
 /// time and execution context (already in wire form; left out for a wire twin, which carries
@@ -85,21 +90,284 @@ pub fn committed_events(commit: Commit, receipt: CommitReceipt) -> Vec<Committed
         .collect()
 }
 
-/// [`committed_events`] as their wire twins: the commit's time and execution context are
-/// encoded once and shared by every event, the same bytes on the wire.
-pub fn committed_events_wire(commit: Commit, receipt: CommitReceipt) -> Vec<CommittedEventWire> {
-    let occurred = Bytes::from(convert::timestamp(commit.occurred_ns).encode_to_vec());
-    let context =
-        Bytes::from(convert::execution_context_to_wire(&commit.execution_context).encode_to_vec());
-    commit
-        .events
-        .into_iter()
-        .zip(receipt.first.0..)
-        .map(|(event, sequence_number)| {
-            let event = committed_event_of(sequence_number, None, None, event);
-            CommittedEventWire::sharing(event, &occurred, &context)
-        })
-        .collect()
+/// The answer to a Commit, its events' fields written while the commit is on its way to disk:
+/// everything of each `CommittedEvent` but its sequence number, which only the acknowledged
+/// commit knows ([`PreparedCommitAnswer::numbered`]). Encoded, it is byte for byte the
+/// `CommitEventsResponse` of [`committed_events`] (the tests compare the two).
+#[derive(Debug, Clone, Default)]
+pub struct PreparedCommitAnswer {
+    /// Each event's fields after its sequence number, one event after another.
+    fields: Vec<u8>,
+    /// Where each event's fields end in `fields`.
+    ends: Vec<usize>,
+}
+
+impl PreparedCommitAnswer {
+    /// The answer to `commit` but its sequence numbers. Its time and execution context are
+    /// converted and encoded once and written into every event.
+    pub fn of(commit: &Commit) -> PreparedCommitAnswer {
+        let occurred = convert::timestamp(commit.occurred_ns);
+        let context = convert::execution_context_to_wire(&commit.execution_context).encode_to_vec();
+        let events: Vec<EventFields<'_>> = commit
+            .events
+            .iter()
+            .map(|event| EventFields {
+                occurred,
+                source: &event.event_source_id,
+                context: &context,
+                event_type: event.event_type,
+                public: event.public,
+                content: &event.content,
+                horizon: event.event_horizon,
+            })
+            .collect();
+        let mut fields = Vec::with_capacity(events.iter().map(EventFields::encoded_len).sum());
+        let ends = events
+            .iter()
+            .map(|event| {
+                event.encode(&mut fields);
+                fields.len()
+            })
+            .collect();
+        PreparedCommitAnswer { fields, ends }
+    }
+
+    /// The answer, its events numbered from the receipt's first.
+    pub fn numbered(self, receipt: CommitReceipt) -> CommitAnswer {
+        debug_assert_eq!(self.ends.len() as u64, receipt.count);
+        CommitAnswer {
+            prepared: self,
+            first: receipt.first.0,
+        }
+    }
+}
+
+/// The answer to a Commit that was acknowledged, ready to encode as its `CommitEventsResponse`.
+#[derive(Debug, Clone)]
+pub struct CommitAnswer {
+    prepared: PreparedCommitAnswer,
+    first: u64,
+}
+
+/// `CommitEventsResponse.events`, `CommittedEvent.eventLogSequenceNumber`.
+const RESPONSE_EVENTS_FIELD: u32 = 2;
+const SEQUENCE_NUMBER_FIELD: u32 = 1;
+
+impl CommitAnswer {
+    /// Each event's sequence number and fields.
+    fn events(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
+        let PreparedCommitAnswer { fields, ends } = &self.prepared;
+        let starts = std::iter::once(0).chain(ends.iter().copied());
+        starts
+            .zip(ends.iter().copied())
+            .zip(self.first..)
+            .map(|((start, end), n)| (n, &fields[start..end]))
+    }
+
+    /// An event's length inside its entry: its sequence number (left out at 0, as proto3
+    /// leaves out a zero) and its fields.
+    fn event_len(sequence_number: u64, fields: &[u8]) -> usize {
+        use prost::encoding::{encoded_len_varint, key_len};
+        let number = if sequence_number == 0 {
+            0
+        } else {
+            key_len(SEQUENCE_NUMBER_FIELD) + encoded_len_varint(sequence_number)
+        };
+        number + fields.len()
+    }
+
+    /// The length of the encoded `CommitEventsResponse`.
+    pub fn encoded_len(&self) -> usize {
+        use prost::encoding::{encoded_len_varint, key_len};
+        self.events()
+            .map(|(n, fields)| {
+                let len = Self::event_len(n, fields);
+                key_len(RESPONSE_EVENTS_FIELD) + encoded_len_varint(len as u64) + len
+            })
+            .sum()
+    }
+
+    /// Writes the `CommitEventsResponse` (no failure; the events in order) to `buf`.
+    pub fn encode(&self, buf: &mut impl BufMut) {
+        use prost::encoding::{encode_key, encode_varint, WireType};
+        for (n, fields) in self.events() {
+            encode_key(RESPONSE_EVENTS_FIELD, WireType::LengthDelimited, buf);
+            encode_varint(Self::event_len(n, fields) as u64, buf);
+            if n != 0 {
+                encode_key(SEQUENCE_NUMBER_FIELD, WireType::Varint, buf);
+                encode_varint(n, buf);
+            }
+            buf.put_slice(fields);
+        }
+    }
+}
+
+/// A `CommitEventsResponse` as the Commit rpc answers it: the acknowledged commit's events, or
+/// a failure (encoded when it happens).
+#[derive(Debug, Clone)]
+pub enum CommitEventsAnswer {
+    /// The commit's events.
+    Committed(CommitAnswer),
+    /// An encoded `CommitEventsResponse` carrying its failure.
+    Failed(Bytes),
+}
+
+impl CommitEventsAnswer {
+    /// The length of the encoded response.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            CommitEventsAnswer::Committed(answer) => answer.encoded_len(),
+            CommitEventsAnswer::Failed(encoded) => encoded.len(),
+        }
+    }
+
+    /// Writes the encoded response to `buf`.
+    pub fn encode(&self, buf: &mut impl BufMut) {
+        match self {
+            CommitEventsAnswer::Committed(answer) => answer.encode(buf),
+            CommitEventsAnswer::Failed(encoded) => buf.put_slice(encoded),
+        }
+    }
+}
+
+impl InBand<CommitAnswer> for CommitEventsAnswer {
+    fn ok(answer: CommitAnswer) -> Self {
+        CommitEventsAnswer::Committed(answer)
+    }
+
+    fn failed(failure: &Failure) -> Self {
+        CommitEventsAnswer::Failed(CommitEventsResponse::failed(failure).encode_to_vec().into())
+    }
+}
+
+/// A committed event's fields after its sequence number (2 to 10) as [`committed_event_of`]
+/// fills them: its commit's time and execution context (the latter encoded), each field left
+/// out where proto3 leaves it out (an empty string, false, zero).
+struct EventFields<'e> {
+    occurred: Timestamp,
+    source: &'e str,
+    context: &'e [u8],
+    event_type: EventType,
+    public: bool,
+    content: &'e str,
+    horizon: Option<EventHorizonOrigin>,
+}
+
+/// `dolittle.artifacts.Artifact`'s id and generation, `dolittle.protobuf.Uuid`'s value.
+const ARTIFACT_ID_FIELD: u32 = 1;
+const ARTIFACT_GENERATION_FIELD: u32 = 2;
+const UUID_VALUE_FIELD: u32 = 1;
+/// An encoded `dolittle.protobuf.Uuid`: its value's key, length and 16 bytes.
+const UUID_LEN: usize = 2 + 16;
+
+impl EventFields<'_> {
+    fn delimited_len(tag: u32, len: usize) -> usize {
+        use prost::encoding::{encoded_len_varint, key_len};
+        key_len(tag) + encoded_len_varint(len as u64) + len
+    }
+
+    fn delimited(tag: u32, bytes: &[u8], buf: &mut impl BufMut) {
+        use prost::encoding::{encode_key, encode_varint, WireType};
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(bytes.len() as u64, buf);
+        buf.put_slice(bytes);
+    }
+
+    fn flag_len(tag: u32, on: bool) -> usize {
+        if on {
+            prost::encoding::key_len(tag) + 1
+        } else {
+            0
+        }
+    }
+
+    fn flag(tag: u32, on: bool, buf: &mut impl BufMut) {
+        use prost::encoding::{encode_key, encode_varint, WireType};
+        if on {
+            encode_key(tag, WireType::Varint, buf);
+            encode_varint(1, buf);
+        }
+    }
+
+    fn number_len(tag: u32, n: u64) -> usize {
+        use prost::encoding::{encoded_len_varint, key_len};
+        if n == 0 {
+            0
+        } else {
+            key_len(tag) + encoded_len_varint(n)
+        }
+    }
+
+    fn number(tag: u32, n: u64, buf: &mut impl BufMut) {
+        use prost::encoding::{encode_key, encode_varint, WireType};
+        if n != 0 {
+            encode_key(tag, WireType::Varint, buf);
+            encode_varint(n, buf);
+        }
+    }
+
+    /// The length of the event type's `Artifact` (its id always, its generation unless 0).
+    fn artifact_len(&self) -> usize {
+        Self::delimited_len(ARTIFACT_ID_FIELD, UUID_LEN)
+            + Self::number_len(
+                ARTIFACT_GENERATION_FIELD,
+                u64::from(self.event_type.generation),
+            )
+    }
+
+    fn encoded_len(&self) -> usize {
+        use prost::encoding::message;
+        let received = self.horizon.map(|h| convert::timestamp(h.received_ns));
+        message::encoded_len(2, &self.occurred)
+            + if self.source.is_empty() {
+                0
+            } else {
+                Self::delimited_len(3, self.source.len())
+            }
+            + Self::delimited_len(4, self.context.len())
+            + Self::delimited_len(5, self.artifact_len())
+            + Self::flag_len(6, self.public)
+            + if self.content.is_empty() {
+                0
+            } else {
+                Self::delimited_len(7, self.content.len())
+            }
+            + Self::flag_len(8, self.horizon.is_some())
+            + Self::number_len(9, self.horizon.map_or(0, |h| h.external_sequence_number))
+            + received.map_or(0, |r| message::encoded_len(10, &r))
+    }
+
+    fn encode(&self, buf: &mut impl BufMut) {
+        use prost::encoding::{encode_key, encode_varint, message, WireType};
+        message::encode(2, &self.occurred, buf);
+        if !self.source.is_empty() {
+            Self::delimited(3, self.source.as_bytes(), buf);
+        }
+        Self::delimited(4, self.context, buf);
+        encode_key(5, WireType::LengthDelimited, buf);
+        encode_varint(self.artifact_len() as u64, buf);
+        encode_key(ARTIFACT_ID_FIELD, WireType::LengthDelimited, buf);
+        encode_varint(UUID_LEN as u64, buf);
+        Self::delimited(UUID_VALUE_FIELD, &ids::wire_bytes(self.event_type.id), buf);
+        Self::number(
+            ARTIFACT_GENERATION_FIELD,
+            u64::from(self.event_type.generation),
+            buf,
+        );
+        Self::flag(6, self.public, buf);
+        if !self.content.is_empty() {
+            Self::delimited(7, self.content.as_bytes(), buf);
+        }
+        Self::flag(8, self.horizon.is_some(), buf);
+        Self::number(
+            9,
+            self.horizon.map_or(0, |h| h.external_sequence_number),
+            buf,
+        );
+        if let Some(horizon) = self.horizon {
+            message::encode(10, &convert::timestamp(horizon.received_ns), buf);
+        }
+    }
 }
 
 /// An event read from the log (what processors deliver).
@@ -134,15 +402,6 @@ pub struct CommittedEventEncoder {
 impl CommittedEventEncoder {
     /// The event `view` encoded as a `CommittedEvent`.
     pub fn encode(&mut self, view: &EventView<'_>) -> Bytes {
-        use prost::encoding::{self, encode_key, encode_varint, key_len, WireType};
-        fn delimited_len(tag: u32, len: usize) -> usize {
-            key_len(tag) + encoding::encoded_len_varint(len as u64) + len
-        }
-        fn delimited(tag: u32, bytes: &[u8], buf: &mut Vec<u8>) {
-            encode_key(tag, WireType::LengthDelimited, buf);
-            encode_varint(bytes.len() as u64, buf);
-            buf.extend_from_slice(bytes);
-        }
         let context = match &self.context {
             Some((context, encoded)) if view.has_execution_context(context) => encoded.clone(),
             _ => {
@@ -153,70 +412,21 @@ impl CommittedEventEncoder {
                 encoded
             }
         };
-        // The fields of `committed_event_of`, in the contract's order, each left out when
-        // proto3 leaves it out (a zero number, an empty string, false).
         let sequence_number = view.sequence_number.0;
-        let occurred = convert::timestamp(view.occurred_ns);
-        let event_type = convert::event_type_to_wire(view.event_type);
-        let horizon = view.event_horizon;
-        let external_sequence_number = horizon.map_or(0, |h| h.external_sequence_number);
-        let received = horizon.map(|h| convert::timestamp(h.received_ns));
-        let (source, content) = (view.event_source_id.as_bytes(), view.content.as_bytes());
-        let flag_len = |tag, on: bool| if on { key_len(tag) + 1 } else { 0 };
-        let number_len = |tag, n: u64| {
-            if n == 0 {
-                0
-            } else {
-                key_len(tag) + encoding::encoded_len_varint(n)
-            }
+        let fields = EventFields {
+            occurred: convert::timestamp(view.occurred_ns),
+            source: view.event_source_id,
+            context: &context,
+            event_type: view.event_type,
+            public: view.public,
+            content: view.content,
+            horizon: view.event_horizon,
         };
-        let len = number_len(1, sequence_number)
-            + encoding::message::encoded_len(2, &occurred)
-            + if source.is_empty() {
-                0
-            } else {
-                delimited_len(3, source.len())
-            }
-            + delimited_len(4, context.len())
-            + encoding::message::encoded_len(5, &event_type)
-            + flag_len(6, view.public)
-            + if content.is_empty() {
-                0
-            } else {
-                delimited_len(7, content.len())
-            }
-            + flag_len(8, horizon.is_some())
-            + number_len(9, external_sequence_number)
-            + received.map_or(0, |r| encoding::message::encoded_len(10, &r));
+        let len =
+            EventFields::number_len(SEQUENCE_NUMBER_FIELD, sequence_number) + fields.encoded_len();
         let mut buf = Vec::with_capacity(len);
-        let flag = |tag, on: bool, buf: &mut Vec<u8>| {
-            if on {
-                encode_key(tag, WireType::Varint, buf);
-                encode_varint(1, buf);
-            }
-        };
-        let number = |tag, n: u64, buf: &mut Vec<u8>| {
-            if n != 0 {
-                encode_key(tag, WireType::Varint, buf);
-                encode_varint(n, buf);
-            }
-        };
-        number(1, sequence_number, &mut buf);
-        encoding::message::encode(2, &occurred, &mut buf);
-        if !source.is_empty() {
-            delimited(3, source, &mut buf);
-        }
-        delimited(4, &context, &mut buf);
-        encoding::message::encode(5, &event_type, &mut buf);
-        flag(6, view.public, &mut buf);
-        if !content.is_empty() {
-            delimited(7, content, &mut buf);
-        }
-        flag(8, horizon.is_some(), &mut buf);
-        number(9, external_sequence_number, &mut buf);
-        if let Some(received) = received {
-            encoding::message::encode(10, &received, &mut buf);
-        }
+        EventFields::number(SEQUENCE_NUMBER_FIELD, sequence_number, &mut buf);
+        fields.encode(&mut buf);
         debug_assert_eq!(buf.len(), len);
         Bytes::from(buf)
     }
@@ -333,16 +543,17 @@ mod tests {
     };
     const OCCURRED_NS: i64 = 1_700_000_000_123_456_789;
 
-    /// The wire twin of a commit's answer is byte for byte the contract's answer.
+    /// A commit's answer, prepared before its sequence numbers are known and numbered after,
+    /// is byte for byte the contract's answer; so is a failed one.
     #[test]
-    fn a_commits_answer_and_its_wire_twin_are_the_same_bytes() {
-        use crate::api::failure::InBand;
-        use crate::api::wire::CommitEventsResponseWire;
+    fn a_prepared_commit_answer_is_the_contracts_answer() {
         use crate::proto::dolittle::runtime::events::CommitEventsResponse;
-        use annals_log::EventHorizonOrigin;
-        let event = |content: &str, public, horizon| UncommittedEvent {
+        let event = |content: &str, public, horizon, generation| UncommittedEvent {
             event_source_id: if public { "es".into() } else { String::new() },
-            event_type: EVENT_TYPE,
+            event_type: EventType {
+                id: Uuid::from_u128(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10),
+                generation,
+            },
             public,
             content: content.into(),
             aggregate: None,
@@ -358,30 +569,45 @@ mod tests {
             received_ns: 0,
             consent_id: Uuid::nil(),
         };
+        let long = format!("{{\"a\":\"{}\"}}", "x".repeat(300));
         for (occurred_ns, first, context) in [
             (OCCURRED_NS, 41, context()),
             (0, 0, ExecutionContext::default()),
             (-1_500_000_000, 7, context()),
+            (OCCURRED_NS, u64::MAX - 10, context()),
+            (OCCURRED_NS, 127, context()),
         ] {
             let commit = Commit {
                 occurred_ns,
                 execution_context: context,
                 events: vec![
-                    event(r#"{"a":1}"#, true, None),
-                    event("", false, Some(received)),
-                    event("{}", true, Some(at_zero)),
+                    event(r#"{"a":1}"#, true, None, 1),
+                    event("", false, Some(received), 0),
+                    event("{}", true, Some(at_zero), 300),
+                    event(&long, false, None, u32::MAX),
                 ],
             };
             let receipt = CommitReceipt {
                 first: EventLogSequenceNumber(first),
-                count: 3,
+                count: 4,
             };
             let contract =
                 CommitEventsResponse::ok(committed_events(commit.clone(), receipt)).encode_to_vec();
-            let twin = CommitEventsResponseWire::ok(committed_events_wire(commit, receipt))
-                .encode_to_vec();
-            assert_eq!(twin, contract, "occurred {occurred_ns}, first {first}");
+            let answer = PreparedCommitAnswer::of(&commit).numbered(receipt);
+            let mut prepared = Vec::new();
+            answer.encode(&mut prepared);
+            assert_eq!(prepared, contract, "occurred {occurred_ns}, first {first}");
+            assert_eq!(answer.encoded_len(), contract.len());
+            let answer = CommitEventsAnswer::ok(answer);
+            assert_eq!(answer.encoded_len(), contract.len());
         }
+        let failure = Failure::no_events();
+        let contract = CommitEventsResponse::failed(&failure).encode_to_vec();
+        let answer = CommitEventsAnswer::failed(&failure);
+        let mut encoded = Vec::new();
+        answer.encode(&mut encoded);
+        assert_eq!(encoded, contract);
+        assert_eq!(answer.encoded_len(), contract.len());
     }
 
     /// The encoder writes what `committed_event` encodes to, for events with and without

@@ -186,44 +186,41 @@ pub fn content_by_serde(field: impl std::fmt::Display, content: &str) -> Result<
         .map_err(|e| Failure::invalid(format!("{field} is not a JSON object: {e}")))
 }
 
-/// The events of a Commit request, checked.
+/// The events of a Commit request, checked. (Collected into a list of their count: a
+/// collect of results cannot know its length and would grow the list by copying.)
 pub fn uncommitted_events(events: Vec<WireEvent>) -> Result<Vec<UncommittedEvent>, Failure> {
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let at = |name| Field::Of("events", i, name);
-            content(at("content"), &e.content)?;
-            check_event_source_id(at("eventSourceId"), &e.event_source_id)?;
-            Ok(UncommittedEvent {
-                event_type: event_type(at("eventType"), e.event_type.as_ref())?,
-                event_source_id: e.event_source_id,
-                public: e.public,
-                content: e.content,
-                aggregate: None,
-                event_horizon: None,
-            })
-        })
-        .collect()
+    let mut checked = Vec::with_capacity(events.len());
+    for (i, e) in events.into_iter().enumerate() {
+        let at = |name| Field::Of("events", i, name);
+        content(at("content"), &e.content)?;
+        check_event_source_id(at("eventSourceId"), &e.event_source_id)?;
+        checked.push(UncommittedEvent {
+            event_type: event_type(at("eventType"), e.event_type.as_ref())?,
+            event_source_id: e.event_source_id,
+            public: e.public,
+            content: e.content,
+            aggregate: None,
+            event_horizon: None,
+        });
+    }
+    Ok(checked)
 }
 
-/// The events of a CommitForAggregate request, checked.
+/// The events of a CommitForAggregate request, checked (collected as [`uncommitted_events`]).
 pub fn aggregate_events(
     events: Vec<UncommittedAggregateEvent>,
 ) -> Result<Vec<AggregateEvent>, Failure> {
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let at = |name| Field::Of("events.events", i, name);
-            content(at("content"), &e.content)?;
-            Ok(AggregateEvent {
-                event_type: event_type(at("eventType"), e.event_type.as_ref())?,
-                public: e.public,
-                content: e.content,
-            })
-        })
-        .collect()
+    let mut checked = Vec::with_capacity(events.len());
+    for (i, e) in events.into_iter().enumerate() {
+        let at = |name| Field::Of("events.events", i, name);
+        content(at("content"), &e.content)?;
+        checked.push(AggregateEvent {
+            event_type: event_type(at("eventType"), e.event_type.as_ref())?,
+            public: e.public,
+            content: e.content,
+        });
+    }
+    Ok(checked)
 }
 
 /// A timestamp from Unix nanoseconds.

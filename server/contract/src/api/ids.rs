@@ -11,8 +11,13 @@ use crate::proto::dolittle::protobuf::Uuid as WireUuid;
 /// The wire form of `id`.
 pub fn to_wire(id: Uuid) -> WireUuid {
     WireUuid {
-        value: id.to_bytes_le().to_vec(),
+        value: wire_bytes(id).to_vec(),
     }
+}
+
+/// The 16 bytes the wire form of `id` holds (for a writer that encodes it itself).
+pub fn wire_bytes(id: Uuid) -> [u8; 16] {
+    id.to_bytes_le()
 }
 
 /// The id a wire Uuid holds, or why it holds none. `field` names the field for the reason.

@@ -55,10 +55,6 @@ macro_rules! in_band {
 // EventStore.
 in_band!(events::CommitEventsResponse, events: Vec<events::CommittedEvent>);
 in_band!(
-    crate::api::wire::CommitEventsResponseWire,
-    events: Vec<crate::api::wire::CommittedEventWire>
-);
-in_band!(
     events::CommitAggregateEventsResponse,
     events: Option<events::CommittedAggregateEvents>
 );
