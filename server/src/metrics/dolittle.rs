@@ -374,7 +374,7 @@ impl Dolittle {
                 id: id.to_string(),
                 alias: alias.unwrap_or_default().to_owned(),
                 tenant: tenant.to_string(),
-                by_type: Mutex::new(HashMap::new()),
+                by_type: Mutex::new(HashMap::default()),
             }),
         }
     }
@@ -394,7 +394,8 @@ struct HandlerAttempts {
     id: String,
     alias: String,
     tenant: String,
-    by_type: Mutex<HashMap<Uuid, (Histogram, Counter)>>,
+    /// (Looked up once per attempt: hashed with aHash, keyed at random per map.)
+    by_type: Mutex<HashMap<Uuid, (Histogram, Counter), ahash::RandomState>>,
 }
 
 /// Records each attempt a head makes at an event: how long it took, and whether it failed.

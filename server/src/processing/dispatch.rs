@@ -156,7 +156,9 @@ pub(crate) struct Dispatch {
     /// Read ahead of dispatch, in log order.
     buffer: VecDeque<Delivery>,
     /// Partitions with an event in flight, and their waiting events.
-    busy: HashMap<String, VecDeque<Delivery>>,
+    /// (Hashed with aHash, keyed at random per map: two lookups per event, on ids the heads
+    /// choose.)
+    busy: HashMap<String, VecDeque<Delivery>, ahash::RandomState>,
     /// Events waiting in `busy`, over all partitions.
     queued: usize,
     in_flight: FuturesUnordered<InFlight>,
@@ -168,7 +170,7 @@ impl Dispatch {
     pub(crate) fn new(concurrency: usize) -> Dispatch {
         Dispatch {
             buffer: VecDeque::new(),
-            busy: HashMap::new(),
+            busy: HashMap::default(),
             queued: 0,
             in_flight: FuturesUnordered::new(),
             concurrency,

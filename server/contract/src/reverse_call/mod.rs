@@ -49,6 +49,10 @@ use crate::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid}
 use crate::proto::dolittle::services::{ReverseCallArgumentsContext, ReverseCallRequestContext};
 use crate::Platform;
 
+/// The calls waiting for their answers, by call id: looked up once per request and once per
+/// answer, so hashed with aHash (keyed at random per map) rather than SipHash.
+type Pending<R> = HashMap<Uuid, oneshot::Sender<R>, ahash::RandomState>;
+
 /// Messages waiting to be written to the head: enough to keep a fast head busy, small enough
 /// that a head that stops reading holds up its processors instead of growing memory.
 pub const OUTBOUND_MESSAGES_MAX: usize = 64;
@@ -139,7 +143,7 @@ pub struct ReverseCall<P: Protocol> {
     /// Messages to the head (bounded: backpressure). `Err` ends the stream with that status.
     outbound: mpsc::Sender<Result<P::ServerMessage, Status>>,
     /// Outstanding requests by call id.
-    pending: Mutex<HashMap<Uuid, oneshot::Sender<P::Response>>>,
+    pending: Mutex<Pending<P::Response>>,
     /// Cancelled when the stream is over, for whatever reason.
     ended: CancellationToken,
     /// Cancelled when no new requests may be sent (the head initiated a disconnect, or the
@@ -243,7 +247,7 @@ impl<P: Protocol> ReverseCall<P> {
         };
         let call = Arc::new(ReverseCall {
             outbound,
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Pending::default()),
             ended: CancellationToken::new(),
             draining: CancellationToken::new(),
             call_ids: CallIds::new(),
@@ -510,7 +514,7 @@ impl<P: Protocol> ReverseCall<P> {
 }
 
 struct PendingGuard<'a, R> {
-    pending: &'a Mutex<HashMap<Uuid, oneshot::Sender<R>>>,
+    pending: &'a Mutex<Pending<R>>,
     call_id: Uuid,
 }
 
