@@ -5,6 +5,10 @@
 //! - `content_check`: the check that each event's content is a JSON object (every Commit and
 //!   CommitForAggregate makes it), the quick check against `serde_json` alone, over the load
 //!   tool's 250-300-byte order-line contents.
+//! - `commit_answer`: a Commit's answer for 100 of the load tool's events, built and encoded
+//!   as the contract's messages against prepared while the commit is on its way to disk and
+//!   numbered after (`prepare_and_encode`), and the part of that left once the commit is
+//!   acknowledged (`after_the_ack`: numbering and writing the response's bytes).
 //!
 //! Run with `cargo bench --profile dev -p annals-bench --bench server`;
 //! `cargo test -p annals-bench --benches` runs each once as a smoke test.
@@ -12,8 +16,13 @@
 use std::hint::black_box;
 
 use annals_bench::data::EventFactory;
+use annals_contract::api::committed::{self, PreparedCommitAnswer};
 use annals_contract::api::convert;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use annals_contract::api::failure::InBand;
+use annals_contract::proto::dolittle::runtime::events::CommitEventsResponse;
+use annals_engine::{CommitReceipt, EventLogSequenceNumber};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use prost::Message;
 
 mod common;
 
@@ -41,9 +50,65 @@ fn content_check(c: &mut Criterion) {
     group.finish();
 }
 
+fn commit_answer(c: &mut Criterion) {
+    let commit = EventFactory::new(7).commit(100);
+    let receipt = CommitReceipt {
+        first: EventLogSequenceNumber(1_000_000),
+        count: 100,
+    };
+    let mut group = c.benchmark_group("commit_answer");
+    group.throughput(Throughput::Elements(100));
+    // Each routine gets its own commit, cloned outside the timing just before it (so in cache,
+    // as a request just decoded is), and hands back what holds the events' strings, so that
+    // neither pays for freeing them: the server frees them after answering either way.
+    group.bench_function("contract_messages", |b| {
+        let mut buf = Vec::with_capacity(1 << 16);
+        b.iter_batched(
+            || commit.clone(),
+            |commit| {
+                buf.clear();
+                let response =
+                    CommitEventsResponse::ok(committed::committed_events(commit, receipt));
+                response.encode(&mut buf).expect("room");
+                black_box(&buf);
+                response
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    group.bench_function("prepare_and_encode", |b| {
+        let mut buf = Vec::with_capacity(1 << 16);
+        b.iter_batched(
+            || commit.clone(),
+            |commit| {
+                buf.clear();
+                PreparedCommitAnswer::of(&commit)
+                    .numbered(receipt)
+                    .encode(&mut buf);
+                black_box(&buf);
+                commit
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    group.bench_function("after_the_ack", |b| {
+        let mut buf = Vec::with_capacity(1 << 16);
+        b.iter_batched(
+            || PreparedCommitAnswer::of(&commit),
+            |prepared| {
+                buf.clear();
+                prepared.numbered(receipt).encode(&mut buf);
+                black_box(&buf);
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = common::config();
-    targets = content_check
+    targets = content_check, commit_answer
 }
 criterion_main!(benches);
