@@ -115,7 +115,7 @@ where
         let runtime = Arc::clone(self.service.runtime());
         match request.uri().path() {
             COMMIT => Box::pin(async move {
-                let codec = CommitCodec;
+                let codec = EncodedCodec::<CommitEventsRequest, CommitEventsAnswer>::default();
                 let mut grpc = Grpc::new(codec).apply_max_message_size_config(limits.0, limits.1);
                 Ok(grpc.unary(Commit(runtime), request).await)
             }),
@@ -164,37 +164,6 @@ impl UnaryService<CommitEventsRequest> for Commit {
     }
 }
 
-/// The codec of Commit: requests decoded by prost's own decoder (as the generated server
-/// decodes them); answers written straight into the response's buffer.
-#[derive(Default)]
-struct CommitCodec;
-
-impl Codec for CommitCodec {
-    type Encode = CommitEventsAnswer;
-    type Decode = CommitEventsRequest;
-    type Encoder = CommitCodec;
-    type Decoder = ProstDecoder<CommitEventsRequest>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        CommitCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        ProstDecoder::default()
-    }
-}
-
-impl Encoder for CommitCodec {
-    type Item = CommitEventsAnswer;
-    type Error = Status;
-
-    fn encode(&mut self, item: CommitEventsAnswer, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.reserve(item.encoded_len());
-        item.encode(dst);
-        Ok(())
-    }
-}
-
 /// FetchForAggregate, as tonic's unary server calls it.
 struct Fetch(Arc<Runtime>);
 
@@ -230,20 +199,39 @@ impl ServerStreamingService<FetchForAggregateInBatchesRequest> for Batches {
     }
 }
 
-/// The codec of the fetches: requests `Q` decoded by prost's own decoder (as the generated
-/// server decodes them); answers already encoded.
-struct EncodedCodec<Q>(PhantomData<fn() -> Q>);
+/// An answer this runtime writes into tonic's buffer itself: bytes already encoded (the
+/// fetches), or a Commit's events (`CommitEventsAnswer`).
+trait WrittenAnswer: Send + 'static {
+    fn write_to(self, dst: &mut EncodeBuf<'_>);
+}
 
-impl<Q> Default for EncodedCodec<Q> {
+impl WrittenAnswer for Bytes {
+    fn write_to(self, dst: &mut EncodeBuf<'_>) {
+        dst.put_slice(&self);
+    }
+}
+
+impl WrittenAnswer for CommitEventsAnswer {
+    fn write_to(self, dst: &mut EncodeBuf<'_>) {
+        dst.reserve(self.encoded_len());
+        self.encode(dst);
+    }
+}
+
+/// The codec of the rpcs answered here: requests `Q` decoded by prost's own decoder (as the
+/// generated server decodes them); answers `A` written as they are.
+struct EncodedCodec<Q, A = Bytes>(PhantomData<fn() -> (Q, A)>);
+
+impl<Q, A> Default for EncodedCodec<Q, A> {
     fn default() -> Self {
         EncodedCodec(PhantomData)
     }
 }
 
-impl<Q: Message + Default + Send + 'static> Codec for EncodedCodec<Q> {
-    type Encode = Bytes;
+impl<Q: Message + Default + Send + 'static, A: WrittenAnswer> Codec for EncodedCodec<Q, A> {
+    type Encode = A;
     type Decode = Q;
-    type Encoder = EncodedCodec<Q>;
+    type Encoder = EncodedCodec<Q, A>;
     type Decoder = ProstDecoder<Q>;
 
     fn encoder(&mut self) -> Self::Encoder {
@@ -255,12 +243,12 @@ impl<Q: Message + Default + Send + 'static> Codec for EncodedCodec<Q> {
     }
 }
 
-impl<Q: Send + 'static> Encoder for EncodedCodec<Q> {
-    type Item = Bytes;
+impl<Q: Send + 'static, A: WrittenAnswer> Encoder for EncodedCodec<Q, A> {
+    type Item = A;
     type Error = Status;
 
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
+    fn encode(&mut self, item: A, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.write_to(dst);
         Ok(())
     }
 }

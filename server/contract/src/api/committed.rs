@@ -28,20 +28,19 @@ use crate::proto::dolittle::runtime::events::{
 };
 
 /// A committed event: `event` as it was committed, at `sequence_number`, with its commit's
-/// time and execution context (already in wire form; left out for a wire twin, which carries
-/// them encoded).
+/// time and execution context (already in wire form).
 fn committed_event_of(
     sequence_number: u64,
-    occurred: Option<Timestamp>,
-    execution_context: Option<WireExecutionContext>,
+    occurred: Timestamp,
+    execution_context: WireExecutionContext,
     event: UncommittedEvent,
 ) -> CommittedEvent {
     let horizon = event.event_horizon;
     CommittedEvent {
         event_log_sequence_number: sequence_number,
-        occurred,
+        occurred: Some(occurred),
         event_source_id: event.event_source_id,
-        execution_context,
+        execution_context: Some(execution_context),
         event_type: Some(convert::event_type_to_wire(event.event_type)),
         public: event.public,
         content: event.content,
@@ -80,12 +79,7 @@ pub fn committed_events(commit: Commit, receipt: CommitReceipt) -> Vec<Committed
         .into_iter()
         .zip(receipt.first.0..)
         .map(|(event, sequence_number)| {
-            committed_event_of(
-                sequence_number,
-                Some(occurred),
-                Some(context.clone()),
-                event,
-            )
+            committed_event_of(sequence_number, occurred, context.clone(), event)
         })
         .collect()
 }
@@ -108,24 +102,18 @@ impl PreparedCommitAnswer {
     pub fn of(commit: &Commit) -> PreparedCommitAnswer {
         let occurred = convert::timestamp(commit.occurred_ns);
         let context = convert::execution_context_to_wire(&commit.execution_context).encode_to_vec();
-        let events: Vec<EventFields<'_>> = commit
+        let fields_of = |event| EventFields::committed(event, occurred, &context);
+        let len = commit
             .events
             .iter()
-            .map(|event| EventFields {
-                occurred,
-                source: &event.event_source_id,
-                context: &context,
-                event_type: event.event_type,
-                public: event.public,
-                content: &event.content,
-                horizon: event.event_horizon,
-            })
-            .collect();
-        let mut fields = Vec::with_capacity(events.iter().map(EventFields::encoded_len).sum());
-        let ends = events
+            .map(|e| fields_of(e).encoded_len())
+            .sum();
+        let mut fields = Vec::with_capacity(len);
+        let ends = commit
+            .events
             .iter()
             .map(|event| {
-                event.encode(&mut fields);
+                fields_of(event).encode(&mut fields);
                 fields.len()
             })
             .collect();
@@ -260,7 +248,20 @@ const UUID_VALUE_FIELD: u32 = 1;
 /// An encoded `dolittle.protobuf.Uuid`: its value's key, length and 16 bytes.
 const UUID_LEN: usize = 2 + 16;
 
-impl EventFields<'_> {
+impl<'e> EventFields<'e> {
+    /// The fields of `event` committed at `occurred` with the encoded `context`.
+    fn committed(event: &'e UncommittedEvent, occurred: Timestamp, context: &'e [u8]) -> Self {
+        EventFields {
+            occurred,
+            source: &event.event_source_id,
+            context,
+            event_type: event.event_type,
+            public: event.public,
+            content: &event.content,
+            horizon: event.event_horizon,
+        }
+    }
+
     fn delimited_len(tag: u32, len: usize) -> usize {
         use prost::encoding::{encoded_len_varint, key_len};
         key_len(tag) + encoded_len_varint(len as u64) + len
@@ -375,8 +376,8 @@ pub fn committed_event(view: &EventView<'_>) -> CommittedEvent {
     let event = view.to_event();
     committed_event_of(
         event.sequence_number.0,
-        Some(convert::timestamp(event.occurred_ns)),
-        Some(convert::execution_context_to_wire(&event.execution_context)),
+        convert::timestamp(event.occurred_ns),
+        convert::execution_context_to_wire(&event.execution_context),
         UncommittedEvent {
             event_source_id: event.event_source_id,
             event_type: event.event_type,
