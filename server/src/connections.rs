@@ -171,6 +171,8 @@ pub(crate) struct Guarded {
     _permit: OwnedSemaphorePermit,
     /// Until the client has sent something.
     silent_until: Option<Pin<Box<Sleep>>>,
+    /// Written, not yet on the socket (see `GATHER_BYTES_MAX`).
+    gathered: Vec<u8>,
 }
 
 impl Guarded {
@@ -179,6 +181,7 @@ impl Guarded {
             stream,
             _permit: permit,
             silent_until: Some(Box::pin(tokio::time::sleep(timeout))),
+            gathered: Vec::new(),
         }
     }
 }
@@ -222,32 +225,141 @@ impl AsyncRead for Guarded {
     }
 }
 
+/// The most bytes a connection gathers from small writes before it writes them to its socket.
+/// HTTP/2 (h2) copies a DATA frame of less than 1 KiB into its own buffer, and writes a larger
+/// one's payload apart, after flushing what it holds; at most this much of what precedes the
+/// payload is copied here to go out with it in one `writev`.
+const GATHER_BYTES_MAX: usize = 4096;
+
+impl Guarded {
+    /// Writes out what was gathered; Ready once all of it is on the socket.
+    fn poll_write_gathered(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.gathered.is_empty() {
+            let n = std::task::ready!(Pin::new(&mut self.stream).poll_write(cx, &self.gathered))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.gathered.drain(..n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Writes gather until the next flush: the connection tells HTTP/2 that it takes no vectored
+/// writes, so h2 copies DATA frames of less than 1 KiB into its buffer instead of flushing
+/// before each frame that follows one (at 256 bytes when writes are vectored). A unary answer
+/// of a few hundred bytes then leaves in one write with its trailers, and a stream's small
+/// messages queued together leave in one write, instead of one `writev` each. Larger payloads
+/// go out at once, in one `writev` with what was gathered before them.
 impl AsyncWrite for Guarded {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let this = &mut *self;
+        if this.gathered.len() + buf.len() <= GATHER_BYTES_MAX {
+            if this.gathered.capacity() == 0 {
+                this.gathered.reserve_exact(GATHER_BYTES_MAX);
+            }
+            this.gathered.extend_from_slice(buf);
+            return Poll::Ready(Ok(buf.len()));
+        }
+        while !this.gathered.is_empty() {
+            let slices = [io::IoSlice::new(&this.gathered), io::IoSlice::new(buf)];
+            let n = std::task::ready!(Pin::new(&mut this.stream).poll_write_vectored(cx, &slices))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            let gathered = this.gathered.len();
+            this.gathered.drain(..n.min(gathered));
+            if n > gathered {
+                return Poll::Ready(Ok(n - gathered));
+            }
+        }
+        Pin::new(&mut this.stream).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_write_gathered(cx))?;
         Pin::new(&mut self.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_write_gathered(cx))?;
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A connection accepted through a gate, and its client's end.
+    async fn connected() -> (Guarded, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let gate = Gate::new("test", ConnectionLimits::default());
+        let guarded = gate.admit(accepted.unwrap().0).unwrap();
+        (guarded, client.unwrap())
     }
 
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+    #[tokio::test]
+    async fn small_writes_gather_until_the_flush() {
+        let (mut guarded, mut client) = connected().await;
+        assert!(!guarded.is_write_vectored());
+        guarded.write_all(b"frame head,").await.unwrap();
+        guarded.write_all(b" small payload").await.unwrap();
+        // Loopback delivers in microseconds: bytes written to the socket would be here.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            client.try_read(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        guarded.flush().await.unwrap();
+        let mut got = vec![0u8; 25];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, b"frame head, small payload");
+    }
+
+    #[tokio::test]
+    async fn large_writes_go_out_in_order_with_what_was_gathered() {
+        let (mut guarded, mut client) = connected().await;
+        // Larger than the socket's buffers, so that writes come back partial and pending
+        // while the client is slow to read.
+        let large: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let mut expected = Vec::new();
+        let writer = {
+            let large = large.clone();
+            tokio::spawn(async move {
+                for round in 0u8..3 {
+                    guarded.write_all(&[round; 10]).await.unwrap();
+                    guarded.write_all(&large).await.unwrap();
+                    guarded.write_all(&[round; GATHER_BYTES_MAX]).await.unwrap();
+                    guarded.write_all(&[round; 5]).await.unwrap();
+                }
+                guarded.shutdown().await.unwrap();
+            })
+        };
+        for round in 0u8..3 {
+            expected.extend_from_slice(&[round; 10]);
+            expected.extend_from_slice(&large);
+            expected.extend_from_slice(&[round; GATHER_BYTES_MAX]);
+            expected.extend_from_slice(&[round; 5]);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        writer.await.unwrap();
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "the bytes came out of order");
     }
 }
