@@ -52,6 +52,7 @@ use prometheus_client::metrics::MetricType;
 use uuid::Uuid;
 
 use super::encode_series;
+use super::handles::Handles;
 use crate::processing::{Kind, Processors};
 
 /// The original's buckets for processing times.
@@ -202,17 +203,59 @@ impl Default for Counted {
 pub(crate) struct Dolittle {
     aliases: Aliases,
     counted: Counted,
+    /// The series of `committed_events` and `committed_aggregate_events` a commit counts, by
+    /// tenant, event type and aggregate root; forgotten when an alias changes (labels carry
+    /// them).
+    committed_series: Handles<CommittedKey, CommittedSeries>,
 }
+
+/// What labels a commit's series: tenant, event type, aggregate root.
+type CommittedKey = (Uuid, Uuid, Option<Uuid>);
+
+/// A commit's series: `committed_events`, and `committed_aggregate_events` for an aggregate's.
+type CommittedSeries = (Counter, Option<Counter>);
 
 impl Dolittle {
     /// An event type's alias, as registered (at startup, and at each registration).
     pub(crate) fn event_type_alias(&self, event_type: Uuid, alias: &str) {
         remember(&self.aliases.event_types, event_type, alias);
+        self.committed_series.forget();
     }
 
     /// An aggregate root's alias, as registered.
     pub(crate) fn aggregate_root_alias(&self, aggregate_root: Uuid, alias: &str) {
         remember(&self.aliases.aggregate_roots, aggregate_root, alias);
+        self.committed_series.forget();
+    }
+
+    /// The series a commit of `event_type`'s events counts: `committed_events`, and
+    /// `committed_aggregate_events` when an aggregate root applied them.
+    fn committed_series_of(
+        &self,
+        tenant: Uuid,
+        event_type: Uuid,
+        aggregate_root: Option<Uuid>,
+    ) -> CommittedSeries {
+        let labels = EventTypeLabels {
+            tenantId: tenant.to_string(),
+            eventTypeId: event_type.to_string(),
+            eventTypeAlias: alias_of(&self.aliases.event_types, event_type),
+        };
+        let events = self.counted.committed_events.get_or_create(&labels).clone();
+        let aggregate_events = aggregate_root.map(|root| {
+            let labels = AggregateEventLabels {
+                tenantId: labels.tenantId,
+                eventTypeId: labels.eventTypeId,
+                eventTypeAlias: labels.eventTypeAlias,
+                aggregateRootId: root.to_string(),
+                aggregateRootAlias: alias_of(&self.aliases.aggregate_roots, root),
+            };
+            self.counted
+                .committed_aggregate_events
+                .get_or_create(&labels)
+                .clone()
+        });
+        (events, aggregate_events)
     }
 
     /// A `Commit` request arrived.
@@ -240,36 +283,17 @@ impl Dolittle {
                 None => by_type.push((event_type, 1)),
             }
         }
-        let tenant = tenant.to_string();
-        let root = aggregate_root.map(|root| {
-            (
-                root.to_string(),
-                alias_of(&self.aliases.aggregate_roots, root),
-            )
-        });
         for (event_type, count) in by_type {
-            let labels = EventTypeLabels {
-                tenantId: tenant.clone(),
-                eventTypeId: event_type.to_string(),
-                eventTypeAlias: alias_of(&self.aliases.event_types, event_type),
-            };
-            self.counted
-                .committed_events
-                .get_or_create(&labels)
-                .inc_by(count);
-            if let Some((root_id, root_alias)) = &root {
-                let labels = AggregateEventLabels {
-                    tenantId: labels.tenantId,
-                    eventTypeId: labels.eventTypeId,
-                    eventTypeAlias: labels.eventTypeAlias,
-                    aggregateRootId: root_id.clone(),
-                    aggregateRootAlias: root_alias.clone(),
-                };
-                self.counted
-                    .committed_aggregate_events
-                    .get_or_create(&labels)
-                    .inc_by(count);
-            }
+            self.committed_series.with(
+                (tenant, event_type, aggregate_root),
+                || self.committed_series_of(tenant, event_type, aggregate_root),
+                |(events, aggregate_events)| {
+                    events.inc_by(count);
+                    if let Some(aggregate_events) = aggregate_events {
+                        aggregate_events.inc_by(count);
+                    }
+                },
+            );
         }
     }
 
@@ -542,5 +566,57 @@ impl Collector for DolittleCollector {
         encode_series(e, ("dolittle_customer_runtime_stream_processors_processed", "The total number of events processed by the stream processor"), MetricType::Counter, rows.iter().map(|r| (&r.0, ConstCounter::new(r.2))))?;
         encode_series(e, ("dolittle_customer_runtime_stream_processor_consumer_lag", "The number of events in the log the stream processor has not passed"), MetricType::Gauge, rows.iter().map(|r| (&r.0, ConstGauge::new(signed(r.3)))))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TENANT: Uuid = Uuid::from_u128(1);
+    const PLACED: Uuid = Uuid::from_u128(2);
+    const ORDER: Uuid = Uuid::from_u128(3);
+
+    fn by_type(metrics: &Dolittle, alias: &str) -> u64 {
+        metrics
+            .counted
+            .committed_events
+            .get_or_create(&EventTypeLabels {
+                tenantId: TENANT.to_string(),
+                eventTypeId: PLACED.to_string(),
+                eventTypeAlias: alias.to_owned(),
+            })
+            .get()
+    }
+
+    fn by_aggregate(metrics: &Dolittle, alias: &str, root_alias: &str) -> u64 {
+        metrics
+            .counted
+            .committed_aggregate_events
+            .get_or_create(&AggregateEventLabels {
+                tenantId: TENANT.to_string(),
+                eventTypeId: PLACED.to_string(),
+                eventTypeAlias: alias.to_owned(),
+                aggregateRootId: ORDER.to_string(),
+                aggregateRootAlias: root_alias.to_owned(),
+            })
+            .get()
+    }
+
+    #[test]
+    fn commits_are_counted_under_the_aliases_of_their_time() {
+        let metrics = Dolittle::default();
+        metrics.committed(TENANT, [PLACED, PLACED], None);
+        metrics.committed(TENANT, [PLACED], Some(ORDER));
+        metrics.event_type_alias(PLACED, "OrderPlaced");
+        metrics.committed(TENANT, [PLACED], Some(ORDER));
+        metrics.aggregate_root_alias(ORDER, "Order");
+        metrics.committed(TENANT, [PLACED, PLACED, PLACED], Some(ORDER));
+        metrics.committed(TENANT, [PLACED], None);
+        assert_eq!(by_type(&metrics, ""), 3);
+        assert_eq!(by_type(&metrics, "OrderPlaced"), 5);
+        assert_eq!(by_aggregate(&metrics, "", ""), 1);
+        assert_eq!(by_aggregate(&metrics, "OrderPlaced", ""), 1);
+        assert_eq!(by_aggregate(&metrics, "OrderPlaced", "Order"), 3);
     }
 }

@@ -54,6 +54,7 @@ use uuid::Uuid;
 use crate::processing::{Kind, Processors};
 
 mod dolittle;
+mod handles;
 
 pub(crate) use dolittle::{Attempts, Dolittle};
 
@@ -280,7 +281,7 @@ struct AnswerLabels {
 }
 
 /// How a request ended, for the `outcome` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Outcome {
     Ok,
     Failure,
@@ -296,6 +297,12 @@ pub(crate) struct Metrics {
     latency: Family<LatencyLabels, Histogram>,
     committed: Family<TenantLabels, Counter>,
     fetched: Family<TenantLabels, Counter>,
+    /// The series of `requests` and `latency` by rpc, tenant and outcome.
+    request_series: handles::Handles<RequestKey, (Counter, Histogram)>,
+    /// The series of `committed` by tenant.
+    committed_series: handles::Handles<Uuid, Counter>,
+    /// The series of `fetched` by tenant.
+    fetched_series: handles::Handles<Uuid, Counter>,
     /// FetchForAggregate and FetchForAggregateInBatches answers: [kept, read].
     fetch_answers: [Counter; 2],
     processed: Family<ProcessorLabels, Counter>,
@@ -304,6 +311,18 @@ pub(crate) struct Metrics {
     disk_total: Gauge<i64>,
     disk_low: Gauge<i64>,
     unhealthy: Family<TenantLabels, Gauge<i64>>,
+}
+
+/// What labels a request's series: its rpc, tenant and outcome.
+type RequestKey = (&'static str, Option<Uuid>, Outcome);
+
+/// A tenant's series of `family`.
+fn tenant_series(family: &Family<TenantLabels, Counter>, tenant: Uuid) -> Counter {
+    family
+        .get_or_create(&TenantLabels {
+            tenant: tenant.to_string(),
+        })
+        .clone()
 }
 
 /// The counter of a log's stats a log series reads.
@@ -465,6 +484,9 @@ impl Metrics {
             latency,
             committed,
             fetched,
+            request_series: handles::Handles::default(),
+            committed_series: handles::Handles::default(),
+            fetched_series: handles::Handles::default(),
             fetch_answers,
             processed,
             processor_failures,
@@ -516,22 +538,34 @@ impl Metrics {
         outcome: Outcome,
         seconds: f64,
     ) {
-        let tenant = tenant.map_or_else(|| "none".to_owned(), |t| t.to_string());
-        let outcome = match outcome {
-            Outcome::Ok => "ok",
-            Outcome::Failure => "failure",
-            Outcome::Conflict => "conflict",
-        };
-        self.requests
-            .get_or_create(&RequestLabels {
-                rpc,
-                tenant: tenant.clone(),
-                outcome,
-            })
-            .inc();
-        self.latency
-            .get_or_create(&LatencyLabels { rpc, tenant })
-            .observe(seconds);
+        self.request_series.with(
+            (rpc, tenant, outcome),
+            || {
+                let tenant = tenant.map_or_else(|| "none".to_owned(), |t| t.to_string());
+                let outcome = match outcome {
+                    Outcome::Ok => "ok",
+                    Outcome::Failure => "failure",
+                    Outcome::Conflict => "conflict",
+                };
+                let requests = self
+                    .requests
+                    .get_or_create(&RequestLabels {
+                        rpc,
+                        tenant: tenant.clone(),
+                        outcome,
+                    })
+                    .clone();
+                let latency = self
+                    .latency
+                    .get_or_create(&LatencyLabels { rpc, tenant })
+                    .clone();
+                (requests, latency)
+            },
+            |(requests, latency)| {
+                requests.inc();
+                latency.observe(seconds);
+            },
+        );
     }
 
     /// A commit of `events` events for `tenant`, of these types, applied by
@@ -543,11 +577,13 @@ impl Metrics {
         event_types: impl IntoIterator<Item = Uuid>,
         aggregate_root: Option<Uuid>,
     ) {
-        self.committed
-            .get_or_create(&TenantLabels {
-                tenant: tenant.to_string(),
-            })
-            .inc_by(events);
+        self.committed_series.with(
+            tenant,
+            || tenant_series(&self.committed, tenant),
+            |committed| {
+                committed.inc_by(events);
+            },
+        );
         self.dolittle.committed(tenant, event_types, aggregate_root);
     }
 
@@ -557,11 +593,13 @@ impl Metrics {
     }
 
     pub(crate) fn fetched(&self, tenant: Uuid, events: u64) {
-        self.fetched
-            .get_or_create(&TenantLabels {
-                tenant: tenant.to_string(),
-            })
-            .inc_by(events);
+        self.fetched_series.with(
+            tenant,
+            || tenant_series(&self.fetched, tenant),
+            |fetched| {
+                fetched.inc_by(events);
+            },
+        );
     }
 
     /// The OpenMetrics text format.
