@@ -41,7 +41,7 @@ use std::sync::Arc;
 
 use annals_engine::Log;
 use annals_replication::Consumer;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -398,7 +398,7 @@ impl Dolittle {
                 id: id.to_string(),
                 alias: alias.unwrap_or_default().to_owned(),
                 tenant: tenant.to_string(),
-                by_type: Mutex::new(HashMap::default()),
+                by_type: Handles::default(),
             }),
         }
     }
@@ -418,8 +418,8 @@ struct HandlerAttempts {
     id: String,
     alias: String,
     tenant: String,
-    /// (Looked up once per attempt: hashed with aHash, keyed at random per map.)
-    by_type: Mutex<HashMap<Uuid, (Histogram, Counter), ahash::RandomState>>,
+    /// The (time, failures) series by event type, made at the type's first attempt.
+    by_type: Handles<Uuid, (Histogram, Counter)>,
 }
 
 /// Records each attempt a head makes at an event: how long it took, and whether it failed.
@@ -441,11 +441,9 @@ impl Attempts {
         let Some(handler) = &self.handler else {
             return;
         };
-        let (time, failures) = handler
-            .by_type
-            .lock()
-            .entry(event_type)
-            .or_insert_with(|| {
+        handler.by_type.with(
+            event_type,
+            || {
                 let labels = HandlerEventLabels {
                     scope: handler.scope.clone(),
                     eventHandlerId: handler.id.clone(),
@@ -459,12 +457,14 @@ impl Attempts {
                     counted.handler_time.get_or_create(&labels).clone(),
                     counted.handler_failures.get_or_create(&labels).clone(),
                 )
-            })
-            .clone();
-        time.observe(seconds);
-        if !succeeded {
-            failures.inc();
-        }
+            },
+            |(time, failures)| {
+                time.observe(seconds);
+                if !succeeded {
+                    failures.inc();
+                }
+            },
+        );
     }
 }
 

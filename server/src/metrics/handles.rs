@@ -1,5 +1,5 @@
-//! Series kept by what labels them, so that counting a request or a commit of a kind seen
-//! before neither formats nor hashes label strings: a family's own lookup builds its label set
+//! Series kept by what labels them, so that counting a request, a commit or a handler's attempt
+//! of a kind seen before neither formats nor hashes label strings: a family's own lookup builds its label set
 //! (a tenant's id as text, an event type's, their aliases) and hashes all of it with SipHash,
 //! several times per request. A kept handle is the family's series itself (prometheus_client's
 //! metrics share their value between clones), so what is counted through it is what the family
