@@ -9,6 +9,10 @@
 //!   as the contract's messages against prepared while the commit is on its way to disk and
 //!   numbered after (`prepare_and_encode`), and the part of that left once the commit is
 //!   acknowledged (`after_the_ack`: numbering and writing the response's bytes).
+//! - `commit_request`: a Commit request of 100 of the load tool's events decoded and its events
+//!   checked, by prost into the contract's messages and then `convert` (`prost_then_convert`,
+//!   what the generated server does) against the Commit rpc's one pass (`one_pass`,
+//!   `api::commit_request`).
 //!
 //! Run with `cargo bench --profile dev -p annals-bench --bench server`;
 //! `cargo test -p annals-bench --benches` runs each once as a smoke test.
@@ -16,10 +20,16 @@
 use std::hint::black_box;
 
 use annals_bench::data::EventFactory;
+use annals_contract::api::commit_request::CommitRequest;
 use annals_contract::api::committed::{self, PreparedCommitAnswer};
-use annals_contract::api::convert;
 use annals_contract::api::failure::InBand;
+use annals_contract::api::{convert, ids};
+use annals_contract::proto::dolittle::artifacts::Artifact;
 use annals_contract::proto::dolittle::runtime::events::CommitEventsResponse;
+use annals_contract::proto::dolittle::runtime::events::{
+    CommitEventsRequest, UncommittedEvent as WireEvent,
+};
+use annals_contract::proto::dolittle::services::CallRequestContext;
 use annals_engine::{CommitReceipt, EventLogSequenceNumber};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use prost::Message;
@@ -97,6 +107,59 @@ fn commit_answer(c: &mut Criterion) {
     group.finish();
 }
 
+fn commit_request(c: &mut Criterion) {
+    let commit = EventFactory::new(7).commit(100);
+    let request = CommitEventsRequest {
+        call_context: Some(CallRequestContext {
+            execution_context: Some(convert::execution_context_to_wire(
+                &commit.execution_context,
+            )),
+            ..CallRequestContext::default()
+        }),
+        events: commit
+            .events
+            .iter()
+            .map(|e| WireEvent {
+                event_type: Some(Artifact {
+                    id: Some(ids::to_wire(e.event_type.id)),
+                    generation: e.event_type.generation,
+                }),
+                event_source_id: e.event_source_id.clone(),
+                public: e.public,
+                content: e.content.clone(),
+            })
+            .collect(),
+    };
+    let encoded = bytes::Bytes::from(request.encode_to_vec());
+    let mut group = c.benchmark_group("commit_request");
+    group.throughput(Throughput::Elements(100));
+    // What each hands back (the events) is dropped outside the timing: the server frees them
+    // after answering either way.
+    group.bench_function("prost_then_convert", |b| {
+        b.iter_batched(
+            || encoded.clone(),
+            |encoded| {
+                let request = CommitEventsRequest::decode(encoded).expect("decodes");
+                convert::uncommitted_events(request.events).expect("valid events")
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.bench_function("one_pass", |b| {
+        b.iter_batched(
+            || encoded.clone(),
+            |encoded| {
+                CommitRequest::decode(encoded)
+                    .expect("decodes")
+                    .events
+                    .expect("valid events")
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+}
+
 /// Times `encode` writing what `setup` made (made just before each run, so in cache) into one
 /// reused buffer; what `encode` hands back is dropped outside the timing.
 fn encoding<I, O>(
@@ -120,6 +183,6 @@ fn encoding<I, O>(
 criterion_group! {
     name = benches;
     config = common::config();
-    targets = content_check, commit_answer
+    targets = content_check, commit_answer, commit_request
 }
 criterion_main!(benches);

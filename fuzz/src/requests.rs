@@ -7,7 +7,7 @@
 //!
 //! | kind % 12 | message | what runs |
 //! | --- | --- | --- |
-//! | 0 | `CommitEventsRequest` | call context, events |
+//! | 0 | `CommitEventsRequest` | call context, events; the Commit rpc's one-pass decoding agrees |
 //! | 1 | `CommitAggregateEventsRequest` | call context, aggregate root and event source, events |
 //! | 2 | `FetchForAggregateRequest` | call context, aggregate |
 //! | 3 | `EventHandlerRegistrationRequest` | the reverse call's context, then the registration's checks |
@@ -29,6 +29,7 @@
 //! scope, kind, event types and partitioning; never the event log's id, never the public
 //! streams' scope.
 
+use annals_contract::api::commit_request::CommitRequest;
 use annals_contract::api::failure::{id, Failure};
 use annals_contract::api::{convert, event_horizon, handshake as checks, ids, management};
 use annals_contract::legacy::{self, Direction};
@@ -159,6 +160,17 @@ fn event(
 }
 
 fn commit(bytes: &[u8]) {
+    // The Commit rpc's own decoding (events read and checked in one pass) says what prost and
+    // the checks below say: the same decode error, or the same events or failure.
+    let reference = CommitEventsRequest::decode(bytes)
+        .map(CommitRequest::from)
+        .map_err(|e| e.to_string());
+    let decoded = CommitRequest::decode(bytes::Bytes::copy_from_slice(bytes));
+    assert_eq!(
+        decoded.map_err(|e| e.to_string()),
+        reference,
+        "the Commit rpc's decoding differs from prost's and the checks'"
+    );
     let Ok(request) = CommitEventsRequest::decode(bytes) else {
         return;
     };

@@ -23,6 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::api::commit_request::CommitRequest;
 use crate::api::failure::{id, Failure, InBand};
 use crate::api::{committed, convert, ids};
 use crate::blocking::{self, blocking};
@@ -127,7 +128,7 @@ async fn commit(
     commit_as(
         runtime,
         tenant,
-        request,
+        CommitRequest::from(request),
         |_| (),
         |(), commit, receipt| committed::committed_events(commit, receipt),
     )
@@ -140,14 +141,15 @@ async fn commit(
 pub(crate) async fn commit_as<P, T>(
     runtime: &Runtime,
     (context, tenant): (ExecutionContext, Arc<Tenant>),
-    request: CommitEventsRequest,
+    request: CommitRequest,
     prepare: fn(&Commit) -> P,
     answer: fn(P, Commit, CommitReceipt) -> T,
 ) -> Result<T, Failure> {
-    if request.events.is_empty() {
+    // A failure comes with at least one event, so a request without any fails as having none.
+    let events = request.events?;
+    if events.is_empty() {
         return Err(Failure::no_events());
     }
-    let events = convert::uncommitted_events(request.events)?;
     let commit = Commit {
         occurred_ns: clock::now_ns(),
         execution_context: context,
@@ -285,6 +287,7 @@ pub(crate) async fn fetch_events(
 
 with_call_context!(
     CommitEventsRequest,
+    CommitRequest,
     CommitAggregateEventsRequest,
     FetchForAggregateRequest
 );

@@ -3,7 +3,9 @@
 //! answers three rpcs with their own codecs, byte for byte what the contract message would be.
 //! Every other rpc goes to the generated server unchanged.
 //!
-//! - `Commit` answers with its events written while the commit is on its way to disk
+//! - `Commit` decodes its request with its events checked in the same pass
+//!   (`api::commit_request`: each event read from the request's bytes straight into the
+//!   engine's event), and answers with its events written while the commit is on its way to disk
 //!   (`api::committed::CommitAnswer`, numbered once the commit is acknowledged): the commit's
 //!   execution context and time are encoded once, not once per event, and the events go
 //!   straight into the response's buffer.
@@ -20,11 +22,11 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use annals_contract::api::commit_request::CommitRequest;
 use annals_contract::api::committed::{CommitEventsAnswer, PreparedCommitAnswer};
-use bytes::{BufMut, Bytes};
-use prost::Message;
+use bytes::{Buf, BufMut, Bytes};
 use tonic::body::Body;
-use tonic::codec::{Codec, EncodeBuf, Encoder};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{http, BoxFuture, Service};
 use tonic::server::{Grpc, NamedService, ServerStreamingService, UnaryService};
 use tonic::{Request, Response, Status};
@@ -32,7 +34,7 @@ use tonic_prost::ProstDecoder;
 
 use crate::proto::dolittle::runtime::events::event_store_server::{EventStore, EventStoreServer};
 use crate::proto::dolittle::runtime::events::{
-    CommitEventsRequest, FetchForAggregateInBatchesRequest, FetchForAggregateRequest,
+    FetchForAggregateInBatchesRequest, FetchForAggregateRequest,
 };
 use crate::runtime::Runtime;
 use crate::services::event_store::{EncodedStream, EventStoreService};
@@ -115,19 +117,20 @@ where
         let runtime = Arc::clone(self.service.runtime());
         match request.uri().path() {
             COMMIT => Box::pin(async move {
-                let codec = EncodedCodec::<CommitEventsRequest, CommitEventsAnswer>::default();
+                let codec = EncodedCodec::<CommitDecoder, CommitEventsAnswer>::default();
                 let mut grpc = Grpc::new(codec).apply_max_message_size_config(limits.0, limits.1);
                 Ok(grpc.unary(Commit(runtime), request).await)
             }),
             FETCH_FOR_AGGREGATE => Box::pin(async move {
-                let codec = EncodedCodec::<FetchForAggregateRequest>::default();
+                let codec = EncodedCodec::<ProstDecoder<FetchForAggregateRequest>>::default();
                 let mut grpc = Grpc::new(codec).apply_max_message_size_config(limits.0, limits.1);
                 Ok(grpc.unary(Fetch(runtime), request).await)
             }),
             FETCH_IN_BATCHES => {
                 let service = Arc::clone(&self.service);
                 Box::pin(async move {
-                    let codec = EncodedCodec::<FetchForAggregateInBatchesRequest>::default();
+                    let codec =
+                        EncodedCodec::<ProstDecoder<FetchForAggregateInBatchesRequest>>::default();
                     let mut grpc =
                         Grpc::new(codec).apply_max_message_size_config(limits.0, limits.1);
                     Ok(grpc.server_streaming(Batches(service), request).await)
@@ -141,11 +144,11 @@ where
 /// Commit, as tonic's unary server calls it.
 struct Commit(Arc<Runtime>);
 
-impl UnaryService<CommitEventsRequest> for Commit {
+impl UnaryService<CommitRequest> for Commit {
     type Response = CommitEventsAnswer;
     type Future = BoxFuture<Response<CommitEventsAnswer>, Status>;
 
-    fn call(&mut self, request: Request<CommitEventsRequest>) -> Self::Future {
+    fn call(&mut self, request: Request<CommitRequest>) -> Self::Future {
         let runtime = Arc::clone(&self.0);
         Box::pin(async move {
             let runtime = &runtime;
@@ -218,37 +221,60 @@ impl WrittenAnswer for CommitEventsAnswer {
     }
 }
 
-/// The codec of the rpcs answered here: requests `Q` decoded by prost's own decoder (as the
-/// generated server decodes them); answers `A` written as they are.
-struct EncodedCodec<Q, A = Bytes>(PhantomData<fn() -> (Q, A)>);
+/// The codec of the rpcs answered here: requests decoded by `D` (prost's own decoder, as the
+/// generated server decodes them, or [`CommitDecoder`]); answers `A` written as they are.
+struct EncodedCodec<D, A = Bytes>(PhantomData<fn() -> (D, A)>);
 
-impl<Q, A> Default for EncodedCodec<Q, A> {
+impl<D, A> Default for EncodedCodec<D, A> {
     fn default() -> Self {
         EncodedCodec(PhantomData)
     }
 }
 
-impl<Q: Message + Default + Send + 'static, A: WrittenAnswer> Codec for EncodedCodec<Q, A> {
+impl<D, A> Codec for EncodedCodec<D, A>
+where
+    D: Decoder<Error = Status> + Default + Send + 'static,
+    D::Item: Send + 'static,
+    A: WrittenAnswer,
+{
     type Encode = A;
-    type Decode = Q;
-    type Encoder = EncodedCodec<Q, A>;
-    type Decoder = ProstDecoder<Q>;
+    type Decode = D::Item;
+    type Encoder = EncodedCodec<D, A>;
+    type Decoder = D;
 
     fn encoder(&mut self) -> Self::Encoder {
         EncodedCodec::default()
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstDecoder::default()
+        D::default()
     }
 }
 
-impl<Q: Send + 'static, A: WrittenAnswer> Encoder for EncodedCodec<Q, A> {
+impl<D: Send + 'static, A: WrittenAnswer> Encoder for EncodedCodec<D, A> {
     type Item = A;
     type Error = Status;
 
     fn encode(&mut self, item: A, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         item.write_to(dst);
         Ok(())
+    }
+}
+
+/// Decodes a Commit request with its events checked (`api::commit_request`): the request's
+/// bytes are taken from tonic's buffer without a copy. A request prost cannot decode fails
+/// with the status prost's decoder gives it (`INTERNAL`, prost's reason).
+#[derive(Default)]
+struct CommitDecoder;
+
+impl Decoder for CommitDecoder {
+    type Item = CommitRequest;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<CommitRequest>, Status> {
+        let encoded = buf.copy_to_bytes(buf.remaining());
+        CommitRequest::decode(encoded)
+            .map(Some)
+            .map_err(|e| Status::internal(e.to_string()))
     }
 }

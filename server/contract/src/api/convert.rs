@@ -120,7 +120,7 @@ pub fn event_type(
 
 /// A field's name in a failure's reason, written out only when a failure needs it (the
 /// checks of every event of a commit would otherwise format names nobody reads).
-enum Field<'a> {
+pub(crate) enum Field<'a> {
     /// `<prefix>[<index>].<name>`: a field of one event of a list.
     Of(&'a str, usize, &'a str),
     /// `<field>.id`.
@@ -191,11 +191,11 @@ pub fn content_by_serde(field: impl std::fmt::Display, content: &str) -> Result<
 pub fn uncommitted_events(events: Vec<WireEvent>) -> Result<Vec<UncommittedEvent>, Failure> {
     let mut checked = Vec::with_capacity(events.len());
     for (i, e) in events.into_iter().enumerate() {
-        let at = |name| Field::Of("events", i, name);
-        content(at("content"), &e.content)?;
-        check_event_source_id(at("eventSourceId"), &e.event_source_id)?;
+        let event_type = checked_event(i, &e.content, &e.event_source_id, |field| {
+            event_type(field, e.event_type.as_ref())
+        })?;
         checked.push(UncommittedEvent {
-            event_type: event_type(at("eventType"), e.event_type.as_ref())?,
+            event_type,
             event_source_id: e.event_source_id,
             public: e.public,
             content: e.content,
@@ -204,6 +204,22 @@ pub fn uncommitted_events(events: Vec<WireEvent>) -> Result<Vec<UncommittedEvent
         });
     }
     Ok(checked)
+}
+
+/// The checks of the `i`-th event of a Commit request, in their order: its content, its event
+/// source, then its type, which `event_type` reads from the wire given the field's name (for
+/// the failure's reason). The event type when all pass. (`commit_request` reads events without
+/// their wire messages and checks them here too.)
+pub(crate) fn checked_event(
+    i: usize,
+    content_text: &str,
+    event_source_id: &str,
+    event_type: impl FnOnce(Field<'static>) -> Result<EventType, Failure>,
+) -> Result<EventType, Failure> {
+    let at = |name| Field::Of("events", i, name);
+    content(at("content"), content_text)?;
+    check_event_source_id(at("eventSourceId"), event_source_id)?;
+    event_type(at("eventType"))
 }
 
 /// The events of a CommitForAggregate request, checked (collected as [`uncommitted_events`]).

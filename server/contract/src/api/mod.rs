@@ -4,6 +4,8 @@
 //!
 //! - `convert`: requests to engine types (checked whole, a bad field named in a Failure), and
 //!   the small values (execution contexts, event types, times) back to the wire.
+//! - `commit_request`: a Commit request decoded and checked in one pass (prost and `convert`
+//!   decide whatever it is not sure of).
 //! - `committed`: committed events on the wire, the one place they are built.
 //! - `wire`: twins of contract messages that carry a shared sub-message encoded once.
 //! - `ids`: Guid byte order, the one place it is handled.
@@ -15,6 +17,7 @@
 //! - `management`: what management requests and projection-store queries name, checked.
 //! - `event_horizon`: a head's subscription and a consumer runtime's arguments, checked.
 
+pub mod commit_request;
 pub mod committed;
 pub mod convert;
 pub mod event_horizon;
