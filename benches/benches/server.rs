@@ -9,6 +9,10 @@
 //!   as the contract's messages against prepared while the commit is on its way to disk and
 //!   numbered after (`prepare_and_encode`), and the part of that left once the commit is
 //!   acknowledged (`after_the_ack`: numbering and writing the response's bytes).
+//! - `aggregate_answer`: a CommitForAggregate's answer for 100 of the load tool's events,
+//!   built and encoded as the contract's messages against prepared while the commit is on its
+//!   way to disk and numbered after (`prepare_and_encode`,
+//!   `api::committed::PreparedAggregateAnswer`).
 //! - `commit_request`: a Commit request of 100 of the load tool's events decoded and its events
 //!   checked, by prost into the contract's messages and then `convert` (`prost_then_convert`,
 //!   what the generated server does) against the Commit rpc's one pass (`one_pass`,
@@ -21,16 +25,18 @@ use std::hint::black_box;
 
 use annals_bench::data::EventFactory;
 use annals_contract::api::commit_request::CommitRequest;
-use annals_contract::api::committed::{self, PreparedCommitAnswer};
+use annals_contract::api::committed::{self, PreparedAggregateAnswer, PreparedCommitAnswer};
 use annals_contract::api::failure::InBand;
 use annals_contract::api::{convert, ids};
 use annals_contract::proto::dolittle::artifacts::Artifact;
 use annals_contract::proto::dolittle::runtime::events::CommitEventsResponse;
 use annals_contract::proto::dolittle::runtime::events::{
-    CommitEventsRequest, UncommittedEvent as WireEvent,
+    CommitAggregateEventsResponse, CommitEventsRequest, UncommittedEvent as WireEvent,
 };
 use annals_contract::proto::dolittle::services::CallRequestContext;
-use annals_engine::{CommitReceipt, EventLogSequenceNumber};
+use annals_engine::{
+    AggregateCommit, AggregateCommitReceipt, AggregateEvent, CommitReceipt, EventLogSequenceNumber,
+};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use prost::Message;
 
@@ -101,6 +107,59 @@ fn commit_answer(c: &mut Criterion) {
             || PreparedCommitAnswer::of(&commit),
             |prepared, buf| {
                 prepared.numbered(receipt).encode(buf);
+            },
+        );
+    });
+    group.finish();
+}
+
+fn aggregate_answer(c: &mut Criterion) {
+    let event = EventFactory::new(7).commit(100);
+    let commit = AggregateCommit {
+        occurred_ns: event.occurred_ns,
+        execution_context: event.execution_context.clone(),
+        aggregate_root: uuid::Uuid::from_u128(5),
+        event_source_id: "aggregate-3".into(),
+        expected_version: 1_000,
+        events: event
+            .events
+            .iter()
+            .map(|e| AggregateEvent {
+                event_type: e.event_type,
+                public: e.public,
+                content: e.content.clone(),
+            })
+            .collect(),
+    };
+    let receipt = AggregateCommitReceipt {
+        first: EventLogSequenceNumber(1_000_000),
+        count: 100,
+        version_before: 1_000,
+    };
+    let mut group = c.benchmark_group("aggregate_answer");
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("contract_messages", |b| {
+        encoding(
+            b,
+            || commit.clone(),
+            |commit, buf| {
+                let response = CommitAggregateEventsResponse::ok(
+                    committed::committed_aggregate_events(commit, receipt),
+                );
+                response.encode(buf).expect("room");
+                response
+            },
+        );
+    });
+    group.bench_function("prepare_and_encode", |b| {
+        encoding(
+            b,
+            || commit.clone(),
+            |commit, buf| {
+                PreparedAggregateAnswer::of(&commit)
+                    .numbered(receipt)
+                    .encode(buf);
+                commit
             },
         );
     });
@@ -183,6 +242,6 @@ fn encoding<I, O>(
 criterion_group! {
     name = benches;
     config = common::config();
-    targets = content_check, commit_answer, commit_request
+    targets = content_check, commit_answer, aggregate_answer, commit_request
 }
 criterion_main!(benches);

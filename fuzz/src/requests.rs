@@ -8,7 +8,7 @@
 //! | kind % 12 | message | what runs |
 //! | --- | --- | --- |
 //! | 0 | `CommitEventsRequest` | call context, events; the Commit rpc's one-pass decoding agrees |
-//! | 1 | `CommitAggregateEventsRequest` | call context, aggregate root and event source, events |
+//! | 1 | `CommitAggregateEventsRequest` | call context, aggregate root and event source, events; the answer prepared before the commit is acknowledged is the contract's |
 //! | 2 | `FetchForAggregateRequest` | call context, aggregate |
 //! | 3 | `EventHandlerRegistrationRequest` | the reverse call's context, then the registration's checks |
 //! | 4 | `FetchForAggregateInBatchesRequest` | call context, aggregate, event types |
@@ -30,7 +30,8 @@
 //! streams' scope.
 
 use annals_contract::api::commit_request::CommitRequest;
-use annals_contract::api::failure::{id, Failure};
+use annals_contract::api::committed::{self, PreparedAggregateAnswer};
+use annals_contract::api::failure::{id, Failure, InBand};
 use annals_contract::api::{convert, event_horizon, handshake as checks, ids, management};
 use annals_contract::legacy::{self, Direction};
 use annals_contract::processors::registration::Visibility;
@@ -49,12 +50,13 @@ use annals_contract::proto::dolittle::runtime::events::processing::{
     PublicFilterRegistrationRequest,
 };
 use annals_contract::proto::dolittle::runtime::events::{
-    CommitAggregateEventsRequest, CommitEventsRequest, FetchForAggregateInBatchesRequest,
-    FetchForAggregateRequest,
+    CommitAggregateEventsRequest, CommitAggregateEventsResponse, CommitEventsRequest,
+    FetchForAggregateInBatchesRequest, FetchForAggregateRequest,
 };
 use annals_contract::proto::dolittle::runtime::handshake::HandshakeRequest;
 use annals_contract::proto::dolittle::services::ReverseCallArgumentsContext;
 use annals_contract::Platform;
+use annals_engine_types::{AggregateCommit, AggregateCommitReceipt};
 use annals_log::uuid::Uuid;
 use annals_log::{
     testing::{decode_payload, encode_payload},
@@ -228,6 +230,35 @@ fn commit_for_aggregate(bytes: &[u8]) {
         };
     match convert::aggregate_events(aggregate.events) {
         Ok(events) => {
+            let expected = aggregate.expected_aggregate_root_version;
+            let commit = AggregateCommit {
+                occurred_ns: 1_700_000_000_000_000_000,
+                execution_context: context.clone(),
+                aggregate_root: root,
+                event_source_id: event_source_id.clone(),
+                expected_version: expected,
+                events: events.clone(),
+            };
+            // The answer prepared while the commit is on its way to disk is the contract's, for
+            // a commit the engine would take (its versions fit).
+            let prepared = PreparedAggregateAnswer::of(&commit);
+            if expected.checked_add(events.len() as u64).is_some() {
+                let receipt = AggregateCommitReceipt {
+                    first: EventLogSequenceNumber(expected.wrapping_mul(31)),
+                    count: events.len() as u64,
+                    version_before: expected,
+                };
+                let mut encoded = Vec::new();
+                prepared.numbered(receipt).encode(&mut encoded);
+                let contract = CommitAggregateEventsResponse::ok(
+                    committed::committed_aggregate_events(commit, receipt),
+                )
+                .encode_to_vec();
+                assert_eq!(
+                    encoded, contract,
+                    "a prepared aggregate answer is not the contract's"
+                );
+            }
             for (i, e) in (0u64..).zip(events) {
                 // Versions past the largest are the engine's to refuse, not this layer's.
                 let Some(version) = aggregate.expected_aggregate_root_version.checked_add(i) else {

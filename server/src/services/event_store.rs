@@ -15,7 +15,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals_engine::{AggregateCommit, Commit, CommitReceipt, ExecutionContext, Tenant};
+use annals_engine::{
+    AggregateCommit, AggregateCommitReceipt, Commit, CommitReceipt, ExecutionContext, Tenant,
+};
 use bytes::Bytes;
 use prost::Message;
 use tokio::sync::mpsc;
@@ -36,7 +38,7 @@ use crate::proto::dolittle::runtime::events::{
     FetchForAggregateInBatchesRequest, FetchForAggregateRequest, FetchForAggregateResponse,
 };
 use crate::runtime::Runtime;
-use crate::services::fetch_answers;
+use crate::services::fetch_answers::{self, CommittedEntries};
 use crate::services::request::{self, with_call_context, Call};
 
 /// The most a FetchForAggregateInBatches response carries (the original's 2 MiB), counted
@@ -111,6 +113,11 @@ impl EventStoreService {
         &self.runtime
     }
 
+    /// The commits in flight per aggregate.
+    pub(crate) fn aggregate_waiters(&self) -> &AggregateWaiters {
+        &self.aggregate_waiters
+    }
+
     pub(crate) fn new(runtime: Arc<Runtime>) -> EventStoreService {
         EventStoreService {
             runtime,
@@ -175,9 +182,32 @@ pub(crate) async fn commit_as<P, T>(
 async fn commit_for_aggregate(
     runtime: &Runtime,
     waiting: &AggregateWaiters,
-    (context, tenant): (ExecutionContext, Arc<Tenant>),
+    tenant: (ExecutionContext, Arc<Tenant>),
     request: CommitAggregateEventsRequest,
 ) -> Result<CommittedAggregateEvents, Failure> {
+    commit_for_aggregate_as(
+        runtime,
+        waiting,
+        tenant,
+        request,
+        |_| (),
+        |(), commit, receipt| committed::committed_aggregate_events(commit, receipt),
+    )
+    .await
+}
+
+/// Commits the request's events to its aggregate; the acknowledged commit is answered as
+/// `answer` makes it from what `prepare` made of the commit while it was on its way to disk
+/// (as `commit_as` does). Answers to FetchForAggregate kept for the aggregate at the version
+/// the commit expected get its events.
+pub(crate) async fn commit_for_aggregate_as<P, T: CommittedEntries>(
+    runtime: &Runtime,
+    waiting: &AggregateWaiters,
+    (context, tenant): (ExecutionContext, Arc<Tenant>),
+    request: CommitAggregateEventsRequest,
+    prepare: fn(&AggregateCommit) -> P,
+    answer: fn(P, AggregateCommit, AggregateCommitReceipt) -> T,
+) -> Result<T, Failure> {
     let aggregate = request
         .events
         .ok_or_else(|| Failure::invalid("events is missing"))?;
@@ -210,9 +240,16 @@ async fn commit_for_aggregate(
         expected_version: aggregate.expected_aggregate_root_version,
         events,
     };
-    let receipt = blocking::engine(async {
-        match tenant.commit_for_aggregate_async(&commit).await {
-            Ok(receipt) => Ok(receipt),
+    // `join` polls the commit first: its first poll checks and queues it (or waits for the
+    // aggregate's lock) before the answer is prepared.
+    let (receipt, prepared) = blocking::engine(async {
+        let (receipt, prepared) =
+            futures_util::future::join(tenant.commit_for_aggregate_async(&commit), async {
+                prepare(&commit)
+            })
+            .await;
+        match receipt {
+            Ok(receipt) => Ok((receipt, prepared)),
             Err(annals_engine::Error::WrongExpectedVersion { expected, actual }) => {
                 runtime
                     .metrics
@@ -237,7 +274,7 @@ async fn commit_for_aggregate(
     );
     let (tenant_id, version_before) = (commit.execution_context.tenant_id, receipt.version_before);
     let event_types: Vec<Uuid> = commit.events.iter().map(|e| e.event_type.id).collect();
-    let committed = committed::committed_aggregate_events(commit, receipt);
+    let committed = answer(prepared, commit, receipt);
     runtime.fetch_answers.committed(
         tenant_id,
         aggregate_root,

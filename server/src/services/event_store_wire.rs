@@ -1,6 +1,6 @@
 //! The event store's rpcs whose answers this runtime encodes itself: the generated EventStore
 //! server can only answer with its contract messages, so [`EventStoreWire`] wraps it and
-//! answers three rpcs with their own codecs, byte for byte what the contract message would be.
+//! answers four rpcs with their own codecs, byte for byte what the contract message would be.
 //! Every other rpc goes to the generated server unchanged.
 //!
 //! - `Commit` decodes its request with its events checked in the same pass
@@ -9,6 +9,9 @@
 //!   (`api::committed::CommitAnswer`, numbered once the commit is acknowledged): the commit's
 //!   execution context and time are encoded once, not once per event, and the events go
 //!   straight into the response's buffer.
+//! - `CommitForAggregate` answers the same way (`api::committed::AggregateAnswer`): its events
+//!   written while the commit is on its way to disk, numbered once it is acknowledged, and
+//!   added from those bytes to the FetchForAggregate answers kept for the aggregate.
 //! - `FetchForAggregate` answers with bytes, kept from an earlier fetch when the aggregate has
 //!   not changed since (`fetch_answers`).
 //! - `FetchForAggregateInBatches` streams bytes: the kept answer of the selection asked for,
@@ -23,7 +26,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use annals_contract::api::commit_request::CommitRequest;
-use annals_contract::api::committed::{CommitEventsAnswer, PreparedCommitAnswer};
+use annals_contract::api::committed::{
+    AggregateEventsAnswer, CommitEventsAnswer, PreparedAggregateAnswer, PreparedCommitAnswer,
+};
 use bytes::{Buf, BufMut, Bytes};
 use tonic::body::Body;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -34,7 +39,7 @@ use tonic_prost::ProstDecoder;
 
 use crate::proto::dolittle::runtime::events::event_store_server::{EventStore, EventStoreServer};
 use crate::proto::dolittle::runtime::events::{
-    FetchForAggregateInBatchesRequest, FetchForAggregateRequest,
+    CommitAggregateEventsRequest, FetchForAggregateInBatchesRequest, FetchForAggregateRequest,
 };
 use crate::runtime::Runtime;
 use crate::services::event_store::{EncodedStream, EventStoreService};
@@ -42,6 +47,7 @@ use crate::services::request::unary_for_tenant;
 use crate::services::{event_store, fetch_answers};
 
 const COMMIT: &str = "/dolittle.runtime.events.EventStore/Commit";
+const COMMIT_FOR_AGGREGATE: &str = "/dolittle.runtime.events.EventStore/CommitForAggregate";
 const FETCH_FOR_AGGREGATE: &str = "/dolittle.runtime.events.EventStore/FetchForAggregate";
 const FETCH_IN_BATCHES: &str = "/dolittle.runtime.events.EventStore/FetchForAggregateInBatches";
 
@@ -121,6 +127,18 @@ where
                 let mut grpc = Grpc::new(codec).apply_max_message_size_config(limits.0, limits.1);
                 Ok(grpc.unary(Commit(runtime), request).await)
             }),
+            COMMIT_FOR_AGGREGATE => {
+                let service = Arc::clone(&self.service);
+                Box::pin(async move {
+                    let codec = EncodedCodec::<
+                        ProstDecoder<CommitAggregateEventsRequest>,
+                        AggregateEventsAnswer,
+                    >::default();
+                    let mut grpc =
+                        Grpc::new(codec).apply_max_message_size_config(limits.0, limits.1);
+                    Ok(grpc.unary(CommitForAggregate(service), request).await)
+                })
+            }
             FETCH_FOR_AGGREGATE => Box::pin(async move {
                 let codec = EncodedCodec::<ProstDecoder<FetchForAggregateRequest>>::default();
                 let mut grpc = Grpc::new(codec).apply_max_message_size_config(limits.0, limits.1);
@@ -167,6 +185,33 @@ impl UnaryService<CommitRequest> for Commit {
     }
 }
 
+/// CommitForAggregate, as tonic's unary server calls it.
+struct CommitForAggregate(Arc<EventStoreService>);
+
+impl UnaryService<CommitAggregateEventsRequest> for CommitForAggregate {
+    type Response = AggregateEventsAnswer;
+    type Future = BoxFuture<Response<AggregateEventsAnswer>, Status>;
+
+    fn call(&mut self, request: Request<CommitAggregateEventsRequest>) -> Self::Future {
+        let service = Arc::clone(&self.0);
+        Box::pin(async move {
+            let (runtime, waiting) = (service.runtime(), service.aggregate_waiters());
+            runtime.metrics.dolittle.commit_for_aggregate_received();
+            unary_for_tenant(runtime, "CommitForAggregate", request, |tenant, request| {
+                event_store::commit_for_aggregate_as(
+                    runtime,
+                    waiting,
+                    tenant,
+                    request,
+                    PreparedAggregateAnswer::of,
+                    |prepared, _, receipt| prepared.numbered(receipt),
+                )
+            })
+            .await
+        })
+    }
+}
+
 /// FetchForAggregate, as tonic's unary server calls it.
 struct Fetch(Arc<Runtime>);
 
@@ -203,7 +248,8 @@ impl ServerStreamingService<FetchForAggregateInBatchesRequest> for Batches {
 }
 
 /// An answer this runtime writes into tonic's buffer itself: bytes already encoded (the
-/// fetches), or a Commit's events (`CommitEventsAnswer`).
+/// fetches), a Commit's events (`CommitEventsAnswer`) or a CommitForAggregate's
+/// (`AggregateEventsAnswer`).
 trait WrittenAnswer: Send + 'static {
     fn write_to(self, dst: &mut EncodeBuf<'_>);
 }
@@ -215,6 +261,13 @@ impl WrittenAnswer for Bytes {
 }
 
 impl WrittenAnswer for CommitEventsAnswer {
+    fn write_to(self, dst: &mut EncodeBuf<'_>) {
+        dst.reserve(self.encoded_len());
+        self.encode(dst);
+    }
+}
+
+impl WrittenAnswer for AggregateEventsAnswer {
     fn write_to(self, dst: &mut EncodeBuf<'_>) {
         dst.reserve(self.encoded_len());
         self.encode(dst);

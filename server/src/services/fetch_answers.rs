@@ -26,6 +26,7 @@ use quick_cache::sync::Cache;
 use quick_cache::{Equivalent, Weighter};
 use uuid::Uuid;
 
+use crate::api::committed::{self, AggregateAnswer};
 use crate::api::failure::{Failure, InBand};
 use crate::proto::dolittle::runtime::events::committed_aggregate_events::CommittedAggregateEvent;
 use crate::proto::dolittle::runtime::events::{
@@ -121,19 +122,10 @@ impl Answer {
     }
 }
 
-/// `events` without its list of events.
-#[expect(
-    deprecated,
-    reason = "the header carries the deprecated aggregateRootVersion as the original does"
-)]
-fn header_of(events: &CommittedAggregateEvents) -> CommittedAggregateEvents {
-    CommittedAggregateEvents {
-        event_source_id: events.event_source_id.clone(),
-        aggregate_root_id: events.aggregate_root_id.clone(),
-        aggregate_root_version: events.aggregate_root_version,
-        events: Vec::new(),
-        current_aggregate_root_version: events.current_aggregate_root_version,
-    }
+/// The header of an aggregate's events (its list left empty): its root, event source and
+/// version, as the contract's answers carry them.
+fn header_of(root: Uuid, event_source: &str, current: u64) -> CommittedAggregateEvents {
+    committed::aggregate_events_header(root, event_source, current)
 }
 
 /// Appends the entries of `events` (field 4 of CommittedAggregateEvents) to `out`; returns
@@ -285,7 +277,7 @@ impl FetchAnswers {
         cache.insert(key, kept);
     }
 
-    /// A commit for the aggregate (`root`, `committed.event_source_id`) that expected
+    /// A commit for the aggregate (`root`, `committed`'s event source) that expected
     /// `version_before` was acknowledged with `committed`, whose events have the event types
     /// `event_types`: answers kept at that version get its events (each the ones its
     /// selection holds). Answers kept at any other version are left as they are (the next
@@ -295,18 +287,15 @@ impl FetchAnswers {
         tenant: Uuid,
         root: Uuid,
         version_before: u64,
-        committed: &CommittedAggregateEvents,
+        committed: &dyn CommittedEntries,
         event_types: &[Uuid],
     ) {
         let Some(cache) = &self.cache else { return };
-        let count = committed.events.len();
-        if event_types.len() != count
-            || version_before.checked_add(count as u64)
-                != Some(committed.current_aggregate_root_version)
-        {
+        let count = committed.count();
+        let (event_source, current) = committed.aggregate();
+        if event_types.len() != count || version_before.checked_add(count as u64) != Some(current) {
             return;
         }
-        let event_source = committed.event_source_id.as_str();
         let key = KeyRef {
             tenant,
             root,
@@ -316,20 +305,20 @@ impl FetchAnswers {
         if kept.version != version_before {
             return;
         }
-        let header = header_of(committed);
+        let header = header_of(root, event_source, current);
         let answers = kept
             .answers
             .into_iter()
             .map(|(selection, answer)| {
-                let selected = committed
-                    .events
-                    .iter()
-                    .zip(event_types)
-                    .filter(|(_, t)| selection.as_ref().is_none_or(|s| s.contains(t)))
-                    .map(|(event, _)| event);
-                let mut body = Vec::with_capacity(answer.body.len() + committed.encoded_len());
+                let mut body = Vec::with_capacity(answer.body.len() + committed.entries_len());
                 body.extend_from_slice(&answer.encoded[answer.body.clone()]);
-                let added = encode_events(selected, &mut body);
+                let mut added = 0;
+                for (i, t) in event_types.iter().enumerate() {
+                    if selection.as_ref().is_none_or(|s| s.contains(t)) {
+                        committed.write_entry(i, &mut body);
+                        added += 1;
+                    }
+                }
                 let answer = Answer::assemble(&header, answer.events + added, &body);
                 (selection, answer)
             })
@@ -341,8 +330,68 @@ impl FetchAnswers {
         {
             return;
         }
-        let version = committed.current_aggregate_root_version;
-        self.put(tenant, root, event_source, Kept { version, answers });
+        self.put(
+            tenant,
+            root,
+            event_source,
+            Kept {
+                version: current,
+                answers,
+            },
+        );
+    }
+}
+
+/// The events of an acknowledged commit for an aggregate, as a kept answer takes them: the
+/// contract's message (`CommittedAggregateEvents`) or the CommitForAggregate rpc's encoded
+/// answer (`committed::AggregateAnswer`), which give the same bytes.
+pub(crate) trait CommittedEntries {
+    /// How many events the commit made.
+    fn count(&self) -> usize;
+    /// The aggregate's event source, and its version after the commit.
+    fn aggregate(&self) -> (&str, u64);
+    /// About how many bytes the events' entries take (to size a buffer).
+    fn entries_len(&self) -> usize;
+    /// Appends the `i`-th event as an entry of `CommittedAggregateEvents.events`.
+    fn write_entry(&self, i: usize, out: &mut Vec<u8>);
+}
+
+impl CommittedEntries for CommittedAggregateEvents {
+    fn count(&self) -> usize {
+        self.events.len()
+    }
+
+    fn aggregate(&self) -> (&str, u64) {
+        (&self.event_source_id, self.current_aggregate_root_version)
+    }
+
+    fn entries_len(&self) -> usize {
+        self.encoded_len()
+    }
+
+    fn write_entry(&self, i: usize, out: &mut Vec<u8>) {
+        if let Some(event) = self.events.get(i) {
+            prost::encoding::message::encode(EVENTS_FIELD, event, out);
+        }
+    }
+}
+
+impl CommittedEntries for AggregateAnswer {
+    fn count(&self) -> usize {
+        AggregateAnswer::count(self)
+    }
+
+    fn aggregate(&self) -> (&str, u64) {
+        let (_, event_source, current) = AggregateAnswer::aggregate(self);
+        (event_source, current)
+    }
+
+    fn entries_len(&self) -> usize {
+        self.encoded_len()
+    }
+
+    fn write_entry(&self, i: usize, out: &mut Vec<u8>) {
+        AggregateAnswer::write_entry(self, i, out);
     }
 }
 
@@ -524,6 +573,57 @@ mod tests {
         answers.committed(TENANT, ROOT, 5, &commit, &types_of(&commit));
         let again = answers.get((TENANT, ROOT, "cart"), &None, 6).unwrap();
         assert_eq!(again.encoded[..], encoded(&aggregate(0..6))[..]);
+    }
+
+    /// The CommitForAggregate rpc's encoded answer extends a kept answer (all events, and a
+    /// selection of types) to the same bytes as the contract's message does.
+    #[test]
+    fn an_encoded_commit_answer_extends_kept_answers_as_the_message_does() {
+        use annals_engine::{
+            AggregateCommit, AggregateCommitReceipt, AggregateEvent, EventLogSequenceNumber,
+            EventType, ExecutionContext,
+        };
+        let commit = AggregateCommit {
+            occurred_ns: 1_700_000_000_000_000_000,
+            execution_context: ExecutionContext::default(),
+            aggregate_root: ROOT,
+            event_source_id: "cart".into(),
+            expected_version: 3,
+            events: [TYPE_A, TYPE_B, TYPE_A]
+                .map(|id| AggregateEvent {
+                    event_type: EventType { id, generation: 1 },
+                    public: false,
+                    content: r#"{"x":1}"#.into(),
+                })
+                .to_vec(),
+        };
+        let receipt = AggregateCommitReceipt {
+            first: EventLogSequenceNumber(40),
+            count: 3,
+            version_before: 3,
+        };
+        let types = [TYPE_A, TYPE_B, TYPE_A];
+        let message = committed::committed_aggregate_events(commit.clone(), receipt);
+        let encoded = committed::PreparedAggregateAnswer::of(&commit).numbered(receipt);
+        let a_only: Selection = Some(vec![TYPE_A].into_boxed_slice());
+        let kept_after = |entries: &dyn CommittedEntries| {
+            let answers = FetchAnswers::new(1 << 20);
+            answers.keep((TENANT, ROOT, "cart"), None, Answer::of(aggregate(0..3)));
+            answers.keep(
+                (TENANT, ROOT, "cart"),
+                a_only.clone(),
+                Answer::of(only_a(aggregate(0..3))),
+            );
+            answers.committed(TENANT, ROOT, 3, entries, &types);
+            [None, a_only.clone()].map(|selection| {
+                let kept = answers.get((TENANT, ROOT, "cart"), &selection, 6).unwrap();
+                (kept.events, kept.encoded)
+            })
+        };
+        let from_message = kept_after(&message);
+        assert_eq!(from_message[0].0, 6);
+        assert_eq!(from_message[1].0, 4);
+        assert_eq!(kept_after(&encoded), from_message);
     }
 
     #[test]

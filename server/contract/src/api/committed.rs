@@ -24,7 +24,7 @@ use crate::api::{convert, ids};
 use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::runtime::events::committed_aggregate_events::CommittedAggregateEvent;
 use crate::proto::dolittle::runtime::events::{
-    CommitEventsResponse, CommittedAggregateEvents, CommittedEvent,
+    CommitAggregateEventsResponse, CommitEventsResponse, CommittedAggregateEvents, CommittedEvent,
 };
 
 /// A committed event: `event` as it was committed, at `sequence_number`, with its commit's
@@ -152,24 +152,12 @@ impl CommitAnswer {
             .map(|((start, end), n)| (n, &fields[start..end]))
     }
 
-    /// An event's length inside its entry: its sequence number (left out at 0, as proto3
-    /// leaves out a zero) and its fields.
-    fn event_len(sequence_number: u64, fields: &[u8]) -> usize {
-        use prost::encoding::{encoded_len_varint, key_len};
-        let number = if sequence_number == 0 {
-            0
-        } else {
-            key_len(SEQUENCE_NUMBER_FIELD) + encoded_len_varint(sequence_number)
-        };
-        number + fields.len()
-    }
-
     /// The length of the encoded `CommitEventsResponse`.
     pub fn encoded_len(&self) -> usize {
         use prost::encoding::{encoded_len_varint, key_len};
         self.events()
             .map(|(n, fields)| {
-                let len = Self::event_len(n, fields);
+                let len = numbered_event_len(n, fields);
                 key_len(RESPONSE_EVENTS_FIELD) + encoded_len_varint(len as u64) + len
             })
             .sum()
@@ -177,17 +165,41 @@ impl CommitAnswer {
 
     /// Writes the `CommitEventsResponse` (no failure; the events in order) to `buf`.
     pub fn encode(&self, buf: &mut impl BufMut) {
-        use prost::encoding::{encode_key, encode_varint, WireType};
         for (n, fields) in self.events() {
-            encode_key(RESPONSE_EVENTS_FIELD, WireType::LengthDelimited, buf);
-            encode_varint(Self::event_len(n, fields) as u64, buf);
-            if n != 0 {
-                encode_key(SEQUENCE_NUMBER_FIELD, WireType::Varint, buf);
-                encode_varint(n, buf);
-            }
-            buf.put_slice(fields);
+            write_numbered_event(RESPONSE_EVENTS_FIELD, n, fields, buf);
         }
     }
+}
+
+/// An event's length inside its entry: its sequence number (field 1 of `CommittedEvent` and of
+/// `CommittedAggregateEvent`, left out at 0 as proto3 leaves out a zero) and its other fields.
+fn numbered_event_len(sequence_number: u64, fields: &[u8]) -> usize {
+    use prost::encoding::{encoded_len_varint, key_len};
+    let number = if sequence_number == 0 {
+        0
+    } else {
+        key_len(SEQUENCE_NUMBER_FIELD) + encoded_len_varint(sequence_number)
+    };
+    number + fields.len()
+}
+
+/// The length of an event's entry in field `tag` of the message around it.
+fn numbered_entry_len(tag: u32, sequence_number: u64, fields: &[u8]) -> usize {
+    use prost::encoding::{encoded_len_varint, key_len};
+    let len = numbered_event_len(sequence_number, fields);
+    key_len(tag) + encoded_len_varint(len as u64) + len
+}
+
+/// Writes an event's entry in field `tag`: its sequence number, then its other fields.
+fn write_numbered_event(tag: u32, sequence_number: u64, fields: &[u8], buf: &mut impl BufMut) {
+    use prost::encoding::{encode_key, encode_varint, WireType};
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(numbered_event_len(sequence_number, fields) as u64, buf);
+    if sequence_number != 0 {
+        encode_key(SEQUENCE_NUMBER_FIELD, WireType::Varint, buf);
+        encode_varint(sequence_number, buf);
+    }
+    buf.put_slice(fields);
 }
 
 /// A `CommitEventsResponse` as the Commit rpc answers it: the acknowledged commit's events, or
@@ -371,6 +383,269 @@ impl<'e> EventFields<'e> {
     }
 }
 
+/// The answer to a CommitForAggregate, written while the commit is on its way to disk as
+/// [`PreparedCommitAnswer`] is for a Commit: everything but the events' sequence numbers, which
+/// only the acknowledged commit knows. The aggregate's versions are known before: a commit
+/// only succeeds at the version it expected. Encoded, it is byte for byte the
+/// `CommitAggregateEventsResponse` of [`committed_aggregate_events`] (the tests compare them).
+#[derive(Debug, Clone)]
+pub struct PreparedAggregateAnswer {
+    root: Uuid,
+    event_source_id: String,
+    /// The aggregate's version after the commit.
+    current: u64,
+    /// `CommittedAggregateEvents`' fields before its events (1 to 3).
+    head: Vec<u8>,
+    /// Each event's fields after its sequence number, one event after another.
+    fields: Vec<u8>,
+    /// Where each event's fields end in `fields`.
+    ends: Vec<usize>,
+}
+
+/// `CommitAggregateEventsResponse.events`, `CommittedAggregateEvents.events` and
+/// `.currentAggregateRootVersion`.
+const AGGREGATE_RESPONSE_EVENTS_FIELD: u32 = 2;
+const AGGREGATE_EVENTS_FIELD: u32 = 4;
+const CURRENT_VERSION_FIELD: u32 = 5;
+
+impl PreparedAggregateAnswer {
+    /// The answer to `commit` but its sequence numbers, should it be acknowledged.
+    pub fn of(commit: &AggregateCommit) -> PreparedAggregateAnswer {
+        let occurred = convert::timestamp(commit.occurred_ns);
+        let context = convert::execution_context_to_wire(&commit.execution_context).encode_to_vec();
+        let current = commit
+            .expected_version
+            .saturating_add(commit.events.len() as u64);
+        let mut head = Vec::with_capacity(commit.event_source_id.len() + 40);
+        if !commit.event_source_id.is_empty() {
+            EventFields::delimited(1, commit.event_source_id.as_bytes(), &mut head);
+        }
+        EventFields::delimited(2, &uuid_message(commit.aggregate_root), &mut head);
+        EventFields::number(3, deprecated_aggregate_root_version(current), &mut head);
+        let fields_of = |event, version| AggregateEventFields {
+            occurred,
+            context: &context,
+            event,
+            version,
+        };
+        // Each event's aggregate version (saturating: a commit whose versions would overflow
+        // is refused by the engine, and its prepared answer dropped).
+        let version = |i: usize| commit.expected_version.saturating_add(i as u64);
+        let len = commit
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| fields_of(e, version(i)).encoded_len())
+            .sum();
+        let mut fields = Vec::with_capacity(len);
+        let ends = commit
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                fields_of(e, version(i)).encode(&mut fields);
+                fields.len()
+            })
+            .collect();
+        PreparedAggregateAnswer {
+            root: commit.aggregate_root,
+            event_source_id: commit.event_source_id.clone(),
+            current,
+            head,
+            fields,
+            ends,
+        }
+    }
+
+    /// The answer, its events numbered from the receipt's first.
+    pub fn numbered(self, receipt: AggregateCommitReceipt) -> AggregateAnswer {
+        debug_assert_eq!(self.ends.len() as u64, receipt.count);
+        debug_assert_eq!(self.current, receipt.current_version());
+        AggregateAnswer {
+            prepared: self,
+            first: receipt.first.0,
+        }
+    }
+}
+
+/// An encoded `dolittle.protobuf.Uuid` holding `id`.
+fn uuid_message(id: Uuid) -> [u8; UUID_LEN] {
+    let mut message = [0; UUID_LEN];
+    message[0] = 0x0a; // field 1 (value), length-delimited
+    message[1] = 16;
+    message[2..].copy_from_slice(&ids::wire_bytes(id));
+    message
+}
+
+/// The answer to a CommitForAggregate that was acknowledged, ready to encode as its
+/// `CommitAggregateEventsResponse`.
+#[derive(Debug, Clone)]
+pub struct AggregateAnswer {
+    prepared: PreparedAggregateAnswer,
+    first: u64,
+}
+
+impl AggregateAnswer {
+    /// Each event's sequence number and fields.
+    fn events(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
+        let PreparedAggregateAnswer { fields, ends, .. } = &self.prepared;
+        let starts = std::iter::once(0).chain(ends.iter().copied());
+        starts
+            .zip(ends.iter().copied())
+            .zip(self.first..)
+            .map(|((start, end), n)| (n, &fields[start..end]))
+    }
+
+    /// The length of the `CommittedAggregateEvents`.
+    fn events_message_len(&self) -> usize {
+        let entries: usize = self
+            .events()
+            .map(|(n, fields)| numbered_entry_len(AGGREGATE_EVENTS_FIELD, n, fields))
+            .sum();
+        self.prepared.head.len()
+            + entries
+            + EventFields::number_len(CURRENT_VERSION_FIELD, self.prepared.current)
+    }
+
+    /// The length of the encoded `CommitAggregateEventsResponse`.
+    pub fn encoded_len(&self) -> usize {
+        EventFields::delimited_len(AGGREGATE_RESPONSE_EVENTS_FIELD, self.events_message_len())
+    }
+
+    /// Writes the `CommitAggregateEventsResponse` (no failure; the aggregate's events) to `buf`.
+    pub fn encode(&self, buf: &mut impl BufMut) {
+        use prost::encoding::{encode_key, encode_varint, WireType};
+        encode_key(
+            AGGREGATE_RESPONSE_EVENTS_FIELD,
+            WireType::LengthDelimited,
+            buf,
+        );
+        encode_varint(self.events_message_len() as u64, buf);
+        buf.put_slice(&self.prepared.head);
+        for (n, fields) in self.events() {
+            write_numbered_event(AGGREGATE_EVENTS_FIELD, n, fields, buf);
+        }
+        EventFields::number(CURRENT_VERSION_FIELD, self.prepared.current, buf);
+    }
+
+    /// How many events the answer holds.
+    pub fn count(&self) -> usize {
+        self.prepared.ends.len()
+    }
+
+    /// The aggregate's root, event source and version after the commit.
+    pub fn aggregate(&self) -> (Uuid, &str, u64) {
+        let p = &self.prepared;
+        (p.root, &p.event_source_id, p.current)
+    }
+
+    /// Writes the `i`-th event as an entry of `CommittedAggregateEvents.events`, as the
+    /// contract encodes it (what a kept FetchForAggregate answer holds).
+    pub fn write_entry(&self, i: usize, buf: &mut impl BufMut) {
+        if let Some((n, fields)) = self.events().nth(i) {
+            write_numbered_event(AGGREGATE_EVENTS_FIELD, n, fields, buf);
+        }
+    }
+}
+
+/// A `CommitAggregateEventsResponse` as the CommitForAggregate rpc answers it: the acknowledged
+/// commit's events, or a failure (encoded when it happens).
+#[derive(Debug, Clone)]
+pub enum AggregateEventsAnswer {
+    /// The commit's events.
+    Committed(AggregateAnswer),
+    /// An encoded `CommitAggregateEventsResponse` carrying its failure.
+    Failed(Bytes),
+}
+
+impl AggregateEventsAnswer {
+    /// The length of the encoded response.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            AggregateEventsAnswer::Committed(answer) => answer.encoded_len(),
+            AggregateEventsAnswer::Failed(encoded) => encoded.len(),
+        }
+    }
+
+    /// Writes the encoded response to `buf`.
+    pub fn encode(&self, buf: &mut impl BufMut) {
+        match self {
+            AggregateEventsAnswer::Committed(answer) => answer.encode(buf),
+            AggregateEventsAnswer::Failed(encoded) => buf.put_slice(encoded),
+        }
+    }
+}
+
+impl InBand<AggregateAnswer> for AggregateEventsAnswer {
+    fn ok(answer: AggregateAnswer) -> Self {
+        AggregateEventsAnswer::Committed(answer)
+    }
+
+    fn failed(failure: &Failure) -> Self {
+        AggregateEventsAnswer::Failed(
+            CommitAggregateEventsResponse::failed(failure)
+                .encode_to_vec()
+                .into(),
+        )
+    }
+}
+
+/// A committed aggregate event's fields after its sequence number (2 to 7) as
+/// [`committed_aggregate_event_of`] fills them.
+struct AggregateEventFields<'e> {
+    occurred: Timestamp,
+    context: &'e [u8],
+    event: &'e AggregateEvent,
+    version: u64,
+}
+
+impl AggregateEventFields<'_> {
+    fn artifact_len(&self) -> usize {
+        EventFields::delimited_len(ARTIFACT_ID_FIELD, UUID_LEN)
+            + EventFields::number_len(
+                ARTIFACT_GENERATION_FIELD,
+                u64::from(self.event.event_type.generation),
+            )
+    }
+
+    fn encoded_len(&self) -> usize {
+        use prost::encoding::message;
+        message::encoded_len(2, &self.occurred)
+            + EventFields::delimited_len(3, self.context.len())
+            + EventFields::delimited_len(4, self.artifact_len())
+            + EventFields::flag_len(5, self.event.public)
+            + if self.event.content.is_empty() {
+                0
+            } else {
+                EventFields::delimited_len(6, self.event.content.len())
+            }
+            + EventFields::number_len(7, self.version)
+    }
+
+    fn encode(&self, buf: &mut impl BufMut) {
+        use prost::encoding::{encode_key, encode_varint, message, WireType};
+        message::encode(2, &self.occurred, buf);
+        EventFields::delimited(3, self.context, buf);
+        encode_key(4, WireType::LengthDelimited, buf);
+        encode_varint(self.artifact_len() as u64, buf);
+        EventFields::delimited(
+            ARTIFACT_ID_FIELD,
+            &uuid_message(self.event.event_type.id),
+            buf,
+        );
+        EventFields::number(
+            ARTIFACT_GENERATION_FIELD,
+            u64::from(self.event.event_type.generation),
+            buf,
+        );
+        EventFields::flag(5, self.event.public, buf);
+        if !self.event.content.is_empty() {
+            EventFields::delimited(6, self.event.content.as_bytes(), buf);
+        }
+        EventFields::number(7, self.version, buf);
+    }
+}
+
 /// An event read from the log (what processors deliver).
 pub fn committed_event(view: &EventView<'_>) -> CommittedEvent {
     let event = view.to_event();
@@ -481,6 +756,16 @@ pub fn aggregate_events(
         })
         .collect();
     aggregate_events_of(root, event_source_id.to_owned(), current, events)
+}
+
+/// The header of an aggregate's events with no events in its list: what the answers to
+/// CommitForAggregate and FetchForAggregate carry around the events.
+pub fn aggregate_events_header(
+    root: Uuid,
+    event_source_id: &str,
+    current: u64,
+) -> CommittedAggregateEvents {
+    aggregate_events_of(root, event_source_id.to_owned(), current, Vec::new())
 }
 
 /// An aggregate's events with the header around them.
@@ -605,6 +890,94 @@ mod tests {
         let failure = Failure::no_events();
         let contract = CommitEventsResponse::failed(&failure).encode_to_vec();
         let answer = CommitEventsAnswer::failed(&failure);
+        let mut encoded = Vec::new();
+        answer.encode(&mut encoded);
+        assert_eq!(encoded, contract);
+        assert_eq!(answer.encoded_len(), contract.len());
+    }
+
+    /// A commit for an aggregate's answer, prepared before its sequence numbers are known and
+    /// numbered after, is byte for byte the contract's answer; its entries are the contract's
+    /// events; a failed one is the contract's failure.
+    #[test]
+    fn a_prepared_aggregate_answer_is_the_contracts_answer() {
+        use crate::proto::dolittle::runtime::events::CommitAggregateEventsResponse;
+        let event = |content: &str, public, generation| AggregateEvent {
+            event_type: EventType {
+                id: Uuid::from_u128(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10),
+                generation,
+            },
+            public,
+            content: content.into(),
+        };
+        let long = format!("{{\"a\":\"{}\"}}", "x".repeat(300));
+        for (occurred_ns, first, expected, source, context) in [
+            (OCCURRED_NS, 41, 3, "order-1", context()),
+            (0, 0, 0, "", ExecutionContext::default()),
+            (-1_500_000_000, 7, 1, "x", context()),
+            (
+                OCCURRED_NS,
+                u64::MAX - 10,
+                u64::MAX - 4,
+                "order-2",
+                context(),
+            ),
+            (OCCURRED_NS, 127, 127, &*"s".repeat(200), context()),
+        ] {
+            let commit = AggregateCommit {
+                occurred_ns,
+                execution_context: context,
+                aggregate_root: Uuid::from_u128(0xabcd),
+                event_source_id: source.into(),
+                expected_version: expected,
+                events: vec![
+                    event(r#"{"a":1}"#, true, 1),
+                    event("", false, 0),
+                    event("{}", true, 300),
+                    event(&long, false, u32::MAX),
+                ],
+            };
+            let receipt = AggregateCommitReceipt {
+                first: EventLogSequenceNumber(first),
+                count: 4,
+                version_before: expected,
+            };
+            let committed = committed_aggregate_events(commit.clone(), receipt);
+            let contract = CommitAggregateEventsResponse::ok(committed.clone()).encode_to_vec();
+            let answer = PreparedAggregateAnswer::of(&commit).numbered(receipt);
+            let mut prepared = Vec::new();
+            answer.encode(&mut prepared);
+            assert_eq!(prepared, contract, "occurred {occurred_ns}, first {first}");
+            assert_eq!(answer.encoded_len(), contract.len());
+            assert_eq!(answer.count(), 4);
+            assert_eq!(
+                answer.aggregate(),
+                (commit.aggregate_root, source, expected + 4)
+            );
+            for (i, event) in committed.events.iter().enumerate() {
+                let mut entry = Vec::new();
+                answer.write_entry(i, &mut entry);
+                let mut contract = Vec::new();
+                prost::encoding::message::encode(4, event, &mut contract);
+                assert_eq!(entry, contract, "event {i}");
+            }
+            let answer = AggregateEventsAnswer::ok(answer);
+            assert_eq!(answer.encoded_len(), contract.len());
+        }
+        // A commit whose versions would overflow is refused by the engine; preparing its
+        // answer must not fail.
+        let at_the_end = AggregateCommit {
+            occurred_ns: OCCURRED_NS,
+            execution_context: context(),
+            aggregate_root: Uuid::from_u128(1),
+            event_source_id: "es".into(),
+            expected_version: u64::MAX,
+            events: vec![event("{}", false, 1), event("{}", false, 1)],
+        };
+        drop(PreparedAggregateAnswer::of(&at_the_end));
+        let failure = Failure::invalid("no");
+        let contract = CommitAggregateEventsResponse::failed(&failure).encode_to_vec();
+        let answer = AggregateEventsAnswer::failed(&failure);
         let mut encoded = Vec::new();
         answer.encode(&mut encoded);
         assert_eq!(encoded, contract);
