@@ -74,33 +74,16 @@ fn commit_answer(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("commit_answer");
     group.throughput(Throughput::Elements(100));
-    // Each routine gets its own commit, cloned outside the timing just before it (so in cache,
-    // as a request just decoded is), and hands back what holds the events' strings, so that
-    // neither pays for freeing them: the server frees them after answering either way.
-    group.bench_function("contract_messages", |b| {
-        encoding(
-            b,
-            || commit.clone(),
-            |commit, buf| {
-                let response =
-                    CommitEventsResponse::ok(committed::committed_events(commit, receipt));
-                response.encode(buf).expect("room");
-                response
-            },
-        );
-    });
-    group.bench_function("prepare_and_encode", |b| {
-        encoding(
-            b,
-            || commit.clone(),
-            |commit, buf| {
-                PreparedCommitAnswer::of(&commit)
-                    .numbered(receipt)
-                    .encode(buf);
-                commit
-            },
-        );
-    });
+    answered_both_ways(
+        &mut group,
+        &commit,
+        |commit| CommitEventsResponse::ok(committed::committed_events(commit, receipt)),
+        |commit, buf| {
+            PreparedCommitAnswer::of(commit)
+                .numbered(receipt)
+                .encode(buf);
+        },
+    );
     group.bench_function("after_the_ack", |b| {
         encoding(
             b,
@@ -138,14 +121,41 @@ fn aggregate_answer(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("aggregate_answer");
     group.throughput(Throughput::Elements(100));
+    answered_both_ways(
+        &mut group,
+        &commit,
+        |commit| {
+            CommitAggregateEventsResponse::ok(committed::committed_aggregate_events(
+                commit, receipt,
+            ))
+        },
+        |commit, buf| {
+            PreparedAggregateAnswer::of(commit)
+                .numbered(receipt)
+                .encode(buf);
+        },
+    );
+    group.finish();
+}
+
+/// Adds the two ways of answering `commit` to `group`: `contract_messages`, the contract's
+/// messages built by `contract` and encoded by prost, and `prepare_and_encode`, the answer
+/// `prepared` writes. Each routine gets its own commit, cloned outside the timing just before
+/// it (so in cache, as a request just decoded is), and hands back what holds the events'
+/// strings, so that neither pays for freeing them: the server frees them after answering
+/// either way.
+fn answered_both_ways<C: Clone, R: Message>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    commit: &C,
+    contract: impl Fn(C) -> R,
+    prepared: impl Fn(&C, &mut Vec<u8>),
+) {
     group.bench_function("contract_messages", |b| {
         encoding(
             b,
             || commit.clone(),
             |commit, buf| {
-                let response = CommitAggregateEventsResponse::ok(
-                    committed::committed_aggregate_events(commit, receipt),
-                );
+                let response = contract(commit);
                 response.encode(buf).expect("room");
                 response
             },
@@ -156,14 +166,11 @@ fn aggregate_answer(c: &mut Criterion) {
             b,
             || commit.clone(),
             |commit, buf| {
-                PreparedAggregateAnswer::of(&commit)
-                    .numbered(receipt)
-                    .encode(buf);
+                prepared(&commit, buf);
                 commit
             },
         );
     });
-    group.finish();
 }
 
 fn commit_request(c: &mut Criterion) {

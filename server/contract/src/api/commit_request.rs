@@ -120,16 +120,7 @@ const LENGTH_DELIMITED: u64 = 2;
 impl<'a> WireEvent<'a> {
     fn read(bytes: &'a [u8]) -> Option<WireEvent<'a>> {
         let mut event = WireEvent::default();
-        let mut seen = 0_u32;
-        let mut r = Reader(bytes);
-        while !r.0.is_empty() {
-            let field = r.key()?;
-            // Each field once: prost merges a repeated field, which is left to it.
-            let bit = 1 << (field.0 & 31);
-            if seen & bit != 0 {
-                return None;
-            }
-            seen |= bit;
+        each_field_once(bytes, |field, r| {
             match field {
                 (EVENT_TYPE, LENGTH_DELIMITED) => {
                     event.event_type = Some(WireEventType::read(r.delimited()?)?);
@@ -143,7 +134,8 @@ impl<'a> WireEvent<'a> {
                 }
                 _ => return None,
             }
-        }
+            Some(())
+        })?;
         Some(event)
     }
 
@@ -189,15 +181,7 @@ impl WireEventType {
             id: None,
             generation: 0,
         };
-        let mut seen = 0_u32;
-        let mut r = Reader(bytes);
-        while !r.0.is_empty() {
-            let field = r.key()?;
-            let bit = 1 << (field.0 & 31);
-            if seen & bit != 0 {
-                return None;
-            }
-            seen |= bit;
+        each_field_once(bytes, |field, r| {
             match field {
                 (ARTIFACT_ID, LENGTH_DELIMITED) => artifact.id = Some(read_uuid(r.delimited()?)?),
                 (ARTIFACT_GENERATION, VARINT) => {
@@ -205,9 +189,31 @@ impl WireEventType {
                 }
                 _ => return None,
             }
-        }
+            Some(())
+        })?;
         Some(artifact)
     }
+}
+
+/// Reads each field of the message `bytes` with `field`, given the field's number and wire
+/// type and the reader at its value. None when a field comes twice (prost merges a repeated
+/// field, which is left to it), a key is malformed, or `field` is not sure of one.
+fn each_field_once<'a>(
+    bytes: &'a [u8],
+    mut field: impl FnMut((u32, u64), &mut Reader<'a>) -> Option<()>,
+) -> Option<()> {
+    let mut seen = 0_u32;
+    let mut r = Reader(bytes);
+    while !r.0.is_empty() {
+        let key = r.key()?;
+        let bit = 1 << (key.0 & 31);
+        if seen & bit != 0 {
+            return None;
+        }
+        seen |= bit;
+        field(key, &mut r)?;
+    }
+    Some(())
 }
 
 /// A `Uuid` of exactly one value of 16 bytes (any other is left to prost and the checks).
