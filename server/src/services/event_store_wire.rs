@@ -27,7 +27,8 @@ use std::task::{Context, Poll};
 
 use annals_contract::api::commit_request::CommitRequest;
 use annals_contract::api::committed::{
-    AggregateEventsAnswer, CommitEventsAnswer, PreparedAggregateAnswer, PreparedCommitAnswer,
+    AggregateEventsAnswer, Answered, CommitEventsAnswer, EncodedEvents, PreparedAggregateAnswer,
+    PreparedCommitAnswer,
 };
 use bytes::{Buf, BufMut, Bytes};
 use tonic::body::Body;
@@ -260,14 +261,7 @@ impl WrittenAnswer for Bytes {
     }
 }
 
-impl WrittenAnswer for CommitEventsAnswer {
-    fn write_to(self, dst: &mut EncodeBuf<'_>) {
-        dst.reserve(self.encoded_len());
-        self.encode(dst);
-    }
-}
-
-impl WrittenAnswer for AggregateEventsAnswer {
+impl<A: EncodedEvents + Send + 'static> WrittenAnswer for Answered<A> {
     fn write_to(self, dst: &mut EncodeBuf<'_>) {
         dst.reserve(self.encoded_len());
         self.encode(dst);

@@ -202,41 +202,86 @@ fn write_numbered_event(tag: u32, sequence_number: u64, fields: &[u8], buf: &mut
     buf.put_slice(fields);
 }
 
-/// A `CommitEventsResponse` as the Commit rpc answers it: the acknowledged commit's events, or
-/// a failure (encoded when it happens).
+/// The events of an acknowledged commit as an rpc's response carries them, written by this
+/// module ([`CommitAnswer`] for Commit, [`AggregateAnswer`] for CommitForAggregate).
+pub trait EncodedEvents {
+    /// The length of the encoded response.
+    fn encoded_len(&self) -> usize;
+    /// Writes the encoded response (no failure) to `buf`.
+    fn encode(&self, buf: &mut impl BufMut);
+    /// The encoded response carrying `failure` instead.
+    fn failed_response(failure: &Failure) -> Vec<u8>;
+}
+
+/// A response as a commit rpc answers it: the acknowledged commit's events `A`, or a failure
+/// (encoded when it happens).
 #[derive(Debug, Clone)]
-pub enum CommitEventsAnswer {
+pub enum Answered<A> {
     /// The commit's events.
-    Committed(CommitAnswer),
-    /// An encoded `CommitEventsResponse` carrying its failure.
+    Committed(A),
+    /// An encoded response carrying its failure.
     Failed(Bytes),
 }
 
-impl CommitEventsAnswer {
+/// A `CommitEventsResponse` as the Commit rpc answers it.
+pub type CommitEventsAnswer = Answered<CommitAnswer>;
+
+/// A `CommitAggregateEventsResponse` as the CommitForAggregate rpc answers it.
+pub type AggregateEventsAnswer = Answered<AggregateAnswer>;
+
+impl<A: EncodedEvents> Answered<A> {
     /// The length of the encoded response.
     pub fn encoded_len(&self) -> usize {
         match self {
-            CommitEventsAnswer::Committed(answer) => answer.encoded_len(),
-            CommitEventsAnswer::Failed(encoded) => encoded.len(),
+            Answered::Committed(answer) => answer.encoded_len(),
+            Answered::Failed(encoded) => encoded.len(),
         }
     }
 
     /// Writes the encoded response to `buf`.
     pub fn encode(&self, buf: &mut impl BufMut) {
         match self {
-            CommitEventsAnswer::Committed(answer) => answer.encode(buf),
-            CommitEventsAnswer::Failed(encoded) => buf.put_slice(encoded),
+            Answered::Committed(answer) => answer.encode(buf),
+            Answered::Failed(encoded) => buf.put_slice(encoded),
         }
     }
 }
 
-impl InBand<CommitAnswer> for CommitEventsAnswer {
-    fn ok(answer: CommitAnswer) -> Self {
-        CommitEventsAnswer::Committed(answer)
+impl<A: EncodedEvents> InBand<A> for Answered<A> {
+    fn ok(answer: A) -> Self {
+        Answered::Committed(answer)
     }
 
     fn failed(failure: &Failure) -> Self {
-        CommitEventsAnswer::Failed(CommitEventsResponse::failed(failure).encode_to_vec().into())
+        Answered::Failed(A::failed_response(failure).into())
+    }
+}
+
+impl EncodedEvents for CommitAnswer {
+    fn encoded_len(&self) -> usize {
+        CommitAnswer::encoded_len(self)
+    }
+
+    fn encode(&self, buf: &mut impl BufMut) {
+        CommitAnswer::encode(self, buf);
+    }
+
+    fn failed_response(failure: &Failure) -> Vec<u8> {
+        CommitEventsResponse::failed(failure).encode_to_vec()
+    }
+}
+
+impl EncodedEvents for AggregateAnswer {
+    fn encoded_len(&self) -> usize {
+        AggregateAnswer::encoded_len(self)
+    }
+
+    fn encode(&self, buf: &mut impl BufMut) {
+        AggregateAnswer::encode(self, buf);
+    }
+
+    fn failed_response(failure: &Failure) -> Vec<u8> {
+        CommitAggregateEventsResponse::failed(failure).encode_to_vec()
     }
 }
 
@@ -545,48 +590,6 @@ impl AggregateAnswer {
         if let Some((n, fields)) = self.events().nth(i) {
             write_numbered_event(AGGREGATE_EVENTS_FIELD, n, fields, buf);
         }
-    }
-}
-
-/// A `CommitAggregateEventsResponse` as the CommitForAggregate rpc answers it: the acknowledged
-/// commit's events, or a failure (encoded when it happens).
-#[derive(Debug, Clone)]
-pub enum AggregateEventsAnswer {
-    /// The commit's events.
-    Committed(AggregateAnswer),
-    /// An encoded `CommitAggregateEventsResponse` carrying its failure.
-    Failed(Bytes),
-}
-
-impl AggregateEventsAnswer {
-    /// The length of the encoded response.
-    pub fn encoded_len(&self) -> usize {
-        match self {
-            AggregateEventsAnswer::Committed(answer) => answer.encoded_len(),
-            AggregateEventsAnswer::Failed(encoded) => encoded.len(),
-        }
-    }
-
-    /// Writes the encoded response to `buf`.
-    pub fn encode(&self, buf: &mut impl BufMut) {
-        match self {
-            AggregateEventsAnswer::Committed(answer) => answer.encode(buf),
-            AggregateEventsAnswer::Failed(encoded) => buf.put_slice(encoded),
-        }
-    }
-}
-
-impl InBand<AggregateAnswer> for AggregateEventsAnswer {
-    fn ok(answer: AggregateAnswer) -> Self {
-        AggregateEventsAnswer::Committed(answer)
-    }
-
-    fn failed(failure: &Failure) -> Self {
-        AggregateEventsAnswer::Failed(
-            CommitAggregateEventsResponse::failed(failure)
-                .encode_to_vec()
-                .into(),
-        )
     }
 }
 
