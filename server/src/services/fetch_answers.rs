@@ -122,12 +122,6 @@ impl Answer {
     }
 }
 
-/// The header of an aggregate's events (its list left empty): its root, event source and
-/// version, as the contract's answers carry them.
-fn header_of(root: Uuid, event_source: &str, current: u64) -> CommittedAggregateEvents {
-    committed::aggregate_events_header(root, event_source, current)
-}
-
 /// Appends the entries of `events` (field 4 of CommittedAggregateEvents) to `out`; returns
 /// how many.
 fn encode_events<'e>(
@@ -305,7 +299,7 @@ impl FetchAnswers {
         if kept.version != version_before {
             return;
         }
-        let header = header_of(root, event_source, current);
+        let header = committed::aggregate_events_header(root, event_source, current);
         let answers = kept
             .answers
             .into_iter()
@@ -382,8 +376,7 @@ impl CommittedEntries for AggregateAnswer {
     }
 
     fn aggregate(&self) -> (&str, u64) {
-        let (_, event_source, current) = AggregateAnswer::aggregate(self);
-        (event_source, current)
+        AggregateAnswer::aggregate(self)
     }
 
     fn entries_len(&self) -> usize {

@@ -144,12 +144,7 @@ const SEQUENCE_NUMBER_FIELD: u32 = 1;
 impl CommitAnswer {
     /// Each event's sequence number and fields.
     fn events(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
-        let PreparedCommitAnswer { fields, ends } = &self.prepared;
-        let starts = std::iter::once(0).chain(ends.iter().copied());
-        starts
-            .zip(ends.iter().copied())
-            .zip(self.first..)
-            .map(|((start, end), n)| (n, &fields[start..end]))
+        numbered(&self.prepared.fields, &self.prepared.ends, self.first)
     }
 
     /// The length of the encoded `CommitEventsResponse`.
@@ -169,6 +164,20 @@ impl CommitAnswer {
             write_numbered_event(RESPONSE_EVENTS_FIELD, n, fields, buf);
         }
     }
+}
+
+/// Prepared events numbered: each event's sequence number (from `first` on) and its fields,
+/// which end in `fields` where `ends` says.
+fn numbered<'f>(
+    fields: &'f [u8],
+    ends: &'f [usize],
+    first: u64,
+) -> impl Iterator<Item = (u64, &'f [u8])> + 'f {
+    let starts = std::iter::once(0).chain(ends.iter().copied());
+    starts
+        .zip(ends.iter().copied())
+        .zip(first..)
+        .map(move |((start, end), n)| (n, &fields[start..end]))
 }
 
 /// An event's length inside its entry: its sequence number (field 1 of `CommittedEvent` and of
@@ -298,10 +307,11 @@ struct EventFields<'e> {
     horizon: Option<EventHorizonOrigin>,
 }
 
-/// `dolittle.artifacts.Artifact`'s id and generation, `dolittle.protobuf.Uuid`'s value.
+/// `dolittle.artifacts.Artifact`'s id and generation.
 const ARTIFACT_ID_FIELD: u32 = 1;
 const ARTIFACT_GENERATION_FIELD: u32 = 2;
-const UUID_VALUE_FIELD: u32 = 1;
+/// The key of `dolittle.protobuf.Uuid`'s value: field 1, length-delimited.
+const UUID_VALUE_KEY: u8 = 1 << 3 | 2;
 /// An encoded `dolittle.protobuf.Uuid`: its value's key, length and 16 bytes.
 const UUID_LEN: usize = 2 + 16;
 
@@ -364,13 +374,23 @@ impl<'e> EventFields<'e> {
         }
     }
 
-    /// The length of the event type's `Artifact` (its id always, its generation unless 0).
-    fn artifact_len(&self) -> usize {
+    /// The length of an event type's `Artifact` (its id always, its generation unless 0).
+    fn artifact_len(event_type: EventType) -> usize {
         Self::delimited_len(ARTIFACT_ID_FIELD, UUID_LEN)
-            + Self::number_len(
-                ARTIFACT_GENERATION_FIELD,
-                u64::from(self.event_type.generation),
-            )
+            + Self::number_len(ARTIFACT_GENERATION_FIELD, u64::from(event_type.generation))
+    }
+
+    /// Writes an event type's `Artifact` as field `tag`.
+    fn artifact(tag: u32, event_type: EventType, buf: &mut impl BufMut) {
+        use prost::encoding::{encode_key, encode_varint, WireType};
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(Self::artifact_len(event_type) as u64, buf);
+        Self::delimited(ARTIFACT_ID_FIELD, &uuid_message(event_type.id), buf);
+        Self::number(
+            ARTIFACT_GENERATION_FIELD,
+            u64::from(event_type.generation),
+            buf,
+        );
     }
 
     fn encoded_len(&self) -> usize {
@@ -383,7 +403,7 @@ impl<'e> EventFields<'e> {
                 Self::delimited_len(3, self.source.len())
             }
             + Self::delimited_len(4, self.context.len())
-            + Self::delimited_len(5, self.artifact_len())
+            + Self::delimited_len(5, Self::artifact_len(self.event_type))
             + Self::flag_len(6, self.public)
             + if self.content.is_empty() {
                 0
@@ -396,22 +416,13 @@ impl<'e> EventFields<'e> {
     }
 
     fn encode(&self, buf: &mut impl BufMut) {
-        use prost::encoding::{encode_key, encode_varint, message, WireType};
+        use prost::encoding::message;
         message::encode(2, &self.occurred, buf);
         if !self.source.is_empty() {
             Self::delimited(3, self.source.as_bytes(), buf);
         }
         Self::delimited(4, self.context, buf);
-        encode_key(5, WireType::LengthDelimited, buf);
-        encode_varint(self.artifact_len() as u64, buf);
-        encode_key(ARTIFACT_ID_FIELD, WireType::LengthDelimited, buf);
-        encode_varint(UUID_LEN as u64, buf);
-        Self::delimited(UUID_VALUE_FIELD, &ids::wire_bytes(self.event_type.id), buf);
-        Self::number(
-            ARTIFACT_GENERATION_FIELD,
-            u64::from(self.event_type.generation),
-            buf,
-        );
+        Self::artifact(5, self.event_type, buf);
         Self::flag(6, self.public, buf);
         if !self.content.is_empty() {
             Self::delimited(7, self.content.as_bytes(), buf);
@@ -435,7 +446,6 @@ impl<'e> EventFields<'e> {
 /// `CommitAggregateEventsResponse` of [`committed_aggregate_events`] (the tests compare them).
 #[derive(Debug, Clone)]
 pub struct PreparedAggregateAnswer {
-    root: Uuid,
     event_source_id: String,
     /// The aggregate's version after the commit.
     current: u64,
@@ -493,7 +503,6 @@ impl PreparedAggregateAnswer {
             })
             .collect();
         PreparedAggregateAnswer {
-            root: commit.aggregate_root,
             event_source_id: commit.event_source_id.clone(),
             current,
             head,
@@ -516,7 +525,7 @@ impl PreparedAggregateAnswer {
 /// An encoded `dolittle.protobuf.Uuid` holding `id`.
 fn uuid_message(id: Uuid) -> [u8; UUID_LEN] {
     let mut message = [0; UUID_LEN];
-    message[0] = 0x0a; // field 1 (value), length-delimited
+    message[0] = UUID_VALUE_KEY;
     message[1] = 16;
     message[2..].copy_from_slice(&ids::wire_bytes(id));
     message
@@ -533,12 +542,7 @@ pub struct AggregateAnswer {
 impl AggregateAnswer {
     /// Each event's sequence number and fields.
     fn events(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
-        let PreparedAggregateAnswer { fields, ends, .. } = &self.prepared;
-        let starts = std::iter::once(0).chain(ends.iter().copied());
-        starts
-            .zip(ends.iter().copied())
-            .zip(self.first..)
-            .map(|((start, end), n)| (n, &fields[start..end]))
+        numbered(&self.prepared.fields, &self.prepared.ends, self.first)
     }
 
     /// The length of the `CommittedAggregateEvents`.
@@ -578,10 +582,9 @@ impl AggregateAnswer {
         self.prepared.ends.len()
     }
 
-    /// The aggregate's root, event source and version after the commit.
-    pub fn aggregate(&self) -> (Uuid, &str, u64) {
-        let p = &self.prepared;
-        (p.root, &p.event_source_id, p.current)
+    /// The aggregate's event source and its version after the commit.
+    pub fn aggregate(&self) -> (&str, u64) {
+        (&self.prepared.event_source_id, self.prepared.current)
     }
 
     /// Writes the `i`-th event as an entry of `CommittedAggregateEvents.events`, as the
@@ -603,19 +606,11 @@ struct AggregateEventFields<'e> {
 }
 
 impl AggregateEventFields<'_> {
-    fn artifact_len(&self) -> usize {
-        EventFields::delimited_len(ARTIFACT_ID_FIELD, UUID_LEN)
-            + EventFields::number_len(
-                ARTIFACT_GENERATION_FIELD,
-                u64::from(self.event.event_type.generation),
-            )
-    }
-
     fn encoded_len(&self) -> usize {
         use prost::encoding::message;
         message::encoded_len(2, &self.occurred)
             + EventFields::delimited_len(3, self.context.len())
-            + EventFields::delimited_len(4, self.artifact_len())
+            + EventFields::delimited_len(4, EventFields::artifact_len(self.event.event_type))
             + EventFields::flag_len(5, self.event.public)
             + if self.event.content.is_empty() {
                 0
@@ -626,21 +621,10 @@ impl AggregateEventFields<'_> {
     }
 
     fn encode(&self, buf: &mut impl BufMut) {
-        use prost::encoding::{encode_key, encode_varint, message, WireType};
+        use prost::encoding::message;
         message::encode(2, &self.occurred, buf);
         EventFields::delimited(3, self.context, buf);
-        encode_key(4, WireType::LengthDelimited, buf);
-        encode_varint(self.artifact_len() as u64, buf);
-        EventFields::delimited(
-            ARTIFACT_ID_FIELD,
-            &uuid_message(self.event.event_type.id),
-            buf,
-        );
-        EventFields::number(
-            ARTIFACT_GENERATION_FIELD,
-            u64::from(self.event.event_type.generation),
-            buf,
-        );
+        EventFields::artifact(4, self.event.event_type, buf);
         EventFields::flag(5, self.event.public, buf);
         if !self.event.content.is_empty() {
             EventFields::delimited(6, self.event.content.as_bytes(), buf);
@@ -953,10 +937,7 @@ mod tests {
             assert_eq!(prepared, contract, "occurred {occurred_ns}, first {first}");
             assert_eq!(answer.encoded_len(), contract.len());
             assert_eq!(answer.count(), 4);
-            assert_eq!(
-                answer.aggregate(),
-                (commit.aggregate_root, source, expected + 4)
-            );
+            assert_eq!(answer.aggregate(), (source, expected + 4));
             for (i, event) in committed.events.iter().enumerate() {
                 let mut entry = Vec::new();
                 answer.write_entry(i, &mut entry);
