@@ -34,8 +34,8 @@ use crate::proto::dolittle::runtime::events::event_store_server::EventStore;
 use crate::proto::dolittle::runtime::events::fetch_for_aggregate_in_batches_request::Request as BatchesRequest;
 use crate::proto::dolittle::runtime::events::{
     CommitAggregateEventsRequest, CommitAggregateEventsResponse, CommitEventsRequest,
-    CommitEventsResponse, CommittedAggregateEvents, CommittedEvent,
-    FetchForAggregateInBatchesRequest, FetchForAggregateRequest, FetchForAggregateResponse,
+    CommitEventsResponse, CommittedAggregateEvents, FetchForAggregateInBatchesRequest,
+    FetchForAggregateRequest, FetchForAggregateResponse,
 };
 use crate::runtime::Runtime;
 use crate::services::fetch_answers::{self, CommittedEntries};
@@ -113,11 +113,6 @@ impl EventStoreService {
         &self.runtime
     }
 
-    /// The commits in flight per aggregate.
-    pub(crate) fn aggregate_waiters(&self) -> &AggregateWaiters {
-        &self.aggregate_waiters
-    }
-
     pub(crate) fn new(runtime: Arc<Runtime>) -> EventStoreService {
         EventStoreService {
             runtime,
@@ -127,25 +122,25 @@ impl EventStoreService {
     }
 }
 
-async fn commit(
+/// Commit as its rpc runs (the generated server's and `event_store_wire`'s): counted as
+/// received, then `commit_as` for the call's tenant, answered in band.
+pub(crate) async fn commit_rpc<P, T, R: InBand<T>>(
     runtime: &Runtime,
-    tenant: (ExecutionContext, Arc<Tenant>),
-    request: CommitEventsRequest,
-) -> Result<Vec<CommittedEvent>, Failure> {
-    commit_as(
-        runtime,
-        tenant,
-        CommitRequest::from(request),
-        |_| (),
-        |(), commit, receipt| committed::committed_events(commit, receipt),
-    )
+    request: Request<CommitRequest>,
+    prepare: fn(&Commit) -> P,
+    answer: fn(P, Commit, CommitReceipt) -> T,
+) -> Result<Response<R>, Status> {
+    runtime.metrics.dolittle.commit_received();
+    request::unary_for_tenant(runtime, "Commit", request, |tenant, request| {
+        commit_as(runtime, tenant, request, prepare, answer)
+    })
     .await
 }
 
 /// Commits the request's events; the acknowledged commit is answered as `answer` makes it
 /// from what `prepare` made of the commit while it was on its way to disk (the commit is
 /// queued for its group before `prepare` runs, so the two overlap).
-pub(crate) async fn commit_as<P, T>(
+async fn commit_as<P, T>(
     runtime: &Runtime,
     (context, tenant): (ExecutionContext, Arc<Tenant>),
     request: CommitRequest,
@@ -179,20 +174,20 @@ pub(crate) async fn commit_as<P, T>(
     Ok(answer(prepared, commit, receipt))
 }
 
-async fn commit_for_aggregate(
-    runtime: &Runtime,
-    waiting: &AggregateWaiters,
-    tenant: (ExecutionContext, Arc<Tenant>),
-    request: CommitAggregateEventsRequest,
-) -> Result<CommittedAggregateEvents, Failure> {
-    commit_for_aggregate_as(
-        runtime,
-        waiting,
-        tenant,
-        request,
-        |_| (),
-        |(), commit, receipt| committed::committed_aggregate_events(commit, receipt),
-    )
+/// CommitForAggregate as its rpc runs (the generated server's and `event_store_wire`'s):
+/// counted as received, then `commit_for_aggregate_as` for the call's tenant, answered in
+/// band.
+pub(crate) async fn commit_for_aggregate_rpc<P, T: CommittedEntries, R: InBand<T>>(
+    service: &EventStoreService,
+    request: Request<CommitAggregateEventsRequest>,
+    prepare: fn(&AggregateCommit) -> P,
+    answer: fn(P, AggregateCommit, AggregateCommitReceipt) -> T,
+) -> Result<Response<R>, Status> {
+    let (runtime, waiting) = (&service.runtime, &service.aggregate_waiters);
+    runtime.metrics.dolittle.commit_for_aggregate_received();
+    request::unary_for_tenant(runtime, "CommitForAggregate", request, |tenant, request| {
+        commit_for_aggregate_as(runtime, waiting, tenant, request, prepare, answer)
+    })
     .await
 }
 
@@ -200,7 +195,7 @@ async fn commit_for_aggregate(
 /// `answer` makes it from what `prepare` made of the commit while it was on its way to disk
 /// (as `commit_as` does). Answers to FetchForAggregate kept for the aggregate at the version
 /// the commit expected get its events.
-pub(crate) async fn commit_for_aggregate_as<P, T: CommittedEntries>(
+async fn commit_for_aggregate_as<P, T: CommittedEntries>(
     runtime: &Runtime,
     waiting: &AggregateWaiters,
     (context, tenant): (ExecutionContext, Arc<Tenant>),
@@ -323,7 +318,6 @@ pub(crate) async fn fetch_events(
 }
 
 with_call_context!(
-    CommitEventsRequest,
     CommitRequest,
     CommitAggregateEventsRequest,
     FetchForAggregateRequest
@@ -335,11 +329,12 @@ impl EventStore for EventStoreService {
         &self,
         request: Request<CommitEventsRequest>,
     ) -> Result<Response<CommitEventsResponse>, Status> {
-        let runtime = &self.runtime;
-        runtime.metrics.dolittle.commit_received();
-        request::unary_for_tenant(runtime, "Commit", request, |tenant, request| {
-            commit(runtime, tenant, request)
-        })
+        commit_rpc(
+            &self.runtime,
+            request.map(CommitRequest::from),
+            |_| (),
+            |(), commit, receipt| committed::committed_events(commit, receipt),
+        )
         .await
     }
 
@@ -347,11 +342,12 @@ impl EventStore for EventStoreService {
         &self,
         request: Request<CommitAggregateEventsRequest>,
     ) -> Result<Response<CommitAggregateEventsResponse>, Status> {
-        let (runtime, waiting) = (&self.runtime, &self.aggregate_waiters);
-        runtime.metrics.dolittle.commit_for_aggregate_received();
-        request::unary_for_tenant(runtime, "CommitForAggregate", request, |tenant, request| {
-            commit_for_aggregate(runtime, waiting, tenant, request)
-        })
+        commit_for_aggregate_rpc(
+            self,
+            request,
+            |_| (),
+            |(), commit, receipt| committed::committed_aggregate_events(commit, receipt),
+        )
         .await
     }
 

@@ -170,17 +170,12 @@ impl UnaryService<CommitRequest> for Commit {
     fn call(&mut self, request: Request<CommitRequest>) -> Self::Future {
         let runtime = Arc::clone(&self.0);
         Box::pin(async move {
-            let runtime = &runtime;
-            runtime.metrics.dolittle.commit_received();
-            unary_for_tenant(runtime, "Commit", request, |tenant, request| {
-                event_store::commit_as(
-                    runtime,
-                    tenant,
-                    request,
-                    PreparedCommitAnswer::of,
-                    |prepared, _, receipt| prepared.numbered(receipt),
-                )
-            })
+            event_store::commit_rpc(
+                &runtime,
+                request,
+                PreparedCommitAnswer::of,
+                |prepared, _, receipt| prepared.numbered(receipt),
+            )
             .await
         })
     }
@@ -196,18 +191,12 @@ impl UnaryService<CommitAggregateEventsRequest> for CommitForAggregate {
     fn call(&mut self, request: Request<CommitAggregateEventsRequest>) -> Self::Future {
         let service = Arc::clone(&self.0);
         Box::pin(async move {
-            let (runtime, waiting) = (service.runtime(), service.aggregate_waiters());
-            runtime.metrics.dolittle.commit_for_aggregate_received();
-            unary_for_tenant(runtime, "CommitForAggregate", request, |tenant, request| {
-                event_store::commit_for_aggregate_as(
-                    runtime,
-                    waiting,
-                    tenant,
-                    request,
-                    PreparedAggregateAnswer::of,
-                    |prepared, _, receipt| prepared.numbered(receipt),
-                )
-            })
+            event_store::commit_for_aggregate_rpc(
+                &service,
+                request,
+                PreparedAggregateAnswer::of,
+                |prepared, _, receipt| prepared.numbered(receipt),
+            )
             .await
         })
     }
