@@ -149,12 +149,8 @@ impl CommitAnswer {
 
     /// The length of the encoded `CommitEventsResponse`.
     pub fn encoded_len(&self) -> usize {
-        use prost::encoding::{encoded_len_varint, key_len};
         self.events()
-            .map(|(n, fields)| {
-                let len = numbered_event_len(n, fields);
-                key_len(RESPONSE_EVENTS_FIELD) + encoded_len_varint(len as u64) + len
-            })
+            .map(|(n, fields)| numbered_entry_len(RESPONSE_EVENTS_FIELD, n, fields))
             .sum()
     }
 
@@ -588,11 +584,18 @@ impl AggregateAnswer {
     }
 
     /// Writes the `i`-th event as an entry of `CommittedAggregateEvents.events`, as the
-    /// contract encodes it (what a kept FetchForAggregate answer holds).
+    /// contract encodes it (what a kept FetchForAggregate answer holds). The event is found by
+    /// its index, so writing every event in turn does not walk the events again for each.
     pub fn write_entry(&self, i: usize, buf: &mut impl BufMut) {
-        if let Some((n, fields)) = self.events().nth(i) {
-            write_numbered_event(AGGREGATE_EVENTS_FIELD, n, fields, buf);
-        }
+        let PreparedAggregateAnswer { fields, ends, .. } = &self.prepared;
+        let Some(&end) = ends.get(i) else { return };
+        let start = i.checked_sub(1).map_or(0, |before| ends[before]);
+        write_numbered_event(
+            AGGREGATE_EVENTS_FIELD,
+            self.first + i as u64,
+            &fields[start..end],
+            buf,
+        );
     }
 }
 
