@@ -148,7 +148,7 @@ async fn run(frames: &[Frame], body: Vec<u8>, check_platform: bool, calls: usize
             match call
                 .send_call(context, |call_context| EventHandlerRuntimeToClientMessageWire {
                     message: Some(ToHead::HandleRequest(HandleEventRequestWire {
-                        call_context: Some(call_context),
+                        call_context: Some(call_context.encode_to_vec().into()),
                         event: None,
                         retry_processing_state: None,
                     })),

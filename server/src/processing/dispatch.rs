@@ -21,14 +21,13 @@ use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::ids;
+use crate::api::wire::RequestContexts;
 use crate::metrics::Attempts;
 use crate::processing::parking;
 use crate::processing::positions::Progress;
 use crate::processing::processor::{Delivery, Handler, Outcome};
 use crate::processing::slot::Pending;
 use crate::processing::{Partitioning, TenantStatus};
-use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::runtime::events::processing::RetryProcessingState;
 use crate::reverse_call::CallError;
 
@@ -46,7 +45,7 @@ pub(crate) struct Asker<H> {
     pub(crate) handler: Arc<H>,
     /// The registration's execution context with this tenant; each request gets the event's
     /// correlation id.
-    pub(crate) execution_context: WireExecutionContext,
+    pub(crate) contexts: RequestContexts,
     /// An unpartitioned processor retries a failing event in flight; a partitioned one parks
     /// its partition.
     pub(crate) partitioning: Partitioning,
@@ -69,20 +68,18 @@ impl<H: Handler> Asker<H> {
         delivery: &Delivery,
         retry: Option<RetryProcessingState>,
     ) -> Result<Outcome, CallError> {
-        self.attempt(self.context_for(delivery), delivery, retry)
-            .await
+        self.attempt(delivery, retry).await
     }
 
     /// One attempt at `delivery`, timed and recorded by its event type when the head
     /// answered.
     async fn attempt(
         &self,
-        context: WireExecutionContext,
         delivery: &Delivery,
         retry: Option<RetryProcessingState>,
     ) -> Result<Outcome, CallError> {
         let started = std::time::Instant::now();
-        let outcome = self.handler.handle(context, delivery, retry).await;
+        let outcome = self.handler.handle(&self.contexts, delivery, retry).await;
         if let Ok(answered) = &outcome {
             self.attempts.record(
                 delivery.event_type,
@@ -102,23 +99,14 @@ impl<H: Handler> Asker<H> {
         })
     }
 
-    fn context_for(&self, delivery: &Delivery) -> WireExecutionContext {
-        let mut context = self.execution_context.clone();
-        context.correlation_id = Some(ids::to_wire(delivery.correlation_id));
-        context
-    }
-
-    /// Delivers one event (each attempt builds its own context: none is kept waiting in
-    /// flight); an unpartitioned processor asks again after the head's timeout
+    /// Delivers one event; an unpartitioned processor asks again after the head's timeout
     /// for as long as the head fails with retry, showing the failure to management meanwhile.
     async fn deliver(&self, delivery: &Delivery) -> Result<Outcome, CallError> {
         let mut retry = None;
         let mut attempts = 0u32;
         loop {
             // The call's end answers every outstanding request with `Ended`.
-            let outcome = self
-                .attempt(self.context_for(delivery), delivery, retry.take())
-                .await?;
+            let outcome = self.attempt(delivery, retry.take()).await?;
             match outcome {
                 Outcome::Failed {
                     reason,

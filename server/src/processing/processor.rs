@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::api::failure::Failure;
+use crate::api::wire::RequestContexts;
 use crate::blocking::blocking;
 use crate::clock::now_ns;
 use crate::metrics::Attempts;
@@ -109,11 +110,11 @@ pub(crate) trait Handler: Send + Sync + 'static {
         false
     }
 
-    /// Asks the head about `delivery` with the request's execution context; `retry` when the
-    /// event failed before.
+    /// Asks the head about `delivery`, its request's call context made from `contexts` with the
+    /// event's correlation id; `retry` when the event failed before.
     fn handle(
         &self,
-        execution_context: WireExecutionContext,
+        contexts: &RequestContexts,
         delivery: &Delivery,
         retry: Option<RetryProcessingState>,
     ) -> impl Future<Output = Result<Outcome, CallError>> + Send;
@@ -194,7 +195,7 @@ impl<H: Handler> TenantProcessor<H> {
         let mut running = Running {
             asker: Arc::new(Asker {
                 handler: Arc::clone(&handler),
-                execution_context,
+                contexts: RequestContexts::new(execution_context),
                 partitioning,
                 status: Arc::clone(&status),
                 processed,
@@ -495,7 +496,7 @@ mod tests {
 
         async fn handle(
             &self,
-            _: WireExecutionContext,
+            _: &RequestContexts,
             delivery: &Delivery,
             _: Option<RetryProcessingState>,
         ) -> Result<Outcome, CallError> {

@@ -28,6 +28,10 @@ const READ_RECORDS_MAX: usize = 512;
 /// Payload bytes per read of the log.
 const READ_BYTES_MAX: usize = 1 << 20;
 
+/// The event of a delivery that carries none (see [`Selected::event`]), shared by all.
+static NO_EVENT: std::sync::LazyLock<Arc<CommittedEvent>> =
+    std::sync::LazyLock::new(|| Arc::new(CommittedEvent::default()));
+
 /// A selected event, read but not yet given its stream position.
 pub(crate) struct Selected {
     pub(crate) sequence_number: EventLogSequenceNumber,
@@ -36,9 +40,9 @@ pub(crate) struct Selected {
     pub(crate) correlation_id: Uuid,
     /// Its event type's id.
     pub(crate) event_type: Uuid,
-    /// The wire event (empty when a partition's catch-up reads another partition's event, or
+    /// The wire event (none when a partition's catch-up reads another partition's event, or
     /// when the handler takes it encoded).
-    pub(crate) event: CommittedEvent,
+    pub(crate) event: Option<Arc<CommittedEvent>>,
     /// The wire event encoded, for a handler that takes it so (see `Handler::encodes_events`);
     /// else empty.
     pub(crate) encoded: Bytes,
@@ -53,7 +57,7 @@ impl Selected {
             partition: self.partition,
             correlation_id: self.correlation_id,
             event_type: self.event_type,
-            event: Arc::new(self.event),
+            event: self.event.unwrap_or_else(|| Arc::clone(&NO_EVENT)),
             encoded: self.encoded,
         }
     }
@@ -134,10 +138,10 @@ async fn read_selected<H: Handler>(
             // A partition's catch-up counts every selected event for positions but decodes
             // only its own.
             let (event, encoded) = match (wanted, encodes) {
-                (false, _) => (CommittedEvent::default(), Bytes::new()),
-                (true, false) => (committed_event(&view), Bytes::new()),
+                (false, _) => (None, Bytes::new()),
+                (true, false) => (Some(Arc::new(committed_event(&view))), Bytes::new()),
                 // Encoded here, off the async workers, once for every request about it.
-                (true, true) => (CommittedEvent::default(), encoder.encode(&view)),
+                (true, true) => (None, encoder.encode(&view)),
             };
             events.push(Selected {
                 sequence_number: view.sequence_number,

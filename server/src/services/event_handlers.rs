@@ -17,6 +17,8 @@ use annals_contract::api::wire::{
 };
 use annals_contract::processors::registration;
 use annals_engine::EventView;
+use bytes::Bytes;
+use prost::Message as _;
 use tonic::body::Body;
 use tonic::codegen::{http, BoxFuture, BoxStream, Service};
 use tonic::server::{Grpc, NamedService, StreamingService};
@@ -28,7 +30,6 @@ use crate::api::failure::Failure;
 use crate::api::ids;
 use crate::processing::processor::Outcome;
 use crate::processing::{failures, Partitioning};
-use crate::proto::dolittle::protobuf::Uuid as WireUuid;
 use crate::proto::dolittle::runtime::events::processing::{
     EventHandlerClientToRuntimeMessage, EventHandlerResponse,
 };
@@ -40,7 +41,8 @@ use crate::services::processor_session::{self, Question, Requests};
 /// Asks the head to handle events of its types.
 pub(crate) struct EventHandlerRequests {
     types: HashSet<Uuid>,
-    scope: WireUuid,
+    /// The scope's id, encoded once for every request.
+    scope: Bytes,
     partitioning: Partitioning,
 }
 
@@ -57,7 +59,7 @@ impl Requests<EventHandlerProtocol> for EventHandlerRequests {
         let delivery = question.delivery;
         EventHandlerRuntimeToClientMessageWire {
             message: Some(ToHead::HandleRequest(HandleEventRequestWire {
-                call_context: Some(question.call_context),
+                call_context: Some(question.encoded_call_context()),
                 event: Some(StreamEventWire {
                     event: Some(delivery.encoded.clone()),
                     partition_id: delivery.partition.clone(),
@@ -167,7 +169,7 @@ impl StreamingService<EventHandlerClientToRuntimeMessage> for Connect {
                 registration::event_handler,
                 |spec| EventHandlerRequests {
                     types: spec.event_types.iter().map(|t| t.id).collect(),
-                    scope: ids::to_wire(spec.key.scope),
+                    scope: ids::to_wire(spec.key.scope).encode_to_vec().into(),
                     partitioning: spec.partitioning,
                 },
                 |key| {

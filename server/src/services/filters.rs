@@ -160,7 +160,7 @@ where
     fn request(&self, question: Question<'_>) -> FilterRuntimeToClientMessage {
         FilterRuntimeToClientMessage {
             message: Some(ToHead::FilterRequest(FilterEventRequest {
-                call_context: Some(question.call_context),
+                call_context: Some(question.call_context()),
                 event: Some((*question.delivery.event).clone()),
                 scope_id: Some(self.scope.clone()),
                 retry_processing_state: question.retry,

@@ -17,6 +17,7 @@ use annals_engine::{
     EventView, ExecutionContext, ScopeId, StateBatch, StreamDefinition, StreamFilter,
     StreamProcessorId, StreamProcessorState, Tenant,
 };
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -27,6 +28,7 @@ use uuid::Uuid;
 use crate::api::convert;
 use crate::api::failure::Failure;
 use crate::api::ids;
+use crate::api::wire::RequestContexts;
 use crate::blocking::blocking;
 use crate::joint::Joint;
 use crate::legacy;
@@ -36,7 +38,6 @@ use crate::processing::processor::{
 use crate::processing::{ProcessorKey, Registered, Registration, TenantHandle, TenantStatus};
 use crate::projections::states::TenantStates;
 use crate::projections::Definition;
-use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::runtime::events::processing::RetryProcessingState;
 use crate::proto::dolittle::services::ReverseCallRequestContext;
 use crate::reverse_call::{self, CallError, Connected, Protocol, ReverseCall};
@@ -69,11 +70,28 @@ pub(crate) trait Requests<P: Protocol>: Send + Sync + 'static {
 
 /// One event to ask the head about.
 pub(crate) struct Question<'a> {
-    /// The request's call id and execution context.
-    pub(crate) call_context: ReverseCallRequestContext,
+    /// The request's call id.
+    pub(crate) call_id: Uuid,
+    /// What the request's execution context is made from.
+    pub(crate) contexts: &'a RequestContexts,
     pub(crate) delivery: &'a Delivery,
     /// How the event failed before, when it did.
     pub(crate) retry: Option<RetryProcessingState>,
+}
+
+impl Question<'_> {
+    /// The request's call context: its call id and execution context, with the event's
+    /// correlation id.
+    pub(crate) fn call_context(&self) -> ReverseCallRequestContext {
+        self.contexts
+            .call_context(self.call_id, self.delivery.correlation_id)
+    }
+
+    /// [`call_context`](Self::call_context) encoded.
+    pub(crate) fn encoded_call_context(&self) -> Bytes {
+        self.contexts
+            .encoded_call_context(self.call_id, self.delivery.correlation_id)
+    }
 }
 
 /// A connected processor's head, asked over its reverse call.
@@ -93,15 +111,16 @@ impl<P: Protocol, R: Requests<P>> Handler for Head<P, R> {
 
     async fn handle(
         &self,
-        execution_context: WireExecutionContext,
+        contexts: &RequestContexts,
         delivery: &Delivery,
         retry: Option<RetryProcessingState>,
     ) -> Result<Outcome, CallError> {
         let answer = self
             .call
-            .call(execution_context, |call_context| {
+            .call(|call_id| {
                 self.requests.request(Question {
-                    call_context,
+                    call_id,
+                    contexts,
                     delivery,
                     retry,
                 })

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::api::convert;
 use crate::api::failure::Failure;
 use crate::api::ids;
+use crate::api::wire::RequestContexts;
 use crate::processing::failures;
 use crate::processing::processor::{Delivery, Handler, Outcome};
 use crate::projections::states::TenantStates;
@@ -121,12 +122,12 @@ impl Handler for ProjectionHead {
 
     async fn handle(
         &self,
-        execution_context: WireExecutionContext,
+        contexts: &RequestContexts,
         delivery: &Delivery,
         retry: Option<RetryProcessingState>,
     ) -> Result<Outcome, CallError> {
         let event = &delivery.event;
-        let Some(states) = self.states_of(&execution_context) else {
+        let Some(states) = self.states_of(contexts.context()) else {
             return Ok(stop(
                 "the request's tenant has no projection states".to_owned(),
             ));
@@ -152,21 +153,19 @@ impl Handler for ProjectionHead {
         };
         let answer = self
             .call
-            .call(execution_context, |call_context| {
-                ProjectionRuntimeToClientMessage {
-                    message: Some(ToHead::HandleRequest(ProjectionRequest {
-                        call_context: Some(call_context),
-                        current_state: Some(current),
-                        event: Some(StreamEvent {
-                            event: Some((**event).clone()),
-                            partition_id: EVENT_LOG_PARTITION.to_owned(),
-                            scope_id: Some(self.scope.clone()),
-                            partitioned: false,
-                            stream_position: 0,
-                        }),
-                        retry_processing_state: retry,
-                    })),
-                }
+            .call(|call_id| ProjectionRuntimeToClientMessage {
+                message: Some(ToHead::HandleRequest(ProjectionRequest {
+                    call_context: Some(contexts.call_context(call_id, delivery.correlation_id)),
+                    current_state: Some(current),
+                    event: Some(StreamEvent {
+                        event: Some((**event).clone()),
+                        partition_id: EVENT_LOG_PARTITION.to_owned(),
+                        scope_id: Some(self.scope.clone()),
+                        partitioned: false,
+                        stream_position: 0,
+                    }),
+                    retry_processing_state: retry,
+                })),
             })
             .await?;
         let occurred_ns = event.occurred.as_ref().map_or(0, convert::timestamp_ns);

@@ -5,16 +5,120 @@
 //! once per request (an event handler's event, in every request about it, retries included).
 //! (A Commit's answer is written without a twin: `api::committed::CommitAnswer`.)
 //!
+//! A request's call context is carried encoded too ([`RequestContexts`]): its execution context
+//! is the same for every request of a processor's tenant but the correlation id, so it is
+//! encoded once around that id, and each request copies those bytes with its call id and
+//! correlation id between them.
+//!
 //! Invariants: a twin has the fields of its contract message with the same numbers, kinds and
 //! order, and encodes byte for byte as that message would (the tests compare the two); the
 //! encoded sub-messages are held as `Some`, which prost writes even when empty, as it writes a
 //! present message.
 
-use bytes::Bytes;
+use std::sync::Arc;
 
-use crate::proto::dolittle::protobuf::Uuid;
+use bytes::Bytes;
+use prost::Message as _;
+
+use crate::api::ids;
+use crate::proto::dolittle::execution::ExecutionContext;
 use crate::proto::dolittle::runtime::events::processing::RetryProcessingState;
 use crate::proto::dolittle::services::ReverseCallRequestContext;
+
+/// A processor's execution context for one tenant, from which each request's call context is
+/// made: the contract's message ([`call_context`](Self::call_context)) or its encoding
+/// ([`encoded_call_context`](Self::encoded_call_context)), byte for byte the same.
+#[derive(Clone, Debug)]
+pub struct RequestContexts {
+    /// The execution context, without a correlation id (each request has its event's).
+    context: ExecutionContext,
+    /// Its encoding around the correlation id, shared by the clones.
+    encoded: Arc<Around>,
+}
+
+/// An execution context encoded without its correlation id (field 4): the fields before it
+/// and after it. Prost writes fields in the order of their numbers, so the correlation id's
+/// field between the two is the whole message's encoding.
+#[derive(Debug)]
+struct Around {
+    before: Vec<u8>,
+    after: Vec<u8>,
+}
+
+/// The key of a length-delimited field numbered 1, 2 or 4.
+const FIELD_1: u8 = 1 << 3 | 2;
+const FIELD_2: u8 = 2 << 3 | 2;
+const FIELD_4: u8 = 4 << 3 | 2;
+/// A `dolittle.protobuf.Uuid` field's length and its message's own key and length: 16 bytes
+/// in field 1.
+const UUID_FIELD: [u8; 3] = [18, FIELD_1, 16];
+
+impl RequestContexts {
+    /// The contexts of requests made in `context` (its correlation id is replaced by each
+    /// event's).
+    pub fn new(mut context: ExecutionContext) -> RequestContexts {
+        context.correlation_id = None;
+        let before = ExecutionContext {
+            microservice_id: context.microservice_id.clone(),
+            tenant_id: context.tenant_id.clone(),
+            version: context.version.clone(),
+            ..ExecutionContext::default()
+        }
+        .encode_to_vec();
+        let after = ExecutionContext {
+            claims: context.claims.clone(),
+            environment: context.environment.clone(),
+            span_id: context.span_id.clone(),
+            ..ExecutionContext::default()
+        }
+        .encode_to_vec();
+        RequestContexts {
+            context,
+            encoded: Arc::new(Around { before, after }),
+        }
+    }
+
+    /// The execution context, without a correlation id.
+    pub fn context(&self) -> &ExecutionContext {
+        &self.context
+    }
+
+    /// The call context of the request `call_id` about an event of `correlation_id`.
+    pub fn call_context(
+        &self,
+        call_id: uuid::Uuid,
+        correlation_id: uuid::Uuid,
+    ) -> ReverseCallRequestContext {
+        ReverseCallRequestContext {
+            call_id: Some(ids::to_wire(call_id)),
+            execution_context: Some(ExecutionContext {
+                correlation_id: Some(ids::to_wire(correlation_id)),
+                ..self.context.clone()
+            }),
+        }
+    }
+
+    /// [`call_context`](Self::call_context) encoded, in one allocation and without building
+    /// the message.
+    pub fn encoded_call_context(&self, call_id: uuid::Uuid, correlation_id: uuid::Uuid) -> Bytes {
+        let Around { before, after } = &*self.encoded;
+        let context_len = before.len() + 1 + UUID_FIELD.len() + 16 + after.len();
+        let context_len_len = prost::encoding::encoded_len_varint(context_len as u64);
+        let mut buf =
+            Vec::with_capacity(1 + UUID_FIELD.len() + 16 + 1 + context_len_len + context_len);
+        buf.push(FIELD_1);
+        buf.extend_from_slice(&UUID_FIELD);
+        buf.extend_from_slice(&ids::wire_bytes(call_id));
+        buf.push(FIELD_2);
+        prost::encoding::encode_varint(context_len as u64, &mut buf);
+        buf.extend_from_slice(before);
+        buf.push(FIELD_4);
+        buf.extend_from_slice(&UUID_FIELD);
+        buf.extend_from_slice(&ids::wire_bytes(correlation_id));
+        buf.extend_from_slice(after);
+        Bytes::from(buf)
+    }
+}
 
 /// `dolittle.runtime.events.processing.EventHandlerRuntimeToClientMessage`, whose requests carry
 /// their event encoded ([`HandleEventRequestWire`]): an event handler's events are encoded once,
@@ -33,10 +137,6 @@ pub mod event_handler_to_head {
 
     /// The contract's oneof, with the request's twin.
     #[derive(Clone, PartialEq, prost::Oneof)]
-    #[expect(
-        clippy::large_enum_variant,
-        reason = "requests are nearly every message; boxing them would allocate once more each"
-    )]
     pub enum Message {
         /// The answer to the registration.
         #[prost(message, tag = "1")]
@@ -50,12 +150,14 @@ pub mod event_handler_to_head {
     }
 }
 
-/// `dolittle.runtime.events.processing.HandleEventRequest`, with a [`StreamEventWire`].
+/// `dolittle.runtime.events.processing.HandleEventRequest`, with its call context and a
+/// [`StreamEventWire`] encoded.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct HandleEventRequestWire {
-    /// The call id and execution context.
-    #[prost(message, optional, tag = "1")]
-    pub call_context: Option<ReverseCallRequestContext>,
+    /// An encoded `dolittle.services.ReverseCallRequestContext`: the call id and execution
+    /// context ([`RequestContexts::encoded_call_context`]).
+    #[prost(bytes = "bytes", optional, tag = "1")]
+    pub call_context: Option<Bytes>,
     /// The event.
     #[prost(message, optional, tag = "2")]
     pub event: Option<StreamEventWire>,
@@ -64,7 +166,7 @@ pub struct HandleEventRequestWire {
     pub retry_processing_state: Option<RetryProcessingState>,
 }
 
-/// `dolittle.runtime.events.processing.StreamEvent`, its committed event encoded.
+/// `dolittle.runtime.events.processing.StreamEvent`, its committed event and scope encoded.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct StreamEventWire {
     /// An encoded `dolittle.runtime.events.CommittedEvent`.
@@ -73,9 +175,10 @@ pub struct StreamEventWire {
     /// The partition: the event source id.
     #[prost(string, tag = "2")]
     pub partition_id: String,
-    /// The scope.
-    #[prost(message, optional, tag = "3")]
-    pub scope_id: Option<Uuid>,
+    /// The scope: an encoded `dolittle.protobuf.Uuid`, the same for every request of a
+    /// processor.
+    #[prost(bytes = "bytes", optional, tag = "3")]
+    pub scope_id: Option<Bytes>,
     /// Whether the stream is partitioned.
     #[prost(bool, tag = "4")]
     pub partitioned: bool,
@@ -90,7 +193,7 @@ mod tests {
 
     use super::*;
     use crate::proto::dolittle::artifacts::Artifact;
-    use crate::proto::dolittle::execution::ExecutionContext;
+    use crate::proto::dolittle::protobuf::Uuid;
     use crate::proto::dolittle::runtime::events::CommittedEvent;
     use crate::proto::dolittle::runtime::events::processing::event_handler_runtime_to_client_message::Message as ToHead;
     use crate::proto::dolittle::runtime::events::processing::{
@@ -128,12 +231,64 @@ mod tests {
         }
     }
 
+    /// An execution context with every field set.
+    fn full_context() -> ExecutionContext {
+        ExecutionContext {
+            microservice_id: Some(uuid(1)),
+            tenant_id: Some(uuid(2)),
+            version: Some(crate::proto::dolittle::versioning::Version {
+                major: 1,
+                minor: 2,
+                patch: 3,
+                build: 4,
+                pre_release_string: "alpha".into(),
+            }),
+            correlation_id: Some(uuid(3)),
+            claims: vec![crate::proto::dolittle::security::Claim {
+                key: "k".into(),
+                value: "v".repeat(200),
+                value_type: "string".into(),
+            }],
+            environment: "Development".into(),
+            span_id: Some(vec![5; 8]),
+        }
+    }
+
+    #[test]
+    fn an_encoded_call_context_is_the_contracts_call_context() {
+        let call_id = uuid::Uuid::from_u128(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10);
+        let correlation = uuid::Uuid::from_u128(77);
+        for context in [
+            full_context(),
+            ExecutionContext::default(),
+            ExecutionContext {
+                environment: "Production".into(),
+                ..ExecutionContext::default()
+            },
+            event().execution_context.unwrap(),
+        ] {
+            let contexts = RequestContexts::new(context.clone());
+            assert_eq!(contexts.context().correlation_id, None);
+            let contract = contexts.call_context(call_id, correlation);
+            assert_eq!(
+                contract.execution_context.as_ref().unwrap(),
+                &ExecutionContext {
+                    correlation_id: Some(ids::to_wire(correlation)),
+                    ..context
+                }
+            );
+            assert_eq!(
+                contexts.encoded_call_context(call_id, correlation),
+                contract.encode_to_vec()
+            );
+        }
+    }
+
     #[test]
     fn an_event_handler_request_twin_is_the_contracts_request() {
-        let call_context = ReverseCallRequestContext {
-            call_id: Some(uuid(9)),
-            execution_context: event().execution_context,
-        };
+        let contexts = RequestContexts::new(full_context());
+        let (call_id, correlation) = (uuid::Uuid::from_u128(9), uuid::Uuid::from_u128(10));
+        let call_context = contexts.call_context(call_id, correlation);
         for (retry, partition, partitioned, event) in [
             (None, "source", true, event()),
             (
@@ -163,11 +318,11 @@ mod tests {
             let twin = EventHandlerRuntimeToClientMessageWire {
                 message: Some(event_handler_to_head::Message::HandleRequest(
                     HandleEventRequestWire {
-                        call_context: Some(call_context.clone()),
+                        call_context: Some(contexts.encoded_call_context(call_id, correlation)),
                         event: Some(StreamEventWire {
                             event: Some(event.encode_to_vec().into()),
                             partition_id: partition.into(),
-                            scope_id: Some(uuid(7)),
+                            scope_id: Some(uuid(7).encode_to_vec().into()),
                             partitioned,
                             stream_position: 12,
                         }),

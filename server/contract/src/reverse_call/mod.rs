@@ -274,13 +274,12 @@ impl<P: Protocol> ReverseCall<P> {
         }
     }
 
-    /// Sends one request built by `request` around its context (a fresh call id and
-    /// `execution_context`) and waits for the answer. Waits for room when the head is slow to
-    /// read.
+    /// Sends one request, which `request` builds with a fresh call id (its call context holds
+    /// that id and the execution context: `api::wire::RequestContexts` makes it), and waits for
+    /// the answer. Waits for room when the head is slow to read.
     pub async fn call(
         &self,
-        execution_context: WireExecutionContext,
-        request: impl FnOnce(ReverseCallRequestContext) -> P::ServerMessage,
+        request: impl FnOnce(Uuid) -> P::ServerMessage,
     ) -> Result<P::Response, CallError> {
         if self.ended.is_cancelled() {
             return Err(CallError::Ended);
@@ -298,10 +297,7 @@ impl<P: Protocol> ReverseCall<P> {
         if self.ended.is_cancelled() {
             return Err(CallError::Ended);
         }
-        let message = request(ReverseCallRequestContext {
-            call_id: Some(ids::to_wire(call_id)),
-            execution_context: Some(execution_context),
-        });
+        let message = request(call_id);
         let sent = tokio::select! {
             biased;
             sent = self.outbound.send(Ok(message)) => sent.is_ok(),
