@@ -288,7 +288,7 @@ impl<P: Protocol> ReverseCall<P> {
         let (answer_tx, answer_rx) = oneshot::channel();
         self.pending.lock().insert(call_id, answer_tx);
         // Removes the entry however this call ends (answered, given up, dropped).
-        let _pending = PendingGuard {
+        let pending = PendingGuard {
             pending: &self.pending,
             call_id,
         };
@@ -298,24 +298,39 @@ impl<P: Protocol> ReverseCall<P> {
             return Err(CallError::Ended);
         }
         let message = request(call_id);
-        let sent = tokio::select! {
-            biased;
-            sent = self.outbound.send(Ok(message)) => sent.is_ok(),
-            () = self.ended.cancelled() => false,
+        // Room in the channel is the usual case: taken without building a waiting send.
+        let sent = match self.outbound.try_send(Ok(message)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            // (Boxed: the waiting send holds the message, and a call's future, kept for every
+            // request in flight, would be that much larger.)
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                Box::pin(self.send_result(message)).await
+            }
         };
         if !sent {
             return Err(CallError::Ended);
         }
-        answer_rx.await.map_err(|_| CallError::Ended)
+        let answer = answer_rx.await.map_err(|_| CallError::Ended);
+        if answer.is_ok() {
+            // The answer took the entry out (`answer`): nothing to remove.
+            pending.disarm();
+        }
+        answer
     }
 
     /// Sends one message as it is (waiting for room when the other side is slow to read);
     /// `false` when the stream is over. For answers a service builds itself, such as an
     /// accepted registration that carries more than the absence of a failure.
     pub async fn send(&self, message: P::ServerMessage) -> bool {
+        self.send_result(Ok(message)).await
+    }
+
+    /// Sends `message` when there is room; `false` when the stream is over first.
+    async fn send_result(&self, message: Result<P::ServerMessage, Status>) -> bool {
         tokio::select! {
             biased;
-            sent = self.outbound.send(Ok(message)) => sent.is_ok(),
+            sent = self.outbound.send(message) => sent.is_ok(),
             () = self.ended.cancelled() => false,
         }
     }
@@ -512,6 +527,13 @@ impl<P: Protocol> ReverseCall<P> {
 struct PendingGuard<'a, R> {
     pending: &'a Mutex<Pending<R>>,
     call_id: Uuid,
+}
+
+impl<R> PendingGuard<'_, R> {
+    /// The entry is gone already (answered): dropping removes nothing.
+    fn disarm(self) {
+        std::mem::forget(self);
+    }
 }
 
 impl<R> Drop for PendingGuard<'_, R> {
