@@ -418,7 +418,11 @@ impl<P: Protocol> ReverseCall<P> {
         let ended = self.ended.clone();
         let ended = ended.cancelled();
         tokio::pin!(ended);
-        loop {
+        // Made once: a fresh waiter per turn of the loop would lock the watch's waiter list
+        // twice per message.
+        let stop = stopping.wait_for(|stopping| *stopping);
+        tokio::pin!(stop);
+        'messages: loop {
             let ping = async {
                 match pings.as_mut() {
                     Some(timer) => {
@@ -430,45 +434,26 @@ impl<P: Protocol> ReverseCall<P> {
             tokio::select! {
                 () = &mut ended => break,
                 message = incoming.message() => {
-                    let message = match message {
-                        Ok(Some(message)) => message,
-                        Ok(None) => {
-                            tracing::debug!("the head closed its stream");
-                            self.end(None);
-                            break;
-                        }
-                        Err(status) => {
-                            tracing::debug!(%status, "the head's stream failed");
-                            self.end(limits::for_client(&status, &client_message::<P>()));
-                            break;
-                        }
-                    };
-                    heard = tokio::time::Instant::now();
-                    match P::classify(message) {
-                        Incoming::Response(response) => self.answer(response),
-                        Incoming::Pong => {}
-                        Incoming::InitiateDisconnect(period) => {
-                            let period = period.unwrap_or(DEFAULT_GRACE).min(GRACE_MAX);
-                            tracing::debug!(?period, "the head initiated a disconnect");
-                            self.draining.cancel();
-                            if !grace_set {
-                                grace_set = true;
-                                grace.as_mut().reset(tokio::time::Instant::now() + period);
+                    // This message and the ones already received after it, up to a bound,
+                    // in one turn of the loop.
+                    let mut message = message;
+                    for _ in 0..READY_MESSAGES_MAX {
+                        match self.take(message) {
+                            Taken::Message => {}
+                            Taken::Disconnect(period) => {
+                                if !grace_set {
+                                    grace_set = true;
+                                    grace.as_mut().reset(tokio::time::Instant::now() + period);
+                                }
                             }
+                            Taken::Over => break 'messages,
                         }
-                        Incoming::Arguments(_) => {
-                            self.end(Some(Status::invalid_argument(
-                                "a registration arrived on a stream that is already registered",
-                            )));
-                            break;
-                        }
-                        Incoming::Empty => {
-                            self.end(Some(Status::invalid_argument(
-                                "a message without content (no field of its oneof is set)",
-                            )));
-                            break;
+                        match ready(incoming.message()) {
+                            Some(next) => message = next,
+                            None => break,
                         }
                     }
+                    heard = tokio::time::Instant::now();
                 }
                 () = &mut expiry, if keepalive.is_some() => {
                     let due = heard + keepalive.unwrap_or_default();
@@ -492,7 +477,7 @@ impl<P: Protocol> ReverseCall<P> {
                     // ping is only for idle streams.
                     let _ = self.outbound.try_send(Ok(P::ping()));
                 }
-                _ = stopping.wait_for(|stopping| *stopping), if !stop_seen => {
+                _ = &mut stop, if !stop_seen => {
                     // The runtime is shutting down: finish what is outstanding, send nothing
                     // new, within the default grace period even if the head asked for a
                     // longer one. The processors end the stream once drained.
@@ -508,6 +493,46 @@ impl<P: Protocol> ReverseCall<P> {
         }
     }
 
+    /// What one received message (or the stream's end or failure) means for the call.
+    fn take(&self, message: Result<Option<P::ClientMessage>, Status>) -> Taken {
+        let message = match message {
+            Ok(Some(message)) => message,
+            Ok(None) => {
+                tracing::debug!("the head closed its stream");
+                self.end(None);
+                return Taken::Over;
+            }
+            Err(status) => {
+                tracing::debug!(%status, "the head's stream failed");
+                self.end(limits::for_client(&status, &client_message::<P>()));
+                return Taken::Over;
+            }
+        };
+        match P::classify(message) {
+            Incoming::Response(response) => self.answer(response),
+            Incoming::Pong => {}
+            Incoming::InitiateDisconnect(period) => {
+                let period = period.unwrap_or(DEFAULT_GRACE).min(GRACE_MAX);
+                tracing::debug!(?period, "the head initiated a disconnect");
+                self.draining.cancel();
+                return Taken::Disconnect(period);
+            }
+            Incoming::Arguments(_) => {
+                self.end(Some(Status::invalid_argument(
+                    "a registration arrived on a stream that is already registered",
+                )));
+                return Taken::Over;
+            }
+            Incoming::Empty => {
+                self.end(Some(Status::invalid_argument(
+                    "a message without content (no field of its oneof is set)",
+                )));
+                return Taken::Over;
+            }
+        }
+        Taken::Message
+    }
+
     fn answer(&self, response: P::Response) {
         let Some(call_id) =
             P::response_call_id(&response).and_then(|id| ids::from_wire("callId", id).ok())
@@ -521,6 +546,30 @@ impl<P: Protocol> ReverseCall<P> {
         } else {
             tracing::debug!(%call_id, "an answer to no outstanding request; ignored");
         }
+    }
+}
+
+/// What the reader makes of one received message.
+enum Taken {
+    /// An answer or a pong: the call goes on.
+    Message,
+    /// The head initiated a disconnect with this grace period: no new requests.
+    Disconnect(Duration),
+    /// The stream is over (closed, failed, or ended for bad input).
+    Over,
+}
+
+/// Messages the reader takes in one turn of its loop when they have arrived already (the
+/// timers and the runtime's stop are looked at between turns).
+const READY_MESSAGES_MAX: usize = 64;
+
+/// The output of `future` if it is ready now, without waiting. (Polled with a waker that does
+/// nothing: the reader's next turn polls its stream again with its own.)
+fn ready<F: Future>(future: F) -> Option<F::Output> {
+    let future = std::pin::pin!(future);
+    match future.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
     }
 }
 
