@@ -306,10 +306,6 @@ struct EventFields<'e> {
 /// `dolittle.artifacts.Artifact`'s id and generation.
 const ARTIFACT_ID_FIELD: u32 = 1;
 const ARTIFACT_GENERATION_FIELD: u32 = 2;
-/// The key of `dolittle.protobuf.Uuid`'s value: field 1, length-delimited.
-const UUID_VALUE_KEY: u8 = 1 << 3 | 2;
-/// An encoded `dolittle.protobuf.Uuid`: its value's key, length and 16 bytes.
-const UUID_LEN: usize = 2 + 16;
 
 impl<'e> EventFields<'e> {
     /// The fields of `event` committed at `occurred` with the encoded `context`.
@@ -372,7 +368,7 @@ impl<'e> EventFields<'e> {
 
     /// The length of an event type's `Artifact` (its id always, its generation unless 0).
     fn artifact_len(event_type: EventType) -> usize {
-        Self::delimited_len(ARTIFACT_ID_FIELD, UUID_LEN)
+        Self::delimited_len(ARTIFACT_ID_FIELD, ids::UUID_MESSAGE_LEN)
             + Self::number_len(ARTIFACT_GENERATION_FIELD, u64::from(event_type.generation))
     }
 
@@ -381,7 +377,7 @@ impl<'e> EventFields<'e> {
         use prost::encoding::{encode_key, encode_varint, WireType};
         encode_key(tag, WireType::LengthDelimited, buf);
         encode_varint(Self::artifact_len(event_type) as u64, buf);
-        Self::delimited(ARTIFACT_ID_FIELD, &uuid_message(event_type.id), buf);
+        Self::delimited(ARTIFACT_ID_FIELD, &ids::uuid_message(event_type.id), buf);
         Self::number(
             ARTIFACT_GENERATION_FIELD,
             u64::from(event_type.generation),
@@ -471,7 +467,7 @@ impl PreparedAggregateAnswer {
         if !commit.event_source_id.is_empty() {
             EventFields::delimited(1, commit.event_source_id.as_bytes(), &mut head);
         }
-        EventFields::delimited(2, &uuid_message(commit.aggregate_root), &mut head);
+        EventFields::delimited(2, &ids::uuid_message(commit.aggregate_root), &mut head);
         EventFields::number(3, deprecated_aggregate_root_version(current), &mut head);
         let fields_of = |event, version| AggregateEventFields {
             occurred,
@@ -516,15 +512,6 @@ impl PreparedAggregateAnswer {
             first: receipt.first.0,
         }
     }
-}
-
-/// An encoded `dolittle.protobuf.Uuid` holding `id`.
-fn uuid_message(id: Uuid) -> [u8; UUID_LEN] {
-    let mut message = [0; UUID_LEN];
-    message[0] = UUID_VALUE_KEY;
-    message[1] = 16;
-    message[2..].copy_from_slice(&ids::wire_bytes(id));
-    message
 }
 
 /// The answer to a CommitForAggregate that was acknowledged, ready to encode as its

@@ -20,6 +20,20 @@ pub fn wire_bytes(id: Uuid) -> [u8; 16] {
     id.to_bytes_le()
 }
 
+/// The key of `dolittle.protobuf.Uuid`'s value: field 1, length-delimited.
+const UUID_VALUE_KEY: u8 = 1 << 3 | 2;
+/// The length of an encoded `dolittle.protobuf.Uuid`: its value's key, length and 16 bytes.
+pub const UUID_MESSAGE_LEN: usize = 2 + 16;
+
+/// The wire form of `id` encoded (for a writer that encodes the message around it itself).
+pub fn uuid_message(id: Uuid) -> [u8; UUID_MESSAGE_LEN] {
+    let mut message = [0; UUID_MESSAGE_LEN];
+    message[0] = UUID_VALUE_KEY;
+    message[1] = 16;
+    message[2..].copy_from_slice(&wire_bytes(id));
+    message
+}
+
 /// The id a wire Uuid holds, or why it holds none. `field` names the field for the reason.
 pub fn from_wire(field: impl std::fmt::Display, id: &WireUuid) -> Result<Uuid, Failure> {
     let bytes: [u8; 16] = id.value.as_slice().try_into().map_err(|_| {

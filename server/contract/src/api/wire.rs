@@ -45,13 +45,11 @@ struct Around {
     after: Vec<u8>,
 }
 
-/// The key of a length-delimited field numbered 1, 2 or 4.
-const FIELD_1: u8 = 1 << 3 | 2;
-const FIELD_2: u8 = 2 << 3 | 2;
-const FIELD_4: u8 = 4 << 3 | 2;
-/// A `dolittle.protobuf.Uuid` field's length and its message's own key and length: 16 bytes
-/// in field 1.
-const UUID_FIELD: [u8; 3] = [18, FIELD_1, 16];
+/// `ReverseCallRequestContext`'s call id and execution context, and `ExecutionContext`'s
+/// correlation id.
+const CALL_ID_FIELD: u32 = 1;
+const EXECUTION_CONTEXT_FIELD: u32 = 2;
+const CORRELATION_ID_FIELD: u32 = 4;
 
 impl RequestContexts {
     /// The contexts of requests made in `context` (its correlation id is replaced by each
@@ -65,11 +63,12 @@ impl RequestContexts {
             ..ExecutionContext::default()
         }
         .encode_to_vec();
+        // Every field numbered after the correlation id, whichever the contract has.
         let after = ExecutionContext {
-            claims: context.claims.clone(),
-            environment: context.environment.clone(),
-            span_id: context.span_id.clone(),
-            ..ExecutionContext::default()
+            microservice_id: None,
+            tenant_id: None,
+            version: None,
+            ..context.clone()
         }
         .encode_to_vec();
         RequestContexts {
@@ -101,21 +100,29 @@ impl RequestContexts {
     /// [`call_context`](Self::call_context) encoded, in one allocation and without building
     /// the message.
     pub fn encoded_call_context(&self, call_id: uuid::Uuid, correlation_id: uuid::Uuid) -> Bytes {
+        use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+        let uuid_field_len = |tag| {
+            key_len(tag) + encoded_len_varint(ids::UUID_MESSAGE_LEN as u64) + ids::UUID_MESSAGE_LEN
+        };
+        let uuid_field = |tag, id, buf: &mut Vec<u8>| {
+            encode_key(tag, WireType::LengthDelimited, buf);
+            encode_varint(ids::UUID_MESSAGE_LEN as u64, buf);
+            buf.extend_from_slice(&ids::uuid_message(id));
+        };
         let Around { before, after } = &*self.encoded;
-        let context_len = before.len() + 1 + UUID_FIELD.len() + 16 + after.len();
-        let context_len_len = prost::encoding::encoded_len_varint(context_len as u64);
-        let mut buf =
-            Vec::with_capacity(1 + UUID_FIELD.len() + 16 + 1 + context_len_len + context_len);
-        buf.push(FIELD_1);
-        buf.extend_from_slice(&UUID_FIELD);
-        buf.extend_from_slice(&ids::wire_bytes(call_id));
-        buf.push(FIELD_2);
-        prost::encoding::encode_varint(context_len as u64, &mut buf);
+        let context_len = before.len() + uuid_field_len(CORRELATION_ID_FIELD) + after.len();
+        let len = uuid_field_len(CALL_ID_FIELD)
+            + key_len(EXECUTION_CONTEXT_FIELD)
+            + encoded_len_varint(context_len as u64)
+            + context_len;
+        let mut buf = Vec::with_capacity(len);
+        uuid_field(CALL_ID_FIELD, call_id, &mut buf);
+        encode_key(EXECUTION_CONTEXT_FIELD, WireType::LengthDelimited, &mut buf);
+        encode_varint(context_len as u64, &mut buf);
         buf.extend_from_slice(before);
-        buf.push(FIELD_4);
-        buf.extend_from_slice(&UUID_FIELD);
-        buf.extend_from_slice(&ids::wire_bytes(correlation_id));
+        uuid_field(CORRELATION_ID_FIELD, correlation_id, &mut buf);
         buf.extend_from_slice(after);
+        debug_assert_eq!(buf.len(), len);
         Bytes::from(buf)
     }
 }
