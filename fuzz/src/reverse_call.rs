@@ -21,7 +21,7 @@ use annals_contract::api::wire::{EventHandlerRuntimeToClientMessageWire, HandleE
 use annals_contract::proto::dolittle::runtime::events::processing::event_handler_client_to_runtime_message::Message as FromHead;
 use annals_contract::proto::dolittle::runtime::events::processing::EventHandlerClientToRuntimeMessage;
 use annals_contract::reverse_call::event_handlers::EventHandlerProtocol;
-use annals_contract::reverse_call::ReverseCall;
+use annals_contract::reverse_call::{request_context, ReverseCall};
 use annals_contract::Platform;
 use annals_log::uuid::Uuid;
 use bytes::Bytes;
@@ -146,9 +146,11 @@ async fn run(frames: &[Frame], body: Vec<u8>, check_platform: bool, calls: usize
         for _ in 0..calls {
             let context = convert::execution_context_to_wire(&connected.execution_context);
             match call
-                .send_call(context, |call_context| EventHandlerRuntimeToClientMessageWire {
+                .send_call(|call_id| EventHandlerRuntimeToClientMessageWire {
                     message: Some(ToHead::HandleRequest(HandleEventRequestWire {
-                        call_context: Some(call_context.encode_to_vec().into()),
+                        call_context: Some(
+                            request_context(call_id, context).encode_to_vec().into(),
+                        ),
                         event: None,
                         retry_processing_state: None,
                     })),
@@ -171,10 +173,7 @@ async fn run(frames: &[Frame], body: Vec<u8>, check_platform: bool, calls: usize
         );
         for mut answer in waiting {
             assert!(
-                !matches!(
-                    answer.try_recv(),
-                    Err(tokio::sync::oneshot::error::TryRecvError::Empty)
-                ),
+                answer.try_take().is_some(),
                 "a request still waits after the stream ended"
             );
         }

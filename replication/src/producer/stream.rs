@@ -25,9 +25,8 @@ use annals_contract::proto::dolittle::runtime::eventhorizon::{
     ConsumerResponse, EventHorizonCommittedEvent, EventHorizonEvent,
     EventHorizonProducerToConsumerMessage,
 };
-use annals_contract::reverse_call::ReverseCall;
+use annals_contract::reverse_call::{request_context, Answer, ReverseCall};
 use annals_engine::{Event, StreamPosition, Tenant};
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::HorizonProtocol;
@@ -55,7 +54,7 @@ pub(super) async fn serve(
     let mut next = from;
     status.sent_position.store(next.0, Relaxed);
     status.acknowledged_position.store(next.0, Relaxed);
-    let mut in_flight: VecDeque<(StreamPosition, oneshot::Receiver<ConsumerResponse>)> =
+    let mut in_flight: VecDeque<(StreamPosition, Answer<'_, ConsumerResponse>)> =
         VecDeque::with_capacity(window);
     loop {
         if call.ended().is_cancelled() {
@@ -79,13 +78,11 @@ pub(super) async fn serve(
                 // original sends it; the event itself goes without claims.
                 let context = convert::execution_context_to_wire(&event.execution_context);
                 let Ok(answer) = call
-                    .send_call(context, |call_context| {
-                        EventHorizonProducerToConsumerMessage {
-                            message: Some(Outgoing::Request(ConsumerRequest {
-                                call_context: Some(call_context),
-                                event: Some(request),
-                            })),
-                        }
+                    .send_call(|call_id| EventHorizonProducerToConsumerMessage {
+                        message: Some(Outgoing::Request(ConsumerRequest {
+                            call_context: Some(request_context(call_id, context)),
+                            event: Some(request),
+                        })),
                     })
                     .await
                 else {
@@ -118,13 +115,13 @@ pub(super) async fn serve(
                 acknowledged(position, &answer, status)?;
                 // Acknowledgements that arrived meanwhile are taken without waiting.
                 while let Some((position, answer)) = in_flight.front_mut() {
-                    match answer.try_recv() {
-                        Ok(answer) => {
+                    match answer.try_take() {
+                        Some(Ok(answer)) => {
                             acknowledged(*position, &answer, status)?;
                             in_flight.pop_front();
                         }
-                        Err(oneshot::error::TryRecvError::Empty) => break,
-                        Err(oneshot::error::TryRecvError::Closed) => return Ok(()),
+                        None => break,
+                        Some(Err(_)) => return Ok(()),
                     }
                 }
             }

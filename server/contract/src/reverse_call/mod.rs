@@ -275,48 +275,13 @@ impl<P: Protocol> ReverseCall<P> {
     }
 
     /// Sends one request, which `request` builds with a fresh call id (its call context holds
-    /// that id and the execution context: `api::wire::RequestContexts` makes it), and waits for
-    /// the answer. Waits for room when the head is slow to read.
+    /// that id and the execution context: `api::wire::RequestContexts` or [`request_context`]
+    /// makes it), and waits for the answer. Waits for room when the head is slow to read.
     pub async fn call(
         &self,
         request: impl FnOnce(Uuid) -> P::ServerMessage,
     ) -> Result<P::Response, CallError> {
-        if self.ended.is_cancelled() {
-            return Err(CallError::Ended);
-        }
-        let call_id = self.call_ids.next();
-        let (answer_tx, answer_rx) = oneshot::channel();
-        self.pending.lock().insert(call_id, answer_tx);
-        // Removes the entry however this call ends (answered, given up, dropped).
-        let pending = PendingGuard {
-            pending: &self.pending,
-            call_id,
-        };
-        // `end` cancels, then drops every waiting sender: checked after inserting, a call
-        // either sees the cancellation here or loses its sender (and ends) below.
-        if self.ended.is_cancelled() {
-            return Err(CallError::Ended);
-        }
-        let message = request(call_id);
-        // Room in the channel is the usual case: taken without building a waiting send.
-        let sent = match self.outbound.try_send(Ok(message)) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-            // (Boxed: the waiting send holds the message, and a call's future, kept for every
-            // request in flight, would be that much larger.)
-            Err(mpsc::error::TrySendError::Full(message)) => {
-                Box::pin(self.send_result(message)).await
-            }
-        };
-        if !sent {
-            return Err(CallError::Ended);
-        }
-        let answer = answer_rx.await.map_err(|_| CallError::Ended);
-        if answer.is_ok() {
-            // The answer took the entry out (`answer`): nothing to remove.
-            pending.disarm();
-        }
-        answer
+        self.send_call(request).await?.await
     }
 
     /// Sends one message as it is (waiting for room when the other side is slow to read);
@@ -336,36 +301,46 @@ impl<P: Protocol> ReverseCall<P> {
     }
 
     /// Sends one request like [`call`](Self::call) but does not wait for its answer: the
-    /// answer comes on the returned receiver, so a caller can keep many requests in flight
-    /// and still send them in order (each is on the stream when this returns). The receiver
-    /// fails when the stream ends first; the call's entry is removed when it is answered or
-    /// when the stream ends.
+    /// returned [`Answer`] gives it, so a caller can keep many requests in flight and still
+    /// send them in order (each is on the stream when this returns).
     pub async fn send_call(
         &self,
-        execution_context: WireExecutionContext,
-        request: impl FnOnce(ReverseCallRequestContext) -> P::ServerMessage,
-    ) -> Result<oneshot::Receiver<P::Response>, CallError> {
+        request: impl FnOnce(Uuid) -> P::ServerMessage,
+    ) -> Result<Answer<'_, P::Response>, CallError> {
         if self.ended.is_cancelled() {
             return Err(CallError::Ended);
         }
         let call_id = self.call_ids.next();
         let (answer_tx, answer_rx) = oneshot::channel();
         self.pending.lock().insert(call_id, answer_tx);
-        // As in `call`: checked after inserting, so `end` either is seen here or drops the
-        // sender.
+        // Removes the entry however the call ends (given up, not sent, dropped), unless its
+        // answer took it out.
+        let answer = Answer {
+            answer: answer_rx,
+            pending: &self.pending,
+            call_id,
+            answered: false,
+        };
+        // `end` cancels, then drops every waiting sender: checked after inserting, a call
+        // either sees the cancellation here or loses its sender (and ends) when awaited.
         if self.ended.is_cancelled() {
-            self.pending.lock().remove(&call_id);
             return Err(CallError::Ended);
         }
-        let message = request(ReverseCallRequestContext {
-            call_id: Some(ids::to_wire(call_id)),
-            execution_context: Some(execution_context),
-        });
-        if !self.send(message).await {
-            self.pending.lock().remove(&call_id);
+        let message = request(call_id);
+        // Room in the channel is the usual case: taken without building a waiting send.
+        let sent = match self.outbound.try_send(Ok(message)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            // (Boxed: the waiting send holds the message, and a call's future, kept for every
+            // request in flight, would be that much larger.)
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                Box::pin(self.send_result(message)).await
+            }
+        };
+        if !sent {
             return Err(CallError::Ended);
         }
-        Ok(answer_rx)
+        Ok(answer)
     }
 
     /// Cancelled when the stream is over.
@@ -573,21 +548,63 @@ fn ready<F: Future>(future: F) -> Option<F::Output> {
     }
 }
 
-struct PendingGuard<'a, R> {
+/// A request on the stream, waiting for its answer: awaited, it gives the answer, or
+/// [`CallError::Ended`] when the stream ends first. Dropped unanswered, it takes its call out
+/// of the outstanding ones (a late answer is then ignored).
+pub struct Answer<'a, R> {
+    answer: oneshot::Receiver<R>,
     pending: &'a Mutex<Pending<R>>,
     call_id: Uuid,
+    /// The answer came, and took the call's entry out with it.
+    answered: bool,
 }
 
-impl<R> PendingGuard<'_, R> {
-    /// The entry is gone already (answered): dropping removes nothing.
-    fn disarm(self) {
-        std::mem::forget(self);
+impl<R> Answer<'_, R> {
+    /// The answer if it is in already, without waiting: `None` while it is not.
+    pub fn try_take(&mut self) -> Option<Result<R, CallError>> {
+        match self.answer.try_recv() {
+            Ok(response) => {
+                self.answered = true;
+                Some(Ok(response))
+            }
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(CallError::Ended)),
+        }
     }
 }
 
-impl<R> Drop for PendingGuard<'_, R> {
+impl<R> Future for Answer<'_, R> {
+    type Output = Result<R, CallError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let answer = std::task::ready!(std::pin::Pin::new(&mut self.answer).poll(cx));
+        self.answered = answer.is_ok();
+        std::task::Poll::Ready(answer.map_err(|_| CallError::Ended))
+    }
+}
+
+impl<R> Drop for Answer<'_, R> {
     fn drop(&mut self) {
-        self.pending.lock().remove(&self.call_id);
+        // Answered: `answer` took the entry out already.
+        if !self.answered {
+            self.pending.lock().remove(&self.call_id);
+        }
+    }
+}
+
+/// The call context of a request with call id `call_id` (for requests whose execution context
+/// is not a processor's, such as the event horizon's, which carries each event's own).
+#[must_use]
+pub fn request_context(
+    call_id: Uuid,
+    execution_context: WireExecutionContext,
+) -> ReverseCallRequestContext {
+    ReverseCallRequestContext {
+        call_id: Some(ids::to_wire(call_id)),
+        execution_context: Some(execution_context),
     }
 }
 
