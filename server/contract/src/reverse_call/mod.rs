@@ -281,7 +281,15 @@ impl<P: Protocol> ReverseCall<P> {
         &self,
         request: impl FnOnce(Uuid) -> P::ServerMessage,
     ) -> Result<P::Response, CallError> {
-        self.send_call(request).await?.await
+        // (Not `send_call(request).await?.await`: a call's future is kept for every request in
+        // flight, and nesting one call's future in another makes it larger.)
+        let (answer, waiting) = self.start(request)?;
+        if let Some(waiting) = waiting {
+            if !waiting.await {
+                return Err(CallError::Ended);
+            }
+        }
+        answer.await
     }
 
     /// Sends one message as it is (waiting for room when the other side is slow to read);
@@ -307,6 +315,30 @@ impl<P: Protocol> ReverseCall<P> {
         &self,
         request: impl FnOnce(Uuid) -> P::ServerMessage,
     ) -> Result<Answer<'_, P::Response>, CallError> {
+        let (answer, waiting) = self.start(request)?;
+        if let Some(waiting) = waiting {
+            if !waiting.await {
+                return Err(CallError::Ended);
+            }
+        }
+        Ok(answer)
+    }
+
+    /// Books a call and puts its request on the stream when there is room (the usual case);
+    /// when there is none, the send that waits for room comes back with the answer, boxed: it
+    /// holds the message, and a call's future, kept for every request in flight, would
+    /// otherwise be that much larger.
+    #[allow(clippy::type_complexity)]
+    fn start(
+        &self,
+        request: impl FnOnce(Uuid) -> P::ServerMessage,
+    ) -> Result<
+        (
+            Answer<'_, P::Response>,
+            Option<std::pin::Pin<Box<dyn Future<Output = bool> + Send + '_>>>,
+        ),
+        CallError,
+    > {
         if self.ended.is_cancelled() {
             return Err(CallError::Ended);
         }
@@ -326,21 +358,13 @@ impl<P: Protocol> ReverseCall<P> {
         if self.ended.is_cancelled() {
             return Err(CallError::Ended);
         }
-        let message = request(call_id);
-        // Room in the channel is the usual case: taken without building a waiting send.
-        let sent = match self.outbound.try_send(Ok(message)) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-            // (Boxed: the waiting send holds the message, and a call's future, kept for every
-            // request in flight, would be that much larger.)
+        match self.outbound.try_send(Ok(request(call_id))) {
+            Ok(()) => Ok((answer, None)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(CallError::Ended),
             Err(mpsc::error::TrySendError::Full(message)) => {
-                Box::pin(self.send_result(message)).await
+                Ok((answer, Some(Box::pin(self.send_result(message)))))
             }
-        };
-        if !sent {
-            return Err(CallError::Ended);
         }
-        Ok(answer)
     }
 
     /// Cancelled when the stream is over.
