@@ -348,7 +348,7 @@ impl<P: Protocol> ReverseCall<P> {
         // Removes the entry however the call ends (given up, not sent, dropped), unless its
         // answer took it out.
         let answer = Answer {
-            answer: answer_rx,
+            receiver: answer_rx,
             pending: &self.pending,
             call_id,
             answered: false,
@@ -576,7 +576,7 @@ fn ready<F: Future>(future: F) -> Option<F::Output> {
 /// [`CallError::Ended`] when the stream ends first. Dropped unanswered, it takes its call out
 /// of the outstanding ones (a late answer is then ignored).
 pub struct Answer<'a, R> {
-    answer: oneshot::Receiver<R>,
+    receiver: oneshot::Receiver<R>,
     pending: &'a Mutex<Pending<R>>,
     call_id: Uuid,
     /// The answer came, and took the call's entry out with it.
@@ -586,7 +586,7 @@ pub struct Answer<'a, R> {
 impl<R> Answer<'_, R> {
     /// The answer if it is in already, without waiting: `None` while it is not.
     pub fn try_take(&mut self) -> Option<Result<R, CallError>> {
-        match self.answer.try_recv() {
+        match self.receiver.try_recv() {
             Ok(response) => {
                 self.answered = true;
                 Some(Ok(response))
@@ -604,7 +604,7 @@ impl<R> Future for Answer<'_, R> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        let answer = std::task::ready!(std::pin::Pin::new(&mut self.answer).poll(cx));
+        let answer = std::task::ready!(std::pin::Pin::new(&mut self.receiver).poll(cx));
         self.answered = answer.is_ok();
         std::task::Poll::Ready(answer.map_err(|_| CallError::Ended))
     }
