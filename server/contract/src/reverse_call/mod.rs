@@ -776,4 +776,128 @@ mod tests {
             None
         );
     }
+
+    /// The head's side of a stream in a test: its messages go to the runtime's reader as gRPC
+    /// frames, when the test sends them.
+    struct HeadBody(tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>);
+
+    impl http_body::Body for HeadBody {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|data| data.map(|data| Ok(http_body::Frame::data(data))))
+        }
+    }
+
+    /// `message` as one gRPC frame (uncompressed).
+    fn frame(message: &impl prost::Message) -> bytes::Bytes {
+        let encoded = message.encode_to_vec();
+        let mut framed = vec![0];
+        #[allow(
+            clippy::big_endian_bytes,
+            reason = "gRPC frames a message's length big-endian"
+        )]
+        framed.extend_from_slice(&u32::try_from(encoded.len()).unwrap().to_be_bytes());
+        framed.extend_from_slice(&encoded);
+        framed.into()
+    }
+
+    fn answer_to(call_id: Uuid) -> bytes::Bytes {
+        use crate::proto::dolittle::runtime::events::processing::event_handler_client_to_runtime_message::Message as FromHead;
+        use crate::proto::dolittle::runtime::events::processing::{
+            EventHandlerClientToRuntimeMessage, EventHandlerResponse,
+        };
+        use crate::proto::dolittle::services::ReverseCallResponseContext;
+        frame(&EventHandlerClientToRuntimeMessage {
+            message: Some(FromHead::HandleResult(EventHandlerResponse {
+                call_context: Some(ReverseCallResponseContext {
+                    call_id: Some(ids::to_wire(call_id)),
+                }),
+                failure: None,
+            })),
+        })
+    }
+
+    #[tokio::test]
+    async fn an_answer_dropped_unanswered_leaves_nothing_outstanding() {
+        use crate::proto::dolittle::runtime::events::processing::event_handler_client_to_runtime_message::Message as FromHead;
+        use crate::proto::dolittle::runtime::events::processing::{
+            EventHandlerClientToRuntimeMessage, EventHandlerRegistrationRequest,
+        };
+        use event_handlers::EventHandlerProtocol;
+        use tonic::codec::Codec as _;
+
+        let (head, body) = tokio::sync::mpsc::unbounded_channel();
+        head.send(frame(&EventHandlerClientToRuntimeMessage {
+            message: Some(FromHead::RegistrationRequest(
+                EventHandlerRegistrationRequest {
+                    call_context: Some(context(7, "Production", 0)),
+                    ..EventHandlerRegistrationRequest::default()
+                },
+            )),
+        }))
+        .unwrap();
+        let decoder = tonic_prost::ProstCodec::<
+            crate::api::wire::EventHandlerRuntimeToClientMessageWire,
+            EventHandlerClientToRuntimeMessage,
+        >::default()
+        .decoder();
+        let incoming = Streaming::new_request(decoder, HeadBody(body), None, None);
+        let (outbound, _to_head) = mpsc::channel(OUTBOUND_MESSAGES_MAX);
+        let (_stop, stopping) = tokio::sync::watch::channel(false);
+        let connected =
+            ReverseCall::<EventHandlerProtocol>::accept(incoming, outbound, None, stopping)
+                .await
+                .expect("registered");
+        let reader = tokio::spawn(connected.reader);
+        let call = connected.call;
+        let outstanding = || call.pending.lock().len();
+        let ping = <EventHandlerProtocol as Protocol>::ping;
+
+        // Two requests out; the first given up before its answer.
+        let mut first_id = Uuid::nil();
+        let first = call
+            .send_call(|id| {
+                first_id = id;
+                ping()
+            })
+            .await
+            .unwrap();
+        let mut second_id = Uuid::nil();
+        let second = call
+            .send_call(|id| {
+                second_id = id;
+                ping()
+            })
+            .await
+            .unwrap();
+        assert_eq!(outstanding(), 2);
+        drop(first);
+        assert_eq!(outstanding(), 1);
+
+        // The second is answered; a late answer to the first is ignored.
+        head.send(answer_to(second_id)).unwrap();
+        head.send(answer_to(first_id)).unwrap();
+        assert!(second.await.is_ok());
+        assert_eq!(outstanding(), 0);
+
+        // A call whose caller stops waiting leaves nothing behind either.
+        let given_up = tokio::time::timeout(Duration::from_millis(20), call.call(|_| ping())).await;
+        assert!(given_up.is_err(), "nobody answered it");
+        assert_eq!(outstanding(), 0);
+
+        // One still waiting when the head goes away ends with the stream.
+        let waiting = call.send_call(|_| ping()).await.unwrap();
+        drop(head);
+        assert_eq!(waiting.await, Err(CallError::Ended));
+        assert_eq!(outstanding(), 0);
+        reader.await.unwrap();
+        assert!(call.ended().is_cancelled());
+    }
 }
