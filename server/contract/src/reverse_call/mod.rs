@@ -1,6 +1,6 @@
 //! Reverse calls: the runtime calls the head over a bidirectional stream the head opened
-//! (event handlers, filters; later the event horizon). One [`ReverseCall`] per stream, shared
-//! by everything that sends requests on it.
+//! (event handlers, filters, projections, and another runtime's event horizon consumer). One
+//! [`ReverseCall`] per stream, shared by everything that sends requests on it.
 //!
 //! The protocol (the original runtime's, restated in dolittle.md 2.3):
 //! 1. The head's first message carries the connect arguments with a call context holding its
@@ -20,7 +20,8 @@
 //!   stream drains: a head that does not read its stream holds up senders (backpressure) and
 //!   never makes the runtime buffer more.
 //! - Outstanding calls are bounded by their callers (a processor has at most its concurrency in
-//!   flight); each is an entry in `pending` removed on answer or when its caller gives up.
+//!   flight, the event horizon's producer its window); each is an entry in `pending` removed on
+//!   answer or when its caller gives up (drops its [`Answer`] or its call's future).
 //! - When either side goes away, `ended` is cancelled: every waiting call returns
 //!   [`CallError::Ended`], and the callers keep their state (nothing is lost, the persisted
 //!   position is the resume point).
