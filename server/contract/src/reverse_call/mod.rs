@@ -862,22 +862,20 @@ mod tests {
         let ping = <EventHandlerProtocol as Protocol>::ping;
 
         // Two requests out; the first given up before its answer.
-        let mut first_id = Uuid::nil();
-        let first = call
-            .send_call(|id| {
-                first_id = id;
-                ping()
-            })
-            .await
-            .unwrap();
-        let mut second_id = Uuid::nil();
-        let second = call
-            .send_call(|id| {
-                second_id = id;
-                ping()
-            })
-            .await
-            .unwrap();
+        let mut sent = Vec::new();
+        for _ in 0..2 {
+            let mut call_id = Uuid::nil();
+            let answer = call
+                .send_call(|id| {
+                    call_id = id;
+                    ping()
+                })
+                .await
+                .unwrap();
+            sent.push((call_id, answer));
+        }
+        let (second_id, second) = sent.pop().unwrap();
+        let (first_id, first) = sent.pop().unwrap();
         assert_eq!(outstanding(), 2);
         drop(first);
         assert_eq!(outstanding(), 1);
