@@ -21,7 +21,8 @@ use annals_contract::api::wire::{EventHandlerRuntimeToClientMessageWire, HandleE
 use annals_contract::proto::dolittle::runtime::events::processing::event_handler_client_to_runtime_message::Message as FromHead;
 use annals_contract::proto::dolittle::runtime::events::processing::EventHandlerClientToRuntimeMessage;
 use annals_contract::reverse_call::event_handlers::EventHandlerProtocol;
-use annals_contract::reverse_call::{request_context, ReverseCall};
+use annals_contract::api::wire::request_context;
+use annals_contract::reverse_call::ReverseCall;
 use annals_contract::Platform;
 use annals_log::uuid::Uuid;
 use bytes::Bytes;

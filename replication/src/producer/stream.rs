@@ -19,13 +19,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use annals_contract::api::wire::request_context;
 use annals_contract::api::{convert, ids};
 use annals_contract::proto::dolittle::runtime::eventhorizon::{
     event_horizon_producer_to_consumer_message::Message as Outgoing, ConsumerRequest,
     ConsumerResponse, EventHorizonCommittedEvent, EventHorizonEvent,
     EventHorizonProducerToConsumerMessage,
 };
-use annals_contract::reverse_call::{request_context, Answer, ReverseCall};
+use annals_contract::reverse_call::{Answer, ReverseCall};
 use annals_engine::{Event, StreamPosition, Tenant};
 use uuid::Uuid;
 

@@ -18,7 +18,6 @@ use annals_contract::api::wire::{
 use annals_contract::processors::registration;
 use annals_engine::EventView;
 use bytes::Bytes;
-use prost::Message as _;
 use tonic::body::Body;
 use tonic::codegen::{http, BoxFuture, BoxStream, Service};
 use tonic::server::{Grpc, NamedService, StreamingService};
@@ -169,7 +168,7 @@ impl StreamingService<EventHandlerClientToRuntimeMessage> for Connect {
                 registration::event_handler,
                 |spec| EventHandlerRequests {
                     types: spec.event_types.iter().map(|t| t.id).collect(),
-                    scope: ids::to_wire(spec.key.scope).encode_to_vec().into(),
+                    scope: Bytes::copy_from_slice(&ids::uuid_message(spec.key.scope)),
                     partitioning: spec.partitioning,
                 },
                 |key| {

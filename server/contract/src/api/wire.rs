@@ -88,13 +88,13 @@ impl RequestContexts {
         call_id: uuid::Uuid,
         correlation_id: uuid::Uuid,
     ) -> ReverseCallRequestContext {
-        ReverseCallRequestContext {
-            call_id: Some(ids::to_wire(call_id)),
-            execution_context: Some(ExecutionContext {
+        request_context(
+            call_id,
+            ExecutionContext {
                 correlation_id: Some(ids::to_wire(correlation_id)),
                 ..self.context.clone()
-            }),
-        }
+            },
+        )
     }
 
     /// [`call_context`](Self::call_context) encoded, in one allocation and without building
@@ -124,6 +124,20 @@ impl RequestContexts {
         buf.extend_from_slice(after);
         debug_assert_eq!(buf.len(), len);
         Bytes::from(buf)
+    }
+}
+
+/// The call context of the request `call_id` made in `execution_context` (as it is: for requests
+/// whose execution context is not a processor's, such as the event horizon's, which carries each
+/// event's own).
+#[must_use]
+pub fn request_context(
+    call_id: uuid::Uuid,
+    execution_context: ExecutionContext,
+) -> ReverseCallRequestContext {
+    ReverseCallRequestContext {
+        call_id: Some(ids::to_wire(call_id)),
+        execution_context: Some(execution_context),
     }
 }
 

@@ -45,9 +45,8 @@ use crate::api::convert;
 use crate::api::failure::Failure;
 use crate::api::ids;
 use crate::limits;
-use crate::proto::dolittle::execution::ExecutionContext as WireExecutionContext;
 use crate::proto::dolittle::protobuf::{Failure as WireFailure, Uuid as WireUuid};
-use crate::proto::dolittle::services::{ReverseCallArgumentsContext, ReverseCallRequestContext};
+use crate::proto::dolittle::services::ReverseCallArgumentsContext;
 use crate::Platform;
 
 /// The calls waiting for their answers, by call id: looked up once per request and once per
@@ -276,7 +275,7 @@ impl<P: Protocol> ReverseCall<P> {
     }
 
     /// Sends one request, which `request` builds with a fresh call id (its call context holds
-    /// that id and the execution context: `api::wire::RequestContexts` or [`request_context`]
+    /// that id and the execution context: `api::wire::RequestContexts` or `api::wire::request_context`
     /// makes it), and waits for the answer. Waits for room when the head is slow to read.
     pub async fn call(
         &self,
@@ -617,19 +616,6 @@ impl<R> Drop for Answer<'_, R> {
         if !self.answered {
             self.pending.lock().remove(&self.call_id);
         }
-    }
-}
-
-/// The call context of a request with call id `call_id` (for requests whose execution context
-/// is not a processor's, such as the event horizon's, which carries each event's own).
-#[must_use]
-pub fn request_context(
-    call_id: Uuid,
-    execution_context: WireExecutionContext,
-) -> ReverseCallRequestContext {
-    ReverseCallRequestContext {
-        call_id: Some(ids::to_wire(call_id)),
-        execution_context: Some(execution_context),
     }
 }
 
