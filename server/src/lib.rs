@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+mod accept;
 mod blocking;
 pub mod cli;
 pub mod config;

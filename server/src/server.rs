@@ -24,12 +24,14 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::codegen::http;
+use tonic::service::Routes;
 use tonic::transport::server::{Router, TcpIncoming};
 use tonic::transport::{Certificate, Identity as TlsIdentity, Server, ServerTlsConfig};
 use tonic::Status;
 use tower::layer::util::{Identity, Stack};
 use tower::util::MapResponseLayer;
 
+use crate::accept;
 use crate::config::{Contract, Endpoint, RuntimeConfig};
 use crate::connections::{self, ConnectionLimits};
 use crate::legacy;
@@ -175,20 +177,20 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
     let platform = PlatformServices::new(Arc::clone(&runtime));
     let management_services = ManagementServices::new(Arc::clone(&runtime));
     if let Some(listener) = private {
-        let router = head_router(&runtime, &platform, config.endpoints.private_contract).await?;
-        tasks.spawn(run_grpc(
+        let routes = head_router(&runtime, &platform, config.endpoints.private_contract).await?;
+        tasks.spawn(run_heads(
             "private",
-            router,
+            routes,
             listener,
             config.connections,
             stop_rx.clone(),
         ));
     }
     if let Some(listener) = legacy {
-        let router = head_router(&runtime, &platform, Contract::Legacy).await?;
-        tasks.spawn(run_grpc(
+        let routes = head_router(&runtime, &platform, Contract::Legacy).await?;
+        tasks.spawn(run_heads(
             "legacy",
-            router,
+            routes,
             listener,
             config.connections,
             stop_rx.clone(),
@@ -362,7 +364,7 @@ async fn head_router(
     runtime: &Arc<Runtime>,
     platform: &PlatformServices,
     contract: Contract,
-) -> anyhow::Result<GrpcRouter> {
+) -> anyhow::Result<Routes> {
     let routes = match contract {
         Contract::Current => None,
         Contract::Legacy => Some(
@@ -399,7 +401,7 @@ async fn head_router(
             }
         };
     }
-    let mut router = grpc_base(&names, None, contract, runtime.config.connections).await?;
+    let mut router = head_base(&names, contract).await?;
     router = serve!(router, HandshakeServer::new(platform.clone()));
     router = serve!(router, TenantsServer::new(platform.clone()));
     router = serve!(router, EventTypesServer::new(platform.clone()));
@@ -465,6 +467,15 @@ async fn grpc_base(
         .http2_keepalive_interval(Some(limits.keep_alive_interval))
         .http2_keepalive_timeout(Some(limits.keep_alive_timeout))
         .add_service(limited!(health))
+        .add_service(limited!(reflection_v1))
+        .add_service(limited!(reflection_v1alpha)))
+}
+
+/// The heads' ports' routes with health and reflection (what every gRPC port serves), served by
+/// `accept` rather than tonic's server (see `run_heads`).
+async fn head_base(services: &[&str], contract: Contract) -> anyhow::Result<Routes> {
+    let (health, reflection_v1, reflection_v1alpha) = base_services(services, contract).await?;
+    Ok(Routes::new(limited!(health))
         .add_service(limited!(reflection_v1))
         .add_service(limited!(reflection_v1alpha)))
 }
@@ -584,6 +595,34 @@ fn public_tls(config: &RuntimeConfig) -> Option<ServerTlsConfig> {
             .client_auth_optional(false);
     }
     Some(server)
+}
+
+/// A heads' port (private, legacy): `routes` on our own accept loop (`accept`), whose HTTP/2
+/// stream tasks do not wake themselves through the scheduler for every message they send,
+/// with the port's limits and tonic's answers to bad requests said as the client's fault.
+async fn run_heads(
+    name: &'static str,
+    routes: Routes,
+    listener: TcpListener,
+    limits: ConnectionLimits,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = connections::guarded(name, incoming, limits);
+    let service = tower::ServiceBuilder::new()
+        .layer(MapResponseLayer::new(
+            clients_fault as fn(http::Response<tonic::body::Body>) -> _,
+        ))
+        .service(routes.prepare());
+    let settings = accept::Settings {
+        stream_window: STREAM_WINDOW_BYTES,
+        connection_window: CONNECTION_WINDOW_BYTES,
+        max_concurrent_streams: limits.max_concurrent_streams,
+        keep_alive_interval: limits.keep_alive_interval,
+        keep_alive_timeout: limits.keep_alive_timeout,
+    };
+    accept::serve(name, service, incoming, settings, shutdown::stopped(stop)).await;
+    Ok(())
 }
 
 /// A gRPC port's routes, with tonic's answers to bad requests said as the client's fault.
