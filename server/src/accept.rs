@@ -119,9 +119,8 @@ pub(crate) async fn serve<S, I, IO>(
                             }
                             break;
                         }
-                        changed = drain.changed(), if !draining => {
+                        _ = drain.changed(), if !draining => {
                             // Sent (or the loop is gone): finish the streams, take no new ones.
-                            let _ = changed;
                             draining = true;
                             connection.as_mut().graceful_shutdown();
                         }

@@ -573,14 +573,25 @@ async fn run_grpc(
     limits: ConnectionLimits,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    // No Nagle: a commit's answer is one small write that must leave at once (with Nagle
-    // and the peer's delayed ACK, each request/response would wait ~40 ms).
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let incoming = connections::guarded(name, incoming, limits);
     router
-        .serve_with_incoming_shutdown(incoming, shutdown::stopped(stop))
+        .serve_with_incoming_shutdown(incoming(name, listener, limits), shutdown::stopped(stop))
         .await
         .with_context(|| format!("serving the {name} endpoint"))
+}
+
+/// The connections a gRPC port accepts, within its limits. No Nagle: a commit's answer is one
+/// small write that must leave at once (with Nagle and the peer's delayed ACK, each
+/// request/response would wait ~40 ms).
+fn incoming(
+    name: &'static str,
+    listener: TcpListener,
+    limits: ConnectionLimits,
+) -> impl futures_util::Stream<Item = std::io::Result<connections::Guarded>> {
+    connections::guarded(
+        name,
+        TcpIncoming::from(listener).with_nodelay(Some(true)),
+        limits,
+    )
 }
 
 /// The public port's TLS, when configured: this runtime's identity and, when set, the
@@ -607,8 +618,6 @@ async fn run_heads(
     limits: ConnectionLimits,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let incoming = connections::guarded(name, incoming, limits);
     let service = tower::ServiceBuilder::new()
         .layer(MapResponseLayer::new(
             clients_fault as fn(http::Response<tonic::body::Body>) -> _,
@@ -621,6 +630,7 @@ async fn run_heads(
         keep_alive_interval: limits.keep_alive_interval,
         keep_alive_timeout: limits.keep_alive_timeout,
     };
+    let incoming = incoming(name, listener, limits);
     accept::serve(name, service, incoming, settings, shutdown::stopped(stop)).await;
     Ok(())
 }
