@@ -261,8 +261,7 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
         ));
     }
     if let Some(listener) = management_web {
-        let (health, reflection_v1, reflection_v1alpha) =
-            base_services(&management_names, Contract::Current).await?;
+        let base = base_routes(&management_names, Contract::Current).await?;
         let router = Server::builder()
             // gRPC-Web is HTTP/1.1 (as the original's Kestrel endpoint); tonic-web
             // translates it to the services' gRPC, and answers CORS per
@@ -275,14 +274,11 @@ pub async fn serve(config: RuntimeConfig, options: ServeOptions) -> anyhow::Resu
             .layer(MapResponseLayer::new(
                 clients_fault as fn(http::Response<tonic::body::Body>) -> _,
             ))
-            .add_service(limited!(health))
-            .add_service(limited!(reflection_v1))
-            .add_service(limited!(reflection_v1alpha));
+            .add_routes(base);
         let router = with_management!(router);
         let limits = config.connections;
         tasks.spawn(async move {
-            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-            let incoming = connections::guarded("managementweb", incoming, limits);
+            let incoming = incoming("managementweb", listener, limits);
             router
                 .serve_with_incoming_shutdown(incoming, shutdown::stopped(stop_rx_web))
                 .await
@@ -401,7 +397,7 @@ async fn head_router(
             }
         };
     }
-    let mut router = head_base(&names, contract).await?;
+    let mut router = base_routes(&names, contract).await?;
     router = serve!(router, HandshakeServer::new(platform.clone()));
     router = serve!(router, TenantsServer::new(platform.clone()));
     router = serve!(router, EventTypesServer::new(platform.clone()));
@@ -448,7 +444,7 @@ async fn grpc_base(
     contract: Contract,
     limits: ConnectionLimits,
 ) -> anyhow::Result<GrpcRouter> {
-    let (health, reflection_v1, reflection_v1alpha) = base_services(services, contract).await?;
+    let base = base_routes(services, contract).await?;
     let mut server = Server::builder().layer(MapResponseLayer::new(
         clients_fault as fn(http::Response<tonic::body::Body>) -> _,
     ));
@@ -466,33 +462,12 @@ async fn grpc_base(
         .max_concurrent_streams(Some(limits.max_concurrent_streams))
         .http2_keepalive_interval(Some(limits.keep_alive_interval))
         .http2_keepalive_timeout(Some(limits.keep_alive_timeout))
-        .add_service(limited!(health))
-        .add_service(limited!(reflection_v1))
-        .add_service(limited!(reflection_v1alpha)))
+        .add_routes(base))
 }
 
-/// The heads' ports' routes with health and reflection (what every gRPC port serves), served by
-/// `accept` rather than tonic's server (see `run_heads`).
-async fn head_base(services: &[&str], contract: Contract) -> anyhow::Result<Routes> {
-    let (health, reflection_v1, reflection_v1alpha) = base_services(services, contract).await?;
-    Ok(Routes::new(limited!(health))
-        .add_service(limited!(reflection_v1))
-        .add_service(limited!(reflection_v1alpha)))
-}
-
-/// Health and reflection (v1, v1alpha) for a port that serves `services` of `contract`.
-async fn base_services(
-    services: &[&str],
-    contract: Contract,
-) -> anyhow::Result<(
-    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
-    tonic_reflection::server::v1::ServerReflectionServer<
-        impl tonic_reflection::server::v1::ServerReflection,
-    >,
-    tonic_reflection::server::v1alpha::ServerReflectionServer<
-        impl tonic_reflection::server::v1alpha::ServerReflection,
-    >,
-)> {
+/// What every gRPC port serves: health (SERVING for the server as a whole, "", and for each of
+/// `services` by name) and reflection (v1, v1alpha) describing `contract`.
+async fn base_routes(services: &[&str], contract: Contract) -> anyhow::Result<Routes> {
     let descriptors = match contract {
         Contract::Current => crate::proto::FILE_DESCRIPTOR_SET,
         Contract::Legacy => annals_contract::proto_v5::FILE_DESCRIPTOR_SET,
@@ -521,7 +496,9 @@ async fn base_services(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .context("building gRPC reflection")?;
-    Ok((health, reflection_v1, reflection_v1alpha))
+    Ok(Routes::new(limited!(health))
+        .add_service(limited!(reflection_v1))
+        .add_service(limited!(reflection_v1alpha)))
 }
 
 /// The gRPC-Web port's CORS answers: none without configured origins (a browser then calls
