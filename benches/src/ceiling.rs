@@ -128,12 +128,15 @@ pub(crate) struct Ceiling {
     runtime: Option<tokio::runtime::Runtime>,
 }
 
+/// Name of the ceiling runtime's threads (the load tool reads their CPU time by it).
+pub(crate) const THREADS: &str = "ceiling";
+
 impl Ceiling {
     /// Starts the ceiling on a free port, on a runtime of its own with two workers.
     pub(crate) fn start(canned: Canned) -> Result<Ceiling> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
-            .thread_name("ceiling")
+            .thread_name(THREADS)
             .enable_all()
             .build()
             .context("start the ceiling's runtime")?;

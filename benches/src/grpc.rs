@@ -28,6 +28,7 @@
 //! settings, and stopped with SIGTERM afterwards. The load tool shares the machine (2 cores)
 //! with it, as the target says.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,6 +43,7 @@ use std::sync::Arc;
 use tonic::transport::Channel;
 
 use crate::ceiling::{Canned, Ceiling};
+use crate::cpu;
 use crate::data::{CommitPool, EventFactory};
 use crate::driver::{AppendOutcome, Window};
 use crate::raw::{RawLayout, RawLog};
@@ -406,6 +408,7 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
     .context("create the raw baseline's file")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name(CLIENT_THREADS)
         .enable_all()
         .build()
         .context("start the client runtime")?;
@@ -490,6 +493,7 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
         record(&mut measurements, m)?;
     }
     summarise_against(&measurements, &date, "ceiling")?;
+    commit_costs(&measurements)?;
     aggregate_vs_commit(&measurements)?;
     drop(ceiling);
     drop(raw);
@@ -497,6 +501,9 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
     eprintln!("done in {:.1?}", started.elapsed());
     Ok(())
 }
+
+/// Name (prefix) of the client runtime's threads, whose CPU time is the clients'.
+const CLIENT_THREADS: &str = "grpc-client";
 
 /// Connections of `grpc_memory`.
 const MEMORY_CLIENTS: usize = 256;
@@ -600,11 +607,19 @@ fn measure_commits(
     let reqs = Arc::new(requests.to_vec());
     let per_writer = reqs.len() / clients;
     let mut before = None;
+    let cpu_of = served.cpu_party();
+    let mut cpu_before = None;
     let outcome = run_requests(
         setup.runtime,
         clients,
         setup.window,
-        || before = served.counters(),
+        || {
+            before = served.counters();
+            cpu_before = Some(cpu::Snapshot::take(
+                cpu_of,
+                cpu::Party::OwnThreads(CLIENT_THREADS),
+            ));
+        },
         move |w, i| {
             let mut client = connections[w].clone();
             let request = reqs[w * per_writer + (i as usize % per_writer)].clone();
@@ -618,6 +633,7 @@ fn measure_commits(
             }
         },
     )?;
+    let cpu_after = cpu::Snapshot::take(cpu_of, cpu::Party::OwnThreads(CLIENT_THREADS));
     let after = served.counters();
     let (syncs, server_us) = match (before, after) {
         (Some(b), Some(a)) => (
@@ -636,6 +652,14 @@ fn measure_commits(
     // clients measured.
     if system == "annals" {
         m.extra.insert("server_mean_us".into(), json!(server_us));
+    }
+    if let Some(before) = cpu_before {
+        let cost = before.per_request(&cpu_after, outcome.commits);
+        m.extra
+            .insert("server_cpu_us_per_request".into(), json!(cost.server_us));
+        m.extra
+            .insert("clients_cpu_us_per_request".into(), json!(cost.clients_us));
+        m.extra.insert("cpu_cores_busy".into(), json!(cost.cores));
     }
     Ok(m)
 }
@@ -779,6 +803,14 @@ struct Served {
 }
 
 impl Served {
+    /// Whose CPU time is the server's: the annals process, or the ceiling's threads.
+    fn cpu_party(&self) -> cpu::Party {
+        match &self.annals {
+            Some((server, _)) => cpu::Party::Process(server.pid()),
+            None => cpu::Party::OwnThreads(crate::ceiling::THREADS),
+        }
+    }
+
     /// The server's counters, for annals.
     fn counters(&self) -> Option<ServerCounters> {
         self.annals.as_ref().and_then(|(s, _)| s.counters().ok())
@@ -1041,10 +1073,113 @@ fn measurement(
 }
 
 fn progress(rounds: usize, m: &Measurement) {
-    let server = m
-        .extra
-        .get("server_mean_us")
-        .and_then(serde_json::Value::as_f64)
-        .map_or_else(String::new, |v| format!("  server mean {v:.0}us"));
+    let figure = |key: &str| m.extra.get(key).and_then(serde_json::Value::as_f64);
+    let mut server =
+        figure("server_mean_us").map_or_else(String::new, |v| format!("  server mean {v:.0}us"));
+    if let (Some(s), Some(c), Some(cores)) = (
+        figure("server_cpu_us_per_request"),
+        figure("clients_cpu_us_per_request"),
+        figure("cpu_cores_busy"),
+    ) {
+        let _ = write!(
+            server,
+            "  cpu/request server {s:.1}us clients {c:.1}us, {cores:.2} cores"
+        );
+    }
     eprintln!("{}", progress_line(m, rounds, (22, 7), &server));
+}
+
+/// Why the commit rates are where they are, per shape (medians over the rounds): what one
+/// request cost the server and the clients in CPU, annals against the ceiling, and how many
+/// of the two cores they kept busy; for one client, also the serial bound: a server that
+/// did nothing but the ceiling's answer and the raw write of the same events, one after the
+/// other (one request in flight), would reach 1 / (1/ceiling + 1/raw) events/s, so
+/// raw / (raw + ceiling) of the ceiling (paired per round).
+fn commit_costs(measurements: &[Measurement]) -> Result<()> {
+    let mut shapes: Vec<(usize, Option<usize>)> = Vec::new();
+    for m in measurements.iter().filter(|m| m.workload == "grpc_commit") {
+        if !shapes.contains(&(m.writers, m.batch)) {
+            shapes.push((m.writers, m.batch));
+        }
+    }
+    eprintln!();
+    eprintln!(
+        "cpu per Commit request (us), server / clients, and cores busy; medians of the rounds"
+    );
+    for (writers, batch) in shapes {
+        let of = |system: &'static str| {
+            measurements.iter().filter(move |m| {
+                m.system == system
+                    && m.workload == "grpc_commit"
+                    && (m.writers, m.batch) == (writers, batch)
+            })
+        };
+        let median_of = |system: &'static str, key: &str| {
+            let values: Vec<f64> = of(system)
+                .filter_map(|m| m.extra.get(key).and_then(serde_json::Value::as_f64))
+                .collect();
+            median(&values)
+        };
+        let in_round = |system: &'static str, round: usize| {
+            of(system)
+                .find(|m| m.round == round)
+                .map(|m| m.events_per_s)
+        };
+        // One request in flight: the ceiling's round trip and the raw write add up.
+        let (bound, annals_vs_bound) = if writers == 1 {
+            let mut bounds = Vec::new();
+            let mut reached = Vec::new();
+            for m in of("annals") {
+                if let (Some(c), Some(r)) = (in_round("ceiling", m.round), in_round("raw", m.round))
+                {
+                    if c > 0.0 && r > 0.0 {
+                        let rate = 1.0 / (1.0 / c + 1.0 / r);
+                        bounds.push(rate / c);
+                        reached.push(m.events_per_s / rate);
+                    }
+                }
+            }
+            (median(&bounds), median(&reached))
+        } else {
+            (None, None)
+        };
+        let line = json!({
+            "workload": "cost",
+            "of_workload": "grpc_commit",
+            "writers": writers,
+            "batch": batch,
+            "annals_server_cpu_us_per_request": median_of("annals", "server_cpu_us_per_request"),
+            "annals_clients_cpu_us_per_request": median_of("annals", "clients_cpu_us_per_request"),
+            "annals_cpu_cores_busy": median_of("annals", "cpu_cores_busy"),
+            "ceiling_server_cpu_us_per_request": median_of("ceiling", "server_cpu_us_per_request"),
+            "ceiling_clients_cpu_us_per_request": median_of("ceiling", "clients_cpu_us_per_request"),
+            "ceiling_cpu_cores_busy": median_of("ceiling", "cpu_cores_busy"),
+            "serial_bound_vs_ceiling_paired": bound,
+            "annals_vs_serial_bound_paired": annals_vs_bound,
+        });
+        emit(&line)?;
+        let num = |v: Option<f64>, digits: usize| {
+            v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+        };
+        let mut text = format!(
+            "  {writers}x{}: annals {} / {}, {} cores; ceiling {} / {}, {} cores",
+            batch.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+            num(median_of("annals", "server_cpu_us_per_request"), 1),
+            num(median_of("annals", "clients_cpu_us_per_request"), 1),
+            num(median_of("annals", "cpu_cores_busy"), 2),
+            num(median_of("ceiling", "server_cpu_us_per_request"), 1),
+            num(median_of("ceiling", "clients_cpu_us_per_request"), 1),
+            num(median_of("ceiling", "cpu_cores_busy"), 2),
+        );
+        if writers == 1 {
+            let _ = write!(
+                text,
+                "; serial bound {} of the ceiling, annals at {} of it",
+                num(bound, 2),
+                num(annals_vs_bound, 2)
+            );
+        }
+        eprintln!("{text}");
+    }
+    Ok(())
 }

@@ -19,6 +19,7 @@
 pub mod aggregates;
 pub mod annals;
 pub(crate) mod ceiling;
+pub(crate) mod cpu;
 pub mod data;
 pub mod delivery;
 pub mod driver;
