@@ -42,7 +42,7 @@ use crate::{
     data::EventFactory,
     driver::{run_appends, Window},
     pg::PgCluster,
-    report::{emit, median, now_utc, percentiles_us, record, Measurement, Subject},
+    report::{emit, fixed, median, now_utc, percentiles_us, record, Measurement, Subject},
     suite::{self, SuiteArgs},
 };
 
@@ -792,19 +792,17 @@ fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
             "date": date,
         });
         emit(&line)?;
-        let num =
-            |v: Option<f64>, d: usize| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.d$}"));
         eprintln!(
             "{:<17} {:>5} | {:>11} {:>12} {:>11} {:>11} | {:>8} {:>8} {:>8}",
             workload,
             batch.map_or_else(|| "-".to_owned(), |b| b.to_string()),
-            num(of("annals"), 0),
-            num(of("annals_plain"), 0),
-            num(of("rocksdb"), 0),
-            num(of("postgres"), 0),
-            num(vs("annals_plain"), 2),
-            num(vs("rocksdb"), 2),
-            num(vs("postgres"), 2),
+            fixed(of("annals"), 0),
+            fixed(of("annals_plain"), 0),
+            fixed(of("rocksdb"), 0),
+            fixed(of("postgres"), 0),
+            fixed(vs("annals_plain"), 2),
+            fixed(vs("rocksdb"), 2),
+            fixed(vs("postgres"), 2),
         );
     }
     Ok(())

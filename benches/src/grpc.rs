@@ -48,8 +48,8 @@ use crate::data::{CommitPool, EventFactory};
 use crate::driver::{AppendOutcome, Window};
 use crate::raw::{RawLayout, RawLog};
 use crate::report::{
-    emit, median, now_utc, percentiles_us, progress_line, ratio, record, summarise_against, to_f64,
-    Measurement, Subject,
+    emit, fixed, median, now_utc, percentiles_us, progress_line, rate_in_round, ratio, record,
+    shapes, summarise_against, to_f64, Measurement, Subject,
 };
 use crate::suite::{parse_shape, SuiteArgs, WindowArgs};
 
@@ -693,7 +693,7 @@ fn aggregate_vs_commit(measurements: &[Measurement]) -> Result<()> {
     }))?;
     eprintln!(
         "CommitForAggregate 16x1 vs Commit 16x1: {} (target 0.85)",
-        vs.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+        fixed(vs, 2)
     );
     Ok(())
 }
@@ -1096,22 +1096,17 @@ fn progress(rounds: usize, m: &Measurement) {
 /// other (one request in flight), would reach 1 / (1/ceiling + 1/raw) events/s, so
 /// raw / (raw + ceiling) of the ceiling (paired per round).
 fn commit_costs(measurements: &[Measurement]) -> Result<()> {
-    let mut shapes: Vec<(usize, Option<usize>)> = Vec::new();
-    for m in measurements.iter().filter(|m| m.workload == "grpc_commit") {
-        if !shapes.contains(&(m.writers, m.batch)) {
-            shapes.push((m.writers, m.batch));
-        }
-    }
     eprintln!();
     eprintln!(
         "cpu per Commit request (us), server / clients, and cores busy; medians of the rounds"
     );
-    for (writers, batch) in shapes {
+    for (workload, writers, batch) in shapes(measurements) {
+        if workload != "grpc_commit" {
+            continue;
+        }
         let of = |system: &'static str| {
             measurements.iter().filter(move |m| {
-                m.system == system
-                    && m.workload == "grpc_commit"
-                    && (m.writers, m.batch) == (writers, batch)
+                m.system == system && (m.workload, m.writers, m.batch) == (workload, writers, batch)
             })
         };
         let median_of = |system: &'static str, key: &str| {
@@ -1121,9 +1116,7 @@ fn commit_costs(measurements: &[Measurement]) -> Result<()> {
             median(&values)
         };
         let in_round = |system: &'static str, round: usize| {
-            of(system)
-                .find(|m| m.round == round)
-                .map(|m| m.events_per_s)
+            rate_in_round(measurements, system, (workload, writers, batch), round)
         };
         // One request in flight: the ceiling's round trip and the raw write add up.
         let (bound, annals_vs_bound) = if writers == 1 {
@@ -1158,25 +1151,22 @@ fn commit_costs(measurements: &[Measurement]) -> Result<()> {
             "annals_vs_serial_bound_paired": annals_vs_bound,
         });
         emit(&line)?;
-        let num = |v: Option<f64>, digits: usize| {
-            v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
-        };
         let mut text = format!(
             "  {writers}x{}: annals {} / {}, {} cores; ceiling {} / {}, {} cores",
             batch.map_or_else(|| "-".to_owned(), |b| b.to_string()),
-            num(median_of("annals", "server_cpu_us_per_request"), 1),
-            num(median_of("annals", "clients_cpu_us_per_request"), 1),
-            num(median_of("annals", "cpu_cores_busy"), 2),
-            num(median_of("ceiling", "server_cpu_us_per_request"), 1),
-            num(median_of("ceiling", "clients_cpu_us_per_request"), 1),
-            num(median_of("ceiling", "cpu_cores_busy"), 2),
+            fixed(median_of("annals", "server_cpu_us_per_request"), 1),
+            fixed(median_of("annals", "clients_cpu_us_per_request"), 1),
+            fixed(median_of("annals", "cpu_cores_busy"), 2),
+            fixed(median_of("ceiling", "server_cpu_us_per_request"), 1),
+            fixed(median_of("ceiling", "clients_cpu_us_per_request"), 1),
+            fixed(median_of("ceiling", "cpu_cores_busy"), 2),
         );
         if writers == 1 {
             let _ = write!(
                 text,
                 "; serial bound {} of the ceiling, annals at {} of it",
-                num(bound, 2),
-                num(annals_vs_bound, 2)
+                fixed(bound, 2),
+                fixed(annals_vs_bound, 2)
             );
         }
         eprintln!("{text}");

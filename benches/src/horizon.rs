@@ -56,7 +56,9 @@ use uuid::Uuid;
 use crate::data::EventFactory;
 use crate::delivery::{commit_all, run_head, Registration, Shape, Target};
 use crate::grpc::{annals_binary, commit_request, connect, ServerProcess};
-use crate::report::{emit, median, now_utc, percentiles_us, record, to_f64, Measurement, Subject};
+use crate::report::{
+    emit, fixed, median, now_utc, percentiles_us, record, to_f64, Measurement, Subject,
+};
 use crate::suite::SuiteArgs;
 
 /// Options of `annals-bench horizon`.
@@ -1042,8 +1044,8 @@ fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
         let (vs, vs_paired) = (ratio(rate, commit), paired(backlog, "consumer_commit"));
         eprintln!(
             "  {backlog} / consumer_commit: {} (paired {})",
-            vs.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}")),
-            vs_paired.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}")),
+            fixed(vs, 2),
+            fixed(vs_paired, 2),
         );
         emit(&json!({
             "workload": "ratio",
@@ -1062,7 +1064,7 @@ fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
         let v_paired = paired("horizon_backlog", "horizon_backlog_stop_and_wait");
         eprintln!(
             "  horizon_backlog / stop-and-wait: {v:.2} (paired {})",
-            v_paired.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+            fixed(v_paired, 2)
         );
         emit(&json!({
             "workload": "ratio",

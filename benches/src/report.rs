@@ -270,6 +270,38 @@ macro_rules! row_format {
     };
 }
 
+/// The shapes (workload, writers, batch) of `measurements`, in first-measured order.
+pub(crate) fn shapes(measurements: &[Measurement]) -> Vec<(&'static str, usize, Option<usize>)> {
+    let mut shapes = Vec::new();
+    for m in measurements {
+        let shape = (m.workload, m.writers, m.batch);
+        if !shapes.contains(&shape) {
+            shapes.push(shape);
+        }
+    }
+    shapes
+}
+
+/// The events/s `system` reached at `shape` in `round`.
+pub(crate) fn rate_in_round(
+    measurements: &[Measurement],
+    system: &str,
+    shape: (&str, usize, Option<usize>),
+    round: usize,
+) -> Option<f64> {
+    measurements
+        .iter()
+        .find(|m| {
+            m.system == system && m.round == round && (m.workload, m.writers, m.batch) == shape
+        })
+        .map(|m| m.events_per_s)
+}
+
+/// A figure with `digits` decimals for the tables, or "-" where there is none.
+pub(crate) fn fixed(value: Option<f64>, digits: usize) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+}
+
 /// Prints the medians of each shape and its ratios to raw and RocksDB (one JSON line per
 /// shape), and a table for people on stderr.
 pub fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
@@ -279,14 +311,6 @@ pub fn summarise(measurements: &[Measurement], date: &str) -> Result<()> {
 /// As [`summarise`], with `peer` (a system of the measurements) in RocksDB's place: its
 /// figures and the ratios to it under `<peer>_...` and `annals_vs_<peer>...`.
 pub fn summarise_against(measurements: &[Measurement], date: &str, peer: &str) -> Result<()> {
-    // Shapes in first-measured order.
-    let mut shapes: Vec<(&'static str, usize, Option<usize>)> = Vec::new();
-    for m in measurements {
-        let shape = (m.workload, m.writers, m.batch);
-        if !shapes.contains(&shape) {
-            shapes.push(shape);
-        }
-    }
     eprintln!();
     eprintln!(
         row_format!(),
@@ -304,7 +328,7 @@ pub fn summarise_against(measurements: &[Measurement], date: &str, peer: &str) -
         "raw",
         &peer[..peer.len().min(5)]
     );
-    for (workload, writers, batch) in shapes {
+    for (workload, writers, batch) in shapes(measurements) {
         let of = |system: &str, field: fn(&Measurement) -> Option<f64>| {
             let values: Vec<f64> = measurements
                 .iter()
@@ -327,23 +351,17 @@ pub fn summarise_against(measurements: &[Measurement], date: &str, peer: &str) -
         // Paired: the ratio within each round (the systems ran seconds apart), then the median
         // of those; steadier than the ratio of medians when the disk drifts between rounds.
         let paired = |other: &str| {
-            let in_round = |system: &str, round: usize| {
-                measurements
-                    .iter()
-                    .find(|m| {
-                        m.system == system
-                            && m.round == round
-                            && (m.workload, m.writers, m.batch) == (workload, writers, batch)
-                    })
-                    .map(|m| m.events_per_s)
-            };
             let ratios: Vec<f64> = measurements
                 .iter()
                 .filter(|m| {
                     m.system == "annals"
                         && (m.workload, m.writers, m.batch) == (workload, writers, batch)
                 })
-                .filter_map(|m| vs(Some(m.events_per_s), in_round(other, m.round)))
+                .filter_map(|m| {
+                    let theirs =
+                        rate_in_round(measurements, other, (workload, writers, batch), m.round);
+                    vs(Some(m.events_per_s), theirs)
+                })
                 .collect();
             median(&ratios)
         };
@@ -383,24 +401,21 @@ pub fn summarise_against(measurements: &[Measurement], date: &str, peer: &str) -
             line[key] = serde_json::json!(value);
         }
         emit(&line)?;
-        let num = |v: Option<f64>, digits: usize| {
-            v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
-        };
         eprintln!(
             row_format!(),
             workload,
             writers,
             batch.map_or_else(|| "-".to_owned(), |b| b.to_string()),
-            num(annals, 0),
-            num(raw, 0),
-            num(peer_rate, 0),
-            num(vs(annals, raw), 2),
-            num(paired("raw"), 2),
-            num(vs(annals, peer_rate), 2),
-            num(paired(peer), 2),
-            num(of("annals", per_sync), 1),
-            num(of("raw", per_sync), 1),
-            num(of(peer, per_sync), 1),
+            fixed(annals, 0),
+            fixed(raw, 0),
+            fixed(peer_rate, 0),
+            fixed(vs(annals, raw), 2),
+            fixed(paired("raw"), 2),
+            fixed(vs(annals, peer_rate), 2),
+            fixed(paired(peer), 2),
+            fixed(of("annals", per_sync), 1),
+            fixed(of("raw", per_sync), 1),
+            fixed(of(peer, per_sync), 1),
         );
     }
     Ok(())
