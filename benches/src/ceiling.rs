@@ -17,10 +17,20 @@
 //!
 //! It runs on a runtime of its own with two workers, as the runtime's server does on this
 //! machine, and sets the same HTTP/2 windows and `TCP_NODELAY`.
+//!
+//! The durable ceiling ([`Ceiling::start_durable`]) is the same server with one thing more: a
+//! Commit is answered only once its events are on disk. Each Commit appends its events (each
+//! encoded as the contract's message) to a queue, and one thread writes whatever has queued
+//! with one `pwrite` and one `fdatasync` to a file laid out as the raw baseline's
+//! ([`RawLog`]: pre-allocated, zeroed and synced), then completes the group's requests. No
+//! gathering, no index, no checks: the least a gRPC server that keeps the contract's promise
+//! (an acknowledged commit is durable) must add to the ceiling on this disk.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::SystemTime;
 
 use annals_engine::Commit;
@@ -37,14 +47,17 @@ use dolittle::runtime::events::{
     CommittedAggregateEvents, CommittedEvent, FetchForAggregateInBatchesRequest,
     FetchForAggregateRequest, FetchForAggregateResponse,
 };
+use parking_lot::{Condvar, Mutex};
 use processing::event_handler_client_to_runtime_message::Message as FromHead;
 use processing::event_handler_runtime_to_client_message::Message as ToHead;
+use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::grpc::wire_execution_context;
+use crate::raw::{RawLayout, RawLog};
 
 /// The answers the ceiling gives that do not follow from the request.
 #[derive(Clone)]
@@ -126,17 +139,45 @@ pub(crate) struct Ceiling {
     pub(crate) port: u16,
     stop: Option<oneshot::Sender<()>>,
     runtime: Option<tokio::runtime::Runtime>,
+    /// The durable ceiling's log (None for the ceiling).
+    log: Option<Arc<SyncedLog>>,
 }
 
 /// Name of the ceiling runtime's threads (the load tool reads their CPU time by it).
 pub(crate) const THREADS: &str = "ceiling";
 
+/// Name (prefix) of the durable ceiling's threads: its runtime's and its log's.
+pub(crate) const DURABLE_THREADS: &str = "durable";
+
 impl Ceiling {
     /// Starts the ceiling on a free port, on a runtime of its own with two workers.
     pub(crate) fn start(canned: Canned) -> Result<Ceiling> {
+        Ceiling::serve(canned, THREADS, None)
+    }
+
+    /// Starts the durable ceiling: the ceiling whose Commit answers once its events are
+    /// written and synced to a new file at `path` of `capacity_bytes` (written over from its
+    /// start when full).
+    pub(crate) fn start_durable(
+        canned: Canned,
+        path: &Path,
+        capacity_bytes: u64,
+    ) -> Result<Ceiling> {
+        let raw = RawLog::create(path, RawLayout::Preallocated(capacity_bytes))
+            .context("create the durable ceiling's file")?;
+        let log = SyncedLog::start(raw)?;
+        Ceiling::serve(canned, DURABLE_THREADS, Some(log))
+    }
+
+    /// `fdatasync`s of the durable ceiling so far (0 for the ceiling).
+    pub(crate) fn data_syncs(&self) -> u64 {
+        self.log.as_ref().map_or(0, |log| log.raw.data_syncs())
+    }
+
+    fn serve(canned: Canned, threads: &str, log: Option<Arc<SyncedLog>>) -> Result<Ceiling> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
-            .thread_name(THREADS)
+            .thread_name(threads)
             .enable_all()
             .build()
             .context("start the ceiling's runtime")?;
@@ -148,6 +189,7 @@ impl Ceiling {
         let service = Service {
             canned,
             next: Arc::new(AtomicU64::new(0)),
+            log: log.clone(),
         };
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -168,6 +210,7 @@ impl Ceiling {
             port,
             stop: Some(stop),
             runtime: Some(runtime),
+            log,
         })
     }
 }
@@ -180,6 +223,110 @@ impl Drop for Ceiling {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_timeout(std::time::Duration::from_secs(5));
         }
+        if let Some(log) = self.log.take() {
+            log.close();
+        }
+    }
+}
+
+/// The durable ceiling's log: commits queue their bytes, one thread writes and syncs
+/// whatever has queued, then completes those commits.
+pub(crate) struct SyncedLog {
+    raw: RawLog,
+    queue: Mutex<SyncQueue>,
+    /// Signalled when bytes queue while the thread waits, and on close.
+    work: Condvar,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct SyncQueue {
+    /// The queued commits' bytes, back to back.
+    bytes: Vec<u8>,
+    /// Their requests, woken in order once the bytes are durable.
+    waiting: Vec<oneshot::Sender<Result<(), String>>>,
+    /// The thread waits for bytes (so queueing must signal `work`).
+    idle: bool,
+    closed: bool,
+}
+
+impl SyncedLog {
+    fn start(raw: RawLog) -> Result<Arc<SyncedLog>> {
+        let log = Arc::new(SyncedLog {
+            raw,
+            queue: Mutex::new(SyncQueue::default()),
+            work: Condvar::new(),
+            thread: Mutex::new(None),
+        });
+        let writer = Arc::clone(&log);
+        let thread = std::thread::Builder::new()
+            .name(format!("{DURABLE_THREADS}-sync"))
+            .spawn(move || writer.run())
+            .context("start the durable ceiling's log thread")?;
+        *log.thread.lock() = Some(thread);
+        Ok(log)
+    }
+
+    /// Queues `events` (each encoded as the contract's message, length-delimited); the
+    /// receiver is completed once they are written and synced.
+    fn append(
+        &self,
+        events: &[dolittle::runtime::events::UncommittedEvent],
+    ) -> oneshot::Receiver<Result<(), String>> {
+        let (done, durable) = oneshot::channel();
+        let mut queue = self.queue.lock();
+        if queue.closed {
+            let _ = done.send(Err("the durable ceiling is closed".into()));
+            return durable;
+        }
+        for event in events {
+            event.encode_length_delimited(&mut queue.bytes).ok();
+        }
+        queue.waiting.push(done);
+        if queue.idle {
+            queue.idle = false;
+            self.work.notify_one();
+        }
+        durable
+    }
+
+    /// The log thread: takes whatever has queued, writes it with one `pwrite` and one
+    /// `fdatasync` ([`RawLog::append`], always its only caller), completes it; until closed.
+    fn run(&self) {
+        let mut spare = Vec::new();
+        let mut waiting = Vec::new();
+        loop {
+            let mut queue = self.queue.lock();
+            while queue.waiting.is_empty() && !queue.closed {
+                queue.idle = true;
+                self.work.wait(&mut queue);
+            }
+            if queue.waiting.is_empty() {
+                return;
+            }
+            queue.idle = false;
+            let bytes = std::mem::replace(&mut queue.bytes, std::mem::take(&mut spare));
+            std::mem::swap(&mut waiting, &mut queue.waiting);
+            drop(queue);
+            let result = self.raw.append(&bytes).map_err(|e| format!("{e:#}"));
+            for done in waiting.drain(..) {
+                let _ = done.send(result.clone());
+            }
+            spare = bytes;
+            spare.clear();
+        }
+    }
+
+    /// Stops the thread once what has queued is written.
+    fn close(&self) {
+        {
+            let mut queue = self.queue.lock();
+            queue.closed = true;
+            self.work.notify_one();
+        }
+        if let Some(thread) = self.thread.lock().take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -188,6 +335,8 @@ struct Service {
     canned: Canned,
     /// The next sequence number to hand out.
     next: Arc<AtomicU64>,
+    /// The durable ceiling's log (None: answers at once).
+    log: Option<Arc<SyncedLog>>,
 }
 
 /// The execution context a request carries, as each of its events is stamped with.
@@ -207,6 +356,12 @@ impl EventStore for Service {
     ) -> Result<Response<CommitEventsResponse>, Status> {
         let request = request.into_inner();
         let context = context_of(request.call_context)?;
+        if let Some(log) = &self.log {
+            log.append(&request.events)
+                .await
+                .map_err(|_| Status::unavailable("the durable ceiling stopped"))?
+                .map_err(Status::internal)?;
+        }
         let first = self
             .next
             .fetch_add(request.events.len() as u64, Ordering::Relaxed);
@@ -402,5 +557,90 @@ async fn serve_head(
             Some(Ok(_)) => {}
             Some(Err(_)) | None => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::EventFactory;
+    use crate::grpc::{commit_request, connect};
+    use dolittle::runtime::events::UncommittedEvent;
+
+    /// The events encoded back to back at the start of `file` (its zeroed rest ends them).
+    /// Read while the log writes, a group being copied in may read torn: `whole` says there
+    /// is none, so anything undecodable fails the test.
+    fn events_in(file: &Path, whole: bool) -> Vec<UncommittedEvent> {
+        let bytes = std::fs::read(file).unwrap();
+        let mut rest = &bytes[..];
+        let mut events = Vec::new();
+        while rest.first().is_some_and(|&b| b != 0) {
+            match UncommittedEvent::decode_length_delimited(&mut rest) {
+                Ok(event) => events.push(event),
+                Err(e) => {
+                    assert!(
+                        !whole,
+                        "undecodable bytes in the durable ceiling's file: {e}"
+                    );
+                    break;
+                }
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn the_durable_ceiling_answers_a_commit_once_its_events_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("durable");
+        let mut factory = EventFactory::new(5);
+        let ceiling =
+            Ceiling::start_durable(Canned::new(&factory.commit(2), &[]), &path, 1 << 20).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let clients = connect(&runtime, ceiling.port, 4).unwrap();
+        let requests: Vec<Vec<_>> = (0..4)
+            .map(|_| {
+                (0..10)
+                    .map(|i| commit_request(&factory.commit(1 + i % 3)))
+                    .collect()
+            })
+            .collect();
+        let answered: Vec<_> = clients
+            .into_iter()
+            .zip(requests.clone())
+            .map(|(mut client, requests)| {
+                let path = path.clone();
+                runtime.spawn(async move {
+                    let mut answered = 0;
+                    for request in requests {
+                        let events = request.events.clone();
+                        let response = client.commit(request).await.unwrap().into_inner();
+                        assert!(response.failure.is_none());
+                        assert_eq!(response.events.len(), events.len());
+                        // Answered: its events are in the file already.
+                        let written = events_in(&path, false);
+                        assert!(events.iter().all(|e| written.contains(e)));
+                        answered += events.len();
+                    }
+                    answered
+                })
+            })
+            .collect();
+        let answered: usize = answered
+            .into_iter()
+            .map(|task| runtime.block_on(task).unwrap())
+            .sum();
+        let syncs = ceiling.data_syncs();
+        drop(ceiling);
+        let written = events_in(&path, true);
+        assert_eq!(written.len(), answered);
+        for e in requests.iter().flatten().flat_map(|r| &r.events) {
+            assert!(written.contains(e));
+        }
+        assert!((1..=40).contains(&syncs), "{syncs} syncs for 40 commits");
     }
 }

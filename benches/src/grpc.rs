@@ -1,7 +1,10 @@
 //! `annals-bench grpc`: the `annals` server over gRPC, driven like heads drive it, against the
 //! raw group-commit limit and the gRPC ceiling (`ceiling`: the same clients against a tonic
 //! server that answers in kind and does no I/O), all measured in the same run, interleaved,
-//! the order turning round by round.
+//! the order turning round by round. Commits are also measured against the durable ceiling
+//! (`durable`: the ceiling answering each Commit once its events are written and synced, with
+//! the raw baseline's one `pwrite` and one `fdatasync` per group; `ceiling.rs`): what any
+//! server that keeps the contract's promise can reach on this machine and this disk.
 //!
 //! Workloads (design.md section 7, issue 15):
 //! - `grpc_commit`: for each shape (clients x events per Commit), every client commits in a
@@ -415,6 +418,11 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
 
     let fetch_aggregate = factory.commit(FETCH_EVENTS_PER_AGGREGATE);
     let ceiling = Ceiling::start(Canned::new(&fetch_aggregate, &[]))?;
+    let durable = Ceiling::start_durable(
+        Canned::new(&fetch_aggregate, &[]),
+        &root.path().join("durable-ceiling.log"),
+        256 << 20,
+    )?;
     let setup = Setup {
         binary: &binary,
         root: root.path(),
@@ -423,6 +431,7 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
         window,
         date: &date,
         ceiling: ceiling.port,
+        durable: &durable,
     };
     let mut measurements = Vec::new();
     for round in 0..rounds {
@@ -433,7 +442,7 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
             order
         };
         for (shape_index, &(clients, batch)) in args.shapes.iter().enumerate() {
-            for system in order(&["annals", "raw", "ceiling"]) {
+            for system in order(&["annals", "raw", "ceiling", "durable"]) {
                 let m = if system == "raw" {
                     measure_raw(
                         &raw,
@@ -496,6 +505,7 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
     commit_costs(&measurements)?;
     aggregate_vs_commit(&measurements)?;
     drop(ceiling);
+    drop(durable);
     drop(raw);
     root.close().context("remove the data directory")?;
     eprintln!("done in {:.1?}", started.elapsed());
@@ -609,12 +619,14 @@ fn measure_commits(
     let mut before = None;
     let cpu_of = served.cpu_party();
     let mut cpu_before = None;
+    let mut durable_syncs = 0;
     let outcome = run_requests(
         setup.runtime,
         clients,
         setup.window,
         || {
             before = served.counters();
+            durable_syncs = setup.durable.data_syncs();
             cpu_before = Some(cpu::Snapshot::take(
                 cpu_of,
                 cpu::Party::OwnThreads(CLIENT_THREADS),
@@ -642,6 +654,10 @@ fn measure_commits(
                 (a.commit_seconds - b.commit_seconds) * 1e6,
                 a.commits.saturating_sub(b.commits),
             ),
+        ),
+        _ if system == "durable" => (
+            Some(setup.durable.data_syncs().saturating_sub(durable_syncs)),
+            None,
         ),
         _ => (None, None),
     };
@@ -793,21 +809,26 @@ struct Setup<'a> {
     date: &'a str,
     /// The ceiling's port.
     ceiling: u16,
+    /// The durable ceiling (Commit only).
+    durable: &'a Ceiling,
 }
 
-/// What a measurement's clients talk to: a fresh `annals` server, or the ceiling.
+/// What a measurement's clients talk to: a fresh `annals` server, the ceiling, or the durable
+/// ceiling.
 struct Served {
+    system: &'static str,
     port: u16,
-    /// The server and its directory (None for the ceiling).
+    /// The server and its directory (None for the ceilings).
     annals: Option<(ServerProcess, PathBuf)>,
 }
 
 impl Served {
-    /// Whose CPU time is the server's: the annals process, or the ceiling's threads.
+    /// Whose CPU time is the server's: the annals process, or a ceiling's threads.
     fn cpu_party(&self) -> cpu::Party {
-        match &self.annals {
-            Some((server, _)) => cpu::Party::Process(server.pid()),
-            None => cpu::Party::OwnThreads(crate::ceiling::THREADS),
+        match (&self.annals, self.system) {
+            (Some((server, _)), _) => cpu::Party::Process(server.pid()),
+            (None, "durable") => cpu::Party::OwnThreads(crate::ceiling::DURABLE_THREADS),
+            (None, _) => cpu::Party::OwnThreads(crate::ceiling::THREADS),
         }
     }
 
@@ -820,15 +841,26 @@ impl Served {
 impl Setup<'_> {
     /// `system`'s port: a fresh annals server in `dir_name` below the run's directory, or
     /// the ceiling.
-    fn serve(&self, system: &str, dir_name: &str) -> Result<Served> {
+    fn serve(&self, system: &'static str, dir_name: &str) -> Result<Served> {
         self.serve_configured(system, dir_name, "")
     }
 
     /// [`serve`](Self::serve) with `runtime_yml` as the server's configuration.
-    fn serve_configured(&self, system: &str, dir_name: &str, runtime_yml: &str) -> Result<Served> {
-        if system == "ceiling" {
+    fn serve_configured(
+        &self,
+        system: &'static str,
+        dir_name: &str,
+        runtime_yml: &str,
+    ) -> Result<Served> {
+        let ceiling = match system {
+            "ceiling" => Some(self.ceiling),
+            "durable" => Some(self.durable.port),
+            _ => None,
+        };
+        if let Some(port) = ceiling {
             return Ok(Served {
-                port: self.ceiling,
+                system,
+                port,
                 annals: None,
             });
         }
@@ -836,6 +868,7 @@ impl Setup<'_> {
         let args = ["--tenant".to_owned(), self.tenant.to_string()];
         let server = ServerProcess::start_configured(self.binary, &dir, runtime_yml, &args)?;
         Ok(Served {
+            system,
             port: server.private_port,
             annals: Some((server, dir)),
         })
@@ -860,15 +893,17 @@ impl Setup<'_> {
         round: usize,
         outcome: &AppendOutcome,
     ) -> Result<Measurement> {
-        let system = if let Some((server, dir)) = served.annals {
+        if let Some((server, dir)) = served.annals {
             server.stop()?;
             std::fs::remove_dir_all(dir).ok();
-            "annals"
-        } else {
-            "ceiling"
-        };
+        }
         Ok(measurement(
-            system, workload, shape, round, self.date, outcome,
+            served.system,
+            workload,
+            shape,
+            round,
+            self.date,
+            outcome,
         ))
     }
 }
@@ -1094,7 +1129,9 @@ fn progress(rounds: usize, m: &Measurement) {
 /// of the two cores they kept busy; for one client, also the serial bound: a server that
 /// did nothing but the ceiling's answer and the raw write of the same events, one after the
 /// other (one request in flight), would reach 1 / (1/ceiling + 1/raw) events/s, so
-/// raw / (raw + ceiling) of the ceiling (paired per round).
+/// raw / (raw + ceiling) of the ceiling (paired per round). Then the durable ceiling: its CPU
+/// per request, where it stands against the ceiling (what the disk costs the least durable
+/// server) and annals against it, paired per round.
 fn commit_costs(measurements: &[Measurement]) -> Result<()> {
     eprintln!();
     eprintln!(
@@ -1136,6 +1173,27 @@ fn commit_costs(measurements: &[Measurement]) -> Result<()> {
         } else {
             (None, None)
         };
+        // `a`'s rate over `b`'s, round by round, then the median of those.
+        let paired = |a: &'static str, b: &'static str| {
+            let ratios: Vec<f64> = of(a)
+                .filter_map(|m| {
+                    in_round(b, m.round)
+                        .filter(|&theirs| theirs > 0.0)
+                        .map(|theirs| m.events_per_s / theirs)
+                })
+                .collect();
+            median(&ratios)
+        };
+        let rate = |system: &'static str| {
+            let values: Vec<f64> = of(system).map(|m| m.events_per_s).collect();
+            median(&values)
+        };
+        let per_sync = |system: &'static str| {
+            let values: Vec<f64> = of(system).filter_map(|m| m.events_per_fdatasync).collect();
+            median(&values)
+        };
+        let (durable_vs_ceiling, annals_vs_durable) =
+            (paired("durable", "ceiling"), paired("annals", "durable"));
         let line = json!({
             "workload": "cost",
             "of_workload": "grpc_commit",
@@ -1149,6 +1207,13 @@ fn commit_costs(measurements: &[Measurement]) -> Result<()> {
             "ceiling_cpu_cores_busy": median_of("ceiling", "cpu_cores_busy"),
             "serial_bound_vs_ceiling_paired": bound,
             "annals_vs_serial_bound_paired": annals_vs_bound,
+            "durable_events_per_s": rate("durable"),
+            "durable_events_per_fdatasync": per_sync("durable"),
+            "durable_server_cpu_us_per_request": median_of("durable", "server_cpu_us_per_request"),
+            "durable_clients_cpu_us_per_request": median_of("durable", "clients_cpu_us_per_request"),
+            "durable_cpu_cores_busy": median_of("durable", "cpu_cores_busy"),
+            "durable_vs_ceiling_paired": durable_vs_ceiling,
+            "annals_vs_durable_paired": annals_vs_durable,
         });
         emit(&line)?;
         let mut text = format!(
@@ -1169,6 +1234,17 @@ fn commit_costs(measurements: &[Measurement]) -> Result<()> {
                 fixed(annals_vs_bound, 2)
             );
         }
+        let _ = write!(
+            text,
+            "\n        durable ceiling {} ev/s ({} ev/sync), {} / {}, {} cores: {} of the ceiling; annals at {} of it (paired)",
+            fixed(rate("durable"), 0),
+            fixed(per_sync("durable"), 1),
+            fixed(median_of("durable", "server_cpu_us_per_request"), 1),
+            fixed(median_of("durable", "clients_cpu_us_per_request"), 1),
+            fixed(median_of("durable", "cpu_cores_busy"), 2),
+            fixed(durable_vs_ceiling, 2),
+            fixed(annals_vs_durable, 2),
+        );
         eprintln!("{text}");
     }
     Ok(())
