@@ -25,7 +25,8 @@ enum Suite {
     /// and PostgreSQL 15 (a throwaway cluster started by the tool).
     Aggregates(aggregates::AggregatesArgs),
     /// The `annals` server over gRPC: commits (N clients x B events), commits for aggregates
-    /// and fetches, against the raw group-commit limit in the same run.
+    /// and fetches, against the raw group-commit limit, the gRPC ceiling and the durable
+    /// ceiling in the same run.
     Grpc(grpc::GrpcArgs),
     /// Event handler delivery to one head: catch-up and live, strictly ordered and with
     /// concurrency 16, and a catch-up of 1 M events.
