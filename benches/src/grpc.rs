@@ -839,8 +839,8 @@ impl Served {
 }
 
 impl Setup<'_> {
-    /// `system`'s port: a fresh annals server in `dir_name` below the run's directory, or
-    /// the ceiling.
+    /// `system`'s port: a fresh annals server in `dir_name` below the run's directory, the
+    /// ceiling or the durable ceiling.
     fn serve(&self, system: &'static str, dir_name: &str) -> Result<Served> {
         self.serve_configured(system, dir_name, "")
     }
