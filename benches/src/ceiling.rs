@@ -139,8 +139,8 @@ pub(crate) struct Ceiling {
     pub(crate) port: u16,
     stop: Option<oneshot::Sender<()>>,
     runtime: Option<tokio::runtime::Runtime>,
-    /// The durable ceiling's log (None for the ceiling).
-    log: Option<Arc<SyncedLog>>,
+    /// The durable ceiling's log and its thread (None for the ceiling).
+    log: Option<(Arc<SyncedLog>, JoinHandle<()>)>,
 }
 
 /// Name of the ceiling runtime's threads (the load tool reads their CPU time by it).
@@ -165,13 +165,15 @@ impl Ceiling {
     ) -> Result<Ceiling> {
         let raw = RawLog::create(path, RawLayout::Preallocated(capacity_bytes))
             .context("create the durable ceiling's file")?;
-        let log = SyncedLog::start(raw)?;
-        Ceiling::serve(canned, DURABLE_THREADS, Some(log))
+        let (log, thread) = SyncedLog::start(raw)?;
+        let mut ceiling = Ceiling::serve(canned, DURABLE_THREADS, Some(Arc::clone(&log)))?;
+        ceiling.log = Some((log, thread));
+        Ok(ceiling)
     }
 
     /// `fdatasync`s of the durable ceiling so far (0 for the ceiling).
     pub(crate) fn data_syncs(&self) -> u64 {
-        self.log.as_ref().map_or(0, |log| log.raw.data_syncs())
+        self.log.as_ref().map_or(0, |(log, _)| log.raw.data_syncs())
     }
 
     fn serve(canned: Canned, threads: &str, log: Option<Arc<SyncedLog>>) -> Result<Ceiling> {
@@ -189,7 +191,7 @@ impl Ceiling {
         let service = Service {
             canned,
             next: Arc::new(AtomicU64::new(0)),
-            log: log.clone(),
+            log,
         };
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -210,7 +212,7 @@ impl Ceiling {
             port,
             stop: Some(stop),
             runtime: Some(runtime),
-            log,
+            log: None,
         })
     }
 }
@@ -223,8 +225,9 @@ impl Drop for Ceiling {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_timeout(std::time::Duration::from_secs(5));
         }
-        if let Some(log) = self.log.take() {
+        if let Some((log, thread)) = self.log.take() {
             log.close();
+            let _ = thread.join();
         }
     }
 }
@@ -236,7 +239,6 @@ pub(crate) struct SyncedLog {
     queue: Mutex<SyncQueue>,
     /// Signalled when bytes queue while the thread waits, and on close.
     work: Condvar,
-    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -251,20 +253,19 @@ struct SyncQueue {
 }
 
 impl SyncedLog {
-    fn start(raw: RawLog) -> Result<Arc<SyncedLog>> {
+    /// The log over `raw` and its thread (which ends once [`close`](Self::close)d).
+    fn start(raw: RawLog) -> Result<(Arc<SyncedLog>, JoinHandle<()>)> {
         let log = Arc::new(SyncedLog {
             raw,
             queue: Mutex::new(SyncQueue::default()),
             work: Condvar::new(),
-            thread: Mutex::new(None),
         });
         let writer = Arc::clone(&log);
         let thread = std::thread::Builder::new()
             .name(format!("{DURABLE_THREADS}-sync"))
             .spawn(move || writer.run())
             .context("start the durable ceiling's log thread")?;
-        *log.thread.lock() = Some(thread);
-        Ok(log)
+        Ok((log, thread))
     }
 
     /// Queues `events` (each encoded as the contract's message, length-delimited); the
@@ -317,16 +318,10 @@ impl SyncedLog {
         }
     }
 
-    /// Stops the thread once what has queued is written.
+    /// Tells the thread to end once what has queued is written.
     fn close(&self) {
-        {
-            let mut queue = self.queue.lock();
-            queue.closed = true;
-            self.work.notify_one();
-        }
-        if let Some(thread) = self.thread.lock().take() {
-            let _ = thread.join();
-        }
+        self.queue.lock().closed = true;
+        self.work.notify_one();
     }
 }
 

@@ -51,8 +51,8 @@ use crate::data::{CommitPool, EventFactory};
 use crate::driver::{AppendOutcome, Window};
 use crate::raw::{RawLayout, RawLog};
 use crate::report::{
-    emit, fixed, median, now_utc, percentiles_us, progress_line, rate_in_round, ratio, record,
-    shapes, summarise_against, to_f64, Measurement, Subject,
+    emit, fixed, median, now_utc, paired_ratio, percentiles_us, progress_line, rate_in_round,
+    ratio, record, shapes, summarise_against, to_f64, Measurement, Subject,
 };
 use crate::suite::{parse_shape, SuiteArgs, WindowArgs};
 
@@ -1146,6 +1146,10 @@ fn commit_costs(measurements: &[Measurement]) -> Result<()> {
                 m.system == system && (m.workload, m.writers, m.batch) == (workload, writers, batch)
             })
         };
+        let median_by = |system: &'static str, field: fn(&Measurement) -> Option<f64>| {
+            let values: Vec<f64> = of(system).filter_map(field).collect();
+            median(&values)
+        };
         let median_of = |system: &'static str, key: &str| {
             let values: Vec<f64> = of(system)
                 .filter_map(|m| m.extra.get(key).and_then(serde_json::Value::as_f64))
@@ -1173,27 +1177,13 @@ fn commit_costs(measurements: &[Measurement]) -> Result<()> {
         } else {
             (None, None)
         };
-        // `a`'s rate over `b`'s, round by round, then the median of those.
-        let paired = |a: &'static str, b: &'static str| {
-            let ratios: Vec<f64> = of(a)
-                .filter_map(|m| {
-                    in_round(b, m.round)
-                        .filter(|&theirs| theirs > 0.0)
-                        .map(|theirs| m.events_per_s / theirs)
-                })
-                .collect();
-            median(&ratios)
-        };
-        let rate = |system: &'static str| {
-            let values: Vec<f64> = of(system).map(|m| m.events_per_s).collect();
-            median(&values)
-        };
-        let per_sync = |system: &'static str| {
-            let values: Vec<f64> = of(system).filter_map(|m| m.events_per_fdatasync).collect();
-            median(&values)
-        };
-        let (durable_vs_ceiling, annals_vs_durable) =
-            (paired("durable", "ceiling"), paired("annals", "durable"));
+        let shape = (workload, writers, batch);
+        let (durable_vs_ceiling, annals_vs_durable) = (
+            paired_ratio(measurements, "durable", "ceiling", shape),
+            paired_ratio(measurements, "annals", "durable", shape),
+        );
+        let rate = median_by("durable", |m| Some(m.events_per_s));
+        let per_sync = median_by("durable", |m| m.events_per_fdatasync);
         let line = json!({
             "workload": "cost",
             "of_workload": "grpc_commit",
@@ -1207,8 +1197,8 @@ fn commit_costs(measurements: &[Measurement]) -> Result<()> {
             "ceiling_cpu_cores_busy": median_of("ceiling", "cpu_cores_busy"),
             "serial_bound_vs_ceiling_paired": bound,
             "annals_vs_serial_bound_paired": annals_vs_bound,
-            "durable_events_per_s": rate("durable"),
-            "durable_events_per_fdatasync": per_sync("durable"),
+            "durable_events_per_s": rate,
+            "durable_events_per_fdatasync": per_sync,
             "durable_server_cpu_us_per_request": median_of("durable", "server_cpu_us_per_request"),
             "durable_clients_cpu_us_per_request": median_of("durable", "clients_cpu_us_per_request"),
             "durable_cpu_cores_busy": median_of("durable", "cpu_cores_busy"),
@@ -1237,8 +1227,8 @@ fn commit_costs(measurements: &[Measurement]) -> Result<()> {
         let _ = write!(
             text,
             "\n        durable ceiling {} ev/s ({} ev/sync), {} / {}, {} cores: {} of the ceiling; annals at {} of it (paired)",
-            fixed(rate("durable"), 0),
-            fixed(per_sync("durable"), 1),
+            fixed(rate, 0),
+            fixed(per_sync, 1),
             fixed(median_of("durable", "server_cpu_us_per_request"), 1),
             fixed(median_of("durable", "clients_cpu_us_per_request"), 1),
             fixed(median_of("durable", "cpu_cores_busy"), 2),

@@ -297,6 +297,26 @@ pub(crate) fn rate_in_round(
         .map(|m| m.events_per_s)
 }
 
+/// `a`'s events/s over `b`'s at `shape`, within each round (the two ran seconds apart), then
+/// the median of those: steadier than the ratio of medians when the disk drifts between rounds.
+pub(crate) fn paired_ratio(
+    measurements: &[Measurement],
+    a: &str,
+    b: &str,
+    shape: (&str, usize, Option<usize>),
+) -> Option<f64> {
+    let ratios: Vec<f64> = measurements
+        .iter()
+        .filter(|m| m.system == a && (m.workload, m.writers, m.batch) == shape)
+        .filter_map(|m| {
+            rate_in_round(measurements, b, shape, m.round)
+                .filter(|&theirs| theirs > 0.0)
+                .map(|theirs| m.events_per_s / theirs)
+        })
+        .collect();
+    median(&ratios)
+}
+
 /// A figure with `digits` decimals for the tables, or "-" where there is none.
 pub(crate) fn fixed(value: Option<f64>, digits: usize) -> String {
     value.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
@@ -348,23 +368,8 @@ pub fn summarise_against(measurements: &[Measurement], date: &str, peer: &str) -
             (Some(a), Some(b)) if b > 0.0 => Some(a / b),
             _ => None,
         };
-        // Paired: the ratio within each round (the systems ran seconds apart), then the median
-        // of those; steadier than the ratio of medians when the disk drifts between rounds.
-        let paired = |other: &str| {
-            let ratios: Vec<f64> = measurements
-                .iter()
-                .filter(|m| {
-                    m.system == "annals"
-                        && (m.workload, m.writers, m.batch) == (workload, writers, batch)
-                })
-                .filter_map(|m| {
-                    let theirs =
-                        rate_in_round(measurements, other, (workload, writers, batch), m.round);
-                    vs(Some(m.events_per_s), theirs)
-                })
-                .collect();
-            median(&ratios)
-        };
+        let paired =
+            |other: &str| paired_ratio(measurements, "annals", other, (workload, writers, batch));
         let (target_vs_raw, target_vs_peer) = targets(workload, writers, batch);
         let rounds = measurements
             .iter()
