@@ -237,7 +237,7 @@ impl Drop for Ceiling {
 pub(crate) struct SyncedLog {
     raw: RawLog,
     queue: Mutex<SyncQueue>,
-    /// Signalled when bytes queue while the thread waits, and on close.
+    /// Signalled when bytes queue, and on close.
     work: Condvar,
 }
 
@@ -247,8 +247,6 @@ struct SyncQueue {
     bytes: Vec<u8>,
     /// Their requests, woken in order once the bytes are durable.
     waiting: Vec<oneshot::Sender<Result<(), String>>>,
-    /// The thread waits for bytes (so queueing must signal `work`).
-    idle: bool,
     closed: bool,
 }
 
@@ -284,32 +282,28 @@ impl SyncedLog {
             event.encode_length_delimited(&mut queue.bytes).ok();
         }
         queue.waiting.push(done);
-        if queue.idle {
-            queue.idle = false;
-            self.work.notify_one();
-        }
+        // No system call unless the thread waits (parking_lot knows whether it does).
+        self.work.notify_one();
         durable
     }
 
     /// The log thread: takes whatever has queued, writes it with one `pwrite` and one
-    /// `fdatasync` ([`RawLog::append`], always its only caller), completes it; until closed.
+    /// `fdatasync` ([`RawLog::write_group`]), completes it; until closed.
     fn run(&self) {
         let mut spare = Vec::new();
         let mut waiting = Vec::new();
         loop {
             let mut queue = self.queue.lock();
             while queue.waiting.is_empty() && !queue.closed {
-                queue.idle = true;
                 self.work.wait(&mut queue);
             }
             if queue.waiting.is_empty() {
                 return;
             }
-            queue.idle = false;
             let bytes = std::mem::replace(&mut queue.bytes, std::mem::take(&mut spare));
             std::mem::swap(&mut waiting, &mut queue.waiting);
             drop(queue);
-            let result = self.raw.append(&bytes).map_err(|e| format!("{e:#}"));
+            let result = self.raw.write_group(&bytes).map_err(|e| format!("{e:#}"));
             for done in waiting.drain(..) {
                 let _ = done.send(result.clone());
             }

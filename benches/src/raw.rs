@@ -151,12 +151,7 @@ impl RawLog {
 
     /// Appends one commit's records; returns once they are durable.
     pub fn append(&self, records: &[u8]) -> Result<()> {
-        ensure!(
-            records.len() as u64 <= self.capacity_bytes,
-            "a commit of {} bytes does not fit the {}-byte raw file",
-            records.len(),
-            self.capacity_bytes
-        );
+        self.check_fits(records)?;
         let mut queue = self.queue.lock();
         queue.waiting.extend_from_slice(records);
         queue.issued += 1;
@@ -178,19 +173,10 @@ impl RawLog {
         let spare = std::mem::take(&mut queue.spare);
         let group = std::mem::replace(&mut queue.waiting, spare);
         let last = queue.issued;
-        let group_len = group.len() as u64;
-        let offset = if queue.write_offset + group_len > self.capacity_bytes {
-            0
-        } else {
-            queue.write_offset
-        };
-        queue.write_offset = offset + group_len;
+        let offset = self.reserve(&mut queue, group.len());
         drop(queue);
 
-        let result = self.file.write_all_at(&group, offset).and_then(|()| {
-            self.data_syncs.fetch_add(1, Ordering::Relaxed);
-            self.file.sync_data()
-        });
+        let result = self.write_synced(&group, offset);
 
         let mut queue = self.queue.lock();
         let mut group = group;
@@ -199,11 +185,52 @@ impl RawLog {
         queue.leader = false;
         match &result {
             Ok(()) => queue.durable = last,
-            Err(e) => queue.failure = Some(e.to_string()),
+            Err(e) => queue.failure = Some(format!("{e:#}")),
         }
         drop(queue);
         self.group_done.notify_all();
-        result.with_context(|| format!("pwrite+fdatasync {}", self.path.display()))
+        result
+    }
+
+    /// Writes `group` (records back to back) with one `pwrite` and one `fdatasync`, for a
+    /// caller that gathers its own groups and is this file's only writer.
+    pub fn write_group(&self, group: &[u8]) -> Result<()> {
+        self.check_fits(group)?;
+        let offset = self.reserve(&mut self.queue.lock(), group.len());
+        self.write_synced(group, offset)
+    }
+
+    fn check_fits(&self, records: &[u8]) -> Result<()> {
+        ensure!(
+            records.len() as u64 <= self.capacity_bytes,
+            "a commit of {} bytes does not fit the {}-byte raw file",
+            records.len(),
+            self.capacity_bytes
+        );
+        Ok(())
+    }
+
+    /// Where a group of `len` bytes goes: at the write offset, or the file's start when it
+    /// would not fit before the end.
+    fn reserve(&self, queue: &mut Queue, len: usize) -> u64 {
+        let len = len as u64;
+        let offset = if queue.write_offset + len > self.capacity_bytes {
+            0
+        } else {
+            queue.write_offset
+        };
+        queue.write_offset = offset + len;
+        offset
+    }
+
+    fn write_synced(&self, group: &[u8], offset: u64) -> Result<()> {
+        self.file
+            .write_all_at(group, offset)
+            .and_then(|()| {
+                self.data_syncs.fetch_add(1, Ordering::Relaxed);
+                self.file.sync_data()
+            })
+            .with_context(|| format!("pwrite+fdatasync {}", self.path.display()))
     }
 }
 
