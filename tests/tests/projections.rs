@@ -171,6 +171,23 @@ impl Head {
         (head, failure)
     }
 
+    /// Connects once the projection's place is free: a head that has just gone away keeps it
+    /// until its connection has written its position, so a refusal is tried again until MUST.
+    async fn connect_when_free(server: &Server, projection: &Projection) -> Head {
+        let deadline = tokio::time::Instant::now() + MUST;
+        loop {
+            let (head, failure) = Head::connect(server.private().await, projection).await;
+            match failure {
+                None => return head,
+                Some(failure) => assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "still refused: {failure:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn next(&mut self, timeout: Duration) -> Option<Result<In, tonic::Status>> {
         tokio::time::timeout(timeout, self.inbox.recv())
             .await
@@ -800,21 +817,13 @@ async fn a_changed_definition_rebuilds_every_tenants_states_and_tenants_stay_apa
     // The same definition again (reordered, another alias): nothing is replayed.
     let mut same = registration.clone();
     same.alias = Some("renamed".into());
-    let (mut head, _) = Head::connect(server.private().await, &same).await;
+    let mut head = Head::connect_when_free(&server, &same).await;
     head.no_request().await;
     drop(head);
 
     let mut changed = registration.clone();
     changed.initial_state = r#"{"n":100}"#.into();
-    // The place is freed once the old connection has written its position.
-    let (mut head, failure) = loop {
-        let (head, failure) = Head::connect(server.private().await, &changed).await;
-        if failure.is_none() {
-            break (head, failure);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(failure, None);
+    let mut head = Head::connect_when_free(&server, &changed).await;
     let mut replayed = Vec::new();
     for _ in 0..3 {
         let request = head.request().await;
