@@ -56,6 +56,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::cpu;
 use crate::grpc::wire_execution_context;
 use crate::raw::{RawLayout, RawLog};
 
@@ -139,15 +140,17 @@ pub(crate) struct Ceiling {
     pub(crate) port: u16,
     stop: Option<oneshot::Sender<()>>,
     runtime: Option<tokio::runtime::Runtime>,
+    /// The prefix of its threads' names.
+    threads: &'static str,
     /// The durable ceiling's log and its thread (None for the ceiling).
     log: Option<(Arc<SyncedLog>, JoinHandle<()>)>,
 }
 
 /// Name of the ceiling runtime's threads (the load tool reads their CPU time by it).
-pub(crate) const THREADS: &str = "ceiling";
+const THREADS: &str = "ceiling";
 
 /// Name (prefix) of the durable ceiling's threads: its runtime's and its log's.
-pub(crate) const DURABLE_THREADS: &str = "durable";
+const DURABLE_THREADS: &str = "durable";
 
 impl Ceiling {
     /// Starts the ceiling on a free port, on a runtime of its own with two workers.
@@ -171,12 +174,21 @@ impl Ceiling {
         Ok(ceiling)
     }
 
+    /// Whose CPU time is this server's: its threads, by the prefix of their names.
+    pub(crate) fn cpu_party(&self) -> cpu::Party {
+        cpu::Party::OwnThreads(self.threads)
+    }
+
     /// `fdatasync`s of the durable ceiling so far (0 for the ceiling).
     pub(crate) fn data_syncs(&self) -> u64 {
         self.log.as_ref().map_or(0, |(log, _)| log.raw.data_syncs())
     }
 
-    fn serve(canned: Canned, threads: &str, log: Option<Arc<SyncedLog>>) -> Result<Ceiling> {
+    fn serve(
+        canned: Canned,
+        threads: &'static str,
+        log: Option<Arc<SyncedLog>>,
+    ) -> Result<Ceiling> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name(threads)
@@ -212,6 +224,7 @@ impl Ceiling {
             port,
             stop: Some(stop),
             runtime: Some(runtime),
+            threads,
             log: None,
         })
     }

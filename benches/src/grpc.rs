@@ -430,7 +430,7 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
         tenant,
         window,
         date: &date,
-        ceiling: ceiling.port,
+        ceiling: &ceiling,
         durable: &durable,
     };
     let mut measurements = Vec::new();
@@ -617,7 +617,7 @@ fn measure_commits(
     let reqs = Arc::new(requests.to_vec());
     let per_writer = reqs.len() / clients;
     let mut before = None;
-    let cpu_of = served.cpu_party();
+    let cpu_of = served.cpu;
     let mut cpu_before = None;
     let mut durable_syncs = 0;
     let outcome = run_requests(
@@ -807,8 +807,8 @@ struct Setup<'a> {
     window: Window,
     /// The run's date, stamped on every measurement.
     date: &'a str,
-    /// The ceiling's port.
-    ceiling: u16,
+    /// The ceiling.
+    ceiling: &'a Ceiling,
     /// The durable ceiling (Commit only).
     durable: &'a Ceiling,
 }
@@ -818,20 +818,13 @@ struct Setup<'a> {
 struct Served {
     system: &'static str,
     port: u16,
+    /// Whose CPU time is the server's: the annals process, or a ceiling's threads.
+    cpu: cpu::Party,
     /// The server and its directory (None for the ceilings).
     annals: Option<(ServerProcess, PathBuf)>,
 }
 
 impl Served {
-    /// Whose CPU time is the server's: the annals process, or a ceiling's threads.
-    fn cpu_party(&self) -> cpu::Party {
-        match (&self.annals, self.system) {
-            (Some((server, _)), _) => cpu::Party::Process(server.pid()),
-            (None, "durable") => cpu::Party::OwnThreads(crate::ceiling::DURABLE_THREADS),
-            (None, _) => cpu::Party::OwnThreads(crate::ceiling::THREADS),
-        }
-    }
-
     /// The server's counters, for annals.
     fn counters(&self) -> Option<ServerCounters> {
         self.annals.as_ref().and_then(|(s, _)| s.counters().ok())
@@ -854,13 +847,14 @@ impl Setup<'_> {
     ) -> Result<Served> {
         let ceiling = match system {
             "ceiling" => Some(self.ceiling),
-            "durable" => Some(self.durable.port),
+            "durable" => Some(self.durable),
             _ => None,
         };
-        if let Some(port) = ceiling {
+        if let Some(ceiling) = ceiling {
             return Ok(Served {
                 system,
-                port,
+                port: ceiling.port,
+                cpu: ceiling.cpu_party(),
                 annals: None,
             });
         }
@@ -870,6 +864,7 @@ impl Setup<'_> {
         Ok(Served {
             system,
             port: server.private_port,
+            cpu: cpu::Party::Process(server.pid()),
             annals: Some((server, dir)),
         })
     }
@@ -1137,14 +1132,15 @@ fn commit_costs(measurements: &[Measurement]) -> Result<()> {
     eprintln!(
         "cpu per Commit request (us), server / clients, and cores busy; medians of the rounds"
     );
-    for (workload, writers, batch) in shapes(measurements) {
+    for shape in shapes(measurements) {
+        let (workload, writers, batch) = shape;
         if workload != "grpc_commit" {
             continue;
         }
         let of = |system: &'static str| {
-            measurements.iter().filter(move |m| {
-                m.system == system && (m.workload, m.writers, m.batch) == (workload, writers, batch)
-            })
+            measurements
+                .iter()
+                .filter(move |m| m.system == system && (m.workload, m.writers, m.batch) == shape)
         };
         let median_by = |system: &'static str, field: fn(&Measurement) -> Option<f64>| {
             let values: Vec<f64> = of(system).filter_map(field).collect();
@@ -1156,9 +1152,8 @@ fn commit_costs(measurements: &[Measurement]) -> Result<()> {
                 .collect();
             median(&values)
         };
-        let in_round = |system: &'static str, round: usize| {
-            rate_in_round(measurements, system, (workload, writers, batch), round)
-        };
+        let in_round =
+            |system: &'static str, round: usize| rate_in_round(measurements, system, shape, round);
         // One request in flight: the ceiling's round trip and the raw write add up.
         let (bound, annals_vs_bound) = if writers == 1 {
             let mut bounds = Vec::new();
@@ -1177,7 +1172,6 @@ fn commit_costs(measurements: &[Measurement]) -> Result<()> {
         } else {
             (None, None)
         };
-        let shape = (workload, writers, batch);
         let (durable_vs_ceiling, annals_vs_durable) = (
             paired_ratio(measurements, "durable", "ceiling", shape),
             paired_ratio(measurements, "annals", "durable", shape),
